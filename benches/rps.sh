@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Load benchmark: wisp vs `wasmtime serve` 48.0.8 (defaults, and with keep-resident tuning)
+# vs a native hyper server, in one run on this machine, on the hello guest and on a guest
+# that allocates and touches 4 MiB per request. Prints req/s, p50, p99 per cell, ratios,
+# start-to-first-200 times and idle RSS.
+#
+# Usage: benches/rps.sh [seconds-per-cell (default 5)]
+# Everything listens on 127.0.0.1 only; every load run stops by itself after its duration.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${1:-5}"
+ROOT="$PWD"
+PORT=38181
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need wrk; then
+  echo "installing wrk (Debian package)" >&2
+  apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
+fi
+if ! need wasmtime || ! wasmtime --version | grep -q '^wasmtime 48.0.8'; then
+  echo "installing wasmtime-cli 48.0.8 (cargo install; takes a while once)" >&2
+  cargo install --locked wasmtime-cli@48.0.8 >&2
+fi
+WASMTIME="$(command -v wasmtime)"
+
+echo "building release binaries and guests" >&2
+cargo build --release -q -p wisp-cli -p wisp-benches -p wisp-test-programs >&2
+WISP="$ROOT/target/release/wisp"
+NATIVE="$ROOT/target/release/native-hello"
+GUESTS="$ROOT/target/guest-programs/wasm32-wasip2/release"
+CACHE="$(mktemp -d)"
+trap 'rm -rf "$CACHE"; kill $(jobs -p) 2>/dev/null || true' EXIT
+
+start_server() { # kind guest -> sets SERVER_PID; waits for the first 200
+  local kind=$1 guest=$2 wasm="$GUESTS/$2.wasm"
+  case $kind in
+    wisp) "$WISP" up --from "$wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --memory-limit-mb 128 2>/dev/null & ;;
+    wasmtime) "$WASMTIME" serve --addr 127.0.0.1:$PORT "$wasm" >/dev/null 2>&1 & ;;
+    wasmtime-keep) "$WASMTIME" serve -O pooling-memory-keep-resident=16777216,pooling-table-keep-resident=1048576 --addr 127.0.0.1:$PORT "$wasm" >/dev/null 2>&1 & ;;
+    native) if [ "$guest" = touch4mib ]; then "$NATIVE" 127.0.0.1:$PORT --touch4mib 2>/dev/null & else "$NATIVE" 127.0.0.1:$PORT 2>/dev/null & fi ;;
+  esac
+  SERVER_PID=$!
+  for _ in $(seq 1 600); do
+    if curl -fs -o /dev/null "http://127.0.0.1:$PORT/"; then return 0; fi
+    sleep 0.05
+  done
+  echo "server $kind did not come up" >&2; exit 1
+}
+stop_server() { kill -INT "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
+
+to_us() { # wrk latency like 170.00us / 1.20ms / 2.00s -> microseconds
+  awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v+0} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000000} else print v }'
+}
+
+declare -A RPS P50 P99
+KINDS=(wisp wasmtime wasmtime-keep native)
+for guest in hello touch4mib; do
+  for kind in "${KINDS[@]}"; do
+    start_server "$kind" "$guest"
+    for c in 1 16 64; do
+      t=$(( c < 2 ? 1 : 2 ))
+      wrk -t"$t" -c"$c" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true # warm-up
+      out=$(wrk -t"$t" -c"$c" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
+      if echo "$out" | grep -q "Non-2xx"; then echo "$kind/$guest c=$c had errors:"; echo "$out"; fi
+      RPS[$kind,$guest,$c]=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+      P50[$kind,$guest,$c]=$(to_us "$(echo "$out" | awk '$1=="50%" {print $2}')")
+      P99[$kind,$guest,$c]=$(to_us "$(echo "$out" | awk '$1=="99%" {print $2}')")
+    done
+    stop_server
+  done
+done
+
+printf '\n%-14s %-10s %4s %12s %10s %10s\n' server guest c req/s p50_us p99_us
+for guest in hello touch4mib; do for c in 1 16 64; do for kind in "${KINDS[@]}"; do
+  printf '%-14s %-10s %4s %12.0f %10.0f %10.0f\n' "$kind" "$guest" "$c" "${RPS[$kind,$guest,$c]}" "${P50[$kind,$guest,$c]}" "${P99[$kind,$guest,$c]}"
+done; done; done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
+echo
+echo "ratios (req/s, wisp / other; >1 means wisp is faster)"
+for guest in hello touch4mib; do for c in 1 16 64; do
+  w=${RPS[wisp,$guest,$c]}
+  echo "  $guest c=$c: vs wasmtime $(ratio "$w" "${RPS[wasmtime,$guest,$c]}")x, vs wasmtime keep-resident $(ratio "$w" "${RPS[wasmtime-keep,$guest,$c]}")x, vs native $(ratio "$w" "${RPS[native,$guest,$c]}")x"
+done; done
+echo "  hello c=1 p50: wisp ${P50[wisp,hello,1]}us, native ${P50[native,hello,1]}us (difference $(awk -v a="${P50[wisp,hello,1]}" -v b="${P50[native,hello,1]}" 'BEGIN{printf "%.0f", a-b}')us)"
+
+echo
+echo "start to first 200 (median of 10, compile cache warm) and idle RSS after the first request"
+first_200() { # command... -> prints ms
+  local start end
+  start=$(date +%s%N)
+  "$@" >/dev/null 2>&1 &
+  local pid=$!
+  until curl -fs -o /dev/null "http://127.0.0.1:$PORT/"; do sleep 0.0005; done
+  end=$(date +%s%N)
+  RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+  kill -INT $pid; wait $pid 2>/dev/null || true
+  echo $(( (end - start) / 1000 ))
+}
+for kind in wisp wasmtime native; do
+  case $kind in
+    wisp) cmd=("$WISP" up --from "$GUESTS/hello.wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
+    wasmtime) cmd=("$WASMTIME" serve --addr 127.0.0.1:$PORT "$GUESTS/hello.wasm") ;;
+    native) cmd=("$NATIVE" 127.0.0.1:$PORT) ;;
+  esac
+  first_200 "${cmd[@]}" >/dev/null # warm caches
+  times=()
+  for _ in $(seq 1 10); do times+=("$(first_200 "${cmd[@]}")"); done
+  median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 5p)
+  printf '  %-9s first 200 after %6.1f ms   idle RSS %6.1f MiB\n' "$kind" "$(awk -v u="$median" 'BEGIN{print u/1000}')" "$(awk -v k="$RSS_KB" 'BEGIN{print k/1024}')"
+done

@@ -1,0 +1,254 @@
+//! The resolved app: [`LockedApp`].
+//!
+//! Second step of the data path: `spin.toml` → `Manifest` (crate `wisp-manifest`) →
+//! **`LockedApp`** → runtime. A `LockedApp` is what every runtime consumer reads (`wisp up`,
+//! later the multi-app node, OCI artifacts and the containerd shim); nothing downstream reads
+//! the user's manifest. It is deterministic, versioned JSON with absolute sources and sha256
+//! digests. Its shape follows Spin's locked app (`spin_lock_version`, `must_understand`,
+//! `triggers[].trigger_config`, `components[].source`) where that costs nothing.
+
+mod resolve;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub use resolve::{ResolveError, from_component_file, resolve};
+
+/// Version of the LockedApp JSON this crate writes and reads.
+pub const LOCKED_APP_VERSION: u32 = 1;
+
+/// Features a LockedApp may list in `must_understand` that this runtime honours.
+/// A LockedApp naming anything else is refused rather than half-run.
+pub const UNDERSTOOD_FEATURES: &[&str] = &[];
+
+/// The fully resolved, runtime-ready description of an app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockedApp {
+    /// Format version; see [`LOCKED_APP_VERSION`].
+    pub spin_lock_version: u32,
+    /// Features the runtime must support to run this app correctly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub must_understand: Vec<String>,
+    /// Descriptive metadata (name, version, where it came from).
+    pub metadata: AppMetadata,
+    /// App-level variables, by name.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub variables: IndexMap<String, LockedVariable>,
+    /// Triggers in manifest order.
+    pub triggers: Vec<LockedTrigger>,
+    /// Components in manifest order.
+    pub components: Vec<LockedComponent>,
+}
+
+/// Descriptive app metadata.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AppMetadata {
+    /// Application name.
+    pub name: String,
+    /// Application version, if declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Free-text description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Authors as written in the manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authors: Vec<String>,
+    /// Absolute path of the manifest (or component) the app was resolved from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<PathBuf>,
+}
+
+/// An app-level variable declaration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LockedVariable {
+    /// Default value; `None` means the variable is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// Whether the value must be kept out of logs.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// A trigger: its type and type-specific configuration (read by the trigger crate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockedTrigger {
+    /// Unique trigger id.
+    pub id: String,
+    /// `http` (others later).
+    pub trigger_type: String,
+    /// Type-specific configuration; for `http` see [`HttpTriggerConfig`].
+    pub trigger_config: serde_json::Value,
+}
+
+/// Configuration of an `http` trigger, as stored in [`LockedTrigger::trigger_config`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpTriggerConfig {
+    /// Route pattern (`/exact`, `/users/:id`, `/static/...`), or `None` for a private component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Component that handles requests, unless this trigger has a static response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// A fixed response served without any component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_response: Option<StaticResponse>,
+}
+
+/// A response served by the host without instantiating a component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StaticResponse {
+    /// HTTP status code.
+    pub status_code: u16,
+    /// Response headers.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, String>,
+    /// Response body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+/// A component with its resolved source, files and grants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockedComponent {
+    /// Component id (kebab-case).
+    pub id: String,
+    /// Grants and descriptive metadata.
+    #[serde(default)]
+    pub metadata: ComponentMetadata,
+    /// The Wasm binary.
+    pub source: LockedSource,
+    /// Environment variables visible to the guest (and nothing else).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, String>,
+    /// Files mounted read-only into the guest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<LockedFile>,
+    /// Component variable templates (`name` → `"{{ app_var }} text"`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub config: IndexMap<String, String>,
+}
+
+/// What a component is granted, plus its description.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ComponentMetadata {
+    /// Free-text description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Outbound destinations the component may reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Key-value store labels the component may open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_value_stores: Vec<String>,
+    /// SQLite database labels the component may open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<String>,
+    /// AI models the component may use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ai_models: Vec<String>,
+}
+
+/// Where a component's Wasm comes from, with its digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockedSource {
+    /// Always `application/wasm`.
+    pub content_type: String,
+    /// Absolute path of the `.wasm` file.
+    pub path: PathBuf,
+    /// `sha256:<hex>` of the file's bytes at resolution time.
+    pub digest: String,
+}
+
+/// One file mounted into a component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockedFile {
+    /// Absolute path of the file on the host.
+    pub source: PathBuf,
+    /// Absolute path inside the guest (e.g. `/static/index.html`).
+    pub path: String,
+}
+
+/// Errors reading or checking a LockedApp.
+#[derive(Debug, thiserror::Error)]
+pub enum LockedAppError {
+    /// The JSON did not parse.
+    #[error("invalid locked app JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The format version is not one this runtime reads.
+    #[error(
+        "locked app version {found} is not supported (this wisp reads version {LOCKED_APP_VERSION}); upgrade wisp"
+    )]
+    Version {
+        /// Version found in the file.
+        found: u32,
+    },
+    /// The app requires features this runtime does not have.
+    #[error("the app requires features this wisp does not understand: {0}; upgrade wisp")]
+    MustUnderstand(String),
+}
+
+impl LockedApp {
+    /// Parses and checks a LockedApp from JSON.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, LockedAppError> {
+        let app: LockedApp = serde_json::from_slice(bytes)?;
+        app.check()?;
+        Ok(app)
+    }
+
+    /// Serializes to pretty JSON (deterministic: maps keep manifest order).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a LockedApp always serializes")
+    }
+
+    /// Refuses versions and `must_understand` features this runtime does not honour.
+    pub fn check(&self) -> Result<(), LockedAppError> {
+        if self.spin_lock_version != LOCKED_APP_VERSION {
+            return Err(LockedAppError::Version {
+                found: self.spin_lock_version,
+            });
+        }
+        let unknown: Vec<&str> = self
+            .must_understand
+            .iter()
+            .map(String::as_str)
+            .filter(|f| !UNDERSTOOD_FEATURES.contains(f))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(LockedAppError::MustUnderstand(unknown.join(", ")));
+        }
+        Ok(())
+    }
+
+    /// Looks up a component by id.
+    pub fn component(&self, id: &str) -> Option<&LockedComponent> {
+        self.components.iter().find(|c| c.id == id)
+    }
+
+    /// The HTTP triggers with their decoded configuration.
+    pub fn http_triggers(
+        &self,
+    ) -> Result<Vec<(&LockedTrigger, HttpTriggerConfig)>, LockedAppError> {
+        self.triggers
+            .iter()
+            .filter(|t| t.trigger_type == "http")
+            .map(|t| Ok((t, serde_json::from_value(t.trigger_config.clone())?)))
+            .collect()
+    }
+}
+
+/// `sha256:<hex>` of some bytes, the digest format used throughout.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Joins `rel` onto `base` unless it is already absolute.
+fn absolutize(base: &Path, rel: &Path) -> PathBuf {
+    if rel.is_absolute() {
+        rel.to_path_buf()
+    } else {
+        base.join(rel)
+    }
+}

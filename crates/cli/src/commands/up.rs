@@ -1,0 +1,217 @@
+//! `wisp up`: resolve the app, load it, serve it until SIGINT/SIGTERM.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wisp_app::LockedApp;
+use wisp_engine::{EngineConfig, LoadedApp, WispEngine};
+use wisp_trigger_http::HttpTrigger;
+
+/// Arguments of `wisp up`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  wisp up -f examples/hello/spin.toml\n  wisp up --from target/wasm32-wasip2/release/handler.wasm --listen 127.0.0.1:8080"
+)]
+pub struct UpArgs {
+    /// The app manifest (spin.toml), or a directory containing one.
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "WISP_MANIFEST",
+        conflicts_with = "from"
+    )]
+    manifest: Option<PathBuf>,
+
+    /// Serve a bare wasi:http component (.wasm) on `/...` instead of a manifest.
+    #[arg(long, env = "WISP_FROM")]
+    from: Option<PathBuf>,
+
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "WISP_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+
+    /// Directory for app state (staged files); default `.wisp` beside the manifest.
+    #[arg(long, env = "WISP_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// Directory for compiled code; default `$XDG_CACHE_HOME/wisp` or `~/.cache/wisp`.
+    #[arg(long, env = "WISP_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Do not read or write the compiled-code cache.
+    #[arg(long, env = "WISP_NO_CACHE")]
+    no_cache: bool,
+
+    /// Maximum number of instances alive at once (sizes the instance pool).
+    #[arg(long, env = "WISP_MAX_INSTANCES", default_value_t = 1000)]
+    max_instances: u32,
+
+    /// Linear-memory cap per instance, in MiB.
+    #[arg(long, env = "WISP_MEMORY_LIMIT_MB", default_value_t = 128)]
+    memory_limit_mb: u64,
+
+    /// Deadline for one request, in seconds (CPU and waiting).
+    #[arg(long, env = "WISP_REQUEST_TIMEOUT", default_value_t = 30.0)]
+    request_timeout: f64,
+
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM, in seconds.
+    #[arg(long, env = "WISP_SHUTDOWN_GRACE", default_value_t = 10.0)]
+    shutdown_grace: f64,
+
+    /// Use on-demand instance allocation instead of the pooling allocator.
+    #[arg(long, env = "WISP_NO_POOLING")]
+    no_pooling: bool,
+}
+
+/// Runs `wisp up`.
+pub fn run(args: UpArgs) -> Result<()> {
+    let (locked, app_dir) = resolve(&args)?;
+    let request_timeout = seconds("--request-timeout", args.request_timeout)?;
+    let shutdown_grace = seconds("--shutdown-grace", args.shutdown_grace)?;
+    if args.memory_limit_mb == 0 || args.max_instances == 0 {
+        bail!("--memory-limit-mb and --max-instances must be at least 1");
+    }
+    let config = EngineConfig {
+        max_instances: args.max_instances,
+        memory_limit: args.memory_limit_mb << 20,
+        request_timeout,
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            args.cache_dir
+                .clone()
+                .or_else(wisp_engine::default_cache_dir)
+        },
+        pooling: !args.no_pooling,
+    };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| app_dir.join(".wisp"));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        // Bind first so a taken port is reported before any compile work.
+        let listener = bind(args.listen).await?;
+        let address = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+        let engine = WispEngine::new(config).context("cannot create the wasm engine")?;
+        let app = LoadedApp::load(&engine, locked, &state_dir).context("cannot load the app")?;
+        let trigger =
+            Arc::new(HttpTrigger::new(Arc::new(app)).context("cannot set up HTTP routes")?);
+        print_summary(&engine, &trigger, address);
+        trigger
+            .serve(listener, shutdown_signal(), shutdown_grace)
+            .await;
+        eprintln!("Stopped.");
+        Ok(())
+    })
+}
+
+fn resolve(args: &UpArgs) -> Result<(LockedApp, PathBuf)> {
+    if let Some(wasm) = &args.from {
+        let locked = wisp_app::from_component_file(wasm)?;
+        let dir = std::path::absolute(wasm)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        return Ok((locked, dir));
+    }
+    let mut path = args
+        .manifest
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("spin.toml"));
+    if path.is_dir() {
+        path = path.join("spin.toml");
+    }
+    if !path.exists() {
+        bail!(
+            "no manifest at {}; pass -f path/to/spin.toml, or --from component.wasm",
+            path.display()
+        );
+    }
+    let manifest = wisp_manifest::parse_file(&path)?;
+    for warning in &manifest.warnings {
+        tracing::warn!("{}: {warning}", path.display());
+    }
+    let locked = wisp_app::resolve(&manifest, &path)?;
+    let dir = std::path::absolute(&path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    Ok((locked, dir))
+}
+
+fn seconds(flag: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a positive number of seconds, got {value}"))
+}
+
+async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await.map_err(|err| {
+        if err.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "{address} is in use; stop the other server or pass --listen with another port (127.0.0.1:0 picks a free one)"
+            )
+        } else {
+            anyhow::Error::new(err).context(format!("cannot listen on {address}"))
+        }
+    })
+}
+
+fn print_summary(engine: &WispEngine, trigger: &HttpTrigger, address: SocketAddr) {
+    let config = engine.config();
+    eprintln!(
+        "Engine: {} allocator, {} instances max, {} MiB memory cap, {:?} request deadline, compile cache {}",
+        if engine.pooling() {
+            "pooling"
+        } else {
+            "on-demand"
+        },
+        config.max_instances,
+        config.memory_limit >> 20,
+        config.request_timeout,
+        config
+            .cache_dir
+            .as_ref()
+            .map_or_else(|| "off".to_owned(), |d| d.display().to_string()),
+    );
+    eprintln!("Routes:");
+    for route in trigger.routes() {
+        let target = route.component.as_deref().unwrap_or("(static response)");
+        eprintln!("  http://{address}{}  ->  {target}", route.route);
+    }
+    // Tests and scripts read this line to find the bound address.
+    eprintln!("Listening on http://{address}");
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    eprintln!("Shutting down: no new connections; waiting for in-flight requests.");
+}

@@ -1,0 +1,52 @@
+//! `wisp`: the command line. Thin: argument parsing and output; all work is delegated to
+//! the library crates (manifest → app → engine → trigger-http).
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit code for a usage, manifest or app error (the user can fix it).
+const EXIT_USER_ERROR: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wisp",
+    version,
+    about = "Run serverless WebAssembly apps (Spin manifest v2) with a fresh instance per request."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve an app over HTTP.
+    Up(commands::up::UpArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WISP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let result = match cli.command {
+        Command::Up(args) => commands::up::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(EXIT_USER_ERROR)
+        }
+    }
+}

@@ -1,0 +1,559 @@
+//! End-to-end tests of `wisp up`: the real binary on 127.0.0.1:0, real guest components.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::{Wisp, app_dir, request, toml_path};
+use wisp_test_programs as programs;
+
+fn manifest_one(route: &str, id: &str, source: &str, extra: &str) -> String {
+    format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "test-app"
+
+[[trigger.http]]
+route = "{route}"
+component = "{id}"
+
+[component.{id}]
+source = {source}
+{extra}
+"#,
+        source = toml_path(source)
+    )
+}
+
+#[test]
+fn hello_from_manifest_with_exact_headers() {
+    let dir = app_dir(&manifest_one("/hello", "hello", programs::HELLO, ""));
+    let wisp = Wisp::up(&["-f", dir.path().join("spin.toml").to_str().unwrap()]);
+    let response = wisp.get("/hello");
+    assert_eq!(response.status, 200, "{}", wisp.stderr());
+    assert_eq!(response.text(), "Hello from Wisp\n");
+    assert_eq!(response.header("content-type"), Some("text/plain"));
+    // Only what the guest set plus HTTP framing: no server, timing or tracing headers.
+    let names = response.header_names();
+    let framing = if names.contains(&"transfer-encoding") {
+        "transfer-encoding"
+    } else {
+        "content-length"
+    };
+    // `connection: close` answers the test client's own `connection: close`.
+    let mut expected = vec!["connection", "content-type", "date", framing];
+    expected.sort_unstable();
+    assert_eq!(names, expected, "{:?}", response.headers);
+    // Unrouted paths are 404 without touching a guest.
+    assert_eq!(wisp.get("/nope").status, 404);
+    assert_eq!(wisp.get("/hello/deeper").status, 404);
+    // A directory given to -f finds its spin.toml.
+    drop(wisp);
+    let wisp = Wisp::up(&["-f", dir.path().to_str().unwrap()]);
+    assert_eq!(wisp.get("/hello").status, 200);
+}
+
+#[test]
+fn bare_component_serves_every_path() {
+    let wisp = Wisp::up(&["--from", programs::HELLO]);
+    for path in ["/", "/x", "/a/b/c?d=e"] {
+        let response = wisp.get(path);
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(response.text(), "Hello from Wisp\n");
+    }
+}
+
+#[test]
+fn spin_headers_are_injected_and_spoofs_replaced() {
+    let dir = app_dir(&manifest_one("/echo/:name/...", "echo", programs::ECHO, ""));
+    let wisp = Wisp::up(&["-f", dir.path().join("spin.toml").to_str().unwrap()]);
+    let response = request(
+        wisp.addr,
+        "POST",
+        "/echo/alice/x/y?q=1",
+        &[("spin-path-info", "/spoofed"), ("x-custom", "yes")],
+        b"the body",
+    );
+    assert_eq!(response.status, 200, "{}", wisp.stderr());
+    let text = response.text();
+    let addr = wisp.addr;
+    let expected_lines = [
+        "POST /echo/alice/x/y?q=1".to_owned(),
+        format!("spin-full-url: http://{addr}/echo/alice/x/y?q=1"),
+        "spin-path-info: /x/y".to_owned(),
+        "spin-matched-route: /echo/:name/...".to_owned(),
+        "spin-component-route: /echo/:name".to_owned(),
+        "spin-raw-component-route: /echo/:name/...".to_owned(),
+        "spin-base-path: /".to_owned(),
+        "spin-path-match-name: alice".to_owned(),
+        "x-custom: yes".to_owned(),
+    ];
+    for line in &expected_lines {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("spin-client-addr: 127.0.0.1:")),
+        "{text}"
+    );
+    assert_eq!(text.matches("spin-path-info").count(), 1, "{text}");
+    assert!(text.ends_with("\n\nthe body"), "{text}");
+}
+
+#[test]
+fn routing_static_private_and_well_known() {
+    let manifest = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "routes"
+version = "1.2.3"
+
+[[trigger.http]]
+route = "/..."
+component = "fallback"
+
+[[trigger.http]]
+route = "/users/:id"
+component = "echo"
+
+[[trigger.http]]
+route = "/gone"
+static_response = {{ status_code = 410, headers = {{ "content-type" = "text/plain" }}, body = "gone for good" }}
+
+[[trigger.http]]
+route = {{ private = true }}
+component = "internal"
+
+[component.fallback]
+source = {hello}
+
+[component.echo]
+source = {echo}
+
+[component.internal]
+source = {hello}
+"#,
+        hello = toml_path(programs::HELLO),
+        echo = toml_path(programs::ECHO)
+    );
+    let dir = app_dir(&manifest);
+    let wisp = Wisp::up(&["-f", dir.path().join("spin.toml").to_str().unwrap()]);
+
+    let user = wisp.get("/users/42");
+    assert_eq!(user.status, 200);
+    assert!(
+        user.text().contains("spin-path-match-id: 42"),
+        "{}",
+        user.text()
+    );
+    assert_eq!(wisp.get("/users/42/more").text(), "Hello from Wisp\n");
+
+    let gone = wisp.get("/gone");
+    assert_eq!(gone.status, 410);
+    assert_eq!(gone.text(), "gone for good");
+    assert_eq!(gone.header("content-type"), Some("text/plain"));
+
+    for path in ["/.well-known/wisp/health", "/.well-known/spin/health"] {
+        let health = wisp.get(path);
+        assert_eq!(
+            (health.status, health.text().as_str()),
+            (200, "OK\n"),
+            "{path}"
+        );
+    }
+    let info = wisp.get("/.well-known/wisp/info");
+    assert_eq!(info.status, 200);
+    let info: serde_json::Value = serde_json::from_slice(&info.body).unwrap();
+    assert_eq!(info["name"], "routes");
+    assert_eq!(info["version"], "1.2.3");
+    assert_eq!(
+        info["components"],
+        serde_json::json!(["fallback", "echo", "internal"])
+    );
+}
+
+#[test]
+fn wasi_03_component_is_served() {
+    let wisp = Wisp::up(&["--from", programs::P3_HELLO]);
+    let response = wisp.get("/p3/path?x=1");
+    assert_eq!(response.status, 200, "{}", wisp.stderr());
+    assert_eq!(response.text(), "Hello from WASI 0.3 /p3/path?x=1\n");
+}
+
+#[test]
+fn http2_prior_knowledge_is_served() {
+    let wisp = Wisp::up(&["--from", programs::HELLO]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, version, body) = runtime.block_on(async {
+        use http_body_util::BodyExt;
+        let stream = tokio::net::TcpStream::connect(wisp.addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let request = http::Request::builder()
+            .uri(format!("http://{}/h2", wisp.addr))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let version = response.version();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, version, body)
+    });
+    assert_eq!(status, 200);
+    assert_eq!(version, http::Version::HTTP_2);
+    assert_eq!(&body[..], b"Hello from Wisp\n");
+}
+
+/// Runs `fault_path` while a healthy request loop runs beside it; the healthy requests
+/// must all succeed.
+fn with_healthy_neighbour(wisp: &Wisp, fault_path: &str) -> (support::HttpResponse, Vec<Duration>) {
+    let addr = wisp.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let neighbour = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut latencies = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || latencies.len() < 5 {
+                let started = Instant::now();
+                let response = request(addr, "GET", "/hello", &[], b"");
+                latencies.push(started.elapsed());
+                assert_eq!(response.status, 200);
+                assert_eq!(response.text(), "Hello from Wisp\n");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            latencies
+        }
+    });
+    let faulty = request(addr, "GET", fault_path, &[], b"");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let latencies = neighbour
+        .join()
+        .expect("healthy requests failed while a guest faulted");
+    (faulty, latencies)
+}
+
+fn fault_app() -> tempfile::TempDir {
+    let manifest = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "faults"
+
+[[trigger.http]]
+route = "/hello"
+component = "hello"
+
+[[trigger.http]]
+route = "/trap"
+component = "trap"
+
+[[trigger.http]]
+route = "/loop"
+component = "spin-loop"
+
+[[trigger.http]]
+route = "/memhog"
+component = "memhog"
+
+[component.hello]
+source = {hello}
+
+[component.trap]
+source = {trap}
+
+[component.spin-loop]
+source = {spin_loop}
+
+[component.memhog]
+source = {memhog}
+"#,
+        hello = toml_path(programs::HELLO),
+        trap = toml_path(programs::TRAP),
+        spin_loop = toml_path(programs::SPIN_LOOP),
+        memhog = toml_path(programs::MEMHOG),
+    );
+    app_dir(&manifest)
+}
+
+#[test]
+fn guest_faults_are_isolated() {
+    let dir = fault_app();
+    let wisp = Wisp::up(&[
+        "-f",
+        dir.path().join("spin.toml").to_str().unwrap(),
+        "--request-timeout",
+        "1",
+        "--memory-limit-mb",
+        "32",
+    ]);
+
+    let (trap, _) = with_healthy_neighbour(&wisp, "/trap");
+    assert_eq!(trap.status, 500);
+    assert!(
+        wisp.wait_for_output("component `trap` failed"),
+        "{}",
+        wisp.stderr()
+    );
+
+    let started = Instant::now();
+    let (looped, latencies) = with_healthy_neighbour(&wisp, "/loop");
+    assert_eq!(looped.status, 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        wisp.wait_for_output("component `spin-loop` exceeded its 1s deadline"),
+        "{}",
+        wisp.stderr()
+    );
+    // Neighbours keep being served while the loop spins (generous bound: shared CI cores).
+    let slowest = latencies.iter().max().unwrap();
+    assert!(
+        *slowest < Duration::from_millis(900),
+        "slowest healthy request {slowest:?}"
+    );
+
+    let (hog, _) = with_healthy_neighbour(&wisp, "/memhog");
+    assert_eq!(hog.status, 500);
+    assert!(
+        wisp.wait_for_output("component `memhog` exceeded its memory limit of 33554432 bytes"),
+        "{}",
+        wisp.stderr()
+    );
+
+    // And the server is still healthy afterwards.
+    assert_eq!(wisp.get("/hello").status, 200);
+}
+
+#[test]
+fn guest_stdout_and_stderr_are_prefixed_lines() {
+    let wisp = Wisp::up(&["--from", programs::STDIO_LOG]);
+    let response = wisp.get("/");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "logged\n");
+    assert!(
+        wisp.wait_for_output("[stdio-log] hello stderr"),
+        "{}",
+        wisp.stderr()
+    );
+    assert!(
+        wisp.stdout().contains("[stdio-log] hello stdout\n"),
+        "{}",
+        wisp.stdout()
+    );
+    assert!(!wisp.stderr().contains("hello stdout"));
+}
+
+#[test]
+fn sandbox_exposes_only_granted_env_and_files() {
+    let manifest = manifest_one(
+        "/...",
+        "sandbox",
+        programs::SANDBOX,
+        r#"environment = { GREETING = "hi" }
+files = [{ source = "assets", destination = "/static" }]"#,
+    );
+    let dir = app_dir(&manifest);
+    std::fs::create_dir(dir.path().join("assets")).unwrap();
+    std::fs::write(dir.path().join("assets/hello.txt"), "hello file\n").unwrap();
+    std::fs::write(dir.path().join("not-mounted.txt"), "secret").unwrap();
+    // SAFETY of the check below: the host process has these in its environment.
+    let wisp = Wisp::up(&["-f", dir.path().join("spin.toml").to_str().unwrap()]);
+    let response = wisp.get("/");
+    assert_eq!(response.status, 200, "{}", wisp.stderr());
+    let text = response.text();
+    for line in [
+        "env GREETING=hi",
+        "env count=1",
+        "file /static/hello.txt=hello file",
+        "write /static/new.txt=denied",
+        "read /etc/passwd=denied",
+        "dir /=static",
+        "tcp 127.0.0.1:1=denied",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    assert!(!dir.path().join("assets/new.txt").exists());
+}
+
+#[test]
+fn touching_4mib_per_request_works_repeatedly() {
+    let wisp = Wisp::up(&["--from", programs::TOUCH4MIB]);
+    let first = wisp.get("/");
+    assert_eq!(first.status, 200, "{}", wisp.stderr());
+    assert!(
+        first.text().starts_with("touched 4194304 bytes sum="),
+        "{}",
+        first.text()
+    );
+    // Fresh instance each time: same answer, memory reset between requests.
+    for _ in 0..5 {
+        assert_eq!(wisp.get("/").text(), first.text());
+    }
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_then_exits_zero() {
+    let dir = fault_app();
+    let wisp = Wisp::up(&[
+        "-f",
+        dir.path().join("spin.toml").to_str().unwrap(),
+        "--request-timeout",
+        "2",
+    ]);
+    let addr = wisp.addr;
+    let in_flight = std::thread::spawn(move || request(addr, "GET", "/loop", &[], b""));
+    std::thread::sleep(Duration::from_millis(500));
+    let status = wisp.stop();
+    let response = in_flight.join().unwrap();
+    // The in-flight request got its answer (the 504 of its own deadline), not a reset.
+    assert_eq!(response.status, 504);
+    assert!(status.success(), "{status}");
+    // And the port is closed.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(["up", "--from", programs::HELLO, "--listen", &port])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("{port} is in use")), "{stderr}");
+    assert!(stderr.contains("--listen"), "{stderr}");
+}
+
+fn up_fails(args: &[&str]) -> String {
+    match Wisp::try_up(args) {
+        Ok(_) => panic!("wisp up {args:?} should have failed"),
+        Err((status, stderr)) => {
+            assert_eq!(status.code(), Some(1), "{stderr}");
+            stderr
+        }
+    }
+}
+
+#[test]
+fn bad_manifests_and_components_are_refused_with_reasons() {
+    let dir = app_dir("spin_manifest_version = 2\n[application]\nname = \"x\"\nbogus = 1\n");
+    let stderr = up_fails(&["-f", dir.path().join("spin.toml").to_str().unwrap()]);
+    assert!(stderr.contains("spin.toml:4:1"), "{stderr}");
+    assert!(stderr.contains("bogus"), "{stderr}");
+
+    let dir = app_dir(&manifest_one("/", "missing", "nope.wasm", ""));
+    let stderr = up_fails(&["-f", dir.path().join("spin.toml").to_str().unwrap()]);
+    assert!(
+        stderr.contains("component `missing`: cannot read source"),
+        "{stderr}"
+    );
+
+    let not_wasm = dir.path().join("not.wasm");
+    std::fs::write(&not_wasm, "hello").unwrap();
+    let stderr = up_fails(&["--from", not_wasm.to_str().unwrap()]);
+    assert!(stderr.contains("not a WebAssembly file"), "{stderr}");
+
+    let no_export = dir.path().join("no-export.wasm");
+    std::fs::write(&no_export, wat::parse_str("(component)").unwrap()).unwrap();
+    let stderr = up_fails(&["--from", no_export.to_str().unwrap()]);
+    assert!(
+        stderr.contains("component `no-export` has no HTTP export"),
+        "{stderr}"
+    );
+
+    let kv = dir.path().join("needs-kv.wasm");
+    std::fs::write(
+        &kv,
+        wat::parse_str(
+            r#"(component
+                 (import "fermyon:spin/key-value@2.0.0" (instance
+                   (export "get" (func (param "key" string)))
+                 ))
+               )"#,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let stderr = up_fails(&["--from", kv.to_str().unwrap()]);
+    assert!(
+        stderr.contains("component `needs-kv` cannot be linked"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("fermyon:spin/key-value@2.0.0"), "{stderr}");
+
+    let truncated = dir.path().join("truncated.wasm");
+    let hello = std::fs::read(programs::HELLO).unwrap();
+    std::fs::write(&truncated, &hello[..hello.len() / 2]).unwrap();
+    let stderr = up_fails(&["--from", truncated.to_str().unwrap()]);
+    assert!(
+        stderr.contains("component `truncated` is not a valid component"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn compiled_code_is_cached_and_reused() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().to_str().unwrap();
+    let wisp = Wisp::up(&["--from", programs::HELLO, "--cache-dir", cache_arg]);
+    assert_eq!(wisp.get("/").status, 200);
+    drop(wisp);
+    let entries: Vec<_> = std::fs::read_dir(cache.path().join("components"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let written = std::fs::metadata(&entries[0]).unwrap().modified().unwrap();
+    let wisp = Wisp::up(&["--from", programs::HELLO, "--cache-dir", cache_arg]);
+    assert_eq!(wisp.get("/").status, 200);
+    // A hit does not rewrite the entry.
+    assert_eq!(
+        std::fs::metadata(&entries[0]).unwrap().modified().unwrap(),
+        written
+    );
+}
+
+#[test]
+fn example_hello_app_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example = root.join("examples/hello");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(example.join("Cargo.toml"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .expect("run cargo to build examples/hello");
+    assert!(
+        status.success(),
+        "building examples/hello failed; run `rustup target add wasm32-wasip2`"
+    );
+    let wisp = Wisp::up(&["-f", example.join("spin.toml").to_str().unwrap()]);
+    let response = wisp.get("/hello");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "Hello from Wisp\n");
+}

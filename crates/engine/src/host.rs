@@ -1,0 +1,284 @@
+//! Per-instance host state: the sandboxed WASI context, `wasi:http` state, the memory
+//! limiter and the deadline.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Why the host stopped a guest; carried inside the wasmtime error so the trigger can
+/// answer with the right status and log the limit that was hit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuestFault {
+    /// The request ran past its wall-clock deadline.
+    #[error("exceeded its {0:?} deadline")]
+    Deadline(std::time::Duration),
+    /// A memory grow was refused because it would pass the cap.
+    #[error("exceeded its memory limit of {0} bytes")]
+    MemoryLimit(u64),
+}
+
+/// The `T` of every `Store<T>`: everything one instance may touch.
+pub struct Host {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    outbound: DenyOutbound,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) deadline: Instant,
+    component: Arc<str>,
+}
+
+impl Host {
+    pub(crate) fn new(
+        component: Arc<str>,
+        wasi: WasiCtx,
+        memory_limit: u64,
+        deadline: Instant,
+    ) -> Self {
+        Self {
+            table: ResourceTable::new(),
+            wasi,
+            http: WasiHttpCtx::new(),
+            outbound: DenyOutbound {
+                component: component.clone(),
+            },
+            limiter: MemoryLimiter {
+                limit: memory_limit,
+                hit: false,
+            },
+            deadline,
+            component,
+        }
+    }
+
+    /// The id of the component this instance runs.
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
+    /// The fault the host recorded while running this instance, if any. Deadline faults
+    /// travel in the error itself; a refused memory grow shows up here because the guest
+    /// usually traps on its own after the allocation fails.
+    pub fn recorded_fault(&self) -> Option<GuestFault> {
+        self.limiter
+            .hit
+            .then_some(GuestFault::MemoryLimit(self.limiter.limit))
+    }
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// Outbound HTTP is not granted by anything yet: every request is denied with a log line.
+struct DenyOutbound {
+    component: Arc<str>,
+}
+
+impl WasiHttpHooks for DenyOutbound {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        tracing::warn!(
+            component = %self.component,
+            "outbound request to {} denied: outbound HTTP is not available in this version of wisp",
+            request.uri()
+        );
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Caps linear memory and remembers whether the cap was hit.
+pub(crate) struct MemoryLimiter {
+    limit: u64,
+    hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million entries is far beyond real programs.
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Which of the process's streams a guest stream goes to.
+#[derive(Clone, Copy)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Guest stdout/stderr: whole lines, each prefixed with `[component-id] `, written to the
+/// process's stdout/stderr. Partial lines are buffered so concurrent instances never
+/// interleave mid-line.
+#[derive(Clone)]
+pub(crate) struct LogStream {
+    inner: Arc<Mutex<LogBuffer>>,
+}
+
+struct LogBuffer {
+    prefix: Arc<str>,
+    stream: Stream,
+    pending: Vec<u8>,
+}
+
+/// Lines longer than this are flushed in pieces rather than buffered without bound.
+const MAX_LINE: usize = 16 * 1024;
+
+impl LogStream {
+    pub(crate) fn new(prefix: Arc<str>, stream: Stream) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(LogBuffer {
+                prefix,
+                stream,
+                pending: Vec::new(),
+            })),
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        let mut buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        buf.pending.extend_from_slice(bytes);
+        let complete = match buf.pending.iter().rposition(|b| *b == b'\n') {
+            Some(i) => i + 1,
+            None if buf.pending.len() >= MAX_LINE => buf.pending.len(),
+            None => return,
+        };
+        let lines: Vec<u8> = buf.pending.drain(..complete).collect();
+        buf.emit(&lines);
+    }
+}
+
+impl LogBuffer {
+    fn emit(&self, lines: &[u8]) {
+        let mut out = Vec::with_capacity(lines.len() + 16);
+        for line in lines.split_inclusive(|b| *b == b'\n') {
+            out.extend_from_slice(b"[");
+            out.extend_from_slice(self.prefix.as_bytes());
+            out.extend_from_slice(b"] ");
+            out.extend_from_slice(line);
+            if !line.ends_with(b"\n") {
+                out.push(b'\n');
+            }
+        }
+        // Logging must never fail a request; a closed stdout just drops guest output.
+        let _ = match self.stream {
+            Stream::Stdout => std::io::stdout().lock().write_all(&out),
+            Stream::Stderr => std::io::stderr().lock().write_all(&out),
+        };
+    }
+}
+
+impl Drop for LogBuffer {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.emit(&rest);
+        }
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for LogStream {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl wasmtime_wasi::p2::OutputStream for LogStream {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        LogStream::write(self, &bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for LogStream {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for LogStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        LogStream::write(&self, buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

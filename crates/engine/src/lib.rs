@@ -1,0 +1,243 @@
+//! Wasmtime policy for Wisp, in one place.
+//!
+//! Third step of the data path: `LockedApp` → **engine** → triggers. This crate owns the one
+//! [`wasmtime::Engine`] of the process (pooling allocator sized from one `max_instances`
+//! knob, copy-on-write memory images, epoch interruption), the on-disk cache of compiled
+//! code, the conversion of core modules into components, and the per-instance host state
+//! (sandboxed `wasi:cli`, `wasi:http`). Triggers get a [`LoadedApp`] whose components are
+//! pre-linked (`InstancePre`), so a request only pays for instantiation.
+
+mod app;
+mod cache;
+mod host;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub use app::{GuestError, HttpExport, LoadedApp, LoadedComponent};
+pub use host::{GuestFault, Host};
+
+/// How often the epoch ticker advances; the granularity of CPU deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine settings; every field has a default a user can override from the CLI.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How many instances may exist at once; sizes the pooling allocator.
+    pub max_instances: u32,
+    /// Linear-memory cap per instance, in bytes.
+    pub memory_limit: u64,
+    /// Wall-clock deadline for one request, CPU included.
+    pub request_timeout: Duration,
+    /// Where compiled code is cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Use the pooling allocator (falls back to on-demand if the reservation fails).
+    pub pooling: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 1000,
+            memory_limit: 128 << 20,
+            request_timeout: Duration::from_secs(30),
+            cache_dir: default_cache_dir(),
+            pooling: true,
+        }
+    }
+}
+
+/// The default compile cache: `$XDG_CACHE_HOME/wisp` or `~/.cache/wisp`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("wisp"));
+    }
+    std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .map(|home| PathBuf::from(home).join(".cache").join("wisp"))
+}
+
+/// Errors from building the engine or loading components. Each names the component at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Wasmtime refused the configuration.
+    #[error("cannot configure the wasm engine: {0}")]
+    Config(String),
+    /// A component's file could not be read.
+    #[error("component `{component}`: cannot read {path}: {source}")]
+    Read {
+        /// Component id.
+        component: String,
+        /// File that failed.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The file changed after the app was resolved.
+    #[error(
+        "component `{component}`: {path} changed since the app was resolved (digest {found}, expected {expected}); restart to pick up the new build"
+    )]
+    DigestMismatch {
+        /// Component id.
+        component: String,
+        /// File at fault.
+        path: PathBuf,
+        /// Digest found now.
+        found: String,
+        /// Digest in the LockedApp.
+        expected: String,
+    },
+    /// The bytes are not a usable WebAssembly component.
+    #[error("component `{component}` {message}")]
+    Invalid {
+        /// Component id.
+        component: String,
+        /// Why it was refused, and what to do.
+        message: String,
+    },
+    /// Preparing the component's files failed.
+    #[error("component `{component}`: cannot prepare files under {path}: {source}")]
+    Files {
+        /// Component id.
+        component: String,
+        /// Path at fault.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// The process-wide engine with Wisp's policy applied.
+#[derive(Clone)]
+pub struct WispEngine {
+    engine: wasmtime::Engine,
+    config: Arc<EngineConfig>,
+    pooling: bool,
+    _ticker: Arc<EpochTicker>,
+}
+
+impl std::fmt::Debug for WispEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WispEngine")
+            .field("config", &self.config)
+            .field("pooling", &self.pooling)
+            .finish()
+    }
+}
+
+impl WispEngine {
+    /// Builds the engine. Tries the pooling allocator first and falls back to on-demand
+    /// allocation when the address-space reservation fails (e.g. under a low `ulimit -v`).
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let (engine, pooling) = if config.pooling {
+            match wasmtime::Engine::new(&wasmtime_config(&config, true)) {
+                Ok(engine) => (engine, true),
+                Err(err) => {
+                    tracing::warn!(
+                        "pooling allocator unavailable ({err}); using on-demand allocation"
+                    );
+                    (build(&config, false)?, false)
+                }
+            }
+        } else {
+            (build(&config, false)?, false)
+        };
+        let ticker = Arc::new(EpochTicker::spawn(engine.clone()));
+        Ok(Self {
+            engine,
+            config: Arc::new(config),
+            pooling,
+            _ticker: ticker,
+        })
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn engine(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+}
+
+fn build(config: &EngineConfig, pooling: bool) -> Result<wasmtime::Engine, EngineError> {
+    wasmtime::Engine::new(&wasmtime_config(config, pooling))
+        .map_err(|e| EngineError::Config(format!("{e:#}")))
+}
+
+fn wasmtime_config(config: &EngineConfig, pooling: bool) -> wasmtime::Config {
+    let mut c = wasmtime::Config::new();
+    c.wasm_component_model(true);
+    c.wasm_component_model_async(true);
+    c.epoch_interruption(true);
+    c.memory_init_cow(true);
+    c.parallel_compilation(true);
+    if pooling {
+        let n = config.max_instances.max(1);
+        let mut p = wasmtime::PoolingAllocationConfig::new();
+        // A component instance holds several core instances (the program, WASI adapter
+        // shims, fixups); JS and Python components hold more tables. Memories are usually
+        // one per component.
+        p.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(10))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(10))
+            .total_stacks(n.saturating_mul(2))
+            .max_memory_size(usize::try_from(config.memory_limit).unwrap_or(usize::MAX))
+            // Reset dirty pages with memset instead of madvise + re-fault: the dominant
+            // per-request cost of a fresh instance. With PAGEMAP_SCAN (Linux 6.7+) only the
+            // pages a request touched are reset.
+            .linear_memory_keep_resident(16 << 20)
+            .table_keep_resident(1 << 20)
+            .async_stack_keep_resident(128 << 10)
+            .pagemap_scan(wasmtime::Enabled::Auto);
+        c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p));
+    }
+    c
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] so deadlines can interrupt guests.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn spawn(engine: wasmtime::Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("wisp-epoch".to_owned())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Parsing and validation of Spin's application manifest, `spin.toml`
+//! (`spin_manifest_version = 2`).
+//!
+//! This crate is the first step of Wisp's data path:
+//!
+//! ```text
+//! spin.toml ──parse/validate (this crate)──▶ Manifest ──resolve (wisp-app)──▶ LockedApp ──▶ runtime
+//! ```
+//!
+//! [`parse_file`] and [`parse_str`] turn the text into a [`Manifest`]. Nothing
+//! here touches the file system beyond reading the manifest itself: sources
+//! and file mounts are kept as written, relative to the manifest directory,
+//! and are resolved (made absolute, hashed) by `wisp-app`.
+//!
+//! The parser is strict. Unknown fields are errors, ids and variable names
+//! are checked, every trigger must reach a defined component or carry a
+//! static response, routes must not collide, and component variable
+//! templates may only name declared application variables. Features Wisp
+//! does not run yet (other trigger types, remote sources, component
+//! dependencies, the wagi executor) are rejected with a message saying so,
+//! rather than silently ignored. Every [`ManifestError`] names the file,
+//! line and column of the offending key or value and carries a hint on how
+//! to fix it:
+//!
+//! ```text
+//! spin.toml:12:13: component `helo` is not defined
+//!   hint: defined components: `hello`; fix the name or add a [component.helo] table
+//! ```
+//!
+//! Non-fatal remarks (such as the deprecated `application.trigger.http.base`)
+//! are collected in [`Manifest::warnings`].
+//!
+//! # Example
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! let manifest = wisp_manifest::parse_str(
+//!     r#"
+//!     spin_manifest_version = 2
+//!
+//!     [application]
+//!     name = "hello"
+//!
+//!     [[trigger.http]]
+//!     route = "/hello"
+//!     component = "hello"
+//!
+//!     [component.hello]
+//!     source = "hello.wasm"
+//!     "#,
+//!     Path::new("spin.toml"),
+//! )
+//! .unwrap();
+//! assert_eq!(manifest.application.name, "hello");
+//! assert_eq!(manifest.http_triggers[0].component.as_deref(), Some("hello"));
+//! ```
+
+mod error;
+mod model;
+mod raw;
+mod rules;
+mod validate;
+
+use std::path::Path;
+
+pub use error::ManifestError;
+pub use model::{
+    Application, Component, ComponentBuild, FileMount, HttpRoute, HttpTrigger, Manifest,
+    StaticResponse, Variable,
+};
+
+/// Reads, parses and validates the manifest at `path`.
+///
+/// An unreadable file gives an error with line and column 0 whose message
+/// starts with `cannot read manifest`.
+pub fn parse_file(path: &Path) -> Result<Manifest, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ManifestError::unreadable(path, &e))?;
+    parse_str(&text, path)
+}
+
+/// Parses and validates manifest text. `file` is only used in error
+/// messages.
+pub fn parse_str(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
+    validate::parse(text, file)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+//! The validated manifest: what the rest of Wisp reads from a `spin.toml`.
+
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+
+/// A parsed and validated `spin.toml` (manifest version 2).
+///
+/// Every component reference is resolved: each [`HttpTrigger::component`]
+/// names an entry of [`Manifest::components`], and every template in a
+/// component's `variables` names an entry of [`Manifest::variables`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The `[application]` table.
+    pub application: Application,
+    /// The `[variables]` table, in file order.
+    pub variables: IndexMap<String, Variable>,
+    /// The `[[trigger.http]]` tables, in file order.
+    pub http_triggers: Vec<HttpTrigger>,
+    /// The `[component.<id>]` tables in file order, followed by the inline
+    /// components of triggers (in trigger order) under their generated ids.
+    pub components: IndexMap<String, Component>,
+    /// Non-fatal remarks about the manifest (deprecated fields and the like),
+    /// as lowercase phrases ready to show to the user.
+    pub warnings: Vec<String>,
+}
+
+/// The `[application]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Application {
+    /// `name = "..."` (required, non-empty).
+    pub name: String,
+    /// `version = "..."`.
+    pub version: Option<String>,
+    /// `description = "..."`.
+    pub description: Option<String>,
+    /// `authors = [...]`.
+    pub authors: Vec<String>,
+}
+
+/// An application variable, declared under `[variables]`.
+///
+/// Exactly one of `default` and `required` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    /// The value used when no provider supplies one.
+    pub default: Option<String>,
+    /// Whether a provider must supply a value (there is no default).
+    pub required: bool,
+    /// Whether the value must be kept out of logs and error messages.
+    pub secret: bool,
+}
+
+/// One `[[trigger.http]]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTrigger {
+    /// `id = "..."`, if given.
+    pub id: Option<String>,
+    /// Where the trigger is mounted.
+    pub route: HttpRoute,
+    /// The id of the component that handles requests; for an inline component
+    /// this is its generated id. `None` exactly when `static_response` is set.
+    pub component: Option<String>,
+    /// A fixed response served without running any component.
+    pub static_response: Option<StaticResponse>,
+    /// 1-based line of this trigger's `route` value, for later messages.
+    pub line: usize,
+}
+
+/// The `route` of an HTTP trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpRoute {
+    /// A path pattern such as `/hello`, `/users/:id` or `/static/...`,
+    /// as written.
+    Path(String),
+    /// `route = { private = true }`: reachable only through service chaining.
+    Private,
+}
+
+/// `static_response = { ... }` of an HTTP trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticResponse {
+    /// The status code (100–599); 200 when not given.
+    pub status_code: u16,
+    /// Response headers, in file order.
+    pub headers: IndexMap<String, String>,
+    /// The response body, if any.
+    pub body: Option<String>,
+}
+
+/// A component: a `[component.<id>]` table or an inline component of a
+/// trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    /// The component id (kebab-case); generated for inline components.
+    pub id: String,
+    /// The `.wasm` file, as written (relative to the manifest directory
+    /// unless absolute).
+    pub source: PathBuf,
+    /// `description = "..."`.
+    pub description: Option<String>,
+    /// Environment variables of the guest, in file order.
+    pub environment: IndexMap<String, String>,
+    /// Files made available to the guest.
+    pub files: Vec<FileMount>,
+    /// Glob patterns of files to leave out of `files`.
+    pub exclude_files: Vec<String>,
+    /// Hosts the component may connect to (`https://example.com`, ...).
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Labels of the key-value stores the component may open.
+    pub key_value_stores: Vec<String>,
+    /// Labels of the SQLite databases the component may open.
+    pub sqlite_databases: Vec<String>,
+    /// Names of the AI models the component may use.
+    pub ai_models: Vec<String>,
+    /// Component variables and their templates (`"{{ app_var }} world"`),
+    /// in file order.
+    pub variables: IndexMap<String, String>,
+    /// The `build` table, used by `wisp build`.
+    pub build: Option<ComponentBuild>,
+}
+
+/// One entry of a component's `files`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileMount {
+    /// A glob pattern relative to the manifest directory; matching files are
+    /// mounted at the same relative path under `/`.
+    Pattern(String),
+    /// A file or directory mounted at an absolute guest path.
+    Placement {
+        /// The file or directory, relative to the manifest directory.
+        source: PathBuf,
+        /// The absolute guest path (starts with `/`).
+        destination: String,
+    },
+}
+
+/// The `[component.<id>.build]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentBuild {
+    /// The build commands, run in order (`command` as a string or an array).
+    pub commands: Vec<String>,
+    /// The directory to run the commands in, relative to the manifest
+    /// directory.
+    pub workdir: Option<String>,
+    /// Glob patterns of files whose changes trigger a rebuild.
+    pub watch: Vec<String>,
+}

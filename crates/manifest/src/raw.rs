@@ -1,0 +1,431 @@
+//! Serde types mirroring the text of a `spin.toml` v2.
+//!
+//! These types only describe the *shape* of the file: every table denies
+//! unknown fields, and values that later checks must point at are kept as
+//! [`Spanned`]. The rules that relate fields to each other live in
+//! [`crate::validate`].
+//!
+//! Values that may be written in more than one form (`source` as a string or
+//! a table, `command` as a string or an array, ...) get small hand-written
+//! visitors instead of `#[serde(untagged)]`: untagged enums buffer the value
+//! and lose both the positions and the precise error messages.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use toml::Spanned;
+
+/// The version fields only, read leniently before anything else so that a
+/// manifest of another version gets a version error rather than a pile of
+/// unknown fields.
+#[derive(Deserialize)]
+pub(crate) struct VersionProbe {
+    pub spin_manifest_version: Option<Spanned<toml::Value>>,
+    pub spin_version: Option<Spanned<toml::Value>>,
+}
+
+/// The whole file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a spin.toml document")]
+pub(crate) struct RawManifest {
+    /// Checked by [`VersionProbe`].
+    #[serde(rename = "spin_manifest_version")]
+    pub _version: IgnoredAny,
+    pub application: Option<Spanned<RawApplication>>,
+    #[serde(default)]
+    pub variables: IndexMap<Spanned<String>, Spanned<RawVariable>>,
+    #[serde(default)]
+    pub trigger: RawTriggers,
+    #[serde(default)]
+    pub component: IndexMap<Spanned<String>, RawComponent>,
+}
+
+/// `[application]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [application] table")]
+pub(crate) struct RawApplication {
+    pub name: Option<Spanned<String>>,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub authors: Vec<String>,
+    #[serde(default)]
+    pub trigger: RawAppTriggers,
+    /// Tool-specific metadata; accepted and ignored.
+    #[serde(default, rename = "tool")]
+    pub _tool: IndexMap<String, toml::Table>,
+}
+
+/// `[application.trigger.<type>]` tables.
+#[derive(Default)]
+pub(crate) struct RawAppTriggers {
+    pub http: Option<RawAppHttpConfig>,
+    /// Keys of trigger types other than `http`, in file order.
+    pub unsupported: Vec<Spanned<String>>,
+}
+
+/// `[application.trigger.http]`.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the [application.trigger.http] table"
+)]
+pub(crate) struct RawAppHttpConfig {
+    pub base: Option<Spanned<String>>,
+}
+
+/// `[variables]` entries.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a variable table such as `{ default = \"...\" }` or `{ required = true }`"
+)]
+pub(crate) struct RawVariable {
+    pub default: Option<Spanned<String>>,
+    pub required: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// The `[[trigger.<type>]]` arrays.
+#[derive(Default)]
+pub(crate) struct RawTriggers {
+    pub http: Vec<Spanned<RawHttpTrigger>>,
+    /// Keys of trigger types other than `http`, in file order.
+    pub unsupported: Vec<Spanned<String>>,
+}
+
+/// One `[[trigger.http]]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[trigger.http]] table")]
+pub(crate) struct RawHttpTrigger {
+    pub id: Option<Spanned<String>>,
+    pub route: Spanned<RawRoute>,
+    pub component: Option<Spanned<RawComponentRef>>,
+    pub executor: Option<RawExecutor>,
+    pub static_response: Option<Spanned<RawStaticResponse>>,
+}
+
+/// `route = "/path"` or `route = { private = true }`.
+pub(crate) enum RawRoute {
+    Path(String),
+    Private(RawPrivateRoute),
+}
+
+/// `{ private = true }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "`{ private = true }`")]
+pub(crate) struct RawPrivateRoute {
+    pub private: bool,
+}
+
+/// `component = "id"` or `component = { source = ..., ... }`.
+pub(crate) enum RawComponentRef {
+    Id(String),
+    Inline(Box<RawComponent>),
+}
+
+/// `executor = { type = "..." }`.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an executor table such as `{ type = \"spin\" }`"
+)]
+pub(crate) struct RawExecutor {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    /// Wagi-only fields, accepted so that a wagi executor gets the
+    /// "not supported" error rather than an unknown-field error.
+    pub argv: Option<Spanned<IgnoredAny>>,
+    pub entrypoint: Option<Spanned<IgnoredAny>>,
+}
+
+/// `static_response = { ... }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a static response table")]
+pub(crate) struct RawStaticResponse {
+    pub status_code: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    pub body: Option<String>,
+}
+
+/// `[component.<id>]` or an inline component.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a component table")]
+pub(crate) struct RawComponent {
+    pub source: Spanned<RawSource>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub environment: IndexMap<String, String>,
+    #[serde(default)]
+    pub files: Vec<RawFileMount>,
+    #[serde(default)]
+    pub exclude_files: Vec<String>,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    pub key_value_stores: Vec<String>,
+    #[serde(default)]
+    pub sqlite_databases: Vec<String>,
+    #[serde(default)]
+    pub ai_models: Vec<String>,
+    #[serde(default)]
+    pub variables: IndexMap<Spanned<String>, Spanned<String>>,
+    pub build: Option<RawBuild>,
+    pub dependencies: Option<Spanned<toml::Table>>,
+    /// Only meaningful with `dependencies`; accepted and ignored.
+    #[serde(rename = "dependencies_inherit_configuration")]
+    pub _dependencies_inherit_configuration: Option<bool>,
+    /// Tool-specific metadata; accepted and ignored.
+    #[serde(default, rename = "tool")]
+    pub _tool: IndexMap<String, toml::Table>,
+}
+
+/// `source = "path.wasm"` or a remote source table.
+pub(crate) enum RawSource {
+    Local(String),
+    Remote(RawRemoteSource),
+}
+
+/// `source = { url = ..., digest = ... }` or
+/// `source = { registry = ..., package = ..., version = ... }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a source table")]
+pub(crate) struct RawRemoteSource {
+    pub url: Option<String>,
+    pub digest: Option<String>,
+    pub registry: Option<String>,
+    pub package: Option<String>,
+    pub version: Option<String>,
+}
+
+/// An entry of `files`.
+pub(crate) enum RawFileMount {
+    Pattern(String),
+    Placement(RawPlacement),
+}
+
+/// `{ source = "dir", destination = "/dir" }`.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as `{ source = \"assets\", destination = \"/assets\" }`"
+)]
+pub(crate) struct RawPlacement {
+    pub source: String,
+    pub destination: Spanned<String>,
+}
+
+/// `[component.<id>.build]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a build table")]
+pub(crate) struct RawBuild {
+    pub command: RawCommands,
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub watch: Vec<String>,
+}
+
+/// `command = "..."` or `command = ["...", ...]`.
+pub(crate) struct RawCommands(pub Vec<String>);
+
+// ---------------------------------------------------------------------------
+// Hand-written Deserialize impls.
+
+/// A value written either as a string or as a table.
+struct StrOrTable<M, T> {
+    expecting: &'static str,
+    from_str: fn(String) -> T,
+    from_table: fn(M) -> T,
+    _table: PhantomData<M>,
+}
+
+impl<M, T> StrOrTable<M, T> {
+    fn deserialize<'de, D>(
+        deserializer: D,
+        expecting: &'static str,
+        from_str: fn(String) -> T,
+        from_table: fn(M) -> T,
+    ) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        M: Deserialize<'de>,
+    {
+        deserializer.deserialize_any(StrOrTable {
+            expecting,
+            from_str,
+            from_table,
+            _table: PhantomData,
+        })
+    }
+}
+
+impl<'de, M: Deserialize<'de>, T> Visitor<'de> for StrOrTable<M, T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        Ok((self.from_str)(v.to_owned()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        M::deserialize(MapAccessDeserializer::new(map)).map(self.from_table)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawRoute {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        StrOrTable::deserialize(
+            d,
+            "a route path such as \"/hello\" or `{ private = true }`",
+            RawRoute::Path,
+            RawRoute::Private,
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for RawComponentRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        StrOrTable::deserialize(
+            d,
+            "a component id or an inline component table",
+            RawComponentRef::Id,
+            |c: RawComponent| RawComponentRef::Inline(Box::new(c)),
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        StrOrTable::deserialize(
+            d,
+            "the path of a .wasm file",
+            RawSource::Local,
+            RawSource::Remote,
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for RawFileMount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        StrOrTable::deserialize(
+            d,
+            "a glob pattern or a `{ source = ..., destination = ... }` table",
+            RawFileMount::Pattern,
+            RawFileMount::Placement,
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for RawCommands {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CommandsVisitor;
+
+        impl<'de> Visitor<'de> for CommandsVisitor {
+            type Value = RawCommands;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a command string or an array of command strings")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawCommands, E> {
+                Ok(RawCommands(vec![v.to_owned()]))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawCommands, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(RawCommands)
+            }
+        }
+
+        d.deserialize_any(CommandsVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawTriggers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TriggersVisitor;
+
+        impl<'de> Visitor<'de> for TriggersVisitor {
+            type Value = RawTriggers;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("[[trigger.http]] tables")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTriggers, A::Error> {
+                let mut triggers = RawTriggers::default();
+                while let Some(kind) = map.next_key::<Spanned<String>>()? {
+                    if kind.get_ref() == "http" {
+                        triggers.http = map.next_value::<HttpTriggerList>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                        triggers.unsupported.push(kind);
+                    }
+                }
+                Ok(triggers)
+            }
+        }
+
+        d.deserialize_map(TriggersVisitor)
+    }
+}
+
+/// The value of `trigger.http`: an array of tables.
+struct HttpTriggerList(Vec<Spanned<RawHttpTrigger>>);
+
+impl<'de> Deserialize<'de> for HttpTriggerList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = HttpTriggerList;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of [[trigger.http]] tables (note the double brackets)")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<HttpTriggerList, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(HttpTriggerList)
+            }
+        }
+
+        d.deserialize_seq(ListVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawAppTriggers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct AppTriggersVisitor;
+
+        impl<'de> Visitor<'de> for AppTriggersVisitor {
+            type Value = RawAppTriggers;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("[application.trigger.http] settings")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAppTriggers, A::Error> {
+                let mut triggers = RawAppTriggers::default();
+                while let Some(kind) = map.next_key::<Spanned<String>>()? {
+                    if kind.get_ref() == "http" {
+                        triggers.http = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                        triggers.unsupported.push(kind);
+                    }
+                }
+                Ok(triggers)
+            }
+        }
+
+        d.deserialize_map(AppTriggersVisitor)
+    }
+}

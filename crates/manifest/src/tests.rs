@@ -1,0 +1,424 @@
+//! Tests of whole manifests that parse. Rejected manifests are covered by
+//! the snapshot files in `tests/bad/`.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+use super::*;
+
+fn parse(text: &str) -> Manifest {
+    match parse_str(text, Path::new("spin.toml")) {
+        Ok(manifest) => manifest,
+        Err(e) => panic!("manifest should parse:\n{e}"),
+    }
+}
+
+fn map(entries: &[(&str, &str)]) -> IndexMap<String, String> {
+    entries
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+const FULL: &str = r#"spin_manifest_version = 2
+
+[application]
+name = "full"
+version = "0.1.0"
+description = "uses every field"
+authors = ["Ada <ada@example.com>", "Bob"]
+
+[application.trigger.http]
+base = "/"
+
+[application.tool.spin-test]
+source = "tests/app.wasm"
+nested = { deep = [1, 2] }
+
+[variables]
+greeting = { default = "hi" }
+api_key = { required = true, secret = true }
+token = { default = "x", secret = true }
+
+[[trigger.http]]
+id = "hello-trigger"
+route = "/hello"
+component = "hello"
+executor = { type = "spin" }
+
+[[trigger.http]]
+route = "/users/:id/..."
+component = { source = "inline.wasm", allowed_outbound_hosts = ["https://example.com"] }
+
+[[trigger.http]]
+id = "named-inline"
+route = "/named"
+component = { source = "named.wasm", variables = { v = "{{greeting}}" } }
+
+[[trigger.http]]
+route = { private = true }
+component = "internal"
+
+[[trigger.http]]
+route = "/gone"
+static_response = { status_code = 404, headers = { "content-type" = "text/plain", "x-a" = "b" }, body = "nope" }
+
+[[trigger.http]]
+route = "/ok/"
+static_response = {}
+
+[component.hello]
+source = "target/wasm32-wasip2/release/hello.wasm"
+description = "says hello"
+environment = { KEY = "value", OTHER = "2" }
+files = ["static/**/*", { source = "assets", destination = "/assets" }]
+exclude_files = ["**/*.bak"]
+allowed_outbound_hosts = ["https://example.com", "redis://localhost:6379"]
+key_value_stores = ["default", "cache"]
+sqlite_databases = ["default"]
+ai_models = ["llama2-chat"]
+variables = { message = "{{ greeting }} world", key = "{{api_key}}", plain = "text" }
+dependencies_inherit_configuration = false
+dependencies = {}
+
+[component.hello.build]
+command = "cargo build --target wasm32-wasip2 --release"
+workdir = "hello"
+watch = ["src/**/*.rs", "Cargo.toml"]
+
+[component.hello.tool.spin-test]
+source = "tests/hello.wasm"
+
+[component.internal]
+source = "internal.wasm"
+
+[component.internal.build]
+command = ["make a", "make b"]
+
+[component.unused-2]
+source = "/abs/unused.wasm"
+"#;
+
+#[test]
+fn full_manifest() {
+    let m = parse(FULL);
+
+    assert_eq!(
+        m.application,
+        Application {
+            name: "full".to_owned(),
+            version: Some("0.1.0".to_owned()),
+            description: Some("uses every field".to_owned()),
+            authors: strings(&["Ada <ada@example.com>", "Bob"]),
+        }
+    );
+
+    assert_eq!(
+        m.variables.keys().collect::<Vec<_>>(),
+        ["greeting", "api_key", "token"]
+    );
+    assert_eq!(
+        m.variables["greeting"],
+        Variable {
+            default: Some("hi".to_owned()),
+            required: false,
+            secret: false
+        }
+    );
+    assert_eq!(
+        m.variables["api_key"],
+        Variable {
+            default: None,
+            required: true,
+            secret: true
+        }
+    );
+    assert_eq!(
+        m.variables["token"],
+        Variable {
+            default: Some("x".to_owned()),
+            required: false,
+            secret: true
+        }
+    );
+
+    // Named components in file order, then inline ones in trigger order.
+    assert_eq!(
+        m.components.keys().collect::<Vec<_>>(),
+        [
+            "hello",
+            "internal",
+            "unused-2",
+            "inline-component-1",
+            "named-inline"
+        ]
+    );
+
+    let hello = &m.components["hello"];
+    assert_eq!(
+        *hello,
+        Component {
+            id: "hello".to_owned(),
+            source: PathBuf::from("target/wasm32-wasip2/release/hello.wasm"),
+            description: Some("says hello".to_owned()),
+            environment: map(&[("KEY", "value"), ("OTHER", "2")]),
+            files: vec![
+                FileMount::Pattern("static/**/*".to_owned()),
+                FileMount::Placement {
+                    source: PathBuf::from("assets"),
+                    destination: "/assets".to_owned(),
+                },
+            ],
+            exclude_files: strings(&["**/*.bak"]),
+            allowed_outbound_hosts: strings(&["https://example.com", "redis://localhost:6379"]),
+            key_value_stores: strings(&["default", "cache"]),
+            sqlite_databases: strings(&["default"]),
+            ai_models: strings(&["llama2-chat"]),
+            variables: map(&[
+                ("message", "{{ greeting }} world"),
+                ("key", "{{api_key}}"),
+                ("plain", "text"),
+            ]),
+            build: Some(ComponentBuild {
+                commands: strings(&["cargo build --target wasm32-wasip2 --release"]),
+                workdir: Some("hello".to_owned()),
+                watch: strings(&["src/**/*.rs", "Cargo.toml"]),
+            }),
+        }
+    );
+
+    let internal = &m.components["internal"];
+    assert_eq!(internal.source, PathBuf::from("internal.wasm"));
+    assert_eq!(
+        internal.build,
+        Some(ComponentBuild {
+            commands: strings(&["make a", "make b"]),
+            workdir: None,
+            watch: Vec::new(),
+        })
+    );
+    assert_eq!(internal.description, None);
+    assert!(internal.environment.is_empty() && internal.files.is_empty());
+
+    assert_eq!(
+        m.components["unused-2"].source,
+        PathBuf::from("/abs/unused.wasm")
+    );
+
+    let inline = &m.components["inline-component-1"];
+    assert_eq!(inline.id, "inline-component-1");
+    assert_eq!(inline.source, PathBuf::from("inline.wasm"));
+    assert_eq!(
+        inline.allowed_outbound_hosts,
+        strings(&["https://example.com"])
+    );
+    let named_inline = &m.components["named-inline"];
+    assert_eq!(named_inline.source, PathBuf::from("named.wasm"));
+    assert_eq!(named_inline.variables, map(&[("v", "{{greeting}}")]));
+
+    assert_eq!(
+        m.http_triggers,
+        vec![
+            HttpTrigger {
+                id: Some("hello-trigger".to_owned()),
+                route: HttpRoute::Path("/hello".to_owned()),
+                component: Some("hello".to_owned()),
+                static_response: None,
+                line: 23,
+            },
+            HttpTrigger {
+                id: None,
+                route: HttpRoute::Path("/users/:id/...".to_owned()),
+                component: Some("inline-component-1".to_owned()),
+                static_response: None,
+                line: 28,
+            },
+            HttpTrigger {
+                id: Some("named-inline".to_owned()),
+                route: HttpRoute::Path("/named".to_owned()),
+                component: Some("named-inline".to_owned()),
+                static_response: None,
+                line: 33,
+            },
+            HttpTrigger {
+                id: None,
+                route: HttpRoute::Private,
+                component: Some("internal".to_owned()),
+                static_response: None,
+                line: 37,
+            },
+            HttpTrigger {
+                id: None,
+                route: HttpRoute::Path("/gone".to_owned()),
+                component: None,
+                static_response: Some(StaticResponse {
+                    status_code: 404,
+                    headers: map(&[("content-type", "text/plain"), ("x-a", "b")]),
+                    body: Some("nope".to_owned()),
+                }),
+                line: 41,
+            },
+            HttpTrigger {
+                id: None,
+                route: HttpRoute::Path("/ok/".to_owned()),
+                component: None,
+                static_response: Some(StaticResponse {
+                    status_code: 200,
+                    headers: IndexMap::new(),
+                    body: None,
+                }),
+                line: 45,
+            },
+        ]
+    );
+
+    assert_eq!(
+        m.warnings,
+        [
+            "`application.trigger.http.base` is deprecated and ignored; routes are always relative to `/`"
+        ]
+    );
+}
+
+const MINIMAL: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "minimal"
+
+[[trigger.http]]
+route = "/..."
+component = "app"
+
+[component.app]
+source = "app.wasm"
+"#;
+
+#[test]
+fn minimal_manifest_has_defaults_and_no_warnings() {
+    let m = parse(MINIMAL);
+    assert_eq!(m.application.name, "minimal");
+    assert_eq!(m.application.version, None);
+    assert!(m.application.authors.is_empty());
+    assert!(m.variables.is_empty());
+    assert!(m.warnings.is_empty());
+    assert_eq!(m.http_triggers.len(), 1);
+    assert_eq!(m.http_triggers[0].line, 8);
+    let app = &m.components["app"];
+    assert_eq!(app.build, None);
+    assert!(app.variables.is_empty() && app.ai_models.is_empty());
+}
+
+#[test]
+fn inline_components_are_numbered_in_file_order() {
+    let m = parse(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "inline"
+[[trigger.http]]
+route = "/a"
+component = { source = "a.wasm" }
+[[trigger.http]]
+id = "b"
+route = "/b"
+component = { source = "b.wasm" }
+[[trigger.http]]
+route = "/c"
+component = { source = "c.wasm" }
+"#,
+    );
+    let ids: Vec<_> = m
+        .http_triggers
+        .iter()
+        .map(|t| t.component.as_deref().unwrap())
+        .collect();
+    assert_eq!(ids, ["inline-component-1", "b", "inline-component-2"]);
+    assert_eq!(
+        m.components["inline-component-2"].source,
+        Path::new("c.wasm")
+    );
+}
+
+#[test]
+fn distinct_routes_do_not_collide() {
+    let m = parse(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "routes"
+[[trigger.http]]
+route = "/a"
+component = "c"
+[[trigger.http]]
+route = "/a/..."
+component = "c"
+[[trigger.http]]
+route = "/a/:x"
+component = "c"
+[[trigger.http]]
+route = "/"
+component = "c"
+[[trigger.http]]
+route = { private = true }
+component = "c"
+[[trigger.http]]
+route = { private = true }
+component = "c"
+[component.c]
+source = "c.wasm"
+"#,
+    );
+    assert_eq!(m.http_triggers.len(), 6);
+    assert_eq!(m.http_triggers[5].route, HttpRoute::Private);
+}
+
+#[test]
+fn crlf_line_endings_are_accepted() {
+    let m = parse(&MINIMAL.replace('\n', "\r\n"));
+    assert_eq!(m.http_triggers[0].line, 8);
+}
+
+#[test]
+fn parse_file_reads_the_file() {
+    let dir = std::env::temp_dir().join(format!("wisp-manifest-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, MINIMAL).unwrap();
+    let m = parse_file(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(m, parse(MINIMAL));
+}
+
+#[test]
+fn parse_file_reports_an_unreadable_file() {
+    let path = Path::new("does/not/exist/spin.toml");
+    let err = parse_file(path).unwrap_err();
+    assert_eq!(err.file, path);
+    assert_eq!((err.line, err.column), (0, 0));
+    assert!(err.message.starts_with("cannot read manifest: "), "{err}");
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("does/not/exist/spin.toml: cannot read manifest: "),
+        "{shown}"
+    );
+    assert!(shown.contains("\n  hint: check the path"), "{shown}");
+}
+
+#[test]
+fn errors_carry_position_and_hint() {
+    let text = MINIMAL.replace("component = \"app\"", "component = \"apq\"");
+    let err = parse_str(&text, Path::new("x/spin.toml")).unwrap_err();
+    assert_eq!(err.file, Path::new("x/spin.toml"));
+    assert_eq!((err.line, err.column), (9, 13));
+    assert_eq!(err.message, "component `apq` is not defined");
+    assert_eq!(
+        err.hint.as_deref(),
+        Some("defined components: `app`; fix the name or add a [component.apq] table")
+    );
+}

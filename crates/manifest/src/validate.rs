@@ -1,0 +1,661 @@
+//! From the text to a [`Manifest`]: the version check, the strict serde pass
+//! over [`crate::raw`], then the checks that relate fields to each other
+//! (references, routes, templates).
+//!
+//! The first problem found is returned; checks run in file-section order
+//! (`[application]`, `[variables]`, `[component.*]`, `[[trigger.*]]`).
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use toml::Spanned;
+
+use crate::error::{ManifestError, Source};
+use crate::model::{
+    Application, Component, ComponentBuild, FileMount, HttpRoute, HttpTrigger, Manifest,
+    StaticResponse, Variable,
+};
+use crate::raw::{
+    RawApplication, RawComponent, RawComponentRef, RawExecutor, RawFileMount, RawHttpTrigger,
+    RawManifest, RawRoute, RawSource, RawStaticResponse, RawTriggers, RawVariable, VersionProbe,
+};
+use crate::rules::{self, TemplateError};
+
+/// Warning for `[application.trigger.http] base = ...`.
+const BASE_WARNING: &str =
+    "`application.trigger.http.base` is deprecated and ignored; routes are always relative to `/`";
+
+/// Parses and validates manifest text.
+pub(crate) fn parse(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
+    let src = Source { text, file };
+    let probe: VersionProbe = toml::from_str(text).map_err(|e| src.syntax_error(&e))?;
+    check_version(&src, &probe)?;
+    let raw: RawManifest = toml::from_str(text).map_err(|e| src.schema_error(&e))?;
+    Validator {
+        src: &src,
+        warnings: Vec::new(),
+    }
+    .manifest(raw)
+}
+
+fn check_version(src: &Source<'_>, probe: &VersionProbe) -> Result<(), ManifestError> {
+    let version_one = |span: Range<usize>| {
+        src.error(
+            span,
+            "manifest version 1 is not supported; migrate with `spin doctor` or rewrite as version 2",
+            "version 2 has `spin_manifest_version = 2`, an [application] table, \
+             [component.<id>] tables and [[trigger.http]] tables that name a component",
+        )
+    };
+    match (&probe.spin_manifest_version, &probe.spin_version) {
+        (Some(version), _) => match version.get_ref() {
+            toml::Value::Integer(2) => Ok(()),
+            toml::Value::Integer(1) => Err(version_one(version.span())),
+            toml::Value::String(s) if s == "1" => Err(version_one(version.span())),
+            other => Err(src.error(
+                version.span(),
+                format!("unsupported manifest version `{other}`"),
+                "set `spin_manifest_version = 2` (an integer); that is the version this tool reads",
+            )),
+        },
+        (None, Some(version)) => Err(version_one(version.span())),
+        (None, None) => Err(src.error(
+            0..0,
+            "the manifest has no `spin_manifest_version`",
+            "add `spin_manifest_version = 2` as the first line",
+        )),
+    }
+}
+
+struct Validator<'a> {
+    src: &'a Source<'a>,
+    warnings: Vec<String>,
+}
+
+impl Validator<'_> {
+    fn error(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> ManifestError {
+        self.src.error(span, message, hint)
+    }
+
+    fn manifest(mut self, raw: RawManifest) -> Result<Manifest, ManifestError> {
+        let Some(application) = raw.application else {
+            return Err(self.error(
+                0..0,
+                "the manifest has no [application] table",
+                "add an [application] table with `name = \"my-app\"`",
+            ));
+        };
+        let application = self.application(application)?;
+        let variables = self.variables(raw.variables)?;
+
+        let mut components = IndexMap::new();
+        for (id, component) in raw.component {
+            if !rules::is_kebab_id(id.get_ref()) {
+                return Err(self.error(
+                    id.span(),
+                    format!("invalid component id `{}`", id.get_ref()),
+                    "component ids are kebab-case, e.g. `my-component`: lowercase letters and \
+                     digits in words separated by single `-`, starting with a letter",
+                ));
+            }
+            let id = id.into_inner();
+            let component = self.component(id.clone(), component, &variables)?;
+            components.insert(id, component);
+        }
+
+        let http_triggers = self.triggers(raw.trigger, &mut components, &variables)?;
+
+        Ok(Manifest {
+            application,
+            variables,
+            http_triggers,
+            components,
+            warnings: self.warnings,
+        })
+    }
+
+    fn application(&mut self, app: Spanned<RawApplication>) -> Result<Application, ManifestError> {
+        let span = app.span();
+        let app = app.into_inner();
+        let name = match app.name {
+            None => {
+                return Err(self.error(
+                    span,
+                    "the application has no name",
+                    "add `name = \"my-app\"` to the [application] table",
+                ));
+            }
+            Some(name) if name.get_ref().trim().is_empty() => {
+                return Err(self.error(
+                    name.span(),
+                    "the application name is empty",
+                    "give the application a name, e.g. `name = \"my-app\"`",
+                ));
+            }
+            Some(name) => name.into_inner(),
+        };
+        if let Some(kind) = app.trigger.unsupported.first() {
+            return Err(self.unsupported_trigger(kind, "[application.trigger.{}]"));
+        }
+        if app.trigger.http.is_some_and(|http| http.base.is_some()) {
+            self.warnings.push(BASE_WARNING.to_owned());
+        }
+        Ok(Application {
+            name,
+            version: app.version,
+            description: app.description,
+            authors: app.authors,
+        })
+    }
+
+    /// The error for a trigger type other than `http`; `table` is the
+    /// table header with `{}` standing for the type.
+    fn unsupported_trigger(&self, kind: &Spanned<String>, table: &str) -> ManifestError {
+        let table = table.replace("{}", kind.get_ref());
+        self.error(
+            kind.span(),
+            format!("trigger type `{}` is not supported yet", kind.get_ref()),
+            format!("only HTTP triggers ([[trigger.http]]) can run for now; remove {table}"),
+        )
+    }
+
+    fn variables(
+        &self,
+        raw: IndexMap<Spanned<String>, Spanned<RawVariable>>,
+    ) -> Result<IndexMap<String, Variable>, ManifestError> {
+        let mut variables = IndexMap::new();
+        for (name, variable) in raw {
+            let name_span = name.span();
+            let name = name.into_inner();
+            if !rules::is_variable_name(&name) {
+                return Err(self.error(
+                    name_span,
+                    format!("invalid variable name `{name}`"),
+                    "variable names use lowercase letters, digits and underscores and start \
+                     with a letter, e.g. `api_key`",
+                ));
+            }
+            let variable = variable.into_inner();
+            let required = variable.required.as_ref().is_some_and(|r| *r.get_ref());
+            match (&variable.required, &variable.default) {
+                (Some(req), Some(_)) if required => {
+                    return Err(self.error(
+                        req.span(),
+                        format!("variable `{name}` is required and also has a default"),
+                        "remove `default` if a value must always be provided, or remove \
+                         `required = true` to fall back to the default",
+                    ));
+                }
+                (_, None) if !required => {
+                    return Err(self.error(
+                        name_span,
+                        format!("variable `{name}` has neither a default nor `required = true`"),
+                        "add `default = \"...\"`, or `required = true` if the value must come \
+                         from a variables provider",
+                    ));
+                }
+                _ => {}
+            }
+            variables.insert(
+                name,
+                Variable {
+                    default: variable.default.map(Spanned::into_inner),
+                    required,
+                    secret: variable.secret,
+                },
+            );
+        }
+        Ok(variables)
+    }
+
+    fn component(
+        &self,
+        id: String,
+        raw: RawComponent,
+        variables: &IndexMap<String, Variable>,
+    ) -> Result<Component, ManifestError> {
+        let source_span = raw.source.span();
+        let source = match raw.source.into_inner() {
+            RawSource::Local(path) if path.trim().is_empty() => {
+                return Err(self.error(
+                    source_span,
+                    format!("component `{id}` has an empty `source`"),
+                    "point `source` at the component's .wasm file, relative to the manifest",
+                ));
+            }
+            RawSource::Local(path) => PathBuf::from(path),
+            RawSource::Remote(remote) => {
+                let (kind, fetch) = if remote.url.is_some() || remote.digest.is_some() {
+                    let url = remote.url.as_deref().unwrap_or("its url");
+                    ("url", format!("download {url} and check its digest"))
+                } else {
+                    let package = match (&remote.package, &remote.version) {
+                        (Some(package), Some(version)) => format!("`{package}@{version}`"),
+                        (Some(package), None) => format!("`{package}`"),
+                        _ => "the package".to_owned(),
+                    };
+                    let registry = match &remote.registry {
+                        Some(registry) => format!(" from {registry}"),
+                        None => String::new(),
+                    };
+                    (
+                        "registry",
+                        format!("fetch {package}{registry} (e.g. with `wkg get`)"),
+                    )
+                };
+                return Err(self.error(
+                    source_span,
+                    format!(
+                        "{kind} sources are not supported yet; build the component locally \
+                         and point `source` at the .wasm file"
+                    ),
+                    format!(
+                        "{fetch}, or build it, then write e.g. \
+                         `source = \"target/wasm32-wasip2/release/{id}.wasm\"`"
+                    ),
+                ));
+            }
+        };
+
+        if let Some(deps) = &raw.dependencies
+            && !deps.get_ref().is_empty()
+        {
+            return Err(self.error(
+                deps.span(),
+                format!(
+                    "component dependencies are not supported yet; remove `dependencies` \
+                     from component `{id}`"
+                ),
+                "compose the dependencies into the component ahead of time (e.g. with \
+                 `wac plug`) and point `source` at the result",
+            ));
+        }
+
+        let mut files = Vec::with_capacity(raw.files.len());
+        for file in raw.files {
+            files.push(match file {
+                RawFileMount::Pattern(pattern) => FileMount::Pattern(pattern),
+                RawFileMount::Placement(placement) => {
+                    let destination = placement.destination;
+                    if !destination.get_ref().starts_with('/') {
+                        return Err(self.error(
+                            destination.span(),
+                            format!(
+                                "file destination `{}` is not an absolute path",
+                                destination.get_ref()
+                            ),
+                            format!(
+                                "guest paths start with `/`, e.g. `destination = \"/{}\"`",
+                                destination.get_ref()
+                            ),
+                        ));
+                    }
+                    FileMount::Placement {
+                        source: PathBuf::from(placement.source),
+                        destination: destination.into_inner(),
+                    }
+                }
+            });
+        }
+
+        let mut component_variables = IndexMap::new();
+        for (name, template) in raw.variables {
+            if !rules::is_variable_name(name.get_ref()) {
+                return Err(self.error(
+                    name.span(),
+                    format!("invalid variable name `{}`", name.get_ref()),
+                    "variable names use lowercase letters, digits and underscores and start \
+                     with a letter, e.g. `api_key`",
+                ));
+            }
+            let name = name.into_inner();
+            self.check_template(&id, &name, &template, variables)?;
+            component_variables.insert(name, template.into_inner());
+        }
+
+        Ok(Component {
+            id,
+            source,
+            description: raw.description,
+            environment: raw.environment,
+            files,
+            exclude_files: raw.exclude_files,
+            allowed_outbound_hosts: raw.allowed_outbound_hosts,
+            key_value_stores: raw.key_value_stores,
+            sqlite_databases: raw.sqlite_databases,
+            ai_models: raw.ai_models,
+            variables: component_variables,
+            build: raw.build.map(|build| ComponentBuild {
+                commands: build.command.0,
+                workdir: build.workdir,
+                watch: build.watch,
+            }),
+        })
+    }
+
+    fn check_template(
+        &self,
+        component: &str,
+        name: &str,
+        template: &Spanned<String>,
+        variables: &IndexMap<String, Variable>,
+    ) -> Result<(), ManifestError> {
+        let references = match rules::template_references(template.get_ref()) {
+            Ok(references) => references,
+            Err(TemplateError::Unterminated) => {
+                return Err(self.error(
+                    template.span(),
+                    format!("variable `{name}` of component `{component}` has a `{{{{` without a closing `}}}}`"),
+                    "write references to application variables as `{{ name }}`",
+                ));
+            }
+            Err(TemplateError::BadName(bad)) => {
+                return Err(self.error(
+                    template.span(),
+                    format!(
+                        "variable `{name}` of component `{component}` refers to `{bad}`, which is not a variable name"
+                    ),
+                    "write references to application variables as `{{ name }}`, with a \
+                     lowercase name declared under [variables]",
+                ));
+            }
+        };
+        for reference in references {
+            if !variables.contains_key(reference) {
+                return Err(self.error(
+                    template.span(),
+                    format!(
+                        "variable `{name}` of component `{component}` refers to undeclared variable `{reference}`"
+                    ),
+                    format!(
+                        "declare it under [variables], e.g. `{reference} = {{ default = \"...\" }}`"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn triggers(
+        &self,
+        raw: RawTriggers,
+        components: &mut IndexMap<String, Component>,
+        variables: &IndexMap<String, Variable>,
+    ) -> Result<Vec<HttpTrigger>, ManifestError> {
+        if let Some(kind) = raw.unsupported.first() {
+            return Err(self.unsupported_trigger(kind, "the [[trigger.{}]] tables"));
+        }
+        if raw.http.is_empty() {
+            return Err(self.error(
+                0..0,
+                "the app has no triggers; add a [[trigger.http]] table so that requests reach a component",
+                "for example `[[trigger.http]]` with `route = \"/...\"` and `component = \"<component id>\"`",
+            ));
+        }
+
+        let named: Vec<String> = components.keys().cloned().collect();
+        let mut state = TriggerState::default();
+        let mut triggers = Vec::with_capacity(raw.http.len());
+        for trigger in raw.http {
+            let trigger = self.http_trigger(trigger, &named, components, variables, &mut state)?;
+            triggers.push(trigger);
+        }
+        Ok(triggers)
+    }
+
+    fn http_trigger(
+        &self,
+        trigger: Spanned<RawHttpTrigger>,
+        named: &[String],
+        components: &mut IndexMap<String, Component>,
+        variables: &IndexMap<String, Variable>,
+        state: &mut TriggerState,
+    ) -> Result<HttpTrigger, ManifestError> {
+        let trigger_span = trigger.span();
+        let trigger = trigger.into_inner();
+
+        if let Some(id) = &trigger.id
+            && !state.ids.insert(id.get_ref().clone())
+        {
+            return Err(self.error(
+                id.span(),
+                format!("duplicate trigger id `{}`", id.get_ref()),
+                "trigger ids must be unique; rename or remove one of them",
+            ));
+        }
+
+        let route_span = trigger.route.span();
+        let line = self.src.line(route_span.start);
+        let route = self.route(trigger.route, line, &mut state.routes)?;
+
+        if let Some(executor) = &trigger.executor {
+            self.executor(executor)?;
+        }
+
+        let (component, static_response) = match (trigger.component, trigger.static_response) {
+            (Some(_), Some(response)) => {
+                return Err(self.error(
+                    response.span(),
+                    "a trigger cannot have both `component` and `static_response`",
+                    "remove `static_response` to run the component, or remove `component` to \
+                     always send the static response",
+                ));
+            }
+            (None, None) => {
+                return Err(self.error(
+                    trigger_span,
+                    "this trigger has neither `component` nor `static_response`",
+                    "add `component = \"<component id>\"` naming a [component.<id>] table, or \
+                     `static_response = { status_code = 200, body = \"...\" }`",
+                ));
+            }
+            (Some(component), None) => {
+                let id = self.component_ref(
+                    component,
+                    trigger.id.as_ref(),
+                    named,
+                    components,
+                    variables,
+                    state,
+                )?;
+                (Some(id), None)
+            }
+            (None, Some(response)) => (None, Some(self.static_response(response)?)),
+        };
+
+        Ok(HttpTrigger {
+            id: trigger.id.map(Spanned::into_inner),
+            route,
+            component,
+            static_response,
+            line,
+        })
+    }
+
+    fn route(
+        &self,
+        route: Spanned<RawRoute>,
+        line: usize,
+        seen: &mut HashMap<String, (String, usize)>,
+    ) -> Result<HttpRoute, ManifestError> {
+        let span = route.span();
+        match route.into_inner() {
+            RawRoute::Private(private) => {
+                if !private.private {
+                    return Err(self.error(
+                        span,
+                        "`route = { private = false }` is not a route",
+                        "use `route = { private = true }` for a component reached only through \
+                         service chaining, or a path such as `route = \"/api/...\"`",
+                    ));
+                }
+                Ok(HttpRoute::Private)
+            }
+            RawRoute::Path(path) => {
+                let key = rules::route_key(&path)
+                    .map_err(|(message, hint)| self.error(span.clone(), message, hint))?;
+                if let Some((first, first_line)) = seen.get(&key) {
+                    return Err(self.error(
+                        span,
+                        format!(
+                            "route `{path}` collides with route `{first}` of the trigger on line {first_line}"
+                        ),
+                        "each route may be served by one trigger only (parameter names and \
+                         trailing slashes do not make routes distinct); change or remove one of them",
+                    ));
+                }
+                seen.insert(key, (path.clone(), line));
+                Ok(HttpRoute::Path(path))
+            }
+        }
+    }
+
+    fn executor(&self, executor: &RawExecutor) -> Result<(), ManifestError> {
+        match executor.kind.get_ref().as_str() {
+            "spin" => {
+                let wagi_field = [("argv", &executor.argv), ("entrypoint", &executor.entrypoint)]
+                    .into_iter()
+                    .find_map(|(name, value)| value.as_ref().map(|v| (name, v.span())));
+                match wagi_field {
+                    Some((name, span)) => Err(self.error(
+                        span,
+                        format!("`{name}` only applies to the wagi executor"),
+                        format!("remove `{name}` from `executor`"),
+                    )),
+                    None => Ok(()),
+                }
+            }
+            "wagi" => Err(self.error(
+                executor.kind.span(),
+                "the wagi executor is not supported yet; use the default spin executor (remove `executor`)",
+                "wagi modules read requests from stdin; rebuild the component with a Spin SDK \
+                 so that it exports `wasi:http/incoming-handler`",
+            )),
+            other => Err(self.error(
+                executor.kind.span(),
+                format!("unknown executor type `{other}`"),
+                "remove `executor` to use the default, or write `executor = { type = \"spin\" }`",
+            )),
+        }
+    }
+
+    fn component_ref(
+        &self,
+        component: Spanned<RawComponentRef>,
+        trigger_id: Option<&Spanned<String>>,
+        named: &[String],
+        components: &mut IndexMap<String, Component>,
+        variables: &IndexMap<String, Variable>,
+        state: &mut TriggerState,
+    ) -> Result<String, ManifestError> {
+        let span = component.span();
+        match component.into_inner() {
+            RawComponentRef::Id(id) => {
+                if named.contains(&id) {
+                    return Ok(id);
+                }
+                let hint = if named.is_empty() {
+                    format!(
+                        "no components are defined; add a [component.{id}] table with `source = \"...\"`"
+                    )
+                } else {
+                    let list: Vec<String> = named.iter().map(|id| format!("`{id}`")).collect();
+                    format!(
+                        "defined components: {}; fix the name or add a [component.{id}] table",
+                        list.join(", ")
+                    )
+                };
+                Err(self.error(span, format!("component `{id}` is not defined"), hint))
+            }
+            RawComponentRef::Inline(raw) => {
+                let (id, id_span) = match trigger_id {
+                    Some(trigger_id) => {
+                        if !rules::is_kebab_id(trigger_id.get_ref()) {
+                            return Err(self.error(
+                                trigger_id.span(),
+                                format!(
+                                    "trigger id `{}` is not a valid component id",
+                                    trigger_id.get_ref()
+                                ),
+                                "an inline component takes its trigger's `id` as component id, \
+                                 and component ids are kebab-case, e.g. `my-component`",
+                            ));
+                        }
+                        (trigger_id.get_ref().clone(), trigger_id.span())
+                    }
+                    None => {
+                        state.generated += 1;
+                        (format!("inline-component-{}", state.generated), span)
+                    }
+                };
+                if components.contains_key(&id) {
+                    let other = if named.contains(&id) {
+                        format!("[component.{id}]")
+                    } else {
+                        "the inline component of another trigger".to_owned()
+                    };
+                    let hint = if trigger_id.is_some() {
+                        format!(
+                            "an inline component takes its trigger's `id` as component id; \
+                             rename the trigger or {other}"
+                        )
+                    } else {
+                        format!(
+                            "set an `id` on this trigger to name its inline component, or \
+                             rename {other}"
+                        )
+                    };
+                    return Err(self.error(
+                        id_span,
+                        format!("inline component id `{id}` clashes with {other}"),
+                        hint,
+                    ));
+                }
+                let component = self.component(id.clone(), *raw, variables)?;
+                components.insert(id.clone(), component);
+                Ok(id)
+            }
+        }
+    }
+
+    fn static_response(
+        &self,
+        response: Spanned<RawStaticResponse>,
+    ) -> Result<StaticResponse, ManifestError> {
+        let response = response.into_inner();
+        let status_code = match response.status_code {
+            None => 200,
+            Some(code) if (100..=599).contains(code.get_ref()) => code.into_inner(),
+            Some(code) => {
+                return Err(self.error(
+                    code.span(),
+                    format!("status code {} is out of range", code.get_ref()),
+                    "use an HTTP status code between 100 and 599",
+                ));
+            }
+        };
+        Ok(StaticResponse {
+            status_code,
+            headers: response.headers,
+            body: response.body,
+        })
+    }
+}
+
+/// What the trigger checks remember across triggers.
+#[derive(Default)]
+struct TriggerState {
+    /// Trigger ids seen so far.
+    ids: HashSet<String>,
+    /// Route collision key → (route as written, line).
+    routes: HashMap<String, (String, usize)>,
+    /// Number of generated inline component ids so far.
+    generated: usize,
+}

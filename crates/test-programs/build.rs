@@ -1,0 +1,199 @@
+//! Builds the guest workspace `tests/programs` for `wasm32-wasip2` and writes
+//! `$OUT_DIR/programs.rs` with one path constant per guest component.
+//!
+//! The guests are built by a nested `cargo build` into `target/guest-programs`
+//! at the repository root, a fixed directory, so every outer profile and
+//! command (build, test, clippy) shares one guest build.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `(constant, cargo package, doc comment)` for every guest component.
+const GUESTS: &[(&str, &str, &str)] = &[
+    (
+        "HELLO",
+        "hello",
+        "WASI 0.2 `wasi:http/incoming-handler`: answers `200`, `content-type: text/plain`, body `Hello from Wisp\\n`.",
+    ),
+    (
+        "ECHO",
+        "echo",
+        "WASI 0.2: answers `200 text/plain` with `<METHOD> <path-with-query>`, one `name: value` line per request header (sorted by name, then value), an empty line, then the request body.",
+    ),
+    (
+        "P3_HELLO",
+        "p3-hello",
+        "WASI 0.3 `wasi:http/handler@0.3.0`: answers `200 text/plain` with `Hello from WASI 0.3 <path-with-query>\\n`.",
+    ),
+    (
+        "TRAP",
+        "trap",
+        "WASI 0.2: the handler panics (`guest asked to trap`), so the call traps.",
+    ),
+    (
+        "SPIN_LOOP",
+        "spin-loop",
+        "WASI 0.2: the handler spins forever without I/O; only the host's deadline (epoch interruption) stops it.",
+    ),
+    (
+        "MEMHOG",
+        "memhog",
+        "WASI 0.2: the handler allocates and touches 1 MiB blocks forever, until growing memory fails and the guest traps.",
+    ),
+    (
+        "STDIO_LOG",
+        "stdio-log",
+        "WASI 0.2: writes `hello stdout\\n` to stdout and `hello stderr\\n` to stderr, then answers `200` with `logged\\n`.",
+    ),
+    (
+        "SANDBOX",
+        "sandbox",
+        "WASI 0.2: answers `200` with one `probe=result` line per sandbox probe: `env GREETING`, `env count`, `file /static/hello.txt`, `write /static/new.txt`, `read /etc/passwd`, `dir /`, `tcp 127.0.0.1:1`.",
+    ),
+    (
+        "TOUCH4MIB",
+        "touch4mib",
+        "WASI 0.2: allocates 4 MiB per request and writes one byte per 4 KiB page; answers `200` with `touched 4194304 bytes sum=130560\\n`.",
+    ),
+];
+
+/// Variables an outer cargo sets that must not steer the nested guest build:
+/// flags and wrappers meant for the host target, the outer target directory,
+/// the outer jobserver, and a pinned `rustc` (the toolchain file decides).
+const SCRUBBED_ENV: &[&str] = &[
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_MAKEFLAGS",
+    "MAKEFLAGS",
+    "MFLAGS",
+    "CARGO_PRIMARY_PACKAGE",
+    "RUSTC",
+    "RUSTDOC",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+];
+
+/// Prefixes of variables scrubbed for the same reason (`CARGO_BUILD_*` covers
+/// `CARGO_BUILD_TARGET`, `CARGO_BUILD_RUSTFLAGS`, `CARGO_BUILD_TARGET_DIR`).
+const SCRUBBED_PREFIXES: &[&str] = &[
+    "CARGO_BUILD_",
+    "CARGO_PROFILE_",
+    "CARGO_CFG_",
+    "CARGO_FEATURE_",
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
+    let repo = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root is two levels above crates/test-programs");
+    let programs = repo.join("tests/programs");
+    let target_dir = repo.join("target/guest-programs");
+    let out_dir = PathBuf::from(env("OUT_DIR"));
+
+    emit_rerun_if_changed(&programs, true);
+
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut command = Command::new(&cargo);
+    command
+        .current_dir(&programs)
+        .arg("build")
+        .arg("--release")
+        .args(["--target", "wasm32-wasip2"])
+        .arg("--manifest-path")
+        .arg(programs.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for name in SCRUBBED_ENV {
+        command.env_remove(name);
+    }
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if SCRUBBED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            command.env_remove(name.as_ref());
+        }
+    }
+
+    // Our stdout carries `cargo:` instructions to the outer cargo, so the
+    // nested build's output all goes to stderr, where it shows up when this
+    // script fails (or always, with `cargo build -vv`).
+    command.stdout(std::io::stderr());
+    let status = command.status().unwrap_or_else(|e| {
+        panic!(
+            "could not run `{}` to build the guest programs in {}: {e}",
+            cargo.to_string_lossy(),
+            programs.display()
+        )
+    });
+    if !status.success() {
+        panic!(
+            "building the guest programs in {} failed ({status}); see the compiler output above. \
+             If the `wasm32-wasip2` target is missing, run `rustup target add wasm32-wasip2` \
+             (rust-toolchain.toml at the repository root lists it, so a rustup-managed toolchain \
+             installs it on first use). To reproduce by hand: \
+             `cargo build --release --target wasm32-wasip2 --manifest-path tests/programs/Cargo.toml`",
+            programs.display()
+        );
+    }
+
+    let wasm_dir = target_dir.join("wasm32-wasip2/release");
+    let mut code = String::new();
+    let mut all = String::new();
+    for (constant, package, doc) in GUESTS {
+        let path = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
+        assert!(
+            path.is_file(),
+            "the guest build succeeded but {} is missing; is `{package}` a member of \
+             tests/programs/Cargo.toml with `crate-type = [\"cdylib\"]`?",
+            path.display()
+        );
+        let path = path.to_str().expect("guest paths are UTF-8");
+        writeln!(code, "/// {doc}").unwrap();
+        writeln!(code, "///").unwrap();
+        writeln!(code, "/// Built from `tests/programs/{package}`.").unwrap();
+        writeln!(code, "pub const {constant}: &str = {path:?};").unwrap();
+        writeln!(all, "    ({package:?}, {constant}),").unwrap();
+    }
+    writeln!(
+        code,
+        "/// Every guest as `(package name, path to its .wasm component)`."
+    )
+    .unwrap();
+    writeln!(code, "pub const ALL: &[(&str, &str)] = &[\n{all}];").unwrap();
+    std::fs::write(out_dir.join("programs.rs"), code).expect("writing $OUT_DIR/programs.rs");
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("cargo sets {name} for build scripts"))
+}
+
+/// Re-run when anything in the guest workspace changes, without watching
+/// `target/`: cargo scans a watched directory recursively, so the root is
+/// walked file by file and `target` is skipped.
+fn emit_rerun_if_changed(dir: &Path, is_root: bool) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("reading a directory entry").path())
+        .collect();
+    entries.sort();
+    if !is_root {
+        // Watching a member's directory also notices added or removed files.
+        println!("cargo:rerun-if-changed={}", dir.display());
+    }
+    for path in entries {
+        if path.file_name().is_some_and(|n| n == "target") {
+            continue;
+        }
+        if path.is_dir() {
+            emit_rerun_if_changed(&path, false);
+        } else {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+}

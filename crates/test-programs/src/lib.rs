@@ -1,0 +1,20 @@
+//! Paths of the guest components used by Wisp's tests and benches.
+//!
+//! Guest-visible behaviour is tested with real components. The small guest
+//! crates live in `tests/programs` (a separate Cargo workspace); this crate's
+//! build script compiles them with `cargo build --release --target
+//! wasm32-wasip2` into `target/guest-programs` at the repository root and
+//! exposes the absolute path of each `.wasm` component as a constant below.
+//! Every component is a WASI 0.2 `wasi:http/incoming-handler` component,
+//! except [`P3_HELLO`], which exports the WASI 0.3 `wasi:http/handler@0.3.0`.
+//!
+//! Depend on this crate as a dev-dependency and read the file:
+//!
+//! ```no_run
+//! let wasm = std::fs::read(wisp_test_programs::HELLO).unwrap();
+//! assert_eq!(&wasm[..4], b"\0asm");
+//! ```
+//!
+//! `tests/programs/README.md` lists each guest and the tests that use it.
+
+include!(concat!(env!("OUT_DIR"), "/programs.rs"));

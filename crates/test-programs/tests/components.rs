@@ -1,0 +1,118 @@
+//! Every guest program exists and is a valid WebAssembly component exporting
+//! the HTTP handler interface that Wisp serves.
+
+use wasmparser::{Parser, Payload, Validator, WasmFeatures};
+
+/// The component-model layer: version `0x0d` and layer `1` (a core module
+/// has version `1`, layer `0`).
+const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// Names of the component's top-level imports and exports.
+fn imports_and_exports(wasm: &[u8]) -> (Vec<String>, Vec<String>) {
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    // Nested modules and components have their own import and export
+    // sections; only depth 0 is the component's interface.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.expect("parsing the component") {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(section) if depth == 0 => {
+                for import in section {
+                    imports.push(import.expect("reading an import").name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    exports.push(export.expect("reading an export").name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    (imports, exports)
+}
+
+#[test]
+fn all_lists_every_guest_once() {
+    let mut names: Vec<_> = wisp_test_programs::ALL.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 9, "{names:?}");
+    assert!(
+        wisp_test_programs::ALL.contains(&("p3-hello", wisp_test_programs::P3_HELLO)),
+        "ALL names p3-hello"
+    );
+}
+
+#[test]
+fn every_guest_is_a_component() {
+    for (name, path) in wisp_test_programs::ALL {
+        assert!(
+            std::path::Path::new(path).is_absolute(),
+            "{name}: {path} is absolute"
+        );
+        let wasm = read(path);
+        assert!(wasm.len() > 8, "{name}: {path} is too short");
+        assert_eq!(&wasm[..4], b"\0asm", "{name}: {path} has the wasm magic");
+        assert_eq!(
+            wasm[..8],
+            COMPONENT_HEADER,
+            "{name}: {path} is a component, not a core module"
+        );
+    }
+}
+
+#[test]
+fn every_guest_validates() {
+    for (name, path) in wisp_test_programs::ALL {
+        let wasm = read(path);
+        Validator::new_with_features(WasmFeatures::all())
+            .validate_all(&wasm)
+            .unwrap_or_else(|e| panic!("{name}: {path} does not validate: {e}"));
+    }
+}
+
+#[test]
+fn wasi_p2_guests_export_incoming_handler() {
+    for (name, path) in wisp_test_programs::ALL {
+        if *path == wisp_test_programs::P3_HELLO {
+            continue;
+        }
+        let (imports, exports) = imports_and_exports(&read(path));
+        assert_eq!(
+            exports,
+            ["wasi:http/incoming-handler@0.2.12"],
+            "{name} exports"
+        );
+        for import in &imports {
+            assert!(
+                import.starts_with("wasi:") && import.contains("@0.2."),
+                "{name} imports only WASI 0.2 interfaces, not {import}"
+            );
+        }
+    }
+}
+
+#[test]
+fn p3_hello_exports_the_wasi_0_3_handler() {
+    let (imports, exports) = imports_and_exports(&read(wisp_test_programs::P3_HELLO));
+    // Exactly the package version that wasmtime-wasi-http 48 implements.
+    assert_eq!(exports, ["wasi:http/handler@0.3.0"]);
+    assert!(
+        imports.iter().any(|i| i == "wasi:http/types@0.3.0"),
+        "p3-hello imports wasi:http/types@0.3.0: {imports:?}"
+    );
+    for import in &imports {
+        // Rust's std on wasm32-wasip2 itself imports WASI 0.2 interfaces.
+        assert!(
+            import == "wasi:http/types@0.3.0"
+                || (import.starts_with("wasi:") && import.contains("@0.2.")),
+            "p3-hello imports only wasi:http/types@0.3.0 and WASI 0.2 interfaces, not {import}"
+        );
+    }
+}

@@ -1,0 +1,332 @@
+//! The HTTP trigger.
+//!
+//! Fourth step of the data path: a [`LoadedApp`] (crate `wisp-engine`) is put behind a
+//! hyper 1 server speaking HTTP/1.1 and HTTP/2 (h2c). Each request is routed once against
+//! the table built at startup, gets Spin's request headers, and runs in a fresh instance of
+//! its component. Guest faults become 500/504 responses with a log line; the server keeps
+//! serving.
+
+mod routes;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime_wasi_http::WasiBody;
+use wisp_app::StaticResponse;
+use wisp_engine::{GuestFault, LoadedApp};
+
+pub use routes::{RouteMatch, RouteTarget, Router};
+
+/// Errors building the trigger from an app.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// The LockedApp's trigger configuration is malformed.
+    #[error("invalid http trigger configuration: {0}")]
+    Config(String),
+    /// A trigger names a component the app does not have.
+    #[error(
+        "http trigger `{trigger}` names component `{component}`, which the app does not define"
+    )]
+    MissingComponent {
+        /// Trigger id.
+        trigger: String,
+        /// Missing component id.
+        component: String,
+    },
+}
+
+/// One routable entry, for the startup summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSummary {
+    /// Route as written.
+    pub route: String,
+    /// Component id, or `None` for a static response.
+    pub component: Option<String>,
+}
+
+/// An app behind HTTP: route table, static responses and the loaded components.
+pub struct HttpTrigger {
+    app: Arc<LoadedApp>,
+    router: Router,
+    statics: Vec<StaticResponse>,
+    summary: Vec<RouteSummary>,
+    info: Bytes,
+}
+
+impl std::fmt::Debug for HttpTrigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTrigger")
+            .field("routes", &self.summary)
+            .finish()
+    }
+}
+
+const WELL_KNOWN_WISP: &str = "/.well-known/wisp/";
+const WELL_KNOWN_SPIN: &str = "/.well-known/spin/";
+
+impl HttpTrigger {
+    /// Builds the route table from the app's `http` triggers.
+    pub fn new(app: Arc<LoadedApp>) -> Result<Self, TriggerError> {
+        let mut router = Router::default();
+        let mut statics = Vec::new();
+        let mut summary = Vec::new();
+        let triggers = app
+            .locked()
+            .http_triggers()
+            .map_err(|e| TriggerError::Config(e.to_string()))?;
+        for (trigger, config) in triggers {
+            if let Some(component) = &config.component
+                && app.component(component).is_none()
+            {
+                return Err(TriggerError::MissingComponent {
+                    trigger: trigger.id.clone(),
+                    component: component.clone(),
+                });
+            }
+            // A route-less trigger is a private component: reachable only from inside.
+            let Some(route) = &config.route else { continue };
+            let target = match (&config.component, &config.static_response) {
+                (_, Some(response)) => {
+                    statics.push(response.clone());
+                    RouteTarget::Static(statics.len() - 1)
+                }
+                (Some(component), None) => RouteTarget::Component(component.clone()),
+                (None, None) => {
+                    return Err(TriggerError::Config(format!(
+                        "trigger `{}` has neither a component nor a static response",
+                        trigger.id
+                    )));
+                }
+            };
+            router.add(route, target);
+            summary.push(RouteSummary {
+                route: route.clone(),
+                component: config.component.clone(),
+            });
+        }
+        let locked = app.locked();
+        let info = serde_json::json!({
+            "name": locked.metadata.name,
+            "version": locked.metadata.version,
+            "runtime": "wisp",
+            "runtime_version": env!("CARGO_PKG_VERSION"),
+            "components": locked.components.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        });
+        Ok(Self {
+            app,
+            router,
+            statics,
+            summary,
+            info: Bytes::from(serde_json::to_vec(&info).expect("info serializes")),
+        })
+    }
+
+    /// The routable entries, in manifest order.
+    pub fn routes(&self) -> &[RouteSummary] {
+        &self.summary
+    }
+
+    /// Handles one request end to end. Never fails: faults become 4xx/5xx responses.
+    pub async fn handle(
+        &self,
+        mut request: Request<WasiBody>,
+        client: SocketAddr,
+    ) -> Response<WasiBody> {
+        let started = Instant::now();
+        let path = request.uri().path().to_owned();
+        if let Some(response) = self.well_known(&path) {
+            return response;
+        }
+        let Some(matched) = self.router.route(&path) else {
+            return text(StatusCode::NOT_FOUND, "Not Found\n");
+        };
+        let component_id = match matched.target {
+            RouteTarget::Static(index) => return static_response(&self.statics[*index]),
+            RouteTarget::Component(id) => id.clone(),
+        };
+        let Some(component) = self.app.component(&component_id) else {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
+        };
+        set_spin_headers(&mut request, &matched, client);
+        let method = request.method().clone();
+        let response = match component.handle(request).await {
+            Ok(response) => response,
+            Err(err) => {
+                let (status, body) = match err.fault {
+                    Some(GuestFault::Deadline(_)) => {
+                        (StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n")
+                    }
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n"),
+                };
+                match &err.fault {
+                    Some(fault) => tracing::error!(
+                        component = %component_id,
+                        "{method} {path}: component `{component_id}` {fault}; answered {}",
+                        status.as_u16()
+                    ),
+                    None => tracing::error!(
+                        component = %component_id,
+                        "{method} {path}: component `{component_id}` failed: {}; answered {}",
+                        err.message,
+                        status.as_u16()
+                    ),
+                }
+                text(status, body)
+            }
+        };
+        tracing::debug!(
+            "{method} {path} {} {:.1?} component={component_id}",
+            response.status().as_u16(),
+            started.elapsed()
+        );
+        response
+    }
+
+    fn well_known(&self, path: &str) -> Option<Response<WasiBody>> {
+        let rest = path
+            .strip_prefix(WELL_KNOWN_WISP)
+            .or_else(|| path.strip_prefix(WELL_KNOWN_SPIN))?;
+        Some(match rest {
+            "health" => text(StatusCode::OK, "OK\n"),
+            "info" => Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(full(self.info.clone()))
+                .expect("static response parts are valid"),
+            _ => text(StatusCode::NOT_FOUND, "Not Found\n"),
+        })
+    }
+
+    /// Accepts connections on `listener` until `shutdown` resolves, then stops accepting
+    /// and lets in-flight requests finish for up to `grace`.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+    ) {
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, client) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Typically EMFILE: back off briefly instead of spinning.
+                        tracing::warn!("accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let this = self.clone();
+            let service =
+                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let this = this.clone();
+                    async move {
+                        let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+                        Ok::<_, Infallible>(this.handle(request, client).await)
+                    }
+                });
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!("connection from {client} ended with an error: {err}");
+                }
+            });
+        }
+        drop(listener);
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(grace) => {
+                tracing::warn!("shutdown grace period of {grace:?} elapsed; closing remaining connections");
+            }
+        }
+    }
+}
+
+/// Sets Spin's request headers, replacing any a client sent under the same names.
+fn set_spin_headers(request: &mut Request<WasiBody>, matched: &RouteMatch<'_>, client: SocketAddr) {
+    let host = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    let full_url = format!("http://{host}{path_and_query}");
+
+    let headers = request.headers_mut();
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+    let mut set = |name: &str, value: &str| {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
+    };
+    set("spin-full-url", &full_url);
+    set("spin-path-info", &matched.path_info);
+    set("spin-matched-route", matched.raw_route);
+    set("spin-component-route", &matched.component_route);
+    set("spin-raw-component-route", matched.raw_route);
+    set("spin-base-path", "/");
+    set("spin-client-addr", &client.to_string());
+    for (name, value) in &matched.params {
+        set(
+            &format!("spin-path-match-{}", name.to_ascii_lowercase()),
+            value,
+        );
+    }
+}
+
+fn full(bytes: impl Into<Bytes>) -> WasiBody {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<WasiBody> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(full(body))
+        .expect("static response parts are valid")
+}
+
+fn static_response(config: &StaticResponse) -> Response<WasiBody> {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(config.status_code).unwrap_or(StatusCode::OK));
+    for (name, value) in &config.headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(full(config.body.clone().unwrap_or_default()))
+        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n"))
+}
