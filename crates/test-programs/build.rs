@@ -99,17 +99,62 @@ fn main() {
 
     emit_rerun_if_changed(&programs, true);
 
+    nested_build(&programs, &target_dir, "wasm32-wasip2", &[]);
+    // The same hello guest as a core module (wasm32-wasip1 with wit-bindgen metadata), to
+    // test that core modules are componentized at load time.
+    nested_build(&programs, &target_dir, "wasm32-wasip1", &["-p", "hello"]);
+
+    let wasm_dir = target_dir.join("wasm32-wasip2/release");
+    let mut code = String::new();
+    let mut all = String::new();
+    for (constant, package, doc) in GUESTS {
+        let path = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
+        assert!(
+            path.is_file(),
+            "the guest build succeeded but {} is missing; is `{package}` a member of \
+             tests/programs/Cargo.toml with `crate-type = [\"cdylib\"]`?",
+            path.display()
+        );
+        let path = path.to_str().expect("guest paths are UTF-8");
+        writeln!(code, "/// {doc}").unwrap();
+        writeln!(code, "///").unwrap();
+        writeln!(code, "/// Built from `tests/programs/{package}`.").unwrap();
+        writeln!(code, "pub const {constant}: &str = {path:?};").unwrap();
+        writeln!(all, "    ({package:?}, {constant}),").unwrap();
+    }
+    let wasip1 = target_dir.join("wasm32-wasip1/release/hello.wasm");
+    assert!(wasip1.is_file(), "{} is missing", wasip1.display());
+    writeln!(
+        code,
+        "/// The `hello` guest built for `wasm32-wasip1`: a core module (not a component) carrying \
+         wit-bindgen component-type metadata and importing `wasi_snapshot_preview1`.\n\
+         pub const HELLO_WASIP1: &str = {:?};",
+        wasip1.to_str().expect("guest paths are UTF-8")
+    )
+    .unwrap();
+    writeln!(
+        code,
+        "/// Every guest as `(package name, path to its .wasm component)`."
+    )
+    .unwrap();
+    writeln!(code, "pub const ALL: &[(&str, &str)] = &[\n{all}];").unwrap();
+    std::fs::write(out_dir.join("programs.rs"), code).expect("writing $OUT_DIR/programs.rs");
+}
+
+/// `cargo build --release --target <target> [extra]` of the guest workspace.
+fn nested_build(programs: &Path, target_dir: &Path, target: &str, extra: &[&str]) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut command = Command::new(&cargo);
     command
-        .current_dir(&programs)
+        .current_dir(programs)
         .arg("build")
         .arg("--release")
-        .args(["--target", "wasm32-wasip2"])
+        .args(["--target", target])
+        .args(extra)
         .arg("--manifest-path")
         .arg(programs.join("Cargo.toml"))
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(target_dir);
     for name in SCRUBBED_ENV {
         command.env_remove(name);
     }
@@ -133,40 +178,14 @@ fn main() {
     });
     if !status.success() {
         panic!(
-            "building the guest programs in {} failed ({status}); see the compiler output above. \
-             If the `wasm32-wasip2` target is missing, run `rustup target add wasm32-wasip2` \
+            "building the guest programs in {} for {target} failed ({status}); see the compiler \
+             output above. If the target is missing, run `rustup target add {target}` \
              (rust-toolchain.toml at the repository root lists it, so a rustup-managed toolchain \
              installs it on first use). To reproduce by hand: \
-             `cargo build --release --target wasm32-wasip2 --manifest-path tests/programs/Cargo.toml`",
+             `cargo build --release --target {target} --manifest-path tests/programs/Cargo.toml`",
             programs.display()
         );
     }
-
-    let wasm_dir = target_dir.join("wasm32-wasip2/release");
-    let mut code = String::new();
-    let mut all = String::new();
-    for (constant, package, doc) in GUESTS {
-        let path = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
-        assert!(
-            path.is_file(),
-            "the guest build succeeded but {} is missing; is `{package}` a member of \
-             tests/programs/Cargo.toml with `crate-type = [\"cdylib\"]`?",
-            path.display()
-        );
-        let path = path.to_str().expect("guest paths are UTF-8");
-        writeln!(code, "/// {doc}").unwrap();
-        writeln!(code, "///").unwrap();
-        writeln!(code, "/// Built from `tests/programs/{package}`.").unwrap();
-        writeln!(code, "pub const {constant}: &str = {path:?};").unwrap();
-        writeln!(all, "    ({package:?}, {constant}),").unwrap();
-    }
-    writeln!(
-        code,
-        "/// Every guest as `(package name, path to its .wasm component)`."
-    )
-    .unwrap();
-    writeln!(code, "pub const ALL: &[(&str, &str)] = &[\n{all}];").unwrap();
-    std::fs::write(out_dir.join("programs.rs"), code).expect("writing $OUT_DIR/programs.rs");
 }
 
 fn env(name: &str) -> String {

@@ -557,3 +557,42 @@ fn example_hello_app_runs() {
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), "Hello from Wisp\n");
 }
+
+#[test]
+fn falls_back_to_on_demand_allocation_when_address_space_is_short() {
+    // 64 GiB of address space: far less than the instance pool reserves, plenty for
+    // on-demand allocation of a few instances.
+    let mut command = std::process::Command::new("sh");
+    command.args([
+        "-c",
+        "ulimit -v 67108864 && exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_wisp"),
+        "up",
+        "--from",
+        programs::HELLO,
+    ]);
+    let wisp = Wisp::spawn(command).unwrap_or_else(|(status, stderr)| panic!("{status}: {stderr}"));
+    assert!(
+        wisp.stderr().contains("pooling allocator unavailable"),
+        "{}",
+        wisp.stderr()
+    );
+    assert!(
+        wisp.stderr().contains("Engine: on-demand allocator"),
+        "{}",
+        wisp.stderr()
+    );
+    for _ in 0..3 {
+        assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
+    }
+}
+
+#[test]
+fn core_module_is_componentized_at_load() {
+    let wasm = std::fs::read(programs::HELLO_WASIP1).unwrap();
+    assert_eq!(&wasm[4..8], &[1, 0, 0, 0], "expected a core module");
+    let wisp = Wisp::up(&["--from", programs::HELLO_WASIP1]);
+    let response = wisp.get("/core");
+    assert_eq!(response.status, 200, "{}", wisp.stderr());
+    assert_eq!(response.text(), "Hello from Wisp\n");
+}

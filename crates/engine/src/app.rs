@@ -230,6 +230,16 @@ impl LoadedComponent {
     ) -> Result<http::Response<WasiBody>, GuestError> {
         let timeout = self.engine.config().request_timeout;
         let deadline = Instant::now() + timeout;
+        let permit = self
+            .engine
+            .instance_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| GuestError {
+                fault: None,
+                message: "the engine is shutting down".to_owned(),
+            })?;
         let mut store = self.new_store(deadline)?;
         let (tx, rx) = futures::channel::oneshot::channel();
         let this = self.clone();
@@ -255,7 +265,11 @@ impl LoadedComponent {
                 wasmtime::Result::Ok(())
             }
             .await;
-            (result, store.data().recorded_fault())
+            let fault = store.data().recorded_fault();
+            // The slot frees only once the instance is gone.
+            drop(store);
+            drop(permit);
+            (result, fault)
         });
 
         let wait_until = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);

@@ -115,6 +115,9 @@ pub struct WispEngine {
     engine: wasmtime::Engine,
     config: Arc<EngineConfig>,
     pooling: bool,
+    /// One permit per live instance: requests beyond `max_instances` wait for a slot
+    /// instead of failing, and peak memory stays within `max_instances × memory_limit`.
+    pub(crate) instance_permits: Arc<tokio::sync::Semaphore>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -145,10 +148,12 @@ impl WispEngine {
             (build(&config, false)?, false)
         };
         let ticker = Arc::new(EpochTicker::spawn(engine.clone()));
+        let permits = usize::try_from(config.max_instances).unwrap_or(usize::MAX);
         Ok(Self {
             engine,
             config: Arc::new(config),
             pooling,
+            instance_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
             _ticker: ticker,
         })
     }

@@ -39,15 +39,19 @@ impl Wisp {
     }
 
     /// Like [`Wisp::up`], but returns the exit status and stderr if it stops before listening.
+    pub fn try_up(args: &[&str]) -> Result<Wisp, (ExitStatus, String)> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+        command.arg("up").args(args);
+        Self::spawn(command)
+    }
+
+    /// Spawns a prepared `wisp up` command (possibly behind a wrapper such as `sh -c`).
     #[expect(
         clippy::zombie_processes,
         reason = "the child moves into `Wisp`, whose Drop kills and waits for it"
     )]
-    pub fn try_up(args: &[&str]) -> Result<Wisp, (ExitStatus, String)> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    pub fn spawn(mut command: Command) -> Result<Wisp, (ExitStatus, String)> {
         command
-            .arg("up")
-            .args(args)
             .args(["--listen", "127.0.0.1:0"])
             .env("WISP_CACHE_DIR", cache_dir())
             .env_remove("WISP_LOG")
