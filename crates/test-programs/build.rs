@@ -53,6 +53,16 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "WASI 0.2: answers `200` with one `probe=result` line per sandbox probe: `env GREETING`, `env count`, `file /static/hello.txt`, `write /static/new.txt`, `read /etc/passwd`, `dir /`, `tcp 127.0.0.1:1`.",
     ),
     (
+        "SPIN_SDK_V5",
+        "spin-sdk-v5",
+        "WASI 0.2, built with the Spin Rust SDK `spin-sdk` 5.2 (`#[http_component]`): answers `200`, `content-type: text/plain`, body `Hello from spin-sdk 5 <path>\\n`. Imports only WASI interfaces.",
+    ),
+    (
+        "SPIN_SDK_V7",
+        "spin-sdk-v7",
+        "WASI 0.3 `wasi:http/handler@0.3.0`, built with the Spin Rust SDK `spin-sdk` 7.0 (`#[http_service]`): answers `200`, `content-type: text/plain`, body `Hello from spin-sdk 7 <path>\\n`. Imports only WASI interfaces.",
+    ),
+    (
         "TOUCH4MIB",
         "touch4mib",
         "WASI 0.2: allocates 4 MiB per request and writes one byte per 4 KiB page; answers `200` with `touched 4194304 bytes sum=130560\\n`.",

@@ -252,3 +252,95 @@ fn absolutize(base: &Path, rel: &Path) -> PathBuf {
         base.join(rel)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "shop"
+version = "1.0.0"
+[variables]
+greeting = { default = "hi" }
+token = { required = true, secret = true }
+[[trigger.http]]
+route = "/api/..."
+component = "api"
+[[trigger.http]]
+route = "/teapot"
+static_response = { status_code = 418, body = "short and stout" }
+[component.api]
+source = "api.wasm"
+environment = { MODE = "prod" }
+files = ["static/*"]
+allowed_outbound_hosts = ["https://example.com"]
+variables = { message = "{{ greeting }} there" }
+"#;
+
+    fn resolved() -> (tempfile::TempDir, LockedApp) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("api.wasm"), b"\0asm\x01\0\0\0").unwrap();
+        std::fs::create_dir(dir.path().join("static")).unwrap();
+        std::fs::write(dir.path().join("static/index.html"), "<h1>").unwrap();
+        let path = dir.path().join("spin.toml");
+        std::fs::write(&path, MANIFEST).unwrap();
+        let manifest = wisp_manifest::parse_file(&path).unwrap();
+        let locked = resolve(&manifest, &path).unwrap();
+        (dir, locked)
+    }
+
+    #[test]
+    fn resolution_is_absolute_digested_and_normalised() {
+        let (dir, locked) = resolved();
+        assert_eq!(locked.spin_lock_version, LOCKED_APP_VERSION);
+        assert_eq!(locked.metadata.name, "shop");
+        let api = locked.component("api").unwrap();
+        assert_eq!(api.source.path, dir.path().join("api.wasm"));
+        assert_eq!(api.source.digest, sha256_digest(b"\0asm\x01\0\0\0"));
+        assert_eq!(api.files.len(), 1);
+        assert_eq!(api.files[0].path, "/static/index.html");
+        assert_eq!(api.env["MODE"], "prod");
+        assert_eq!(api.config["message"], "{{ greeting }} there");
+        assert_eq!(locked.variables["token"].default, None);
+        assert!(locked.variables["token"].secret);
+
+        let http = locked.http_triggers().unwrap();
+        assert_eq!(http.len(), 2);
+        assert_eq!(http[0].1.route.as_deref(), Some("/api/..."));
+        assert_eq!(http[0].1.component.as_deref(), Some("api"));
+        assert_eq!(http[1].1.static_response.as_ref().unwrap().status_code, 418);
+    }
+
+    #[test]
+    fn json_round_trips_deterministically() {
+        let (_dir, locked) = resolved();
+        let json = locked.to_json();
+        let back = LockedApp::from_json(&json).unwrap();
+        assert_eq!(back, locked);
+        assert_eq!(back.to_json(), json);
+    }
+
+    #[test]
+    fn unknown_versions_and_features_are_refused() {
+        let (_dir, mut locked) = resolved();
+        locked.must_understand = vec!["time-travel".to_owned()];
+        let err = LockedApp::from_json(&locked.to_json()).unwrap_err();
+        assert!(err.to_string().contains("time-travel"), "{err}");
+
+        let (_dir, mut locked) = resolved();
+        locked.spin_lock_version = 99;
+        let err = LockedApp::from_json(&locked.to_json()).unwrap_err();
+        assert!(err.to_string().contains("version 99"), "{err}");
+
+        // Unknown fields from a newer writer are tolerated.
+        let (_dir, locked) = resolved();
+        let mut value: serde_json::Value = serde_json::from_slice(&locked.to_json()).unwrap();
+        value["future_field"] = serde_json::json!({ "x": 1 });
+        assert_eq!(
+            LockedApp::from_json(&serde_json::to_vec(&value).unwrap()).unwrap(),
+            locked
+        );
+    }
+}

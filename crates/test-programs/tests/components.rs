@@ -42,7 +42,7 @@ fn all_lists_every_guest_once() {
     let mut names: Vec<_> = wisp_test_programs::ALL.iter().map(|(n, _)| *n).collect();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(names.len(), 9, "{names:?}");
+    assert_eq!(names.len(), 11, "{names:?}");
     assert!(
         wisp_test_programs::ALL.contains(&("p3-hello", wisp_test_programs::P3_HELLO)),
         "ALL names p3-hello"
@@ -79,8 +79,14 @@ fn every_guest_validates() {
 
 #[test]
 fn wasi_p2_guests_export_incoming_handler() {
+    // The Spin SDK guests have their own tests below.
+    let others = [
+        wisp_test_programs::P3_HELLO,
+        wisp_test_programs::SPIN_SDK_V5,
+        wisp_test_programs::SPIN_SDK_V7,
+    ];
     for (name, path) in wisp_test_programs::ALL {
-        if *path == wisp_test_programs::P3_HELLO {
+        if others.contains(path) {
             continue;
         }
         let (imports, exports) = imports_and_exports(&read(path));
@@ -113,6 +119,49 @@ fn p3_hello_exports_the_wasi_0_3_handler() {
             import == "wasi:http/types@0.3.0"
                 || (import.starts_with("wasi:") && import.contains("@0.2.")),
             "p3-hello imports only wasi:http/types@0.3.0 and WASI 0.2 interfaces, not {import}"
+        );
+    }
+}
+
+#[test]
+fn spin_sdk_v5_exports_incoming_handler_and_imports_only_wasi_0_2() {
+    let (imports, exports) = imports_and_exports(&read(wisp_test_programs::SPIN_SDK_V5));
+    // spin-sdk 5.2's `#[http_component]` exports the handler from the 0.2.0
+    // WIT inside `spin-macro` and imports through the SDK's own 0.2.6 WIT;
+    // both are semver-compatible with the 0.2.12 that wasmtime-wasi(-http) 48
+    // implements.
+    assert_eq!(exports, ["wasi:http/incoming-handler@0.2.0"]);
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.starts_with("wasi:http/types@0.2.")),
+        "spin-sdk-v5 imports wasi:http/types@0.2.x: {imports:?}"
+    );
+    for import in &imports {
+        // In particular no `fermyon:spin/*` or `spin:*` host interface.
+        assert!(
+            import.starts_with("wasi:") && import.contains("@0.2."),
+            "spin-sdk-v5 imports only WASI 0.2 interfaces, not {import}"
+        );
+    }
+}
+
+#[test]
+fn spin_sdk_v7_exports_the_wasi_0_3_handler_and_imports_only_wasi() {
+    let (imports, exports) = imports_and_exports(&read(wisp_test_programs::SPIN_SDK_V7));
+    // spin-sdk 7.0 binds WASI 0.3 through `wasip3` 0.7.1+wasi-0.3.0, whose WIT
+    // is identical to wasmtime-wasi-http 48.0.8's `wasi:http@0.3.0`.
+    assert_eq!(exports, ["wasi:http/handler@0.3.0"]);
+    assert!(
+        imports.iter().any(|i| i == "wasi:http/types@0.3.0"),
+        "spin-sdk-v7 imports wasi:http/types@0.3.0: {imports:?}"
+    );
+    for import in &imports {
+        // In particular no `fermyon:spin/*` or `spin:*` host interface.
+        assert!(
+            import == "wasi:http/types@0.3.0"
+                || (import.starts_with("wasi:") && import.contains("@0.2.")),
+            "spin-sdk-v7 imports only wasi:http/types@0.3.0 and WASI 0.2 interfaces, not {import}"
         );
     }
 }
