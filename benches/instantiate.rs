@@ -22,8 +22,9 @@ fn trigger_for(wasm: &str) -> Arc<HttpTrigger> {
 }
 
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // Current-thread, so the measurement is the request path rather than cross-thread
+    // wake-ups between criterion's thread and a worker (the server runs on its workers).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();

@@ -4,7 +4,12 @@
 # that allocates and touches 4 MiB per request. Prints req/s, p50, p99 per cell, ratios,
 # start-to-first-200 times and idle RSS.
 #
+# wasmtime serve runs with -Scli: Rust guests import wasi:cli (environment), which plain
+# `wasmtime serve` does not link; nothing else is changed from its defaults.
 # Usage: benches/rps.sh [seconds-per-cell (default 5)]
+# Subsets for quick comparisons: RPS_KINDS="wisp wasmtime-keep" RPS_GUESTS=hello
+# RPS_CONCURRENCY=64 RPS_RATIOS=0 RPS_STARTUP=0 benches/rps.sh 3
+# Servers are stopped with SIGTERM (background jobs of a script ignore SIGINT).
 # Everything listens on 127.0.0.1 only; every load run stops by itself after its duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,8 +40,8 @@ start_server() { # kind guest -> sets SERVER_PID; waits for the first 200
   local kind=$1 guest=$2 wasm="$GUESTS/$2.wasm"
   case $kind in
     wisp) "$WISP" up --from "$wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --memory-limit-mb 128 2>/dev/null & ;;
-    wasmtime) "$WASMTIME" serve --addr 127.0.0.1:$PORT "$wasm" >/dev/null 2>&1 & ;;
-    wasmtime-keep) "$WASMTIME" serve -O pooling-memory-keep-resident=16777216,pooling-table-keep-resident=1048576 --addr 127.0.0.1:$PORT "$wasm" >/dev/null 2>&1 & ;;
+    wasmtime) "$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$wasm" >/dev/null 2>&1 & ;;
+    wasmtime-keep) "$WASMTIME" serve -Scli -O pooling-memory-keep-resident=16777216,pooling-table-keep-resident=1048576 --addr 127.0.0.1:$PORT "$wasm" >/dev/null 2>&1 & ;;
     native) if [ "$guest" = touch4mib ]; then "$NATIVE" 127.0.0.1:$PORT --touch4mib 2>/dev/null & else "$NATIVE" 127.0.0.1:$PORT 2>/dev/null & fi ;;
   esac
   SERVER_PID=$!
@@ -46,18 +51,20 @@ start_server() { # kind guest -> sets SERVER_PID; waits for the first 200
   done
   echo "server $kind did not come up" >&2; exit 1
 }
-stop_server() { kill -INT "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
+stop_server() { kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
 
 to_us() { # wrk latency like 170.00us / 1.20ms / 2.00s -> microseconds
   awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v+0} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000000} else print v }'
 }
 
 declare -A RPS P50 P99
-KINDS=(wisp wasmtime wasmtime-keep native)
-for guest in hello touch4mib; do
+read -r -a KINDS <<< "${RPS_KINDS:-wisp wasmtime wasmtime-keep native}"
+read -r -a GUEST_NAMES <<< "${RPS_GUESTS:-hello touch4mib}"
+read -r -a CONCURRENCY <<< "${RPS_CONCURRENCY:-1 16 64}"
+for guest in "${GUEST_NAMES[@]}"; do
   for kind in "${KINDS[@]}"; do
     start_server "$kind" "$guest"
-    for c in 1 16 64; do
+    for c in "${CONCURRENCY[@]}"; do
       t=$(( c < 2 ? 1 : 2 ))
       wrk -t"$t" -c"$c" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true # warm-up
       out=$(wrk -t"$t" -c"$c" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/")
@@ -71,19 +78,20 @@ for guest in hello touch4mib; do
 done
 
 printf '\n%-14s %-10s %4s %12s %10s %10s\n' server guest c req/s p50_us p99_us
-for guest in hello touch4mib; do for c in 1 16 64; do for kind in "${KINDS[@]}"; do
+for guest in "${GUEST_NAMES[@]}"; do for c in "${CONCURRENCY[@]}"; do for kind in "${KINDS[@]}"; do
   printf '%-14s %-10s %4s %12.0f %10.0f %10.0f\n' "$kind" "$guest" "$c" "${RPS[$kind,$guest,$c]}" "${P50[$kind,$guest,$c]}" "${P99[$kind,$guest,$c]}"
 done; done; done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
 echo
 echo "ratios (req/s, wisp / other; >1 means wisp is faster)"
-for guest in hello touch4mib; do for c in 1 16 64; do
+[ "${RPS_RATIOS:-1}" = 1 ] && for guest in "${GUEST_NAMES[@]}"; do for c in "${CONCURRENCY[@]}"; do
   w=${RPS[wisp,$guest,$c]}
   echo "  $guest c=$c: vs wasmtime $(ratio "$w" "${RPS[wasmtime,$guest,$c]}")x, vs wasmtime keep-resident $(ratio "$w" "${RPS[wasmtime-keep,$guest,$c]}")x, vs native $(ratio "$w" "${RPS[native,$guest,$c]}")x"
 done; done
-echo "  hello c=1 p50: wisp ${P50[wisp,hello,1]}us, native ${P50[native,hello,1]}us (difference $(awk -v a="${P50[wisp,hello,1]}" -v b="${P50[native,hello,1]}" 'BEGIN{printf "%.0f", a-b}')us)"
+[ "${RPS_RATIOS:-1}" = 1 ] && echo "  hello c=1 p50: wisp ${P50[wisp,hello,1]}us, native ${P50[native,hello,1]}us (difference $(awk -v a="${P50[wisp,hello,1]}" -v b="${P50[native,hello,1]}" 'BEGIN{printf "%.0f", a-b}')us)"
 
+[ "${RPS_STARTUP:-1}" = 1 ] || exit 0
 echo
 echo "start to first 200 (median of 10, compile cache warm) and idle RSS after the first request"
 first_200() { # command... -> prints ms
@@ -94,13 +102,13 @@ first_200() { # command... -> prints ms
   until curl -fs -o /dev/null "http://127.0.0.1:$PORT/"; do sleep 0.0005; done
   end=$(date +%s%N)
   RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
-  kill -INT $pid; wait $pid 2>/dev/null || true
+  kill -TERM $pid; wait $pid 2>/dev/null || true
   echo $(( (end - start) / 1000 ))
 }
 for kind in wisp wasmtime native; do
   case $kind in
     wisp) cmd=("$WISP" up --from "$GUESTS/hello.wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
-    wasmtime) cmd=("$WASMTIME" serve --addr 127.0.0.1:$PORT "$GUESTS/hello.wasm") ;;
+    wasmtime) cmd=("$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$GUESTS/hello.wasm") ;;
     native) cmd=("$NATIVE" 127.0.0.1:$PORT) ;;
   esac
   first_200 "${cmd[@]}" >/dev/null # warm caches

@@ -2,7 +2,7 @@
 //! limiter and the deadline.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -158,14 +158,31 @@ pub(crate) enum Stream {
 }
 
 /// Guest stdout/stderr: whole lines, each prefixed with `[component-id] `, written to the
-/// process's stdout/stderr. Partial lines are buffered so concurrent instances never
-/// interleave mid-line.
+/// process's stdout/stderr. Cheap to create per instance; the line buffer only exists once
+/// the guest opens the stream.
 #[derive(Clone)]
 pub(crate) struct LogStream {
-    inner: Arc<Mutex<LogBuffer>>,
+    prefix: Arc<str>,
+    stream: Stream,
 }
 
-struct LogBuffer {
+impl LogStream {
+    pub(crate) fn new(prefix: Arc<str>, stream: Stream) -> Self {
+        Self { prefix, stream }
+    }
+
+    fn writer(&self) -> LineWriter {
+        LineWriter {
+            prefix: self.prefix.clone(),
+            stream: self.stream,
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// One open guest stream. Partial lines are buffered so concurrent instances never
+/// interleave mid-line; the rest is flushed when the stream is dropped.
+struct LineWriter {
     prefix: Arc<str>,
     stream: Stream,
     pending: Vec<u8>,
@@ -174,31 +191,18 @@ struct LogBuffer {
 /// Lines longer than this are flushed in pieces rather than buffered without bound.
 const MAX_LINE: usize = 16 * 1024;
 
-impl LogStream {
-    pub(crate) fn new(prefix: Arc<str>, stream: Stream) -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(LogBuffer {
-                prefix,
-                stream,
-                pending: Vec::new(),
-            })),
-        }
-    }
-
-    fn write(&self, bytes: &[u8]) {
-        let mut buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        buf.pending.extend_from_slice(bytes);
-        let complete = match buf.pending.iter().rposition(|b| *b == b'\n') {
+impl LineWriter {
+    fn write(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        let complete = match self.pending.iter().rposition(|b| *b == b'\n') {
             Some(i) => i + 1,
-            None if buf.pending.len() >= MAX_LINE => buf.pending.len(),
+            None if self.pending.len() >= MAX_LINE => self.pending.len(),
             None => return,
         };
-        let lines: Vec<u8> = buf.pending.drain(..complete).collect();
-        buf.emit(&lines);
+        let lines: Vec<u8> = self.pending.drain(..complete).collect();
+        self.emit(&lines);
     }
-}
 
-impl LogBuffer {
     fn emit(&self, lines: &[u8]) {
         let mut out = Vec::with_capacity(lines.len() + 16);
         for line in lines.split_inclusive(|b| *b == b'\n') {
@@ -218,7 +222,7 @@ impl LogBuffer {
     }
 }
 
-impl Drop for LogBuffer {
+impl Drop for LineWriter {
     fn drop(&mut self) {
         if !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending);
@@ -235,16 +239,16 @@ impl wasmtime_wasi::cli::IsTerminal for LogStream {
 
 impl wasmtime_wasi::cli::StdoutStream for LogStream {
     fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
-        Box::new(self.clone())
+        Box::new(self.writer())
     }
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
+        Box::new(self.writer())
     }
 }
 
-impl wasmtime_wasi::p2::OutputStream for LogStream {
+impl wasmtime_wasi::p2::OutputStream for LineWriter {
     fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
-        LogStream::write(self, &bytes);
+        LineWriter::write(self, &bytes);
         Ok(())
     }
     fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
@@ -256,17 +260,17 @@ impl wasmtime_wasi::p2::OutputStream for LogStream {
 }
 
 #[wasmtime_wasi::async_trait]
-impl wasmtime_wasi::p2::Pollable for LogStream {
+impl wasmtime_wasi::p2::Pollable for LineWriter {
     async fn ready(&mut self) {}
 }
 
-impl tokio::io::AsyncWrite for LogStream {
+impl tokio::io::AsyncWrite for LineWriter {
     fn poll_write(
-        self: std::pin::Pin<&mut Self>,
+        mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        LogStream::write(&self, buf);
+        LineWriter::write(&mut self, buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(

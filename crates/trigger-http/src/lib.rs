@@ -278,17 +278,23 @@ fn set_spin_headers(request: &mut Request<WasiBody>, matched: &RouteMatch<'_>, c
     let full_url = format!("http://{host}{path_and_query}");
 
     let headers = request.headers_mut();
-    let spoofed: Vec<HeaderName> = headers
+    // Clients may not forge what the host vouches for.
+    if headers
         .keys()
-        .filter(|name| name.as_str().starts_with("spin-"))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
+        .any(|name| name.as_str().starts_with("spin-"))
+    {
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("spin-"))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            headers.remove(name);
+        }
     }
-    let mut set = |name: &str, value: &str| {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            headers.insert(name, value);
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
         }
     };
     set("spin-full-url", &full_url);
@@ -299,10 +305,10 @@ fn set_spin_headers(request: &mut Request<WasiBody>, matched: &RouteMatch<'_>, c
     set("spin-base-path", "/");
     set("spin-client-addr", &client.to_string());
     for (name, value) in &matched.params {
-        set(
-            &format!("spin-path-match-{}", name.to_ascii_lowercase()),
-            value,
-        );
+        let name = format!("spin-path-match-{}", name.to_ascii_lowercase());
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
+            headers.insert(name, value);
+        }
     }
 }
 
