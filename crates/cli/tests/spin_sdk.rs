@@ -4,31 +4,13 @@
 
 mod support;
 
-use support::{Wisp, app_dir, toml_path};
+use support::{Wisp, app_dir, manifest_one};
 use wisp_test_programs as programs;
-
-/// A manifest routing `/sdk/...` to the component built from `source`.
-fn sdk_manifest(id: &str, source: &str) -> String {
-    format!(
-        r#"spin_manifest_version = 2
-[application]
-name = "spin-sdk-app"
-
-[[trigger.http]]
-route = "/sdk/..."
-component = "{id}"
-
-[component.{id}]
-source = {source}
-"#,
-        source = toml_path(source)
-    )
-}
 
 /// Serves `source` on `/sdk/...` and checks `GET /sdk/hello` (and a deeper
 /// path, to show the body is built from the request) answers `<greeting> <path>\n`.
 fn serves_sdk_component(id: &str, source: &str, greeting: &str) {
-    let dir = app_dir(&sdk_manifest(id, source));
+    let dir = app_dir(&manifest_one("/sdk/...", id, source, ""));
     let manifest = dir.path().join("spin.toml");
     let wisp = Wisp::up(&["-f", manifest.to_str().unwrap()]);
 

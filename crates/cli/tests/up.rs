@@ -3,26 +3,8 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::{Wisp, app_dir, request, toml_path};
+use support::{Wisp, app_dir, manifest_one, request, toml_path};
 use wisp_test_programs as programs;
-
-fn manifest_one(route: &str, id: &str, source: &str, extra: &str) -> String {
-    format!(
-        r#"spin_manifest_version = 2
-[application]
-name = "test-app"
-
-[[trigger.http]]
-route = "{route}"
-component = "{id}"
-
-[component.{id}]
-source = {source}
-{extra}
-"#,
-        source = toml_path(source)
-    )
-}
 
 #[test]
 fn hello_from_manifest_with_exact_headers() {

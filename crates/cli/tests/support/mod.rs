@@ -266,3 +266,23 @@ pub fn app_dir(manifest: &str) -> tempfile::TempDir {
 pub fn toml_path(path: &str) -> String {
     format!("{path:?}")
 }
+
+/// A manifest with one component `id` (from `source`) on `route`; `extra` lines go into the
+/// component's table.
+pub fn manifest_one(route: &str, id: &str, source: &str, extra: &str) -> String {
+    format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "test-app"
+
+[[trigger.http]]
+route = "{route}"
+component = "{id}"
+
+[component.{id}]
+source = {source}
+{extra}
+"#,
+        source = toml_path(source)
+    )
+}
