@@ -29,7 +29,7 @@ fi
 WASMTIME="$(command -v wasmtime)"
 
 echo "building release binaries and guests" >&2
-cargo build --release -q -p wisp-cli -p wisp-benches -p wisp-test-programs >&2
+cargo build --release -q -p wisp-cli -p wisp-benches -p wisp-test-programs --bins >&2
 WISP="$ROOT/target/release/wisp"
 NATIVE="$ROOT/target/release/native-hello"
 GUESTS="$ROOT/target/guest-programs/wasm32-wasip2/release"
@@ -94,26 +94,16 @@ done; done
 [ "${RPS_STARTUP:-1}" = 1 ] || exit 0
 echo
 echo "start to first 200 (median of 10, compile cache warm) and idle RSS after the first request"
-first_200() { # command... -> prints ms
-  local start end
-  start=$(date +%s%N)
-  "$@" >/dev/null 2>&1 &
-  local pid=$!
-  until curl -fs -o /dev/null "http://127.0.0.1:$PORT/"; do sleep 0.0005; done
-  end=$(date +%s%N)
-  RSS_KB=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
-  kill -TERM $pid; wait $pid 2>/dev/null || true
-  echo $(( (end - start) / 1000 ))
-}
+FIRST_200="$ROOT/target/release/first-200"
 for kind in wisp wasmtime native; do
   case $kind in
     wisp) cmd=("$WISP" up --from "$GUESTS/hello.wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
     wasmtime) cmd=("$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$GUESTS/hello.wasm") ;;
     native) cmd=("$NATIVE" 127.0.0.1:$PORT) ;;
   esac
-  first_200 "${cmd[@]}" >/dev/null # warm caches
-  times=()
-  for _ in $(seq 1 10); do times+=("$(first_200 "${cmd[@]}")"); done
-  median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 5p)
-  printf '  %-9s first 200 after %6.1f ms   idle RSS %6.1f MiB\n' "$kind" "$(awk -v u="$median" 'BEGIN{print u/1000}')" "$(awk -v k="$RSS_KB" 'BEGIN{print k/1024}')"
+  "$FIRST_200" 127.0.0.1:$PORT -- "${cmd[@]}" >/dev/null # warm caches
+  runs=()
+  for _ in $(seq 1 10); do runs+=("$("$FIRST_200" 127.0.0.1:$PORT -- "${cmd[@]}")"); done
+  median=$(printf '%s\n' "${runs[@]}" | sort -n | sed -n 5p)
+  printf '  %-9s first 200 after %6.2f ms   idle RSS %6.1f MiB\n' "$kind" "${median% *}" "$(awk -v k="${median#* }" 'BEGIN{print k/1024}')"
 done

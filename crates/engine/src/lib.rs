@@ -25,7 +25,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Engine settings; every field has a default a user can override from the CLI.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// How many instances may exist at once; sizes the pooling allocator.
+    /// How many instances may exist at once; sizes the pooling allocator. Start-up cost
+    /// grows with it (the pool sets up a guarded fiber stack per slot): 256 starts in about
+    /// 6 ms, 1000 in about 10 ms (see docs/performance.md).
     pub max_instances: u32,
     /// Linear-memory cap per instance, in bytes.
     pub memory_limit: u64,
@@ -40,7 +42,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            max_instances: 1000,
+            max_instances: 256,
             memory_limit: 128 << 20,
             request_timeout: Duration::from_secs(30),
             cache_dir: default_cache_dir(),

@@ -46,7 +46,7 @@ pub struct UpArgs {
     no_cache: bool,
 
     /// Maximum number of instances alive at once (sizes the instance pool).
-    #[arg(long, env = "WISP_MAX_INSTANCES", default_value_t = 1000)]
+    #[arg(long, env = "WISP_MAX_INSTANCES", default_value_t = 256)]
     max_instances: u32,
 
     /// Linear-memory cap per instance, in MiB.
