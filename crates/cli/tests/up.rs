@@ -14,6 +14,12 @@ fn hello_from_manifest_with_exact_headers() {
     assert_eq!(response.status, 200, "{}", wisp.stderr());
     assert_eq!(response.text(), "Hello from Wisp\n");
     assert_eq!(response.header("content-type"), Some("text/plain"));
+    assert!(
+        wisp.stderr()
+            .contains("hello  (wasi:http/incoming-handler@0.2)"),
+        "{}",
+        wisp.stderr()
+    );
     // Only what the guest set plus HTTP framing: no server, timing or tracing headers.
     let names = response.header_names();
     let framing = if names.contains(&"transfer-encoding") {
@@ -162,6 +168,13 @@ fn wasi_03_component_is_served() {
     let response = wisp.get("/p3/path?x=1");
     assert_eq!(response.status, 200, "{}", wisp.stderr());
     assert_eq!(response.text(), "Hello from WASI 0.3 /p3/path?x=1\n");
+    // The export is detected once at load and shown in the start-up summary.
+    assert!(
+        wisp.stderr()
+            .contains("p3-hello  (wasi:http/handler@0.3.0)"),
+        "{}",
+        wisp.stderr()
+    );
 }
 
 #[test]

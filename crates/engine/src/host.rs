@@ -28,7 +28,6 @@ pub struct Host {
     outbound: DenyOutbound,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) deadline: Instant,
-    component: Arc<str>,
 }
 
 impl Host {
@@ -42,27 +41,19 @@ impl Host {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            outbound: DenyOutbound {
-                component: component.clone(),
-            },
+            outbound: DenyOutbound { component },
             limiter: MemoryLimiter {
                 limit: memory_limit,
                 hit: false,
             },
             deadline,
-            component,
         }
-    }
-
-    /// The id of the component this instance runs.
-    pub fn component(&self) -> &str {
-        &self.component
     }
 
     /// The fault the host recorded while running this instance, if any. Deadline faults
     /// travel in the error itself; a refused memory grow shows up here because the guest
     /// usually traps on its own after the allocation fails.
-    pub fn recorded_fault(&self) -> Option<GuestFault> {
+    pub(crate) fn recorded_fault(&self) -> Option<GuestFault> {
         self.limiter
             .hit
             .then_some(GuestFault::MemoryLimit(self.limiter.limit))

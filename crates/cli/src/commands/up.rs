@@ -104,9 +104,9 @@ pub fn run(args: UpArgs) -> Result<()> {
             .context("cannot read the listening address")?;
         let engine = WispEngine::new(config).context("cannot create the wasm engine")?;
         let app = LoadedApp::load(&engine, locked, &state_dir).context("cannot load the app")?;
-        let trigger =
-            Arc::new(HttpTrigger::new(Arc::new(app)).context("cannot set up HTTP routes")?);
-        print_summary(&engine, &trigger, address);
+        let app = Arc::new(app);
+        let trigger = Arc::new(HttpTrigger::new(app.clone()).context("cannot set up HTTP routes")?);
+        print_summary(&engine, &app, &trigger, address);
         trigger
             .serve(listener, shutdown_signal(), shutdown_grace)
             .await;
@@ -168,7 +168,7 @@ async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
     })
 }
 
-fn print_summary(engine: &WispEngine, trigger: &HttpTrigger, address: SocketAddr) {
+fn print_summary(engine: &WispEngine, app: &LoadedApp, trigger: &HttpTrigger, address: SocketAddr) {
     let config = engine.config();
     eprintln!(
         "Engine: {} allocator, {} instances max, {} MiB memory cap, {:?} request deadline, compile cache {}",
@@ -185,6 +185,12 @@ fn print_summary(engine: &WispEngine, trigger: &HttpTrigger, address: SocketAddr
             .as_ref()
             .map_or_else(|| "off".to_owned(), |d| d.display().to_string()),
     );
+    eprintln!("Components:");
+    for component in &app.locked().components {
+        if let Some(loaded) = app.component(&component.id) {
+            eprintln!("  {}  ({})", component.id, loaded.export());
+        }
+    }
     eprintln!("Routes:");
     for route in trigger.routes() {
         let target = route.component.as_deref().unwrap_or("(static response)");
