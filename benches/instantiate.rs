@@ -10,15 +10,26 @@ use std::sync::Arc;
 use wisp_engine::{EngineConfig, LoadedApp, WispEngine};
 use wisp_trigger_http::HttpTrigger;
 
-fn trigger_for(wasm: &str) -> Arc<HttpTrigger> {
+fn trigger_for(runtime: &tokio::runtime::Runtime, wasm: &str) -> Arc<HttpTrigger> {
     let engine = WispEngine::new(EngineConfig {
         max_instances: 64,
         ..EngineConfig::default()
     })
     .expect("engine");
     let locked = wisp_app::from_component_file(std::path::Path::new(wasm)).expect("resolve");
-    let app = LoadedApp::load(&engine, locked, &std::env::temp_dir()).expect("load");
-    Arc::new(HttpTrigger::new(Arc::new(app)).expect("trigger"))
+    let paths = wisp_host::AppPaths {
+        state_dir: std::env::temp_dir(),
+        app_dir: None,
+    };
+    let capabilities = runtime
+        .block_on(wisp_host::AppCapabilities::build(
+            &locked,
+            &wisp_host::RuntimeConfig::default(),
+            &paths,
+        ))
+        .expect("capabilities");
+    let app = LoadedApp::load(&engine, locked, &paths.state_dir, &capabilities).expect("load");
+    HttpTrigger::new(Arc::new(app)).expect("trigger")
 }
 
 fn bench(c: &mut Criterion) {
@@ -33,7 +44,7 @@ fn bench(c: &mut Criterion) {
         ("hello", wisp_test_programs::HELLO),
         ("touch4mib", wisp_test_programs::TOUCH4MIB),
     ] {
-        let trigger = trigger_for(wasm);
+        let trigger = trigger_for(&runtime, wasm);
         c.bench_function(&format!("instantiate_and_handle/{name}"), |b| {
             b.iter(|| {
                 runtime.block_on(async {

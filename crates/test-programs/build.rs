@@ -63,6 +63,16 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "WASI 0.3 `wasi:http/handler@0.3.0`, built with the Spin Rust SDK `spin-sdk` 7.0 (`#[http_service]`): answers `200`, `content-type: text/plain`, body `Hello from spin-sdk 7 <path>\\n`. Imports only WASI interfaces.",
     ),
     (
+        "CAPS_V5",
+        "caps-v5",
+        "WASI 0.2, Spin Rust SDK `spin-sdk` 5.2 (`#[http_component]`): exercises Spin host capabilities and asserts inside the guest, answering `200` with the documented body or `500` `<step>: <reason>` (routes match `spin-path-info`; query values are `%XX`-decoded). Routes: `GET /kv/check?store=L` (`fermyon:spin/key-value@2.0.0`, `ok`), `GET /kv/open?store=L` (`opened` or `error: <kind>`), `GET /kv/get?store=L&key=K` (raw value, `404 missing`), `PUT /kv/set?store=L&key=K` (body as value, `stored`), `GET /wasi-kv/check?store=L` (`wasi:keyvalue/{store,batch,atomics}@0.2.0-draft2`, `ok`), `POST /wasi-kv/incr?store=L&key=K&delta=N` (new value), `POST /wasi-kv/cas-append?store=L&key=K&item=X` (appends `X,` by compare-and-swap; number of attempts), `GET /var?name=N` (`fermyon:spin/variables@2.0.0`; value or `error: <kind>: <msg>`), `GET /config?name=N` (`wasi:config/store@0.2.0-draft-2024-09-27`; value, `404 none`), `GET /config/all` (`k=v` lines sorted by key), `GET /sqlite/check?db=L` (`fermyon:spin/sqlite@2.0.0`: value round-trips, syntax and UNIQUE errors; `ok`), `GET /sqlite/open?db=L` (`opened` or `error: <kind>`), `GET /sqlite3/check?db=L` (`spin:sqlite/sqlite@3.0.0` `last-insert-rowid` and `changes`; `ok`), `POST /sqlite/counter?db=L` (upserted counter value), `GET /http?url=U[&method=M]` (one `wasi:http/outgoing-handler` request, no redirects followed, relative URLs allowed: `status <code>\\nlocation: <value or ->\\n\\n<body>` or `error: <ErrorCode>`), `GET /http-many?url=U&n=N` (`sent N` or `failed after K: <ErrorCode>`).",
+    ),
+    (
+        "CAPS_V7",
+        "caps-v7",
+        "WASI 0.3 `wasi:http/handler@0.3.0`, Spin Rust SDK `spin-sdk` 7.0 (`#[http_service]`): the `caps-v5` conventions through the SDK's async APIs. Routes: `GET /kv/check?store=L` (`spin:key-value/key-value@3.0.0`, `get-keys` through its stream; `ok`), `GET /kv/open?store=L`, `GET /kv/get?store=L&key=K`, `PUT /kv/set?store=L&key=K` (as in `caps-v5`), `GET /var?name=N` (`spin:variables/variables@3.0.0`), `GET /sqlite/check?db=L` (`spin:sqlite/sqlite@3.1.0` async functions: value round-trips, `last-insert-rowid`, `changes`, syntax and UNIQUE errors; `ok`), `GET /http?url=U[&method=M]` (the `wasi:http@0.3.0` client: `status <code>\\nlocation: <value or ->\\n\\n<body>` or `error: <ErrorCode>`).",
+    ),
+    (
         "TOUCH4MIB",
         "touch4mib",
         "WASI 0.2: allocates 4 MiB per request and writes one byte per 4 KiB page; answers `200` with `touched 4194304 bytes sum=130560\\n`.",

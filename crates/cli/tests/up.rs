@@ -476,12 +476,13 @@ fn bad_manifests_and_components_are_refused_with_reasons() {
         "{stderr}"
     );
 
-    let kv = dir.path().join("needs-kv.wasm");
+    // An interface no host provides (Spin's own interfaces are linked now).
+    let unknown = dir.path().join("needs-unknown.wasm");
     std::fs::write(
-        &kv,
+        &unknown,
         wat::parse_str(
             r#"(component
-                 (import "fermyon:spin/key-value@2.0.0" (instance
+                 (import "example:unknown/api@1.0.0" (instance
                    (export "get" (func (param "key" string)))
                  ))
                )"#,
@@ -489,12 +490,12 @@ fn bad_manifests_and_components_are_refused_with_reasons() {
         .unwrap(),
     )
     .unwrap();
-    let stderr = up_fails(&["--from", kv.to_str().unwrap()]);
+    let stderr = up_fails(&["--from", unknown.to_str().unwrap()]);
     assert!(
-        stderr.contains("component `needs-kv` cannot be linked"),
+        stderr.contains("component `needs-unknown` cannot be linked"),
         "{stderr}"
     );
-    assert!(stderr.contains("fermyon:spin/key-value@2.0.0"), "{stderr}");
+    assert!(stderr.contains("example:unknown/api@1.0.0"), "{stderr}");
 
     let truncated = dir.path().join("truncated.wasm");
     let hello = std::fs::read(programs::HELLO).unwrap();

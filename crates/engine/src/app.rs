@@ -1,10 +1,11 @@
 //! A LockedApp made ready to serve: components compiled, linked and pre-instantiated.
 
 use crate::host::{LogStream, Stream};
+use crate::outbound::{AppOutbound, ComponentOutbound, LocalDispatch};
 use crate::{EngineError, GuestFault, Host, WispEngine};
 use std::collections::HashMap;
 use std::path::{Component as PathComponent, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use wasmtime::component::Linker;
 use wasmtime::{AsContextMut, Store, UpdateDeadline};
@@ -12,6 +13,8 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::{Prepared, ProxyPre};
 use wisp_app::{LockedApp, LockedComponent, sha256_digest};
+use wisp_host::{AppCapabilities, ComponentCapabilities, InstanceState};
+use wisp_outbound::OutboundClient;
 
 /// Extra time, past the guest deadline, that the host waits for the epoch interrupt to land
 /// before giving up on a guest task that is stuck outside wasm (e.g. awaiting host I/O).
@@ -39,6 +42,7 @@ impl std::fmt::Display for HttpExport {
 pub struct LoadedApp {
     locked: LockedApp,
     components: HashMap<String, Arc<LoadedComponent>>,
+    outbound: Arc<AppOutbound>,
 }
 
 impl std::fmt::Debug for LoadedApp {
@@ -57,17 +61,37 @@ impl LoadedApp {
         engine: &WispEngine,
         locked: LockedApp,
         state_dir: &Path,
+        capabilities: &AppCapabilities,
     ) -> Result<Self, EngineError> {
         let linker = Arc::new(linker(engine)?);
+        let outbound = Arc::new(AppOutbound {
+            client: OutboundClient::new(capabilities.blocked_networks().clone()),
+            local: OnceLock::new(),
+        });
         let components = locked
             .components
             .iter()
             .map(|c| {
-                let loaded = LoadedComponent::load(engine, &linker, c, state_dir)?;
+                let granted = capabilities.component(&c.id).ok_or_else(|| EngineError::Invalid {
+                    component: c.id.clone(),
+                    message: "has no capabilities set up; build AppCapabilities from the same LockedApp".to_owned(),
+                })?;
+                let loaded =
+                    LoadedComponent::load(engine, &linker, c, state_dir, granted, &outbound)?;
                 Ok((c.id.clone(), Arc::new(loaded)))
             })
             .collect::<Result<_, EngineError>>()?;
-        Ok(Self { locked, components })
+        Ok(Self {
+            locked,
+            components,
+            outbound,
+        })
+    }
+
+    /// Registers who serves the app's own routes for `http://self/...` and
+    /// `http://<id>.spin.internal/...` requests from guests. Only the first call counts.
+    pub fn set_local_dispatch(&self, dispatch: Weak<dyn LocalDispatch>) {
+        let _ = self.outbound.local.set(dispatch);
     }
 
     /// The LockedApp this was loaded from.
@@ -90,6 +114,7 @@ fn linker(engine: &WispEngine) -> Result<Linker<Host>, EngineError> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(config_error)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(config_error)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(config_error)?;
+    wisp_host::add_to_linker(&mut linker).map_err(config_error)?;
     Ok(linker)
 }
 
@@ -100,6 +125,8 @@ pub struct LoadedComponent {
     export: HttpExport,
     env: Vec<(String, String)>,
     files_dir: Option<PathBuf>,
+    capabilities: Arc<ComponentCapabilities>,
+    outbound: Arc<ComponentOutbound>,
     engine: WispEngine,
 }
 
@@ -119,6 +146,8 @@ impl LoadedComponent {
         linker: &Linker<Host>,
         locked: &LockedComponent,
         state_dir: &Path,
+        capabilities: Arc<ComponentCapabilities>,
+        app_outbound: &Arc<AppOutbound>,
     ) -> Result<Self, EngineError> {
         let id = locked.id.as_str();
         let invalid = |message: String| EngineError::Invalid {
@@ -174,6 +203,14 @@ impl LoadedComponent {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             files_dir,
+            outbound: Arc::new(ComponentOutbound {
+                allowed: capabilities.allowed_outbound_hosts().clone(),
+                client: app_outbound
+                    .client
+                    .for_component(capabilities.allowed_outbound_hosts()),
+                app: app_outbound.clone(),
+            }),
+            capabilities,
             engine: engine.clone(),
         })
     }
@@ -205,7 +242,14 @@ impl LoadedComponent {
                 })?;
         }
         let config = self.engine.config();
-        let host = Host::new(self.id.clone(), wasi.build(), config.memory_limit, deadline);
+        let host = Host::new(
+            self.id.clone(),
+            InstanceState::new(self.capabilities.clone()),
+            self.outbound.clone(),
+            wasi.build(),
+            config.memory_limit,
+            deadline,
+        );
         let mut store = Store::new(self.engine.engine(), host);
         store.limiter(|host| &mut host.limiter);
         let timeout = config.request_timeout;

@@ -1,12 +1,14 @@
 //! Per-instance host state: the sandboxed WASI context, `wasi:http` state, the memory
 //! limiter and the deadline.
 
+use crate::outbound::{ComponentOutbound, OutboundHooks};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wisp_host::{CapabilitiesCtx, CapabilitiesView, InstanceState};
 
 /// Why the host stopped a guest; carried inside the wasmtime error so the trigger can
 /// answer with the right status and log the limit that was hit.
@@ -23,9 +25,10 @@ pub enum GuestFault {
 /// The `T` of every `Store<T>`: everything one instance may touch.
 pub struct Host {
     table: ResourceTable,
+    capabilities: InstanceState,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    outbound: DenyOutbound,
+    outbound: OutboundHooks,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) deadline: Instant,
 }
@@ -33,15 +36,22 @@ pub struct Host {
 impl Host {
     pub(crate) fn new(
         component: Arc<str>,
+        capabilities: InstanceState,
+        outbound: Arc<ComponentOutbound>,
         wasi: WasiCtx,
         memory_limit: u64,
         deadline: Instant,
     ) -> Self {
         Self {
             table: ResourceTable::new(),
+            capabilities,
             wasi,
             http: WasiHttpCtx::new(),
-            outbound: DenyOutbound { component },
+            outbound: OutboundHooks {
+                component,
+                policy: outbound,
+                sent: 0,
+            },
             limiter: MemoryLimiter {
                 limit: memory_limit,
                 hit: false,
@@ -69,6 +79,15 @@ impl WasiView for Host {
     }
 }
 
+impl CapabilitiesView for Host {
+    fn capabilities(&mut self) -> CapabilitiesCtx<'_> {
+        CapabilitiesCtx {
+            state: &mut self.capabilities,
+            table: &mut self.table,
+        }
+    }
+}
+
 impl WasiHttpView for Host {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
@@ -76,37 +95,6 @@ impl WasiHttpView for Host {
             table: &mut self.table,
             hooks: &mut self.outbound,
         }
-    }
-}
-
-/// Outbound HTTP is not granted by anything yet: every request is denied with a log line.
-struct DenyOutbound {
-    component: Arc<str>,
-}
-
-impl WasiHttpHooks for DenyOutbound {
-    fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        tracing::warn!(
-            component = %self.component,
-            "outbound request to {} denied: outbound HTTP is not available in this version of wisp",
-            request.uri()
-        );
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 

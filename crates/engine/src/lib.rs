@@ -10,6 +10,7 @@
 mod app;
 mod cache;
 mod host;
+mod outbound;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 pub use app::{GuestError, HttpExport, LoadedApp, LoadedComponent};
 pub use host::{GuestFault, Host};
+pub use outbound::{LocalDispatch, LocalResponse, LocalTarget, MAX_OUTBOUND_REQUESTS};
 
 /// How often the epoch ticker advances; the granularity of CPU deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

@@ -5,8 +5,9 @@
 //! build script compiles them with `cargo build --release --target
 //! wasm32-wasip2` into `target/guest-programs` at the repository root and
 //! exposes the absolute path of each `.wasm` component as a constant below.
-//! Every component is a WASI 0.2 `wasi:http/incoming-handler` component,
-//! except [`P3_HELLO`], which exports the WASI 0.3 `wasi:http/handler@0.3.0`.
+//! Most are WASI 0.2 `wasi:http/incoming-handler` components importing only
+//! WASI; the exceptions ([`P3_HELLO`], the Spin SDK guests and the capability
+//! guests [`CAPS_V5`] / [`CAPS_V7`]) say so in their docs.
 //!
 //! Depend on this crate as a dev-dependency and read the file:
 //!

@@ -14,11 +14,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::WasiBody;
 use wisp_app::StaticResponse;
-use wisp_engine::{GuestFault, LoadedApp};
+use wisp_engine::{GuestFault, LoadedApp, LocalDispatch, LocalResponse, LocalTarget};
 
 pub use routes::{RouteMatch, RouteTarget, Router};
 
@@ -51,6 +51,8 @@ pub struct RouteSummary {
 
 /// An app behind HTTP: route table, static responses and the loaded components.
 pub struct HttpTrigger {
+    /// Lets in-process dispatch hand an owned trigger to its `'static` future.
+    me: Weak<HttpTrigger>,
     app: Arc<LoadedApp>,
     router: Router,
     statics: Vec<StaticResponse>,
@@ -70,8 +72,10 @@ const WELL_KNOWN_WISP: &str = "/.well-known/wisp/";
 const WELL_KNOWN_SPIN: &str = "/.well-known/spin/";
 
 impl HttpTrigger {
-    /// Builds the route table from the app's `http` triggers.
-    pub fn new(app: Arc<LoadedApp>) -> Result<Self, TriggerError> {
+    /// Builds the route table from the app's `http` triggers and registers the trigger
+    /// as the app's in-process dispatcher (for `http://self/...` and
+    /// `http://<id>.spin.internal/...` requests from guests).
+    pub fn new(app: Arc<LoadedApp>) -> Result<Arc<Self>, TriggerError> {
         let mut router = Router::default();
         let mut statics = Vec::new();
         let mut summary = Vec::new();
@@ -117,13 +121,17 @@ impl HttpTrigger {
             "runtime_version": env!("CARGO_PKG_VERSION"),
             "components": locked.components.iter().map(|c| &c.id).collect::<Vec<_>>(),
         });
-        Ok(Self {
+        let trigger = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             app,
             router,
             statics,
             summary,
             info: Bytes::from(serde_json::to_vec(&info).expect("info serializes")),
-        })
+        });
+        let dispatch: Weak<dyn LocalDispatch> = Arc::downgrade(&trigger) as Weak<dyn LocalDispatch>;
+        trigger.app.set_local_dispatch(dispatch);
+        Ok(trigger)
     }
 
     /// The routable entries, in manifest order.
@@ -149,10 +157,22 @@ impl HttpTrigger {
             RouteTarget::Static(index) => return static_response(&self.statics[*index]),
             RouteTarget::Component(id) => id.clone(),
         };
+        set_spin_headers(&mut request, &matched, client);
+        self.run(component_id, request, path, started).await
+    }
+
+    /// Runs a routed request in a fresh instance of `component_id`; faults become
+    /// 500/504 responses with a log line.
+    async fn run(
+        &self,
+        component_id: String,
+        request: Request<WasiBody>,
+        path: String,
+        started: Instant,
+    ) -> Response<WasiBody> {
         let Some(component) = self.app.component(&component_id) else {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
         };
-        set_spin_headers(&mut request, &matched, client);
         let method = request.method().clone();
         let response = match component.handle(request).await {
             Ok(response) => response,
@@ -253,6 +273,44 @@ impl HttpTrigger {
                 tracing::warn!("shutdown grace period of {grace:?} elapsed; closing remaining connections");
             }
         }
+    }
+}
+
+impl LocalDispatch for HttpTrigger {
+    fn dispatch(&self, target: LocalTarget, mut request: Request<WasiBody>) -> LocalResponse {
+        // In-process requests come from the app itself; report loopback as the client.
+        let client = SocketAddr::from(([127, 0, 0, 1], 0));
+        let Some(this) = self.me.upgrade() else {
+            return Box::pin(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        };
+        Box::pin(async move {
+            match target {
+                LocalTarget::SelfApp => Ok(this.handle(request, client).await),
+                LocalTarget::Component(id) => {
+                    if this.app.component(&id).is_none() {
+                        return Err(wasmtime_wasi_http::Error::DestinationNotFound);
+                    }
+                    let started = Instant::now();
+                    let path = request.uri().path().to_owned();
+                    // Use the component's own route when the path matches it, so the
+                    // Spin headers are what a direct request would get; otherwise treat
+                    // the whole path as path info under a wildcard.
+                    let wildcard = RouteTarget::Component(id.clone());
+                    let matched = match this.router.route(&path) {
+                        Some(m) if m.target == &wildcard => m,
+                        _ => RouteMatch {
+                            target: &wildcard,
+                            raw_route: "/...",
+                            component_route: String::new(),
+                            path_info: path.clone(),
+                            params: Vec::new(),
+                        },
+                    };
+                    set_spin_headers(&mut request, &matched, client);
+                    Ok(this.run(id, request, path, started).await)
+                }
+            }
+        })
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wisp_app::LockedApp;
 use wisp_engine::{EngineConfig, LoadedApp, WispEngine};
+use wisp_host::{AppCapabilities, AppPaths, RuntimeConfig};
 use wisp_trigger_http::HttpTrigger;
 
 /// Arguments of `wisp up`.
@@ -33,7 +34,13 @@ pub struct UpArgs {
     #[arg(long, env = "WISP_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
 
-    /// Directory for app state (staged files); default `.wisp` beside the manifest.
+    /// Backends for key-value stores, SQLite databases, variable providers and outbound
+    /// networking (Spin's runtime-config.toml format).
+    #[arg(long, env = "WISP_RUNTIME_CONFIG_FILE")]
+    runtime_config_file: Option<PathBuf>,
+
+    /// Directory for app state (the `default` key-value store and SQLite database,
+    /// staged files); default `.wisp` beside the manifest.
     #[arg(long, env = "WISP_STATE_DIR")]
     state_dir: Option<PathBuf>,
 
@@ -69,6 +76,10 @@ pub struct UpArgs {
 /// Runs `wisp up`.
 pub fn run(args: UpArgs) -> Result<()> {
     let (locked, app_dir) = resolve(&args)?;
+    let runtime_config = match &args.runtime_config_file {
+        Some(path) => RuntimeConfig::from_file(path)?,
+        None => RuntimeConfig::default(),
+    };
     let request_timeout = seconds("--request-timeout", args.request_timeout)?;
     let shutdown_grace = seconds("--shutdown-grace", args.shutdown_grace)?;
     if args.memory_limit_mb == 0 || args.max_instances == 0 {
@@ -97,16 +108,24 @@ pub fn run(args: UpArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let paths = AppPaths {
+            state_dir: state_dir.clone(),
+            app_dir: args.from.is_none().then(|| app_dir.clone()),
+        };
+        let capabilities = AppCapabilities::build(&locked, &runtime_config, &paths)
+            .await
+            .context("cannot set up the app's stores, databases and variables")?;
         // Bind first so a taken port is reported before any compile work.
         let listener = bind(args.listen).await?;
         let address = listener
             .local_addr()
             .context("cannot read the listening address")?;
         let engine = WispEngine::new(config).context("cannot create the wasm engine")?;
-        let app = LoadedApp::load(&engine, locked, &state_dir).context("cannot load the app")?;
+        let app = LoadedApp::load(&engine, locked, &state_dir, &capabilities)
+            .context("cannot load the app")?;
         let app = Arc::new(app);
-        let trigger = Arc::new(HttpTrigger::new(app.clone()).context("cannot set up HTTP routes")?);
-        print_summary(&engine, &app, &trigger, address);
+        let trigger = HttpTrigger::new(app.clone()).context("cannot set up HTTP routes")?;
+        print_summary(&engine, &app, &capabilities, &trigger, address);
         trigger
             .serve(listener, shutdown_signal(), shutdown_grace)
             .await;
@@ -168,7 +187,13 @@ async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
     })
 }
 
-fn print_summary(engine: &WispEngine, app: &LoadedApp, trigger: &HttpTrigger, address: SocketAddr) {
+fn print_summary(
+    engine: &WispEngine,
+    app: &LoadedApp,
+    capabilities: &AppCapabilities,
+    trigger: &HttpTrigger,
+    address: SocketAddr,
+) {
     let config = engine.config();
     eprintln!(
         "Engine: {} allocator, {} instances max, {} MiB memory cap, {:?} request deadline, compile cache {}",
@@ -190,6 +215,10 @@ fn print_summary(engine: &WispEngine, app: &LoadedApp, trigger: &HttpTrigger, ad
         if let Some(loaded) = app.component(&component.id) {
             eprintln!("  {}  ({})", component.id, loaded.export());
         }
+    }
+    eprintln!("Capabilities:");
+    for line in capabilities.summary() {
+        eprintln!("  {line}");
     }
     eprintln!("Routes:");
     for route in trigger.routes() {

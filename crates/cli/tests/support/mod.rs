@@ -51,10 +51,14 @@ impl Wisp {
         reason = "the child moves into `Wisp`, whose Drop kills and waits for it"
     )]
     pub fn spawn(mut command: Command) -> Result<Wisp, (ExitStatus, String)> {
+        // The developer's log level must not change what tests see, unless the test
+        // itself asks for one.
+        if !command.get_envs().any(|(name, _)| name == "WISP_LOG") {
+            command.env_remove("WISP_LOG");
+        }
         command
             .args(["--listen", "127.0.0.1:0"])
             .env("WISP_CACHE_DIR", cache_dir())
-            .env_remove("WISP_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

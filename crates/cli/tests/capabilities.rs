@@ -1,0 +1,1012 @@
+//! End-to-end tests of Spin host capabilities: key-value (Spin and
+//! `wasi:keyvalue`, local and Redis-backed), variables (`wasi:config` too),
+//! SQLite and outbound HTTP, driven through the `caps-v5` (spin-sdk 5.2,
+//! WASI 0.2) and `caps-v7` (spin-sdk 7.0, WASI 0.3) guests served by the real
+//! `wisp up`.
+//!
+//! The guests assert inside themselves (see `tests/programs/README.md`): a
+//! check route answers `200` with its documented body, or `500` with
+//! `<step>: <reason>`, so each test here only compares status and body.
+//!
+//! The Redis test needs a Redis server: `WISP_TEST_REDIS_URL`, or
+//! `redis://127.0.0.1:6379/5` by default.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use support::{HttpResponse, Wisp, app_dir, request, toml_path};
+use wisp_test_programs as programs;
+
+/// The component grants most tests use: the `default` key-value store and
+/// SQLite database.
+const STORES: &str = r#"key_value_stores = ["default"]
+sqlite_databases = ["default"]"#;
+
+/// A manifest serving `source` as component `caps` on `/...`, with the app
+/// variable `greeting` (default `hi`) mapped into the component, and
+/// `component_lines` (grants) in its table.
+fn caps_manifest(source: &str, component_lines: &str) -> String {
+    format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "caps"
+
+[variables]
+greeting = {{ default = "hi" }}
+
+[[trigger.http]]
+route = "/..."
+component = "caps"
+
+[component.caps]
+source = {source}
+variables = {{ greeting = "{{{{ greeting }}}}" }}
+{component_lines}
+"#,
+        source = toml_path(source)
+    )
+}
+
+/// An app directory with its `spin.toml`, started with `wisp up -f`.
+struct App {
+    dir: tempfile::TempDir,
+}
+
+impl App {
+    fn new(manifest: &str) -> App {
+        App {
+            dir: app_dir(manifest),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `name` (e.g. `.env`, a runtime config) into the app directory.
+    fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// `wisp up -f <dir>/spin.toml <extra>` with `env` set on the process.
+    fn command(&self, extra: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+        command
+            .arg("up")
+            .arg("-f")
+            .arg(self.path("spin.toml"))
+            .args(extra)
+            // A developer's own settings must not leak into the app.
+            .env_remove("SPIN_VARIABLE_GREETING")
+            .env_remove("WISP_STATE_DIR");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command
+    }
+
+    fn up(&self, extra: &[&str]) -> Wisp {
+        self.up_with_env(extra, &[])
+    }
+
+    fn up_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Wisp {
+        Wisp::spawn(self.command(extra, env)).unwrap_or_else(|(status, stderr)| {
+            panic!("wisp up {extra:?} exited with {status}:\n{stderr}")
+        })
+    }
+}
+
+/// Sends `what` (`"<METHOD> <path>"`) with `body` and returns the response.
+fn call(wisp: &Wisp, what: &str, body: &[u8]) -> HttpResponse {
+    let (method, path) = what.split_once(' ').expect("\"<METHOD> <path>\"");
+    request(wisp.addr, method, path, &[], body)
+}
+
+/// Asserts `what` (`"<METHOD> <path>"`, no body) answers exactly `status` and `body`.
+fn expect(wisp: &Wisp, what: &str, status: u16, body: &str) {
+    let response = call(wisp, what, b"");
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (status, body),
+        "{what}\nwisp stderr:\n{}",
+        wisp.stderr()
+    );
+}
+
+/// Percent-encodes a query value (everything but RFC 3986 unreserved bytes).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Runs `count` copies of `method path` at once, each on its own connection,
+/// and returns the responses.
+fn concurrently(
+    wisp: &Wisp,
+    count: usize,
+    method: &str,
+    path: impl Fn(usize) -> String + Sync,
+) -> Vec<HttpResponse> {
+    let addr = wisp.addr;
+    std::thread::scope(|scope| {
+        let path = &path;
+        let handles: Vec<_> = (0..count)
+            .map(|i| scope.spawn(move || request(addr, method, &path(i), &[], b"")))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Parses every `200` body as an integer, failing on any other answer.
+fn integers(wisp: &Wisp, responses: &[HttpResponse]) -> Vec<i64> {
+    responses
+        .iter()
+        .map(|response| {
+            assert_eq!(
+                response.status,
+                200,
+                "{}\nwisp stderr:\n{}",
+                response.text(),
+                wisp.stderr()
+            );
+            response
+                .text()
+                .parse()
+                .unwrap_or_else(|_| panic!("not an integer: {:?}", response.text()))
+        })
+        .collect()
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+// ---------------------------------------------------------------------------
+// Key-value
+
+/// The key-value routes both guests share, against the granted `default`
+/// store and the ungranted `other`.
+fn key_value_routes(source: &str) {
+    let app = App::new(&caps_manifest(source, STORES));
+    let wisp = app.up(&[]);
+    expect(&wisp, "GET /kv/check?store=default", 200, "ok");
+    expect(&wisp, "GET /kv/open?store=default", 200, "opened");
+    // Only granted stores open.
+    expect(
+        &wisp,
+        "GET /kv/open?store=other",
+        200,
+        "error: access-denied",
+    );
+    expect(
+        &wisp,
+        "GET /kv/get?store=other&key=k",
+        500,
+        "error: access-denied",
+    );
+
+    // A value goes in and comes back byte for byte; the key is %-decoded.
+    let key = encode("a key/with ünïcode");
+    let set = call(
+        &wisp,
+        &format!("PUT /kv/set?store=default&key={key}"),
+        b"v\x00\xff",
+    );
+    assert_eq!(
+        (set.status, set.text().as_str()),
+        (200, "stored"),
+        "{}",
+        wisp.stderr()
+    );
+    let got = call(&wisp, &format!("GET /kv/get?store=default&key={key}"), b"");
+    assert_eq!((got.status, got.body.as_slice()), (200, &b"v\x00\xff"[..]));
+    expect(
+        &wisp,
+        "GET /kv/get?store=default&key=never-set",
+        404,
+        "missing",
+    );
+}
+
+#[test]
+fn key_value_v5_checks_and_grants() {
+    key_value_routes(programs::CAPS_V5);
+}
+
+#[test]
+fn key_value_v7_checks_and_grants() {
+    key_value_routes(programs::CAPS_V7);
+}
+
+#[test]
+fn key_value_survives_a_restart_with_the_same_state_dir() {
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+
+    let wisp = app.up(&["--state-dir", state_dir]);
+    let set = call(
+        &wisp,
+        "PUT /kv/set?store=default&key=durable",
+        b"still here",
+    );
+    assert_eq!(
+        (set.status, set.text().as_str()),
+        (200, "stored"),
+        "{}",
+        wisp.stderr()
+    );
+    assert!(wisp.stop().success(), "wisp exits 0 after SIGTERM");
+
+    let wisp = app.up(&["--state-dir", state_dir]);
+    expect(
+        &wisp,
+        "GET /kv/get?store=default&key=durable",
+        200,
+        "still here",
+    );
+    assert!(wisp.stop().success());
+
+    // The same store through spin:key-value@3.0.0 (spin-sdk 7).
+    app.write("spin.toml", &caps_manifest(programs::CAPS_V7, STORES));
+    let wisp = app.up(&["--state-dir", state_dir]);
+    expect(
+        &wisp,
+        "GET /kv/get?store=default&key=durable",
+        200,
+        "still here",
+    );
+}
+
+#[test]
+fn wasi_keyvalue_check_and_atomics_under_concurrency() {
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let wisp = app.up(&[]);
+    expect(&wisp, "GET /wasi-kv/check?store=default", 200, "ok");
+    let denied = call(&wisp, "GET /wasi-kv/check?store=other", b"");
+    assert_eq!(denied.status, 500, "{}", denied.text());
+    assert!(
+        denied.text().starts_with("open: ") && denied.text().contains("AccessDenied"),
+        "{}",
+        denied.text()
+    );
+
+    // 100 concurrent increments: every one sees a different value, 1 to 100.
+    let responses = concurrently(&wisp, 100, "POST", |_| {
+        "/wasi-kv/incr?store=default&key=c&delta=1".to_owned()
+    });
+    let mut values = integers(&wisp, &responses);
+    values.sort_unstable();
+    assert_eq!(values, (1..=100).collect::<Vec<i64>>());
+    expect(
+        &wisp,
+        "POST /wasi-kv/incr?store=default&key=c&delta=0",
+        200,
+        "100",
+    );
+
+    // 20 concurrent compare-and-swap appends: none is lost.
+    let responses = concurrently(&wisp, 20, "POST", |i| {
+        format!("/wasi-kv/cas-append?store=default&key=cas-list&item=item{i}")
+    });
+    let attempts = integers(&wisp, &responses);
+    assert!(attempts.iter().all(|&n| n >= 1), "{attempts:?}");
+    let list = call(&wisp, "GET /kv/get?store=default&key=cas-list", b"");
+    assert_eq!(list.status, 200, "{}", list.text());
+    let text = list.text();
+    let mut items: Vec<&str> = text.split(',').filter(|item| !item.is_empty()).collect();
+    items.sort_unstable();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("item{i}")).collect();
+    expected.sort_unstable();
+    assert_eq!(items, expected, "stored list {text:?}");
+    assert!(text.ends_with(','), "{text:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Variables
+
+#[test]
+fn variables_default_value_and_errors() {
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let wisp = app.up(&[]);
+    expect(&wisp, "GET /var?name=greeting", 200, "hi");
+    expect(&wisp, "GET /config?name=greeting", 200, "hi");
+    expect(&wisp, "GET /config/all", 200, "greeting=hi\n");
+
+    let undefined = call(&wisp, "GET /var?name=nope", b"");
+    assert_eq!(undefined.status, 200);
+    assert!(
+        undefined.text().starts_with("error: undefined: "),
+        "{}",
+        undefined.text()
+    );
+    let invalid = call(&wisp, "GET /var?name=Not-Valid", b"");
+    assert_eq!(invalid.status, 200);
+    assert!(
+        invalid.text().starts_with("error: invalid-name: "),
+        "{}",
+        invalid.text()
+    );
+    // wasi:config answers an unknown name with none (as Spin does).
+    expect(&wisp, "GET /config?name=nope", 404, "none");
+}
+
+#[test]
+fn variables_from_the_environment() {
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let wisp = app.up_with_env(&[], &[("SPIN_VARIABLE_GREETING", "hello")]);
+    expect(&wisp, "GET /var?name=greeting", 200, "hello");
+    expect(&wisp, "GET /config?name=greeting", 200, "hello");
+}
+
+#[test]
+fn variables_from_a_dotenv_file_beside_the_manifest() {
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    app.write(".env", "SPIN_VARIABLE_GREETING=from-dotenv\n");
+    // The working directory is the test's, not the app's: the file is found
+    // beside the manifest.
+    let wisp = app.up(&[]);
+    expect(&wisp, "GET /var?name=greeting", 200, "from-dotenv");
+}
+
+#[test]
+fn variables_from_a_static_provider_in_the_runtime_config() {
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let config = app.write(
+        "runtime-config.toml",
+        "[[variables_provider]]\ntype = \"static\"\nvalues = { greeting = \"from-config\" }\n",
+    );
+    let wisp = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
+    expect(&wisp, "GET /var?name=greeting", 200, "from-config");
+    expect(&wisp, "GET /config?name=greeting", 200, "from-config");
+}
+
+#[test]
+fn variables_v7() {
+    let app = App::new(&caps_manifest(programs::CAPS_V7, STORES));
+    let wisp = app.up(&[]);
+    expect(&wisp, "GET /var?name=greeting", 200, "hi");
+    let undefined = call(&wisp, "GET /var?name=nope", b"");
+    assert!(
+        undefined.text().starts_with("error: undefined: "),
+        "{}",
+        undefined.text()
+    );
+    drop(wisp);
+    let wisp = app.up_with_env(&[], &[("SPIN_VARIABLE_GREETING", "hello")]);
+    expect(&wisp, "GET /var?name=greeting", 200, "hello");
+}
+
+#[test]
+fn a_required_variable_without_a_value_fails_start_up() {
+    let manifest = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "needs-secret"
+
+[variables]
+api_key = {{ required = true, secret = true }}
+
+[[trigger.http]]
+route = "/..."
+component = "caps"
+
+[component.caps]
+source = {source}
+variables = {{ key = "{{{{ api_key }}}}" }}
+"#,
+        source = toml_path(programs::CAPS_V5)
+    );
+    let app = App::new(&manifest);
+    match Wisp::spawn(app.command(&[], &[])) {
+        Ok(wisp) => panic!(
+            "wisp up started without the required variable:\n{}",
+            wisp.stderr()
+        ),
+        Err((status, stderr)) => {
+            assert!(!status.success(), "{status}: {stderr}");
+            assert!(stderr.contains("api_key"), "{stderr}");
+        }
+    }
+    // With a value it starts, and the component sees it; the secret never reaches the
+    // logs, even at debug level.
+    let wisp = app.up_with_env(
+        &[],
+        &[("SPIN_VARIABLE_API_KEY", "s3cret"), ("WISP_LOG", "debug")],
+    );
+    expect(&wisp, "GET /var?name=key", 200, "s3cret");
+    expect(&wisp, "GET /config/all", 200, "key=s3cret\n");
+    assert!(
+        wisp.wait_for_output("GET /config/all 200"),
+        "debug request log expected:\n{}",
+        wisp.stderr()
+    );
+    let stderr = wisp.stderr();
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------
+// Start-up: checks and the summary
+
+/// `wisp up` with `extra` flags must fail; returns its stderr.
+fn start_fails(app: &App, extra: &[&str]) -> String {
+    match Wisp::spawn(app.command(extra, &[])) {
+        Ok(wisp) => panic!("wisp up {extra:?} started:\n{}", wisp.stderr()),
+        Err((status, stderr)) => {
+            assert!(!status.success(), "{status}: {stderr}");
+            stderr
+        }
+    }
+}
+
+#[test]
+fn start_up_refuses_unconfigured_labels_and_bad_runtime_config() {
+    let app = App::new(&caps_manifest(
+        programs::CAPS_V5,
+        r#"key_value_stores = ["default", "cache"]"#,
+    ));
+    let stderr = start_fails(&app, &[]);
+    assert!(
+        stderr.contains("component `caps` uses key-value store `cache`, which is neither `default` nor configured"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[key_value_store.cache]"), "{stderr}");
+
+    let app = App::new(&caps_manifest(
+        programs::CAPS_V5,
+        r#"sqlite_databases = ["reports"]"#,
+    ));
+    let stderr = start_fails(&app, &[]);
+    assert!(
+        stderr.contains("component `caps` uses SQLite database `reports`"),
+        "{stderr}"
+    );
+
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let config = app.write(
+        "runtime-config.toml",
+        "[key_value_store.default]\ntype = \"spin\"\npaht = \"kv.db\"\n",
+    );
+    let stderr = start_fails(&app, &["--runtime-config-file", config.to_str().unwrap()]);
+    assert!(stderr.contains("runtime-config.toml: line 3"), "{stderr}");
+    assert!(stderr.contains("unknown field `paht`"), "{stderr}");
+
+    let config = app.write(
+        "runtime-config.toml",
+        "[outbound_networking]\nblock_networks = [\"10.0.0.0/33\"]\n",
+    );
+    let stderr = start_fails(&app, &["--runtime-config-file", config.to_str().unwrap()]);
+    assert!(stderr.contains("10.0.0.0/33"), "{stderr}");
+
+    let app = App::new(&caps_manifest(
+        programs::CAPS_V5,
+        r#"allowed_outbound_hosts = ["https://api.example.com:notaport"]"#,
+    ));
+    let stderr = start_fails(&app, &[]);
+    assert!(stderr.contains("component `caps`"), "{stderr}");
+    assert!(
+        stderr.contains("https://api.example.com:notaport"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn start_up_summary_names_each_backend() {
+    let app = App::new(&caps_manifest(
+        programs::CAPS_V5,
+        r#"key_value_stores = ["default", "cache"]
+sqlite_databases = ["default", "scratch"]"#,
+    ));
+    let config = app.write(
+        "runtime-config.toml",
+        r#"[key_value_store.cache]
+type = "spin"
+path = "data/cache.db"
+
+[sqlite_database.scratch]
+type = "spin"
+
+[[variables_provider]]
+type = "static"
+values = { greeting = "from-config" }
+"#,
+    );
+    let state = app.path("state");
+    let wisp = app.up(&[
+        "--runtime-config-file",
+        config.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let stderr = wisp.stderr();
+    let expected = [
+        "variables: env SPIN_VARIABLE_*, then static (1 values)".to_owned(),
+        format!(
+            "key-value store `default`: sqlite file {}",
+            state.join("sqlite_key_value.db").display()
+        ),
+        format!(
+            "key-value store `cache`: sqlite file {}",
+            app.path("data/cache.db").display()
+        ),
+        format!(
+            "SQLite database `default`: sqlite file {}",
+            state.join("sqlite_db.db").display()
+        ),
+        "SQLite database `scratch`: sqlite in-memory database".to_owned(),
+        "outbound networking: blocked link-local".to_owned(),
+    ];
+    for line in expected {
+        assert!(stderr.contains(&line), "missing {line:?} in:\n{stderr}");
+    }
+    // The configured backends serve the guest.
+    expect(&wisp, "GET /kv/check?store=cache", 200, "ok");
+    expect(&wisp, "GET /sqlite/check?db=scratch", 200, "ok");
+    assert!(app.path("data/cache.db").exists());
+}
+
+#[test]
+fn spin_interfaces_not_served_yet_answer_with_their_error_variant() {
+    let app = App::new(&caps_manifest(programs::CAPS_V5, ""));
+    let wisp = app.up(&[]);
+    expect(
+        &wisp,
+        "GET /unsupported",
+        200,
+        "redis: Error::Other(\"outbound redis is not supported by this host yet\")\n\
+         mqtt: Error::Other(\"outbound mqtt is not supported by this host yet\")\n\
+         postgres: Error::ConnectionFailed(\"outbound postgres is not supported by this host yet\")\n\
+         mysql: Error::ConnectionFailed(\"outbound mysql is not supported by this host yet\")\n\
+         llm: Error::RuntimeError(\"no LLM backend configured\")\n",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// SQLite
+
+#[test]
+fn sqlite_v5_checks_and_grants() {
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let wisp = app.up(&[]);
+    expect(&wisp, "GET /sqlite/check?db=default", 200, "ok");
+    expect(&wisp, "GET /sqlite3/check?db=default", 200, "ok");
+    expect(&wisp, "GET /sqlite/open?db=default", 200, "opened");
+    expect(
+        &wisp,
+        "GET /sqlite/open?db=nope",
+        200,
+        "error: access-denied",
+    );
+}
+
+#[test]
+fn sqlite_v7_check() {
+    let app = App::new(&caps_manifest(programs::CAPS_V7, STORES));
+    let wisp = app.up(&[]);
+    expect(&wisp, "GET /sqlite/check?db=default", 200, "ok");
+}
+
+#[test]
+fn sqlite_counter_under_concurrency() {
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let wisp = app.up(&[]);
+    let responses = concurrently(&wisp, 50, "POST", |_| {
+        "/sqlite/counter?db=default".to_owned()
+    });
+    let mut values = integers(&wisp, &responses);
+    values.sort_unstable();
+    // Every upsert saw its own value: the final n is 50.
+    assert_eq!(values, (1..=50).collect::<Vec<i64>>());
+    expect(&wisp, "POST /sqlite/counter?db=default", 200, "51");
+}
+
+// ---------------------------------------------------------------------------
+// Redis-backed key-value
+
+/// A minimal RESP client: one connection to the Redis at `url`
+/// (`redis://[:password@]host:port[/db]`).
+struct Redis {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Redis {
+    fn connect(url: &str) -> Result<Redis, String> {
+        let rest = url
+            .strip_prefix("redis://")
+            .ok_or_else(|| format!("{url} is not a redis:// URL"))?;
+        let (credentials, rest) = match rest.rsplit_once('@') {
+            Some((credentials, rest)) => (Some(credentials), rest),
+            None => (None, rest),
+        };
+        let (host_port, db) = rest.split_once('/').unwrap_or((rest, "0"));
+        let host_port = if host_port.contains(':') {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:6379")
+        };
+        let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(&host_port)
+            .map_err(|e| format!("resolving {host_port}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host_port} has no address"))?;
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .map_err(|e| format!("connecting to {addr}: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut redis = Redis {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        };
+        if let Some(credentials) = credentials {
+            let password = credentials.rsplit(':').next().unwrap_or(credentials);
+            redis.command(&["AUTH", password])?;
+        }
+        let db = if db.is_empty() { "0" } else { db };
+        redis.command(&["SELECT", db])?;
+        Ok(redis)
+    }
+
+    /// Sends one command; returns a bulk string's bytes (`None` for nil), or
+    /// the text of a simple-string or integer reply.
+    fn command(&mut self, args: &[&str]) -> Result<Option<Vec<u8>>, String> {
+        let mut out = format!("*{}\r\n", args.len());
+        for arg in args {
+            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        self.writer
+            .write_all(out.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let line = line.trim_end();
+        match line.split_at(1.min(line.len())) {
+            ("+" | ":", text) => Ok(Some(text.as_bytes().to_vec())),
+            ("-", error) => Err(format!("redis {args:?}: {error}")),
+            ("$", "-1") => Ok(None),
+            ("$", len) => {
+                let len: usize = len.parse().map_err(|_| format!("bad reply {line:?}"))?;
+                let mut data = vec![0; len + 2];
+                self.reader
+                    .read_exact(&mut data)
+                    .map_err(|e| e.to_string())?;
+                data.truncate(len);
+                Ok(Some(data))
+            }
+            _ => Err(format!("unexpected reply {line:?}")),
+        }
+    }
+}
+
+#[test]
+fn redis_backed_key_value_store() {
+    let url = std::env::var("WISP_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/5".to_owned());
+    let mut redis = Redis::connect(&url).unwrap_or_else(|e| {
+        panic!(
+            "this test needs a Redis server at {url} ({e}). Start one with \
+             `redis-server --port 6379 --save '' --daemonize yes` (or `docker run -d -p 6379:6379 \
+             redis`), or point WISP_TEST_REDIS_URL at another (redis://host:port/db)."
+        )
+    });
+
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let config = app.write(
+        "runtime-config.toml",
+        &format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n"),
+    );
+    let wisp = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
+    expect(&wisp, "GET /kv/check?store=default", 200, "ok");
+
+    // A value set through the guest is in Redis under the same key.
+    let key = unique("wisp-caps");
+    let set = call(
+        &wisp,
+        &format!("PUT /kv/set?store=default&key={key}"),
+        b"from wisp",
+    );
+    assert_eq!(
+        (set.status, set.text().as_str()),
+        (200, "stored"),
+        "{}",
+        wisp.stderr()
+    );
+    let stored = redis.command(&["GET", &key]);
+    let _ = redis.command(&["DEL", &key]);
+    assert_eq!(
+        stored,
+        Ok(Some(b"from wisp".to_vec())),
+        "GET {key} in Redis"
+    );
+
+    // And one set in Redis is read by the guest.
+    let key = unique("wisp-caps");
+    redis.command(&["SET", &key, "from redis"]).unwrap();
+    let got = call(&wisp, &format!("GET /kv/get?store=default&key={key}"), b"");
+    let _ = redis.command(&["DEL", &key]);
+    assert_eq!((got.status, got.text().as_str()), (200, "from redis"));
+}
+
+// ---------------------------------------------------------------------------
+// Outbound HTTP
+
+/// A tiny HTTP/1.1 server on 127.0.0.1:0 that counts connections: `/ok` is
+/// `200` `pong`, `/redirect` is `302` to `/ok`, anything else `404`. Every
+/// answer closes the connection.
+struct Upstream {
+    addr: SocketAddr,
+    accepts: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let counter = accepts.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || Self::serve(stream));
+            }
+        });
+        Upstream { addr, accepts }
+    }
+
+    fn serve(stream: TcpStream) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut reader = BufReader::new(&stream);
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).is_err() {
+            return;
+        }
+        // Skip the headers; the requests sent here have no body.
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line == "\r\n" || line == "\n" => break,
+                Ok(_) => {}
+            }
+        }
+        let (status, headers, body) = match request_line.split(' ').nth(1) {
+            Some("/ok") => ("200 OK", "content-type: text/plain\r\n", "pong"),
+            Some("/redirect") => ("302 Found", "location: /ok\r\n", ""),
+            _ => ("404 Not Found", "", "not found"),
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = (&stream).write_all(response.as_bytes());
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.addr.port())
+    }
+
+    fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+}
+
+/// `GET /http?url=<url>` with the URL %-encoded.
+fn get_http(url: &str) -> String {
+    format!("GET /http?url={}", encode(url))
+}
+
+fn outbound_allowed(source: &str) {
+    let upstream = Upstream::start();
+    let base = upstream.base();
+    let grants = format!("allowed_outbound_hosts = [\"{base}\"]");
+    let app = App::new(&caps_manifest(source, &grants));
+    let wisp = app.up(&[]);
+    expect(
+        &wisp,
+        &get_http(&format!("{base}/ok")),
+        200,
+        "status 200\nlocation: -\n\npong",
+    );
+    // Redirects are answered, not followed.
+    expect(
+        &wisp,
+        &get_http(&format!("{base}/redirect")),
+        200,
+        "status 302\nlocation: /ok\n\n",
+    );
+    assert_eq!(upstream.accepts(), 2);
+}
+
+#[test]
+fn outbound_http_to_a_granted_host_v5() {
+    outbound_allowed(programs::CAPS_V5);
+}
+
+#[test]
+fn outbound_http_to_a_granted_host_v7() {
+    outbound_allowed(programs::CAPS_V7);
+}
+
+#[test]
+fn outbound_http_without_a_grant_is_denied_before_connecting() {
+    let upstream = Upstream::start();
+    let url = format!("{}/ok", upstream.base());
+    for source in [programs::CAPS_V5, programs::CAPS_V7] {
+        // Granted some other host only.
+        let app = App::new(&caps_manifest(
+            source,
+            "allowed_outbound_hosts = [\"http://example.com\"]",
+        ));
+        let wisp = app.up(&[]);
+        expect(&wisp, &get_http(&url), 200, "error: HttpRequestDenied");
+    }
+    assert_eq!(upstream.accepts(), 0, "the upstream saw no connection");
+}
+
+#[test]
+fn outbound_http_to_a_blocked_network_fails_before_connecting() {
+    let upstream = Upstream::start();
+    let base = upstream.base();
+    let app = App::new(&caps_manifest(
+        programs::CAPS_V5,
+        &format!("allowed_outbound_hosts = [\"{base}\"]"),
+    ));
+    let config = app.write(
+        "runtime-config.toml",
+        "[outbound_networking]\nblock_networks = [\"127.0.0.0/8\"]\n",
+    );
+    let wisp = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
+    let response = call(&wisp, &get_http(&format!("{base}/ok")), b"");
+    assert_eq!(response.status, 200, "{}", wisp.stderr());
+    let text = response.text();
+    assert!(
+        text == "error: DestinationIpProhibited" || text == "error: HttpRequestDenied",
+        "{text}"
+    );
+    assert_eq!(upstream.accepts(), 0, "the upstream saw no connection");
+}
+
+#[test]
+fn outbound_http_chains_to_another_component() {
+    let manifest = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "chain"
+
+[[trigger.http]]
+route = "/..."
+component = "caps"
+
+[[trigger.http]]
+route = {{ private = true }}
+component = "callee"
+
+[component.caps]
+source = {caps}
+allowed_outbound_hosts = ["http://callee.spin.internal"]
+
+[component.callee]
+source = {hello}
+"#,
+        caps = toml_path(programs::CAPS_V5),
+        hello = toml_path(programs::HELLO)
+    );
+    let app = App::new(&manifest);
+    let wisp = app.up(&[]);
+    expect(
+        &wisp,
+        &get_http("http://callee.spin.internal/hello"),
+        200,
+        "status 200\nlocation: -\n\nHello from Wisp\n",
+    );
+}
+
+#[test]
+fn outbound_http_to_self() {
+    let manifest = |grant: &str| {
+        format!(
+            r#"spin_manifest_version = 2
+[application]
+name = "self"
+
+[[trigger.http]]
+route = "/hello"
+component = "hello"
+
+[[trigger.http]]
+route = "/..."
+component = "caps"
+
+[component.caps]
+source = {caps}
+{grant}
+
+[component.hello]
+source = {hello}
+"#,
+            caps = toml_path(programs::CAPS_V5),
+            hello = toml_path(programs::HELLO)
+        )
+    };
+    let app = App::new(&manifest("allowed_outbound_hosts = [\"http://self\"]"));
+    let wisp = app.up(&[]);
+    expect(
+        &wisp,
+        &get_http("http://self/hello"),
+        200,
+        "status 200\nlocation: -\n\nHello from Wisp\n",
+    );
+    // A relative URL cannot be expressed through wasmtime-wasi-http 48 (it refuses a
+    // request with a scheme but no authority before the host sees it): the guest gets
+    // an invalid-URI error rather than a silent request elsewhere.
+    expect(
+        &wisp,
+        &get_http("/hello"),
+        200,
+        "error: HttpRequestUriInvalid",
+    );
+    drop(wisp);
+
+    // Without the `self` grant the same request is denied.
+    app.write("spin.toml", &manifest(""));
+    let wisp = app.up(&[]);
+    expect(
+        &wisp,
+        &get_http("http://self/hello"),
+        200,
+        "error: HttpRequestDenied",
+    );
+}
+
+#[test]
+fn outbound_http_requests_per_invocation_are_capped_at_64() {
+    let upstream = Upstream::start();
+    let base = upstream.base();
+    let app = App::new(&caps_manifest(
+        programs::CAPS_V5,
+        &format!("allowed_outbound_hosts = [\"{base}\"]"),
+    ));
+    let wisp = app.up(&[]);
+    let url = encode(&format!("{base}/ok"));
+    expect(
+        &wisp,
+        &format!("GET /http-many?url={url}&n=64"),
+        200,
+        "sent 64",
+    );
+    assert_eq!(upstream.accepts(), 64);
+
+    let response = call(&wisp, &format!("GET /http-many?url={url}&n=70"), b"");
+    assert_eq!(response.status, 200, "{}", wisp.stderr());
+    assert!(
+        response.text().starts_with("failed after 64: "),
+        "{}",
+        response.text()
+    );
+    // The 65th request never reached the upstream.
+    assert_eq!(upstream.accepts(), 128);
+}

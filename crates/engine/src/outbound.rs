@@ -1,0 +1,197 @@
+//! Outbound HTTP from guests (`wasi:http` 0.2 outgoing-handler and the 0.3 client):
+//! every request is checked against the component's `allowed_outbound_hosts`, then sent
+//! by [`OutboundClient`] (which refuses blocked networks on the resolved addresses), or
+//! dispatched in-process for `http://self/...` and `http://<component>.spin.internal/...`.
+
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, Weak};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+use wisp_outbound::{AllowedHosts, Destination, OutboundClient, SendError, Timeouts};
+
+/// Most outbound requests one incoming request may make; stops a component from fanning
+/// out without bound or calling itself in a loop.
+pub const MAX_OUTBOUND_REQUESTS: u32 = 64;
+
+/// Where an in-process request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalTarget {
+    /// The app's own routes (`http://self/...`).
+    SelfApp,
+    /// One component, by id (`http://<id>.spin.internal/...`).
+    Component(String),
+}
+
+/// The boxed future an in-process dispatch returns.
+pub type LocalResponse =
+    Pin<Box<dyn Future<Output = Result<Response<WasiBody>, HttpError>> + Send>>;
+
+/// Handles requests a guest sends to its own app, without a socket. Implemented by the
+/// HTTP trigger, which owns the routes.
+pub trait LocalDispatch: Send + Sync {
+    /// Runs `request` against `target` and returns its response.
+    fn dispatch(&self, target: LocalTarget, request: Request<WasiBody>) -> LocalResponse;
+}
+
+/// Per-app outbound state shared by every component.
+pub(crate) struct AppOutbound {
+    pub(crate) client: OutboundClient,
+    pub(crate) local: OnceLock<Weak<dyn LocalDispatch>>,
+}
+
+/// One component's outbound policy, built once at load.
+pub(crate) struct ComponentOutbound {
+    pub(crate) allowed: AllowedHosts,
+    pub(crate) client: OutboundClient,
+    pub(crate) app: Arc<AppOutbound>,
+}
+
+/// The per-instance `wasi:http` hooks: the policy plus a count of requests sent.
+pub(crate) struct OutboundHooks {
+    pub(crate) component: Arc<str>,
+    pub(crate) policy: Arc<ComponentOutbound>,
+    pub(crate) sent: u32,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl OutboundHooks {
+    fn deny(&self, uri: &http::Uri, why: String) -> SendFuture {
+        tracing::warn!(component = %self.component, "outbound request to {uri} denied: {why}");
+        Box::new(async { Err(HttpError::HttpRequestDenied) })
+    }
+}
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _response_errors: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let uri = request.uri().clone();
+        self.sent += 1;
+        if self.sent > MAX_OUTBOUND_REQUESTS {
+            tracing::warn!(
+                component = %self.component,
+                "outbound request to {uri} refused: one request may make at most {MAX_OUTBOUND_REQUESTS} outbound requests"
+            );
+            return Box::new(async { Err(HttpError::ConnectionLimitReached) });
+        }
+        let allowed = &self.policy.allowed;
+        let local = match Destination::classify(&uri) {
+            Destination::SelfApp if allowed.allows_self() => LocalTarget::SelfApp,
+            Destination::SelfApp => {
+                return self.deny(
+                    &uri,
+                    "the app itself is not in allowed_outbound_hosts; add \"http://self\""
+                        .to_owned(),
+                );
+            }
+            Destination::Component(id) if allowed.allows_component(&id) => {
+                LocalTarget::Component(id)
+            }
+            Destination::Component(id) => {
+                return self.deny(
+                    &uri,
+                    format!("not in allowed_outbound_hosts; add \"http://{id}.spin.internal\""),
+                );
+            }
+            Destination::Network { scheme, host, port } => {
+                let granted = match host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                {
+                    Ok(ip) => allowed.allows_ip(&scheme, ip, port),
+                    Err(_) => allowed.allows(&scheme, &host, port),
+                };
+                if !granted {
+                    return self.deny(
+                        &uri,
+                        format!("not in allowed_outbound_hosts; add \"{scheme}://{host}:{port}\" to grant it"),
+                    );
+                }
+                let client = self.policy.client.clone();
+                let timeouts = timeouts(options);
+                let component = self.component.clone();
+                return Box::new(async move {
+                    let (response, connection) =
+                        client.send(request, timeouts).await.map_err(|e| {
+                            tracing::warn!(component = %component, "outbound request to {uri} failed: {e}");
+                            to_http_error(e)
+                        })?;
+                    let response = response.map(|body| body.map_err(to_http_error).boxed_unsync());
+                    let connection: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                        Box::new(async move { connection.await.map_err(to_http_error) });
+                    Ok((response, connection))
+                });
+            }
+        };
+        let dispatcher = self.policy.app.local.get().and_then(Weak::upgrade);
+        let Some(dispatcher) = dispatcher else {
+            return self.deny(
+                &uri,
+                "no trigger serves this app's routes in-process".to_owned(),
+            );
+        };
+        Box::new(async move {
+            let response = dispatcher.dispatch(local, request).await?;
+            let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, done))
+        })
+    }
+}
+
+fn timeouts(options: Option<RequestOptions>) -> Timeouts {
+    let mut timeouts = Timeouts::default();
+    if let Some(options) = options {
+        if let Some(t) = options.connect_timeout {
+            timeouts.connect = t;
+        }
+        if let Some(t) = options.first_byte_timeout {
+            timeouts.first_byte = t;
+        }
+        if let Some(t) = options.between_bytes_timeout {
+            timeouts.between_bytes = t;
+        }
+    }
+    timeouts
+}
+
+/// The WASI error code closest to each client failure.
+fn to_http_error(error: SendError) -> HttpError {
+    match error {
+        SendError::InvalidUri(_) => HttpError::HttpRequestUriInvalid,
+        SendError::DnsError(message) => HttpError::DnsError {
+            rcode: Some(message),
+            info_code: None,
+        },
+        SendError::DestinationBlocked { .. } => HttpError::DestinationIpProhibited,
+        SendError::ConnectionRefused(_) => HttpError::ConnectionRefused,
+        SendError::ConnectionTimeout => HttpError::ConnectionTimeout,
+        SendError::DestinationUnreachable(_) => HttpError::DestinationUnavailable,
+        SendError::ConnectionReset | SendError::ConnectionTerminated => {
+            HttpError::ConnectionTerminated
+        }
+        SendError::TlsError(_) => HttpError::TlsProtocolError,
+        SendError::ProtocolError(_) => HttpError::HttpProtocolError,
+        SendError::ResponseHeadersTooLarge => HttpError::HttpResponseHeaderSectionSize(None),
+        SendError::RequestBodyError(message) => HttpError::InternalError(Some(message)),
+        SendError::FirstByteTimeout => HttpError::ConnectionReadTimeout,
+        SendError::BetweenBytesTimeout => HttpError::ConnectionReadTimeout,
+    }
+}

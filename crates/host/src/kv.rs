@@ -1,0 +1,426 @@
+//! Key-value: `fermyon:spin/key-value@2.0.0`, `spin:key-value@3.0.0` (WASI 0.3 async)
+//! and `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`, `batch`). All three open
+//! stores by label; a label the component's `key_value_stores` does not grant gets
+//! `access-denied`. Backend failures become the `other` variant with the reason.
+
+use crate::bindings::fermyon::spin::key_value as v2;
+use crate::bindings::spin::key_value::key_value as v3;
+use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_store};
+use crate::{Capabilities, CapabilitiesCtx};
+use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
+use wisp_storage::{KvError, KvStore};
+
+/// An open store (a Spin `store` or a WASI `bucket`).
+pub struct OpenStore {
+    store: KvStore,
+}
+
+/// A WASI compare-and-swap handle: the key and the value read when it was created.
+pub struct Cas {
+    store: KvStore,
+    key: String,
+    current: Option<Vec<u8>>,
+}
+
+enum OpenError {
+    AccessDenied,
+    TableFull,
+}
+
+impl CapabilitiesCtx<'_> {
+    fn open_store(
+        &mut self,
+        label: &str,
+    ) -> wasmtime::Result<Result<Resource<OpenStore>, OpenError>> {
+        let Some(store) = self.state.caps.key_value_stores.get(label).cloned() else {
+            tracing::debug!(component = %self.state.caps.id, "key-value store `{label}` is not granted");
+            return Ok(Err(OpenError::AccessDenied));
+        };
+        if !self.state.reserve_handle() {
+            return Ok(Err(OpenError::TableFull));
+        }
+        Ok(Ok(self.table.push(OpenStore { store })?))
+    }
+
+    fn store_of(&self, handle: &Resource<OpenStore>) -> wasmtime::Result<KvStore> {
+        Ok(self.table.get(handle)?.store.clone())
+    }
+
+    fn close_store(&mut self, handle: Resource<OpenStore>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        self.state.release_handle();
+        Ok(())
+    }
+}
+
+fn message(error: KvError) -> String {
+    error.to_string()
+}
+
+// ---- fermyon:spin/key-value@2.0.0 -------------------------------------------------
+
+fn v2_open_error(error: OpenError) -> v2::Error {
+    match error {
+        OpenError::AccessDenied => v2::Error::AccessDenied,
+        OpenError::TableFull => v2::Error::StoreTableFull,
+    }
+}
+
+impl v2::Host for CapabilitiesCtx<'_> {}
+
+impl v2::HostStore for CapabilitiesCtx<'_> {
+    async fn open(
+        &mut self,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<OpenStore>, v2::Error>> {
+        Ok(self.open_store(&label)?.map_err(v2_open_error))
+    }
+
+    async fn get(
+        &mut self,
+        store: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, v2::Error>> {
+        let store = self.store_of(&store)?;
+        Ok(store
+            .get(&key)
+            .await
+            .map_err(|e| v2::Error::Other(message(e))))
+    }
+
+    async fn set(
+        &mut self,
+        store: Resource<OpenStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), v2::Error>> {
+        let store = self.store_of(&store)?;
+        Ok(store
+            .set(&key, value)
+            .await
+            .map_err(|e| v2::Error::Other(message(e))))
+    }
+
+    async fn delete(
+        &mut self,
+        store: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), v2::Error>> {
+        let store = self.store_of(&store)?;
+        Ok(store
+            .delete(&key)
+            .await
+            .map_err(|e| v2::Error::Other(message(e))))
+    }
+
+    async fn exists(
+        &mut self,
+        store: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, v2::Error>> {
+        let store = self.store_of(&store)?;
+        Ok(store
+            .exists(&key)
+            .await
+            .map_err(|e| v2::Error::Other(message(e))))
+    }
+
+    async fn get_keys(
+        &mut self,
+        store: Resource<OpenStore>,
+    ) -> wasmtime::Result<Result<Vec<String>, v2::Error>> {
+        let store = self.store_of(&store)?;
+        Ok(store
+            .get_keys()
+            .await
+            .map_err(|e| v2::Error::Other(message(e))))
+    }
+
+    async fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
+        self.close_store(store)
+    }
+}
+
+// ---- spin:key-value@3.0.0 (async) --------------------------------------------------
+
+fn v3_open_error(error: OpenError) -> v3::Error {
+    match error {
+        OpenError::AccessDenied => v3::Error::AccessDenied,
+        OpenError::TableFull => v3::Error::StoreTableFull,
+    }
+}
+
+fn v3_store<T>(
+    accessor: &Accessor<T, Capabilities>,
+    handle: &Resource<OpenStore>,
+) -> wasmtime::Result<KvStore> {
+    accessor.with(|mut access| access.get().store_of(handle))
+}
+
+impl v3::Host for CapabilitiesCtx<'_> {}
+
+impl v3::HostStore for CapabilitiesCtx<'_> {
+    async fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
+        self.close_store(store)
+    }
+}
+
+impl<T> v3::HostStoreWithStore<T> for Capabilities {
+    async fn open(
+        accessor: &Accessor<T, Self>,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<OpenStore>, v3::Error>> {
+        Ok(accessor
+            .with(|mut access| access.get().open_store(&label))?
+            .map_err(v3_open_error))
+    }
+
+    async fn get(
+        accessor: &Accessor<T, Self>,
+        store: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, v3::Error>> {
+        let store = v3_store(accessor, &store)?;
+        Ok(store
+            .get(&key)
+            .await
+            .map_err(|e| v3::Error::Other(message(e))))
+    }
+
+    async fn set(
+        accessor: &Accessor<T, Self>,
+        store: Resource<OpenStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), v3::Error>> {
+        let store = v3_store(accessor, &store)?;
+        Ok(store
+            .set(&key, value)
+            .await
+            .map_err(|e| v3::Error::Other(message(e))))
+    }
+
+    async fn delete(
+        accessor: &Accessor<T, Self>,
+        store: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), v3::Error>> {
+        let store = v3_store(accessor, &store)?;
+        Ok(store
+            .delete(&key)
+            .await
+            .map_err(|e| v3::Error::Other(message(e))))
+    }
+
+    async fn exists(
+        accessor: &Accessor<T, Self>,
+        store: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, v3::Error>> {
+        let store = v3_store(accessor, &store)?;
+        Ok(store
+            .exists(&key)
+            .await
+            .map_err(|e| v3::Error::Other(message(e))))
+    }
+
+    async fn get_keys(
+        accessor: &Accessor<T, Self>,
+        store: Resource<OpenStore>,
+    ) -> wasmtime::Result<(StreamReader<String>, FutureReader<Result<(), v3::Error>>)> {
+        let store = v3_store(accessor, &store)?;
+        let (keys, result) = match store.get_keys().await {
+            Ok(keys) => (keys, Ok(())),
+            Err(e) => (Vec::new(), Err(v3::Error::Other(message(e)))),
+        };
+        accessor.with(|mut access| {
+            let keys = StreamReader::new(&mut access, keys)?;
+            let result =
+                FutureReader::new(&mut access, async move { Ok::<_, wasmtime::Error>(result) })?;
+            Ok((keys, result))
+        })
+    }
+}
+
+// ---- wasi:keyvalue@0.2.0-draft2 ----------------------------------------------------
+
+fn wasi_error(error: KvError) -> wasi_store::Error {
+    wasi_store::Error::Other(message(error))
+}
+
+impl wasi_store::Host for CapabilitiesCtx<'_> {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<OpenStore>, wasi_store::Error>> {
+        Ok(self.open_store(&identifier)?.map_err(|e| match e {
+            OpenError::AccessDenied => wasi_store::Error::AccessDenied,
+            OpenError::TableFull => wasi_store::Error::Other(format!(
+                "this instance already holds {} open stores; drop some first",
+                crate::MAX_OPEN_HANDLES
+            )),
+        }))
+    }
+}
+
+impl wasi_store::HostBucket for CapabilitiesCtx<'_> {
+    async fn get(
+        &mut self,
+        bucket: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_store::Error>> {
+        let store = self.store_of(&bucket)?;
+        Ok(store.get(&key).await.map_err(wasi_error))
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<OpenStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
+        let store = self.store_of(&bucket)?;
+        Ok(store.set(&key, value).await.map_err(wasi_error))
+    }
+
+    async fn delete(
+        &mut self,
+        bucket: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
+        let store = self.store_of(&bucket)?;
+        Ok(store.delete(&key).await.map_err(wasi_error))
+    }
+
+    async fn exists(
+        &mut self,
+        bucket: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, wasi_store::Error>> {
+        let store = self.store_of(&bucket)?;
+        Ok(store.exists(&key).await.map_err(wasi_error))
+    }
+
+    /// Returns every key in one page (no cursor), as Spin does.
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<OpenStore>,
+        _cursor: Option<String>,
+    ) -> wasmtime::Result<Result<wasi_store::KeyResponse, wasi_store::Error>> {
+        let store = self.store_of(&bucket)?;
+        Ok(store
+            .get_keys()
+            .await
+            .map(|keys| wasi_store::KeyResponse { keys, cursor: None })
+            .map_err(wasi_error))
+    }
+
+    async fn drop(&mut self, bucket: Resource<OpenStore>) -> wasmtime::Result<()> {
+        self.close_store(bucket)
+    }
+}
+
+impl atomics::Host for CapabilitiesCtx<'_> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<OpenStore>,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, wasi_store::Error>> {
+        let store = self.store_of(&bucket)?;
+        Ok(store.increment(&key, delta).await.map_err(wasi_error))
+    }
+
+    async fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        let Cas {
+            store,
+            key,
+            current,
+        } = self.table.delete(cas)?;
+        match store
+            .compare_and_swap(&key, current.as_deref(), value)
+            .await
+        {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => {
+                // Hand back a fresh handle holding the value that won, so the guest can
+                // retry from it.
+                let current = match store.get(&key).await {
+                    Ok(current) => current,
+                    Err(e) => return Ok(Err(atomics::CasError::StoreError(wasi_error(e)))),
+                };
+                let retry = self.table.push(Cas {
+                    store,
+                    key,
+                    current,
+                })?;
+                Ok(Err(atomics::CasError::CasFailed(retry)))
+            }
+            Err(e) => Ok(Err(atomics::CasError::StoreError(wasi_error(e)))),
+        }
+    }
+}
+
+impl atomics::HostCas for CapabilitiesCtx<'_> {
+    async fn new(
+        &mut self,
+        bucket: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<Cas>, wasi_store::Error>> {
+        let store = self.store_of(&bucket)?;
+        let current = match store.get(&key).await {
+            Ok(current) => current,
+            Err(e) => return Ok(Err(wasi_error(e))),
+        };
+        Ok(Ok(self.table.push(Cas {
+            store,
+            key,
+            current,
+        })?))
+    }
+
+    async fn current(
+        &mut self,
+        cas: Resource<Cas>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_store::Error>> {
+        Ok(Ok(self.table.get(&cas)?.current.clone()))
+    }
+
+    async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}
+
+impl batch::Host for CapabilitiesCtx<'_> {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<OpenStore>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, wasi_store::Error>> {
+        let store = self.store_of(&bucket)?;
+        Ok(store.get_many(keys).await.map_err(wasi_error))
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<OpenStore>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
+        let store = self.store_of(&bucket)?;
+        Ok(store.set_many(key_values).await.map_err(wasi_error))
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<OpenStore>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
+        let store = self.store_of(&bucket)?;
+        Ok(store.delete_many(keys).await.map_err(wasi_error))
+    }
+}

@@ -1,0 +1,290 @@
+//! SQLite: `fermyon:spin/sqlite@2.0.0` and `spin:sqlite@3.1.0` (which also serves
+//! `@3.0.0` imports, and adds WASI 0.3 async forms). A database label the component's
+//! `sqlite_databases` does not grant gets `access-denied`; SQL errors come back as the
+//! `io` variant carrying SQLite's own message.
+
+use crate::bindings::fermyon::spin::sqlite as v2;
+use crate::bindings::spin::sqlite::sqlite as v3;
+use crate::{Capabilities, CapabilitiesCtx};
+use std::sync::Arc;
+use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
+use wisp_storage::{SqlValue, SqliteConnection, SqliteError};
+
+/// An open connection; shared with in-flight async calls.
+pub struct OpenConnection {
+    connection: Arc<SqliteConnection>,
+}
+
+enum OpenError {
+    AccessDenied,
+    TableFull,
+    Backend(SqliteError),
+}
+
+impl CapabilitiesCtx<'_> {
+    /// Finds the granted database; connecting happens outside the borrow.
+    fn database(&mut self, label: &str) -> Result<wisp_storage::SqliteDatabase, OpenError> {
+        match self.state.caps.databases.get(label) {
+            Some(database) => Ok(database.clone()),
+            None => {
+                tracing::debug!(component = %self.state.caps.id, "SQLite database `{label}` is not granted");
+                Err(OpenError::AccessDenied)
+            }
+        }
+    }
+
+    fn push_connection(
+        &mut self,
+        connection: SqliteConnection,
+    ) -> wasmtime::Result<Result<Resource<OpenConnection>, OpenError>> {
+        if !self.state.reserve_handle() {
+            return Ok(Err(OpenError::TableFull));
+        }
+        Ok(Ok(self.table.push(OpenConnection {
+            connection: Arc::new(connection),
+        })?))
+    }
+
+    fn connection_of(
+        &self,
+        handle: &Resource<OpenConnection>,
+    ) -> wasmtime::Result<Arc<SqliteConnection>> {
+        Ok(self.table.get(handle)?.connection.clone())
+    }
+
+    fn close_connection(&mut self, handle: Resource<OpenConnection>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        self.state.release_handle();
+        Ok(())
+    }
+
+    async fn open_connection(
+        &mut self,
+        label: &str,
+    ) -> wasmtime::Result<Result<Resource<OpenConnection>, OpenError>> {
+        let database = match self.database(label) {
+            Ok(database) => database,
+            Err(e) => return Ok(Err(e)),
+        };
+        match database.connect().await {
+            Ok(connection) => self.push_connection(connection),
+            Err(e) => Ok(Err(OpenError::Backend(e))),
+        }
+    }
+}
+
+/// Conversions between the storage types and one version's generated WIT types (the
+/// two versions declare identical but distinct types).
+macro_rules! conversions {
+    ($wit:ident) => {
+        pub(super) fn to_wit(value: SqlValue) -> $wit::Value {
+            match value {
+                SqlValue::Integer(i) => $wit::Value::Integer(i),
+                SqlValue::Real(f) => $wit::Value::Real(f),
+                SqlValue::Text(s) => $wit::Value::Text(s),
+                SqlValue::Blob(b) => $wit::Value::Blob(b),
+                SqlValue::Null => $wit::Value::Null,
+            }
+        }
+
+        pub(super) fn from_wit(value: $wit::Value) -> SqlValue {
+            match value {
+                $wit::Value::Integer(i) => SqlValue::Integer(i),
+                $wit::Value::Real(f) => SqlValue::Real(f),
+                $wit::Value::Text(s) => SqlValue::Text(s),
+                $wit::Value::Blob(b) => SqlValue::Blob(b),
+                $wit::Value::Null => SqlValue::Null,
+            }
+        }
+
+        pub(super) fn error(error: SqliteError) -> $wit::Error {
+            match error {
+                SqliteError::DatabaseFull => $wit::Error::DatabaseFull,
+                other => $wit::Error::Io(other.to_string()),
+            }
+        }
+
+        pub(super) fn open_error(open: super::OpenError) -> $wit::Error {
+            match open {
+                super::OpenError::AccessDenied => $wit::Error::AccessDenied,
+                super::OpenError::TableFull => $wit::Error::Io(format!(
+                    "this instance already holds {} open connections; drop some first",
+                    crate::MAX_OPEN_HANDLES
+                )),
+                super::OpenError::Backend(e) => error(e),
+            }
+        }
+
+        pub(super) async fn execute(
+            connection: &SqliteConnection,
+            statement: String,
+            parameters: Vec<$wit::Value>,
+        ) -> Result<(Vec<String>, Vec<$wit::RowResult>), $wit::Error> {
+            let parameters = parameters.into_iter().map(from_wit).collect();
+            let result = connection
+                .execute(statement, parameters)
+                .await
+                .map_err(error)?;
+            let rows = result
+                .rows
+                .into_iter()
+                .map(|row| $wit::RowResult {
+                    values: row.into_iter().map(to_wit).collect(),
+                })
+                .collect();
+            Ok((result.columns, rows))
+        }
+    };
+}
+
+mod convert_v2 {
+    use super::*;
+    conversions!(v2);
+}
+
+mod convert_v3 {
+    use super::*;
+    conversions!(v3);
+}
+
+impl v2::Host for CapabilitiesCtx<'_> {}
+
+impl v2::HostConnection for CapabilitiesCtx<'_> {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<OpenConnection>, v2::Error>> {
+        Ok(self
+            .open_connection(&database)
+            .await?
+            .map_err(convert_v2::open_error))
+    }
+
+    async fn execute(
+        &mut self,
+        connection: Resource<OpenConnection>,
+        statement: String,
+        parameters: Vec<v2::Value>,
+    ) -> wasmtime::Result<Result<v2::QueryResult, v2::Error>> {
+        let connection = self.connection_of(&connection)?;
+        Ok(convert_v2::execute(&connection, statement, parameters)
+            .await
+            .map(|(columns, rows)| v2::QueryResult { columns, rows }))
+    }
+
+    async fn drop(&mut self, connection: Resource<OpenConnection>) -> wasmtime::Result<()> {
+        self.close_connection(connection)
+    }
+}
+
+impl v3::Host for CapabilitiesCtx<'_> {}
+
+impl v3::HostConnection for CapabilitiesCtx<'_> {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<OpenConnection>, v3::Error>> {
+        Ok(self
+            .open_connection(&database)
+            .await?
+            .map_err(convert_v3::open_error))
+    }
+
+    async fn execute(
+        &mut self,
+        connection: Resource<OpenConnection>,
+        statement: String,
+        parameters: Vec<v3::Value>,
+    ) -> wasmtime::Result<Result<v3::QueryResult, v3::Error>> {
+        let connection = self.connection_of(&connection)?;
+        Ok(convert_v3::execute(&connection, statement, parameters)
+            .await
+            .map(|(columns, rows)| v3::QueryResult { columns, rows }))
+    }
+
+    async fn last_insert_rowid(
+        &mut self,
+        connection: Resource<OpenConnection>,
+    ) -> wasmtime::Result<i64> {
+        let connection = self.connection_of(&connection)?;
+        Ok(connection.last_insert_rowid().await)
+    }
+
+    async fn changes(&mut self, connection: Resource<OpenConnection>) -> wasmtime::Result<u64> {
+        let connection = self.connection_of(&connection)?;
+        Ok(connection.changes().await)
+    }
+
+    async fn drop(&mut self, connection: Resource<OpenConnection>) -> wasmtime::Result<()> {
+        self.close_connection(connection)
+    }
+}
+
+fn v3_connection<T>(
+    accessor: &Accessor<T, Capabilities>,
+    handle: &Resource<OpenConnection>,
+) -> wasmtime::Result<Arc<SqliteConnection>> {
+    accessor.with(|mut access| access.get().connection_of(handle))
+}
+
+impl<T> v3::HostConnectionWithStore<T> for Capabilities {
+    async fn open_async(
+        accessor: &Accessor<T, Self>,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<OpenConnection>, v3::Error>> {
+        let database = match accessor.with(|mut access| access.get().database(&database)) {
+            Ok(database) => database,
+            Err(e) => return Ok(Err(convert_v3::open_error(e))),
+        };
+        let connection = match database.connect().await {
+            Ok(connection) => connection,
+            Err(e) => return Ok(Err(convert_v3::open_error(OpenError::Backend(e)))),
+        };
+        Ok(accessor
+            .with(|mut access| access.get().push_connection(connection))?
+            .map_err(convert_v3::open_error))
+    }
+
+    async fn execute_async(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<OpenConnection>,
+        statement: String,
+        parameters: Vec<v3::Value>,
+    ) -> wasmtime::Result<
+        Result<
+            (
+                Vec<String>,
+                StreamReader<v3::RowResult>,
+                FutureReader<Result<(), v3::Error>>,
+            ),
+            v3::Error,
+        >,
+    > {
+        let connection = v3_connection(accessor, &connection)?;
+        let (columns, rows) = match convert_v3::execute(&connection, statement, parameters).await {
+            Ok(result) => result,
+            Err(e) => return Ok(Err(e)),
+        };
+        accessor.with(|mut access| {
+            let rows = StreamReader::new(&mut access, rows)?;
+            let done = FutureReader::new(&mut access, async { Ok::<_, wasmtime::Error>(Ok(())) })?;
+            Ok(Ok((columns, rows, done)))
+        })
+    }
+
+    async fn last_insert_rowid_async(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<OpenConnection>,
+    ) -> wasmtime::Result<i64> {
+        Ok(v3_connection(accessor, &connection)?
+            .last_insert_rowid()
+            .await)
+    }
+
+    async fn changes_async(
+        accessor: &Accessor<T, Self>,
+        connection: Resource<OpenConnection>,
+    ) -> wasmtime::Result<u64> {
+        Ok(v3_connection(accessor, &connection)?.changes().await)
+    }
+}

@@ -1,0 +1,359 @@
+//! Variables: app-level `[variables]` resolved from providers, component variable
+//! templates, and the three interfaces that read them (`fermyon:spin/variables`,
+//! `spin:variables` and `wasi:config/store`), which all see the same values.
+
+use crate::bindings::fermyon::spin::variables as v2;
+use crate::bindings::spin::variables::variables as v3;
+use crate::bindings::wasi::config::store as wasi_config;
+use crate::runtime_config::{RuntimeConfig, VariablesProviderConfig};
+use crate::{AppPaths, Capabilities, CapabilitiesCtx, HostError};
+use indexmap::IndexMap;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use wasmtime::component::Accessor;
+use wisp_app::LockedApp;
+
+/// Variable sources in lookup order: the environment (`SPIN_VARIABLE_<NAME>`, then
+/// `.env` beside the manifest) first, then the runtime config's providers in file
+/// order — the order Spin uses. An app variable's `default` applies when none has it.
+pub(crate) struct Providers {
+    providers: Vec<Provider>,
+}
+
+/// A `.env` file's path and its `KEY=value` pairs.
+type Dotenv = (PathBuf, HashMap<String, String>);
+
+enum Provider {
+    Env {
+        prefix: String,
+        dotenv: Option<Dotenv>,
+    },
+    Static(IndexMap<String, String>),
+}
+
+impl Providers {
+    pub(crate) fn new(runtime: &RuntimeConfig, paths: &AppPaths) -> Result<Self, HostError> {
+        let default_env = Provider::Env {
+            prefix: "SPIN_VARIABLE".to_owned(),
+            dotenv: match &paths.app_dir {
+                Some(dir) => read_dotenv(&dir.join(".env"))?,
+                None => None,
+            },
+        };
+        let mut providers = vec![default_env];
+        for config in &runtime.variables_providers {
+            providers.push(match config {
+                VariablesProviderConfig::Env {
+                    prefix,
+                    dotenv_path,
+                } => Provider::Env {
+                    prefix: prefix.clone(),
+                    dotenv: match dotenv_path {
+                        Some(path) => read_dotenv(path)?,
+                        None => None,
+                    },
+                },
+                VariablesProviderConfig::Static { values } => Provider::Static(values.clone()),
+            });
+        }
+        Ok(Self { providers })
+    }
+
+    fn lookup(&self, name: &str) -> Option<String> {
+        self.providers.iter().find_map(|provider| match provider {
+            Provider::Env { prefix, dotenv } => {
+                let key = env_name(prefix, name);
+                std::env::var(&key)
+                    .ok()
+                    .or_else(|| dotenv.as_ref().and_then(|(_, m)| m.get(&key).cloned()))
+            }
+            Provider::Static(values) => values.get(name).cloned(),
+        })
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        self.providers
+            .iter()
+            .map(|provider| match provider {
+                Provider::Env { prefix, dotenv } => match dotenv {
+                    Some((path, _)) => format!("env {prefix}_* and {}", path.display()),
+                    None => format!("env {prefix}_*"),
+                },
+                Provider::Static(values) => format!("static ({} values)", values.len()),
+            })
+            .collect::<Vec<_>>()
+            .join(", then ")
+    }
+}
+
+fn env_name(prefix: &str, name: &str) -> String {
+    format!("{prefix}_{}", name.to_ascii_uppercase())
+}
+
+/// Reads a `.env` file (`KEY=value` lines, `#` comments, optional `export ` and
+/// quotes); a missing file is not an error.
+fn read_dotenv(path: &Path) -> Result<Option<Dotenv>, HostError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(HostError::Dotenv {
+                file: path.to_path_buf(),
+                message: e.to_string(),
+            });
+        }
+    };
+    let mut values = HashMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(HostError::Dotenv {
+                file: path.to_path_buf(),
+                message: format!("line {}: expected KEY=value", index + 1),
+            });
+        };
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(value);
+        values.insert(key.trim().to_owned(), value.to_owned());
+    }
+    Ok(Some((path.to_path_buf(), values)))
+}
+
+/// Values of the app's `[variables]`: a provider's value, else the default. A required
+/// variable without a value is an error naming it.
+pub(crate) fn resolve_app_variables(
+    locked: &LockedApp,
+    providers: &Providers,
+) -> Result<IndexMap<String, String>, HostError> {
+    let mut values = IndexMap::new();
+    for (name, variable) in &locked.variables {
+        match providers.lookup(name).or_else(|| variable.default.clone()) {
+            Some(value) => {
+                values.insert(name.clone(), value);
+            }
+            None => {
+                return Err(HostError::MissingVariable {
+                    name: name.clone(),
+                    env_name: env_name("SPIN_VARIABLE", name),
+                });
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// Expands `{{ name }}` references (spaces optional) with `values`; text around them
+/// is kept as is.
+pub fn expand_template(
+    template: &str,
+    values: &IndexMap<String, String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed `{{{{` in template {template:?}"))?;
+        let name = after[..end].trim();
+        let value = values
+            .get(name)
+            .ok_or_else(|| format!("template {template:?} uses `{name}`, which has no value"))?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Spin's rule for names a guest may ask for: lowercase letters, digits and `_`,
+/// starting with a letter.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+enum Lookup {
+    Found(String),
+    InvalidName,
+    Undefined,
+    Failed(String),
+}
+
+fn lookup(ctx: &CapabilitiesCtx<'_>, name: &str) -> Lookup {
+    if !valid_name(name) {
+        return Lookup::InvalidName;
+    }
+    match ctx.state.caps.variables.get(name) {
+        Some(Ok(value)) => Lookup::Found(value.clone()),
+        Some(Err(reason)) => Lookup::Failed(reason.clone()),
+        None => Lookup::Undefined,
+    }
+}
+
+fn invalid_name_message(name: &str) -> String {
+    format!(
+        "{name:?} is not a valid variable name: use lowercase letters, digits and underscores, starting with a letter"
+    )
+}
+
+fn undefined_message(ctx: &CapabilitiesCtx<'_>, name: &str) -> String {
+    format!(
+        "component `{}` has no variable `{name}`; declare it under [component.{}.variables]",
+        ctx.state.caps.id, ctx.state.caps.id
+    )
+}
+
+impl v2::Host for CapabilitiesCtx<'_> {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, v2::Error>> {
+        Ok(match lookup(self, &name) {
+            Lookup::Found(value) => Ok(value),
+            Lookup::InvalidName => Err(v2::Error::InvalidName(invalid_name_message(&name))),
+            Lookup::Undefined => Err(v2::Error::Undefined(undefined_message(self, &name))),
+            Lookup::Failed(reason) => Err(v2::Error::Provider(reason)),
+        })
+    }
+}
+
+impl v3::Host for CapabilitiesCtx<'_> {}
+
+impl<T> v3::HostWithStore<T> for Capabilities {
+    async fn get(
+        accessor: &Accessor<T, Self>,
+        name: String,
+    ) -> wasmtime::Result<Result<String, v3::Error>> {
+        Ok(accessor.with(|mut access| {
+            let ctx = access.get();
+            match lookup(&ctx, &name) {
+                Lookup::Found(value) => Ok(value),
+                Lookup::InvalidName => Err(v3::Error::InvalidName(invalid_name_message(&name))),
+                Lookup::Undefined => Err(v3::Error::Undefined(undefined_message(&ctx, &name))),
+                Lookup::Failed(reason) => Err(v3::Error::Provider(reason)),
+            }
+        }))
+    }
+}
+
+impl wasi_config::Host for CapabilitiesCtx<'_> {
+    async fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, wasi_config::Error>> {
+        Ok(match lookup(self, &key) {
+            Lookup::Found(value) => Ok(Some(value)),
+            Lookup::InvalidName | Lookup::Undefined => Ok(None),
+            Lookup::Failed(reason) => Err(wasi_config::Error::Upstream(reason)),
+        })
+    }
+
+    async fn get_all(
+        &mut self,
+    ) -> wasmtime::Result<Result<Vec<(String, String)>, wasi_config::Error>> {
+        let mut all = Vec::new();
+        for (key, value) in &self.state.caps.variables {
+            match value {
+                Ok(value) => all.push((key.clone(), value.clone())),
+                Err(reason) => return Ok(Err(wasi_config::Error::Upstream(reason.clone()))),
+            }
+        }
+        Ok(Ok(all))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_expand_with_text_around() {
+        let values: IndexMap<String, String> = [
+            ("host".to_owned(), "api.example.com".to_owned()),
+            ("port".to_owned(), "8080".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            expand_template("https://{{ host }}:{{port}}/v1", &values).unwrap(),
+            "https://api.example.com:8080/v1"
+        );
+        assert_eq!(expand_template("plain", &values).unwrap(), "plain");
+        assert!(
+            expand_template("{{ missing }}", &values)
+                .unwrap_err()
+                .contains("missing")
+        );
+        assert!(
+            expand_template("{{ host", &values)
+                .unwrap_err()
+                .contains("unclosed")
+        );
+    }
+
+    #[test]
+    fn names_follow_spin_rules() {
+        assert!(valid_name("api_key2"));
+        assert!(!valid_name("Api"));
+        assert!(!valid_name("2x"));
+        assert!(!valid_name("a-b"));
+        assert!(!valid_name(""));
+    }
+
+    #[test]
+    fn dotenv_parses_comments_export_and_quotes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(
+            &path,
+            "# comment\nSPIN_VARIABLE_A=1\nexport SPIN_VARIABLE_B=\"two words\"\nSPIN_VARIABLE_C='x=y'\n",
+        )
+        .unwrap();
+        let (_, values) = read_dotenv(&path).unwrap().unwrap();
+        assert_eq!(values["SPIN_VARIABLE_A"], "1");
+        assert_eq!(values["SPIN_VARIABLE_B"], "two words");
+        assert_eq!(values["SPIN_VARIABLE_C"], "x=y");
+        assert!(read_dotenv(&dir.path().join("absent")).unwrap().is_none());
+        std::fs::write(&path, "no equals sign\n").unwrap();
+        assert!(
+            read_dotenv(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("line 1")
+        );
+    }
+
+    #[test]
+    fn static_provider_and_default_order() {
+        let mut runtime = RuntimeConfig::default();
+        runtime
+            .variables_providers
+            .push(VariablesProviderConfig::Static {
+                values: [("wisp_test_static".to_owned(), "from-static".to_owned())]
+                    .into_iter()
+                    .collect(),
+            });
+        let providers = Providers::new(
+            &runtime,
+            &AppPaths {
+                state_dir: PathBuf::from("/nonexistent"),
+                app_dir: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            providers.lookup("wisp_test_static").as_deref(),
+            Some("from-static")
+        );
+        assert_eq!(providers.lookup("wisp_test_absent"), None);
+        assert!(providers.describe().contains("static (1 values)"));
+    }
+}

@@ -1,0 +1,623 @@
+//! The outbound HTTP client behind `wasi:http` outgoing requests.
+//!
+//! One [`OutboundClient`] is built per app; it holds the rustls configuration (webpki
+//! roots, ALPN `http/1.1`) so TLS setup costs nothing per request, and the
+//! [`BlockedNetworks`] to enforce. Each [`OutboundClient::send`]:
+//!
+//! 1. resolves the host itself, within the connect timeout (IP literals skip DNS);
+//! 2. drops every address in a blocked network, and fails with
+//!    [`SendError::DestinationBlocked`] without opening any socket if none is left;
+//! 3. dials the remaining addresses in order until one answers, so the policy is
+//!    applied to the address actually dialled and DNS rebinding cannot bypass it;
+//! 4. speaks TLS for `https` (SNI = the host), then HTTP/1.1 with only the path and query
+//!    on the request line, keeping the guest's `Host` header (or deriving it);
+//! 5. returns the response as is: redirects are the guest's business, never followed.
+//!
+//! Connections are not pooled yet: every request dials afresh.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderValue, Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsConnector;
+
+use crate::allowed::{AllowedHosts, SERVICE_CHAINING_DOMAIN};
+use crate::blocked::BlockedNetworks;
+
+/// Time limits for one outgoing request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// DNS resolution, TCP connect and TLS handshake together.
+    pub connect: Duration,
+    /// From sending the request until the response head has arrived.
+    pub first_byte: Duration,
+    /// Longest silence while reading the response body.
+    pub between_bytes: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(30),
+            between_bytes: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why an outgoing request failed. The host maps these to `wasi:http`'s `error-code`.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The URI cannot be sent: no host, an unsupported scheme, or an app-internal host.
+    #[error("invalid request uri: {0}")]
+    InvalidUri(String),
+    /// The host name could not be resolved.
+    #[error("dns lookup failed: {0}")]
+    DnsError(String),
+    /// Every address of the host lies in a blocked network; nothing was dialled.
+    #[error(
+        "requests to {host} are blocked: its addresses ({}) are in networks blocked by [outbound_networking] in the runtime config",
+        display_ips(addresses)
+    )]
+    DestinationBlocked {
+        /// The host as written in the request.
+        host: String,
+        /// The addresses it resolved to, all blocked.
+        addresses: Vec<IpAddr>,
+    },
+    /// The server refused the connection.
+    #[error("connection refused by {0}")]
+    ConnectionRefused(String),
+    /// The connection could not be set up within the connect timeout.
+    #[error("connection timed out")]
+    ConnectionTimeout,
+    /// The destination could not be reached (no route, network down, ...).
+    #[error("destination unreachable: {0}")]
+    DestinationUnreachable(String),
+    /// The server reset the connection.
+    #[error("connection reset by the server")]
+    ConnectionReset,
+    /// The server closed the connection before the response was complete.
+    #[error("the server closed the connection before the response was complete")]
+    ConnectionTerminated,
+    /// The TLS handshake failed (bad certificate, wrong protocol, ...).
+    #[error("tls handshake failed: {0}")]
+    TlsError(String),
+    /// The server's response was not valid HTTP/1.1.
+    #[error("http protocol error: {0}")]
+    ProtocolError(String),
+    /// The response head exceeded hyper's limits (100 headers, about 400 KiB).
+    #[error("the response headers are too large")]
+    ResponseHeadersTooLarge,
+    /// Reading the request body from the guest failed.
+    #[error("the request body failed: {0}")]
+    RequestBodyError(String),
+    /// No response head arrived within the first-byte timeout.
+    #[error("timed out waiting for the response to start")]
+    FirstByteTimeout,
+    /// The response body stalled for longer than the between-bytes timeout.
+    #[error("timed out waiting for more of the response body")]
+    BetweenBytesTimeout,
+}
+
+fn display_ips(addresses: &[IpAddr]) -> String {
+    addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The client for a guest's outgoing HTTP requests. Cheap to clone.
+#[derive(Clone)]
+pub struct OutboundClient {
+    tls: TlsConnector,
+    blocked: BlockedNetworks,
+}
+
+impl fmt::Debug for OutboundClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundClient")
+            .field("blocked", &self.blocked)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The transport under hyper: a TCP stream, with or without TLS.
+trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
+
+/// The parts of a request URI needed to reach its server.
+struct Target {
+    tls: bool,
+    /// Without IPv6 brackets, as used for DNS and SNI.
+    host: String,
+    port: u16,
+    /// `host[:port]` as written, for a missing `Host` header.
+    authority: String,
+}
+
+impl OutboundClient {
+    /// Builds the client for one app; TLS trusts the webpki (Mozilla) roots.
+    pub fn new(blocked: BlockedNetworks) -> OutboundClient {
+        // The provider is chosen explicitly rather than from the process default so that
+        // another crate enabling a different rustls backend cannot make this panic.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports rustls's default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        // We only speak HTTP/1.1, so only offer it.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        OutboundClient {
+            tls: TlsConnector::from(Arc::new(config)),
+            blocked,
+        }
+    }
+
+    /// The same client with the blocked networks as seen by one component (see
+    /// [`BlockedNetworks::for_component`]); shares the TLS configuration.
+    pub fn for_component(&self, allowed: &AllowedHosts) -> OutboundClient {
+        OutboundClient {
+            tls: self.tls.clone(),
+            blocked: self.blocked.for_component(allowed),
+        }
+    }
+
+    /// The networks this client refuses to dial.
+    pub fn blocked(&self) -> &BlockedNetworks {
+        &self.blocked
+    }
+
+    /// Sends one request over a new connection.
+    ///
+    /// The caller has already checked the destination against the component's
+    /// `allowed_outbound_hosts`; this enforces the blocked networks and the timeouts.
+    /// The URI must be absolute (`http` or `https`).
+    ///
+    /// Returns the response and a future that drives the connection: spawn it (or poll
+    /// it) until it completes, or the response body will not make progress. It resolves
+    /// with an error if the connection fails after the response head arrived.
+    pub async fn send<B>(
+        &self,
+        mut request: Request<B>,
+        timeouts: Timeouts,
+    ) -> Result<
+        (
+            Response<ResponseBody>,
+            impl Future<Output = Result<(), SendError>> + Send + 'static,
+        ),
+        SendError,
+    >
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let target = Target::from_uri(request.uri())?;
+        if !request.headers().contains_key(HOST) {
+            let value = HeaderValue::from_str(&target.authority).map_err(|_| {
+                SendError::InvalidUri("the host is not a valid header value".into())
+            })?;
+            request.headers_mut().insert(HOST, value);
+        }
+        // Only the path and query go on the request line; the absolute form is for proxies.
+        let path_and_query = match request.uri().path_and_query().map(|pq| pq.as_str()) {
+            None | Some("") => "/",
+            Some(pq) => pq,
+        };
+        *request.uri_mut() = Uri::builder()
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| SendError::InvalidUri(e.to_string()))?;
+
+        let deadline = Instant::now() + timeouts.connect;
+        let stream = self.connect(&target, deadline).await?;
+        // The HTTP/1 handshake does no I/O; the defaults bound the response head
+        // (100 headers, ~400 KiB buffer).
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake::<_, B>(TokioIo::new(stream))
+            .await
+            .map_err(from_hyper)?;
+
+        let mut conn = Some(conn);
+        let response = {
+            let mut response = pin!(tokio::time::timeout(
+                timeouts.first_byte,
+                sender.send_request(request)
+            ));
+            let mut poll_response = |cx: &mut Context<'_>| {
+                response.as_mut().poll(cx).map(|r| match r {
+                    Ok(result) => result.map_err(from_hyper),
+                    Err(_) => Err(SendError::FirstByteTimeout),
+                })
+            };
+            // The connection must be polled for the request to be written and the
+            // response read; drive both until the response head is here.
+            poll_fn(|cx| {
+                if let Poll::Ready(result) = poll_response(cx) {
+                    return Poll::Ready(result);
+                }
+                let Some(c) = conn.as_mut() else {
+                    return Poll::Pending;
+                };
+                let closed = ready!(Pin::new(c).poll(cx));
+                conn = None;
+                match closed {
+                    Err(e) => Poll::Ready(Err(from_hyper(e))),
+                    // The connection ended cleanly; the response future now resolves too.
+                    Ok(()) => poll_response(cx),
+                }
+            })
+            .await?
+        };
+        drop(sender);
+
+        let response = response.map(|body| ResponseBody::new(body, timeouts.between_bytes));
+        let driver = async move {
+            match conn {
+                Some(conn) => conn.await.map_err(from_hyper),
+                None => Ok(()),
+            }
+        };
+        Ok((response, driver))
+    }
+
+    /// Resolves, filters and dials, then adds TLS when needed.
+    async fn connect(
+        &self,
+        target: &Target,
+        deadline: Instant,
+    ) -> Result<Box<dyn Transport>, SendError> {
+        let addresses = self.resolve(target, deadline).await?;
+        let permitted = permitted_addresses(&self.blocked, &target.host, addresses)?;
+
+        let tcp = tokio::time::timeout_at(deadline, dial(&target.host, &permitted))
+            .await
+            .map_err(|_| SendError::ConnectionTimeout)??;
+        // Requests are written in few large writes; do not let Nagle delay them.
+        let _ = tcp.set_nodelay(true);
+        if !target.tls {
+            return Ok(Box::new(tcp));
+        }
+
+        let server_name = match target.host.parse::<IpAddr>() {
+            Ok(ip) => ServerName::from(ip),
+            Err(_) => {
+                ServerName::try_from(target.host.trim_end_matches('.').to_owned()).map_err(|e| {
+                    SendError::TlsError(format!(
+                        "{:?} is not a valid tls server name: {e}",
+                        target.host
+                    ))
+                })?
+            }
+        };
+        let tls = tokio::time::timeout_at(deadline, self.tls.connect(server_name, tcp))
+            .await
+            .map_err(|_| SendError::ConnectionTimeout)?
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                    SendError::ConnectionReset
+                }
+                _ => SendError::TlsError(format!("with {}: {e}", target.host)),
+            })?;
+        Ok(Box::new(tls))
+    }
+
+    async fn resolve(
+        &self,
+        target: &Target,
+        deadline: Instant,
+    ) -> Result<Vec<SocketAddr>, SendError> {
+        if let Ok(ip) = target.host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, target.port)]);
+        }
+        let host = target.host.as_str();
+        let lookup = tokio::net::lookup_host((host, target.port));
+        let addresses: Vec<SocketAddr> = tokio::time::timeout_at(deadline, lookup)
+            .await
+            .map_err(|_| SendError::DnsError(format!("resolving {host:?} timed out")))?
+            .map_err(|e| SendError::DnsError(format!("could not resolve {host:?}: {e}")))?
+            .collect();
+        if addresses.is_empty() {
+            return Err(SendError::DnsError(format!("{host:?} has no addresses")));
+        }
+        Ok(addresses)
+    }
+}
+
+/// Keeps the addresses outside blocked networks, in order; fails if none is left.
+fn permitted_addresses(
+    blocked: &BlockedNetworks,
+    host: &str,
+    addresses: Vec<SocketAddr>,
+) -> Result<Vec<SocketAddr>, SendError> {
+    let (refused, permitted): (Vec<SocketAddr>, Vec<SocketAddr>) = addresses
+        .into_iter()
+        .partition(|addr| blocked.is_blocked(addr.ip()));
+    let refused: Vec<IpAddr> = refused.iter().map(SocketAddr::ip).collect();
+    if permitted.is_empty() {
+        return Err(SendError::DestinationBlocked {
+            host: host.to_owned(),
+            addresses: refused,
+        });
+    }
+    if !refused.is_empty() {
+        tracing::debug!(%host, skipped = %display_ips(&refused), "skipping blocked addresses");
+    }
+    Ok(permitted)
+}
+
+/// Dials each address in order; the first to accept wins.
+async fn dial(host: &str, addresses: &[SocketAddr]) -> Result<TcpStream, SendError> {
+    let mut last_error = None;
+    for addr in addresses {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => {
+                tracing::debug!(%host, %addr, error = %e, "outbound connect failed");
+                last_error = Some((addr, e));
+            }
+        }
+    }
+    Err(match last_error {
+        Some((addr, e)) => match e.kind() {
+            io::ErrorKind::ConnectionRefused => {
+                SendError::ConnectionRefused(format!("{host} ({addr})"))
+            }
+            io::ErrorKind::TimedOut => SendError::ConnectionTimeout,
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                SendError::ConnectionReset
+            }
+            _ => SendError::DestinationUnreachable(format!("{host} ({addr}): {e}")),
+        },
+        None => SendError::DestinationUnreachable(format!("{host} has no addresses to dial")),
+    })
+}
+
+impl Target {
+    fn from_uri(uri: &Uri) -> Result<Target, SendError> {
+        let tls = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") => true,
+            Some(s) if s.eq_ignore_ascii_case("http") => false,
+            None => false,
+            Some(other) => {
+                return Err(SendError::InvalidUri(format!(
+                    "scheme {other:?} is not supported; use http or https"
+                )));
+            }
+        };
+        let authority = uri.authority().ok_or_else(|| {
+            SendError::InvalidUri(format!(
+                "{uri} has no host; requests to the app itself are routed by the host, not sent here"
+            ))
+        })?;
+        let raw_host = authority.host();
+        let host = raw_host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(raw_host)
+            .to_owned();
+        if host.is_empty() {
+            return Err(SendError::InvalidUri(format!("{uri} has an empty host")));
+        }
+        // These hosts name parts of the app; they must never reach DNS.
+        let lower = host.trim_end_matches('.').to_ascii_lowercase();
+        if lower == "self"
+            || lower == "self.alt"
+            || lower == SERVICE_CHAINING_DOMAIN
+            || lower.ends_with(&format!(".{SERVICE_CHAINING_DOMAIN}"))
+        {
+            return Err(SendError::InvalidUri(format!(
+                "{host:?} is a host inside the app; it is routed by the host, not sent over the network"
+            )));
+        }
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        // Userinfo never goes into the Host header.
+        let authority = authority
+            .as_str()
+            .rsplit_once('@')
+            .map_or(authority.as_str(), |(_, hostport)| hostport)
+            .to_owned();
+        Ok(Target {
+            tls,
+            host,
+            port,
+            authority,
+        })
+    }
+}
+
+/// Maps a hyper error to the closest [`SendError`].
+fn from_hyper(e: hyper::Error) -> SendError {
+    // An I/O error anywhere in the chain says more than hyper's wrapper.
+    let mut source = e.source();
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            match io.kind() {
+                io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe => return SendError::ConnectionReset,
+                io::ErrorKind::UnexpectedEof => return SendError::ConnectionTerminated,
+                _ => {}
+            }
+        }
+        source = err.source();
+    }
+    if e.is_parse_too_large() {
+        SendError::ResponseHeadersTooLarge
+    } else if e.is_parse() || e.is_parse_status() {
+        SendError::ProtocolError(error_chain(&e))
+    } else if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        SendError::ConnectionTerminated
+    } else if e.is_user() || e.is_body_write_aborted() {
+        SendError::RequestBodyError(error_chain(&e))
+    } else {
+        SendError::ProtocolError(error_chain(&e))
+    }
+}
+
+/// `error: cause: cause`, since hyper's own message often hides the useful part.
+fn error_chain(e: &dyn StdError) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(err) = source {
+        message.push_str(": ");
+        message.push_str(&err.to_string());
+        source = err.source();
+    }
+    message
+}
+
+/// A response body that fails with [`SendError::BetweenBytesTimeout`] when the server
+/// goes quiet for too long.
+///
+/// The silence is measured only while the body is being polled, so a slow reader (a
+/// guest that pauses between reads) is not mistaken for a slow server.
+pub struct ResponseBody {
+    incoming: Incoming,
+    between_bytes: Duration,
+    timer: Pin<Box<Sleep>>,
+    /// Whether the timer is armed, i.e. the last poll found no data.
+    waiting: bool,
+    /// After an error the body is over.
+    done: bool,
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("between_bytes", &self.between_bytes)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseBody {
+    fn new(incoming: Incoming, between_bytes: Duration) -> ResponseBody {
+        ResponseBody {
+            incoming,
+            between_bytes,
+            timer: Box::pin(tokio::time::sleep(between_bytes)),
+            waiting: false,
+            done: false,
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = SendError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, SendError>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.incoming).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                let frame = frame.map(|r| r.map_err(from_hyper));
+                if matches!(frame, Some(Err(_))) {
+                    this.done = true;
+                }
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    let deadline = Instant::now() + this.between_bytes;
+                    this.timer.as_mut().reset(deadline);
+                }
+                ready!(this.timer.as_mut().poll(cx));
+                this.done = true;
+                Poll::Ready(Some(Err(SendError::BetweenBytesTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn blocked_addresses_are_dropped_and_order_kept() {
+        let blocked = BlockedNetworks::parse(&["10.0.0.0/8".to_owned()]).unwrap();
+        // A rebinding-style answer mixing a public, a blocked and a metadata address.
+        let resolved = addrs(&[
+            "10.0.0.5:80",
+            "93.184.216.34:80",
+            "[::ffff:10.1.1.1]:80",
+            "169.254.169.254:80",
+            "[2606:2800::1]:80",
+        ]);
+        let permitted = permitted_addresses(&blocked, "example.test", resolved).unwrap();
+        assert_eq!(permitted, addrs(&["93.184.216.34:80", "[2606:2800::1]:80"]));
+
+        let all_blocked = addrs(&["10.0.0.5:80", "169.254.169.254:80"]);
+        match permitted_addresses(&blocked, "example.test", all_blocked) {
+            Err(SendError::DestinationBlocked { host, addresses }) => {
+                assert_eq!(host, "example.test");
+                assert_eq!(
+                    addresses,
+                    [
+                        "10.0.0.5".parse::<IpAddr>().unwrap(),
+                        "169.254.169.254".parse().unwrap()
+                    ]
+                );
+            }
+            other => panic!("expected DestinationBlocked, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn target_keeps_the_authority_for_the_host_header() {
+        let target =
+            Target::from_uri(&"https://user:pw@Example.com:8443/x".parse().unwrap()).unwrap();
+        assert!(target.tls);
+        assert_eq!(target.host, "Example.com");
+        assert_eq!(target.port, 8443);
+        assert_eq!(target.authority, "Example.com:8443");
+
+        let target = Target::from_uri(&"http://[::1]/".parse().unwrap()).unwrap();
+        assert!(!target.tls);
+        assert_eq!(target.host, "::1");
+        assert_eq!(target.port, 80);
+        assert_eq!(target.authority, "[::1]");
+    }
+}

@@ -1,0 +1,56 @@
+//! Outbound networking for Wisp: who a guest may talk to, and the client that talks.
+//!
+//! Sits beside the host capabilities in the data path (`LockedApp` → engine/host →
+//! triggers): when a guest sends a `wasi:http` outgoing request, or a capability such as
+//! Redis or Postgres opens a connection, the host consults this crate.
+//!
+//! - [`allowed`]: the component's `allowed_outbound_hosts` from `spin.toml`, parsed once
+//!   per component into [`AllowedHosts`], and [`Destination`], which tells a request to
+//!   the app itself (`self`), a service-chaining request (`<id>.spin.internal`) and a
+//!   real network request apart.
+//! - [`blocked`]: the operator's `[outbound_networking] block_networks` from
+//!   `runtime-config.toml`, parsed into [`BlockedNetworks`]. Link-local networks (cloud
+//!   metadata endpoints) are always blocked unless a component names them explicitly.
+//! - [`client`]: [`OutboundClient`], the HTTP/1.1 client that resolves the host itself,
+//!   drops blocked addresses *before* dialling, speaks TLS with the webpki roots, never
+//!   follows redirects, and enforces connect, first-byte and between-bytes timeouts.
+//!
+//! The allowed-hosts check (is this *name* allowed?) and the blocked-networks check (is
+//! this *address* allowed?) are separate on purpose: the first is the app author's
+//! declaration, the second the operator's policy, applied to the IP address actually
+//! dialled so a DNS answer cannot smuggle a request into a blocked network.
+//!
+//! This crate does not depend on wasmtime; the host maps [`SendError`] to
+//! `wasi:http`'s `error-code`.
+
+pub mod allowed;
+pub mod blocked;
+pub mod client;
+
+pub use allowed::{AllowedHosts, Destination};
+pub use blocked::BlockedNetworks;
+pub use client::{OutboundClient, ResponseBody, SendError, Timeouts};
+
+/// A configuration entry that could not be parsed.
+///
+/// Raised when a component's `allowed_outbound_hosts` or the runtime config's
+/// `block_networks` is read; the caller adds which component or file it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundError {
+    /// An `allowed_outbound_hosts` entry is malformed.
+    #[error("invalid allowed_outbound_hosts entry {pattern:?}: {reason}")]
+    InvalidAllowedHost {
+        /// The entry as written.
+        pattern: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// A `[outbound_networking] block_networks` entry is malformed.
+    #[error("invalid [outbound_networking] block_networks entry {entry:?}: {reason}")]
+    InvalidBlockedNetwork {
+        /// The entry as written.
+        entry: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+}

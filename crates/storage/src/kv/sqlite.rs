@@ -1,0 +1,321 @@
+//! Key-value store in a SQLite file, one table shared by all labels.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::Semaphore;
+
+use super::{KvBackend, KvError, Value};
+use crate::sqlite_open::{open_file, prepare_path};
+
+/// Connections (and blocking threads) one store uses at most. More than one so
+/// WAL readers run in parallel; few, because writers serialize anyway.
+const MAX_CONNECTIONS: usize = 4;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS wisp_key_value (
+    store TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (store, key)
+)";
+
+const UPSERT: &str = "INSERT INTO wisp_key_value (store, key, value) VALUES (?1, ?2, ?3)
+    ON CONFLICT (store, key) DO UPDATE SET value = excluded.value";
+const SELECT: &str = "SELECT value FROM wisp_key_value WHERE store = ?1 AND key = ?2";
+const DELETE: &str = "DELETE FROM wisp_key_value WHERE store = ?1 AND key = ?2";
+
+pub(super) struct SqliteKv {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    label: String,
+    description: String,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+/// Why an operation failed, before it gets the store's context.
+enum Failure {
+    Sql(rusqlite::Error),
+    NotInteger(String),
+    Overflow(String),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(err: rusqlite::Error) -> Self {
+        Self::Sql(err)
+    }
+}
+
+impl SqliteKv {
+    pub(super) fn open(path: &Path, label: &str) -> Result<Self, KvError> {
+        let path = prepare_path(path).map_err(|err| {
+            KvError::Other(format!(
+                "cannot create the directory of sqlite key-value file {}: {err}; check the path and its permissions",
+                path.display()
+            ))
+        })?;
+        let description = format!("sqlite file {} (label {label})", path.display());
+        let conn = open_file(&path)
+            .and_then(|conn| conn.execute(SCHEMA, []).map(|_| conn))
+            .map_err(|err| {
+                KvError::Other(format!(
+                    "cannot open {description}: {err}; check that the path is a writable sqlite file"
+                ))
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                label: label.to_owned(),
+                description,
+                idle: Mutex::new(vec![conn]),
+                permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            }),
+        })
+    }
+
+    /// Runs `op` on a pooled connection on the blocking pool. `what` names the
+    /// operation in errors.
+    fn run<T, F>(&self, what: String, op: F) -> BoxFuture<'static, Result<T, KvError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &str) -> Result<T, Failure> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        async move {
+            // The semaphore bounds connections and blocking threads; it is
+            // never closed, so acquiring cannot fail.
+            let permit = Arc::clone(&inner.permits)
+                .acquire_owned()
+                .await
+                .map_err(|_| inner.error(&what, "the store was closed"))?;
+            let task_inner = Arc::clone(&inner);
+            let result = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let inner = task_inner;
+                let pooled = inner
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop();
+                let mut conn = match pooled {
+                    Some(conn) => conn,
+                    None => open_file(&inner.path).map_err(Failure::Sql)?,
+                };
+                let result = op(&mut conn, &inner.label);
+                // A connection is reusable after any error: rusqlite rolls
+                // back an unfinished transaction when it is dropped.
+                inner
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(conn);
+                result
+            })
+            .await;
+            match result {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(failure)) => Err(inner.failure(&what, failure)),
+                Err(join) => Err(inner.error(&what, &format!("the worker thread failed: {join}"))),
+            }
+        }
+        .boxed()
+    }
+}
+
+impl Inner {
+    fn error(&self, what: &str, detail: &str) -> KvError {
+        KvError::Other(format!("{what} in {} failed: {detail}", self.description))
+    }
+
+    fn failure(&self, what: &str, failure: Failure) -> KvError {
+        match failure {
+            Failure::Sql(err) => {
+                let hint = match err.sqlite_error_code() {
+                    Some(
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked,
+                    ) => {
+                        "; another writer kept the file locked past the 5 s busy timeout, retry later"
+                    }
+                    Some(rusqlite::ErrorCode::DiskFull) => "; free some disk space",
+                    Some(
+                        rusqlite::ErrorCode::ReadOnly
+                        | rusqlite::ErrorCode::CannotOpen
+                        | rusqlite::ErrorCode::PermissionDenied,
+                    ) => "; check that the file and its directory are writable",
+                    Some(
+                        rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase,
+                    ) => "; the file is damaged or not a sqlite database, restore or remove it",
+                    _ => "",
+                };
+                self.error(what, &format!("{err}{hint}"))
+            }
+            Failure::NotInteger(key) => KvError::Other(format!(
+                "cannot increment key {key:?} in {}: its value is not a decimal integer; \
+                 set it to a number or delete it first",
+                self.description
+            )),
+            Failure::Overflow(key) => KvError::Other(format!(
+                "cannot increment key {key:?} in {}: the result does not fit in a 64-bit integer",
+                self.description
+            )),
+        }
+    }
+}
+
+fn read(conn: &Connection, label: &str, key: &str) -> rusqlite::Result<Value> {
+    conn.prepare_cached(SELECT)?
+        .query_row(params![label, key], |row| row.get(0))
+        .optional()
+}
+
+fn write(conn: &Connection, label: &str, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+    conn.prepare_cached(UPSERT)?
+        .execute(params![label, key, value])
+        .map(drop)
+}
+
+impl KvBackend for SqliteKv {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Value, KvError>> {
+        let key = key.to_owned();
+        self.run(format!("get of key {key:?}"), move |conn, label| {
+            Ok(read(conn, label, &key)?)
+        })
+    }
+
+    fn set<'a>(&'a self, key: &'a str, value: Vec<u8>) -> BoxFuture<'a, Result<(), KvError>> {
+        let key = key.to_owned();
+        self.run(format!("set of key {key:?}"), move |conn, label| {
+            Ok(write(conn, label, &key, &value)?)
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), KvError>> {
+        let key = key.to_owned();
+        self.run(format!("delete of key {key:?}"), move |conn, label| {
+            conn.prepare_cached(DELETE)?.execute(params![label, key])?;
+            Ok(())
+        })
+    }
+
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, KvError>> {
+        let key = key.to_owned();
+        self.run(format!("exists of key {key:?}"), move |conn, label| {
+            let found = conn
+                .prepare_cached("SELECT 1 FROM wisp_key_value WHERE store = ?1 AND key = ?2")?
+                .exists(params![label, key])?;
+            Ok(found)
+        })
+    }
+
+    fn get_keys(&self) -> BoxFuture<'_, Result<Vec<String>, KvError>> {
+        self.run("listing keys".to_owned(), |conn, label| {
+            let mut stmt = conn
+                .prepare_cached("SELECT key FROM wisp_key_value WHERE store = ?1 ORDER BY key")?;
+            let keys = stmt
+                .query_map(params![label], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(keys)
+        })
+    }
+
+    fn increment<'a>(&'a self, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64, KvError>> {
+        let key = key.to_owned();
+        self.run(format!("increment of key {key:?}"), move |conn, label| {
+            // IMMEDIATE takes the write lock before reading, so no other
+            // connection (or process) can change the value in between.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current = match read(&tx, label, &key)? {
+                None => 0,
+                Some(bytes) => std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|text| text.parse::<i64>().ok())
+                    .ok_or_else(|| Failure::NotInteger(key.clone()))?,
+            };
+            let next = current
+                .checked_add(delta)
+                .ok_or_else(|| Failure::Overflow(key.clone()))?;
+            write(&tx, label, &key, next.to_string().as_bytes())?;
+            tx.commit()?;
+            Ok(next)
+        })
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<&'a [u8]>,
+        new: Vec<u8>,
+    ) -> BoxFuture<'a, Result<bool, KvError>> {
+        let key = key.to_owned();
+        let expected = expected.map(<[u8]>::to_vec);
+        self.run(
+            format!("compare-and-swap of key {key:?}"),
+            move |conn, label| {
+                // See `increment` for why IMMEDIATE.
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if read(&tx, label, &key)? != expected {
+                    return Ok(false);
+                }
+                write(&tx, label, &key, &new)?;
+                tx.commit()?;
+                Ok(true)
+            },
+        )
+    }
+
+    fn get_many(&self, keys: Vec<String>) -> BoxFuture<'_, Result<Vec<(String, Value)>, KvError>> {
+        self.run(format!("get of {} keys", keys.len()), move |conn, label| {
+            // One read transaction gives a consistent snapshot of the batch.
+            let tx = conn.transaction()?;
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                let value = read(&tx, label, &key)?;
+                out.push((key, value));
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    fn set_many(&self, items: Vec<(String, Vec<u8>)>) -> BoxFuture<'_, Result<(), KvError>> {
+        self.run(
+            format!("set of {} keys", items.len()),
+            move |conn, label| {
+                // All or nothing, and one fsync instead of one per key.
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                for (key, value) in &items {
+                    write(&tx, label, key, value)?;
+                }
+                tx.commit()?;
+                Ok(())
+            },
+        )
+    }
+
+    fn delete_many(&self, keys: Vec<String>) -> BoxFuture<'_, Result<(), KvError>> {
+        self.run(
+            format!("delete of {} keys", keys.len()),
+            move |conn, label| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                {
+                    let mut stmt = tx.prepare_cached(DELETE)?;
+                    for key in &keys {
+                        stmt.execute(params![label, key])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            },
+        )
+    }
+
+    fn describe(&self) -> String {
+        self.inner.description.clone()
+    }
+}

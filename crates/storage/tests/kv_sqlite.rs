@@ -1,0 +1,124 @@
+//! SQLite-backed key-value stores.
+
+mod common;
+
+use wisp_storage::KvStore;
+
+fn temp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semantics() {
+    let dir = temp();
+    let store = KvStore::sqlite(&dir.path().join("kv.db"), "default").unwrap();
+    common::semantics(&store, "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn value_cap() {
+    let dir = temp();
+    let store = KvStore::sqlite(&dir.path().join("kv.db"), "default").unwrap();
+    common::value_cap(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_parent_directories_and_describes_the_absolute_path() {
+    let dir = temp();
+    let path = dir.path().join("nested/deeper/kv.db");
+    let store = KvStore::sqlite(&path, "cache").unwrap();
+    assert!(path.is_file());
+    assert_eq!(
+        store.describe(),
+        format!("sqlite file {} (label cache)", path.display())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_sharing_a_file_are_separate_stores() {
+    let dir = temp();
+    let path = dir.path().join("kv.db");
+    let one = KvStore::sqlite(&path, "one").unwrap();
+    let two = KvStore::sqlite(&path, "two").unwrap();
+    one.set("shared-name", b"1".to_vec()).await.unwrap();
+    one.set("only-one", b"1".to_vec()).await.unwrap();
+    two.set("shared-name", b"2".to_vec()).await.unwrap();
+
+    let mut keys = one.get_keys().await.unwrap();
+    keys.sort();
+    assert_eq!(keys, ["only-one", "shared-name"]);
+    assert_eq!(two.get_keys().await.unwrap(), ["shared-name"]);
+    assert_eq!(two.get("only-one").await.unwrap(), None);
+    assert_eq!(
+        one.get("shared-name").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    two.delete("shared-name").await.unwrap();
+    assert_eq!(
+        one.get("shared-name").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_across_reopen() {
+    let dir = temp();
+    let path = dir.path().join("kv.db");
+    {
+        let store = KvStore::sqlite(&path, "default").unwrap();
+        store.set("kept", b"value".to_vec()).await.unwrap();
+        store.increment("count", 3).await.unwrap();
+        store.set("gone", b"x".to_vec()).await.unwrap();
+        store.delete("gone").await.unwrap();
+    }
+    let store = KvStore::sqlite(&path, "default").unwrap();
+    assert_eq!(
+        store.get("kept").await.unwrap().as_deref(),
+        Some(&b"value"[..])
+    );
+    assert_eq!(store.increment("count", 1).await.unwrap(), 4);
+    assert_eq!(store.get("gone").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_one_store() {
+    let dir = temp();
+    let store = KvStore::sqlite(&dir.path().join("kv.db"), "default").unwrap();
+    common::concurrent_increments(&store, &store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_two_stores_on_one_file() {
+    let dir = temp();
+    let path = dir.path().join("kv.db");
+    let a = KvStore::sqlite(&path, "default").unwrap();
+    let b = KvStore::sqlite(&path, "default").unwrap();
+    common::concurrent_increments(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cas_one_store() {
+    let dir = temp();
+    let store = KvStore::sqlite(&dir.path().join("kv.db"), "default").unwrap();
+    common::concurrent_cas(&store, &store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cas_two_stores_on_one_file() {
+    let dir = temp();
+    let path = dir.path().join("kv.db");
+    let a = KvStore::sqlite(&path, "default").unwrap();
+    let b = KvStore::sqlite(&path, "default").unwrap();
+    common::concurrent_cas(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_path_is_a_clear_error() {
+    let dir = temp();
+    // A directory where the file should be.
+    let path = dir.path().join("dir.db");
+    std::fs::create_dir(&path).unwrap();
+    let err = KvStore::sqlite(&path, "default").unwrap_err().to_string();
+    assert!(err.contains("sqlite"), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+}
