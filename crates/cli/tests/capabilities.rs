@@ -1010,3 +1010,62 @@ fn outbound_http_requests_per_invocation_are_capped_at_64() {
     // The 65th request never reached the upstream.
     assert_eq!(upstream.accepts(), 128);
 }
+
+#[test]
+fn in_process_calls_share_the_outbound_request_budget() {
+    // The component calls itself through `http://self`: each of its requests makes
+    // ten more. Without a shared budget this would fan out to 110 requests; with it,
+    // the whole call tree stops at 64 (6 outer + 58 inner, the 6th inner batch cut
+    // off after 8).
+    let app = App::new(&caps_manifest(
+        programs::CAPS_V5,
+        r#"allowed_outbound_hosts = ["http://self"]"#,
+    ));
+    let wisp = app.up(&[]);
+    let inner = format!(
+        "http://self/http-many?url={}&n=10",
+        encode("http://self/unsupported")
+    );
+    expect(
+        &wisp,
+        &format!("GET /http-many?url={}&n=10", encode(&inner)),
+        200,
+        "failed after 6: ConnectionLimitReached",
+    );
+    assert!(
+        wisp.wait_for_output("may make at most 64 outbound requests"),
+        "{}",
+        wisp.stderr()
+    );
+}
+
+#[test]
+fn example_kv_counter_app_runs() {
+    let example = support::build_example("kv-counter");
+    let state = tempfile::tempdir().unwrap();
+    let command = |greeting: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+        command
+            .args(["up", "-f"])
+            .arg(example.join("spin.toml"))
+            .arg("--state-dir")
+            .arg(state.path())
+            .env("SPIN_VARIABLE_GREETING", greeting);
+        command
+    };
+    let up = |greeting: &str| {
+        Wisp::spawn(command(greeting))
+            .unwrap_or_else(|(status, stderr)| panic!("{status}: {stderr}"))
+    };
+    let wisp = up("hi");
+    for n in 1..=3 {
+        expect(&wisp, "GET /a", 200, &format!("hi, visitor {n} of /a\n"));
+    }
+    expect(&wisp, "GET /b", 200, "hi, visitor 1 of /b\n");
+    drop(wisp);
+    // The count lives in the state directory's default store across restarts.
+    let wisp = up("hello");
+    expect(&wisp, "GET /a", 200, "hello, visitor 4 of /a\n");
+    expect(&wisp, "DELETE /a", 200, "reset /a\n");
+    expect(&wisp, "GET /a", 200, "hello, visitor 1 of /a\n");
+}

@@ -531,26 +531,7 @@ fn compiled_code_is_cached_and_reused() {
 
 #[test]
 fn example_hello_app_runs() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let example = root.join("examples/hello");
-    let status = std::process::Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(example.join("Cargo.toml"))
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .expect("run cargo to build examples/hello");
-    assert!(
-        status.success(),
-        "building examples/hello failed; run `rustup target add wasm32-wasip2`"
-    );
+    let example = support::build_example("hello");
     let wisp = Wisp::up(&["-f", example.join("spin.toml").to_str().unwrap()]);
     let response = wisp.get("/hello");
     assert_eq!(response.status, 200);

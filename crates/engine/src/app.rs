@@ -1,7 +1,7 @@
 //! A LockedApp made ready to serve: components compiled, linked and pre-instantiated.
 
 use crate::host::{LogStream, Stream};
-use crate::outbound::{AppOutbound, ComponentOutbound, LocalDispatch};
+use crate::outbound::{AppOutbound, ComponentOutbound, LocalDispatch, OutboundBudget};
 use crate::{EngineError, GuestFault, Host, WispEngine};
 use std::collections::HashMap;
 use std::path::{Component as PathComponent, Path, PathBuf};
@@ -225,7 +225,11 @@ impl LoadedComponent {
         self.export
     }
 
-    fn new_store(&self, deadline: Instant) -> Result<Store<Host>, GuestError> {
+    fn new_store(
+        &self,
+        deadline: Instant,
+        budget: OutboundBudget,
+    ) -> Result<Store<Host>, GuestError> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env)
             .stdout(LogStream::new(self.id.clone(), Stream::Stdout))
@@ -246,6 +250,7 @@ impl LoadedComponent {
             self.id.clone(),
             InstanceState::new(self.capabilities.clone()),
             self.outbound.clone(),
+            budget,
             wasi.build(),
             config.memory_limit,
             deadline,
@@ -284,7 +289,7 @@ impl LoadedComponent {
                 fault: None,
                 message: "the engine is shutting down".to_owned(),
             })?;
-        let mut store = self.new_store(deadline)?;
+        let mut store = self.new_store(deadline, OutboundBudget::of(&request))?;
         let (tx, rx) = futures::channel::oneshot::channel();
         let this = self.clone();
         let task = tokio::spawn(async move {

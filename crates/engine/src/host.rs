@@ -1,7 +1,7 @@
 //! Per-instance host state: the sandboxed WASI context, `wasi:http` state, the memory
 //! limiter and the deadline.
 
-use crate::outbound::{ComponentOutbound, OutboundHooks};
+use crate::outbound::{ComponentOutbound, OutboundBudget, OutboundHooks};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +38,7 @@ impl Host {
         component: Arc<str>,
         capabilities: InstanceState,
         outbound: Arc<ComponentOutbound>,
+        budget: OutboundBudget,
         wasi: WasiCtx,
         memory_limit: u64,
         deadline: Instant,
@@ -50,7 +51,7 @@ impl Host {
             outbound: OutboundHooks {
                 component,
                 policy: outbound,
-                sent: 0,
+                budget,
             },
             limiter: MemoryLimiter {
                 limit: memory_limit,

@@ -7,6 +7,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 use wisp_outbound::{AllowedHosts, Destination, OutboundClient, SendError, Timeouts};
@@ -48,11 +49,33 @@ pub(crate) struct ComponentOutbound {
     pub(crate) app: Arc<AppOutbound>,
 }
 
-/// The per-instance `wasi:http` hooks: the policy plus a count of requests sent.
+/// How many outbound requests one incoming request and everything it calls in-process
+/// have made. In-process requests carry it in their extensions, so a chain of
+/// components (or a component calling itself) shares one budget.
+#[derive(Clone, Default)]
+pub(crate) struct OutboundBudget(Arc<AtomicU32>);
+
+impl OutboundBudget {
+    /// The budget an incoming request brings, or a fresh one.
+    pub(crate) fn of<B>(request: &Request<B>) -> Self {
+        request
+            .extensions()
+            .get::<Self>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Counts one request; `false` once the budget is spent.
+    fn spend(&self) -> bool {
+        self.0.fetch_add(1, Ordering::Relaxed) < MAX_OUTBOUND_REQUESTS
+    }
+}
+
+/// The per-instance `wasi:http` hooks: the policy plus the request budget.
 pub(crate) struct OutboundHooks {
     pub(crate) component: Arc<str>,
     pub(crate) policy: Arc<ComponentOutbound>,
-    pub(crate) sent: u32,
+    pub(crate) budget: OutboundBudget,
 }
 
 type SendFuture = Box<
@@ -77,16 +100,15 @@ impl OutboundHooks {
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
-        request: Request<WasiBody>,
+        mut request: Request<WasiBody>,
         options: Option<RequestOptions>,
         _response_errors: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         let uri = request.uri().clone();
-        self.sent += 1;
-        if self.sent > MAX_OUTBOUND_REQUESTS {
+        if !self.budget.spend() {
             tracing::warn!(
                 component = %self.component,
-                "outbound request to {uri} refused: one request may make at most {MAX_OUTBOUND_REQUESTS} outbound requests"
+                "outbound request to {uri} refused: one incoming request (with everything it calls in-process) may make at most {MAX_OUTBOUND_REQUESTS} outbound requests"
             );
             return Box::new(async { Err(HttpError::ConnectionLimitReached) });
         }
@@ -147,6 +169,7 @@ impl WasiHttpHooks for OutboundHooks {
                 "no trigger serves this app's routes in-process".to_owned(),
             );
         };
+        request.extensions_mut().insert(self.budget.clone());
         Box::new(async move {
             let response = dispatcher.dispatch(local, request).await?;
             let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =

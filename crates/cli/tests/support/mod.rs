@@ -290,3 +290,30 @@ source = {source}
         source = toml_path(source)
     )
 }
+
+/// Builds `examples/<name>` (its own Cargo workspace) for wasm32-wasip2 in release, as
+/// its README says, and returns the example's directory.
+pub fn build_example(name: &str) -> PathBuf {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(example.join("Cargo.toml"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo to build examples/{name}: {e}"));
+    assert!(
+        status.success(),
+        "building examples/{name} failed; run `rustup target add wasm32-wasip2`"
+    );
+    example
+}
