@@ -9,7 +9,7 @@
 //! `<step>: <reason>`, so each test here only compares status and body.
 //!
 //! The Redis test needs a Redis server: `WISP_TEST_REDIS_URL`, or
-//! `redis://127.0.0.1:6379/5` by default.
+//! `redis://127.0.0.1:6379/9` by default (crates/storage uses databases 1-7).
 
 mod support;
 
@@ -383,6 +383,32 @@ fn variables_from_a_static_provider_in_the_runtime_config() {
 }
 
 #[test]
+fn runtime_config_providers_come_before_the_environment() {
+    // Spin's order: the runtime config's providers, then the environment.
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let config = app.write(
+        "runtime-config.toml",
+        "[[variables_provider]]\ntype = \"static\"\nvalues = { greeting = \"from-config\" }\n",
+    );
+    let wisp = app.up_with_env(
+        &["--runtime-config-file", config.to_str().unwrap()],
+        &[("SPIN_VARIABLE_GREETING", "from-env")],
+    );
+    expect(&wisp, "GET /var?name=greeting", 200, "from-config");
+    drop(wisp);
+    // Without a configured value the environment answers.
+    let config = app.write(
+        "runtime-config.toml",
+        "[[variables_provider]]\ntype = \"static\"\nvalues = { other = \"x\" }\n",
+    );
+    let wisp = app.up_with_env(
+        &["--runtime-config-file", config.to_str().unwrap()],
+        &[("SPIN_VARIABLE_GREETING", "from-env")],
+    );
+    expect(&wisp, "GET /var?name=greeting", 200, "from-env");
+}
+
+#[test]
 fn variables_v7() {
     let app = App::new(&caps_manifest(programs::CAPS_V7, STORES));
     let wisp = app.up(&[]);
@@ -541,7 +567,7 @@ values = { greeting = "from-config" }
     ]);
     let stderr = wisp.stderr();
     let expected = [
-        "variables: env SPIN_VARIABLE_*, then static (1 values)".to_owned(),
+        "variables: static (1 values), then env SPIN_VARIABLE_*".to_owned(),
         format!(
             "key-value store `default`: sqlite file {}",
             state.join("sqlite_key_value.db").display()
@@ -704,7 +730,7 @@ impl Redis {
 #[test]
 fn redis_backed_key_value_store() {
     let url = std::env::var("WISP_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379/5".to_owned());
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/9".to_owned());
     let mut redis = Redis::connect(&url).unwrap_or_else(|e| {
         panic!(
             "this test needs a Redis server at {url} ({e}). Start one with \
@@ -880,14 +906,75 @@ fn outbound_http_to_a_blocked_network_fails_before_connecting() {
         "[outbound_networking]\nblock_networks = [\"127.0.0.0/8\"]\n",
     );
     let wisp = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
-    let response = call(&wisp, &get_http(&format!("{base}/ok")), b"");
-    assert_eq!(response.status, 200, "{}", wisp.stderr());
-    let text = response.text();
-    assert!(
-        text == "error: DestinationIpProhibited" || text == "error: HttpRequestDenied",
-        "{text}"
+    expect(
+        &wisp,
+        &get_http(&format!("{base}/ok")),
+        200,
+        "error: DestinationIpProhibited",
+    );
+    // `private` covers loopback too, and names resolve before the check.
+    let config = app.write(
+        "runtime-config.toml",
+        "[outbound_networking]\nblock_networks = [\"private\"]\n",
+    );
+    drop(wisp);
+    let wisp = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
+    expect(
+        &wisp,
+        &get_http(&format!("{base}/ok")),
+        200,
+        "error: DestinationIpProhibited",
     );
     assert_eq!(upstream.accepts(), 0, "the upstream saw no connection");
+    assert!(
+        wisp.wait_for_output("blocked by [outbound_networking]"),
+        "{}",
+        wisp.stderr()
+    );
+}
+
+#[test]
+fn link_local_metadata_and_unspecified_addresses_are_blocked_even_under_a_wildcard_grant() {
+    let app = App::new(&caps_manifest(
+        programs::CAPS_V5,
+        r#"allowed_outbound_hosts = ["*://*:*"]"#,
+    ));
+    let wisp = app.up(&[]);
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/",
+        "http://0.0.0.0:1/",
+    ] {
+        expect(&wisp, &get_http(url), 200, "error: DestinationIpProhibited");
+    }
+}
+
+#[test]
+fn outbound_denials_are_logged_without_secrets() {
+    let upstream = Upstream::start();
+    let app = App::new(&caps_manifest(
+        programs::CAPS_V5,
+        r#"allowed_outbound_hosts = ["http://example.com"]"#,
+    ));
+    let wisp = app.up(&[]);
+    let url = format!(
+        "http://user:hunter2@127.0.0.1:{}/ok?token=s3cret-token",
+        upstream.addr.port()
+    );
+    expect(&wisp, &get_http(&url), 200, "error: HttpRequestDenied");
+    let port = upstream.addr.port();
+    let line = format!(
+        "outbound request to http://127.0.0.1:{port}/ok?… denied: not in allowed_outbound_hosts; add \"http://127.0.0.1:{port}\""
+    );
+    assert!(wisp.wait_for_output(&line), "{}", wisp.stderr());
+    let stderr = wisp.stderr();
+    assert!(
+        stderr.contains("component=caps") || stderr.contains("caps"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(!stderr.contains("s3cret-token"), "{stderr}");
+    assert_eq!(upstream.accepts(), 0);
 }
 
 #[test]
@@ -922,6 +1009,18 @@ source = {hello}
         &get_http("http://callee.spin.internal/hello"),
         200,
         "status 200\nlocation: -\n\nHello from Wisp\n",
+    );
+    // Chaining is granted per component: `caps` may not call itself this way.
+    expect(
+        &wisp,
+        &get_http("http://caps.spin.internal/unsupported"),
+        200,
+        "error: HttpRequestDenied",
+    );
+    assert!(
+        wisp.wait_for_output("add \"http://caps.spin.internal\""),
+        "{}",
+        wisp.stderr()
     );
 }
 

@@ -279,16 +279,23 @@ impl LoadedComponent {
     ) -> Result<http::Response<WasiBody>, GuestError> {
         let timeout = self.engine.config().request_timeout;
         let deadline = Instant::now() + timeout;
-        let permit = self
-            .engine
-            .instance_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| GuestError {
+        let permits = self.engine.instance_permits.clone();
+        let permit = if OutboundBudget::is_nested(&request) {
+            // The caller holds a slot while it waits for this one: queueing could
+            // deadlock once every slot belongs to a waiting caller, so fail at once.
+            permits.try_acquire_owned().map_err(|_| GuestError {
+                fault: None,
+                message: format!(
+                    "no free instance slot for an in-process request (all {} are busy); raise --max-instances or make fewer nested calls",
+                    self.engine.config().max_instances
+                ),
+            })?
+        } else {
+            permits.acquire_owned().await.map_err(|_| GuestError {
                 fault: None,
                 message: "the engine is shutting down".to_owned(),
-            })?;
+            })?
+        };
         let mut store = self.new_store(deadline, OutboundBudget::of(&request))?;
         let (tx, rx) = futures::channel::oneshot::channel();
         let this = self.clone();

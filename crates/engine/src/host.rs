@@ -52,6 +52,7 @@ impl Host {
                 component,
                 policy: outbound,
                 budget,
+                deadline,
             },
             limiter: MemoryLimiter {
                 limit: memory_limit,

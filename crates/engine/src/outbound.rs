@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 use wisp_outbound::{AllowedHosts, Destination, OutboundClient, SendError, Timeouts};
 
@@ -65,9 +66,18 @@ impl OutboundBudget {
             .unwrap_or_default()
     }
 
+    /// Whether `request` was dispatched in-process by another instance.
+    pub(crate) fn is_nested<B>(request: &Request<B>) -> bool {
+        request.extensions().get::<Self>().is_some()
+    }
+
     /// Counts one request; `false` once the budget is spent.
     fn spend(&self) -> bool {
-        self.0.fetch_add(1, Ordering::Relaxed) < MAX_OUTBOUND_REQUESTS
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sent| {
+                (sent < MAX_OUTBOUND_REQUESTS).then_some(sent + 1)
+            })
+            .is_ok()
     }
 }
 
@@ -76,6 +86,8 @@ pub(crate) struct OutboundHooks {
     pub(crate) component: Arc<str>,
     pub(crate) policy: Arc<ComponentOutbound>,
     pub(crate) budget: OutboundBudget,
+    /// The instance's deadline: no outbound timeout may outlast it.
+    pub(crate) deadline: Instant,
 }
 
 type SendFuture = Box<
@@ -92,7 +104,11 @@ type SendFuture = Box<
 
 impl OutboundHooks {
     fn deny(&self, uri: &http::Uri, why: String) -> SendFuture {
-        tracing::warn!(component = %self.component, "outbound request to {uri} denied: {why}");
+        tracing::warn!(
+            component = %self.component,
+            "outbound request to {} denied: {why}",
+            Redacted(uri)
+        );
         Box::new(async { Err(HttpError::HttpRequestDenied) })
     }
 }
@@ -108,7 +124,8 @@ impl WasiHttpHooks for OutboundHooks {
         if !self.budget.spend() {
             tracing::warn!(
                 component = %self.component,
-                "outbound request to {uri} refused: one incoming request (with everything it calls in-process) may make at most {MAX_OUTBOUND_REQUESTS} outbound requests"
+                "outbound request to {} refused: one incoming request (with everything it calls in-process) may make at most {MAX_OUTBOUND_REQUESTS} outbound requests",
+                Redacted(&uri)
             );
             return Box::new(async { Err(HttpError::ConnectionLimitReached) });
         }
@@ -141,18 +158,27 @@ impl WasiHttpHooks for OutboundHooks {
                     Err(_) => allowed.allows(&scheme, &host, port),
                 };
                 if !granted {
+                    let host = if host.contains(':') && !host.starts_with('[') {
+                        format!("[{host}]")
+                    } else {
+                        host
+                    };
                     return self.deny(
                         &uri,
                         format!("not in allowed_outbound_hosts; add \"{scheme}://{host}:{port}\" to grant it"),
                     );
                 }
                 let client = self.policy.client.clone();
-                let timeouts = timeouts(options);
+                let timeouts = timeouts(options, self.deadline);
                 let component = self.component.clone();
                 return Box::new(async move {
                     let (response, connection) =
                         client.send(request, timeouts).await.map_err(|e| {
-                            tracing::warn!(component = %component, "outbound request to {uri} failed: {e}");
+                            tracing::warn!(
+                                component = %component,
+                                "outbound request to {} failed: {e}",
+                                Redacted(&uri)
+                            );
                             to_http_error(e)
                         })?;
                     let response = response.map(|body| body.map_err(to_http_error).boxed_unsync());
@@ -179,7 +205,9 @@ impl WasiHttpHooks for OutboundHooks {
     }
 }
 
-fn timeouts(options: Option<RequestOptions>) -> Timeouts {
+/// The guest's request options over the defaults, each capped at the time left before
+/// the instance's deadline (a guest cannot keep a slot longer by asking to wait).
+fn timeouts(options: Option<RequestOptions>, deadline: Instant) -> Timeouts {
     let mut timeouts = Timeouts::default();
     if let Some(options) = options {
         if let Some(t) = options.connect_timeout {
@@ -192,7 +220,38 @@ fn timeouts(options: Option<RequestOptions>) -> Timeouts {
             timeouts.between_bytes = t;
         }
     }
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    timeouts.connect = timeouts.connect.min(left);
+    timeouts.first_byte = timeouts.first_byte.min(left);
+    timeouts.between_bytes = timeouts.between_bytes.min(left);
     timeouts
+}
+
+/// A URI for logs: scheme, host, port and path, without userinfo or query (either may
+/// carry a secret).
+struct Redacted<'a>(&'a http::Uri);
+
+impl std::fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let uri = self.0;
+        if let Some(scheme) = uri.scheme_str() {
+            write!(f, "{scheme}://")?;
+        }
+        if let Some(authority) = uri.authority() {
+            let host_port = authority
+                .as_str()
+                .rsplit_once('@')
+                .map_or(authority.as_str(), |(_, rest)| rest);
+            f.write_str(host_port)?;
+        }
+        f.write_str(uri.path())?;
+        if uri.query().is_some() {
+            f.write_str("?…")?;
+        }
+        Ok(())
+    }
 }
 
 /// The WASI error code closest to each client failure.

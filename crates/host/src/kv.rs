@@ -248,6 +248,13 @@ fn wasi_error(error: KvError) -> wasi_store::Error {
     wasi_store::Error::Other(message(error))
 }
 
+fn table_full() -> wasi_store::Error {
+    wasi_store::Error::Other(format!(
+        "this instance already holds {} open stores and compare-and-swap handles; drop some first",
+        crate::MAX_OPEN_HANDLES
+    ))
+}
+
 impl wasi_store::Host for CapabilitiesCtx<'_> {
     async fn open(
         &mut self,
@@ -255,10 +262,7 @@ impl wasi_store::Host for CapabilitiesCtx<'_> {
     ) -> wasmtime::Result<Result<Resource<OpenStore>, wasi_store::Error>> {
         Ok(self.open_store(&identifier)?.map_err(|e| match e {
             OpenError::AccessDenied => wasi_store::Error::AccessDenied,
-            OpenError::TableFull => wasi_store::Error::Other(format!(
-                "this instance already holds {} open stores; drop some first",
-                crate::MAX_OPEN_HANDLES
-            )),
+            OpenError::TableFull => table_full(),
         }))
     }
 }
@@ -353,6 +357,9 @@ impl atomics::Host for CapabilitiesCtx<'_> {
                     Ok(current) => current,
                     Err(e) => return Ok(Err(atomics::CasError::StoreError(wasi_error(e)))),
                 };
+                if !self.state.reserve_handle() {
+                    return Ok(Err(atomics::CasError::StoreError(table_full())));
+                }
                 let retry = self.table.push(Cas {
                     store,
                     key,
@@ -376,6 +383,11 @@ impl atomics::HostCas for CapabilitiesCtx<'_> {
             Ok(current) => current,
             Err(e) => return Ok(Err(wasi_error(e))),
         };
+        // Each handle holds a copy of a value, so it counts against the instance's
+        // handle limit like an open store.
+        if !self.state.reserve_handle() {
+            return Ok(Err(table_full()));
+        }
         Ok(Ok(self.table.push(Cas {
             store,
             key,
@@ -392,6 +404,7 @@ impl atomics::HostCas for CapabilitiesCtx<'_> {
 
     async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
         self.table.delete(cas)?;
+        self.state.release_handle();
         Ok(())
     }
 }

@@ -191,17 +191,13 @@ impl AppCapabilities {
                     )
                 })
                 .collect();
-            let allowed_outbound_hosts = component
-                .metadata
-                .allowed_outbound_hosts
-                .iter()
-                .map(|pattern| expand_template(pattern, &app_variables))
-                .collect::<Result<Vec<_>, _>>()
-                .and_then(|patterns| AllowedHosts::parse(&patterns).map_err(|e| e.to_string()))
-                .map_err(|message| HostError::AllowedOutboundHosts {
-                    component: component.id.clone(),
-                    message,
-                })?;
+            let allowed_outbound_hosts =
+                allowed_hosts(&component.metadata.allowed_outbound_hosts, &app_variables).map_err(
+                    |message| HostError::AllowedOutboundHosts {
+                        component: component.id.clone(),
+                        message,
+                    },
+                )?;
             components.insert(
                 component.id.clone(),
                 Arc::new(ComponentCapabilities {
@@ -250,6 +246,29 @@ impl ComponentCapabilities {
     pub fn allowed_outbound_hosts(&self) -> &AllowedHosts {
         &self.allowed_outbound_hosts
     }
+}
+
+/// Expands and parses `allowed_outbound_hosts`. An entry is checked alone so an error
+/// can quote it as written: its expansion may hold a secret variable's value.
+fn allowed_hosts(
+    patterns: &[String],
+    variables: &IndexMap<String, String>,
+) -> Result<AllowedHosts, String> {
+    let mut expanded = Vec::with_capacity(patterns.len());
+    for pattern in patterns {
+        let entry = expand_template(pattern, variables)?;
+        if let Err(e) = AllowedHosts::parse(std::slice::from_ref(&entry)) {
+            return Err(if entry == *pattern {
+                e.to_string()
+            } else {
+                format!(
+                    "allowed_outbound_hosts entry \"{pattern}\" does not expand to a valid pattern; check the variables it uses and the entry's syntax (scheme://host[:port])"
+                )
+            });
+        }
+        expanded.push(entry);
+    }
+    AllowedHosts::parse(&expanded).map_err(|e| e.to_string())
 }
 
 async fn open_store(

@@ -147,12 +147,14 @@ impl RuntimeConfig {
                     })?),
                 },
                 RawStore::Redis { url } => {
-                    if !(url.starts_with("redis://")
-                        || url.starts_with("rediss://")
-                        || url.starts_with("unix://"))
-                    {
+                    if url.starts_with("rediss://") {
                         return Err(invalid(format!(
-                            "[key_value_store.{label}] url must start with redis://, rediss:// or unix://"
+                            "[key_value_store.{label}] url: TLS (rediss://) is not supported yet; use redis:// to a server on a trusted network or through a TLS tunnel"
+                        )));
+                    }
+                    if !(url.starts_with("redis://") || url.starts_with("unix://")) {
+                        return Err(invalid(format!(
+                            "[key_value_store.{label}] url must start with redis:// or unix://"
                         )));
                     }
                     KeyValueStoreConfig::Redis { url }
@@ -321,5 +323,11 @@ block_networks = ["private", "100.64.0.0/10"]
         let err =
             parse("[key_value_store.default]\ntype = \"redis\"\nurl = \"http://x\"\n").unwrap_err();
         assert!(err.contains("redis://"), "{err}");
+        let err = parse("[key_value_store.default]\ntype = \"redis\"\nurl = \"rediss://x\"\n")
+            .unwrap_err();
+        assert!(
+            err.contains("TLS (rediss://) is not supported yet"),
+            "{err}"
+        );
     }
 }

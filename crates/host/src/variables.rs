@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::Accessor;
 use wisp_app::LockedApp;
 
-/// Variable sources in lookup order: the environment (`SPIN_VARIABLE_<NAME>`, then
-/// `.env` beside the manifest) first, then the runtime config's providers in file
-/// order — the order Spin uses. An app variable's `default` applies when none has it.
+/// Variable sources in lookup order: the runtime config's providers in file order,
+/// then the environment (`SPIN_VARIABLE_<NAME>`, then `.env` beside the manifest) —
+/// the order Spin uses (its CLI appends the environment provider after the configured
+/// ones). An app variable's `default` applies when none has it.
 pub(crate) struct Providers {
     providers: Vec<Provider>,
 }
@@ -40,7 +41,7 @@ impl Providers {
                 None => None,
             },
         };
-        let mut providers = vec![default_env];
+        let mut providers = Vec::new();
         for config in &runtime.variables_providers {
             providers.push(match config {
                 VariablesProviderConfig::Env {
@@ -56,6 +57,7 @@ impl Providers {
                 VariablesProviderConfig::Static { values } => Provider::Static(values.clone()),
             });
         }
+        providers.push(default_env);
         Ok(Self { providers })
     }
 
@@ -354,6 +356,9 @@ mod tests {
             Some("from-static")
         );
         assert_eq!(providers.lookup("wisp_test_absent"), None);
-        assert!(providers.describe().contains("static (1 values)"));
+        assert_eq!(
+            providers.describe(),
+            "static (1 values), then env SPIN_VARIABLE_*"
+        );
     }
 }

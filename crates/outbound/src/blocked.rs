@@ -124,6 +124,11 @@ impl BlockedNetworks {
     /// Whether connecting to `ip` is forbidden.
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
+        // Dialling 0.0.0.0 or :: reaches this host's own loopback services on Linux;
+        // no grant can mean that.
+        if ip.is_unspecified() || matches!(ip, IpAddr::V4(v4) if v4.octets()[0] == 0) {
+            return true;
+        }
         if self.blocks_exactly(ip) {
             return true;
         }
@@ -223,6 +228,16 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn unspecified_addresses_are_always_blocked() {
+        // Dialling them reaches loopback on Linux, whatever the configuration says.
+        let none = blocked(&[]);
+        for addr in ["0.0.0.0", "0.1.2.3", "::", "::ffff:0.0.0.0"] {
+            assert!(none.is_blocked(ip(addr)), "{addr}");
+        }
+        assert!(!none.is_blocked(ip("127.0.0.1")));
     }
 
     #[test]

@@ -214,12 +214,11 @@ impl OutboundClient {
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
         let target = Target::from_uri(request.uri())?;
-        if !request.headers().contains_key(HOST) {
-            let value = HeaderValue::from_str(&target.authority).map_err(|_| {
-                SendError::InvalidUri("the host is not a valid header value".into())
-            })?;
-            request.headers_mut().insert(HOST, value);
-        }
+        // The Host header always names the host actually dialled, without any userinfo
+        // (wasmtime copies the raw authority, credentials included).
+        let value = HeaderValue::from_str(&target.authority)
+            .map_err(|_| SendError::InvalidUri("the host is not a valid header value".into()))?;
+        request.headers_mut().insert(HOST, value);
         // Only the path and query go on the request line; the absolute form is for proxies.
         let path_and_query = match request.uri().path_and_query().map(|pq| pq.as_str()) {
             None | Some("") => "/",

@@ -20,5 +20,5 @@ pub mod sqlite;
 
 mod sqlite_open;
 
-pub use kv::{KvError, KvStore, MAX_VALUE_BYTES};
+pub use kv::{KvError, KvStore, MAX_KEY_BYTES, MAX_RESULT_BYTES, MAX_VALUE_BYTES};
 pub use sqlite::{QueryResult, SqlValue, SqliteConnection, SqliteDatabase, SqliteError};

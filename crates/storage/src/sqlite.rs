@@ -75,7 +75,10 @@ struct DatabaseInner {
 }
 
 enum Target {
-    File(PathBuf),
+    File {
+        path: PathBuf,
+        _keep_alive: Mutex<Connection>,
+    },
     Memory {
         uri: String,
         /// An in-memory database lives as long as one connection to it does;
@@ -102,7 +105,7 @@ impl SqliteDatabase {
                 path.display()
             ))
         })?;
-        open_file(&path).map_err(|err| {
+        let keep_alive = open_file(&path).map_err(|err| {
             SqliteError::Io(format!(
                 "cannot open sqlite database {}: {err}; check that the path is a writable sqlite file",
                 path.display()
@@ -110,7 +113,12 @@ impl SqliteDatabase {
         })?;
         Ok(Self::new(
             format!("sqlite file {}", path.display()),
-            Target::File(path),
+            Target::File {
+                path,
+                // Closing the last connection checkpoints the WAL and removes its
+                // files; one idle connection keeps that off the request path.
+                _keep_alive: Mutex::new(keep_alive),
+            },
         ))
     }
 
@@ -165,9 +173,10 @@ impl SqliteDatabase {
         let db = Arc::clone(&self.inner);
         let conn = tokio::task::spawn_blocking(move || {
             let conn = match &db.target {
-                Target::File(path) => open_file(path),
+                Target::File { path, .. } => open_file(path),
                 Target::Memory { uri, .. } => open_memory(uri),
-            };
+            }
+            .and_then(|conn| restrict(&conn).map(|()| conn));
             conn.map_err(|err| {
                 SqliteError::Io(format!("cannot connect to {}: {err}", db.description))
             })
@@ -178,6 +187,7 @@ impl SqliteDatabase {
         let (conn, db) = conn?;
         Ok(SqliteConnection {
             inner: Arc::new(ConnectionInner {
+                gate: tokio::sync::Mutex::new(()),
                 interrupt: conn.get_interrupt_handle(),
                 conn: Mutex::new(conn),
                 last_insert_rowid: AtomicI64::new(0),
@@ -187,6 +197,19 @@ impl SqliteDatabase {
             statement_timeout: self.statement_timeout,
         })
     }
+}
+
+/// Limits for connections that run guest SQL: no `ATTACH` (which would reach other
+/// files, other labels' databases and the key-value stores; it also rules out
+/// `VACUUM`), and no string or blob longer than a whole result may be.
+fn restrict(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::limits::Limit;
+    conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+    conn.set_limit(
+        Limit::SQLITE_LIMIT_LENGTH,
+        i32::try_from(MAX_RESULT_BYTES).unwrap_or(i32::MAX),
+    )?;
+    Ok(())
 }
 
 fn open_memory(uri: &str) -> rusqlite::Result<Connection> {
@@ -202,6 +225,9 @@ pub struct SqliteConnection {
 }
 
 struct ConnectionInner {
+    /// Queues statements of one connection before they take a blocking thread, so a
+    /// guest issuing many concurrent statements cannot fill tokio's blocking pool.
+    gate: tokio::sync::Mutex<()>,
     conn: Mutex<Connection>,
     interrupt: InterruptHandle,
     // Updated after every statement, so reading them never waits for a
@@ -228,6 +254,7 @@ impl SqliteConnection {
         statement: String,
         params: Vec<SqlValue>,
     ) -> Result<QueryResult, SqliteError> {
+        let _turn = self.inner.gate.lock().await;
         let inner = Arc::clone(&self.inner);
         let mut task = tokio::task::spawn_blocking(move || inner.run(&statement, &params));
         let joined = match tokio::time::timeout(self.statement_timeout, &mut task).await {

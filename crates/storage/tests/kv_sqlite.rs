@@ -122,3 +122,40 @@ async fn unusable_path_is_a_clear_error() {
     assert!(err.contains("sqlite"), "{err}");
     assert!(err.contains(&path.display().to_string()), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_batch_reads_are_bounded() {
+    let dir = temp();
+    let store = KvStore::sqlite(&dir.path().join("kv.db"), "default").unwrap();
+    let long_key = "k".repeat(wisp_storage::MAX_KEY_BYTES + 1);
+    let err = store.set(&long_key, b"v".to_vec()).await.unwrap_err();
+    assert!(err.to_string().contains("longer than"), "{err}");
+    let err = store.increment(&long_key, 1).await.unwrap_err();
+    assert!(err.to_string().contains("longer than"), "{err}");
+
+    // Five 16 MiB values fit under the 64 MiB cap only once: asking for the same
+    // key five times is refused rather than copied five times.
+    let big = vec![7u8; wisp_storage::MAX_VALUE_BYTES];
+    store.set("big", big).await.unwrap();
+    let four = store.get_many(vec!["big".to_owned(); 4]).await.unwrap();
+    assert_eq!(four.len(), 4);
+    assert!(four.iter().all(
+        |(k, v)| k == "big" && v.as_ref().map(Vec::len) == Some(wisp_storage::MAX_VALUE_BYTES)
+    ));
+    let err = store.get_many(vec!["big".to_owned(); 5]).await.unwrap_err();
+    assert!(err.to_string().contains("get-many"), "{err}");
+    // Repeated and missing keys keep their order.
+    store.set("a", b"1".to_vec()).await.unwrap();
+    let got = store
+        .get_many(vec!["a".into(), "none".into(), "a".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            ("a".to_owned(), Some(b"1".to_vec())),
+            ("none".to_owned(), None),
+            ("a".to_owned(), Some(b"1".to_vec()))
+        ]
+    );
+}

@@ -327,3 +327,28 @@ async fn oversized_results_are_refused() {
               SELECT zeroblob(1048576) FROM c";
     assert_eq!(exec(&conn, ok, vec![]).await.rows.len(), 63);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_sql_cannot_attach_other_files_or_build_huge_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.db");
+    let db = SqliteDatabase::file(&dir.path().join("app.db")).unwrap();
+    let conn = db.connect().await.unwrap();
+    let attach = format!("ATTACH DATABASE '{}' AS other", other.display());
+    let err = exec_err(&conn, &attach).await;
+    assert!(
+        err.to_string().contains("too many attached databases"),
+        "{err}"
+    );
+    assert!(!other.exists(), "ATTACH must not create the file");
+    let err = exec_err(&conn, &format!("VACUUM INTO '{}'", other.display())).await;
+    assert!(matches!(err, SqliteError::Io(_)), "{err}");
+    assert!(!other.exists(), "VACUUM INTO must not create the file");
+    // A single value past the result cap is refused by SQLite itself, before the
+    // host copies it.
+    let err = exec_err(&conn, "SELECT zeroblob(1000000000)").await;
+    assert!(err.to_string().contains("too big"), "{err}");
+    // The connection still works.
+    let one = exec(&conn, "SELECT 1", vec![]).await;
+    assert_eq!(one.rows, vec![vec![SqlValue::Integer(1)]]);
+}

@@ -17,6 +17,17 @@ mod sqlite;
 /// single call can neither exhaust host memory nor bloat the store.
 pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
 
+/// Longest key a store accepts on write.
+pub const MAX_KEY_BYTES: usize = 64 * 1024;
+
+/// Most bytes one `get_many` or `get_keys` result may hold; past it the call fails
+/// instead of the host buffering without bound.
+pub const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
+
+/// `get_many` asks the backend for this many distinct keys at a time, checking the
+/// running total between batches, so it overshoots the cap by at most one batch.
+const GET_MANY_BATCH: usize = 8;
+
 /// Errors of key-value operations. Every message names the store's backend and
 /// says what to do; the host maps them all to the guest's `other(string)`.
 #[derive(Debug, thiserror::Error)]
@@ -135,15 +146,25 @@ impl KvStore {
         self.backend.exists(key).await
     }
 
-    /// All keys of this store, in no particular order.
+    /// All keys of this store, in no particular order. Fails when they add up to
+    /// more than [`MAX_RESULT_BYTES`].
     pub async fn get_keys(&self) -> Result<Vec<String>, KvError> {
-        self.backend.get_keys().await
+        let keys = self.backend.get_keys().await?;
+        let total: usize = keys.iter().map(String::len).sum();
+        if total > MAX_RESULT_BYTES {
+            return Err(KvError::Other(format!(
+                "the keys of {} add up to {total} bytes, more than the {MAX_RESULT_BYTES}-byte limit of one listing; use fewer or shorter keys",
+                self.describe()
+            )));
+        }
+        Ok(keys)
     }
 
     /// Atomically adds `delta` to the counter at `key` (missing counts as 0)
     /// and returns the new value. The counter is stored as decimal ASCII text,
     /// like Redis `INCRBY`; a value that is not such an integer is an error.
     pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.check_size(key, &[])?;
         self.backend.increment(key, delta).await
     }
 
@@ -159,12 +180,42 @@ impl KvStore {
         self.backend.compare_and_swap(key, expected, new).await
     }
 
-    /// Values of `keys`, paired with their keys in the same order.
+    /// Values of `keys`, paired with their keys in the same order. Each distinct key
+    /// is read once; fails when the values add up to more than [`MAX_RESULT_BYTES`].
     pub async fn get_many(
         &self,
         keys: Vec<String>,
     ) -> Result<Vec<(String, Option<Vec<u8>>)>, KvError> {
-        self.backend.get_many(keys).await
+        let mut distinct: Vec<String> = keys.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut values = std::collections::HashMap::with_capacity(distinct.len());
+        let mut total = 0usize;
+        for batch in distinct.chunks(GET_MANY_BATCH) {
+            for (key, value) in self.backend.get_many(batch.to_vec()).await? {
+                total += value.as_ref().map_or(0, Vec::len);
+                values.insert(key, value);
+            }
+            if total > MAX_RESULT_BYTES {
+                return Err(KvError::Other(format!(
+                    "the values asked for add up to more than the {MAX_RESULT_BYTES}-byte limit of one get-many; ask for fewer keys at a time"
+                )));
+            }
+        }
+        // Repeated keys share one read but each gets its own copy; count those too.
+        let mut result = Vec::with_capacity(keys.len());
+        let mut returned = 0usize;
+        for key in keys {
+            let value = values.get(&key).cloned().flatten();
+            returned += value.as_ref().map_or(0, Vec::len);
+            if returned > MAX_RESULT_BYTES {
+                return Err(KvError::Other(format!(
+                    "the values asked for add up to more than the {MAX_RESULT_BYTES}-byte limit of one get-many; ask for fewer keys at a time"
+                )));
+            }
+            result.push((key, value));
+        }
+        Ok(result)
     }
 
     /// Writes all pairs. Refuses the whole batch if any value is too large.
@@ -187,6 +238,13 @@ impl KvStore {
     }
 
     fn check_size(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(KvError::Other(format!(
+                "a key of {} bytes is longer than the {MAX_KEY_BYTES}-byte limit of {}; use a shorter key (a hash of it, say)",
+                key.len(),
+                self.describe()
+            )));
+        }
         if value.len() > MAX_VALUE_BYTES {
             return Err(KvError::ValueTooLarge {
                 store: self.describe(),
