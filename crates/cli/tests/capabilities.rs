@@ -15,7 +15,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1167,4 +1167,82 @@ fn example_kv_counter_app_runs() {
     expect(&wisp, "GET /a", 200, "hello, visitor 4 of /a\n");
     expect(&wisp, "DELETE /a", 200, "reset /a\n");
     expect(&wisp, "GET /a", 200, "hello, visitor 1 of /a\n");
+}
+
+/// A virtualenv with the Python Spin SDK and componentize-py at pinned versions,
+/// created once under the target directory (PyPI is one of this project's registries).
+fn python_sdk_venv() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-sdk-venv");
+    let ready = venv.join(".wisp-ready-spin-sdk-3.4.1-componentize-py-0.17.2");
+    if ready.exists() {
+        return venv;
+    }
+    let run = |command: &mut Command, what: &str| {
+        let output = command
+            .output()
+            .unwrap_or_else(|e| panic!("{what}: {e}; install python3 with the venv module"));
+        assert!(
+            output.status.success(),
+            "{what} failed (needs python3 -m venv and access to PyPI):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        "python3 -m venv",
+    );
+    run(
+        Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "spin-sdk==3.4.1",
+            "componentize-py==0.17.2",
+        ]),
+        "pip install spin-sdk componentize-py",
+    );
+    std::fs::write(&ready, "").unwrap();
+    venv
+}
+
+#[test]
+fn python_sdk_app_runs_unchanged() {
+    let venv = python_sdk_venv();
+    let site_packages = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path().join("site-packages"))
+        .find(|path| path.is_dir())
+        .expect("the venv has a site-packages directory");
+    let app = tempfile::tempdir().unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python-sdk");
+    for file in ["app.py", "spin.toml"] {
+        std::fs::copy(source.join(file), app.path().join(file)).unwrap();
+    }
+    // The build a Python SDK user runs (`spin build` runs the same command).
+    let output = Command::new(venv.join("bin/componentize-py"))
+        .args(["-w", "spin-http", "componentize", "app", "-p", "."])
+        .arg("-p")
+        .arg(&site_packages)
+        .args(["-o", "app.wasm"])
+        .current_dir(app.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "componentize-py failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let state = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    command
+        .args(["up", "-f"])
+        .arg(app.path().join("spin.toml"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .env("SPIN_VARIABLE_GREETING", "hi");
+    let wisp = Wisp::spawn(command).unwrap_or_else(|(status, stderr)| panic!("{status}: {stderr}"));
+    expect(&wisp, "GET /x", 200, "hi 1\n");
+    expect(&wisp, "GET /x", 200, "hi 2\n");
+    expect(&wisp, "GET /y", 200, "hi 1\n");
 }

@@ -46,6 +46,9 @@ mod bindings {
             "fermyon:spin/mqtt.connection": crate::unsupported::NeverOpened,
             "fermyon:spin/postgres.connection": crate::unsupported::NeverOpened,
             "fermyon:spin/mysql.connection": crate::unsupported::NeverOpened,
+            "spin:postgres/postgres@3.0.0.connection": crate::unsupported::NeverOpened,
+            "spin:postgres/postgres@4.2.0.connection": crate::unsupported::NeverOpened,
+            "spin:postgres/postgres@4.2.0.connection-builder": crate::unsupported::PostgresBuilder,
         },
     });
 }
