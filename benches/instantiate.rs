@@ -10,15 +10,22 @@ use std::sync::Arc;
 use wisp_engine::{EngineConfig, LoadedApp, WispEngine};
 use wisp_trigger_http::HttpTrigger;
 
-fn trigger_for(runtime: &tokio::runtime::Runtime, wasm: &str) -> Arc<HttpTrigger> {
+fn trigger_for(
+    runtime: &tokio::runtime::Runtime,
+    wasm: &str,
+    key_value_stores: &[&str],
+    state_dir: &std::path::Path,
+) -> Arc<HttpTrigger> {
     let engine = WispEngine::new(EngineConfig {
         max_instances: 64,
         ..EngineConfig::default()
     })
     .expect("engine");
-    let locked = wisp_app::from_component_file(std::path::Path::new(wasm)).expect("resolve");
+    let mut locked = wisp_app::from_component_file(std::path::Path::new(wasm)).expect("resolve");
+    locked.components[0].metadata.key_value_stores =
+        key_value_stores.iter().map(|s| s.to_string()).collect();
     let paths = wisp_host::AppPaths {
-        state_dir: std::env::temp_dir(),
+        state_dir: state_dir.to_path_buf(),
         app_dir: None,
     };
     let capabilities = runtime
@@ -40,16 +47,42 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    for (name, wasm) in [
-        ("hello", wisp_test_programs::HELLO),
-        ("touch4mib", wisp_test_programs::TOUCH4MIB),
-    ] {
-        let trigger = trigger_for(&runtime, wasm);
+    let state = tempfile::tempdir().expect("state dir");
+    // `kv_get`: a spin-sdk 5.2 component reading one key from the default store (an
+    // SQLite file) per request: instantiation plus a host call that goes to a blocking
+    // thread.
+    let cases: [(&str, &str, &[&str], &str); 3] = [
+        ("hello", wisp_test_programs::HELLO, &[], "/hello"),
+        ("touch4mib", wisp_test_programs::TOUCH4MIB, &[], "/hello"),
+        (
+            "kv_get",
+            wisp_test_programs::CAPS_V5,
+            &["default"],
+            "/kv/get?store=default&key=bench",
+        ),
+    ];
+    for (name, wasm, stores, path) in cases {
+        let trigger = trigger_for(&runtime, wasm, stores, state.path());
+        if name == "kv_get" {
+            runtime.block_on(async {
+                let request = http::Request::builder()
+                    .method("PUT")
+                    .uri("http://localhost/kv/set?store=default&key=bench")
+                    .body(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"value"))
+                            .map_err(|never| match never {})
+                            .boxed_unsync(),
+                    )
+                    .unwrap();
+                assert_eq!(trigger.handle(request, client).await.status(), 200);
+            });
+        }
+        let uri = format!("http://localhost{path}");
         c.bench_function(&format!("instantiate_and_handle/{name}"), |b| {
             b.iter(|| {
                 runtime.block_on(async {
                     let request = http::Request::builder()
-                        .uri("http://localhost/hello")
+                        .uri(&uri)
                         .header("host", "localhost")
                         .body(
                             http_body_util::Empty::new()

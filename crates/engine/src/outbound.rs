@@ -52,9 +52,10 @@ pub(crate) struct ComponentOutbound {
 
 /// How many outbound requests one incoming request and everything it calls in-process
 /// have made. In-process requests carry it in their extensions, so a chain of
-/// components (or a component calling itself) shares one budget.
+/// components (or a component calling itself) shares one budget. Allocated on the first
+/// outbound request: most requests make none.
 #[derive(Clone, Default)]
-pub(crate) struct OutboundBudget(Arc<AtomicU32>);
+pub(crate) struct OutboundBudget(Option<Arc<AtomicU32>>);
 
 impl OutboundBudget {
     /// The budget an incoming request brings, or a fresh one.
@@ -71,13 +72,22 @@ impl OutboundBudget {
         request.extensions().get::<Self>().is_some()
     }
 
+    fn counter(&mut self) -> &Arc<AtomicU32> {
+        self.0.get_or_insert_with(Default::default)
+    }
+
     /// Counts one request; `false` once the budget is spent.
-    fn spend(&self) -> bool {
-        self.0
+    fn spend(&mut self) -> bool {
+        self.counter()
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sent| {
                 (sent < MAX_OUTBOUND_REQUESTS).then_some(sent + 1)
             })
             .is_ok()
+    }
+
+    /// The budget to hand to an in-process callee: the same counter.
+    fn share(&mut self) -> Self {
+        Self(Some(self.counter().clone()))
     }
 }
 
@@ -195,7 +205,8 @@ impl WasiHttpHooks for OutboundHooks {
                 "no trigger serves this app's routes in-process".to_owned(),
             );
         };
-        request.extensions_mut().insert(self.budget.clone());
+        let shared = self.budget.share();
+        request.extensions_mut().insert(shared);
         Box::new(async move {
             let response = dispatcher.dispatch(local, request).await?;
             let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
