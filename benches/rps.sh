@@ -89,7 +89,7 @@ echo "ratios (req/s, wisp / other; >1 means wisp is faster)"
   w=${RPS[wisp,$guest,$c]}
   echo "  $guest c=$c: vs wasmtime $(ratio "$w" "${RPS[wasmtime,$guest,$c]}")x, vs wasmtime keep-resident $(ratio "$w" "${RPS[wasmtime-keep,$guest,$c]}")x, vs native $(ratio "$w" "${RPS[native,$guest,$c]}")x"
 done; done
-[ "${RPS_RATIOS:-1}" = 1 ] && echo "  hello c=1 p50: wisp ${P50[wisp,hello,1]}us, native ${P50[native,hello,1]}us (difference $(awk -v a="${P50[wisp,hello,1]}" -v b="${P50[native,hello,1]}" 'BEGIN{printf "%.0f", a-b}')us)"
+[ "${RPS_RATIOS:-1}" = 1 ] && [ -n "${P50[wisp,hello,1]:-}" ] && echo "  hello c=1 p50: wisp ${P50[wisp,hello,1]}us, native ${P50[native,hello,1]}us (difference $(awk -v a="${P50[wisp,hello,1]}" -v b="${P50[native,hello,1]}" 'BEGIN{printf "%.0f", a-b}')us)"
 
 [ "${RPS_STARTUP:-1}" = 1 ] || exit 0
 echo
