@@ -73,6 +73,18 @@ impl Providers {
         })
     }
 
+    /// The environment variables that would set `name`, for messages.
+    fn env_names(&self, name: &str) -> String {
+        self.providers
+            .iter()
+            .filter_map(|provider| match provider {
+                Provider::Env { prefix, .. } => Some(env_name(prefix, name)),
+                Provider::Static(_) => None,
+            })
+            .collect::<Vec<_>>()
+            .join(" or ")
+    }
+
     pub(crate) fn describe(&self) -> String {
         self.providers
             .iter()
@@ -144,7 +156,7 @@ pub(crate) fn resolve_app_variables(
             None => {
                 return Err(HostError::MissingVariable {
                     name: name.clone(),
-                    env_name: env_name("SPIN_VARIABLE", name),
+                    env_name: providers.env_names(name),
                 });
             }
         }
