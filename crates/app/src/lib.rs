@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub use resolve::{ResolveError, from_component_file, resolve};
+pub use resolve::{ResolveError, component_id_from_name, from_component_file, resolve};
 
 /// Version of the LockedApp JSON this crate writes and reads.
 pub const LOCKED_APP_VERSION: u32 = 1;

@@ -193,8 +193,14 @@ fn component_id_from_file_name(path: &Path) -> String {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    component_id_from_name(&stem)
+}
+
+/// A valid component id (kebab-case) made from any name: `My_Handler` → `my-handler`,
+/// a leading digit gets a `c` in front, and `main` when nothing usable remains.
+pub fn component_id_from_name(name: &str) -> String {
     let mut id = String::new();
-    for ch in stem.chars() {
+    for ch in name.chars() {
         if ch.is_ascii_alphanumeric() {
             if id.is_empty() && ch.is_ascii_digit() {
                 id.push('c');

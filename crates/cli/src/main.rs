@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Serve an app over HTTP.
     Up(commands::up::UpArgs),
+    /// Push apps to and pull them from OCI registries (Spin's artifact format).
+    Registry(commands::registry::RegistryArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Up(args) => commands::up::run(args),
+        Command::Registry(args) => commands::registry::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,9 +26,18 @@ pub struct UpArgs {
     )]
     manifest: Option<PathBuf>,
 
-    /// Serve a bare wasi:http component (.wasm) on `/...` instead of a manifest.
+    /// Serve a bare wasi:http component (.wasm) on `/...`, or an app from a registry
+    /// (`registry/repository:tag` or `…@sha256:<digest>`), instead of a manifest.
     #[arg(long, env = "WISP_FROM")]
     from: Option<PathBuf>,
+
+    /// Talk plain HTTP to the registry named by --from (local registries only).
+    #[arg(long, env = "WISP_REGISTRY_INSECURE")]
+    insecure: bool,
+
+    /// Content cache for apps pulled by --from; default `$XDG_CACHE_HOME/wisp/oci`.
+    #[arg(long, env = "WISP_OCI_CACHE_DIR")]
+    oci_cache_dir: Option<PathBuf>,
 
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "WISP_LISTEN", default_value = "127.0.0.1:3000")]
@@ -75,7 +84,11 @@ pub struct UpArgs {
 
 /// Runs `wisp up`.
 pub fn run(args: UpArgs) -> Result<()> {
-    let (locked, app_dir) = resolve(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (locked, app_dir) = runtime.block_on(resolve(&args))?;
     let runtime_config = match &args.runtime_config_file {
         Some(path) => RuntimeConfig::from_file(path)?,
         None => RuntimeConfig::default(),
@@ -103,10 +116,6 @@ pub fn run(args: UpArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| app_dir.join(".wisp"));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let paths = AppPaths {
             state_dir: state_dir.clone(),
@@ -134,19 +143,41 @@ pub fn run(args: UpArgs) -> Result<()> {
     })
 }
 
-fn resolve(args: &UpArgs) -> Result<(LockedApp, PathBuf)> {
-    if let Some(wasm) = &args.from {
-        let locked = wisp_app::from_component_file(wasm)?;
-        let dir = std::path::absolute(wasm)
+/// The app to serve and the directory its relative defaults (state dir, `.env`) hang off.
+async fn resolve(args: &UpArgs) -> Result<(LockedApp, PathBuf)> {
+    if let Some(from) = &args.from {
+        if !from.exists()
+            && let Some(text) = from.to_str()
+            && let Ok(reference) = text.parse::<wisp_oci::Reference>()
+            && text.contains('/')
+        {
+            let cache = wisp_oci::Cache::new(
+                args.oci_cache_dir
+                    .clone()
+                    .unwrap_or_else(wisp_oci::Cache::default_root),
+            );
+            let client = super::registry::client(args.insecure)?;
+            let pulled = wisp_oci::pull(&client, &reference, &cache)
+                .await
+                .with_context(|| format!("cannot get {text} from its registry"))?;
+            eprintln!("Pulled {text} ({}).", pulled.digest);
+            let dir = std::env::current_dir().context("cannot read the current directory")?;
+            return Ok((pulled.locked, dir));
+        }
+        let locked = wisp_app::from_component_file(from)?;
+        let dir = std::path::absolute(from)
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_default();
         return Ok((locked, dir));
     }
-    let mut path = args
-        .manifest
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("spin.toml"));
+    resolve_manifest(args.manifest.as_deref())
+}
+
+/// Parses and resolves the manifest at `path` (default `spin.toml`; a directory means
+/// its `spin.toml`); returns the app and the manifest's directory.
+pub(crate) fn resolve_manifest(path: Option<&Path>) -> Result<(LockedApp, PathBuf)> {
+    let mut path = path.map_or_else(|| PathBuf::from("spin.toml"), Path::to_path_buf);
     if path.is_dir() {
         path = path.join("spin.toml");
     }

@@ -1,0 +1,206 @@
+//! `wisp registry login | push | pull`: apps as Spin-compatible OCI artifacts.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use std::io::Read;
+use std::path::PathBuf;
+use wisp_oci::{Cache, ClientOptions, ProgressEvent, Reference, RegistryClient};
+
+/// Arguments of `wisp registry`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  echo \"$TOKEN\" | wisp registry login localhost:5000 -u me --password-stdin --insecure\n  wisp registry push localhost:5000/hello:v1 -f examples/hello/spin.toml --insecure\n  wisp registry pull localhost:5000/hello:v1 --insecure\n  wisp up --from localhost:5000/hello:v1 --insecure"
+)]
+pub struct RegistryArgs {
+    #[command(subcommand)]
+    command: RegistryCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// Check credentials against a registry and store them for push and pull.
+    Login(LoginArgs),
+    /// Push an app (its spin.toml) to a registry; prints the manifest digest.
+    Push(PushArgs),
+    /// Pull an app into the local content cache; prints the manifest digest.
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+struct LoginArgs {
+    /// Registry host (and port), e.g. `localhost:5000` or `ghcr.io`.
+    registry: String,
+    /// User name.
+    #[arg(short = 'u', long)]
+    username: String,
+    /// Read the password from stdin (keeps it out of shell history and `ps`).
+    #[arg(long, conflicts_with = "password")]
+    password_stdin: bool,
+    /// Password (prefer --password-stdin).
+    #[arg(short = 'p', long, env = "WISP_REGISTRY_PASSWORD")]
+    password: Option<String>,
+    /// Talk plain HTTP to the registry (local registries only).
+    #[arg(long, env = "WISP_REGISTRY_INSECURE")]
+    insecure: bool,
+}
+
+#[derive(Debug, Args)]
+struct PushArgs {
+    /// Where to push: `registry/repository:tag`.
+    reference: String,
+    /// The app manifest (spin.toml), or a directory containing one.
+    #[arg(short = 'f', long = "file", env = "WISP_MANIFEST")]
+    manifest: Option<PathBuf>,
+    /// Talk plain HTTP to the registry (local registries only).
+    #[arg(long, env = "WISP_REGISTRY_INSECURE")]
+    insecure: bool,
+    /// Print one JSON object (reference, digest, blob counts) on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct PullArgs {
+    /// What to pull: `registry/repository:tag` or `registry/repository@sha256:…`.
+    reference: String,
+    /// Talk plain HTTP to the registry (local registries only).
+    #[arg(long, env = "WISP_REGISTRY_INSECURE")]
+    insecure: bool,
+    /// Content cache directory; default `$XDG_CACHE_HOME/wisp/oci`.
+    #[arg(long, env = "WISP_OCI_CACHE_DIR")]
+    oci_cache_dir: Option<PathBuf>,
+    /// Print one JSON object (reference, digest, components) on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `wisp registry …`.
+pub fn run(args: RegistryArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match args.command {
+            RegistryCommand::Login(args) => login(args).await,
+            RegistryCommand::Push(args) => push(args).await,
+            RegistryCommand::Pull(args) => pull(args).await,
+        }
+    })
+}
+
+async fn login(args: LoginArgs) -> Result<()> {
+    let password = match (args.password_stdin, args.password) {
+        (true, _) => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("cannot read the password from stdin")?;
+            password.trim_end_matches(['\r', '\n']).to_owned()
+        }
+        (false, Some(password)) => password,
+        (false, None) => {
+            bail!("give the password with --password-stdin (or -p / WISP_REGISTRY_PASSWORD)")
+        }
+    };
+    wisp_oci::login(&args.registry, &args.username, &password, args.insecure).await?;
+    eprintln!("Logged in to {} as {}.", args.registry, args.username);
+    Ok(())
+}
+
+fn reference(text: &str) -> Result<Reference> {
+    text.parse::<Reference>().with_context(|| {
+        format!("{text:?} is not a registry reference; write registry/repository:tag")
+    })
+}
+
+/// A registry client with the stored credentials (wisp's own, then Docker's).
+pub(crate) fn client(insecure: bool) -> Result<RegistryClient> {
+    Ok(RegistryClient::new(ClientOptions {
+        insecure,
+        ..ClientOptions::default()
+    })?)
+}
+
+async fn push(args: PushArgs) -> Result<()> {
+    let reference = reference(&args.reference)?;
+    let (locked, _) = super::up::resolve_manifest(args.manifest.as_deref())?;
+    let client = client(args.insecure)?;
+    let progress = |event: ProgressEvent| match event {
+        ProgressEvent::Skipped { digest, size } => {
+            eprintln!("  exists    {}  {}", short(&digest), human_size(size));
+        }
+        ProgressEvent::Finished { digest, .. } => {
+            eprintln!("  uploaded  {}", short(&digest));
+        }
+        ProgressEvent::Started { digest, size, .. } => {
+            eprintln!("  uploading {}  {}", short(&digest), human_size(size));
+        }
+        _ => {}
+    };
+    let result = wisp_oci::push_with_progress(&client, &locked, &reference, &progress).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "reference": args.reference,
+                "digest": result.digest,
+                "uploaded_blobs": result.uploaded_blobs,
+                "skipped_blobs": result.skipped_blobs,
+            })
+        );
+    } else {
+        eprintln!(
+            "Pushed {} ({} blobs uploaded, {} already there).",
+            args.reference, result.uploaded_blobs, result.skipped_blobs
+        );
+        println!("{}", result.digest);
+    }
+    Ok(())
+}
+
+async fn pull(args: PullArgs) -> Result<()> {
+    let reference = reference(&args.reference)?;
+    let cache = Cache::new(args.oci_cache_dir.unwrap_or_else(Cache::default_root));
+    let pulled = wisp_oci::pull(&client(args.insecure)?, &reference, &cache).await?;
+    let components: Vec<&str> = pulled
+        .locked
+        .components
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "reference": args.reference,
+                "digest": pulled.digest,
+                "components": components,
+                "cache": cache.root(),
+            })
+        );
+    } else {
+        eprintln!(
+            "Pulled {} into {} (components: {}).",
+            args.reference,
+            cache.root().display(),
+            components.join(", ")
+        );
+        println!("{}", pulled.digest);
+    }
+    Ok(())
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(19)]
+}
+
+fn human_size(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    } else if bytes >= 1 << 10 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}

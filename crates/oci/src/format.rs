@@ -1,0 +1,496 @@
+//! Conversion between Wisp's [`LockedApp`] and the Spin-style locked app stored in the
+//! registry, safe file paths, and the archive layer.
+
+use crate::cache::Cache;
+use crate::{OciError, Reference, Result, io_error};
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use wisp_app::{LOCKED_APP_VERSION, LockedApp};
+
+/// Most bytes unpacked from one archive layer (guards against decompression bombs).
+pub(crate) const MAX_ARCHIVE_UNPACKED: u64 = 8 * 1024 * 1024 * 1024;
+
+/// A file as referenced from the registry's locked app.
+#[derive(Debug, Clone)]
+pub(crate) struct FileRef {
+    /// Guest path relative to `/` (`static/index.html`).
+    pub rel_path: String,
+    /// `sha256:` digest of the content.
+    pub digest: String,
+    /// The content itself, for small files.
+    pub inline: Option<Vec<u8>>,
+}
+
+/// Normalizes a path from an artifact (or a Wisp guest path with its leading `/` removed)
+/// into `a/b/c`: empty and `.` segments are dropped; `..`, absolute paths, backslashes and
+/// NULs are refused.
+pub(crate) fn normalize_rel_path(path: &str) -> Result<String> {
+    let unsafe_path = |message: &str| OciError::UnsafePath {
+        path: path.to_owned(),
+        message: message.to_owned(),
+    };
+    if path.starts_with('/') {
+        return Err(unsafe_path("absolute paths are not allowed"));
+    }
+    if path.contains('\\') || path.contains('\0') {
+        return Err(unsafe_path("backslashes and NUL bytes are not allowed"));
+    }
+    let mut parts = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => return Err(unsafe_path("`..` is not allowed")),
+            s if s.len() >= 2 && s.as_bytes()[1] == b':' => {
+                return Err(unsafe_path("drive prefixes are not allowed"));
+            }
+            s => parts.push(s),
+        }
+    }
+    if parts.is_empty() {
+        return Err(unsafe_path("the path names no file"));
+    }
+    Ok(parts.join("/"))
+}
+
+/// The guest path of a Wisp file relative to `/` (`/static/a.txt` → `static/a.txt`).
+pub(crate) fn guest_rel_path(guest_path: &str) -> Result<String> {
+    normalize_rel_path(guest_path.trim_start_matches('/'))
+}
+
+/// Wisp's LockedApp as the registry stores it: sources and files become Spin content
+/// references by digest, `metadata.origin` is dropped. `files[i]` are component `i`'s files.
+pub(crate) fn to_registry_json(locked: &LockedApp, files: &[Vec<FileRef>]) -> Vec<u8> {
+    let mut value = serde_json::to_value(locked).expect("a LockedApp always serializes");
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("origin");
+    }
+    if let Some(components) = value.get_mut("components").and_then(Value::as_array_mut) {
+        for ((component, locked), files) in components.iter_mut().zip(&locked.components).zip(files)
+        {
+            let component = component.as_object_mut().expect("components are objects");
+            component.insert(
+                "source".to_owned(),
+                json!({
+                    "content_type": locked.source.content_type,
+                    "digest": locked.source.digest,
+                }),
+            );
+            if files.is_empty() {
+                component.remove("files");
+            } else {
+                let files = files
+                    .iter()
+                    .map(|f| {
+                        let mut entry = Map::new();
+                        entry.insert("digest".to_owned(), json!(f.digest));
+                        if let Some(inline) = &f.inline {
+                            entry.insert(
+                                "inline".to_owned(),
+                                json!(base64::engine::general_purpose::STANDARD.encode(inline)),
+                            );
+                        }
+                        entry.insert("path".to_owned(), json!(f.rel_path));
+                        Value::Object(entry)
+                    })
+                    .collect();
+                component.insert("files".to_owned(), Value::Array(files));
+            }
+        }
+    }
+    serde_json::to_vec(&value).expect("JSON values serialize")
+}
+
+/// Spin's `ContentRef`: content by digest, inline bytes, or (refused here) a URL.
+#[derive(Debug, Clone)]
+pub(crate) struct ContentRef {
+    pub digest: Option<String>,
+    pub inline: Option<Vec<u8>>,
+}
+
+impl ContentRef {
+    fn parse(value: &Value, what: &str, reference: &Reference) -> Result<Self> {
+        let invalid = |message: String| OciError::InvalidLockedApp {
+            reference: reference.to_string(),
+            message: format!("{what}: {message}"),
+        };
+        let obj = value
+            .as_object()
+            .ok_or_else(|| invalid("expected an object".to_owned()))?;
+        let digest = match obj.get("digest") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(d)) if crate::cache::is_sha256_digest(d) => Some(d.clone()),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "unsupported digest {other}; only sha256 is supported"
+                )));
+            }
+        };
+        let inline = match obj.get("inline") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(b64)) => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|e| invalid(format!("inline content is not base64: {e}")))?,
+            ),
+            Some(_) => return Err(invalid("inline content must be a base64 string".to_owned())),
+        };
+        if digest.is_none() && inline.is_none() {
+            return Err(invalid(
+                "content has neither a digest nor inline bytes (a registry app may not refer to files outside the artifact)".to_owned(),
+            ));
+        }
+        Ok(ContentRef { digest, inline })
+    }
+
+    /// The digest the content is known by.
+    pub(crate) fn key(&self) -> String {
+        match (&self.digest, &self.inline) {
+            (Some(d), _) => d.clone(),
+            (None, Some(bytes)) => wisp_app::sha256_digest(bytes),
+            (None, None) => unreachable!("checked in parse"),
+        }
+    }
+}
+
+/// A locked app read from the registry, checked for shape and safe paths, whose content
+/// references still need resolving to cached files.
+#[derive(Debug)]
+pub(crate) struct RegistryLockedApp {
+    value: Value,
+    sources: Vec<ContentRef>,
+    files: Vec<Vec<(String, ContentRef)>>,
+}
+
+impl RegistryLockedApp {
+    pub(crate) fn parse(bytes: &[u8], reference: &Reference) -> Result<Self> {
+        let invalid = |message: String| OciError::InvalidLockedApp {
+            reference: reference.to_string(),
+            message,
+        };
+        let mut value: Value =
+            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
+        let obj = value
+            .as_object_mut()
+            .ok_or_else(|| invalid("expected a JSON object".to_owned()))?;
+        // Spin writes version 0 when the app has no host requirements; 0 and 1 mean the same.
+        match obj.get("spin_lock_version").and_then(Value::as_u64) {
+            Some(0) => {
+                obj.insert("spin_lock_version".to_owned(), json!(LOCKED_APP_VERSION));
+            }
+            Some(_) => {}
+            None => return Err(invalid("missing `spin_lock_version`".to_owned())),
+        }
+        let components = obj
+            .get("components")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid("missing `components`".to_owned()))?;
+        let mut sources = Vec::new();
+        let mut files = Vec::new();
+        for component in components {
+            let id = component.get("id").and_then(Value::as_str).unwrap_or("?");
+            for key in ["dependencies", "trigger_dependencies"] {
+                if component
+                    .get(key)
+                    .and_then(Value::as_object)
+                    .is_some_and(|m| !m.is_empty())
+                {
+                    return Err(invalid(format!(
+                        "component `{id}` has `{key}`, which wisp cannot compose; push the app with its dependencies composed into the component"
+                    )));
+                }
+            }
+            let source = component
+                .get("source")
+                .ok_or_else(|| invalid(format!("component `{id}` has no `source`")))?;
+            sources.push(ContentRef::parse(
+                source,
+                &format!("component `{id}` source"),
+                reference,
+            )?);
+            let mut component_files = Vec::new();
+            if let Some(list) = component.get("files") {
+                let list = list
+                    .as_array()
+                    .ok_or_else(|| invalid(format!("component `{id}`: `files` must be a list")))?;
+                for file in list {
+                    let raw_path = file.get("path").and_then(Value::as_str).ok_or_else(|| {
+                        invalid(format!("component `{id}`: a file has no `path`"))
+                    })?;
+                    let path = normalize_rel_path(raw_path)?;
+                    let content = ContentRef::parse(
+                        file,
+                        &format!("component `{id}` file `{raw_path}`"),
+                        reference,
+                    )?;
+                    component_files.push((path, content));
+                }
+            }
+            files.push(component_files);
+        }
+        Ok(RegistryLockedApp {
+            value,
+            sources,
+            files,
+        })
+    }
+
+    /// Every content reference (sources, then files).
+    pub(crate) fn content_refs(&self) -> impl Iterator<Item = &ContentRef> {
+        self.sources
+            .iter()
+            .chain(self.files.iter().flatten().map(|(_, c)| c))
+    }
+
+    /// Wisp's LockedApp with each content reference replaced by its cached file.
+    pub(crate) fn into_locked(
+        mut self,
+        paths: &HashMap<String, PathBuf>,
+        reference: &Reference,
+    ) -> Result<LockedApp> {
+        let invalid = |message: String| OciError::InvalidLockedApp {
+            reference: reference.to_string(),
+            message,
+        };
+        let path_of = |content: &ContentRef| -> Result<PathBuf> {
+            let key = content.key();
+            paths.get(&key).cloned().ok_or_else(|| {
+                invalid(format!(
+                    "it references {key}, which no layer of the artifact provides"
+                ))
+            })
+        };
+        let obj = self.value.as_object_mut().expect("checked in parse");
+        let metadata = obj.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(metadata) = metadata.as_object_mut() {
+            metadata.remove("origin");
+            if !metadata.get("name").is_some_and(Value::is_string) {
+                let name = reference
+                    .repository()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("app")
+                    .to_owned();
+                metadata.insert("name".to_owned(), json!(name));
+            }
+        }
+        if let Some(triggers) = obj.get_mut("triggers").and_then(Value::as_array_mut) {
+            for trigger in triggers {
+                // Spin writes a private route as `{"private": true}`; Wisp as no route.
+                if let Some(config) = trigger
+                    .get_mut("trigger_config")
+                    .and_then(Value::as_object_mut)
+                    && config.get("route").is_some_and(Value::is_object)
+                {
+                    config.remove("route");
+                }
+            }
+        }
+        let components = obj
+            .get_mut("components")
+            .and_then(Value::as_array_mut)
+            .expect("checked in parse");
+        for (i, component) in components.iter_mut().enumerate() {
+            let component = component
+                .as_object_mut()
+                .ok_or_else(|| invalid("components must be objects".to_owned()))?;
+            let source = &self.sources[i];
+            let content_type = component
+                .get("source")
+                .and_then(|s| s.get("content_type"))
+                .and_then(Value::as_str)
+                .unwrap_or("application/wasm")
+                .to_owned();
+            component.insert(
+                "source".to_owned(),
+                json!({
+                    "content_type": content_type,
+                    "path": path_of(source)?,
+                    "digest": source.key(),
+                }),
+            );
+            let files = self.files[i]
+                .iter()
+                .map(|(path, content)| {
+                    Ok(json!({
+                        "source": path_of(content)?,
+                        "path": format!("/{path}"),
+                    }))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            component.insert("files".to_owned(), Value::Array(files));
+        }
+        let locked: LockedApp =
+            serde_json::from_value(self.value).map_err(|e| invalid(format!("{e}")))?;
+        locked.check().map_err(|e| invalid(e.to_string()))?;
+        Ok(locked)
+    }
+}
+
+/// Writes a deterministic gzipped tar of `files` (`(guest path relative to /, source)`) to
+/// `out`: sorted entries, mode 0644, owner 0, mtime 0, so an unchanged app archives to the
+/// same digest.
+pub(crate) fn build_archive(files: &[(String, PathBuf)], out: &Path) -> Result<()> {
+    let file = std::fs::File::create(out).map_err(io_error("create", out))?;
+    let encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(file, flate2::Compression::default());
+    let mut builder = tar::Builder::new(encoder);
+    builder.mode(tar::HeaderMode::Deterministic);
+    let mut sorted: Vec<&(String, PathBuf)> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted.dedup_by(|a, b| a.0 == b.0);
+    for (rel, source) in sorted {
+        let mut input = std::fs::File::open(source).map_err(io_error("open", source))?;
+        let size = input.metadata().map_err(io_error("read", source))?.len();
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        builder
+            .append_data(&mut header, rel, &mut input)
+            .map_err(io_error("archive", source))?;
+    }
+    let encoder = builder.into_inner().map_err(io_error("write", out))?;
+    encoder
+        .finish()
+        .map_err(io_error("write", out))?
+        .sync_all()
+        .map_err(io_error("write", out))?;
+    Ok(())
+}
+
+/// Unpacks an archive layer's regular files into the cache by content digest (blocking).
+/// Entries must have safe relative paths; links and special files are refused.
+pub(crate) fn unpack_archive(cache: &Cache, archive: &Path, digest: &str) -> Result<()> {
+    let file = std::fs::File::open(archive).map_err(io_error("open", archive))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let bad_archive = |e: std::io::Error| OciError::UnsupportedArtifact {
+        reference: digest.to_owned(),
+        message: format!("archive layer {digest} is not a valid tar.gz: {e}"),
+    };
+    let mut remaining = MAX_ARCHIVE_UNPACKED;
+    for entry in tar.entries().map_err(bad_archive)? {
+        let mut entry = entry.map_err(bad_archive)?;
+        let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {}
+            tar::EntryType::Directory => continue,
+            tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => continue,
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                return Err(OciError::UnsafePath {
+                    path: raw_path,
+                    message: format!("archive layer {digest} contains a link"),
+                });
+            }
+            other => {
+                return Err(OciError::UnsafePath {
+                    path: raw_path,
+                    message: format!("archive layer {digest} contains a {other:?} entry"),
+                });
+            }
+        }
+        normalize_rel_path(&raw_path)?;
+        let (_, size) = cache.insert_reader_blocking(&mut entry, remaining, &raw_path)?;
+        remaining -= size;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalized_and_escapes_refused() {
+        assert_eq!(normalize_rel_path("static/a.txt").unwrap(), "static/a.txt");
+        assert_eq!(
+            normalize_rel_path("./static//a.txt").unwrap(),
+            "static/a.txt"
+        );
+        for bad in [
+            "../../etc/x",
+            "a/../../b",
+            "/etc/passwd",
+            "a\\..\\b",
+            "",
+            ".",
+            "C:/x",
+        ] {
+            let err = normalize_rel_path(bad).unwrap_err();
+            assert!(matches!(err, OciError::UnsafePath { .. }), "{bad}: {err}");
+        }
+        assert_eq!(guest_rel_path("/static/a.txt").unwrap(), "static/a.txt");
+    }
+
+    #[test]
+    fn archives_are_deterministic_and_unpack_by_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, "alpha").unwrap();
+        std::fs::write(&b, "beta").unwrap();
+        let files = vec![
+            ("z/b.txt".to_owned(), b.clone()),
+            ("a.txt".to_owned(), a.clone()),
+        ];
+        let out1 = dir.path().join("1.tar.gz");
+        let out2 = dir.path().join("2.tar.gz");
+        build_archive(&files, &out1).unwrap();
+        build_archive(&files, &out2).unwrap();
+        assert_eq!(std::fs::read(&out1).unwrap(), std::fs::read(&out2).unwrap());
+
+        let cache = Cache::new(dir.path().join("cache"));
+        let digest = wisp_app::sha256_digest(&std::fs::read(&out1).unwrap());
+        unpack_archive(&cache, &out1, &digest).unwrap();
+        assert!(cache.has_blob(&wisp_app::sha256_digest(b"alpha")));
+        assert!(cache.has_blob(&wisp_app::sha256_digest(b"beta")));
+    }
+
+    #[test]
+    fn archive_links_and_traversal_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+
+        let link = dir.path().join("link.tar.gz");
+        {
+            let file = std::fs::File::create(&link).unwrap();
+            let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::default(),
+            ));
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            builder
+                .append_link(&mut header, "evil", "/etc/passwd")
+                .unwrap();
+            builder.into_inner().unwrap().finish().unwrap();
+        }
+        let err = unpack_archive(&cache, &link, "sha256:x").unwrap_err();
+        assert!(err.to_string().contains("link"), "{err}");
+
+        let traversal = dir.path().join("traversal.tar.gz");
+        {
+            let file = std::fs::File::create(&traversal).unwrap();
+            let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::default(),
+            ));
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(1);
+            // Write the name directly: the tar crate refuses `..` in `set_path`.
+            header.as_old_mut().name[..8].copy_from_slice(b"../evil\0");
+            header.set_cksum();
+            builder.append(&header, &b"x"[..]).unwrap();
+            builder.into_inner().unwrap().finish().unwrap();
+        }
+        let err = unpack_archive(&cache, &traversal, "sha256:x").unwrap_err();
+        assert!(err.to_string().contains(".."), "{err}");
+    }
+}
