@@ -2,8 +2,11 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use std::io::Read;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use wisp_oci::{Cache, ClientOptions, ProgressEvent, Reference, RegistryClient};
 
 /// Arguments of `wisp registry`.
@@ -126,18 +129,8 @@ async fn push(args: PushArgs) -> Result<()> {
     let reference = reference(&args.reference)?;
     let (locked, _) = super::up::resolve_manifest(args.manifest.as_deref())?;
     let client = client(args.insecure)?;
-    let progress = |event: ProgressEvent| match event {
-        ProgressEvent::Skipped { digest, size } => {
-            eprintln!("  exists    {}  {}", short(&digest), human_size(size));
-        }
-        ProgressEvent::Finished { digest, .. } => {
-            eprintln!("  uploaded  {}", short(&digest));
-        }
-        ProgressEvent::Started { digest, size, .. } => {
-            eprintln!("  uploading {}  {}", short(&digest), human_size(size));
-        }
-        _ => {}
-    };
+    let progress = Progress::new();
+    let progress = |event: ProgressEvent| progress.show(event);
     let result = wisp_oci::push_with_progress(&client, &locked, &reference, &progress).await?;
     if args.json {
         println!(
@@ -189,6 +182,76 @@ async fn pull(args: PullArgs) -> Result<()> {
         println!("{}", pulled.digest);
     }
     Ok(())
+}
+
+/// Blob transfer progress on stderr: a bar per upload on a terminal, one line per blob
+/// otherwise (logs, CI).
+struct Progress {
+    bars: Option<MultiProgress>,
+    uploads: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            bars: std::io::stderr().is_terminal().then(MultiProgress::new),
+            uploads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn show(&self, event: ProgressEvent) {
+        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        match (event, &self.bars) {
+            (ProgressEvent::Skipped { digest, size }, _) => {
+                self.line(format!(
+                    "  exists    {}  {}",
+                    short(&digest),
+                    human_size(size)
+                ));
+            }
+            (ProgressEvent::Started { digest, size, .. }, Some(bars)) => {
+                let bar = bars.add(ProgressBar::new(size));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "  uploading {msg} [{bar:30}] {bytes}/{total_bytes}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar.set_message(short(&digest).to_owned());
+                uploads.insert(digest, bar);
+            }
+            (ProgressEvent::Started { digest, size, .. }, None) => {
+                self.line(format!(
+                    "  uploading {}  {}",
+                    short(&digest),
+                    human_size(size)
+                ));
+            }
+            (ProgressEvent::Progress { digest, sent, .. }, _) => {
+                if let Some(bar) = uploads.get(&digest) {
+                    bar.set_position(sent);
+                }
+            }
+            (ProgressEvent::Finished { digest, size }, _) => match uploads.remove(&digest) {
+                Some(bar) => bar.finish_with_message(format!("{} done", short(&digest))),
+                None => self.line(format!(
+                    "  uploaded  {}  {}",
+                    short(&digest),
+                    human_size(size)
+                )),
+            },
+        }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
+    }
 }
 
 fn short(digest: &str) -> &str {
