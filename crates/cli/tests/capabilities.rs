@@ -1108,6 +1108,21 @@ fn outbound_http_requests_per_invocation_are_capped_at_64() {
     );
     // The 65th request never reached the upstream.
     assert_eq!(upstream.accepts(), 128);
+    drop(wisp);
+
+    // The cap is a setting.
+    let wisp = app.up(&["--max-outbound-requests", "5"]);
+    expect(
+        &wisp,
+        &format!("GET /http-many?url={url}&n=6"),
+        200,
+        "failed after 5: ConnectionLimitReached",
+    );
+    assert!(
+        wisp.wait_for_output("may make at most 5 outbound requests"),
+        "{}",
+        wisp.stderr()
+    );
 }
 
 #[test]

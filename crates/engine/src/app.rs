@@ -66,6 +66,7 @@ impl LoadedApp {
         let linker = Arc::new(linker(engine)?);
         let outbound = Arc::new(AppOutbound {
             client: OutboundClient::new(capabilities.blocked_networks().clone()),
+            max_requests: engine.config().max_outbound_requests,
             local: OnceLock::new(),
         });
         let components = locked

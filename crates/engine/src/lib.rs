@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use app::{GuestError, HttpExport, LoadedApp, LoadedComponent};
 pub use host::{GuestFault, Host};
-pub use outbound::{LocalDispatch, LocalResponse, LocalTarget, MAX_OUTBOUND_REQUESTS};
+pub use outbound::{DEFAULT_MAX_OUTBOUND_REQUESTS, LocalDispatch, LocalResponse, LocalTarget};
 
 /// How often the epoch ticker advances; the granularity of CPU deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub cache_dir: Option<PathBuf>,
     /// Use the pooling allocator (falls back to on-demand if the reservation fails).
     pub pooling: bool,
+    /// Most outbound requests one incoming request (with everything it calls
+    /// in-process) may make; stops fan-out and self-call loops.
+    pub max_outbound_requests: u32,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +52,7 @@ impl Default for EngineConfig {
             request_timeout: Duration::from_secs(30),
             cache_dir: default_cache_dir(),
             pooling: true,
+            max_outbound_requests: DEFAULT_MAX_OUTBOUND_REQUESTS,
         }
     }
 }

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 use wisp_outbound::{AllowedHosts, Destination, OutboundClient, SendError, Timeouts};
 
-/// Most outbound requests one incoming request may make; stops a component from fanning
-/// out without bound or calling itself in a loop.
-pub const MAX_OUTBOUND_REQUESTS: u32 = 64;
+/// Default of [`crate::EngineConfig::max_outbound_requests`]: most outbound requests one
+/// incoming request may make; stops a component from fanning out without bound or
+/// calling itself in a loop.
+pub const DEFAULT_MAX_OUTBOUND_REQUESTS: u32 = 64;
 
 /// Where an in-process request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,7 @@ pub trait LocalDispatch: Send + Sync {
 /// Per-app outbound state shared by every component.
 pub(crate) struct AppOutbound {
     pub(crate) client: OutboundClient,
+    pub(crate) max_requests: u32,
     pub(crate) local: OnceLock<Weak<dyn LocalDispatch>>,
 }
 
@@ -76,11 +78,11 @@ impl OutboundBudget {
         self.0.get_or_insert_with(Default::default)
     }
 
-    /// Counts one request; `false` once the budget is spent.
-    fn spend(&mut self) -> bool {
+    /// Counts one request; `false` once `limit` requests were made.
+    fn spend(&mut self, limit: u32) -> bool {
         self.counter()
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sent| {
-                (sent < MAX_OUTBOUND_REQUESTS).then_some(sent + 1)
+                (sent < limit).then_some(sent + 1)
             })
             .is_ok()
     }
@@ -131,10 +133,11 @@ impl WasiHttpHooks for OutboundHooks {
         _response_errors: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         let uri = request.uri().clone();
-        if !self.budget.spend() {
+        let limit = self.policy.app.max_requests;
+        if !self.budget.spend(limit) {
             tracing::warn!(
                 component = %self.component,
-                "outbound request to {} refused: one incoming request (with everything it calls in-process) may make at most {MAX_OUTBOUND_REQUESTS} outbound requests",
+                "outbound request to {} refused: one incoming request (with everything it calls in-process) may make at most {limit} outbound requests (--max-outbound-requests)",
                 Redacted(&uri)
             );
             return Box::new(async { Err(HttpError::ConnectionLimitReached) });

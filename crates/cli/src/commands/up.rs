@@ -77,6 +77,11 @@ pub struct UpArgs {
     #[arg(long, env = "WISP_SHUTDOWN_GRACE", default_value_t = 10.0)]
     shutdown_grace: f64,
 
+    /// Most outbound HTTP requests one incoming request (with everything it calls
+    /// in-process) may make.
+    #[arg(long, env = "WISP_MAX_OUTBOUND_REQUESTS", default_value_t = wisp_engine::DEFAULT_MAX_OUTBOUND_REQUESTS)]
+    max_outbound_requests: u32,
+
     /// Use on-demand instance allocation instead of the pooling allocator.
     #[arg(long, env = "WISP_NO_POOLING")]
     no_pooling: bool,
@@ -110,6 +115,7 @@ pub fn run(args: UpArgs) -> Result<()> {
                 .or_else(wisp_engine::default_cache_dir)
         },
         pooling: !args.no_pooling,
+        max_outbound_requests: args.max_outbound_requests,
     };
     let state_dir = args
         .state_dir
