@@ -187,6 +187,10 @@ pub enum LockedAppError {
     /// The app requires features this runtime does not have.
     #[error("the app requires features this wisp does not understand: {0}; upgrade wisp")]
     MustUnderstand(String),
+    /// The app breaks a rule every app must follow (ids, references, paths); a locked
+    /// app from elsewhere (a registry) is held to the same rules as a local manifest.
+    #[error("invalid locked app: {0}")]
+    Invalid(String),
 }
 
 impl LockedApp {
@@ -217,6 +221,59 @@ impl LockedApp {
             .collect();
         if !unknown.is_empty() {
             return Err(LockedAppError::MustUnderstand(unknown.join(", ")));
+        }
+        self.check_structure()
+    }
+
+    /// The rules the manifest enforces that the runtime relies on: kebab-case, unique
+    /// component ids (they name directories), valid variable names, triggers naming
+    /// existing components, and guest file paths without `..`.
+    fn check_structure(&self) -> Result<(), LockedAppError> {
+        let invalid = |message: String| Err(LockedAppError::Invalid(message));
+        let mut seen = std::collections::HashSet::new();
+        for component in &self.components {
+            if !wisp_manifest::is_kebab_id(&component.id) {
+                return invalid(format!(
+                    "component id {:?} is not kebab-case (lowercase letters and digits joined by single `-`)",
+                    component.id
+                ));
+            }
+            if !seen.insert(component.id.as_str()) {
+                return invalid(format!("component id `{}` appears twice", component.id));
+            }
+            for file in &component.files {
+                let bad = std::path::Path::new(&file.path).components().any(|c| {
+                    matches!(
+                        c,
+                        std::path::Component::ParentDir | std::path::Component::Prefix(_)
+                    )
+                });
+                if bad {
+                    return invalid(format!(
+                        "component `{}` mounts a file at {:?}; guest paths may not contain `..`",
+                        component.id, file.path
+                    ));
+                }
+            }
+        }
+        if let Some(name) = self
+            .variables
+            .keys()
+            .find(|name| !wisp_manifest::is_variable_name(name))
+        {
+            return invalid(format!(
+                "variable name {name:?} is not lowercase letters, digits and `_`"
+            ));
+        }
+        for (trigger, config) in self.http_triggers()? {
+            if let Some(component) = &config.component
+                && !seen.contains(component.as_str())
+            {
+                return invalid(format!(
+                    "trigger `{}` names component `{component}`, which the app does not define",
+                    trigger.id
+                ));
+            }
         }
         Ok(())
     }
@@ -289,6 +346,38 @@ variables = { message = "{{ greeting }} there" }
         let manifest = wisp_manifest::parse_file(&path).unwrap();
         let locked = resolve(&manifest, &path).unwrap();
         (dir, locked)
+    }
+
+    #[test]
+    fn check_holds_foreign_apps_to_the_manifest_rules() {
+        let (_dir, locked) = resolved();
+        assert!(locked.check().is_ok());
+        let refused = |edit: &dyn Fn(&mut LockedApp)| {
+            let mut app = locked.clone();
+            edit(&mut app);
+            match app.check() {
+                Err(LockedAppError::Invalid(message)) => message,
+                other => panic!("expected Invalid, got {other:?}"),
+            }
+        };
+        for id in ["../x", "/abs", "Upper", "a/b", ".."] {
+            let message = refused(&|app| app.components[0].id = id.to_owned());
+            assert!(message.contains("kebab-case"), "{id}: {message}");
+        }
+        let message = refused(&|app| {
+            let twin = app.components[0].clone();
+            app.components.push(twin);
+        });
+        assert!(message.contains("appears twice"), "{message}");
+        let message = refused(&|app| app.components[0].files[0].path = "/../../etc/x".into());
+        assert!(message.contains("`..`"), "{message}");
+        let message = refused(&|app| {
+            app.variables
+                .insert("Bad-Name".into(), app.variables["greeting"].clone());
+        });
+        assert!(message.contains("Bad-Name"), "{message}");
+        let message = refused(&|app| app.components[0].id = "other".into());
+        assert!(message.contains("names component `api`"), "{message}");
     }
 
     #[test]

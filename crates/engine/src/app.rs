@@ -374,12 +374,28 @@ fn stage_files(locked: &LockedComponent, state_dir: &Path) -> Result<Option<Path
     if locked.files.is_empty() {
         return Ok(None);
     }
-    let root = state_dir.join("files").join(&locked.id);
     let files_error = |path: &Path, source: std::io::Error| EngineError::Files {
         component: locked.id.clone(),
         path: path.to_path_buf(),
         source,
     };
+    // The id names a directory that is emptied and refilled: it must be one plain path
+    // segment (LockedApp::check enforces kebab-case; this guards the filesystem anyway).
+    if Path::new(&locked.id).components().count() != 1
+        || !matches!(
+            Path::new(&locked.id).components().next(),
+            Some(PathComponent::Normal(_))
+        )
+    {
+        return Err(files_error(
+            Path::new(&locked.id),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a component id must be a single path segment",
+            ),
+        ));
+    }
+    let root = state_dir.join("files").join(&locked.id);
     if root.exists() {
         std::fs::remove_dir_all(&root).map_err(|e| files_error(&root, e))?;
     }

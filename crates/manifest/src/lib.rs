@@ -69,6 +69,7 @@ pub use model::{
     Application, Component, ComponentBuild, FileMount, HttpRoute, HttpTrigger, Manifest,
     StaticResponse, Variable,
 };
+pub use rules::{is_kebab_id, is_variable_name};
 
 /// Reads, parses and validates the manifest at `path`.
 ///

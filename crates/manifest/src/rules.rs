@@ -5,7 +5,7 @@
 /// Whether `id` is a valid component id: kebab-case, i.e. lowercase ASCII
 /// letters and digits in words separated by single `-`, starting with a
 /// letter (`hello`, `my-api-2`).
-pub(crate) fn is_kebab_id(id: &str) -> bool {
+pub fn is_kebab_id(id: &str) -> bool {
     id.starts_with(|c: char| c.is_ascii_lowercase())
         && id.split('-').all(|word| {
             !word.is_empty()
@@ -17,7 +17,7 @@ pub(crate) fn is_kebab_id(id: &str) -> bool {
 
 /// Whether `name` is a valid variable name: lowercase ASCII letters, digits
 /// and underscores, starting with a letter (`api_key`, `db2`).
-pub(crate) fn is_variable_name(name: &str) -> bool {
+pub fn is_variable_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()

@@ -408,9 +408,13 @@ impl RegistryClient {
         }
         self.prepare(reference).await?;
         let declared = u64::try_from(desc.size).unwrap_or(0);
+        // Only the registry is asked for blobs: a descriptor's `urls` (which oci-client
+        // would fetch on a registry error) could point anywhere.
+        let mut desc = desc.clone();
+        desc.urls = None;
         let mut stream = self
             .oci
-            .pull_blob_stream(reference.as_oci(), desc)
+            .pull_blob_stream(reference.as_oci(), &desc)
             .await
             .map_err(|e| self.map_error(e, reference, "blob pull"))?;
         let mut writer = cache.blob_writer(&desc.digest).await?;

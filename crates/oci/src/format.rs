@@ -66,6 +66,20 @@ pub(crate) fn to_registry_json(locked: &LockedApp, files: &[Vec<FileRef>]) -> Ve
     if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.remove("origin");
     }
+    // Spin requires `route` on every HTTP trigger and writes a private one as
+    // `{"private": true}`; Wisp's LockedApp leaves it out.
+    if let Some(triggers) = value.get_mut("triggers").and_then(Value::as_array_mut) {
+        for trigger in triggers {
+            if trigger.get("trigger_type").and_then(Value::as_str) == Some("http")
+                && let Some(config) = trigger
+                    .get_mut("trigger_config")
+                    .and_then(Value::as_object_mut)
+                && !config.contains_key("route")
+            {
+                config.insert("route".to_owned(), json!({ "private": true }));
+            }
+        }
+    }
     if let Some(components) = value.get_mut("components").and_then(Value::as_array_mut) {
         for ((component, locked), files) in components.iter_mut().zip(&locked.components).zip(files)
         {

@@ -94,8 +94,42 @@ fn parse_manifest(
             "the manifest is not schema version 2".to_owned(),
         ));
     }
-    serde_json::from_value(value).map_err(|e| unsupported(format!("invalid image manifest: {e}")))
+    let manifest: OciImageManifest = serde_json::from_value(value)
+        .map_err(|e| unsupported(format!("invalid image manifest: {e}")))?;
+    // Bound what one pull may write before anything is downloaded: the layer count (a
+    // push never makes more than MAX_LAYER_COUNT content layers plus the locked app),
+    // each blob, and the whole artifact, all as the manifest declares them (a blob
+    // longer than declared is refused while it streams).
+    if manifest.layers.len() > crate::MAX_LAYER_COUNT + 1 {
+        return Err(unsupported(format!(
+            "it has {} layers; an app has at most {}",
+            manifest.layers.len(),
+            crate::MAX_LAYER_COUNT + 1
+        )));
+    }
+    let mut total: u64 = 0;
+    for layer in &manifest.layers {
+        let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
+        if size > MAX_BLOB_BYTES {
+            return Err(unsupported(format!(
+                "layer {} declares {size} bytes, more than the {MAX_BLOB_BYTES}-byte limit of one layer",
+                layer.digest
+            )));
+        }
+        total = total.saturating_add(size);
+    }
+    if total > MAX_PULL_BYTES {
+        return Err(unsupported(format!(
+            "its layers add up to {total} bytes, more than the {MAX_PULL_BYTES}-byte limit of one app"
+        )));
+    }
+    Ok(manifest)
 }
+
+/// Largest layer a pull accepts (a big interpreted-language component is ~50 MiB).
+const MAX_BLOB_BYTES: u64 = 1 << 30;
+/// Largest sum of layer sizes a pull accepts.
+const MAX_PULL_BYTES: u64 = 4 << 30;
 
 /// Where blobs come from: the registry (downloading what the cache lacks) or the cache only.
 struct Blobs<'a> {

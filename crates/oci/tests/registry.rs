@@ -603,7 +603,7 @@ async fn a_tampered_blob_is_refused_naming_the_layer() {
 }
 
 #[tokio::test]
-async fn a_hand_built_spin_artifact_pulls() {
+async fn a_hand_built_spin_artifact_pulls_and_runs() {
     let registry = Registry::start();
     let wasm = std::fs::read(wisp_test_programs::HELLO).unwrap();
     let data = vec![b'd'; 300];
@@ -682,6 +682,47 @@ async fn a_hand_built_spin_artifact_pulls() {
         app.component("hidden").unwrap().source.path,
         hello.source.path
     );
+
+    // And it runs: the pulled app goes through the same load path as a local one.
+    let response = serve_once(app, "/hello").await;
+    assert_eq!(response, (200, "Hello from Wisp\n".to_owned()));
+}
+
+/// Loads `app` into a fresh engine and answers one GET of `path` in-process.
+async fn serve_once(app: wisp_app::LockedApp, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let engine = wisp_engine::WispEngine::new(wisp_engine::EngineConfig {
+        max_instances: 4,
+        cache_dir: None,
+        ..wisp_engine::EngineConfig::default()
+    })
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let paths = wisp_host::AppPaths {
+        state_dir: state.path().to_path_buf(),
+        app_dir: None,
+    };
+    let capabilities =
+        wisp_host::AppCapabilities::build(&app, &wisp_host::RuntimeConfig::default(), &paths)
+            .await
+            .unwrap();
+    let loaded =
+        wisp_engine::LoadedApp::load(&engine, app, &paths.state_dir, &capabilities).unwrap();
+    let trigger = wisp_trigger_http::HttpTrigger::new(std::sync::Arc::new(loaded)).unwrap();
+    let request = http::Request::builder()
+        .uri(format!("http://localhost{path}"))
+        .body(
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .unwrap();
+    let response = trigger
+        .handle(request, "127.0.0.1:1".parse().unwrap())
+        .await;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test]
@@ -764,6 +805,102 @@ async fn path_traversal_in_an_artifact_is_refused() {
         eprintln!("traversal: {err}");
         assert!(err.to_string().contains(path), "{err}");
     }
+}
+
+#[tokio::test]
+async fn component_ids_that_are_not_plain_names_are_refused() {
+    // The engine stages a component's files in a directory named after its id: an
+    // artifact must not be able to name `..` or an absolute path there.
+    let registry = Registry::start();
+    let wasm = std::fs::read(wisp_test_programs::HELLO).unwrap();
+    let data = vec![b'x'; 200];
+    for (tag, id) in [
+        ("dotdot", "../../x"),
+        ("absolute", "/tmp/wisp-evil"),
+        ("upper", "Evil"),
+    ] {
+        let locked = json!({
+            "spin_lock_version": 1,
+            "metadata": { "name": "evil" },
+            "triggers": [{ "id": "t", "trigger_type": "http",
+                           "trigger_config": { "route": "/...", "component": id } }],
+            "components": [{
+                "id": id,
+                "source": { "content_type": "application/wasm", "digest": wisp_app::sha256_digest(&wasm) },
+                "files": [{ "digest": wisp_app::sha256_digest(&data), "path": "static/x.txt" }]
+            }]
+        });
+        push_by_hand(
+            &registry,
+            "evil-id",
+            tag,
+            &[
+                (wisp_oci::WASM_LAYER_MEDIA_TYPE, wasm.clone()),
+                (wisp_oci::DATA_LAYER_MEDIA_TYPE, data.clone()),
+            ],
+            &locked,
+        )
+        .await;
+        let cache_dir = tempfile::tempdir().unwrap();
+        let err = pull(
+            &anonymous_client(),
+            &registry.reference(&format!("evil-id:{tag}")),
+            &Cache::new(cache_dir.path()),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("kebab-case"), "{id}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_private_component_is_written_the_way_spin_reads_it() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(wisp_test_programs::HELLO, dir.path().join("hello.wasm")).unwrap();
+    let manifest_path = dir.path().join("spin.toml");
+    std::fs::write(
+        &manifest_path,
+        "spin_manifest_version = 2\n[application]\nname = \"private\"\n[[trigger.http]]\nroute = { private = true }\ncomponent = \"hidden\"\n[component.hidden]\nsource = \"hello.wasm\"\n",
+    )
+    .unwrap();
+    let manifest = wisp_manifest::parse_file(&manifest_path).unwrap();
+    let locked = wisp_app::resolve(&manifest, &manifest_path).unwrap();
+    let client = anonymous_client();
+    push(&client, &locked, &registry.reference("private:v1"))
+        .await
+        .unwrap();
+    // Spin requires `route` and writes a private one as `{"private": true}`.
+    let manifest = get_manifest(&registry, "private", "v1").await;
+    let locked_layer = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["mediaType"] == wisp_oci::SPIN_APPLICATION_MEDIA_TYPE)
+        .unwrap();
+    let locked_json = get_blob(
+        &registry,
+        "private",
+        locked_layer["digest"].as_str().unwrap(),
+    )
+    .await;
+    let locked_json: Value = serde_json::from_slice(&locked_json).unwrap();
+    assert_eq!(
+        locked_json["triggers"][0]["trigger_config"]["route"],
+        json!({ "private": true }),
+        "{locked_json}"
+    );
+    // And Wisp reads it back as private.
+    let cache_dir = tempfile::tempdir().unwrap();
+    let pulled = pull(
+        &client,
+        &registry.reference("private:v1"),
+        &Cache::new(cache_dir.path()),
+    )
+    .await
+    .unwrap();
+    let triggers = pulled.locked.http_triggers().unwrap();
+    assert_eq!(triggers[0].1.route, None);
 }
 
 #[tokio::test]

@@ -40,7 +40,12 @@ struct LoginArgs {
     #[arg(long, conflicts_with = "password")]
     password_stdin: bool,
     /// Password (prefer --password-stdin).
-    #[arg(short = 'p', long, env = "WISP_REGISTRY_PASSWORD")]
+    #[arg(
+        short = 'p',
+        long,
+        env = "WISP_REGISTRY_PASSWORD",
+        hide_env_values = true
+    )]
     password: Option<String>,
     /// Talk plain HTTP to the registry (local registries only).
     #[arg(long, env = "WISP_REGISTRY_INSECURE")]
@@ -106,6 +111,12 @@ async fn login(args: LoginArgs) -> Result<()> {
             bail!("give the password with --password-stdin (or -p / WISP_REGISTRY_PASSWORD)")
         }
     };
+    if args.insecure {
+        eprintln!(
+            "warning: --insecure: sending the credentials to {} over plain HTTP",
+            args.registry
+        );
+    }
     wisp_oci::login(&args.registry, &args.username, &password, args.insecure).await?;
     eprintln!("Logged in to {} as {}.", args.registry, args.username);
     Ok(())
@@ -119,6 +130,11 @@ fn reference(text: &str) -> Result<Reference> {
 
 /// A registry client with the stored credentials (wisp's own, then Docker's).
 pub(crate) fn client(insecure: bool) -> Result<RegistryClient> {
+    if insecure {
+        eprintln!(
+            "warning: --insecure: talking plain HTTP to the registry; content and credentials are not protected in transit"
+        );
+    }
     Ok(RegistryClient::new(ClientOptions {
         insecure,
         ..ClientOptions::default()

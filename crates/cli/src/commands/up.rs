@@ -154,9 +154,11 @@ async fn resolve(args: &UpArgs) -> Result<(LockedApp, PathBuf)> {
     if let Some(from) = &args.from {
         if !from.exists()
             && let Some(text) = from.to_str()
-            && let Ok(reference) = text.parse::<wisp_oci::Reference>()
-            && text.contains('/')
+            && looks_like_reference(text)
         {
+            let reference = text.parse::<wisp_oci::Reference>().with_context(|| {
+                format!("--from {text}: not a file, and not a valid registry reference (registry/repository:tag or …@sha256:<digest>)")
+            })?;
             let cache = wisp_oci::Cache::new(
                 args.oci_cache_dir
                     .clone()
@@ -178,6 +180,19 @@ async fn resolve(args: &UpArgs) -> Result<(LockedApp, PathBuf)> {
         return Ok((locked, dir));
     }
     resolve_manifest(args.manifest.as_deref())
+}
+
+/// Whether `--from` text names a registry: its first segment is a host (has a `.` or a
+/// `:` port, or is `localhost`) and it is not a `.wasm` path. A missing local file then
+/// stays a "no such file" error instead of becoming a Docker Hub lookup.
+fn looks_like_reference(text: &str) -> bool {
+    let Some((first, _)) = text.split_once('/') else {
+        return false;
+    };
+    !text.ends_with(".wasm")
+        && first != "."
+        && first != ".."
+        && (first.contains('.') || first.contains(':') || first == "localhost")
 }
 
 /// Parses and resolves the manifest at `path` (default `spin.toml`; a directory means
@@ -286,4 +301,32 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     eprintln!("Shutting down: no new connections; waiting for in-flight requests.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_reference;
+
+    #[test]
+    fn from_names_a_registry_only_with_an_explicit_host() {
+        for reference in [
+            "localhost:5000/hello:v1",
+            "localhost/hello",
+            "ghcr.io/me/app:1.0",
+            "127.0.0.1:5000/apps/hello@sha256:0123",
+        ] {
+            assert!(looks_like_reference(reference), "{reference}");
+        }
+        for path in [
+            "target/wasm32-wasip2/release/handler.wasm",
+            "app/handler",
+            "./dist/app",
+            "../x.y/app",
+            "/abs/path",
+            "handler",
+            "registry.example.com/app.wasm",
+        ] {
+            assert!(!looks_like_reference(path), "{path}");
+        }
+    }
 }
