@@ -329,6 +329,12 @@ impl BlobWriter {
             .flush()
             .await
             .map_err(io_error("write", self.tmp.to_path_buf()))?;
+        // On disk before it gets its final name: a crash must not leave a short file
+        // under a digest that is trusted from then on.
+        self.file
+            .sync_all()
+            .await
+            .map_err(io_error("write", self.tmp.to_path_buf()))?;
         drop(self.file);
         let dest = self.dest;
         self.tmp

@@ -403,8 +403,20 @@ impl RegistryClient {
         cache: &Cache,
     ) -> Result<PathBuf> {
         let path = cache.blob_path(&desc.digest)?;
-        if path.is_file() {
-            return Ok(path);
+        match std::fs::metadata(&path) {
+            // A cached blob was verified when it was stored; one of the wrong length was
+            // damaged since, so fetch it again.
+            Ok(meta) if meta.is_file() && i64::try_from(meta.len()).ok() == Some(desc.size) => {
+                return Ok(path);
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    "cached blob {} has the wrong size; fetching it again",
+                    desc.digest
+                );
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(_) => {}
         }
         self.prepare(reference).await?;
         let declared = u64::try_from(desc.size).unwrap_or(0);

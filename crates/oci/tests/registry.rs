@@ -904,6 +904,31 @@ async fn a_private_component_is_written_the_way_spin_reads_it() {
 }
 
 #[tokio::test]
+async fn a_damaged_cached_blob_is_fetched_again() {
+    let registry = Registry::start();
+    let app = test_app();
+    let client = anonymous_client();
+    push(&client, &app.locked, &registry.reference("damaged:v1"))
+        .await
+        .unwrap();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_dir.path());
+    let first = pull(&client, &registry.reference("damaged:v1"), &cache)
+        .await
+        .unwrap();
+    let source = &first.locked.components[0].source;
+    let cached = cache.blob_path(&source.digest).unwrap();
+    let good = std::fs::read(&cached).unwrap();
+    // As if a crash had cut the file short.
+    std::fs::write(&cached, &good[..good.len() / 2]).unwrap();
+    let again = pull(&client, &registry.reference("damaged:v1"), &cache)
+        .await
+        .unwrap();
+    assert_eq!(again.digest, first.digest);
+    assert_eq!(std::fs::read(&cached).unwrap(), good);
+}
+
+#[tokio::test]
 async fn a_pinned_digest_pulls_from_the_cache_without_the_registry() {
     let mut registry = Registry::start();
     let app = test_app();
