@@ -133,71 +133,56 @@ impl mqtt::HostConnection for CapabilitiesCtx<'_> {
     }
 }
 
+/// The `HostConnection` of a relational-database interface that is not served: `open`
+/// answers `connection-failed`; no connection exists for the other methods to act on.
+/// (`$executed` is what `execute` returns: rows changed, or nothing for MySQL.)
+macro_rules! unsupported_rdbms_connection {
+    ($connection:path, $types:ident, $what:literal, $executed:ty) => {
+        impl $connection for CapabilitiesCtx<'_> {
+            async fn open(
+                &mut self,
+                _address: String,
+            ) -> wasmtime::Result<Result<Resource<NeverOpened>, $types::Error>> {
+                Ok(Err($types::Error::ConnectionFailed(not_supported($what))))
+            }
+            async fn query(
+                &mut self,
+                c: Resource<NeverOpened>,
+                _: String,
+                _: Vec<$types::ParameterValue>,
+            ) -> wasmtime::Result<Result<$types::RowSet, $types::Error>> {
+                self.never(&c)
+            }
+            async fn execute(
+                &mut self,
+                c: Resource<NeverOpened>,
+                _: String,
+                _: Vec<$types::ParameterValue>,
+            ) -> wasmtime::Result<Result<$executed, $types::Error>> {
+                self.never(&c)
+            }
+            async fn drop(&mut self, c: Resource<NeverOpened>) -> wasmtime::Result<()> {
+                self.never(&c)
+            }
+        }
+    };
+}
+
+unsupported_rdbms_connection!(
+    postgres::HostConnection,
+    rdbms_types,
+    "outbound postgres",
+    u64
+);
+unsupported_rdbms_connection!(mysql::HostConnection, rdbms_types, "outbound mysql", ());
+unsupported_rdbms_connection!(pg3::HostConnection, pg3, "outbound postgres", u64);
+unsupported_rdbms_connection!(pg4::HostConnection, pg4, "outbound postgres", u64);
+
 impl rdbms_types::Host for CapabilitiesCtx<'_> {}
 
 impl postgres::Host for CapabilitiesCtx<'_> {}
 
-impl postgres::HostConnection for CapabilitiesCtx<'_> {
-    async fn open(
-        &mut self,
-        _address: String,
-    ) -> wasmtime::Result<Result<Resource<NeverOpened>, rdbms_types::Error>> {
-        Ok(Err(rdbms_types::Error::ConnectionFailed(not_supported(
-            "outbound postgres",
-        ))))
-    }
-    async fn query(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<rdbms_types::ParameterValue>,
-    ) -> wasmtime::Result<Result<rdbms_types::RowSet, rdbms_types::Error>> {
-        self.never(&c)
-    }
-    async fn execute(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<rdbms_types::ParameterValue>,
-    ) -> wasmtime::Result<Result<u64, rdbms_types::Error>> {
-        self.never(&c)
-    }
-    async fn drop(&mut self, c: Resource<NeverOpened>) -> wasmtime::Result<()> {
-        self.never(&c)
-    }
-}
-
 impl mysql::Host for CapabilitiesCtx<'_> {}
-
-impl mysql::HostConnection for CapabilitiesCtx<'_> {
-    async fn open(
-        &mut self,
-        _address: String,
-    ) -> wasmtime::Result<Result<Resource<NeverOpened>, rdbms_types::Error>> {
-        Ok(Err(rdbms_types::Error::ConnectionFailed(not_supported(
-            "outbound mysql",
-        ))))
-    }
-    async fn query(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<rdbms_types::ParameterValue>,
-    ) -> wasmtime::Result<Result<rdbms_types::RowSet, rdbms_types::Error>> {
-        self.never(&c)
-    }
-    async fn execute(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<rdbms_types::ParameterValue>,
-    ) -> wasmtime::Result<Result<(), rdbms_types::Error>> {
-        self.never(&c)
-    }
-    async fn drop(&mut self, c: Resource<NeverOpened>) -> wasmtime::Result<()> {
-        self.never(&c)
-    }
-}
 
 impl llm::Host for CapabilitiesCtx<'_> {
     async fn infer(
@@ -231,34 +216,6 @@ fn postgres_unsupported<E>(error: impl FnOnce(String) -> E) -> E {
 
 impl pg3::Host for CapabilitiesCtx<'_> {}
 
-impl pg3::HostConnection for CapabilitiesCtx<'_> {
-    async fn open(
-        &mut self,
-        _address: String,
-    ) -> wasmtime::Result<Result<Resource<NeverOpened>, pg3::Error>> {
-        Ok(Err(postgres_unsupported(pg3::Error::ConnectionFailed)))
-    }
-    async fn query(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<pg3::ParameterValue>,
-    ) -> wasmtime::Result<Result<pg3::RowSet, pg3::Error>> {
-        self.never(&c)
-    }
-    async fn execute(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<pg3::ParameterValue>,
-    ) -> wasmtime::Result<Result<u64, pg3::Error>> {
-        self.never(&c)
-    }
-    async fn drop(&mut self, c: Resource<NeverOpened>) -> wasmtime::Result<()> {
-        self.never(&c)
-    }
-}
-
 impl pg4::Host for CapabilitiesCtx<'_> {}
 
 impl pg4::HostConnectionBuilder for CapabilitiesCtx<'_> {
@@ -288,34 +245,6 @@ impl pg4::HostConnectionBuilder for CapabilitiesCtx<'_> {
         self.table.delete(builder)?;
         self.state.release_handle();
         Ok(())
-    }
-}
-
-impl pg4::HostConnection for CapabilitiesCtx<'_> {
-    async fn open(
-        &mut self,
-        _address: String,
-    ) -> wasmtime::Result<Result<Resource<NeverOpened>, pg4::Error>> {
-        Ok(Err(postgres_unsupported(pg4::Error::ConnectionFailed)))
-    }
-    async fn query(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<pg4::ParameterValue>,
-    ) -> wasmtime::Result<Result<pg4::RowSet, pg4::Error>> {
-        self.never(&c)
-    }
-    async fn execute(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<pg4::ParameterValue>,
-    ) -> wasmtime::Result<Result<u64, pg4::Error>> {
-        self.never(&c)
-    }
-    async fn drop(&mut self, c: Resource<NeverOpened>) -> wasmtime::Result<()> {
-        self.never(&c)
     }
 }
 
