@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Installs (Debian packages, when missing) and starts on loopback the real servers the
+# tests talk to. Idempotent: a server already answering is left alone. Used by .ci/run;
+# run it by hand before `cargo test --workspace` on a new machine.
+#
+#   redis-server  127.0.0.1:6379   no auth                  (key-value, outbound redis, redis trigger)
+#   mosquitto     127.0.0.1:1883   user wisp / password wisp (outbound MQTT)
+#   PostgreSQL    127.0.0.1:5432   user wisp / password wisp, database wisp_test
+#   MariaDB       127.0.0.1:3306   user wisp / password wisp, database wisp_test
+#   docker-registry and htpasswd are only installed: the OCI tests start their own.
+set -euo pipefail
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+state="${WISP_TEST_SERVICES_DIR:-/tmp/wisp-test-services}"
+mkdir -p "$state"
+
+wait_for() { # description, command...
+    local what="$1"
+    shift
+    for _ in $(seq 100); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.2
+    done
+    echo "error: $what did not come up; see the logs under $state" >&2
+    return 1
+}
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+export PATH="$PATH:/usr/sbin"
+
+# Redis.
+if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
+    mkdir -p "$state/redis"
+    redis-server --port 6379 --bind 127.0.0.1 --daemonize yes --save "" \
+        --dir "$state/redis" --logfile "$state/redis/redis.log"
+    wait_for "redis-server" redis-cli -p 6379 ping
+fi
+
+# Mosquitto, with a password so the tests exercise credentials.
+if ! mosquitto_pub -h 127.0.0.1 -p 1883 -u wisp -P wisp -t wisp/ping -m x >/dev/null 2>&1; then
+    mkdir -p "$state/mosquitto"
+    rm -f "$state/mosquitto/passwd"
+    touch "$state/mosquitto/passwd"
+    chmod 0700 "$state/mosquitto/passwd"
+    mosquitto_passwd -b "$state/mosquitto/passwd" wisp wisp
+    cat >"$state/mosquitto/mosquitto.conf" <<EOF
+listener 1883 127.0.0.1
+allow_anonymous false
+password_file $state/mosquitto/passwd
+persistence false
+log_dest file $state/mosquitto/mosquitto.log
+EOF
+    # Mosquitto drops to the `mosquitto` user when started as root; it must read the files.
+    chown -R "$(id -u):$(id -g)" "$state/mosquitto"
+    if id mosquitto >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+        chown -R mosquitto "$state/mosquitto"
+    fi
+    mosquitto -d -c "$state/mosquitto/mosquitto.conf"
+    wait_for "mosquitto" mosquitto_pub -h 127.0.0.1 -p 1883 -u wisp -P wisp -t wisp/ping -m x
+fi
+
+# PostgreSQL: a private cluster owned by the `postgres` user (it refuses to run as root).
+pg_bin="$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")"
+pg_ready() { PGPASSWORD=wisp psql -h 127.0.0.1 -p 5432 -U wisp -d wisp_test -c 'select 1'; }
+if ! pg_ready >/dev/null 2>&1; then
+    as_pg=()
+    if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); fi
+    pg_data="$state/postgres"
+    if [ ! -f "$pg_data/PG_VERSION" ]; then
+        mkdir -p "$pg_data"
+        [ "$(id -u)" -ne 0 ] || chown postgres "$pg_data" "$state"
+        "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_data" -U postgres --auth-local=trust \
+            --auth-host=scram-sha-256 >/dev/null
+    fi
+    if ! "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
+        "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w \
+            -o "-c listen_addresses=127.0.0.1 -p 5432 -k $pg_data" start >/dev/null
+    fi
+    "${as_pg[@]}" psql -h "$pg_data" -p 5432 -U postgres -v ON_ERROR_STOP=1 -q <<'EOF'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wisp') THEN
+    CREATE ROLE wisp LOGIN PASSWORD 'wisp';
+  END IF;
+END $$;
+SELECT 'CREATE DATABASE wisp_test OWNER wisp'
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'wisp_test')\gexec
+EOF
+    wait_for "PostgreSQL" pg_ready
+fi
+
+# MariaDB: a private data directory, run as the current user.
+my_ready() { mariadb -h 127.0.0.1 -P 3306 -u wisp -pwisp wisp_test -e 'select 1'; }
+if ! my_ready >/dev/null 2>&1; then
+    my_data="$state/mariadb"
+    user_args=()
+    if [ "$(id -u)" -eq 0 ]; then user_args=(--user=root); fi
+    if [ ! -d "$my_data/mysql" ]; then
+        mkdir -p "$my_data"
+        mariadb-install-db --datadir="$my_data" "${user_args[@]}" --auth-root-authentication-method=socket \
+            --skip-test-db >"$state/mariadb-install.log" 2>&1
+    fi
+    if [ ! -S "$my_data/mysqld.sock" ]; then
+        (mariadbd --datadir="$my_data" "${user_args[@]}" --bind-address=127.0.0.1 --port=3306 \
+            --socket="$my_data/mysqld.sock" --pid-file="$my_data/mysqld.pid" \
+            --log-error="$my_data/error.log" --skip-name-resolve >/dev/null 2>&1 &)
+        wait_for "MariaDB socket" test -S "$my_data/mysqld.sock"
+    fi
+    mariadb --socket="$my_data/mysqld.sock" -u root <<'EOF'
+CREATE DATABASE IF NOT EXISTS wisp_test;
+CREATE USER IF NOT EXISTS 'wisp'@'127.0.0.1' IDENTIFIED BY 'wisp';
+CREATE USER IF NOT EXISTS 'wisp'@'localhost' IDENTIFIED BY 'wisp';
+GRANT ALL PRIVILEGES ON wisp_test.* TO 'wisp'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON wisp_test.* TO 'wisp'@'localhost';
+FLUSH PRIVILEGES;
+EOF
+    wait_for "MariaDB" my_ready
+fi
+
+echo "test services up: redis :6379, mosquitto :1883, postgres :5432, mariadb :3306 (127.0.0.1)"
