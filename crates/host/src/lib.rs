@@ -10,6 +10,7 @@
 //! granted, a missing key, an SQL error) are WIT error values; only host faults trap.
 
 mod kv;
+mod outbound_redis;
 mod runtime_config;
 mod sqlite;
 mod unsupported;
@@ -27,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wisp_app::LockedApp;
-use wisp_outbound::{AllowedHosts, BlockedNetworks};
+use wisp_outbound::{AllowedHosts, BlockedNetworks, ServiceError, ServiceTarget};
 use wisp_storage::{KvStore, SqliteDatabase};
 
 mod bindings {
@@ -42,7 +43,8 @@ mod bindings {
             "wasi:keyvalue/atomics.cas": crate::kv::Cas,
             "fermyon:spin/sqlite.connection": crate::sqlite::OpenConnection,
             "spin:sqlite/sqlite.connection": crate::sqlite::OpenConnection,
-            "fermyon:spin/redis.connection": crate::unsupported::NeverOpened,
+            "fermyon:spin/redis.connection": crate::outbound_redis::RedisConnection,
+            "spin:redis/redis.connection": crate::outbound_redis::RedisConnection,
             "fermyon:spin/mqtt.connection": crate::unsupported::NeverOpened,
             "fermyon:spin/postgres.connection": crate::unsupported::NeverOpened,
             "fermyon:spin/mysql.connection": crate::unsupported::NeverOpened,
@@ -138,6 +140,8 @@ pub struct ComponentCapabilities {
     /// expansion that failed keeps its reason for the guest.
     variables: IndexMap<String, Result<String, String>>,
     allowed_outbound_hosts: AllowedHosts,
+    /// The app's blocked networks, minus link-local ranges this component names.
+    blocked_networks: BlockedNetworks,
 }
 
 impl AppCapabilities {
@@ -208,6 +212,7 @@ impl AppCapabilities {
                     key_value_stores: granted_stores,
                     databases: granted_databases,
                     variables: component_variables,
+                    blocked_networks: blocked_networks.for_component(&allowed_outbound_hosts),
                     allowed_outbound_hosts,
                 }),
             );
@@ -248,6 +253,39 @@ impl ComponentCapabilities {
     /// The component's `allowed_outbound_hosts`, templates expanded.
     pub fn allowed_outbound_hosts(&self) -> &AllowedHosts {
         &self.allowed_outbound_hosts
+    }
+
+    /// The networks no connection of this component may reach.
+    pub fn blocked_networks(&self) -> &BlockedNetworks {
+        &self.blocked_networks
+    }
+
+    /// The component id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Checks a service connection (`redis`, `mqtt`, `postgres`, `mysql`) against the
+    /// grants and blocked networks and resolves it; a refusal is logged naming the
+    /// component and what to add.
+    pub(crate) async fn service_target(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<ServiceTarget, ServiceError> {
+        let result = wisp_outbound::resolve_service(
+            &self.allowed_outbound_hosts,
+            &self.blocked_networks,
+            scheme,
+            host,
+            port,
+        )
+        .await;
+        if let Err(e) = &result {
+            tracing::warn!(component = %self.id, "component `{}`: outbound {scheme} connection refused: {e}", self.id);
+        }
+        result
     }
 }
 

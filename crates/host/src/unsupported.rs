@@ -1,10 +1,10 @@
-//! The Spin interfaces this host does not serve yet: outbound Redis, MQTT,
+//! The Spin interfaces this host does not serve yet: outbound MQTT,
 //! PostgreSQL (`fermyon:spin@2.0.0`, `spin:postgres@3.0.0` and `@4.x`), MySQL and LLM. They are linked so every Spin 2 component loads; each
 //! `open` (or LLM call) answers with the interface's own error variant and a message
 //! saying so, never a trap. No connection can be created, so the per-connection
 //! methods are unreachable: their handle type has no values.
 
-use crate::bindings::fermyon::spin::{llm, mqtt, mysql, postgres, rdbms_types, redis};
+use crate::bindings::fermyon::spin::{llm, mqtt, mysql, postgres, rdbms_types};
 use crate::bindings::spin::postgres3_0_0::postgres as pg3;
 use crate::bindings::spin::postgres4_2_0::postgres as pg4;
 use crate::{Capabilities, CapabilitiesCtx};
@@ -22,88 +22,6 @@ impl CapabilitiesCtx<'_> {
     /// hold (which wasmtime already rules out).
     fn never<R>(&self, handle: &Resource<NeverOpened>) -> wasmtime::Result<R> {
         match *self.table.get(handle)? {}
-    }
-}
-
-impl redis::Host for CapabilitiesCtx<'_> {}
-
-impl redis::HostConnection for CapabilitiesCtx<'_> {
-    async fn open(
-        &mut self,
-        _address: String,
-    ) -> wasmtime::Result<Result<Resource<NeverOpened>, redis::Error>> {
-        Ok(Err(redis::Error::Other(not_supported("outbound redis"))))
-    }
-    async fn publish(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), redis::Error>> {
-        self.never(&c)
-    }
-    async fn get(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, redis::Error>> {
-        self.never(&c)
-    }
-    async fn set(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), redis::Error>> {
-        self.never(&c)
-    }
-    async fn incr(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-    ) -> wasmtime::Result<Result<i64, redis::Error>> {
-        self.never(&c)
-    }
-    async fn del(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: Vec<String>,
-    ) -> wasmtime::Result<Result<u32, redis::Error>> {
-        self.never(&c)
-    }
-    async fn sadd(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<String>,
-    ) -> wasmtime::Result<Result<u32, redis::Error>> {
-        self.never(&c)
-    }
-    async fn smembers(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-    ) -> wasmtime::Result<Result<Vec<String>, redis::Error>> {
-        self.never(&c)
-    }
-    async fn srem(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<String>,
-    ) -> wasmtime::Result<Result<u32, redis::Error>> {
-        self.never(&c)
-    }
-    async fn execute(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<redis::RedisParameter>,
-    ) -> wasmtime::Result<Result<Vec<redis::RedisResult>, redis::Error>> {
-        self.never(&c)
-    }
-    async fn drop(&mut self, c: Resource<NeverOpened>) -> wasmtime::Result<()> {
-        self.never(&c)
     }
 }
 

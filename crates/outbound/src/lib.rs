@@ -26,10 +26,12 @@
 pub mod allowed;
 pub mod blocked;
 pub mod client;
+pub mod service;
 
 pub use allowed::{AllowedHosts, Destination};
 pub use blocked::BlockedNetworks;
 pub use client::{OutboundClient, ResponseBody, SendError, Timeouts};
+pub use service::{ServiceError, ServiceTarget, parse_service_url, resolve_service};
 
 /// A configuration entry that could not be parsed.
 ///
