@@ -76,9 +76,10 @@ pub struct LockedVariable {
 pub struct LockedTrigger {
     /// Unique trigger id.
     pub id: String,
-    /// `http` (others later).
+    /// `http`, `redis` or `cron`.
     pub trigger_type: String,
-    /// Type-specific configuration; for `http` see [`HttpTriggerConfig`].
+    /// Type-specific configuration: [`HttpTriggerConfig`], [`RedisTriggerConfig`] or
+    /// [`CronTriggerConfig`].
     pub trigger_config: serde_json::Value,
 }
 
@@ -94,6 +95,30 @@ pub struct HttpTriggerConfig {
     /// A fixed response served without any component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub static_response: Option<StaticResponse>,
+}
+
+/// Configuration of a `redis` trigger, as stored in [`LockedTrigger::trigger_config`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedisTriggerConfig {
+    /// Component that handles each message.
+    pub component: String,
+    /// Pub/sub channel to subscribe to.
+    pub channel: String,
+    /// Server address (`redis://...`), the app-level default already applied; may hold
+    /// `{{ variable }}` references, expanded when the trigger starts.
+    pub address: String,
+}
+
+/// Configuration of a `cron` trigger, as stored in [`LockedTrigger::trigger_config`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CronTriggerConfig {
+    /// Component that handles each tick.
+    pub component: String,
+    /// Six or seven fields, seconds first.
+    pub cron_expression: String,
+    /// Whether a tick may start a run while the previous one is still going.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_overlap: bool,
 }
 
 /// A response served by the host without instantiating a component.
@@ -265,15 +290,35 @@ impl LockedApp {
                 "variable name {name:?} is not lowercase letters, digits and `_`"
             ));
         }
-        for (trigger, config) in self.http_triggers()? {
-            if let Some(component) = &config.component
-                && !seen.contains(component.as_str())
-            {
+        let http = self
+            .http_triggers()?
+            .into_iter()
+            .filter_map(|(t, c)| c.component.map(|c| (t, c)));
+        let redis = self
+            .redis_triggers()?
+            .into_iter()
+            .map(|(t, c)| (t, c.component));
+        let cron = self
+            .cron_triggers()?
+            .into_iter()
+            .map(|(t, c)| (t, c.component));
+        for (trigger, component) in http.chain(redis).chain(cron) {
+            if !seen.contains(component.as_str()) {
                 return invalid(format!(
                     "trigger `{}` names component `{component}`, which the app does not define",
                     trigger.id
                 ));
             }
+        }
+        if let Some(other) = self
+            .triggers
+            .iter()
+            .find(|t| !["http", "redis", "cron"].contains(&t.trigger_type.as_str()))
+        {
+            return invalid(format!(
+                "trigger `{}` has type `{}`; this runtime runs http, redis and cron triggers",
+                other.id, other.trigger_type
+            ));
         }
         Ok(())
     }
@@ -287,9 +332,30 @@ impl LockedApp {
     pub fn http_triggers(
         &self,
     ) -> Result<Vec<(&LockedTrigger, HttpTriggerConfig)>, LockedAppError> {
+        self.triggers_of("http")
+    }
+
+    /// The Redis triggers with their decoded configuration.
+    pub fn redis_triggers(
+        &self,
+    ) -> Result<Vec<(&LockedTrigger, RedisTriggerConfig)>, LockedAppError> {
+        self.triggers_of("redis")
+    }
+
+    /// The cron triggers with their decoded configuration.
+    pub fn cron_triggers(
+        &self,
+    ) -> Result<Vec<(&LockedTrigger, CronTriggerConfig)>, LockedAppError> {
+        self.triggers_of("cron")
+    }
+
+    fn triggers_of<C: serde::de::DeserializeOwned>(
+        &self,
+        trigger_type: &str,
+    ) -> Result<Vec<(&LockedTrigger, C)>, LockedAppError> {
         self.triggers
             .iter()
-            .filter(|t| t.trigger_type == "http")
+            .filter(|t| t.trigger_type == trigger_type)
             .map(|t| Ok((t, serde_json::from_value(t.trigger_config.clone())?)))
             .collect()
     }

@@ -1,7 +1,7 @@
 //! Manifest → LockedApp.
 
 use crate::{
-    AppMetadata, ComponentMetadata, HttpTriggerConfig, LOCKED_APP_VERSION, LockedApp,
+    AppMetadata, ComponentMetadata, CronTriggerConfig, HttpTriggerConfig, RedisTriggerConfig, LOCKED_APP_VERSION, LockedApp,
     LockedComponent, LockedFile, LockedSource, LockedTrigger, LockedVariable, StaticResponse,
     absolutize, sha256_digest,
 };
@@ -69,7 +69,7 @@ pub fn resolve(manifest: &Manifest, manifest_path: &Path) -> Result<LockedApp, R
         })
         .collect();
 
-    let triggers = manifest
+    let mut triggers: Vec<LockedTrigger> = manifest
         .http_triggers
         .iter()
         .enumerate()
@@ -96,6 +96,36 @@ pub fn resolve(manifest: &Manifest, manifest_path: &Path) -> Result<LockedApp, R
             }
         })
         .collect();
+    triggers.extend(manifest.redis_triggers.iter().enumerate().map(|(index, t)| {
+        let config = RedisTriggerConfig {
+            component: t.component.clone(),
+            channel: t.channel.clone(),
+            address: t.address.clone(),
+        };
+        LockedTrigger {
+            id: t
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("redis-trigger-{}", index + 1)),
+            trigger_type: "redis".to_owned(),
+            trigger_config: serde_json::to_value(config).expect("trigger config serializes"),
+        }
+    }));
+    triggers.extend(manifest.cron_triggers.iter().enumerate().map(|(index, t)| {
+        let config = CronTriggerConfig {
+            component: t.component.clone(),
+            cron_expression: t.cron_expression.clone(),
+            allow_overlap: t.allow_overlap,
+        };
+        LockedTrigger {
+            id: t
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("cron-trigger-{}", index + 1)),
+            trigger_type: "cron".to_owned(),
+            trigger_config: serde_json::to_value(config).expect("trigger config serializes"),
+        }
+    }));
 
     let components = manifest
         .components

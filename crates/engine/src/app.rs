@@ -1,5 +1,6 @@
 //! A LockedApp made ready to serve: components compiled, linked and pre-instantiated.
 
+use crate::events::{EventExports, RedisExport};
 use crate::host::{LogStream, Stream};
 use crate::outbound::{AppOutbound, ComponentOutbound, LocalDispatch, OutboundBudget};
 use crate::{EngineError, GuestFault, Host, WispEngine};
@@ -122,8 +123,9 @@ fn linker(engine: &WispEngine) -> Result<Linker<Host>, EngineError> {
 /// A compiled, pre-linked component; each request instantiates it afresh.
 pub struct LoadedComponent {
     id: Arc<str>,
-    pre: ProxyPre<Host>,
-    export: HttpExport,
+    /// The HTTP handler, if the component exports one.
+    http: Option<(ProxyPre<Host>, HttpExport)>,
+    events: EventExports,
     env: Vec<(String, String)>,
     files_dir: Option<PathBuf>,
     capabilities: Arc<ComponentCapabilities>,
@@ -182,22 +184,21 @@ impl LoadedComponent {
                 "cannot be linked: {e:#}; the host does not provide that interface (yet)"
             ))
         })?;
-        let (pre, export) = match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
-            Ok(p3) => (ProxyPre::P3(p3), HttpExport::Handler03),
-            Err(_) => match wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre) {
-                Ok(p2) => (ProxyPre::P2(p2), HttpExport::IncomingHandler02),
-                Err(_) => {
-                    return Err(invalid(
-                        "has no HTTP export: it must export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0` (build it as an HTTP component, e.g. with the Spin SDK)".to_owned(),
-                    ));
-                }
-            },
+        let events = EventExports::detect(&pre);
+        let http = match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
+            Ok(p3) => Some((ProxyPre::P3(p3), HttpExport::Handler03)),
+            Err(_) => wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
+                .ok()
+                .map(|p2| (ProxyPre::P2(p2), HttpExport::IncomingHandler02)),
         };
+        if http.is_none() && events.is_empty() {
+            return Err(invalid(format!("{NO_HTTP_EXPORT}, nor a redis or cron handler")));
+        }
         let files_dir = stage_files(locked, state_dir)?;
         Ok(Self {
             id: id.into(),
-            pre,
-            export,
+            http,
+            events,
             env: locked
                 .env
                 .iter()
@@ -221,9 +222,34 @@ impl LoadedComponent {
         &self.id
     }
 
-    /// The HTTP export detected at load time.
-    pub fn export(&self) -> HttpExport {
-        self.export
+    /// The HTTP export detected at load time, if any.
+    pub fn http_export(&self) -> Option<HttpExport> {
+        self.http.as_ref().map(|(_, export)| *export)
+    }
+
+    /// The Redis message handler detected at load time, if any.
+    pub fn redis_export(&self) -> Option<RedisExport> {
+        self.events.redis()
+    }
+
+    /// Whether the component exports the cron trigger's `handle-cron-event`.
+    pub fn has_cron_export(&self) -> bool {
+        self.events.has_cron()
+    }
+
+    /// What the component exports that Wisp can call, for start-up summaries.
+    pub fn exports_summary(&self) -> String {
+        let mut exports = Vec::new();
+        if let Some(http) = self.http_export() {
+            exports.push(http.to_string());
+        }
+        if let Some(redis) = self.redis_export() {
+            exports.push(redis.to_string());
+        }
+        if self.has_cron_export() {
+            exports.push("fermyon:spin-cron handle-cron-event".to_owned());
+        }
+        exports.join(", ")
     }
 
     fn new_store(
@@ -278,6 +304,12 @@ impl LoadedComponent {
         self: &Arc<Self>,
         request: http::Request<WasiBody>,
     ) -> Result<http::Response<WasiBody>, GuestError> {
+        if self.http.is_none() {
+            return Err(GuestError {
+                fault: None,
+                message: format!("component `{}` {NO_HTTP_EXPORT}", self.id),
+            });
+        }
         let timeout = self.engine.config().request_timeout;
         let deadline = Instant::now() + timeout;
         let permits = self.engine.instance_permits.clone();
@@ -302,7 +334,8 @@ impl LoadedComponent {
         let this = self.clone();
         let task = tokio::spawn(async move {
             let result = async {
-                let proxy = this.pre.instantiate_async(&mut store).await?;
+                let (pre, _) = this.http.as_ref().expect("checked before spawning");
+                let proxy = pre.instantiate_async(&mut store).await?;
                 let prepared = Prepared::new(
                     store.as_context_mut(),
                     &proxy,
@@ -367,6 +400,91 @@ impl LoadedComponent {
         Err(GuestError { fault, message })
     }
 }
+
+impl LoadedComponent {
+    /// Handles one Redis message in a fresh instance, with the same memory cap and
+    /// deadline as a request. `Ok(Err(_))` is the handler's own error.
+    pub async fn handle_redis_message(
+        self: &Arc<Self>,
+        payload: Vec<u8>,
+    ) -> Result<Result<(), String>, GuestError> {
+        self.run_event(move |this, store| {
+            Box::pin(async move { this.events.handle_redis_message(store, payload).await })
+        })
+        .await
+    }
+
+    /// Handles one cron tick in a fresh instance; `timestamp` is seconds since the
+    /// Unix epoch. `Ok(Err(_))` is the handler's own error.
+    pub async fn handle_cron_event(
+        self: &Arc<Self>,
+        timestamp: u64,
+    ) -> Result<Result<(), String>, GuestError> {
+        self.run_event(move |this, store| {
+            Box::pin(async move { this.events.handle_cron_event(store, timestamp).await })
+        })
+        .await
+    }
+
+    /// Runs `call` against a fresh store once an instance slot is free, bounded by the
+    /// deadline; faults are classified as for HTTP requests.
+    async fn run_event<R: Send + 'static>(
+        self: &Arc<Self>,
+        call: impl for<'a> FnOnce(
+            &'a LoadedComponent,
+            &'a mut Store<Host>,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>,
+        > + Send
+        + 'static,
+    ) -> Result<R, GuestError> {
+        let timeout = self.engine.config().request_timeout;
+        let permit = self
+            .engine
+            .instance_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| GuestError {
+                fault: None,
+                message: "the engine is shutting down".to_owned(),
+            })?;
+        // The deadline starts once the instance has a slot, as for requests that queue.
+        let deadline = Instant::now() + timeout;
+        let mut store = self.new_store(deadline, OutboundBudget::default())?;
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let result = call(&this, &mut store).await;
+            let fault = store.data().recorded_fault();
+            drop(store);
+            drop(permit);
+            (result, fault)
+        });
+        let wait_until = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
+        let (result, recorded) = match tokio::time::timeout_at(wait_until, task).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(join)) => (
+                Err(wasmtime::Error::msg(format!("guest task failed: {join}"))),
+                None,
+            ),
+            Err(_elapsed) => (
+                Err(wasmtime::Error::new(GuestFault::Deadline(timeout))),
+                None,
+            ),
+        };
+        result.map_err(|err| GuestError {
+            fault: err
+                .downcast_ref::<GuestFault>()
+                .cloned()
+                .or(recorded)
+                .or_else(|| (Instant::now() >= deadline).then_some(GuestFault::Deadline(timeout))),
+            message: format!("{err:#}"),
+        })
+    }
+}
+
+/// Why a component cannot serve HTTP.
+const NO_HTTP_EXPORT: &str = "has no HTTP export: it must export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0` (build it as an HTTP component, e.g. with the Spin SDK)";
 
 /// Copies a component's files into its own directory so the guest sees exactly its
 /// `files` and nothing else, mounted read-only.

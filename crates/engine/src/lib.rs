@@ -9,6 +9,7 @@
 
 mod app;
 mod cache;
+mod events;
 mod host;
 mod outbound;
 
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use app::{GuestError, HttpExport, LoadedApp, LoadedComponent};
+pub use events::RedisExport;
 pub use host::{GuestFault, Host};
 pub use outbound::{DEFAULT_MAX_OUTBOUND_REQUESTS, LocalDispatch, LocalResponse, LocalTarget};
 

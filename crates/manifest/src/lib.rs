@@ -66,8 +66,8 @@ use std::path::Path;
 
 pub use error::ManifestError;
 pub use model::{
-    Application, Component, ComponentBuild, FileMount, HttpRoute, HttpTrigger, Manifest,
-    StaticResponse, Variable,
+    Application, Component, ComponentBuild, CronTrigger, FileMount, HttpRoute, HttpTrigger,
+    Manifest, RedisTrigger, StaticResponse, Variable,
 };
 pub use rules::{is_kebab_id, is_variable_name};
 

@@ -17,6 +17,10 @@ pub struct Manifest {
     pub variables: IndexMap<String, Variable>,
     /// The `[[trigger.http]]` tables, in file order.
     pub http_triggers: Vec<HttpTrigger>,
+    /// The `[[trigger.redis]]` tables, in file order.
+    pub redis_triggers: Vec<RedisTrigger>,
+    /// The `[[trigger.cron]]` tables, in file order.
+    pub cron_triggers: Vec<CronTrigger>,
     /// The `[component.<id>]` tables in file order, followed by the inline
     /// components of triggers (in trigger order) under their generated ids.
     pub components: IndexMap<String, Component>,
@@ -64,6 +68,39 @@ pub struct HttpTrigger {
     /// A fixed response served without running any component.
     pub static_response: Option<StaticResponse>,
     /// 1-based line of this trigger's `route` value, for later messages.
+    pub line: usize,
+}
+
+/// One `[[trigger.redis]]` table: messages on `channel` run `component`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTrigger {
+    /// `id = "..."`, if given.
+    pub id: Option<String>,
+    /// The id of the component that handles messages.
+    pub component: String,
+    /// The channel to subscribe to.
+    pub channel: String,
+    /// The server: the trigger's `address`, else `[application.trigger.redis] address`.
+    /// May contain `{{ variable }}` references to application variables.
+    pub address: String,
+    /// 1-based line of this trigger's `channel` value.
+    pub line: usize,
+}
+
+/// One `[[trigger.cron]]` table: `component` runs on the `cron_expression` schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronTrigger {
+    /// `id = "..."`, if given.
+    pub id: Option<String>,
+    /// The id of the component that handles the events.
+    pub component: String,
+    /// Six or seven fields: seconds, minutes, hours, day of month, month, day of
+    /// week and optionally year (checked to parse).
+    pub cron_expression: String,
+    /// Whether a run may start while the previous run of this trigger is still going
+    /// (Wisp extension `allow_overlap = true`; default false: the tick is skipped).
+    pub allow_overlap: bool,
+    /// 1-based line of this trigger's `cron_expression` value.
     pub line: usize,
 }
 

@@ -64,7 +64,8 @@ pub(crate) struct RawApplication {
 #[derive(Default)]
 pub(crate) struct RawAppTriggers {
     pub http: Option<RawAppHttpConfig>,
-    /// Keys of trigger types other than `http`, in file order.
+    pub redis: Option<RawAppRedisConfig>,
+    /// Keys of trigger types without app-level settings, in file order.
     pub unsupported: Vec<Spanned<String>>,
 }
 
@@ -76,6 +77,16 @@ pub(crate) struct RawAppTriggers {
 )]
 pub(crate) struct RawAppHttpConfig {
     pub base: Option<Spanned<String>>,
+}
+
+/// `[application.trigger.redis]`.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the [application.trigger.redis] table"
+)]
+pub(crate) struct RawAppRedisConfig {
+    pub address: Option<Spanned<String>>,
 }
 
 /// `[variables]` entries.
@@ -95,7 +106,9 @@ pub(crate) struct RawVariable {
 #[derive(Default)]
 pub(crate) struct RawTriggers {
     pub http: Vec<Spanned<RawHttpTrigger>>,
-    /// Keys of trigger types other than `http`, in file order.
+    pub redis: Vec<Spanned<RawRedisTrigger>>,
+    pub cron: Vec<Spanned<RawCronTrigger>>,
+    /// Keys of trigger types other than `http`, `redis` and `cron`, in file order.
     pub unsupported: Vec<Spanned<String>>,
 }
 
@@ -108,6 +121,28 @@ pub(crate) struct RawHttpTrigger {
     pub component: Option<Spanned<RawComponentRef>>,
     pub executor: Option<RawExecutor>,
     pub static_response: Option<Spanned<RawStaticResponse>>,
+}
+
+/// One `[[trigger.redis]]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[trigger.redis]] table")]
+pub(crate) struct RawRedisTrigger {
+    pub id: Option<Spanned<String>>,
+    pub component: Option<Spanned<RawComponentRef>>,
+    pub channel: Option<Spanned<String>>,
+    pub address: Option<Spanned<String>>,
+    pub executor: Option<RawExecutor>,
+}
+
+/// One `[[trigger.cron]]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[trigger.cron]] table")]
+pub(crate) struct RawCronTrigger {
+    pub id: Option<Spanned<String>>,
+    pub component: Option<Spanned<RawComponentRef>>,
+    pub cron_expression: Option<Spanned<String>>,
+    /// Wisp extension: start a run even while the previous one is still running.
+    pub allow_overlap: Option<bool>,
 }
 
 /// `route = "/path"` or `route = { private = true }`.
@@ -357,7 +392,7 @@ impl<'de> Deserialize<'de> for RawTriggers {
             type Value = RawTriggers;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("[[trigger.http]] tables")
+                f.write_str("[[trigger.http]], [[trigger.redis]] or [[trigger.cron]] tables")
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTriggers, A::Error> {
@@ -365,6 +400,10 @@ impl<'de> Deserialize<'de> for RawTriggers {
                 while let Some(kind) = map.next_key::<Spanned<String>>()? {
                     if kind.get_ref() == "http" {
                         triggers.http = map.next_value::<HttpTriggerList>()?.0;
+                    } else if kind.get_ref() == "redis" {
+                        triggers.redis = map.next_value()?;
+                    } else if kind.get_ref() == "cron" {
+                        triggers.cron = map.next_value()?;
                     } else {
                         map.next_value::<IgnoredAny>()?;
                         triggers.unsupported.push(kind);
@@ -409,7 +448,7 @@ impl<'de> Deserialize<'de> for RawAppTriggers {
             type Value = RawAppTriggers;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("[application.trigger.http] settings")
+                f.write_str("[application.trigger.http] or [application.trigger.redis] settings")
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAppTriggers, A::Error> {
@@ -417,6 +456,8 @@ impl<'de> Deserialize<'de> for RawAppTriggers {
                 while let Some(kind) = map.next_key::<Spanned<String>>()? {
                     if kind.get_ref() == "http" {
                         triggers.http = Some(map.next_value()?);
+                    } else if kind.get_ref() == "redis" {
+                        triggers.redis = Some(map.next_value()?);
                     } else {
                         map.next_value::<IgnoredAny>()?;
                         triggers.unsupported.push(kind);

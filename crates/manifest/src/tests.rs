@@ -422,3 +422,68 @@ fn errors_carry_position_and_hint() {
         Some("defined components: `app`; fix the name or add a [component.apq] table")
     );
 }
+
+#[test]
+fn redis_and_cron_triggers() {
+    let manifest = parse(
+        r#"spin_manifest_version = 2
+
+[application]
+name = "events"
+
+[application.trigger.redis]
+address = "redis://{{ redis_host }}:6379"
+
+[variables]
+redis_host = { default = "127.0.0.1" }
+
+[[trigger.redis]]
+channel = "orders"
+component = "worker"
+
+[[trigger.redis]]
+id = "audit"
+address = "redis://audit.internal:6380"
+channel = "audit"
+component = { source = "audit.wasm" }
+
+[[trigger.cron]]
+component = "worker"
+cron_expression = "*/10 * * * * *"
+
+[[trigger.cron]]
+component = "worker"
+cron_expression = "0 0 3 * * Sun 2030"
+allow_overlap = true
+
+[component.worker]
+source = "worker.wasm"
+"#,
+    );
+    assert!(manifest.http_triggers.is_empty());
+    assert_eq!(
+        manifest.redis_triggers,
+        vec![
+            RedisTrigger {
+                id: None,
+                component: "worker".into(),
+                channel: "orders".into(),
+                address: "redis://{{ redis_host }}:6379".into(),
+                line: 13,
+            },
+            RedisTrigger {
+                id: Some("audit".into()),
+                component: "audit".into(),
+                channel: "audit".into(),
+                address: "redis://audit.internal:6380".into(),
+                line: 19,
+            },
+        ]
+    );
+    assert_eq!(manifest.cron_triggers.len(), 2);
+    assert_eq!(manifest.cron_triggers[0].cron_expression, "*/10 * * * * *");
+    assert!(!manifest.cron_triggers[0].allow_overlap);
+    assert!(manifest.cron_triggers[1].allow_overlap);
+    assert_eq!(manifest.cron_triggers[1].line, 28);
+    assert!(manifest.components.contains_key("audit"));
+}

@@ -14,12 +14,13 @@ use toml::Spanned;
 
 use crate::error::{ManifestError, Source};
 use crate::model::{
-    Application, Component, ComponentBuild, FileMount, HttpRoute, HttpTrigger, Manifest,
-    StaticResponse, Variable,
+    Application, Component, ComponentBuild, CronTrigger, FileMount, HttpRoute, HttpTrigger,
+    Manifest, RedisTrigger, StaticResponse, Variable,
 };
 use crate::raw::{
-    RawApplication, RawComponent, RawComponentRef, RawExecutor, RawFileMount, RawHttpTrigger,
-    RawManifest, RawRoute, RawSource, RawStaticResponse, RawTriggers, RawVariable, VersionProbe,
+    RawApplication, RawComponent, RawComponentRef, RawCronTrigger, RawExecutor, RawFileMount,
+    RawHttpTrigger, RawManifest, RawRedisTrigger, RawRoute, RawSource, RawStaticResponse,
+    RawTriggers, RawVariable, VersionProbe,
 };
 use crate::rules::{self, TemplateError};
 
@@ -36,6 +37,7 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Manifest, ManifestError> 
     Validator {
         src: &src,
         warnings: Vec::new(),
+        redis_address: None,
     }
     .manifest(raw)
 }
@@ -72,6 +74,8 @@ fn check_version(src: &Source<'_>, probe: &VersionProbe) -> Result<(), ManifestE
 struct Validator<'a> {
     src: &'a Source<'a>,
     warnings: Vec<String>,
+    /// `[application.trigger.redis] address`, the default for `[[trigger.redis]]`.
+    redis_address: Option<Spanned<String>>,
 }
 
 impl Validator<'_> {
@@ -110,12 +114,14 @@ impl Validator<'_> {
             components.insert(id, component);
         }
 
-        let http_triggers = self.triggers(raw.trigger, &mut components, &variables)?;
+        let triggers = self.triggers(raw.trigger, &mut components, &variables)?;
 
         Ok(Manifest {
             application,
             variables,
-            http_triggers,
+            http_triggers: triggers.http,
+            redis_triggers: triggers.redis,
+            cron_triggers: triggers.cron,
             components,
             warnings: self.warnings,
         })
@@ -147,6 +153,7 @@ impl Validator<'_> {
         if app.trigger.http.is_some_and(|http| http.base.is_some()) {
             self.warnings.push(BASE_WARNING.to_owned());
         }
+        self.redis_address = app.trigger.redis.and_then(|redis| redis.address);
         Ok(Application {
             name,
             version: app.version,
@@ -162,7 +169,10 @@ impl Validator<'_> {
         self.error(
             kind.span(),
             format!("trigger type `{}` is not supported yet", kind.get_ref()),
-            format!("only HTTP triggers ([[trigger.http]]) can run for now; remove {table}"),
+            format!(
+                "Wisp runs http, redis and cron triggers ([[trigger.http]], [[trigger.redis]], \
+                 [[trigger.cron]]); remove {table}"
+            ),
         )
     }
 
@@ -388,26 +398,217 @@ impl Validator<'_> {
         raw: RawTriggers,
         components: &mut IndexMap<String, Component>,
         variables: &IndexMap<String, Variable>,
-    ) -> Result<Vec<HttpTrigger>, ManifestError> {
+    ) -> Result<Triggers, ManifestError> {
         if let Some(kind) = raw.unsupported.first() {
             return Err(self.unsupported_trigger(kind, "the [[trigger.{}]] tables"));
         }
-        if raw.http.is_empty() {
+        if raw.http.is_empty() && raw.redis.is_empty() && raw.cron.is_empty() {
             return Err(self.error(
                 0..0,
                 "the app has no triggers; add a [[trigger.http]] table so that requests reach a component",
-                "for example `[[trigger.http]]` with `route = \"/...\"` and `component = \"<component id>\"`",
+                "for example `[[trigger.http]]` with `route = \"/...\"` and `component = \"<component id>\"` \
+                 (or a [[trigger.redis]] or [[trigger.cron]] table)",
             ));
         }
 
         let named: Vec<String> = components.keys().cloned().collect();
         let mut state = TriggerState::default();
-        let mut triggers = Vec::with_capacity(raw.http.len());
+        let mut triggers = Triggers::default();
         for trigger in raw.http {
             let trigger = self.http_trigger(trigger, &named, components, variables, &mut state)?;
-            triggers.push(trigger);
+            triggers.http.push(trigger);
+        }
+        for trigger in raw.redis {
+            let trigger = self.redis_trigger(trigger, &named, components, variables, &mut state)?;
+            triggers.redis.push(trigger);
+        }
+        for trigger in raw.cron {
+            let trigger = self.cron_trigger(trigger, &named, components, variables, &mut state)?;
+            triggers.cron.push(trigger);
         }
         Ok(triggers)
+    }
+
+    fn unique_trigger_id(
+        &self,
+        id: Option<&Spanned<String>>,
+        state: &mut TriggerState,
+    ) -> Result<(), ManifestError> {
+        if let Some(id) = id
+            && !state.ids.insert(id.get_ref().clone())
+        {
+            return Err(self.error(
+                id.span(),
+                format!("duplicate trigger id `{}`", id.get_ref()),
+                "trigger ids must be unique; rename or remove one of them",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `component` of a non-HTTP trigger, which is required.
+    #[allow(clippy::too_many_arguments)]
+    fn required_component(
+        &self,
+        component: Option<Spanned<RawComponentRef>>,
+        trigger_span: Range<usize>,
+        table: &str,
+        trigger_id: Option<&Spanned<String>>,
+        named: &[String],
+        components: &mut IndexMap<String, Component>,
+        variables: &IndexMap<String, Variable>,
+        state: &mut TriggerState,
+    ) -> Result<String, ManifestError> {
+        match component {
+            Some(component) => {
+                self.component_ref(component, trigger_id, named, components, variables, state)
+            }
+            None => Err(self.error(
+                trigger_span,
+                format!("this {table} has no `component`"),
+                "add `component = \"<component id>\"` naming a [component.<id>] table",
+            )),
+        }
+    }
+
+    fn redis_trigger(
+        &self,
+        trigger: Spanned<RawRedisTrigger>,
+        named: &[String],
+        components: &mut IndexMap<String, Component>,
+        variables: &IndexMap<String, Variable>,
+        state: &mut TriggerState,
+    ) -> Result<RedisTrigger, ManifestError> {
+        let trigger_span = trigger.span();
+        let trigger = trigger.into_inner();
+        self.unique_trigger_id(trigger.id.as_ref(), state)?;
+        if let Some(executor) = &trigger.executor {
+            self.executor(executor)?;
+        }
+        let component = self.required_component(
+            trigger.component,
+            trigger_span.clone(),
+            "[[trigger.redis]]",
+            trigger.id.as_ref(),
+            named,
+            components,
+            variables,
+            state,
+        )?;
+        let channel = match trigger.channel {
+            Some(channel) if !channel.get_ref().trim().is_empty() => channel,
+            Some(channel) => {
+                return Err(self.error(
+                    channel.span(),
+                    "the redis trigger's `channel` is empty",
+                    "write the channel to subscribe to, e.g. `channel = \"messages\"`",
+                ));
+            }
+            None => {
+                return Err(self.error(
+                    trigger_span,
+                    "this [[trigger.redis]] has no `channel`",
+                    "add `channel = \"<channel name>\"`, the Redis pub/sub channel whose messages run the component",
+                ));
+            }
+        };
+        let line = self.src.line(channel.span().start);
+        let address = match trigger.address.as_ref().or(self.redis_address.as_ref()) {
+            Some(address) => address,
+            None => {
+                return Err(self.error(
+                    trigger_span,
+                    "this [[trigger.redis]] has no server address",
+                    "add `address = \"redis://host:6379\"` to the trigger, or to an \
+                     [application.trigger.redis] table for every redis trigger",
+                ));
+            }
+        };
+        self.check_address_template(address, variables)?;
+        Ok(RedisTrigger {
+            id: trigger.id.map(Spanned::into_inner),
+            component,
+            channel: channel.into_inner(),
+            address: address.get_ref().clone(),
+            line,
+        })
+    }
+
+    /// A redis `address`: `redis://...`, possibly with `{{ variable }}` references.
+    fn check_address_template(
+        &self,
+        address: &Spanned<String>,
+        variables: &IndexMap<String, Variable>,
+    ) -> Result<(), ManifestError> {
+        let text = address.get_ref();
+        let references = rules::template_references(text).map_err(|_| {
+            self.error(
+                address.span(),
+                "the redis address has a malformed `{{ variable }}` reference",
+                "write references to application variables as `{{ name }}`",
+            )
+        })?;
+        if let Some(undeclared) = references.iter().find(|r| !variables.contains_key(**r)) {
+            return Err(self.error(
+                address.span(),
+                format!("the redis address refers to undeclared variable `{undeclared}`"),
+                format!("declare it under [variables], e.g. `{undeclared} = {{ default = \"...\" }}`"),
+            ));
+        }
+        if references.is_empty() && !text.starts_with("redis://") {
+            return Err(self.error(
+                address.span(),
+                format!("`{text}` is not a redis address"),
+                "write it as `redis://[user:password@]host[:port][/db]` (rediss:// is not supported yet)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn cron_trigger(
+        &self,
+        trigger: Spanned<RawCronTrigger>,
+        named: &[String],
+        components: &mut IndexMap<String, Component>,
+        variables: &IndexMap<String, Variable>,
+        state: &mut TriggerState,
+    ) -> Result<CronTrigger, ManifestError> {
+        let trigger_span = trigger.span();
+        let trigger = trigger.into_inner();
+        self.unique_trigger_id(trigger.id.as_ref(), state)?;
+        let component = self.required_component(
+            trigger.component,
+            trigger_span.clone(),
+            "[[trigger.cron]]",
+            trigger.id.as_ref(),
+            named,
+            components,
+            variables,
+            state,
+        )?;
+        let Some(expression) = trigger.cron_expression else {
+            return Err(self.error(
+                trigger_span,
+                "this [[trigger.cron]] has no `cron_expression`",
+                "add a schedule such as `cron_expression = \"0 */5 * * * *\"` (every five minutes)",
+            ));
+        };
+        if let Err(reason) = rules::check_cron_expression(expression.get_ref()) {
+            return Err(self.error(
+                expression.span(),
+                format!("invalid cron_expression `{}`: {reason}", expression.get_ref()),
+                "write six or seven fields: seconds minutes hours day-of-month month \
+                 day-of-week [year], e.g. `\"*/10 * * * * *\"` for every ten seconds",
+            ));
+        }
+        let line = self.src.line(expression.span().start);
+        Ok(CronTrigger {
+            id: trigger.id.map(Spanned::into_inner),
+            component,
+            cron_expression: expression.into_inner(),
+            allow_overlap: trigger.allow_overlap.unwrap_or(false),
+            line,
+        })
     }
 
     fn http_trigger(
@@ -420,16 +621,7 @@ impl Validator<'_> {
     ) -> Result<HttpTrigger, ManifestError> {
         let trigger_span = trigger.span();
         let trigger = trigger.into_inner();
-
-        if let Some(id) = &trigger.id
-            && !state.ids.insert(id.get_ref().clone())
-        {
-            return Err(self.error(
-                id.span(),
-                format!("duplicate trigger id `{}`", id.get_ref()),
-                "trigger ids must be unique; rename or remove one of them",
-            ));
-        }
+        self.unique_trigger_id(trigger.id.as_ref(), state)?;
 
         let route_span = trigger.route.span();
         let line = self.src.line(route_span.start);
@@ -647,6 +839,14 @@ impl Validator<'_> {
             body: response.body,
         })
     }
+}
+
+/// The validated triggers of each type.
+#[derive(Default)]
+struct Triggers {
+    http: Vec<HttpTrigger>,
+    redis: Vec<RedisTrigger>,
+    cron: Vec<CronTrigger>,
 }
 
 /// What the trigger checks remember across triggers.

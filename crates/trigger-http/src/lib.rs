@@ -28,6 +28,16 @@ pub enum TriggerError {
     /// The LockedApp's trigger configuration is malformed.
     #[error("invalid http trigger configuration: {0}")]
     Config(String),
+    /// A trigger's component cannot serve HTTP.
+    #[error("http trigger `{trigger}`: component `{component}` {message}")]
+    NotHttp {
+        /// Trigger id.
+        trigger: String,
+        /// Component id.
+        component: String,
+        /// Why, and how to fix it.
+        message: String,
+    },
     /// A trigger names a component the app does not have.
     #[error(
         "http trigger `{trigger}` names component `{component}`, which the app does not define"
@@ -84,13 +94,26 @@ impl HttpTrigger {
             .http_triggers()
             .map_err(|e| TriggerError::Config(e.to_string()))?;
         for (trigger, config) in triggers {
-            if let Some(component) = &config.component
-                && app.component(component).is_none()
-            {
-                return Err(TriggerError::MissingComponent {
-                    trigger: trigger.id.clone(),
-                    component: component.clone(),
-                });
+            if let Some(component) = &config.component {
+                match app.component(component) {
+                    None => {
+                        return Err(TriggerError::MissingComponent {
+                            trigger: trigger.id.clone(),
+                            component: component.clone(),
+                        });
+                    }
+                    Some(loaded) if loaded.http_export().is_none() => {
+                        return Err(TriggerError::NotHttp {
+                            trigger: trigger.id.clone(),
+                            component: component.clone(),
+                            message: format!(
+                                "has no HTTP export (it exports {}): it must export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0`",
+                                loaded.exports_summary()
+                            ),
+                        });
+                    }
+                    Some(_) => {}
+                }
             }
             // A route-less trigger is a private component: reachable only from inside.
             let Some(route) = &config.route else { continue };

@@ -9,7 +9,9 @@ use std::time::Duration;
 use wisp_app::LockedApp;
 use wisp_engine::{EngineConfig, LoadedApp, WispEngine};
 use wisp_host::{AppCapabilities, AppPaths, RuntimeConfig};
+use wisp_trigger_cron::CronTrigger;
 use wisp_trigger_http::HttpTrigger;
+use wisp_trigger_redis::RedisTrigger;
 
 /// Arguments of `wisp up`.
 #[derive(Debug, Args)]
@@ -130,20 +132,76 @@ pub fn run(args: UpArgs) -> Result<()> {
         let capabilities = AppCapabilities::build(&locked, &runtime_config, &paths)
             .await
             .context("cannot set up the app's stores, databases and variables")?;
+        let serves_http = !locked
+            .http_triggers()
+            .context("cannot read the app's http triggers")?
+            .is_empty();
         // Bind first so a taken port is reported before any compile work.
-        let listener = bind(args.listen).await?;
-        let address = listener
-            .local_addr()
-            .context("cannot read the listening address")?;
+        let listener = match serves_http {
+            true => Some(bind(args.listen).await?),
+            false => None,
+        };
         let engine = WispEngine::new(config).context("cannot create the wasm engine")?;
         let app = LoadedApp::load(&engine, locked, &state_dir, &capabilities)
             .context("cannot load the app")?;
         let app = Arc::new(app);
-        let trigger = HttpTrigger::new(app.clone()).context("cannot set up HTTP routes")?;
-        print_summary(&engine, &app, &capabilities, &trigger, address);
-        trigger
-            .serve(listener, shutdown_signal(), shutdown_grace)
-            .await;
+        let http = match listener {
+            Some(listener) => {
+                let address = listener
+                    .local_addr()
+                    .context("cannot read the listening address")?;
+                let trigger =
+                    HttpTrigger::new(app.clone()).context("cannot set up HTTP routes")?;
+                Some((trigger, listener, address))
+            }
+            None => None,
+        };
+        let redis = Arc::new(
+            RedisTrigger::new(app.clone(), |text| capabilities.expand(text))
+                .context("cannot set up the redis triggers")?,
+        );
+        let cron = Arc::new(CronTrigger::new(app.clone()).context("cannot set up the cron triggers")?);
+        print_summary(
+            &engine,
+            &app,
+            &capabilities,
+            http.as_ref().map(|(trigger, _, address)| (&**trigger, *address)),
+            &redis,
+            &cron,
+        );
+
+        // One signal stops every trigger.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let serve_http = async {
+            if let Some((trigger, listener, _)) = http {
+                trigger
+                    .serve(listener, until_stopped(stopped.clone()), shutdown_grace)
+                    .await;
+            }
+        };
+        let run_redis = async {
+            if !redis.is_empty() {
+                redis
+                    .clone()
+                    .run(until_stopped(stopped.clone()), shutdown_grace)
+                    .await;
+            }
+        };
+        let run_cron = async {
+            if !cron.is_empty() {
+                cron.clone()
+                    .run(until_stopped(stopped.clone()), shutdown_grace)
+                    .await;
+            }
+        };
+        tokio::join!(serve_http, run_redis, run_cron);
         eprintln!("Stopped.");
         Ok(())
     })
@@ -243,8 +301,9 @@ fn print_summary(
     engine: &WispEngine,
     app: &LoadedApp,
     capabilities: &AppCapabilities,
-    trigger: &HttpTrigger,
-    address: SocketAddr,
+    http: Option<(&HttpTrigger, SocketAddr)>,
+    redis: &RedisTrigger,
+    cron: &CronTrigger,
 ) {
     let config = engine.config();
     eprintln!(
@@ -265,20 +324,47 @@ fn print_summary(
     eprintln!("Components:");
     for component in &app.locked().components {
         if let Some(loaded) = app.component(&component.id) {
-            eprintln!("  {}  ({})", component.id, loaded.export());
+            eprintln!("  {}  ({})", component.id, loaded.exports_summary());
         }
     }
     eprintln!("Capabilities:");
     for line in capabilities.summary() {
         eprintln!("  {line}");
     }
-    eprintln!("Routes:");
-    for route in trigger.routes() {
-        let target = route.component.as_deref().unwrap_or("(static response)");
-        eprintln!("  http://{address}{}  ->  {target}", route.route);
+    if !redis.is_empty() {
+        eprintln!("Redis subscriptions:");
+        for subscription in redis.subscriptions() {
+            eprintln!(
+                "  {} channel `{}`  ->  {}",
+                subscription.server, subscription.channel, subscription.component
+            );
+        }
     }
-    // Tests and scripts read this line to find the bound address.
-    eprintln!("Listening on http://{address}");
+    if !cron.is_empty() {
+        eprintln!("Cron schedules (UTC):");
+        for schedule in cron.schedules() {
+            let next = schedule
+                .next
+                .map_or_else(|| "no further ticks".to_owned(), |t| format!("next {t}"));
+            eprintln!(
+                "  `{}`  ->  {}  ({next})",
+                schedule.cron_expression, schedule.component
+            );
+        }
+    }
+    match http {
+        Some((trigger, address)) => {
+            eprintln!("Routes:");
+            for route in trigger.routes() {
+                let target = route.component.as_deref().unwrap_or("(static response)");
+                eprintln!("  http://{address}{}  ->  {target}", route.route);
+            }
+            // Tests and scripts read this line to find the bound address.
+            eprintln!("Listening on http://{address}");
+        }
+        // Tests and scripts read this line to know the triggers are running.
+        None => eprintln!("Running (no HTTP triggers)."),
+    }
 }
 
 async fn shutdown_signal() {

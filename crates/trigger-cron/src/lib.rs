@@ -1,0 +1,219 @@
+//! The cron trigger, built in (Spin needs the `trigger-cron` plugin for it).
+//!
+//! Each `[[trigger.cron]]` runs its component on a six- or seven-field schedule (seconds
+//! first, UTC), calling the `handle-cron-event` export of the `fermyon:spin-cron@2.0.0`
+//! world with the tick's Unix timestamp. A tick that comes while the previous run of the
+//! same trigger is still going is skipped with a warning, unless the trigger sets
+//! `allow_overlap = true`. Every run is logged with its outcome.
+
+use chrono::{DateTime, Utc};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use wisp_engine::LoadedApp;
+
+/// Errors building the trigger from an app.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// The LockedApp's trigger configuration is malformed.
+    #[error("invalid cron trigger configuration: {0}")]
+    Config(String),
+    /// A trigger cannot run as configured.
+    #[error("cron trigger `{trigger}`: {message}")]
+    Trigger {
+        /// Trigger id.
+        trigger: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// One scheduled trigger, for summaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSummary {
+    /// Trigger id.
+    pub trigger: String,
+    /// The expression as written.
+    pub cron_expression: String,
+    /// The component it runs.
+    pub component: String,
+    /// The next tick (UTC), if the schedule has one.
+    pub next: Option<DateTime<Utc>>,
+}
+
+struct Job {
+    trigger: String,
+    component: String,
+    expression: String,
+    schedule: cron::Schedule,
+    allow_overlap: bool,
+    running: AtomicBool,
+}
+
+/// An app's cron triggers, ready to run.
+pub struct CronTrigger {
+    app: Arc<LoadedApp>,
+    jobs: Vec<Arc<Job>>,
+}
+
+impl CronTrigger {
+    /// Reads and checks the app's cron triggers: each schedule parses and each
+    /// component exports `handle-cron-event`.
+    pub fn new(app: Arc<LoadedApp>) -> Result<Self, TriggerError> {
+        let triggers = app
+            .locked()
+            .cron_triggers()
+            .map_err(|e| TriggerError::Config(e.to_string()))?;
+        let mut jobs = Vec::new();
+        for (trigger, config) in triggers {
+            let error = |message: String| TriggerError::Trigger {
+                trigger: trigger.id.clone(),
+                message,
+            };
+            let component = app.component(&config.component).ok_or_else(|| {
+                error(format!(
+                    "component `{}` is not defined by the app",
+                    config.component
+                ))
+            })?;
+            if !component.has_cron_export() {
+                return Err(error(format!(
+                    "component `{}` does not export `handle-cron-event` (it exports {}); build it against the `fermyon:spin-cron/spin-cron@2.0.0` world, e.g. with spin-cron-sdk's `#[cron_component]`",
+                    config.component,
+                    component.exports_summary()
+                )));
+            }
+            let schedule = cron::Schedule::from_str(&config.cron_expression).map_err(|e| {
+                error(format!(
+                    "invalid cron_expression `{}`: {e}",
+                    config.cron_expression
+                ))
+            })?;
+            jobs.push(Arc::new(Job {
+                trigger: trigger.id.clone(),
+                component: config.component.clone(),
+                expression: config.cron_expression.clone(),
+                schedule,
+                allow_overlap: config.allow_overlap,
+                running: AtomicBool::new(false),
+            }));
+        }
+        Ok(Self { app, jobs })
+    }
+
+    /// Whether the app has any cron triggers.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Every schedule with its next tick, for the start-up summary.
+    pub fn schedules(&self) -> Vec<ScheduleSummary> {
+        self.jobs
+            .iter()
+            .map(|job| ScheduleSummary {
+                trigger: job.trigger.clone(),
+                cron_expression: job.expression.clone(),
+                component: job.component.clone(),
+                next: job.schedule.upcoming(Utc).next(),
+            })
+            .collect()
+    }
+
+    /// Runs the schedules until `shutdown` resolves; then waits up to `grace` for runs
+    /// still going.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>, grace: Duration) {
+        let runs = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+        let mut timers = JoinSet::new();
+        for job in &self.jobs {
+            let job = job.clone();
+            let app = self.app.clone();
+            let runs = runs.clone();
+            timers.spawn(async move { schedule_loop(app, job, runs).await });
+        }
+        shutdown.await;
+        timers.abort_all();
+        let mut runs = runs.lock().await;
+        let drain = async { while runs.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!(
+                "shutdown grace period of {grace:?} elapsed; abandoning cron runs still going"
+            );
+        }
+    }
+}
+
+async fn schedule_loop(
+    app: Arc<LoadedApp>,
+    job: Arc<Job>,
+    runs: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+) {
+    let mut last = Utc::now();
+    loop {
+        let Some(next) = job.schedule.after(&last).next() else {
+            tracing::info!(
+                "cron trigger `{}`: schedule `{}` has no more ticks",
+                job.trigger,
+                job.expression
+            );
+            return;
+        };
+        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::time::sleep(wait).await;
+        last = next;
+        if !job.allow_overlap && job.running.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                "cron trigger `{}`: skipped the tick at {next}: the previous run of `{}` is still going (set allow_overlap = true to run them side by side)",
+                job.trigger,
+                job.component
+            );
+            continue;
+        }
+        if job.allow_overlap {
+            job.running.store(true, Ordering::Release);
+        }
+        let app = app.clone();
+        let job = job.clone();
+        let mut runs = runs.lock().await;
+        while runs.try_join_next().is_some() {}
+        runs.spawn(async move {
+            run_once(&app, &job, next).await;
+            job.running.store(false, Ordering::Release);
+        });
+    }
+}
+
+async fn run_once(app: &LoadedApp, job: &Job, tick: DateTime<Utc>) {
+    let Some(component) = app.component(&job.component) else {
+        return;
+    };
+    let started = Instant::now();
+    let timestamp = u64::try_from(tick.timestamp()).unwrap_or(0);
+    match component.handle_cron_event(timestamp).await {
+        Ok(Ok(())) => tracing::info!(
+            "cron trigger `{}`: `{}` ran for the tick at {tick} in {:.1?}: ok",
+            job.trigger,
+            job.component,
+            started.elapsed()
+        ),
+        Ok(Err(error)) => tracing::error!(
+            component = %job.component,
+            "cron trigger `{}`: `{}` returned an error for the tick at {tick}: {error}",
+            job.trigger,
+            job.component
+        ),
+        Err(err) => {
+            let reason = match &err.fault {
+                Some(fault) => fault.to_string(),
+                None => format!("failed: {}", err.message),
+            };
+            tracing::error!(
+                component = %job.component,
+                "cron trigger `{}`: `{}` {reason} (tick at {tick})",
+                job.trigger,
+                job.component
+            )
+        }
+    }
+}

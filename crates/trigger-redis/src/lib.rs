@@ -1,0 +1,291 @@
+//! The Redis trigger.
+//!
+//! A trigger step of the data path beside the HTTP trigger: for each Redis server named
+//! by the app's `[[trigger.redis]]` tables, one pub/sub connection subscribes to every
+//! channel of that server. Each message runs, in a fresh instance, every component
+//! subscribed to its channel. When the server goes away the connection is re-made with
+//! exponential backoff (100 ms doubling up to 5 s) and the subscriptions renewed;
+//! messages published while disconnected are lost, as with any Redis pub/sub client.
+
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use wisp_engine::{GuestFault, LoadedApp};
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Bound on connecting and subscribing, so a black-holed server is retried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors building the trigger from an app.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// The LockedApp's trigger configuration is malformed.
+    #[error("invalid redis trigger configuration: {0}")]
+    Config(String),
+    /// A trigger's component cannot be used.
+    #[error("redis trigger `{trigger}`: {message}")]
+    Component {
+        /// Trigger id.
+        trigger: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A trigger's address is not usable.
+    #[error("redis trigger `{trigger}`: {message}")]
+    Address {
+        /// Trigger id.
+        trigger: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// One channel → component subscription, for summaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The server, without credentials.
+    pub server: String,
+    /// The channel.
+    pub channel: String,
+    /// The component that handles its messages.
+    pub component: String,
+}
+
+struct Server {
+    url: String,
+    shown: String,
+    /// Channel → components, in manifest order.
+    channels: BTreeMap<String, Vec<String>>,
+}
+
+/// An app's Redis triggers, ready to run.
+pub struct RedisTrigger {
+    app: Arc<LoadedApp>,
+    servers: Vec<Server>,
+}
+
+impl RedisTrigger {
+    /// Reads the app's redis triggers. `expand` resolves `{{ variable }}` references in
+    /// addresses (the app's variables). Every component must export a Redis handler.
+    pub fn new(
+        app: Arc<LoadedApp>,
+        expand: impl Fn(&str) -> Result<String, String>,
+    ) -> Result<Self, TriggerError> {
+        let triggers = app
+            .locked()
+            .redis_triggers()
+            .map_err(|e| TriggerError::Config(e.to_string()))?;
+        let mut servers: Vec<Server> = Vec::new();
+        for (trigger, config) in triggers {
+            let component_error = |message: String| TriggerError::Component {
+                trigger: trigger.id.clone(),
+                message,
+            };
+            let Some(component) = app.component(&config.component) else {
+                return Err(component_error(format!(
+                    "component `{}` is not defined by the app",
+                    config.component
+                )));
+            };
+            if component.redis_export().is_none() {
+                return Err(component_error(format!(
+                    "component `{}` has no redis message handler (it exports {}); build it with `#[redis_component]` (spin-sdk 5) or `#[redis_subscriber]` (spin-sdk 7) so that it exports `fermyon:spin/inbound-redis` or `spin:redis/inbound-redis@3.0.0`",
+                    config.component,
+                    component.exports_summary()
+                )));
+            }
+            let address_error = |message: String| TriggerError::Address {
+                trigger: trigger.id.clone(),
+                message,
+            };
+            let url = expand(&config.address).map_err(|e| address_error(e.to_string()))?;
+            let client = redis::Client::open(url.as_str()).map_err(|e| {
+                address_error(format!(
+                    "invalid address: {e}; write it as redis://[user:password@]host[:port][/db]"
+                ))
+            })?;
+            if matches!(
+                client.get_connection_info().addr(),
+                redis::ConnectionAddr::TcpTls { .. }
+            ) {
+                return Err(address_error(
+                    "rediss:// (TLS) is not supported yet; use redis:// on a trusted network"
+                        .to_owned(),
+                ));
+            }
+            let shown = show_address(client.get_connection_info());
+            let server = match servers.iter_mut().position(|s| s.url == url) {
+                Some(index) => &mut servers[index],
+                None => {
+                    servers.push(Server {
+                        url,
+                        shown,
+                        channels: BTreeMap::new(),
+                    });
+                    servers.last_mut().expect("just pushed")
+                }
+            };
+            server
+                .channels
+                .entry(config.channel.clone())
+                .or_default()
+                .push(config.component.clone());
+        }
+        Ok(Self { app, servers })
+    }
+
+    /// Whether the app has any redis triggers.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    /// Every subscription, for the start-up summary.
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        self.servers
+            .iter()
+            .flat_map(|server| {
+                server.channels.iter().flat_map(move |(channel, components)| {
+                    components.iter().map(move |component| Subscription {
+                        server: server.shown.clone(),
+                        channel: channel.clone(),
+                        component: component.clone(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Subscribes and handles messages until `shutdown` resolves; then waits up to
+    /// `grace` for handlers still running.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>, grace: Duration) {
+        let mut listeners = JoinSet::new();
+        let handlers = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+        for index in 0..self.servers.len() {
+            let this = self.clone();
+            let handlers = handlers.clone();
+            listeners.spawn(async move { this.listen(index, handlers).await });
+        }
+        shutdown.await;
+        listeners.abort_all();
+        let mut handlers = handlers.lock().await;
+        let drain = async { while handlers.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!("shutdown grace period of {grace:?} elapsed; abandoning redis handlers still running");
+        }
+    }
+
+    /// One server: connect, subscribe, dispatch, and start over when the connection ends.
+    async fn listen(&self, index: usize, handlers: Arc<tokio::sync::Mutex<JoinSet<()>>>) {
+        let server = &self.servers[index];
+        let channels: Vec<&String> = server.channels.keys().collect();
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            match tokio::time::timeout(CONNECT_TIMEOUT, subscribe(&server.url, &channels)).await {
+                Ok(Ok(mut pubsub)) => {
+                    tracing::info!(
+                        "redis trigger subscribed to {} on {}",
+                        join_channels(&channels),
+                        server.shown
+                    );
+                    backoff = MIN_BACKOFF;
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let channel = message.get_channel_name().to_owned();
+                        let payload = message.get_payload_bytes().to_vec();
+                        let Some(components) = server.channels.get(&channel) else {
+                            continue;
+                        };
+                        let mut handlers = handlers.lock().await;
+                        // Reap finished handlers so the set does not grow without bound.
+                        while handlers.try_join_next().is_some() {}
+                        for component in components {
+                            let app = self.app.clone();
+                            let component = component.clone();
+                            let channel = channel.clone();
+                            let payload = payload.clone();
+                            handlers.spawn(async move {
+                                handle_message(&app, &component, &channel, payload).await;
+                            });
+                        }
+                    }
+                    tracing::warn!(
+                        "lost the redis trigger connection to {}; reconnecting",
+                        server.shown
+                    );
+                }
+                Ok(Err(e)) => tracing::warn!(
+                    "redis trigger cannot subscribe on {}: {e}; retrying in {backoff:?}",
+                    server.shown
+                ),
+                Err(_) => tracing::warn!(
+                    "redis trigger: no answer from {} within {CONNECT_TIMEOUT:?}; retrying in {backoff:?}",
+                    server.shown
+                ),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+async fn subscribe(url: &str, channels: &[&String]) -> redis::RedisResult<redis::aio::PubSub> {
+    let client = redis::Client::open(url)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    for channel in channels {
+        pubsub.subscribe(channel.as_str()).await?;
+    }
+    Ok(pubsub)
+}
+
+/// Runs one message through one component and logs the outcome.
+async fn handle_message(app: &LoadedApp, component_id: &str, channel: &str, payload: Vec<u8>) {
+    let Some(component) = app.component(component_id) else {
+        return;
+    };
+    let started = Instant::now();
+    let size = payload.len();
+    match component.handle_redis_message(payload).await {
+        Ok(Ok(())) => tracing::debug!(
+            "redis message on `{channel}` ({size} bytes) handled by `{component_id}` in {:.1?}",
+            started.elapsed()
+        ),
+        Ok(Err(error)) => tracing::error!(
+            component = %component_id,
+            "redis message on `{channel}`: component `{component_id}` returned an error: {error}"
+        ),
+        Err(err) => match err.fault {
+            Some(fault @ GuestFault::Deadline(_)) | Some(fault @ GuestFault::MemoryLimit(_)) => {
+                tracing::error!(
+                    component = %component_id,
+                    "redis message on `{channel}`: component `{component_id}` {fault}"
+                )
+            }
+            None => tracing::error!(
+                component = %component_id,
+                "redis message on `{channel}`: component `{component_id}` failed: {}",
+                err.message
+            ),
+        },
+    }
+}
+
+fn join_channels(channels: &[&String]) -> String {
+    channels
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `redis://host:port/db`, without credentials.
+fn show_address(info: &redis::ConnectionInfo) -> String {
+    match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => {
+            format!("redis://{host}:{port}/{}", info.redis_settings().db())
+        }
+        other => format!("{other:?}"),
+    }
+}
