@@ -1,9 +1,9 @@
 //! Manifest → LockedApp.
 
 use crate::{
-    AppMetadata, ComponentMetadata, CronTriggerConfig, HttpTriggerConfig, RedisTriggerConfig, LOCKED_APP_VERSION, LockedApp,
-    LockedComponent, LockedFile, LockedSource, LockedTrigger, LockedVariable, StaticResponse,
-    absolutize, sha256_digest,
+    AppMetadata, ComponentMetadata, CronTriggerConfig, HttpTriggerConfig, LOCKED_APP_VERSION,
+    LockedApp, LockedComponent, LockedFile, LockedSource, LockedTrigger, LockedVariable,
+    RedisTriggerConfig, StaticResponse, absolutize, sha256_digest,
 };
 use indexmap::IndexMap;
 use std::path::{Component as PathComponent, Path, PathBuf};
@@ -96,21 +96,28 @@ pub fn resolve(manifest: &Manifest, manifest_path: &Path) -> Result<LockedApp, R
             }
         })
         .collect();
-    triggers.extend(manifest.redis_triggers.iter().enumerate().map(|(index, t)| {
-        let config = RedisTriggerConfig {
-            component: t.component.clone(),
-            channel: t.channel.clone(),
-            address: t.address.clone(),
-        };
-        LockedTrigger {
-            id: t
-                .id
-                .clone()
-                .unwrap_or_else(|| format!("redis-trigger-{}", index + 1)),
-            trigger_type: "redis".to_owned(),
-            trigger_config: serde_json::to_value(config).expect("trigger config serializes"),
-        }
-    }));
+    triggers.extend(
+        manifest
+            .redis_triggers
+            .iter()
+            .enumerate()
+            .map(|(index, t)| {
+                let config = RedisTriggerConfig {
+                    component: t.component.clone(),
+                    channel: t.channel.clone(),
+                    address: t.address.clone(),
+                };
+                LockedTrigger {
+                    id: t
+                        .id
+                        .clone()
+                        .unwrap_or_else(|| format!("redis-trigger-{}", index + 1)),
+                    trigger_type: "redis".to_owned(),
+                    trigger_config: serde_json::to_value(config)
+                        .expect("trigger config serializes"),
+                }
+            }),
+    );
     triggers.extend(manifest.cron_triggers.iter().enumerate().map(|(index, t)| {
         let config = CronTriggerConfig {
             component: t.component.clone(),

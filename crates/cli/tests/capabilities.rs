@@ -593,14 +593,14 @@ values = { greeting = "from-config" }
 }
 
 #[test]
-fn spin_interfaces_not_served_yet_answer_with_their_error_variant() {
+fn outbound_interfaces_without_grants_answer_with_their_error_variant() {
     let app = App::new(&caps_manifest(programs::CAPS_V5, ""));
     let wisp = app.up(&[]);
     expect(
         &wisp,
         "GET /unsupported",
         200,
-        "redis: Error::Other(\"outbound redis is not supported by this host yet\")\n\
+        "redis: Error::InvalidAddress\n\
          mqtt: Error::Other(\"outbound mqtt is not supported by this host yet\")\n\
          postgres: Error::ConnectionFailed(\"outbound postgres is not supported by this host yet\")\n\
          mysql: Error::ConnectionFailed(\"outbound mysql is not supported by this host yet\")\n\
@@ -774,6 +774,119 @@ fn redis_backed_key_value_store() {
     let got = call(&wisp, &format!("GET /kv/get?store=default&key={key}"), b"");
     let _ = redis.command(&["DEL", &key]);
     assert_eq!((got.status, got.text().as_str()), (200, "from redis"));
+}
+
+// ---------------------------------------------------------------------------
+// Outbound Redis
+
+fn redis_test_url() -> String {
+    std::env::var("WISP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/9".to_owned())
+}
+
+#[test]
+fn outbound_redis_round_trips_with_v2_and_v3() {
+    let url = redis_test_url();
+    let mut redis = Redis::connect(&url).unwrap_or_else(|e| {
+        panic!("this test needs a Redis server at {url} ({e}); run scripts/test-services.sh")
+    });
+    // The grant names the server without the database, as Spin apps write it.
+    let (host_port, _) = url
+        .trim_start_matches("redis://")
+        .rsplit_once('/')
+        .unwrap_or((url.trim_start_matches("redis://"), ""));
+    let grant = format!(r#"allowed_outbound_hosts = ["redis://{host_port}"]"#);
+    for (source, name) in [
+        (programs::CAPS_V5, "caps-v5"),
+        (programs::CAPS_V7, "caps-v7"),
+    ] {
+        let app = App::new(&caps_manifest(source, &grant));
+        let wisp = app.up(&[]);
+        let prefix = unique(&format!("wisp-outbound-{name}"));
+        // Written by the test, read by the guest...
+        redis
+            .command(&["SET", &format!("{prefix}:from-test"), "set by the test"])
+            .unwrap();
+        expect(
+            &wisp,
+            &format!("GET /redis/check?addr={}&prefix={prefix}", encode(&url)),
+            200,
+            "ok set by the test",
+        );
+        // ...and written by the guest, read by the test.
+        let from_guest = redis.command(&["GET", &format!("{prefix}:from-guest")]);
+        let members = redis.command(&["SCARD", &format!("{prefix}:s")]);
+        let counter = redis.command(&["EXISTS", &format!("{prefix}:n")]);
+        for suffix in ["from-test", "from-guest", "s"] {
+            let _ = redis.command(&["DEL", &format!("{prefix}:{suffix}")]);
+        }
+        assert_eq!(
+            from_guest,
+            Ok(Some(format!("written by {name}").into_bytes())),
+            "{name}"
+        );
+        assert_eq!(members, Ok(Some(b"2".to_vec())), "{name}: SCARD after srem");
+        assert_eq!(
+            counter,
+            Ok(Some(b"0".to_vec())),
+            "{name}: the guest deleted it"
+        );
+    }
+}
+
+#[test]
+fn outbound_redis_needs_a_grant_and_respects_blocked_networks() {
+    let url = redis_test_url();
+    for source in [programs::CAPS_V5, programs::CAPS_V7] {
+        // Granted another port only: refused, with a log line saying what to add.
+        let app = App::new(&caps_manifest(
+            source,
+            r#"allowed_outbound_hosts = ["redis://127.0.0.1:6390"]"#,
+        ));
+        let wisp = app.up(&[]);
+        expect(
+            &wisp,
+            &format!("GET /redis/open?addr={}", encode(&url)),
+            200,
+            "error: Error::InvalidAddress",
+        );
+        assert!(
+            wisp.wait_for_output(
+                "add \"redis://127.0.0.1:6379\" to the component's allowed_outbound_hosts"
+            ),
+            "{}",
+            wisp.stderr()
+        );
+        // A malformed address is refused the same way, not a trap.
+        expect(
+            &wisp,
+            "GET /redis/open?addr=not-a-url",
+            200,
+            "error: Error::InvalidAddress",
+        );
+        drop(wisp);
+
+        // Granted, but the operator blocks loopback: refused before connecting.
+        let app = App::new(&caps_manifest(
+            source,
+            r#"allowed_outbound_hosts = ["redis://127.0.0.1:6379"]"#,
+        ));
+        let config = app.write(
+            "runtime-config.toml",
+            "[outbound_networking]\nblock_networks = [\"127.0.0.0/8\"]\n",
+        );
+        let wisp = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
+        expect(
+            &wisp,
+            &format!("GET /redis/open?addr={}", encode(&url)),
+            200,
+            "error: Error::InvalidAddress",
+        );
+        assert!(
+            wisp.wait_for_output("resolves only to blocked addresses"),
+            "{}",
+            wisp.stderr()
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -192,7 +192,9 @@ impl LoadedComponent {
                 .map(|p2| (ProxyPre::P2(p2), HttpExport::IncomingHandler02)),
         };
         if http.is_none() && events.is_empty() {
-            return Err(invalid(format!("{NO_HTTP_EXPORT}, nor a redis or cron handler")));
+            return Err(invalid(format!(
+                "{NO_HTTP_EXPORT}, nor a redis or cron handler"
+            )));
         }
         let files_dir = stage_files(locked, state_dir)?;
         Ok(Self {

@@ -134,7 +134,10 @@ impl EventExports {
         };
         let instance = pre.instantiate_async(&mut *store).await?;
         let result = instance
-            .call_handle_cron_event(&mut *store, cron::fermyon::spin_cron::cron_types::Metadata { timestamp })
+            .call_handle_cron_event(
+                &mut *store,
+                cron::fermyon::spin_cron::cron_types::Metadata { timestamp },
+            )
             .await?;
         Ok(result.map_err(|cron::fermyon::spin_cron::cron_types::Error::Other(message)| message))
     }

@@ -96,6 +96,32 @@ pub(crate) fn template_references(template: &str) -> Result<Vec<&str>, TemplateE
     Ok(names)
 }
 
+/// Checks a `cron_expression`: six fields (seconds first) or seven (with years), in
+/// the syntax of the `cron` crate that Spin's cron trigger also accepts.
+pub(crate) fn check_cron_expression(expression: &str) -> Result<(), String> {
+    let fields = expression.split_whitespace().count();
+    if !(6..=7).contains(&fields) {
+        return Err(format!(
+            "it has {fields} field{}, expected 6 or 7 (the first is seconds)",
+            if fields == 1 { "" } else { "s" }
+        ));
+    }
+    expression
+        .parse::<cron::Schedule>()
+        .map(|_| ())
+        // The crate's message repeats the expression with a caret line; keep the reason.
+        .map_err(|e| {
+            let message = e.to_string();
+            message
+                .lines()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("not a valid schedule")
+                .trim()
+                .to_owned()
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,30 +203,4 @@ mod tests {
             TemplateError::BadName(String::new())
         );
     }
-}
-
-/// Checks a `cron_expression`: six fields (seconds first) or seven (with years), in
-/// the syntax of the `cron` crate that Spin's cron trigger also accepts.
-pub(crate) fn check_cron_expression(expression: &str) -> Result<(), String> {
-    let fields = expression.split_whitespace().count();
-    if !(6..=7).contains(&fields) {
-        return Err(format!(
-            "it has {fields} field{}, expected 6 or 7 (the first is seconds)",
-            if fields == 1 { "" } else { "s" }
-        ));
-    }
-    expression
-        .parse::<cron::Schedule>()
-        .map(|_| ())
-        // The crate's message repeats the expression with a caret line; keep the reason.
-        .map_err(|e| {
-            let message = e.to_string();
-            message
-                .lines()
-                .rev()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("not a valid schedule")
-                .trim()
-                .to_owned()
-        })
 }

@@ -552,7 +552,9 @@ impl Validator<'_> {
             return Err(self.error(
                 address.span(),
                 format!("the redis address refers to undeclared variable `{undeclared}`"),
-                format!("declare it under [variables], e.g. `{undeclared} = {{ default = \"...\" }}`"),
+                format!(
+                    "declare it under [variables], e.g. `{undeclared} = {{ default = \"...\" }}`"
+                ),
             ));
         }
         if references.is_empty() && !text.starts_with("redis://") {
@@ -596,7 +598,10 @@ impl Validator<'_> {
         if let Err(reason) = rules::check_cron_expression(expression.get_ref()) {
             return Err(self.error(
                 expression.span(),
-                format!("invalid cron_expression `{}`: {reason}", expression.get_ref()),
+                format!(
+                    "invalid cron_expression `{}`: {reason}",
+                    expression.get_ref()
+                ),
                 "write six or seven fields: seconds minutes hours day-of-month month \
                  day-of-week [year], e.g. `\"*/10 * * * * *\"` for every ten seconds",
             ));

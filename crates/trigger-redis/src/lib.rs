@@ -147,13 +147,16 @@ impl RedisTrigger {
         self.servers
             .iter()
             .flat_map(|server| {
-                server.channels.iter().flat_map(move |(channel, components)| {
-                    components.iter().map(move |component| Subscription {
-                        server: server.shown.clone(),
-                        channel: channel.clone(),
-                        component: component.clone(),
+                server
+                    .channels
+                    .iter()
+                    .flat_map(move |(channel, components)| {
+                        components.iter().map(move |component| Subscription {
+                            server: server.shown.clone(),
+                            channel: channel.clone(),
+                            component: component.clone(),
+                        })
                     })
-                })
             })
             .collect()
     }
@@ -173,7 +176,9 @@ impl RedisTrigger {
         let mut handlers = handlers.lock().await;
         let drain = async { while handlers.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, drain).await.is_err() {
-            tracing::warn!("shutdown grace period of {grace:?} elapsed; abandoning redis handlers still running");
+            tracing::warn!(
+                "shutdown grace period of {grace:?} elapsed; abandoning redis handlers still running"
+            );
         }
     }
 

@@ -150,8 +150,7 @@ pub fn run(args: UpArgs) -> Result<()> {
                 let address = listener
                     .local_addr()
                     .context("cannot read the listening address")?;
-                let trigger =
-                    HttpTrigger::new(app.clone()).context("cannot set up HTTP routes")?;
+                let trigger = HttpTrigger::new(app.clone()).context("cannot set up HTTP routes")?;
                 Some((trigger, listener, address))
             }
             None => None,
@@ -160,12 +159,14 @@ pub fn run(args: UpArgs) -> Result<()> {
             RedisTrigger::new(app.clone(), |text| capabilities.expand(text))
                 .context("cannot set up the redis triggers")?,
         );
-        let cron = Arc::new(CronTrigger::new(app.clone()).context("cannot set up the cron triggers")?);
+        let cron =
+            Arc::new(CronTrigger::new(app.clone()).context("cannot set up the cron triggers")?);
         print_summary(
             &engine,
             &app,
             &capabilities,
-            http.as_ref().map(|(trigger, _, address)| (&**trigger, *address)),
+            http.as_ref()
+                .map(|(trigger, _, address)| (&**trigger, *address)),
             &redis,
             &cron,
         );

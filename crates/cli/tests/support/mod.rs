@@ -76,8 +76,15 @@ impl Wisp {
                 return Err((status, stderr.lock().unwrap().clone()));
             }
             stderr.lock().unwrap().push_str(&line);
-            if let Some(addr) = line.trim().strip_prefix("Listening on http://") {
-                let addr = addr.parse().expect("listening address");
+            let ready = match line.trim().strip_prefix("Listening on http://") {
+                Some(addr) => Some(addr.parse().expect("listening address")),
+                // An app without HTTP triggers listens on nothing.
+                None if line.starts_with("Running (no HTTP triggers)") => {
+                    Some(SocketAddr::from(([0, 0, 0, 0], 0)))
+                }
+                None => None,
+            };
+            if let Some(addr) = ready {
                 pipe_to(stderr_lines.into_inner(), stderr.clone());
                 return Ok(Wisp {
                     child: Some(child),

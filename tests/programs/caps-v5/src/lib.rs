@@ -55,6 +55,15 @@
 //!   connections and runs an LLM inference through `fermyon:spin@2.0.0`; one
 //!   `<interface>: <Debug of the error>` line each (`200`), or
 //!   `<interface>: unexpectedly succeeded`.
+//! - `GET /redis/check?addr=A&prefix=P`: `fermyon:spin/redis@2.0.0` against the
+//!   server at `A`, on keys starting with `P`: set/get, get of a missing key,
+//!   incr twice, sadd/smembers/srem, `execute` (APPEND gives `int64(3)`, GET
+//!   gives the bytes, PING gives `status("PONG")`), INCR on a set fails with
+//!   `type-error`, del counts, publish on `P:chan`. Then reads `P:from-test`
+//!   (written by the test) and answers with its value, and writes
+//!   `P:from-guest` = `written by caps-v5`. `ok <value of P:from-test>`.
+//! - `GET /redis/open?addr=A`: `opened`, or `error: <Debug of the error>`
+//!   (`200`).
 //! - `GET /http-many?url=U&n=N`: N sequential GETs, each body read in full;
 //!   `sent N`, or `failed after K: <error-code>` at the first failure (`200`).
 
@@ -128,6 +137,13 @@ async fn route(method: &str, path: &str, query: &Query, body: Vec<u8>) -> Check 
                 .map_err(|_| format!("query: n={n:?} is not a count"))?;
             http_many(query.get("url")?, n).await
         }
+        ("GET", "/redis/check") => redis_check(query.get("addr")?, query.get("prefix")?),
+        ("GET", "/redis/open") => Ok(
+            match spin_sdk::redis::Connection::open(query.get("addr")?) {
+                Ok(_) => Reply::ok("opened"),
+                Err(e) => Reply::ok(format!("error: {e:?}")),
+            },
+        ),
         ("GET", "/unsupported") => Ok(unsupported()),
         _ => Ok(Reply::new(404, format!("no route {method} {path}"))),
     }
@@ -716,6 +732,91 @@ fn error_code(code: &ErrorCode) -> String {
 
 /// The Spin 2 interfaces a host may not serve must still load and answer with
 /// their error variant.
+fn redis_check(addr: &str, prefix: &str) -> Check {
+    use spin_sdk::redis::{Connection, Error, RedisParameter, RedisResult};
+    let conn = Connection::open(addr).map_err(failed("open"))?;
+    let key = format!("{prefix}:k");
+    let counter = format!("{prefix}:n");
+    let set = format!("{prefix}:s");
+    conn.set(&key, &b"v1".to_vec()).map_err(failed("set"))?;
+    expect_eq(
+        "get",
+        conn.get(&key).map_err(failed("get"))?,
+        Some(b"v1".to_vec()),
+    )?;
+    expect_eq(
+        "get missing",
+        conn.get(&format!("{prefix}:missing"))
+            .map_err(failed("get missing"))?,
+        None,
+    )?;
+    expect_eq("incr 1", conn.incr(&counter).map_err(failed("incr"))?, 1)?;
+    expect_eq("incr 2", conn.incr(&counter).map_err(failed("incr"))?, 2)?;
+    let members = ["c".to_owned(), "a".to_owned(), "b".to_owned()];
+    expect_eq(
+        "sadd",
+        conn.sadd(&set, &members).map_err(failed("sadd"))?,
+        3,
+    )?;
+    let mut got = conn.smembers(&set).map_err(failed("smembers"))?;
+    got.sort();
+    expect_eq("smembers", got, vec!["a".into(), "b".into(), "c".into()])?;
+    expect_eq(
+        "srem",
+        conn.srem(&set, &["b".to_owned(), "zz".to_owned()])
+            .map_err(failed("srem"))?,
+        1,
+    )?;
+    expect_eq(
+        "execute APPEND",
+        conn.execute(
+            "APPEND",
+            &[
+                RedisParameter::Binary(key.clone().into_bytes()),
+                RedisParameter::Binary(b"x".to_vec()),
+            ],
+        )
+        .map_err(failed("execute APPEND"))?,
+        vec![RedisResult::Int64(3)],
+    )?;
+    expect_eq(
+        "execute GET",
+        conn.execute("GET", &[RedisParameter::Binary(key.clone().into_bytes())])
+            .map_err(failed("execute GET"))?,
+        vec![RedisResult::Binary(b"v1x".to_vec())],
+    )?;
+    expect_eq(
+        "execute PING",
+        conn.execute("PING", &[]).map_err(failed("execute PING"))?,
+        vec![RedisResult::Status("PONG".into())],
+    )?;
+    match conn.incr(&set) {
+        Err(Error::TypeError) => {}
+        other => return Err(format!("incr on a set: expected TypeError, got {other:?}")),
+    }
+    expect_eq(
+        "del",
+        conn.del(&[key.clone(), counter.clone(), format!("{prefix}:missing")])
+            .map_err(failed("del"))?,
+        2,
+    )?;
+    conn.publish(&format!("{prefix}:chan"), &b"hello".to_vec())
+        .map_err(failed("publish"))?;
+    let from_test = conn
+        .get(&format!("{prefix}:from-test"))
+        .map_err(failed("get from-test"))?
+        .ok_or("get from-test: missing")?;
+    conn.set(
+        &format!("{prefix}:from-guest"),
+        &b"written by caps-v5".to_vec(),
+    )
+    .map_err(failed("set from-guest"))?;
+    Ok(Reply::ok(format!(
+        "ok {}",
+        String::from_utf8_lossy(&from_test)
+    )))
+}
+
 fn unsupported() -> Reply {
     use spin_sdk::wit::v2::{llm, mqtt, mysql, postgres, redis};
     fn line<T>(name: &str, result: Result<T, impl Debug>) -> String {

@@ -29,6 +29,10 @@
 //!   fails with `io` containing `syntax error`; a duplicate UNIQUE value fails
 //!   with `io` containing `UNIQUE constraint failed`; the table is dropped.
 //!   `ok`.
+//! - `GET /redis/check?addr=A&prefix=P`: `spin:redis/redis@3.0.0` (async), the
+//!   same checks as `caps-v5`'s route, writing `P:from-guest` =
+//!   `written by caps-v7`. `ok <value of P:from-test>`.
+//! - `GET /redis/open?addr=A`: `opened`, or `error: <Debug of the error>`.
 //! - `GET /http?url=U[&method=M]`: one request through the WASI 0.3 client
 //!   (`spin_sdk::http::send`, redirects not followed);
 //!   `status <code>\nlocation: <value or ->\n\n<response body>`, or `200`
@@ -76,6 +80,13 @@ async fn route(method: &str, path: &str, query: &Query, body: &[u8]) -> Check {
         ("PUT", "/kv/set") => Ok(kv_set(query.get("store")?, query.get("key")?, body).await),
         ("GET", "/var") => Ok(variable(query.get("name")?).await),
         ("GET", "/sqlite/check") => sqlite_check(query.get("db")?).await,
+        ("GET", "/redis/check") => redis_check(query.get("addr")?, query.get("prefix")?).await,
+        ("GET", "/redis/open") => Ok(
+            match spin_sdk::redis::Connection::open(query.get("addr")?).await {
+                Ok(_) => Reply::ok("opened"),
+                Err(e) => Reply::ok(format!("error: {e:?}")),
+            },
+        ),
         ("GET", "/http") => {
             let method = query.get("method").unwrap_or("GET");
             http_once(query.get("url")?, method).await
@@ -393,3 +404,102 @@ fn error_code(code: &ErrorCode) -> String {
 
 // ---------------------------------------------------------------------------
 // Helpers
+
+async fn redis_check(addr: &str, prefix: &str) -> Check {
+    use spin_sdk::redis::{Connection, Error, RedisParameter, RedisResult};
+    let conn = Connection::open(addr).await.map_err(failed("open"))?;
+    let key = format!("{prefix}:k");
+    let counter = format!("{prefix}:n");
+    let set = format!("{prefix}:s");
+    conn.set(&key, b"v1").await.map_err(failed("set"))?;
+    expect_eq(
+        "get",
+        conn.get(&key).await.map_err(failed("get"))?,
+        Some(b"v1".to_vec()),
+    )?;
+    expect_eq(
+        "get missing",
+        conn.get(format!("{prefix}:missing"))
+            .await
+            .map_err(failed("get missing"))?,
+        None,
+    )?;
+    expect_eq(
+        "incr 1",
+        conn.incr(&counter).await.map_err(failed("incr"))?,
+        1,
+    )?;
+    expect_eq(
+        "incr 2",
+        conn.incr(&counter).await.map_err(failed("incr"))?,
+        2,
+    )?;
+    expect_eq(
+        "sadd",
+        conn.sadd(&set, ["c", "a", "b"])
+            .await
+            .map_err(failed("sadd"))?,
+        3,
+    )?;
+    let mut got = conn.smembers(&set).await.map_err(failed("smembers"))?;
+    got.sort();
+    expect_eq("smembers", got, vec!["a".into(), "b".into(), "c".into()])?;
+    expect_eq(
+        "srem",
+        conn.srem(&set, ["b", "zz"]).await.map_err(failed("srem"))?,
+        1,
+    )?;
+    expect_eq(
+        "execute APPEND",
+        conn.execute(
+            "APPEND",
+            [
+                RedisParameter::Binary(key.clone().into_bytes()),
+                RedisParameter::Binary(b"x".to_vec()),
+            ],
+        )
+        .await
+        .map_err(failed("execute APPEND"))?,
+        vec![RedisResult::Int64(3)],
+    )?;
+    expect_eq(
+        "execute GET",
+        conn.execute("GET", [RedisParameter::Binary(key.clone().into_bytes())])
+            .await
+            .map_err(failed("execute GET"))?,
+        vec![RedisResult::Binary(b"v1x".to_vec())],
+    )?;
+    expect_eq(
+        "execute PING",
+        conn.execute("PING", [])
+            .await
+            .map_err(failed("execute PING"))?,
+        vec![RedisResult::Status("PONG".into())],
+    )?;
+    match conn.incr(&set).await {
+        Err(Error::TypeError) => {}
+        other => return Err(format!("incr on a set: expected TypeError, got {other:?}")),
+    }
+    expect_eq(
+        "del",
+        conn.del([key.clone(), counter.clone(), format!("{prefix}:missing")])
+            .await
+            .map_err(failed("del"))?,
+        2,
+    )?;
+    conn.publish(format!("{prefix}:chan"), b"hello")
+        .await
+        .map_err(failed("publish"))?;
+    let from_test = conn
+        .get(format!("{prefix}:from-test"))
+        .await
+        .map_err(failed("get from-test"))?
+        .ok_or("get from-test: missing")?;
+    conn.set(format!("{prefix}:from-guest"), b"written by caps-v7")
+        .await
+        .map_err(failed("set from-guest"))?;
+    Ok(Reply::ok(format!(
+        "ok {}",
+        String::from_utf8_lossy(&from_test)
+    )))
+}
