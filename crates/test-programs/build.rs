@@ -78,6 +78,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "WASI 0.2, Spin Rust SDK `spin-sdk` 5.2 `#[redis_component]` (exports `fermyon:spin/inbound-redis`): prints `got <payload>` per message; `fail` returns an error, `trap` panics, `set <address> <key> <value>` writes through outbound Redis (`fermyon:spin/redis@2.0.0`).",
     ),
     (
+        "REDIS_SUBSCRIBER_V7",
+        "redis-subscriber-v7",
+        "WASI 0.3, Spin Rust SDK `spin-sdk` 7 `#[redis_subscriber]` (exports `spin:redis/inbound-redis@3.0.0`, async): prints `got <payload>` per message; `fail` returns an error, `set <address> <key> <value>` writes through outbound Redis (`spin:redis/redis@3.0.0`).",
+    ),
+    (
         "CRON_TICK",
         "cron-tick",
         "Exports `handle-cron-event` of the `fermyon:spin-cron@2.0.0` world (Spin's cron trigger plugin): prints `tick <timestamp> start` / `tick <timestamp> end`; env `TICK_SLEEP_MS=N` sleeps between them, `TICK_FAIL=1` returns an error.",

@@ -139,6 +139,10 @@ fn wait_until(wisp: &Wisp, timeout: Duration, what: &str, check: impl Fn(&str) -
 }
 
 fn redis_manifest(server: &RedisServer) -> String {
+    redis_manifest_with(server, programs::REDIS_HANDLER)
+}
+
+fn redis_manifest_with(server: &RedisServer, source: &str) -> String {
     format!(
         r#"spin_manifest_version = 2
 [application]
@@ -156,7 +160,7 @@ source = {source}
 allowed_outbound_hosts = ["{url}"]
 "#,
         url = server.url(),
-        source = toml_path(programs::REDIS_HANDLER)
+        source = toml_path(source)
     )
 }
 
@@ -207,6 +211,36 @@ fn redis_trigger_runs_each_message_in_a_fresh_instance() {
         "a message after the failures",
         |out| out.contains("[handler] got after"),
     );
+}
+
+#[test]
+fn redis_trigger_calls_spin_sdk_7_async_subscribers() {
+    let server = RedisServer::start();
+    let (_dir, wisp) = up(&redis_manifest_with(&server, programs::REDIS_SUBSCRIBER_V7));
+    assert!(
+        wisp.stderr().contains("spin:redis/inbound-redis@3.0.0"),
+        "{}",
+        wisp.stderr()
+    );
+    server.publish("events", "hello-v3");
+    wait_until(&wisp, Duration::from_secs(10), "the message", |out| {
+        out.contains("[handler] got hello-v3")
+    });
+    server.publish("events", "fail");
+    wait_until(&wisp, Duration::from_secs(10), "the error log", |out| {
+        out.contains("component `handler` returned an error") && out.contains("asked to fail")
+    });
+    let key = format!("from-v7-guest-{}", std::process::id());
+    server.publish("events", &format!("set {} {key} async-write", server.url()));
+    let start = Instant::now();
+    while server.cli(&["GET", &key]) != "async-write" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the guest did not write {key}\n{}",
+            wisp.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 #[test]
