@@ -456,6 +456,10 @@ component = "worker"
 cron_expression = "0 0 3 * * Sun 2030"
 allow_overlap = true
 
+[[trigger.cron]]
+component = "worker"
+cron_expression = "0 30 9 * * Mon-Fri"
+
 [component.worker]
 source = "worker.wasm"
 "#,
@@ -480,7 +484,7 @@ source = "worker.wasm"
             },
         ]
     );
-    assert_eq!(manifest.cron_triggers.len(), 2);
+    assert_eq!(manifest.cron_triggers.len(), 3);
     assert_eq!(manifest.cron_triggers[0].cron_expression, "*/10 * * * * *");
     assert!(!manifest.cron_triggers[0].allow_overlap);
     assert!(manifest.cron_triggers[1].allow_overlap);
