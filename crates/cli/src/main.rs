@@ -22,10 +22,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve an app over HTTP.
+    /// Serve an app: its HTTP routes, Redis subscriptions and cron schedules.
     Up(commands::up::UpArgs),
+    /// Run the components' build commands.
+    Build(commands::build::BuildArgs),
     /// Push apps to and pull them from OCI registries (Spin's artifact format).
     Registry(commands::registry::RegistryArgs),
+    /// Print a shell completion script.
+    Completions(commands::completions::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => commands::up::run(args),
         Command::Registry(args) => commands::registry::run(args),
+        Command::Build(args) => commands::build::run(args),
+        Command::Completions(args) => {
+            commands::completions::run(args, &mut <Cli as clap::CommandFactory>::command())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

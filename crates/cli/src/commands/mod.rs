@@ -1,4 +1,6 @@
 //! One module per subcommand.
 
+pub mod build;
+pub mod completions;
 pub mod registry;
 pub mod up;

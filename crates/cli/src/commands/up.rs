@@ -33,6 +33,10 @@ pub struct UpArgs {
     #[arg(long, env = "WISP_FROM")]
     from: Option<PathBuf>,
 
+    /// Run the components' build commands first (like `wisp build`).
+    #[arg(long, conflicts_with = "from")]
+    build: bool,
+
     /// Talk plain HTTP to the registry named by --from (local registries only).
     #[arg(long, env = "WISP_REGISTRY_INSECURE")]
     insecure: bool,
@@ -95,6 +99,9 @@ pub fn run(args: UpArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if args.build {
+        super::build::build(&super::build::manifest_path(args.manifest.as_deref()), &[])?;
+    }
     let (locked, app_dir) = runtime.block_on(resolve(&args))?;
     let runtime_config = match &args.runtime_config_file {
         Some(path) => RuntimeConfig::from_file(path)?,

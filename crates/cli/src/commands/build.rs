@@ -1,0 +1,155 @@
+//! `wisp build`: runs each component's `[component.<id>.build] command`s.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use wisp_manifest::Manifest;
+
+/// Arguments of `wisp build`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  wisp build\n  wisp build -f examples/kv-counter/spin.toml -c kv-counter"
+)]
+pub struct BuildArgs {
+    /// The app manifest (spin.toml), or a directory containing one.
+    #[arg(short = 'f', long = "file", env = "WISP_MANIFEST")]
+    manifest: Option<PathBuf>,
+
+    /// Build only this component (repeat for several); default every component with a
+    /// `build` table.
+    #[arg(short = 'c', long = "component")]
+    components: Vec<String>,
+}
+
+/// Runs `wisp build`.
+pub fn run(args: BuildArgs) -> Result<()> {
+    let path = manifest_path(args.manifest.as_deref());
+    build(&path, &args.components)
+}
+
+/// The manifest file an `-f` argument names: a file, or `spin.toml` in a directory.
+pub(crate) fn manifest_path(arg: Option<&Path>) -> PathBuf {
+    let path = arg.map_or_else(|| PathBuf::from("spin.toml"), Path::to_path_buf);
+    if path.is_dir() {
+        path.join("spin.toml")
+    } else {
+        path
+    }
+}
+
+/// Builds the selected components of the app at `manifest_path` (all when `only` is
+/// empty), in manifest order; stops at the first failing command.
+pub(crate) fn build(manifest_path: &Path, only: &[String]) -> Result<()> {
+    if !manifest_path.exists() {
+        bail!(
+            "no manifest at {}; pass -f path/to/spin.toml",
+            manifest_path.display()
+        );
+    }
+    let manifest = wisp_manifest::parse_file(manifest_path)?;
+    let app_dir = std::path::absolute(manifest_path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    for id in only {
+        if !manifest.components.contains_key(id) {
+            bail!(
+                "-c {id}: the app has no component `{id}`; its components are {}",
+                component_list(&manifest)
+            );
+        }
+    }
+    let mut built = 0;
+    for (id, component) in &manifest.components {
+        if !only.is_empty() && !only.contains(id) {
+            continue;
+        }
+        let Some(build) = &component.build else {
+            if only.contains(id) {
+                bail!(
+                    "component `{id}` has no [component.{id}.build] table; add `command = \"...\"` there"
+                );
+            }
+            eprintln!("{id}: no build command, skipped");
+            continue;
+        };
+        let workdir = match &build.workdir {
+            Some(dir) => app_dir.join(dir),
+            None => app_dir.clone(),
+        };
+        for command in &build.commands {
+            eprintln!("{id}: running `{command}` in {}", workdir.display());
+            run_command(id, command, &workdir)?;
+        }
+        built += 1;
+    }
+    eprintln!(
+        "Built {built} component{}.",
+        if built == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+fn component_list(manifest: &Manifest) -> String {
+    manifest
+        .components
+        .keys()
+        .map(|id| format!("`{id}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs one command through `sh -c` (as Spin does on Unix), streaming both output
+/// streams line by line with `[id] ` in front.
+fn run_command(id: &str, command: &str, workdir: &Path) -> Result<()> {
+    if !workdir.is_dir() {
+        bail!(
+            "component `{id}`: build workdir {} does not exist; fix `workdir` in its build table",
+            workdir.display()
+        );
+    }
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("component `{id}`: cannot start `sh -c {command:?}`"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let prefix = format!("[{id}] ");
+    let out = {
+        let prefix = prefix.clone();
+        std::thread::spawn(move || relay(stdout, &prefix, std::io::stdout()))
+    };
+    let err = std::thread::spawn(move || relay(stderr, &prefix, std::io::stderr()));
+    let status = child
+        .wait()
+        .with_context(|| format!("component `{id}`: waiting for `{command}`"))?;
+    let _ = out.join();
+    let _ = err.join();
+    if !status.success() {
+        let how = match status.code() {
+            Some(code) => format!("exit code {code}"),
+            None => "a signal".to_owned(),
+        };
+        bail!(
+            "component `{id}`: build command `{command}` failed with {how}; fix the error above, then run `wisp build -c {id}`"
+        );
+    }
+    Ok(())
+}
+
+fn relay(reader: impl Read, prefix: &str, mut sink: impl Write) {
+    for line in BufReader::new(reader).split(b'\n').map_while(Result::ok) {
+        let mut out = Vec::with_capacity(prefix.len() + line.len() + 1);
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(&line);
+        out.push(b'\n');
+        let _ = sink.write_all(&out);
+    }
+}
