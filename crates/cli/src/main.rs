@@ -26,6 +26,8 @@ enum Command {
     Up(commands::up::UpArgs),
     /// Run the components' build commands.
     Build(commands::build::BuildArgs),
+    /// Build and serve an app, rebuilding and reloading it in place on every change.
+    Watch(commands::watch::WatchArgs),
     /// Push apps to and pull them from OCI registries (Spin's artifact format).
     Registry(commands::registry::RegistryArgs),
     /// Print a shell completion script.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Up(args) => commands::up::run(args),
         Command::Registry(args) => commands::registry::run(args),
         Command::Build(args) => commands::build::run(args),
+        Command::Watch(args) => commands::watch::run(args),
         Command::Completions(args) => {
             commands::completions::run(args, &mut <Cli as clap::CommandFactory>::command())
         }

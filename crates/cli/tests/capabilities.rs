@@ -783,18 +783,29 @@ fn redis_test_url() -> String {
     std::env::var("WISP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/9".to_owned())
 }
 
+/// `host:port` of a `redis://[user:password@]host[:port][/db]` URL.
+fn redis_host_port(url: &str) -> String {
+    let rest = url.trim_start_matches("redis://");
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:6379")
+    }
+}
+
 #[test]
 fn outbound_redis_round_trips_with_v2_and_v3() {
     let url = redis_test_url();
     let mut redis = Redis::connect(&url).unwrap_or_else(|e| {
         panic!("this test needs a Redis server at {url} ({e}); run scripts/test-services.sh")
     });
-    // The grant names the server without the database, as Spin apps write it.
-    let (host_port, _) = url
-        .trim_start_matches("redis://")
-        .rsplit_once('/')
-        .unwrap_or((url.trim_start_matches("redis://"), ""));
-    let grant = format!(r#"allowed_outbound_hosts = ["redis://{host_port}"]"#);
+    // The grant names the server without credentials or database, as Spin apps write it.
+    let grant = format!(
+        r#"allowed_outbound_hosts = ["redis://{}"]"#,
+        redis_host_port(&url)
+    );
     for (source, name) in [
         (programs::CAPS_V5, "caps-v5"),
         (programs::CAPS_V7, "caps-v7"),
@@ -838,9 +849,10 @@ fn outbound_redis_needs_a_grant_and_respects_blocked_networks() {
     let url = redis_test_url();
     for source in [programs::CAPS_V5, programs::CAPS_V7] {
         // Granted another port only: refused, with a log line saying what to add.
+        let host_port = redis_host_port(&url);
         let app = App::new(&caps_manifest(
             source,
-            r#"allowed_outbound_hosts = ["redis://127.0.0.1:6390"]"#,
+            r#"allowed_outbound_hosts = ["redis://127.0.0.1:1"]"#,
         ));
         let wisp = app.up(&[]);
         expect(
@@ -850,9 +862,9 @@ fn outbound_redis_needs_a_grant_and_respects_blocked_networks() {
             "error: Error::InvalidAddress",
         );
         assert!(
-            wisp.wait_for_output(
-                "add \"redis://127.0.0.1:6379\" to the component's allowed_outbound_hosts"
-            ),
+            wisp.wait_for_output(&format!(
+                "add \"redis://{host_port}\" to the component's allowed_outbound_hosts"
+            )),
             "{}",
             wisp.stderr()
         );
@@ -868,7 +880,7 @@ fn outbound_redis_needs_a_grant_and_respects_blocked_networks() {
         // Granted, but the operator blocks loopback: refused before connecting.
         let app = App::new(&caps_manifest(
             source,
-            r#"allowed_outbound_hosts = ["redis://127.0.0.1:6379"]"#,
+            &format!(r#"allowed_outbound_hosts = ["redis://{host_port}"]"#),
         ));
         let config = app.write(
             "runtime-config.toml",

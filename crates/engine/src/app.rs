@@ -277,7 +277,7 @@ impl LoadedComponent {
         let config = self.engine.config();
         let host = Host::new(
             self.id.clone(),
-            InstanceState::new(self.capabilities.clone()),
+            InstanceState::new(self.capabilities.clone()).with_deadline(deadline),
             self.outbound.clone(),
             budget,
             wasi.build(),
@@ -378,16 +378,22 @@ impl LoadedComponent {
             }
         };
         // The guest failed before producing a response; collect why from the task.
-        let (result, recorded) = match tokio::time::timeout_at(wait_until, task).await {
+        let mut task = task;
+        let (result, recorded) = match tokio::time::timeout_at(wait_until, &mut task).await {
             Ok(Ok(done)) => done,
             Ok(Err(join)) => (
                 Err(wasmtime::Error::msg(format!("guest task failed: {join}"))),
                 None,
             ),
-            Err(_elapsed) => (
-                Err(wasmtime::Error::new(GuestFault::Deadline(timeout))),
-                None,
-            ),
+            Err(_elapsed) => {
+                // Stuck outside wasm (a host call the epoch cannot interrupt): drop the
+                // instance so its slot frees.
+                task.abort();
+                (
+                    Err(wasmtime::Error::new(GuestFault::Deadline(timeout))),
+                    None,
+                )
+            }
         };
         let err = outcome.or(result.err());
         let fault = err
@@ -455,15 +461,18 @@ impl LoadedComponent {
         let deadline = Instant::now() + timeout;
         let mut store = self.new_store(deadline, OutboundBudget::default())?;
         let this = self.clone();
-        let task = tokio::spawn(async move {
+        // Aborted when this future is dropped (trigger shutdown) or the deadline passes
+        // while the guest waits on a host call the epoch cannot interrupt: either way the
+        // instance and its slot go.
+        let mut task = AbortOnDrop(tokio::spawn(async move {
             let result = call(&this, &mut store).await;
             let fault = store.data().recorded_fault();
             drop(store);
             drop(permit);
             (result, fault)
-        });
+        }));
         let wait_until = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
-        let (result, recorded) = match tokio::time::timeout_at(wait_until, task).await {
+        let (result, recorded) = match tokio::time::timeout_at(wait_until, &mut task.0).await {
             Ok(Ok(done)) => done,
             Ok(Err(join)) => (
                 Err(wasmtime::Error::msg(format!("guest task failed: {join}"))),
@@ -474,6 +483,7 @@ impl LoadedComponent {
                 None,
             ),
         };
+        drop(task);
         result.map_err(|err| GuestError {
             fault: err
                 .downcast_ref::<GuestFault>()
@@ -482,6 +492,15 @@ impl LoadedComponent {
                 .or_else(|| (Instant::now() >= deadline).then_some(GuestFault::Deadline(timeout))),
             message: format!("{err:#}"),
         })
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

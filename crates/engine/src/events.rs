@@ -142,3 +142,16 @@ impl EventExports {
         Ok(result.map_err(|cron::fermyon::spin_cron::cron_types::Error::Other(message)| message))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// `wit/triggers/deps` holds a copy of the host's `spin:redis@3.0.0` package (a
+    /// directory cannot be shared between the two WIT roots without a link).
+    #[test]
+    fn trigger_wit_copy_of_spin_redis_matches_the_host_one() {
+        assert_eq!(
+            include_str!("../../../wit/triggers/deps/spin-redis-3.0.0/redis.wit"),
+            include_str!("../../../wit/deps/spin-redis-3.0.0/redis.wit"),
+        );
+    }
+}

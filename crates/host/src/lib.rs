@@ -59,6 +59,19 @@ mod bindings {
 /// past it `open` answers `store-table-full` instead of growing the table.
 pub const MAX_OPEN_HANDLES: usize = 256;
 
+/// Most outbound service connections (Redis, MQTT, PostgreSQL, MySQL) open at once in
+/// the whole process, so guests cannot exhaust the host's file descriptors; past it
+/// `open` answers the interface's "too many connections" error.
+pub const MAX_SERVICE_CONNECTIONS: usize = 1024;
+
+static SERVICE_CONNECTIONS: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(MAX_SERVICE_CONNECTIONS)));
+
+/// A slot for one outbound service connection; `None` when all are taken.
+pub(crate) fn service_connection_permit() -> Option<tokio::sync::OwnedSemaphorePermit> {
+    SERVICE_CONNECTIONS.clone().try_acquire_owned().ok()
+}
+
 /// Why the app's capabilities could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -371,6 +384,8 @@ fn open_database(
 pub struct InstanceState {
     caps: Arc<ComponentCapabilities>,
     open_handles: usize,
+    /// When the event this instance serves must be done; bounds host-side waits.
+    deadline: Option<std::time::Instant>,
 }
 
 impl InstanceState {
@@ -379,6 +394,23 @@ impl InstanceState {
         Self {
             caps,
             open_handles: 0,
+            deadline: None,
+        }
+    }
+
+    /// Bounds the host's own waits (connects, commands) by the instance's deadline.
+    pub fn with_deadline(mut self, deadline: std::time::Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// `limit`, or less if the instance's deadline comes sooner.
+    pub(crate) fn bounded(&self, limit: std::time::Duration) -> std::time::Duration {
+        match self.deadline {
+            Some(deadline) => {
+                limit.min(deadline.saturating_duration_since(std::time::Instant::now()))
+            }
+            None => limit,
         }
     }
 

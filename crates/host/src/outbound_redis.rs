@@ -13,13 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Accessor, Resource};
 
-/// Bound on connecting, and on each command's answer.
+/// Bound on resolving and connecting (all addresses together), and on each command's
+/// answer; both are cut short by the instance's deadline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest reply the host buffers for a guest (a `GET` of a huge value, `KEYS *`, ...);
+/// larger ones are refused with `other`.
+pub const MAX_REPLY_BYTES: usize = 64 << 20;
 
 /// An open outbound Redis connection.
 pub struct RedisConnection {
     conn: MultiplexedConnection,
+    /// Counts against [`crate::MAX_SERVICE_CONNECTIONS`] while the guest holds it.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// A failure, before it is expressed in one version's WIT error type.
@@ -42,8 +49,32 @@ impl From<redis::RedisError> for Failure {
 }
 
 /// Checks the address against the component's grants and connects to the checked
-/// address (never to a second DNS answer).
-async fn connect(caps: &ComponentCapabilities, address: &str) -> Result<RedisConnection, Failure> {
+/// address (never to a second DNS answer), within `limit`.
+async fn connect(
+    caps: &ComponentCapabilities,
+    address: &str,
+    limit: Duration,
+) -> Result<RedisConnection, Failure> {
+    let Some(permit) = crate::service_connection_permit() else {
+        return Err(Failure::TooManyConnections);
+    };
+    match tokio::time::timeout(limit, connect_checked(caps, address, limit)).await {
+        Ok(Ok(conn)) => Ok(RedisConnection {
+            conn,
+            _permit: permit,
+        }),
+        Ok(Err(failure)) => Err(failure),
+        Err(_) => Err(Failure::Other(format!(
+            "no connection within {limit:?}; check that the server is reachable"
+        ))),
+    }
+}
+
+async fn connect_checked(
+    caps: &ComponentCapabilities,
+    address: &str,
+    limit: Duration,
+) -> Result<MultiplexedConnection, Failure> {
     let invalid = |why: String| {
         tracing::warn!(component = %caps.id(), "component `{}`: redis address refused: {why}", caps.id());
         Failure::InvalidAddress
@@ -70,9 +101,12 @@ async fn connect(caps: &ComponentCapabilities, address: &str) -> Result<RedisCon
     let target = caps
         .service_target("redis", &host, port)
         .await
-        .map_err(|_| Failure::InvalidAddress)?;
+        .map_err(|e| match e {
+            wisp_outbound::ServiceError::Lookup { .. } => Failure::Other(e.to_string()),
+            _ => Failure::InvalidAddress,
+        })?;
     let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_connection_timeout(Some(limit))
         .set_response_timeout(Some(RESPONSE_TIMEOUT));
     let mut last_error = None;
     for addr in &target.addresses {
@@ -84,10 +118,9 @@ async fn connect(caps: &ComponentCapabilities, address: &str) -> Result<RedisCon
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(Ok(conn)) => return Ok(RedisConnection { conn }),
-            Ok(Err(e)) => last_error = Some(e.to_string()),
-            Err(_) => last_error = Some(format!("no answer within {CONNECT_TIMEOUT:?}")),
+        match attempt.await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => last_error = Some(e.to_string()),
         }
     }
     Err(Failure::Other(format!(
@@ -105,7 +138,31 @@ mod ops {
         conn: &mut MultiplexedConnection,
         cmd: &redis::Cmd,
     ) -> Result<T, Failure> {
-        Ok(cmd.query_async(conn).await?)
+        let value: Value = cmd.query_async(conn).await?;
+        let size = reply_size(&value);
+        if size > MAX_REPLY_BYTES {
+            return Err(Failure::Other(format!(
+                "the reply is {size} bytes, more than the {MAX_REPLY_BYTES} a guest may receive at once; ask for less (e.g. SCAN instead of KEYS)"
+            )));
+        }
+        T::from_redis_value(value).map_err(|e| Failure::from(redis::RedisError::from(e)))
+    }
+
+    /// Bytes of payload in a reply, nested values included.
+    fn reply_size(value: &Value) -> usize {
+        match value {
+            Value::BulkString(b) | Value::BigNumber(b) => b.len(),
+            Value::SimpleString(s) => s.len(),
+            Value::VerbatimString { text, .. } => text.len(),
+            Value::Array(items) | Value::Set(items) => items.iter().map(reply_size).sum(),
+            Value::Push { data, .. } => data.iter().map(reply_size).sum(),
+            Value::Map(pairs) => pairs
+                .iter()
+                .map(|(k, v)| reply_size(k) + reply_size(v))
+                .sum(),
+            Value::Attribute { data, .. } => reply_size(data),
+            _ => 8,
+        }
     }
 
     pub(super) async fn publish(
@@ -237,21 +294,44 @@ mod ops {
 }
 
 impl CapabilitiesCtx<'_> {
-    fn redis_conn(
-        &self,
-        handle: &Resource<RedisConnection>,
-    ) -> wasmtime::Result<MultiplexedConnection> {
-        Ok(self.table.get(handle)?.conn.clone())
+    /// Takes a handle slot before connecting, so a guest at its limit opens no socket.
+    fn reserve_redis(&mut self) -> Result<Duration, Failure> {
+        if !self.state.reserve_handle() {
+            return Err(Failure::TooManyConnections);
+        }
+        Ok(self.state.bounded(CONNECT_TIMEOUT))
     }
 
+    /// Stores the connection in the reserved slot, or gives the slot back.
     fn push_redis(
         &mut self,
-        connection: RedisConnection,
+        connection: Result<RedisConnection, Failure>,
     ) -> wasmtime::Result<Result<Resource<RedisConnection>, Failure>> {
-        if !self.state.reserve_handle() {
-            return Ok(Err(Failure::TooManyConnections));
+        let connection = match connection {
+            Ok(connection) => connection,
+            Err(failure) => {
+                self.state.release_handle();
+                return Ok(Err(failure));
+            }
+        };
+        match self.table.push(connection) {
+            Ok(handle) => Ok(Ok(handle)),
+            Err(e) => {
+                self.state.release_handle();
+                Err(e.into())
+            }
         }
-        Ok(Ok(self.table.push(connection)?))
+    }
+
+    /// The connection and how long its next command may take.
+    fn redis_call(
+        &self,
+        handle: &Resource<RedisConnection>,
+    ) -> wasmtime::Result<(MultiplexedConnection, Duration)> {
+        Ok((
+            self.table.get(handle)?.conn.clone(),
+            self.state.bounded(RESPONSE_TIMEOUT),
+        ))
     }
 
     fn close_redis(&mut self, handle: Resource<RedisConnection>) -> wasmtime::Result<()> {
@@ -318,10 +398,11 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         &mut self,
         address: String,
     ) -> wasmtime::Result<Result<Resource<RedisConnection>, v2::Error>> {
-        let connection = match connect(&self.caps(), &address).await {
-            Ok(connection) => connection,
+        let limit = match self.reserve_redis() {
+            Ok(limit) => limit,
             Err(e) => return Ok(Err(convert_v2::error(e))),
         };
+        let connection = connect(&self.caps(), &address, limit).await;
         Ok(self.push_redis(connection)?.map_err(convert_v2::error))
     }
 
@@ -331,8 +412,8 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         channel: String,
         payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), v2::Error>> {
-        let conn = self.redis_conn(&c)?;
-        Ok(ops::publish(conn, channel, payload)
+        let (conn, limit) = self.redis_call(&c)?;
+        Ok(within(limit, ops::publish(conn, channel, payload))
             .await
             .map_err(convert_v2::error))
     }
@@ -342,8 +423,10 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         c: Resource<RedisConnection>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, v2::Error>> {
-        let conn = self.redis_conn(&c)?;
-        Ok(ops::get(conn, key).await.map_err(convert_v2::error))
+        let (conn, limit) = self.redis_call(&c)?;
+        Ok(within(limit, ops::get(conn, key))
+            .await
+            .map_err(convert_v2::error))
     }
 
     async fn set(
@@ -352,8 +435,10 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), v2::Error>> {
-        let conn = self.redis_conn(&c)?;
-        Ok(ops::set(conn, key, value).await.map_err(convert_v2::error))
+        let (conn, limit) = self.redis_call(&c)?;
+        Ok(within(limit, ops::set(conn, key, value))
+            .await
+            .map_err(convert_v2::error))
     }
 
     async fn incr(
@@ -361,8 +446,10 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         c: Resource<RedisConnection>,
         key: String,
     ) -> wasmtime::Result<Result<i64, v2::Error>> {
-        let conn = self.redis_conn(&c)?;
-        Ok(ops::incr(conn, key).await.map_err(convert_v2::error))
+        let (conn, limit) = self.redis_call(&c)?;
+        Ok(within(limit, ops::incr(conn, key))
+            .await
+            .map_err(convert_v2::error))
     }
 
     async fn del(
@@ -370,8 +457,10 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         c: Resource<RedisConnection>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<u32, v2::Error>> {
-        let conn = self.redis_conn(&c)?;
-        Ok(ops::del(conn, keys).await.map_err(convert_v2::error))
+        let (conn, limit) = self.redis_call(&c)?;
+        Ok(within(limit, ops::del(conn, keys))
+            .await
+            .map_err(convert_v2::error))
     }
 
     async fn sadd(
@@ -380,8 +469,8 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, v2::Error>> {
-        let conn = self.redis_conn(&c)?;
-        Ok(ops::sadd(conn, key, values)
+        let (conn, limit) = self.redis_call(&c)?;
+        Ok(within(limit, ops::sadd(conn, key, values))
             .await
             .map_err(convert_v2::error))
     }
@@ -391,8 +480,10 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         c: Resource<RedisConnection>,
         key: String,
     ) -> wasmtime::Result<Result<Vec<String>, v2::Error>> {
-        let conn = self.redis_conn(&c)?;
-        Ok(ops::smembers(conn, key).await.map_err(convert_v2::error))
+        let (conn, limit) = self.redis_call(&c)?;
+        Ok(within(limit, ops::smembers(conn, key))
+            .await
+            .map_err(convert_v2::error))
     }
 
     async fn srem(
@@ -401,8 +492,8 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, v2::Error>> {
-        let conn = self.redis_conn(&c)?;
-        Ok(ops::srem(conn, key, values)
+        let (conn, limit) = self.redis_call(&c)?;
+        Ok(within(limit, ops::srem(conn, key, values))
             .await
             .map_err(convert_v2::error))
     }
@@ -413,13 +504,14 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         command: String,
         arguments: Vec<v2::RedisParameter>,
     ) -> wasmtime::Result<Result<Vec<v2::RedisResult>, v2::Error>> {
-        let conn = self.redis_conn(&c)?;
-        Ok(
-            ops::execute(conn, command, convert_v2::arguments(arguments))
-                .await
-                .map(convert_v2::replies)
-                .map_err(convert_v2::error),
+        let (conn, limit) = self.redis_call(&c)?;
+        Ok(within(
+            limit,
+            ops::execute(conn, command, convert_v2::arguments(arguments)),
         )
+        .await
+        .map(convert_v2::replies)
+        .map_err(convert_v2::error))
     }
 
     async fn drop(&mut self, c: Resource<RedisConnection>) -> wasmtime::Result<()> {
@@ -427,11 +519,23 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
     }
 }
 
-fn v3_conn<T>(
+fn v3_call<T>(
     accessor: &Accessor<T, Capabilities>,
     handle: &Resource<RedisConnection>,
-) -> wasmtime::Result<MultiplexedConnection> {
-    accessor.with(|mut access| access.get().redis_conn(handle))
+) -> wasmtime::Result<(MultiplexedConnection, Duration)> {
+    accessor.with(|mut access| access.get().redis_call(handle))
+}
+
+/// Runs one command, bounded by `limit`.
+async fn within<T>(
+    limit: Duration,
+    op: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::time::timeout(limit, op).await.unwrap_or_else(|_| {
+        Err(Failure::Other(format!(
+            "no answer from redis within {limit:?}"
+        )))
+    })
 }
 
 impl v3::Host for CapabilitiesCtx<'_> {}
@@ -447,11 +551,15 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         accessor: &Accessor<T, Self>,
         address: String,
     ) -> wasmtime::Result<Result<Resource<RedisConnection>, v3::Error>> {
-        let caps = accessor.with(|mut access| access.get().caps());
-        let connection = match connect(&caps, &address).await {
-            Ok(connection) => connection,
+        let reserved = accessor.with(|mut access| {
+            let mut ctx = access.get();
+            ctx.reserve_redis().map(|limit| (ctx.caps(), limit))
+        });
+        let (caps, limit) = match reserved {
+            Ok(reserved) => reserved,
             Err(e) => return Ok(Err(convert_v3::error(e))),
         };
+        let connection = connect(&caps, &address, limit).await;
         Ok(accessor
             .with(|mut access| access.get().push_redis(connection))?
             .map_err(convert_v3::error))
@@ -463,8 +571,8 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         channel: String,
         payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), v3::Error>> {
-        let conn = v3_conn(accessor, &c)?;
-        Ok(ops::publish(conn, channel, payload)
+        let (conn, limit) = v3_call(accessor, &c)?;
+        Ok(within(limit, ops::publish(conn, channel, payload))
             .await
             .map_err(convert_v3::error))
     }
@@ -474,8 +582,10 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         c: Resource<RedisConnection>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, v3::Error>> {
-        let conn = v3_conn(accessor, &c)?;
-        Ok(ops::get(conn, key).await.map_err(convert_v3::error))
+        let (conn, limit) = v3_call(accessor, &c)?;
+        Ok(within(limit, ops::get(conn, key))
+            .await
+            .map_err(convert_v3::error))
     }
 
     async fn set(
@@ -484,8 +594,10 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), v3::Error>> {
-        let conn = v3_conn(accessor, &c)?;
-        Ok(ops::set(conn, key, value).await.map_err(convert_v3::error))
+        let (conn, limit) = v3_call(accessor, &c)?;
+        Ok(within(limit, ops::set(conn, key, value))
+            .await
+            .map_err(convert_v3::error))
     }
 
     async fn incr(
@@ -493,8 +605,10 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         c: Resource<RedisConnection>,
         key: String,
     ) -> wasmtime::Result<Result<i64, v3::Error>> {
-        let conn = v3_conn(accessor, &c)?;
-        Ok(ops::incr(conn, key).await.map_err(convert_v3::error))
+        let (conn, limit) = v3_call(accessor, &c)?;
+        Ok(within(limit, ops::incr(conn, key))
+            .await
+            .map_err(convert_v3::error))
     }
 
     async fn del(
@@ -502,8 +616,10 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         c: Resource<RedisConnection>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<u32, v3::Error>> {
-        let conn = v3_conn(accessor, &c)?;
-        Ok(ops::del(conn, keys).await.map_err(convert_v3::error))
+        let (conn, limit) = v3_call(accessor, &c)?;
+        Ok(within(limit, ops::del(conn, keys))
+            .await
+            .map_err(convert_v3::error))
     }
 
     async fn sadd(
@@ -512,8 +628,8 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, v3::Error>> {
-        let conn = v3_conn(accessor, &c)?;
-        Ok(ops::sadd(conn, key, values)
+        let (conn, limit) = v3_call(accessor, &c)?;
+        Ok(within(limit, ops::sadd(conn, key, values))
             .await
             .map_err(convert_v3::error))
     }
@@ -523,8 +639,10 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         c: Resource<RedisConnection>,
         key: String,
     ) -> wasmtime::Result<Result<Vec<String>, v3::Error>> {
-        let conn = v3_conn(accessor, &c)?;
-        Ok(ops::smembers(conn, key).await.map_err(convert_v3::error))
+        let (conn, limit) = v3_call(accessor, &c)?;
+        Ok(within(limit, ops::smembers(conn, key))
+            .await
+            .map_err(convert_v3::error))
     }
 
     async fn srem(
@@ -533,8 +651,8 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, v3::Error>> {
-        let conn = v3_conn(accessor, &c)?;
-        Ok(ops::srem(conn, key, values)
+        let (conn, limit) = v3_call(accessor, &c)?;
+        Ok(within(limit, ops::srem(conn, key, values))
             .await
             .map_err(convert_v3::error))
     }
@@ -545,12 +663,13 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         command: String,
         arguments: Vec<v3::RedisParameter>,
     ) -> wasmtime::Result<Result<Vec<v3::RedisResult>, v3::Error>> {
-        let conn = v3_conn(accessor, &c)?;
-        Ok(
-            ops::execute(conn, command, convert_v3::arguments(arguments))
-                .await
-                .map(convert_v3::replies)
-                .map_err(convert_v3::error),
+        let (conn, limit) = v3_call(accessor, &c)?;
+        Ok(within(
+            limit,
+            ops::execute(conn, command, convert_v3::arguments(arguments)),
         )
+        .await
+        .map(convert_v3::replies)
+        .map_err(convert_v3::error))
     }
 }

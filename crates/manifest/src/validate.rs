@@ -512,6 +512,7 @@ impl Validator<'_> {
                 ));
             }
         };
+        self.check_references("channel", &channel, variables)?;
         let line = self.src.line(channel.span().start);
         let address = match trigger.address.as_ref().or(self.redis_address.as_ref()) {
             Some(address) => address,
@@ -534,6 +535,33 @@ impl Validator<'_> {
         })
     }
 
+    /// `{{ variable }}` references in a redis trigger field name declared variables;
+    /// returns how many there are.
+    fn check_references(
+        &self,
+        field: &str,
+        value: &Spanned<String>,
+        variables: &IndexMap<String, Variable>,
+    ) -> Result<usize, ManifestError> {
+        let references = rules::template_references(value.get_ref()).map_err(|_| {
+            self.error(
+                value.span(),
+                format!("the redis {field} has a malformed `{{{{ variable }}}}` reference"),
+                "write references to application variables as `{{ name }}`",
+            )
+        })?;
+        if let Some(undeclared) = references.iter().find(|r| !variables.contains_key(**r)) {
+            return Err(self.error(
+                value.span(),
+                format!("the redis {field} refers to undeclared variable `{undeclared}`"),
+                format!(
+                    "declare it under [variables], e.g. `{undeclared} = {{ default = \"...\" }}`"
+                ),
+            ));
+        }
+        Ok(references.len())
+    }
+
     /// A redis `address`: `redis://...`, possibly with `{{ variable }}` references.
     fn check_address_template(
         &self,
@@ -541,23 +569,8 @@ impl Validator<'_> {
         variables: &IndexMap<String, Variable>,
     ) -> Result<(), ManifestError> {
         let text = address.get_ref();
-        let references = rules::template_references(text).map_err(|_| {
-            self.error(
-                address.span(),
-                "the redis address has a malformed `{{ variable }}` reference",
-                "write references to application variables as `{{ name }}`",
-            )
-        })?;
-        if let Some(undeclared) = references.iter().find(|r| !variables.contains_key(**r)) {
-            return Err(self.error(
-                address.span(),
-                format!("the redis address refers to undeclared variable `{undeclared}`"),
-                format!(
-                    "declare it under [variables], e.g. `{undeclared} = {{ default = \"...\" }}`"
-                ),
-            ));
-        }
-        if references.is_empty() && !text.starts_with("redis://") {
+        let references = self.check_references("address", address, variables)?;
+        if references == 0 && !text.starts_with("redis://") {
             return Err(self.error(
                 address.span(),
                 format!("`{text}` is not a redis address"),

@@ -159,9 +159,32 @@ async fn schedule_loop(
             );
             return;
         };
-        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        tokio::time::sleep(wait).await;
-        last = next;
+        // The timer runs on the monotonic clock; the schedule is wall-clock time. Sleep
+        // again if the wall clock says it is still early (it was set back, or the timer
+        // woke a little soon), so a tick never fires before its time.
+        loop {
+            let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            if wait.is_zero() {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+        }
+        // After a suspend or a clock jump forward, ticks already past are not replayed in
+        // a burst: the next one is computed from now, and the skipped ones are counted.
+        let now = Utc::now();
+        let missed = job
+            .schedule
+            .after(&next)
+            .take_while(|tick| *tick < now - chrono::Duration::seconds(1))
+            .take(10_000)
+            .count();
+        if missed > 0 {
+            tracing::warn!(
+                "cron trigger `{}`: {missed} tick(s) before {now} were missed (the machine was suspended or the clock jumped); running the one at {next} only",
+                job.trigger
+            );
+        }
+        last = if missed > 0 { now } else { next };
         if !job.allow_overlap && job.running.swap(true, Ordering::AcqRel) {
             tracing::warn!(
                 "cron trigger `{}`: skipped the tick at {next}: the previous run of `{}` is still going (set allow_overlap = true to run them side by side)",
@@ -170,17 +193,33 @@ async fn schedule_loop(
             );
             continue;
         }
-        if job.allow_overlap {
-            job.running.store(true, Ordering::Release);
-        }
+        let guard = RunningGuard {
+            job: job.clone(),
+            owns_flag: !job.allow_overlap,
+        };
         let app = app.clone();
         let job = job.clone();
         let mut runs = runs.lock().await;
         while runs.try_join_next().is_some() {}
         runs.spawn(async move {
+            // Clears the flag however the run ends: finished, panicked or aborted.
+            let _guard = guard;
             run_once(&app, &job, next).await;
-            job.running.store(false, Ordering::Release);
         });
+    }
+}
+
+/// Marks the end of a run when dropped.
+struct RunningGuard {
+    job: Arc<Job>,
+    owns_flag: bool,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if self.owns_flag {
+            self.job.running.store(false, Ordering::Release);
+        }
     }
 }
 

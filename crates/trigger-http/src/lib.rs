@@ -253,48 +253,89 @@ impl HttpTrigger {
         shutdown: impl Future<Output = ()>,
         grace: Duration,
     ) {
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (stream, client) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        // Typically EMFILE: back off briefly instead of spinning.
-                        tracing::warn!("accept failed: {err}");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let this = self.clone();
-            let service =
-                hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let this = this.clone();
-                    async move {
-                        let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
-                        Ok::<_, Infallible>(this.handle(request, client).await)
-                    }
-                });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::debug!("connection from {client} ended with an error: {err}");
+        serve_current(CurrentTrigger::new(self), listener, shutdown, grace).await;
+    }
+}
+
+/// The trigger that serves new requests. `wisp watch` replaces it on reload: each
+/// request takes the trigger current when it arrives and keeps it (and its app) alive
+/// until it is answered, so in-flight requests finish on the old version while the
+/// listener, and every open connection, stays up.
+pub struct CurrentTrigger(std::sync::RwLock<Arc<HttpTrigger>>);
+
+impl CurrentTrigger {
+    /// Starts with `trigger`.
+    pub fn new(trigger: Arc<HttpTrigger>) -> Arc<Self> {
+        Arc::new(Self(std::sync::RwLock::new(trigger)))
+    }
+
+    /// The trigger for a request arriving now.
+    pub fn get(&self) -> Arc<HttpTrigger> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes `trigger` serve every request from now on; returns the previous one.
+    pub fn replace(&self, trigger: Arc<HttpTrigger>) -> Arc<HttpTrigger> {
+        let mut current = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::replace(&mut *current, trigger)
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, each request going to the
+/// trigger `current` holds when it arrives; then stops accepting and lets in-flight
+/// requests finish for up to `grace`.
+pub async fn serve_current(
+    current: Arc<CurrentTrigger>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Typically EMFILE: back off briefly instead of spinning.
+                    tracing::warn!("accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
                 }
-            });
-        }
-        drop(listener);
-        tokio::select! {
-            () = graceful.shutdown() => {}
-            () = tokio::time::sleep(grace) => {
-                tracing::warn!("shutdown grace period of {grace:?} elapsed; closing remaining connections");
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let current = current.clone();
+        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            let this = current.get();
+            async move {
+                let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+                Ok::<_, Infallible>(this.handle(request, client).await)
             }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!("connection from {client} ended with an error: {err}");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("shutdown grace period of {grace:?} elapsed; closing remaining connections");
         }
     }
 }

@@ -2,15 +2,19 @@
 //!
 //! A trigger step of the data path beside the HTTP trigger: for each Redis server named
 //! by the app's `[[trigger.redis]]` tables, one pub/sub connection subscribes to every
-//! channel of that server. Each message runs, in a fresh instance, every component
-//! subscribed to its channel. When the server goes away the connection is re-made with
-//! exponential backoff (100 ms doubling up to 5 s) and the subscriptions renewed;
-//! messages published while disconnected are lost, as with any Redis pub/sub client.
+//! channel of that server. Messages of one server are handled one at a time, in arrival
+//! order, as Spin does; each runs every component subscribed to its channel, each in a
+//! fresh instance, side by side. When the server goes away (the connection closes, or a
+//! PING every 30 s goes unanswered for 10 s) the connection is re-made with exponential
+//! backoff (100 ms doubling up to 5 s) and the subscriptions renewed; messages published
+//! while disconnected are lost, as with any Redis pub/sub client.
 
 use futures::StreamExt;
+use futures::future::join_all;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use wisp_engine::{GuestFault, LoadedApp};
 
@@ -18,6 +22,10 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Bound on connecting and subscribing, so a black-holed server is retried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle subscription checks that the server still answers, and how long
+/// the answer may take: a silent network partition otherwise goes unnoticed.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors building the trigger from an app.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +110,9 @@ impl RedisTrigger {
                 message,
             };
             let url = expand(&config.address).map_err(|e| address_error(e.to_string()))?;
+            let channel = expand(&config.channel).map_err(|e| {
+                TriggerError::Config(format!("trigger `{}`: channel: {e}", trigger.id))
+            })?;
             let client = redis::Client::open(url.as_str()).map_err(|e| {
                 address_error(format!(
                     "invalid address: {e}; write it as redis://[user:password@]host[:port][/db]"
@@ -130,7 +141,7 @@ impl RedisTrigger {
             };
             server
                 .channels
-                .entry(config.channel.clone())
+                .entry(channel)
                 .or_default()
                 .push(config.component.clone());
         }
@@ -161,65 +172,81 @@ impl RedisTrigger {
             .collect()
     }
 
-    /// Subscribes and handles messages until `shutdown` resolves; then waits up to
-    /// `grace` for handlers still running.
+    /// Subscribes and handles messages until `shutdown` resolves; then lets the message
+    /// being handled finish for up to `grace`.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>, grace: Duration) {
+        let (stop, stopped) = watch::channel(false);
         let mut listeners = JoinSet::new();
-        let handlers = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
         for index in 0..self.servers.len() {
             let this = self.clone();
-            let handlers = handlers.clone();
-            listeners.spawn(async move { this.listen(index, handlers).await });
+            let stopped = stopped.clone();
+            listeners.spawn(async move { this.listen(index, stopped).await });
         }
         shutdown.await;
-        listeners.abort_all();
-        let mut handlers = handlers.lock().await;
-        let drain = async { while handlers.join_next().await.is_some() {} };
+        let _ = stop.send(true);
+        let drain = async { while listeners.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, drain).await.is_err() {
             tracing::warn!(
-                "shutdown grace period of {grace:?} elapsed; abandoning redis handlers still running"
+                "shutdown grace period of {grace:?} elapsed; abandoning redis messages still being handled"
             );
+            // Dropping the set aborts the listeners, and with them their instances.
         }
     }
 
-    /// One server: connect, subscribe, dispatch, and start over when the connection ends.
-    async fn listen(&self, index: usize, handlers: Arc<tokio::sync::Mutex<JoinSet<()>>>) {
+    /// One server: connect, subscribe, handle messages in order, and start over when the
+    /// connection ends. Returns once `stopped` turns true (between messages).
+    async fn listen(&self, index: usize, mut stopped: watch::Receiver<bool>) {
         let server = &self.servers[index];
         let channels: Vec<&String> = server.channels.keys().collect();
         let mut backoff = MIN_BACKOFF;
         loop {
-            match tokio::time::timeout(CONNECT_TIMEOUT, subscribe(&server.url, &channels)).await {
-                Ok(Ok(mut pubsub)) => {
+            let subscribed = tokio::select! {
+                subscribed = tokio::time::timeout(CONNECT_TIMEOUT, subscribe(&server.url, &channels)) => subscribed,
+                () = until_stopped(&mut stopped) => return,
+            };
+            match subscribed {
+                Ok(Ok(pubsub)) => {
                     tracing::info!(
                         "redis trigger subscribed to {} on {}",
                         join_channels(&channels),
                         server.shown
                     );
                     backoff = MIN_BACKOFF;
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        let channel = message.get_channel_name().to_owned();
-                        let payload = message.get_payload_bytes().to_vec();
-                        let Some(components) = server.channels.get(&channel) else {
-                            continue;
-                        };
-                        let mut handlers = handlers.lock().await;
-                        // Reap finished handlers so the set does not grow without bound.
-                        while handlers.try_join_next().is_some() {}
-                        for component in components {
-                            let app = self.app.clone();
-                            let component = component.clone();
-                            let channel = channel.clone();
-                            let payload = payload.clone();
-                            handlers.spawn(async move {
-                                handle_message(&app, &component, &channel, payload).await;
-                            });
+                    let (mut sink, mut messages) = pubsub.split();
+                    let mut ping = tokio::time::interval(PING_INTERVAL);
+                    ping.tick().await;
+                    loop {
+                        tokio::select! {
+                            message = messages.next() => {
+                                let Some(message) = message else {
+                                    tracing::warn!(
+                                        "lost the redis trigger connection to {}; reconnecting",
+                                        server.shown
+                                    );
+                                    break;
+                                };
+                                let channel = message.get_channel_name().to_owned();
+                                let payload = message.get_payload_bytes().to_vec();
+                                if let Some(components) = server.channels.get(&channel) {
+                                    join_all(components.iter().map(|component| {
+                                        handle_message(&self.app, component, &channel, payload.clone())
+                                    }))
+                                    .await;
+                                }
+                            }
+                            _ = ping.tick() => {
+                                let answered = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await;
+                                if !matches!(answered, Ok(Ok(_))) {
+                                    tracing::warn!(
+                                        "redis server {} did not answer PING within {PING_TIMEOUT:?}; reconnecting",
+                                        server.shown
+                                    );
+                                    break;
+                                }
+                            }
+                            () = until_stopped(&mut stopped) => return,
                         }
                     }
-                    tracing::warn!(
-                        "lost the redis trigger connection to {}; reconnecting",
-                        server.shown
-                    );
                 }
                 Ok(Err(e)) => tracing::warn!(
                     "redis trigger cannot subscribe on {}: {e}; retrying in {backoff:?}",
@@ -230,10 +257,18 @@ impl RedisTrigger {
                     server.shown
                 ),
             }
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = until_stopped(&mut stopped) => return,
+            }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// Resolves once the trigger is told to stop.
+async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 async fn subscribe(url: &str, channels: &[&String]) -> redis::RedisResult<redis::aio::PubSub> {

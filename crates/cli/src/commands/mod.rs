@@ -4,3 +4,4 @@ pub mod build;
 pub mod completions;
 pub mod registry;
 pub mod up;
+pub mod watch;

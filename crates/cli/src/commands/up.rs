@@ -26,12 +26,12 @@ pub struct UpArgs {
         env = "WISP_MANIFEST",
         conflicts_with = "from"
     )]
-    manifest: Option<PathBuf>,
+    pub(crate) manifest: Option<PathBuf>,
 
     /// Serve a bare wasi:http component (.wasm) on `/...`, or an app from a registry
     /// (`registry/repository:tag` or `…@sha256:<digest>`), instead of a manifest.
     #[arg(long, env = "WISP_FROM")]
-    from: Option<PathBuf>,
+    pub(crate) from: Option<PathBuf>,
 
     /// Run the components' build commands first (like `wisp build`).
     #[arg(long, conflicts_with = "from")]
@@ -47,7 +47,7 @@ pub struct UpArgs {
 
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "WISP_LISTEN", default_value = "127.0.0.1:3000")]
-    listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
 
     /// Backends for key-value stores, SQLite databases, variable providers and outbound
     /// networking (Spin's runtime-config.toml format).
@@ -57,7 +57,7 @@ pub struct UpArgs {
     /// Directory for app state (the `default` key-value store and SQLite database,
     /// staged files); default `.wisp` beside the manifest.
     #[arg(long, env = "WISP_STATE_DIR")]
-    state_dir: Option<PathBuf>,
+    pub(crate) state_dir: Option<PathBuf>,
 
     /// Directory for compiled code; default `$XDG_CACHE_HOME/wisp` or `~/.cache/wisp`.
     #[arg(long, env = "WISP_CACHE_DIR")]
@@ -103,42 +103,17 @@ pub fn run(args: UpArgs) -> Result<()> {
         super::build::build(&super::build::manifest_path(args.manifest.as_deref()), &[])?;
     }
     let (locked, app_dir) = runtime.block_on(resolve(&args))?;
-    let runtime_config = match &args.runtime_config_file {
-        Some(path) => RuntimeConfig::from_file(path)?,
-        None => RuntimeConfig::default(),
-    };
-    let request_timeout = seconds("--request-timeout", args.request_timeout)?;
-    let shutdown_grace = seconds("--shutdown-grace", args.shutdown_grace)?;
-    if args.memory_limit_mb == 0 || args.max_instances == 0 {
-        bail!("--memory-limit-mb and --max-instances must be at least 1");
-    }
-    let config = EngineConfig {
-        max_instances: args.max_instances,
-        memory_limit: args.memory_limit_mb << 20,
-        request_timeout,
-        cache_dir: if args.no_cache {
-            None
-        } else {
-            args.cache_dir
-                .clone()
-                .or_else(wisp_engine::default_cache_dir)
-        },
-        pooling: !args.no_pooling,
-        max_outbound_requests: args.max_outbound_requests,
-    };
+    let settings = Settings::from_args(&args)?;
     let state_dir = args
         .state_dir
         .clone()
         .unwrap_or_else(|| app_dir.join(".wisp"));
+    let paths = AppPaths {
+        state_dir,
+        app_dir: args.from.is_none().then(|| app_dir.clone()),
+    };
 
     runtime.block_on(async move {
-        let paths = AppPaths {
-            state_dir: state_dir.clone(),
-            app_dir: args.from.is_none().then(|| app_dir.clone()),
-        };
-        let capabilities = AppCapabilities::build(&locked, &runtime_config, &paths)
-            .await
-            .context("cannot set up the app's stores, databases and variables")?;
         let serves_http = !locked
             .http_triggers()
             .context("cannot read the app's http triggers")?
@@ -148,35 +123,25 @@ pub fn run(args: UpArgs) -> Result<()> {
             true => Some(bind(args.listen).await?),
             false => None,
         };
-        let engine = WispEngine::new(config).context("cannot create the wasm engine")?;
-        let app = LoadedApp::load(&engine, locked, &state_dir, &capabilities)
-            .context("cannot load the app")?;
-        let app = Arc::new(app);
-        let http = match listener {
-            Some(listener) => {
-                let address = listener
+        let engine =
+            WispEngine::new(settings.engine.clone()).context("cannot create the wasm engine")?;
+        let generation = Generation::load(
+            &engine,
+            locked,
+            &settings.runtime_config,
+            &paths,
+            serves_http,
+        )
+        .await?;
+        let address = match &listener {
+            Some(listener) => Some(
+                listener
                     .local_addr()
-                    .context("cannot read the listening address")?;
-                let trigger = HttpTrigger::new(app.clone()).context("cannot set up HTTP routes")?;
-                Some((trigger, listener, address))
-            }
+                    .context("cannot read the listening address")?,
+            ),
             None => None,
         };
-        let redis = Arc::new(
-            RedisTrigger::new(app.clone(), |text| capabilities.expand(text))
-                .context("cannot set up the redis triggers")?,
-        );
-        let cron =
-            Arc::new(CronTrigger::new(app.clone()).context("cannot set up the cron triggers")?);
-        print_summary(
-            &engine,
-            &app,
-            &capabilities,
-            http.as_ref()
-                .map(|(trigger, _, address)| (&**trigger, *address)),
-            &redis,
-            &cron,
-        );
+        generation.print_summary(&engine, address);
 
         // One signal stops every trigger.
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -184,35 +149,142 @@ pub fn run(args: UpArgs) -> Result<()> {
             shutdown_signal().await;
             let _ = stop.send(true);
         });
-        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
         let serve_http = async {
-            if let Some((trigger, listener, _)) = http {
+            if let (Some(listener), Some(trigger)) = (listener, generation.http.clone()) {
                 trigger
-                    .serve(listener, until_stopped(stopped.clone()), shutdown_grace)
+                    .serve(listener, until(stopped.clone()), settings.shutdown_grace)
                     .await;
             }
         };
-        let run_redis = async {
-            if !redis.is_empty() {
-                redis
-                    .clone()
-                    .run(until_stopped(stopped.clone()), shutdown_grace)
-                    .await;
-            }
-        };
-        let run_cron = async {
-            if !cron.is_empty() {
-                cron.clone()
-                    .run(until_stopped(stopped.clone()), shutdown_grace)
-                    .await;
-            }
-        };
-        tokio::join!(serve_http, run_redis, run_cron);
+        tokio::join!(
+            serve_http,
+            generation.run_event_triggers(stopped.clone(), settings.shutdown_grace)
+        );
         eprintln!("Stopped.");
         Ok(())
     })
+}
+
+/// Resolves when `stopped` turns true (or its sender is gone).
+pub(crate) async fn until(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// The engine, runtime-config and shutdown settings `up` and `watch` share.
+pub(crate) struct Settings {
+    pub(crate) engine: EngineConfig,
+    pub(crate) runtime_config: RuntimeConfig,
+    pub(crate) shutdown_grace: Duration,
+}
+
+impl Settings {
+    pub(crate) fn from_args(args: &UpArgs) -> Result<Settings> {
+        let runtime_config = match &args.runtime_config_file {
+            Some(path) => RuntimeConfig::from_file(path)?,
+            None => RuntimeConfig::default(),
+        };
+        let request_timeout = seconds("--request-timeout", args.request_timeout)?;
+        let shutdown_grace = seconds("--shutdown-grace", args.shutdown_grace)?;
+        if args.memory_limit_mb == 0 || args.max_instances == 0 {
+            bail!("--memory-limit-mb and --max-instances must be at least 1");
+        }
+        let engine = EngineConfig {
+            max_instances: args.max_instances,
+            memory_limit: args.memory_limit_mb << 20,
+            request_timeout,
+            cache_dir: if args.no_cache {
+                None
+            } else {
+                args.cache_dir
+                    .clone()
+                    .or_else(wisp_engine::default_cache_dir)
+            },
+            pooling: !args.no_pooling,
+            max_outbound_requests: args.max_outbound_requests,
+        };
+        Ok(Settings {
+            engine,
+            runtime_config,
+            shutdown_grace,
+        })
+    }
+}
+
+/// One loaded version of an app with its triggers; `wisp watch` makes a new one per
+/// reload.
+pub(crate) struct Generation {
+    pub(crate) app: Arc<LoadedApp>,
+    capabilities: AppCapabilities,
+    pub(crate) http: Option<Arc<HttpTrigger>>,
+    redis: Arc<RedisTrigger>,
+    cron: Arc<CronTrigger>,
+}
+
+impl Generation {
+    /// Sets up capabilities, compiles and links the components, and builds every
+    /// trigger (`with_http`: the HTTP route table too).
+    pub(crate) async fn load(
+        engine: &WispEngine,
+        locked: LockedApp,
+        runtime_config: &RuntimeConfig,
+        paths: &AppPaths,
+        with_http: bool,
+    ) -> Result<Generation> {
+        let capabilities = AppCapabilities::build(&locked, runtime_config, paths)
+            .await
+            .context("cannot set up the app's stores, databases and variables")?;
+        let app = LoadedApp::load(engine, locked, &paths.state_dir, &capabilities)
+            .context("cannot load the app")?;
+        let app = Arc::new(app);
+        let http = match with_http {
+            true => Some(HttpTrigger::new(app.clone()).context("cannot set up HTTP routes")?),
+            false => None,
+        };
+        let redis = Arc::new(
+            RedisTrigger::new(app.clone(), |text| capabilities.expand(text))
+                .context("cannot set up the redis triggers")?,
+        );
+        let cron =
+            Arc::new(CronTrigger::new(app.clone()).context("cannot set up the cron triggers")?);
+        Ok(Generation {
+            app,
+            capabilities,
+            http,
+            redis,
+            cron,
+        })
+    }
+
+    /// Runs the Redis and cron triggers until `stopped` turns true.
+    pub(crate) async fn run_event_triggers(
+        &self,
+        stopped: tokio::sync::watch::Receiver<bool>,
+        grace: Duration,
+    ) {
+        let run_redis = async {
+            if !self.redis.is_empty() {
+                self.redis.clone().run(until(stopped.clone()), grace).await;
+            }
+        };
+        let run_cron = async {
+            if !self.cron.is_empty() {
+                self.cron.clone().run(until(stopped.clone()), grace).await;
+            }
+        };
+        tokio::join!(run_redis, run_cron);
+    }
+
+    /// The start-up summary; `address` is where HTTP listens, if it does.
+    pub(crate) fn print_summary(&self, engine: &WispEngine, address: Option<SocketAddr>) {
+        print_summary(
+            engine,
+            &self.app,
+            &self.capabilities,
+            self.http.as_deref().zip(address),
+            &self.redis,
+            &self.cron,
+        );
+    }
 }
 
 /// The app to serve and the directory its relative defaults (state dir, `.env`) hang off.
@@ -293,7 +365,7 @@ fn seconds(flag: &str, value: f64) -> Result<Duration> {
         .with_context(|| format!("{flag} must be a positive number of seconds, got {value}"))
 }
 
-async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
+pub(crate) async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(address).await.map_err(|err| {
         if err.kind() == std::io::ErrorKind::AddrInUse {
             anyhow::anyhow!(
@@ -375,7 +447,7 @@ fn print_summary(
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

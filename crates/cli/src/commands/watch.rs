@@ -1,0 +1,397 @@
+//! `wisp watch`: build, serve, and on every change rebuild and reload in place.
+//!
+//! The listener stays bound for the whole session. A reload loads the new version next
+//! to the running one and then swaps which version new requests go to
+//! ([`CurrentTrigger`]); requests already running finish on the old version, which is
+//! dropped when the last of them is answered. A failed build or load leaves the running
+//! version serving and prints why.
+//!
+//! Changes are found by polling (every `--poll-ms`) the files the app depends on, walked
+//! with `.gitignore` rules applied: each component's `build.watch` globs (relative to
+//! its `workdir`), the `source` and `files` of components without a build, and the
+//! manifest. A change is acted on once the files have been still for `--poll-ms`.
+
+use super::build;
+use super::up::{self, Generation, Settings, UpArgs};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
+use wisp_engine::WispEngine;
+use wisp_host::AppPaths;
+use wisp_manifest::{FileMount, Manifest};
+use wisp_trigger_http::{CurrentTrigger, serve_current};
+
+/// Arguments of `wisp watch`: those of `wisp up`, plus the polling interval.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  wisp watch\n  wisp watch -f examples/kv-counter/spin.toml --listen 127.0.0.1:3001"
+)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    up: UpArgs,
+
+    /// How often to look for changes, and how long files must be still before a
+    /// rebuild, in milliseconds.
+    #[arg(long, env = "WISP_WATCH_POLL_MS", default_value_t = 250)]
+    poll_ms: u64,
+}
+
+/// Directories never walked: build outputs and dependencies, whatever `.gitignore` says.
+const SKIPPED_DIRS: &[&str] = &["target", "node_modules", ".wisp", ".git", "__pycache__"];
+
+/// Runs `wisp watch`.
+pub fn run(args: WatchArgs) -> Result<()> {
+    if args.up.from.is_some() {
+        bail!(
+            "wisp watch works on a manifest; use wisp up --from to serve a component or a registry app"
+        );
+    }
+    let manifest_path = std::path::absolute(build::manifest_path(args.up.manifest.as_deref()))
+        .context("cannot resolve the manifest path")?;
+    let settings = Settings::from_args(&args.up)?;
+    let poll = Duration::from_millis(args.poll_ms.max(10));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        // The first version must build and load; later failures keep it serving.
+        build::build(&manifest_path, &[])?;
+        let (locked, app_dir) = up::resolve_manifest(Some(&manifest_path))?;
+        let paths = AppPaths {
+            state_dir: args
+                .up
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| app_dir.join(".wisp")),
+            app_dir: Some(app_dir.clone()),
+        };
+        let listener = up::bind(args.up.listen).await?;
+        let address = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+        let engine =
+            WispEngine::new(settings.engine.clone()).context("cannot create the wasm engine")?;
+        let generation = Arc::new(
+            Generation::load(&engine, locked, &settings.runtime_config, &paths, true).await?,
+        );
+        generation.print_summary(&engine, Some(address));
+        eprintln!("Watching for changes (Ctrl+C to stop).");
+
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            up::shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let current =
+            CurrentTrigger::new(generation.http.clone().expect("watch always serves HTTP"));
+        let server = tokio::spawn(serve_current(
+            current.clone(),
+            listener,
+            up::until(stopped.clone()),
+            settings.shutdown_grace,
+        ));
+        let mut running = RunningEvents::start(generation, settings.shutdown_grace);
+
+        let mut spec = WatchSpec::read(&manifest_path)?;
+        let mut baseline = spec.snapshot();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(poll) => {}
+                () = up::until(stopped.clone()) => break,
+            }
+            let mut now = spec.snapshot();
+            if now == baseline {
+                continue;
+            }
+            // Debounce: act once the files have been still for one interval.
+            loop {
+                tokio::time::sleep(poll).await;
+                let again = spec.snapshot();
+                if again == now {
+                    break;
+                }
+                now = again;
+            }
+            let changed = changed_files(&baseline, &now);
+            let rebuild = spec.components_to_build(&changed);
+            eprintln!(
+                "Changed: {}{}",
+                shown(&changed, &spec.root),
+                if rebuild.is_empty() {
+                    String::new()
+                } else {
+                    format!("; rebuilding {}", rebuild.join(", "))
+                }
+            );
+            let started = Instant::now();
+            let reloaded = reload(&manifest_path, &rebuild, &engine, &settings, &args.up).await;
+            match reloaded {
+                Ok((generation, new_spec)) => {
+                    let http = generation.http.clone().expect("watch always serves HTTP");
+                    // From here new requests go to the new version; running ones finish
+                    // on the old, which is dropped with its last request.
+                    drop(current.replace(http));
+                    running.replace(generation, settings.shutdown_grace).await;
+                    eprintln!(
+                        "Reloaded in {:.0?}; serving http://{address}",
+                        started.elapsed()
+                    );
+                    spec = new_spec;
+                }
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    for cause in err.chain().skip(1) {
+                        eprintln!("  caused by: {cause}");
+                    }
+                    eprintln!(
+                        "Still serving the last good version; fix the problem and save again."
+                    );
+                }
+            }
+            // Files the build wrote must not trigger another round.
+            baseline = spec.snapshot();
+        }
+        running.stop().await;
+        let _ = server.await;
+        eprintln!("Stopped.");
+        Ok(())
+    })
+}
+
+/// Rebuilds `rebuild` (component ids), then loads the app again.
+async fn reload(
+    manifest_path: &Path,
+    rebuild: &[String],
+    engine: &WispEngine,
+    settings: &Settings,
+    args: &UpArgs,
+) -> Result<(Arc<Generation>, WatchSpec)> {
+    if !rebuild.is_empty() {
+        let manifest_path = manifest_path.to_path_buf();
+        let rebuild = rebuild.to_vec();
+        tokio::task::spawn_blocking(move || build::build(&manifest_path, &rebuild))
+            .await
+            .context("the build task failed")?
+            .context("the build failed")?;
+    }
+    let spec = WatchSpec::read(manifest_path)?;
+    let (locked, app_dir) = up::resolve_manifest(Some(manifest_path))?;
+    let paths = AppPaths {
+        state_dir: args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| app_dir.join(".wisp")),
+        app_dir: Some(app_dir),
+    };
+    let generation = Generation::load(engine, locked, &settings.runtime_config, &paths, true)
+        .await
+        .context("the new version did not load")?;
+    Ok((Arc::new(generation), spec))
+}
+
+/// The Redis and cron triggers of the version being served.
+struct RunningEvents {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningEvents {
+    fn start(generation: Arc<Generation>, grace: Duration) -> RunningEvents {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            generation.run_event_triggers(stopped, grace).await;
+        });
+        RunningEvents { stop, task }
+    }
+
+    /// Starts `generation`'s triggers, then stops the old ones (their running handlers
+    /// get the grace period).
+    async fn replace(&mut self, generation: Arc<Generation>, grace: Duration) {
+        let old = std::mem::replace(self, RunningEvents::start(generation, grace));
+        old.stop().await;
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// What to watch, read from the manifest.
+struct WatchSpec {
+    root: PathBuf,
+    /// Files watched by path: the manifest and the sources of components without a
+    /// build (they may live outside the app directory).
+    direct: Vec<PathBuf>,
+    components: Vec<ComponentWatch>,
+}
+
+struct ComponentWatch {
+    id: String,
+    /// Whether a change runs the build (else it only reloads).
+    builds: bool,
+    /// Directory the globs are relative to.
+    base: PathBuf,
+    patterns: Vec<glob::Pattern>,
+}
+
+/// Path → (modified time, length) of every watched file.
+type Snapshot = BTreeMap<PathBuf, (Option<SystemTime>, u64)>;
+
+impl WatchSpec {
+    fn read(manifest_path: &Path) -> Result<WatchSpec> {
+        let manifest = wisp_manifest::parse_file(manifest_path)?;
+        let root = manifest_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let components = component_watches(&manifest, &root)?;
+        let mut direct = vec![manifest_path.to_path_buf()];
+        direct.extend(
+            manifest
+                .components
+                .values()
+                .filter(|c| c.build.is_none())
+                .map(|c| root.join(&c.source)),
+        );
+        Ok(WatchSpec {
+            root,
+            direct,
+            components,
+        })
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut files = Snapshot::new();
+        let stat = |path: &Path| {
+            std::fs::metadata(path)
+                .ok()
+                .map(|m| (m.modified().ok(), m.len()))
+        };
+        for path in &self.direct {
+            if let Some(meta) = stat(path) {
+                files.insert(path.clone(), meta);
+            }
+        }
+        let walker = ignore::WalkBuilder::new(&self.root)
+            .hidden(true)
+            .git_ignore(true)
+            .require_git(false)
+            .filter_entry(|entry| {
+                !(entry.file_type().is_some_and(|t| t.is_dir())
+                    && SKIPPED_DIRS.contains(&entry.file_name().to_string_lossy().as_ref()))
+            })
+            .build();
+        for entry in walker.flatten() {
+            if !entry.file_type().is_some_and(|t| t.is_file()) {
+                continue;
+            }
+            let path = entry.path();
+            if self.components.iter().any(|c| c.matches(path))
+                && let Some(meta) = stat(path)
+            {
+                files.insert(path.to_path_buf(), meta);
+            }
+        }
+        files
+    }
+
+    /// The components to rebuild for `changed` files: those with a build whose globs
+    /// match one of them.
+    fn components_to_build(&self, changed: &[PathBuf]) -> Vec<String> {
+        self.components
+            .iter()
+            .filter(|c| c.builds && changed.iter().any(|path| c.matches(path)))
+            .map(|c| c.id.clone())
+            .collect()
+    }
+}
+
+impl ComponentWatch {
+    fn matches(&self, path: &Path) -> bool {
+        let Ok(relative) = path.strip_prefix(&self.base) else {
+            return false;
+        };
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        };
+        self.patterns
+            .iter()
+            .any(|p| p.matches_path_with(relative, options))
+    }
+}
+
+fn component_watches(manifest: &Manifest, root: &Path) -> Result<Vec<ComponentWatch>> {
+    let mut watches = Vec::new();
+    for (id, component) in &manifest.components {
+        let (builds, base, globs) = match &component.build {
+            Some(build) => (
+                true,
+                build
+                    .workdir
+                    .as_ref()
+                    .map_or_else(|| root.to_path_buf(), |dir| root.join(dir)),
+                build.watch.clone(),
+            ),
+            // Without a build, the component's own inputs trigger a reload.
+            None => {
+                let mut globs = vec![component.source.to_string_lossy().into_owned()];
+                for file in &component.files {
+                    match file {
+                        FileMount::Pattern(pattern) => globs.push(pattern.clone()),
+                        FileMount::Placement { source, .. } => {
+                            let source = source.to_string_lossy();
+                            globs.push(source.to_string());
+                            globs.push(format!("{}/**/*", source.trim_end_matches('/')));
+                        }
+                    }
+                }
+                (false, root.to_path_buf(), globs)
+            }
+        };
+        let patterns = globs
+            .iter()
+            .map(|g| {
+                glob::Pattern::new(g.trim_start_matches("./")).with_context(|| {
+                    format!("component `{id}`: watch pattern {g:?} is not a valid glob")
+                })
+            })
+            .collect::<Result<_>>()?;
+        watches.push(ComponentWatch {
+            id: id.clone(),
+            builds,
+            base,
+            patterns,
+        });
+    }
+    Ok(watches)
+}
+
+fn changed_files(before: &Snapshot, after: &Snapshot) -> Vec<PathBuf> {
+    let mut changed: Vec<PathBuf> = after
+        .iter()
+        .filter(|(path, meta)| before.get(*path) != Some(meta))
+        .map(|(path, _)| path.clone())
+        .collect();
+    changed.extend(before.keys().filter(|p| !after.contains_key(*p)).cloned());
+    changed
+}
+
+fn shown(paths: &[PathBuf], root: &Path) -> String {
+    const MAX_SHOWN: usize = 5;
+    let mut names: Vec<String> = paths
+        .iter()
+        .take(MAX_SHOWN)
+        .map(|p| p.strip_prefix(root).unwrap_or(p).display().to_string())
+        .collect();
+    if paths.len() > MAX_SHOWN {
+        names.push(format!("and {} more", paths.len() - MAX_SHOWN));
+    }
+    names.join(", ")
+}
