@@ -165,3 +165,157 @@ fn completions_cover_every_command() {
         "an unknown shell is a usage error"
     );
 }
+
+/// Counts of what a load loop saw.
+#[derive(Default)]
+struct LoadCounts {
+    ok_old: usize,
+    ok_new: usize,
+    failed: Vec<String>,
+}
+
+#[test]
+fn watch_rebuilds_and_reloads_in_place_under_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    // The build copies whichever component `which.txt` names; `which.txt` is watched.
+    let manifest = r#"spin_manifest_version = 2
+[application]
+name = "watched"
+
+[[trigger.http]]
+route = "/..."
+component = "app"
+
+[component.app]
+source = "out/app.wasm"
+[component.app.build]
+command = "mkdir -p out && cp \"$(cat which.txt)\" out/app.wasm"
+watch = ["which.txt"]
+"#;
+    let dir = app_dir(manifest);
+    let which = dir.path().join("which.txt");
+    std::fs::write(&which, programs::HELLO).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    command
+        .arg("watch")
+        .arg("-f")
+        .arg(dir.path().join("spin.toml"))
+        .args(["--poll-ms", "50"]);
+    let wisp = Wisp::spawn(command)
+        .unwrap_or_else(|(status, stderr)| panic!("wisp watch exited with {status}:\n{stderr}"));
+    assert_eq!(wisp.get("/x").text(), "Hello from Wisp\n");
+
+    // Four clients, each opening a new connection per request, for the whole swap.
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Mutex::new(LoadCounts::default()));
+    let addr = wisp.addr;
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            let counts = counts.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let response = support::try_request(addr, "GET", "/load", &[], b"");
+                    let mut counts = counts.lock().unwrap();
+                    match response {
+                        Ok(r) if r.status == 200 && r.text() == "Hello from Wisp\n" => {
+                            counts.ok_old += 1
+                        }
+                        Ok(r)
+                            if r.status == 200 && r.text().starts_with("Hello from spin-sdk 5") =>
+                        {
+                            counts.ok_new += 1
+                        }
+                        Ok(r) => counts.failed.push(format!("{} {:?}", r.status, r.text())),
+                        Err(e) => counts.failed.push(e),
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&which, programs::SPIN_SDK_V5).unwrap();
+    let start = Instant::now();
+    while counts.lock().unwrap().ok_new < 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no reload within 60 s\n{}",
+            wisp.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let counts = counts.lock().unwrap();
+    assert!(counts.ok_old > 0, "served the old version under load first");
+    assert!(
+        counts.failed.is_empty(),
+        "{} failed requests during the reload, e.g. {:?}\n{}",
+        counts.failed.len(),
+        counts.failed.first(),
+        wisp.stderr()
+    );
+    assert!(
+        wisp.stderr().contains("rebuilding app"),
+        "{}",
+        wisp.stderr()
+    );
+    assert!(wisp.stderr().contains("Reloaded in"), "{}", wisp.stderr());
+
+    // A broken build keeps the last good version serving.
+    std::fs::write(&which, "/nonexistent/component.wasm").unwrap();
+    assert!(
+        wisp.wait_for_output("Still serving the last good version"),
+        "{}",
+        wisp.stderr()
+    );
+    assert!(
+        wisp.stderr().contains("the build failed"),
+        "{}",
+        wisp.stderr()
+    );
+    assert!(
+        wisp.get("/after")
+            .text()
+            .starts_with("Hello from spin-sdk 5")
+    );
+
+    // So does a manifest that no longer parses; fixing it reloads again.
+    let manifest_path = dir.path().join("spin.toml");
+    std::fs::write(&manifest_path, format!("{manifest}\n[oops\n")).unwrap();
+    let start = Instant::now();
+    while wisp
+        .stderr()
+        .matches("Still serving the last good version")
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            wisp.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        wisp.get("/after")
+            .text()
+            .starts_with("Hello from spin-sdk 5")
+    );
+    std::fs::write(&which, programs::HELLO).unwrap();
+    std::fs::write(&manifest_path, manifest).unwrap();
+    let start = Instant::now();
+    while wisp.get("/back").text() != "Hello from Wisp\n" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            wisp.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
