@@ -22,6 +22,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create an app from a template.
+    New(commands::new::NewArgs),
+    /// Add a component from a template to an existing app.
+    Add(commands::new::AddArgs),
     /// Serve an app: its HTTP routes, Redis subscriptions and cron schedules.
     Up(commands::up::UpArgs),
     /// Run the components' build commands.
@@ -46,6 +50,8 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Up(args) => commands::up::run(args),
+        Command::New(args) => commands::new::run_new(args),
+        Command::Add(args) => commands::new::run_add(args),
         Command::Registry(args) => commands::registry::run(args),
         Command::Build(args) => commands::build::run(args),
         Command::Watch(args) => commands::watch::run(args),

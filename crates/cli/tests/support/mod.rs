@@ -347,3 +347,40 @@ pub fn build_example(name: &str) -> PathBuf {
     );
     example
 }
+
+/// A virtualenv with the Python Spin SDK and componentize-py at pinned versions,
+/// created once under the target directory (PyPI is one of this project's registries).
+#[allow(dead_code)]
+pub fn python_sdk_venv() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-sdk-venv");
+    let ready = venv.join(".wisp-ready-spin-sdk-3.4.1-componentize-py-0.17.2");
+    if ready.exists() {
+        return venv;
+    }
+    let run = |command: &mut Command, what: &str| {
+        let output = command
+            .output()
+            .unwrap_or_else(|e| panic!("{what}: {e}; install python3 with the venv module"));
+        assert!(
+            output.status.success(),
+            "{what} failed (needs python3 -m venv and access to PyPI):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+        "python3 -m venv",
+    );
+    run(
+        Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "spin-sdk==3.4.1",
+            "componentize-py==0.17.2",
+        ]),
+        "pip install spin-sdk componentize-py",
+    );
+    std::fs::write(&ready, "").unwrap();
+    venv
+}
