@@ -34,6 +34,8 @@ enum Command {
     Watch(commands::watch::WatchArgs),
     /// Push apps to and pull them from OCI registries (Spin's artifact format).
     Registry(commands::registry::RegistryArgs),
+    /// Check an app and this machine, and say how to fix what is wrong.
+    Doctor(commands::doctor::DoctorArgs),
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Add(args) => commands::new::run_add(args),
         Command::Registry(args) => commands::registry::run(args),
         Command::Build(args) => commands::build::run(args),
+        Command::Doctor(args) => commands::doctor::run(args),
         Command::Watch(args) => commands::watch::run(args),
         Command::Completions(args) => {
             commands::completions::run(args, &mut <Cli as clap::CommandFactory>::command())

@@ -319,3 +319,116 @@ watch = ["which.txt"]
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn doctor_reports_each_problem_with_a_fix() {
+    // A healthy app: the component compiles, links and exports what its trigger calls.
+    let healthy = app_dir(&support::manifest_one("/...", "web", programs::HELLO, ""));
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = free_port.local_addr().unwrap().to_string();
+    let output = wisp(&[
+        "doctor",
+        "-f",
+        healthy.path().to_str().unwrap(),
+        "--listen",
+        &busy,
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr
+            .contains("ok    component web: compiles and links against every interface it imports"),
+        "{stderr}"
+    );
+    // The port is taken (by this test): a warning with the fix, not an error.
+    assert!(
+        stderr.contains(&format!("warn  port: cannot listen on {busy}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("fix: stop what uses it, or run wisp up --listen 127.0.0.1:0"));
+    drop(free_port);
+
+    // An unknown import, a trigger the component cannot serve, a missing build tool.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("unknown.wasm"),
+        wat::parse_str(
+            r#"(component (import "example:unknown/api@1.0.0" (instance (export "get" (func)))))"#,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        format!(
+            r#"spin_manifest_version = 2
+[application]
+name = "sick"
+
+[[trigger.http]]
+route = "/a"
+component = "unknown"
+
+[[trigger.cron]]
+component = "web"
+cron_expression = "0 * * * * *"
+
+[component.unknown]
+source = "unknown.wasm"
+
+[component.web]
+source = {hello}
+
+[component.tool]
+source = "tool.wasm"
+[component.tool.build]
+command = "no-such-compiler-xyz build"
+"#,
+            hello = toml_path(programs::HELLO)
+        ),
+    )
+    .unwrap();
+    let output = wisp(&["doctor", "-f", dir.path().to_str().unwrap(), "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let findings: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    let find = |subject: &str, needle: &str| {
+        findings
+            .iter()
+            .find(|f| f["subject"] == subject && f["message"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no {subject} finding with {needle:?} in {findings:#?}"))
+    };
+    let unknown = find("component unknown", "example:unknown/api@1.0.0");
+    assert_eq!(unknown["level"], "error");
+    assert!(
+        unknown["fix"]
+            .as_str()
+            .unwrap()
+            .contains("interfaces Wisp provides")
+    );
+    let cron = find(
+        "component web",
+        "does not export what its cron trigger calls",
+    );
+    assert_eq!(cron["level"], "error");
+    let tool = find("component tool", "needs `no-such-compiler-xyz`");
+    assert_eq!(tool["level"], "error");
+    assert!(find("component tool", "cannot read")["fix"] == "run wisp build -c tool");
+    assert_eq!(find("manifest", "valid manifest")["level"], "ok");
+
+    // A manifest error stops there, with the file and line.
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\n",
+    )
+    .unwrap();
+    let output = wisp(&["doctor", "-f", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error manifest:") && stderr.contains("spin.toml"),
+        "{stderr}"
+    );
+}

@@ -120,6 +120,57 @@ fn linker(engine: &WispEngine) -> Result<Linker<Host>, EngineError> {
     Ok(linker)
 }
 
+/// What [`inspect_component`] found out about a component without running it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentReport {
+    /// The HTTP export, if any.
+    pub http: Option<HttpExport>,
+    /// The Redis message handler, if any.
+    pub redis: Option<RedisExport>,
+    /// Whether it exports the cron trigger's `handle-cron-event`.
+    pub cron: bool,
+}
+
+/// Compiles (or loads from the cache) and links one component against every interface
+/// the host provides, and detects its exports: the checks `LoadedApp::load` makes, for
+/// `wisp doctor`. The error names the missing import or the compile failure.
+pub fn inspect_component(
+    engine: &WispEngine,
+    id: &str,
+    bytes: &[u8],
+) -> Result<ComponentReport, EngineError> {
+    let linker = linker(engine)?;
+    let digest = sha256_digest(bytes);
+    let component = crate::cache::compile(
+        engine.engine(),
+        engine.config().cache_dir.as_deref(),
+        id,
+        &digest,
+        bytes,
+    )?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| EngineError::Invalid {
+            component: id.to_owned(),
+            message: format!(
+                "cannot be linked: {e:#}; the host does not provide that interface (yet)"
+            ),
+        })?;
+    let events = EventExports::detect(&pre);
+    let http = if wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()).is_ok() {
+        Some(HttpExport::Handler03)
+    } else if wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).is_ok() {
+        Some(HttpExport::IncomingHandler02)
+    } else {
+        None
+    };
+    Ok(ComponentReport {
+        http,
+        redis: events.redis(),
+        cron: events.has_cron(),
+    })
+}
+
 /// A compiled, pre-linked component; each request instantiates it afresh.
 pub struct LoadedComponent {
     id: Arc<str>,

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use app::{GuestError, HttpExport, LoadedApp, LoadedComponent};
+pub use app::{
+    ComponentReport, GuestError, HttpExport, LoadedApp, LoadedComponent, inspect_component,
+};
 pub use events::RedisExport;
 pub use host::{GuestFault, Host};
 pub use outbound::{DEFAULT_MAX_OUTBOUND_REQUESTS, LocalDispatch, LocalResponse, LocalTarget};

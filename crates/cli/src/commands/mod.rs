@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod completions;
+pub mod doctor;
 pub mod new;
 pub mod registry;
 pub mod up;

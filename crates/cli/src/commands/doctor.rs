@@ -1,0 +1,343 @@
+//! `wisp doctor`: checks an app and this machine, and says how to fix what is wrong.
+
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use wisp_engine::{EngineConfig, WispEngine};
+use wisp_manifest::Manifest;
+
+/// Arguments of `wisp doctor`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  wisp doctor\n  wisp doctor -f app/spin.toml --json\n\nExit code 1 when any finding is an error."
+)]
+pub struct DoctorArgs {
+    /// The app manifest (spin.toml), or a directory containing one.
+    #[arg(short = 'f', long = "file", env = "WISP_MANIFEST")]
+    manifest: Option<PathBuf>,
+
+    /// The address `wisp up` would listen on, checked for availability.
+    #[arg(long, env = "WISP_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+
+    /// One JSON object per finding, one per line, on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Level {
+    Ok,
+    Warning,
+    Error,
+}
+
+/// One check's outcome.
+#[derive(Debug, Serialize)]
+struct Finding {
+    level: Level,
+    /// What was checked: `manifest`, `component <id>`, `toolchain`, `port`.
+    subject: String,
+    message: String,
+    /// How to fix it; absent for `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+}
+
+impl Finding {
+    fn ok(subject: impl Into<String>, message: impl Into<String>) -> Finding {
+        Finding {
+            level: Level::Ok,
+            subject: subject.into(),
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    fn problem(
+        level: Level,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            level,
+            subject: subject.into(),
+            message: message.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// Runs `wisp doctor`; fails (exit 1) when any finding is an error.
+pub fn run(args: DoctorArgs) -> Result<()> {
+    let manifest_path = super::build::manifest_path(args.manifest.as_deref());
+    let findings = check(&manifest_path, args.listen);
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    let warnings = findings
+        .iter()
+        .filter(|f| f.level == Level::Warning)
+        .count();
+    for finding in &findings {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string(finding).expect("findings serialize")
+            );
+        } else {
+            let mark = match finding.level {
+                Level::Ok => "ok   ",
+                Level::Warning => "warn ",
+                Level::Error => "error",
+            };
+            eprintln!("{mark} {}: {}", finding.subject, finding.message);
+            if let Some(fix) = &finding.fix {
+                eprintln!("      fix: {fix}");
+            }
+        }
+    }
+    if !args.json {
+        eprintln!("{errors} error(s), {warnings} warning(s).");
+    }
+    if errors > 0 {
+        anyhow::bail!("wisp doctor found {errors} error(s)");
+    }
+    Ok(())
+}
+
+fn check(manifest_path: &Path, listen: SocketAddr) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let manifest = match wisp_manifest::parse_file(manifest_path) {
+        Ok(manifest) => {
+            findings.push(Finding::ok(
+                "manifest",
+                format!("{} is a valid manifest", manifest_path.display()),
+            ));
+            manifest
+        }
+        Err(e) => {
+            findings.push(Finding::problem(
+                Level::Error,
+                "manifest",
+                e.to_string(),
+                "fix the manifest as the hint says, then run wisp doctor again",
+            ));
+            return findings;
+        }
+    };
+    let app_dir = manifest_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let engine = WispEngine::new(EngineConfig {
+        max_instances: 1,
+        pooling: false,
+        cache_dir: wisp_engine::default_cache_dir(),
+        ..EngineConfig::default()
+    });
+    for (id, component) in &manifest.components {
+        findings.extend(check_build(id, component));
+        findings.extend(check_component(
+            &manifest,
+            id,
+            &app_dir.join(&component.source),
+            component.build.is_some(),
+            engine.as_ref().ok(),
+        ));
+    }
+    if manifest.http_triggers.is_empty() {
+        findings.push(Finding::ok(
+            "port",
+            "the app has no HTTP triggers; no port needed",
+        ));
+    } else {
+        findings.push(match std::net::TcpListener::bind(listen) {
+            Ok(_) => Finding::ok("port", format!("{listen} is free")),
+            Err(e) => Finding::problem(
+                Level::Warning,
+                "port",
+                format!("cannot listen on {listen}: {e}"),
+                "stop what uses it, or run wisp up --listen 127.0.0.1:0 (a free port)",
+            ),
+        });
+    }
+    findings
+}
+
+/// The build command's program is installed, and the Rust target it needs too.
+fn check_build(id: &str, component: &wisp_manifest::Component) -> Vec<Finding> {
+    let subject = format!("component {id}");
+    let Some(build) = &component.build else {
+        return Vec::new();
+    };
+    let mut findings = Vec::new();
+    for command in &build.commands {
+        let Some(program) = command.split_whitespace().next() else {
+            continue;
+        };
+        // Shell syntax (`cd x && ...`) is not a program we can look up.
+        if program.contains('=') || ["cd", "mkdir", "cp", "(", "sh", "bash"].contains(&program) {
+            continue;
+        }
+        if on_path(program) {
+            findings.push(Finding::ok(
+                subject.clone(),
+                format!("build tool `{program}` is installed"),
+            ));
+        } else {
+            findings.push(Finding::problem(
+                Level::Error,
+                subject.clone(),
+                format!("build command `{command}` needs `{program}`, which is not on the PATH"),
+                install_hint(program),
+            ));
+        }
+        if program == "cargo" && command.contains("wasm32-wasip2") {
+            let installed = Command::new("rustup")
+                .args(["target", "list", "--installed"])
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"));
+            findings.push(match installed {
+                Some(true) => {
+                    Finding::ok(subject.clone(), "Rust target wasm32-wasip2 is installed")
+                }
+                Some(false) => Finding::problem(
+                    Level::Error,
+                    subject.clone(),
+                    "the Rust target wasm32-wasip2 is not installed",
+                    "rustup target add wasm32-wasip2",
+                ),
+                None => Finding::problem(
+                    Level::Warning,
+                    subject.clone(),
+                    "cannot ask rustup which targets are installed",
+                    "install rustup (https://rustup.rs), then rustup target add wasm32-wasip2",
+                ),
+            });
+        }
+    }
+    findings
+}
+
+fn install_hint(program: &str) -> String {
+    match program {
+        "cargo" => "install Rust with rustup (https://rustup.rs), then rustup target add wasm32-wasip2".to_owned(),
+        "componentize-py" => "python3 -m venv .venv && .venv/bin/pip install componentize-py spin-sdk, then activate .venv".to_owned(),
+        "npm" | "node" | "npx" => "install Node.js 20 or newer (it brings npm)".to_owned(),
+        "tinygo" | "go" => "install the Go toolchain (tinygo for components)".to_owned(),
+        other => format!("install `{other}` or change the component's build command"),
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// The component's source exists, compiles, links against the host, and exports what
+/// its triggers call.
+fn check_component(
+    manifest: &Manifest,
+    id: &str,
+    source: &Path,
+    has_build: bool,
+    engine: Option<&WispEngine>,
+) -> Vec<Finding> {
+    let subject = format!("component {id}");
+    let bytes = match std::fs::read(source) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let (level, fix) = if has_build {
+                (Level::Warning, format!("run wisp build -c {id}"))
+            } else {
+                (
+                    Level::Error,
+                    "fix `source` in its [component] table or build the component".to_owned(),
+                )
+            };
+            return vec![Finding::problem(
+                level,
+                subject,
+                format!("cannot read {}: {e}", source.display()),
+                fix,
+            )];
+        }
+    };
+    let Some(engine) = engine else {
+        return vec![Finding::problem(
+            Level::Warning,
+            subject,
+            "the wasm engine could not start, so the component was not checked",
+            "run wisp up to see the engine error",
+        )];
+    };
+    let report = match wisp_engine::inspect_component(engine, id, &bytes) {
+        Ok(report) => report,
+        Err(e) => {
+            return vec![Finding::problem(
+                Level::Error,
+                subject,
+                e.to_string(),
+                "rebuild it against interfaces Wisp provides (docs/capabilities.md lists them), or drop the import",
+            )];
+        }
+    };
+    let mut findings = vec![Finding::ok(
+        subject.clone(),
+        "compiles and links against every interface it imports",
+    )];
+    let needs = |wanted: &str| {
+        manifest
+            .http_triggers
+            .iter()
+            .filter_map(|t| t.component.as_deref())
+            .any(|c| c == id && wanted == "http")
+            || manifest
+                .redis_triggers
+                .iter()
+                .any(|t| t.component == id && wanted == "redis")
+            || manifest
+                .cron_triggers
+                .iter()
+                .any(|t| t.component == id && wanted == "cron")
+    };
+    let missing = [
+        (
+            "http",
+            report.http.is_some(),
+            "an HTTP trigger needs `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0`",
+            "build it as an HTTP component (e.g. spin-sdk #[http_component])",
+        ),
+        (
+            "redis",
+            report.redis.is_some(),
+            "a redis trigger needs `fermyon:spin/inbound-redis` or `spin:redis/inbound-redis@3.0.0`",
+            "build it with #[redis_component] (spin-sdk 5) or #[redis_subscriber] (spin-sdk 7)",
+        ),
+        (
+            "cron",
+            report.cron,
+            "a cron trigger needs `handle-cron-event` of `fermyon:spin-cron@2.0.0`",
+            "build it against the cron plugin's world (wisp new cron-rust shows how)",
+        ),
+    ];
+    for (trigger, has, what, fix) in missing {
+        if needs(trigger) && !has {
+            findings.push(Finding::problem(
+                Level::Error,
+                subject.clone(),
+                format!("does not export what its {trigger} trigger calls: {what}"),
+                fix,
+            ));
+        }
+    }
+    findings
+}
