@@ -39,7 +39,7 @@ trap 'rm -rf "$CACHE"; kill $(jobs -p) 2>/dev/null || true' EXIT
 start_server() { # kind guest -> sets SERVER_PID; waits for the first 200
   local kind=$1 guest=$2 wasm="$GUESTS/$2.wasm"
   case $kind in
-    wisp) "$WISP" up --from "$wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --memory-limit-mb 128 2>/dev/null & ;;
+    wisp) WISP_LOG=warn "$WISP" up --from "$wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --memory-limit-mb 128 2>/dev/null & ;;
     wasmtime) "$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$wasm" >/dev/null 2>&1 & ;;
     wasmtime-keep) "$WASMTIME" serve -Scli -O pooling-memory-keep-resident=16777216,pooling-table-keep-resident=1048576 --addr 127.0.0.1:$PORT "$wasm" >/dev/null 2>&1 & ;;
     native) if [ "$guest" = touch4mib ]; then "$NATIVE" 127.0.0.1:$PORT --touch4mib 2>/dev/null & else "$NATIVE" 127.0.0.1:$PORT 2>/dev/null & fi ;;
@@ -97,7 +97,7 @@ echo "start to first 200 (median of 10, compile cache warm) and idle RSS after t
 FIRST_200="$ROOT/target/release/first-200"
 for kind in wisp wasmtime native; do
   case $kind in
-    wisp) cmd=("$WISP" up --from "$GUESTS/hello.wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
+    wisp) cmd=(env WISP_LOG=warn "$WISP" up --from "$GUESTS/hello.wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
     wasmtime) cmd=("$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$GUESTS/hello.wasm") ;;
     native) cmd=("$NATIVE" 127.0.0.1:$PORT) ;;
   esac

@@ -4,6 +4,7 @@
 mod commands;
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// Exit code for a usage, manifest or app error (the user can fix it).
@@ -44,12 +45,42 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("WISP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
+    let json = match &cli.command {
+        Command::Up(args) => args.json(),
+        Command::Watch(args) => args.json(),
+        _ => false,
+    };
+    if json {
+        // One JSON object per line: every log event, request and lifecycle event.
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        // Human lines: the message only (its text already names what matters; the
+        // structured fields are for --json), coloured only on a terminal without NO_COLOR.
+        let colour = std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .without_time()
+            .with_ansi(colour)
+            .fmt_fields(tracing_subscriber::fmt::format::debug_fn(
+                |writer, field, value| {
+                    if field.name() == "message" {
+                        write!(writer, "{value:?}")
+                    } else {
+                        Ok(())
+                    }
+                },
+            ))
+            .init();
+    }
     let result = match cli.command {
         Command::Up(args) => commands::up::run(args),
         Command::New(args) => commands::new::run_new(args),

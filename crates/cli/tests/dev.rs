@@ -432,3 +432,162 @@ command = "no-such-compiler-xyz build"
         "{stderr}"
     );
 }
+
+#[test]
+fn up_json_logs_lifecycle_and_requests_as_json_lines() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = app_dir(&support::manifest_one("/hello", "web", programs::HELLO, ""));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(["up", "--json", "--listen", "127.0.0.1:0", "-f"])
+        .arg(dir.path().join("spin.toml"))
+        .env("WISP_CACHE_DIR", support::cache_dir())
+        .env_remove("WISP_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    let next = |events: &mut Vec<serde_json::Value>| {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("wisp up --json writes lines");
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        events.push(event.clone());
+        event
+    };
+    let address = loop {
+        let event = next(&mut events);
+        if event["event"] == "listening" {
+            break event["address"].as_str().unwrap().to_owned();
+        }
+    };
+    assert!(events.iter().any(|e| {
+        e["event"] == "component"
+            && e["component"] == "web"
+            && e["exports"]
+                .as_str()
+                .unwrap()
+                .contains("wasi:http/incoming-handler")
+    }));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "route" && e["route"] == "/hello")
+    );
+    let response = support::request(address.parse().unwrap(), "GET", "/hello", &[], b"");
+    assert_eq!(response.status, 200);
+    let start = Instant::now();
+    let request = loop {
+        let event = next(&mut events);
+        if event["target"] == "wisp::request" {
+            break event;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+    };
+    assert_eq!(request["method"], "GET");
+    assert_eq!(request["path"], "/hello");
+    assert_eq!(request["status"], 200);
+    assert_eq!(request["component"], "web");
+    assert!(request["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(
+        request["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("GET /hello 200 "),
+        "{request}"
+    );
+    support::terminate(&child);
+    let stopped = loop {
+        let event = next(&mut events);
+        if event["event"] == "stopped" {
+            break event;
+        }
+    };
+    assert_eq!(stopped["level"], "INFO");
+    let _ = child.wait();
+}
+
+#[test]
+fn human_request_log_is_one_line_by_default() {
+    let dir = app_dir(&support::manifest_one("/hello", "web", programs::HELLO, ""));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    command
+        .arg("up")
+        .arg("-f")
+        .arg(dir.path().join("spin.toml"));
+    let wisp = Wisp::spawn(command).unwrap();
+    assert_eq!(wisp.get("/hello").status, 200);
+    assert!(wisp.wait_for_output("GET /hello 200 "), "{}", wisp.stderr());
+    let line = wisp
+        .stderr()
+        .lines()
+        .find(|l| l.contains("GET /hello 200 "))
+        .unwrap()
+        .to_owned();
+    assert!(line.ends_with("component=web"), "{line}");
+}
+
+/// `--help` of every command, compared with `tests/snapshots/help-*.txt`
+/// (`WISP_BLESS=1` rewrites them).
+#[test]
+fn help_snapshots() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["up"],
+        &["build"],
+        &["watch"],
+        &["new"],
+        &["add"],
+        &["doctor"],
+        &["completions"],
+        &["registry"],
+        &["registry", "push"],
+        &["registry", "pull"],
+        &["registry", "login"],
+    ];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let bless = std::env::var_os("WISP_BLESS").is_some();
+    let mut mismatches = Vec::new();
+    for command in commands {
+        let output = Command::new(env!("CARGO_BIN_EXE_wisp"))
+            .args(*command)
+            .arg("--help")
+            // No WISP_* variable may show up as a current value in the help.
+            .env_clear()
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{command:?} --help");
+        let text = String::from_utf8(output.stdout).unwrap();
+        let name = if command.is_empty() {
+            "wisp".to_owned()
+        } else {
+            command.join("-")
+        };
+        let file = dir.join(format!("help-{name}.txt"));
+        assert!(text.contains("Usage: wisp"), "{name}: {text}");
+        if !command.is_empty() && !["registry"].contains(&name.as_str()) {
+            assert!(text.contains("Examples:"), "{name} --help has an example");
+        }
+        if bless {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&file, &text).unwrap();
+        } else if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
+            mismatches.push(format!(
+                "{} (run with WISP_BLESS=1 to update)",
+                file.display()
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "help changed: {mismatches:#?}");
+}

@@ -222,10 +222,19 @@ impl HttpTrigger {
                 text(status, body)
             }
         };
-        tracing::debug!(
+        // The request log: one line per request (target `wisp::request`, so
+        // `WISP_LOG=info,wisp::request=off` silences it).
+        let elapsed = started.elapsed();
+        tracing::info!(
+            target: "wisp::request",
+            method = %method,
+            path = %path,
+            status = response.status().as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            component = %component_id,
             "{method} {path} {} {:.1?} component={component_id}",
             response.status().as_u16(),
-            started.elapsed()
+            elapsed
         );
         response
     }

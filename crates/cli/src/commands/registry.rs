@@ -30,6 +30,9 @@ enum RegistryCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  echo \"$TOKEN\" | wisp registry login ghcr.io -u me --password-stdin\n  wisp registry login localhost:5000 -u me --password-stdin --insecure < password.txt"
+)]
 struct LoginArgs {
     /// Registry host (and port), e.g. `localhost:5000` or `ghcr.io`.
     registry: String,
@@ -53,6 +56,9 @@ struct LoginArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  wisp registry push ghcr.io/me/hello:v1\n  wisp registry push localhost:5000/hello:v1 -f examples/hello/spin.toml --insecure --json"
+)]
 struct PushArgs {
     /// Where to push: `registry/repository:tag`.
     reference: String,
@@ -68,6 +74,9 @@ struct PushArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  wisp registry pull ghcr.io/me/hello:v1\n  wisp registry pull localhost:5000/hello@sha256:<digest> --insecure --json"
+)]
 struct PullArgs {
     /// What to pull: `registry/repository:tag` or `registry/repository@sha256:…`.
     reference: String,

@@ -91,6 +91,17 @@ pub struct UpArgs {
     /// Use on-demand instance allocation instead of the pooling allocator.
     #[arg(long, env = "WISP_NO_POOLING")]
     no_pooling: bool,
+
+    /// Log as JSON lines on stderr: one object per request, lifecycle event and message.
+    #[arg(long, env = "WISP_JSON")]
+    json: bool,
+}
+
+impl UpArgs {
+    /// Whether `--json` output was asked for.
+    pub fn json(&self) -> bool {
+        self.json
+    }
 }
 
 /// Runs `wisp up`.
@@ -141,7 +152,7 @@ pub fn run(args: UpArgs) -> Result<()> {
             ),
             None => None,
         };
-        generation.print_summary(&engine, address);
+        generation.print_summary(&engine, address, args.json);
 
         // One signal stops every trigger.
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -160,9 +171,71 @@ pub fn run(args: UpArgs) -> Result<()> {
             serve_http,
             generation.run_event_triggers(stopped.clone(), settings.shutdown_grace)
         );
-        eprintln!("Stopped.");
+        if args.json {
+            tracing::info!(event = "stopped", "Stopped.");
+        } else {
+            eprintln!("Stopped.");
+        }
         Ok(())
     })
+}
+
+impl Generation {
+    fn log_summary(&self, engine: &WispEngine, address: Option<SocketAddr>) {
+        let config = engine.config();
+        tracing::info!(
+            event = "engine",
+            pooling = engine.pooling(),
+            max_instances = config.max_instances,
+            memory_limit_mib = config.memory_limit >> 20,
+            request_timeout_ms = config.request_timeout.as_millis() as u64,
+            "engine ready"
+        );
+        for component in &self.app.locked().components {
+            if let Some(loaded) = self.app.component(&component.id) {
+                tracing::info!(
+                    event = "component",
+                    component = %component.id,
+                    exports = %loaded.exports_summary(),
+                    "component loaded"
+                );
+            }
+        }
+        for line in self.capabilities.summary() {
+            tracing::info!(event = "capability", "{line}");
+        }
+        for subscription in self.redis.subscriptions() {
+            tracing::info!(
+                event = "redis_subscription",
+                server = %subscription.server,
+                channel = %subscription.channel,
+                component = %subscription.component,
+                "redis subscription"
+            );
+        }
+        for schedule in self.cron.schedules() {
+            tracing::info!(
+                event = "cron_schedule",
+                cron_expression = %schedule.cron_expression,
+                component = %schedule.component,
+                "cron schedule"
+            );
+        }
+        match (self.http.as_deref(), address) {
+            (Some(trigger), Some(address)) => {
+                for route in trigger.routes() {
+                    tracing::info!(
+                        event = "route",
+                        route = %route.route,
+                        component = route.component.as_deref().unwrap_or("(static response)"),
+                        "route"
+                    );
+                }
+                tracing::info!(event = "listening", address = %address, "Listening on http://{address}");
+            }
+            _ => tracing::info!(event = "running", "Running (no HTTP triggers)."),
+        }
+    }
 }
 
 /// Resolves when `stopped` turns true (or its sender is gone).
@@ -274,8 +347,18 @@ impl Generation {
         tokio::join!(run_redis, run_cron);
     }
 
-    /// The start-up summary; `address` is where HTTP listens, if it does.
-    pub(crate) fn print_summary(&self, engine: &WispEngine, address: Option<SocketAddr>) {
+    /// The start-up summary; `address` is where HTTP listens, if it does. With `json`, one
+    /// structured event per item instead.
+    pub(crate) fn print_summary(
+        &self,
+        engine: &WispEngine,
+        address: Option<SocketAddr>,
+        json: bool,
+    ) {
+        if json {
+            self.log_summary(engine, address);
+            return;
+        }
         print_summary(
             engine,
             &self.app,
@@ -466,7 +549,10 @@ pub(crate) async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    eprintln!("Shutting down: no new connections; waiting for in-flight requests.");
+    tracing::info!(
+        event = "stopping",
+        "Shutting down: no new connections; waiting for in-flight requests."
+    );
 }
 
 #[cfg(test)]

@@ -40,6 +40,13 @@ pub struct WatchArgs {
     poll_ms: u64,
 }
 
+impl WatchArgs {
+    /// Whether `--json` output was asked for.
+    pub fn json(&self) -> bool {
+        self.up.json()
+    }
+}
+
 /// Directories never walked: build outputs and dependencies, whatever `.gitignore` says.
 const SKIPPED_DIRS: &[&str] = &["target", "node_modules", ".wisp", ".git", "__pycache__"];
 
@@ -79,7 +86,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let generation = Arc::new(
             Generation::load(&engine, locked, &settings.runtime_config, &paths, true).await?,
         );
-        generation.print_summary(&engine, Some(address));
+        generation.print_summary(&engine, Some(address), args.up.json());
         eprintln!("Watching for changes (Ctrl+C to stop).");
 
         let (stop, stopped) = watch::channel(false);
