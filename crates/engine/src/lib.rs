@@ -11,6 +11,7 @@ mod app;
 mod cache;
 mod host;
 mod outbound;
+mod sockets;
 
 use std::path::PathBuf;
 use std::sync::Arc;
