@@ -600,7 +600,7 @@ fn spin_interfaces_not_served_yet_answer_with_their_error_variant() {
         &wisp,
         "GET /unsupported",
         200,
-        "redis: Error::Other(\"outbound redis is not supported by this host yet\")\n\
+        "redis: Error::InvalidAddress\n\
          mqtt: Error::InvalidAddress\n\
          postgres: Error::ConnectionFailed(\"outbound postgres is not supported by this host yet\")\n\
          mysql: Error::ConnectionFailed(\"outbound mysql is not supported by this host yet\")\n\

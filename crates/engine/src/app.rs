@@ -235,13 +235,20 @@ impl LoadedComponent {
         wasi.envs(&self.env)
             .stdout(LogStream::new(self.id.clone(), Stream::Stdout))
             .stderr(LogStream::new(self.id.clone(), Stream::Stderr));
-        // Without socket grants nothing is set: the builder's defaults already refuse
-        // TCP, UDP, name lookup and every address.
-        if let Some(sockets) = self.capabilities.sockets() {
-            wasi.allow_ip_name_lookup(true)
-                .allow_tcp(sockets.tcp())
-                .allow_udp(sockets.udp())
-                .socket_addr_check(crate::sockets::addr_check(self.capabilities.clone()));
+        match self.capabilities.sockets() {
+            Some(sockets) => {
+                wasi.allow_ip_name_lookup(true)
+                    .allow_tcp(sockets.tcp())
+                    .allow_udp(sockets.udp())
+                    .socket_addr_check(crate::sockets::addr_check(self.capabilities.clone()));
+            }
+            // No socket grants (the default): everything off. The builder's default
+            // address check already refuses every address, so none is installed.
+            None => {
+                wasi.allow_ip_name_lookup(false)
+                    .allow_tcp(false)
+                    .allow_udp(false);
+            }
         }
         if let Some(dir) = &self.files_dir {
             wasi.preopened_dir(dir, "/", FsPerms::ReadOnly)

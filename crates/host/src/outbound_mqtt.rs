@@ -38,7 +38,7 @@ pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 /// Largest payload one publish may carry (mosquitto accepts up to 256 MiB by default).
 pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
-/// MQTT's limit on a topic (a length-prefixed UTF-8 string).
+/// MQTT's limit on a topic, username or password (a u16-length-prefixed string).
 const MAX_TOPIC: usize = u16::MAX as usize;
 /// Publishes one connection may have queued for the event loop at once.
 const MAX_QUEUED: usize = 64;
@@ -183,6 +183,12 @@ async fn connect(
         Some(id) => id.to_owned(),
         None => generated_client_id(),
     };
+    // MQTT strings are length-prefixed with a u16.
+    if settings.username.len() > MAX_TOPIC || settings.password.len() > MAX_TOPIC {
+        return Err(Failure::ConnectionFailed(format!(
+            "the username and password must be at most {MAX_TOPIC} bytes each"
+        )));
+    }
     let target = caps
         .service_target("mqtt", &host, port)
         .await
