@@ -88,6 +88,16 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "Exports `handle-cron-event` of the `fermyon:spin-cron@2.0.0` world (Spin's cron trigger plugin): prints `tick <timestamp> start` / `tick <timestamp> end`; env `TICK_SLEEP_MS=N` sleeps between them, `TICK_FAIL=1` returns an error.",
     ),
     (
+        "NET_V5",
+        "net-v5",
+        "WASI 0.2, Spin Rust SDK `spin-sdk` 5.2 (`#[http_component]`): outbound networking. Routes: `POST /mqtt/publish?address=A&username=U&password=P&topic=T&qos=Q[&count=N][&keep_alive=K]` (`fermyon:spin/mqtt@2.0.0`: publishes the request body N times; `published N` or `error: <Debug>`), `GET /tcp/echo?addr=HOST:PORT&message=M` (`std::net::TcpStream` over `wasi:sockets@0.2`, names looked up: `echo <reply>`, `denied`, or `error: <ErrorKind>: <msg>`), `GET /tcp/listen?addr=IP:PORT` (`std::net::TcpListener::bind`: `listening`, `denied`, or `error: ...`).",
+    ),
+    (
+        "NET_V7",
+        "net-v7",
+        "WASI 0.3 `wasi:http/handler@0.3.0`, Spin Rust SDK `spin-sdk` 7.0 (`#[http_service]`): the `net-v5` routes through `spin:mqtt/mqtt@3.0.0` (async) and a `wasi:sockets/types@0.3.0` `tcp-socket` (`GET /tcp/echo?addr=IP:PORT&message=M`, IP addresses only).",
+    ),
+    (
         "TOUCH4MIB",
         "touch4mib",
         "WASI 0.2: allocates 4 MiB per request and writes one byte per 4 KiB page; answers `200` with `touched 4194304 bytes sum=130560\\n`.",

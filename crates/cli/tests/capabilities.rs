@@ -601,7 +601,7 @@ fn outbound_interfaces_without_grants_answer_with_their_error_variant() {
         "GET /unsupported",
         200,
         "redis: Error::InvalidAddress\n\
-         mqtt: Error::Other(\"outbound mqtt is not supported by this host yet\")\n\
+         mqtt: Error::InvalidAddress\n\
          postgres: Error::ConnectionFailed(\"outbound postgres is not supported by this host yet\")\n\
          mysql: Error::ConnectionFailed(\"outbound mysql is not supported by this host yet\")\n\
          llm: Error::RuntimeError(\"no LLM backend configured\")\n",

@@ -313,11 +313,22 @@ impl LoadedComponent {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env)
             .stdout(LogStream::new(self.id.clone(), Stream::Stdout))
-            .stderr(LogStream::new(self.id.clone(), Stream::Stderr))
-            .allow_ip_name_lookup(false)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }));
+            .stderr(LogStream::new(self.id.clone(), Stream::Stderr));
+        match self.capabilities.sockets() {
+            Some(sockets) => {
+                wasi.allow_ip_name_lookup(true)
+                    .allow_tcp(sockets.tcp())
+                    .allow_udp(sockets.udp())
+                    .socket_addr_check(crate::sockets::addr_check(self.capabilities.clone()));
+            }
+            // No socket grants (the default): everything off. The builder's default
+            // address check already refuses every address, so none is installed.
+            None => {
+                wasi.allow_ip_name_lookup(false)
+                    .allow_tcp(false)
+                    .allow_udp(false);
+            }
+        }
         if let Some(dir) = &self.files_dir {
             wasi.preopened_dir(dir, "/", FsPerms::ReadOnly)
                 .map_err(|e| GuestError {

@@ -12,6 +12,7 @@ mod cache;
 mod events;
 mod host;
 mod outbound;
+mod sockets;
 
 use std::path::PathBuf;
 use std::sync::Arc;

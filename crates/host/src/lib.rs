@@ -1,7 +1,8 @@
 //! Host capabilities: the Spin and WASI interfaces Wisp links into every instance
-//! besides WASI itself — key-value, variables, SQLite, and the Spin interfaces that
-//! are not served yet (Redis, MQTT, PostgreSQL, MySQL, LLM), which answer with their
-//! WIT error variant.
+//! besides WASI itself — key-value, variables, SQLite, outbound Redis and MQTT, and the
+//! Spin interfaces that are not served yet (PostgreSQL, MySQL, LLM), which answer with
+//! their WIT error variant. It also decides each component's `wasi:sockets` grants
+//! ([`ComponentCapabilities::sockets`]), which the engine applies to WASI.
 //!
 //! Place in the data path: `LockedApp` + [`RuntimeConfig`] → [`AppCapabilities`] (one
 //! per app: opened stores and databases, resolved variables, checked grants) →
@@ -10,6 +11,7 @@
 //! granted, a missing key, an SQL error) are WIT error values; only host faults trap.
 
 mod kv;
+mod outbound_mqtt;
 mod outbound_redis;
 mod runtime_config;
 mod sqlite;
@@ -28,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wisp_app::LockedApp;
-use wisp_outbound::{AllowedHosts, BlockedNetworks, ServiceError, ServiceTarget};
+use wisp_outbound::{AllowedHosts, BlockedNetworks, ServiceError, ServiceTarget, SocketPolicy};
 use wisp_storage::{KvStore, SqliteDatabase};
 
 mod bindings {
@@ -45,7 +47,8 @@ mod bindings {
             "spin:sqlite/sqlite.connection": crate::sqlite::OpenConnection,
             "fermyon:spin/redis.connection": crate::outbound_redis::RedisConnection,
             "spin:redis/redis.connection": crate::outbound_redis::RedisConnection,
-            "fermyon:spin/mqtt.connection": crate::unsupported::NeverOpened,
+            "fermyon:spin/mqtt.connection": crate::outbound_mqtt::MqttConnection,
+            "spin:mqtt/mqtt.connection": crate::outbound_mqtt::MqttConnection,
             "fermyon:spin/postgres.connection": crate::unsupported::NeverOpened,
             "fermyon:spin/mysql.connection": crate::unsupported::NeverOpened,
             "spin:postgres/postgres@3.0.0.connection": crate::unsupported::NeverOpened,
@@ -155,6 +158,8 @@ pub struct ComponentCapabilities {
     allowed_outbound_hosts: AllowedHosts,
     /// The app's blocked networks, minus link-local ranges this component names.
     blocked_networks: BlockedNetworks,
+    /// Raw TCP/UDP grants; `None` (the default) when no entry grants a socket.
+    sockets: Option<Arc<SocketPolicy>>,
 }
 
 impl AppCapabilities {
@@ -218,6 +223,7 @@ impl AppCapabilities {
                         message,
                     },
                 )?;
+            let component_blocked = blocked_networks.for_component(&allowed_outbound_hosts);
             components.insert(
                 component.id.clone(),
                 Arc::new(ComponentCapabilities {
@@ -225,7 +231,9 @@ impl AppCapabilities {
                     key_value_stores: granted_stores,
                     databases: granted_databases,
                     variables: component_variables,
-                    blocked_networks: blocked_networks.for_component(&allowed_outbound_hosts),
+                    sockets: SocketPolicy::new(&allowed_outbound_hosts, &component_blocked)
+                        .map(Arc::new),
+                    blocked_networks: component_blocked,
                     allowed_outbound_hosts,
                 }),
             );
@@ -276,6 +284,12 @@ impl ComponentCapabilities {
     /// The component id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The component's `wasi:sockets` grants, `None` when it has none (the default: no
+    /// sockets, no name lookup).
+    pub fn sockets(&self) -> Option<&Arc<SocketPolicy>> {
+        self.sockets.as_ref()
     }
 
     /// Checks a service connection (`redis`, `mqtt`, `postgres`, `mysql`) against the

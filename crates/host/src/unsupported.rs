@@ -1,10 +1,10 @@
-//! The Spin interfaces this host does not serve yet: outbound MQTT,
+//! The Spin interfaces this host does not serve yet:
 //! PostgreSQL (`fermyon:spin@2.0.0`, `spin:postgres@3.0.0` and `@4.x`), MySQL and LLM. They are linked so every Spin 2 component loads; each
 //! `open` (or LLM call) answers with the interface's own error variant and a message
 //! saying so, never a trap. No connection can be created, so the per-connection
 //! methods are unreachable: their handle type has no values.
 
-use crate::bindings::fermyon::spin::{llm, mqtt, mysql, postgres, rdbms_types};
+use crate::bindings::fermyon::spin::{llm, mysql, postgres, rdbms_types};
 use crate::bindings::spin::postgres3_0_0::postgres as pg3;
 use crate::bindings::spin::postgres4_2_0::postgres as pg4;
 use crate::{Capabilities, CapabilitiesCtx};
@@ -22,32 +22,6 @@ impl CapabilitiesCtx<'_> {
     /// hold (which wasmtime already rules out).
     fn never<R>(&self, handle: &Resource<NeverOpened>) -> wasmtime::Result<R> {
         match *self.table.get(handle)? {}
-    }
-}
-
-impl mqtt::Host for CapabilitiesCtx<'_> {}
-
-impl mqtt::HostConnection for CapabilitiesCtx<'_> {
-    async fn open(
-        &mut self,
-        _address: String,
-        _username: String,
-        _password: String,
-        _keep_alive_interval_in_secs: u64,
-    ) -> wasmtime::Result<Result<Resource<NeverOpened>, mqtt::Error>> {
-        Ok(Err(mqtt::Error::Other(not_supported("outbound mqtt"))))
-    }
-    async fn publish(
-        &mut self,
-        c: Resource<NeverOpened>,
-        _: String,
-        _: Vec<u8>,
-        _: mqtt::Qos,
-    ) -> wasmtime::Result<Result<(), mqtt::Error>> {
-        self.never(&c)
-    }
-    async fn drop(&mut self, c: Resource<NeverOpened>) -> wasmtime::Result<()> {
-        self.never(&c)
     }
 }
 

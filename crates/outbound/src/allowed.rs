@@ -180,6 +180,28 @@ impl AllowedHosts {
         })
     }
 
+    /// Whether any entry's scheme covers `scheme` (the entry names it or is `*`),
+    /// whatever its host and port: decides whether a kind of raw socket is enabled at all.
+    pub fn grants_scheme(&self, scheme: &str) -> bool {
+        self.patterns.iter().any(|p| p.scheme.matches(scheme))
+    }
+
+    /// The exact host names of the entries that cover `scheme` and `port`, for checking
+    /// an address against what those names resolve to. Service-chaining names
+    /// (`*.spin.internal`) are left out: they are never looked up in DNS.
+    pub fn names_for(&self, scheme: &str, port: u16) -> impl Iterator<Item = &str> {
+        self.matching(scheme, port).filter_map(|p| match &p.host {
+            HostPattern::Name(name)
+                if !name
+                    .strip_suffix(SERVICE_CHAINING_DOMAIN)
+                    .is_some_and(|rest| rest.is_empty() || rest.ends_with('.')) =>
+            {
+                Some(name.as_str())
+            }
+            _ => None,
+        })
+    }
+
     fn matching(&self, scheme: &str, port: u16) -> impl Iterator<Item = &Pattern> {
         self.patterns
             .iter()

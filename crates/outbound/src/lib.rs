@@ -14,6 +14,8 @@
 //! - [`client`]: [`OutboundClient`], the HTTP/1.1 client that resolves the host itself,
 //!   drops blocked addresses *before* dialling, speaks TLS with the webpki roots, never
 //!   follows redirects, and enforces connect, first-byte and between-bytes timeouts.
+//! - [`service`] and [`sockets`]: the same two checks for Redis/MQTT/database
+//!   connections and for the guest's own `wasi:sockets` TCP/UDP sockets.
 //!
 //! The allowed-hosts check (is this *name* allowed?) and the blocked-networks check (is
 //! this *address* allowed?) are separate on purpose: the first is the app author's
@@ -27,11 +29,13 @@ pub mod allowed;
 pub mod blocked;
 pub mod client;
 pub mod service;
+pub mod sockets;
 
 pub use allowed::{AllowedHosts, Destination};
 pub use blocked::BlockedNetworks;
 pub use client::{OutboundClient, ResponseBody, SendError, Timeouts};
 pub use service::{ServiceError, ServiceTarget, parse_service_url, resolve_service};
+pub use sockets::{Protocol, SocketDenied, SocketPolicy};
 
 /// A configuration entry that could not be parsed.
 ///

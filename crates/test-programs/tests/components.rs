@@ -42,7 +42,7 @@ fn all_lists_every_guest_once() {
     let mut names: Vec<_> = wisp_test_programs::ALL.iter().map(|(n, _)| *n).collect();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(names.len(), 13, "{names:?}");
+    assert_eq!(names.len(), 15, "{names:?}");
     assert!(
         wisp_test_programs::ALL.contains(&("p3-hello", wisp_test_programs::P3_HELLO)),
         "ALL names p3-hello"
@@ -79,12 +79,14 @@ fn every_guest_validates() {
 
 #[test]
 fn wasi_p2_guests_export_incoming_handler() {
-    // The Spin SDK guests have their own tests below; the capability guests import
-    // Spin interfaces and are covered by crates/cli/tests/capabilities.rs.
+    // The Spin SDK guests have their own tests below; the capability and network
+    // guests import Spin interfaces and are covered by crates/cli/tests.
     let others = [
         wisp_test_programs::P3_HELLO,
         wisp_test_programs::CAPS_V5,
         wisp_test_programs::CAPS_V7,
+        wisp_test_programs::NET_V5,
+        wisp_test_programs::NET_V7,
         wisp_test_programs::SPIN_SDK_V5,
         wisp_test_programs::SPIN_SDK_V7,
     ];
@@ -99,6 +101,24 @@ fn wasi_p2_guests_export_incoming_handler() {
             "{name} exports"
         );
         assert_only_wasi_02_imports(name, &imports, &[]);
+    }
+}
+
+#[test]
+fn network_guests_import_mqtt_and_sockets() {
+    let (imports, _) = imports_and_exports(&read(wisp_test_programs::NET_V5));
+    for wanted in ["fermyon:spin/mqtt@2.0.0", "wasi:sockets/tcp@0.2"] {
+        assert!(
+            imports.iter().any(|i| i.starts_with(wanted)),
+            "net-v5 imports {wanted}: {imports:?}"
+        );
+    }
+    let (imports, _) = imports_and_exports(&read(wisp_test_programs::NET_V7));
+    for wanted in ["spin:mqtt/mqtt@3.0.0", "wasi:sockets/types@0.3.0"] {
+        assert!(
+            imports.iter().any(|i| i == wanted),
+            "net-v7 imports {wanted}: {imports:?}"
+        );
     }
 }
 
