@@ -51,6 +51,8 @@ pub struct MqttConnection {
     pending: Arc<Mutex<Pending>>,
     /// Dropped with the connection, which tells the event-loop task to finish.
     _stop: oneshot::Sender<()>,
+    /// Counts against [`crate::MAX_SERVICE_CONNECTIONS`] while the guest holds it.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Drop for MqttConnection {
@@ -204,8 +206,14 @@ async fn connect(
         }
         Err(last_error)
     };
+    let Some(permit) = crate::service_connection_permit() else {
+        return Err(Failure::TooManyConnections);
+    };
     let error = match tokio::time::timeout(CONNECT_TIMEOUT, attempts).await {
-        Ok(Ok(connection)) => return Ok(connection),
+        Ok(Ok(mut connection)) => {
+            connection._permit = Some(permit);
+            return Ok(connection);
+        }
         Ok(Err(e)) => e,
         Err(_) => format!("no CONNACK within {CONNECT_TIMEOUT:?}"),
     };
@@ -256,6 +264,7 @@ async fn connect_one(
         client,
         pending,
         _stop: stop,
+        _permit: None,
     })
 }
 
