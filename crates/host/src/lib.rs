@@ -1,7 +1,7 @@
 //! Host capabilities: the Spin and WASI interfaces Wisp links into every instance
-//! besides WASI itself — key-value, variables, SQLite, and the Spin interfaces that
-//! are not served yet (Redis, MQTT, PostgreSQL, MySQL, LLM), which answer with their
-//! WIT error variant.
+//! besides WASI itself — key-value, variables, SQLite, outbound Redis, PostgreSQL and
+//! MySQL, and the Spin interfaces that are not served yet (MQTT, LLM), which answer
+//! with their WIT error variant.
 //!
 //! Place in the data path: `LockedApp` + [`RuntimeConfig`] → [`AppCapabilities`] (one
 //! per app: opened stores and databases, resolved variables, checked grants) →
@@ -10,7 +10,10 @@
 //! granted, a missing key, an SQL error) are WIT error values; only host faults trap.
 
 mod kv;
+mod mysql;
 mod outbound_redis;
+mod postgres;
+mod rdbms;
 mod runtime_config;
 mod sqlite;
 mod unsupported;
@@ -46,11 +49,12 @@ mod bindings {
             "fermyon:spin/redis.connection": crate::outbound_redis::RedisConnection,
             "spin:redis/redis.connection": crate::outbound_redis::RedisConnection,
             "fermyon:spin/mqtt.connection": crate::unsupported::NeverOpened,
-            "fermyon:spin/postgres.connection": crate::unsupported::NeverOpened,
-            "fermyon:spin/mysql.connection": crate::unsupported::NeverOpened,
-            "spin:postgres/postgres@3.0.0.connection": crate::unsupported::NeverOpened,
-            "spin:postgres/postgres@4.2.0.connection": crate::unsupported::NeverOpened,
-            "spin:postgres/postgres@4.2.0.connection-builder": crate::unsupported::PostgresBuilder,
+            "fermyon:spin/postgres.connection": crate::postgres::PgConnection,
+            "fermyon:spin/mysql.connection": crate::mysql::MysqlConnection,
+            "spin:postgres/postgres@3.0.0.connection": crate::postgres::PgConnection,
+            "spin:postgres/postgres@4.2.0.connection": crate::postgres::PgConnection,
+            "spin:postgres/postgres@4.2.0.connection-builder": crate::postgres::PostgresBuilder,
+            "spin:mysql/mysql.connection": crate::mysql::MysqlConnection,
         },
     });
 }
@@ -142,6 +146,8 @@ pub struct ComponentCapabilities {
     allowed_outbound_hosts: AllowedHosts,
     /// The app's blocked networks, minus link-local ranges this component names.
     blocked_networks: BlockedNetworks,
+    /// The app's idle PostgreSQL and MySQL connections (shared by its components).
+    rdbms: Arc<rdbms::RdbmsPools>,
 }
 
 impl AppCapabilities {
@@ -164,6 +170,7 @@ impl AppCapabilities {
         let mut stores: HashMap<String, KvStore> = HashMap::new();
         let mut databases: HashMap<String, SqliteDatabase> = HashMap::new();
         let mut components = HashMap::new();
+        let rdbms_pools = Arc::new(rdbms::RdbmsPools::default());
         for component in &locked.components {
             let mut granted_stores = HashMap::new();
             for label in &component.metadata.key_value_stores {
@@ -214,6 +221,7 @@ impl AppCapabilities {
                     variables: component_variables,
                     blocked_networks: blocked_networks.for_component(&allowed_outbound_hosts),
                     allowed_outbound_hosts,
+                    rdbms: rdbms_pools.clone(),
                 }),
             );
         }
