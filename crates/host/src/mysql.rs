@@ -244,6 +244,8 @@ enum MyType {
     Floating64,
     Str,
     Binary,
+    /// A `DATE` column: text without a time of day (`str` in the WIT).
+    Date,
     Other,
 }
 
@@ -266,10 +268,9 @@ fn column_type(column: &mysql_async::Column) -> MyType {
         ColumnType::MYSQL_TYPE_FLOAT => MyType::Floating32,
         ColumnType::MYSQL_TYPE_DOUBLE => MyType::Floating64,
         // No decimal, date or JSON value in the WIT: they come as their text.
+        ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE => MyType::Date,
         ColumnType::MYSQL_TYPE_DECIMAL
         | ColumnType::MYSQL_TYPE_NEWDECIMAL
-        | ColumnType::MYSQL_TYPE_DATE
-        | ColumnType::MYSQL_TYPE_NEWDATE
         | ColumnType::MYSQL_TYPE_TIME
         | ColumnType::MYSQL_TYPE_TIME2
         | ColumnType::MYSQL_TYPE_DATETIME
@@ -297,38 +298,35 @@ fn column_type(column: &mysql_async::Column) -> MyType {
 }
 
 fn decode(ty: MyType, value: Value) -> Result<MyValue, String> {
-    let out_of_range = |v: &dyn std::fmt::Display| format!("{v} does not fit the column's type");
+    // The driver sends integers as `Int` or `UInt` depending on the value, not the
+    // column; the column's type decides the WIT case.
+    let integer = match &value {
+        Value::Int(i) => Some(i128::from(*i)),
+        Value::UInt(u) => Some(i128::from(*u)),
+        _ => None,
+    };
+    if let (Some(n), false) = (integer, matches!(ty, MyType::Other)) {
+        let out_of_range = || format!("{n} does not fit the column's type");
+        return Ok(match ty {
+            MyType::Boolean => MyValue::Bool(n != 0),
+            MyType::Int8 => MyValue::Int8(i8::try_from(n).map_err(|_| out_of_range())?),
+            MyType::Int16 => MyValue::Int16(i16::try_from(n).map_err(|_| out_of_range())?),
+            MyType::Int32 => MyValue::Int32(i32::try_from(n).map_err(|_| out_of_range())?),
+            MyType::UInt8 => MyValue::UInt8(u8::try_from(n).map_err(|_| out_of_range())?),
+            MyType::UInt16 => MyValue::UInt16(u16::try_from(n).map_err(|_| out_of_range())?),
+            MyType::UInt32 => MyValue::UInt32(u32::try_from(n).map_err(|_| out_of_range())?),
+            MyType::UInt64 => MyValue::UInt64(u64::try_from(n).map_err(|_| out_of_range())?),
+            _ => match i64::try_from(n) {
+                Ok(i) => MyValue::Int64(i),
+                Err(_) => MyValue::UInt64(u64::try_from(n).map_err(|_| out_of_range())?),
+            },
+        });
+    }
     Ok(match (ty, value) {
         (_, Value::NULL) => MyValue::Null,
         (MyType::Other, _) => MyValue::Unsupported,
         (MyType::Boolean, Value::Bytes(b)) => MyValue::Bool(b.iter().any(|byte| *byte != 0)),
-        (MyType::Boolean, Value::Int(i)) => MyValue::Bool(i != 0),
-        (MyType::Int8, Value::Int(i)) => {
-            MyValue::Int8(i8::try_from(i).map_err(|_| out_of_range(&i))?)
-        }
-        (MyType::Int16, Value::Int(i)) => {
-            MyValue::Int16(i16::try_from(i).map_err(|_| out_of_range(&i))?)
-        }
-        (MyType::Int32, Value::Int(i)) => {
-            MyValue::Int32(i32::try_from(i).map_err(|_| out_of_range(&i))?)
-        }
-        (MyType::Int64, Value::Int(i)) => MyValue::Int64(i),
-        (MyType::UInt8, Value::UInt(u)) => {
-            MyValue::UInt8(u8::try_from(u).map_err(|_| out_of_range(&u))?)
-        }
-        (MyType::UInt16, Value::UInt(u)) => {
-            MyValue::UInt16(u16::try_from(u).map_err(|_| out_of_range(&u))?)
-        }
-        (MyType::UInt16, Value::Int(i)) => {
-            MyValue::UInt16(u16::try_from(i).map_err(|_| out_of_range(&i))?)
-        }
-        (MyType::UInt32, Value::UInt(u)) => {
-            MyValue::UInt32(u32::try_from(u).map_err(|_| out_of_range(&u))?)
-        }
-        (MyType::UInt64, Value::UInt(u)) => MyValue::UInt64(u),
-        (MyType::UInt8 | MyType::UInt32 | MyType::UInt64, Value::Int(i)) => {
-            MyValue::UInt64(u64::try_from(i).map_err(|_| out_of_range(&i))?)
-        }
+        // Handled above for every type but `Other`.
         (_, Value::Int(i)) => MyValue::Int64(i),
         (_, Value::UInt(u)) => MyValue::UInt64(u),
         (_, Value::Float(f)) => MyValue::Float32(f),
@@ -338,9 +336,9 @@ fn decode(ty: MyType, value: Value) -> Result<MyValue, String> {
             Ok(s) => MyValue::Str(s),
             Err(e) => MyValue::Binary(e.into_bytes()),
         },
-        (_, Value::Date(year, month, day, hour, minute, second, micros)) => {
+        (ty, Value::Date(year, month, day, hour, minute, second, micros)) => {
             let date = format!("{year:04}-{month:02}-{day:02}");
-            MyValue::Str(if (hour, minute, second, micros) == (0, 0, 0, 0) {
+            MyValue::Str(if ty == MyType::Date {
                 date
             } else if micros == 0 {
                 format!("{date} {hour:02}:{minute:02}:{second:02}")
@@ -461,6 +459,50 @@ async fn execute(session: &Session, statement: &str, values: Vec<MyValue>) -> Re
     }
 }
 
+/// Runs a statement, answers its columns on `columns` (or the failure to start it),
+/// then sends its rows into `rows` until the result ends or the guest drops the stream;
+/// what is left of the result is drained so the connection stays usable.
+async fn send_rows<R>(
+    session: &Session,
+    statement: String,
+    values: Vec<MyValue>,
+    columns: oneshot::Sender<Result<Vec<(String, MyType)>, Failure>>,
+    rows: mpsc::Sender<R>,
+    convert: fn(Vec<MyValue>) -> R,
+) -> Result<(), Failure> {
+    let mut conn = session.conn.lock().await;
+    let started =
+        tokio::time::timeout(QUERY_TIMEOUT, conn.exec_iter(statement, params(values))).await;
+    let mut result = match started {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => {
+            let _ = columns.send(Err(query_error(session, e)));
+            return Err(Failure::Query("the statement failed".to_owned()));
+        }
+        Err(_) => {
+            let _ = columns.send(Err(abandon(session)));
+            return Err(Failure::Query(rdbms::timed_out()));
+        }
+    };
+    let types = columns_of(result.columns_ref());
+    let _ = columns.send(Ok(types.clone()));
+    loop {
+        let next = match tokio::time::timeout(QUERY_TIMEOUT, result.next()).await {
+            Ok(next) => next.map_err(|e| query_error(session, e))?,
+            Err(_) => return Err(abandon(session)),
+        };
+        let Some(row) = next else { break };
+        if rows.send(convert(decode_row(row, &types)?)).await.is_err() {
+            // The guest dropped the stream; the rest is drained below.
+            break;
+        }
+    }
+    match tokio::time::timeout(QUERY_TIMEOUT, result.drop_result()).await {
+        Ok(drained) => drained.map_err(|e| query_error(session, e)),
+        Err(_) => Err(abandon(session)),
+    }
+}
+
 /// Starts a query in a task that sends its rows, converted by `convert`, into a
 /// bounded channel; answers the columns once the server has described the result.
 async fn query_stream<R: Send + 'static>(
@@ -480,47 +522,10 @@ async fn query_stream<R: Send + 'static>(
     let (rows_tx, rows_rx) = mpsc::channel(rdbms::STREAM_BUFFER_ROWS);
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(async move {
-        let mut conn = session.conn.lock().await;
-        let started =
-            tokio::time::timeout(QUERY_TIMEOUT, conn.exec_iter(statement, params(values))).await;
-        let mut result = match started {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => {
-                let _ = columns_tx.send(Err(query_error(&session, e)));
-                return;
-            }
-            Err(_) => {
-                let _ = columns_tx.send(Err(abandon(&session)));
-                return;
-            }
-        };
-        let types = columns_of(result.columns_ref());
-        let _ = columns_tx.send(Ok(types.clone()));
-        let outcome = async {
-            loop {
-                let next = match tokio::time::timeout(QUERY_TIMEOUT, result.next()).await {
-                    Ok(next) => next.map_err(|e| query_error(&session, e))?,
-                    Err(_) => return Err(abandon(&session)),
-                };
-                let Some(row) = next else { break };
-                if rows_tx
-                    .send(convert(decode_row(row, &types)?))
-                    .await
-                    .is_err()
-                {
-                    // The guest dropped the stream; the rest is skipped below.
-                    break;
-                }
-            }
-            match tokio::time::timeout(QUERY_TIMEOUT, result.drop_result()).await {
-                Ok(drained) => drained.map_err(|e| query_error(&session, e)),
-                Err(_) => Err(abandon(&session)),
-            }
-        }
-        .await;
-        if outcome.is_err() {
-            session.broken.store(true, Ordering::Relaxed);
-        }
+        let outcome = send_rows(&session, statement, values, columns_tx, rows_tx, convert).await;
+        // Let go of the session before reporting the outcome, so a guest that drops
+        // the connection right after reading it returns the connection to the pool.
+        drop(session);
         let _ = done_tx.send(outcome);
     });
     match columns_rx.await {
@@ -618,7 +623,7 @@ macro_rules! conversions {
                 MyType::UInt64 => D::Uint64,
                 MyType::Floating32 => D::Floating32,
                 MyType::Floating64 => D::Floating64,
-                MyType::Str => D::Str,
+                MyType::Str | MyType::Date => D::Str,
                 MyType::Binary => D::Binary,
                 MyType::Other => D::Other,
             }
@@ -834,6 +839,19 @@ mod tests {
     fn values_decode_by_column_type() {
         assert_eq!(decode(MyType::Int8, Value::Int(-5)), Ok(MyValue::Int8(-5)));
         assert!(decode(MyType::Int8, Value::Int(300)).is_err());
+        assert_eq!(
+            decode(MyType::UInt8, Value::Int(255)),
+            Ok(MyValue::UInt8(255))
+        );
+        assert_eq!(decode(MyType::Int64, Value::UInt(7)), Ok(MyValue::Int64(7)));
+        assert_eq!(
+            decode(MyType::Date, Value::Date(2024, 2, 29, 0, 0, 0, 0)),
+            Ok(MyValue::Str("2024-02-29".to_owned()))
+        );
+        assert_eq!(
+            decode(MyType::Str, Value::Date(2024, 2, 29, 0, 0, 0, 0)),
+            Ok(MyValue::Str("2024-02-29 00:00:00".to_owned()))
+        );
         assert_eq!(
             decode(MyType::UInt64, Value::UInt(u64::MAX)),
             Ok(MyValue::UInt64(u64::MAX))

@@ -1250,6 +1250,30 @@ async fn execute(session: &Session, statement: &str, params: &[PgValue]) -> Resu
         .unwrap_or_else(|| Err(abandon(session)))
 }
 
+/// Sends the rows of a started query into `rows` until it ends, the guest drops the
+/// stream, or the server stays silent past the query timeout.
+async fn send_rows<R>(
+    session: &Session,
+    stream: tokio_postgres::RowStream,
+    types: &[(String, PgType)],
+    rows: mpsc::Sender<R>,
+    convert: fn(Vec<PgValue>) -> R,
+) -> Result<(), Failure> {
+    futures::pin_mut!(stream);
+    loop {
+        let next = match tokio::time::timeout(QUERY_TIMEOUT, stream.try_next()).await {
+            Ok(next) => next.map_err(|e| query_error(session, e))?,
+            Err(_) => return Err(abandon(session)),
+        };
+        let Some(row) = next else { return Ok(()) };
+        let values = decode_row(&row, types)?;
+        if rows.send(convert(values)).await.is_err() {
+            // The guest dropped the stream; the rest is not wanted.
+            return Ok(());
+        }
+    }
+}
+
 /// Starts a query whose rows a task sends, converted by `convert`, into a bounded
 /// channel; the returned receiver yields the final outcome once the rows are sent.
 async fn query_stream<R: Send + 'static>(
@@ -1282,22 +1306,10 @@ async fn query_stream<R: Send + 'static>(
     let (done_tx, done_rx) = oneshot::channel();
     let row_types = types.clone();
     tokio::spawn(async move {
-        let outcome = async {
-            futures::pin_mut!(stream);
-            loop {
-                let next = match tokio::time::timeout(QUERY_TIMEOUT, stream.try_next()).await {
-                    Ok(next) => next.map_err(|e| query_error(&session, e))?,
-                    Err(_) => return Err(abandon(&session)),
-                };
-                let Some(row) = next else { return Ok(()) };
-                let values = decode_row(&row, &row_types)?;
-                if rows_tx.send(convert(values)).await.is_err() {
-                    // The guest dropped the stream; the rest is not wanted.
-                    return Ok(());
-                }
-            }
-        }
-        .await;
+        let outcome = send_rows(&session, stream, &row_types, rows_tx, convert).await;
+        // Let go of the session before reporting the outcome, so a guest that drops
+        // the connection right after reading it returns the connection to the pool.
+        drop(session);
         let _ = done_tx.send(outcome);
     });
     Ok((types, rows_rx, done_rx))
