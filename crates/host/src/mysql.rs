@@ -158,8 +158,10 @@ async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Sess
         caps,
         broken: AtomicBool::new(false),
     };
-    if let Some((conn, peer)) = caps.rdbms.mysql.take(address, &target.addresses) {
-        return Ok(session(conn, peer, caps));
+    while let Some((conn, peer)) = caps.rdbms.mysql.take(address, &target.addresses) {
+        if !conn.is_disconnected() {
+            return Ok(session(conn, peer, caps));
+        }
     }
     let attempt = async {
         let mut last_error = None;

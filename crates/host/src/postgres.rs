@@ -112,7 +112,7 @@ enum Failure {
 #[derive(Debug)]
 enum QueryFailure {
     Text(String),
-    Db(DbErrorInfo),
+    Db(Box<DbErrorInfo>),
 }
 
 /// The fields of a server error, as `spin:postgres@4.x` reports them.
@@ -157,14 +157,14 @@ fn query_error(session: &Session, error: tokio_postgres::Error) -> Failure {
         if let Some(tokio_postgres::error::ErrorPosition::Original(position)) = db.position() {
             extras.push(("position".to_owned(), position.to_string()));
         }
-        return Failure::Query(QueryFailure::Db(DbErrorInfo {
+        return Failure::Query(QueryFailure::Db(Box::new(DbErrorInfo {
             as_text: db.to_string(),
             severity: db.severity().to_owned(),
             code: db.code().code().to_owned(),
             message: db.message().to_owned(),
             detail: db.detail().map(str::to_owned),
             extras,
-        }));
+        })));
     }
     if error.is_closed() || session.client.is_closed() {
         session.broken.store(true, Ordering::Relaxed);
@@ -302,6 +302,9 @@ async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Sess
 // ---------------------------------------------------------------------------
 // Values
 
+/// `(year, month, day, hour, minute, second, nanosecond)`, as the WIT writes it.
+type Datetime = (i32, u8, u8, u8, u8, u8, u32);
+
 /// A bound of a range: the value and whether it is inclusive; `None` is unbounded.
 type Bound<T> = Option<(T, bool)>;
 
@@ -322,7 +325,7 @@ enum PgValue {
     Binary(Vec<u8>),
     Date((i32, u8, u8)),
     Time((u8, u8, u8, u32)),
-    Datetime((i32, u8, u8, u8, u8, u8, u32)),
+    Datetime(Datetime),
     /// Seconds since the Unix epoch (a parameter only; results carry datetimes).
     Timestamp(i64),
     Uuid(String),
@@ -547,7 +550,7 @@ fn time_from_micros(micros: i64) -> (u8, u8, u8, u32) {
 }
 
 /// A timestamp (microseconds since 2000-01-01 00:00) as a datetime tuple.
-fn datetime_from_micros(micros: i64) -> Result<(i32, u8, u8, u8, u8, u8, u32), CodecError> {
+fn datetime_from_micros(micros: i64) -> Result<Datetime, CodecError> {
     if micros == i64::MAX || micros == i64::MIN {
         return Err("infinite timestamps have no datetime value".into());
     }
@@ -565,7 +568,7 @@ fn datetime_from_micros(micros: i64) -> Result<(i32, u8, u8, u8, u8, u8, u32), C
     ))
 }
 
-fn datetime_micros(datetime: (i32, u8, u8, u8, u8, u8, u32)) -> Result<i64, String> {
+fn datetime_micros(datetime: Datetime) -> Result<i64, String> {
     let (year, month, day, hour, minute, second, nanos) = datetime;
     let days = pg_days((year, month, day))?;
     let time = pg_time_micros((hour, minute, second, nanos))?;
@@ -830,12 +833,8 @@ fn decode(ty: &Type, pg_type: &PgType, raw: Option<&[u8]>) -> Result<PgValue, Co
         },
         PgType::Jsonb => PgValue::Jsonb(raw.to_vec()),
         PgType::Decimal => PgValue::Decimal(numeric_to_string(raw)?),
-        PgType::RangeInt32 => {
-            PgValue::RangeInt32(range_bounds(raw, |v| t::int4_from_sql(v), || 0)?)
-        }
-        PgType::RangeInt64 => {
-            PgValue::RangeInt64(range_bounds(raw, |v| t::int8_from_sql(v), || 0)?)
-        }
+        PgType::RangeInt32 => PgValue::RangeInt32(range_bounds(raw, t::int4_from_sql, || 0)?),
+        PgType::RangeInt64 => PgValue::RangeInt64(range_bounds(raw, t::int8_from_sql, || 0)?),
         PgType::RangeDecimal => {
             PgValue::RangeDecimal(range_bounds(raw, numeric_to_string, || "0".to_owned())?)
         }
