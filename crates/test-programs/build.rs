@@ -80,7 +80,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     (
         "RDBMS_V7",
         "rdbms-v7",
-        "WASI 0.3 `wasi:http/handler@0.3.0`, Spin Rust SDK `spin-sdk` 7.0 (`#[http_service]`): the `rdbms-v5` routes through `spin:postgres@4.2.0` async functions (`iface=pg`, rows read from the `query-async` stream) and `spin:mysql@3.0.0` (`iface=mysql`).",
+        "WASI 0.3 `wasi:http/handler@0.3.0`, Spin Rust SDK `spin-sdk` 7.0 (`#[http_service]`): the `rdbms-v5` routes through `spin:postgres@4.2.0` async functions (`iface=pg`, rows read from the `query-async` stream) and `spin:mysql@3.0.0` (`iface=mysql`), plus `GET /stream?n=N` (streams 1..=N checking count and sum, drops a second stream after 3 rows, then `SELECT 1` on the same connection: `rows N sum S, partial read ok`).",
     ),
     (
         "TOUCH4MIB",

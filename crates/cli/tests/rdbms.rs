@@ -556,3 +556,125 @@ fn mysql_grants_errors_and_reuse() {
         assert_eq!(ids[0], ids[1], "across requests");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Both
+
+#[test]
+fn streamed_queries_deliver_many_rows_and_survive_an_early_drop() {
+    let postgres = Postgres::connect();
+    let mysql = Mysql::connect();
+    let grants = [postgres.url.grant("postgres"), mysql.url.grant("mysql")];
+    let (_dir, wisp) = serve(programs::RDBMS_V7, &grants);
+    // More rows than the host buffers between the database and the guest (64).
+    let path = |iface: &str, address: &str, n: u32| {
+        format!("/stream?iface={iface}&address={}&n={n}", encode(address))
+    };
+    for (iface, address, n) in [
+        ("pg", &postgres.url.url, 5000),
+        ("mysql", &mysql.url.url, 1000),
+    ] {
+        let response = request(wisp.addr, "GET", &path(iface, address, n), &[], b"");
+        let sum = u64::from(n) * (u64::from(n) + 1) / 2;
+        assert_eq!(
+            (response.status, response.text()),
+            (200, format!("rows {n} sum {sum}, partial read ok")),
+            "{iface}\nwisp stderr:\n{}",
+            wisp.stderr()
+        );
+    }
+}
+
+#[test]
+fn granted_hosts_in_blocked_networks_are_refused() {
+    let postgres = Postgres::connect();
+    let mysql = Mysql::connect();
+    let grants: Vec<String> = [postgres.url.grant("postgres"), mysql.url.grant("mysql")]
+        .iter()
+        .map(|g| format!("{g:?}"))
+        .collect();
+    let manifest = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "rdbms"
+
+[[trigger.http]]
+route = "/..."
+component = "rdbms"
+
+[component.rdbms]
+source = {source}
+allowed_outbound_hosts = [{grants}]
+"#,
+        source = toml_path(programs::RDBMS_V5),
+        grants = grants.join(", ")
+    );
+    let dir = app_dir(&manifest);
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        "[outbound_networking]\nblock_networks = [\"private\"]\n",
+    )
+    .unwrap();
+    let wisp = Wisp::up(&[
+        "-f",
+        dir.path().join("spin.toml").to_str().unwrap(),
+        "--runtime-config-file",
+        config.to_str().unwrap(),
+    ]);
+    for (iface, address) in [("pg4", &postgres.url.url), ("mysql", &mysql.url.url)] {
+        let (status, body) = call(&wisp, "GET", "/open", iface, address, None);
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("Error::ConnectionFailed(")
+                && body.contains("resolves only to blocked addresses"),
+            "{iface}: {body}"
+        );
+    }
+}
+
+#[test]
+fn concurrent_requests_share_the_pool() {
+    let postgres = Postgres::connect();
+    let mysql = Mysql::connect();
+    let grants = [postgres.url.grant("postgres"), mysql.url.grant("mysql")];
+    let (_dir, wisp) = serve(programs::RDBMS_V5, &grants);
+    let addr = wisp.addr;
+    for (iface, address) in [("pg3", &postgres.url.url), ("mysql", &mysql.url.url)] {
+        let path = format!("/reuse?iface={iface}&address={}", encode(address));
+        let bodies: Vec<(u16, String)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| {
+                    let path = &path;
+                    scope.spawn(move || {
+                        let response = request(addr, "GET", path, &[], b"");
+                        (response.status, response.text())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // Concurrent requests may hand connections to each other between their two
+        // opens, so each answers `same <id>` or `different <a> <b>`.
+        let mut seen = Vec::new();
+        for (status, body) in &bodies {
+            let ids = body
+                .strip_prefix("same ")
+                .or_else(|| body.strip_prefix("different "))
+                .filter(|_| *status == 200)
+                .unwrap_or_else(|| {
+                    panic!("{iface}: {status} {body}\nwisp stderr:\n{}", wisp.stderr())
+                });
+            seen.extend(ids.split(' ').map(str::to_owned));
+        }
+        // Afterwards the next request is served from the pool the burst filled.
+        let (status, body) = call(&wisp, "GET", "/reuse", iface, address, None);
+        let id = body
+            .strip_prefix("same ")
+            .unwrap_or_else(|| panic!("{iface}: {status} {body}"));
+        assert!(
+            seen.iter().any(|s| s == id),
+            "{iface}: {id} is a new connection; the burst used {seen:?}"
+        );
+    }
+}

@@ -7,6 +7,11 @@
 //! and `tests/programs/README.md`), with `iface` `pg` (the `pg4` column set) or
 //! `mysql`. Rows are read one at a time from the stream, then the result future is
 //! awaited.
+//!
+//! - `GET /stream?iface=I&address=A&n=N`: streams the integers 1..=N (`generate_series`
+//!   / a recursive CTE) and checks their count and sum, then reads only 3 rows of a
+//!   second such query and drops it unread, then runs `SELECT 1` on the same
+//!   connection: `rows N sum S, partial read ok`.
 
 use bytes::Bytes;
 use caps_common::{Check, Query, Reply, ensure, expect_eq, failed};
@@ -54,6 +59,17 @@ async fn route(method: &str, path: &str, query: &Query) -> Check {
         ("GET", "/error", "mysql") => mysql::error(address).await,
         ("GET", "/reuse", "pg") => pg::reuse(address).await,
         ("GET", "/reuse", "mysql") => mysql::reuse(address).await,
+        ("GET", "/stream", iface) => {
+            let n = query.get("n")?;
+            let n: i64 = n
+                .parse()
+                .map_err(|_| format!("query: n={n:?} is not a count"))?;
+            match iface {
+                "pg" => pg::stream(address, n).await,
+                "mysql" => mysql::stream(address, n).await,
+                _ => Ok(Reply::new(404, format!("no /stream for {iface}"))),
+            }
+        }
         _ => Ok(Reply::new(
             404,
             format!("no route {method} {path} for {iface}"),
@@ -306,6 +322,43 @@ mod pg {
         }
     }
 
+    pub async fn stream(address: &str, n: i64) -> Check {
+        let conn = db::Connection::open(address)
+            .await
+            .map_err(failed("open"))?;
+        let series = format!("SELECT n::int8 FROM generate_series(1, {n}) AS n");
+        let mut result = conn
+            .query(series.clone(), Vec::new())
+            .await
+            .map_err(failed("series"))?;
+        let (mut count, mut sum) = (0i64, 0i64);
+        while let Some(row) = result.next().await {
+            match &row[0] {
+                D::Int64(v) => sum += v,
+                other => return Err(format!("series row: got {other:?}")),
+            }
+            count += 1;
+        }
+        result.result().await.map_err(failed("series result"))?;
+        expect_eq("series count", count, n)?;
+        expect_eq("series sum", sum, n * (n + 1) / 2)?;
+        let mut partial = conn
+            .query(series, Vec::new())
+            .await
+            .map_err(failed("partial"))?;
+        for _ in 0..3 {
+            ensure("partial read", partial.next().await.is_some(), || {
+                "the stream ended early".to_owned()
+            })?;
+        }
+        drop(partial);
+        let (_, after) = rows(&conn, "SELECT 1::int4".to_owned()).await?;
+        same("after partial read", &after, &vec![vec![D::Int32(1)]])?;
+        Ok(Reply::ok(format!(
+            "rows {count} sum {sum}, partial read ok"
+        )))
+    }
+
     pub async fn reuse(address: &str) -> Check {
         let first = backend_id(address).await?;
         let second = backend_id(address).await?;
@@ -457,6 +510,43 @@ mod mysql {
             Some(D::Int64(id)) => Ok(id.to_string()),
             other => Err(format!("CONNECTION_ID: got {other:?}")),
         }
+    }
+
+    pub async fn stream(address: &str, n: i64) -> Check {
+        let conn = db::Connection::open(address)
+            .await
+            .map_err(failed("open"))?;
+        let series = "WITH RECURSIVE s (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ?) SELECT CAST(n AS SIGNED) FROM s";
+        let mut result = conn
+            .query(series, vec![P::Int64(n)])
+            .await
+            .map_err(failed("series"))?;
+        let (mut count, mut sum) = (0i64, 0i64);
+        while let Some(row) = result.next().await {
+            match &row[0] {
+                D::Int64(v) => sum += v,
+                other => return Err(format!("series row: got {other:?}")),
+            }
+            count += 1;
+        }
+        result.result().await.map_err(failed("series result"))?;
+        expect_eq("series count", count, n)?;
+        expect_eq("series sum", sum, n * (n + 1) / 2)?;
+        let mut partial = conn
+            .query(series, vec![P::Int64(n)])
+            .await
+            .map_err(failed("partial"))?;
+        for _ in 0..3 {
+            ensure("partial read", partial.next().await.is_some(), || {
+                "the stream ended early".to_owned()
+            })?;
+        }
+        drop(partial);
+        let (_, after) = rows(&conn, "SELECT 1".to_owned()).await?;
+        same("after partial read", &after, &vec![vec![D::Int32(1)]])?;
+        Ok(Reply::ok(format!(
+            "rows {count} sum {sum}, partial read ok"
+        )))
     }
 
     pub async fn reuse(address: &str) -> Check {
