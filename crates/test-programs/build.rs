@@ -75,7 +75,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     (
         "RDBMS_V5",
         "rdbms-v5",
-        "WASI 0.2, Spin Rust SDK `spin-sdk` 5.2 (`#[http_component]`): outbound PostgreSQL and MySQL through `spin_sdk::pg` (`fermyon:spin/postgres@2.0.0`), `pg3` (`spin:postgres@3.0.0`), `pg4` (`spin:postgres@4.0.0`) and `mysql` (`fermyon:spin/mysql@2.0.0`), selected by `iface=pg2|pg3|pg4|mysql`, connection string in `address`. Routes: `GET /open` (`opened` or `error: <Debug>`), `POST /write?table=T` (row 1 of the documented values; `written`), `GET /read?table=T` (checks column types and rows 1 and 2 exactly; `ok`), `GET /error` (`SELECT * FROM wisp_no_such_table`: `error: <Debug>`), `GET /reuse` (server connection id across two opens: `same <id>` or `different <a> <b>`); `500` `<step>: <reason>` on a failed check.",
+        "WASI 0.2, Spin Rust SDK `spin-sdk` 5.2 (`#[http_component]`): outbound PostgreSQL and MySQL through `spin_sdk::pg` (`fermyon:spin/postgres@2.0.0`), `pg3` (`spin:postgres@3.0.0`), `pg4` (`spin:postgres@4.0.0`) and `mysql` (`fermyon:spin/mysql@2.0.0`), selected by `iface=pg2|pg3|pg4|mysql`, connection string in `address`. Routes: `GET /open` (`opened` or `error: <Debug>`), `POST /write?table=T` (row 1 of the documented values; `written`), `GET /read?table=T` (checks column types and rows 1 and 2 exactly; `ok`), `GET /error` (`SELECT * FROM wisp_no_such_table`: `error: <Debug>`), `GET /reuse` (server connection id across two opens: `same <id>` or `different <a> <b>`), `GET /tx` (as `/reuse`, the first connection dropped inside a transaction); `500` `<step>: <reason>` on a failed check.",
     ),
     (
         "RDBMS_V7",

@@ -678,3 +678,26 @@ fn concurrent_requests_share_the_pool() {
         );
     }
 }
+
+#[test]
+fn connections_left_in_a_transaction_are_not_reused() {
+    let postgres = Postgres::connect();
+    let mysql = Mysql::connect();
+    let grants = [postgres.url.grant("postgres"), mysql.url.grant("mysql")];
+    let (_dir, wisp) = serve(programs::RDBMS_V5, &grants);
+    for (iface, address) in [
+        ("pg2", &postgres.url.url),
+        ("pg4", &postgres.url.url),
+        ("mysql", &mysql.url.url),
+    ] {
+        let (status, body) = call(&wisp, "GET", "/tx", iface, address, None);
+        assert!(
+            status == 200 && body.starts_with("different "),
+            "{iface}: {status} {body}\nwisp stderr:\n{}",
+            wisp.stderr()
+        );
+        // A clean connection still goes back to the pool.
+        let (status, body) = call(&wisp, "GET", "/reuse", iface, address, None);
+        assert!(body.starts_with("same "), "{iface}: {status} {body}");
+    }
+}

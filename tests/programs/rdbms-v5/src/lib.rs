@@ -21,6 +21,9 @@
 //! - `GET /reuse?iface=I&address=A`: opens, reads the server's connection id
 //!   (`pg_backend_pid()` / `CONNECTION_ID()`), drops the connection, opens again and
 //!   reads it again: `same <id>` or `different <id1> <id2>`.
+//! - `GET /tx?iface=I&address=A`: like `/reuse`, but the first connection is dropped
+//!   with a transaction open (`BEGIN` without `COMMIT`), so it must not be reused:
+//!   `different <id1> <id2>` (or `same <id>`).
 
 use caps_common::{Check, Query, Reply, ensure, expect_eq, failed};
 use spin_sdk::http::{Request, Response};
@@ -72,6 +75,10 @@ fn route(method: &str, path: &str, query: &Query) -> Check {
         ("GET", "/reuse", "pg3") => pg3::reuse(address),
         ("GET", "/reuse", "pg4") => pg4::reuse(address),
         ("GET", "/reuse", "mysql") => mysql::reuse(address),
+        ("GET", "/tx", "pg2") => pg2::open_transaction(address),
+        ("GET", "/tx", "pg3") => pg3::open_transaction(address),
+        ("GET", "/tx", "pg4") => pg4::open_transaction(address),
+        ("GET", "/tx", "mysql") => mysql::open_transaction(address),
         _ => Ok(Reply::new(
             404,
             format!("no route {method} {path} for {iface}"),
@@ -197,6 +204,21 @@ macro_rules! postgres_iface {
                     Some(D::Int32(pid)) => Ok(pid.to_string()),
                     other => Err(format!("pg_backend_pid: got {other:?}")),
                 }
+            }
+
+            pub fn open_transaction(address: &str) -> Check {
+                let first = {
+                    let conn = db::Connection::open(address).map_err(failed("open"))?;
+                    conn.execute("BEGIN", &[]).map_err(failed("begin"))?;
+                    let result = conn
+                        .query("SELECT pg_backend_pid()", &[])
+                        .map_err(failed("pg_backend_pid"))?;
+                    match result.rows.first().and_then(|row| row.first()) {
+                        Some(D::Int32(pid)) => pid.to_string(),
+                        other => return Err(format!("pg_backend_pid: got {other:?}")),
+                    }
+                };
+                Ok(reuse_reply(first, backend_id(address)?))
             }
 
             pub fn reuse(address: &str) -> Check {
@@ -550,6 +572,23 @@ mod mysql {
             Some(D::Int64(id)) => Ok(id.to_string()),
             other => Err(format!("CONNECTION_ID: got {other:?}")),
         }
+    }
+
+    pub fn open_transaction(address: &str) -> Check {
+        let first = {
+            let conn = db::Connection::open(address).map_err(failed("open"))?;
+            conn.execute("START TRANSACTION", &[])
+                .map_err(failed("start transaction"))?;
+            let result = conn
+                .query("SELECT CONNECTION_ID()", &[])
+                .map_err(failed("CONNECTION_ID"))?;
+            match result.rows.first().and_then(|row| row.first()) {
+                Some(D::Uint64(id)) => id.to_string(),
+                Some(D::Uint32(id)) => id.to_string(),
+                other => return Err(format!("CONNECTION_ID: got {other:?}")),
+            }
+        };
+        Ok(reuse_reply(first, connection_id(address)?))
     }
 
     pub fn reuse(address: &str) -> Check {
