@@ -600,7 +600,7 @@ fn spin_interfaces_not_served_yet_answer_with_their_error_variant() {
         &wisp,
         "GET /unsupported",
         200,
-        "redis: Error::Other(\"outbound redis is not supported by this host yet\")\n\
+        "redis: Error::InvalidAddress\n\
          mqtt: Error::Other(\"outbound mqtt is not supported by this host yet\")\n\
          postgres: Error::ConnectionFailed(\"postgres://127.0.0.1:5432 is not allowed; add \\\"postgres://127.0.0.1:5432\\\" to the component's allowed_outbound_hosts\")\n\
          mysql: Error::ConnectionFailed(\"mysql://127.0.0.1:3306 is not allowed; add \\\"mysql://127.0.0.1:3306\\\" to the component's allowed_outbound_hosts\")\n\
