@@ -388,6 +388,8 @@ fn params(values: Vec<MyValue>) -> Params {
 }
 
 fn decode_row(row: mysql_async::Row, types: &[(String, MyType)]) -> Result<Vec<MyValue>, Failure> {
+    // `Row::unwrap` hands over the values; it panics only for values already taken
+    // out of the row, and none are.
     row.unwrap()
         .into_iter()
         .zip(types)
