@@ -98,6 +98,16 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "WASI 0.3 `wasi:http/handler@0.3.0`, Spin Rust SDK `spin-sdk` 7.0 (`#[http_service]`): the `net-v5` routes through `spin:mqtt/mqtt@3.0.0` (async) and a `wasi:sockets/types@0.3.0` `tcp-socket` (`GET /tcp/echo?addr=IP:PORT&message=M`, IP addresses only).",
     ),
     (
+        "RDBMS_V5",
+        "rdbms-v5",
+        "WASI 0.2, Spin Rust SDK `spin-sdk` 5.2 (`#[http_component]`): outbound PostgreSQL and MySQL through `spin_sdk::pg` (`fermyon:spin/postgres@2.0.0`), `pg3` (`spin:postgres@3.0.0`), `pg4` (`spin:postgres@4.0.0`) and `mysql` (`fermyon:spin/mysql@2.0.0`), selected by `iface=pg2|pg3|pg4|mysql`, connection string in `address`. Routes: `GET /open` (`opened` or `error: <Debug>`), `POST /write?table=T` (row 1 of the documented values; `written`), `GET /read?table=T` (checks column types and rows 1 and 2 exactly; `ok`), `GET /error` (`SELECT * FROM wisp_no_such_table`: `error: <Debug>`), `GET /reuse` (server connection id across two opens: `same <id>` or `different <a> <b>`), `GET /tx` (as `/reuse`, the first connection dropped inside a transaction); `500` `<step>: <reason>` on a failed check.",
+    ),
+    (
+        "RDBMS_V7",
+        "rdbms-v7",
+        "WASI 0.3 `wasi:http/handler@0.3.0`, Spin Rust SDK `spin-sdk` 7.0 (`#[http_service]`): the `rdbms-v5` routes through `spin:postgres@4.2.0` async functions (`iface=pg`, rows read from the `query-async` stream) and `spin:mysql@3.0.0` (`iface=mysql`), plus `GET /stream?n=N` (streams 1..=N checking count and sum, drops a second stream after 3 rows, then `SELECT 1` on the same connection: `rows N sum S, partial read ok`).",
+    ),
+    (
         "TOUCH4MIB",
         "touch4mib",
         "WASI 0.2: allocates 4 MiB per request and writes one byte per 4 KiB page; answers `200` with `touched 4194304 bytes sum=130560\\n`.",

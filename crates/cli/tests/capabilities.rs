@@ -602,8 +602,8 @@ fn outbound_interfaces_without_grants_answer_with_their_error_variant() {
         200,
         "redis: Error::InvalidAddress\n\
          mqtt: Error::InvalidAddress\n\
-         postgres: Error::ConnectionFailed(\"outbound postgres is not supported by this host yet\")\n\
-         mysql: Error::ConnectionFailed(\"outbound mysql is not supported by this host yet\")\n\
+         postgres: Error::ConnectionFailed(\"postgres://127.0.0.1:5432 is not allowed; add \\\"postgres://127.0.0.1:5432\\\" to the component's allowed_outbound_hosts\")\n\
+         mysql: Error::ConnectionFailed(\"mysql://127.0.0.1:3306 is not allowed; add \\\"mysql://127.0.0.1:3306\\\" to the component's allowed_outbound_hosts\")\n\
          llm: Error::RuntimeError(\"no LLM backend configured\")\n",
     );
 }

@@ -1,7 +1,7 @@
 //! Host capabilities: the Spin and WASI interfaces Wisp links into every instance
-//! besides WASI itself — key-value, variables, SQLite, outbound Redis and MQTT, and the
-//! Spin interfaces that are not served yet (PostgreSQL, MySQL, LLM), which answer with
-//! their WIT error variant. It also decides each component's `wasi:sockets` grants
+//! besides WASI itself — key-value, variables, SQLite, outbound Redis, MQTT, PostgreSQL
+//! and MySQL, and LLM, which answers with its WIT error variant ("no LLM backend
+//! configured"). It also decides each component's `wasi:sockets` grants
 //! ([`ComponentCapabilities::sockets`]), which the engine applies to WASI.
 //!
 //! Place in the data path: `LockedApp` + [`RuntimeConfig`] → [`AppCapabilities`] (one
@@ -11,8 +11,11 @@
 //! granted, a missing key, an SQL error) are WIT error values; only host faults trap.
 
 mod kv;
+mod mysql;
 mod outbound_mqtt;
 mod outbound_redis;
+mod postgres;
+mod rdbms;
 mod runtime_config;
 mod sqlite;
 mod unsupported;
@@ -49,11 +52,12 @@ mod bindings {
             "spin:redis/redis.connection": crate::outbound_redis::RedisConnection,
             "fermyon:spin/mqtt.connection": crate::outbound_mqtt::MqttConnection,
             "spin:mqtt/mqtt.connection": crate::outbound_mqtt::MqttConnection,
-            "fermyon:spin/postgres.connection": crate::unsupported::NeverOpened,
-            "fermyon:spin/mysql.connection": crate::unsupported::NeverOpened,
-            "spin:postgres/postgres@3.0.0.connection": crate::unsupported::NeverOpened,
-            "spin:postgres/postgres@4.2.0.connection": crate::unsupported::NeverOpened,
-            "spin:postgres/postgres@4.2.0.connection-builder": crate::unsupported::PostgresBuilder,
+            "fermyon:spin/postgres.connection": crate::postgres::PgConnection,
+            "fermyon:spin/mysql.connection": crate::mysql::MysqlConnection,
+            "spin:postgres/postgres@3.0.0.connection": crate::postgres::PgConnection,
+            "spin:postgres/postgres@4.2.0.connection": crate::postgres::PgConnection,
+            "spin:postgres/postgres@4.2.0.connection-builder": crate::postgres::PostgresBuilder,
+            "spin:mysql/mysql.connection": crate::mysql::MysqlConnection,
         },
     });
 }
@@ -160,6 +164,8 @@ pub struct ComponentCapabilities {
     blocked_networks: BlockedNetworks,
     /// Raw TCP/UDP grants; `None` (the default) when no entry grants a socket.
     sockets: Option<Arc<SocketPolicy>>,
+    /// The app's idle PostgreSQL and MySQL connections (shared by its components).
+    rdbms: Arc<rdbms::RdbmsPools>,
 }
 
 impl AppCapabilities {
@@ -182,6 +188,7 @@ impl AppCapabilities {
         let mut stores: HashMap<String, KvStore> = HashMap::new();
         let mut databases: HashMap<String, SqliteDatabase> = HashMap::new();
         let mut components = HashMap::new();
+        let rdbms_pools = Arc::new(rdbms::RdbmsPools::default());
         for component in &locked.components {
             let mut granted_stores = HashMap::new();
             for label in &component.metadata.key_value_stores {
@@ -235,6 +242,7 @@ impl AppCapabilities {
                         .map(Arc::new),
                     blocked_networks: component_blocked,
                     allowed_outbound_hosts,
+                    rdbms: rdbms_pools.clone(),
                 }),
             );
         }

@@ -42,7 +42,7 @@ fn all_lists_every_guest_once() {
     let mut names: Vec<_> = wisp_test_programs::ALL.iter().map(|(n, _)| *n).collect();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(names.len(), 15, "{names:?}");
+    assert_eq!(names.len(), 20, "{names:?}");
     assert!(
         wisp_test_programs::ALL.contains(&("p3-hello", wisp_test_programs::P3_HELLO)),
         "ALL names p3-hello"
@@ -87,8 +87,13 @@ fn wasi_p2_guests_export_incoming_handler() {
         wisp_test_programs::CAPS_V7,
         wisp_test_programs::NET_V5,
         wisp_test_programs::NET_V7,
+        wisp_test_programs::RDBMS_V5,
+        wisp_test_programs::RDBMS_V7,
         wisp_test_programs::SPIN_SDK_V5,
         wisp_test_programs::SPIN_SDK_V7,
+        wisp_test_programs::REDIS_HANDLER,
+        wisp_test_programs::REDIS_SUBSCRIBER_V7,
+        wisp_test_programs::CRON_TICK,
     ];
     for (name, path) in wisp_test_programs::ALL {
         if others.contains(path) {
@@ -175,5 +180,48 @@ fn assert_only_wasi_02_imports(name: &str, imports: &[String], also_allowed: &[&
                 || (import.starts_with("wasi:") && import.contains("@0.2.")),
             "{name} imports only WASI 0.2 interfaces and {also_allowed:?}, not {import}"
         );
+    }
+}
+
+#[test]
+fn rdbms_guests_import_the_database_interfaces_of_their_sdk() {
+    let (imports, exports) = imports_and_exports(&read(wisp_test_programs::RDBMS_V5));
+    assert_eq!(exports, ["wasi:http/incoming-handler@0.2.0"]);
+    for interface in [
+        "fermyon:spin/postgres@2.0.0",
+        "fermyon:spin/mysql@2.0.0",
+        "spin:postgres/postgres@3.0.0",
+        "spin:postgres/postgres@4.0.0",
+    ] {
+        assert!(
+            imports.iter().any(|i| i == interface),
+            "rdbms-v5 imports {interface}: {imports:?}"
+        );
+    }
+    let (imports, exports) = imports_and_exports(&read(wisp_test_programs::RDBMS_V7));
+    assert_eq!(exports, ["wasi:http/handler@0.3.0"]);
+    for interface in ["spin:postgres/postgres@4.2.0", "spin:mysql/mysql@3.0.0"] {
+        assert!(
+            imports.iter().any(|i| i == interface),
+            "rdbms-v7 imports {interface}: {imports:?}"
+        );
+    }
+}
+
+#[test]
+fn event_guests_export_their_trigger_handlers() {
+    for (path, wanted) in [
+        (
+            wisp_test_programs::REDIS_HANDLER,
+            "fermyon:spin/inbound-redis",
+        ),
+        (
+            wisp_test_programs::REDIS_SUBSCRIBER_V7,
+            "spin:redis/inbound-redis@3.0.0",
+        ),
+        (wisp_test_programs::CRON_TICK, "handle-cron-event"),
+    ] {
+        let (_, exports) = imports_and_exports(&read(path));
+        assert_eq!(exports, [wanted], "{path}");
     }
 }

@@ -1,0 +1,288 @@
+//! What outbound PostgreSQL and MySQL share: the time bounds, the per-app pool of idle
+//! connections, and the producer that feeds a query's rows to a WASI 0.3 `stream<row>`.
+//!
+//! The pool is keyed by the connection string exactly as the guest wrote it, and every
+//! idle connection remembers the address it was dialed to: a connection is handed out
+//! again only after the new `open` has passed the grant check and that address is among
+//! the ones the check returned, so reuse never widens what a component may reach.
+
+use crate::CapabilitiesCtx;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Destination, StreamProducer, StreamResult, VecBuffer};
+
+/// Bound on dialing and authenticating a new connection.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on each statement (for a streamed query: on each wait for the server).
+pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on the session reset that precedes returning a connection to the pool.
+pub(crate) const RESET_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most bytes of row data one non-streamed query may return; past it the query fails
+/// instead of the host buffering without limit.
+pub(crate) const MAX_RESULT_BYTES: usize = 64 << 20;
+/// Rows buffered between the database and a guest reading a `stream<row>`.
+pub(crate) const STREAM_BUFFER_ROWS: usize = 64;
+
+/// Idle connections kept per connection string.
+const MAX_IDLE_PER_KEY: usize = 16;
+/// Idle connections kept per app across all connection strings.
+const MAX_IDLE_TOTAL: usize = 128;
+/// An idle connection unused this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the sweeper looks for expired idle connections.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The app's pools, one per database kind; shared by all its components.
+#[derive(Default)]
+pub struct RdbmsPools {
+    pub(crate) postgres: Pool<crate::postgres::PgClient>,
+    pub(crate) mysql: Pool<mysql_async::Conn>,
+}
+
+struct Idle<C> {
+    conn: C,
+    peer: SocketAddr,
+    since: Instant,
+}
+
+struct PoolState<C> {
+    idle: HashMap<String, Vec<Idle<C>>>,
+    total: usize,
+    sweeper: bool,
+}
+
+/// Idle connections keyed by connection string, bounded per key and in total; the
+/// newest is reused first so the oldest age out.
+pub(crate) struct Pool<C> {
+    state: Arc<Mutex<PoolState<C>>>,
+}
+
+impl<C> Default for Pool<C> {
+    fn default() -> Self {
+        Pool {
+            state: Arc::new(Mutex::new(PoolState {
+                idle: HashMap::new(),
+                total: 0,
+                sweeper: false,
+            })),
+        }
+    }
+}
+
+impl<C: Send + 'static> Pool<C> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState<C>> {
+        // A panic while holding the lock cannot leave the map inconsistent in a way
+        // that matters: at worst `total` is off, and it only bounds the pool's size.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle connection for `key` whose address is among `allowed`, if any. Expired
+    /// ones met on the way are dropped (closing them) outside the lock.
+    pub(crate) fn take(&self, key: &str, allowed: &[SocketAddr]) -> Option<(C, SocketAddr)> {
+        let mut expired = Vec::new();
+        let found = {
+            let mut state = self.lock();
+            let mut found = None;
+            let mut removed = 0;
+            if let Some(list) = state.idle.get_mut(key) {
+                while let Some(idle) = list.pop() {
+                    removed += 1;
+                    if idle.since.elapsed() >= IDLE_TIMEOUT {
+                        expired.push(idle.conn);
+                    } else if allowed.contains(&idle.peer) {
+                        found = Some((idle.conn, idle.peer));
+                        break;
+                    } else {
+                        // Not reachable under the current grant check; it will not be
+                        // for this key later either unless DNS changes back.
+                        expired.push(idle.conn);
+                    }
+                }
+                if list.is_empty() {
+                    state.idle.remove(key);
+                }
+            }
+            state.total = state.total.saturating_sub(removed);
+            found
+        };
+        drop(expired);
+        found
+    }
+
+    /// Keeps `conn` (dialed to `peer`) for a later `open` of `key`; when the pool is
+    /// full the connection is closed instead.
+    pub(crate) fn put(&self, key: String, peer: SocketAddr, conn: C) {
+        let mut state = self.lock();
+        let full = state.total >= MAX_IDLE_TOTAL
+            || state
+                .idle
+                .get(&key)
+                .is_some_and(|list| list.len() >= MAX_IDLE_PER_KEY);
+        if full {
+            drop(state);
+            drop(conn);
+            return;
+        }
+        state.idle.entry(key).or_default().push(Idle {
+            conn,
+            peer,
+            since: Instant::now(),
+        });
+        state.total += 1;
+        if !state.sweeper {
+            state.sweeper = true;
+            drop(state);
+            self.start_sweeper();
+        }
+    }
+
+    /// Closes idle connections past [`IDLE_TIMEOUT`] every [`SWEEP_INTERVAL`]; the task
+    /// ends with the pool (it holds only a weak reference).
+    fn start_sweeper(&self) {
+        let weak: Weak<Mutex<PoolState<C>>> = Arc::downgrade(&self.state);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_INTERVAL).await;
+                let Some(state) = weak.upgrade() else { return };
+                let expired: Vec<C> = {
+                    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut expired = Vec::new();
+                    for list in state.idle.values_mut() {
+                        let (old, fresh): (Vec<_>, Vec<_>) = std::mem::take(list)
+                            .into_iter()
+                            .partition(|idle| idle.since.elapsed() >= IDLE_TIMEOUT);
+                        *list = fresh;
+                        expired.extend(old.into_iter().map(|idle| idle.conn));
+                    }
+                    state.idle.retain(|_, list| !list.is_empty());
+                    state.total = state.total.saturating_sub(expired.len());
+                    expired
+                };
+                drop(expired);
+            }
+        });
+    }
+
+    /// How many idle connections the pool holds (for tests).
+    #[cfg(test)]
+    pub(crate) fn idle_count(&self) -> usize {
+        self.lock().total
+    }
+}
+
+/// `fermyon:spin/rdbms-types` only declares types, shared by its postgres and mysql.
+impl crate::bindings::fermyon::spin::rdbms_types::Host for CapabilitiesCtx<'_> {}
+
+impl CapabilitiesCtx<'_> {
+    /// The component's capabilities, for work done outside the store borrow.
+    pub(crate) fn rdbms_caps(&self) -> Arc<crate::ComponentCapabilities> {
+        self.state.caps.clone()
+    }
+}
+
+/// Feeds rows received on a channel to a guest's `stream<T>`; the stream ends when the
+/// sender (the task reading from the database) is dropped.
+pub(crate) struct ChannelProducer<T> {
+    rows: mpsc::Receiver<T>,
+}
+
+impl<T> ChannelProducer<T> {
+    pub(crate) fn new(rows: mpsc::Receiver<T>) -> Self {
+        ChannelProducer { rows }
+    }
+}
+
+impl<T: Send + Sync + Unpin + 'static, D> StreamProducer<D> for ChannelProducer<T> {
+    type Item = T;
+    type Buffer = VecBuffer<T>;
+
+    fn poll_produce<'a>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        _store: StoreContextMut<'a, D>,
+        mut destination: Destination<'a, Self::Item, Self::Buffer>,
+        finish: bool,
+    ) -> Poll<wasmtime::Result<StreamResult>> {
+        let this = self.get_mut();
+        match this.rows.poll_recv(cx) {
+            Poll::Ready(Some(first)) => {
+                let mut batch = vec![first];
+                while batch.len() < STREAM_BUFFER_ROWS {
+                    match this.rows.try_recv() {
+                        Ok(row) => batch.push(row),
+                        Err(_) => break,
+                    }
+                }
+                destination.set_buffer(batch.into());
+                Poll::Ready(Ok(StreamResult::Completed))
+            }
+            Poll::Ready(None) => Poll::Ready(Ok(StreamResult::Dropped)),
+            Poll::Pending if finish => Poll::Ready(Ok(StreamResult::Cancelled)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Runs `future` with [`QUERY_TIMEOUT`]; `None` when it did not finish in time.
+pub(crate) async fn bounded<F: std::future::Future>(future: F) -> Option<F::Output> {
+    tokio::time::timeout(QUERY_TIMEOUT, future).await.ok()
+}
+
+/// The message for a statement that ran past [`QUERY_TIMEOUT`].
+pub(crate) fn timed_out() -> String {
+    format!(
+        "the statement did not finish within {}s and was abandoned (the connection is closed); make it cheaper or split it",
+        QUERY_TIMEOUT.as_secs()
+    )
+}
+
+/// The message for a result set past [`MAX_RESULT_BYTES`].
+pub(crate) fn too_large() -> String {
+    format!(
+        "the result set exceeds {} MiB; select fewer rows or columns (LIMIT/OFFSET), or read it through the streaming query",
+        MAX_RESULT_BYTES >> 20
+    )
+}
+
+/// The message when an instance holds [`crate::MAX_OPEN_HANDLES`] already.
+pub(crate) fn too_many_handles() -> String {
+    format!(
+        "this instance already holds {} open connections and handles; drop some first",
+        crate::MAX_OPEN_HANDLES
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[tokio::test]
+    async fn pool_reuses_only_matching_addresses_and_bounds_keys() {
+        let pool: Pool<u32> = Pool::default();
+        pool.put("a".into(), addr(1), 1);
+        pool.put("a".into(), addr(2), 2);
+        // The newest connection whose address is allowed comes back first.
+        assert_eq!(pool.take("a", &[addr(1), addr(2)]), Some((2, addr(2))));
+        // One dialed to an address the grant check did not return is closed, not reused.
+        assert_eq!(pool.take("a", &[addr(3)]), None);
+        assert_eq!(pool.idle_count(), 0);
+        for i in 0..40 {
+            pool.put("b".into(), addr(1), i);
+        }
+        assert_eq!(pool.idle_count(), MAX_IDLE_PER_KEY);
+        assert_eq!(pool.take("c", &[addr(1)]), None);
+    }
+}
