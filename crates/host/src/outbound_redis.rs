@@ -393,6 +393,57 @@ mod convert_v3 {
 
 impl v2::Host for CapabilitiesCtx<'_> {}
 
+/// The commands with the same shape in both versions: `(connection, args) -> result`.
+/// Each macro below expands this list for one version.
+macro_rules! simple_commands {
+    ($expand:ident) => {
+        $expand! {
+            publish(channel: String, payload: Vec<u8>) -> ();
+            get(key: String) -> Option<Vec<u8>>;
+            set(key: String, value: Vec<u8>) -> ();
+            incr(key: String) -> i64;
+            del(keys: Vec<String>) -> u32;
+            sadd(key: String, values: Vec<String>) -> u32;
+            smembers(key: String) -> Vec<String>;
+            srem(key: String, values: Vec<String>) -> u32;
+        }
+    };
+}
+
+macro_rules! v2_commands {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        $(
+            async fn $name(
+                &mut self,
+                c: Resource<RedisConnection>,
+                $($arg: $ty),*
+            ) -> wasmtime::Result<Result<$ret, v2::Error>> {
+                let (conn, limit) = self.redis_call(&c)?;
+                Ok(within(limit, ops::$name(conn, $($arg),*))
+                    .await
+                    .map_err(convert_v2::error))
+            }
+        )*
+    };
+}
+
+macro_rules! v3_commands {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        $(
+            async fn $name(
+                accessor: &Accessor<T, Self>,
+                c: Resource<RedisConnection>,
+                $($arg: $ty),*
+            ) -> wasmtime::Result<Result<$ret, v3::Error>> {
+                let (conn, limit) = v3_call(accessor, &c)?;
+                Ok(within(limit, ops::$name(conn, $($arg),*))
+                    .await
+                    .map_err(convert_v3::error))
+            }
+        )*
+    };
+}
+
 impl v2::HostConnection for CapabilitiesCtx<'_> {
     async fn open(
         &mut self,
@@ -406,97 +457,7 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         Ok(self.push_redis(connection)?.map_err(convert_v2::error))
     }
 
-    async fn publish(
-        &mut self,
-        c: Resource<RedisConnection>,
-        channel: String,
-        payload: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), v2::Error>> {
-        let (conn, limit) = self.redis_call(&c)?;
-        Ok(within(limit, ops::publish(conn, channel, payload))
-            .await
-            .map_err(convert_v2::error))
-    }
-
-    async fn get(
-        &mut self,
-        c: Resource<RedisConnection>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, v2::Error>> {
-        let (conn, limit) = self.redis_call(&c)?;
-        Ok(within(limit, ops::get(conn, key))
-            .await
-            .map_err(convert_v2::error))
-    }
-
-    async fn set(
-        &mut self,
-        c: Resource<RedisConnection>,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), v2::Error>> {
-        let (conn, limit) = self.redis_call(&c)?;
-        Ok(within(limit, ops::set(conn, key, value))
-            .await
-            .map_err(convert_v2::error))
-    }
-
-    async fn incr(
-        &mut self,
-        c: Resource<RedisConnection>,
-        key: String,
-    ) -> wasmtime::Result<Result<i64, v2::Error>> {
-        let (conn, limit) = self.redis_call(&c)?;
-        Ok(within(limit, ops::incr(conn, key))
-            .await
-            .map_err(convert_v2::error))
-    }
-
-    async fn del(
-        &mut self,
-        c: Resource<RedisConnection>,
-        keys: Vec<String>,
-    ) -> wasmtime::Result<Result<u32, v2::Error>> {
-        let (conn, limit) = self.redis_call(&c)?;
-        Ok(within(limit, ops::del(conn, keys))
-            .await
-            .map_err(convert_v2::error))
-    }
-
-    async fn sadd(
-        &mut self,
-        c: Resource<RedisConnection>,
-        key: String,
-        values: Vec<String>,
-    ) -> wasmtime::Result<Result<u32, v2::Error>> {
-        let (conn, limit) = self.redis_call(&c)?;
-        Ok(within(limit, ops::sadd(conn, key, values))
-            .await
-            .map_err(convert_v2::error))
-    }
-
-    async fn smembers(
-        &mut self,
-        c: Resource<RedisConnection>,
-        key: String,
-    ) -> wasmtime::Result<Result<Vec<String>, v2::Error>> {
-        let (conn, limit) = self.redis_call(&c)?;
-        Ok(within(limit, ops::smembers(conn, key))
-            .await
-            .map_err(convert_v2::error))
-    }
-
-    async fn srem(
-        &mut self,
-        c: Resource<RedisConnection>,
-        key: String,
-        values: Vec<String>,
-    ) -> wasmtime::Result<Result<u32, v2::Error>> {
-        let (conn, limit) = self.redis_call(&c)?;
-        Ok(within(limit, ops::srem(conn, key, values))
-            .await
-            .map_err(convert_v2::error))
-    }
+    simple_commands!(v2_commands);
 
     async fn execute(
         &mut self,
@@ -565,97 +526,7 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
             .map_err(convert_v3::error))
     }
 
-    async fn publish(
-        accessor: &Accessor<T, Self>,
-        c: Resource<RedisConnection>,
-        channel: String,
-        payload: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), v3::Error>> {
-        let (conn, limit) = v3_call(accessor, &c)?;
-        Ok(within(limit, ops::publish(conn, channel, payload))
-            .await
-            .map_err(convert_v3::error))
-    }
-
-    async fn get(
-        accessor: &Accessor<T, Self>,
-        c: Resource<RedisConnection>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, v3::Error>> {
-        let (conn, limit) = v3_call(accessor, &c)?;
-        Ok(within(limit, ops::get(conn, key))
-            .await
-            .map_err(convert_v3::error))
-    }
-
-    async fn set(
-        accessor: &Accessor<T, Self>,
-        c: Resource<RedisConnection>,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), v3::Error>> {
-        let (conn, limit) = v3_call(accessor, &c)?;
-        Ok(within(limit, ops::set(conn, key, value))
-            .await
-            .map_err(convert_v3::error))
-    }
-
-    async fn incr(
-        accessor: &Accessor<T, Self>,
-        c: Resource<RedisConnection>,
-        key: String,
-    ) -> wasmtime::Result<Result<i64, v3::Error>> {
-        let (conn, limit) = v3_call(accessor, &c)?;
-        Ok(within(limit, ops::incr(conn, key))
-            .await
-            .map_err(convert_v3::error))
-    }
-
-    async fn del(
-        accessor: &Accessor<T, Self>,
-        c: Resource<RedisConnection>,
-        keys: Vec<String>,
-    ) -> wasmtime::Result<Result<u32, v3::Error>> {
-        let (conn, limit) = v3_call(accessor, &c)?;
-        Ok(within(limit, ops::del(conn, keys))
-            .await
-            .map_err(convert_v3::error))
-    }
-
-    async fn sadd(
-        accessor: &Accessor<T, Self>,
-        c: Resource<RedisConnection>,
-        key: String,
-        values: Vec<String>,
-    ) -> wasmtime::Result<Result<u32, v3::Error>> {
-        let (conn, limit) = v3_call(accessor, &c)?;
-        Ok(within(limit, ops::sadd(conn, key, values))
-            .await
-            .map_err(convert_v3::error))
-    }
-
-    async fn smembers(
-        accessor: &Accessor<T, Self>,
-        c: Resource<RedisConnection>,
-        key: String,
-    ) -> wasmtime::Result<Result<Vec<String>, v3::Error>> {
-        let (conn, limit) = v3_call(accessor, &c)?;
-        Ok(within(limit, ops::smembers(conn, key))
-            .await
-            .map_err(convert_v3::error))
-    }
-
-    async fn srem(
-        accessor: &Accessor<T, Self>,
-        c: Resource<RedisConnection>,
-        key: String,
-        values: Vec<String>,
-    ) -> wasmtime::Result<Result<u32, v3::Error>> {
-        let (conn, limit) = v3_call(accessor, &c)?;
-        Ok(within(limit, ops::srem(conn, key, values))
-            .await
-            .map_err(convert_v3::error))
-    }
+    simple_commands!(v3_commands);
 
     async fn execute(
         accessor: &Accessor<T, Self>,
