@@ -37,6 +37,8 @@ enum Command {
     Registry(commands::registry::RegistryArgs),
     /// Check an app and this machine, and say how to fix what is wrong.
     Doctor(commands::doctor::DoctorArgs),
+    /// Print the JSON schema of spin.toml.
+    Schema(commands::schema::SchemaArgs),
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Registry(args) => commands::registry::run(args),
         Command::Build(args) => commands::build::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
+        Command::Schema(args) => commands::schema::run(args),
         Command::Watch(args) => commands::watch::run(args),
         Command::Completions(args) => {
             commands::completions::run(args, &mut <Cli as clap::CommandFactory>::command())

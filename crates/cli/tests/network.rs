@@ -483,3 +483,49 @@ fn tcp_listening_stays_denied_with_a_tcp_grant() {
         );
     }
 }
+
+#[test]
+fn a_guest_stuck_reading_a_silent_peer_is_stopped_at_its_deadline() {
+    // A peer that accepts and then says nothing: the guest's read blocks in a host call,
+    // which the epoch interrupt cannot stop. With one instance slot and a 1 s deadline,
+    // the stuck request must end (504) and free the slot for the next one.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let manifest = manifest_one(
+        "/...",
+        "net",
+        programs::NET_V5,
+        &format!("allowed_outbound_hosts = [\"tcp://{addr}\"]"),
+    );
+    let dir = app_dir(&manifest);
+    let wisp = Wisp::up(&[
+        "-f",
+        dir.path().join("spin.toml").to_str().unwrap(),
+        "--request-timeout",
+        "1",
+        "--max-instances",
+        "1",
+    ]);
+    for attempt in 0..2 {
+        let started = std::time::Instant::now();
+        let (status, _) = echo(&wisp, &addr.to_string(), "anyone there?");
+        assert_eq!(status, 504, "attempt {attempt}: {}", wisp.stderr());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "attempt {attempt} took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        held.lock().unwrap().len(),
+        2,
+        "both attempts reached the peer"
+    );
+}

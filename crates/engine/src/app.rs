@@ -417,8 +417,16 @@ impl LoadedComponent {
                     })
                     .await??;
                 wasmtime::Result::Ok(())
-            }
-            .await;
+            };
+            // The epoch interrupt stops a guest running wasm; this bound also stops one
+            // waiting in a host call (a database row it never reads, a silent socket),
+            // including after its response head was sent, so no instance outlives its
+            // deadline holding a slot.
+            let hard_stop = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
+            let result = match tokio::time::timeout_at(hard_stop, result).await {
+                Ok(result) => result,
+                Err(_) => Err(wasmtime::Error::new(GuestFault::Deadline(timeout))),
+            };
             let fault = store.data().recorded_fault();
             // The slot frees only once the instance is gone.
             drop(store);
@@ -527,7 +535,11 @@ impl LoadedComponent {
         // while the guest waits on a host call the epoch cannot interrupt: either way the
         // instance and its slot go.
         let mut task = AbortOnDrop(tokio::spawn(async move {
-            let result = call(&this, &mut store).await;
+            let hard_stop = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
+            let result = match tokio::time::timeout_at(hard_stop, call(&this, &mut store)).await {
+                Ok(result) => result,
+                Err(_) => Err(wasmtime::Error::new(GuestFault::Deadline(timeout))),
+            };
             let fault = store.data().recorded_fault();
             drop(store);
             drop(permit);

@@ -28,25 +28,25 @@ async fn allowed(caps: &ComponentCapabilities, addr: SocketAddr, use_: SocketAdd
     let Some(policy) = caps.sockets() else {
         return false;
     };
-    let (protocol, peer) = match use_ {
+    let protocol = match use_ {
         SocketAddrUse::TcpBind => return policy.allows_local_bind(Protocol::Tcp, addr),
         SocketAddrUse::UdpBind => return policy.allows_local_bind(Protocol::Udp, addr),
         SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => {
             tracing::warn!(component = %caps.id(), "component `{}`: listening for tcp connections is not allowed", caps.id());
             return false;
         }
-        SocketAddrUse::TcpConnect => (Protocol::Tcp, true),
-        SocketAddrUse::UdpSend => (Protocol::Udp, true),
-        // A datagram from a peer the guest may not reach is dropped without a log line:
-        // anyone can send them, so logging would let them flood the log.
-        SocketAddrUse::UdpReceive => (Protocol::Udp, false),
+        SocketAddrUse::TcpConnect => Protocol::Tcp,
+        SocketAddrUse::UdpSend => Protocol::Udp,
+        // A datagram from a peer the guest may not reach is dropped without a log line
+        // and without a name lookup: anyone can send them.
+        SocketAddrUse::UdpReceive => {
+            return policy.allows_received_from(Protocol::Udp, addr);
+        }
     };
     match policy.check_peer(protocol, addr).await {
         Ok(()) => true,
         Err(e) => {
-            if peer {
-                tracing::warn!(component = %caps.id(), "component `{}`: socket refused: {e}", caps.id());
-            }
+            tracing::warn!(component = %caps.id(), "component `{}`: socket refused: {e}", caps.id());
             false
         }
     }

@@ -30,6 +30,8 @@ struct Session {
     caps: Arc<ComponentCapabilities>,
     /// Set when a statement timed out or the connection failed: never pooled again.
     broken: AtomicBool,
+    /// Counts against the process-wide service connection limit while checked out.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// An open connection resource. Dropping it (by the guest, or with the instance)
@@ -157,6 +159,7 @@ async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Sess
         peer,
         caps,
         broken: AtomicBool::new(false),
+        _permit: None,
     };
     while let Some((conn, peer)) = caps.rdbms.mysql.take(address, &target.addresses) {
         if !conn.is_disconnected() {
@@ -545,16 +548,30 @@ async fn query_stream<R: Send + 'static>(
 // Handles
 
 impl CapabilitiesCtx<'_> {
+    /// Stores a connection made under `reserved` (the handle slot is already taken), or
+    /// gives the slot back when the connect failed.
     fn push_mysql(
         &mut self,
-        session: Session,
+        session: Result<Session, Failure>,
+        reserved: rdbms::Reserved,
     ) -> wasmtime::Result<Result<Resource<MysqlConnection>, Failure>> {
-        if !self.state.reserve_handle() {
-            return Ok(Err(Failure::Connection(rdbms::too_many_handles())));
-        }
-        Ok(Ok(self.table.push(MysqlConnection {
+        let mut session = match session {
+            Ok(session) => session,
+            Err(e) => {
+                self.unreserve_rdbms();
+                return Ok(Err(e));
+            }
+        };
+        session._permit = Some(reserved.permit);
+        match self.table.push(MysqlConnection {
             session: Some(Arc::new(session)),
-        })?))
+        }) {
+            Ok(handle) => Ok(Ok(handle)),
+            Err(e) => {
+                self.unreserve_rdbms();
+                Err(e.into())
+            }
+        }
     }
 
     fn mysql_session(&self, handle: &Resource<MysqlConnection>) -> wasmtime::Result<Arc<Session>> {
@@ -697,10 +714,14 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         &mut self,
         address: String,
     ) -> wasmtime::Result<Result<Resource<MysqlConnection>, v2t::Error>> {
-        match connect(self.rdbms_caps(), &address).await {
-            Ok(session) => Ok(self.push_mysql(session)?.map_err(convert_v2::error)),
-            Err(e) => Ok(Err(convert_v2::error(e))),
-        }
+        let reserved = match self.reserve_rdbms() {
+            Ok(reserved) => reserved,
+            Err(message) => return Ok(Err(convert_v2::error(Failure::Connection(message)))),
+        };
+        let session = connect(self.rdbms_caps(), &address).await;
+        Ok(self
+            .push_mysql(session, reserved)?
+            .map_err(convert_v2::error))
     }
 
     async fn query(
@@ -756,13 +777,18 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         accessor: &Accessor<T, Self>,
         address: String,
     ) -> wasmtime::Result<Result<Resource<MysqlConnection>, v3::Error>> {
-        let caps = accessor.with(|mut access| access.get().rdbms_caps());
-        let session = match connect(caps, &address).await {
-            Ok(session) => session,
-            Err(e) => return Ok(Err(convert_v3::error(e))),
+        let reserved = accessor.with(|mut access| {
+            let mut ctx = access.get();
+            ctx.reserve_rdbms()
+                .map(|reserved| (ctx.rdbms_caps(), reserved))
+        });
+        let (caps, reserved) = match reserved {
+            Ok(reserved) => reserved,
+            Err(message) => return Ok(Err(convert_v3::error(Failure::Connection(message)))),
         };
+        let session = connect(caps, &address).await;
         Ok(accessor
-            .with(|mut access| access.get().push_mysql(session))?
+            .with(|mut access| access.get().push_mysql(session, reserved))?
             .map_err(convert_v3::error))
     }
 

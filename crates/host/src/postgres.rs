@@ -40,6 +40,8 @@ struct Session {
     caps: Arc<ComponentCapabilities>,
     /// Set when a statement timed out or the connection failed: never pooled again.
     broken: AtomicBool,
+    /// Counts against the process-wide service connection limit while checked out.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// An open connection resource. Dropping it (by the guest, or with the instance)
@@ -241,6 +243,7 @@ async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Sess
                 peer,
                 caps,
                 broken: AtomicBool::new(false),
+                _permit: None,
             });
         }
     }
@@ -296,6 +299,7 @@ async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Sess
         peer,
         caps,
         broken: AtomicBool::new(false),
+        _permit: None,
     })
 }
 
@@ -1318,16 +1322,30 @@ async fn query_stream<R: Send + 'static>(
 // Handles
 
 impl CapabilitiesCtx<'_> {
+    /// Stores a connection made under `reserved` (the handle slot is already taken), or
+    /// gives the slot back when the connect failed.
     fn push_pg(
         &mut self,
-        session: Session,
+        session: Result<Session, Failure>,
+        reserved: rdbms::Reserved,
     ) -> wasmtime::Result<Result<Resource<PgConnection>, Failure>> {
-        if !self.state.reserve_handle() {
-            return Ok(Err(Failure::Connection(rdbms::too_many_handles())));
-        }
-        Ok(Ok(self.table.push(PgConnection {
+        let mut session = match session {
+            Ok(session) => session,
+            Err(e) => {
+                self.unreserve_rdbms();
+                return Ok(Err(e));
+            }
+        };
+        session._permit = Some(reserved.permit);
+        match self.table.push(PgConnection {
             session: Some(Arc::new(session)),
-        })?))
+        }) {
+            Ok(handle) => Ok(Ok(handle)),
+            Err(e) => {
+                self.unreserve_rdbms();
+                Err(e.into())
+            }
+        }
     }
 
     fn pg_session(&self, handle: &Resource<PgConnection>) -> wasmtime::Result<Arc<Session>> {
@@ -1341,10 +1359,12 @@ impl CapabilitiesCtx<'_> {
         &mut self,
         address: &str,
     ) -> wasmtime::Result<Result<Resource<PgConnection>, Failure>> {
-        match connect(self.rdbms_caps(), address).await {
-            Ok(session) => self.push_pg(session),
-            Err(e) => Ok(Err(e)),
-        }
+        let reserved = match self.reserve_rdbms() {
+            Ok(reserved) => reserved,
+            Err(message) => return Ok(Err(Failure::Connection(message))),
+        };
+        let session = connect(self.rdbms_caps(), address).await;
+        self.push_pg(session, reserved)
     }
 
     /// Drops the handle and returns its connection to the pool (awaited, so the next
@@ -1363,12 +1383,17 @@ async fn open_pg_async<T>(
     accessor: &Accessor<T, Capabilities>,
     address: String,
 ) -> wasmtime::Result<Result<Resource<PgConnection>, Failure>> {
-    let caps = accessor.with(|mut access| access.get().rdbms_caps());
-    let session = match connect(caps, &address).await {
-        Ok(session) => session,
-        Err(e) => return Ok(Err(e)),
+    let reserved = accessor.with(|mut access| {
+        let mut ctx = access.get();
+        ctx.reserve_rdbms()
+            .map(|reserved| (ctx.rdbms_caps(), reserved))
+    });
+    let (caps, reserved) = match reserved {
+        Ok(reserved) => reserved,
+        Err(message) => return Ok(Err(Failure::Connection(message))),
     };
-    accessor.with(|mut access| access.get().push_pg(session))
+    let session = connect(caps, &address).await;
+    accessor.with(|mut access| access.get().push_pg(session, reserved))
 }
 
 fn pg_session_of<T>(

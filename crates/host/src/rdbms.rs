@@ -187,6 +187,35 @@ impl CapabilitiesCtx<'_> {
     pub(crate) fn rdbms_caps(&self) -> Arc<crate::ComponentCapabilities> {
         self.state.caps.clone()
     }
+
+    /// Takes a handle slot and a process-wide connection permit before dialling, so a
+    /// guest at either limit opens no socket; the message says which limit was hit.
+    pub(crate) fn reserve_rdbms(&mut self) -> Result<Reserved, String> {
+        if !self.state.reserve_handle() {
+            return Err(too_many_handles());
+        }
+        match crate::service_connection_permit() {
+            Some(permit) => Ok(Reserved { permit }),
+            None => {
+                self.state.release_handle();
+                Err(format!(
+                    "this host already has {} outbound service connections open; try again later",
+                    crate::MAX_SERVICE_CONNECTIONS
+                ))
+            }
+        }
+    }
+
+    /// Gives back a slot taken by [`Self::reserve_rdbms`] whose connect failed.
+    pub(crate) fn unreserve_rdbms(&mut self) {
+        self.state.release_handle();
+    }
+}
+
+/// What [`CapabilitiesCtx::reserve_rdbms`] took; the permit stays with the connection
+/// while the guest holds it.
+pub(crate) struct Reserved {
+    pub(crate) permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Feeds rows received on a channel to a guest's `stream<T>`; the stream ends when the

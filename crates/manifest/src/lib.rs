@@ -71,6 +71,12 @@ pub use model::{
 };
 pub use rules::{is_kebab_id, is_variable_name};
 
+/// The JSON schema of `spin.toml` (manifest version 2) as Wisp reads it, derived from the
+/// same types the parser uses, pretty-printed (what `wisp schema` prints).
+pub fn json_schema() -> String {
+    raw::schema_json()
+}
+
 /// Reads, parses and validates the manifest at `path`.
 ///
 /// An unreadable file gives an error with line and column 0 whose message

@@ -14,6 +14,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -29,25 +30,30 @@ pub(crate) struct VersionProbe {
 }
 
 /// The whole file.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a spin.toml document")]
 pub(crate) struct RawManifest {
     /// Checked by [`VersionProbe`].
     #[serde(rename = "spin_manifest_version")]
+    #[schemars(with = "ManifestVersion")]
     pub _version: IgnoredAny,
+    #[schemars(with = "Option<RawApplication>")]
     pub application: Option<Spanned<RawApplication>>,
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, RawVariable>")]
     pub variables: IndexMap<Spanned<String>, Spanned<RawVariable>>,
     #[serde(default)]
     pub trigger: RawTriggers,
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, RawComponent>")]
     pub component: IndexMap<Spanned<String>, RawComponent>,
 }
 
 /// `[application]`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "the [application] table")]
 pub(crate) struct RawApplication {
+    #[schemars(with = "Option<String>")]
     pub name: Option<Spanned<String>>,
     pub version: Option<String>,
     pub description: Option<String>,
@@ -57,6 +63,7 @@ pub(crate) struct RawApplication {
     pub trigger: RawAppTriggers,
     /// Tool-specific metadata; accepted and ignored.
     #[serde(default, rename = "tool")]
+    #[schemars(with = "IndexMap<String, serde_json::Map<String, serde_json::Value>>")]
     pub _tool: IndexMap<String, toml::Table>,
 }
 
@@ -70,33 +77,37 @@ pub(crate) struct RawAppTriggers {
 }
 
 /// `[application.trigger.http]`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "the [application.trigger.http] table"
 )]
 pub(crate) struct RawAppHttpConfig {
+    #[schemars(with = "Option<String>")]
     pub base: Option<Spanned<String>>,
 }
 
 /// `[application.trigger.redis]`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "the [application.trigger.redis] table"
 )]
 pub(crate) struct RawAppRedisConfig {
+    #[schemars(with = "Option<String>")]
     pub address: Option<Spanned<String>>,
 }
 
 /// `[variables]` entries.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "a variable table such as `{ default = \"...\" }` or `{ required = true }`"
 )]
 pub(crate) struct RawVariable {
+    #[schemars(with = "Option<String>")]
     pub default: Option<Spanned<String>>,
+    #[schemars(with = "Option<bool>")]
     pub required: Option<Spanned<bool>>,
     #[serde(default)]
     pub secret: bool,
@@ -113,33 +124,44 @@ pub(crate) struct RawTriggers {
 }
 
 /// One `[[trigger.http]]` table.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a [[trigger.http]] table")]
 pub(crate) struct RawHttpTrigger {
+    #[schemars(with = "Option<String>")]
     pub id: Option<Spanned<String>>,
+    #[schemars(with = "RawRoute")]
     pub route: Spanned<RawRoute>,
+    #[schemars(with = "Option<RawComponentRef>")]
     pub component: Option<Spanned<RawComponentRef>>,
     pub executor: Option<RawExecutor>,
+    #[schemars(with = "Option<RawStaticResponse>")]
     pub static_response: Option<Spanned<RawStaticResponse>>,
 }
 
 /// One `[[trigger.redis]]` table.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a [[trigger.redis]] table")]
 pub(crate) struct RawRedisTrigger {
+    #[schemars(with = "Option<String>")]
     pub id: Option<Spanned<String>>,
+    #[schemars(with = "Option<RawComponentRef>")]
     pub component: Option<Spanned<RawComponentRef>>,
+    #[schemars(with = "Option<String>")]
     pub channel: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     pub address: Option<Spanned<String>>,
     pub executor: Option<RawExecutor>,
 }
 
 /// One `[[trigger.cron]]` table.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a [[trigger.cron]] table")]
 pub(crate) struct RawCronTrigger {
+    #[schemars(with = "Option<String>")]
     pub id: Option<Spanned<String>>,
+    #[schemars(with = "Option<RawComponentRef>")]
     pub component: Option<Spanned<RawComponentRef>>,
+    #[schemars(with = "Option<String>")]
     pub cron_expression: Option<Spanned<String>>,
     /// Wisp extension: start a run even while the previous one is still running.
     pub allow_overlap: Option<bool>,
@@ -152,7 +174,7 @@ pub(crate) enum RawRoute {
 }
 
 /// `{ private = true }`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "`{ private = true }`")]
 pub(crate) struct RawPrivateRoute {
     pub private: bool,
@@ -165,24 +187,28 @@ pub(crate) enum RawComponentRef {
 }
 
 /// `executor = { type = "..." }`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "an executor table such as `{ type = \"spin\" }`"
 )]
 pub(crate) struct RawExecutor {
     #[serde(rename = "type")]
+    #[schemars(with = "String")]
     pub kind: Spanned<String>,
     /// Wagi-only fields, accepted so that a wagi executor gets the
     /// "not supported" error rather than an unknown-field error.
+    #[schemars(with = "Option<serde_json::Value>")]
     pub argv: Option<Spanned<IgnoredAny>>,
+    #[schemars(with = "Option<serde_json::Value>")]
     pub entrypoint: Option<Spanned<IgnoredAny>>,
 }
 
 /// `static_response = { ... }`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a static response table")]
 pub(crate) struct RawStaticResponse {
+    #[schemars(with = "Option<u16>")]
     pub status_code: Option<Spanned<u16>>,
     #[serde(default)]
     pub headers: IndexMap<String, String>,
@@ -190,9 +216,10 @@ pub(crate) struct RawStaticResponse {
 }
 
 /// `[component.<id>]` or an inline component.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a component table")]
 pub(crate) struct RawComponent {
+    #[schemars(with = "RawSource")]
     pub source: Spanned<RawSource>,
     pub description: Option<String>,
     #[serde(default)]
@@ -210,14 +237,17 @@ pub(crate) struct RawComponent {
     #[serde(default)]
     pub ai_models: Vec<String>,
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, String>")]
     pub variables: IndexMap<Spanned<String>, Spanned<String>>,
     pub build: Option<RawBuild>,
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub dependencies: Option<Spanned<toml::Table>>,
     /// Only meaningful with `dependencies`; accepted and ignored.
     #[serde(rename = "dependencies_inherit_configuration")]
     pub _dependencies_inherit_configuration: Option<bool>,
     /// Tool-specific metadata; accepted and ignored.
     #[serde(default, rename = "tool")]
+    #[schemars(with = "IndexMap<String, serde_json::Map<String, serde_json::Value>>")]
     pub _tool: IndexMap<String, toml::Table>,
 }
 
@@ -229,7 +259,7 @@ pub(crate) enum RawSource {
 
 /// `source = { url = ..., digest = ... }` or
 /// `source = { registry = ..., package = ..., version = ... }`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a source table")]
 pub(crate) struct RawRemoteSource {
     pub url: Option<String>,
@@ -246,18 +276,19 @@ pub(crate) enum RawFileMount {
 }
 
 /// `{ source = "dir", destination = "/dir" }`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "a table such as `{ source = \"assets\", destination = \"/assets\" }`"
 )]
 pub(crate) struct RawPlacement {
     pub source: String,
+    #[schemars(with = "String")]
     pub destination: Spanned<String>,
 }
 
 /// `[component.<id>.build]`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a build table")]
 pub(crate) struct RawBuild {
     pub command: RawCommands,
@@ -469,4 +500,144 @@ impl<'de> Deserialize<'de> for RawAppTriggers {
 
         d.deserialize_map(AppTriggersVisitor)
     }
+}
+
+// JSON schema (`wisp schema`) for the types above that deserialize by hand: each says
+// in schema terms what its visitor accepts.
+
+/// `spin_manifest_version = 2`.
+pub(crate) struct ManifestVersion;
+
+impl JsonSchema for ManifestVersion {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ManifestVersion".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "The manifest format version; Wisp reads version 2.",
+            "const": 2
+        })
+    }
+}
+
+/// A string, or a table of type `T`.
+fn string_or(
+    generator: &mut schemars::SchemaGenerator,
+    string: &str,
+    table: schemars::Schema,
+) -> schemars::Schema {
+    let _ = generator;
+    schemars::json_schema!({
+        "anyOf": [
+            { "type": "string", "description": string },
+            table
+        ]
+    })
+}
+
+impl JsonSchema for RawRoute {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Route".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let table = generator.subschema_for::<RawPrivateRoute>();
+        string_or(
+            generator,
+            "a route: `/exact`, `/users/:id` or `/prefix/...`",
+            table,
+        )
+    }
+}
+
+impl JsonSchema for RawComponentRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ComponentRef".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let table = generator.subschema_for::<RawComponent>();
+        string_or(generator, "the id of a [component.<id>] table", table)
+    }
+}
+
+impl JsonSchema for RawSource {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Source".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let table = generator.subschema_for::<RawRemoteSource>();
+        string_or(
+            generator,
+            "the path of a .wasm file, relative to the manifest",
+            table,
+        )
+    }
+}
+
+impl JsonSchema for RawFileMount {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FileMount".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let table = generator.subschema_for::<RawPlacement>();
+        string_or(
+            generator,
+            "a glob pattern relative to the manifest directory",
+            table,
+        )
+    }
+}
+
+impl JsonSchema for RawCommands {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Commands".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string" } }
+            ]
+        })
+    }
+}
+
+impl JsonSchema for RawTriggers {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Triggers".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let http = generator.subschema_for::<Vec<RawHttpTrigger>>();
+        let redis = generator.subschema_for::<Vec<RawRedisTrigger>>();
+        let cron = generator.subschema_for::<Vec<RawCronTrigger>>();
+        schemars::json_schema!({
+            "type": "object",
+            "description": "The [[trigger.<type>]] tables: http, redis and cron.",
+            "properties": { "http": http, "redis": redis, "cron": cron },
+            "additionalProperties": false
+        })
+    }
+}
+
+impl JsonSchema for RawAppTriggers {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AppTriggers".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let http = generator.subschema_for::<RawAppHttpConfig>();
+        let redis = generator.subschema_for::<RawAppRedisConfig>();
+        schemars::json_schema!({
+            "type": "object",
+            "description": "App-level trigger settings: [application.trigger.http] and [application.trigger.redis].",
+            "properties": { "http": http, "redis": redis },
+            "additionalProperties": false
+        })
+    }
+}
+
+/// The JSON schema of `spin.toml` (manifest version 2, as Wisp reads it), pretty-printed.
+pub(crate) fn schema_json() -> String {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<RawManifest>();
+    serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
 }

@@ -84,7 +84,15 @@ pub struct SocketPolicy {
     udp: bool,
     allowed: AllowedHosts,
     blocked: BlockedNetworks,
+    /// Peers that a granted name resolved to on a recent outbound check. Incoming
+    /// datagrams are matched against these (and IP entries) only, never by a lookup:
+    /// any remote host can send datagrams, and must not be able to make the host resolve
+    /// names once per packet.
+    resolved_peers: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<SocketAddr>>>,
 }
+
+/// How many name-resolved peers [`SocketPolicy`] remembers for incoming datagrams.
+const RESOLVED_PEERS: usize = 64;
 
 impl SocketPolicy {
     /// The policy for a component with these grants and blocked networks; `None` when
@@ -98,6 +106,7 @@ impl SocketPolicy {
             udp,
             allowed: allowed.clone(),
             blocked: blocked.clone(),
+            resolved_peers: Default::default(),
         })
     }
 
@@ -140,10 +149,36 @@ impl SocketPolicy {
                 continue;
             };
             if resolved.any(|a| a.ip().to_canonical() == wanted) {
+                let mut peers = self
+                    .resolved_peers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if !peers.contains(&addr) {
+                    if peers.len() == RESOLVED_PEERS {
+                        peers.pop_front();
+                    }
+                    peers.push_back(addr);
+                }
                 return Ok(());
             }
         }
         Err(SocketDenied::NotAllowed { scheme, addr })
+    }
+
+    /// Checks the sender of an incoming datagram without any name lookup: allowed if not
+    /// blocked and covered by an IP, CIDR or `*` entry, or a peer a granted name resolved
+    /// to when the guest sent to it.
+    pub fn allows_received_from(&self, protocol: Protocol, addr: SocketAddr) -> bool {
+        let scheme = protocol.scheme();
+        if !self.granted(protocol) || self.blocked.is_blocked(addr.ip()) {
+            return false;
+        }
+        self.allowed.allows_ip(scheme, addr.ip(), addr.port())
+            || self
+                .resolved_peers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&addr)
     }
 
     fn granted(&self, protocol: Protocol) -> bool {
@@ -279,5 +314,20 @@ mod tests {
         assert!(!p.allows_local_bind(Protocol::Tcp, addr("0.0.0.0:8080")));
         assert!(!p.allows_local_bind(Protocol::Tcp, addr("127.0.0.1:0")));
         assert!(!p.allows_local_bind(Protocol::Udp, addr("0.0.0.0:0")));
+    }
+
+    #[tokio::test]
+    async fn received_datagrams_are_checked_without_lookups() {
+        let policy = policy(&["udp://10.0.0.53:53", "udp://localhost:5353"], &[]).unwrap();
+        assert!(policy.allows_received_from(Protocol::Udp, addr("10.0.0.53:53")));
+        assert!(!policy.allows_received_from(Protocol::Udp, addr("10.0.0.54:53")));
+        // A name entry covers a sender only once the guest sent to it by that name.
+        assert!(!policy.allows_received_from(Protocol::Udp, addr("127.0.0.1:5353")));
+        policy
+            .check_peer(Protocol::Udp, addr("127.0.0.1:5353"))
+            .await
+            .expect("localhost resolves to 127.0.0.1");
+        assert!(policy.allows_received_from(Protocol::Udp, addr("127.0.0.1:5353")));
+        assert!(!policy.allows_received_from(Protocol::Tcp, addr("10.0.0.53:53")));
     }
 }

@@ -5,5 +5,6 @@ pub mod completions;
 pub mod doctor;
 pub mod new;
 pub mod registry;
+pub mod schema;
 pub mod up;
 pub mod watch;
