@@ -32,6 +32,11 @@ pub(crate) struct VersionProbe {
 /// The whole file.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a spin.toml document")]
+#[schemars(
+    rename = "SpinManifest",
+    title = "spin.toml",
+    description = "A Spin application manifest (spin_manifest_version = 2) as Wisp reads it."
+)]
 pub(crate) struct RawManifest {
     /// Checked by [`VersionProbe`].
     #[serde(rename = "spin_manifest_version")]
@@ -52,6 +57,7 @@ pub(crate) struct RawManifest {
 /// `[application]`.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "the [application] table")]
+#[schemars(rename = "Application")]
 pub(crate) struct RawApplication {
     #[schemars(with = "Option<String>")]
     pub name: Option<Spanned<String>>,
@@ -82,6 +88,7 @@ pub(crate) struct RawAppTriggers {
     deny_unknown_fields,
     expecting = "the [application.trigger.http] table"
 )]
+#[schemars(rename = "AppHttpConfig")]
 pub(crate) struct RawAppHttpConfig {
     #[schemars(with = "Option<String>")]
     pub base: Option<Spanned<String>>,
@@ -93,6 +100,7 @@ pub(crate) struct RawAppHttpConfig {
     deny_unknown_fields,
     expecting = "the [application.trigger.redis] table"
 )]
+#[schemars(rename = "AppRedisConfig")]
 pub(crate) struct RawAppRedisConfig {
     #[schemars(with = "Option<String>")]
     pub address: Option<Spanned<String>>,
@@ -104,6 +112,7 @@ pub(crate) struct RawAppRedisConfig {
     deny_unknown_fields,
     expecting = "a variable table such as `{ default = \"...\" }` or `{ required = true }`"
 )]
+#[schemars(rename = "Variable")]
 pub(crate) struct RawVariable {
     #[schemars(with = "Option<String>")]
     pub default: Option<Spanned<String>>,
@@ -126,6 +135,7 @@ pub(crate) struct RawTriggers {
 /// One `[[trigger.http]]` table.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a [[trigger.http]] table")]
+#[schemars(rename = "HttpTrigger")]
 pub(crate) struct RawHttpTrigger {
     #[schemars(with = "Option<String>")]
     pub id: Option<Spanned<String>>,
@@ -141,6 +151,7 @@ pub(crate) struct RawHttpTrigger {
 /// One `[[trigger.redis]]` table.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a [[trigger.redis]] table")]
+#[schemars(rename = "RedisTrigger")]
 pub(crate) struct RawRedisTrigger {
     #[schemars(with = "Option<String>")]
     pub id: Option<Spanned<String>>,
@@ -156,6 +167,7 @@ pub(crate) struct RawRedisTrigger {
 /// One `[[trigger.cron]]` table.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a [[trigger.cron]] table")]
+#[schemars(rename = "CronTrigger")]
 pub(crate) struct RawCronTrigger {
     #[schemars(with = "Option<String>")]
     pub id: Option<Spanned<String>>,
@@ -176,6 +188,7 @@ pub(crate) enum RawRoute {
 /// `{ private = true }`.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "`{ private = true }`")]
+#[schemars(rename = "PrivateRoute")]
 pub(crate) struct RawPrivateRoute {
     pub private: bool,
 }
@@ -192,6 +205,7 @@ pub(crate) enum RawComponentRef {
     deny_unknown_fields,
     expecting = "an executor table such as `{ type = \"spin\" }`"
 )]
+#[schemars(rename = "Executor")]
 pub(crate) struct RawExecutor {
     #[serde(rename = "type")]
     #[schemars(with = "String")]
@@ -207,6 +221,7 @@ pub(crate) struct RawExecutor {
 /// `static_response = { ... }`.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a static response table")]
+#[schemars(rename = "StaticResponse")]
 pub(crate) struct RawStaticResponse {
     #[schemars(with = "Option<u16>")]
     pub status_code: Option<Spanned<u16>>,
@@ -218,6 +233,7 @@ pub(crate) struct RawStaticResponse {
 /// `[component.<id>]` or an inline component.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a component table")]
+#[schemars(rename = "Component")]
 pub(crate) struct RawComponent {
     #[schemars(with = "RawSource")]
     pub source: Spanned<RawSource>,
@@ -261,6 +277,7 @@ pub(crate) enum RawSource {
 /// `source = { registry = ..., package = ..., version = ... }`.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a source table")]
+#[schemars(rename = "RemoteSource")]
 pub(crate) struct RawRemoteSource {
     pub url: Option<String>,
     pub digest: Option<String>,
@@ -281,6 +298,7 @@ pub(crate) enum RawFileMount {
     deny_unknown_fields,
     expecting = "a table such as `{ source = \"assets\", destination = \"/assets\" }`"
 )]
+#[schemars(rename = "Placement")]
 pub(crate) struct RawPlacement {
     pub source: String,
     #[schemars(with = "String")]
@@ -290,6 +308,7 @@ pub(crate) struct RawPlacement {
 /// `[component.<id>.build]`.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, expecting = "a build table")]
+#[schemars(rename = "Build")]
 pub(crate) struct RawBuild {
     pub command: RawCommands,
     pub workdir: Option<String>,
