@@ -551,6 +551,7 @@ fn help_snapshots() {
         &["add"],
         &["doctor"],
         &["completions"],
+        &["schema"],
         &["registry"],
         &["registry", "push"],
         &["registry", "pull"],
