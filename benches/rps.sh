@@ -8,6 +8,7 @@
 # `wasmtime serve` does not link; nothing else is changed from its defaults.
 # Usage: benches/rps.sh [seconds-per-cell (default 5)]
 # Subsets for quick comparisons: RPS_KINDS="wisp wasmtime-keep" RPS_GUESTS=hello
+# (kind `wisp-log` is wisp with its default request log on, to measure the log's cost)
 # RPS_CONCURRENCY=64 RPS_RATIOS=0 RPS_STARTUP=0 benches/rps.sh 3
 # Servers are stopped with SIGTERM (background jobs of a script ignore SIGINT).
 # Everything listens on 127.0.0.1 only; every load run stops by itself after its duration.
@@ -40,6 +41,8 @@ start_server() { # kind guest -> sets SERVER_PID; waits for the first 200
   local kind=$1 guest=$2 wasm="$GUESTS/$2.wasm"
   case $kind in
     wisp) WISP_LOG=warn "$WISP" up --from "$wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --memory-limit-mb 128 2>/dev/null & ;;
+    # wisp with its default one-line request log (written to a file, as a service's log would be).
+    wisp-log) "$WISP" up --from "$wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --memory-limit-mb 128 2>"$CACHE/requests.log" & ;;
     wasmtime) "$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$wasm" >/dev/null 2>&1 & ;;
     wasmtime-keep) "$WASMTIME" serve -Scli -O pooling-memory-keep-resident=16777216,pooling-table-keep-resident=1048576 --addr 127.0.0.1:$PORT "$wasm" >/dev/null 2>&1 & ;;
     native) if [ "$guest" = touch4mib ]; then "$NATIVE" 127.0.0.1:$PORT --touch4mib 2>/dev/null & else "$NATIVE" 127.0.0.1:$PORT 2>/dev/null & fi ;;
