@@ -90,7 +90,7 @@ echo
 echo "ratios (req/s, wisp / other; >1 means wisp is faster)"
 [ "${RPS_RATIOS:-1}" = 1 ] && for guest in "${GUEST_NAMES[@]}"; do for c in "${CONCURRENCY[@]}"; do
   w=${RPS[wisp,$guest,$c]}
-  echo "  $guest c=$c: vs wasmtime $(ratio "$w" "${RPS[wasmtime,$guest,$c]}")x, vs wasmtime keep-resident $(ratio "$w" "${RPS[wasmtime-keep,$guest,$c]}")x, vs native $(ratio "$w" "${RPS[native,$guest,$c]}")x"
+  echo "  $guest c=$c: vs wasmtime $(ratio "$w" "${RPS[wasmtime,$guest,$c]:-0}")x, vs wasmtime keep-resident $(ratio "$w" "${RPS[wasmtime-keep,$guest,$c]:-0}")x, vs native $(ratio "$w" "${RPS[native,$guest,$c]:-0}")x"
 done; done
 [ "${RPS_RATIOS:-1}" = 1 ] && [ -n "${P50[wisp,hello,1]:-}" ] && echo "  hello c=1 p50: wisp ${P50[wisp,hello,1]}us, native ${P50[native,hello,1]}us (difference $(awk -v a="${P50[wisp,hello,1]}" -v b="${P50[native,hello,1]}" 'BEGIN{printf "%.0f", a-b}')us)"
 

@@ -47,9 +47,25 @@ pub(crate) fn compile(
     }
 
     let component_bytes = to_component(bytes).map_err(invalid)?;
+    // Compiling a large component (a JS or Python runtime) takes seconds: say so, once;
+    // later starts load the cached native code.
+    let started = std::time::Instant::now();
+    tracing::info!(
+        "compiling component `{component_id}` ({:.1} MiB of wasm) to native code",
+        component_bytes.len() as f64 / (1024.0 * 1024.0)
+    );
     let serialized = engine
         .precompile_component(&component_bytes)
         .map_err(|e| invalid(format!("is not a valid component: {e:#}")))?;
+    tracing::info!(
+        "compiled component `{component_id}` in {:.1?}{}",
+        started.elapsed(),
+        if entry.is_some() {
+            "; cached for later starts"
+        } else {
+            ""
+        }
+    );
     if let Some(path) = &entry
         && let Err(err) = store_entry(path, &serialized)
     {

@@ -238,6 +238,21 @@ impl Generation {
     }
 }
 
+/// A spinner on stderr while components load, only when stderr is a terminal.
+fn loading_spinner(components: usize) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(format!(
+        "loading {components} component{} (compiling any not in the cache)",
+        if components == 1 { "" } else { "s" }
+    ));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    Some(spinner)
+}
+
 /// Resolves when `stopped` turns true (or its sender is gone).
 pub(crate) async fn until(mut stopped: tokio::sync::watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
@@ -306,8 +321,13 @@ impl Generation {
         let capabilities = AppCapabilities::build(&locked, runtime_config, paths)
             .await
             .context("cannot set up the app's stores, databases and variables")?;
-        let app = LoadedApp::load(engine, locked, &paths.state_dir, &capabilities)
-            .context("cannot load the app")?;
+        // Compiling components not in the cache can take seconds: show it on a terminal.
+        let spinner = loading_spinner(locked.components.len());
+        let app = LoadedApp::load(engine, locked, &paths.state_dir, &capabilities);
+        if let Some(spinner) = spinner {
+            spinner.finish_and_clear();
+        }
+        let app = app.context("cannot load the app")?;
         let app = Arc::new(app);
         let http = match with_http {
             true => Some(HttpTrigger::new(app.clone()).context("cannot set up HTTP routes")?),
