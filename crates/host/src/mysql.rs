@@ -474,7 +474,7 @@ async fn send_rows<R>(
     statement: String,
     values: Vec<MyValue>,
     columns: oneshot::Sender<Result<Vec<(String, MyType)>, Failure>>,
-    rows: mpsc::Sender<R>,
+    rows: rdbms::RowSender<R>,
     convert: fn(Vec<MyValue>) -> R,
 ) -> Result<(), Failure> {
     let mut conn = session.conn.lock().await;
@@ -499,7 +499,9 @@ async fn send_rows<R>(
             Err(_) => return Err(abandon(session)),
         };
         let Some(row) = next else { break };
-        if rows.send(convert(decode_row(row, &types)?)).await.is_err() {
+        let values = decode_row(row, &types)?;
+        let bytes = values.iter().map(MyValue::size).sum();
+        if rows.send(convert(values), bytes).await.is_err() {
             // The guest dropped the stream; the rest is drained below.
             break;
         }
@@ -520,13 +522,13 @@ async fn query_stream<R: Send + 'static>(
 ) -> Result<
     (
         Vec<(String, MyType)>,
-        mpsc::Receiver<R>,
+        mpsc::Receiver<rdbms::Budgeted<R>>,
         oneshot::Receiver<Result<(), Failure>>,
     ),
     Failure,
 > {
     let (columns_tx, columns_rx) = oneshot::channel();
-    let (rows_tx, rows_rx) = mpsc::channel(rdbms::STREAM_BUFFER_ROWS);
+    let (rows_tx, rows_rx) = rdbms::row_channel();
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(async move {
         let outcome = send_rows(&session, statement, values, columns_tx, rows_tx, convert).await;

@@ -1259,7 +1259,7 @@ async fn send_rows<R>(
     session: &Session,
     stream: tokio_postgres::RowStream,
     types: &[(String, PgType)],
-    rows: mpsc::Sender<R>,
+    rows: rdbms::RowSender<R>,
     convert: fn(Vec<PgValue>) -> R,
 ) -> Result<(), Failure> {
     futures::pin_mut!(stream);
@@ -1270,7 +1270,8 @@ async fn send_rows<R>(
         };
         let Some(row) = next else { return Ok(()) };
         let values = decode_row(&row, types)?;
-        if rows.send(convert(values)).await.is_err() {
+        let bytes = values.iter().map(PgValue::size).sum();
+        if rows.send(convert(values), bytes).await.is_err() {
             // The guest dropped the stream; the rest is not wanted.
             return Ok(());
         }
@@ -1287,7 +1288,7 @@ async fn query_stream<R: Send + 'static>(
 ) -> Result<
     (
         Vec<(String, PgType)>,
-        mpsc::Receiver<R>,
+        mpsc::Receiver<rdbms::Budgeted<R>>,
         oneshot::Receiver<Result<(), Failure>>,
     ),
     Failure,
@@ -1305,7 +1306,7 @@ async fn query_stream<R: Send + 'static>(
     let (types, stream) = rdbms::bounded(start)
         .await
         .unwrap_or_else(|| Err(abandon(&session)))?;
-    let (rows_tx, rows_rx) = mpsc::channel(rdbms::STREAM_BUFFER_ROWS);
+    let (rows_tx, rows_rx) = rdbms::row_channel();
     let (done_tx, done_rx) = oneshot::channel();
     let row_types = types.clone();
     tokio::spawn(async move {

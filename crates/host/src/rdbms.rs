@@ -218,14 +218,63 @@ pub(crate) struct Reserved {
     pub(crate) permit: tokio::sync::OwnedSemaphorePermit,
 }
 
+/// Most row bytes one stream holds between the database and the guest (besides the
+/// row being sent): a guest that does not read its rows cannot make the host buffer more.
+pub(crate) const STREAM_BUFFER_BYTES: usize = 16 << 20;
+
+/// A row on its way to the guest, holding its share of the stream's byte budget until
+/// the guest takes it.
+pub(crate) struct Budgeted<T> {
+    row: T,
+    _bytes: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// The database side of a row stream: at most [`STREAM_BUFFER_ROWS`] rows and
+/// [`STREAM_BUFFER_BYTES`] bytes are in flight.
+pub(crate) struct RowSender<T> {
+    rows: mpsc::Sender<Budgeted<T>>,
+    budget: Arc<tokio::sync::Semaphore>,
+}
+
+impl<T> RowSender<T> {
+    /// Sends one row of about `bytes`, waiting while the budget is spent; `Err` once the
+    /// guest dropped the stream.
+    pub(crate) async fn send(&self, row: T, bytes: usize) -> Result<(), ()> {
+        // A row larger than the whole budget goes alone.
+        let wanted = u32::try_from(bytes.clamp(1, STREAM_BUFFER_BYTES)).unwrap_or(u32::MAX);
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| ())?;
+        self.rows
+            .send(Budgeted {
+                row,
+                _bytes: permit,
+            })
+            .await
+            .map_err(|_| ())
+    }
+}
+
+/// A bounded row stream: the sender for the database task, the receiver for
+/// [`ChannelProducer`]. Dropping the receiver drops the rows it holds, which returns
+/// their budget, so a blocked sender wakes and sees the stream is gone.
+pub(crate) fn row_channel<T>() -> (RowSender<T>, mpsc::Receiver<Budgeted<T>>) {
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER_ROWS);
+    let budget = Arc::new(tokio::sync::Semaphore::new(STREAM_BUFFER_BYTES));
+    (RowSender { rows: tx, budget }, rx)
+}
+
 /// Feeds rows received on a channel to a guest's `stream<T>`; the stream ends when the
 /// sender (the task reading from the database) is dropped.
 pub(crate) struct ChannelProducer<T> {
-    rows: mpsc::Receiver<T>,
+    rows: mpsc::Receiver<Budgeted<T>>,
 }
 
 impl<T> ChannelProducer<T> {
-    pub(crate) fn new(rows: mpsc::Receiver<T>) -> Self {
+    pub(crate) fn new(rows: mpsc::Receiver<Budgeted<T>>) -> Self {
         ChannelProducer { rows }
     }
 }
@@ -244,10 +293,11 @@ impl<T: Send + Sync + Unpin + 'static, D> StreamProducer<D> for ChannelProducer<
         let this = self.get_mut();
         match this.rows.poll_recv(cx) {
             Poll::Ready(Some(first)) => {
-                let mut batch = vec![first];
+                // Handing the rows to the guest's buffer returns their byte budget.
+                let mut batch = vec![first.row];
                 while batch.len() < STREAM_BUFFER_ROWS {
                     match this.rows.try_recv() {
-                        Ok(row) => batch.push(row),
+                        Ok(next) => batch.push(next.row),
                         Err(_) => break,
                     }
                 }
@@ -292,6 +342,36 @@ pub(crate) fn too_many_handles() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn row_streams_hold_at_most_their_byte_budget() {
+        let (sender, receiver) = row_channel::<Vec<u8>>();
+        let quarter = STREAM_BUFFER_BYTES / 4;
+        for _ in 0..4 {
+            sender
+                .send(vec![0; 8], quarter)
+                .await
+                .expect("within budget");
+        }
+        // The budget is spent: the next row waits until the guest takes some...
+        let blocked =
+            tokio::time::timeout(Duration::from_millis(100), sender.send(vec![0; 8], quarter))
+                .await;
+        assert!(blocked.is_err(), "a fifth quarter must wait");
+        // ...and once the guest is gone the sender learns it instead of waiting forever.
+        drop(receiver);
+        let gone = tokio::time::timeout(Duration::from_secs(1), sender.send(vec![0; 8], quarter))
+            .await
+            .expect("no wait after the receiver is dropped");
+        assert!(gone.is_err());
+        // A row larger than the whole budget still goes, alone.
+        let (sender, mut receiver) = row_channel::<Vec<u8>>();
+        sender
+            .send(vec![1], STREAM_BUFFER_BYTES * 4)
+            .await
+            .expect("a huge row goes alone");
+        assert_eq!(receiver.recv().await.expect("the row").row, vec![1]);
+    }
+
     use super::*;
 
     fn addr(port: u16) -> SocketAddr {
