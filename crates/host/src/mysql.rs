@@ -557,23 +557,12 @@ impl CapabilitiesCtx<'_> {
         session: Result<Session, Failure>,
         reserved: rdbms::Reserved,
     ) -> wasmtime::Result<Result<Resource<MysqlConnection>, Failure>> {
-        let mut session = match session {
-            Ok(session) => session,
-            Err(e) => {
-                self.unreserve_rdbms();
-                return Ok(Err(e));
+        self.push_reserved(session, reserved, |mut session, permit| {
+            session._permit = Some(permit);
+            MysqlConnection {
+                session: Some(Arc::new(session)),
             }
-        };
-        session._permit = Some(reserved.permit);
-        match self.table.push(MysqlConnection {
-            session: Some(Arc::new(session)),
-        }) {
-            Ok(handle) => Ok(Ok(handle)),
-            Err(e) => {
-                self.unreserve_rdbms();
-                Err(e.into())
-            }
-        }
+        })
     }
 
     fn mysql_session(&self, handle: &Resource<MysqlConnection>) -> wasmtime::Result<Arc<Session>> {

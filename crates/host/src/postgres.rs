@@ -1330,23 +1330,12 @@ impl CapabilitiesCtx<'_> {
         session: Result<Session, Failure>,
         reserved: rdbms::Reserved,
     ) -> wasmtime::Result<Result<Resource<PgConnection>, Failure>> {
-        let mut session = match session {
-            Ok(session) => session,
-            Err(e) => {
-                self.unreserve_rdbms();
-                return Ok(Err(e));
+        self.push_reserved(session, reserved, |mut session, permit| {
+            session._permit = Some(permit);
+            PgConnection {
+                session: Some(Arc::new(session)),
             }
-        };
-        session._permit = Some(reserved.permit);
-        match self.table.push(PgConnection {
-            session: Some(Arc::new(session)),
-        }) {
-            Ok(handle) => Ok(Ok(handle)),
-            Err(e) => {
-                self.unreserve_rdbms();
-                Err(e.into())
-            }
-        }
+        })
     }
 
     fn pg_session(&self, handle: &Resource<PgConnection>) -> wasmtime::Result<Arc<Session>> {
@@ -1402,6 +1391,52 @@ fn pg_session_of<T>(
     handle: &Resource<PgConnection>,
 ) -> wasmtime::Result<Arc<Session>> {
     accessor.with(|mut access| access.get().pg_session(handle))
+}
+
+/// The blocking-style `HostConnection` of one interface version (2.0 with
+/// `rdbms-types`, 3.0, 4.x): the same four calls, with that version's types.
+macro_rules! sync_connection {
+    ($connection:path, $types:ident, $convert:ident) => {
+        impl $connection for CapabilitiesCtx<'_> {
+            async fn open(
+                &mut self,
+                address: String,
+            ) -> wasmtime::Result<Result<Resource<PgConnection>, $types::Error>> {
+                Ok(self.open_pg(&address).await?.map_err($convert::error))
+            }
+
+            async fn query(
+                &mut self,
+                connection: Resource<PgConnection>,
+                statement: String,
+                params: Vec<$types::ParameterValue>,
+            ) -> wasmtime::Result<Result<$types::RowSet, $types::Error>> {
+                let session = self.pg_session(&connection)?;
+                let params: Vec<PgValue> = params.into_iter().map($convert::param).collect();
+                Ok(query(&session, &statement, &params)
+                    .await
+                    .map($convert::row_set)
+                    .map_err($convert::error))
+            }
+
+            async fn execute(
+                &mut self,
+                connection: Resource<PgConnection>,
+                statement: String,
+                params: Vec<$types::ParameterValue>,
+            ) -> wasmtime::Result<Result<u64, $types::Error>> {
+                let session = self.pg_session(&connection)?;
+                let params: Vec<PgValue> = params.into_iter().map($convert::param).collect();
+                Ok(execute(&session, &statement, &params)
+                    .await
+                    .map_err($convert::error))
+            }
+
+            async fn drop(&mut self, connection: Resource<PgConnection>) -> wasmtime::Result<()> {
+                self.close_pg(connection).await
+            }
+        }
+    };
 }
 
 // ---------------------------------------------------------------------------
@@ -1491,45 +1526,7 @@ mod convert_v2 {
 
 impl v2::Host for CapabilitiesCtx<'_> {}
 
-impl v2::HostConnection for CapabilitiesCtx<'_> {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<Result<Resource<PgConnection>, v2t::Error>> {
-        Ok(self.open_pg(&address).await?.map_err(convert_v2::error))
-    }
-
-    async fn query(
-        &mut self,
-        connection: Resource<PgConnection>,
-        statement: String,
-        params: Vec<v2t::ParameterValue>,
-    ) -> wasmtime::Result<Result<v2t::RowSet, v2t::Error>> {
-        let session = self.pg_session(&connection)?;
-        let params: Vec<PgValue> = params.into_iter().map(convert_v2::param).collect();
-        Ok(query(&session, &statement, &params)
-            .await
-            .map(convert_v2::row_set)
-            .map_err(convert_v2::error))
-    }
-
-    async fn execute(
-        &mut self,
-        connection: Resource<PgConnection>,
-        statement: String,
-        params: Vec<v2t::ParameterValue>,
-    ) -> wasmtime::Result<Result<u64, v2t::Error>> {
-        let session = self.pg_session(&connection)?;
-        let params: Vec<PgValue> = params.into_iter().map(convert_v2::param).collect();
-        Ok(execute(&session, &statement, &params)
-            .await
-            .map_err(convert_v2::error))
-    }
-
-    async fn drop(&mut self, connection: Resource<PgConnection>) -> wasmtime::Result<()> {
-        self.close_pg(connection).await
-    }
-}
+sync_connection!(v2::HostConnection, v2t, convert_v2);
 
 // ---------------------------------------------------------------------------
 // spin:postgres/postgres@3.0.0
@@ -1626,45 +1623,7 @@ mod convert_v3 {
 
 impl v3::Host for CapabilitiesCtx<'_> {}
 
-impl v3::HostConnection for CapabilitiesCtx<'_> {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<Result<Resource<PgConnection>, v3::Error>> {
-        Ok(self.open_pg(&address).await?.map_err(convert_v3::error))
-    }
-
-    async fn query(
-        &mut self,
-        connection: Resource<PgConnection>,
-        statement: String,
-        params: Vec<v3::ParameterValue>,
-    ) -> wasmtime::Result<Result<v3::RowSet, v3::Error>> {
-        let session = self.pg_session(&connection)?;
-        let params: Vec<PgValue> = params.into_iter().map(convert_v3::param).collect();
-        Ok(query(&session, &statement, &params)
-            .await
-            .map(convert_v3::row_set)
-            .map_err(convert_v3::error))
-    }
-
-    async fn execute(
-        &mut self,
-        connection: Resource<PgConnection>,
-        statement: String,
-        params: Vec<v3::ParameterValue>,
-    ) -> wasmtime::Result<Result<u64, v3::Error>> {
-        let session = self.pg_session(&connection)?;
-        let params: Vec<PgValue> = params.into_iter().map(convert_v3::param).collect();
-        Ok(execute(&session, &statement, &params)
-            .await
-            .map_err(convert_v3::error))
-    }
-
-    async fn drop(&mut self, connection: Resource<PgConnection>) -> wasmtime::Result<()> {
-        self.close_pg(connection).await
-    }
-}
+sync_connection!(v3::HostConnection, v3, convert_v3);
 
 // ---------------------------------------------------------------------------
 // spin:postgres/postgres@4.2.0
@@ -1844,45 +1803,7 @@ mod convert_v4 {
 
 impl v4::Host for CapabilitiesCtx<'_> {}
 
-impl v4::HostConnection for CapabilitiesCtx<'_> {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<Result<Resource<PgConnection>, v4::Error>> {
-        Ok(self.open_pg(&address).await?.map_err(convert_v4::error))
-    }
-
-    async fn query(
-        &mut self,
-        connection: Resource<PgConnection>,
-        statement: String,
-        params: Vec<v4::ParameterValue>,
-    ) -> wasmtime::Result<Result<v4::RowSet, v4::Error>> {
-        let session = self.pg_session(&connection)?;
-        let params: Vec<PgValue> = params.into_iter().map(convert_v4::param).collect();
-        Ok(query(&session, &statement, &params)
-            .await
-            .map(convert_v4::row_set)
-            .map_err(convert_v4::error))
-    }
-
-    async fn execute(
-        &mut self,
-        connection: Resource<PgConnection>,
-        statement: String,
-        params: Vec<v4::ParameterValue>,
-    ) -> wasmtime::Result<Result<u64, v4::Error>> {
-        let session = self.pg_session(&connection)?;
-        let params: Vec<PgValue> = params.into_iter().map(convert_v4::param).collect();
-        Ok(execute(&session, &statement, &params)
-            .await
-            .map_err(convert_v4::error))
-    }
-
-    async fn drop(&mut self, connection: Resource<PgConnection>) -> wasmtime::Result<()> {
-        self.close_pg(connection).await
-    }
-}
+sync_connection!(v4::HostConnection, v4, convert_v4);
 
 impl<T> v4::HostConnectionWithStore<T> for Capabilities {
     async fn open_async(

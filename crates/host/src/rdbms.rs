@@ -210,6 +210,31 @@ impl CapabilitiesCtx<'_> {
     pub(crate) fn unreserve_rdbms(&mut self) {
         self.state.release_handle();
     }
+
+    /// Stores a connection made under `reserved` (its handle slot is already taken) as
+    /// the resource `into_resource` builds from it and the permit, or gives the slot back
+    /// when the connect (or the table) failed.
+    pub(crate) fn push_reserved<S, R: Send + 'static, F>(
+        &mut self,
+        connected: Result<S, F>,
+        reserved: Reserved,
+        into_resource: impl FnOnce(S, tokio::sync::OwnedSemaphorePermit) -> R,
+    ) -> wasmtime::Result<Result<wasmtime::component::Resource<R>, F>> {
+        let connected = match connected {
+            Ok(connected) => connected,
+            Err(e) => {
+                self.unreserve_rdbms();
+                return Ok(Err(e));
+            }
+        };
+        match self.table.push(into_resource(connected, reserved.permit)) {
+            Ok(handle) => Ok(Ok(handle)),
+            Err(e) => {
+                self.unreserve_rdbms();
+                Err(e.into())
+            }
+        }
+    }
 }
 
 /// What [`CapabilitiesCtx::reserve_rdbms`] took; the permit stays with the connection
