@@ -26,6 +26,16 @@ wait_for() { # description, command...
     return 1
 }
 
+# Whether the pid in a pid file is a live (not zombie) process named like the server: a pid
+# file left by a server that is gone (a killed run, a reused /tmp) must not pass for one.
+pid_file_alive() { # pid file, process name
+    local pid stat
+    pid="$(head -1 "$1" 2>/dev/null)" || return 1
+    [ -n "$pid" ] || return 1
+    stat="$(ps -o stat= -o comm= -p "$pid" 2>/dev/null)" || return 1
+    [[ "$stat" != Z* && "$stat" == *"$2"* ]]
+}
+
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
@@ -86,7 +96,8 @@ if ! pg_ready >/dev/null 2>&1; then
         "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_data" -U postgres --auth-local=trust \
             --auth-host=scram-sha-256 >/dev/null
     fi
-    if ! "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
+    if ! pid_file_alive "$pg_data/postmaster.pid" postgres; then
+        rm -f "$pg_data/postmaster.pid" "$pg_data"/.s.PGSQL.5432 "$pg_data"/.s.PGSQL.5432.lock
         "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w \
             -o "-c listen_addresses=127.0.0.1 -p 5432 -k $pg_data" start >/dev/null
     fi
@@ -113,11 +124,14 @@ if ! my_ready >/dev/null 2>&1; then
         mariadb-install-db --datadir="$my_data" "${user_args[@]}" --auth-root-authentication-method=socket \
             --skip-test-db >"$state/mariadb-install.log" 2>&1
     fi
-    if [ ! -S "$my_data/mysqld.sock" ]; then
+    # A socket or pid file left by a server that is gone (a killed run, a reused /tmp) must
+    # not pass for a running server.
+    if ! mariadb-admin --socket="$my_data/mysqld.sock" -u root ping >/dev/null 2>&1; then
+        rm -f "$my_data/mysqld.sock" "$my_data/mysqld.pid"
         (mariadbd --datadir="$my_data" "${user_args[@]}" --bind-address=127.0.0.1 --port=3306 \
             --socket="$my_data/mysqld.sock" --pid-file="$my_data/mysqld.pid" \
             --log-error="$my_data/error.log" --skip-name-resolve >/dev/null 2>&1 &)
-        wait_for "MariaDB socket" test -S "$my_data/mysqld.sock"
+        wait_for "MariaDB" mariadb-admin --socket="$my_data/mysqld.sock" -u root ping
     fi
     mariadb --socket="$my_data/mysqld.sock" -u root <<'EOF'
 CREATE DATABASE IF NOT EXISTS wisp_test;
