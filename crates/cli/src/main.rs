@@ -50,6 +50,7 @@ fn main() -> ExitCode {
     let json = match &cli.command {
         Command::Up(args) => args.json(),
         Command::Watch(args) => args.json(),
+        Command::Build(args) => args.json(),
         _ => false,
     };
     if json {
@@ -98,6 +99,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if json => {
+            tracing::error!(event = "failed", error = %format!("{err:#}"), "{err}");
+            ExitCode::from(EXIT_USER_ERROR)
+        }
         Err(err) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {

@@ -518,6 +518,200 @@ fn up_json_logs_lifecycle_and_requests_as_json_lines() {
     let _ = child.wait();
 }
 
+/// `wisp watch --json`: every line on stderr is one JSON object, the build's own output
+/// included, and each reload (or failed reload) is an event.
+#[test]
+fn watch_json_reports_builds_and_reloads_as_events() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    let manifest = r#"spin_manifest_version = 2
+[application]
+name = "watched"
+
+[[trigger.http]]
+route = "/..."
+component = "app"
+
+[component.app]
+source = "out/app.wasm"
+[component.app.build]
+command = "echo copying $(cat which.txt) && mkdir -p out && cp \"$(cat which.txt)\" out/app.wasm"
+watch = ["which.txt"]
+"#;
+    let dir = app_dir(manifest);
+    let which = dir.path().join("which.txt");
+    std::fs::write(&which, programs::HELLO).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args([
+            "watch",
+            "--json",
+            "--poll-ms",
+            "50",
+            "--listen",
+            "127.0.0.1:0",
+            "-f",
+        ])
+        .arg(dir.path().join("spin.toml"))
+        .env("WISP_CACHE_DIR", support::cache_dir())
+        .env_remove("WISP_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut seen: Vec<serde_json::Value> = Vec::new();
+    let mut wait_for = |name: &str| -> serde_json::Value {
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no {name:?} event; saw {seen:#?}"));
+            let event: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+            seen.push(event.clone());
+            if event["event"] == name {
+                return event;
+            }
+        }
+    };
+    let output = wait_for("build_output");
+    assert_eq!(output["component"], "app");
+    assert_eq!(output["stream"], "stdout");
+    assert!(
+        output["message"].as_str().unwrap().starts_with("copying "),
+        "{output}"
+    );
+    let built = wait_for("built");
+    assert_eq!(built["components"], 1);
+    let address: std::net::SocketAddr = wait_for("listening")["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_for("watching");
+    assert_eq!(
+        support::request(address, "GET", "/", &[], b"").text(),
+        "Hello from Wisp\n"
+    );
+
+    std::fs::write(&which, programs::SPIN_SDK_V5).unwrap();
+    let changed = wait_for("changed");
+    assert_eq!(changed["rebuild"], "app");
+    assert_eq!(changed["files"], "which.txt");
+    let reloaded = wait_for("reloaded");
+    assert!(reloaded["elapsed_ms"].as_u64().is_some(), "{reloaded}");
+    assert!(
+        support::request(address, "GET", "/", &[], b"")
+            .text()
+            .starts_with("Hello from spin-sdk 5")
+    );
+
+    std::fs::write(&which, "/nonexistent/component.wasm").unwrap();
+    let failed = wait_for("reload_failed");
+    assert_eq!(failed["level"], "ERROR");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("build command `echo copying"),
+        "{failed}"
+    );
+    assert!(
+        support::request(address, "GET", "/", &[], b"")
+            .text()
+            .starts_with("Hello from spin-sdk 5"),
+        "the last good version still serves"
+    );
+    support::terminate(&child);
+    wait_for("stopped");
+    let _ = child.wait();
+}
+
+/// On a terminal (a pty from util-linux `script`), `wisp up` shows a spinner while a
+/// component not yet in the compile cache is compiled; piped, it never writes one.
+#[test]
+fn loading_spinner_only_on_a_terminal() {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = app_dir(&support::manifest_one(
+        "/...",
+        "web",
+        programs::SPIN_SDK_V5,
+        "",
+    ));
+    let cache = tempfile::tempdir().unwrap();
+    let inner = format!(
+        "exec {} up --listen 127.0.0.1:0 -f {}",
+        env!("CARGO_BIN_EXE_wisp"),
+        dir.path().join("spin.toml").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &inner, "/dev/null"])
+        .env("WISP_CACHE_DIR", cache.path())
+        .env_remove("WISP_LOG")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run `script` (util-linux bsdutils)");
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buffer) {
+            if n == 0 || tx.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    while !String::from_utf8_lossy(&seen).contains("Listening on") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            String::from_utf8_lossy(&seen)
+        );
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.extend(chunk);
+        }
+    }
+    support::terminate(&child);
+    let _ = child.wait();
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(
+        shown.contains("loading 1 component (compiling any not in the cache)"),
+        "{shown}"
+    );
+    assert!(shown.contains("compiling component `web`"), "{shown}");
+
+    // Piped: the same start from a fresh cache prints the compile lines, no spinner.
+    let cache = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    command
+        .arg("up")
+        .arg("-f")
+        .arg(dir.path().join("spin.toml"))
+        .env("WISP_CACHE_DIR", cache.path());
+    let wisp = Wisp::spawn(command).unwrap();
+    assert!(wisp.stderr().contains("compiling component `web`"));
+    assert!(
+        !wisp.stderr().contains("loading 1 component"),
+        "{}",
+        wisp.stderr()
+    );
+}
+
 #[test]
 fn human_request_log_is_one_line_by_default() {
     let dir = app_dir(&support::manifest_one("/hello", "web", programs::HELLO, ""));

@@ -1,6 +1,7 @@
 //! Every template end to end: `wisp new` → `wisp build` (the template's real build
-//! command: cargo for wasm32-wasip2, componentize-py) → `wisp up` → a request, message or
-//! tick with the expected result; and `wisp add` into an existing app.
+//! command: cargo for wasm32-wasip2, componentize-py, npm with componentize-js) →
+//! `wisp up` → a request, message or tick with the expected result; and `wisp add` into
+//! an existing app.
 //!
 //! The Rust templates share one cargo target directory (each app's `target` is a link to
 //! it) so the Spin SDK is compiled once per run, not once per template.
@@ -222,6 +223,47 @@ fn http_py_template() {
     let response = wisp.get("/py");
     assert_eq!(response.status, 200, "{}", wisp.stderr());
     assert_eq!(response.text(), "Hello from hello-py!\n");
+}
+
+#[test]
+fn http_js_template() {
+    let (_parent, app) = new_app("http-js", "hello-js", &[]);
+    build(&app, None);
+    assert!(app.join("dist/hello-js.wasm").is_file());
+    // A fresh compile cache: a 12 MB StarlingMonkey component takes seconds to compile,
+    // and `wisp up` says so before and after instead of sitting silent.
+    let cache = tempfile::tempdir().unwrap();
+    let start = |cache: &Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+        command
+            .arg("up")
+            .arg("-f")
+            .arg(app.join("spin.toml"))
+            .env("WISP_CACHE_DIR", cache);
+        Wisp::spawn(command)
+            .unwrap_or_else(|(status, stderr)| panic!("wisp up exited with {status}:\n{stderr}"))
+    };
+    let wisp = start(cache.path());
+    let stderr = wisp.stderr();
+    assert!(
+        stderr.contains("compiling component `hello-js` (")
+            && stderr.contains("compiled component `hello-js` in "),
+        "{stderr}"
+    );
+    let response = wisp.get("/js");
+    assert_eq!(response.status, 200, "{}", wisp.stderr());
+    assert_eq!(response.text(), "Hello from hello-js!\n");
+    assert!(wisp.wait_for_output("GET /js"), "the guest's console.log");
+    drop(wisp);
+
+    // The second start loads the cached native code: no compile lines.
+    let again = start(cache.path());
+    assert!(
+        !again.stderr().contains("compiling component"),
+        "{}",
+        again.stderr()
+    );
+    assert_eq!(again.get("/").text(), "Hello from hello-js!\n");
 }
 
 #[test]

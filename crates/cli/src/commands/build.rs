@@ -21,12 +21,23 @@ pub struct BuildArgs {
     /// `build` table.
     #[arg(short = 'c', long = "component")]
     components: Vec<String>,
+
+    /// Report as JSON lines on stderr (one per step and per line of build output).
+    #[arg(long)]
+    json: bool,
+}
+
+impl BuildArgs {
+    /// Whether `--json` output was asked for.
+    pub fn json(&self) -> bool {
+        self.json
+    }
 }
 
 /// Runs `wisp build`.
 pub fn run(args: BuildArgs) -> Result<()> {
     let path = manifest_path(args.manifest.as_deref());
-    build(&path, &args.components)
+    build(&path, &args.components, args.json)
 }
 
 /// The manifest file an `-f` argument names: a file, or `spin.toml` in a directory.
@@ -40,8 +51,9 @@ pub(crate) fn manifest_path(arg: Option<&Path>) -> PathBuf {
 }
 
 /// Builds the selected components of the app at `manifest_path` (all when `only` is
-/// empty), in manifest order; stops at the first failing command.
-pub(crate) fn build(manifest_path: &Path, only: &[String]) -> Result<()> {
+/// empty), in manifest order; stops at the first failing command. With `json`, progress
+/// and the commands' output are structured events rather than prefixed lines.
+pub(crate) fn build(manifest_path: &Path, only: &[String], json: bool) -> Result<()> {
     if !manifest_path.exists() {
         bail!(
             "no manifest at {}; pass -f path/to/spin.toml",
@@ -72,7 +84,11 @@ pub(crate) fn build(manifest_path: &Path, only: &[String]) -> Result<()> {
                     "component `{id}` has no [component.{id}.build] table; add `command = \"...\"` there"
                 );
             }
-            eprintln!("{id}: no build command, skipped");
+            if json {
+                tracing::info!(event = "build_skipped", component = %id, "no build command");
+            } else {
+                eprintln!("{id}: no build command, skipped");
+            }
             continue;
         };
         let workdir = match &build.workdir {
@@ -80,15 +96,33 @@ pub(crate) fn build(manifest_path: &Path, only: &[String]) -> Result<()> {
             None => app_dir.clone(),
         };
         for command in &build.commands {
-            eprintln!("{id}: running `{command}` in {}", workdir.display());
-            run_command(id, command, &workdir)?;
+            if json {
+                tracing::info!(
+                    event = "build_command",
+                    component = %id,
+                    command = %command,
+                    workdir = %workdir.display(),
+                    "running `{command}`"
+                );
+            } else {
+                eprintln!("{id}: running `{command}` in {}", workdir.display());
+            }
+            run_command(id, command, &workdir, json)?;
         }
         built += 1;
     }
-    eprintln!(
-        "Built {built} component{}.",
-        if built == 1 { "" } else { "s" }
-    );
+    if json {
+        tracing::info!(
+            event = "built",
+            components = built,
+            "built {built} components"
+        );
+    } else {
+        eprintln!(
+            "Built {built} component{}.",
+            if built == 1 { "" } else { "s" }
+        );
+    }
     Ok(())
 }
 
@@ -102,8 +136,8 @@ fn component_list(manifest: &Manifest) -> String {
 }
 
 /// Runs one command through `sh -c` (as Spin does on Unix), streaming both output
-/// streams line by line with `[id] ` in front.
-fn run_command(id: &str, command: &str, workdir: &Path) -> Result<()> {
+/// streams line by line with `[id] ` in front (or as `build_output` events with `json`).
+fn run_command(id: &str, command: &str, workdir: &Path, json: bool) -> Result<()> {
     if !workdir.is_dir() {
         bail!(
             "component `{id}`: build workdir {} does not exist; fix `workdir` in its build table",
@@ -121,12 +155,21 @@ fn run_command(id: &str, command: &str, workdir: &Path) -> Result<()> {
         .with_context(|| format!("component `{id}`: cannot start `sh -c {command:?}`"))?;
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
-    let prefix = format!("[{id}] ");
-    let out = {
-        let prefix = prefix.clone();
-        std::thread::spawn(move || relay(stdout, &prefix, std::io::stdout()))
+    let (out, err) = if json {
+        let out_id = id.to_owned();
+        let err_id = id.to_owned();
+        (
+            std::thread::spawn(move || relay_events(stdout, &out_id, "stdout")),
+            std::thread::spawn(move || relay_events(stderr, &err_id, "stderr")),
+        )
+    } else {
+        let prefix = format!("[{id}] ");
+        let out_prefix = prefix.clone();
+        (
+            std::thread::spawn(move || relay(stdout, &out_prefix, std::io::stdout())),
+            std::thread::spawn(move || relay(stderr, &prefix, std::io::stderr())),
+        )
     };
-    let err = std::thread::spawn(move || relay(stderr, &prefix, std::io::stderr()));
     let status = child
         .wait()
         .with_context(|| format!("component `{id}`: waiting for `{command}`"))?;
@@ -151,5 +194,20 @@ fn relay(reader: impl Read, prefix: &str, mut sink: impl Write) {
         out.extend_from_slice(&line);
         out.push(b'\n');
         let _ = sink.write_all(&out);
+    }
+}
+
+/// One `build_output` event per line, so `--json` output stays one object per line.
+fn relay_events(reader: impl Read, id: &str, stream: &str) {
+    for line in BufReader::new(reader).split(b'\n').map_while(Result::ok) {
+        let line = String::from_utf8_lossy(&line);
+        tracing::info!(
+            target: "wisp::build",
+            event = "build_output",
+            component = %id,
+            stream,
+            "{}",
+            line.trim_end_matches('\r')
+        );
     }
 }

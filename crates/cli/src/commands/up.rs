@@ -111,7 +111,11 @@ pub fn run(args: UpArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     if args.build {
-        super::build::build(&super::build::manifest_path(args.manifest.as_deref()), &[])?;
+        super::build::build(
+            &super::build::manifest_path(args.manifest.as_deref()),
+            &[],
+            args.json,
+        )?;
     }
     let (locked, app_dir) = runtime.block_on(resolve(&args))?;
     let settings = Settings::from_args(&args)?;

@@ -61,13 +61,14 @@ pub fn run(args: WatchArgs) -> Result<()> {
         .context("cannot resolve the manifest path")?;
     let settings = Settings::from_args(&args.up)?;
     let poll = Duration::from_millis(args.poll_ms.max(10));
+    let json = args.up.json();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         // The first version must build and load; later failures keep it serving.
-        build::build(&manifest_path, &[])?;
+        build::build(&manifest_path, &[], json)?;
         let (locked, app_dir) = up::resolve_manifest(Some(&manifest_path))?;
         let paths = AppPaths {
             state_dir: args
@@ -86,8 +87,12 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let generation = Arc::new(
             Generation::load(&engine, locked, &settings.runtime_config, &paths, true).await?,
         );
-        generation.print_summary(&engine, Some(address), args.up.json());
-        eprintln!("Watching for changes (Ctrl+C to stop).");
+        generation.print_summary(&engine, Some(address), json);
+        if json {
+            tracing::info!(event = "watching", "watching for changes");
+        } else {
+            eprintln!("Watching for changes (Ctrl+C to stop).");
+        }
 
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
@@ -126,15 +131,24 @@ pub fn run(args: WatchArgs) -> Result<()> {
             }
             let changed = changed_files(&baseline, &now);
             let rebuild = spec.components_to_build(&changed);
-            eprintln!(
-                "Changed: {}{}",
-                shown(&changed, &spec.root),
-                if rebuild.is_empty() {
-                    String::new()
-                } else {
-                    format!("; rebuilding {}", rebuild.join(", "))
-                }
-            );
+            if json {
+                tracing::info!(
+                    event = "changed",
+                    files = %shown(&changed, &spec.root),
+                    rebuild = %rebuild.join(","),
+                    "files changed"
+                );
+            } else {
+                eprintln!(
+                    "Changed: {}{}",
+                    shown(&changed, &spec.root),
+                    if rebuild.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; rebuilding {}", rebuild.join(", "))
+                    }
+                );
+            }
             let started = Instant::now();
             let reloaded = reload(&manifest_path, &rebuild, &engine, &settings, &args.up).await;
             match reloaded {
@@ -144,11 +158,27 @@ pub fn run(args: WatchArgs) -> Result<()> {
                     // on the old, which is dropped with its last request.
                     drop(current.replace(http));
                     running.replace(generation, settings.shutdown_grace).await;
-                    eprintln!(
-                        "Reloaded in {:.0?}; serving http://{address}",
-                        started.elapsed()
-                    );
+                    if json {
+                        tracing::info!(
+                            event = "reloaded",
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            address = %address,
+                            "reloaded"
+                        );
+                    } else {
+                        eprintln!(
+                            "Reloaded in {:.0?}; serving http://{address}",
+                            started.elapsed()
+                        );
+                    }
                     spec = new_spec;
+                }
+                Err(err) if json => {
+                    tracing::error!(
+                        event = "reload_failed",
+                        error = %format!("{err:#}"),
+                        "still serving the last good version; fix the problem and save again"
+                    );
                 }
                 Err(err) => {
                     eprintln!("error: {err}");
@@ -165,7 +195,11 @@ pub fn run(args: WatchArgs) -> Result<()> {
         }
         running.stop().await;
         let _ = server.await;
-        eprintln!("Stopped.");
+        if json {
+            tracing::info!(event = "stopped", "Stopped.");
+        } else {
+            eprintln!("Stopped.");
+        }
         Ok(())
     })
 }
@@ -181,7 +215,8 @@ async fn reload(
     if !rebuild.is_empty() {
         let manifest_path = manifest_path.to_path_buf();
         let rebuild = rebuild.to_vec();
-        tokio::task::spawn_blocking(move || build::build(&manifest_path, &rebuild))
+        let json = args.json();
+        tokio::task::spawn_blocking(move || build::build(&manifest_path, &rebuild, json))
             .await
             .context("the build task failed")?
             .context("the build failed")?;

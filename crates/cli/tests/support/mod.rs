@@ -56,9 +56,12 @@ impl Wisp {
         if !command.get_envs().any(|(name, _)| name == "WISP_LOG") {
             command.env_remove("WISP_LOG");
         }
+        // Likewise the shared compile cache, unless the test brings its own.
+        if !command.get_envs().any(|(name, _)| name == "WISP_CACHE_DIR") {
+            command.env("WISP_CACHE_DIR", cache_dir());
+        }
         command
             .args(["--listen", "127.0.0.1:0"])
-            .env("WISP_CACHE_DIR", cache_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
