@@ -657,6 +657,7 @@ fn loading_spinner_only_on_a_terminal() {
     let mut child = Command::new("script")
         .args(["-q", "-e", "-c", &inner, "/dev/null"])
         .env("WISP_CACHE_DIR", cache.path())
+        .env("TERM", "xterm")
         .env_remove("WISP_LOG")
         .env_remove("NO_COLOR")
         .stdin(Stdio::piped())

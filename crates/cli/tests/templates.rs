@@ -90,6 +90,55 @@ fn wait_for(wisp: &Wisp, needle: &str, timeout: Duration) {
     }
 }
 
+/// On a terminal (a pty from util-linux `script`) `wisp new` asks for each parameter not
+/// given, showing its default; an empty answer takes the default. Piped, it never asks.
+#[test]
+fn new_prompts_only_on_a_terminal() {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let parent = tempfile::tempdir().unwrap();
+    let inner = format!(
+        "exec {} new http-js asked --value project-description=given",
+        env!("CARGO_BIN_EXE_wisp")
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &inner, "/dev/null"])
+        .current_dir(parent.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run `script` (util-linux bsdutils)");
+    // One parameter is left to ask for: the HTTP path.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"/asked/...\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(shown.contains("HTTP path [/...]: "), "{shown}");
+    assert!(!shown.contains("Description ["), "given values are not asked: {shown}");
+    let manifest = std::fs::read_to_string(parent.path().join("asked/spin.toml")).unwrap();
+    assert!(manifest.contains("route = \"/asked/...\""), "{manifest}");
+    assert!(manifest.contains("description = \"given\""), "{manifest}");
+
+    // Piped stdin: defaults, no prompt.
+    let piped = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(["new", "http-js", "piped"])
+        .current_dir(parent.path())
+        .stdin(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("HTTP path ["));
+    let manifest = std::fs::read_to_string(parent.path().join("piped/spin.toml")).unwrap();
+    assert!(manifest.contains("route = \"/...\""), "{manifest}");
+}
+
 #[test]
 fn http_rust_template() {
     let (_parent, app) = new_app("http-rust", "hello-rust", &[]);
