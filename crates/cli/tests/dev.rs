@@ -713,6 +713,52 @@ fn loading_spinner_only_on_a_terminal() {
     );
 }
 
+/// A component whose build workdir is a Go module needs Go 1.25+ and wasm-tools;
+/// doctor says which is missing, and is content once both are on the PATH.
+#[test]
+fn doctor_checks_the_go_toolchain_of_a_go_component() {
+    let manifest = format!(
+        "{}[component.web.build]\ncommand = \"bash build.sh\"\n",
+        support::manifest_one("/...", "web", programs::HELLO, "")
+    );
+    let dir = app_dir(&manifest);
+    std::fs::write(
+        dir.path().join("go.mod"),
+        "module wit_component\n\ngo 1.25\n",
+    )
+    .unwrap();
+    let doctor = |path: &str| {
+        Command::new(env!("CARGO_BIN_EXE_wisp"))
+            .args(["doctor", "--listen", "127.0.0.1:0", "-f"])
+            .arg(dir.path())
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    };
+    let bare = doctor("/usr/bin:/bin");
+    let report = String::from_utf8_lossy(&bare.stderr);
+    assert_eq!(bare.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("the component is a Go module, and `go` is not on the PATH"),
+        "{report}"
+    );
+    assert!(report.contains("scripts/install-go.sh"), "{report}");
+    assert!(
+        report.contains("`wasm-tools`, which is not on the PATH"),
+        "{report}"
+    );
+
+    let tools = support::go_tools_bin();
+    let equipped = doctor(&format!("{}:/usr/bin:/bin", tools.display()));
+    let report = String::from_utf8_lossy(&equipped.stderr);
+    assert!(equipped.status.success(), "{report}");
+    assert!(report.contains("builds wasip1 components"), "{report}");
+    assert!(
+        report.contains("build tool `wasm-tools` is installed"),
+        "{report}"
+    );
+}
+
 #[test]
 fn human_request_log_is_one_line_by_default() {
     let dir = app_dir(&support::manifest_one("/hello", "web", programs::HELLO, ""));

@@ -1,7 +1,7 @@
 //! Every template end to end: `wisp new` → `wisp build` (the template's real build
-//! command: cargo for wasm32-wasip2, componentize-py, npm with componentize-js) →
-//! `wisp up` → a request, message or tick with the expected result; and `wisp add` into
-//! an existing app.
+//! command: cargo for wasm32-wasip2, componentize-py, npm with componentize-js, Go with
+//! wasm-tools) → `wisp up` → a request, message or tick with the expected result; and
+//! `wisp add` into an existing app.
 //!
 //! The Rust templates share one cargo target directory (each app's `target` is a link to
 //! it) so the Spin SDK is compiled once per run, not once per template.
@@ -121,7 +121,10 @@ fn new_prompts_only_on_a_terminal() {
     let shown = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{shown}");
     assert!(shown.contains("HTTP path [/...]: "), "{shown}");
-    assert!(!shown.contains("Description ["), "given values are not asked: {shown}");
+    assert!(
+        !shown.contains("Description ["),
+        "given values are not asked: {shown}"
+    );
     let manifest = std::fs::read_to_string(parent.path().join("asked/spin.toml")).unwrap();
     assert!(manifest.contains("route = \"/asked/...\""), "{manifest}");
     assert!(manifest.contains("description = \"given\""), "{manifest}");
@@ -313,6 +316,17 @@ fn http_js_template() {
         again.stderr()
     );
     assert_eq!(again.get("/").text(), "Hello from hello-js!\n");
+}
+
+#[test]
+fn http_go_template() {
+    let (_parent, app) = new_app("http-go", "hello-go", &[]);
+    build(&app, Some(&support::go_tools_bin()));
+    let wisp = up(&app);
+    let response = wisp.get("/go?x=1");
+    assert_eq!(response.status, 200, "{}", wisp.stderr());
+    assert_eq!(response.text(), "Hello from hello-go!\n");
+    assert!(wisp.wait_for_output("[hello-go] request for /go?x=1"));
 }
 
 #[test]

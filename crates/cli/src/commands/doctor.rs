@@ -140,7 +140,7 @@ fn check(manifest_path: &Path, listen: SocketAddr) -> Vec<Finding> {
         ..EngineConfig::default()
     });
     for (id, component) in &manifest.components {
-        findings.extend(check_build(id, component));
+        findings.extend(check_build(id, component, &app_dir));
         findings.extend(check_component(
             &manifest,
             id,
@@ -168,13 +168,21 @@ fn check(manifest_path: &Path, listen: SocketAddr) -> Vec<Finding> {
     findings
 }
 
-/// The build command's program is installed, and the Rust target it needs too.
-fn check_build(id: &str, component: &wisp_manifest::Component) -> Vec<Finding> {
+/// The build command's program is installed, and the Rust target it needs too; for a Go
+/// module (a `go.mod` in the build's workdir), Go 1.25+ and wasm-tools.
+fn check_build(id: &str, component: &wisp_manifest::Component, app_dir: &Path) -> Vec<Finding> {
     let subject = format!("component {id}");
     let Some(build) = &component.build else {
         return Vec::new();
     };
     let mut findings = Vec::new();
+    let workdir = build
+        .workdir
+        .as_ref()
+        .map_or_else(|| app_dir.to_path_buf(), |dir| app_dir.join(dir));
+    if workdir.join("go.mod").is_file() {
+        findings.extend(check_go(&subject));
+    }
     for command in &build.commands {
         let Some(program) = command.split_whitespace().next() else {
             continue;
@@ -224,12 +232,60 @@ fn check_build(id: &str, component: &wisp_manifest::Component) -> Vec<Finding> {
     findings
 }
 
+/// Go components are built by Go 1.25+ (`GOOS=wasip1` with `//go:wasmexport`) and
+/// wrapped into components by wasm-tools.
+fn check_go(subject: &str) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let version = Command::new("go")
+        .args(["env", "GOVERSION"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let minor = version.as_deref().and_then(|v| {
+        v.strip_prefix("go1.")?
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse::<u32>()
+            .ok()
+    });
+    findings.push(match (&version, minor) {
+        (Some(version), Some(minor)) if minor >= 25 => {
+            Finding::ok(subject, format!("{version} builds wasip1 components"))
+        }
+        (Some(version), _) => Finding::problem(
+            Level::Error,
+            subject,
+            format!("{version} is too old for Go components (needs 1.25 or newer)"),
+            install_hint("go"),
+        ),
+        (None, _) => Finding::problem(
+            Level::Error,
+            subject,
+            "the component is a Go module, and `go` is not on the PATH",
+            install_hint("go"),
+        ),
+    });
+    findings.push(if on_path("wasm-tools") {
+        Finding::ok(subject, "build tool `wasm-tools` is installed")
+    } else {
+        Finding::problem(
+            Level::Error,
+            subject,
+            "Go components are wrapped by `wasm-tools`, which is not on the PATH",
+            install_hint("wasm-tools"),
+        )
+    });
+    findings
+}
+
 fn install_hint(program: &str) -> String {
     match program {
         "cargo" => "install Rust with rustup (https://rustup.rs), then rustup target add wasm32-wasip2".to_owned(),
         "componentize-py" => "python3 -m venv .venv && .venv/bin/pip install componentize-py spin-sdk, then activate .venv".to_owned(),
         "npm" | "node" | "npx" => "install Node.js 20 or newer (it brings npm)".to_owned(),
-        "tinygo" | "go" => "install the Go toolchain (tinygo for components)".to_owned(),
+        "go" => "install Go 1.25 or newer: https://go.dev/dl, or scripts/install-go.sh from the wisp repository (Debian's packages)".to_owned(),
+        "wasm-tools" => "cargo install --locked wasm-tools".to_owned(),
         other => format!("install `{other}` or change the component's build command"),
     }
 }

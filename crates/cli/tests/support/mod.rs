@@ -387,3 +387,19 @@ pub fn python_sdk_venv() -> PathBuf {
     std::fs::write(&ready, "").unwrap();
     venv
 }
+
+/// The directory holding `go` (1.25+) and `wasm-tools` for the http-go template, as
+/// `scripts/install-go.sh` installs them (`$WISP_TOOLS_DIR`, default ~/.cache/wisp/tools).
+pub fn go_tools_bin() -> PathBuf {
+    let root = std::env::var_os("WISP_TOOLS_DIR").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/wisp/tools"),
+        PathBuf::from,
+    );
+    let bin = root.join("bin");
+    assert!(
+        bin.join("go").is_file() && bin.join("wasm-tools").is_file(),
+        "no Go toolchain and wasm-tools under {}; run scripts/install-go.sh",
+        bin.display()
+    );
+    bin
+}
