@@ -69,6 +69,10 @@ pub fn run(args: WatchArgs) -> Result<()> {
     runtime.block_on(async move {
         // The first version must build and load; later failures keep it serving.
         build::build(&manifest_path, &[], json)?;
+        // The baseline is taken before anything is announced, so a change saved as soon
+        // as "watching" shows (or while the app loads) is seen.
+        let mut spec = WatchSpec::read(&manifest_path)?;
+        let mut baseline = spec.snapshot();
         let (locked, app_dir) = up::resolve_manifest(Some(&manifest_path))?;
         let paths = AppPaths {
             state_dir: args
@@ -109,8 +113,6 @@ pub fn run(args: WatchArgs) -> Result<()> {
         ));
         let mut running = RunningEvents::start(generation, settings.shutdown_grace);
 
-        let mut spec = WatchSpec::read(&manifest_path)?;
-        let mut baseline = spec.snapshot();
         loop {
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}
