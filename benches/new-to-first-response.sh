@@ -3,7 +3,8 @@
 #   wisp new <template> → wisp build → wisp up → first 200 on loopback.
 # Every phase is timed separately. `up` starts with an empty compile cache (the first
 # `wisp up` ever); `up_warm` starts again with that cache filled; `wasmtime` is
-# `wasmtime serve -Scli` (48.0.8, defaults) on the same component, to first 200, for
+# `wasmtime serve -Scli -Ccache=n` (48.0.8; its compile cache off, so it compiles as a
+# first `wisp up` does) on the same component, to first 200, for
 # comparison ("n/a" when it cannot serve it, e.g. a component importing Spin interfaces).
 # Package caches (cargo, npm, pip) are reused between runs: run it twice for the
 # warm-cache build numbers.
@@ -24,7 +25,7 @@ templates=("$@")
 [ -x "$wisp" ] || { echo "no wisp binary at $wisp; cargo build --release -p wisp-cli, or set WISP" >&2; exit 1; }
 mkdir -p "$work"
 now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 path_for() { # extra PATH entries a template's build needs
     case "$1" in
@@ -83,7 +84,7 @@ for template in "${templates[@]}"; do
     source="$(sed -nE 's/^source = "(.*)"$/\1/p' "$app/spin.toml" | head -1)"
     if [ -n "$wasmtime_bin" ] && [ -f "$app/$source" ]; then
         t6=$(now)
-        "$wasmtime_bin" serve -Scli --addr "127.0.0.1:$port" "$app/$source" \
+        "$wasmtime_bin" serve -Scli -Ccache=n --addr "127.0.0.1:$port" "$app/$source" \
             >"$work/$template-wasmtime.log" 2>&1 &
         pid=$!
         if first_200 $pid; then wasmtime_s="$(elapsed "$t6" "$(now)")"; fi
