@@ -1,7 +1,29 @@
 //! `wisp`: the command line. Thin: argument parsing and output; all work is delegated to
 //! the library crates (manifest → app → engine → trigger-http).
 
+/// `println!` for results on stdout: when the reader has gone (`wisp new --list | head -1`)
+/// the program ends quietly, as Unix tools do, instead of panicking on the broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format!("{}\n", format_args!($($arg)*)).as_bytes())
+    };
+}
+
 mod commands;
+
+/// Writes `bytes` to stdout; see [`outln!`].
+pub(crate) fn write_stdout(bytes: &[u8]) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            std::process::exit(i32::from(EXIT_USER_ERROR));
+        }
+    }
+}
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -51,6 +73,8 @@ fn main() -> ExitCode {
         Command::Up(args) => args.json(),
         Command::Watch(args) => args.json(),
         Command::Build(args) => args.json(),
+        Command::New(args) => args.json(),
+        Command::Add(args) => args.json(),
         _ => false,
     };
     if json {

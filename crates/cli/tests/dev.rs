@@ -759,6 +759,98 @@ fn doctor_checks_the_go_toolchain_of_a_go_component() {
     );
 }
 
+/// `--json` output of the commands whose output is deterministic, compared with
+/// `tests/snapshots/json-*.txt` (`WISP_BLESS=1` rewrites them): the template list,
+/// `wisp new`, `wisp add` and `wisp doctor` on the result. Temporary paths read `<dir>`.
+#[test]
+fn json_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_wisp"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("WISP_MANIFEST")
+            // No build tools at all, on any machine: doctor's findings stay the same.
+            .env("PATH", dir.path().join("no-tools"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8(output.stdout)
+            .unwrap()
+            .replace(&dir.path().display().to_string(), "<dir>");
+        for line in text.lines() {
+            let _: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{args:?}: not a JSON line ({e}): {line}"));
+        }
+        (output.status.code(), text)
+    };
+    let cases = [
+        ("new-list", run(&["new", "--list", "--json"])),
+        ("new", run(&["new", "http-empty", "shop", "--json"])),
+        (
+            "add",
+            run(&[
+                "add",
+                "http-rust",
+                "api",
+                "-f",
+                "shop",
+                "--value",
+                "http-path=/api/...",
+                "--json",
+            ]),
+        ),
+        (
+            "doctor",
+            run(&["doctor", "-f", "shop", "--listen", "127.0.0.1:0", "--json"]),
+        ),
+    ];
+    let snapshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let bless = std::env::var_os("WISP_BLESS").is_some();
+    let mut mismatches = Vec::new();
+    for (name, (status, text)) in cases {
+        let expected_status = if name == "doctor" { 1 } else { 0 };
+        assert_eq!(status, Some(expected_status), "{name}: {text}");
+        let file = snapshots.join(format!("json-{name}.txt"));
+        if bless {
+            std::fs::write(&file, &text).unwrap();
+        } else if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
+            mismatches.push(format!(
+                "{} (run with WISP_BLESS=1 to update):\n{text}",
+                file.display()
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "JSON output changed: {mismatches:#?}"
+    );
+}
+
+/// A reader that goes away (`wisp completions bash | head -1`) ends wisp quietly with
+/// success, not with a panic about a broken pipe.
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    use std::process::Stdio;
+    for args in [
+        &["completions", "bash"][..],
+        &["new", "--list", "--json"],
+        &["schema"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wisp"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before wisp writes: its first write meets a broken pipe.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn human_request_log_is_one_line_by_default() {
     let dir = app_dir(&support::manifest_one("/hello", "web", programs::HELLO, ""));

@@ -16,6 +16,8 @@ pub struct CompletionsArgs {
 
 /// Writes the completion script for `command` (the whole CLI) to stdout.
 pub fn run(args: CompletionsArgs, command: &mut clap::Command) -> Result<()> {
-    clap_complete::generate(args.shell, command, "wisp", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, command, "wisp", &mut script);
+    crate::write_stdout(&script);
     Ok(())
 }

@@ -84,7 +84,7 @@ pub fn run(args: DoctorArgs) -> Result<()> {
         .count();
     for finding in &findings {
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(finding).expect("findings serialize")
             );
@@ -183,14 +183,20 @@ fn check_build(id: &str, component: &wisp_manifest::Component, app_dir: &Path) -
     if workdir.join("go.mod").is_file() {
         findings.extend(check_go(&subject));
     }
+    let mut checked = Vec::new();
     for command in &build.commands {
         let Some(program) = command.split_whitespace().next() else {
             continue;
         };
-        // Shell syntax (`cd x && ...`) is not a program we can look up.
-        if program.contains('=') || ["cd", "mkdir", "cp", "(", "sh", "bash"].contains(&program) {
+        // Shell syntax (`cd x && ...`) is not a program we can look up; a program used by
+        // several commands (`npm install`, `npm run build`) is reported once.
+        if program.contains('=')
+            || ["cd", "mkdir", "cp", "(", "sh", "bash"].contains(&program)
+            || checked.contains(&program)
+        {
             continue;
         }
+        checked.push(program);
         if on_path(program) {
             findings.push(Finding::ok(
                 subject.clone(),
@@ -204,7 +210,7 @@ fn check_build(id: &str, component: &wisp_manifest::Component, app_dir: &Path) -
                 install_hint(program),
             ));
         }
-        if program == "cargo" && command.contains("wasm32-wasip2") {
+        if program == "cargo" && on_path("cargo") && command.contains("wasm32-wasip2") {
             let installed = Command::new("rustup")
                 .args(["target", "list", "--installed"])
                 .output()

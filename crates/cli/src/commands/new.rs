@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -19,15 +19,15 @@ pub(crate) struct EmbeddedTemplate {
 
 include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Metadata {
     description: String,
-    #[serde(default, rename = "parameter")]
+    #[serde(default, rename(deserialize = "parameter"))]
     parameters: Vec<Parameter>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Parameter {
     name: String,
@@ -38,7 +38,7 @@ struct Parameter {
 /// Arguments of `wisp new`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Templates: http-rust, http-rust-p3, http-py, http-empty, static-fileserver, redis-rust, cron-rust (`wisp new --list` describes them).\n\nExamples:\n  wisp new http-rust hello && cd hello && wisp build && wisp up\n  wisp new redis-rust worker --value redis-channel=jobs --accept-defaults"
+    after_help = "Templates: http-rust, http-rust-p3, http-js, http-py, http-go, http-empty, static-fileserver, redis-rust, cron-rust (`wisp new --list` describes them).\n\nExamples:\n  wisp new http-rust hello && cd hello && wisp up --build\n  wisp new redis-rust worker --value redis-channel=jobs --accept-defaults\n  wisp new --list --json"
 )]
 pub struct NewArgs {
     /// The template.
@@ -65,6 +65,10 @@ pub struct NewArgs {
     /// List the templates and exit.
     #[arg(long)]
     list: bool,
+
+    /// Report as JSON on stdout: what was created, or with --list one object per template.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `wisp add`.
@@ -90,13 +94,44 @@ pub struct AddArgs {
     /// Use every parameter's default instead of asking.
     #[arg(long)]
     accept_defaults: bool,
+
+    /// Report what was added as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl NewArgs {
+    /// Whether `--json` output was asked for.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+impl AddArgs {
+    /// Whether `--json` output was asked for.
+    pub fn json(&self) -> bool {
+        self.json
+    }
 }
 
 /// Runs `wisp new`.
 pub fn run_new(args: NewArgs) -> Result<()> {
     if args.list {
         for template in TEMPLATES {
-            println!("{:<18} {}", template.id, metadata(template)?.description);
+            let metadata = metadata(template)?;
+            if args.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({
+                        "id": template.id,
+                        "description": metadata.description,
+                        "parameters": metadata.parameters,
+                        "addable": template.component.is_some(),
+                    })
+                );
+            } else {
+                outln!("{:<18} {}", template.id, metadata.description);
+            }
         }
         return Ok(());
     }
@@ -113,8 +148,21 @@ pub fn run_new(args: NewArgs) -> Result<()> {
         );
     }
     let values = values(template, &name, &args.values, args.accept_defaults, None)?;
+    let mut written = Vec::new();
     for (path, contents) in template.files {
-        write_file(&output, path, contents, &values)?;
+        written.push(write_file(&output, path, contents, &values)?);
+    }
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "created": output,
+                "template": template.id,
+                "name": name,
+                "files": written,
+            })
+        );
+        return Ok(());
     }
     eprintln!(
         "Created {} from template {}. Next:\n  cd {} && wisp build && wisp up",
@@ -178,15 +226,29 @@ pub fn run_add(args: AddArgs) -> Result<()> {
     wisp_manifest::parse_str(&updated, &manifest_path).context(
         "the template's component does not fit this app (see above); nothing was changed",
     )?;
+    let mut written = Vec::new();
     for (path, contents) in template.files {
         // The app already has its manifest.
         if *path == "spin.toml" {
             continue;
         }
-        write_file(&component_dir, path, contents, &values)?;
+        written.push(write_file(&component_dir, path, contents, &values)?);
     }
     std::fs::write(&manifest_path, updated)
         .with_context(|| format!("cannot write {}", manifest_path.display()))?;
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::json!({
+                "added": args.name,
+                "template": template.id,
+                "directory": component_dir,
+                "manifest": manifest_path,
+                "files": written,
+            })
+        );
+        return Ok(());
+    }
     eprintln!(
         "Added component `{}` ({}) in {}, and its tables to {}.",
         args.name,
@@ -314,8 +376,15 @@ fn render(text: &str, values: &[(String, String)]) -> String {
     out
 }
 
-fn write_file(root: &Path, path: &str, contents: &[u8], values: &[(String, String)]) -> Result<()> {
-    let target = root.join(render(path, values));
+/// Writes one template file under `root`; returns its rendered path relative to `root`.
+fn write_file(
+    root: &Path,
+    path: &str,
+    contents: &[u8],
+    values: &[(String, String)],
+) -> Result<String> {
+    let relative = render(path, values);
+    let target = root.join(&relative);
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
@@ -324,5 +393,7 @@ fn write_file(root: &Path, path: &str, contents: &[u8], values: &[(String, Strin
         Ok(text) => render(text, values).into_bytes(),
         Err(_) => contents.to_vec(),
     };
-    std::fs::write(&target, contents).with_context(|| format!("cannot write {}", target.display()))
+    std::fs::write(&target, contents)
+        .with_context(|| format!("cannot write {}", target.display()))?;
+    Ok(relative)
 }

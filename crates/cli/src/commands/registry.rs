@@ -158,7 +158,7 @@ async fn push(args: PushArgs) -> Result<()> {
     let progress = |event: ProgressEvent| progress.show(event);
     let result = wisp_oci::push_with_progress(&client, &locked, &reference, &progress).await?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "reference": args.reference,
@@ -172,7 +172,7 @@ async fn push(args: PushArgs) -> Result<()> {
             "Pushed {} ({} blobs uploaded, {} already there).",
             args.reference, result.uploaded_blobs, result.skipped_blobs
         );
-        println!("{}", result.digest);
+        outln!("{}", result.digest);
     }
     Ok(())
 }
@@ -188,7 +188,7 @@ async fn pull(args: PullArgs) -> Result<()> {
         .map(|c| c.id.as_str())
         .collect();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "reference": args.reference,
@@ -204,7 +204,7 @@ async fn pull(args: PullArgs) -> Result<()> {
             cache.root().display(),
             components.join(", ")
         );
-        println!("{}", pulled.digest);
+        outln!("{}", pulled.digest);
     }
     Ok(())
 }

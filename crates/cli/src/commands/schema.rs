@@ -22,7 +22,7 @@ pub fn run(args: SchemaArgs) -> Result<()> {
         Some(path) => std::fs::write(&path, schema)
             .with_context(|| format!("cannot write {}", path.display())),
         None => {
-            print!("{schema}");
+            crate::write_stdout(schema.as_bytes());
             Ok(())
         }
     }
