@@ -50,6 +50,11 @@ first_200() { # pid: waits for the first 200 on $port, or gives up after 120 s
     done
 }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+    echo "something already listens on 127.0.0.1:$port; stop it or set PORT" >&2
+    exit 1
+fi
 wasmtime_bin="$(command -v wasmtime || true)"
 
 printf '%-10s %7s %7s %7s %7s %8s %8s\n' template new_s build_s up_s total_s up_warm wasmtime
@@ -77,7 +82,7 @@ for template in "${templates[@]}"; do
         >>"$work/$template-up.log" 2>&1 &
     pid=$!
     t4=$(now)
-    first_200 $pid || true
+    first_200 $pid || echo "$template: no 200 from the warm start, see $work/$template-up.log" >&2
     t5=$(now)
     stop $pid
     wasmtime_s=n/a

@@ -31,9 +31,10 @@ wait_for() { # description, command...
 pid_file_alive() { # pid file, process name
     local pid stat
     pid="$(head -1 "$1" 2>/dev/null)" || return 1
-    [ -n "$pid" ] || return 1
-    stat="$(ps -o stat= -o comm= -p "$pid" 2>/dev/null)" || return 1
-    [[ "$stat" != Z* && "$stat" == *"$2"* ]]
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    # /proc/<pid>/stat is "pid (comm) state ...": no procps needed.
+    stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+    [[ "$stat" == *"($2"* && "$stat" != *") Z "* ]]
 }
 
 missing=()

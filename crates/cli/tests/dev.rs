@@ -320,6 +320,69 @@ watch = ["which.txt"]
     }
 }
 
+/// A save made while a rebuild runs is not lost: the build read the old content, so the
+/// watch rebuilds once more and ends up serving what is on disk.
+#[test]
+fn watch_rebuilds_again_for_a_save_made_during_the_build() {
+    use std::time::{Duration, Instant};
+
+    let manifest = r#"spin_manifest_version = 2
+[application]
+name = "watched"
+
+[[trigger.http]]
+route = "/..."
+component = "app"
+
+[component.app]
+source = "out/app.wasm"
+[component.app.build]
+command = "src=\"$(cat which.txt)\" && echo \"building from $src\" && sleep 1 && mkdir -p out && cp \"$src\" out/app.wasm"
+watch = ["which.txt"]
+"#;
+    let dir = app_dir(manifest);
+    let which = dir.path().join("which.txt");
+    std::fs::write(&which, programs::HELLO).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    command
+        .arg("watch")
+        .arg("-f")
+        .arg(dir.path().join("spin.toml"))
+        .args(["--poll-ms", "50"]);
+    let wisp = Wisp::spawn(command)
+        .unwrap_or_else(|(status, stderr)| panic!("wisp watch exited with {status}:\n{stderr}"));
+    assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
+
+    std::fs::write(&which, programs::SPIN_SDK_V5).unwrap();
+    let reading_v5 = format!("[app] building from {}", programs::SPIN_SDK_V5);
+    assert!(wisp.wait_for_output(&reading_v5), "{}", wisp.stderr());
+    // The build has read which.txt and is sleeping: change it back now.
+    std::fs::write(&which, programs::HELLO).unwrap();
+    let start = Instant::now();
+    while wisp.stderr().matches("Reloaded in").count() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no second round for the save made during the build:\n{}",
+            wisp.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        wisp.get("/").text(),
+        "Hello from Wisp\n",
+        "{}",
+        wisp.stderr()
+    );
+    // And it settles: no third round without a change.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        wisp.stderr().matches("Reloaded in").count(),
+        2,
+        "{}",
+        wisp.stderr()
+    );
+}
+
 #[test]
 fn doctor_reports_each_problem_with_a_fix() {
     // A healthy app: the component compiles, links and exports what its trigger calls.
@@ -440,15 +503,17 @@ fn up_json_logs_lifecycle_and_requests_as_json_lines() {
     use std::time::{Duration, Instant};
 
     let dir = app_dir(&support::manifest_one("/hello", "web", programs::HELLO, ""));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wisp"))
-        .args(["up", "--json", "--listen", "127.0.0.1:0", "-f"])
-        .arg(dir.path().join("spin.toml"))
-        .env("WISP_CACHE_DIR", support::cache_dir())
-        .env_remove("WISP_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_wisp"))
+            .args(["up", "--json", "--listen", "127.0.0.1:0", "-f"])
+            .arg(dir.path().join("spin.toml"))
+            .env("WISP_CACHE_DIR", support::cache_dir())
+            .env_remove("WISP_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -543,23 +608,25 @@ watch = ["which.txt"]
     let dir = app_dir(manifest);
     let which = dir.path().join("which.txt");
     std::fs::write(&which, programs::HELLO).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wisp"))
-        .args([
-            "watch",
-            "--json",
-            "--poll-ms",
-            "50",
-            "--listen",
-            "127.0.0.1:0",
-            "-f",
-        ])
-        .arg(dir.path().join("spin.toml"))
-        .env("WISP_CACHE_DIR", support::cache_dir())
-        .env_remove("WISP_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_wisp"))
+            .args([
+                "watch",
+                "--json",
+                "--poll-ms",
+                "50",
+                "--listen",
+                "127.0.0.1:0",
+                "-f",
+            ])
+            .arg(dir.path().join("spin.toml"))
+            .env("WISP_CACHE_DIR", support::cache_dir())
+            .env_remove("WISP_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -654,17 +721,19 @@ fn loading_spinner_only_on_a_terminal() {
         env!("CARGO_BIN_EXE_wisp"),
         dir.path().join("spin.toml").display()
     );
-    let mut child = Command::new("script")
-        .args(["-q", "-e", "-c", &inner, "/dev/null"])
-        .env("WISP_CACHE_DIR", cache.path())
-        .env("TERM", "xterm")
-        .env_remove("WISP_LOG")
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run `script` (util-linux bsdutils)");
+    let mut child = support::KillOnDrop(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &inner, "/dev/null"])
+            .env("WISP_CACHE_DIR", cache.path())
+            .env("TERM", "xterm")
+            .env_remove("WISP_LOG")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run `script` (util-linux bsdutils)"),
+    );
     let mut stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::spawn(move || {
@@ -735,7 +804,8 @@ fn doctor_checks_the_go_toolchain_of_a_go_component() {
             .output()
             .unwrap()
     };
-    let bare = doctor("/usr/bin:/bin");
+    // An empty PATH on any machine (a Debian golang-go 1.19 would read "too old").
+    let bare = doctor(&dir.path().join("no-tools").display().to_string());
     let report = String::from_utf8_lossy(&bare.stderr);
     assert_eq!(bare.status.code(), Some(1), "{report}");
     assert!(
@@ -757,6 +827,19 @@ fn doctor_checks_the_go_toolchain_of_a_go_component() {
         report.contains("build tool `wasm-tools` is installed"),
         "{report}"
     );
+
+    // A TinyGo build (Spin's Go SDK) is not held to Go 1.25 and wasm-tools.
+    let tinygo = format!(
+        "{}[component.web.build]\ncommand = \"tinygo build -target=wasip2 -o main.wasm main.go\"\n",
+        support::manifest_one("/...", "web", programs::HELLO, "")
+    );
+    std::fs::write(dir.path().join("spin.toml"), tinygo).unwrap();
+    let output = doctor(&dir.path().join("no-tools").display().to_string());
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(!report.contains("Go module"), "{report}");
+    assert!(!report.contains("wasm-tools"), "{report}");
+    assert!(report.contains("needs `tinygo`"), "{report}");
+    assert!(report.contains("https://tinygo.org"), "{report}");
 }
 
 /// `--json` output of the commands whose output is deterministic, compared with

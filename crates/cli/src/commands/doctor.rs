@@ -180,8 +180,13 @@ fn check_build(id: &str, component: &wisp_manifest::Component, app_dir: &Path) -
         .workdir
         .as_ref()
         .map_or_else(|| app_dir.to_path_buf(), |dir| app_dir.join(dir));
-    if workdir.join("go.mod").is_file() {
-        findings.extend(check_go(&subject));
+    // TinyGo builds (Spin's Go SDK) need neither Go 1.25 nor wasm-tools.
+    let tinygo = build.commands.iter().any(|c| c.contains("tinygo"));
+    if workdir.join("go.mod").is_file() && !tinygo {
+        findings.extend(check_go(&subject, &workdir));
+    }
+    if workdir.join("package.json").is_file() {
+        findings.extend(check_node(&subject));
     }
     let mut checked = Vec::new();
     for command in &build.commands {
@@ -240,10 +245,13 @@ fn check_build(id: &str, component: &wisp_manifest::Component, app_dir: &Path) -
 
 /// Go components are built by Go 1.25+ (`GOOS=wasip1` with `//go:wasmexport`) and
 /// wrapped into components by wasm-tools.
-fn check_go(subject: &str) -> Vec<Finding> {
+fn check_go(subject: &str, workdir: &Path) -> Vec<Finding> {
     let mut findings = Vec::new();
+    // In the module's directory, and never fetching the toolchain its go.mod might name.
     let version = Command::new("go")
         .args(["env", "GOVERSION"])
+        .current_dir(workdir)
+        .env("GOTOOLCHAIN", "local")
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -285,13 +293,41 @@ fn check_go(subject: &str) -> Vec<Finding> {
     findings
 }
 
+/// JavaScript components build with componentize-js, whose dependencies need Node 20+.
+fn check_node(subject: &str) -> Option<Finding> {
+    let version = Command::new("node")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())?;
+    let major = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
+    Some(match major {
+        Some(major) if major >= 20 => Finding::ok(
+            subject,
+            format!("Node.js {version} builds JavaScript components"),
+        ),
+        _ => Finding::problem(
+            Level::Error,
+            subject,
+            format!("Node.js {version} is too old for componentize-js (needs 20 or newer)"),
+            install_hint("node"),
+        ),
+    })
+}
+
 fn install_hint(program: &str) -> String {
     match program {
         "cargo" => "install Rust with rustup (https://rustup.rs), then rustup target add wasm32-wasip2".to_owned(),
         "componentize-py" => "python3 -m venv .venv && .venv/bin/pip install componentize-py spin-sdk, then activate .venv".to_owned(),
         "npm" | "node" | "npx" => "install Node.js 20 or newer (it brings npm)".to_owned(),
-        "go" => "install Go 1.25 or newer: https://go.dev/dl, or scripts/install-go.sh from the wisp repository (Debian's packages)".to_owned(),
+        "go" => "install Go 1.25 or newer: https://go.dev/dl, or run scripts/install-go.sh from the wisp repository (Debian's packages) and put ~/.cache/wisp/tools/bin on the PATH".to_owned(),
         "wasm-tools" => "cargo install --locked wasm-tools".to_owned(),
+        "tinygo" => "install TinyGo (https://tinygo.org/getting-started/install/)".to_owned(),
         other => format!("install `{other}` or change the component's build command"),
     }
 }

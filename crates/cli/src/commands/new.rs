@@ -63,7 +63,7 @@ pub struct NewArgs {
     output: Option<PathBuf>,
 
     /// List the templates and exit.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["template", "name"])]
     list: bool,
 
     /// Report as JSON on stdout: what was created, or with --list one object per template.

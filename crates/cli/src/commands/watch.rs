@@ -67,12 +67,14 @@ pub fn run(args: WatchArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        // The first version must build and load; later failures keep it serving.
-        build::build(&manifest_path, &[], json)?;
-        // The baseline is taken before anything is announced, so a change saved as soon
-        // as "watching" shows (or while the app loads) is seen.
+        // The first version must build and load; later failures keep it serving. The
+        // files are read before the build, so a save during the build or the load (or as
+        // soon as "watching" shows) is seen.
         let mut spec = WatchSpec::read(&manifest_path)?;
-        let mut baseline = spec.snapshot();
+        let before_build = spec.snapshot();
+        build::build(&manifest_path, &[], json)?;
+        let mut follow_up = false;
+        let mut baseline = next_baseline(before_build, spec.snapshot(), &mut follow_up);
         let (locked, app_dir) = up::resolve_manifest(Some(&manifest_path))?;
         let paths = AppPaths {
             state_dir: args
@@ -134,9 +136,19 @@ pub fn run(args: WatchArgs) -> Result<()> {
             let changed = changed_files(&baseline, &now);
             let rebuild = spec.components_to_build(&changed);
             if json {
+                // Every file, not the first few that the human line shows.
+                let files: Vec<String> = changed
+                    .iter()
+                    .map(|p| {
+                        p.strip_prefix(&spec.root)
+                            .unwrap_or(p)
+                            .display()
+                            .to_string()
+                    })
+                    .collect();
                 tracing::info!(
                     event = "changed",
-                    files = %shown(&changed, &spec.root),
+                    files = %files.join(", "),
                     rebuild = %rebuild.join(","),
                     "files changed"
                 );
@@ -192,8 +204,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
                     );
                 }
             }
-            // Files the build wrote must not trigger another round.
-            baseline = spec.snapshot();
+            baseline = next_baseline(now, spec.snapshot(), &mut follow_up);
         }
         running.stop().await;
         let _ = server.await;
@@ -204,6 +215,21 @@ pub fn run(args: WatchArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// The baseline after a round that started from the files as they were in `before`. A
+/// difference in `after` is a save made during the build or load, or a file the build
+/// itself wrote: it gets one more round. A difference after that follow-up round is
+/// taken as the build's own output, so a build that rewrites its watched inputs cannot
+/// make the watch loop.
+fn next_baseline(before: Snapshot, after: Snapshot, follow_up: &mut bool) -> Snapshot {
+    if after != before && !*follow_up {
+        *follow_up = true;
+        before
+    } else {
+        *follow_up = false;
+        after
+    }
 }
 
 /// Rebuilds `rebuild` (component ids), then loads the app again.
