@@ -174,14 +174,11 @@ struct LoadCounts {
     failed: Vec<String>,
 }
 
-#[test]
-fn watch_rebuilds_and_reloads_in_place_under_load() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-
-    // The build copies whichever component `which.txt` names; `which.txt` is watched.
-    let manifest = r#"spin_manifest_version = 2
+/// A manifest whose one component `app` is "built" by `build_command`, which reads the
+/// watched file `which.txt` (naming the component to copy into `out/app.wasm`).
+fn watched_manifest(build_command: &str) -> String {
+    format!(
+        r#"spin_manifest_version = 2
 [application]
 name = "watched"
 
@@ -192,12 +189,17 @@ component = "app"
 [component.app]
 source = "out/app.wasm"
 [component.app.build]
-command = "mkdir -p out && cp \"$(cat which.txt)\" out/app.wasm"
+command = {build_command:?}
 watch = ["which.txt"]
-"#;
-    let dir = app_dir(manifest);
-    let which = dir.path().join("which.txt");
-    std::fs::write(&which, programs::HELLO).unwrap();
+"#
+    )
+}
+
+/// The app of [`watched_manifest`] with `which.txt` naming `first`, under `wisp watch`
+/// polling every 50 ms (human output).
+fn start_watch(build_command: &str, first: &str) -> (tempfile::TempDir, Wisp) {
+    let dir = app_dir(&watched_manifest(build_command));
+    std::fs::write(dir.path().join("which.txt"), first).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
     command
         .arg("watch")
@@ -206,6 +208,20 @@ watch = ["which.txt"]
         .args(["--poll-ms", "50"]);
     let wisp = Wisp::spawn(command)
         .unwrap_or_else(|(status, stderr)| panic!("wisp watch exited with {status}:\n{stderr}"));
+    (dir, wisp)
+}
+
+#[test]
+fn watch_rebuilds_and_reloads_in_place_under_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    // The build copies whichever component `which.txt` names; `which.txt` is watched.
+    let build = "mkdir -p out && cp \"$(cat which.txt)\" out/app.wasm";
+    let manifest = watched_manifest(build);
+    let (dir, wisp) = start_watch(build, programs::HELLO);
+    let which = dir.path().join("which.txt");
     assert_eq!(wisp.get("/x").text(), "Hello from Wisp\n");
 
     // Four clients, each opening a new connection per request, for the whole swap.
@@ -326,31 +342,11 @@ watch = ["which.txt"]
 fn watch_rebuilds_again_for_a_save_made_during_the_build() {
     use std::time::{Duration, Instant};
 
-    let manifest = r#"spin_manifest_version = 2
-[application]
-name = "watched"
-
-[[trigger.http]]
-route = "/..."
-component = "app"
-
-[component.app]
-source = "out/app.wasm"
-[component.app.build]
-command = "src=\"$(cat which.txt)\" && echo \"building from $src\" && sleep 1 && mkdir -p out && cp \"$src\" out/app.wasm"
-watch = ["which.txt"]
-"#;
-    let dir = app_dir(manifest);
+    let (dir, wisp) = start_watch(
+        "src=\"$(cat which.txt)\" && echo \"building from $src\" && sleep 1 && mkdir -p out && cp \"$src\" out/app.wasm",
+        programs::HELLO,
+    );
     let which = dir.path().join("which.txt");
-    std::fs::write(&which, programs::HELLO).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
-    command
-        .arg("watch")
-        .arg("-f")
-        .arg(dir.path().join("spin.toml"))
-        .args(["--poll-ms", "50"]);
-    let wisp = Wisp::spawn(command)
-        .unwrap_or_else(|(status, stderr)| panic!("wisp watch exited with {status}:\n{stderr}"));
     assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
 
     std::fs::write(&which, programs::SPIN_SDK_V5).unwrap();
@@ -496,17 +492,19 @@ command = "no-such-compiler-xyz build"
     );
 }
 
-#[test]
-fn up_json_logs_lifecycle_and_requests_as_json_lines() {
+/// Spawns wisp with `args` (which ask for `--json`), its stderr lines arriving on the
+/// returned channel.
+fn spawn_json_lines(
+    args: &[&str],
+    manifest: &std::path::Path,
+) -> (support::KillOnDrop, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
-
-    let dir = app_dir(&support::manifest_one("/hello", "web", programs::HELLO, ""));
     let mut child = support::KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_wisp"))
-            .args(["up", "--json", "--listen", "127.0.0.1:0", "-f"])
-            .arg(dir.path().join("spin.toml"))
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "-f"])
+            .arg(manifest)
             .env("WISP_CACHE_DIR", support::cache_dir())
             .env_remove("WISP_LOG")
             .stdout(Stdio::null())
@@ -521,6 +519,15 @@ fn up_json_logs_lifecycle_and_requests_as_json_lines() {
             let _ = lines_tx.send(line);
         }
     });
+    (child, lines)
+}
+
+#[test]
+fn up_json_logs_lifecycle_and_requests_as_json_lines() {
+    use std::time::{Duration, Instant};
+
+    let dir = app_dir(&support::manifest_one("/hello", "web", programs::HELLO, ""));
+    let (mut child, lines) = spawn_json_lines(&["up", "--json"], &dir.path().join("spin.toml"));
     let mut events: Vec<serde_json::Value> = Vec::new();
     let next = |events: &mut Vec<serde_json::Value>| {
         let line = lines
@@ -587,53 +594,18 @@ fn up_json_logs_lifecycle_and_requests_as_json_lines() {
 /// included, and each reload (or failed reload) is an event.
 #[test]
 fn watch_json_reports_builds_and_reloads_as_events() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     use std::time::Duration;
 
-    let manifest = r#"spin_manifest_version = 2
-[application]
-name = "watched"
-
-[[trigger.http]]
-route = "/..."
-component = "app"
-
-[component.app]
-source = "out/app.wasm"
-[component.app.build]
-command = "echo copying $(cat which.txt) && mkdir -p out && cp \"$(cat which.txt)\" out/app.wasm"
-watch = ["which.txt"]
-"#;
-    let dir = app_dir(manifest);
+    let manifest = watched_manifest(
+        "echo copying $(cat which.txt) && mkdir -p out && cp \"$(cat which.txt)\" out/app.wasm",
+    );
+    let dir = app_dir(&manifest);
     let which = dir.path().join("which.txt");
     std::fs::write(&which, programs::HELLO).unwrap();
-    let mut child = support::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_wisp"))
-            .args([
-                "watch",
-                "--json",
-                "--poll-ms",
-                "50",
-                "--listen",
-                "127.0.0.1:0",
-                "-f",
-            ])
-            .arg(dir.path().join("spin.toml"))
-            .env("WISP_CACHE_DIR", support::cache_dir())
-            .env_remove("WISP_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (mut child, lines) = spawn_json_lines(
+        &["watch", "--json", "--poll-ms", "50"],
+        &dir.path().join("spin.toml"),
     );
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
     let mut seen: Vec<serde_json::Value> = Vec::new();
     let mut wait_for = |name: &str| -> serde_json::Value {
         loop {
