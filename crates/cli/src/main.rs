@@ -75,6 +75,8 @@ fn main() -> ExitCode {
         Command::Build(args) => args.json(),
         Command::New(args) => args.json(),
         Command::Add(args) => args.json(),
+        Command::Doctor(args) => args.json(),
+        Command::Registry(args) => args.json(),
         _ => false,
     };
     if json {

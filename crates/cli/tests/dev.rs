@@ -832,9 +832,14 @@ fn json_snapshots() {
         let text = String::from_utf8(output.stdout)
             .unwrap()
             .replace(&dir.path().display().to_string(), "<dir>");
-        for line in text.lines() {
+        // stderr too is JSON lines: a failure is a `failed` event.
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        for line in text.lines().chain(stderr.lines()) {
             let _: serde_json::Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("{args:?}: not a JSON line ({e}): {line}"));
+        }
+        if output.status.code() != Some(0) {
+            assert!(stderr.contains(r#""event":"failed""#), "{args:?}: {stderr}");
         }
         (output.status.code(), text)
     };

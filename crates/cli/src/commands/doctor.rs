@@ -73,6 +73,13 @@ impl Finding {
     }
 }
 
+impl DoctorArgs {
+    /// Whether `--json` output was asked for.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
 /// Runs `wisp doctor`; fails (exit 1) when any finding is an error.
 pub fn run(args: DoctorArgs) -> Result<()> {
     let manifest_path = super::build::manifest_path(args.manifest.as_deref());

@@ -19,6 +19,17 @@ pub struct RegistryArgs {
     command: RegistryCommand,
 }
 
+impl RegistryArgs {
+    /// Whether `--json` output was asked for.
+    pub fn json(&self) -> bool {
+        match &self.command {
+            RegistryCommand::Login(_) => false,
+            RegistryCommand::Push(args) => args.json,
+            RegistryCommand::Pull(args) => args.json,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum RegistryCommand {
     /// Check credentials against a registry and store them for push and pull.
