@@ -95,7 +95,7 @@ fn main() -> ExitCode {
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(|| commands::up::StderrAroundSpinner)
             .with_target(false)
             .without_time()
             .with_ansi(colour)

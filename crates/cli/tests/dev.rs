@@ -736,6 +736,14 @@ fn loading_spinner_only_on_a_terminal() {
         "{shown}"
     );
     assert!(shown.contains("compiling component `web`"), "{shown}");
+    // Log lines are written around the spinner, never on its line.
+    assert!(
+        !shown
+            .split(['\r', '\n'])
+            .any(|segment| segment.contains("loading 1 component")
+                && segment.contains("compiling component")),
+        "{shown:?}"
+    );
 
     // Piped: the same start from a fresh cache prints the compile lines, no spinner.
     let cache = tempfile::tempdir().unwrap();

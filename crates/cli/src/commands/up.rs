@@ -242,6 +242,29 @@ impl Generation {
     }
 }
 
+/// The spinner on screen, if any: log lines go around it (see [`StderrAroundSpinner`]).
+static SPINNER: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// stderr for the human log: while a spinner is drawn, each line is written with the
+/// spinner cleared and redrawn after it, so the two never share a line.
+pub(crate) struct StderrAroundSpinner;
+
+impl std::io::Write for StderrAroundSpinner {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let spinner = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match spinner {
+            Some(spinner) => spinner
+                .suspend(|| std::io::stderr().write_all(buf))
+                .map(|()| buf.len()),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// A spinner on stderr while components load, only when stderr is a terminal.
 fn loading_spinner(components: usize) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
@@ -249,11 +272,16 @@ fn loading_spinner(components: usize) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let spinner = indicatif::ProgressBar::new_spinner();
+    // The elapsed time shows that a long compile (seconds for a 12 MB JS component) moves.
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        spinner.set_style(style);
+    }
     spinner.set_message(format!(
         "loading {components} component{} (compiling any not in the cache)",
         if components == 1 { "" } else { "s" }
     ));
     spinner.enable_steady_tick(Duration::from_millis(100));
+    *SPINNER.lock().unwrap_or_else(|e| e.into_inner()) = Some(spinner.clone());
     Some(spinner)
 }
 
@@ -329,6 +357,7 @@ impl Generation {
         let spinner = loading_spinner(locked.components.len());
         let app = LoadedApp::load(engine, locked, &paths.state_dir, &capabilities);
         if let Some(spinner) = spinner {
+            SPINNER.lock().unwrap_or_else(|e| e.into_inner()).take();
             spinner.finish_and_clear();
         }
         let app = app.context("cannot load the app")?;
