@@ -810,18 +810,9 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
             Ok(started) => started,
             Err(e) => return Ok(Err(convert_v3::error(e))),
         };
-        accessor.with(|mut access| {
-            let rows = StreamReader::new(&mut access, rdbms::ChannelProducer::new(rows))?;
-            let done = FutureReader::new(&mut access, async move {
-                Ok::<_, wasmtime::Error>(match done.await {
-                    Ok(outcome) => outcome.map_err(convert_v3::error),
-                    Err(_) => Err(v3::Error::Other(
-                        "the query stopped before reporting its outcome".to_owned(),
-                    )),
-                })
-            })?;
-            Ok(Ok((convert_v3::columns(columns), rows, done)))
-        })
+        let (rows, done) =
+            rdbms::rows_and_outcome(accessor, rows, done, convert_v3::error, v3::Error::Other)?;
+        Ok(Ok((convert_v3::columns(columns), rows, done)))
     }
 
     async fn execute(

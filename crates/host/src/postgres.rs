@@ -1837,18 +1837,9 @@ impl<T> v4::HostConnectionWithStore<T> for Capabilities {
                 Ok(started) => started,
                 Err(e) => return Ok(Err(convert_v4::error(e))),
             };
-        accessor.with(|mut access| {
-            let rows = StreamReader::new(&mut access, rdbms::ChannelProducer::new(rows))?;
-            let done = FutureReader::new(&mut access, async move {
-                Ok::<_, wasmtime::Error>(match done.await {
-                    Ok(outcome) => outcome.map_err(convert_v4::error),
-                    Err(_) => Err(v4::Error::Other(
-                        "the query stopped before reporting its outcome".to_owned(),
-                    )),
-                })
-            })?;
-            Ok(Ok((convert_v4::columns(columns), rows, done)))
-        })
+        let (rows, done) =
+            rdbms::rows_and_outcome(accessor, rows, done, convert_v4::error, v4::Error::Other)?;
+        Ok(Ok((convert_v4::columns(columns), rows, done)))
     }
 
     async fn execute_async(

@@ -13,9 +13,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use wasmtime::StoreContextMut;
-use wasmtime::component::{Destination, StreamProducer, StreamResult, VecBuffer};
+use wasmtime::component::{
+    Accessor, ComponentType, Destination, FutureReader, Lift, Lower, StreamProducer, StreamReader,
+    StreamResult, VecBuffer,
+};
 
 /// Bound on dialing and authenticating a new connection.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -334,6 +337,37 @@ impl<T: Send + Sync + Unpin + 'static, D> StreamProducer<D> for ChannelProducer<
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// A query's rows as the guest reads them, and its outcome once they are all read.
+pub(crate) type GuestRows<R, E> = (StreamReader<R>, FutureReader<Result<(), E>>);
+
+/// Hands a started query to the guest: its rows as a `stream`, and its outcome as a
+/// `future` (`stopped` when the reading task ended without reporting one).
+pub(crate) fn rows_and_outcome<T, R, F, E>(
+    accessor: &Accessor<T, crate::Capabilities>,
+    rows: mpsc::Receiver<Budgeted<R>>,
+    done: oneshot::Receiver<Result<(), F>>,
+    error: fn(F) -> E,
+    stopped: fn(String) -> E,
+) -> wasmtime::Result<GuestRows<R, E>>
+where
+    R: ComponentType + Lift + Lower + Send + Sync + Unpin + 'static,
+    F: Send + 'static,
+    E: ComponentType + Lift + Lower + Send + Sync + 'static,
+{
+    accessor.with(|mut access| {
+        let rows = StreamReader::new(&mut access, ChannelProducer::new(rows))?;
+        let done = FutureReader::new(&mut access, async move {
+            Ok::<_, wasmtime::Error>(match done.await {
+                Ok(outcome) => outcome.map_err(error),
+                Err(_) => Err(stopped(
+                    "the query stopped before reporting its outcome".to_owned(),
+                )),
+            })
+        })?;
+        Ok((rows, done))
+    })
 }
 
 /// Runs `future` with [`QUERY_TIMEOUT`]; `None` when it did not finish in time.
