@@ -21,6 +21,21 @@ use wisp_outbound::OutboundClient;
 /// before giving up on a guest task that is stuck outside wasm (e.g. awaiting host I/O).
 const DEADLINE_SLACK: Duration = Duration::from_millis(250);
 
+/// `call`, cut off at `deadline` plus [`DEADLINE_SLACK`]. The epoch interrupt stops a
+/// guest running wasm; this bound also stops one waiting in a host call (a database row
+/// it never reads, a silent socket).
+async fn within_hard_stop<T>(
+    deadline: Instant,
+    timeout: Duration,
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    let hard_stop = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
+    match tokio::time::timeout_at(hard_stop, call).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::new(GuestFault::Deadline(timeout))),
+    }
+}
+
 /// Which HTTP export a component has; detected once at load time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpExport {
@@ -418,15 +433,9 @@ impl LoadedComponent {
                     .await??;
                 wasmtime::Result::Ok(())
             };
-            // The epoch interrupt stops a guest running wasm; this bound also stops one
-            // waiting in a host call (a database row it never reads, a silent socket),
-            // including after its response head was sent, so no instance outlives its
-            // deadline holding a slot.
-            let hard_stop = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
-            let result = match tokio::time::timeout_at(hard_stop, result).await {
-                Ok(result) => result,
-                Err(_) => Err(wasmtime::Error::new(GuestFault::Deadline(timeout))),
-            };
+            // Also after its response head was sent: no instance outlives its deadline
+            // holding a slot.
+            let result = within_hard_stop(deadline, timeout, result).await;
             let fault = store.data().recorded_fault();
             // The slot frees only once the instance is gone.
             drop(store);
@@ -535,11 +544,7 @@ impl LoadedComponent {
         // while the guest waits on a host call the epoch cannot interrupt: either way the
         // instance and its slot go.
         let mut task = AbortOnDrop(tokio::spawn(async move {
-            let hard_stop = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
-            let result = match tokio::time::timeout_at(hard_stop, call(&this, &mut store)).await {
-                Ok(result) => result,
-                Err(_) => Err(wasmtime::Error::new(GuestFault::Deadline(timeout))),
-            };
+            let result = within_hard_stop(deadline, timeout, call(&this, &mut store)).await;
             let fault = store.data().recorded_fault();
             drop(store);
             drop(permit);
