@@ -244,6 +244,8 @@ impl Generation {
 
 /// The spinner on screen, if any: log lines go around it (see [`StderrAroundSpinner`]).
 static SPINNER: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+/// Whether [`SPINNER`] holds one: lets every other log line (the request log) skip the lock.
+static SPINNER_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// stderr for the human log: while a spinner is drawn, each line is written with the
 /// spinner cleared and redrawn after it, so the two never share a line.
@@ -251,6 +253,9 @@ pub(crate) struct StderrAroundSpinner;
 
 impl std::io::Write for StderrAroundSpinner {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !SPINNER_SHOWN.load(std::sync::atomic::Ordering::Acquire) {
+            return std::io::stderr().write(buf);
+        }
         let spinner = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match spinner {
             Some(spinner) => spinner
@@ -282,6 +287,7 @@ fn loading_spinner(components: usize) -> Option<indicatif::ProgressBar> {
     ));
     spinner.enable_steady_tick(Duration::from_millis(100));
     *SPINNER.lock().unwrap_or_else(|e| e.into_inner()) = Some(spinner.clone());
+    SPINNER_SHOWN.store(true, std::sync::atomic::Ordering::Release);
     Some(spinner)
 }
 
@@ -357,6 +363,7 @@ impl Generation {
         let spinner = loading_spinner(locked.components.len());
         let app = LoadedApp::load(engine, locked, &paths.state_dir, &capabilities);
         if let Some(spinner) = spinner {
+            SPINNER_SHOWN.store(false, std::sync::atomic::Ordering::Release);
             SPINNER.lock().unwrap_or_else(|e| e.into_inner()).take();
             spinner.finish_and_clear();
         }
