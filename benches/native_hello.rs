@@ -1,6 +1,9 @@
 //! The native baseline for `rps.sh`: a hyper 1 server answering `Hello from Wisp\n`, and
 //! with `--touch4mib`, allocating and touching 4 MiB per request like the guest of the
-//! same name. Usage: `native-hello 127.0.0.1:8082 [--touch4mib]`.
+//! same name. Like the `spin-loop` guest, a path starting with `/loop` spins (for 30 s,
+//! Wisp's default deadline) on the worker thread that took it, as a handler with a busy
+//! loop would: the baseline of `noisy-neighbour.sh`.
+//! Usage: `native-hello 127.0.0.1:8082 [--touch4mib]`.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -40,19 +43,27 @@ fn main() {
             };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| async move {
-                    let body = if touch {
-                        Bytes::from(touch4mib())
-                    } else {
-                        Bytes::from_static(b"Hello from Wisp\n")
-                    };
-                    Ok::<_, Infallible>(
-                        hyper::Response::builder()
-                            .header("content-type", "text/plain")
-                            .body(Full::new(body))
-                            .expect("response"),
-                    )
-                });
+                let service =
+                    hyper::service::service_fn(move |req: hyper::Request<_>| async move {
+                        if req.uri().path().starts_with("/loop") {
+                            let started = std::time::Instant::now();
+                            let mut counter = 0u64;
+                            while started.elapsed() < std::time::Duration::from_secs(30) {
+                                counter = std::hint::black_box(counter.wrapping_add(1));
+                            }
+                        }
+                        let body = if touch {
+                            Bytes::from(touch4mib())
+                        } else {
+                            Bytes::from_static(b"Hello from Wisp\n")
+                        };
+                        Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "text/plain")
+                                .body(Full::new(body))
+                                .expect("response"),
+                        )
+                    });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;

@@ -35,7 +35,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     (
         "SPIN_LOOP",
         "spin-loop",
-        "WASI 0.2: the handler spins forever without I/O; only the host's deadline (epoch interruption) stops it.",
+        "WASI 0.2: on `/loop…` paths the handler spins forever without I/O (only the host's deadline or a cancellation stops it); elsewhere `200` `Hello from Wisp`.",
     ),
     (
         "MEMHOG",

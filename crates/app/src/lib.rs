@@ -8,12 +8,17 @@
 //! `triggers[].trigger_config`, `components[].source`) where that costs nothing.
 
 mod resolve;
+mod source;
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub use resolve::{ResolveError, component_id_from_name, from_component_file, resolve};
+pub use resolve::{
+    ResolveError, ResolveOptions, component_id_from_name, from_component_file,
+    from_component_file_with, resolve, resolve_with,
+};
+pub use source::{DEFAULT_MAX_SOURCE_BYTES, SourceError, open_regular_file, read_source};
 
 /// Version of the LockedApp JSON this crate writes and reads.
 pub const LOCKED_APP_VERSION: u32 = 1;
@@ -95,6 +100,9 @@ pub struct HttpTriggerConfig {
     /// A fixed response served without any component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub static_response: Option<StaticResponse>,
+    /// Largest request body this route accepts, in bytes; `None`: the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_size: Option<u64>,
 }
 
 /// Configuration of a `redis` trigger, as stored in [`LockedTrigger::trigger_config`].

@@ -1,5 +1,6 @@
 //! Manifest → LockedApp.
 
+use crate::source::{DEFAULT_MAX_SOURCE_BYTES, SourceError, read_source};
 use crate::{
     AppMetadata, ComponentMetadata, CronTriggerConfig, HttpTriggerConfig, LOCKED_APP_VERSION,
     LockedApp, LockedComponent, LockedFile, LockedSource, LockedTrigger, LockedVariable,
@@ -12,17 +13,14 @@ use wisp_manifest::{FileMount, HttpRoute, Manifest};
 /// Errors turning a manifest into a LockedApp. Each names the component and path at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
-    /// A component's Wasm file could not be read.
-    #[error(
-        "component `{component}`: cannot read source {path}: {source}; build the component first (its `build.command`) or fix `source`"
-    )]
+    /// A component's Wasm file could not be read, or is not a usable file.
+    #[error("component `{component}`: {}", source_message(.source))]
     Source {
         /// Component id.
         component: String,
-        /// Path that failed.
-        path: PathBuf,
-        /// Underlying error.
-        source: std::io::Error,
+        /// Why the source was refused.
+        #[source]
+        source: SourceError,
     },
     /// A `files` pattern was malformed.
     #[error("component `{component}`: invalid files pattern `{pattern}`: {message}")]
@@ -46,9 +44,44 @@ pub enum ResolveError {
     },
 }
 
+/// How a source error reads: a missing file most likely means an unbuilt component.
+fn source_message(error: &SourceError) -> String {
+    match error {
+        SourceError::Io { path, source } => format!(
+            "cannot read source {}: {source}; build the component first (its `build.command`) or fix `source`",
+            path.display()
+        ),
+        other => format!("source {other}"),
+    }
+}
+
+/// Limits applied while resolving an app.
+#[derive(Debug, Clone, Copy)]
+pub struct ResolveOptions {
+    /// Largest component source read, in bytes.
+    pub max_source_bytes: u64,
+}
+
+impl Default for ResolveOptions {
+    fn default() -> Self {
+        Self {
+            max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
+        }
+    }
+}
+
 /// Resolves a parsed manifest located at `manifest_path` into a LockedApp: sources become
 /// absolute with sha256 digests, file globs are expanded to individual files.
 pub fn resolve(manifest: &Manifest, manifest_path: &Path) -> Result<LockedApp, ResolveError> {
+    resolve_with(manifest, manifest_path, &ResolveOptions::default())
+}
+
+/// [`resolve`] with explicit limits.
+pub fn resolve_with(
+    manifest: &Manifest,
+    manifest_path: &Path,
+    options: &ResolveOptions,
+) -> Result<LockedApp, ResolveError> {
     let manifest_path = std::path::absolute(manifest_path).unwrap_or(manifest_path.to_path_buf());
     let base = manifest_path
         .parent()
@@ -85,6 +118,7 @@ pub fn resolve(manifest: &Manifest, manifest_path: &Path) -> Result<LockedApp, R
                     headers: s.headers.clone(),
                     body: s.body.clone(),
                 }),
+                max_request_body_size: t.max_request_body_size,
             };
             LockedTrigger {
                 id: t
@@ -139,10 +173,11 @@ pub fn resolve(manifest: &Manifest, manifest_path: &Path) -> Result<LockedApp, R
         .values()
         .map(|c| {
             let path = absolutize(&base, &c.source);
-            let bytes = std::fs::read(&path).map_err(|source| ResolveError::Source {
-                component: c.id.clone(),
-                path: path.clone(),
-                source,
+            let bytes = read_source(&path, options.max_source_bytes).map_err(|source| {
+                ResolveError::Source {
+                    component: c.id.clone(),
+                    source,
+                }
             })?;
             Ok(LockedComponent {
                 id: c.id.clone(),
@@ -183,17 +218,26 @@ pub fn resolve(manifest: &Manifest, manifest_path: &Path) -> Result<LockedApp, R
 
 /// A LockedApp for a bare component file: one component, served on `/...`.
 pub fn from_component_file(path: &Path) -> Result<LockedApp, ResolveError> {
+    from_component_file_with(path, &ResolveOptions::default())
+}
+
+/// [`from_component_file`] with explicit limits.
+pub fn from_component_file_with(
+    path: &Path,
+    options: &ResolveOptions,
+) -> Result<LockedApp, ResolveError> {
     let path = std::path::absolute(path).unwrap_or(path.to_path_buf());
     let id = component_id_from_file_name(&path);
-    let bytes = std::fs::read(&path).map_err(|source| ResolveError::Source {
-        component: id.clone(),
-        path: path.clone(),
-        source,
-    })?;
+    let bytes =
+        read_source(&path, options.max_source_bytes).map_err(|source| ResolveError::Source {
+            component: id.clone(),
+            source,
+        })?;
     let config = HttpTriggerConfig {
         route: Some("/...".to_owned()),
         component: Some(id.clone()),
         static_response: None,
+        max_request_body_size: None,
     };
     Ok(LockedApp {
         spin_lock_version: LOCKED_APP_VERSION,
@@ -262,11 +306,38 @@ fn resolve_files(
         pattern: pattern.to_owned(),
         message,
     };
+    let file_error = |path: &Path, message: String| ResolveError::File {
+        component: component.to_owned(),
+        path: path.to_path_buf(),
+        message,
+    };
     let excludes = exclude
         .iter()
         .map(|p| glob::Pattern::new(p).map_err(|e| pattern_error(p, e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let excluded = |rel: &Path| excludes.iter().any(|p| p.matches_path(rel));
+    if mounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Containment is checked on real paths: the text of a path says nothing about where a
+    // symlink inside the app directory leads.
+    let real_base = std::fs::canonicalize(base)
+        .map_err(|e| file_error(base, format!("cannot resolve the app directory: {e}")))?;
+    let inside = |path: &Path| -> Result<PathBuf, ResolveError> {
+        let real = std::fs::canonicalize(path)
+            .map_err(|e| file_error(path, format!("cannot resolve: {e}")))?;
+        if !real.starts_with(&real_base) {
+            return Err(file_error(
+                path,
+                format!(
+                    "leads to {} through a symlink, outside the app directory {}; files must be inside the app directory (copy the file in instead of linking to it)",
+                    real.display(),
+                    real_base.display()
+                ),
+            ));
+        }
+        Ok(real)
+    };
 
     let mut files = Vec::new();
     for mount in mounts {
@@ -277,21 +348,26 @@ fn resolve_files(
                 let entries = glob::glob(&full.to_string_lossy())
                     .map_err(|e| pattern_error(pattern, e.to_string()))?;
                 for entry in entries {
-                    let path = entry.map_err(|e| ResolveError::File {
-                        component: component.to_owned(),
-                        path: e.path().to_path_buf(),
-                        message: e.error().to_string(),
-                    })?;
-                    if !path.is_file() {
-                        continue;
-                    }
+                    let path = entry.map_err(|e| file_error(e.path(), e.error().to_string()))?;
                     let rel = path.strip_prefix(base).unwrap_or(&path).to_path_buf();
                     if excluded(&rel) {
                         continue;
                     }
+                    // A matched directory contributes nothing itself (its files match
+                    // their own patterns), wherever it leads.
+                    if path.is_dir() {
+                        continue;
+                    }
+                    let real = inside(&path)?;
+                    if !real.is_file() {
+                        return Err(file_error(
+                            &path,
+                            "is not a regular file (a FIFO, device or socket); remove it or exclude it with `exclude_files`".to_owned(),
+                        ));
+                    }
                     files.push(LockedFile {
                         path: guest_path(Path::new("/"), &rel),
-                        source: path,
+                        source: real,
                     });
                 }
             }
@@ -301,38 +377,52 @@ fn resolve_files(
             } => {
                 check_relative(component, source)?;
                 let full = base.join(source);
-                if full.is_file() {
+                if !full.exists() {
+                    return Err(file_error(
+                        &full,
+                        "no such file or directory; fix `source` in the files entry".to_owned(),
+                    ));
+                }
+                let real = inside(&full)?;
+                if real.is_file() {
                     files.push(LockedFile {
-                        source: full,
+                        source: real,
                         path: destination.clone(),
                     });
                     continue;
                 }
-                if !full.is_dir() {
-                    return Err(ResolveError::File {
-                        component: component.to_owned(),
-                        path: full,
-                        message: "no such file or directory; fix `source` in the files entry"
+                if !real.is_dir() {
+                    return Err(file_error(
+                        &full,
+                        "is not a regular file or directory; fix `source` in the files entry"
                             .to_owned(),
-                    });
+                    ));
                 }
-                for entry in walkdir::WalkDir::new(&full).sort_by_file_name() {
-                    let entry = entry.map_err(|e| ResolveError::File {
-                        component: component.to_owned(),
-                        path: full.clone(),
-                        message: e.to_string(),
-                    })?;
-                    if !entry.file_type().is_file() {
+                // Links inside the directory are followed, so each one is checked below
+                // like any other file (walkdir reports a loop as an error).
+                for entry in walkdir::WalkDir::new(&full)
+                    .follow_links(true)
+                    .sort_by_file_name()
+                {
+                    let entry = entry.map_err(|e| file_error(&full, e.to_string()))?;
+                    if entry.file_type().is_dir() {
                         continue;
                     }
                     let rel_to_base = entry.path().strip_prefix(base).unwrap_or(entry.path());
                     if excluded(rel_to_base) {
                         continue;
                     }
+                    let real = inside(entry.path())?;
+                    if !real.is_file() {
+                        return Err(file_error(
+                            entry.path(),
+                            "is not a regular file (a FIFO, device or socket); remove it or exclude it with `exclude_files`".to_owned(),
+                        ));
+                    }
                     let rel = entry.path().strip_prefix(&full).unwrap_or(entry.path());
                     files.push(LockedFile {
                         path: guest_path(Path::new(destination), rel),
-                        source: entry.path().to_path_buf(),
+                        source: real,
                     });
                 }
             }
@@ -426,6 +516,103 @@ mod tests {
             ["/assets/b.txt", "/static/a.txt", "/static/sub/b.txt"]
         );
         assert!(files.iter().all(|f| f.source.is_absolute()));
+    }
+
+    /// A symlink inside the app directory must not hand the guest a file from outside
+    /// it, whether it is matched by a glob, named by a placement or found in a directory.
+    #[test]
+    fn symlinks_leading_outside_the_app_are_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "operator's secret").unwrap();
+        std::fs::create_dir(outside.path().join("dir")).unwrap();
+        std::fs::write(outside.path().join("dir/key"), "key").unwrap();
+        let app = tempfile::tempdir().unwrap();
+        let base = app.path();
+        std::fs::create_dir_all(base.join("static")).unwrap();
+        std::fs::create_dir_all(base.join("assets")).unwrap();
+        std::fs::write(base.join("static/ok.txt"), "ok").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), base.join("static/leak.txt"))
+            .unwrap();
+        std::os::unix::fs::symlink(outside.path().join("dir"), base.join("assets/linked")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), base.join("secret.txt")).unwrap();
+        let cases = [
+            FileMount::Pattern("static/*".to_owned()),
+            FileMount::Placement {
+                source: PathBuf::from("secret.txt"),
+                destination: "/s.txt".to_owned(),
+            },
+            FileMount::Placement {
+                source: PathBuf::from("assets"),
+                destination: "/assets".to_owned(),
+            },
+            FileMount::Placement {
+                source: PathBuf::from("assets/linked"),
+                destination: "/linked".to_owned(),
+            },
+        ];
+        for mount in cases {
+            let err = resolve_files("c", base, std::slice::from_ref(&mount), &[]).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains("outside the app directory") && message.contains("symlink"),
+                "{mount:?}: {message}"
+            );
+        }
+    }
+
+    /// Links that stay inside the app directory are fine, and the real file is what the
+    /// LockedApp records (so staging copies exactly the file that was checked).
+    #[test]
+    fn symlinks_inside_the_app_are_followed() {
+        let app = tempfile::tempdir().unwrap();
+        let base = app.path();
+        std::fs::create_dir_all(base.join("real")).unwrap();
+        std::fs::write(base.join("real/a.txt"), "a").unwrap();
+        std::fs::create_dir_all(base.join("static")).unwrap();
+        std::os::unix::fs::symlink(base.join("real/a.txt"), base.join("static/a.txt")).unwrap();
+        std::os::unix::fs::symlink(base.join("real"), base.join("linked")).unwrap();
+        let files = resolve_files(
+            "c",
+            base,
+            &[
+                FileMount::Pattern("static/*".to_owned()),
+                FileMount::Placement {
+                    source: PathBuf::from("linked"),
+                    destination: "/l".to_owned(),
+                },
+            ],
+            &[],
+        )
+        .unwrap();
+        let real = std::fs::canonicalize(base.join("real/a.txt")).unwrap();
+        let paths: Vec<(&str, &Path)> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.source.as_path()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("/l/a.txt", real.as_path()),
+                ("/static/a.txt", real.as_path())
+            ]
+        );
+    }
+
+    #[test]
+    fn sources_that_are_not_files_are_refused() {
+        let app = tempfile::tempdir().unwrap();
+        let manifest_path = app.path().join("spin.toml");
+        std::fs::write(
+            &manifest_path,
+            "spin_manifest_version = 2\n[application]\nname = \"z\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"z\"\n[component.z]\nsource = \"/dev/zero\"\n",
+        )
+        .unwrap();
+        let manifest = wisp_manifest::parse_file(&manifest_path).unwrap();
+        let err = resolve(&manifest, &manifest_path).unwrap_err().to_string();
+        assert!(
+            err.contains("component `z`") && err.contains("/dev/zero is a character device"),
+            "{err}"
+        );
     }
 
     #[test]

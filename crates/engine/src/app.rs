@@ -1,9 +1,12 @@
 //! A LockedApp made ready to serve: components compiled, linked and pre-instantiated.
 
+use crate::budget::{Charge, INSTANCE_OVERHEAD, LearnedPeak};
 use crate::events::{EventExports, RedisExport};
-use crate::host::{LogStream, Stream};
+use crate::host::{LogStream, MemoryLimiter, Stream};
+use crate::lanes::Laned;
 use crate::outbound::{AppOutbound, ComponentOutbound, LocalDispatch, OutboundBudget};
 use crate::{EngineError, GuestFault, Host, WispEngine};
+use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::path::{Component as PathComponent, Path, PathBuf};
 use std::sync::{Arc, OnceLock, Weak};
@@ -197,6 +200,8 @@ pub struct LoadedComponent {
     capabilities: Arc<ComponentCapabilities>,
     outbound: Arc<ComponentOutbound>,
     engine: WispEngine,
+    /// What this component's instances used at most lately: their budget reservation.
+    learned_memory: Arc<LearnedPeak>,
 }
 
 /// Why handling a request in a guest failed.
@@ -224,11 +229,13 @@ impl LoadedComponent {
             message,
         };
         let path = &locked.source.path;
-        let bytes = std::fs::read(path).map_err(|source| EngineError::Read {
-            component: id.to_owned(),
-            path: path.clone(),
-            source,
-        })?;
+        let bytes =
+            wisp_app::read_source(path, engine.config().max_component_bytes).map_err(|source| {
+                EngineError::Read {
+                    component: id.to_owned(),
+                    source,
+                }
+            })?;
         let digest = sha256_digest(&bytes);
         if digest != locked.source.digest {
             return Err(EngineError::DigestMismatch {
@@ -282,6 +289,7 @@ impl LoadedComponent {
             }),
             capabilities,
             engine: engine.clone(),
+            learned_memory: Arc::default(),
         })
     }
 
@@ -320,10 +328,30 @@ impl LoadedComponent {
         exports.join(", ")
     }
 
+    /// Reserves this instance's share of the memory budget: what the component's
+    /// instances used lately. `wait = false` (nested in-process calls, whose callers hold
+    /// budget) fails at once instead of waiting.
+    async fn reserve_memory(&self, wait: bool) -> Result<Charge, GuestError> {
+        let budget = &self.engine.budget;
+        let wanted = INSTANCE_OVERHEAD + self.learned_memory.get();
+        let charge = match wait {
+            true => budget.reserve(wanted).await,
+            false => budget.try_reserve(wanted),
+        };
+        charge.ok_or_else(|| GuestError {
+            fault: Some(GuestFault::MemoryBudget(budget.total())),
+            message: format!(
+                "component `{}`: no memory budget free for another instance",
+                self.id
+            ),
+        })
+    }
+
     fn new_store(
         &self,
         deadline: Instant,
         budget: OutboundBudget,
+        charge: Charge,
     ) -> Result<Store<Host>, GuestError> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env)
@@ -358,11 +386,17 @@ impl LoadedComponent {
             self.outbound.clone(),
             budget,
             wasi.build(),
-            config.memory_limit,
+            MemoryLimiter::new(
+                config.memory_limit,
+                charge,
+                self.engine.budget.total(),
+                self.learned_memory.clone(),
+                deadline,
+            ),
             deadline,
         );
         let mut store = Store::new(self.engine.engine(), host);
-        store.limiter(|host| &mut host.limiter);
+        store.limiter_async(|host| &mut host.limiter);
         let timeout = config.request_timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| {
@@ -392,7 +426,8 @@ impl LoadedComponent {
         let timeout = self.engine.config().request_timeout;
         let deadline = Instant::now() + timeout;
         let permits = self.engine.instance_permits.clone();
-        let permit = if OutboundBudget::is_nested(&request) {
+        let nested = OutboundBudget::is_nested(&request);
+        let permit = if nested {
             // The caller holds a slot while it waits for this one: queueing could
             // deadlock once every slot belongs to a waiting caller, so fail at once.
             permits.try_acquire_owned().map_err(|_| GuestError {
@@ -408,10 +443,11 @@ impl LoadedComponent {
                 message: "the engine is shutting down".to_owned(),
             })?
         };
-        let mut store = self.new_store(deadline, OutboundBudget::of(&request))?;
+        let charge = self.reserve_memory(!nested).await?;
+        let mut store = self.new_store(deadline, OutboundBudget::of(&request), charge)?;
         let (tx, rx) = futures::channel::oneshot::channel();
         let this = self.clone();
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(Laned::new(async move {
             let result = async {
                 let (pre, _) = this.http.as_ref().expect("checked before spawning");
                 let proxy = pre.instantiate_async(&mut store).await?;
@@ -441,14 +477,29 @@ impl LoadedComponent {
             drop(store);
             drop(permit);
             (result, fault)
-        });
+        }));
+        // Until the response is fully sent, a client that goes away cancels the instance.
+        let mut client_gone = ClientGone {
+            task: Some(task.abort_handle()),
+            component: self.id.clone(),
+            started: Instant::now(),
+        };
 
         let wait_until = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
         let outcome = match tokio::time::timeout_at(wait_until, rx).await {
-            Ok(Ok(Ok(response))) => return Ok(response),
+            Ok(Ok(Ok(response))) => {
+                return Ok(response.map(|body| {
+                    CancelOnAbandon {
+                        inner: body,
+                        client_gone: Some(client_gone),
+                    }
+                    .boxed_unsync()
+                }));
+            }
             Ok(Ok(Err(err))) => Some(err),
             Ok(Err(_canceled)) => None,
             Err(_elapsed) => {
+                client_gone.task = None;
                 task.abort();
                 return Err(GuestError {
                     fault: Some(GuestFault::Deadline(timeout)),
@@ -457,6 +508,7 @@ impl LoadedComponent {
             }
         };
         // The guest failed before producing a response; collect why from the task.
+        client_gone.task = None;
         let mut task = task;
         let (result, recorded) = match tokio::time::timeout_at(wait_until, &mut task).await {
             Ok(Ok(done)) => done,
@@ -536,20 +588,21 @@ impl LoadedComponent {
                 fault: None,
                 message: "the engine is shutting down".to_owned(),
             })?;
+        let charge = self.reserve_memory(true).await?;
         // The deadline starts once the instance has a slot, as for requests that queue.
         let deadline = Instant::now() + timeout;
-        let mut store = self.new_store(deadline, OutboundBudget::default())?;
+        let mut store = self.new_store(deadline, OutboundBudget::default(), charge)?;
         let this = self.clone();
         // Aborted when this future is dropped (trigger shutdown) or the deadline passes
         // while the guest waits on a host call the epoch cannot interrupt: either way the
         // instance and its slot go.
-        let mut task = AbortOnDrop(tokio::spawn(async move {
+        let mut task = AbortOnDrop(tokio::spawn(Laned::new(async move {
             let result = within_hard_stop(deadline, timeout, call(&this, &mut store)).await;
             let fault = store.data().recorded_fault();
             drop(store);
             drop(permit);
             (result, fault)
-        }));
+        })));
         let wait_until = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
         let (result, recorded) = match tokio::time::timeout_at(wait_until, &mut task.0).await {
             Ok(Ok(done)) => done,
@@ -571,6 +624,78 @@ impl LoadedComponent {
                 .or_else(|| (Instant::now() >= deadline).then_some(GuestFault::Deadline(timeout))),
             message: format!("{err:#}"),
         })
+    }
+}
+
+/// Cancels an instance whose client went away before its response was fully sent: the
+/// guest would otherwise burn its CPU and its slot until the deadline for nobody.
+struct ClientGone {
+    /// `None` once there is nothing to cancel (the response was sent, or the instance
+    /// already ended).
+    task: Option<tokio::task::AbortHandle>,
+    component: Arc<str>,
+    started: Instant,
+}
+
+impl Drop for ClientGone {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take()
+            && !task.is_finished()
+        {
+            task.abort();
+            tracing::warn!(
+                component = %self.component,
+                "component `{}`: the client went away after {:.1?}; cancelled its instance",
+                self.component,
+                self.started.elapsed()
+            );
+        }
+    }
+}
+
+/// The guest's response body; dropped before its end (the client went away), it cancels
+/// the instance. Once the body has ended the instance may go on (a WASI 0.3 guest can work
+/// after responding) until its deadline.
+struct CancelOnAbandon {
+    inner: WasiBody,
+    client_gone: Option<ClientGone>,
+}
+
+impl http_body::Body for CancelOnAbandon {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled
+            && let Some(mut gone) = self.client_gone.take()
+        {
+            gone.task = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for CancelOnAbandon {
+    fn drop(&mut self) {
+        // A body that had nothing more to send (hyper does not poll an empty body) is
+        // complete, not abandoned.
+        if http_body::Body::is_end_stream(&self.inner)
+            && let Some(gone) = self.client_gone.as_mut()
+        {
+            gone.task = None;
+        }
     }
 }
 
@@ -640,7 +765,16 @@ fn stage_files(locked: &LockedComponent, state_dir: &Path) -> Result<Option<Path
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(|e| files_error(parent, e))?;
         }
-        std::fs::copy(&file.source, &dest).map_err(|e| files_error(&file.source, e))?;
+        // The LockedApp records real paths (resolution follows and checks links), so a
+        // symlink here appeared afterwards: refuse it rather than follow it out of the app.
+        let mut source = wisp_app::open_regular_file(&file.source, false).map_err(|source| {
+            EngineError::FileRefused {
+                component: locked.id.clone(),
+                source,
+            }
+        })?;
+        let mut out = std::fs::File::create(&dest).map_err(|e| files_error(&dest, e))?;
+        std::io::copy(&mut source, &mut out).map_err(|e| files_error(&file.source, e))?;
     }
     Ok(Some(root))
 }

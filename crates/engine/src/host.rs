@@ -1,6 +1,7 @@
 //! Per-instance host state: the sandboxed WASI context, `wasi:http` state, the memory
 //! limiter and the deadline.
 
+use crate::budget::{Charge, INSTANCE_OVERHEAD, LearnedPeak};
 use crate::outbound::{ComponentOutbound, OutboundBudget, OutboundHooks};
 use std::io::Write;
 use std::sync::Arc;
@@ -20,6 +21,13 @@ pub enum GuestFault {
     /// A memory grow was refused because it would pass the cap.
     #[error("exceeded its memory limit of {0} bytes")]
     MemoryLimit(u64),
+    /// A memory grow was refused because the process-wide budget (bytes) was in use by
+    /// other instances: the server is overloaded, not the guest at fault.
+    #[error(
+        "could not grow its memory: the process memory budget of {} MiB is in use by other instances (raise --memory-budget-mb, or lower --max-instances)",
+        .0 >> 20
+    )]
+    MemoryBudget(u64),
 }
 
 /// The `T` of every `Store<T>`: everything one instance may touch.
@@ -40,7 +48,7 @@ impl Host {
         outbound: Arc<ComponentOutbound>,
         budget: OutboundBudget,
         wasi: WasiCtx,
-        memory_limit: u64,
+        memory: MemoryLimiter,
         deadline: Instant,
     ) -> Self {
         Self {
@@ -54,10 +62,7 @@ impl Host {
                 budget,
                 deadline,
             },
-            limiter: MemoryLimiter {
-                limit: memory_limit,
-                hit: false,
-            },
+            limiter: memory,
             deadline,
         }
     }
@@ -66,9 +71,13 @@ impl Host {
     /// travel in the error itself; a refused memory grow shows up here because the guest
     /// usually traps on its own after the allocation fails.
     pub(crate) fn recorded_fault(&self) -> Option<GuestFault> {
-        self.limiter
+        let limiter = &self.limiter;
+        if limiter.budget_hit {
+            return Some(GuestFault::MemoryBudget(limiter.budget_total));
+        }
+        limiter
             .hit
-            .then_some(GuestFault::MemoryLimit(self.limiter.limit))
+            .then_some(GuestFault::MemoryLimit(limiter.limit))
     }
 }
 
@@ -100,27 +109,89 @@ impl WasiHttpView for Host {
     }
 }
 
-/// Caps linear memory and remembers whether the cap was hit.
+/// Caps linear memory per instance, charges it to the process-wide budget, and
+/// remembers which of the two refused a growth.
 pub(crate) struct MemoryLimiter {
     limit: u64,
     hit: bool,
+    /// Budget held by this instance (reserved on admission, grown with its memory).
+    charge: Charge,
+    budget_total: u64,
+    budget_hit: bool,
+    /// Linear memory granted so far, over all of the instance's memories.
+    granted: u64,
+    /// The most linear memory the instance asked for (capped at `limit`).
+    peak: u64,
+    /// Where the peak is reported when the instance ends.
+    learned: Arc<LearnedPeak>,
+    /// The instance's deadline: growth never waits past it.
+    deadline: Instant,
 }
 
-impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
+/// Longest a memory growth waits for budget before it fails.
+const GROWTH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl MemoryLimiter {
+    pub(crate) fn new(
+        limit: u64,
+        charge: Charge,
+        budget_total: u64,
+        learned: Arc<LearnedPeak>,
+        deadline: Instant,
+    ) -> Self {
+        Self {
+            limit,
+            hit: false,
+            charge,
+            budget_total,
+            budget_hit: false,
+            granted: 0,
+            peak: 0,
+            learned,
+            deadline,
+        }
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.learned.observe(self.peak);
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime::ResourceLimiterAsync for MemoryLimiter {
+    async fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        let wanted = self
+            .granted
+            .saturating_add((desired as u64).saturating_sub(current as u64));
+        self.peak = self.peak.max(wanted.min(self.limit));
         if desired as u64 > self.limit {
             self.hit = true;
             return Ok(false);
         }
+        let needed = wanted.saturating_add(INSTANCE_OVERHEAD);
+        if needed > self.charge.bytes() {
+            // Wait a little for other instances to give budget back, never past the
+            // deadline: if everyone is waiting for everyone, the wait ends and the
+            // growth fails instead of the instances deadlocking.
+            let wait = GROWTH_WAIT.min(self.deadline.saturating_duration_since(Instant::now()));
+            let more = needed - self.charge.bytes();
+            if !self.charge.grow_within(more, wait).await {
+                self.budget_hit = true;
+                return Ok(false);
+            }
+        }
+        self.granted = wanted;
         Ok(true)
     }
 
-    fn table_growing(
+    async fn table_growing(
         &mut self,
         _current: usize,
         desired: usize,

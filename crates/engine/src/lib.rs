@@ -8,9 +8,11 @@
 //! pre-linked (`InstancePre`), so a request only pays for instantiation.
 
 mod app;
+mod budget;
 mod cache;
 mod events;
 mod host;
+mod lanes;
 mod outbound;
 mod sockets;
 
@@ -22,8 +24,10 @@ use std::time::Duration;
 pub use app::{
     ComponentReport, GuestError, HttpExport, LoadedApp, LoadedComponent, inspect_component,
 };
+pub use budget::{available_memory, default_memory_budget};
 pub use events::RedisExport;
 pub use host::{GuestFault, Host};
+pub use lanes::SLOW_AFTER;
 pub use outbound::{DEFAULT_MAX_OUTBOUND_REQUESTS, LocalDispatch, LocalResponse, LocalTarget};
 
 /// How often the epoch ticker advances; the granularity of CPU deadlines.
@@ -47,6 +51,10 @@ pub struct EngineConfig {
     /// Most outbound requests one incoming request (with everything it calls
     /// in-process) may make; stops fan-out and self-call loops.
     pub max_outbound_requests: u32,
+    /// Largest component source read, in bytes.
+    pub max_component_bytes: u64,
+    /// Memory all live instances together may reserve, in bytes; instances wait for it.
+    pub memory_budget: u64,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +66,8 @@ impl Default for EngineConfig {
             cache_dir: default_cache_dir(),
             pooling: true,
             max_outbound_requests: DEFAULT_MAX_OUTBOUND_REQUESTS,
+            max_component_bytes: wisp_app::DEFAULT_MAX_SOURCE_BYTES,
+            memory_budget: default_memory_budget(),
         }
     }
 }
@@ -78,15 +88,14 @@ pub enum EngineError {
     /// Wasmtime refused the configuration.
     #[error("cannot configure the wasm engine: {0}")]
     Config(String),
-    /// A component's file could not be read.
-    #[error("component `{component}`: cannot read {path}: {source}")]
+    /// A component's file could not be read, or is not a usable file.
+    #[error("component `{component}`: {source}")]
     Read {
         /// Component id.
         component: String,
-        /// File that failed.
-        path: PathBuf,
-        /// Underlying error.
-        source: std::io::Error,
+        /// Why the file was refused.
+        #[source]
+        source: wisp_app::SourceError,
     },
     /// The file changed after the app was resolved.
     #[error(
@@ -118,7 +127,17 @@ pub enum EngineError {
         /// Path at fault.
         path: PathBuf,
         /// Underlying error.
+        #[source]
         source: std::io::Error,
+    },
+    /// A file listed in the component's `files` is not a usable file.
+    #[error("component `{component}`: files entry {source}")]
+    FileRefused {
+        /// Component id.
+        component: String,
+        /// Why the file was refused.
+        #[source]
+        source: wisp_app::SourceError,
     },
 }
 
@@ -131,6 +150,8 @@ pub struct WispEngine {
     /// One permit per live instance: requests beyond `max_instances` wait for a slot
     /// instead of failing, and peak memory stays within `max_instances × memory_limit`.
     pub(crate) instance_permits: Arc<tokio::sync::Semaphore>,
+    /// Memory all live instances together may hold.
+    pub(crate) budget: Arc<budget::MemoryBudget>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -162,11 +183,13 @@ impl WispEngine {
         };
         let ticker = Arc::new(EpochTicker::spawn(engine.clone()));
         let permits = usize::try_from(config.max_instances).unwrap_or(usize::MAX);
+        let budget = Arc::new(budget::MemoryBudget::new(config.memory_budget));
         Ok(Self {
             engine,
             config: Arc::new(config),
             pooling,
             instance_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+            budget,
             _ticker: ticker,
         })
     }
@@ -184,6 +207,16 @@ impl WispEngine {
     /// Whether the pooling allocator is in use.
     pub fn pooling(&self) -> bool {
         self.pooling
+    }
+
+    /// Bytes of the memory budget live instances hold now.
+    pub fn memory_in_use(&self) -> u64 {
+        self.budget.in_use()
+    }
+
+    /// The memory budget, in bytes.
+    pub fn memory_budget(&self) -> u64 {
+        self.budget.total()
     }
 }
 
@@ -213,14 +246,29 @@ fn wasmtime_config(config: &EngineConfig, pooling: bool) -> wasmtime::Config {
             .max_memory_size(usize::try_from(config.memory_limit).unwrap_or(usize::MAX))
             // Reset dirty pages with memset instead of madvise + re-fault: the dominant
             // per-request cost of a fresh instance. With PAGEMAP_SCAN (Linux 6.7+) only the
-            // pages a request touched are reset.
-            .linear_memory_keep_resident(16 << 20)
+            // pages a request touched are reset. What stays resident stays after a burst,
+            // so it is bounded by the memory budget (see `keep_resident`).
+            .linear_memory_keep_resident(keep_resident(config))
+            // Reuse the slots already warm (least recently used first) before touching a
+            // cold one, so the set of slots holding memory is the peak concurrency, not
+            // up to 100 more.
+            .max_unused_warm_slots(0)
             .table_keep_resident(1 << 20)
             .async_stack_keep_resident(128 << 10)
             .pagemap_scan(wasmtime::Enabled::Auto);
         c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p));
     }
     c
+}
+
+/// Bytes of each pool slot's linear memory kept resident between instances: an eighth of
+/// the memory budget spread over the slots, between 1 and 16 MiB. After a burst every slot
+/// it used keeps up to this much, so what a burst leaves behind is at most an eighth of the
+/// budget (the default budget on a 24 GiB machine keeps 6 MiB per slot).
+fn keep_resident(config: &EngineConfig) -> usize {
+    let per_slot = config.memory_budget / 8 / u64::from(config.max_instances.max(1));
+    let mib = (per_slot >> 20).clamp(1, 16);
+    usize::try_from(mib << 20).unwrap_or(16 << 20)
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] so deadlines can interrupt guests.

@@ -67,6 +67,9 @@ pub struct HttpTrigger {
     pub component: Option<String>,
     /// A fixed response served without running any component.
     pub static_response: Option<StaticResponse>,
+    /// Largest request body this route accepts, in bytes (Wisp extension
+    /// `max_request_body_size`); `None`: the server's default.
+    pub max_request_body_size: Option<u64>,
     /// 1-based line of this trigger's `route` value, for later messages.
     pub line: usize,
 }

@@ -146,6 +146,10 @@ pub(crate) struct RawHttpTrigger {
     pub executor: Option<RawExecutor>,
     #[schemars(with = "Option<RawStaticResponse>")]
     pub static_response: Option<Spanned<RawStaticResponse>>,
+    /// Wisp extension: the largest request body this route accepts, in bytes (larger
+    /// requests get 413); default the server's `--max-request-body-mb`.
+    #[schemars(with = "Option<u64>")]
+    pub max_request_body_size: Option<Spanned<u64>>,
 }
 
 /// One `[[trigger.redis]]` table.

@@ -50,6 +50,7 @@ id = "hello-trigger"
 route = "/hello"
 component = "hello"
 executor = { type = "spin" }
+max_request_body_size = 1024
 
 [[trigger.http]]
 route = "/users/:id/..."
@@ -229,6 +230,7 @@ fn full_manifest() {
                 route: HttpRoute::Path("/hello".to_owned()),
                 component: Some("hello".to_owned()),
                 static_response: None,
+                max_request_body_size: Some(1024),
                 line: 23,
             },
             HttpTrigger {
@@ -236,21 +238,24 @@ fn full_manifest() {
                 route: HttpRoute::Path("/users/:id/...".to_owned()),
                 component: Some("inline-component-1".to_owned()),
                 static_response: None,
-                line: 28,
+                max_request_body_size: None,
+                line: 29,
             },
             HttpTrigger {
                 id: Some("named-inline".to_owned()),
                 route: HttpRoute::Path("/named".to_owned()),
                 component: Some("named-inline".to_owned()),
                 static_response: None,
-                line: 33,
+                max_request_body_size: None,
+                line: 34,
             },
             HttpTrigger {
                 id: None,
                 route: HttpRoute::Private,
                 component: Some("internal".to_owned()),
                 static_response: None,
-                line: 37,
+                max_request_body_size: None,
+                line: 38,
             },
             HttpTrigger {
                 id: None,
@@ -261,7 +266,8 @@ fn full_manifest() {
                     headers: map(&[("content-type", "text/plain"), ("x-a", "b")]),
                     body: Some("nope".to_owned()),
                 }),
-                line: 41,
+                max_request_body_size: None,
+                line: 42,
             },
             HttpTrigger {
                 id: None,
@@ -272,7 +278,8 @@ fn full_manifest() {
                     headers: IndexMap::new(),
                     body: None,
                 }),
-                line: 45,
+                max_request_body_size: None,
+                line: 46,
             },
         ]
     );

@@ -680,11 +680,23 @@ impl Validator<'_> {
             (None, Some(response)) => (None, Some(self.static_response(response)?)),
         };
 
+        if let Some(size) = &trigger.max_request_body_size
+            && *size.get_ref() == 0
+        {
+            return Err(self.error(
+                size.span(),
+                "`max_request_body_size` must be at least 1 byte",
+                "give the largest body this route accepts in bytes, e.g. \
+                 `max_request_body_size = 1048576` for 1 MiB, or remove it for the server's default",
+            ));
+        }
+
         Ok(HttpTrigger {
             id: trigger.id.map(Spanned::into_inner),
             route,
             component,
             static_response,
+            max_request_body_size: trigger.max_request_body_size.map(Spanned::into_inner),
             line,
         })
     }

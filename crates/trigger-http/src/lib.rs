@@ -6,21 +6,30 @@
 //! its component. Guest faults become 500/504 responses with a log line; the server keeps
 //! serving.
 
+mod limits;
 mod routes;
+mod server;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use wasmtime_wasi_http::WasiBody;
 use wisp_app::StaticResponse;
 use wisp_engine::{GuestFault, LoadedApp, LocalDispatch, LocalResponse, LocalTarget};
 
+pub use limits::DEFAULT_MAX_REQUEST_BODY;
+pub(crate) use limits::RefusalLog;
 pub use routes::{RouteMatch, RouteTarget, Router};
+pub use server::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, PRESSURE_IDLE_TIMEOUT, Peer, ServerConfig,
+    serve_current,
+};
 
 /// Errors building the trigger from an app.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +77,10 @@ pub struct HttpTrigger {
     statics: Vec<StaticResponse>,
     summary: Vec<RouteSummary>,
     info: Bytes,
+    /// Request body cap for routes without their own `max_request_body_size`.
+    default_body_limit: u64,
+    /// Routes (as written) with their own body cap.
+    body_limits: HashMap<String, u64>,
 }
 
 impl std::fmt::Debug for HttpTrigger {
@@ -86,7 +99,17 @@ impl HttpTrigger {
     /// as the app's in-process dispatcher (for `http://self/...` and
     /// `http://<id>.spin.internal/...` requests from guests).
     pub fn new(app: Arc<LoadedApp>) -> Result<Arc<Self>, TriggerError> {
+        Self::with_body_limit(app, DEFAULT_MAX_REQUEST_BODY)
+    }
+
+    /// [`HttpTrigger::new`], with `default_body_limit` bytes as the request body cap of
+    /// routes that do not set their own `max_request_body_size`.
+    pub fn with_body_limit(
+        app: Arc<LoadedApp>,
+        default_body_limit: u64,
+    ) -> Result<Arc<Self>, TriggerError> {
         let mut router = Router::default();
+        let mut body_limits = HashMap::new();
         let mut statics = Vec::new();
         let mut summary = Vec::new();
         let triggers = app
@@ -131,6 +154,9 @@ impl HttpTrigger {
                 }
             };
             router.add(route, target);
+            if let Some(limit) = config.max_request_body_size {
+                body_limits.insert(route.clone(), limit);
+            }
             summary.push(RouteSummary {
                 route: route.clone(),
                 component: config.component.clone(),
@@ -151,6 +177,8 @@ impl HttpTrigger {
             statics,
             summary,
             info: Bytes::from(serde_json::to_vec(&info).expect("info serializes")),
+            default_body_limit,
+            body_limits,
         });
         let dispatch: Weak<dyn LocalDispatch> = Arc::downgrade(&trigger) as Weak<dyn LocalDispatch>;
         trigger.app.set_local_dispatch(dispatch);
@@ -162,7 +190,9 @@ impl HttpTrigger {
         &self.summary
     }
 
-    /// Handles one request end to end. Never fails: faults become 4xx/5xx responses.
+    /// Handles one request end to end (an in-process one, or one a test makes). Never
+    /// fails: faults become 4xx/5xx responses. Requests from the network go through the
+    /// front door's checks first ([`serve_current`]).
     pub async fn handle(
         &self,
         mut request: Request<WasiBody>,
@@ -180,8 +210,78 @@ impl HttpTrigger {
             RouteTarget::Static(index) => return static_response(&self.statics[*index]),
             RouteTarget::Component(id) => id.clone(),
         };
-        set_spin_headers(&mut request, &matched, client);
+        let authority =
+            limits::authority(&request, None).unwrap_or_else(|_| "localhost".to_owned());
+        set_spin_headers(&mut request, &matched, client, &authority);
         self.run(component_id, request, path, started).await
+    }
+
+    /// Handles a request from the network: the `Host` is checked (400), a missing one on
+    /// HTTP/1.0 becomes the listen address, and the body is capped (413) before and
+    /// while the guest reads it. Refusals never reach a guest and are logged.
+    pub(crate) async fn handle_incoming(
+        &self,
+        request: Request<hyper::body::Incoming>,
+        peer: Peer,
+    ) -> Response<WasiBody> {
+        let started = Instant::now();
+        let authority = match limits::authority(&request, Some(peer.local)) {
+            Ok(authority) => authority,
+            Err(reason) => {
+                RefusalLog::BadRequest.log(format_args!(
+                    "refused a request from {} with 400: {reason}",
+                    peer.client
+                ));
+                return text(StatusCode::BAD_REQUEST, "Bad Request\n");
+            }
+        };
+        let (mut parts, body) = request.into_parts();
+        if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
+            // HTTP/1.0 without Host: the guest sees the address it was reached on.
+            if let Ok(value) = HeaderValue::from_str(&authority) {
+                parts.headers.insert(http::header::HOST, value);
+            }
+        }
+        let path = parts.uri.path().to_owned();
+        if let Some(response) = self.well_known(&path) {
+            return response;
+        }
+        let Some(matched) = self.router.route(&path) else {
+            return text(StatusCode::NOT_FOUND, "Not Found\n");
+        };
+        let component_id = match matched.target {
+            RouteTarget::Static(index) => return static_response(&self.statics[*index]),
+            RouteTarget::Component(id) => id.clone(),
+        };
+        let limit = self
+            .body_limits
+            .get(matched.raw_route)
+            .copied()
+            .unwrap_or(self.default_body_limit);
+        let too_large = |declared: &dyn std::fmt::Display| {
+            RefusalLog::BodyTooLarge.log(format_args!(
+                "refused {} {path} from {} with 413: the body ({declared}) is larger than the route's {limit}-byte limit (max_request_body_size / --max-request-body-mb)",
+                parts.method, peer.client
+            ));
+            text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n")
+        };
+        let body = match limits::cap_body(body, &parts.headers, limit) {
+            Ok(capped) => capped,
+            Err(declared) => return too_large(&format_args!("{declared} bytes declared")),
+        };
+        let tripped = body.tripped();
+        let mut request = Request::from_parts(parts, body.boxed_unsync());
+        set_spin_headers(&mut request, &matched, peer.client, &authority);
+        let method = request.method().clone();
+        let response = self.run(component_id, request, path.clone(), started).await;
+        if tripped.is_some_and(|t| t.load(std::sync::atomic::Ordering::Acquire)) {
+            RefusalLog::BodyTooLarge.log(format_args!(
+                "refused {method} {path} from {} with 413: the streamed body passed the route's {limit}-byte limit (max_request_body_size / --max-request-body-mb)",
+                peer.client
+            ));
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
+        }
+        response
     }
 
     /// Runs a routed request in a fresh instance of `component_id`; faults become
@@ -203,6 +303,10 @@ impl HttpTrigger {
                 let (status, body) = match err.fault {
                     Some(GuestFault::Deadline(_)) => {
                         (StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n")
+                    }
+                    // The server is out of memory budget, not the guest at fault.
+                    Some(GuestFault::MemoryBudget(_)) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n")
                     }
                     _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n"),
                 };
@@ -255,14 +359,14 @@ impl HttpTrigger {
     }
 
     /// Accepts connections on `listener` until `shutdown` resolves, then stops accepting
-    /// and lets in-flight requests finish for up to `grace`.
+    /// and lets in-flight requests finish for up to the configured grace period.
     pub async fn serve(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
+        config: ServerConfig,
         shutdown: impl Future<Output = ()>,
-        grace: Duration,
     ) {
-        serve_current(CurrentTrigger::new(self), listener, shutdown, grace).await;
+        serve_current(CurrentTrigger::new(self), listener, config, shutdown).await;
     }
 }
 
@@ -296,59 +400,6 @@ impl CurrentTrigger {
     }
 }
 
-/// Accepts connections on `listener` until `shutdown` resolves, each request going to the
-/// trigger `current` holds when it arrives; then stops accepting and lets in-flight
-/// requests finish for up to `grace`.
-pub async fn serve_current(
-    current: Arc<CurrentTrigger>,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
-) {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, client) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Typically EMFILE: back off briefly instead of spinning.
-                    tracing::warn!("accept failed: {err}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let current = current.clone();
-        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-            let this = current.get();
-            async move {
-                let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
-                Ok::<_, Infallible>(this.handle(request, client).await)
-            }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!("connection from {client} ended with an error: {err}");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(grace) => {
-            tracing::warn!("shutdown grace period of {grace:?} elapsed; closing remaining connections");
-        }
-    }
-}
-
 impl LocalDispatch for HttpTrigger {
     fn dispatch(&self, target: LocalTarget, mut request: Request<WasiBody>) -> LocalResponse {
         // In-process requests come from the app itself; report loopback as the client.
@@ -379,7 +430,9 @@ impl LocalDispatch for HttpTrigger {
                             params: Vec::new(),
                         },
                     };
-                    set_spin_headers(&mut request, &matched, client);
+                    let authority = limits::authority(&request, None)
+                        .unwrap_or_else(|_| "localhost".to_owned());
+                    set_spin_headers(&mut request, &matched, client, &authority);
                     Ok(this.run(id, request, path, started).await)
                 }
             }
@@ -387,20 +440,15 @@ impl LocalDispatch for HttpTrigger {
     }
 }
 
-/// Sets Spin's request headers, replacing any a client sent under the same names.
-fn set_spin_headers(request: &mut Request<WasiBody>, matched: &RouteMatch<'_>, client: SocketAddr) {
-    let host = request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            request
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "localhost".to_owned());
+/// Sets Spin's request headers, replacing any a client sent under the same names;
+/// `authority` is the request's checked authority.
+fn set_spin_headers(
+    request: &mut Request<WasiBody>,
+    matched: &RouteMatch<'_>,
+    client: SocketAddr,
+    authority: &str,
+) {
+    let host = authority;
     let path_and_query = request
         .uri()
         .path_and_query()

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use wisp_engine::{GuestFault, LoadedApp};
+use wisp_engine::LoadedApp;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -297,7 +297,7 @@ async fn handle_message(app: &LoadedApp, component_id: &str, channel: &str, payl
             "redis message on `{channel}`: component `{component_id}` returned an error: {error}"
         ),
         Err(err) => match err.fault {
-            Some(fault @ GuestFault::Deadline(_)) | Some(fault @ GuestFault::MemoryLimit(_)) => {
+            Some(fault) => {
                 tracing::error!(
                     component = %component_id,
                     "redis message on `{channel}`: component `{component_id}` {fault}"

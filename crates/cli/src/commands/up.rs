@@ -10,7 +10,7 @@ use wisp_app::LockedApp;
 use wisp_engine::{EngineConfig, LoadedApp, WispEngine};
 use wisp_host::{AppCapabilities, AppPaths, RuntimeConfig};
 use wisp_trigger_cron::CronTrigger;
-use wisp_trigger_http::HttpTrigger;
+use wisp_trigger_http::{HttpTrigger, ServerConfig};
 use wisp_trigger_redis::RedisTrigger;
 
 /// Arguments of `wisp up`.
@@ -92,6 +92,55 @@ pub struct UpArgs {
     #[arg(long, env = "WISP_NO_POOLING")]
     no_pooling: bool,
 
+    /// Memory all instances together may use, in MiB; instances wait for it instead of
+    /// the host swapping. Default: half of the machine's or the cgroup's memory.
+    #[arg(long, env = "WISP_MEMORY_BUDGET_MB")]
+    memory_budget_mb: Option<u64>,
+
+    /// Largest component source (.wasm) read, in MiB.
+    #[arg(long, env = "WISP_MAX_COMPONENT_SIZE_MB", default_value_t = wisp_app::DEFAULT_MAX_SOURCE_BYTES >> 20)]
+    max_component_size_mb: u64,
+
+    /// Most connections open at once; more clients wait in the listen backlog. Default:
+    /// three quarters of the descriptor limit, at most 16384.
+    #[arg(long, env = "WISP_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+
+    /// Seconds a client has to send a complete request head (slow clients are closed).
+    #[arg(long, env = "WISP_HEADER_READ_TIMEOUT", default_value_t = wisp_trigger_http::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64())]
+    header_read_timeout: f64,
+
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, env = "WISP_IDLE_TIMEOUT", default_value_t = wisp_trigger_http::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
+    idle_timeout: f64,
+
+    /// Most header fields in one request (more get 431).
+    #[arg(long, env = "WISP_MAX_REQUEST_HEADERS", default_value_t = wisp_trigger_http::DEFAULT_MAX_HEADER_COUNT)]
+    max_request_headers: usize,
+
+    /// Most bytes of request line and headers (more get 431; at least 8192).
+    #[arg(long, env = "WISP_MAX_REQUEST_HEADER_BYTES", default_value_t = wisp_trigger_http::DEFAULT_MAX_HEADER_BYTES)]
+    max_request_header_bytes: usize,
+
+    /// Largest request body, in MiB (more get 413); a route's `max_request_body_size`
+    /// overrides it.
+    #[arg(long, env = "WISP_MAX_REQUEST_BODY_MB", default_value_t = wisp_trigger_http::DEFAULT_MAX_REQUEST_BODY >> 20)]
+    max_request_body_mb: u64,
+
+    /// Most concurrent HTTP/2 streams per connection.
+    #[arg(long, env = "WISP_HTTP2_MAX_STREAMS", default_value_t = ServerConfig::default().h2_max_concurrent_streams)]
+    http2_max_streams: u32,
+
+    /// Most HTTP/2 streams a client may reset before they are accepted ("rapid reset"
+    /// bound; past it the connection gets GOAWAY).
+    #[arg(long, env = "WISP_HTTP2_MAX_PENDING_RESETS", default_value_t = ServerConfig::default().h2_max_pending_accept_reset_streams)]
+    http2_max_pending_resets: usize,
+
+    /// Most HTTP/2 streams the server resets for client protocol errors before closing
+    /// the connection.
+    #[arg(long, env = "WISP_HTTP2_MAX_ERROR_RESETS", default_value_t = ServerConfig::default().h2_max_local_error_reset_streams)]
+    http2_max_error_resets: usize,
+
     /// Log as JSON lines on stderr: one object per request, lifecycle event and message.
     #[arg(long, env = "WISP_JSON")]
     json: bool,
@@ -117,8 +166,8 @@ pub fn run(args: UpArgs) -> Result<()> {
             args.json,
         )?;
     }
-    let (locked, app_dir) = runtime.block_on(resolve(&args))?;
     let settings = Settings::from_args(&args)?;
+    let (locked, app_dir) = runtime.block_on(resolve(&args, &settings.resolve))?;
     let state_dir = args
         .state_dir
         .clone()
@@ -140,14 +189,7 @@ pub fn run(args: UpArgs) -> Result<()> {
         };
         let engine =
             WispEngine::new(settings.engine.clone()).context("cannot create the wasm engine")?;
-        let generation = Generation::load(
-            &engine,
-            locked,
-            &settings.runtime_config,
-            &paths,
-            serves_http,
-        )
-        .await?;
+        let generation = Generation::load(&engine, locked, &settings, &paths, serves_http).await?;
         let address = match &listener {
             Some(listener) => Some(
                 listener
@@ -156,7 +198,7 @@ pub fn run(args: UpArgs) -> Result<()> {
             ),
             None => None,
         };
-        generation.print_summary(&engine, address, args.json);
+        generation.print_summary(&engine, &settings, address, args.json);
 
         // One signal stops every trigger.
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -167,7 +209,7 @@ pub fn run(args: UpArgs) -> Result<()> {
         let serve_http = async {
             if let (Some(listener), Some(trigger)) = (listener, generation.http.clone()) {
                 trigger
-                    .serve(listener, until(stopped.clone()), settings.shutdown_grace)
+                    .serve(listener, settings.server.clone(), until(stopped.clone()))
                     .await;
             }
         };
@@ -185,16 +227,28 @@ pub fn run(args: UpArgs) -> Result<()> {
 }
 
 impl Generation {
-    fn log_summary(&self, engine: &WispEngine, address: Option<SocketAddr>) {
+    fn log_summary(&self, engine: &WispEngine, server: &ServerConfig, address: Option<SocketAddr>) {
         let config = engine.config();
         tracing::info!(
             event = "engine",
             pooling = engine.pooling(),
             max_instances = config.max_instances,
             memory_limit_mib = config.memory_limit >> 20,
+            memory_budget_mib = engine.memory_budget() >> 20,
             request_timeout_ms = config.request_timeout.as_millis() as u64,
             "engine ready"
         );
+        if self.http.is_some() {
+            tracing::info!(
+                event = "front_door",
+                max_connections = server.max_connections,
+                header_read_timeout_ms = server.header_read_timeout.as_millis() as u64,
+                idle_timeout_ms = server.idle_timeout.as_millis() as u64,
+                max_request_headers = server.max_header_count,
+                max_request_header_bytes = server.max_header_bytes,
+                "front door limits"
+            );
+        }
         for component in &self.app.locked().components {
             if let Some(loaded) = self.app.component(&component.id) {
                 tracing::info!(
@@ -296,11 +350,14 @@ pub(crate) async fn until(mut stopped: tokio::sync::watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-/// The engine, runtime-config and shutdown settings `up` and `watch` share.
+/// The engine, runtime-config, front-door and shutdown settings `up` and `watch` share.
 pub(crate) struct Settings {
     pub(crate) engine: EngineConfig,
     pub(crate) runtime_config: RuntimeConfig,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) server: ServerConfig,
+    pub(crate) resolve: wisp_app::ResolveOptions,
+    pub(crate) max_request_body: u64,
 }
 
 impl Settings {
@@ -314,6 +371,50 @@ impl Settings {
         if args.memory_limit_mb == 0 || args.max_instances == 0 {
             bail!("--memory-limit-mb and --max-instances must be at least 1");
         }
+        for (flag, value) in [
+            ("--max-component-size-mb", args.max_component_size_mb),
+            ("--max-request-body-mb", args.max_request_body_mb),
+            ("--memory-budget-mb", args.memory_budget_mb.unwrap_or(1)),
+        ] {
+            if value == 0 {
+                bail!("{flag} must be at least 1");
+            }
+        }
+        if args.max_request_headers == 0 || args.max_connections == Some(0) {
+            bail!("--max-request-headers and --max-connections must be at least 1");
+        }
+        if args.max_request_header_bytes < 8192 {
+            bail!(
+                "--max-request-header-bytes must be at least 8192 (the smallest request head hyper can buffer), got {}",
+                args.max_request_header_bytes
+            );
+        }
+        let memory_budget = match args.memory_budget_mb {
+            Some(mb) => mb << 20,
+            None => wisp_engine::default_memory_budget(),
+        };
+        // A budget below one instance's cap would let no memory-hungry instance run.
+        if memory_budget < args.memory_limit_mb << 20 {
+            bail!(
+                "--memory-budget-mb ({} MiB) is below --memory-limit-mb ({} MiB): no instance could reach its cap; raise the budget or lower the per-instance limit",
+                memory_budget >> 20,
+                args.memory_limit_mb
+            );
+        }
+        let descriptors = super::process::descriptor_limit();
+        let server = ServerConfig {
+            header_read_timeout: seconds("--header-read-timeout", args.header_read_timeout)?,
+            idle_timeout: seconds("--idle-timeout", args.idle_timeout)?,
+            max_header_count: args.max_request_headers,
+            max_header_bytes: args.max_request_header_bytes,
+            max_connections: args
+                .max_connections
+                .unwrap_or_else(|| ServerConfig::connections_for_descriptor_limit(descriptors)),
+            h2_max_concurrent_streams: args.http2_max_streams.max(1),
+            h2_max_pending_accept_reset_streams: args.http2_max_pending_resets,
+            h2_max_local_error_reset_streams: args.http2_max_error_resets,
+            shutdown_grace,
+        };
         let engine = EngineConfig {
             max_instances: args.max_instances,
             memory_limit: args.memory_limit_mb << 20,
@@ -327,11 +428,18 @@ impl Settings {
             },
             pooling: !args.no_pooling,
             max_outbound_requests: args.max_outbound_requests,
+            max_component_bytes: args.max_component_size_mb << 20,
+            memory_budget,
         };
         Ok(Settings {
             engine,
             runtime_config,
             shutdown_grace,
+            server,
+            resolve: wisp_app::ResolveOptions {
+                max_source_bytes: args.max_component_size_mb << 20,
+            },
+            max_request_body: args.max_request_body_mb << 20,
         })
     }
 }
@@ -352,11 +460,11 @@ impl Generation {
     pub(crate) async fn load(
         engine: &WispEngine,
         locked: LockedApp,
-        runtime_config: &RuntimeConfig,
+        settings: &Settings,
         paths: &AppPaths,
         with_http: bool,
     ) -> Result<Generation> {
-        let capabilities = AppCapabilities::build(&locked, runtime_config, paths)
+        let capabilities = AppCapabilities::build(&locked, &settings.runtime_config, paths)
             .await
             .context("cannot set up the app's stores, databases and variables")?;
         // Compiling components not in the cache can take seconds: show it on a terminal.
@@ -370,7 +478,10 @@ impl Generation {
         let app = app.context("cannot load the app")?;
         let app = Arc::new(app);
         let http = match with_http {
-            true => Some(HttpTrigger::new(app.clone()).context("cannot set up HTTP routes")?),
+            true => Some(
+                HttpTrigger::with_body_limit(app.clone(), settings.max_request_body)
+                    .context("cannot set up HTTP routes")?,
+            ),
             false => None,
         };
         let redis = Arc::new(
@@ -412,15 +523,17 @@ impl Generation {
     pub(crate) fn print_summary(
         &self,
         engine: &WispEngine,
+        settings: &Settings,
         address: Option<SocketAddr>,
         json: bool,
     ) {
         if json {
-            self.log_summary(engine, address);
+            self.log_summary(engine, &settings.server, address);
             return;
         }
         print_summary(
             engine,
+            settings,
             &self.app,
             &self.capabilities,
             self.http.as_deref().zip(address),
@@ -431,7 +544,10 @@ impl Generation {
 }
 
 /// The app to serve and the directory its relative defaults (state dir, `.env`) hang off.
-async fn resolve(args: &UpArgs) -> Result<(LockedApp, PathBuf)> {
+async fn resolve(
+    args: &UpArgs,
+    options: &wisp_app::ResolveOptions,
+) -> Result<(LockedApp, PathBuf)> {
     if let Some(from) = &args.from {
         if !from.exists()
             && let Some(text) = from.to_str()
@@ -453,14 +569,14 @@ async fn resolve(args: &UpArgs) -> Result<(LockedApp, PathBuf)> {
             let dir = std::env::current_dir().context("cannot read the current directory")?;
             return Ok((pulled.locked, dir));
         }
-        let locked = wisp_app::from_component_file(from)?;
+        let locked = wisp_app::from_component_file_with(from, options)?;
         let dir = std::path::absolute(from)
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_default();
         return Ok((locked, dir));
     }
-    resolve_manifest(args.manifest.as_deref())
+    resolve_manifest_with(args.manifest.as_deref(), options)
 }
 
 /// Whether `--from` text names a registry: its first segment is a host (has a `.` or a
@@ -479,6 +595,14 @@ fn looks_like_reference(text: &str) -> bool {
 /// Parses and resolves the manifest at `path` (default `spin.toml`; a directory means
 /// its `spin.toml`); returns the app and the manifest's directory.
 pub(crate) fn resolve_manifest(path: Option<&Path>) -> Result<(LockedApp, PathBuf)> {
+    resolve_manifest_with(path, &wisp_app::ResolveOptions::default())
+}
+
+/// [`resolve_manifest`] with explicit limits.
+pub(crate) fn resolve_manifest_with(
+    path: Option<&Path>,
+    options: &wisp_app::ResolveOptions,
+) -> Result<(LockedApp, PathBuf)> {
     let mut path = path.map_or_else(|| PathBuf::from("spin.toml"), Path::to_path_buf);
     if path.is_dir() {
         path = path.join("spin.toml");
@@ -493,7 +617,7 @@ pub(crate) fn resolve_manifest(path: Option<&Path>) -> Result<(LockedApp, PathBu
     for warning in &manifest.warnings {
         tracing::warn!("{}: {warning}", path.display());
     }
-    let locked = wisp_app::resolve(&manifest, &path)?;
+    let locked = wisp_app::resolve_with(&manifest, &path, options)?;
     let dir = std::path::absolute(&path)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
@@ -522,6 +646,7 @@ pub(crate) async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener>
 
 fn print_summary(
     engine: &WispEngine,
+    settings: &Settings,
     app: &LoadedApp,
     capabilities: &AppCapabilities,
     http: Option<(&HttpTrigger, SocketAddr)>,
@@ -530,7 +655,7 @@ fn print_summary(
 ) {
     let config = engine.config();
     eprintln!(
-        "Engine: {} allocator, {} instances max, {} MiB memory cap, {:?} request deadline, compile cache {}",
+        "Engine: {} allocator, {} instances max, {} MiB memory cap, {} MiB memory budget, {:?} request deadline, compile cache {}",
         if engine.pooling() {
             "pooling"
         } else {
@@ -538,6 +663,7 @@ fn print_summary(
         },
         config.max_instances,
         config.memory_limit >> 20,
+        engine.memory_budget() >> 20,
         config.request_timeout,
         config
             .cache_dir
@@ -577,6 +703,16 @@ fn print_summary(
     }
     match http {
         Some((trigger, address)) => {
+            let server = &settings.server;
+            eprintln!(
+                "HTTP: {} connections max, request head within {:?} ({} fields, {} KiB max), keep-alive idle {:?}, body {} MiB max",
+                server.max_connections,
+                server.header_read_timeout,
+                server.max_header_count,
+                server.max_header_bytes >> 10,
+                server.idle_timeout,
+                settings.max_request_body >> 20,
+            );
             eprintln!("Routes:");
             for route in trigger.routes() {
                 let target = route.component.as_deref().unwrap_or("(static response)");

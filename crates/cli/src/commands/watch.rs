@@ -75,7 +75,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         build::build(&manifest_path, &[], json)?;
         let mut follow_up = false;
         let mut baseline = next_baseline(before_build, spec.snapshot(), &mut follow_up);
-        let (locked, app_dir) = up::resolve_manifest(Some(&manifest_path))?;
+        let (locked, app_dir) = up::resolve_manifest_with(Some(&manifest_path), &settings.resolve)?;
         let paths = AppPaths {
             state_dir: args
                 .up
@@ -90,10 +90,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
             .context("cannot read the listening address")?;
         let engine =
             WispEngine::new(settings.engine.clone()).context("cannot create the wasm engine")?;
-        let generation = Arc::new(
-            Generation::load(&engine, locked, &settings.runtime_config, &paths, true).await?,
-        );
-        generation.print_summary(&engine, Some(address), json);
+        let generation =
+            Arc::new(Generation::load(&engine, locked, &settings, &paths, true).await?);
+        generation.print_summary(&engine, &settings, Some(address), json);
         if json {
             tracing::info!(event = "watching", "watching for changes");
         } else {
@@ -110,8 +109,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let server = tokio::spawn(serve_current(
             current.clone(),
             listener,
+            settings.server.clone(),
             up::until(stopped.clone()),
-            settings.shutdown_grace,
         ));
         let mut running = RunningEvents::start(generation, settings.shutdown_grace);
 
@@ -250,7 +249,7 @@ async fn reload(
             .context("the build failed")?;
     }
     let spec = WatchSpec::read(manifest_path)?;
-    let (locked, app_dir) = up::resolve_manifest(Some(manifest_path))?;
+    let (locked, app_dir) = up::resolve_manifest_with(Some(manifest_path), &settings.resolve)?;
     let paths = AppPaths {
         state_dir: args
             .state_dir
@@ -258,7 +257,7 @@ async fn reload(
             .unwrap_or_else(|| app_dir.join(".wisp")),
         app_dir: Some(app_dir),
     };
-    let generation = Generation::load(engine, locked, &settings.runtime_config, &paths, true)
+    let generation = Generation::load(engine, locked, settings, &paths, true)
         .await
         .context("the new version did not load")?;
     Ok((Arc::new(generation), spec))

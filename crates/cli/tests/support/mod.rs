@@ -134,6 +134,12 @@ impl Wisp {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
+
+    /// Waits for an exit already asked for (e.g. by [`terminate_pid`]).
+    pub fn stop_waiting(mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        wait_timeout(&mut child, timeout).expect("wisp did not exit in time")
+    }
 }
 
 impl Drop for Wisp {
@@ -170,8 +176,13 @@ impl Drop for KillOnDrop {
 }
 
 pub fn terminate(child: &Child) {
+    terminate_pid(child.id());
+}
+
+/// Sends SIGTERM to `pid`.
+pub fn terminate_pid(pid: u32) {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &pid.to_string()])
         .status()
         .expect("run kill");
     assert!(status.success());
