@@ -30,10 +30,12 @@ fi
 WASMTIME="$(command -v wasmtime)"
 
 echo "building release binaries and guests" >&2
-cargo build --release -q -p wisp-cli -p wisp-benches -p wisp-test-programs --bins >&2
+cargo build --release -q -p wisp-cli -p wisp-benches --bins >&2
+# The library target runs the build script that (re)builds the guests.
+cargo build --release -q -p wisp-test-programs >&2
 WISP="$ROOT/target/release/wisp"
 NATIVE="$ROOT/target/release/native-hello"
-WASM="$ROOT/target/guest-programs/wasm32-wasip2/release/spin-loop.wasm"
+WASM="$ROOT/target/guest-programs/wasm32-wasip2/release/spin_loop.wasm"
 CACHE="$(mktemp -d)"
 LOOPERS=()
 cleanup() {
@@ -51,7 +53,7 @@ start_server() { # kind -> SERVER_PID, waits for the first 200
   esac
   SERVER_PID=$!
   for _ in $(seq 1 600); do
-    if curl -fs -o /dev/null "http://127.0.0.1:$PORT/"; then return 0; fi
+    if curl -fs -m 2 -o /dev/null "http://127.0.0.1:$PORT/"; then return 0; fi
     sleep 0.05
   done
   echo "server $1 did not come up" >&2; exit 1

@@ -30,7 +30,9 @@ fi
 WASMTIME="$(command -v wasmtime)"
 
 echo "building release binaries and guests" >&2
-cargo build --release -q -p wisp-cli -p wisp-benches -p wisp-test-programs --bins >&2
+cargo build --release -q -p wisp-cli -p wisp-benches --bins >&2
+# The library target runs the build script that (re)builds the guests.
+cargo build --release -q -p wisp-test-programs >&2
 WISP="$ROOT/target/release/wisp"
 NATIVE="$ROOT/target/release/native-hello"
 GUESTS="$ROOT/target/guest-programs/wasm32-wasip2/release"
@@ -49,7 +51,7 @@ start_server() { # kind guest -> sets SERVER_PID; waits for the first 200
   esac
   SERVER_PID=$!
   for _ in $(seq 1 600); do
-    if curl -fs -o /dev/null "http://127.0.0.1:$PORT/"; then return 0; fi
+    if curl -fs -m 2 -o /dev/null "http://127.0.0.1:$PORT/"; then return 0; fi
     sleep 0.05
   done
   echo "server $kind did not come up" >&2; exit 1

@@ -44,14 +44,14 @@ pub enum ResolveError {
     },
 }
 
-/// How a source error reads: a missing file most likely means an unbuilt component.
-fn source_message(error: &SourceError) -> String {
+/// What to do about a source error (the error itself follows as the cause): a file that
+/// cannot be read most likely belongs to a component not built yet.
+fn source_message(error: &SourceError) -> &'static str {
     match error {
-        SourceError::Io { path, source } => format!(
-            "cannot read source {}: {source}; build the component first (its `build.command`) or fix `source`",
-            path.display()
-        ),
-        other => format!("source {other}"),
+        SourceError::Io { .. } => {
+            "cannot read source; build the component first (its `build.command`) or fix `source`"
+        }
+        _ => "unusable source; fix `source`",
     }
 }
 
@@ -608,10 +608,14 @@ mod tests {
         )
         .unwrap();
         let manifest = wisp_manifest::parse_file(&manifest_path).unwrap();
-        let err = resolve(&manifest, &manifest_path).unwrap_err().to_string();
+        let err = resolve(&manifest, &manifest_path).unwrap_err();
+        assert!(err.to_string().contains("component `z`"), "{err}");
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
         assert!(
-            err.contains("component `z`") && err.contains("/dev/zero is a character device"),
-            "{err}"
+            cause
+                .as_deref()
+                .is_some_and(|c| c.contains("/dev/zero is a character device")),
+            "{cause:?}"
         );
     }
 

@@ -17,7 +17,7 @@ pub const DEFAULT_MAX_SOURCE_BYTES: u64 = 256 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The file could not be opened or read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// Path that failed.
         path: PathBuf,

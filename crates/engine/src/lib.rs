@@ -89,7 +89,7 @@ pub enum EngineError {
     #[error("cannot configure the wasm engine: {0}")]
     Config(String),
     /// A component's file could not be read, or is not a usable file.
-    #[error("component `{component}`: {source}")]
+    #[error("component `{component}`: cannot load its source")]
     Read {
         /// Component id.
         component: String,
@@ -131,7 +131,7 @@ pub enum EngineError {
         source: std::io::Error,
     },
     /// A file listed in the component's `files` is not a usable file.
-    #[error("component `{component}`: files entry {source}")]
+    #[error("component `{component}`: cannot stage a files entry")]
     FileRefused {
         /// Component id.
         component: String,
