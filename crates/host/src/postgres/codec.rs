@@ -1,0 +1,983 @@
+//! PostgreSQL values in the binary format and the WIT values they map to: the WIT type
+//! of a column, decoding a row, and encoding each parameter for its placeholder's type.
+
+use super::Failure;
+use bytes::BytesMut;
+use tokio_postgres::Statement;
+use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type};
+
+/// `(year, month, day, hour, minute, second, nanosecond)`, as the WIT writes it.
+pub(super) type Datetime = (i32, u8, u8, u8, u8, u8, u32);
+
+/// A bound of a range: the value and whether it is inclusive; `None` is unbounded.
+pub(super) type Bound<T> = Option<(T, bool)>;
+
+/// The values of every version, a superset of each WIT `db-value`/`parameter-value`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum PgValue {
+    Null,
+    Bool(bool),
+    Int8(i8),
+    Int16(i16),
+    Int32(i32),
+    Int64(i64),
+    /// Only `fermyon:spin/rdbms-types` parameters carry unsigned integers.
+    UInt(u64),
+    Float32(f32),
+    Float64(f64),
+    Str(String),
+    Binary(Vec<u8>),
+    Date((i32, u8, u8)),
+    Time((u8, u8, u8, u32)),
+    Datetime(Datetime),
+    /// Seconds since the Unix epoch (a parameter only; results carry datetimes).
+    Timestamp(i64),
+    Uuid(String),
+    Jsonb(Vec<u8>),
+    Decimal(String),
+    RangeInt32((Bound<i32>, Bound<i32>)),
+    RangeInt64((Bound<i64>, Bound<i64>)),
+    RangeDecimal((Bound<String>, Bound<String>)),
+    ArrayInt32(Vec<Option<i32>>),
+    ArrayInt64(Vec<Option<i64>>),
+    ArrayDecimal(Vec<Option<String>>),
+    ArrayStr(Vec<Option<String>>),
+    Interval {
+        micros: i64,
+        days: i32,
+        months: i32,
+    },
+    /// A column of a type no WIT value has: its raw binary encoding.
+    Unsupported(Vec<u8>),
+}
+
+impl PgValue {
+    /// Roughly the bytes this value occupies, for the result-size bound.
+    pub(super) fn size(&self) -> usize {
+        match self {
+            PgValue::Str(s) | PgValue::Uuid(s) | PgValue::Decimal(s) => s.len(),
+            PgValue::Binary(b) | PgValue::Jsonb(b) | PgValue::Unsupported(b) => b.len(),
+            PgValue::ArrayStr(a) | PgValue::ArrayDecimal(a) => a
+                .iter()
+                .map(|s| s.as_ref().map_or(0, String::len) + 8)
+                .sum(),
+            PgValue::ArrayInt32(a) => a.len() * 8,
+            PgValue::ArrayInt64(a) => a.len() * 16,
+            _ => 16,
+        }
+    }
+
+    /// The WIT case name, for messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            PgValue::Null => "db-null",
+            PgValue::Bool(_) => "boolean",
+            PgValue::Int8(_) => "int8",
+            PgValue::Int16(_) => "int16",
+            PgValue::Int32(_) => "int32",
+            PgValue::Int64(_) => "int64",
+            PgValue::UInt(_) => "unsigned integer",
+            PgValue::Float32(_) => "floating32",
+            PgValue::Float64(_) => "floating64",
+            PgValue::Str(_) => "str",
+            PgValue::Binary(_) => "binary",
+            PgValue::Date(_) => "date",
+            PgValue::Time(_) => "time",
+            PgValue::Datetime(_) => "datetime",
+            PgValue::Timestamp(_) => "timestamp",
+            PgValue::Uuid(_) => "uuid",
+            PgValue::Jsonb(_) => "jsonb",
+            PgValue::Decimal(_) => "decimal",
+            PgValue::RangeInt32(_) => "range-int32",
+            PgValue::RangeInt64(_) => "range-int64",
+            PgValue::RangeDecimal(_) => "range-decimal",
+            PgValue::ArrayInt32(_) => "array-int32",
+            PgValue::ArrayInt64(_) => "array-int64",
+            PgValue::ArrayDecimal(_) => "array-decimal",
+            PgValue::ArrayStr(_) => "array-str",
+            PgValue::Interval { .. } => "interval",
+            PgValue::Unsupported(_) => "unsupported",
+        }
+    }
+}
+
+/// The WIT data type of a column, a superset of each version's `db-data-type`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum PgType {
+    Boolean,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    Floating32,
+    Floating64,
+    Str,
+    Binary,
+    Date,
+    Time,
+    Datetime,
+    Timestamp,
+    Uuid,
+    Jsonb,
+    Decimal,
+    RangeInt32,
+    RangeInt64,
+    RangeDecimal,
+    ArrayInt32,
+    ArrayInt64,
+    ArrayDecimal,
+    ArrayStr,
+    Interval,
+    Other(String),
+}
+
+fn is_text(ty: &Type) -> bool {
+    matches!(
+        *ty,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
+    ) || ty.name() == "citext"
+        || matches!(ty.kind(), Kind::Enum(_))
+}
+
+fn column_type(ty: &Type) -> PgType {
+    match *ty {
+        Type::BOOL => PgType::Boolean,
+        Type::CHAR => PgType::Int8,
+        Type::INT2 => PgType::Int16,
+        Type::INT4 => PgType::Int32,
+        Type::INT8 => PgType::Int64,
+        Type::FLOAT4 => PgType::Floating32,
+        Type::FLOAT8 => PgType::Floating64,
+        Type::BYTEA => PgType::Binary,
+        Type::DATE => PgType::Date,
+        Type::TIME => PgType::Time,
+        Type::TIMESTAMP => PgType::Datetime,
+        Type::TIMESTAMPTZ => PgType::Timestamp,
+        Type::UUID => PgType::Uuid,
+        Type::JSON | Type::JSONB => PgType::Jsonb,
+        Type::NUMERIC => PgType::Decimal,
+        Type::INT4_RANGE => PgType::RangeInt32,
+        Type::INT8_RANGE => PgType::RangeInt64,
+        Type::NUM_RANGE => PgType::RangeDecimal,
+        Type::INT4_ARRAY => PgType::ArrayInt32,
+        Type::INT8_ARRAY => PgType::ArrayInt64,
+        Type::NUMERIC_ARRAY => PgType::ArrayDecimal,
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::BPCHAR_ARRAY | Type::NAME_ARRAY => {
+            PgType::ArrayStr
+        }
+        Type::INTERVAL => PgType::Interval,
+        _ if is_text(ty) => PgType::Str,
+        _ => PgType::Other(ty.name().to_owned()),
+    }
+}
+
+/// A column value as the server sent it (binary format), for any type.
+struct Raw<'a>(Option<&'a [u8]>);
+
+impl<'a> FromSql<'a> for Raw<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(Some(raw)))
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(None))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+type CodecError = Box<dyn std::error::Error + Sync + Send>;
+
+/// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
+const PG_EPOCH_DAYS: i64 = 10_957;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date `days` after 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = (if mp < 10 { mp + 3 } else { mp - 9 }) as u8;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Days since PostgreSQL's epoch of a date, checked (so 2023-02-30 is an error).
+fn pg_days(date: (i32, u8, u8)) -> Result<i32, String> {
+    let (year, month, day) = date;
+    let days = days_from_civil(i64::from(year), u32::from(month), u32::from(day));
+    if !(1..=12).contains(&month) || civil_from_days(days) != (i64::from(year), month, day) {
+        return Err(format!("{year:04}-{month:02}-{day:02} is not a date"));
+    }
+    i32::try_from(days - PG_EPOCH_DAYS).map_err(|_| format!("year {year} is out of range"))
+}
+
+fn pg_time_micros(time: (u8, u8, u8, u32)) -> Result<i64, String> {
+    let (hour, minute, second, nanos) = time;
+    if hour > 23 || minute > 59 || second > 59 || nanos > 999_999_999 {
+        return Err(format!(
+            "{hour:02}:{minute:02}:{second:02}.{nanos:09} is not a time of day"
+        ));
+    }
+    Ok(
+        ((i64::from(hour) * 60 + i64::from(minute)) * 60 + i64::from(second)) * 1_000_000
+            + i64::from(nanos / 1000),
+    )
+}
+
+fn time_from_micros(micros: i64) -> (u8, u8, u8, u32) {
+    let seconds = micros.div_euclid(1_000_000);
+    let nanos = (micros.rem_euclid(1_000_000) * 1000) as u32;
+    (
+        (seconds / 3600 % 24) as u8,
+        (seconds / 60 % 60) as u8,
+        (seconds % 60) as u8,
+        nanos,
+    )
+}
+
+/// A timestamp (microseconds since 2000-01-01 00:00) as a datetime tuple.
+fn datetime_from_micros(micros: i64) -> Result<Datetime, CodecError> {
+    if micros == i64::MAX || micros == i64::MIN {
+        return Err("infinite timestamps have no datetime value".into());
+    }
+    let days = micros.div_euclid(MICROS_PER_DAY);
+    let (year, month, day) = civil_from_days(days + PG_EPOCH_DAYS);
+    let (hour, minute, second, nanos) = time_from_micros(micros.rem_euclid(MICROS_PER_DAY));
+    Ok((
+        i32::try_from(year)?,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        nanos,
+    ))
+}
+
+fn datetime_micros(datetime: Datetime) -> Result<i64, String> {
+    let (year, month, day, hour, minute, second, nanos) = datetime;
+    let days = pg_days((year, month, day))?;
+    let time = pg_time_micros((hour, minute, second, nanos))?;
+    i64::from(days)
+        .checked_mul(MICROS_PER_DAY)
+        .and_then(|d| d.checked_add(time))
+        .ok_or_else(|| format!("year {year} is out of range"))
+}
+
+/// `NUMERIC` in binary format (base-10000 digits) as a decimal string.
+fn numeric_to_string(mut buf: &[u8]) -> Result<String, CodecError> {
+    use std::fmt::Write as _;
+    let mut read_u16 = || -> Result<u16, CodecError> {
+        let (head, tail) = buf.split_at_checked(2).ok_or("truncated numeric")?;
+        buf = tail;
+        Ok(u16::from_be_bytes([head[0], head[1]]))
+    };
+    let ndigits = read_u16()?;
+    let weight = read_u16()? as i16;
+    let sign = read_u16()?;
+    let dscale = read_u16()?;
+    let digits = (0..ndigits)
+        .map(|_| read_u16())
+        .collect::<Result<Vec<u16>, _>>()?;
+    match sign {
+        0xC000 => return Ok("NaN".to_owned()),
+        0xD000 => return Ok("Infinity".to_owned()),
+        0xF000 => return Ok("-Infinity".to_owned()),
+        0x0000 | 0x4000 => {}
+        _ => return Err("invalid numeric sign".into()),
+    }
+    let digit = |index: i32| -> u16 {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| digits.get(i).copied())
+            .unwrap_or(0)
+    };
+    let mut out = String::new();
+    if sign == 0x4000 {
+        out.push('-');
+    }
+    let weight = i32::from(weight);
+    if weight < 0 {
+        out.push('0');
+    } else {
+        for index in 0..=weight {
+            if index == 0 {
+                write!(out, "{}", digit(index))?;
+            } else {
+                write!(out, "{:04}", digit(index))?;
+            }
+        }
+    }
+    if dscale > 0 {
+        let mut fraction = String::new();
+        let mut index = weight + 1;
+        while fraction.len() < usize::from(dscale) {
+            write!(fraction, "{:04}", digit(index))?;
+            index += 1;
+        }
+        fraction.truncate(usize::from(dscale));
+        out.push('.');
+        out.push_str(&fraction);
+    }
+    Ok(out)
+}
+
+/// A decimal string (`-12.340`, `NaN`, `Infinity`) in `NUMERIC` binary format.
+fn numeric_to_sql(text: &str, out: &mut BytesMut) -> Result<(), String> {
+    let bad = || format!("{text:?} is not a decimal number");
+    let trimmed = text.trim();
+    let special = match trimmed.to_ascii_lowercase().as_str() {
+        "nan" => Some(0xC000u16),
+        "infinity" | "+infinity" | "inf" => Some(0xD000),
+        "-infinity" | "-inf" => Some(0xF000),
+        _ => None,
+    };
+    if let Some(sign) = special {
+        for word in [0u16, 0, sign, 0] {
+            out.extend_from_slice(&word.to_be_bytes());
+        }
+        return Ok(());
+    }
+    let (negative, unsigned) = match trimmed.as_bytes().first() {
+        Some(b'-') => (true, &trimmed[1..]),
+        Some(b'+') => (false, &trimmed[1..]),
+        _ => (false, trimmed),
+    };
+    let (int_part, frac_part) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+        || frac_part.len() > 0x3FFF
+        || int_part.len() > 131_072
+    {
+        return Err(bad());
+    }
+    let int_part = int_part.trim_start_matches('0');
+    let dscale = frac_part.len() as u16;
+    // Align both parts on base-10000 groups around the decimal point.
+    let int_pad = (4 - int_part.len() % 4) % 4;
+    let frac_pad = (4 - frac_part.len() % 4) % 4;
+    let int_digits: String = "0".repeat(int_pad) + int_part;
+    let frac_digits: String = frac_part.to_owned() + &"0".repeat(frac_pad);
+    let group = |chunk: &[u8]| -> u16 {
+        chunk
+            .iter()
+            .fold(0u16, |acc, digit| acc * 10 + u16::from(digit - b'0'))
+    };
+    let mut groups: Vec<u16> = int_digits
+        .as_bytes()
+        .chunks(4)
+        .chain(frac_digits.as_bytes().chunks(4))
+        .map(group)
+        .collect();
+    let mut weight = (int_digits.len() / 4) as i32 - 1;
+    let leading = groups.iter().take_while(|g| **g == 0).count();
+    groups.drain(..leading);
+    weight -= leading as i32;
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    let ndigits = u16::try_from(groups.len()).map_err(|_| bad())?;
+    let weight = i16::try_from(weight).map_err(|_| bad())?;
+    let sign: u16 = if negative && !groups.is_empty() {
+        0x4000
+    } else {
+        0
+    };
+    for word in [ndigits, weight as u16, sign, dscale] {
+        out.extend_from_slice(&word.to_be_bytes());
+    }
+    for g in groups {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+    Ok(())
+}
+
+fn format_uuid(bytes: [u8; 16]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn parse_uuid(text: &str) -> Result<[u8; 16], String> {
+    let hex: String = text
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{text:?} is not a UUID"));
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// The elements of a one-dimensional array in binary format.
+fn array_elements(mut buf: &[u8]) -> Result<Vec<Option<&[u8]>>, CodecError> {
+    let read_i32 = |buf: &mut &[u8]| -> Result<i32, CodecError> {
+        let (head, tail) = buf.split_at_checked(4).ok_or("truncated array")?;
+        *buf = tail;
+        Ok(i32::from_be_bytes([head[0], head[1], head[2], head[3]]))
+    };
+    let dimensions = read_i32(&mut buf)?;
+    let _has_nulls = read_i32(&mut buf)?;
+    let _element_type = read_i32(&mut buf)?;
+    let count = match dimensions {
+        0 => 0,
+        1 => {
+            let len = read_i32(&mut buf)?;
+            let _lower_bound = read_i32(&mut buf)?;
+            usize::try_from(len).map_err(|_| "invalid array length")?
+        }
+        _ => return Err("only one-dimensional arrays have a WIT value".into()),
+    };
+    let mut elements = Vec::with_capacity(count.min(buf.len() / 4));
+    for _ in 0..count {
+        let len = read_i32(&mut buf)?;
+        if len < 0 {
+            elements.push(None);
+        } else {
+            let (value, tail) = buf
+                .split_at_checked(len as usize)
+                .ok_or("truncated array element")?;
+            buf = tail;
+            elements.push(Some(value));
+        }
+    }
+    Ok(elements)
+}
+
+fn range_bounds<T>(
+    raw: &[u8],
+    element: impl Fn(&[u8]) -> Result<T, CodecError>,
+    empty: impl Fn() -> T,
+) -> Result<(Bound<T>, Bound<T>), CodecError> {
+    use postgres_protocol::types::{Range, RangeBound};
+    let bound = |bound: RangeBound<Option<&[u8]>>| -> Result<Bound<T>, CodecError> {
+        Ok(match bound {
+            RangeBound::Inclusive(Some(v)) => Some((element(v)?, true)),
+            RangeBound::Exclusive(Some(v)) => Some((element(v)?, false)),
+            RangeBound::Inclusive(None) | RangeBound::Exclusive(None) | RangeBound::Unbounded => {
+                None
+            }
+        })
+    };
+    match postgres_protocol::types::range_from_sql(raw)? {
+        // No WIT form for "empty"; `(x, x)` exclusive is the empty range in PostgreSQL.
+        Range::Empty => Ok((Some((empty(), false)), Some((empty(), false)))),
+        Range::Nonempty(lower, upper) => Ok((bound(lower)?, bound(upper)?)),
+    }
+}
+
+/// Decodes one column value of a row.
+fn decode(ty: &Type, pg_type: &PgType, raw: Option<&[u8]>) -> Result<PgValue, CodecError> {
+    use postgres_protocol::types as t;
+    let Some(raw) = raw else {
+        return Ok(PgValue::Null);
+    };
+    let text = |raw: &[u8]| -> Result<String, CodecError> { Ok(t::text_from_sql(raw)?.to_owned()) };
+    Ok(match pg_type {
+        PgType::Boolean => PgValue::Bool(t::bool_from_sql(raw)?),
+        PgType::Int8 => PgValue::Int8(t::char_from_sql(raw)?),
+        PgType::Int16 => PgValue::Int16(t::int2_from_sql(raw)?),
+        PgType::Int32 => PgValue::Int32(t::int4_from_sql(raw)?),
+        PgType::Int64 => PgValue::Int64(t::int8_from_sql(raw)?),
+        PgType::Floating32 => PgValue::Float32(t::float4_from_sql(raw)?),
+        PgType::Floating64 => PgValue::Float64(t::float8_from_sql(raw)?),
+        PgType::Str => PgValue::Str(text(raw)?),
+        PgType::Binary => PgValue::Binary(t::bytea_from_sql(raw).to_vec()),
+        PgType::Date => {
+            let days = t::date_from_sql(raw)?;
+            if days == i32::MAX || days == i32::MIN {
+                return Err("infinite dates have no date value".into());
+            }
+            let (year, month, day) = civil_from_days(i64::from(days) + PG_EPOCH_DAYS);
+            PgValue::Date((i32::try_from(year)?, month, day))
+        }
+        PgType::Time => PgValue::Time(time_from_micros(t::time_from_sql(raw)?)),
+        PgType::Datetime | PgType::Timestamp => {
+            PgValue::Datetime(datetime_from_micros(t::timestamp_from_sql(raw)?)?)
+        }
+        PgType::Uuid => PgValue::Uuid(format_uuid(t::uuid_from_sql(raw)?)),
+        PgType::Jsonb if *ty == Type::JSONB => match raw.split_first() {
+            Some((1, json)) => PgValue::Jsonb(json.to_vec()),
+            _ => return Err("unknown jsonb format version".into()),
+        },
+        PgType::Jsonb => PgValue::Jsonb(raw.to_vec()),
+        PgType::Decimal => PgValue::Decimal(numeric_to_string(raw)?),
+        PgType::RangeInt32 => PgValue::RangeInt32(range_bounds(raw, t::int4_from_sql, || 0)?),
+        PgType::RangeInt64 => PgValue::RangeInt64(range_bounds(raw, t::int8_from_sql, || 0)?),
+        PgType::RangeDecimal => {
+            PgValue::RangeDecimal(range_bounds(raw, numeric_to_string, || "0".to_owned())?)
+        }
+        PgType::ArrayInt32 => PgValue::ArrayInt32(
+            array_elements(raw)?
+                .into_iter()
+                .map(|e| e.map(t::int4_from_sql).transpose())
+                .collect::<Result<_, _>>()?,
+        ),
+        PgType::ArrayInt64 => PgValue::ArrayInt64(
+            array_elements(raw)?
+                .into_iter()
+                .map(|e| e.map(t::int8_from_sql).transpose())
+                .collect::<Result<_, _>>()?,
+        ),
+        PgType::ArrayDecimal => PgValue::ArrayDecimal(
+            array_elements(raw)?
+                .into_iter()
+                .map(|e| e.map(numeric_to_string).transpose())
+                .collect::<Result<_, _>>()?,
+        ),
+        PgType::ArrayStr => PgValue::ArrayStr(
+            array_elements(raw)?
+                .into_iter()
+                .map(|e| e.map(text).transpose())
+                .collect::<Result<_, _>>()?,
+        ),
+        PgType::Interval => {
+            let bytes: [u8; 16] = raw.try_into().map_err(|_| "invalid interval")?;
+            PgValue::Interval {
+                micros: i64::from_be_bytes(bytes[0..8].try_into()?),
+                days: i32::from_be_bytes(bytes[8..12].try_into()?),
+                months: i32::from_be_bytes(bytes[12..16].try_into()?),
+            }
+        }
+        PgType::Other(_) => PgValue::Unsupported(raw.to_vec()),
+    })
+}
+
+fn int_for(value: i64, ty: &Type, out: &mut BytesMut) -> Result<(), String> {
+    use postgres_protocol::types as t;
+    let range = |what: &str| format!("{value} does not fit a {what} column");
+    match *ty {
+        Type::CHAR => t::char_to_sql(i8::try_from(value).map_err(|_| range("\"char\""))?, out),
+        Type::INT2 => t::int2_to_sql(i16::try_from(value).map_err(|_| range("smallint"))?, out),
+        Type::INT4 => t::int4_to_sql(i32::try_from(value).map_err(|_| range("integer"))?, out),
+        Type::INT8 => t::int8_to_sql(value, out),
+        Type::NUMERIC => numeric_to_sql(&value.to_string(), out)?,
+        Type::FLOAT8 if value.unsigned_abs() <= 1 << 53 => t::float8_to_sql(value as f64, out),
+        _ => return Err(String::new()),
+    }
+    Ok(())
+}
+
+fn bound_to_sql<T>(
+    bound: &Bound<T>,
+    write: &impl Fn(&T, &mut BytesMut) -> Result<(), String>,
+    out: &mut BytesMut,
+) -> Result<postgres_protocol::types::RangeBound<postgres_protocol::IsNull>, CodecError> {
+    use postgres_protocol::IsNull;
+    use postgres_protocol::types::RangeBound;
+    Ok(match bound {
+        None => RangeBound::Unbounded,
+        Some((value, inclusive)) => {
+            write(value, out)?;
+            if *inclusive {
+                RangeBound::Inclusive(IsNull::No)
+            } else {
+                RangeBound::Exclusive(IsNull::No)
+            }
+        }
+    })
+}
+
+fn range_to_sql<T>(
+    range: &(Bound<T>, Bound<T>),
+    write: impl Fn(&T, &mut BytesMut) -> Result<(), String>,
+    out: &mut BytesMut,
+) -> Result<(), String> {
+    postgres_protocol::types::range_to_sql(
+        |buf| bound_to_sql(&range.0, &write, buf),
+        |buf| bound_to_sql(&range.1, &write, buf),
+        out,
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn array_to_sql<T>(
+    items: &[Option<T>],
+    element: &Type,
+    write: impl Fn(&T, &mut BytesMut) -> Result<(), String>,
+    out: &mut BytesMut,
+) -> Result<(), String> {
+    use postgres_protocol::IsNull;
+    let len = i32::try_from(items.len()).map_err(|_| "the array is too long".to_owned())?;
+    postgres_protocol::types::array_to_sql(
+        [postgres_protocol::types::ArrayDimension {
+            len,
+            lower_bound: 1,
+        }],
+        element.oid(),
+        items,
+        |item, buf| match item {
+            Some(value) => {
+                write(value, buf)?;
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        },
+        out,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Encodes a parameter for a placeholder the server typed `ty`. Integers and floats
+/// widen (and narrow when the value fits); strings also bind to JSON, UUID, numeric
+/// and enum placeholders. `Err("")` means the combination is not supported.
+fn encode(value: &PgValue, ty: &Type, out: &mut BytesMut) -> Result<IsNull, String> {
+    use postgres_protocol::types as t;
+    match (value, ty) {
+        (PgValue::Null, _) => return Ok(IsNull::Yes),
+        (PgValue::Bool(b), &Type::BOOL) => t::bool_to_sql(*b, out),
+        (PgValue::Int8(i), _) => int_for(i64::from(*i), ty, out)?,
+        (PgValue::Int16(i), _) => int_for(i64::from(*i), ty, out)?,
+        (PgValue::Int32(i), _) => int_for(i64::from(*i), ty, out)?,
+        (PgValue::Int64(i), _) => int_for(*i, ty, out)?,
+        (PgValue::UInt(u), _) => match i64::try_from(*u) {
+            Ok(i) => int_for(i, ty, out)?,
+            Err(_) if *ty == Type::NUMERIC => numeric_to_sql(&u.to_string(), out)?,
+            Err(_) => return Err(format!("{u} does not fit a {} column", ty.name())),
+        },
+        (PgValue::Float32(f), &Type::FLOAT4) => t::float4_to_sql(*f, out),
+        (PgValue::Float32(f), &Type::FLOAT8) => t::float8_to_sql(f64::from(*f), out),
+        (PgValue::Float64(f), &Type::FLOAT8) => t::float8_to_sql(*f, out),
+        (PgValue::Str(s), _) if is_text(ty) || *ty == Type::JSON => t::text_to_sql(s, out),
+        (PgValue::Str(s), &Type::JSONB) => {
+            out.extend_from_slice(&[1]);
+            t::text_to_sql(s, out);
+        }
+        (PgValue::Str(s) | PgValue::Uuid(s), &Type::UUID) => t::uuid_to_sql(parse_uuid(s)?, out),
+        (PgValue::Str(s) | PgValue::Decimal(s), &Type::NUMERIC) => numeric_to_sql(s, out)?,
+        (PgValue::Uuid(s) | PgValue::Decimal(s), _) if is_text(ty) => t::text_to_sql(s, out),
+        (PgValue::Binary(b), &Type::BYTEA) => t::bytea_to_sql(b, out),
+        (PgValue::Date(d), &Type::DATE) => t::date_to_sql(pg_days(*d)?, out),
+        (PgValue::Time(time), &Type::TIME) => t::time_to_sql(pg_time_micros(*time)?, out),
+        (PgValue::Datetime(dt), &Type::TIMESTAMP | &Type::TIMESTAMPTZ) => {
+            t::timestamp_to_sql(datetime_micros(*dt)?, out)
+        }
+        (PgValue::Timestamp(seconds), &Type::TIMESTAMP | &Type::TIMESTAMPTZ) => {
+            let micros = seconds
+                .checked_sub(PG_EPOCH_DAYS * 86_400)
+                .and_then(|s| s.checked_mul(1_000_000))
+                .ok_or_else(|| format!("timestamp {seconds} is out of range"))?;
+            t::timestamp_to_sql(micros, out)
+        }
+        (PgValue::Timestamp(seconds), &Type::INT8) => t::int8_to_sql(*seconds, out),
+        (PgValue::Jsonb(json), &Type::JSONB | &Type::JSON) => {
+            std::str::from_utf8(json).map_err(|_| "the JSON is not UTF-8".to_owned())?;
+            if *ty == Type::JSONB {
+                out.extend_from_slice(&[1]);
+            }
+            out.extend_from_slice(json);
+        }
+        (PgValue::RangeInt32(r), &Type::INT4_RANGE) => range_to_sql(
+            r,
+            |v, buf| {
+                t::int4_to_sql(*v, buf);
+                Ok(())
+            },
+            out,
+        )?,
+        (PgValue::RangeInt64(r), &Type::INT8_RANGE) => range_to_sql(
+            r,
+            |v, buf| {
+                t::int8_to_sql(*v, buf);
+                Ok(())
+            },
+            out,
+        )?,
+        (PgValue::RangeDecimal(r), &Type::NUM_RANGE) => {
+            range_to_sql(r, |v, buf| numeric_to_sql(v, buf), out)?
+        }
+        (PgValue::ArrayInt32(a), &Type::INT4_ARRAY) => array_to_sql(
+            a,
+            &Type::INT4,
+            |v, buf| {
+                t::int4_to_sql(*v, buf);
+                Ok(())
+            },
+            out,
+        )?,
+        (PgValue::ArrayInt32(a), &Type::INT8_ARRAY) => array_to_sql(
+            a,
+            &Type::INT8,
+            |v, buf| {
+                t::int8_to_sql(i64::from(*v), buf);
+                Ok(())
+            },
+            out,
+        )?,
+        (PgValue::ArrayInt64(a), &Type::INT8_ARRAY) => array_to_sql(
+            a,
+            &Type::INT8,
+            |v, buf| {
+                t::int8_to_sql(*v, buf);
+                Ok(())
+            },
+            out,
+        )?,
+        (PgValue::ArrayDecimal(a), &Type::NUMERIC_ARRAY) => {
+            array_to_sql(a, &Type::NUMERIC, |v, buf| numeric_to_sql(v, buf), out)?
+        }
+        (
+            PgValue::ArrayStr(a),
+            &Type::TEXT_ARRAY | &Type::VARCHAR_ARRAY | &Type::BPCHAR_ARRAY | &Type::NAME_ARRAY,
+        ) => {
+            let element = match ty.kind() {
+                Kind::Array(element) => element.clone(),
+                _ => Type::TEXT,
+            };
+            array_to_sql(
+                a,
+                &element,
+                |v, buf| {
+                    t::text_to_sql(v, buf);
+                    Ok(())
+                },
+                out,
+            )?
+        }
+        (
+            PgValue::Interval {
+                micros,
+                days,
+                months,
+            },
+            &Type::INTERVAL,
+        ) => {
+            out.extend_from_slice(&micros.to_be_bytes());
+            out.extend_from_slice(&days.to_be_bytes());
+            out.extend_from_slice(&months.to_be_bytes());
+        }
+        _ => return Err(String::new()),
+    }
+    Ok(IsNull::No)
+}
+
+/// A parameter already encoded for its placeholder's type.
+#[derive(Debug)]
+pub(super) struct Encoded(Option<BytesMut>);
+
+impl ToSql for Encoded {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, CodecError> {
+        match &self.0 {
+            Some(bytes) => {
+                out.extend_from_slice(bytes);
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// Encodes every parameter for the statement's placeholder types; a mismatch is a
+/// `bad-parameter` naming the parameter, its WIT type and the column type.
+pub(super) fn encode_params(
+    statement: &Statement,
+    params: &[PgValue],
+) -> Result<Vec<Encoded>, Failure> {
+    let types = statement.params();
+    if types.len() != params.len() {
+        return Err(Failure::BadParameter(format!(
+            "the statement has {} placeholders but {} parameters were given",
+            types.len(),
+            params.len()
+        )));
+    }
+    params
+        .iter()
+        .zip(types)
+        .enumerate()
+        .map(|(index, (value, ty))| {
+            let mut out = BytesMut::new();
+            match encode(value, ty, &mut out) {
+                Ok(IsNull::Yes) => Ok(Encoded(None)),
+                Ok(IsNull::No) => Ok(Encoded(Some(out))),
+                Err(why) if why.is_empty() => Err(Failure::BadParameter(format!(
+                    "parameter ${} is {} but the placeholder is {}; pass a matching value or cast the placeholder (${}::type)",
+                    index + 1,
+                    value.kind(),
+                    ty.name(),
+                    index + 1
+                ))),
+                Err(why) => Err(Failure::BadParameter(format!(
+                    "parameter ${}: {why}",
+                    index + 1
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// Column names and WIT types of a prepared statement.
+pub(super) fn columns(statement: &Statement) -> Vec<(String, PgType)> {
+    statement
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_owned(), column_type(c.type_())))
+        .collect()
+}
+
+pub(super) fn decode_row(
+    row: &tokio_postgres::Row,
+    types: &[(String, PgType)],
+) -> Result<Vec<PgValue>, Failure> {
+    let conversion = |index: usize, e: CodecError| {
+        Failure::Conversion(format!(
+            "column {} ({}): {e}",
+            index + 1,
+            row.columns()[index].type_().name()
+        ))
+    };
+    types
+        .iter()
+        .enumerate()
+        .map(|(index, (_, pg_type))| {
+            let raw: Raw<'_> = row
+                .try_get(index)
+                .map_err(|e| conversion(index, e.into()))?;
+            decode(row.columns()[index].type_(), pg_type, raw.0).map_err(|e| conversion(index, e))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for (date, days) in [
+            ((2000, 1, 1), 0),
+            ((1970, 1, 1), -10_957),
+            ((2024, 2, 29), 8_825),
+            ((1, 1, 1), -730_119),
+        ] {
+            assert_eq!(pg_days(date), Ok(days), "{date:?}");
+            let (y, m, d) = civil_from_days(i64::from(days) + PG_EPOCH_DAYS);
+            assert_eq!((y as i32, m, d), date);
+        }
+        assert!(pg_days((2023, 2, 29)).is_err());
+        assert!(pg_days((2023, 13, 1)).is_err());
+    }
+
+    #[test]
+    fn datetimes_and_times_round_trip() {
+        let dt = (2024, 7, 15, 13, 45, 30, 123_456_000);
+        assert_eq!(
+            datetime_from_micros(datetime_micros(dt).unwrap()).unwrap(),
+            dt
+        );
+        let before_epoch = (1969, 12, 31, 23, 59, 59, 999_999_000);
+        assert_eq!(
+            datetime_from_micros(datetime_micros(before_epoch).unwrap()).unwrap(),
+            before_epoch
+        );
+        assert_eq!(
+            time_from_micros(pg_time_micros((23, 59, 58, 1000)).unwrap()),
+            (23, 59, 58, 1000)
+        );
+        assert!(pg_time_micros((24, 0, 0, 0)).is_err());
+    }
+
+    #[test]
+    fn numerics_round_trip_through_binary() {
+        for text in [
+            "0",
+            "1",
+            "-1",
+            "12345.678",
+            "0.0001",
+            "-0.00012300",
+            "100000000",
+            "9999.9999",
+            "123456789012345678901234567890.123456789",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "0.10",
+        ] {
+            let mut buf = BytesMut::new();
+            numeric_to_sql(text, &mut buf).unwrap();
+            assert_eq!(numeric_to_string(&buf).unwrap(), text, "{text}");
+        }
+        let mut buf = BytesMut::new();
+        numeric_to_sql("+007.50", &mut buf).unwrap();
+        assert_eq!(numeric_to_string(&buf).unwrap(), "7.50");
+        for bad in ["", "-", "1e5", "1.2.3", "abc", "1 2"] {
+            assert!(numeric_to_sql(bad, &mut BytesMut::new()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn uuids_parse_and_format() {
+        let text = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+        assert_eq!(format_uuid(parse_uuid(text).unwrap()), text);
+        assert_eq!(
+            format_uuid(parse_uuid("A0EEBC999C0B4EF8BB6D6BB9BD380A11").unwrap()),
+            text
+        );
+        assert!(parse_uuid("not-a-uuid").is_err());
+    }
+
+    #[test]
+    fn parameters_bind_by_placeholder_type() {
+        let mut out = BytesMut::new();
+        assert!(encode(&PgValue::Int32(7), &Type::INT8, &mut out).is_ok());
+        assert_eq!(&out[..], &7i64.to_be_bytes());
+        assert!(
+            encode(&PgValue::Int64(1 << 40), &Type::INT4, &mut BytesMut::new())
+                .err()
+                .is_some_and(|e| e.contains("does not fit"))
+        );
+        assert_eq!(
+            encode(&PgValue::Bool(true), &Type::UUID, &mut BytesMut::new()).err(),
+            Some(String::new())
+        );
+        assert!(matches!(
+            encode(&PgValue::Null, &Type::UUID, &mut BytesMut::new()),
+            Ok(IsNull::Yes)
+        ));
+        let mut out = BytesMut::new();
+        encode(&PgValue::Jsonb(b"{}".to_vec()), &Type::JSONB, &mut out).unwrap();
+        assert_eq!(&out[..], b"\x01{}");
+    }
+}
