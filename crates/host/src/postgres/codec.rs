@@ -2,6 +2,7 @@
 //! of a column, decoding a row, and encoding each parameter for its placeholder's type.
 
 use super::Failure;
+use crate::rdbms::Message;
 use bytes::BytesMut;
 use tokio_postgres::Statement;
 use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type};
@@ -816,11 +817,11 @@ pub(super) fn encode_params(
 ) -> Result<Vec<Encoded>, Failure> {
     let types = statement.params();
     if types.len() != params.len() {
-        return Err(Failure::BadParameter(format!(
+        return Err(Failure::BadParameter(Message::new(format!(
             "the statement has {} placeholders but {} parameters were given",
             types.len(),
             params.len()
-        )));
+        ))));
     }
     params
         .iter()
@@ -831,17 +832,17 @@ pub(super) fn encode_params(
             match encode(value, ty, &mut out) {
                 Ok(IsNull::Yes) => Ok(Encoded(None)),
                 Ok(IsNull::No) => Ok(Encoded(Some(out))),
-                Err(why) if why.is_empty() => Err(Failure::BadParameter(format!(
+                Err(why) if why.is_empty() => Err(Failure::BadParameter(Message::new(format!(
                     "parameter ${} is {} but the placeholder is {}; pass a matching value or cast the placeholder (${}::type)",
                     index + 1,
                     value.kind(),
                     ty.name(),
                     index + 1
-                ))),
-                Err(why) => Err(Failure::BadParameter(format!(
+                )))),
+                Err(why) => Err(Failure::BadParameter(Message::new(format!(
                     "parameter ${}: {why}",
                     index + 1
-                ))),
+                )))),
             }
         })
         .collect()
@@ -861,10 +862,13 @@ pub(super) fn decode_row(
     types: &[(String, PgType)],
 ) -> Result<Vec<PgValue>, Failure> {
     let conversion = |index: usize, e: CodecError| {
-        Failure::Conversion(format!(
-            "column {} ({}): {e}",
-            index + 1,
-            row.columns()[index].type_().name()
+        Failure::Conversion(Message::caused(
+            format!(
+                "column {} ({}): {e}",
+                index + 1,
+                row.columns()[index].type_().name()
+            ),
+            e,
         ))
     };
     types

@@ -1,20 +1,15 @@
-//! `fermyon:spin/postgres@2.0.0` (with `fermyon:spin/rdbms-types`): the conversions of
-//! its types and its host trait.
+//! `fermyon:spin/postgres@2.0.0` (with `fermyon:spin/rdbms-types`): the value and column
+//! conversions of its types, and its host trait. Its `error` converts from a failure in
+//! `rdbms`, shared with `fermyon:spin/mysql@2.0.0`.
 
-use super::*;
+use super::codec::{PgType, PgValue};
+use super::{PgConnection, RowSet, sync_connection};
+use crate::CapabilitiesCtx;
 use crate::bindings::fermyon::spin::{postgres as v2, rdbms_types as v2t};
+use wasmtime::component::Resource;
 
-mod convert_v2 {
+mod convert {
     use super::*;
-
-    pub(super) fn error(failure: Failure) -> v2t::Error {
-        match failure {
-            Failure::Connection(m) => v2t::Error::ConnectionFailed(m),
-            Failure::BadParameter(m) => v2t::Error::BadParameter(m),
-            Failure::Query(q) => v2t::Error::QueryFailed(Failure::query_text(q)),
-            Failure::Conversion(m) => v2t::Error::ValueConversionFailed(m),
-        }
-    }
 
     pub(super) fn param(value: v2t::ParameterValue) -> PgValue {
         use v2t::ParameterValue as P;
@@ -88,4 +83,4 @@ mod convert_v2 {
 
 impl v2::Host for CapabilitiesCtx<'_> {}
 
-sync_connection!(v2::HostConnection, v2t, convert_v2);
+sync_connection!(v2::HostConnection, v2t, convert);

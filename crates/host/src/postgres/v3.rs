@@ -1,20 +1,15 @@
-//! `spin:postgres/postgres@3.0.0`: the conversions of its types (2.0's plus dates and
-//! times) and its host trait.
+//! `spin:postgres/postgres@3.0.0`: the value and column conversions of its types (2.0's
+//! plus dates and times), and its host trait. Its `error` converts from a failure in
+//! `rdbms`, as 2.0's does.
 
-use super::*;
+use super::codec::{PgType, PgValue};
+use super::{PgConnection, RowSet, sync_connection};
+use crate::CapabilitiesCtx;
 use crate::bindings::spin::postgres3_0_0::postgres as v3;
+use wasmtime::component::Resource;
 
-mod convert_v3 {
+mod convert {
     use super::*;
-
-    pub(super) fn error(failure: Failure) -> v3::Error {
-        match failure {
-            Failure::Connection(m) => v3::Error::ConnectionFailed(m),
-            Failure::BadParameter(m) => v3::Error::BadParameter(m),
-            Failure::Query(q) => v3::Error::QueryFailed(Failure::query_text(q)),
-            Failure::Conversion(m) => v3::Error::ValueConversionFailed(m),
-        }
-    }
 
     pub(super) fn param(value: v3::ParameterValue) -> PgValue {
         use v3::ParameterValue as P;
@@ -96,4 +91,4 @@ mod convert_v3 {
 
 impl v3::Host for CapabilitiesCtx<'_> {}
 
-sync_connection!(v3::HostConnection, v3, convert_v3);
+sync_connection!(v3::HostConnection, v3, convert);

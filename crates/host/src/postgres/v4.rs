@@ -1,18 +1,70 @@
 //! `spin:postgres/postgres@4.2.0` (also serving `@4.0`/`@4.1` imports): the conversions
-//! of its types, its blocking-style and WASI 0.3 (`*-async`, rows as a stream)
-//! connection functions, and its `connection-builder`.
+//! of its types (every value the codec knows, server errors field by field), its
+//! blocking-style and WASI 0.3 (`*-async`, rows as a stream) connection functions, and
+//! its `connection-builder`.
 
-use super::codec::Bound;
-use super::*;
+use super::codec::{Bound, PgType, PgValue};
+use super::{
+    Failure, PgConnection, QueryFailure, RowSet, connect, execute, query_stream, sync_connection,
+};
 use crate::bindings::spin::postgres4_2_0::postgres as v4;
-use wasmtime::component::{FutureReader, StreamReader};
+use crate::rdbms;
+use crate::{Capabilities, CapabilitiesCtx};
+use tokio_postgres::error::{DbError, ErrorPosition};
+use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 
-/// `spin:postgres@4.x` `connection-builder`: an address waiting for `build`.
+/// `connection-builder`: an address waiting for `build`.
 pub struct PostgresBuilder {
     address: String,
 }
 
-mod convert_v4 {
+impl From<Failure> for v4::Error {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Connection(m) => v4::Error::ConnectionFailed(m.to_string()),
+            Failure::BadParameter(m) => v4::Error::BadParameter(m.to_string()),
+            Failure::Query(QueryFailure::Text(m)) => {
+                v4::Error::QueryFailed(v4::QueryError::Text(m.to_string()))
+            }
+            Failure::Query(QueryFailure::Db(db)) => {
+                v4::Error::QueryFailed(v4::QueryError::DbError(db_error(&db)))
+            }
+            Failure::Conversion(m) => v4::Error::ValueConversionFailed(m.to_string()),
+        }
+    }
+}
+
+/// A server error with all its fields; the ones without a field of their own go to
+/// `extras`.
+fn db_error(db: &DbError) -> v4::DbError {
+    let mut extras = Vec::new();
+    let mut extra = |name: &str, value: Option<&str>| {
+        if let Some(value) = value {
+            extras.push((name.to_owned(), value.to_owned()));
+        }
+    };
+    extra("hint", db.hint());
+    extra("where", db.where_());
+    extra("schema", db.schema());
+    extra("table", db.table());
+    extra("column", db.column());
+    extra("datatype", db.datatype());
+    extra("constraint", db.constraint());
+    extra("routine", db.routine());
+    if let Some(ErrorPosition::Original(position)) = db.position() {
+        extras.push(("position".to_owned(), position.to_string()));
+    }
+    v4::DbError {
+        as_text: db.to_string(),
+        severity: db.severity().to_owned(),
+        code: db.code().code().to_owned(),
+        message: db.message().to_owned(),
+        detail: db.detail().map(str::to_owned),
+        extras,
+    }
+}
+
+mod convert {
     use super::*;
 
     fn kind(inclusive: bool) -> v4::RangeBoundKind {
@@ -33,27 +85,6 @@ mod convert_v4 {
 
     fn bound_to<T>(bound: Bound<T>) -> Option<(T, v4::RangeBoundKind)> {
         bound.map(|(value, i)| (value, kind(i)))
-    }
-
-    pub(super) fn error(failure: Failure) -> v4::Error {
-        match failure {
-            Failure::Connection(m) => v4::Error::ConnectionFailed(m),
-            Failure::BadParameter(m) => v4::Error::BadParameter(m),
-            Failure::Query(QueryFailure::Text(m)) => {
-                v4::Error::QueryFailed(v4::QueryError::Text(m))
-            }
-            Failure::Query(QueryFailure::Db(db)) => {
-                v4::Error::QueryFailed(v4::QueryError::DbError(v4::DbError {
-                    as_text: db.as_text,
-                    severity: db.severity,
-                    code: db.code,
-                    message: db.message,
-                    detail: db.detail,
-                    extras: db.extras,
-                }))
-            }
-            Failure::Conversion(m) => v4::Error::ValueConversionFailed(m),
-        }
     }
 
     pub(super) fn param(value: v4::ParameterValue) -> PgValue {
@@ -187,16 +218,15 @@ mod convert_v4 {
 
 impl v4::Host for CapabilitiesCtx<'_> {}
 
-sync_connection!(v4::HostConnection, v4, convert_v4);
+sync_connection!(v4::HostConnection, v4, convert);
 
 impl<T> v4::HostConnectionWithStore<T> for Capabilities {
     async fn open_async(
         accessor: &Accessor<T, Self>,
         address: String,
     ) -> wasmtime::Result<Result<Resource<PgConnection>, v4::Error>> {
-        Ok(open_pg_async(accessor, address)
-            .await?
-            .map_err(convert_v4::error))
+        let opened = rdbms::open_session(accessor, |caps| connect(caps, &address)).await?;
+        Ok(opened.map_err(v4::Error::from))
     }
 
     async fn query_async(
@@ -214,16 +244,16 @@ impl<T> v4::HostConnectionWithStore<T> for Capabilities {
             v4::Error,
         >,
     > {
-        let session = pg_session_of(accessor, &connection)?;
-        let params: Vec<PgValue> = params.into_iter().map(convert_v4::param).collect();
+        let session = rdbms::session(accessor, &connection)?;
+        let params: Vec<PgValue> = params.into_iter().map(convert::param).collect();
         let (columns, rows, done) =
-            match query_stream(session, statement, params, convert_v4::row).await {
+            match query_stream(session, statement, params, convert::row).await {
                 Ok(started) => started,
-                Err(e) => return Ok(Err(convert_v4::error(e))),
+                Err(e) => return Ok(Err(e.into())),
             };
         let (rows, done) =
-            rdbms::rows_and_outcome(accessor, rows, done, convert_v4::error, v4::Error::Other)?;
-        Ok(Ok((convert_v4::columns(columns), rows, done)))
+            rdbms::rows_and_outcome(accessor, rows, done, v4::Error::from, v4::Error::Other)?;
+        Ok(Ok((convert::columns(columns), rows, done)))
     }
 
     async fn execute_async(
@@ -232,11 +262,11 @@ impl<T> v4::HostConnectionWithStore<T> for Capabilities {
         statement: String,
         params: Vec<v4::ParameterValue>,
     ) -> wasmtime::Result<Result<u64, v4::Error>> {
-        let session = pg_session_of(accessor, &connection)?;
-        let params: Vec<PgValue> = params.into_iter().map(convert_v4::param).collect();
+        let session = rdbms::session(accessor, &connection)?;
+        let params: Vec<PgValue> = params.into_iter().map(convert::param).collect();
         Ok(execute(&session, &statement, &params)
             .await
-            .map_err(convert_v4::error))
+            .map_err(v4::Error::from))
     }
 }
 
@@ -265,7 +295,8 @@ impl v4::HostConnectionBuilder for CapabilitiesCtx<'_> {
         builder: Resource<PostgresBuilder>,
     ) -> wasmtime::Result<Result<Resource<PgConnection>, v4::Error>> {
         let address = self.table.get(&builder)?.address.clone();
-        Ok(self.open_pg(&address).await?.map_err(convert_v4::error))
+        let opened = self.open_session(|caps| connect(caps, &address)).await?;
+        Ok(opened.map_err(v4::Error::from))
     }
 
     async fn drop(&mut self, builder: Resource<PostgresBuilder>) -> wasmtime::Result<()> {
@@ -283,8 +314,7 @@ impl<T> v4::HostConnectionBuilderWithStore<T> for Capabilities {
         let address = accessor.with(|mut access| -> wasmtime::Result<String> {
             Ok(access.get().table.get(&builder)?.address.clone())
         })?;
-        Ok(open_pg_async(accessor, address)
-            .await?
-            .map_err(convert_v4::error))
+        let opened = rdbms::open_session(accessor, |caps| connect(caps, &address)).await?;
+        Ok(opened.map_err(v4::Error::from))
     }
 }
