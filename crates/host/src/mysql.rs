@@ -10,104 +10,77 @@
 
 use crate::bindings::fermyon::spin::{mysql as v2, rdbms_types as v2t};
 use crate::bindings::spin::mysql::mysql as v3;
-use crate::rdbms::{self, CONNECT_TIMEOUT, MAX_RESULT_BYTES, QUERY_TIMEOUT, RESET_TIMEOUT};
+use crate::rdbms::{
+    self, DialError, Failure, MAX_RESULT_BYTES, Message, QUERY_TIMEOUT, RdbmsPools,
+};
 use crate::{Capabilities, CapabilitiesCtx, ComponentCapabilities};
 use mysql_async::consts::{ColumnFlags, ColumnType, StatusFlags};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Value};
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 
-/// One checked-out connection; statements on it run one at a time.
-struct Session {
-    conn: Mutex<Conn>,
-    /// The connection string, the pool key.
-    key: String,
-    peer: SocketAddr,
-    caps: Arc<ComponentCapabilities>,
-    /// Set when a statement timed out or the connection failed: never pooled again.
-    broken: AtomicBool,
-    /// Counts against the process-wide service connection limit while checked out.
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-}
+/// A MySQL connection; its statements take turns on the lock.
+type Client = Mutex<Conn>;
 
-/// An open connection resource. Dropping it (by the guest, or with the instance)
-/// returns the connection to the app's pool when it is healthy and idle.
-pub struct MysqlConnection {
-    session: Option<Arc<Session>>,
-}
+/// One checked-out connection.
+type Session = rdbms::Session<Client>;
 
-impl Drop for MysqlConnection {
-    fn drop(&mut self) {
-        if let Some(session) = self.session.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(release(session));
-        }
-    }
-}
+/// An open `connection` resource.
+pub type MysqlConnection = rdbms::Connection<Client>;
 
-/// Returns the connection to the pool when nothing else uses it, no transaction is
-/// open and `COM_RESET_CONNECTION` cleared the session; otherwise closes it.
-async fn release(session: Arc<Session>) {
-    let Ok(session) = Arc::try_unwrap(session) else {
-        // A streaming query still reads from it; the connection closes after it.
-        return;
-    };
-    if session.broken.load(Ordering::Relaxed) {
-        return;
+impl rdbms::Reusable for Client {
+    const SCHEME: &'static str = "mysql";
+
+    fn pool(pools: &RdbmsPools) -> &rdbms::Pool<Self> {
+        &pools.mysql
     }
-    let mut conn = session.conn.into_inner();
-    let in_transaction = conn.last_ok_packet().is_some_and(|ok| {
-        ok.status_flags()
-            .contains(StatusFlags::SERVER_STATUS_IN_TRANS)
-    });
-    if in_transaction || conn.is_disconnected() {
-        return;
+
+    fn is_closed(&mut self) -> bool {
+        self.get_mut().is_disconnected()
     }
-    // `reset` answers `false` on servers without COM_RESET_CONNECTION (MySQL < 5.7.3,
-    // MariaDB < 10.2.4): their sessions cannot be cleared, so they are not reused.
-    if let Ok(Ok(true)) = tokio::time::timeout(RESET_TIMEOUT, conn.reset()).await {
-        session
-            .caps
-            .rdbms
-            .mysql
-            .put(session.key, session.peer, conn);
+
+    /// Refuses a connection left in a transaction, then clears the session with
+    /// `COM_RESET_CONNECTION`.
+    async fn reset(&mut self) -> bool {
+        let conn = self.get_mut();
+        let in_transaction = conn.last_ok_packet().is_some_and(|ok| {
+            ok.status_flags()
+                .contains(StatusFlags::SERVER_STATUS_IN_TRANS)
+        });
+        // `reset` answers `false` on servers without COM_RESET_CONNECTION (MySQL < 5.7.3,
+        // MariaDB < 10.2.4): their sessions cannot be cleared, so they are not reused.
+        !in_transaction && matches!(conn.reset().await, Ok(true))
     }
 }
 
 // ---------------------------------------------------------------------------
 // Failures
 
-/// A failure, before it is expressed in one version's WIT error type.
-#[derive(Debug)]
-enum Failure {
-    Connection(String),
-    BadParameter(String),
-    Query(String),
-    Conversion(String),
-}
-
 fn query_error(session: &Session, error: mysql_async::Error) -> Failure {
     match error {
-        mysql_async::Error::Server(e) => Failure::Query(format!(
-            "{} (error {}, sqlstate {})",
-            e.message, e.code, e.state
+        mysql_async::Error::Server(e) => Failure::Query(Message::caused(
+            format!("{} (error {}, sqlstate {})", e.message, e.code, e.state),
+            e,
         )),
         mysql_async::Error::Driver(mysql_async::DriverError::StmtParamsMismatch {
             required,
             supplied,
-        }) => Failure::BadParameter(format!(
-            "the statement has {required} placeholders but {supplied} parameters were given"
+        }) => Failure::BadParameter(Message::caused(
+            format!(
+                "the statement has {required} placeholders but {supplied} parameters were given"
+            ),
+            error,
         )),
         other => {
-            session.broken.store(true, Ordering::Relaxed);
-            Failure::Query(format!(
-                "{other}; the connection to mysql://{} is closed, open a new one",
-                session.peer
+            session.mark_broken();
+            Failure::Query(Message::caused(
+                format!(
+                    "{other}; the connection to mysql://{} is closed, open a new one",
+                    session.peer
+                ),
+                other,
             ))
         }
     }
@@ -117,23 +90,24 @@ fn query_error(session: &Session, error: mysql_async::Error) -> Failure {
 // Connecting
 
 fn parse_address(address: &str) -> Result<(Opts, String, u16), Failure> {
-    let bad = |why: String| {
-        Failure::Connection(format!(
-            "invalid MySQL address: {why}; expected mysql://user:password@host:port/database"
-        ))
+    let bad = |why: &dyn std::fmt::Display| {
+        format!("invalid MySQL address: {why}; expected mysql://user:password@host:port/database")
     };
     if !address.starts_with("mysql://") {
-        return Err(bad("the scheme must be mysql://".to_owned()));
-    }
-    let opts = Opts::from_url(address).map_err(|e| bad(e.to_string()))?;
-    if opts.ssl_opts().is_some() {
         return Err(Failure::Connection(
-            "TLS to MySQL is not supported by this host yet; remove the TLS options (require_ssl, ...) and connect over plain TCP on a trusted network".to_owned(),
+            bad(&"the scheme must be mysql://").into(),
         ));
     }
+    let opts =
+        Opts::from_url(address).map_err(|e| Failure::Connection(Message::caused(bad(&e), e)))?;
+    if opts.ssl_opts().is_some() {
+        return Err(Failure::Connection(Message::new(
+            "TLS to MySQL is not supported by this host yet; remove the TLS options (require_ssl, ...) and connect over plain TCP on a trusted network",
+        )));
+    }
     if opts.socket().is_some() {
-        return Err(bad(
-            "Unix sockets are not reachable from a component".to_owned()
+        return Err(Failure::Connection(
+            bad(&"Unix sockets are not reachable from a component").into(),
         ));
     }
     let host = opts
@@ -149,55 +123,25 @@ fn parse_address(address: &str) -> Result<(Opts, String, u16), Failure> {
 /// connection to one of the checked addresses or dials a new one.
 async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Session, Failure> {
     let (opts, host, port) = parse_address(address)?;
-    let target = caps
-        .service_target("mysql", &host, port)
-        .await
-        .map_err(|e| Failure::Connection(e.to_string()))?;
-    let session = |conn, peer, caps| Session {
-        conn: Mutex::new(conn),
-        key: address.to_owned(),
-        peer,
-        caps,
-        broken: AtomicBool::new(false),
-        _permit: None,
-    };
-    while let Some((conn, peer)) = caps.rdbms.mysql.take(address, &target.addresses) {
-        if !conn.is_disconnected() {
-            return Ok(session(conn, peer, caps));
-        }
-    }
-    let attempt = async {
-        let mut last_error = None;
-        for &peer in &target.addresses {
-            let opts = OptsBuilder::from_opts(opts.clone())
-                .ip_or_hostname(peer.ip().to_string())
-                .tcp_port(peer.port())
-                // Otherwise the driver asks the server for its socket path and
-                // reconnects there, bypassing the checked address.
-                .prefer_socket(false)
-                .socket(None::<String>);
+    let dial = |peer: std::net::SocketAddr| {
+        let opts = OptsBuilder::from_opts(opts.clone())
+            .ip_or_hostname(peer.ip().to_string())
+            .tcp_port(peer.port())
+            // Otherwise the driver asks the server for its socket path and reconnects
+            // there, bypassing the checked address.
+            .prefer_socket(false)
+            .socket(None::<String>);
+        async move {
             match Conn::new(opts).await {
-                Ok(conn) => return Ok((conn, peer)),
-                // The server answered (bad password, unknown database); another address
-                // of the same server would say the same.
-                Err(mysql_async::Error::Server(e)) => return Err(e.to_string()),
-                Err(e) => last_error = Some(e.to_string()),
+                Ok(conn) => Ok(Mutex::new(conn)),
+                Err(mysql_async::Error::Server(e)) => Err(DialError::Answered(e.into())),
+                Err(e) => Err(DialError::Unreachable(e.into())),
             }
         }
-        Err(last_error.unwrap_or_else(|| "no address".to_owned()))
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-        Ok(Ok((conn, peer))) => Ok(session(conn, peer, caps)),
-        Ok(Err(e)) => Err(Failure::Connection(format!(
-            "cannot connect to {}: {e}",
-            target.describe()
-        ))),
-        Err(_) => Err(Failure::Connection(format!(
-            "cannot connect to {}: no answer within {}s",
-            target.describe(),
-            CONNECT_TIMEOUT.as_secs()
-        ))),
-    }
+    rdbms::connect(caps, address, &host, port, dial)
+        .await
+        .map_err(Failure::Connection)
 }
 
 // ---------------------------------------------------------------------------
@@ -398,8 +342,9 @@ fn decode_row(row: mysql_async::Row, types: &[(String, MyType)]) -> Result<Vec<M
         .zip(types)
         .enumerate()
         .map(|(index, (value, (name, ty)))| {
-            decode(*ty, value)
-                .map_err(|e| Failure::Conversion(format!("column {} ({name}): {e}", index + 1)))
+            decode(*ty, value).map_err(|e| {
+                Failure::Conversion(format!("column {} ({name}): {e}", index + 1).into())
+            })
         })
         .collect()
 }
@@ -418,8 +363,7 @@ type RowSet = (Vec<(String, MyType)>, Vec<Vec<MyValue>>);
 
 /// Marks the session broken after a timeout: the protocol state is unknown.
 fn abandon(session: &Session) -> Failure {
-    session.broken.store(true, Ordering::Relaxed);
-    Failure::Query(rdbms::timed_out())
+    Failure::Query(session.abandon())
 }
 
 async fn query(
@@ -441,8 +385,8 @@ async fn query(
             size += values.iter().map(MyValue::size).sum::<usize>();
             if size > MAX_RESULT_BYTES {
                 // The rest of the result is still on the wire; the connection is not reused.
-                session.broken.store(true, Ordering::Relaxed);
-                return Err(Failure::Query(rdbms::too_large()));
+                session.mark_broken();
+                return Err(Failure::Query(rdbms::too_large().into()));
             }
             rows.push(values);
         }
@@ -484,11 +428,11 @@ async fn send_rows<R>(
         Ok(Ok(result)) => result,
         Ok(Err(e)) => {
             let _ = columns.send(Err(query_error(session, e)));
-            return Err(Failure::Query("the statement failed".to_owned()));
+            return Err(Failure::Query(Message::new("the statement failed")));
         }
         Err(_) => {
             let _ = columns.send(Err(abandon(session)));
-            return Err(Failure::Query(rdbms::timed_out()));
+            return Err(Failure::Query(rdbms::timed_out().into()));
         }
     };
     let types = columns_of(result.columns_ref());
@@ -540,47 +484,9 @@ async fn query_stream<R: Send + 'static>(
     match columns_rx.await {
         Ok(Ok(types)) => Ok((types, rows_rx, done_rx)),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(Failure::Query(
-            "the query stopped before describing its result".to_owned(),
-        )),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Handles
-
-impl CapabilitiesCtx<'_> {
-    /// Stores a connection made under `reserved` (the handle slot is already taken), or
-    /// gives the slot back when the connect failed.
-    fn push_mysql(
-        &mut self,
-        session: Result<Session, Failure>,
-        reserved: rdbms::Reserved,
-    ) -> wasmtime::Result<Result<Resource<MysqlConnection>, Failure>> {
-        self.push_reserved(session, reserved, |mut session, permit| {
-            session._permit = Some(permit);
-            MysqlConnection {
-                session: Some(Arc::new(session)),
-            }
-        })
-    }
-
-    fn mysql_session(&self, handle: &Resource<MysqlConnection>) -> wasmtime::Result<Arc<Session>> {
-        match &self.table.get(handle)?.session {
-            Some(session) => Ok(session.clone()),
-            None => wasmtime::bail!("mysql connection used after it was closed"),
-        }
-    }
-
-    /// Drops the handle and returns its connection to the pool (awaited, so the next
-    /// `open` in the same request can reuse it).
-    async fn close_mysql(&mut self, handle: Resource<MysqlConnection>) -> wasmtime::Result<()> {
-        let mut connection = self.table.delete(handle)?;
-        self.state.release_handle();
-        if let Some(session) = connection.session.take() {
-            release(session).await;
-        }
-        Ok(())
+        Err(_) => Err(Failure::Query(Message::new(
+            "the query stopped before describing its result",
+        ))),
     }
 }
 
@@ -588,15 +494,6 @@ impl CapabilitiesCtx<'_> {
 /// (`fermyon:spin/rdbms-types` and `spin:mysql` declare identical but distinct types).
 macro_rules! conversions {
     ($wit:ident) => {
-        pub(super) fn error(failure: super::Failure) -> $wit::Error {
-            match failure {
-                super::Failure::Connection(m) => $wit::Error::ConnectionFailed(m),
-                super::Failure::BadParameter(m) => $wit::Error::BadParameter(m),
-                super::Failure::Query(m) => $wit::Error::QueryFailed(m),
-                super::Failure::Conversion(m) => $wit::Error::ValueConversionFailed(m),
-            }
-        }
-
         pub(super) fn param(value: $wit::ParameterValue) -> MyValue {
             use $wit::ParameterValue as P;
             match value {
@@ -705,14 +602,8 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         &mut self,
         address: String,
     ) -> wasmtime::Result<Result<Resource<MysqlConnection>, v2t::Error>> {
-        let reserved = match self.reserve_rdbms() {
-            Ok(reserved) => reserved,
-            Err(message) => return Ok(Err(convert_v2::error(Failure::Connection(message)))),
-        };
-        let session = connect(self.rdbms_caps(), &address).await;
-        Ok(self
-            .push_mysql(session, reserved)?
-            .map_err(convert_v2::error))
+        let opened = self.open_session(|caps| connect(caps, &address)).await?;
+        Ok(opened.map_err(v2t::Error::from))
     }
 
     async fn query(
@@ -721,11 +612,11 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         statement: String,
         params: Vec<v2t::ParameterValue>,
     ) -> wasmtime::Result<Result<v2t::RowSet, v2t::Error>> {
-        let session = self.mysql_session(&connection)?;
+        let session = self.session(&connection)?;
         Ok(query(&session, &statement, convert_v2::params(params))
             .await
             .map(convert_v2::row_set)
-            .map_err(convert_v2::error))
+            .map_err(v2t::Error::from))
     }
 
     async fn execute(
@@ -734,14 +625,14 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         statement: String,
         params: Vec<v2t::ParameterValue>,
     ) -> wasmtime::Result<Result<(), v2t::Error>> {
-        let session = self.mysql_session(&connection)?;
+        let session = self.session(&connection)?;
         Ok(execute(&session, &statement, convert_v2::params(params))
             .await
-            .map_err(convert_v2::error))
+            .map_err(v2t::Error::from))
     }
 
     async fn drop(&mut self, connection: Resource<MysqlConnection>) -> wasmtime::Result<()> {
-        self.close_mysql(connection).await
+        self.close_session(connection).await
     }
 }
 
@@ -752,15 +643,8 @@ impl v3::Host for CapabilitiesCtx<'_> {}
 
 impl v3::HostConnection for CapabilitiesCtx<'_> {
     async fn drop(&mut self, connection: Resource<MysqlConnection>) -> wasmtime::Result<()> {
-        self.close_mysql(connection).await
+        self.close_session(connection).await
     }
-}
-
-fn v3_session<T>(
-    accessor: &Accessor<T, Capabilities>,
-    handle: &Resource<MysqlConnection>,
-) -> wasmtime::Result<Arc<Session>> {
-    accessor.with(|mut access| access.get().mysql_session(handle))
 }
 
 impl<T> v3::HostConnectionWithStore<T> for Capabilities {
@@ -768,19 +652,8 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         accessor: &Accessor<T, Self>,
         address: String,
     ) -> wasmtime::Result<Result<Resource<MysqlConnection>, v3::Error>> {
-        let reserved = accessor.with(|mut access| {
-            let mut ctx = access.get();
-            ctx.reserve_rdbms()
-                .map(|reserved| (ctx.rdbms_caps(), reserved))
-        });
-        let (caps, reserved) = match reserved {
-            Ok(reserved) => reserved,
-            Err(message) => return Ok(Err(convert_v3::error(Failure::Connection(message)))),
-        };
-        let session = connect(caps, &address).await;
-        Ok(accessor
-            .with(|mut access| access.get().push_mysql(session, reserved))?
-            .map_err(convert_v3::error))
+        let opened = rdbms::open_session(accessor, |caps| connect(caps, &address)).await?;
+        Ok(opened.map_err(v3::Error::from))
     }
 
     async fn query(
@@ -798,7 +671,7 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
             v3::Error,
         >,
     > {
-        let session = v3_session(accessor, &connection)?;
+        let session = rdbms::session(accessor, &connection)?;
         let (columns, rows, done) = match query_stream(
             session,
             statement,
@@ -808,10 +681,10 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         .await
         {
             Ok(started) => started,
-            Err(e) => return Ok(Err(convert_v3::error(e))),
+            Err(e) => return Ok(Err(e.into())),
         };
         let (rows, done) =
-            rdbms::rows_and_outcome(accessor, rows, done, convert_v3::error, v3::Error::Other)?;
+            rdbms::rows_and_outcome(accessor, rows, done, v3::Error::from, v3::Error::Other)?;
         Ok(Ok((convert_v3::columns(columns), rows, done)))
     }
 
@@ -821,10 +694,10 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         statement: String,
         params: Vec<v3::ParameterValue>,
     ) -> wasmtime::Result<Result<(), v3::Error>> {
-        let session = v3_session(accessor, &connection)?;
+        let session = rdbms::session(accessor, &connection)?;
         Ok(execute(&session, &statement, convert_v3::params(params))
             .await
-            .map_err(convert_v3::error))
+            .map_err(v3::Error::from))
     }
 }
 
@@ -839,7 +712,7 @@ mod tests {
         let (_, host, port) = parse_address("mysql://u@127.0.0.1/app").unwrap();
         assert_eq!((host.as_str(), port), ("127.0.0.1", 3306));
         let refused = |address: &str| match parse_address(address) {
-            Err(Failure::Connection(message)) => message,
+            Err(Failure::Connection(message)) => message.to_string(),
             other => panic!("{address}: {:?}", other.map(|(_, h, p)| (h, p))),
         };
         assert!(refused("postgres://u@h/d").contains("mysql://"));

@@ -1,23 +1,27 @@
 //! What outbound PostgreSQL and MySQL share: the time bounds, the per-app pool of idle
-//! connections, and the producer that feeds a query's rows to a WASI 0.3 `stream<row>`.
+//! connections, the failures before they become a WIT `error`, the session a guest's
+//! handle holds (opened under the handle and connection limits, returned to the pool
+//! when the handle is dropped), and the producer that feeds a query's rows to a WASI 0.3
+//! `stream<row>`.
 //!
 //! The pool is keyed by the connection string exactly as the guest wrote it, and every
 //! idle connection remembers the address it was dialed to: a connection is handed out
 //! again only after the new `open` has passed the grant check and that address is among
 //! the ones the check returned, so reuse never widens what a component may reach.
 
-use crate::CapabilitiesCtx;
+use crate::{Capabilities, CapabilitiesCtx, ComponentCapabilities};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{
-    Accessor, ComponentType, Destination, FutureReader, Lift, Lower, StreamProducer, StreamReader,
-    StreamResult, VecBuffer,
+    Accessor, ComponentType, Destination, FutureReader, Lift, Lower, Resource, StreamProducer,
+    StreamReader, StreamResult, VecBuffer,
 };
 
 /// Bound on dialing and authenticating a new connection.
@@ -44,8 +48,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// The app's pools, one per database kind; shared by all its components.
 #[derive(Default)]
 pub struct RdbmsPools {
-    pub(crate) postgres: Pool<crate::postgres::PgClient>,
-    pub(crate) mysql: Pool<mysql_async::Conn>,
+    pub(crate) postgres: Pool<tokio_postgres::Client>,
+    /// Kept behind the lock a MySQL session's statements take turns on.
+    pub(crate) mysql: Pool<tokio::sync::Mutex<mysql_async::Conn>>,
 }
 
 struct Idle<C> {
@@ -185,15 +190,244 @@ impl<C: Send + 'static> Pool<C> {
 /// `fermyon:spin/rdbms-types` only declares types, shared by its postgres and mysql.
 impl crate::bindings::fermyon::spin::rdbms_types::Host for CapabilitiesCtx<'_> {}
 
+// ---------------------------------------------------------------------------
+// Failures
+
+/// A boxed error: the cause behind a [`Message`].
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A message for the guest (every WIT error case carries a string), and the error that
+/// caused it when there is one.
+#[derive(Debug, thiserror::Error)]
+#[error("{text}")]
+pub(crate) struct Message {
+    text: String,
+    #[source]
+    cause: Option<BoxError>,
+}
+
+impl Message {
+    /// A message with no underlying error.
+    pub(crate) fn new(text: impl Into<String>) -> Self {
+        Message {
+            text: text.into(),
+            cause: None,
+        }
+    }
+
+    /// A message (which already says what `cause` says) keeping `cause` as its source.
+    pub(crate) fn caused(text: impl Into<String>, cause: impl Into<BoxError>) -> Self {
+        Message {
+            text: text.into(),
+            cause: Some(cause.into()),
+        }
+    }
+}
+
+impl From<String> for Message {
+    fn from(text: String) -> Self {
+        Message::new(text)
+    }
+}
+
+/// A failed database call, before it is expressed in one interface version's WIT
+/// `error`, whose cases these are. `Q` is what a failed statement carries: a message,
+/// or for PostgreSQL also the server's error fields.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure<Q = Message> {
+    /// `connection-failed`: the connection could not be made, or was lost.
+    #[error(transparent)]
+    Connection(Message),
+    /// `bad-parameter`: the parameters do not fit the statement.
+    #[error(transparent)]
+    BadParameter(Message),
+    /// `query-failed`.
+    #[error(transparent)]
+    Query(Q),
+    /// `value-conversion-failed`: a result value has no WIT form.
+    #[error(transparent)]
+    Conversion(Message),
+}
+
+/// Expresses a [`Failure`] in a WIT `error` whose four cases carry strings (a
+/// statement's failure as its one-line text).
+macro_rules! text_error {
+    ($error:ty) => {
+        impl<Q: std::fmt::Display> From<Failure<Q>> for $error {
+            fn from(failure: Failure<Q>) -> Self {
+                match failure {
+                    Failure::Connection(m) => Self::ConnectionFailed(m.to_string()),
+                    Failure::BadParameter(m) => Self::BadParameter(m.to_string()),
+                    Failure::Query(q) => Self::QueryFailed(q.to_string()),
+                    Failure::Conversion(m) => Self::ValueConversionFailed(m.to_string()),
+                }
+            }
+        }
+    };
+}
+
+text_error!(crate::bindings::fermyon::spin::rdbms_types::Error);
+text_error!(crate::bindings::spin::postgres3_0_0::postgres::Error);
+text_error!(crate::bindings::spin::mysql::mysql::Error);
+
+// ---------------------------------------------------------------------------
+// Sessions
+
+/// A database connection as a [`Session`] holds it and the [`Pool`] keeps it.
+pub(crate) trait Reusable: Sized + Send + Sync + 'static {
+    /// The address scheme: what grants and messages call the database.
+    const SCHEME: &'static str;
+
+    /// The app's idle connections of this kind.
+    fn pool(pools: &RdbmsPools) -> &Pool<Self>;
+
+    /// Whether the connection is known to be gone.
+    fn is_closed(&mut self) -> bool;
+
+    /// Clears what a guest may have changed in the server session, for the next `open`;
+    /// `false` when the connection must not be reused (a transaction is still open, or
+    /// the session could not be cleared).
+    fn reset(&mut self) -> impl Future<Output = bool> + Send;
+}
+
+/// One checked-out connection, shared by the guest's handle and a streaming query still
+/// reading from it.
+pub(crate) struct Session<C> {
+    /// Statements run on it.
+    pub(crate) conn: C,
+    /// The connection string as the guest wrote it: the pool key.
+    key: String,
+    /// The checked address the connection was dialed to.
+    pub(crate) peer: SocketAddr,
+    caps: Arc<ComponentCapabilities>,
+    /// Set when a statement timed out or the connection failed: never pooled again.
+    broken: AtomicBool,
+    /// Counts against the process-wide service connection limit while checked out.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl<C: Reusable> Session<C> {
+    /// Keeps the connection from going back to the pool: its protocol state is unknown
+    /// or it is gone.
+    pub(crate) fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks the session broken after a statement ran past [`QUERY_TIMEOUT`] and says so.
+    pub(crate) fn abandon(&self) -> Message {
+        self.mark_broken();
+        Message::new(timed_out())
+    }
+
+    /// Returns the connection to the pool when nothing else uses it, it is not broken and
+    /// [`Reusable::reset`] cleared it within [`RESET_TIMEOUT`]; otherwise closes it.
+    async fn release(self: Arc<Self>) {
+        let Ok(mut session) = Arc::try_unwrap(self) else {
+            // A streaming query still reads from it; the connection closes after it.
+            return;
+        };
+        if session.broken.load(Ordering::Relaxed) || session.conn.is_closed() {
+            return;
+        }
+        if let Ok(true) = tokio::time::timeout(RESET_TIMEOUT, session.conn.reset()).await {
+            C::pool(&session.caps.rdbms).put(session.key, session.peer, session.conn);
+        }
+    }
+}
+
+/// Why dialing one checked address failed.
+pub(crate) enum DialError {
+    /// The server answered (bad password, unknown database): another address of the
+    /// same server would say the same, so no other is tried.
+    Answered(BoxError),
+    /// Nothing usable answered there; the next address is tried.
+    Unreachable(BoxError),
+}
+
+/// Opens a session for `address` (the pool key), whose `host` and `port` the caller
+/// parsed: checks them against the component's grants, then reuses an idle pooled
+/// connection to one of the checked addresses, or dials those addresses in turn with
+/// `dial` (never a second DNS answer) within [`CONNECT_TIMEOUT`].
+pub(crate) async fn connect<C: Reusable, F: Future<Output = Result<C, DialError>>>(
+    caps: Arc<ComponentCapabilities>,
+    address: &str,
+    host: &str,
+    port: u16,
+    mut dial: impl FnMut(SocketAddr) -> F,
+) -> Result<Session<C>, Message> {
+    let target = caps
+        .service_target(C::SCHEME, host, port)
+        .await
+        .map_err(|e| Message::caused(e.to_string(), e))?;
+    let session = |conn, peer, caps| Session {
+        conn,
+        key: address.to_owned(),
+        peer,
+        caps,
+        broken: AtomicBool::new(false),
+        permit: None,
+    };
+    while let Some((mut conn, peer)) = C::pool(&caps.rdbms).take(address, &target.addresses) {
+        if !conn.is_closed() {
+            return Ok(session(conn, peer, caps));
+        }
+    }
+    let attempt = async {
+        let mut last_error = None;
+        for &peer in &target.addresses {
+            match dial(peer).await {
+                Ok(conn) => return Ok((conn, peer)),
+                Err(DialError::Answered(e)) => return Err(Some(e)),
+                Err(DialError::Unreachable(e)) => last_error = Some(e),
+            }
+        }
+        Err(last_error)
+    };
+    let target = target.describe();
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok((conn, peer))) => Ok(session(conn, peer, caps)),
+        Ok(Err(Some(e))) => Err(Message::caused(
+            format!("cannot connect to {target}: {e}"),
+            e,
+        )),
+        Ok(Err(None)) => Err(Message::new(format!(
+            "cannot connect to {target}: no address"
+        ))),
+        Err(_) => Err(Message::new(format!(
+            "cannot connect to {target}: no answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// An open connection resource. Dropping it (by the guest, or with the instance)
+/// returns the connection to the app's pool when it is healthy and idle.
+pub struct Connection<C: Reusable> {
+    session: Option<Arc<Session<C>>>,
+}
+
+impl<C: Reusable> Drop for Connection<C> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(session.release());
+        }
+    }
+}
+
+/// A guest's handle on a connection.
+pub(crate) type Handle<C> = Resource<Connection<C>>;
+
 impl CapabilitiesCtx<'_> {
     /// The component's capabilities, for work done outside the store borrow.
-    pub(crate) fn rdbms_caps(&self) -> Arc<crate::ComponentCapabilities> {
+    fn rdbms_caps(&self) -> Arc<ComponentCapabilities> {
         self.state.caps.clone()
     }
 
     /// Takes a handle slot and a process-wide connection permit before dialling, so a
     /// guest at either limit opens no socket; the message says which limit was hit.
-    pub(crate) fn reserve_rdbms(&mut self) -> Result<Reserved, String> {
+    fn reserve_rdbms(&mut self) -> Result<Reserved, String> {
         if !self.state.reserve_handle() {
             return Err(too_many_handles());
         }
@@ -209,41 +443,110 @@ impl CapabilitiesCtx<'_> {
         }
     }
 
-    /// Gives back a slot taken by [`Self::reserve_rdbms`] whose connect failed.
-    pub(crate) fn unreserve_rdbms(&mut self) {
-        self.state.release_handle();
+    /// Opens a session with `connect` under a handle slot and a connection permit, and
+    /// stores it as the guest's handle.
+    pub(crate) async fn open_session<C: Reusable, Q, F>(
+        &mut self,
+        connect: impl FnOnce(Arc<ComponentCapabilities>) -> F,
+    ) -> wasmtime::Result<Result<Handle<C>, Failure<Q>>>
+    where
+        F: Future<Output = Result<Session<C>, Failure<Q>>>,
+    {
+        let reserved = match self.reserve_rdbms() {
+            Ok(reserved) => reserved,
+            Err(message) => return Ok(Err(Failure::Connection(message.into()))),
+        };
+        let session = connect(self.rdbms_caps()).await;
+        self.push_session(session, reserved)
     }
 
-    /// Stores a connection made under `reserved` (its handle slot is already taken) as
-    /// the resource `into_resource` builds from it and the permit, or gives the slot back
-    /// when the connect (or the table) failed.
-    pub(crate) fn push_reserved<S, R: Send + 'static, F>(
+    /// Stores a session made under `reserved` (its handle slot is already taken) as the
+    /// guest's handle, or gives the slot back when the connect (or the table) failed.
+    fn push_session<C: Reusable, Q>(
         &mut self,
-        connected: Result<S, F>,
+        session: Result<Session<C>, Failure<Q>>,
         reserved: Reserved,
-        into_resource: impl FnOnce(S, tokio::sync::OwnedSemaphorePermit) -> R,
-    ) -> wasmtime::Result<Result<wasmtime::component::Resource<R>, F>> {
-        let connected = match connected {
-            Ok(connected) => connected,
+    ) -> wasmtime::Result<Result<Handle<C>, Failure<Q>>> {
+        let mut session = match session {
+            Ok(session) => session,
             Err(e) => {
-                self.unreserve_rdbms();
+                self.state.release_handle();
                 return Ok(Err(e));
             }
         };
-        match self.table.push(into_resource(connected, reserved.permit)) {
+        session.permit = Some(reserved.permit);
+        let connection = Connection {
+            session: Some(Arc::new(session)),
+        };
+        match self.table.push(connection) {
             Ok(handle) => Ok(Ok(handle)),
             Err(e) => {
-                self.unreserve_rdbms();
+                self.state.release_handle();
                 Err(e.into())
             }
         }
     }
+
+    /// The session behind a guest's handle.
+    pub(crate) fn session<C: Reusable>(
+        &self,
+        handle: &Handle<C>,
+    ) -> wasmtime::Result<Arc<Session<C>>> {
+        match &self.table.get(handle)?.session {
+            Some(session) => Ok(session.clone()),
+            None => wasmtime::bail!("{} connection used after it was closed", C::SCHEME),
+        }
+    }
+
+    /// Drops the guest's handle and returns its connection to the pool (awaited, so the
+    /// next `open` in the same request can reuse it).
+    pub(crate) async fn close_session<C: Reusable>(
+        &mut self,
+        handle: Handle<C>,
+    ) -> wasmtime::Result<()> {
+        let mut connection = self.table.delete(handle)?;
+        self.state.release_handle();
+        if let Some(session) = connection.session.take() {
+            session.release().await;
+        }
+        Ok(())
+    }
+}
+
+/// [`CapabilitiesCtx::open_session`] for the WASI 0.3 forms, which borrow the store
+/// only between awaits.
+pub(crate) async fn open_session<T, C: Reusable, Q, F>(
+    accessor: &Accessor<T, Capabilities>,
+    connect: impl FnOnce(Arc<ComponentCapabilities>) -> F,
+) -> wasmtime::Result<Result<Handle<C>, Failure<Q>>>
+where
+    F: Future<Output = Result<Session<C>, Failure<Q>>>,
+{
+    let reserved = accessor.with(|mut access| {
+        let mut ctx = access.get();
+        ctx.reserve_rdbms()
+            .map(|reserved| (ctx.rdbms_caps(), reserved))
+    });
+    let (caps, reserved) = match reserved {
+        Ok(reserved) => reserved,
+        Err(message) => return Ok(Err(Failure::Connection(message.into()))),
+    };
+    let session = connect(caps).await;
+    accessor.with(|mut access| access.get().push_session(session, reserved))
+}
+
+/// [`CapabilitiesCtx::session`] for the WASI 0.3 forms.
+pub(crate) fn session<T, C: Reusable>(
+    accessor: &Accessor<T, Capabilities>,
+    handle: &Handle<C>,
+) -> wasmtime::Result<Arc<Session<C>>> {
+    accessor.with(|mut access| access.get().session(handle))
 }
 
 /// What [`CapabilitiesCtx::reserve_rdbms`] took; the permit stays with the connection
 /// while the guest holds it.
-pub(crate) struct Reserved {
-    pub(crate) permit: tokio::sync::OwnedSemaphorePermit,
+struct Reserved {
+    permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Most row bytes one stream holds between the database and the guest (besides the
