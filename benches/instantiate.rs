@@ -7,7 +7,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use wisp_engine::{EngineConfig, LoadedApp, WispEngine};
+use wisp_engine::{EngineConfig, WispEngine};
+use wisp_runtime::{AppSettings, Runtime};
 use wisp_trigger_http::HttpTrigger;
 
 fn trigger_for(
@@ -24,19 +25,17 @@ fn trigger_for(
     let mut locked = wisp_app::from_component_file(std::path::Path::new(wasm)).expect("resolve");
     locked.components[0].metadata.key_value_stores =
         key_value_stores.iter().map(|s| s.to_string()).collect();
-    let paths = wisp_host::AppPaths {
-        state_dir: state_dir.to_path_buf(),
-        app_dir: None,
+    let settings = AppSettings {
+        runtime_config: wisp_host::RuntimeConfig::default(),
+        paths: wisp_host::AppPaths {
+            state_dir: state_dir.to_path_buf(),
+            app_dir: None,
+        },
     };
-    let capabilities = runtime
-        .block_on(wisp_host::AppCapabilities::build(
-            &locked,
-            &wisp_host::RuntimeConfig::default(),
-            &paths,
-        ))
-        .expect("capabilities");
-    let app = LoadedApp::load(&engine, locked, &paths.state_dir, &capabilities).expect("load");
-    HttpTrigger::new(Arc::new(app)).expect("trigger")
+    let generation = runtime
+        .block_on(Runtime::new(engine).load(locked, &settings))
+        .expect("load");
+    generation.http().expect("serves HTTP").clone()
 }
 
 fn bench(c: &mut Criterion) {

@@ -81,65 +81,13 @@ pub struct LockedVariable {
 pub struct LockedTrigger {
     /// Unique trigger id.
     pub id: String,
-    /// `http`, `redis` or `cron`.
+    /// `http`, `redis`, `cron`, …: the trigger type that runs it (a runtime refuses
+    /// types it has no trigger for).
     pub trigger_type: String,
-    /// Type-specific configuration: [`HttpTriggerConfig`], [`RedisTriggerConfig`] or
-    /// [`CronTriggerConfig`].
+    /// Type-specific configuration, read by the trigger type's crate (for example
+    /// `wisp_trigger_http::HttpTriggerConfig`). A `component` field names the component
+    /// it calls.
     pub trigger_config: serde_json::Value,
-}
-
-/// Configuration of an `http` trigger, as stored in [`LockedTrigger::trigger_config`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HttpTriggerConfig {
-    /// Route pattern (`/exact`, `/users/:id`, `/static/...`), or `None` for a private component.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
-    /// Component that handles requests, unless this trigger has a static response.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub component: Option<String>,
-    /// A fixed response served without any component.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub static_response: Option<StaticResponse>,
-    /// Largest request body this route accepts, in bytes; `None`: the server's default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_request_body_size: Option<u64>,
-}
-
-/// Configuration of a `redis` trigger, as stored in [`LockedTrigger::trigger_config`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RedisTriggerConfig {
-    /// Component that handles each message.
-    pub component: String,
-    /// Pub/sub channel to subscribe to.
-    pub channel: String,
-    /// Server address (`redis://...`), the app-level default already applied; may hold
-    /// `{{ variable }}` references, expanded when the trigger starts.
-    pub address: String,
-}
-
-/// Configuration of a `cron` trigger, as stored in [`LockedTrigger::trigger_config`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CronTriggerConfig {
-    /// Component that handles each tick.
-    pub component: String,
-    /// Six or seven fields, seconds first.
-    pub cron_expression: String,
-    /// Whether a tick may start a run while the previous one is still going.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub allow_overlap: bool,
-}
-
-/// A response served by the host without instantiating a component.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StaticResponse {
-    /// HTTP status code.
-    pub status_code: u16,
-    /// Response headers.
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    pub headers: IndexMap<String, String>,
-    /// Response body.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
 }
 
 /// A component with its resolved source, files and grants.
@@ -298,35 +246,19 @@ impl LockedApp {
                 "variable name {name:?} is not lowercase letters, digits and `_`"
             ));
         }
-        let http = self
-            .http_triggers()?
-            .into_iter()
-            .filter_map(|(t, c)| c.component.map(|c| (t, c)));
-        let redis = self
-            .redis_triggers()?
-            .into_iter()
-            .map(|(t, c)| (t, c.component));
-        let cron = self
-            .cron_triggers()?
-            .into_iter()
-            .map(|(t, c)| (t, c.component));
-        for (trigger, component) in http.chain(redis).chain(cron) {
-            if !seen.contains(component.as_str()) {
+        // Every trigger type names the component it calls in `component`.
+        for trigger in &self.triggers {
+            if let Some(component) = trigger
+                .trigger_config
+                .get("component")
+                .and_then(serde_json::Value::as_str)
+                && !seen.contains(component)
+            {
                 return invalid(format!(
                     "trigger `{}` names component `{component}`, which the app does not define",
                     trigger.id
                 ));
             }
-        }
-        if let Some(other) = self
-            .triggers
-            .iter()
-            .find(|t| !["http", "redis", "cron"].contains(&t.trigger_type.as_str()))
-        {
-            return invalid(format!(
-                "trigger `{}` has type `{}`; this runtime runs http, redis and cron triggers",
-                other.id, other.trigger_type
-            ));
         }
         Ok(())
     }
@@ -336,28 +268,18 @@ impl LockedApp {
         self.components.iter().find(|c| c.id == id)
     }
 
-    /// The HTTP triggers with their decoded configuration.
-    pub fn http_triggers(
-        &self,
-    ) -> Result<Vec<(&LockedTrigger, HttpTriggerConfig)>, LockedAppError> {
-        self.triggers_of("http")
+    /// The triggers of one type (`http`, `redis`, …), in manifest order.
+    pub fn triggers_of_type<'a>(
+        &'a self,
+        trigger_type: &'a str,
+    ) -> impl Iterator<Item = &'a LockedTrigger> + 'a {
+        self.triggers
+            .iter()
+            .filter(move |t| t.trigger_type == trigger_type)
     }
 
-    /// The Redis triggers with their decoded configuration.
-    pub fn redis_triggers(
-        &self,
-    ) -> Result<Vec<(&LockedTrigger, RedisTriggerConfig)>, LockedAppError> {
-        self.triggers_of("redis")
-    }
-
-    /// The cron triggers with their decoded configuration.
-    pub fn cron_triggers(
-        &self,
-    ) -> Result<Vec<(&LockedTrigger, CronTriggerConfig)>, LockedAppError> {
-        self.triggers_of("cron")
-    }
-
-    fn triggers_of<C: serde::de::DeserializeOwned>(
+    /// The triggers of one type with their configuration decoded as `C`.
+    pub fn triggers_of<C: serde::de::DeserializeOwned>(
         &self,
         trigger_type: &str,
     ) -> Result<Vec<(&LockedTrigger, C)>, LockedAppError> {
@@ -469,11 +391,16 @@ variables = { message = "{{ greeting }} there" }
         assert_eq!(locked.variables["token"].default, None);
         assert!(locked.variables["token"].secret);
 
-        let http = locked.http_triggers().unwrap();
+        let http: Vec<&LockedTrigger> = locked.triggers_of_type("http").collect();
         assert_eq!(http.len(), 2);
-        assert_eq!(http[0].1.route.as_deref(), Some("/api/..."));
-        assert_eq!(http[0].1.component.as_deref(), Some("api"));
-        assert_eq!(http[1].1.static_response.as_ref().unwrap().status_code, 418);
+        assert_eq!(
+            http[0].trigger_config,
+            serde_json::json!({ "route": "/api/...", "component": "api" })
+        );
+        assert_eq!(
+            http[1].trigger_config["static_response"]["status_code"],
+            418
+        );
     }
 
     #[test]

@@ -2,9 +2,8 @@
 
 use crate::source::{DEFAULT_MAX_SOURCE_BYTES, SourceError, read_source};
 use crate::{
-    AppMetadata, ComponentMetadata, CronTriggerConfig, HttpTriggerConfig, LOCKED_APP_VERSION,
-    LockedApp, LockedComponent, LockedFile, LockedSource, LockedTrigger, LockedVariable,
-    RedisTriggerConfig, StaticResponse, absolutize, sha256_digest,
+    AppMetadata, ComponentMetadata, LOCKED_APP_VERSION, LockedApp, LockedComponent, LockedFile,
+    LockedSource, LockedTrigger, LockedVariable, absolutize, sha256_digest,
 };
 use indexmap::IndexMap;
 use std::path::{Component as PathComponent, Path, PathBuf};
@@ -102,71 +101,56 @@ pub fn resolve_with(
         })
         .collect();
 
-    let mut triggers: Vec<LockedTrigger> = manifest
-        .http_triggers
-        .iter()
-        .enumerate()
-        .map(|(index, t)| {
-            let config = HttpTriggerConfig {
-                route: match &t.route {
-                    HttpRoute::Path(p) => Some(p.clone()),
-                    HttpRoute::Private => None,
-                },
-                component: t.component.clone(),
-                static_response: t.static_response.as_ref().map(|s| StaticResponse {
-                    status_code: s.status_code,
-                    headers: s.headers.clone(),
-                    body: s.body.clone(),
-                }),
-                max_request_body_size: t.max_request_body_size,
-            };
-            LockedTrigger {
-                id: t
-                    .id
-                    .clone()
-                    .unwrap_or_else(|| format!("http-trigger-{}", index + 1)),
-                trigger_type: "http".to_owned(),
-                trigger_config: serde_json::to_value(config).expect("trigger config serializes"),
-            }
-        })
-        .collect();
-    triggers.extend(
-        manifest
-            .redis_triggers
-            .iter()
-            .enumerate()
-            .map(|(index, t)| {
-                let config = RedisTriggerConfig {
-                    component: t.component.clone(),
-                    channel: t.channel.clone(),
-                    address: t.address.clone(),
-                };
-                LockedTrigger {
-                    id: t
-                        .id
-                        .clone()
-                        .unwrap_or_else(|| format!("redis-trigger-{}", index + 1)),
-                    trigger_type: "redis".to_owned(),
-                    trigger_config: serde_json::to_value(config)
-                        .expect("trigger config serializes"),
-                }
-            }),
-    );
-    triggers.extend(manifest.cron_triggers.iter().enumerate().map(|(index, t)| {
-        let config = CronTriggerConfig {
-            component: t.component.clone(),
-            cron_expression: t.cron_expression.clone(),
-            allow_overlap: t.allow_overlap,
-        };
-        LockedTrigger {
-            id: t
-                .id
-                .clone()
-                .unwrap_or_else(|| format!("cron-trigger-{}", index + 1)),
-            trigger_type: "cron".to_owned(),
-            trigger_config: serde_json::to_value(config).expect("trigger config serializes"),
+    // Each trigger table becomes `{ trigger_type, trigger_config }`; the trigger type's
+    // crate reads the configuration (its `<Type>TriggerConfig`).
+    let mut triggers: Vec<LockedTrigger> = Vec::new();
+    for (index, t) in manifest.http_triggers.iter().enumerate() {
+        let mut config = serde_json::Map::new();
+        if let HttpRoute::Path(route) = &t.route {
+            config.insert("route".into(), route.clone().into());
         }
-    }));
+        if let Some(component) = &t.component {
+            config.insert("component".into(), component.clone().into());
+        }
+        if let Some(response) = &t.static_response {
+            let mut fields = serde_json::Map::new();
+            fields.insert("status_code".into(), response.status_code.into());
+            if !response.headers.is_empty() {
+                fields.insert("headers".into(), serde_json::json!(response.headers));
+            }
+            if let Some(body) = &response.body {
+                fields.insert("body".into(), body.clone().into());
+            }
+            config.insert("static_response".into(), fields.into());
+        }
+        if let Some(size) = t.max_request_body_size {
+            config.insert("max_request_body_size".into(), size.into());
+        }
+        triggers.push(locked_trigger(t.id.as_ref(), "http", index, config));
+    }
+    for (index, t) in manifest.redis_triggers.iter().enumerate() {
+        let config = serde_json::json!({
+            "component": t.component,
+            "channel": t.channel,
+            "address": t.address,
+        });
+        triggers.push(locked_trigger(
+            t.id.as_ref(),
+            "redis",
+            index,
+            object(config),
+        ));
+    }
+    for (index, t) in manifest.cron_triggers.iter().enumerate() {
+        let mut config = object(serde_json::json!({
+            "component": t.component,
+            "cron_expression": t.cron_expression,
+        }));
+        if t.allow_overlap {
+            config.insert("allow_overlap".into(), true.into());
+        }
+        triggers.push(locked_trigger(t.id.as_ref(), "cron", index, config));
+    }
 
     let components = manifest
         .components
@@ -216,6 +200,29 @@ pub fn resolve_with(
     })
 }
 
+/// A LockedApp trigger; without an id of its own it is `<type>-trigger-<n>`.
+fn locked_trigger(
+    id: Option<&String>,
+    trigger_type: &str,
+    index: usize,
+    config: serde_json::Map<String, serde_json::Value>,
+) -> LockedTrigger {
+    LockedTrigger {
+        id: id
+            .cloned()
+            .unwrap_or_else(|| format!("{trigger_type}-trigger-{}", index + 1)),
+        trigger_type: trigger_type.to_owned(),
+        trigger_config: config.into(),
+    }
+}
+
+fn object(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match value {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// A LockedApp for a bare component file: one component, served on `/...`.
 pub fn from_component_file(path: &Path) -> Result<LockedApp, ResolveError> {
     from_component_file_with(path, &ResolveOptions::default())
@@ -233,12 +240,7 @@ pub fn from_component_file_with(
             component: id.clone(),
             source,
         })?;
-    let config = HttpTriggerConfig {
-        route: Some("/...".to_owned()),
-        component: Some(id.clone()),
-        static_response: None,
-        max_request_body_size: None,
-    };
+    let config = object(serde_json::json!({ "route": "/...", "component": id }));
     Ok(LockedApp {
         spin_lock_version: LOCKED_APP_VERSION,
         must_understand: Vec::new(),
@@ -248,11 +250,7 @@ pub fn from_component_file_with(
             ..AppMetadata::default()
         },
         variables: IndexMap::new(),
-        triggers: vec![LockedTrigger {
-            id: "http-trigger-1".to_owned(),
-            trigger_type: "http".to_owned(),
-            trigger_config: serde_json::to_value(config).expect("trigger config serializes"),
-        }],
+        triggers: vec![locked_trigger(None, "http", 0, config)],
         components: vec![LockedComponent {
             id,
             metadata: ComponentMetadata::default(),

@@ -29,8 +29,24 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-/// Exit code for a usage, manifest or app error (the user can fix it).
+/// Exit code for a manifest, app, flag-value or environment error (the user can fix it:
+/// a bad manifest, a missing file, a port in use). Unknown flags and arguments exit with
+/// clap's usage code, 2.
 const EXIT_USER_ERROR: u8 = 1;
+/// Exit code for a failure of the server itself (the async runtime or the wasm engine
+/// could not start), not of its input.
+pub(crate) const EXIT_RUNTIME_FAILURE: u8 = 3;
+
+/// The exit code for an error: a runtime failure anywhere in its chain, else a user error.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    match err
+        .chain()
+        .any(|cause| cause.downcast_ref::<commands::RuntimeFailure>().is_some())
+    {
+        true => EXIT_RUNTIME_FAILURE,
+        false => EXIT_USER_ERROR,
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,7 +111,7 @@ fn main() -> ExitCode {
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(|| commands::up::StderrAroundSpinner)
+            .with_writer(|| commands::serve::StderrAroundSpinner)
             .with_target(false)
             .without_time()
             .with_ansi(colour)
@@ -127,14 +143,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if json => {
             tracing::error!(event = "failed", error = %format!("{err:#}"), "{err}");
-            ExitCode::from(EXIT_USER_ERROR)
+            ExitCode::from(exit_code(&err))
         }
         Err(err) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::from(EXIT_USER_ERROR)
+            ExitCode::from(exit_code(&err))
         }
     }
 }

@@ -385,8 +385,13 @@ fn oversized_requests_are_refused_before_a_guest_runs() {
         request(wisp.addr, "POST", "/x", &[], &vec![b'a'; 1 << 20]).status,
         200
     );
-    wisp.wait_for_output("component=echo");
+    // Both request log lines are written (after the responses) before counting.
+    let started = Instant::now();
+    while guest_runs() < 2 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let before = guest_runs();
+    assert_eq!(before, 2, "{}", wisp.stderr());
 
     // A declared length over the route's limit, and over the server's.
     assert_eq!(

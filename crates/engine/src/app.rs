@@ -1,7 +1,6 @@
 //! A LockedApp made ready to serve: components compiled, linked and pre-instantiated.
 
 use crate::budget::{Charge, INSTANCE_OVERHEAD, LearnedPeak};
-use crate::events::{EventExports, RedisExport};
 use crate::host::{LogStream, MemoryLimiter, Stream};
 use crate::lanes::Laned;
 use crate::outbound::{AppOutbound, ComponentOutbound, LocalDispatch, OutboundBudget};
@@ -11,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Component as PathComponent, Path, PathBuf};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
-use wasmtime::component::Linker;
+use wasmtime::component::{InstancePre, Linker};
 use wasmtime::{AsContextMut, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiBody;
@@ -139,14 +138,48 @@ fn linker(engine: &WispEngine) -> Result<Linker<Host>, EngineError> {
 }
 
 /// What [`inspect_component`] found out about a component without running it.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentReport {
+    /// The component, linked against every host interface: trigger types check their
+    /// exports on it.
+    pub pre: InstancePre<Host>,
     /// The HTTP export, if any.
     pub http: Option<HttpExport>,
-    /// The Redis message handler, if any.
-    pub redis: Option<RedisExport>,
-    /// Whether it exports the cron trigger's `handle-cron-event`.
-    pub cron: bool,
+    /// Its exports, for messages.
+    pub exports: String,
+}
+
+impl std::fmt::Debug for ComponentReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentReport")
+            .field("http", &self.http)
+            .field("exports", &self.exports)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a component exports, for summaries and messages: its HTTP handler as the host
+/// sees it (`wasi:http/incoming-handler@0.2`, whatever patch version the guest was built
+/// against), then every other export by name.
+fn export_names(engine: &WispEngine, pre: &InstancePre<Host>) -> String {
+    let component_type = pre.component().component_type();
+    let mut names: Vec<String> = http_export(pre)
+        .map(|(_, export)| export.to_string())
+        .into_iter()
+        .collect();
+    names.extend(
+        component_type
+            .exports(engine.engine())
+            .map(|(name, _)| name)
+            .filter(|name| {
+                !name.starts_with("wasi:http/incoming-handler@")
+                    && !name.starts_with("wasi:http/handler@")
+            })
+            .map(str::to_owned),
+    );
+    match names.is_empty() {
+        true => "nothing".to_owned(),
+        false => names.join(", "),
+    }
 }
 
 /// Compiles (or loads from the cache) and links one component against every interface
@@ -174,19 +207,22 @@ pub fn inspect_component(
                 "cannot be linked: {e:#}; the host does not provide that interface (yet)"
             ),
         })?;
-    let events = EventExports::detect(&pre);
-    let http = if wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()).is_ok() {
-        Some(HttpExport::Handler03)
-    } else if wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).is_ok() {
-        Some(HttpExport::IncomingHandler02)
-    } else {
-        None
-    };
+    let http = http_export(&pre);
     Ok(ComponentReport {
-        http,
-        redis: events.redis(),
-        cron: events.has_cron(),
+        exports: export_names(engine, &pre),
+        pre,
+        http: http.map(|(_, export)| export),
     })
+}
+
+/// The component's HTTP handler, if it exports one (WASI 0.3 preferred).
+fn http_export(pre: &InstancePre<Host>) -> Option<(ProxyPre<Host>, HttpExport)> {
+    match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
+        Ok(p3) => Some((ProxyPre::P3(p3), HttpExport::Handler03)),
+        Err(_) => wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone())
+            .ok()
+            .map(|p2| (ProxyPre::P2(p2), HttpExport::IncomingHandler02)),
+    }
 }
 
 /// A compiled, pre-linked component; each request instantiates it afresh.
@@ -194,7 +230,11 @@ pub struct LoadedComponent {
     id: Arc<str>,
     /// The HTTP handler, if the component exports one.
     http: Option<(ProxyPre<Host>, HttpExport)>,
-    events: EventExports,
+    /// The component linked against every host interface: triggers build their typed
+    /// export handles on it.
+    pre: InstancePre<Host>,
+    /// What it exports, for messages.
+    exports: String,
     env: Vec<(String, String)>,
     files_dir: Option<PathBuf>,
     capabilities: Arc<ComponentCapabilities>,
@@ -257,23 +297,13 @@ impl LoadedComponent {
                 "cannot be linked: {e:#}; the host does not provide that interface (yet)"
             ))
         })?;
-        let events = EventExports::detect(&pre);
-        let http = match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
-            Ok(p3) => Some((ProxyPre::P3(p3), HttpExport::Handler03)),
-            Err(_) => wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
-                .ok()
-                .map(|p2| (ProxyPre::P2(p2), HttpExport::IncomingHandler02)),
-        };
-        if http.is_none() && events.is_empty() {
-            return Err(invalid(format!(
-                "{NO_HTTP_EXPORT}, nor a redis or cron handler"
-            )));
-        }
+        let http = http_export(&pre);
         let files_dir = stage_files(locked, state_dir)?;
         Ok(Self {
             id: id.into(),
             http,
-            events,
+            exports: export_names(engine, &pre),
+            pre,
             env: locked
                 .env
                 .iter()
@@ -303,29 +333,15 @@ impl LoadedComponent {
         self.http.as_ref().map(|(_, export)| *export)
     }
 
-    /// The Redis message handler detected at load time, if any.
-    pub fn redis_export(&self) -> Option<RedisExport> {
-        self.events.redis()
+    /// The component linked against every host interface, for a trigger to build its
+    /// typed export handle on (`SpinCronPre::new(component.instance_pre().clone())`).
+    pub fn instance_pre(&self) -> &InstancePre<Host> {
+        &self.pre
     }
 
-    /// Whether the component exports the cron trigger's `handle-cron-event`.
-    pub fn has_cron_export(&self) -> bool {
-        self.events.has_cron()
-    }
-
-    /// What the component exports that Wisp can call, for start-up summaries.
-    pub fn exports_summary(&self) -> String {
-        let mut exports = Vec::new();
-        if let Some(http) = self.http_export() {
-            exports.push(http.to_string());
-        }
-        if let Some(redis) = self.redis_export() {
-            exports.push(redis.to_string());
-        }
-        if self.has_cron_export() {
-            exports.push("fermyon:spin-cron handle-cron-event".to_owned());
-        }
-        exports.join(", ")
+    /// What the component exports (interface names), for summaries and messages.
+    pub fn exports_summary(&self) -> &str {
+        &self.exports
     }
 
     /// Reserves this instance's share of the memory budget: what the component's
@@ -540,42 +556,24 @@ impl LoadedComponent {
     }
 }
 
-impl LoadedComponent {
-    /// Handles one Redis message in a fresh instance, with the same memory cap and
-    /// deadline as a request. `Ok(Err(_))` is the handler's own error.
-    pub async fn handle_redis_message(
-        self: &Arc<Self>,
-        payload: Vec<u8>,
-    ) -> Result<Result<(), String>, GuestError> {
-        self.run_event(move |this, store| {
-            Box::pin(async move { this.events.handle_redis_message(store, payload).await })
-        })
-        .await
-    }
-
-    /// Handles one cron tick in a fresh instance; `timestamp` is seconds since the
-    /// Unix epoch. `Ok(Err(_))` is the handler's own error.
-    pub async fn handle_cron_event(
-        self: &Arc<Self>,
-        timestamp: u64,
-    ) -> Result<Result<(), String>, GuestError> {
-        self.run_event(move |this, store| {
-            Box::pin(async move { this.events.handle_cron_event(store, timestamp).await })
-        })
-        .await
-    }
-
-    /// Runs `call` against a fresh store once an instance slot is free, bounded by the
-    /// deadline; faults are classified as for HTTP requests.
-    async fn run_event<R: Send + 'static>(
-        self: &Arc<Self>,
-        call: impl for<'a> FnOnce(
-            &'a LoadedComponent,
+/// The call a trigger makes in a fresh store: instantiate its export and call it.
+pub type EventCall<R> = Box<
+    dyn for<'a> FnOnce(
             &'a mut Store<Host>,
-        ) -> std::pin::Pin<
-            Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>,
-        > + Send
-        + 'static,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>
+        + Send,
+>;
+
+impl LoadedComponent {
+    /// Runs one event (a Redis message, a cron tick, …) in a fresh instance: `call`
+    /// gets a fresh store and instantiates the component's export in it. The same limits
+    /// as a request apply: an instance slot and memory budget (waited for), the memory
+    /// cap, the deadline (from when the slot is taken), the slow lane; faults are
+    /// classified as for requests. Dropping the future cancels the instance.
+    pub async fn run_event<R: Send + 'static>(
+        self: &Arc<Self>,
+        call: EventCall<R>,
     ) -> Result<R, GuestError> {
         let timeout = self.engine.config().request_timeout;
         let permit = self
@@ -592,12 +590,11 @@ impl LoadedComponent {
         // The deadline starts once the instance has a slot, as for requests that queue.
         let deadline = Instant::now() + timeout;
         let mut store = self.new_store(deadline, OutboundBudget::default(), charge)?;
-        let this = self.clone();
         // Aborted when this future is dropped (trigger shutdown) or the deadline passes
         // while the guest waits on a host call the epoch cannot interrupt: either way the
         // instance and its slot go.
         let mut task = AbortOnDrop(tokio::spawn(Laned::new(async move {
-            let result = within_hard_stop(deadline, timeout, call(&this, &mut store)).await;
+            let result = within_hard_stop(deadline, timeout, call(&mut store)).await;
             let fault = store.data().recorded_fault();
             drop(store);
             drop(permit);

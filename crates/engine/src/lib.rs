@@ -10,7 +10,6 @@
 mod app;
 mod budget;
 mod cache;
-mod events;
 mod host;
 mod lanes;
 mod outbound;
@@ -22,10 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use app::{
-    ComponentReport, GuestError, HttpExport, LoadedApp, LoadedComponent, inspect_component,
+    ComponentReport, EventCall, GuestError, HttpExport, LoadedApp, LoadedComponent,
+    inspect_component,
 };
 pub use budget::{available_memory, default_memory_budget};
-pub use events::RedisExport;
 pub use host::{GuestFault, Host};
 pub use lanes::SLOW_AFTER;
 pub use outbound::{DEFAULT_MAX_OUTBOUND_REQUESTS, LocalDispatch, LocalResponse, LocalTarget};

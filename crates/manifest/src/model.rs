@@ -29,6 +29,27 @@ pub struct Manifest {
     pub warnings: Vec<String>,
 }
 
+impl Manifest {
+    /// Every trigger's type and the component it calls (static responses call none), in
+    /// file order per type.
+    pub fn trigger_components(&self) -> Vec<(&'static str, &str)> {
+        let http = self
+            .http_triggers
+            .iter()
+            .filter_map(|t| t.component.as_deref())
+            .map(|c| ("http", c));
+        let redis = self
+            .redis_triggers
+            .iter()
+            .map(|t| ("redis", t.component.as_str()));
+        let cron = self
+            .cron_triggers
+            .iter()
+            .map(|t| ("cron", t.component.as_str()));
+        http.chain(redis).chain(cron).collect()
+    }
+}
+
 /// The `[application]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Application {

@@ -664,7 +664,9 @@ async fn a_hand_built_spin_artifact_pulls_and_runs() {
     assert_eq!(app.spin_lock_version, wisp_app::LOCKED_APP_VERSION);
     assert_eq!(app.metadata.name, "handmade");
     assert_eq!(app.variables["who"].default.as_deref(), Some("world"));
-    let http = app.http_triggers().unwrap();
+    let http = app
+        .triggers_of::<wisp_trigger_http::HttpTriggerConfig>("http")
+        .unwrap();
     assert_eq!(http[0].1.route.as_deref(), Some("/..."));
     assert_eq!(http[1].1.route, None, "private route");
     let hello = app.component("hello").unwrap();
@@ -698,17 +700,18 @@ async fn serve_once(app: wisp_app::LockedApp, path: &str) -> (u16, String) {
     })
     .unwrap();
     let state = tempfile::tempdir().unwrap();
-    let paths = wisp_host::AppPaths {
-        state_dir: state.path().to_path_buf(),
-        app_dir: None,
+    let settings = wisp_runtime::AppSettings {
+        runtime_config: wisp_host::RuntimeConfig::default(),
+        paths: wisp_host::AppPaths {
+            state_dir: state.path().to_path_buf(),
+            app_dir: None,
+        },
     };
-    let capabilities =
-        wisp_host::AppCapabilities::build(&app, &wisp_host::RuntimeConfig::default(), &paths)
-            .await
-            .unwrap();
-    let loaded =
-        wisp_engine::LoadedApp::load(&engine, app, &paths.state_dir, &capabilities).unwrap();
-    let trigger = wisp_trigger_http::HttpTrigger::new(std::sync::Arc::new(loaded)).unwrap();
+    let generation = wisp_runtime::Runtime::new(engine)
+        .load(app, &settings)
+        .await
+        .unwrap();
+    let trigger = generation.http().expect("the app serves HTTP");
     let request = http::Request::builder()
         .uri(format!("http://localhost{path}"))
         .body(
@@ -759,7 +762,9 @@ async fn a_single_wasm_layer_artifact_is_a_one_component_app() {
     let component = &app.components[0];
     assert_eq!(component.id, "hello-wkg");
     assert_eq!(std::fs::read(&component.source.path).unwrap(), wasm);
-    let http = app.http_triggers().unwrap();
+    let http = app
+        .triggers_of::<wisp_trigger_http::HttpTriggerConfig>("http")
+        .unwrap();
     assert_eq!(http.len(), 1);
     assert_eq!(http[0].1.route.as_deref(), Some("/..."));
     assert_eq!(http[0].1.component.as_deref(), Some("hello-wkg"));
@@ -899,7 +904,10 @@ async fn a_private_component_is_written_the_way_spin_reads_it() {
     )
     .await
     .unwrap();
-    let triggers = pulled.locked.http_triggers().unwrap();
+    let triggers = pulled
+        .locked
+        .triggers_of::<wisp_trigger_http::HttpTriggerConfig>("http")
+        .unwrap();
     assert_eq!(triggers[0].1.route, None);
 }
 

@@ -7,27 +7,66 @@
 //! `allow_overlap = true`. Every run is logged with its outcome.
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
-use wisp_engine::LoadedApp;
+use wasmtime::component::InstancePre;
+use wisp_engine::{Host, LoadedApp};
+use wisp_trigger::{Summary, Trigger, TriggerContext, TriggerError, TriggerType};
 
-/// Errors building the trigger from an app.
-#[derive(Debug, thiserror::Error)]
-pub enum TriggerError {
-    /// The LockedApp's trigger configuration is malformed.
-    #[error("invalid cron trigger configuration: {0}")]
-    Config(String),
-    /// A trigger cannot run as configured.
-    #[error("cron trigger `{trigger}`: {message}")]
-    Trigger {
-        /// Trigger id.
-        trigger: String,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
+/// Configuration of a `cron` trigger, as stored in a LockedApp's `trigger_config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CronTriggerConfig {
+    /// Component that handles each tick.
+    pub component: String,
+    /// Six or seven fields, seconds first.
+    pub cron_expression: String,
+    /// Whether a tick may start a run while the previous one is still going.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_overlap: bool,
+}
+
+// The generated export accessors use `unsafe` internally (TypedFunc::new_unchecked on
+// types bindgen has already checked); the workspace denies `unsafe_code` for our code.
+#[allow(unsafe_code, missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit/triggers",
+        world: "wisp:triggers/spin-cron",
+        exports: { default: async },
+    });
+}
+
+use bindings::SpinCronPre;
+use bindings::fermyon::spin_cron::cron_types;
+
+/// The `cron` trigger type, for the runtime's registry.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CronTriggerType;
+
+const TYPE: &str = "cron";
+
+/// What a component must export for the cron trigger.
+const NO_CRON_EXPORT: &str = "does not export `handle-cron-event`; build it against the `fermyon:spin-cron/spin-cron@2.0.0` world, e.g. with spin-cron-sdk's `#[cron_component]`";
+
+impl TriggerType for CronTriggerType {
+    fn name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn check_component(&self, component: &InstancePre<Host>) -> Result<(), String> {
+        SpinCronPre::new(component.clone()).map(drop).map_err(|_| {
+            "a cron trigger needs `handle-cron-event` of `fermyon:spin-cron@2.0.0`; build it against the cron plugin's world (wisp new cron-rust shows how)".to_owned()
+        })
+    }
+
+    fn build(&self, context: &TriggerContext<'_>) -> Result<Arc<dyn Trigger>, TriggerError> {
+        Ok(Arc::new(CronTrigger::new(context)?))
+    }
 }
 
 /// One scheduled trigger, for summaries.
@@ -46,6 +85,7 @@ pub struct ScheduleSummary {
 struct Job {
     trigger: String,
     component: String,
+    handler: SpinCronPre<Host>,
     expression: String,
     schedule: cron::Schedule,
     allow_overlap: bool,
@@ -61,14 +101,12 @@ pub struct CronTrigger {
 impl CronTrigger {
     /// Reads and checks the app's cron triggers: each schedule parses and each
     /// component exports `handle-cron-event`.
-    pub fn new(app: Arc<LoadedApp>) -> Result<Self, TriggerError> {
-        let triggers = app
-            .locked()
-            .cron_triggers()
-            .map_err(|e| TriggerError::Config(e.to_string()))?;
+    pub fn new(context: &TriggerContext<'_>) -> Result<Self, TriggerError> {
+        let app = context.app.clone();
         let mut jobs = Vec::new();
-        for (trigger, config) in triggers {
-            let error = |message: String| TriggerError::Trigger {
+        for (trigger, config) in context.configs::<CronTriggerConfig>(TYPE)? {
+            let error = |message: String| TriggerError::Invalid {
+                trigger_type: TYPE,
                 trigger: trigger.id.clone(),
                 message,
             };
@@ -78,13 +116,13 @@ impl CronTrigger {
                     config.component
                 ))
             })?;
-            if !component.has_cron_export() {
-                return Err(error(format!(
-                    "component `{}` does not export `handle-cron-event` (it exports {}); build it against the `fermyon:spin-cron/spin-cron@2.0.0` world, e.g. with spin-cron-sdk's `#[cron_component]`",
+            let handler = SpinCronPre::new(component.instance_pre().clone()).map_err(|_| {
+                error(format!(
+                    "component `{}` {NO_CRON_EXPORT} (it exports {})",
                     config.component,
                     component.exports_summary()
-                )));
-            }
+                ))
+            })?;
             let schedule = cron::Schedule::from_str(&config.cron_expression).map_err(|e| {
                 error(format!(
                     "invalid cron_expression `{}`: {e}",
@@ -94,6 +132,7 @@ impl CronTrigger {
             jobs.push(Arc::new(Job {
                 trigger: trigger.id.clone(),
                 component: config.component.clone(),
+                handler,
                 expression: config.cron_expression.clone(),
                 schedule,
                 allow_overlap: config.allow_overlap,
@@ -229,7 +268,19 @@ async fn run_once(app: &LoadedApp, job: &Job, tick: DateTime<Utc>) {
     };
     let started = Instant::now();
     let timestamp = u64::try_from(tick.timestamp()).unwrap_or(0);
-    match component.handle_cron_event(timestamp).await {
+    let handler = job.handler.clone();
+    let call = component
+        .run_event(Box::new(move |store| {
+            Box::pin(async move {
+                let instance = handler.instantiate_async(&mut *store).await?;
+                let result = instance
+                    .call_handle_cron_event(&mut *store, cron_types::Metadata { timestamp })
+                    .await?;
+                Ok(result.map_err(|cron_types::Error::Other(message)| message))
+            })
+        }))
+        .await;
+    match call {
         Ok(Ok(())) => tracing::info!(
             "cron trigger `{}`: `{}` ran for the tick at {tick} in {:.1?}: ok",
             job.trigger,
@@ -254,5 +305,49 @@ async fn run_once(app: &LoadedApp, job: &Job, tick: DateTime<Utc>) {
                 job.component
             )
         }
+    }
+}
+
+impl Trigger for CronTrigger {
+    fn summary(&self) -> Summary {
+        Summary {
+            heading: "Cron schedules (UTC):".to_owned(),
+            lines: self
+                .schedules()
+                .into_iter()
+                .map(|schedule| {
+                    let next = schedule
+                        .next
+                        .map_or_else(|| "no further ticks".to_owned(), |t| format!("next {t}"));
+                    format!(
+                        "`{}`  ->  {}  ({next})",
+                        schedule.cron_expression, schedule.component
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn log_summary(&self) {
+        for schedule in self.schedules() {
+            tracing::info!(
+                event = "cron_schedule",
+                cron_expression = %schedule.cron_expression,
+                component = %schedule.component,
+                "cron schedule"
+            );
+        }
+    }
+
+    fn run(
+        self: Arc<Self>,
+        shutdown: BoxFuture<'static, ()>,
+        grace: Duration,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(CronTrigger::run(self, shutdown, grace))
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
     }
 }

@@ -13,14 +13,15 @@ mod server;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 use wasmtime_wasi_http::WasiBody;
-use wisp_app::StaticResponse;
 use wisp_engine::{GuestFault, LoadedApp, LocalDispatch, LocalResponse, LocalTarget};
+use wisp_trigger::{BoxFuture, Summary, TriggerError};
 
 pub use limits::DEFAULT_MAX_REQUEST_BODY;
 pub(crate) use limits::RefusalLog;
@@ -31,32 +32,86 @@ pub use server::{
     serve_current,
 };
 
-/// Errors building the trigger from an app.
-#[derive(Debug, thiserror::Error)]
-pub enum TriggerError {
-    /// The LockedApp's trigger configuration is malformed.
-    #[error("invalid http trigger configuration: {0}")]
-    Config(String),
-    /// A trigger's component cannot serve HTTP.
-    #[error("http trigger `{trigger}`: component `{component}` {message}")]
-    NotHttp {
-        /// Trigger id.
-        trigger: String,
-        /// Component id.
-        component: String,
-        /// Why, and how to fix it.
-        message: String,
-    },
-    /// A trigger names a component the app does not have.
-    #[error(
-        "http trigger `{trigger}` names component `{component}`, which the app does not define"
-    )]
-    MissingComponent {
-        /// Trigger id.
-        trigger: String,
-        /// Missing component id.
-        component: String,
-    },
+/// Configuration of an `http` trigger, as stored in a LockedApp's `trigger_config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpTriggerConfig {
+    /// Route pattern (`/exact`, `/users/:id`, `/static/...`), or `None` for a private component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Component that handles requests, unless this trigger has a static response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// A fixed response served without any component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub static_response: Option<StaticResponse>,
+    /// Largest request body this route accepts, in bytes; `None`: the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_size: Option<u64>,
+}
+
+/// A response served by the host without instantiating a component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StaticResponse {
+    /// HTTP status code.
+    pub status_code: u16,
+    /// Response headers.
+    #[serde(default, skip_serializing_if = "indexmap::IndexMap::is_empty")]
+    pub headers: indexmap::IndexMap<String, String>,
+    /// Response body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+const TYPE: &str = "http";
+
+/// What a component must export to serve HTTP.
+const NO_HTTP_EXPORT: &str =
+    "it must export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0`";
+
+/// The `http` trigger type, for the runtime's registry. The trigger it builds is served
+/// by a front door ([`serve_current`], or an embedder's own): its `run` only waits.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpTriggerType {
+    /// Request body cap of routes without their own `max_request_body_size`.
+    pub default_body_limit: u64,
+}
+
+impl Default for HttpTriggerType {
+    fn default() -> Self {
+        Self {
+            default_body_limit: DEFAULT_MAX_REQUEST_BODY,
+        }
+    }
+}
+
+impl wisp_trigger::TriggerType for HttpTriggerType {
+    fn name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn check_component(
+        &self,
+        component: &wasmtime::component::InstancePre<wisp_engine::Host>,
+    ) -> Result<(), String> {
+        let p3 = wasmtime_wasi_http::p3::bindings::ServicePre::new(component.clone()).is_ok();
+        let p2 = wasmtime_wasi_http::p2::bindings::ProxyPre::new(component.clone()).is_ok();
+        match p3 || p2 {
+            true => Ok(()),
+            false => Err("an HTTP trigger needs `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0`; build it as an HTTP component (e.g. spin-sdk `#[http_component]`)".to_owned()),
+        }
+    }
+
+    fn build(
+        &self,
+        context: &wisp_trigger::TriggerContext<'_>,
+    ) -> Result<Arc<dyn wisp_trigger::Trigger>, TriggerError> {
+        let configs = context.configs::<HttpTriggerConfig>(TYPE)?;
+        Ok(HttpTrigger::from_configs(
+            context.app.clone(),
+            configs,
+            self.default_body_limit,
+        )?)
+    }
 }
 
 /// One routable entry, for the startup summary.
@@ -108,32 +163,47 @@ impl HttpTrigger {
         app: Arc<LoadedApp>,
         default_body_limit: u64,
     ) -> Result<Arc<Self>, TriggerError> {
+        let locked = app.locked().clone();
+        let context = wisp_trigger::TriggerContext {
+            app: &app,
+            triggers: locked
+                .triggers
+                .iter()
+                .filter(|t| t.trigger_type == TYPE)
+                .collect(),
+            expand: &|text: &str| Ok(text.to_owned()),
+        };
+        let configs = context.configs::<HttpTriggerConfig>(TYPE)?;
+        Self::from_configs(app.clone(), configs, default_body_limit)
+    }
+
+    fn from_configs(
+        app: Arc<LoadedApp>,
+        configs: Vec<(&wisp_app::LockedTrigger, HttpTriggerConfig)>,
+        default_body_limit: u64,
+    ) -> Result<Arc<Self>, TriggerError> {
         let mut router = Router::default();
         let mut body_limits = HashMap::new();
         let mut statics = Vec::new();
         let mut summary = Vec::new();
-        let triggers = app
-            .locked()
-            .http_triggers()
-            .map_err(|e| TriggerError::Config(e.to_string()))?;
-        for (trigger, config) in triggers {
+        for (trigger, config) in configs {
+            let invalid = |message: String| TriggerError::Invalid {
+                trigger_type: TYPE,
+                trigger: trigger.id.clone(),
+                message,
+            };
             if let Some(component) = &config.component {
                 match app.component(component) {
                     None => {
-                        return Err(TriggerError::MissingComponent {
-                            trigger: trigger.id.clone(),
-                            component: component.clone(),
-                        });
+                        return Err(invalid(format!(
+                            "component `{component}` is not defined by the app"
+                        )));
                     }
                     Some(loaded) if loaded.http_export().is_none() => {
-                        return Err(TriggerError::NotHttp {
-                            trigger: trigger.id.clone(),
-                            component: component.clone(),
-                            message: format!(
-                                "has no HTTP export (it exports {}): it must export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0`",
-                                loaded.exports_summary()
-                            ),
-                        });
+                        return Err(invalid(format!(
+                            "component `{component}` has no HTTP export (it exports {}): {NO_HTTP_EXPORT}",
+                            loaded.exports_summary()
+                        )));
                     }
                     Some(_) => {}
                 }
@@ -147,10 +217,9 @@ impl HttpTrigger {
                 }
                 (Some(component), None) => RouteTarget::Component(component.clone()),
                 (None, None) => {
-                    return Err(TriggerError::Config(format!(
-                        "trigger `{}` has neither a component nor a static response",
-                        trigger.id
-                    )));
+                    return Err(invalid(
+                        "has neither a component nor a static response".to_owned(),
+                    ));
                 }
             };
             router.add(route, target);
@@ -397,6 +466,46 @@ impl CurrentTrigger {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         std::mem::replace(&mut *current, trigger)
+    }
+}
+
+impl wisp_trigger::Trigger for HttpTrigger {
+    fn summary(&self) -> Summary {
+        Summary {
+            heading: "Routes:".to_owned(),
+            lines: self
+                .summary
+                .iter()
+                .map(|route| {
+                    let target = route.component.as_deref().unwrap_or("(static response)");
+                    format!("{}  ->  {target}", route.route)
+                })
+                .collect(),
+        }
+    }
+
+    fn log_summary(&self) {
+        for route in &self.summary {
+            tracing::info!(
+                event = "route",
+                route = %route.route,
+                component = route.component.as_deref().unwrap_or("(static response)"),
+                "route"
+            );
+        }
+    }
+
+    /// Requests come through a front door; there is nothing to drive here.
+    fn run(
+        self: Arc<Self>,
+        shutdown: BoxFuture<'static, ()>,
+        _grace: std::time::Duration,
+    ) -> BoxFuture<'static, ()> {
+        shutdown
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
     }
 }
 

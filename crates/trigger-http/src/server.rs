@@ -257,12 +257,15 @@ struct ConnState {
     idle_since_ms: AtomicU64,
     /// Set once an HTTP/2 request was seen: stream heads are then h2's business.
     http2: AtomicBool,
-    /// Wakes the connection task when a request ends: its deadline moves.
-    request_ended: tokio::sync::Notify,
+    /// Wakes the connection task when a request ends, only when the idle deadline that
+    /// follows can come before the head deadline it sleeps on (a header timeout longer
+    /// than the idle timeout); otherwise it wakes early enough by itself and requests pay
+    /// nothing for it.
+    request_ended: Option<tokio::sync::Notify>,
 }
 
 impl ConnState {
-    fn new() -> Self {
+    fn new(config: &ServerConfig) -> Self {
         Self {
             born: Instant::now(),
             in_flight: AtomicU32::new(0),
@@ -270,7 +273,8 @@ impl ConnState {
             head_started_ms: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
             http2: AtomicBool::new(false),
-            request_ended: tokio::sync::Notify::new(),
+            request_ended: (config.header_read_timeout > config.idle_timeout)
+                .then(tokio::sync::Notify::new),
         }
     }
 
@@ -313,7 +317,9 @@ impl Drop for InFlight {
         let state = &self.0;
         state.idle_since_ms.store(state.now_ms(), Ordering::Release);
         state.in_flight.fetch_sub(1, Ordering::AcqRel);
-        state.request_ended.notify_one();
+        if let Some(ended) = &state.request_ended {
+            ended.notify_one();
+        }
     }
 }
 
@@ -420,7 +426,7 @@ async fn connection(
         return;
     }
     let _ = stream.set_nodelay(true);
-    let state = Arc::new(ConnState::new());
+    let state = Arc::new(ConnState::new(&shared.config));
     let io = TokioIo::new(ConnIo {
         stream,
         state: state.clone(),
@@ -476,7 +482,7 @@ async fn connection(
             _ = force_close.changed() => break,
             _ = closing.changed(), if !shutting_down => shutting_down = true,
             changed = pressure.changed(), if pressure_open => pressure_open = changed.is_ok(),
-            () = state.request_ended.notified() => {}
+            () = request_ended(&state) => {}
             () = tokio::time::sleep_until(wake) => {
                 if told_to_close.is_some() {
                     if state.in_flight.load(Ordering::Acquire) == 0 {
@@ -519,6 +525,14 @@ async fn connection(
         }
     }
     drop(slot);
+}
+
+/// Resolves when a request of this connection ends, if the connection listens for that.
+async fn request_ended(state: &ConnState) {
+    match &state.request_ended {
+        Some(ended) => ended.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Why a connection's deadline ends it.

@@ -9,14 +9,20 @@
 //! backoff (100 ms doubling up to 5 s) and the subscriptions renewed; messages published
 //! while disconnected are lost, as with any Redis pub/sub client.
 
+mod exports;
+
+use exports::RedisHandler;
 use futures::StreamExt;
-use futures::future::join_all;
+use futures::future::{BoxFuture, join_all};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use wisp_engine::LoadedApp;
+use wasmtime::component::InstancePre;
+use wisp_engine::{Host, LoadedApp};
+use wisp_trigger::{Summary, Trigger, TriggerContext, TriggerError, TriggerType};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -27,28 +33,42 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Errors building the trigger from an app.
-#[derive(Debug, thiserror::Error)]
-pub enum TriggerError {
-    /// The LockedApp's trigger configuration is malformed.
-    #[error("invalid redis trigger configuration: {0}")]
-    Config(String),
-    /// A trigger's component cannot be used.
-    #[error("redis trigger `{trigger}`: {message}")]
-    Component {
-        /// Trigger id.
-        trigger: String,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
-    /// A trigger's address is not usable.
-    #[error("redis trigger `{trigger}`: {message}")]
-    Address {
-        /// Trigger id.
-        trigger: String,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
+/// Configuration of a `redis` trigger, as stored in a LockedApp's `trigger_config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedisTriggerConfig {
+    /// Component that handles each message.
+    pub component: String,
+    /// Pub/sub channel to subscribe to.
+    pub channel: String,
+    /// Server address (`redis://...`), the app-level default already applied; may hold
+    /// `{{ variable }}` references, expanded when the trigger starts.
+    pub address: String,
+}
+
+/// The `redis` trigger type, for the runtime's registry.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RedisTriggerType;
+
+const TYPE: &str = "redis";
+
+impl TriggerType for RedisTriggerType {
+    fn name(&self) -> &'static str {
+        TYPE
+    }
+
+    fn check_component(&self, component: &InstancePre<Host>) -> Result<(), String> {
+        match RedisHandler::detect(component) {
+            Some(_) => Ok(()),
+            None => Err(
+                "a redis trigger needs `fermyon:spin/inbound-redis` or `spin:redis/inbound-redis@3.0.0`; build it with `#[redis_component]` (spin-sdk 5) or `#[redis_subscriber]` (spin-sdk 7)"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    fn build(&self, context: &TriggerContext<'_>) -> Result<Arc<dyn Trigger>, TriggerError> {
+        Ok(Arc::new(RedisTrigger::new(context)?))
+    }
 }
 
 /// One channel → component subscription, for summaries.
@@ -65,8 +85,8 @@ pub struct Subscription {
 struct Server {
     url: String,
     shown: String,
-    /// Channel → components, in manifest order.
-    channels: BTreeMap<String, Vec<String>>,
+    /// Channel → components (with their handlers), in manifest order.
+    channels: BTreeMap<String, Vec<(String, RedisHandler)>>,
 }
 
 /// An app's Redis triggers, ready to run.
@@ -76,43 +96,34 @@ pub struct RedisTrigger {
 }
 
 impl RedisTrigger {
-    /// Reads the app's redis triggers. `expand` resolves `{{ variable }}` references in
-    /// addresses (the app's variables). Every component must export a Redis handler.
-    pub fn new(
-        app: Arc<LoadedApp>,
-        expand: impl Fn(&str) -> Result<String, String>,
-    ) -> Result<Self, TriggerError> {
-        let triggers = app
-            .locked()
-            .redis_triggers()
-            .map_err(|e| TriggerError::Config(e.to_string()))?;
+    /// Reads the app's redis triggers, expanding `{{ variable }}` references in addresses
+    /// and channels. Every component must export a Redis handler.
+    pub fn new(context: &TriggerContext<'_>) -> Result<Self, TriggerError> {
+        let app = context.app.clone();
         let mut servers: Vec<Server> = Vec::new();
-        for (trigger, config) in triggers {
-            let component_error = |message: String| TriggerError::Component {
+        for (trigger, config) in context.configs::<RedisTriggerConfig>(TYPE)? {
+            let invalid = |message: String| TriggerError::Invalid {
+                trigger_type: TYPE,
                 trigger: trigger.id.clone(),
                 message,
             };
             let Some(component) = app.component(&config.component) else {
-                return Err(component_error(format!(
+                return Err(invalid(format!(
                     "component `{}` is not defined by the app",
                     config.component
                 )));
             };
-            if component.redis_export().is_none() {
-                return Err(component_error(format!(
+            let Some(handler) = RedisHandler::detect(component.instance_pre()) else {
+                return Err(invalid(format!(
                     "component `{}` has no redis message handler (it exports {}); build it with `#[redis_component]` (spin-sdk 5) or `#[redis_subscriber]` (spin-sdk 7) so that it exports `fermyon:spin/inbound-redis` or `spin:redis/inbound-redis@3.0.0`",
                     config.component,
                     component.exports_summary()
                 )));
-            }
-            let address_error = |message: String| TriggerError::Address {
-                trigger: trigger.id.clone(),
-                message,
             };
-            let url = expand(&config.address).map_err(|e| address_error(e.to_string()))?;
-            let channel = expand(&config.channel).map_err(|e| {
-                TriggerError::Config(format!("trigger `{}`: channel: {e}", trigger.id))
-            })?;
+            let address_error = invalid;
+            let url = (context.expand)(&config.address).map_err(&address_error)?;
+            let channel = (context.expand)(&config.channel)
+                .map_err(|e| address_error(format!("channel: {e}")))?;
             let client = redis::Client::open(url.as_str()).map_err(|e| {
                 address_error(format!(
                     "invalid address: {e}; write it as redis://[user:password@]host[:port][/db]"
@@ -143,7 +154,7 @@ impl RedisTrigger {
                 .channels
                 .entry(channel)
                 .or_default()
-                .push(config.component.clone());
+                .push((config.component.clone(), handler));
         }
         Ok(Self { app, servers })
     }
@@ -162,7 +173,7 @@ impl RedisTrigger {
                     .channels
                     .iter()
                     .flat_map(move |(channel, components)| {
-                        components.iter().map(move |component| Subscription {
+                        components.iter().map(move |(component, _)| Subscription {
                             server: server.shown.clone(),
                             channel: channel.clone(),
                             component: component.clone(),
@@ -228,8 +239,8 @@ impl RedisTrigger {
                                 let channel = message.get_channel_name().to_owned();
                                 let payload = message.get_payload_bytes().to_vec();
                                 if let Some(components) = server.channels.get(&channel) {
-                                    join_all(components.iter().map(|component| {
-                                        handle_message(&self.app, component, &channel, payload.clone())
+                                    join_all(components.iter().map(|(component, handler)| {
+                                        handle_message(&self.app, component, handler, &channel, payload.clone())
                                     }))
                                     .await;
                                 }
@@ -281,13 +292,25 @@ async fn subscribe(url: &str, channels: &[&String]) -> redis::RedisResult<redis:
 }
 
 /// Runs one message through one component and logs the outcome.
-async fn handle_message(app: &LoadedApp, component_id: &str, channel: &str, payload: Vec<u8>) {
+async fn handle_message(
+    app: &LoadedApp,
+    component_id: &str,
+    handler: &RedisHandler,
+    channel: &str,
+    payload: Vec<u8>,
+) {
     let Some(component) = app.component(component_id) else {
         return;
     };
     let started = Instant::now();
     let size = payload.len();
-    match component.handle_redis_message(payload).await {
+    let handler = handler.clone();
+    let call = component
+        .run_event(Box::new(move |store| {
+            Box::pin(async move { handler.call(store, payload).await })
+        }))
+        .await;
+    match call {
         Ok(Ok(())) => tracing::debug!(
             "redis message on `{channel}` ({size} bytes) handled by `{component_id}` in {:.1?}",
             started.elapsed()
@@ -327,5 +350,42 @@ fn show_address(info: &redis::ConnectionInfo) -> String {
             format!("redis://{host}:{port}/{}", info.redis_settings().db())
         }
         other => format!("{other:?}"),
+    }
+}
+
+impl Trigger for RedisTrigger {
+    fn summary(&self) -> Summary {
+        Summary {
+            heading: "Redis subscriptions:".to_owned(),
+            lines: self
+                .subscriptions()
+                .into_iter()
+                .map(|s| format!("{} channel `{}`  ->  {}", s.server, s.channel, s.component))
+                .collect(),
+        }
+    }
+
+    fn log_summary(&self) {
+        for subscription in self.subscriptions() {
+            tracing::info!(
+                event = "redis_subscription",
+                server = %subscription.server,
+                channel = %subscription.channel,
+                component = %subscription.component,
+                "redis subscription"
+            );
+        }
+    }
+
+    fn run(
+        self: Arc<Self>,
+        shutdown: BoxFuture<'static, ()>,
+        grace: Duration,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(RedisTrigger::run(self, shutdown, grace))
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use wisp_engine::{EngineConfig, WispEngine};
 use wisp_manifest::Manifest;
+use wisp_runtime::Runtime;
 
 /// Arguments of `wisp doctor`.
 #[derive(Debug, Args)]
@@ -140,12 +141,13 @@ fn check(manifest_path: &Path, listen: SocketAddr) -> Vec<Finding> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let engine = WispEngine::new(EngineConfig {
+    let runtime = WispEngine::new(EngineConfig {
         max_instances: 1,
         pooling: false,
         cache_dir: wisp_engine::default_cache_dir(),
         ..EngineConfig::default()
-    });
+    })
+    .map(Runtime::new);
     for (id, component) in &manifest.components {
         findings.extend(check_build(id, component, &app_dir));
         findings.extend(check_component(
@@ -153,7 +155,7 @@ fn check(manifest_path: &Path, listen: SocketAddr) -> Vec<Finding> {
             id,
             &app_dir.join(&component.source),
             component.build.is_some(),
-            engine.as_ref().ok(),
+            runtime.as_ref().ok(),
         ));
     }
     if manifest.http_triggers.is_empty() {
@@ -354,7 +356,7 @@ fn check_component(
     id: &str,
     source: &Path,
     has_build: bool,
-    engine: Option<&WispEngine>,
+    runtime: Option<&Runtime>,
 ) -> Vec<Finding> {
     let subject = format!("component {id}");
     let bytes = match std::fs::read(source) {
@@ -376,7 +378,7 @@ fn check_component(
             )];
         }
     };
-    let Some(engine) = engine else {
+    let Some(runtime) = runtime else {
         return vec![Finding::problem(
             Level::Warning,
             subject,
@@ -384,7 +386,7 @@ fn check_component(
             "run wisp up to see the engine error",
         )];
     };
-    let report = match wisp_engine::inspect_component(engine, id, &bytes) {
+    let report = match wisp_engine::inspect_component(runtime.engine(), id, &bytes) {
         Ok(report) => report,
         Err(e) => {
             return vec![Finding::problem(
@@ -399,48 +401,25 @@ fn check_component(
         subject.clone(),
         "compiles and links against every interface it imports",
     )];
-    let needs = |wanted: &str| {
-        manifest
-            .http_triggers
-            .iter()
-            .filter_map(|t| t.component.as_deref())
-            .any(|c| c == id && wanted == "http")
-            || manifest
-                .redis_triggers
-                .iter()
-                .any(|t| t.component == id && wanted == "redis")
-            || manifest
-                .cron_triggers
-                .iter()
-                .any(|t| t.component == id && wanted == "cron")
-    };
-    let missing = [
-        (
-            "http",
-            report.http.is_some(),
-            "an HTTP trigger needs `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0`",
-            "build it as an HTTP component (e.g. spin-sdk #[http_component])",
-        ),
-        (
-            "redis",
-            report.redis.is_some(),
-            "a redis trigger needs `fermyon:spin/inbound-redis` or `spin:redis/inbound-redis@3.0.0`",
-            "build it with #[redis_component] (spin-sdk 5) or #[redis_subscriber] (spin-sdk 7)",
-        ),
-        (
-            "cron",
-            report.cron,
-            "a cron trigger needs `handle-cron-event` of `fermyon:spin-cron@2.0.0`",
-            "build it against the cron plugin's world (wisp new cron-rust shows how)",
-        ),
-    ];
-    for (trigger, has, what, fix) in missing {
-        if needs(trigger) && !has {
+    // Each trigger type says whether the component exports what it calls.
+    let mut checked = Vec::new();
+    for (trigger_type, component) in manifest.trigger_components() {
+        if component != id || checked.contains(&trigger_type) {
+            continue;
+        }
+        checked.push(trigger_type);
+        let Some(kind) = runtime.trigger_type(trigger_type) else {
+            continue;
+        };
+        if let Err(what) = kind.check_component(&report.pre) {
             findings.push(Finding::problem(
                 Level::Error,
                 subject.clone(),
-                format!("does not export what its {trigger} trigger calls: {what}"),
-                fix,
+                format!(
+                    "does not export what its {trigger_type} trigger calls: {what} (it exports {})",
+                    report.exports
+                ),
+                "rebuild it to export what the trigger calls (wisp new --list shows a template per trigger)",
             ));
         }
     }

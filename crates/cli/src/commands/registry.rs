@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use wisp_oci::{Cache, ClientOptions, ProgressEvent, Reference, RegistryClient};
+use wisp_oci::{Cache, ProgressEvent, Reference};
 
 /// Arguments of `wisp registry`.
 #[derive(Debug, Args)]
@@ -148,23 +148,10 @@ fn reference(text: &str) -> Result<Reference> {
     })
 }
 
-/// A registry client with the stored credentials (wisp's own, then Docker's).
-pub(crate) fn client(insecure: bool) -> Result<RegistryClient> {
-    if insecure {
-        eprintln!(
-            "warning: --insecure: talking plain HTTP to the registry; content and credentials are not protected in transit"
-        );
-    }
-    Ok(RegistryClient::new(ClientOptions {
-        insecure,
-        ..ClientOptions::default()
-    })?)
-}
-
 async fn push(args: PushArgs) -> Result<()> {
     let reference = reference(&args.reference)?;
-    let (locked, _) = super::up::resolve_manifest(args.manifest.as_deref())?;
-    let client = client(args.insecure)?;
+    let (locked, _) = super::shared::resolve_manifest(args.manifest.as_deref())?;
+    let client = super::shared::registry_client(args.insecure)?;
     let progress = Progress::new();
     let progress = |event: ProgressEvent| progress.show(event);
     let result = wisp_oci::push_with_progress(&client, &locked, &reference, &progress).await?;
@@ -191,7 +178,12 @@ async fn push(args: PushArgs) -> Result<()> {
 async fn pull(args: PullArgs) -> Result<()> {
     let reference = reference(&args.reference)?;
     let cache = Cache::new(args.oci_cache_dir.unwrap_or_else(Cache::default_root));
-    let pulled = wisp_oci::pull(&client(args.insecure)?, &reference, &cache).await?;
+    let pulled = wisp_oci::pull(
+        &super::shared::registry_client(args.insecure)?,
+        &reference,
+        &cache,
+    )
+    .await?;
     let components: Vec<&str> = pulled
         .locked
         .components

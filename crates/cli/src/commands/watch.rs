@@ -2,7 +2,7 @@
 //!
 //! The listener stays bound for the whole session. A reload loads the new version next
 //! to the running one and then swaps which version new requests go to
-//! ([`CurrentTrigger`]); requests already running finish on the old version, which is
+//! ([`RunningApp::reload`]); requests already running finish on the old version, which is
 //! dropped when the last of them is answered. A failed build or load leaves the running
 //! version serving and prints why.
 //!
@@ -12,7 +12,9 @@
 //! manifest. A change is acted on once the files have been still for `--poll-ms`.
 
 use super::build;
-use super::up::{self, Generation, Settings, UpArgs};
+use super::serve::{self, Settings};
+use super::shared::{bind, resolve_manifest_with, shutdown_signal};
+use super::up::UpArgs;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::collections::BTreeMap;
@@ -20,10 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
-use wisp_engine::WispEngine;
 use wisp_host::AppPaths;
 use wisp_manifest::{FileMount, Manifest};
-use wisp_trigger_http::{CurrentTrigger, serve_current};
+use wisp_runtime::{Generation, RunningApp, Runtime, until};
 
 /// Arguments of `wisp watch`: those of `wisp up`, plus the polling interval.
 #[derive(Debug, Args)]
@@ -65,7 +66,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .context("cannot start the async runtime")
+        .map_err(super::RuntimeFailure::wrap)?;
     runtime.block_on(async move {
         // The first version must build and load; later failures keep it serving. The
         // files are read before the build, so a save during the build or the load (or as
@@ -75,7 +77,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         build::build(&manifest_path, &[], json)?;
         let mut follow_up = false;
         let mut baseline = next_baseline(before_build, spec.snapshot(), &mut follow_up);
-        let (locked, app_dir) = up::resolve_manifest_with(Some(&manifest_path), &settings.resolve)?;
+        let (locked, app_dir) = resolve_manifest_with(Some(&manifest_path), &settings.resolve)?;
         let paths = AppPaths {
             state_dir: args
                 .up
@@ -84,15 +86,13 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 .unwrap_or_else(|| app_dir.join(".wisp")),
             app_dir: Some(app_dir.clone()),
         };
-        let listener = up::bind(args.up.listen).await?;
+        let listener = bind(args.up.listen).await?;
         let address = listener
             .local_addr()
             .context("cannot read the listening address")?;
-        let engine =
-            WispEngine::new(settings.engine.clone()).context("cannot create the wasm engine")?;
-        let generation =
-            Arc::new(Generation::load(&engine, locked, &settings, &paths, true).await?);
-        generation.print_summary(&engine, &settings, Some(address), json);
+        let wisp = settings.runtime()?;
+        let generation = serve::load(&wisp, locked, &settings, paths).await?;
+        serve::print_summary(&wisp, &generation, &settings, Some(address), json);
         if json {
             tracing::info!(event = "watching", "watching for changes");
         } else {
@@ -101,23 +101,15 @@ pub fn run(args: WatchArgs) -> Result<()> {
 
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
-            up::shutdown_signal().await;
+            shutdown_signal().await;
             let _ = stop.send(true);
         });
-        let current =
-            CurrentTrigger::new(generation.http.clone().expect("watch always serves HTTP"));
-        let server = tokio::spawn(serve_current(
-            current.clone(),
-            listener,
-            settings.server.clone(),
-            up::until(stopped.clone()),
-        ));
-        let mut running = RunningEvents::start(generation, settings.shutdown_grace);
+        let mut running = RunningApp::start(generation, Some(listener), settings.server.clone());
 
         loop {
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}
-                () = up::until(stopped.clone()) => break,
+                () = until(stopped.clone()) => break,
             }
             let mut now = spec.snapshot();
             if now == baseline {
@@ -163,14 +155,12 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 );
             }
             let started = Instant::now();
-            let reloaded = reload(&manifest_path, &rebuild, &engine, &settings, &args.up).await;
+            let reloaded = reload(&manifest_path, &rebuild, &wisp, &settings, &args.up).await;
             match reloaded {
                 Ok((generation, new_spec)) => {
-                    let http = generation.http.clone().expect("watch always serves HTTP");
                     // From here new requests go to the new version; running ones finish
                     // on the old, which is dropped with its last request.
-                    drop(current.replace(http));
-                    running.replace(generation, settings.shutdown_grace).await;
+                    running.reload(generation).await;
                     if json {
                         tracing::info!(
                             event = "reloaded",
@@ -205,8 +195,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
             }
             baseline = next_baseline(now, spec.snapshot(), &mut follow_up);
         }
-        running.stop().await;
-        let _ = server.await;
+        running.shutdown().await;
         if json {
             tracing::info!(event = "stopped", "Stopped.");
         } else {
@@ -235,7 +224,7 @@ fn next_baseline(before: Snapshot, after: Snapshot, follow_up: &mut bool) -> Sna
 async fn reload(
     manifest_path: &Path,
     rebuild: &[String],
-    engine: &WispEngine,
+    wisp: &Runtime,
     settings: &Settings,
     args: &UpArgs,
 ) -> Result<(Arc<Generation>, WatchSpec)> {
@@ -249,7 +238,7 @@ async fn reload(
             .context("the build failed")?;
     }
     let spec = WatchSpec::read(manifest_path)?;
-    let (locked, app_dir) = up::resolve_manifest_with(Some(manifest_path), &settings.resolve)?;
+    let (locked, app_dir) = resolve_manifest_with(Some(manifest_path), &settings.resolve)?;
     let paths = AppPaths {
         state_dir: args
             .state_dir
@@ -257,38 +246,10 @@ async fn reload(
             .unwrap_or_else(|| app_dir.join(".wisp")),
         app_dir: Some(app_dir),
     };
-    let generation = Generation::load(engine, locked, settings, &paths, true)
+    let generation = serve::load(wisp, locked, settings, paths)
         .await
         .context("the new version did not load")?;
-    Ok((Arc::new(generation), spec))
-}
-
-/// The Redis and cron triggers of the version being served.
-struct RunningEvents {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningEvents {
-    fn start(generation: Arc<Generation>, grace: Duration) -> RunningEvents {
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            generation.run_event_triggers(stopped, grace).await;
-        });
-        RunningEvents { stop, task }
-    }
-
-    /// Starts `generation`'s triggers, then stops the old ones (their running handlers
-    /// get the grace period).
-    async fn replace(&mut self, generation: Arc<Generation>, grace: Duration) {
-        let old = std::mem::replace(self, RunningEvents::start(generation, grace));
-        old.stop().await;
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
+    Ok((generation, spec))
 }
 
 /// What to watch, read from the manifest.

@@ -1,0 +1,331 @@
+//! What `wisp up` and `wisp watch` share to serve an app: the settings from their flags,
+//! loading through the runtime (with a spinner on a terminal while components compile),
+//! and the start-up summary.
+
+use super::shared::seconds;
+use super::up::UpArgs;
+use anyhow::{Result, bail};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use wisp_app::LockedApp;
+use wisp_engine::EngineConfig;
+use wisp_host::{AppPaths, RuntimeConfig};
+use wisp_runtime::{AppSettings, Generation, Runtime};
+use wisp_trigger_http::ServerConfig;
+
+/// The engine, runtime-config, front-door and shutdown settings `up` and `watch` share.
+pub(crate) struct Settings {
+    pub(crate) engine: EngineConfig,
+    pub(crate) runtime_config: RuntimeConfig,
+    pub(crate) server: ServerConfig,
+    pub(crate) resolve: wisp_app::ResolveOptions,
+    pub(crate) max_request_body: u64,
+}
+
+impl Settings {
+    pub(crate) fn from_args(args: &UpArgs) -> Result<Settings> {
+        let runtime_config = match &args.runtime_config_file {
+            Some(path) => RuntimeConfig::from_file(path)?,
+            None => RuntimeConfig::default(),
+        };
+        let request_timeout = seconds("--request-timeout", args.request_timeout)?;
+        let shutdown_grace = seconds("--shutdown-grace", args.shutdown_grace)?;
+        if args.memory_limit_mb == 0 || args.max_instances == 0 {
+            bail!("--memory-limit-mb and --max-instances must be at least 1");
+        }
+        for (flag, value) in [
+            ("--max-component-size-mb", args.max_component_size_mb),
+            ("--max-request-body-mb", args.max_request_body_mb),
+            ("--memory-budget-mb", args.memory_budget_mb.unwrap_or(1)),
+        ] {
+            if value == 0 {
+                bail!("{flag} must be at least 1");
+            }
+        }
+        if args.max_request_headers == 0 || args.max_connections == Some(0) {
+            bail!("--max-request-headers and --max-connections must be at least 1");
+        }
+        if args.max_request_header_bytes < 8192 {
+            bail!(
+                "--max-request-header-bytes must be at least 8192 (the smallest request head hyper can buffer), got {}",
+                args.max_request_header_bytes
+            );
+        }
+        let memory_budget = match args.memory_budget_mb {
+            Some(mb) => mb << 20,
+            None => wisp_engine::default_memory_budget(),
+        };
+        // A budget below one instance's cap would let no memory-hungry instance run.
+        if memory_budget < args.memory_limit_mb << 20 {
+            bail!(
+                "--memory-budget-mb ({} MiB) is below --memory-limit-mb ({} MiB): no instance could reach its cap; raise the budget or lower the per-instance limit",
+                memory_budget >> 20,
+                args.memory_limit_mb
+            );
+        }
+        let descriptors = super::shared::descriptor_limit();
+        let server = ServerConfig {
+            header_read_timeout: seconds("--header-read-timeout", args.header_read_timeout)?,
+            idle_timeout: seconds("--idle-timeout", args.idle_timeout)?,
+            max_header_count: args.max_request_headers,
+            max_header_bytes: args.max_request_header_bytes,
+            max_connections: args
+                .max_connections
+                .unwrap_or_else(|| ServerConfig::connections_for_descriptor_limit(descriptors)),
+            h2_max_concurrent_streams: args.http2_max_streams.max(1),
+            h2_max_pending_accept_reset_streams: args.http2_max_pending_resets,
+            h2_max_local_error_reset_streams: args.http2_max_error_resets,
+            shutdown_grace,
+        };
+        let engine = EngineConfig {
+            max_instances: args.max_instances,
+            memory_limit: args.memory_limit_mb << 20,
+            request_timeout,
+            cache_dir: if args.no_cache {
+                None
+            } else {
+                args.cache_dir
+                    .clone()
+                    .or_else(wisp_engine::default_cache_dir)
+            },
+            pooling: !args.no_pooling,
+            max_outbound_requests: args.max_outbound_requests,
+            max_component_bytes: args.max_component_size_mb << 20,
+            memory_budget,
+        };
+        Ok(Settings {
+            engine,
+            runtime_config,
+            server,
+            resolve: wisp_app::ResolveOptions {
+                max_source_bytes: args.max_component_size_mb << 20,
+            },
+            max_request_body: args.max_request_body_mb << 20,
+        })
+    }
+}
+
+impl Settings {
+    /// The runtime these settings describe: the engine and every trigger type.
+    pub(crate) fn runtime(&self) -> Result<Runtime> {
+        let engine = wisp_engine::WispEngine::new(self.engine.clone()).map_err(|e| {
+            super::RuntimeFailure::wrap(
+                anyhow::Error::new(e).context("cannot create the wasm engine"),
+            )
+        })?;
+        Ok(Runtime::with_trigger_types(
+            engine,
+            Runtime::default_trigger_types(wisp_trigger_http::HttpTriggerType {
+                default_body_limit: self.max_request_body,
+            }),
+        ))
+    }
+}
+
+/// Loads `locked` through `runtime`, with a spinner on a terminal while it runs
+/// (compiling components not in the cache can take seconds).
+pub(crate) async fn load(
+    runtime: &Runtime,
+    locked: LockedApp,
+    settings: &Settings,
+    paths: AppPaths,
+) -> Result<Arc<Generation>> {
+    let spinner = loading_spinner(locked.components.len());
+    let app_settings = AppSettings {
+        runtime_config: settings.runtime_config.clone(),
+        paths,
+    };
+    let loaded = runtime.load(locked, &app_settings).await;
+    if let Some(spinner) = spinner {
+        SPINNER_SHOWN.store(false, std::sync::atomic::Ordering::Release);
+        SPINNER.lock().unwrap_or_else(|e| e.into_inner()).take();
+        spinner.finish_and_clear();
+    }
+    Ok(loaded?)
+}
+
+/// The spinner on screen, if any: log lines go around it (see [`StderrAroundSpinner`]).
+static SPINNER: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+/// Whether [`SPINNER`] holds one: lets every other log line (the request log) skip the lock.
+static SPINNER_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// stderr for the human log: while a spinner is drawn, each line is written with the
+/// spinner cleared and redrawn after it, so the two never share a line.
+pub(crate) struct StderrAroundSpinner;
+
+impl std::io::Write for StderrAroundSpinner {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !SPINNER_SHOWN.load(std::sync::atomic::Ordering::Acquire) {
+            return std::io::stderr().write(buf);
+        }
+        let spinner = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match spinner {
+            Some(spinner) => spinner
+                .suspend(|| std::io::stderr().write_all(buf))
+                .map(|()| buf.len()),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// A spinner on stderr while components load, only when stderr is a terminal.
+fn loading_spinner(components: usize) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let spinner = indicatif::ProgressBar::new_spinner();
+    // The elapsed time shows that a long compile (seconds for a 12 MB JS component) moves.
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        spinner.set_style(style);
+    }
+    spinner.set_message(format!(
+        "loading {components} component{} (compiling any not in the cache)",
+        if components == 1 { "" } else { "s" }
+    ));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    *SPINNER.lock().unwrap_or_else(|e| e.into_inner()) = Some(spinner.clone());
+    SPINNER_SHOWN.store(true, std::sync::atomic::Ordering::Release);
+    Some(spinner)
+}
+
+/// The start-up summary; `address` is where HTTP listens, if it does. With `json`, one
+/// structured event per item instead.
+pub(crate) fn print_summary(
+    runtime: &Runtime,
+    generation: &Generation,
+    settings: &Settings,
+    address: Option<SocketAddr>,
+    json: bool,
+) {
+    if json {
+        log_summary(runtime, generation, &settings.server, address);
+        return;
+    }
+    let engine = runtime.engine();
+    let config = engine.config();
+    eprintln!(
+        "Engine: {} allocator, {} instances max, {} MiB memory cap, {} MiB memory budget, {:?} request deadline, compile cache {}",
+        if engine.pooling() {
+            "pooling"
+        } else {
+            "on-demand"
+        },
+        config.max_instances,
+        config.memory_limit >> 20,
+        engine.memory_budget() >> 20,
+        config.request_timeout,
+        config
+            .cache_dir
+            .as_ref()
+            .map_or_else(|| "off".to_owned(), |d| d.display().to_string()),
+    );
+    let app = generation.app();
+    eprintln!("Components:");
+    for component in &app.locked().components {
+        if let Some(loaded) = app.component(&component.id) {
+            eprintln!("  {}  ({})", component.id, loaded.exports_summary());
+        }
+    }
+    eprintln!("Capabilities:");
+    for line in generation.capabilities().summary() {
+        eprintln!("  {line}");
+    }
+    // Triggers that run on their own, in registration order; HTTP last, with the address.
+    for (name, trigger) in generation.triggers() {
+        if name == "http" {
+            continue;
+        }
+        let summary = trigger.summary();
+        if summary.lines.is_empty() {
+            continue;
+        }
+        eprintln!("{}", summary.heading);
+        for line in summary.lines {
+            eprintln!("  {line}");
+        }
+    }
+    match (generation.http(), address) {
+        (Some(trigger), Some(address)) => {
+            let server = &settings.server;
+            eprintln!(
+                "HTTP: {} connections max, request head within {:?} ({} fields, {} KiB max), keep-alive idle {:?}, body {} MiB max",
+                server.max_connections,
+                server.header_read_timeout,
+                server.max_header_count,
+                server.max_header_bytes >> 10,
+                server.idle_timeout,
+                settings.max_request_body >> 20,
+            );
+            eprintln!("Routes:");
+            for route in trigger.routes() {
+                let target = route.component.as_deref().unwrap_or("(static response)");
+                eprintln!("  http://{address}{}  ->  {target}", route.route);
+            }
+            // Tests and scripts read this line to find the bound address.
+            eprintln!("Listening on http://{address}");
+        }
+        // Tests and scripts read this line to know the triggers are running.
+        _ => eprintln!("Running (no HTTP triggers)."),
+    }
+}
+
+/// [`print_summary`] as structured events (`--json`).
+fn log_summary(
+    runtime: &Runtime,
+    generation: &Generation,
+    server: &ServerConfig,
+    address: Option<SocketAddr>,
+) {
+    let engine = runtime.engine();
+    let config = engine.config();
+    tracing::info!(
+        event = "engine",
+        pooling = engine.pooling(),
+        max_instances = config.max_instances,
+        memory_limit_mib = config.memory_limit >> 20,
+        memory_budget_mib = engine.memory_budget() >> 20,
+        request_timeout_ms = config.request_timeout.as_millis() as u64,
+        "engine ready"
+    );
+    let app = generation.app();
+    for component in &app.locked().components {
+        if let Some(loaded) = app.component(&component.id) {
+            tracing::info!(
+                event = "component",
+                component = %component.id,
+                exports = %loaded.exports_summary(),
+                "component loaded"
+            );
+        }
+    }
+    for line in generation.capabilities().summary() {
+        tracing::info!(event = "capability", "{line}");
+    }
+    for (name, trigger) in generation.triggers() {
+        if name != "http" {
+            trigger.log_summary();
+        }
+    }
+    match (generation.http(), address) {
+        (Some(trigger), Some(address)) => {
+            tracing::info!(
+                event = "front_door",
+                max_connections = server.max_connections,
+                header_read_timeout_ms = server.header_read_timeout.as_millis() as u64,
+                idle_timeout_ms = server.idle_timeout.as_millis() as u64,
+                max_request_headers = server.max_header_count,
+                max_request_header_bytes = server.max_header_bytes,
+                "front door limits"
+            );
+            wisp_trigger::Trigger::log_summary(&**trigger);
+            tracing::info!(event = "listening", address = %address, "Listening on http://{address}");
+        }
+        _ => tracing::info!(event = "running", "Running (no HTTP triggers)."),
+    }
+}

@@ -1,0 +1,125 @@
+//! Helpers more than one command uses: finding and resolving the manifest, the registry
+//! client, binding the listener, the shutdown signal, the descriptor limit.
+
+use anyhow::{Context, Result, bail};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wisp_app::LockedApp;
+use wisp_oci::{ClientOptions, RegistryClient};
+
+/// Parses and resolves the manifest at `path` (default `spin.toml`; a directory means
+/// its `spin.toml`); returns the app and the manifest's directory.
+pub(crate) fn resolve_manifest(path: Option<&Path>) -> Result<(LockedApp, PathBuf)> {
+    resolve_manifest_with(path, &wisp_app::ResolveOptions::default())
+}
+
+/// [`resolve_manifest`] with explicit limits.
+pub(crate) fn resolve_manifest_with(
+    path: Option<&Path>,
+    options: &wisp_app::ResolveOptions,
+) -> Result<(LockedApp, PathBuf)> {
+    let mut path = path.map_or_else(|| PathBuf::from("spin.toml"), Path::to_path_buf);
+    if path.is_dir() {
+        path = path.join("spin.toml");
+    }
+    if !path.exists() {
+        bail!(
+            "no manifest at {}; pass -f path/to/spin.toml, or --from component.wasm",
+            path.display()
+        );
+    }
+    let manifest = wisp_manifest::parse_file(&path)?;
+    for warning in &manifest.warnings {
+        tracing::warn!("{}: {warning}", path.display());
+    }
+    let locked = wisp_app::resolve_with(&manifest, &path, options)?;
+    let dir = std::path::absolute(&path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    Ok((locked, dir))
+}
+
+/// A registry client with the stored credentials (wisp's own, then Docker's).
+pub(crate) fn registry_client(insecure: bool) -> Result<RegistryClient> {
+    if insecure {
+        eprintln!(
+            "warning: --insecure: talking plain HTTP to the registry; content and credentials are not protected in transit"
+        );
+    }
+    Ok(RegistryClient::new(ClientOptions {
+        insecure,
+        ..ClientOptions::default()
+    })?)
+}
+
+/// A flag's value in seconds, which must be positive.
+pub(crate) fn seconds(flag: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a positive number of seconds, got {value}"))
+}
+
+pub(crate) async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await.map_err(|err| {
+        if err.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "{address} is in use; stop the other server or pass --listen with another port (127.0.0.1:0 picks a free one)"
+            )
+        } else {
+            anyhow::Error::new(err).context(format!("cannot listen on {address}"))
+        }
+    })
+}
+
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!(
+        event = "stopping",
+        "Shutting down: no new connections; waiting for in-flight requests."
+    );
+}
+
+/// Raises the soft open-file limit to the hard limit (a server needs a descriptor per
+/// connection; the soft limit is often 1024) and returns the limit now in force.
+pub(crate) fn descriptor_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(current), maximum) = (limit.current, limit.maximum) else {
+        // Unlimited: the connection cap's own default applies.
+        return u64::MAX;
+    };
+    let Some(maximum) = maximum else {
+        return current;
+    };
+    if current < maximum {
+        let raised = rustix::process::Rlimit {
+            current: Some(maximum),
+            maximum: Some(maximum),
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => return maximum,
+            Err(err) => tracing::debug!("cannot raise the open-file limit to {maximum}: {err}"),
+        }
+    }
+    current
+}

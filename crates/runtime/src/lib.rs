@@ -1,0 +1,379 @@
+//! The runtime: one composition root for every host that runs apps.
+//!
+//! `wisp up` and `wisp watch`, the multi-app node and the containerd shim all run apps the
+//! same way, through this crate:
+//!
+//! ```text
+//! LockedApp + AppSettings ─ Runtime::load ─▶ Generation ─ RunningApp::start ─▶ RunningApp
+//!   (capabilities, compiled components,        │              (HTTP served, event
+//!    every trigger built and checked)          │               triggers running)
+//!                                              └─ summary      reload(Generation), shutdown()
+//! ```
+//!
+//! A [`Runtime`] holds the process's engine and the trigger types it runs (HTTP, Redis,
+//! cron by default; see [`Runtime::default_trigger_types`]). [`Runtime::load`] turns a
+//! LockedApp into a [`Generation`]: the app's capabilities (stores, databases, variables,
+//! grants), its components compiled and pre-linked, and every trigger built. A
+//! [`RunningApp`] runs one generation: its HTTP trigger behind a [`CurrentTrigger`] (served
+//! on a listener the embedder gives, or routed to by the embedder itself), its event
+//! triggers until shutdown; [`RunningApp::reload`] swaps in a new generation without
+//! dropping a request, and [`RunningApp::shutdown`] stops it within the grace period.
+
+use futures::FutureExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use wisp_app::LockedApp;
+use wisp_engine::{EngineError, LoadedApp, WispEngine};
+use wisp_host::{AppCapabilities, AppPaths, HostError, RuntimeConfig};
+use wisp_trigger::{Trigger, TriggerContext, TriggerError, TriggerType};
+use wisp_trigger_http::{CurrentTrigger, HttpTrigger, HttpTriggerType, ServerConfig};
+
+pub use wisp_trigger_cron::CronTriggerType;
+pub use wisp_trigger_redis::RedisTriggerType;
+
+/// Why an app could not be loaded. Each names the step; the cause follows in the chain.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The app uses a trigger type this runtime does not run.
+    #[error(
+        "trigger `{trigger}` has type `{trigger_type}`, which this runtime does not run (it runs {known})"
+    )]
+    UnknownTriggerType {
+        /// Trigger id.
+        trigger: String,
+        /// Its type.
+        trigger_type: String,
+        /// The types this runtime runs.
+        known: String,
+    },
+    /// Stores, databases, variables or grants could not be set up.
+    #[error("cannot set up the app's stores, databases and variables")]
+    Capabilities(#[source] HostError),
+    /// A component could not be read, compiled or linked.
+    #[error("cannot load the app")]
+    Load(#[source] EngineError),
+    /// A trigger could not be built (bad configuration, a component without the export
+    /// it needs, …).
+    #[error("cannot set up the {trigger_type} triggers")]
+    Trigger {
+        /// The trigger type.
+        trigger_type: &'static str,
+        /// What is wrong.
+        #[source]
+        source: TriggerError,
+    },
+}
+
+/// Where an app keeps its state and which backends serve its capabilities.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    /// `runtime-config.toml` (stores, databases, variable providers, networking).
+    pub runtime_config: RuntimeConfig,
+    /// The state directory and the app's own directory.
+    pub paths: AppPaths,
+}
+
+/// The process's engine and the trigger types it runs; loads apps.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: WispEngine,
+    trigger_types: Vec<Arc<dyn TriggerType>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("engine", &self.engine)
+            .field("trigger_types", &self.trigger_type_names())
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// A runtime with the default trigger types (HTTP with its default body limit).
+    pub fn new(engine: WispEngine) -> Self {
+        Self::with_trigger_types(
+            engine,
+            Self::default_trigger_types(HttpTriggerType::default()),
+        )
+    }
+
+    /// A runtime running exactly `trigger_types` (an embedder can leave some out).
+    pub fn with_trigger_types(
+        engine: WispEngine,
+        trigger_types: Vec<Arc<dyn TriggerType>>,
+    ) -> Self {
+        Self {
+            engine,
+            trigger_types,
+        }
+    }
+
+    /// Every trigger type Wisp has: one line per type is all it takes to add one.
+    pub fn default_trigger_types(http: HttpTriggerType) -> Vec<Arc<dyn TriggerType>> {
+        vec![
+            Arc::new(http),
+            Arc::new(RedisTriggerType),
+            Arc::new(CronTriggerType),
+        ]
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &WispEngine {
+        &self.engine
+    }
+
+    /// The trigger type named `name`, if this runtime runs it.
+    pub fn trigger_type(&self, name: &str) -> Option<&Arc<dyn TriggerType>> {
+        self.trigger_types.iter().find(|t| t.name() == name)
+    }
+
+    fn trigger_type_names(&self) -> String {
+        self.trigger_types
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Loads `locked`: checks its trigger types, sets up its capabilities, compiles (or
+    /// takes from the cache) and links its components, and builds its triggers. Nothing
+    /// runs yet. Compiling can take seconds; everything else is quick.
+    pub async fn load(
+        &self,
+        locked: LockedApp,
+        settings: &AppSettings,
+    ) -> Result<Arc<Generation>, RuntimeError> {
+        if let Some(unknown) = locked
+            .triggers
+            .iter()
+            .find(|t| self.trigger_type(&t.trigger_type).is_none())
+        {
+            return Err(RuntimeError::UnknownTriggerType {
+                trigger: unknown.id.clone(),
+                trigger_type: unknown.trigger_type.clone(),
+                known: self.trigger_type_names(),
+            });
+        }
+        let capabilities =
+            AppCapabilities::build(&locked, &settings.runtime_config, &settings.paths)
+                .await
+                .map_err(RuntimeError::Capabilities)?;
+        let app = LoadedApp::load(
+            &self.engine,
+            locked,
+            &settings.paths.state_dir,
+            &capabilities,
+        )
+        .map_err(RuntimeError::Load)?;
+        let app = Arc::new(app);
+        let mut triggers = Vec::new();
+        let mut http = None;
+        for trigger_type in &self.trigger_types {
+            let of_type: Vec<_> = app.locked().triggers_of_type(trigger_type.name()).collect();
+            if of_type.is_empty() {
+                continue;
+            }
+            let context = TriggerContext {
+                app: &app,
+                triggers: of_type,
+                expand: &|text: &str| capabilities.expand(text),
+            };
+            let trigger = trigger_type
+                .build(&context)
+                .map_err(|source| RuntimeError::Trigger {
+                    trigger_type: trigger_type.name(),
+                    source,
+                })?;
+            if let Ok(found) = trigger.clone().as_any().downcast::<HttpTrigger>() {
+                http = Some(found);
+            }
+            triggers.push((trigger_type.name(), trigger));
+        }
+        Ok(Arc::new(Generation {
+            app,
+            capabilities,
+            triggers,
+            http,
+        }))
+    }
+}
+
+/// One loaded version of an app: capabilities, compiled components and built triggers.
+/// A reload makes a new one; requests in flight keep the one they started on.
+pub struct Generation {
+    app: Arc<LoadedApp>,
+    capabilities: AppCapabilities,
+    triggers: Vec<(&'static str, Arc<dyn Trigger>)>,
+    http: Option<Arc<HttpTrigger>>,
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation")
+            .field("app", &self.app)
+            .field(
+                "triggers",
+                &self
+                    .triggers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Generation {
+    /// The loaded app (its LockedApp and components).
+    pub fn app(&self) -> &Arc<LoadedApp> {
+        &self.app
+    }
+
+    /// What the app's components may reach, with the start-up summary lines.
+    pub fn capabilities(&self) -> &AppCapabilities {
+        &self.capabilities
+    }
+
+    /// The HTTP trigger, if the app has HTTP routes.
+    pub fn http(&self) -> Option<&Arc<HttpTrigger>> {
+        self.http.as_ref()
+    }
+
+    /// Every built trigger with its type, in registration order.
+    pub fn triggers(&self) -> impl Iterator<Item = (&'static str, &Arc<dyn Trigger>)> {
+        self.triggers.iter().map(|(name, trigger)| (*name, trigger))
+    }
+
+    /// Whether the app has triggers that run on their own (everything but HTTP).
+    pub fn has_event_triggers(&self) -> bool {
+        self.triggers.iter().any(|(name, _)| *name != "http")
+    }
+}
+
+/// A generation's event triggers, running until told to stop.
+struct EventTriggers {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EventTriggers {
+    fn start(generation: &Arc<Generation>, grace: Duration) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let runs: Vec<_> = generation
+            .triggers
+            .iter()
+            .filter(|(name, _)| *name != "http")
+            .map(|(_, trigger)| trigger.clone().run(until(stopped.clone()).boxed(), grace))
+            .collect();
+        let task = tokio::spawn(async move {
+            futures::future::join_all(runs).await;
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Resolves when `stopped` turns true (or its sender is gone).
+pub async fn until(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// A running app: its HTTP trigger (served on the listener given to
+/// [`RunningApp::start`], if any) and its event triggers.
+pub struct RunningApp {
+    generation: Arc<Generation>,
+    current: Option<Arc<CurrentTrigger>>,
+    events: EventTriggers,
+    server: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for RunningApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningApp")
+            .field("generation", &self.generation)
+            .field("serving", &self.server.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningApp {
+    /// Starts `generation`: its event triggers run, and its HTTP trigger is served on
+    /// `listener` with `server`'s front-door limits (an embedder that routes requests
+    /// itself passes no listener and takes [`RunningApp::http`]). `server.shutdown_grace`
+    /// is also the event triggers' grace period.
+    pub fn start(
+        generation: Arc<Generation>,
+        listener: Option<tokio::net::TcpListener>,
+        server: ServerConfig,
+    ) -> Self {
+        let grace = server.shutdown_grace;
+        let current = generation.http.clone().map(CurrentTrigger::new);
+        let server = match (listener, &current) {
+            (Some(listener), Some(current)) => {
+                let (stop, stopped) = watch::channel(false);
+                let task = tokio::spawn(wisp_trigger_http::serve_current(
+                    current.clone(),
+                    listener,
+                    server,
+                    until(stopped),
+                ));
+                Some((stop, task))
+            }
+            _ => None,
+        };
+        let events = EventTriggers::start(&generation, grace);
+        Self {
+            generation,
+            current,
+            events,
+            server,
+            grace,
+        }
+    }
+
+    /// The generation serving now.
+    pub fn generation(&self) -> &Arc<Generation> {
+        &self.generation
+    }
+
+    /// The HTTP trigger requests go to now (it follows reloads), if the app serves HTTP.
+    pub fn http(&self) -> Option<&Arc<CurrentTrigger>> {
+        self.current.as_ref()
+    }
+
+    /// Serves `generation` from now on: new requests go to it while requests in flight
+    /// finish on the old one (dropped with its last request); the old event triggers
+    /// stop, giving their work in progress the grace period, after the new ones start.
+    /// The listener stays bound throughout. An app that gains or loses HTTP routes keeps
+    /// what it was started with: routes appear only when it serves HTTP already.
+    pub async fn reload(&mut self, generation: Arc<Generation>) {
+        if let (Some(current), Some(http)) = (&self.current, &generation.http) {
+            drop(current.replace(http.clone()));
+        }
+        let old = std::mem::replace(
+            &mut self.events,
+            EventTriggers::start(&generation, self.grace),
+        );
+        self.generation = generation;
+        old.stop().await;
+    }
+
+    /// Stops accepting, lets requests and events in progress finish for up to the grace
+    /// period, and returns when everything has stopped.
+    pub async fn shutdown(self) {
+        let server = async {
+            if let Some((stop, task)) = self.server {
+                let _ = stop.send(true);
+                let _ = task.await;
+            }
+        };
+        tokio::join!(server, self.events.stop());
+    }
+}
