@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use support::{HttpResponse, Wisp, app_dir, request, toml_path};
+use support::{HttpResponse, Wisp, app_dir, encode, request, toml_path, unique};
 use wisp_test_programs as programs;
 
 /// The component grants most tests use: the `default` key-value store and
@@ -79,7 +79,7 @@ impl App {
 
     /// `wisp up -f <dir>/spin.toml <extra>` with `env` set on the process.
     fn command(&self, extra: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+        let mut command = support::wisp_command();
         command
             .arg("up")
             .arg("-f")
@@ -123,18 +123,6 @@ fn expect(wisp: &Wisp, what: &str, status: u16, body: &str) {
 }
 
 /// Percent-encodes a query value (everything but RFC 3986 unreserved bytes).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
 
 /// Runs `count` copies of `method path` at once, each on its own connection,
 /// and returns the responses.
@@ -174,13 +162,6 @@ fn integers(wisp: &Wisp, responses: &[HttpResponse]) -> Vec<i64> {
         .collect()
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 // ---------------------------------------------------------------------------
 // Key-value
@@ -1283,7 +1264,7 @@ fn example_kv_counter_app_runs() {
     let example = support::build_example("kv-counter");
     let state = tempfile::tempdir().unwrap();
     let command = |greeting: &str| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+        let mut command = support::wisp_command();
         command
             .args(["up", "-f"])
             .arg(example.join("spin.toml"))
@@ -1338,7 +1319,7 @@ fn python_sdk_app_runs_unchanged() {
     );
 
     let state = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    let mut command = support::wisp_command();
     command
         .args(["up", "-f"])
         .arg(app.path().join("spin.toml"))

@@ -9,11 +9,7 @@ use support::{Wisp, app_dir, toml_path};
 use wisp_test_programs as programs;
 
 fn wisp(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wisp"))
-        .args(args)
-        .env_remove("WISP_MANIFEST")
-        .output()
-        .expect("run wisp")
+    support::run_wisp(args, None)
 }
 
 const TWO_COMPONENTS: &str = r#"spin_manifest_version = 2
@@ -116,14 +112,14 @@ command = "mkdir -p out && cp {hello} out/hello.wasm"
     );
     let dir = app_dir(&manifest);
     let manifest_path = dir.path().join("spin.toml");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    let mut command = support::wisp_command();
     command.arg("up").arg("-f").arg(&manifest_path);
     let missing = Wisp::spawn(command)
         .err()
         .expect("no component before building");
     assert!(missing.1.contains("out/hello.wasm"), "{}", missing.1);
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    let mut command = support::wisp_command();
     command
         .arg("up")
         .arg("--build")
@@ -200,7 +196,7 @@ watch = ["which.txt"]
 fn start_watch(build_command: &str, first: &str) -> (tempfile::TempDir, Wisp) {
     let dir = app_dir(&watched_manifest(build_command));
     std::fs::write(dir.path().join("which.txt"), first).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    let mut command = support::wisp_command();
     command
         .arg("watch")
         .arg("-f")
@@ -501,7 +497,7 @@ fn spawn_json_lines(
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let mut child = support::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_wisp"))
+        support::wisp_command()
             .args(args)
             .args(["--listen", "127.0.0.1:0", "-f"])
             .arg(manifest)
@@ -747,7 +743,7 @@ fn loading_spinner_only_on_a_terminal() {
 
     // Piped: the same start from a fresh cache prints the compile lines, no spinner.
     let cache = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    let mut command = support::wisp_command();
     command
         .arg("up")
         .arg("-f")
@@ -777,7 +773,7 @@ fn doctor_checks_the_go_toolchain_of_a_go_component() {
     )
     .unwrap();
     let doctor = |path: &str| {
-        Command::new(env!("CARGO_BIN_EXE_wisp"))
+        support::wisp_command()
             .args(["doctor", "--listen", "127.0.0.1:0", "-f"])
             .arg(dir.path())
             .env("PATH", path)
@@ -829,7 +825,7 @@ fn doctor_checks_the_go_toolchain_of_a_go_component() {
 fn json_snapshots() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        let output = support::wisp_command()
             .args(args)
             .current_dir(dir.path())
             .env_remove("WISP_MANIFEST")
@@ -904,7 +900,7 @@ fn closed_stdout_is_not_a_panic() {
         &["new", "--list", "--json"],
         &["schema"],
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        let mut child = support::wisp_command()
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -922,7 +918,7 @@ fn closed_stdout_is_not_a_panic() {
 #[test]
 fn human_request_log_is_one_line_by_default() {
     let dir = app_dir(&support::manifest_one("/hello", "web", programs::HELLO, ""));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    let mut command = support::wisp_command();
     command
         .arg("up")
         .arg("-f")
@@ -962,7 +958,7 @@ fn help_snapshots() {
     let bless = std::env::var_os("WISP_BLESS").is_some();
     let mut mismatches = Vec::new();
     for command in commands {
-        let output = Command::new(env!("CARGO_BIN_EXE_wisp"))
+        let output = support::wisp_command()
             .args(*command)
             .arg("--help")
             // No WISP_* variable may show up as a current value in the help.

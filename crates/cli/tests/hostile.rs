@@ -16,7 +16,7 @@ use wisp_test_programs as programs;
 /// `wisp up` with `args` must fail (exit 1) within `within`, returning its stderr.
 fn refused(args: &[&str], within: Duration) -> String {
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_wisp"))
+    let output = support::wisp_command()
         .arg("up")
         .args(args)
         .args(["--listen", "127.0.0.1:0"])

@@ -16,10 +16,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rumqttc::{Client, Event, MqttOptions, Packet, Publish, QoS};
-use support::{HttpResponse, Wisp, app_dir, manifest_one, request};
+use support::{HttpResponse, Wisp, app_dir, encode, manifest_one, request, unique};
 use wisp_test_programs as programs;
 
 const BROKER: &str = "127.0.0.1:1883";
@@ -70,23 +70,7 @@ impl App {
     }
 }
 
-fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}-{}-{nanos}", std::process::id())
-}
 
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 fn text_of(response: &HttpResponse) -> (u16, String) {
     (response.status, response.text())

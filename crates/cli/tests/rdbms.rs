@@ -18,9 +18,8 @@
 mod support;
 
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use support::{Wisp, app_dir, request, toml_path};
+use support::{Wisp, app_dir, encode, request, toml_path};
 use wisp_test_programs as programs;
 
 const HINT: &str = "start the test databases with `scripts/test-services.sh` (PostgreSQL and MariaDB on 127.0.0.1, user wisp, password wisp, database wisp_test), or point WISP_TEST_POSTGRES_URL / WISP_TEST_MYSQL_URL at others";
@@ -160,26 +159,10 @@ impl Mysql {
 
 /// A table name no other test run uses.
 fn unique_table(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("wisp_{tag}_{}_{nanos}", std::process::id())
+    // SQL identifiers: underscores instead of dashes.
+    support::unique(&format!("wisp_{tag}")).replace('-', "_")
 }
 
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
 
 /// `wisp up` serving `source` on `/...` with `allowed_outbound_hosts = grants`.
 fn serve(source: &str, grants: &[String]) -> (tempfile::TempDir, Wisp) {

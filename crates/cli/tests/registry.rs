@@ -101,7 +101,7 @@ impl Drop for Registry {
 
 /// `wisp <args>` with the credential store and OCI cache of this test.
 fn wisp(args: &[&str], auth_file: &Path, stdin: Option<&str>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    let mut command = support::wisp_command();
     command
         .args(args)
         .env("WISP_REGISTRY_AUTH_FILE", auth_file)
@@ -246,7 +246,7 @@ source = {}
 
     // `wisp up --from <reference>` serves it on a clean state directory.
     let up = |from: &str, state_dir: &Path| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+        let mut command = support::wisp_command();
         command
             .args([
                 "up",

@@ -15,12 +15,7 @@ use std::time::{Duration, Instant};
 use support::{Wisp, request};
 
 fn wisp(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wisp"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("WISP_MANIFEST")
-        .output()
-        .expect("run wisp")
+    support::run_wisp(args, Some(dir))
 }
 
 fn shared_cargo_target() -> PathBuf {
@@ -51,7 +46,7 @@ fn share_target(app: &Path) {
 
 /// `wisp build` in `app` with `path_prefix` prepended to PATH.
 fn build(app: &Path, path_prefix: Option<&Path>) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    let mut command = support::wisp_command();
     command
         .arg("build")
         .current_dir(app)
@@ -71,23 +66,23 @@ fn build(app: &Path, path_prefix: Option<&Path>) {
 }
 
 fn up(app: &Path) -> Wisp {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    let mut command = support::wisp_command();
     command.arg("up").arg("-f").arg(app.join("spin.toml"));
     Wisp::spawn(command)
         .unwrap_or_else(|(status, stderr)| panic!("wisp up exited with {status}:\n{stderr}"))
 }
 
 fn wait_for(wisp: &Wisp, needle: &str, timeout: Duration) {
-    let start = Instant::now();
-    while !(wisp.stdout().contains(needle) || wisp.stderr().contains(needle)) {
-        assert!(
-            start.elapsed() < timeout,
-            "no {needle:?}\nstdout:\n{}\nstderr:\n{}",
-            wisp.stdout(),
-            wisp.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wisp.wait_for_output_within(needle, timeout),
+        "no {needle:?}
+stdout:
+{}
+stderr:
+{}",
+        wisp.stdout(),
+        wisp.stderr()
+    );
 }
 
 /// On a terminal (a pty from util-linux `script`) `wisp new` asks for each parameter not
@@ -130,7 +125,7 @@ fn new_prompts_only_on_a_terminal() {
     assert!(manifest.contains("description = \"given\""), "{manifest}");
 
     // Piped stdin: defaults, no prompt.
-    let piped = Command::new(env!("CARGO_BIN_EXE_wisp"))
+    let piped = support::wisp_command()
         .args(["new", "http-js", "piped"])
         .current_dir(parent.path())
         .stdin(Stdio::piped())
@@ -286,7 +281,7 @@ fn http_js_template() {
     // and `wisp up` says so before and after instead of sitting silent.
     let cache = tempfile::tempdir().unwrap();
     let start = |cache: &Path| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+        let mut command = support::wisp_command();
         command
             .arg("up")
             .arg("-f")

@@ -110,7 +110,7 @@ impl Drop for RedisServer {
 /// `wisp up -f <dir>/spin.toml`, ready when it listens or reports it is running.
 fn up(manifest: &str) -> (tempfile::TempDir, Wisp) {
     let dir = app_dir(manifest);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    let mut command = support::wisp_command();
     command
         .arg("up")
         .arg("-f")
@@ -302,7 +302,7 @@ source = {source}
         source = toml_path(programs::HELLO)
     );
     let dir = app_dir(&manifest);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    let mut command = support::wisp_command();
     command
         .arg("up")
         .arg("-f")
@@ -453,7 +453,7 @@ fn cron_run_stuck_past_its_deadline_is_stopped() {
         r#"TICK_SLEEP_MS = "60000""#,
         "",
     ));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    let mut command = support::wisp_command();
     command
         .arg("up")
         .arg("-f")

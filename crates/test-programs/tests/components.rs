@@ -37,15 +37,71 @@ fn imports_and_exports(wasm: &[u8]) -> (Vec<String>, Vec<String>) {
     (imports, exports)
 }
 
+/// The repository root.
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every guest crate under `tests/programs` (a `cdylib`) is in `ALL`, once.
 #[test]
 fn all_lists_every_guest_once() {
     let mut names: Vec<_> = wisp_test_programs::ALL.iter().map(|(n, _)| *n).collect();
     names.sort_unstable();
+    let listed = names.len();
     names.dedup();
-    assert_eq!(names.len(), 20, "{names:?}");
+    assert_eq!(names.len(), listed, "a guest is listed twice: {names:?}");
+    let mut guests = Vec::new();
+    for entry in std::fs::read_dir(repo().join("tests/programs")).unwrap() {
+        let manifest = entry.unwrap().path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        if text.contains("cdylib") {
+            let name = text
+                .lines()
+                .find_map(|l| l.strip_prefix("name = "))
+                .map(|n| n.trim_matches('"').to_owned())
+                .unwrap_or_else(|| panic!("{} has no package name", manifest.display()));
+            guests.push(name);
+        }
+    }
+    guests.sort_unstable();
+    assert_eq!(
+        guests, names,
+        "every guest crate under tests/programs must be in GUESTS of crates/test-programs/build.rs"
+    );
+}
+
+/// Every guest is used by a test or a bench: its constant (`HELLO` for `hello`) appears
+/// in Rust code outside this crate, or its `.wasm` in a bench script.
+#[test]
+fn every_guest_is_used_by_a_test() {
+    let mut sources = String::new();
+    let mut stack = vec![repo().join("crates"), repo().join("benches")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if !path.ends_with("test-programs") {
+                    stack.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "sh") {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let unused: Vec<&str> = wisp_test_programs::ALL
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| {
+            let constant = name.to_uppercase().replace('-', "_");
+            let wasm = format!("{}.wasm", name.replace('-', "_"));
+            !sources.contains(&format!("::{constant}")) && !sources.contains(&wasm)
+        })
+        .collect();
     assert!(
-        wisp_test_programs::ALL.contains(&("p3-hello", wisp_test_programs::P3_HELLO)),
-        "ALL names p3-hello"
+        unused.is_empty(),
+        "guests no test or bench uses (use them, or remove them): {unused:?}"
     );
 }
 

@@ -9,6 +9,47 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A `wisp` command that ignores the developer's `WISP_MANIFEST` (tests say which app
+/// they mean).
+pub fn wisp_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+    command.env_remove("WISP_MANIFEST");
+    command
+}
+
+/// Runs `wisp <args>` to completion (in `dir`, if given).
+pub fn run_wisp(args: &[&str], dir: Option<&Path>) -> std::process::Output {
+    let mut command = wisp_command();
+    command.args(args);
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    command.output().expect("run wisp")
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay as they are).
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A name no other test (or earlier run) uses: `<prefix>-<pid>-<nanoseconds>`.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
 /// Compiled code shared by all tests, so each guest is compiled once per test run.
 pub fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("wisp-compile-cache")
@@ -40,7 +81,7 @@ impl Wisp {
 
     /// Like [`Wisp::up`], but returns the exit status and stderr if it stops before listening.
     pub fn try_up(args: &[&str]) -> Result<Wisp, (ExitStatus, String)> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wisp"));
+        let mut command = wisp_command();
         command.arg("up").args(args);
         Self::spawn(command)
     }
@@ -112,10 +153,15 @@ impl Wisp {
         self.stdout.lock().unwrap().clone()
     }
 
-    /// Waits until stderr (or stdout) contains `needle`.
+    /// Waits (up to 10 s) until stderr (or stdout) contains `needle`.
     pub fn wait_for_output(&self, needle: &str) -> bool {
+        self.wait_for_output_within(needle, Duration::from_secs(10))
+    }
+
+    /// Waits up to `timeout` until stderr (or stdout) contains `needle`.
+    pub fn wait_for_output_within(&self, needle: &str, timeout: Duration) -> bool {
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
+        while start.elapsed() < timeout {
             if self.stderr().contains(needle) || self.stdout().contains(needle) {
                 return true;
             }
