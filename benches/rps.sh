@@ -10,6 +10,8 @@
 # Subsets for quick comparisons: RPS_KINDS="wisp wasmtime-keep" RPS_GUESTS=hello
 # (kind `wisp-log` is wisp with its default request log on, to measure the log's cost)
 # RPS_CONCURRENCY=64 RPS_RATIOS=0 RPS_STARTUP=0 benches/rps.sh 3
+# Before/after: RPS_WISP_BASELINE=/path/to/an/older/wisp adds kind `wisp-base` (that binary
+# with the same flags), e.g. RPS_KINDS="wisp wisp-base wasmtime" to compare in one run.
 # Servers are stopped with SIGTERM (background jobs of a script ignore SIGINT).
 # Everything listens on 127.0.0.1 only; every load run stops by itself after its duration.
 set -euo pipefail
@@ -43,6 +45,7 @@ start_server() { # kind guest -> sets SERVER_PID; waits for the first 200
   local kind=$1 guest=$2 wasm="$GUESTS/$2.wasm"
   case $kind in
     wisp) WISP_LOG=warn "$WISP" up --from "$wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --memory-limit-mb 128 2>/dev/null & ;;
+    wisp-base) WISP_LOG=warn "${RPS_WISP_BASELINE:?set RPS_WISP_BASELINE to a wisp binary}" up --from "$wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --memory-limit-mb 128 2>/dev/null & ;;
     # wisp with its default one-line request log (written to a file, as a service's log would be).
     wisp-log) "$WISP" up --from "$wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --memory-limit-mb 128 2>"$CACHE/requests.log" & ;;
     wasmtime) "$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$wasm" >/dev/null 2>&1 & ;;
@@ -92,7 +95,7 @@ echo
 echo "ratios (req/s, wisp / other; >1 means wisp is faster)"
 [ "${RPS_RATIOS:-1}" = 1 ] && for guest in "${GUEST_NAMES[@]}"; do for c in "${CONCURRENCY[@]}"; do
   w=${RPS[wisp,$guest,$c]}
-  echo "  $guest c=$c: vs wasmtime $(ratio "$w" "${RPS[wasmtime,$guest,$c]:-0}")x, vs wasmtime keep-resident $(ratio "$w" "${RPS[wasmtime-keep,$guest,$c]:-0}")x, vs native $(ratio "$w" "${RPS[native,$guest,$c]:-0}")x"
+  echo "  $guest c=$c: vs wasmtime $(ratio "$w" "${RPS[wasmtime,$guest,$c]:-0}")x, vs wasmtime keep-resident $(ratio "$w" "${RPS[wasmtime-keep,$guest,$c]:-0}")x, vs native $(ratio "$w" "${RPS[native,$guest,$c]:-0}")x, vs wisp-base $(ratio "$w" "${RPS[wisp-base,$guest,$c]:-0}")x"
 done; done
 [ "${RPS_RATIOS:-1}" = 1 ] && [ -n "${P50[wisp,hello,1]:-}" ] && echo "  hello c=1 p50: wisp ${P50[wisp,hello,1]}us, native ${P50[native,hello,1]}us (difference $(awk -v a="${P50[wisp,hello,1]}" -v b="${P50[native,hello,1]}" 'BEGIN{printf "%.0f", a-b}')us)"
 

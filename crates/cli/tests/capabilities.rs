@@ -162,7 +162,6 @@ fn integers(wisp: &Wisp, responses: &[HttpResponse]) -> Vec<i64> {
         .collect()
 }
 
-
 // ---------------------------------------------------------------------------
 // Key-value
 

@@ -70,8 +70,6 @@ impl App {
     }
 }
 
-
-
 fn text_of(response: &HttpResponse) -> (u16, String) {
     (response.status, response.text())
 }

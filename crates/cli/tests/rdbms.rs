@@ -163,7 +163,6 @@ fn unique_table(tag: &str) -> String {
     support::unique(&format!("wisp_{tag}")).replace('-', "_")
 }
 
-
 /// `wisp up` serving `source` on `/...` with `allowed_outbound_hosts = grants`.
 fn serve(source: &str, grants: &[String]) -> (tempfile::TempDir, Wisp) {
     let grants: Vec<String> = grants.iter().map(|g| format!("{g:?}")).collect();
