@@ -648,3 +648,65 @@ fn shutdown_answers_what_was_received_and_closes_the_rest_at_once() {
     assert!(status.success(), "{status}");
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+#[test]
+fn http2_stream_limits_are_advertised_and_a_reset_flood_is_stopped() {
+    let wisp = Wisp::up(&[
+        "--from",
+        programs::HELLO,
+        "--http2-max-streams",
+        "7",
+        "--http2-max-pending-resets",
+        "5",
+    ]);
+    let addr = wisp.addr;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (advertised, ended) = runtime.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        // One ordinary request is served (and by its answer the server's SETTINGS are in).
+        let request = http::Request::get(format!("http://{addr}/"))
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        assert_eq!(response.await.unwrap().status(), 200);
+        let advertised = client.current_max_send_streams();
+        // Then a "rapid reset" flood: open streams and cancel them at once.
+        let mut sent = 0;
+        for _ in 0..5000 {
+            let Ok(mut ready) = client.clone().ready().await else {
+                break;
+            };
+            let request = http::Request::get(format!("http://{addr}/"))
+                .body(())
+                .unwrap();
+            let Ok((_, mut stream)) = ready.send_request(request, false) else {
+                break;
+            };
+            stream.send_reset(h2::Reason::CANCEL);
+            sent += 1;
+            tokio::task::yield_now().await;
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
+        (advertised, (sent, ended))
+    });
+    assert_eq!(advertised, 7, "SETTINGS_MAX_CONCURRENT_STREAMS");
+    let (sent, ended) = ended;
+    println!("rapid reset: the server ended the connection after {sent} reset streams: {ended:?}");
+    assert!(sent < 5000, "the server accepted 5000 reset streams");
+    // GOAWAY (ENHANCE_YOUR_CALM), or the server hung up while the client was still writing.
+    match ended {
+        Ok(Ok(Err(error))) => assert!(
+            error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || error.is_io(),
+            "{error}"
+        ),
+        other => panic!("the flooding connection was not stopped: {other:?}"),
+    }
+    // Everyone else is still served.
+    assert_eq!(wisp.get("/").status, 200);
+}
