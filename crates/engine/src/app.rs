@@ -81,7 +81,9 @@ impl LoadedApp {
         state_dir: &Path,
         capabilities: &AppCapabilities,
     ) -> Result<Self, EngineError> {
-        let linker = Arc::new(linker(engine)?);
+        // Exactly the capabilities `capabilities` was prepared with: one an embedder left
+        // out is not linked, so a component importing it is refused below.
+        let linker = Arc::new(linker(engine, |l| capabilities.add_to_linker(l))?);
         let outbound = Arc::new(AppOutbound {
             client: OutboundClient::new(capabilities.blocked_networks().clone()),
             max_requests: engine.config().max_outbound_requests,
@@ -125,15 +127,19 @@ impl LoadedApp {
 }
 
 /// Every interface the host provides, WASI 0.2 and 0.3 side by side: guests mix them (a
-/// spin-sdk 7 component exports the 0.3 handler and still imports 0.2 `wasi:cli`).
-fn linker(engine: &WispEngine) -> Result<Linker<Host>, EngineError> {
+/// spin-sdk 7 component exports the 0.3 handler and still imports 0.2 `wasi:cli`), plus
+/// the host capabilities `add_capabilities` links.
+fn linker(
+    engine: &WispEngine,
+    add_capabilities: impl FnOnce(&mut Linker<Host>) -> wasmtime::Result<()>,
+) -> Result<Linker<Host>, EngineError> {
     let config_error = |e: wasmtime::Error| EngineError::Config(format!("{e:#}"));
     let mut linker = Linker::<Host>::new(engine.engine());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(config_error)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(config_error)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(config_error)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(config_error)?;
-    wisp_host::add_to_linker(&mut linker).map_err(config_error)?;
+    add_capabilities(&mut linker).map_err(config_error)?;
     Ok(linker)
 }
 
@@ -190,7 +196,7 @@ pub fn inspect_component(
     id: &str,
     bytes: &[u8],
 ) -> Result<ComponentReport, EngineError> {
-    let linker = linker(engine)?;
+    let linker = linker(engine, wisp_host::add_to_linker)?;
     let digest = sha256_digest(bytes);
     let component = crate::cache::compile(
         engine.engine(),

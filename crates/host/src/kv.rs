@@ -6,9 +6,161 @@
 use crate::bindings::fermyon::spin::key_value as v2;
 use crate::bindings::spin::key_value::key_value as v3;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_store};
-use crate::{Capabilities, CapabilitiesCtx};
-use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
+use crate::capability::{AppContext, Capability, Prepared, RuntimeConfigTable};
+use crate::runtime_config::RawStore;
+use crate::{AppPaths, Capabilities, CapabilitiesCtx, CapabilitiesView, HostError, RuntimeConfig};
+use futures::future::BoxFuture;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use wasmtime::component::{Accessor, FutureReader, Linker, Resource, StreamReader};
 use wisp_storage::{KvError, KvStore};
+
+/// The key-value capability: `[key_value_store.<label>]` tables, the stores each
+/// component's `key_value_stores` names, and the three interfaces above.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyValue;
+
+/// A key-value store's backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValueStoreConfig {
+    /// `type = "spin"`: an SQLite file (`path`, relative to the runtime config file).
+    Sqlite { path: PathBuf },
+    /// `type = "redis"`: a Redis server (`url`).
+    Redis { url: String },
+}
+
+#[derive(Deserialize)]
+struct Tables {
+    #[serde(default)]
+    key_value_store: IndexMap<String, RawStore>,
+}
+
+/// A component's grant: the stores its `key_value_stores` names, opened.
+struct Stores(HashMap<String, KvStore>);
+
+impl KeyValue {
+    /// The `[key_value_store.<label>]` tables of `config`, checked.
+    pub fn stores(
+        config: &RuntimeConfig,
+    ) -> Result<IndexMap<String, KeyValueStoreConfig>, HostError> {
+        let tables: Tables = config.section()?;
+        let mut stores = IndexMap::new();
+        for (label, store) in tables.key_value_store {
+            let store = match store {
+                RawStore::Spin { path } => KeyValueStoreConfig::Sqlite {
+                    path: config.path(path.ok_or_else(|| {
+                        config.invalid(format!(
+                            "[key_value_store.{label}] of type \"spin\" needs a `path` to its SQLite file"
+                        ))
+                    })?),
+                },
+                RawStore::Redis { url } => {
+                    if url.starts_with("rediss://") {
+                        return Err(config.invalid(format!(
+                            "[key_value_store.{label}] url: TLS (rediss://) is not supported yet; use redis:// to a server on a trusted network or through a TLS tunnel"
+                        )));
+                    }
+                    if !(url.starts_with("redis://") || url.starts_with("unix://")) {
+                        return Err(config.invalid(format!(
+                            "[key_value_store.{label}] url must start with redis:// or unix://"
+                        )));
+                    }
+                    KeyValueStoreConfig::Redis { url }
+                }
+            };
+            stores.insert(label, store);
+        }
+        Ok(stores)
+    }
+}
+
+impl Capability for KeyValue {
+    fn name(&self) -> &'static str {
+        "key-value"
+    }
+
+    fn runtime_config_tables(&self) -> &'static [RuntimeConfigTable] {
+        &[RuntimeConfigTable {
+            key: "key_value_store",
+            syntax: "[key_value_store.<label>]",
+        }]
+    }
+
+    fn check_runtime_config(&self, config: &RuntimeConfig) -> Result<(), HostError> {
+        Self::stores(config).map(drop)
+    }
+
+    /// Opens each store some component is granted, once, and checks that every granted
+    /// label has a backend.
+    fn prepare<'a>(
+        &'a self,
+        app: &'a AppContext<'a>,
+    ) -> BoxFuture<'a, Result<Prepared, HostError>> {
+        Box::pin(async move {
+            let configured = Self::stores(app.runtime_config)?;
+            let mut prepared = Prepared::default();
+            let mut stores: HashMap<String, KvStore> = HashMap::new();
+            for component in &app.locked.components {
+                let mut granted = HashMap::new();
+                for label in &component.metadata.key_value_stores {
+                    if !stores.contains_key(label) {
+                        let store =
+                            open_store(label, &component.id, configured.get(label), app.paths)
+                                .await?;
+                        prepared
+                            .summary(format!("key-value store `{label}`: {}", store.describe()));
+                        stores.insert(label.clone(), store);
+                    }
+                    granted.insert(label.clone(), stores[label].clone());
+                }
+                if !granted.is_empty() {
+                    prepared.grant(&component.id, Stores(granted));
+                }
+            }
+            Ok(prepared)
+        })
+    }
+
+    fn add_to_linker<T: CapabilitiesView + 'static>(
+        linker: &mut Linker<T>,
+    ) -> wasmtime::Result<()> {
+        v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v3::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        wasi_store::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        atomics::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        batch::add_to_linker::<T, Capabilities>(linker, crate::view)
+    }
+}
+
+async fn open_store(
+    label: &str,
+    component: &str,
+    config: Option<&KeyValueStoreConfig>,
+    paths: &AppPaths,
+) -> Result<KvStore, HostError> {
+    let backend_error = |e: wisp_storage::KvError| HostError::KeyValueBackend {
+        label: label.to_owned(),
+        message: e.to_string(),
+    };
+    match config {
+        Some(KeyValueStoreConfig::Sqlite { path }) => {
+            KvStore::sqlite(path, label).map_err(backend_error)
+        }
+        Some(KeyValueStoreConfig::Redis { url }) => {
+            KvStore::redis(url).await.map_err(backend_error)
+        }
+        None if label == "default" => {
+            KvStore::sqlite(&paths.state_dir.join("sqlite_key_value.db"), label)
+                .map_err(backend_error)
+        }
+        None => Err(HostError::UnknownKeyValueStore {
+            component: component.to_owned(),
+            label: label.to_owned(),
+        }),
+    }
+}
 
 /// An open store (a Spin `store` or a WASI `bucket`).
 pub struct OpenStore {
@@ -32,7 +184,8 @@ impl CapabilitiesCtx<'_> {
         &mut self,
         label: &str,
     ) -> wasmtime::Result<Result<Resource<OpenStore>, OpenError>> {
-        let Some(store) = self.state.caps.key_value_stores.get(label).cloned() else {
+        let granted = self.state.caps.grant::<Stores>();
+        let Some(store) = granted.and_then(|stores| stores.0.get(label)).cloned() else {
             tracing::debug!(component = %self.state.caps.id, "key-value store `{label}` is not granted");
             return Ok(Err(OpenError::AccessDenied));
         };

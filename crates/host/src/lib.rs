@@ -9,7 +9,12 @@
 //! [`InstanceState`] (one per instance, cheap) which the engine keeps in its store
 //! data and exposes through [`CapabilitiesView`]. User-level failures (a store not
 //! granted, a missing key, an SQL error) are WIT error values; only host faults trap.
+//!
+//! Each capability plugs in through the [`Capability`] trait (its docs say what a
+//! capability contributes) and is registered once in [`CapabilitySet::default`]; an
+//! embedder can prepare and link a set without some of them.
 
+mod capability;
 mod kv;
 mod mysql;
 mod outbound_mqtt;
@@ -21,20 +26,26 @@ mod sqlite;
 mod unsupported;
 mod variables;
 
-pub use runtime_config::{
-    KeyValueStoreConfig, OutboundNetworkingConfig, RuntimeConfig, SqliteDatabaseConfig,
-    VariablesProviderConfig,
-};
-pub use variables::expand_template;
+pub use capability::{AppContext, Capability, CapabilitySet, Prepared, RuntimeConfigTable};
+pub use kv::{KeyValue, KeyValueStoreConfig};
+pub use mysql::Mysql;
+pub use outbound_mqtt::OutboundMqtt;
+pub use outbound_redis::OutboundRedis;
+pub use postgres::Postgres;
+pub use runtime_config::{OutboundNetworkingConfig, RuntimeConfig, VariablesProviderConfig};
+pub use sqlite::{Sqlite, SqliteDatabaseConfig};
+pub use unsupported::Llm;
+pub use variables::{Variables, expand_template};
 
+use capability::Grants;
 use indexmap::IndexMap;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wisp_app::LockedApp;
 use wisp_outbound::{AllowedHosts, BlockedNetworks, ServiceError, ServiceTarget, SocketPolicy};
-use wisp_storage::{KvStore, SqliteDatabase};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -122,6 +133,14 @@ pub enum HostError {
     /// A `.env` file could not be read.
     #[error("cannot read {}: {message}", file.display())]
     Dotenv { file: PathBuf, message: String },
+    /// A capability without a variant of its own could not be set up; the cause says
+    /// why.
+    #[error("cannot set up the {capability} capability")]
+    Capability {
+        capability: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Where the app lives, for defaults that are relative to it.
@@ -141,11 +160,17 @@ pub struct AppCapabilities {
     blocked_networks: BlockedNetworks,
     variables: IndexMap<String, String>,
     summary: Vec<String>,
+    /// The `CapabilitySet<T>` these were prepared from, for [`AppCapabilities::add_to_linker`]
+    /// to link exactly those; `None` for Wisp's default set. Type-erased so that this
+    /// type does not carry the store type.
+    linkers: Option<Arc<dyn Any + Send + Sync>>,
+    names: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for AppCapabilities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppCapabilities")
+            .field("capabilities", &self.names)
             .field("summary", &self.summary)
             .finish_non_exhaustive()
     }
@@ -154,75 +179,75 @@ impl std::fmt::Debug for AppCapabilities {
 /// One component's view: only what its manifest grants.
 pub struct ComponentCapabilities {
     id: Arc<str>,
-    key_value_stores: HashMap<String, KvStore>,
-    databases: HashMap<String, SqliteDatabase>,
-    /// Component variables (`variables = { key = "{{ app_var }}" }`), expanded; an
-    /// expansion that failed keeps its reason for the guest.
-    variables: IndexMap<String, Result<String, String>>,
     allowed_outbound_hosts: AllowedHosts,
     /// The app's blocked networks, minus link-local ranges this component names.
     blocked_networks: BlockedNetworks,
     /// Raw TCP/UDP grants; `None` (the default) when no entry grants a socket.
     sockets: Option<Arc<SocketPolicy>>,
-    /// The app's idle PostgreSQL and MySQL connections (shared by its components).
-    rdbms: Arc<rdbms::RdbmsPools>,
+    /// What each capability granted, by the grant's type.
+    grants: Grants,
 }
 
 impl AppCapabilities {
-    /// Resolves variables, opens every store and database a component is granted, and
-    /// checks that each granted label has a backend. Fails on the first problem with a
-    /// message naming the component, label or variable.
+    /// Prepares Wisp's default capabilities for `locked`: resolves variables, opens every
+    /// store and database a component is granted, and checks that each granted label has
+    /// a backend. Fails on the first problem with a message naming the component, label
+    /// or variable.
     pub async fn build(
         locked: &LockedApp,
         runtime: &RuntimeConfig,
         paths: &AppPaths,
     ) -> Result<Self, HostError> {
+        let capabilities = capability::default_capabilities();
+        Self::prepare(&capabilities, None, locked, runtime, paths).await
+    }
+
+    /// [`AppCapabilities::build`] for the capabilities of `set` only; then
+    /// [`AppCapabilities::add_to_linker`] links exactly those. The runtime config is
+    /// checked against `set`: a table only a left-out capability reads is an unknown key.
+    pub async fn build_with<T: CapabilitiesView + 'static>(
+        set: &CapabilitySet<T>,
+        locked: &LockedApp,
+        runtime: &RuntimeConfig,
+        paths: &AppPaths,
+    ) -> Result<Self, HostError> {
+        let linkers: Arc<dyn Any + Send + Sync> = Arc::new(set.clone());
+        Self::prepare(set.capabilities(), Some(linkers), locked, runtime, paths).await
+    }
+
+    async fn prepare(
+        capabilities: &[Arc<dyn Capability>],
+        linkers: Option<Arc<dyn Any + Send + Sync>>,
+        locked: &LockedApp,
+        runtime: &RuntimeConfig,
+        paths: &AppPaths,
+    ) -> Result<Self, HostError> {
+        let runtime = runtime.check(capabilities)?;
         let mut summary = Vec::new();
-        let providers = variables::Providers::new(runtime, paths)?;
+        let providers = variables::Providers::new(&runtime, paths)?;
         summary.push(format!("variables: {}", providers.describe()));
         let app_variables = variables::resolve_app_variables(locked, &providers)?;
         let blocked_networks = BlockedNetworks::parse(&runtime.outbound_networking.block_networks)
             .map_err(|e| HostError::BlockNetworks(e.to_string()))?;
         summary.push(format!("outbound networking: blocked {blocked_networks}"));
 
-        let mut stores: HashMap<String, KvStore> = HashMap::new();
-        let mut databases: HashMap<String, SqliteDatabase> = HashMap::new();
+        let app = AppContext {
+            locked,
+            runtime_config: &runtime,
+            paths,
+            variables: &app_variables,
+        };
+        let mut grants: HashMap<String, Grants> = HashMap::new();
+        for capability in capabilities {
+            let prepared = capability.prepare(&app).await?;
+            summary.extend(prepared.summary);
+            for (component, type_id, grant) in prepared.grants {
+                grants.entry(component).or_default().insert(type_id, grant);
+            }
+        }
+
         let mut components = HashMap::new();
-        let rdbms_pools = Arc::new(rdbms::RdbmsPools::default());
         for component in &locked.components {
-            let mut granted_stores = HashMap::new();
-            for label in &component.metadata.key_value_stores {
-                if !stores.contains_key(label) {
-                    let store = open_store(label, &component.id, runtime, paths).await?;
-                    summary.push(format!("key-value store `{label}`: {}", store.describe()));
-                    stores.insert(label.clone(), store);
-                }
-                granted_stores.insert(label.clone(), stores[label].clone());
-            }
-            let mut granted_databases = HashMap::new();
-            for label in &component.metadata.databases {
-                if !databases.contains_key(label) {
-                    let database = open_database(label, &component.id, runtime, paths)?;
-                    summary.push(format!(
-                        "SQLite database `{label}`: {}",
-                        database.describe()
-                    ));
-                    databases.insert(label.clone(), database);
-                }
-                granted_databases.insert(label.clone(), databases[label].clone());
-            }
-            let component_variables = component
-                .config
-                .iter()
-                .map(|(key, template)| {
-                    (
-                        key.clone(),
-                        expand_template(template, &app_variables).map_err(|e| {
-                            format!("variable `{key}` of component `{}`: {e}", component.id)
-                        }),
-                    )
-                })
-                .collect();
             let allowed_outbound_hosts =
                 allowed_hosts(&component.metadata.allowed_outbound_hosts, &app_variables).map_err(
                     |message| HostError::AllowedOutboundHosts {
@@ -235,14 +260,11 @@ impl AppCapabilities {
                 component.id.clone(),
                 Arc::new(ComponentCapabilities {
                     id: component.id.as_str().into(),
-                    key_value_stores: granted_stores,
-                    databases: granted_databases,
-                    variables: component_variables,
                     sockets: SocketPolicy::new(&allowed_outbound_hosts, &component_blocked)
                         .map(Arc::new),
                     blocked_networks: component_blocked,
                     allowed_outbound_hosts,
-                    rdbms: rdbms_pools.clone(),
+                    grants: grants.remove(&component.id).unwrap_or_default(),
                 }),
             );
         }
@@ -251,7 +273,33 @@ impl AppCapabilities {
             blocked_networks,
             variables: app_variables,
             summary,
+            linkers,
+            names: capabilities.iter().map(|c| c.name()).collect(),
         })
+    }
+
+    /// Links the interfaces of the capabilities these were prepared for (Wisp's default
+    /// set after [`AppCapabilities::build`]) into `linker`. Fails when they were prepared
+    /// with a [`CapabilitySet`] for another store type.
+    pub fn add_to_linker<T: CapabilitiesView + 'static>(
+        &self,
+        linker: &mut Linker<T>,
+    ) -> wasmtime::Result<()> {
+        match &self.linkers {
+            None => CapabilitySet::<T>::default().add_to_linker(linker),
+            Some(set) => match set.downcast_ref::<CapabilitySet<T>>() {
+                Some(set) => set.add_to_linker(linker),
+                None => wasmtime::bail!(
+                    "the app's capabilities were prepared with a CapabilitySet for another store type than this linker's; build them with a CapabilitySet<{}>",
+                    std::any::type_name::<T>()
+                ),
+            },
+        }
+    }
+
+    /// The names of the capabilities prepared, in order (`key-value`, `sqlite`, ...).
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
     }
 
     /// What a component may reach; `None` for an unknown id.
@@ -292,6 +340,13 @@ impl ComponentCapabilities {
     /// The component id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The grant of type `G` a capability gave this component when the app was
+    /// prepared ([`Prepared::grant`]); `None` when it gave none (nothing granted, or the
+    /// capability was not prepared).
+    pub fn grant<G: Any>(&self) -> Option<&G> {
+        self.grants.get()
     }
 
     /// The component's `wasi:sockets` grants, `None` when it has none (the default: no
@@ -347,67 +402,15 @@ fn allowed_hosts(
     AllowedHosts::parse(&expanded).map_err(|e| e.to_string())
 }
 
-async fn open_store(
-    label: &str,
-    component: &str,
-    runtime: &RuntimeConfig,
-    paths: &AppPaths,
-) -> Result<KvStore, HostError> {
-    let backend_error = |e: wisp_storage::KvError| HostError::KeyValueBackend {
-        label: label.to_owned(),
-        message: e.to_string(),
-    };
-    match runtime.key_value_stores.get(label) {
-        Some(KeyValueStoreConfig::Sqlite { path }) => {
-            KvStore::sqlite(path, label).map_err(backend_error)
-        }
-        Some(KeyValueStoreConfig::Redis { url }) => {
-            KvStore::redis(url).await.map_err(backend_error)
-        }
-        None if label == "default" => {
-            KvStore::sqlite(&paths.state_dir.join("sqlite_key_value.db"), label)
-                .map_err(backend_error)
-        }
-        None => Err(HostError::UnknownKeyValueStore {
-            component: component.to_owned(),
-            label: label.to_owned(),
-        }),
-    }
-}
-
-fn open_database(
-    label: &str,
-    component: &str,
-    runtime: &RuntimeConfig,
-    paths: &AppPaths,
-) -> Result<SqliteDatabase, HostError> {
-    let backend_error = |e: wisp_storage::SqliteError| HostError::Database {
-        label: label.to_owned(),
-        message: e.to_string(),
-    };
-    match runtime.sqlite_databases.get(label) {
-        Some(SqliteDatabaseConfig::File { path: Some(path) }) => {
-            SqliteDatabase::file(path).map_err(backend_error)
-        }
-        Some(SqliteDatabaseConfig::File { path: None }) => {
-            SqliteDatabase::in_memory().map_err(backend_error)
-        }
-        None if label == "default" => {
-            SqliteDatabase::file(&paths.state_dir.join("sqlite_db.db")).map_err(backend_error)
-        }
-        None => Err(HostError::UnknownDatabase {
-            component: component.to_owned(),
-            label: label.to_owned(),
-        }),
-    }
-}
-
 /// Per-instance capability state, kept in the engine's store data.
 pub struct InstanceState {
     caps: Arc<ComponentCapabilities>,
     open_handles: usize,
     /// When the event this instance serves must be done; bounds host-side waits.
     deadline: Option<std::time::Instant>,
+    /// State capabilities keep per instance, by type, made on first use: an instance
+    /// that never calls such a capability pays nothing for it.
+    extensions: Vec<(TypeId, Box<dyn Any + Send>)>,
 }
 
 impl InstanceState {
@@ -417,7 +420,28 @@ impl InstanceState {
             caps,
             open_handles: 0,
             deadline: None,
+            extensions: Vec::new(),
         }
+    }
+
+    /// This instance's state of type `S`, made by `init` (from the component's grants)
+    /// the first time a capability asks for it. Dropped with the instance.
+    pub fn extension<S: Any + Send>(
+        &mut self,
+        init: impl FnOnce(&ComponentCapabilities) -> S,
+    ) -> &mut S {
+        let type_id = TypeId::of::<S>();
+        let index = match self.extensions.iter().position(|(id, _)| *id == type_id) {
+            Some(index) => index,
+            None => {
+                self.extensions.push((type_id, Box::new(init(&self.caps))));
+                self.extensions.len() - 1
+            }
+        };
+        self.extensions[index]
+            .1
+            .downcast_mut()
+            .expect("extensions are keyed by their type")
     }
 
     /// Bounds the host's own waits (connects, commands) by the instance's deadline.
@@ -471,9 +495,294 @@ impl HasData for Capabilities {
     type Data<'a> = CapabilitiesCtx<'a>;
 }
 
-/// Links every interface of `wit/host.wit` into `linker`.
+/// The host getter every capability's bindings are linked with.
+fn view<T: CapabilitiesView>(data: &mut T) -> CapabilitiesCtx<'_> {
+    data.capabilities()
+}
+
+/// Links the interfaces of Wisp's default capabilities (every interface of
+/// `wit/host.wit`) into `linker`. To link another set, use
+/// [`CapabilitySet::add_to_linker`] or [`AppCapabilities::add_to_linker`].
 pub fn add_to_linker<T: CapabilitiesView + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
-    bindings::Capabilities::add_to_linker::<T, Capabilities>(linker, |t| t.capabilities())
+    CapabilitySet::<T>::default().add_to_linker(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::path::Path;
+    use wisp_app::{ComponentMetadata, LockedComponent, LockedSource};
+
+    /// Store data shaped like the engine's, for linking.
+    struct TestStore {
+        state: InstanceState,
+        table: ResourceTable,
+    }
+
+    impl CapabilitiesView for TestStore {
+        fn capabilities(&mut self) -> CapabilitiesCtx<'_> {
+            CapabilitiesCtx {
+                state: &mut self.state,
+                table: &mut self.table,
+            }
+        }
+    }
+
+    /// A capability of the tests' own: reads `[greeting]`, grants every component the
+    /// greeting, links nothing.
+    struct Greeting;
+
+    #[derive(Deserialize)]
+    struct GreetingTables {
+        greeting: Option<GreetingTable>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct GreetingTable {
+        text: String,
+    }
+
+    /// What [`Greeting`] grants.
+    #[derive(Debug, PartialEq)]
+    struct Greeted(String);
+
+    impl Capability for Greeting {
+        fn name(&self) -> &'static str {
+            "greeting"
+        }
+
+        fn runtime_config_tables(&self) -> &'static [RuntimeConfigTable] {
+            &[RuntimeConfigTable {
+                key: "greeting",
+                syntax: "[greeting]",
+            }]
+        }
+
+        fn check_runtime_config(&self, config: &RuntimeConfig) -> Result<(), HostError> {
+            config.section::<GreetingTables>().map(drop)
+        }
+
+        fn prepare<'a>(
+            &'a self,
+            app: &'a AppContext<'a>,
+        ) -> futures::future::BoxFuture<'a, Result<Prepared, HostError>> {
+            Box::pin(async move {
+                let tables: GreetingTables = app.runtime_config.section()?;
+                let text = tables.greeting.map_or("hello".to_owned(), |g| g.text);
+                let mut prepared = Prepared::default();
+                for component in &app.locked.components {
+                    prepared.grant(&component.id, Greeted(text.clone()));
+                }
+                prepared.summary(format!("greeting: {text}"));
+                Ok(prepared)
+            })
+        }
+
+        fn add_to_linker<T: CapabilitiesView + 'static>(
+            _linker: &mut Linker<T>,
+        ) -> wasmtime::Result<()> {
+            Ok(())
+        }
+    }
+
+    const FILE: &str = "/cfg/runtime-config.toml";
+
+    /// An app whose components (`id`, key-value stores) run nothing.
+    fn app(components: &[(&str, &[&str])]) -> LockedApp {
+        LockedApp {
+            spin_lock_version: wisp_app::LOCKED_APP_VERSION,
+            must_understand: Vec::new(),
+            metadata: Default::default(),
+            variables: Default::default(),
+            triggers: Vec::new(),
+            components: components
+                .iter()
+                .map(|(id, stores)| LockedComponent {
+                    id: (*id).to_owned(),
+                    metadata: ComponentMetadata {
+                        key_value_stores: stores.iter().map(|s| (*s).to_owned()).collect(),
+                        ..Default::default()
+                    },
+                    source: LockedSource {
+                        content_type: "application/wasm".to_owned(),
+                        path: "/nonexistent.wasm".into(),
+                        digest: String::new(),
+                    },
+                    env: Default::default(),
+                    files: Vec::new(),
+                    config: Default::default(),
+                })
+                .collect(),
+        }
+    }
+
+    fn paths(state: &tempfile::TempDir) -> AppPaths {
+        AppPaths {
+            state_dir: state.path().to_path_buf(),
+            app_dir: None,
+        }
+    }
+
+    fn engine() -> wasmtime::Engine {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.wasm_component_model_async(true);
+        wasmtime::Engine::new(&config).unwrap()
+    }
+
+    #[test]
+    fn the_default_set_is_every_capability_and_links_without_clashes() {
+        let set = CapabilitySet::<TestStore>::default();
+        assert_eq!(
+            set.names().collect::<Vec<_>>(),
+            [
+                "variables",
+                "key-value",
+                "sqlite",
+                "redis",
+                "mqtt",
+                "postgres",
+                "mysql",
+                "llm"
+            ]
+        );
+        // PostgreSQL and MySQL both link the shared `rdbms-types`: no clash.
+        let engine = engine();
+        set.add_to_linker(&mut Linker::new(&engine)).unwrap();
+        add_to_linker(&mut Linker::<TestStore>::new(&engine)).unwrap();
+        for left_out in ["postgres", "mysql"] {
+            CapabilitySet::<TestStore>::default()
+                .without(left_out)
+                .add_to_linker(&mut Linker::new(&engine))
+                .unwrap();
+        }
+        // Registering a capability again replaces it rather than linking it twice.
+        let twice = CapabilitySet::<TestStore>::default().with(KeyValue);
+        assert_eq!(twice.names().count(), 8);
+        twice.add_to_linker(&mut Linker::new(&engine)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_new_capability_reads_its_own_table_and_grants_each_component() {
+        let set = CapabilitySet::<TestStore>::default().with(Greeting);
+        let text = "[greeting]\ntext = \"hi\"\n";
+        let config = RuntimeConfig::from_str_with(text, Path::new(FILE), &set).unwrap();
+
+        // Without the capability, its table is an unknown key, named with the file.
+        let err = RuntimeConfig::from_str(text, Path::new(FILE))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(FILE), "{err}");
+        assert!(err.contains("line 1: unknown field `greeting`"), "{err}");
+        assert!(!err.contains("[greeting]"), "{err}");
+        // With it, a mistake inside the table is reported at its line.
+        let err =
+            RuntimeConfig::from_str_with("\n[greeting]\ntxt = \"hi\"\n", Path::new(FILE), &set)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("line 3: unknown field `txt`"), "{err}");
+        assert!(err.contains("[greeting]"), "{err}");
+
+        let state = tempfile::tempdir().unwrap();
+        let caps = AppCapabilities::build_with(
+            &set,
+            &app(&[("a", &[]), ("b", &[])]),
+            &config,
+            &paths(&state),
+        )
+        .await
+        .unwrap();
+        for id in ["a", "b"] {
+            let component = caps.component(id).unwrap();
+            assert_eq!(
+                component.grant::<Greeted>(),
+                Some(&Greeted("hi".to_owned()))
+            );
+            // Grants are looked up by type: a type nobody granted is absent.
+            assert_eq!(component.grant::<String>(), None);
+        }
+        assert!(caps.summary().contains(&"greeting: hi".to_owned()));
+        assert_eq!(caps.names().last(), Some(&"greeting"));
+    }
+
+    #[tokio::test]
+    async fn a_capability_left_out_claims_no_table_and_is_not_prepared() {
+        let set = CapabilitySet::<TestStore>::default().without("key-value");
+        assert!(!set.names().any(|name| name == "key-value"));
+        let text = "[key_value_store.default]\ntype = \"spin\"\npath = \"kv.db\"\n";
+        let err = RuntimeConfig::from_str_with(text, Path::new(FILE), &set)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(FILE), "{err}");
+        assert!(
+            err.contains("line 1: unknown field `key_value_store`"),
+            "{err}"
+        );
+        assert!(!err.contains("[key_value_store.<label>]"), "{err}");
+
+        // A config read for the default set is checked again for the set the app uses.
+        let state = tempfile::tempdir().unwrap();
+        let config = RuntimeConfig::from_str(text, Path::new(FILE)).unwrap();
+        let locked = app(&[("a", &["default"])]);
+        let err = AppCapabilities::build_with(&set, &locked, &config, &paths(&state))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `key_value_store`"), "{err}");
+
+        // Without a key-value table, the app prepares; no store is opened for it.
+        let caps =
+            AppCapabilities::build_with(&set, &locked, &RuntimeConfig::default(), &paths(&state))
+                .await
+                .unwrap();
+        assert!(!caps.names().contains(&"key-value"));
+        assert!(
+            !caps
+                .summary()
+                .iter()
+                .any(|line| line.starts_with("key-value store")),
+            "{:?}",
+            caps.summary()
+        );
+        assert!(!state.path().join("sqlite_key_value.db").exists());
+        // The default set opens it.
+        let caps = AppCapabilities::build(&locked, &RuntimeConfig::default(), &paths(&state))
+            .await
+            .unwrap();
+        assert!(
+            caps.summary()
+                .iter()
+                .any(|line| line.starts_with("key-value store `default`")),
+            "{:?}",
+            caps.summary()
+        );
+    }
+
+    #[tokio::test]
+    async fn instance_state_is_made_once_per_type_on_first_use() {
+        let state = tempfile::tempdir().unwrap();
+        let caps = AppCapabilities::build(
+            &app(&[("a", &[])]),
+            &RuntimeConfig::default(),
+            &paths(&state),
+        )
+        .await
+        .unwrap();
+        let mut store = TestStore {
+            state: InstanceState::new(caps.component("a").unwrap()),
+            table: ResourceTable::new(),
+        };
+        let ctx = store.capabilities();
+        let made = ctx.state.extension(|caps| vec![caps.id().to_owned()]);
+        made.push("second".to_owned());
+        let again = ctx
+            .state
+            .extension::<Vec<String>>(|_| unreachable!("made once"));
+        assert_eq!(again, &["a", "second"]);
+        assert_eq!(*ctx.state.extension(|_| 7u32), 7);
+    }
 }

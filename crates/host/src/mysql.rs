@@ -10,16 +10,42 @@
 
 use crate::bindings::fermyon::spin::{mysql as v2, rdbms_types as v2t};
 use crate::bindings::spin::mysql::mysql as v3;
-use crate::rdbms::{
-    self, DialError, Failure, MAX_RESULT_BYTES, Message, QUERY_TIMEOUT, RdbmsPools,
-};
-use crate::{Capabilities, CapabilitiesCtx, ComponentCapabilities};
+use crate::capability::{AppContext, Capability, Prepared};
+use crate::rdbms::{self, DialError, Failure, MAX_RESULT_BYTES, Message, QUERY_TIMEOUT};
+use crate::{Capabilities, CapabilitiesCtx, CapabilitiesView, ComponentCapabilities, HostError};
+use futures::future::BoxFuture;
 use mysql_async::consts::{ColumnFlags, ColumnType, StatusFlags};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Value};
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
-use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
+use wasmtime::component::{Accessor, FutureReader, Linker, Resource, StreamReader};
+
+/// The outbound MySQL capability: the app's pool of idle connections, and the
+/// interfaces above. What a component may reach is the shared outbound networking policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mysql;
+
+impl Capability for Mysql {
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        app: &'a AppContext<'a>,
+    ) -> BoxFuture<'a, Result<Prepared, HostError>> {
+        Box::pin(std::future::ready(Ok(rdbms::prepare_pool::<Client>(app))))
+    }
+
+    fn add_to_linker<T: CapabilitiesView + 'static>(
+        linker: &mut Linker<T>,
+    ) -> wasmtime::Result<()> {
+        rdbms::add_types_to_linker(linker)?;
+        v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v3::add_to_linker::<T, Capabilities>(linker, crate::view)
+    }
+}
 
 /// A MySQL connection; its statements take turns on the lock.
 type Client = Mutex<Conn>;
@@ -32,10 +58,6 @@ pub type MysqlConnection = rdbms::Connection<Client>;
 
 impl rdbms::Reusable for Client {
     const SCHEME: &'static str = "mysql";
-
-    fn pool(pools: &RdbmsPools) -> &rdbms::Pool<Self> {
-        &pools.mysql
-    }
 
     fn is_closed(&mut self) -> bool {
         self.get_mut().is_disconnected()

@@ -16,7 +16,8 @@
 
 use crate::bindings::fermyon::spin::mqtt as v2;
 use crate::bindings::spin::mqtt::mqtt as v3;
-use crate::{Capabilities, CapabilitiesCtx, ComponentCapabilities};
+use crate::capability::Capability;
+use crate::{Capabilities, CapabilitiesCtx, CapabilitiesView, ComponentCapabilities};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
     Packet, QoS,
@@ -28,7 +29,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use wasmtime::component::{Accessor, Resource};
+use wasmtime::component::{Accessor, Linker, Resource};
+
+/// The outbound MQTT capability. It needs no preparation: what a component may reach is
+/// the shared outbound networking policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutboundMqtt;
+
+impl Capability for OutboundMqtt {
+    fn name(&self) -> &'static str {
+        "mqtt"
+    }
+
+    fn add_to_linker<T: CapabilitiesView + 'static>(
+        linker: &mut Linker<T>,
+    ) -> wasmtime::Result<()> {
+        v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v3::add_to_linker::<T, Capabilities>(linker, crate::view)
+    }
+}
 
 /// Bound on connecting to the broker and receiving its CONNACK, over all its addresses.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

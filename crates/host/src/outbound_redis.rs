@@ -6,12 +6,31 @@
 
 use crate::bindings::fermyon::spin::redis as v2;
 use crate::bindings::spin::redis::redis as v3;
-use crate::{Capabilities, CapabilitiesCtx, ComponentCapabilities};
+use crate::capability::Capability;
+use crate::{Capabilities, CapabilitiesCtx, CapabilitiesView, ComponentCapabilities};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{Accessor, Resource};
+use wasmtime::component::{Accessor, Linker, Resource};
+
+/// The outbound Redis capability. It needs no preparation: what a component may reach is
+/// the shared outbound networking policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutboundRedis;
+
+impl Capability for OutboundRedis {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn add_to_linker<T: CapabilitiesView + 'static>(
+        linker: &mut Linker<T>,
+    ) -> wasmtime::Result<()> {
+        v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v3::add_to_linker::<T, Capabilities>(linker, crate::view)
+    }
+}
 
 /// Bound on resolving and connecting (all addresses together), and on each command's
 /// answer; both are cut short by the instance's deadline.

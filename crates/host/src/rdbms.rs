@@ -9,7 +9,8 @@
 //! again only after the new `open` has passed the grant check and that address is among
 //! the ones the check returned, so reuse never widens what a component may reach.
 
-use crate::{Capabilities, CapabilitiesCtx, ComponentCapabilities};
+use crate::capability::{AppContext, Prepared};
+use crate::{Capabilities, CapabilitiesCtx, CapabilitiesView, ComponentCapabilities};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{
-    Accessor, ComponentType, Destination, FutureReader, Lift, Lower, Resource, StreamProducer,
-    StreamReader, StreamResult, VecBuffer,
+    Accessor, ComponentType, Destination, FutureReader, Lift, Linker, Lower, Resource,
+    StreamProducer, StreamReader, StreamResult, VecBuffer,
 };
 
 /// Bound on dialing and authenticating a new connection.
@@ -45,12 +46,27 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the sweeper looks for expired idle connections.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The app's pools, one per database kind; shared by all its components.
-#[derive(Default)]
-pub struct RdbmsPools {
-    pub(crate) postgres: Pool<tokio_postgres::Client>,
-    /// Kept behind the lock a MySQL session's statements take turns on.
-    pub(crate) mysql: Pool<tokio::sync::Mutex<mysql_async::Conn>>,
+/// What the PostgreSQL and MySQL capabilities prepare: one pool of idle connections for
+/// the app, granted to each of its components (the pool is the grant).
+pub(crate) fn prepare_pool<C: Reusable>(app: &AppContext<'_>) -> Prepared {
+    let pool = Pool::<C>::default();
+    let mut prepared = Prepared::default();
+    for component in &app.locked.components {
+        prepared.grant(&component.id, pool.clone());
+    }
+    prepared
+}
+
+/// Links `fermyon:spin/rdbms-types@2.0.0`, which `fermyon:spin/postgres` and `mysql`
+/// both use. It declares only types, so when both capabilities link it the second call
+/// re-opens the same empty instance instead of clashing.
+pub(crate) fn add_types_to_linker<T: CapabilitiesView + 'static>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
+    crate::bindings::fermyon::spin::rdbms_types::add_to_linker::<T, Capabilities>(
+        linker,
+        crate::view,
+    )
 }
 
 struct Idle<C> {
@@ -66,9 +82,17 @@ struct PoolState<C> {
 }
 
 /// Idle connections keyed by connection string, bounded per key and in total; the
-/// newest is reused first so the oldest age out.
+/// newest is reused first so the oldest age out. Clones share the connections.
 pub(crate) struct Pool<C> {
     state: Arc<Mutex<PoolState<C>>>,
+}
+
+impl<C> Clone for Pool<C> {
+    fn clone(&self) -> Self {
+        Pool {
+            state: self.state.clone(),
+        }
+    }
 }
 
 impl<C> Default for Pool<C> {
@@ -278,9 +302,6 @@ pub(crate) trait Reusable: Sized + Send + Sync + 'static {
     /// The address scheme: what grants and messages call the database.
     const SCHEME: &'static str;
 
-    /// The app's idle connections of this kind.
-    fn pool(pools: &RdbmsPools) -> &Pool<Self>;
-
     /// Whether the connection is known to be gone.
     fn is_closed(&mut self) -> bool;
 
@@ -329,8 +350,12 @@ impl<C: Reusable> Session<C> {
         if session.broken.load(Ordering::Relaxed) || session.conn.is_closed() {
             return;
         }
+        // No pool when the capability was linked without being prepared: close it.
+        let Some(pool) = session.caps.grant::<Pool<C>>().cloned() else {
+            return;
+        };
         if let Ok(true) = tokio::time::timeout(RESET_TIMEOUT, session.conn.reset()).await {
-            C::pool(&session.caps.rdbms).put(session.key, session.peer, session.conn);
+            pool.put(session.key, session.peer, session.conn);
         }
     }
 }
@@ -367,9 +392,11 @@ pub(crate) async fn connect<C: Reusable, F: Future<Output = Result<C, DialError>
         broken: AtomicBool::new(false),
         permit: None,
     };
-    while let Some((mut conn, peer)) = C::pool(&caps.rdbms).take(address, &target.addresses) {
-        if !conn.is_closed() {
-            return Ok(session(conn, peer, caps));
+    if let Some(pool) = caps.grant::<Pool<C>>().cloned() {
+        while let Some((mut conn, peer)) = pool.take(address, &target.addresses) {
+            if !conn.is_closed() {
+                return Ok(session(conn, peer, caps));
+            }
         }
     }
     let attempt = async {

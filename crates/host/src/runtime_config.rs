@@ -1,44 +1,63 @@
 //! `runtime-config.toml`: which backend serves each store, database and variable
 //! provider. The table names are Spin's so one file serves both; unknown or misspelled
 //! keys are errors that name the key and the file.
+//!
+//! The file is kept as text plus its top-level keys: each capability deserializes its own
+//! tables from the text ([`RuntimeConfig::section`]), so an error inside one points at
+//! its line as precisely as a single parse of the whole file would (a parsed
+//! `toml::Value` has no positions left). Only what every capability shares is typed
+//! here: `[[variables_provider]]` and `[outbound_networking]`.
 
 use crate::HostError;
+use crate::capability::{Capability, CapabilitySet, RuntimeConfigTable, default_capabilities};
 use indexmap::IndexMap;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The tables read outside any capability, after the capabilities' own in messages.
+const CORE_TABLES: &[RuntimeConfigTable] = &[
+    RuntimeConfigTable {
+        key: "variables_provider",
+        syntax: "[[variables_provider]]",
+    },
+    RuntimeConfigTable {
+        key: "outbound_networking",
+        syntax: "[outbound_networking]",
+    },
+];
 
 /// The parsed runtime config. `RuntimeConfig::default()` is what `wisp up` uses when no
 /// file is given: `default` stores and databases in the state directory, variables from
 /// the environment.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RuntimeConfig {
     /// The file it came from, for messages.
     pub file: Option<PathBuf>,
-    /// `[key_value_store.<label>]`.
-    pub key_value_stores: IndexMap<String, KeyValueStoreConfig>,
-    /// `[sqlite_database.<label>]`.
-    pub sqlite_databases: IndexMap<String, SqliteDatabaseConfig>,
     /// `[[variables_provider]]`, in file order.
     pub variables_providers: Vec<VariablesProviderConfig>,
     /// `[outbound_networking]`.
     pub outbound_networking: OutboundNetworkingConfig,
+    /// The file's text, which capabilities deserialize their tables from.
+    text: Arc<str>,
+    /// The top-level keys with their line, in file order.
+    keys: Vec<(String, usize)>,
+    /// The tables of the capability set it was checked against, for messages.
+    tables: Arc<str>,
 }
 
-/// A key-value store's backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyValueStoreConfig {
-    /// `type = "spin"`: an SQLite file (`path`, relative to the runtime config file).
-    Sqlite { path: PathBuf },
-    /// `type = "redis"`: a Redis server (`url`).
-    Redis { url: String },
-}
-
-/// An SQLite database's backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SqliteDatabaseConfig {
-    /// `type = "spin"` with `path`: a file; without `path`: an in-memory database that
-    /// lives as long as the process.
-    File { path: Option<PathBuf> },
+impl std::fmt::Debug for RuntimeConfig {
+    // Not the text: a static variable provider may hold secrets in it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeConfig")
+            .field("file", &self.file)
+            .field(
+                "tables",
+                &self.keys.iter().map(|(key, _)| key).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// A source of variable values.
@@ -62,22 +81,20 @@ pub struct OutboundNetworkingConfig {
     pub block_networks: Vec<String>,
 }
 
+/// The core tables; other top-level keys are ignored here and checked by name.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    key_value_store: IndexMap<String, RawStore>,
-    #[serde(default)]
-    sqlite_database: IndexMap<String, RawStore>,
+struct CoreTables {
     #[serde(default)]
     variables_provider: Vec<RawProvider>,
     #[serde(default)]
     outbound_networking: Option<RawOutbound>,
 }
 
+/// A `[key_value_store.<label>]` or `[sqlite_database.<label>]` table: Spin gives both
+/// the same `type = "spin" | "redis"` shape, so both capabilities read it with this.
 #[derive(Deserialize)]
 #[serde(tag = "type", deny_unknown_fields)]
-enum RawStore {
+pub(crate) enum RawStore {
     #[serde(rename = "spin")]
     Spin { path: Option<PathBuf> },
     #[serde(rename = "redis")]
@@ -104,81 +121,74 @@ struct RawOutbound {
 }
 
 impl RuntimeConfig {
-    /// Reads and validates a runtime config file. Relative paths inside it are relative
-    /// to the file's directory.
+    /// Reads and validates a runtime config file for Wisp's default capabilities.
+    /// Relative paths inside it are relative to the file's directory.
     pub fn from_file(path: &Path) -> Result<Self, HostError> {
+        Self::read(path, &default_capabilities())
+    }
+
+    /// [`RuntimeConfig::from_file`] for the capabilities of `set`: the tables they read
+    /// are accepted and checked, any other key is an error.
+    pub fn from_file_with<T>(path: &Path, set: &CapabilitySet<T>) -> Result<Self, HostError>
+    where
+        T: crate::CapabilitiesView + 'static,
+    {
+        Self::read(path, set.capabilities())
+    }
+
+    fn read(path: &Path, capabilities: &[Arc<dyn Capability>]) -> Result<Self, HostError> {
         let text = std::fs::read_to_string(path).map_err(|source| HostError::RuntimeConfigIo {
             file: path.to_path_buf(),
             source,
         })?;
-        Self::from_str(&text, path)
+        Self::parse(&text, path, capabilities)
     }
 
-    /// Parses runtime config text; `path` names it in errors and anchors relative paths.
+    /// Parses runtime config text for Wisp's default capabilities; `path` names it in
+    /// errors and anchors relative paths.
     pub fn from_str(text: &str, path: &Path) -> Result<Self, HostError> {
-        let invalid = |message: String| HostError::RuntimeConfig {
-            file: path.to_path_buf(),
-            message,
+        Self::parse(text, path, &default_capabilities())
+    }
+
+    /// [`RuntimeConfig::from_str`] for the capabilities of `set`.
+    pub fn from_str_with<T>(
+        text: &str,
+        path: &Path,
+        set: &CapabilitySet<T>,
+    ) -> Result<Self, HostError>
+    where
+        T: crate::CapabilitiesView + 'static,
+    {
+        Self::parse(text, path, set.capabilities())
+    }
+
+    fn parse(
+        text: &str,
+        path: &Path,
+        capabilities: &[Arc<dyn Capability>],
+    ) -> Result<Self, HostError> {
+        let mut config = Self {
+            file: Some(path.to_path_buf()),
+            text: text.into(),
+            tables: describe_tables(capabilities).into(),
+            ..Self::default()
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            // Tagged tables are buffered before they are checked, so serde's span points
-            // at the table; for an unknown key, point at the key's own line instead.
-            let line = unknown_key_line(text, e.message()).or_else(|| {
-                e.span()
-                    .map(|span| text[..span.start].matches('\n').count() + 1)
-            });
-            let location = line.map(|l| format!("line {l}: ")).unwrap_or_default();
-            invalid(format!(
-                "{location}{}; the tables Wisp reads are [key_value_store.<label>], [sqlite_database.<label>], [[variables_provider]] and [outbound_networking]",
-                e.message().trim_end()
-            ))
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let anchor = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let document =
+            toml::de::DeTable::parse(text).map_err(|e| config.invalid(config.located(text, &e)))?;
+        let mut keys: Vec<(String, usize)> = document
+            .get_ref()
+            .iter()
+            .map(|(key, _)| {
+                let line = text[..key.span().start].matches('\n').count() + 1;
+                (key.get_ref().to_string(), line)
+            })
+            .collect();
+        keys.sort_by_key(|(_, line)| *line);
+        config.keys = keys;
+        let mut config = config.check(capabilities)?;
 
-        let mut key_value_stores = IndexMap::new();
-        for (label, store) in raw.key_value_store {
-            let config = match store {
-                RawStore::Spin { path } => KeyValueStoreConfig::Sqlite {
-                    path: anchor(path.ok_or_else(|| {
-                        invalid(format!(
-                            "[key_value_store.{label}] of type \"spin\" needs a `path` to its SQLite file"
-                        ))
-                    })?),
-                },
-                RawStore::Redis { url } => {
-                    if url.starts_with("rediss://") {
-                        return Err(invalid(format!(
-                            "[key_value_store.{label}] url: TLS (rediss://) is not supported yet; use redis:// to a server on a trusted network or through a TLS tunnel"
-                        )));
-                    }
-                    if !(url.starts_with("redis://") || url.starts_with("unix://")) {
-                        return Err(invalid(format!(
-                            "[key_value_store.{label}] url must start with redis:// or unix://"
-                        )));
-                    }
-                    KeyValueStoreConfig::Redis { url }
-                }
-            };
-            key_value_stores.insert(label, config);
-        }
-
-        let mut sqlite_databases = IndexMap::new();
-        for (label, database) in raw.sqlite_database {
-            let config = match database {
-                RawStore::Spin { path } => SqliteDatabaseConfig::File {
-                    path: path.map(anchor),
-                },
-                RawStore::Redis { .. } => {
-                    return Err(invalid(format!(
-                        "[sqlite_database.{label}] cannot be of type \"redis\"; use type = \"spin\" with a `path`"
-                    )));
-                }
-            };
-            sqlite_databases.insert(label, config);
-        }
-
-        let variables_providers = raw
+        let core: CoreTables = config.section()?;
+        config.variables_providers = core
             .variables_provider
             .into_iter()
             .map(|provider| match provider {
@@ -187,24 +197,127 @@ impl RuntimeConfig {
                     dotenv_path,
                 } => VariablesProviderConfig::Env {
                     prefix: prefix.unwrap_or_else(|| "SPIN_VARIABLE".to_owned()),
-                    dotenv_path: dotenv_path.map(anchor),
+                    dotenv_path: dotenv_path.map(|p| config.path(p)),
                 },
                 RawProvider::Static { values } => VariablesProviderConfig::Static { values },
             })
             .collect();
+        config.outbound_networking = OutboundNetworkingConfig {
+            block_networks: core
+                .outbound_networking
+                .map(|o| o.block_networks)
+                .unwrap_or_default(),
+        };
+        Ok(config)
+    }
 
-        Ok(Self {
-            file: Some(path.to_path_buf()),
-            key_value_stores,
-            sqlite_databases,
-            variables_providers,
-            outbound_networking: OutboundNetworkingConfig {
-                block_networks: raw
-                    .outbound_networking
-                    .map(|o| o.block_networks)
-                    .unwrap_or_default(),
-            },
-        })
+    /// This config checked against `capabilities`: every top-level key is claimed by one
+    /// of them or is a core table, and each capability's tables parse. Messages list the
+    /// tables of `capabilities`. The typed core fields are kept as they are (an embedder
+    /// may have set them in code).
+    pub(crate) fn check(&self, capabilities: &[Arc<dyn Capability>]) -> Result<Self, HostError> {
+        let config = Self {
+            tables: describe_tables(capabilities).into(),
+            ..self.clone()
+        };
+        let claimed: Vec<&'static str> = claimed_tables(capabilities).map(|t| t.key).collect();
+        if let Some((key, line)) = config
+            .keys
+            .iter()
+            .find(|(key, _)| !claimed.contains(&key.as_str()))
+        {
+            return Err(config.invalid(format!(
+                "line {line}: unknown field `{key}`, {}; the tables Wisp reads are {}",
+                expected(&claimed),
+                config.tables
+            )));
+        }
+        for capability in capabilities {
+            capability.check_runtime_config(&config)?;
+        }
+        Ok(config)
+    }
+
+    /// Deserializes the tables `S` declares from the file (`S` ignores the others;
+    /// nested types should deny unknown fields). An error names the file and the line.
+    pub fn section<S: DeserializeOwned>(&self) -> Result<S, HostError> {
+        toml::from_str(&self.text).map_err(|e| self.invalid(self.located(&self.text, &e)))
+    }
+
+    /// `path` as written in the file: relative paths are relative to the file's
+    /// directory.
+    pub fn path(&self, path: PathBuf) -> PathBuf {
+        let file = self.file.as_deref().unwrap_or(Path::new(""));
+        anchor(file.parent().unwrap_or(Path::new(".")), path)
+    }
+
+    /// An error about this file.
+    pub fn invalid(&self, message: String) -> HostError {
+        HostError::RuntimeConfig {
+            file: self.file.clone().unwrap_or_default(),
+            message,
+        }
+    }
+
+    /// A parse error's message, prefixed with its line and followed by the tables Wisp
+    /// reads.
+    fn located(&self, text: &str, e: &toml::de::Error) -> String {
+        // Tagged tables are buffered before they are checked, so serde's span points
+        // at the table; for an unknown key, point at the key's own line instead.
+        let line = unknown_key_line(text, e.message()).or_else(|| {
+            e.span()
+                .map(|span| text[..span.start].matches('\n').count() + 1)
+        });
+        let location = line.map(|l| format!("line {l}: ")).unwrap_or_default();
+        format!(
+            "{location}{}; the tables Wisp reads are {}",
+            e.message().trim_end(),
+            self.tables
+        )
+    }
+}
+
+fn anchor(base: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
+/// The capabilities' tables, then the core ones.
+fn claimed_tables(
+    capabilities: &[Arc<dyn Capability>],
+) -> impl Iterator<Item = &RuntimeConfigTable> {
+    capabilities
+        .iter()
+        .flat_map(|c| c.runtime_config_tables())
+        .chain(CORE_TABLES)
+}
+
+/// `[a], [b] and [c]`.
+fn describe_tables(capabilities: &[Arc<dyn Capability>]) -> String {
+    let tables: Vec<&str> = claimed_tables(capabilities).map(|t| t.syntax).collect();
+    match tables.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// What serde says after an unknown field: "expected one of `a`, `b`".
+fn expected(keys: &[&str]) -> String {
+    match keys {
+        [] => "there are no fields".to_owned(),
+        [one] => format!("expected `{one}`"),
+        [a, b] => format!("expected `{a}` or `{b}`"),
+        _ => format!(
+            "expected one of {}",
+            keys.iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -223,6 +336,7 @@ fn unknown_key_line(text: &str, message: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{KeyValue, KeyValueStoreConfig, Sqlite, SqliteDatabaseConfig};
 
     fn parse(text: &str) -> Result<RuntimeConfig, String> {
         RuntimeConfig::from_str(text, Path::new("/cfg/runtime-config.toml"))
@@ -261,26 +375,28 @@ block_networks = ["private", "100.64.0.0/10"]
 "#,
         )
         .unwrap();
+        let key_value_stores = KeyValue::stores(&config).unwrap();
+        let sqlite_databases = Sqlite::databases(&config).unwrap();
         assert_eq!(
-            config.key_value_stores["default"],
+            key_value_stores["default"],
             KeyValueStoreConfig::Redis {
                 url: "redis://127.0.0.1:6379/1".into()
             }
         );
         assert_eq!(
-            config.key_value_stores["cache"],
+            key_value_stores["cache"],
             KeyValueStoreConfig::Sqlite {
                 path: "/cfg/data/cache.db".into()
             }
         );
         assert_eq!(
-            config.sqlite_databases["default"],
+            sqlite_databases["default"],
             SqliteDatabaseConfig::File {
                 path: Some("/abs/app.db".into())
             }
         );
         assert_eq!(
-            config.sqlite_databases["scratch"],
+            sqlite_databases["scratch"],
             SqliteDatabaseConfig::File { path: None }
         );
         assert_eq!(config.variables_providers.len(), 2);

@@ -5,10 +5,146 @@
 
 use crate::bindings::fermyon::spin::sqlite as v2;
 use crate::bindings::spin::sqlite::sqlite as v3;
-use crate::{Capabilities, CapabilitiesCtx};
+use crate::capability::{AppContext, Capability, Prepared, RuntimeConfigTable};
+use crate::runtime_config::RawStore;
+use crate::{AppPaths, Capabilities, CapabilitiesCtx, CapabilitiesView, HostError, RuntimeConfig};
+use futures::future::BoxFuture;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
-use wisp_storage::{SqlValue, SqliteConnection, SqliteError};
+use wasmtime::component::{Accessor, FutureReader, Linker, Resource, StreamReader};
+use wisp_storage::{SqlValue, SqliteConnection, SqliteDatabase, SqliteError};
+
+/// The SQLite capability: `[sqlite_database.<label>]` tables, the databases each
+/// component's `sqlite_databases` names, and the interfaces above.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sqlite;
+
+/// An SQLite database's backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqliteDatabaseConfig {
+    /// `type = "spin"` with `path`: a file; without `path`: an in-memory database that
+    /// lives as long as the process.
+    File { path: Option<PathBuf> },
+}
+
+#[derive(Deserialize)]
+struct Tables {
+    #[serde(default)]
+    sqlite_database: IndexMap<String, RawStore>,
+}
+
+/// A component's grant: the databases its `sqlite_databases` names, opened.
+struct Databases(HashMap<String, SqliteDatabase>);
+
+impl Sqlite {
+    /// The `[sqlite_database.<label>]` tables of `config`, checked.
+    pub fn databases(
+        config: &RuntimeConfig,
+    ) -> Result<IndexMap<String, SqliteDatabaseConfig>, HostError> {
+        let tables: Tables = config.section()?;
+        let mut databases = IndexMap::new();
+        for (label, database) in tables.sqlite_database {
+            let database = match database {
+                RawStore::Spin { path } => SqliteDatabaseConfig::File {
+                    path: path.map(|p| config.path(p)),
+                },
+                RawStore::Redis { .. } => {
+                    return Err(config.invalid(format!(
+                        "[sqlite_database.{label}] cannot be of type \"redis\"; use type = \"spin\" with a `path`"
+                    )));
+                }
+            };
+            databases.insert(label, database);
+        }
+        Ok(databases)
+    }
+}
+
+impl Capability for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn runtime_config_tables(&self) -> &'static [RuntimeConfigTable] {
+        &[RuntimeConfigTable {
+            key: "sqlite_database",
+            syntax: "[sqlite_database.<label>]",
+        }]
+    }
+
+    fn check_runtime_config(&self, config: &RuntimeConfig) -> Result<(), HostError> {
+        Self::databases(config).map(drop)
+    }
+
+    /// Opens each database some component is granted, once, and checks that every
+    /// granted label has a backend.
+    fn prepare<'a>(
+        &'a self,
+        app: &'a AppContext<'a>,
+    ) -> BoxFuture<'a, Result<Prepared, HostError>> {
+        Box::pin(async move {
+            let configured = Self::databases(app.runtime_config)?;
+            let mut prepared = Prepared::default();
+            let mut databases: HashMap<String, SqliteDatabase> = HashMap::new();
+            for component in &app.locked.components {
+                let mut granted = HashMap::new();
+                for label in &component.metadata.databases {
+                    if !databases.contains_key(label) {
+                        let database =
+                            open_database(label, &component.id, configured.get(label), app.paths)?;
+                        prepared.summary(format!(
+                            "SQLite database `{label}`: {}",
+                            database.describe()
+                        ));
+                        databases.insert(label.clone(), database);
+                    }
+                    granted.insert(label.clone(), databases[label].clone());
+                }
+                if !granted.is_empty() {
+                    prepared.grant(&component.id, Databases(granted));
+                }
+            }
+            Ok(prepared)
+        })
+    }
+
+    fn add_to_linker<T: CapabilitiesView + 'static>(
+        linker: &mut Linker<T>,
+    ) -> wasmtime::Result<()> {
+        v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v3::add_to_linker::<T, Capabilities>(linker, crate::view)
+    }
+}
+
+fn open_database(
+    label: &str,
+    component: &str,
+    config: Option<&SqliteDatabaseConfig>,
+    paths: &AppPaths,
+) -> Result<SqliteDatabase, HostError> {
+    let backend_error = |e: wisp_storage::SqliteError| HostError::Database {
+        label: label.to_owned(),
+        message: e.to_string(),
+    };
+    match config {
+        Some(SqliteDatabaseConfig::File { path: Some(path) }) => {
+            SqliteDatabase::file(path).map_err(backend_error)
+        }
+        Some(SqliteDatabaseConfig::File { path: None }) => {
+            SqliteDatabase::in_memory().map_err(backend_error)
+        }
+        None if label == "default" => {
+            SqliteDatabase::file(&paths.state_dir.join("sqlite_db.db")).map_err(backend_error)
+        }
+        None => Err(HostError::UnknownDatabase {
+            component: component.to_owned(),
+            label: label.to_owned(),
+        }),
+    }
+}
 
 /// An open connection; shared with in-flight async calls.
 pub struct OpenConnection {
@@ -23,8 +159,9 @@ enum OpenError {
 
 impl CapabilitiesCtx<'_> {
     /// Finds the granted database; connecting happens outside the borrow.
-    fn database(&mut self, label: &str) -> Result<wisp_storage::SqliteDatabase, OpenError> {
-        match self.state.caps.databases.get(label) {
+    fn database(&mut self, label: &str) -> Result<SqliteDatabase, OpenError> {
+        let granted = self.state.caps.grant::<Databases>();
+        match granted.and_then(|databases| databases.0.get(label)) {
             Some(database) => Ok(database.clone()),
             None => {
                 tracing::debug!(component = %self.state.caps.id, "SQLite database `{label}` is not granted");

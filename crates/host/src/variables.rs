@@ -5,13 +5,77 @@
 use crate::bindings::fermyon::spin::variables as v2;
 use crate::bindings::spin::variables::variables as v3;
 use crate::bindings::wasi::config::store as wasi_config;
+use crate::capability::{AppContext, Capability, Prepared};
 use crate::runtime_config::{RuntimeConfig, VariablesProviderConfig};
-use crate::{AppPaths, Capabilities, CapabilitiesCtx, HostError};
+use crate::{AppPaths, Capabilities, CapabilitiesCtx, CapabilitiesView, HostError};
+use futures::future::BoxFuture;
 use indexmap::IndexMap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use wasmtime::component::Accessor;
+use wasmtime::component::{Accessor, Linker};
 use wisp_app::LockedApp;
+
+/// The variables capability: each component's `variables`, expanded from the app's, and
+/// the three interfaces above. The providers and the app's `[variables]` are resolved
+/// before any capability is prepared (templated `allowed_outbound_hosts` and trigger
+/// settings use them too), from the core `[[variables_provider]]` tables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Variables;
+
+/// A component's grant: its variables (`variables = { key = "{{ app_var }}" }`),
+/// expanded; an expansion that failed keeps its reason for the guest.
+struct ComponentVariables(IndexMap<String, Result<String, String>>);
+
+impl Capability for Variables {
+    fn name(&self) -> &'static str {
+        "variables"
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        app: &'a AppContext<'a>,
+    ) -> BoxFuture<'a, Result<Prepared, HostError>> {
+        let mut prepared = Prepared::default();
+        for component in &app.locked.components {
+            if component.config.is_empty() {
+                continue;
+            }
+            let variables = component
+                .config
+                .iter()
+                .map(|(key, template)| {
+                    (
+                        key.clone(),
+                        expand_template(template, app.variables).map_err(|e| {
+                            format!("variable `{key}` of component `{}`: {e}", component.id)
+                        }),
+                    )
+                })
+                .collect();
+            prepared.grant(&component.id, ComponentVariables(variables));
+        }
+        Box::pin(std::future::ready(Ok(prepared)))
+    }
+
+    fn add_to_linker<T: CapabilitiesView + 'static>(
+        linker: &mut Linker<T>,
+    ) -> wasmtime::Result<()> {
+        v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v3::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        wasi_config::add_to_linker::<T, Capabilities>(linker, crate::view)
+    }
+}
+
+impl CapabilitiesCtx<'_> {
+    /// The component's expanded variables, in declaration order.
+    fn variables(&self) -> impl Iterator<Item = (&String, &Result<String, String>)> {
+        self.state
+            .caps
+            .grant::<ComponentVariables>()
+            .into_iter()
+            .flat_map(|variables| variables.0.iter())
+    }
+}
 
 /// Variable sources in lookup order: the runtime config's providers in file order,
 /// then the environment (`SPIN_VARIABLE_<NAME>`, then `.env` beside the manifest) —
@@ -208,7 +272,8 @@ fn lookup(ctx: &CapabilitiesCtx<'_>, name: &str) -> Lookup {
     if !valid_name(name) {
         return Lookup::InvalidName;
     }
-    match ctx.state.caps.variables.get(name) {
+    let granted = ctx.state.caps.grant::<ComponentVariables>();
+    match granted.and_then(|variables| variables.0.get(name)) {
         Some(Ok(value)) => Lookup::Found(value.clone()),
         Some(Err(reason)) => Lookup::Failed(reason.clone()),
         None => Lookup::Undefined,
@@ -274,7 +339,7 @@ impl wasi_config::Host for CapabilitiesCtx<'_> {
         &mut self,
     ) -> wasmtime::Result<Result<Vec<(String, String)>, wasi_config::Error>> {
         let mut all = Vec::new();
-        for (key, value) in &self.state.caps.variables {
+        for (key, value) in self.variables() {
             match value {
                 Ok(value) => all.push((key.clone(), value.clone())),
                 Err(reason) => return Ok(Err(wasi_config::Error::Upstream(reason.clone()))),

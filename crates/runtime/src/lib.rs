@@ -10,9 +10,10 @@
 //!                                              └─ summary      reload(Generation), shutdown()
 //! ```
 //!
-//! A [`Runtime`] holds the process's engine and the trigger types it runs (HTTP, Redis,
-//! cron by default; see [`Runtime::default_trigger_types`]). [`Runtime::load`] turns a
-//! LockedApp into a [`Generation`]: the app's capabilities (stores, databases, variables,
+//! A [`Runtime`] holds the process's engine, the trigger types it runs (HTTP, Redis,
+//! cron by default; see [`Runtime::default_trigger_types`]) and the host capabilities it
+//! provides (all of Wisp's by default; see [`Runtime::with_capabilities`]).
+//! [`Runtime::load`] turns a LockedApp into a [`Generation`]: the app's capabilities (stores, databases, variables,
 //! grants), its components compiled and pre-linked, and every trigger built. A
 //! [`RunningApp`] runs one generation: its HTTP trigger behind a [`CurrentTrigger`] (served
 //! on a listener the embedder gives, or routed to by the embedder itself), its event
@@ -24,8 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use wisp_app::LockedApp;
-use wisp_engine::{EngineError, LoadedApp, WispEngine};
-use wisp_host::{AppCapabilities, AppPaths, HostError, RuntimeConfig};
+use wisp_engine::{EngineError, Host, LoadedApp, WispEngine};
+use wisp_host::{AppCapabilities, AppPaths, CapabilitySet, HostError, RuntimeConfig};
 use wisp_trigger::{Trigger, TriggerContext, TriggerError, TriggerType};
 use wisp_trigger_http::{CurrentTrigger, HttpTrigger, HttpTriggerType, ServerConfig};
 
@@ -74,11 +75,13 @@ pub struct AppSettings {
     pub paths: AppPaths,
 }
 
-/// The process's engine and the trigger types it runs; loads apps.
+/// The process's engine, the trigger types it runs and the capabilities it provides;
+/// loads apps.
 #[derive(Clone)]
 pub struct Runtime {
     engine: WispEngine,
     trigger_types: Vec<Arc<dyn TriggerType>>,
+    capabilities: CapabilitySet<Host>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -86,6 +89,7 @@ impl std::fmt::Debug for Runtime {
         f.debug_struct("Runtime")
             .field("engine", &self.engine)
             .field("trigger_types", &self.trigger_type_names())
+            .field("capabilities", &self.capabilities)
             .finish()
     }
 }
@@ -107,7 +111,16 @@ impl Runtime {
         Self {
             engine,
             trigger_types,
+            capabilities: CapabilitySet::default(),
         }
+    }
+
+    /// This runtime providing exactly `capabilities` to the apps it loads (an embedder
+    /// can leave some out: a component importing one is refused when its app loads, and
+    /// the capability's runtime-config tables are unknown keys).
+    pub fn with_capabilities(mut self, capabilities: CapabilitySet<Host>) -> Self {
+        self.capabilities = capabilities;
+        self
     }
 
     /// Every trigger type Wisp has: one line per type is all it takes to add one.
@@ -156,10 +169,14 @@ impl Runtime {
                 known: self.trigger_type_names(),
             });
         }
-        let capabilities =
-            AppCapabilities::build(&locked, &settings.runtime_config, &settings.paths)
-                .await
-                .map_err(RuntimeError::Capabilities)?;
+        let capabilities = AppCapabilities::build_with(
+            &self.capabilities,
+            &locked,
+            &settings.runtime_config,
+            &settings.paths,
+        )
+        .await
+        .map_err(RuntimeError::Capabilities)?;
         let app = LoadedApp::load(
             &self.engine,
             locked,
@@ -375,5 +392,70 @@ impl RunningApp {
             }
         };
         tokio::join!(server, self.events.stop());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use wisp_engine::EngineConfig;
+
+    fn engine(cache: &Path) -> WispEngine {
+        WispEngine::new(EngineConfig {
+            max_instances: 4,
+            cache_dir: Some(cache.to_path_buf()),
+            ..EngineConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn settings(state: &Path) -> AppSettings {
+        AppSettings {
+            runtime_config: RuntimeConfig::default(),
+            paths: AppPaths {
+                state_dir: state.to_path_buf(),
+                app_dir: None,
+            },
+        }
+    }
+
+    fn app(wasm: &str) -> LockedApp {
+        wisp_app::from_component_file(Path::new(wasm)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_capability_left_out_is_not_linked() {
+        let (cache, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let settings = settings(state.path());
+        let without_kv = Runtime::new(engine(cache.path()))
+            .with_capabilities(CapabilitySet::default().without("key-value"));
+
+        // caps-v5 imports key-value: refused when linked, with the engine's message.
+        let err = without_kv
+            .load(app(wisp_test_programs::CAPS_V5), &settings)
+            .await
+            .unwrap_err();
+        let RuntimeError::Load(load) = &err else {
+            panic!("expected a load error, got {err:?}");
+        };
+        let message = load.to_string();
+        assert!(message.contains("cannot be linked"), "{message}");
+        assert!(
+            message.contains("the host does not provide that interface"),
+            "{message}"
+        );
+        assert!(message.contains("key-value"), "{message}");
+
+        // A component that does not import it loads.
+        without_kv
+            .load(app(wisp_test_programs::HELLO), &settings)
+            .await
+            .unwrap();
+        // And with every capability, caps-v5 loads too.
+        Runtime::new(engine(cache.path()))
+            .load(app(wisp_test_programs::CAPS_V5), &settings)
+            .await
+            .unwrap();
     }
 }

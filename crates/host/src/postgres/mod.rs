@@ -22,16 +22,49 @@ mod v4;
 
 pub use v4::PostgresBuilder;
 
-use crate::ComponentCapabilities;
+use crate::capability::{AppContext, Capability, Prepared};
 use crate::rdbms::{self, CONNECT_TIMEOUT, DialError, MAX_RESULT_BYTES, Message, QUERY_TIMEOUT};
+use crate::{Capabilities, CapabilitiesView, ComponentCapabilities, HostError};
 use codec::{PgType, PgValue, columns, decode_row, encode_params};
 use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::DbError;
 use tokio_postgres::{Client, NoTls, Statement};
+use wasmtime::component::Linker;
+
+/// The outbound PostgreSQL capability: the app's pool of idle connections, and the
+/// interfaces above. What a component may reach is the shared outbound networking policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Postgres;
+
+impl Capability for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        app: &'a AppContext<'a>,
+    ) -> BoxFuture<'a, Result<Prepared, HostError>> {
+        Box::pin(std::future::ready(Ok(rdbms::prepare_pool::<Client>(app))))
+    }
+
+    fn add_to_linker<T: CapabilitiesView + 'static>(
+        linker: &mut Linker<T>,
+    ) -> wasmtime::Result<()> {
+        use crate::bindings::fermyon::spin::postgres as v2;
+        use crate::bindings::spin::postgres3_0_0::postgres as v3;
+        use crate::bindings::spin::postgres4_2_0::postgres as v4;
+        rdbms::add_types_to_linker(linker)?;
+        v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v3::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v4::add_to_linker::<T, Capabilities>(linker, crate::view)
+    }
+}
 
 /// One checked-out connection, shared with a streaming query still reading from it.
 type Session = rdbms::Session<Client>;
@@ -41,10 +74,6 @@ pub type PgConnection = rdbms::Connection<Client>;
 
 impl rdbms::Reusable for Client {
     const SCHEME: &'static str = "postgres";
-
-    fn pool(pools: &rdbms::RdbmsPools) -> &rdbms::Pool<Self> {
-        &pools.postgres
-    }
 
     fn is_closed(&mut self) -> bool {
         Client::is_closed(self)
