@@ -122,8 +122,6 @@ fn expect(wisp: &Wisp, what: &str, status: u16, body: &str) {
     );
 }
 
-/// Percent-encodes a query value (everything but RFC 3986 unreserved bytes).
-
 /// Runs `count` copies of `method path` at once, each on its own connection,
 /// and returns the responses.
 fn concurrently(

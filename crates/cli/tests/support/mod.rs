@@ -64,8 +64,13 @@ pub struct Wisp {
 }
 
 fn pipe_to(reader: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
+    pipe_lines_to(BufReader::new(reader), sink);
+}
+
+/// Like [`pipe_to`] for a reader that may already hold buffered lines (they are kept).
+fn pipe_lines_to(reader: impl BufRead + Send + 'static, sink: Arc<Mutex<String>>) {
     std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+        for line in reader.lines().map_while(Result::ok) {
             sink.lock().unwrap().push_str(&format!("{line}\n"));
         }
     });
@@ -129,7 +134,8 @@ impl Wisp {
                 None => None,
             };
             if let Some(addr) = ready {
-                pipe_to(stderr_lines.into_inner(), stderr.clone());
+                // The reader keeps what it already buffered past the ready line.
+                pipe_lines_to(stderr_lines, stderr.clone());
                 return Ok(Wisp {
                     child: Some(child),
                     addr,
