@@ -184,6 +184,10 @@ impl wasmtime::ResourceLimiterAsync for MemoryLimiter {
             let more = needed - self.charge.bytes();
             if !self.charge.grow_within(more, wait).await {
                 self.budget_hit = true;
+                // Its real need is unknown but at least this much, and guessing low is what
+                // let too many in: the next instances reserve the whole cap, until
+                // instances that finish report less.
+                self.peak = self.limit;
                 return Ok(false);
             }
         }

@@ -355,8 +355,61 @@ impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for TrackedBo
 
 /// The connection's socket, noting when request bytes arrive on an idle connection.
 struct ConnIo {
-    stream: tokio::net::TcpStream,
+    /// Always `Some` until dropped (taken by the lingering close).
+    stream: Option<tokio::net::TcpStream>,
     state: Arc<ConnState>,
+}
+
+impl ConnIo {
+    fn stream(&mut self) -> Pin<&mut tokio::net::TcpStream> {
+        Pin::new(
+            self.stream
+                .as_mut()
+                .expect("the stream is taken only on drop"),
+        )
+    }
+}
+
+/// How long, at most, a closed connection keeps reading what its client still sends.
+const LINGER: Duration = Duration::from_secs(2);
+/// How long a lingering connection waits for more bytes before closing.
+const LINGER_QUIET: Duration = Duration::from_millis(500);
+
+impl Drop for ConnIo {
+    /// A connection closed while its client is still sending (the body of a request
+    /// refused with 413, the rest of a head refused with 431) would answer those bytes
+    /// with a reset, and the client could lose the response just written. Such a
+    /// connection first reads and discards what keeps coming, for a moment ("lingering
+    /// close", as other servers do); a connection with nothing unread closes at once.
+    fn drop(&mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        let mut probe = [0u8; 512];
+        if !matches!(stream.try_read(&mut probe), Ok(n) if n > 0) {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(linger(stream));
+        }
+    }
+}
+
+async fn linger(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.shutdown().await;
+    let until = tokio::time::Instant::now() + LINGER;
+    let mut buf = vec![0u8; 16 << 10];
+    while let Ok(Ok(read)) = tokio::time::timeout_at(
+        until.min(tokio::time::Instant::now() + LINGER_QUIET),
+        stream.read(&mut buf),
+    )
+    .await
+    {
+        if read == 0 {
+            break;
+        }
+    }
 }
 
 impl tokio::io::AsyncRead for ConnIo {
@@ -366,7 +419,7 @@ impl tokio::io::AsyncRead for ConnIo {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let polled = self.stream().poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.state.bytes_read();
         }
@@ -380,7 +433,7 @@ impl tokio::io::AsyncWrite for ConnIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        self.stream().poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -388,19 +441,21 @@ impl tokio::io::AsyncWrite for ConnIo {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        self.stream().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.stream
+            .as_ref()
+            .is_some_and(tokio::io::AsyncWrite::is_write_vectored)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        self.stream().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        self.stream().poll_shutdown(cx)
     }
 }
 
@@ -428,7 +483,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let state = Arc::new(ConnState::new(&shared.config));
     let io = TokioIo::new(ConnIo {
-        stream,
+        stream: Some(stream),
         state: state.clone(),
     });
     let peer = Peer {
