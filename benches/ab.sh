@@ -16,14 +16,11 @@ C="${3:-16}"
 GUEST="${4:-hello}"
 SECONDS_PER_RUN="${5:-4}"
 PORT=38611
-command -v wrk >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null; }
-if ! command -v wasmtime >/dev/null 2>&1 || ! wasmtime --version | grep -q '^wasmtime 48.0.8'; then
-  cargo install --locked wasmtime-cli@48.0.8 >&2
-fi
-cargo build --release -q -p wisp-cli >&2
-cargo build --release -q -p wisp-test-programs >&2
-NEW="$PWD/target/release/wisp"
-WASM="$PWD/target/guest-programs/wasm32-wasip2/release/$GUEST.wasm"
+. benches/common.sh
+bench_tools
+bench_build
+NEW="$WISP"
+WASM="$GUESTS/$GUEST.wasm"
 CACHE="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$CACHE"' EXIT
 THREADS=$(( C < 2 ? 1 : 2 ))
@@ -31,7 +28,7 @@ THREADS=$(( C < 2 ? 1 : 2 ))
 run() { # command... -> req/s
   "$@" >/dev/null 2>&1 &
   local pid=$!
-  for _ in $(seq 1 200); do curl -fs -m 1 -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.05; done
+  wait_for_200 "$PORT" || true
   wrk -t$THREADS -c"$C" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true
   wrk -t$THREADS -c"$C" -d"${SECONDS_PER_RUN}s" "http://127.0.0.1:$PORT/" | awk '/^Requests\/sec/ {print $2}'
   kill -TERM "$pid" 2>/dev/null || true

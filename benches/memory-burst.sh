@@ -14,13 +14,10 @@ cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
 CONCURRENCY="${MEMORY_BURST_CONCURRENCY:-200}"
 PORT=38381
-ROOT="$PWD"
 
-command -v wrk >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null; }
-echo "building release binaries and guests" >&2
-cargo build --release -q -p wisp-cli -p wisp-test-programs >&2
-WISP="$ROOT/target/release/wisp"
-GUESTS="$ROOT/target/guest-programs/wasm32-wasip2/release"
+. benches/common.sh
+bench_tools
+bench_build
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -42,7 +39,7 @@ EOF
 
 WISP_LOG=warn "$WISP" up -f "$WORK/spin.toml" --listen 127.0.0.1:$PORT --cache-dir "$WORK/cache" 2>"$WORK/stderr" &
 PID=$!
-for _ in $(seq 1 600); do curl -fs -m 2 -o /dev/null "http://127.0.0.1:$PORT/hello" && break; sleep 0.05; done
+wait_for_200 "$PORT" /hello || { echo "wisp did not come up" >&2; exit 1; }
 rss() { awk '/^VmRSS:/ {print int($2/1024)}' "/proc/$PID/status"; }
 hwm() { awk '/^VmHWM:/ {print int($2/1024)}' "/proc/$PID/status"; }
 hello_ms() { curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$PORT/hello" | awk '{printf "%.1f", $1*1000}'; }
@@ -64,4 +61,4 @@ printf '  requests answered: %s (non-2xx: %s; every memhog request fails on its 
 printf '  resident memory: baseline %s MiB, peak %s MiB, %s MiB 2 s after, %s MiB 10 s after\n' "$baseline" "$peak" "$after2" "$after10"
 printf '  /hello: %s ms before, %s ms after\n' "$before" "$after"
 printf '  503 (budget) log lines: %s, 500 (own cap) log lines: %s\n' \
-  "$(grep -c 'memory budget' "$WORK/stderr" || true)" "$(grep -c 'exceeded its memory limit' "$WORK/stderr" || true)"
+  "$(grep -c 'process memory budget' "$WORK/stderr" || true)" "$(grep -c 'exceeded its memory limit' "$WORK/stderr" || true)"

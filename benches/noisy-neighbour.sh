@@ -14,28 +14,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
-ROOT="$PWD"
 PORT=38281
 LOOPS="${NOISY_LOOPS:-$(nproc)}"
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk; then
-  echo "installing wrk (Debian package)" >&2
-  apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
-fi
-if ! need wasmtime || ! wasmtime --version | grep -q '^wasmtime 48.0.8'; then
-  echo "installing wasmtime-cli 48.0.8 (cargo install; takes a while once)" >&2
-  cargo install --locked wasmtime-cli@48.0.8 >&2
-fi
-WASMTIME="$(command -v wasmtime)"
-
-echo "building release binaries and guests" >&2
-cargo build --release -q -p wisp-cli -p wisp-benches --bins >&2
-# The library target runs the build script that (re)builds the guests.
-cargo build --release -q -p wisp-test-programs >&2
-WISP="$ROOT/target/release/wisp"
-NATIVE="$ROOT/target/release/native-hello"
-WASM="$ROOT/target/guest-programs/wasm32-wasip2/release/spin_loop.wasm"
+. benches/common.sh
+bench_tools
+bench_build
+WASM="$GUESTS/spin_loop.wasm"
 CACHE="$(mktemp -d)"
 LOOPERS=()
 cleanup() {
@@ -52,17 +37,9 @@ start_server() { # kind -> SERVER_PID, waits for the first 200
     native) "$NATIVE" 127.0.0.1:$PORT 2>/dev/null & ;;
   esac
   SERVER_PID=$!
-  for _ in $(seq 1 600); do
-    if curl -fs -m 2 -o /dev/null "http://127.0.0.1:$PORT/"; then return 0; fi
-    sleep 0.05
-  done
-  echo "server $1 did not come up" >&2; exit 1
+  wait_for_200 "$PORT" || { echo "server $1 did not come up" >&2; exit 1; }
 }
 stop_server() { kill -KILL "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
-
-to_us() {
-  awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v+0} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000000} else print v }'
-}
 
 measure() { # -> "rps p99_us"
   local out

@@ -20,24 +20,9 @@ DURATION="${1:-5}"
 ROOT="$PWD"
 PORT=38181
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk; then
-  echo "installing wrk (Debian package)" >&2
-  apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
-fi
-if ! need wasmtime || ! wasmtime --version | grep -q '^wasmtime 48.0.8'; then
-  echo "installing wasmtime-cli 48.0.8 (cargo install; takes a while once)" >&2
-  cargo install --locked wasmtime-cli@48.0.8 >&2
-fi
-WASMTIME="$(command -v wasmtime)"
-
-echo "building release binaries and guests" >&2
-cargo build --release -q -p wisp-cli -p wisp-benches --bins >&2
-# The library target runs the build script that (re)builds the guests.
-cargo build --release -q -p wisp-test-programs >&2
-WISP="$ROOT/target/release/wisp"
-NATIVE="$ROOT/target/release/native-hello"
-GUESTS="$ROOT/target/guest-programs/wasm32-wasip2/release"
+. benches/common.sh
+bench_tools
+bench_build
 CACHE="$(mktemp -d)"
 trap 'rm -rf "$CACHE"; kill $(jobs -p) 2>/dev/null || true' EXIT
 
@@ -53,17 +38,9 @@ start_server() { # kind guest -> sets SERVER_PID; waits for the first 200
     native) if [ "$guest" = touch4mib ]; then "$NATIVE" 127.0.0.1:$PORT --touch4mib 2>/dev/null & else "$NATIVE" 127.0.0.1:$PORT 2>/dev/null & fi ;;
   esac
   SERVER_PID=$!
-  for _ in $(seq 1 600); do
-    if curl -fs -m 2 -o /dev/null "http://127.0.0.1:$PORT/"; then return 0; fi
-    sleep 0.05
-  done
-  echo "server $kind did not come up" >&2; exit 1
+  wait_for_200 "$PORT" || { echo "server $kind did not come up" >&2; exit 1; }
 }
 stop_server() { kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
-
-to_us() { # wrk latency like 170.00us / 1.20ms / 2.00s -> microseconds
-  awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v+0} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000000} else print v }'
-}
 
 declare -A RPS P50 P99
 read -r -a KINDS <<< "${RPS_KINDS:-wisp wasmtime wasmtime-keep native}"

@@ -259,6 +259,24 @@ impl HttpTrigger {
         &self.summary
     }
 
+    /// The route `path` takes and the component it runs, or the answer when no component
+    /// runs (a well-known path, no route, a static response).
+    fn route(&self, path: &str) -> Routed<'_> {
+        if let Some(response) = self.well_known(path) {
+            return Routed::Answer(response);
+        }
+        let Some(matched) = self.router.route(path) else {
+            return Routed::Answer(text(StatusCode::NOT_FOUND, "Not Found\n"));
+        };
+        match matched.target {
+            RouteTarget::Static(index) => Routed::Answer(static_response(&self.statics[*index])),
+            RouteTarget::Component(id) => {
+                let id = id.clone();
+                Routed::Component(matched, id)
+            }
+        }
+    }
+
     /// Handles one request end to end (an in-process one, or one a test makes). Never
     /// fails: faults become 4xx/5xx responses. Requests from the network go through the
     /// front door's checks first ([`serve_current`]).
@@ -269,15 +287,9 @@ impl HttpTrigger {
     ) -> Response<WasiBody> {
         let started = Instant::now();
         let path = request.uri().path().to_owned();
-        if let Some(response) = self.well_known(&path) {
-            return response;
-        }
-        let Some(matched) = self.router.route(&path) else {
-            return text(StatusCode::NOT_FOUND, "Not Found\n");
-        };
-        let component_id = match matched.target {
-            RouteTarget::Static(index) => return static_response(&self.statics[*index]),
-            RouteTarget::Component(id) => id.clone(),
+        let (matched, component_id) = match self.route(&path) {
+            Routed::Component(matched, id) => (matched, id),
+            Routed::Answer(response) => return response,
         };
         let authority =
             limits::authority(&request, None).unwrap_or_else(|_| "localhost".to_owned());
@@ -312,15 +324,9 @@ impl HttpTrigger {
             }
         }
         let path = parts.uri.path().to_owned();
-        if let Some(response) = self.well_known(&path) {
-            return response;
-        }
-        let Some(matched) = self.router.route(&path) else {
-            return text(StatusCode::NOT_FOUND, "Not Found\n");
-        };
-        let component_id = match matched.target {
-            RouteTarget::Static(index) => return static_response(&self.statics[*index]),
-            RouteTarget::Component(id) => id.clone(),
+        let (matched, component_id) = match self.route(&path) {
+            Routed::Component(matched, id) => (matched, id),
+            Routed::Answer(response) => return response,
         };
         let limit = self
             .body_limits
@@ -467,6 +473,12 @@ impl CurrentTrigger {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         std::mem::replace(&mut *current, trigger)
     }
+}
+
+/// Where a request goes: a component (with its route match), or an answer right away.
+enum Routed<'a> {
+    Component(RouteMatch<'a>, String),
+    Answer(Response<WasiBody>),
 }
 
 impl wisp_trigger::Trigger for HttpTrigger {

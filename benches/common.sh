@@ -1,0 +1,41 @@
+# Shared by the load scripts in benches/ (sourced, not run): the load generator, the
+# `wasmtime serve` to compare with, the release build, and wrk's latency units.
+
+# Installs wrk (Debian package) and wasmtime-cli 48.0.8 when missing; sets WASMTIME.
+bench_tools() {
+  if ! command -v wrk >/dev/null 2>&1; then
+    echo "installing wrk (Debian package)" >&2
+    apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
+  fi
+  if ! command -v wasmtime >/dev/null 2>&1 || ! wasmtime --version | grep -q '^wasmtime 48.0.8'; then
+    echo "installing wasmtime-cli 48.0.8 (cargo install; takes a while once)" >&2
+    cargo install --locked wasmtime-cli@48.0.8 >&2
+  fi
+  WASMTIME="$(command -v wasmtime)"
+}
+
+# Builds the release `wisp`, the native baseline servers and the guests; sets WISP, NATIVE
+# and GUESTS.
+bench_build() {
+  echo "building release binaries and guests" >&2
+  cargo build --release -q -p wisp-cli -p wisp-benches --bins >&2
+  # The library target runs the build script that (re)builds the guests.
+  cargo build --release -q -p wisp-test-programs >&2
+  WISP="$PWD/target/release/wisp"
+  NATIVE="$PWD/target/release/native-hello"
+  GUESTS="$PWD/target/guest-programs/wasm32-wasip2/release"
+}
+
+# Waits (up to 30 s) until http://127.0.0.1:$1$2 answers 200.
+wait_for_200() {
+  for _ in $(seq 1 600); do
+    if curl -fs -m 2 -o /dev/null "http://127.0.0.1:$1${2:-/}"; then return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+
+# wrk latency like 170.00us / 1.20ms / 2.00s -> microseconds
+to_us() {
+  awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v+0} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000000} else print v }'
+}
