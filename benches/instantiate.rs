@@ -31,6 +31,7 @@ fn trigger_for(
             state_dir: state_dir.to_path_buf(),
             app_dir: None,
         },
+        limits: Default::default(),
     };
     let generation = runtime
         .block_on(Runtime::new(engine).load(locked, &settings))

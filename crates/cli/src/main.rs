@@ -71,6 +71,9 @@ enum Command {
     Build(commands::build::BuildArgs),
     /// Build and serve an app, rebuilding and reloading it in place on every change.
     Watch(commands::watch::WatchArgs),
+    /// Run a node serving many apps (routed by Host), and deploy to, list and remove
+    /// apps from one.
+    Node(Box<commands::node::NodeArgs>),
     /// Push apps to and pull them from OCI registries (Spin's artifact format).
     Registry(commands::registry::RegistryArgs),
     /// Check an app and this machine, and say how to fix what is wrong.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Add(args) => args.json(),
         Command::Doctor(args) => args.json(),
         Command::Registry(args) => args.json(),
+        Command::Node(args) => args.json(),
         _ => false,
     };
     if json {
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Schema(args) => commands::schema::run(args),
         Command::Watch(args) => commands::watch::run(args),
+        Command::Node(args) => commands::node::run(*args),
         Command::Completions(args) => {
             commands::completions::run(args, &mut <Cli as clap::CommandFactory>::command())
         }

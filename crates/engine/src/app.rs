@@ -56,6 +56,63 @@ impl std::fmt::Display for HttpExport {
     }
 }
 
+/// Limits one app's instances get where they differ from the engine's: the node gives
+/// each app its own. `None` takes the engine's setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppLimits {
+    /// Linear-memory cap per instance, in bytes; at most the engine's `memory_limit` (the
+    /// size of a pool slot).
+    pub memory_limit: Option<u64>,
+    /// Deadline for one request or event.
+    pub request_timeout: Option<Duration>,
+    /// Most instances of this app alive at once, across its components: more requests
+    /// queue on the app's own cap (in-process requests fail at once), so one flooded app
+    /// cannot take every slot of the engine.
+    pub max_instances: Option<u32>,
+}
+
+/// An app's limits, resolved against the engine's.
+struct ResolvedLimits {
+    memory_limit: u64,
+    timeout: Duration,
+    /// The app's own instance cap and its size, if it has one.
+    permits: Option<(Arc<tokio::sync::Semaphore>, u32)>,
+}
+
+impl AppLimits {
+    fn resolve(&self, engine: &WispEngine) -> Result<Arc<ResolvedLimits>, EngineError> {
+        let config = engine.config();
+        let memory_limit = self.memory_limit.unwrap_or(config.memory_limit);
+        if memory_limit > config.memory_limit || memory_limit == 0 {
+            return Err(EngineError::Limits(format!(
+                "the app's memory limit ({} MiB) must be between 1 MiB and the engine's per-instance cap ({} MiB, --memory-limit-mb); lower it or raise the engine's",
+                memory_limit >> 20,
+                config.memory_limit >> 20
+            )));
+        }
+        let timeout = self.request_timeout.unwrap_or(config.request_timeout);
+        if timeout.is_zero() {
+            return Err(EngineError::Limits(
+                "the app's request timeout must be above zero".to_owned(),
+            ));
+        }
+        let permits = match self.max_instances {
+            Some(0) => {
+                return Err(EngineError::Limits(
+                    "the app's instance cap must be at least 1".to_owned(),
+                ));
+            }
+            Some(cap) => Some((Arc::new(tokio::sync::Semaphore::new(cap as usize)), cap)),
+            None => None,
+        };
+        Ok(Arc::new(ResolvedLimits {
+            memory_limit,
+            timeout,
+            permits,
+        }))
+    }
+}
+
 /// A serving-ready app: every component compiled and pre-linked.
 pub struct LoadedApp {
     locked: LockedApp,
@@ -81,6 +138,24 @@ impl LoadedApp {
         state_dir: &Path,
         capabilities: &AppCapabilities,
     ) -> Result<Self, EngineError> {
+        Self::load_with_limits(
+            engine,
+            locked,
+            state_dir,
+            capabilities,
+            &AppLimits::default(),
+        )
+    }
+
+    /// [`LoadedApp::load`], with the app's own `limits`.
+    pub fn load_with_limits(
+        engine: &WispEngine,
+        locked: LockedApp,
+        state_dir: &Path,
+        capabilities: &AppCapabilities,
+        limits: &AppLimits,
+    ) -> Result<Self, EngineError> {
+        let limits = limits.resolve(engine)?;
         // Exactly the capabilities `capabilities` was prepared with: one an embedder left
         // out is not linked, so a component importing it is refused below.
         let linker = Arc::new(linker(engine, |l| capabilities.add_to_linker(l))?);
@@ -97,8 +172,15 @@ impl LoadedApp {
                     component: c.id.clone(),
                     message: "has no capabilities set up; build AppCapabilities from the same LockedApp".to_owned(),
                 })?;
-                let loaded =
-                    LoadedComponent::load(engine, &linker, c, state_dir, granted, &outbound)?;
+                let loaded = LoadedComponent::load(
+                    engine,
+                    &linker,
+                    c,
+                    state_dir,
+                    granted,
+                    &outbound,
+                    limits.clone(),
+                )?;
                 Ok((c.id.clone(), Arc::new(loaded)))
             })
             .collect::<Result<_, EngineError>>()?;
@@ -248,6 +330,16 @@ pub struct LoadedComponent {
     engine: WispEngine,
     /// What this component's instances used at most lately: their budget reservation.
     learned_memory: Arc<LearnedPeak>,
+    /// The app's limits (shared by its components).
+    limits: Arc<ResolvedLimits>,
+    /// Keeps the compiled code shared with other apps while this component exists.
+    _code: Arc<wasmtime::component::Component>,
+}
+
+/// An instance's slots, released together when the instance is gone.
+struct Slot {
+    _app: Option<tokio::sync::OwnedSemaphorePermit>,
+    _engine: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Why handling a request in a guest failed.
@@ -268,37 +360,45 @@ impl LoadedComponent {
         state_dir: &Path,
         capabilities: Arc<ComponentCapabilities>,
         app_outbound: &Arc<AppOutbound>,
+        limits: Arc<ResolvedLimits>,
     ) -> Result<Self, EngineError> {
         let id = locked.id.as_str();
         let invalid = |message: String| EngineError::Invalid {
             component: id.to_owned(),
             message,
         };
-        let path = &locked.source.path;
-        let bytes =
-            wisp_app::read_source(path, engine.config().max_component_bytes).map_err(|source| {
-                EngineError::Read {
-                    component: id.to_owned(),
-                    source,
+        // Code another loaded app already uses needs no read: it was compiled from bytes
+        // with exactly this digest.
+        let code = match engine.code.get(&locked.source.digest) {
+            Some(code) => code,
+            None => {
+                let path = &locked.source.path;
+                let bytes = wisp_app::read_source(path, engine.config().max_component_bytes)
+                    .map_err(|source| EngineError::Read {
+                        component: id.to_owned(),
+                        source,
+                    })?;
+                let digest = sha256_digest(&bytes);
+                if digest != locked.source.digest {
+                    return Err(EngineError::DigestMismatch {
+                        component: id.to_owned(),
+                        path: path.clone(),
+                        found: digest,
+                        expected: locked.source.digest.clone(),
+                    });
                 }
-            })?;
-        let digest = sha256_digest(&bytes);
-        if digest != locked.source.digest {
-            return Err(EngineError::DigestMismatch {
-                component: id.to_owned(),
-                path: path.clone(),
-                found: digest,
-                expected: locked.source.digest.clone(),
-            });
-        }
-        let component = crate::cache::compile(
-            engine.engine(),
-            engine.config().cache_dir.as_deref(),
-            id,
-            &digest,
-            &bytes,
-        )?;
-        let pre = linker.instantiate_pre(&component).map_err(|e| {
+                let component = crate::cache::compile(
+                    engine.engine(),
+                    engine.config().cache_dir.as_deref(),
+                    id,
+                    &digest,
+                    &bytes,
+                )?;
+                engine.code.insert(&digest, component)
+            }
+        };
+        let component: &wasmtime::component::Component = &code;
+        let pre = linker.instantiate_pre(component).map_err(|e| {
             invalid(format!(
                 "cannot be linked: {e:#}; the host does not provide that interface (yet)"
             ))
@@ -326,6 +426,8 @@ impl LoadedComponent {
             capabilities,
             engine: engine.clone(),
             learned_memory: Arc::default(),
+            limits,
+            _code: code,
         })
     }
 
@@ -401,7 +503,6 @@ impl LoadedComponent {
                     message: format!("cannot mount files from {}: {e:#}", dir.display()),
                 })?;
         }
-        let config = self.engine.config();
         let host = Host::new(
             self.id.clone(),
             InstanceState::new(self.capabilities.clone()).with_deadline(deadline),
@@ -409,7 +510,7 @@ impl LoadedComponent {
             budget,
             wasi.build(),
             MemoryLimiter::new(
-                config.memory_limit,
+                self.limits.memory_limit,
                 charge,
                 self.engine.budget.total(),
                 self.learned_memory.clone(),
@@ -419,7 +520,7 @@ impl LoadedComponent {
         );
         let mut store = Store::new(self.engine.engine(), host);
         store.limiter_async(|host| &mut host.limiter);
-        let timeout = config.request_timeout;
+        let timeout = self.limits.timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| {
             if Instant::now() >= ctx.data().deadline {
@@ -430,6 +531,47 @@ impl LoadedComponent {
             }
         });
         Ok(store)
+    }
+
+    /// An instance slot: the app's own (if it has a cap), then the engine's, waited for in
+    /// turn. A `nested` (in-process) request fails at once instead: its caller holds a
+    /// slot while it waits, and queueing could deadlock once every slot belongs to a
+    /// waiting caller.
+    async fn take_slot(&self, nested: bool) -> Result<Slot, GuestError> {
+        let busy = |which: String| GuestError {
+            fault: None,
+            message: format!(
+                "no free instance slot for an in-process request (all {which} are busy); raise the cap or make fewer nested calls"
+            ),
+        };
+        let closed = |_| GuestError {
+            fault: None,
+            message: "the engine is shutting down".to_owned(),
+        };
+        let app = match &self.limits.permits {
+            Some((permits, cap)) if nested => Some(
+                permits
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| busy(format!("{cap} of the app's own")))?,
+            ),
+            Some((permits, _)) => Some(permits.clone().acquire_owned().await.map_err(closed)?),
+            None => None,
+        };
+        let permits = self.engine.instance_permits.clone();
+        let engine = match nested {
+            true => permits.try_acquire_owned().map_err(|_| {
+                busy(format!(
+                    "{} (--max-instances)",
+                    self.engine.config().max_instances
+                ))
+            })?,
+            false => permits.acquire_owned().await.map_err(closed)?,
+        };
+        Ok(Slot {
+            _app: app,
+            _engine: engine,
+        })
     }
 
     /// Handles one request in a fresh instance. The response is returned as soon as the
@@ -445,26 +587,10 @@ impl LoadedComponent {
                 message: format!("component `{}` {NO_HTTP_EXPORT}", self.id),
             });
         }
-        let timeout = self.engine.config().request_timeout;
+        let timeout = self.limits.timeout;
         let deadline = Instant::now() + timeout;
-        let permits = self.engine.instance_permits.clone();
         let nested = OutboundBudget::is_nested(&request);
-        let permit = if nested {
-            // The caller holds a slot while it waits for this one: queueing could
-            // deadlock once every slot belongs to a waiting caller, so fail at once.
-            permits.try_acquire_owned().map_err(|_| GuestError {
-                fault: None,
-                message: format!(
-                    "no free instance slot for an in-process request (all {} are busy); raise --max-instances or make fewer nested calls",
-                    self.engine.config().max_instances
-                ),
-            })?
-        } else {
-            permits.acquire_owned().await.map_err(|_| GuestError {
-                fault: None,
-                message: "the engine is shutting down".to_owned(),
-            })?
-        };
+        let permit = self.take_slot(nested).await?;
         let charge = self.reserve_memory(!nested).await?;
         let mut store = self.new_store(deadline, OutboundBudget::of(&request), charge)?;
         let (tx, rx) = futures::channel::oneshot::channel();
@@ -581,17 +707,8 @@ impl LoadedComponent {
         self: &Arc<Self>,
         call: EventCall<R>,
     ) -> Result<R, GuestError> {
-        let timeout = self.engine.config().request_timeout;
-        let permit = self
-            .engine
-            .instance_permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| GuestError {
-                fault: None,
-                message: "the engine is shutting down".to_owned(),
-            })?;
+        let timeout = self.limits.timeout;
+        let permit = self.take_slot(false).await?;
         let charge = self.reserve_memory(true).await?;
         // The deadline starts once the instance has a slot, as for requests that queue.
         let deadline = Instant::now() + timeout;
@@ -741,7 +858,18 @@ fn stage_files(locked: &LockedComponent, state_dir: &Path) -> Result<Option<Path
             ),
         ));
     }
-    let root = state_dir.join("files").join(&locked.id);
+    // Each set of contents is staged in a directory of its own, named by a hash of the
+    // files' guest paths, sources, sizes and modification times: a reload never rewrites
+    // files that instances of the previous version still read (they keep their
+    // directory), and loading unchanged files again (the node's lazy load) copies
+    // nothing.
+    let component_dir = state_dir.join("files").join(&locked.id);
+    let key = files_key(locked);
+    let root = component_dir.join(&key);
+    let done = component_dir.join(format!("{key}.done"));
+    if done.is_file() && root.is_dir() {
+        return Ok(Some(root));
+    }
     if root.exists() {
         std::fs::remove_dir_all(&root).map_err(|e| files_error(&root, e))?;
     }
@@ -779,5 +907,54 @@ fn stage_files(locked: &LockedComponent, state_dir: &Path) -> Result<Option<Path
         let mut out = std::fs::File::create(&dest).map_err(|e| files_error(&dest, e))?;
         std::io::copy(&mut source, &mut out).map_err(|e| files_error(&file.source, e))?;
     }
+    std::fs::write(&done, b"").map_err(|e| files_error(&done, e))?;
+    remove_older_stagings(&component_dir, &key);
     Ok(Some(root))
+}
+
+/// Names a component's staged files by what they are: guest path, source path, size and
+/// modification time of each (content-addressed sources make this their content).
+fn files_key(locked: &LockedComponent) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for file in &locked.files {
+        let (len, modified) = std::fs::metadata(&file.source)
+            .map(|m| (m.len(), m.modified().ok()))
+            .unwrap_or((0, None));
+        let modified = modified
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        hasher.update(file.path.as_bytes());
+        hasher.update([0]);
+        hasher.update(file.source.as_os_str().as_encoded_bytes());
+        hasher.update([0]);
+        hasher.update(len.to_le_bytes());
+        hasher.update(modified.to_le_bytes());
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
+/// Keeps the staging `key` and the newest other one (a previous version may still serve
+/// requests from it); removes the rest. Best effort: a failure only leaves files behind.
+fn remove_older_stagings(component_dir: &Path, key: &str) {
+    let Ok(entries) = std::fs::read_dir(component_dir) else {
+        return;
+    };
+    let mut others: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().is_dir() && e.file_name() != key)
+        .map(|e| {
+            let modified = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (modified, e.path())
+        })
+        .collect();
+    others.sort();
+    others.pop();
+    for (_, dir) in others {
+        let _ = std::fs::remove_file(dir.with_extension("done"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -227,3 +227,38 @@ mod tests {
         compile(&engine, None, "core", "sha256:01", &module).unwrap();
     }
 }
+
+/// Compiled components in memory by source digest, while any loaded app uses them: a
+/// second app (or a reload) with the same component takes the same code instead of
+/// reading, checking and deserializing its cache entry again, and the code is in memory
+/// once however many apps use it.
+#[derive(Default)]
+pub(crate) struct SharedCode {
+    entries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<Component>>>,
+}
+
+impl SharedCode {
+    /// The code of `digest`, if an app still holds it.
+    pub(crate) fn get(&self, digest: &str) -> Option<std::sync::Arc<Component>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+            .and_then(std::sync::Weak::upgrade)
+    }
+
+    /// Shares `component` as the code of `digest`; returns what holders keep alive.
+    pub(crate) fn insert(&self, digest: &str, component: Component) -> std::sync::Arc<Component> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = entries.get(digest).and_then(std::sync::Weak::upgrade) {
+            return existing;
+        }
+        // Forget code nobody holds any more, now and then, so the map stays small.
+        if entries.len() >= 64 && entries.len().is_power_of_two() {
+            entries.retain(|_, code| code.strong_count() > 0);
+        }
+        let shared = std::sync::Arc::new(component);
+        entries.insert(digest.to_owned(), std::sync::Arc::downgrade(&shared));
+        shared
+    }
+}

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use app::{
-    ComponentReport, EventCall, GuestError, HttpExport, LoadedApp, LoadedComponent,
+    AppLimits, ComponentReport, EventCall, GuestError, HttpExport, LoadedApp, LoadedComponent,
     inspect_component,
 };
 pub use budget::{available_memory, default_memory_budget};
@@ -110,6 +110,9 @@ pub enum EngineError {
         /// Digest in the LockedApp.
         expected: String,
     },
+    /// An app's own limits do not fit the engine's.
+    #[error("{0}")]
+    Limits(String),
     /// The bytes are not a usable WebAssembly component.
     #[error("component `{component}` {message}")]
     Invalid {
@@ -151,6 +154,9 @@ pub struct WispEngine {
     pub(crate) instance_permits: Arc<tokio::sync::Semaphore>,
     /// Memory all live instances together may hold.
     pub(crate) budget: Arc<budget::MemoryBudget>,
+    /// Compiled components in memory, by source digest: apps using the same component
+    /// (a node's many copies of one app) share its code.
+    pub(crate) code: Arc<cache::SharedCode>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -189,6 +195,7 @@ impl WispEngine {
             pooling,
             instance_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
             budget,
+            code: Arc::default(),
             _ticker: ticker,
         })
     }

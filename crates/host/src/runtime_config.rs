@@ -39,6 +39,10 @@ pub struct RuntimeConfig {
     pub variables_providers: Vec<VariablesProviderConfig>,
     /// `[outbound_networking]`.
     pub outbound_networking: OutboundNetworkingConfig,
+    /// Variables come only from the providers above, never from the process's
+    /// environment (`SPIN_VARIABLE_*`) or a `.env` file: a host running many apps sets
+    /// this so no app reads what the environment holds for another.
+    pub isolated_environment: bool,
     /// The file's text, which capabilities deserialize their tables from.
     text: Arc<str>,
     /// The top-level keys with their line, in file order.

@@ -121,7 +121,9 @@ impl Providers {
                 VariablesProviderConfig::Static { values } => Provider::Static(values.clone()),
             });
         }
-        providers.push(default_env);
+        if !runtime.isolated_environment {
+            providers.push(default_env);
+        }
         Ok(Self { providers })
     }
 

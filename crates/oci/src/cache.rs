@@ -100,6 +100,58 @@ impl Cache {
         crate::pull::assemble_cached(self, reference, digest, &body).await
     }
 
+    /// Streams a blob handed over by someone else (an upload to a node) into the cache. It
+    /// is kept only if it matches `digest` and is at most `limit` bytes; otherwise nothing
+    /// is stored and the error says which.
+    pub async fn insert_stream<S, B, E>(
+        &self,
+        digest: &str,
+        stream: S,
+        limit: u64,
+    ) -> Result<PathBuf>
+    where
+        S: futures::Stream<Item = std::result::Result<B, E>>,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        use futures::StreamExt as _;
+        let mut writer = self.blob_writer(digest).await?;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                io_error("receive", PathBuf::from(digest))(std::io::Error::other(e.to_string()))
+            })?;
+            writer.write(chunk.as_ref()).await?;
+            if writer.len() > limit {
+                return Err(OciError::TooLarge {
+                    what: "blob",
+                    digest: digest.to_owned(),
+                    size: writer.len(),
+                    limit,
+                });
+            }
+        }
+        writer.finish().await
+    }
+
+    /// Records `manifest` (an artifact whose blobs were all put in this cache, e.g. by
+    /// [`Cache::insert_stream`]) under `reference` and its digest, and rebuilds its app
+    /// from the cache alone. A missing blob is an error naming the manifest.
+    pub async fn import(&self, reference: &Reference, manifest: &[u8]) -> Result<PulledApp> {
+        let digest = wisp_app::sha256_digest(manifest);
+        let pulled = crate::pull::assemble_cached(self, reference, &digest, manifest)
+            .await?
+            .ok_or_else(|| OciError::UnsupportedArtifact {
+                reference: reference.to_string(),
+                message: format!(
+                    "some blobs of manifest {digest} are not in the store; upload every blob before the manifest"
+                ),
+            })?;
+        self.store_manifest(&reference.with_digest(&digest), &digest, manifest)
+            .await?;
+        Ok(pulled)
+    }
+
     pub(crate) fn manifest_path(&self, reference: &Reference, tag_or_digest: &str) -> PathBuf {
         let mut path = self.root.join("manifests").join(reference.registry());
         for segment in reference.repository().split('/') {

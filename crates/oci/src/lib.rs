@@ -68,7 +68,7 @@ pub use auth::{AuthStore, CredentialSource, CredentialStores, login, login_with_
 pub use cache::Cache;
 pub use client::{ClientOptions, RegistryClient};
 pub use pull::{PulledApp, pull};
-pub use push::{ProgressEvent, PushResult, push, push_with_progress};
+pub use push::{PackedApp, PackedBlob, ProgressEvent, PushResult, pack, push, push_with_progress};
 pub use reference::Reference;
 
 pub use wisp_app::LockedApp;

@@ -222,8 +222,11 @@ async fn assemble_app(
             .contains(&l.media_type.as_str())
         })
         .collect();
-    let fetched: Vec<Option<PathBuf>> = futures::stream::iter(content_layers.iter().copied())
-        .map(|desc| blobs.get(desc))
+    // Owned descriptors: a closure taking `&OciDescriptor` makes this future impossible to
+    // prove `Send` (a higher-ranked lifetime), and a node spawns it.
+    let owned: Vec<OciDescriptor> = content_layers.iter().map(|desc| (*desc).clone()).collect();
+    let fetched: Vec<Option<PathBuf>> = futures::stream::iter(owned)
+        .map(|desc| async move { blobs.get(&desc).await })
         .buffered(DOWNLOAD_CONCURRENCY)
         .try_collect()
         .await?;

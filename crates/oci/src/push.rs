@@ -187,6 +187,92 @@ async fn upload_blob(
     Ok(true)
 }
 
+/// An app in the artifact layout, not uploaded anywhere: what [`pack`] returns, for
+/// copying an app into another content store (a node) blob by blob.
+pub struct PackedApp {
+    artifact: Artifact,
+}
+
+impl std::fmt::Debug for PackedApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedApp")
+            .field("digest", &self.artifact.manifest_digest)
+            .field("blobs", &self.artifact.blobs.len())
+            .finish()
+    }
+}
+
+/// One blob of a [`PackedApp`].
+#[derive(Debug, Clone, Copy)]
+pub struct PackedBlob<'a> {
+    /// `sha256:…`.
+    pub digest: &'a str,
+    /// Size in bytes.
+    pub size: u64,
+    /// Layer or config media type.
+    pub media_type: &'a str,
+}
+
+impl PackedApp {
+    /// The image manifest (upload it after every blob).
+    pub fn manifest(&self) -> &[u8] {
+        &self.artifact.manifest
+    }
+
+    /// The manifest's digest.
+    pub fn digest(&self) -> &str {
+        &self.artifact.manifest_digest
+    }
+
+    /// Every blob the manifest names (layers, the locked app, the config), each once.
+    pub fn blobs(&self) -> impl Iterator<Item = PackedBlob<'_>> {
+        self.artifact.blobs.iter().map(|blob| PackedBlob {
+            digest: &blob.digest,
+            size: blob.size,
+            media_type: &blob.media_type,
+        })
+    }
+
+    /// The bytes of the blob `digest` (read from its file for layers).
+    pub async fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let Some(blob) = self.artifact.blobs.iter().find(|b| b.digest == digest) else {
+            return Err(OciError::UnsupportedArtifact {
+                reference: self.artifact.manifest_digest.clone(),
+                message: format!("it has no blob {digest}"),
+            });
+        };
+        let path = match &blob.data {
+            BlobData::Bytes(bytes) => return Ok(bytes.clone()),
+            BlobData::File(path) => path.as_path(),
+            BlobData::Temp(path) => path,
+        };
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(io_error("read", path))?;
+        let actual = wisp_app::sha256_digest(&bytes);
+        if actual != blob.digest {
+            return Err(OciError::DigestMismatch {
+                what: "layer",
+                digest: blob.digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+/// Packs `locked` in the artifact layout [`push`] writes, without a registry: the same
+/// checks, layers and manifest.
+pub async fn pack(locked: &LockedApp) -> Result<PackedApp> {
+    locked.check().map_err(|e| OciError::InvalidLockedApp {
+        reference: locked.metadata.name.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(PackedApp {
+        artifact: assemble(locked).await?,
+    })
+}
+
 /// Everything a push uploads, with the manifest last.
 struct Artifact {
     /// Layers, then the locked app, then the config; each digest once.

@@ -706,6 +706,7 @@ async fn serve_once(app: wisp_app::LockedApp, path: &str) -> (u16, String) {
             state_dir: state.path().to_path_buf(),
             app_dir: None,
         },
+        limits: Default::default(),
     };
     let generation = wisp_runtime::Runtime::new(engine)
         .load(app, &settings)

@@ -26,6 +26,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use wisp_app::LockedApp;
 use wisp_engine::{EngineError, Host, LoadedApp, WispEngine};
+
+pub use wisp_engine::AppLimits;
 use wisp_host::{AppCapabilities, AppPaths, CapabilitySet, HostError, RuntimeConfig};
 use wisp_trigger::{Trigger, TriggerContext, TriggerError, TriggerType};
 use wisp_trigger_http::{CurrentTrigger, HttpTrigger, HttpTriggerType, ServerConfig};
@@ -73,6 +75,9 @@ pub struct AppSettings {
     pub runtime_config: RuntimeConfig,
     /// The state directory and the app's own directory.
     pub paths: AppPaths,
+    /// The app's own memory cap, deadline and instance cap, where they differ from the
+    /// engine's.
+    pub limits: AppLimits,
 }
 
 /// The process's engine, the trigger types it runs and the capabilities it provides;
@@ -177,11 +182,12 @@ impl Runtime {
         )
         .await
         .map_err(RuntimeError::Capabilities)?;
-        let app = LoadedApp::load(
+        let app = LoadedApp::load_with_limits(
             &self.engine,
             locked,
             &settings.paths.state_dir,
             &capabilities,
+            &settings.limits,
         )
         .map_err(RuntimeError::Load)?;
         let app = Arc::new(app);
@@ -417,6 +423,7 @@ mod tests {
                 state_dir: state.to_path_buf(),
                 app_dir: None,
             },
+            limits: AppLimits::default(),
         }
     }
 

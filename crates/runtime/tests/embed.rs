@@ -27,6 +27,7 @@ fn settings(state: &tempfile::TempDir) -> AppSettings {
             state_dir: state.path().to_path_buf(),
             app_dir: None,
         },
+        limits: Default::default(),
     }
 }
 

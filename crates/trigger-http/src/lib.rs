@@ -28,9 +28,24 @@ pub(crate) use limits::RefusalLog;
 pub use routes::{RouteMatch, RouteTarget, Router};
 pub use server::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, PRESSURE_IDLE_TIMEOUT, Peer, ServerConfig,
-    serve_current,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, PRESSURE_IDLE_TIMEOUT, Peer,
+    RequestHandler, ServerConfig, serve, serve_current,
 };
+
+/// The request's checked authority (`host[:port]`) as the front door sees it: the URI's,
+/// else the one `Host` header, else (HTTP/1.0, HTTP/2) `local`. An error names what is
+/// wrong (a second `Host`, user info, an HTTP/1.1 request without one).
+pub fn request_authority<B>(
+    request: &Request<B>,
+    local: SocketAddr,
+) -> Result<String, &'static str> {
+    limits::authority(request, Some(local))
+}
+
+/// A plain-text response, for embedders answering before any app runs.
+pub fn text_response(status: StatusCode, body: &'static str) -> Response<WasiBody> {
+    text(status, body)
+}
 
 /// Configuration of an `http` trigger, as stored in a LockedApp's `trigger_config`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -300,7 +315,7 @@ impl HttpTrigger {
     /// Handles a request from the network: the `Host` is checked (400), a missing one on
     /// HTTP/1.0 becomes the listen address, and the body is capped (413) before and
     /// while the guest reads it. Refusals never reach a guest and are logged.
-    pub(crate) async fn handle_incoming(
+    pub async fn handle_incoming(
         &self,
         request: Request<hyper::body::Incoming>,
         peer: Peer,

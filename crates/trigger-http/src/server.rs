@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use wasmtime_wasi_http::WasiBody;
+use wisp_trigger::BoxFuture;
 
 /// Limits of the HTTP front door. Every field has a safe default; see `docs/security.md`.
 #[derive(Debug, Clone)]
@@ -110,11 +112,45 @@ impl ServerConfig {
     }
 }
 
+/// Who answers the requests a front door accepts: one app ([`CurrentTrigger`], what
+/// `wisp up` serves) or an embedder's own dispatch (the node routes by `Host` to many
+/// apps). The front door has already enforced its connection, header and timeout limits;
+/// the handler answers every request, faults included.
+pub trait RequestHandler: Send + Sync + 'static {
+    /// Answers `request`, which arrived from `peer`.
+    fn handle_request(
+        self: Arc<Self>,
+        request: Request<hyper::body::Incoming>,
+        peer: Peer,
+    ) -> BoxFuture<'static, http::Response<WasiBody>>;
+}
+
+impl RequestHandler for CurrentTrigger {
+    fn handle_request(
+        self: Arc<Self>,
+        request: Request<hyper::body::Incoming>,
+        peer: Peer,
+    ) -> BoxFuture<'static, http::Response<WasiBody>> {
+        let trigger = self.get();
+        Box::pin(async move { trigger.handle_incoming(request, peer).await })
+    }
+}
+
 /// Accepts connections on `listener` until `shutdown` resolves, each request going to the
 /// trigger `current` holds when it arrives; then stops accepting, answers what was already
 /// received and lets in-flight requests finish for up to the grace period.
 pub async fn serve_current(
     current: Arc<CurrentTrigger>,
+    listener: tokio::net::TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve(current, listener, config, shutdown).await;
+}
+
+/// [`serve_current`] for any [`RequestHandler`].
+pub async fn serve(
+    handler: Arc<dyn RequestHandler>,
     listener: tokio::net::TcpListener,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
@@ -130,7 +166,7 @@ pub async fn serve_current(
     let (force_close, force_close_rx) = watch::channel(false);
     let (pressure, pressure_rx) = watch::channel(false);
     let shared = Shared {
-        current,
+        handler,
         builder,
         config: config.clone(),
         local,
@@ -224,7 +260,7 @@ fn futures_now<F: Future>(future: F) -> Option<F::Output> {
 /// What every connection task shares.
 #[derive(Clone)]
 struct Shared {
-    current: Arc<CurrentTrigger>,
+    handler: Arc<dyn RequestHandler>,
     builder: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
     config: Arc<ServerConfig>,
     local: SocketAddr,
@@ -491,13 +527,13 @@ async fn connection(
         local: shared.local,
     };
     let service = {
-        let current = shared.current.clone();
+        let handler = shared.handler.clone();
         let state = state.clone();
         hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
             let in_flight = state.request_started(request.version() == http::Version::HTTP_2);
-            let trigger = current.get();
+            let response = handler.clone().handle_request(request, peer);
             async move {
-                let response = trigger.handle_incoming(request, peer).await;
+                let response = response.await;
                 Ok::<_, Infallible>(response.map(|inner| TrackedBody {
                     inner,
                     in_flight: Some(in_flight),

@@ -4,6 +4,7 @@ pub mod build;
 pub mod completions;
 pub mod doctor;
 pub mod new;
+pub mod node;
 pub mod registry;
 pub mod schema;
 pub(crate) mod serve;

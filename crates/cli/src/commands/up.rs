@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use wisp_app::LockedApp;
 use wisp_host::AppPaths;
 use wisp_runtime::RunningApp;
-use wisp_trigger_http::ServerConfig;
 
 /// Arguments of `wisp up`.
 #[derive(Debug, Args)]
@@ -57,87 +56,9 @@ pub struct UpArgs {
     #[arg(long, env = "WISP_STATE_DIR")]
     pub(crate) state_dir: Option<PathBuf>,
 
-    /// Directory for compiled code; default `$XDG_CACHE_HOME/wisp` or `~/.cache/wisp`.
-    #[arg(long, env = "WISP_CACHE_DIR")]
-    pub(crate) cache_dir: Option<PathBuf>,
-
-    /// Do not read or write the compiled-code cache.
-    #[arg(long, env = "WISP_NO_CACHE")]
-    pub(crate) no_cache: bool,
-
-    /// Maximum number of instances alive at once (sizes the instance pool).
-    #[arg(long, env = "WISP_MAX_INSTANCES", default_value_t = 256)]
-    pub(crate) max_instances: u32,
-
-    /// Linear-memory cap per instance, in MiB.
-    #[arg(long, env = "WISP_MEMORY_LIMIT_MB", default_value_t = 128)]
-    pub(crate) memory_limit_mb: u64,
-
-    /// Deadline for one request, in seconds (CPU and waiting).
-    #[arg(long, env = "WISP_REQUEST_TIMEOUT", default_value_t = 30.0)]
-    pub(crate) request_timeout: f64,
-
-    /// How long in-flight requests may take to finish after SIGINT/SIGTERM, in seconds.
-    #[arg(long, env = "WISP_SHUTDOWN_GRACE", default_value_t = 10.0)]
-    pub(crate) shutdown_grace: f64,
-
-    /// Most outbound HTTP requests one incoming request (with everything it calls
-    /// in-process) may make.
-    #[arg(long, env = "WISP_MAX_OUTBOUND_REQUESTS", default_value_t = wisp_engine::DEFAULT_MAX_OUTBOUND_REQUESTS)]
-    pub(crate) max_outbound_requests: u32,
-
-    /// Use on-demand instance allocation instead of the pooling allocator.
-    #[arg(long, env = "WISP_NO_POOLING")]
-    pub(crate) no_pooling: bool,
-
-    /// Memory all instances together may use, in MiB; instances wait for it instead of
-    /// the host swapping. Default: half of the machine's or the cgroup's memory.
-    #[arg(long, env = "WISP_MEMORY_BUDGET_MB")]
-    pub(crate) memory_budget_mb: Option<u64>,
-
-    /// Largest component source (.wasm) read, in MiB.
-    #[arg(long, env = "WISP_MAX_COMPONENT_SIZE_MB", default_value_t = wisp_app::DEFAULT_MAX_SOURCE_BYTES >> 20)]
-    pub(crate) max_component_size_mb: u64,
-
-    /// Most connections open at once; more clients wait in the listen backlog. Default:
-    /// three quarters of the descriptor limit, at most 16384.
-    #[arg(long, env = "WISP_MAX_CONNECTIONS")]
-    pub(crate) max_connections: Option<usize>,
-
-    /// Seconds a client has to send a complete request head (slow clients are closed).
-    #[arg(long, env = "WISP_HEADER_READ_TIMEOUT", default_value_t = wisp_trigger_http::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64())]
-    pub(crate) header_read_timeout: f64,
-
-    /// Seconds an idle keep-alive connection stays open.
-    #[arg(long, env = "WISP_IDLE_TIMEOUT", default_value_t = wisp_trigger_http::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
-    pub(crate) idle_timeout: f64,
-
-    /// Most header fields in one request (more get 431).
-    #[arg(long, env = "WISP_MAX_REQUEST_HEADERS", default_value_t = wisp_trigger_http::DEFAULT_MAX_HEADER_COUNT)]
-    pub(crate) max_request_headers: usize,
-
-    /// Most bytes of request line and headers (more get 431; at least 8192).
-    #[arg(long, env = "WISP_MAX_REQUEST_HEADER_BYTES", default_value_t = wisp_trigger_http::DEFAULT_MAX_HEADER_BYTES)]
-    pub(crate) max_request_header_bytes: usize,
-
-    /// Largest request body, in MiB (more get 413); a route's `max_request_body_size`
-    /// overrides it.
-    #[arg(long, env = "WISP_MAX_REQUEST_BODY_MB", default_value_t = wisp_trigger_http::DEFAULT_MAX_REQUEST_BODY >> 20)]
-    pub(crate) max_request_body_mb: u64,
-
-    /// Most concurrent HTTP/2 streams per connection.
-    #[arg(long, env = "WISP_HTTP2_MAX_STREAMS", default_value_t = ServerConfig::default().h2_max_concurrent_streams)]
-    pub(crate) http2_max_streams: u32,
-
-    /// Most HTTP/2 streams a client may reset before they are accepted ("rapid reset"
-    /// bound; past it the connection gets GOAWAY).
-    #[arg(long, env = "WISP_HTTP2_MAX_PENDING_RESETS", default_value_t = ServerConfig::default().h2_max_pending_accept_reset_streams)]
-    pub(crate) http2_max_pending_resets: usize,
-
-    /// Most HTTP/2 streams the server resets for client protocol errors before closing
-    /// the connection.
-    #[arg(long, env = "WISP_HTTP2_MAX_ERROR_RESETS", default_value_t = ServerConfig::default().h2_max_local_error_reset_streams)]
-    pub(crate) http2_max_error_resets: usize,
+    /// Engine, instance and front-door limits.
+    #[command(flatten)]
+    pub(crate) limits: super::serve::LimitArgs,
 
     /// Log as JSON lines on stderr: one object per request, lifecycle event and message.
     #[arg(long, env = "WISP_JSON")]
@@ -245,7 +166,7 @@ async fn resolve(
 /// Whether `--from` text names a registry: its first segment is a host (has a `.` or a
 /// `:` port, or is `localhost`) and it is not a `.wasm` path. A missing local file then
 /// stays a "no such file" error instead of becoming a Docker Hub lookup.
-fn looks_like_reference(text: &str) -> bool {
+pub(crate) fn looks_like_reference(text: &str) -> bool {
     let Some((first, _)) = text.split_once('/') else {
         return false;
     };

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod registry;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -304,7 +306,14 @@ pub fn try_request(
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    // A test that sends its own Host (the node routes by it) replaces the default one.
+    let mut head = match headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        true => format!("{method} {path} HTTP/1.1\r\nconnection: close\r\n"),
+        false => format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n"),
+    };
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -1,0 +1,794 @@
+//! End-to-end tests of `wisp node`: the real binary on port 0, driven through
+//! `wisp node deploy | ls | rm | status` and raw admin API calls.
+
+mod support;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::registry::Registry;
+use support::{HttpResponse, app_dir, manifest_one, request, toml_path, try_request};
+use wisp_test_programs as programs;
+
+/// A running `wisp node`, stopped (SIGTERM) on drop.
+struct Node {
+    child: Option<Child>,
+    data: SocketAddr,
+    admin: SocketAddr,
+    state: PathBuf,
+    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+fn pipe(reader: impl BufRead + Send + 'static, sink: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+}
+
+impl Node {
+    /// `wisp node` on free ports with its state in `state`, waiting until it serves.
+    fn start(state: &Path, args: &[&str], env: &[(&str, &str)]) -> Node {
+        Self::try_start(state, args, env)
+            .unwrap_or_else(|(status, stderr)| panic!("wisp node exited with {status}:\n{stderr}"))
+    }
+
+    #[expect(
+        clippy::zombie_processes,
+        reason = "the child moves into `Node`, whose Drop kills and waits for it"
+    )]
+    fn try_start(
+        state: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Node, (ExitStatus, String)> {
+        let mut command = support::wisp_command();
+        command
+            .args(["node", "--listen", "127.0.0.1:0"])
+            .args(["--state-dir", state.to_str().unwrap()])
+            .args(args)
+            .env("WISP_CACHE_DIR", support::cache_dir())
+            .env_remove("WISP_LOG")
+            .env_remove("WISP_ADMIN_TOKEN")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if !args.contains(&"--admin-listen") {
+            command.args(["--admin-listen", "127.0.0.1:0"]);
+        }
+        let mut child = command.spawn().expect("spawn wisp node");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        pipe(BufReader::new(child.stdout.take().unwrap()), stdout.clone());
+        let mut lines = BufReader::new(child.stderr.take().unwrap());
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut admin = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if lines.read_line(&mut line).expect("read wisp stderr") == 0 {
+                let status = child.wait().expect("wait for wisp");
+                return Err((status, stderr.lock().unwrap().clone()));
+            }
+            stderr.lock().unwrap().push_str(&line);
+            if let Some(rest) = line.trim().strip_prefix("Admin API on http://") {
+                admin = Some(rest.split(' ').next().unwrap().parse().unwrap());
+            }
+            if let Some(rest) = line.trim().strip_prefix("Serving apps on http://") {
+                let data = rest.split(' ').next().unwrap().parse().unwrap();
+                pipe(lines, stderr.clone());
+                return Ok(Node {
+                    child: Some(child),
+                    data,
+                    admin: admin.expect("the admin address is printed first"),
+                    state: state.to_path_buf(),
+                    stderr,
+                    stdout,
+                });
+            }
+        }
+    }
+
+    /// `wisp node <args> --node <admin> --state-dir <state>`.
+    fn cli(&self, args: &[&str]) -> Output {
+        let mut command = support::wisp_command();
+        command
+            .arg("node")
+            .args(args)
+            .args(["--node", &format!("http://{}", self.admin)])
+            .args(["--state-dir", self.state.to_str().unwrap()])
+            .env_remove("WISP_ADMIN_TOKEN")
+            .env_remove("WISP_NODE");
+        command.output().expect("run wisp node")
+    }
+
+    /// `cli`, which must succeed.
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "wisp node {args:?} failed:\n{}\nnode log:\n{}",
+            text(&out.stderr),
+            self.stderr()
+        );
+        out
+    }
+
+    fn deploy(&self, name: &str, from: &Path, extra: &[&str]) -> Output {
+        let mut args = vec!["deploy", name, "--from", from.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
+    fn apps(&self) -> Vec<Value> {
+        let out = self.ok(&["ls", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn app(&self, name: &str) -> Value {
+        self.apps()
+            .into_iter()
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("no app `{name}` in ls"))
+    }
+
+    fn get(&self, host: &str, path: &str) -> HttpResponse {
+        request(self.data, "GET", path, &[("host", host)], b"")
+    }
+
+    fn call(&self, host: &str, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+        request(self.data, method, path, &[("host", host)], body)
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.state.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        support::terminate(&child);
+        support::wait_timeout(&mut child, Duration::from_secs(20)).expect("wisp node stops")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An app directory serving `wasm` on `/...`.
+fn app(wasm: &str) -> tempfile::TempDir {
+    app_dir(&manifest_one("/...", "main", wasm, ""))
+}
+
+/// Polls `check` for up to `within`.
+fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
+
+#[test]
+fn deploys_route_by_host_and_are_listed_and_removed() {
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::start(state.path(), &[], &[]);
+    let hello = app(programs::HELLO);
+    let out = node.deploy("hello", hello.path(), &[]);
+    assert!(
+        text(&out.stderr).contains("Deployed `hello` (version 1,"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A bare component, with hosts of its own (an exact name and a wildcard).
+    node.deploy(
+        "echo",
+        Path::new(programs::ECHO),
+        &["--host", "Echo.Example.com", "--host", "*.echo.test"],
+    );
+
+    let response = node.get("hello.localhost", "/");
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "Hello from Wisp\n")
+    );
+    let echoed = node.get("echo.example.com:8080", "/x?y=1");
+    assert_eq!(echoed.status, 200, "{}", node.stderr());
+    assert!(
+        echoed.text().starts_with("GET /x?y=1\n"),
+        "{}",
+        echoed.text()
+    );
+    assert!(
+        echoed
+            .text()
+            .contains("spin-full-url: http://echo.example.com:8080/x?y=1\n"),
+        "{}",
+        echoed.text()
+    );
+    assert_eq!(node.get("a.b.echo.test", "/").status, 200);
+    // Unknown hosts run no app code.
+    let unknown = node.get("nope.localhost", "/");
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.text().contains("no app is deployed at this host"));
+    assert_eq!(node.get("echo.test", "/").status, 404);
+
+    let apps = node.apps();
+    assert_eq!(apps.len(), 2, "{apps:?}");
+    let hello_info = node.app("hello");
+    assert_eq!(hello_info["hosts"], serde_json::json!(["hello.localhost"]));
+    assert_eq!(hello_info["state"], "loaded");
+    assert_eq!(hello_info["version"], 1);
+    assert_eq!(hello_info["requests"], 1);
+    assert!(
+        hello_info["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(
+        node.app("echo")["hosts"],
+        serde_json::json!(["echo.example.com", "*.echo.test"])
+    );
+    let table = text(&node.ok(&["ls"]).stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("hello") && l.contains("loaded")),
+        "{table}"
+    );
+
+    // A host another app has is refused, and changes nothing.
+    let taken = node.cli(&[
+        "deploy",
+        "thief",
+        "--from",
+        hello.path().to_str().unwrap(),
+        "--host",
+        "echo.example.com",
+    ]);
+    assert!(!taken.status.success());
+    assert!(
+        text(&taken.stderr).contains("host `echo.example.com` already belongs to app `echo`"),
+        "{}",
+        text(&taken.stderr)
+    );
+    assert_eq!(node.apps().len(), 2);
+
+    node.ok(&["rm", "echo"]);
+    assert_eq!(node.get("echo.example.com", "/").status, 404);
+    let again = node.cli(&["rm", "echo"]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("no app is named `echo`"),
+        "{}",
+        text(&again.stderr)
+    );
+    let status: Value = serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["apps"], 1);
+    assert_eq!(status["listen"], node.data.to_string());
+    assert!(node.stop().success());
+}
+
+#[test]
+fn the_admin_api_needs_its_token_and_stays_on_loopback() {
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::start(state.path(), &[], &[]);
+    let token = node.token();
+    assert_eq!(token.len(), 64);
+    let deploy_body = br#"{"source":{"registry":{"reference":"localhost:1/x:y"}}}"#;
+    for authorization in [
+        None,
+        Some("Bearer wrong-token-wrong-token"),
+        Some("Basic eDp5"),
+    ] {
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|a| ("authorization", *a))
+            .collect();
+        for (method, path, body) in [
+            ("GET", "/v1/apps", &b""[..]),
+            ("PUT", "/v1/apps/sneaky", &deploy_body[..]),
+            ("DELETE", "/v1/apps/sneaky", &b""[..]),
+            (
+                "PUT",
+                "/v1/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                &b"x"[..],
+            ),
+        ] {
+            let response = request(node.admin, method, path, &headers, body);
+            assert_eq!(
+                response.status, 401,
+                "{method} {path} with {authorization:?}"
+            );
+            assert_eq!(response.header("www-authenticate"), Some("Bearer"));
+        }
+    }
+    assert!(
+        node.stderr().contains("refused with 401"),
+        "{}",
+        node.stderr()
+    );
+    let bearer = format!("Bearer {token}");
+    let listed = request(
+        node.admin,
+        "GET",
+        "/v1/apps",
+        &[("authorization", &bearer)],
+        b"",
+    );
+    assert_eq!((listed.status, listed.text().trim()), (200, "[]"));
+    let unknown = request(
+        node.admin,
+        "GET",
+        "/v2/apps",
+        &[("authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(unknown.status, 404);
+
+    // The CLI with a wrong token gets the node's message and changes nothing.
+    let mut command = support::wisp_command();
+    let out = command
+        .args(["node", "ls", "--node", &format!("http://{}", node.admin)])
+        .args(["--token", "wrong-token-wrong-token"])
+        .env_remove("WISP_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+    assert!(node.apps().is_empty());
+    drop(node);
+
+    // A token from a file, and a non-loopback admin address only when asked for.
+    let token_file = state.path().join("my-token");
+    std::fs::write(&token_file, "a-token-from-a-file-0123\n").unwrap();
+    let refused = Node::try_start(state.path(), &["--admin-listen", "0.0.0.0:0"], &[])
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        refused.1.contains("not a loopback address"),
+        "{}",
+        refused.1
+    );
+    let node = Node::start(
+        state.path(),
+        &["--admin-token-file", token_file.to_str().unwrap()],
+        &[],
+    );
+    let listed = request(
+        node.admin,
+        "GET",
+        "/v1/status",
+        &[("authorization", "Bearer a-token-from-a-file-0123")],
+        b"",
+    );
+    assert_eq!(listed.status, 200, "{}", listed.text());
+}
+
+#[test]
+fn a_refused_deploy_leaves_the_old_version_serving() {
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::start(state.path(), &["--memory-limit-mb", "64"], &[]);
+    let hello = app(programs::HELLO);
+    node.deploy("app", hello.path(), &[]);
+    let digest = node.app("app")["digest"].clone();
+
+    let not_wasm = tempfile::tempdir().unwrap();
+    let bad_source = not_wasm.path().join("bad.wasm");
+    std::fs::write(&bad_source, b"\0asm\x0d\0\x01\0garbage").unwrap();
+    let bad_config = not_wasm.path().join("runtime-config.toml");
+    std::fs::write(&bad_config, "[key_value_store.default]\ntype = \"nope\"\n").unwrap();
+    for (args, expected) in [
+        (
+            vec!["--from", bad_source.to_str().unwrap()],
+            "component `bad`",
+        ),
+        (
+            vec![
+                "--from",
+                hello.path().to_str().unwrap(),
+                "--runtime-config-file",
+                bad_config.to_str().unwrap(),
+            ],
+            "key_value_store",
+        ),
+        (
+            vec![
+                "--from",
+                hello.path().to_str().unwrap(),
+                "--memory-limit-mb",
+                "128",
+            ],
+            "engine's per-instance cap (64 MiB",
+        ),
+        (
+            vec![
+                "--from",
+                hello.path().to_str().unwrap(),
+                "--host",
+                "bad host",
+            ],
+            "host `bad host` is invalid",
+        ),
+    ] {
+        let mut full = vec!["deploy", "app"];
+        full.extend(args.iter().copied());
+        let out = node.cli(&full);
+        assert!(!out.status.success(), "{full:?} was accepted");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(expected),
+            "{full:?}: expected {expected:?} in:\n{stderr}"
+        );
+        let response = node.get("app.localhost", "/");
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "Hello from Wisp\n")
+        );
+        let info = node.app("app");
+        assert_eq!(
+            (info["version"].clone(), info["digest"].clone()),
+            (1.into(), digest.clone())
+        );
+    }
+    let bad_name = node.cli(&[
+        "deploy",
+        "Bad_Name",
+        "--from",
+        hello.path().to_str().unwrap(),
+    ]);
+    assert!(text(&bad_name.stderr).contains("app name `Bad_Name` is invalid"));
+}
+
+#[test]
+fn replacing_an_app_under_load_fails_no_request() {
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::start(state.path(), &[], &[]);
+    let hello = app(programs::HELLO);
+    let echo = app(programs::ECHO);
+    node.deploy("app", hello.path(), &[]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, failures) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, answered, failures) = (stop.clone(), answered.clone(), failures.clone());
+            let data = node.data;
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match try_request(data, "GET", "/r", &[("host", "app.localhost")], b"") {
+                        Ok(r)
+                            if r.status == 200
+                                && (r.text() == "Hello from Wisp\n"
+                                    || r.text().starts_with("GET /r\n")) =>
+                        {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) => {
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{} {}", r.status, r.text()))
+                        }
+                        Err(e) => failures.lock().unwrap().push(e),
+                    }
+                }
+            })
+        })
+        .collect();
+    for round in 0..6 {
+        let (dir, is_echo) = match round % 2 {
+            0 => (&echo, true),
+            _ => (&hello, false),
+        };
+        node.deploy("app", dir.path(), &[]);
+        // The new version answers right after deploy returns.
+        let started = Instant::now();
+        let switched = eventually(Duration::from_secs(1), || {
+            let body = node.get("app.localhost", "/r").text();
+            body.starts_with("GET /r\n") == is_echo
+        });
+        assert!(
+            switched,
+            "round {round}: the new version did not answer within 1 s"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        answered.load(Ordering::Relaxed) > 50,
+        "too few requests to mean anything"
+    );
+    assert_eq!(node.app("app")["version"], 7);
+}
+
+const CAPS_MANIFEST: &str = r#"spin_manifest_version = 2
+[application]
+name = "caps"
+
+[variables]
+greeting = { default = "hi" }
+
+[[trigger.http]]
+route = "/..."
+component = "caps"
+
+[component.caps]
+source = SOURCE
+variables = { greeting = "{{ greeting }}" }
+key_value_stores = ["default"]
+"#;
+
+#[test]
+fn apps_have_their_own_stores_variables_and_instance_caps() {
+    let state = tempfile::tempdir().unwrap();
+    // The node's own environment is not any app's variables.
+    let node = Node::start(state.path(), &[], &[("SPIN_VARIABLE_GREETING", "leaked")]);
+    let caps = app_dir(&CAPS_MANIFEST.replace("SOURCE", &toml_path(programs::CAPS_V5)));
+    node.deploy("a", caps.path(), &["--var", "greeting=from-a"]);
+    node.deploy("b", caps.path(), &[]);
+
+    let set = node.call(
+        "a.localhost",
+        "PUT",
+        "/kv/set?store=default&key=k",
+        b"only a",
+    );
+    assert_eq!(
+        (set.status, set.text().as_str()),
+        (200, "stored"),
+        "{}",
+        node.stderr()
+    );
+    let from_a = node.get("a.localhost", "/kv/get?store=default&key=k");
+    assert_eq!((from_a.status, from_a.text().as_str()), (200, "only a"));
+    let from_b = node.get("b.localhost", "/kv/get?store=default&key=k");
+    assert_eq!(from_b.status, 404, "b sees a's store: {}", from_b.text());
+    assert_eq!(
+        node.get("a.localhost", "/var?name=greeting").text(),
+        "from-a"
+    );
+    assert_eq!(node.get("b.localhost", "/var?name=greeting").text(), "hi");
+    assert_eq!(node.app("a")["variables"], serde_json::json!(["greeting"]));
+
+    // An app capped at one instance queues its own requests; another app does not wait.
+    let spin = app(programs::SPIN_LOOP);
+    node.deploy(
+        "busy",
+        spin.path(),
+        &["--max-instances", "1", "--request-timeout", "2"],
+    );
+    node.deploy("calm", app(programs::HELLO).path(), &[]);
+    let data = node.data;
+    let looping = std::thread::spawn(move || {
+        request(data, "GET", "/loop", &[("host", "busy.localhost")], b"").status
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(node.get("calm.localhost", "/").status, 200);
+    let calm = started.elapsed();
+    let queued = std::thread::spawn(move || {
+        let started = Instant::now();
+        let status = request(data, "GET", "/", &[("host", "busy.localhost")], b"").status;
+        (status, started.elapsed())
+    });
+    assert_eq!(looping.join().unwrap(), 504);
+    let (status, waited) = queued.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        calm < Duration::from_millis(500),
+        "the other app waited {calm:?}"
+    );
+    assert!(
+        waited > Duration::from_millis(1000),
+        "the capped app's second request did not queue behind its first ({waited:?})"
+    );
+    assert_eq!(node.app("busy")["limits"]["max_instances"], 1);
+}
+
+#[test]
+fn idle_apps_unload_and_a_restarted_node_serves_the_same_apps() {
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::start(state.path(), &["--idle-unload", "0.5"], &[]);
+    let cron = app_dir(&format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "ticker"
+
+[[trigger.cron]]
+component = "tick"
+cron_expression = "* * * * * *"
+
+[component.tick]
+source = {}
+"#,
+        toml_path(programs::CRON_TICK)
+    ));
+    node.deploy("hello", app(programs::HELLO).path(), &[]);
+    node.deploy("ticker", cron.path(), &[]);
+    assert_eq!(node.app("hello")["state"], "loaded");
+    assert!(
+        eventually(Duration::from_secs(5), || node.app("hello")["state"]
+            == "idle"),
+        "hello was not unloaded: {}",
+        node.stderr()
+    );
+    assert!(
+        node.stderr().contains("unloaded app `hello`"),
+        "{}",
+        node.stderr()
+    );
+    // An app with a schedule stays loaded, and its schedule runs.
+    assert_eq!(node.app("ticker")["state"], "loaded");
+    assert!(
+        eventually(Duration::from_secs(5), || node
+            .stdout()
+            .matches(" start")
+            .count()
+            >= 2),
+        "no ticks: {}",
+        node.stdout()
+    );
+    let response = node.get("hello.localhost", "/");
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "Hello from Wisp\n")
+    );
+    assert_eq!(node.app("hello")["state"], "loaded");
+    assert!(
+        node.stderr().contains("loaded app `hello` in"),
+        "{}",
+        node.stderr()
+    );
+    assert!(node.stop().success());
+
+    // Restarted: the same apps, idle until asked, the schedule running again.
+    let node = Node::start(state.path(), &[], &[]);
+    let apps = node.apps();
+    assert_eq!(apps.len(), 2);
+    assert_eq!(node.app("hello")["state"], "idle");
+    assert_eq!(node.app("hello")["version"], 1);
+    assert_eq!(node.app("ticker")["state"], "loaded");
+    let response = node.get("hello.localhost", "/");
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "Hello from Wisp\n")
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || node.stdout().contains(" start")),
+        "no ticks after the restart: {}",
+        node.stdout()
+    );
+    // The source is not needed any more: the node has its own copy.
+    node.ok(&["rm", "ticker"]);
+    assert!(!state.path().join("apps").join("ticker").exists());
+}
+
+#[test]
+fn deploys_from_a_registry() {
+    let mut registry = Registry::start("node", "node-pass-123");
+    let auth = tempfile::tempdir().unwrap();
+    let auth_file = auth.path().join("auth.json");
+    let wisp = |args: &[&str], stdin: &str| {
+        let mut command = support::wisp_command();
+        let mut child = command
+            .args(args)
+            .env("WISP_REGISTRY_AUTH_FILE", &auth_file)
+            .env("DOCKER_CONFIG", auth.path().join("docker"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "wisp {args:?}: {}", text(&out.stderr));
+    };
+    wisp(
+        &[
+            "registry",
+            "login",
+            &registry.host,
+            "-u",
+            "node",
+            "--password-stdin",
+            "--insecure",
+        ],
+        "node-pass-123",
+    );
+    let reference = format!("{}/apps/shop:v1", registry.host);
+    let echo = app(programs::ECHO);
+    let manifest = echo.path().join("spin.toml");
+    wisp(
+        &[
+            "registry",
+            "push",
+            &reference,
+            "-f",
+            manifest.to_str().unwrap(),
+            "--insecure",
+        ],
+        "",
+    );
+
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        state.path(),
+        &[],
+        &[
+            ("WISP_REGISTRY_AUTH_FILE", auth_file.to_str().unwrap()),
+            (
+                "DOCKER_CONFIG",
+                auth.path().join("docker").to_str().unwrap(),
+            ),
+        ],
+    );
+    node.deploy(
+        "shop",
+        Path::new(&reference),
+        &["--insecure", "--host", "shop.example.com"],
+    );
+    let response = node.get("shop.example.com", "/cart");
+    assert_eq!(response.status, 200, "{}", node.stderr());
+    assert!(response.text().starts_with("GET /cart\n"));
+    let info = node.app("shop");
+    assert_eq!(info["origin"], reference);
+    assert!(info["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    // The registry going away does not matter to a deployed app, even after a restart.
+    registry.stop();
+    assert!(node.stop().success());
+    let node = Node::start(state.path(), &[], &[]);
+    assert_eq!(node.get("shop.example.com", "/x").status, 200);
+}

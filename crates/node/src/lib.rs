@@ -1,0 +1,1031 @@
+//! The multi-app node: many apps in one process.
+//!
+//! ```text
+//! admin API (PUT /v1/apps/{name}) ─▶ blobs in the content store ─▶ Runtime::load (checked,
+//!                                     + desired state in node.db     compiled) ─▶ routing table
+//! data listener ─▶ Host ─▶ routing table ─▶ app (loaded on first request) ─▶ its routes
+//! ```
+//!
+//! Each app is a LockedApp rebuilt from the node's content store (`<state>/store`, the
+//! OCI cache layout: uploaded or pulled blobs by digest) plus what its deploy said (hosts,
+//! variables, runtime config, limits), recorded in `<state>/node.db`. An app holds no
+//! compiled code in memory until its first request, and drops back to that after
+//! `idle_unload` without traffic; compiled code comes from the engine's on-disk cache,
+//! shared by digest. A deploy loads and checks the new version while the old one serves,
+//! then swaps it in atomically: requests in flight finish on the version they started on.
+//! The node embeds [`wisp_runtime`] exactly as `wisp up` does; it adds only routing, the
+//! desired state and the admin API.
+
+mod admin;
+pub mod api;
+mod store;
+
+use api::{AppInfo, AppLimitsSpec, AppState, DeployRequest, DeploySource, NodeStatus};
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use store::{AppRecord, Store, StoredApp};
+use wasmtime_wasi_http::WasiBody;
+use wisp_host::{AppPaths, RuntimeConfig, VariablesProviderConfig};
+use wisp_runtime::{AppLimits, AppSettings, RunningApp, Runtime};
+use wisp_trigger_http::{HttpTrigger, Peer, RequestHandler, ServerConfig};
+
+pub use admin::{AdminToken, serve_admin};
+
+/// Largest manifest read from the content store.
+const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Home of the desired state (`node.db`), the content store (`store/`), every app's
+    /// state (`apps/<name>/`) and the generated admin token.
+    pub state_dir: PathBuf,
+    /// Apps deployed without hosts answer `<name>.<domain>`.
+    pub domain: String,
+    /// An app without traffic for this long is unloaded (apps with event triggers stay).
+    pub idle_unload: Duration,
+    /// Instance cap of an app that does not set its own.
+    pub app_max_instances: u32,
+    /// The data listener's front-door limits; its shutdown grace is also the apps'.
+    pub server: ServerConfig,
+    /// Largest blob accepted by an upload.
+    pub max_blob_bytes: u64,
+}
+
+/// Why a node operation failed. The admin API answers each with its status and message.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The request is malformed (a bad name, host, limit, source).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The app does not load (the same message `wisp up` prints).
+    #[error("{0}")]
+    InvalidApp(String),
+    /// No app of that name.
+    #[error("no app is named `{0}`; `wisp node ls` lists the deployed apps")]
+    NotFound(String),
+    /// A host belongs to another app.
+    #[error(
+        "host `{host}` already belongs to app `{owner}`; remove it there first or pick another host"
+    )]
+    HostTaken {
+        /// The host.
+        host: String,
+        /// The app that has it.
+        owner: String,
+    },
+    /// The registry could not serve the app.
+    #[error("{0}")]
+    Registry(String),
+    /// The desired-state database failed.
+    #[error("the node's database {path} failed: {message}")]
+    Store {
+        /// `node.db`.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// A file in the state directory could not be read or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was tried.
+        action: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An error and its causes on one line, as `wisp up` prints them.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("state_dir", &self.inner.config.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    runtime: Runtime,
+    config: NodeConfig,
+    blobs: wisp_oci::Cache,
+    store: Mutex<Store>,
+    table: RwLock<Table>,
+    /// One deploy or removal at a time.
+    changes: tokio::sync::Mutex<()>,
+    started: Instant,
+    listen: Mutex<Option<SocketAddr>>,
+}
+
+/// Apps by name and by host.
+#[derive(Default)]
+struct Table {
+    apps: HashMap<String, Arc<AppEntry>>,
+    hosts: HashMap<String, Arc<AppEntry>>,
+    /// `(".suffix", app)`, longest suffix first.
+    wildcards: Vec<(String, Arc<AppEntry>)>,
+}
+
+impl Table {
+    fn route(&self, host: &str) -> Option<&Arc<AppEntry>> {
+        self.hosts.get(host).or_else(|| {
+            self.wildcards
+                .iter()
+                .find(|(suffix, _)| host.ends_with(suffix.as_str()) && host.len() > suffix.len())
+                .map(|(_, app)| app)
+        })
+    }
+
+    fn owner_of(&self, host: &str) -> Option<&str> {
+        match host.strip_prefix('*') {
+            Some(suffix) => self
+                .wildcards
+                .iter()
+                .find(|(s, _)| s == suffix)
+                .map(|(_, app)| app.name.as_str()),
+            None => self.hosts.get(host).map(|app| app.name.as_str()),
+        }
+    }
+
+    fn insert(&mut self, entry: Arc<AppEntry>) {
+        if let Some(old) = self.apps.insert(entry.name.clone(), entry.clone()) {
+            self.unroute(&old);
+        }
+        for host in &entry.record.hosts {
+            match host.strip_prefix('*') {
+                Some(suffix) => self.wildcards.push((suffix.to_owned(), entry.clone())),
+                None => {
+                    self.hosts.insert(host.clone(), entry.clone());
+                }
+            }
+        }
+        self.wildcards
+            .sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    }
+
+    fn unroute(&mut self, old: &Arc<AppEntry>) {
+        for host in &old.record.hosts {
+            if host.starts_with('*') {
+                self.wildcards.retain(|(_, app)| !Arc::ptr_eq(app, old));
+            } else if self
+                .hosts
+                .get(host)
+                .is_some_and(|app| Arc::ptr_eq(app, old))
+            {
+                self.hosts.remove(host);
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Arc<AppEntry>> {
+        let old = self.apps.remove(name)?;
+        self.unroute(&old);
+        Some(old)
+    }
+}
+
+/// One deployed version of an app.
+struct AppEntry {
+    name: String,
+    version: u64,
+    deployed_at: u64,
+    record: AppRecord,
+    requests: AtomicU64,
+    /// Milliseconds since the node started at the last request, plus one; 0: none yet.
+    last_used: AtomicU64,
+    state: Mutex<LoadState>,
+}
+
+type LoadFuture = Shared<BoxFuture<'static, Result<Arc<Loaded>, Arc<str>>>>;
+
+enum LoadState {
+    Idle,
+    Loading(LoadFuture),
+    Loaded(Arc<Loaded>),
+}
+
+/// An app in memory: its HTTP trigger and its running event triggers.
+struct Loaded {
+    http: Option<Arc<HttpTrigger>>,
+    running: tokio::sync::Mutex<Option<RunningApp>>,
+}
+
+impl Loaded {
+    fn start(generation: Arc<wisp_runtime::Generation>, server: ServerConfig) -> Arc<Self> {
+        let http = generation.http().cloned();
+        let running = RunningApp::start(generation, None, server);
+        Arc::new(Self {
+            http,
+            running: tokio::sync::Mutex::new(Some(running)),
+        })
+    }
+
+    /// Stops its event triggers (requests in flight keep what they hold).
+    async fn stop(&self) {
+        if let Some(running) = self.running.lock().await.take() {
+            running.shutdown().await;
+        }
+    }
+}
+
+impl AppEntry {
+    fn keeps_loaded(&self) -> bool {
+        self.record.trigger_types.iter().any(|t| t != "http")
+    }
+
+    fn state(&self) -> AppState {
+        match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            LoadState::Idle => AppState::Idle,
+            LoadState::Loading(_) => AppState::Loading,
+            LoadState::Loaded(_) => AppState::Loaded,
+        }
+    }
+
+    fn loaded(&self) -> Option<Arc<Loaded>> {
+        match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            LoadState::Loaded(loaded) => Some(loaded.clone()),
+            _ => None,
+        }
+    }
+
+    fn info(&self, started: Instant) -> AppInfo {
+        let last = self.last_used.load(Ordering::Relaxed);
+        AppInfo {
+            name: self.name.clone(),
+            version: self.version,
+            app_version: self.record.app_version.clone(),
+            digest: self.record.digest.clone(),
+            origin: self.record.origin.clone(),
+            hosts: self.record.hosts.clone(),
+            state: self.state(),
+            requests: self.requests.load(Ordering::Relaxed),
+            idle_seconds: (last > 0).then(|| {
+                let now = started.elapsed().as_millis() as u64 + 1;
+                now.saturating_sub(last) as f64 / 1000.0
+            }),
+            deployed_at: self.deployed_at,
+            components: self.record.components.clone(),
+            trigger_types: self.record.trigger_types.clone(),
+            limits: self.record.limits.clone(),
+            variables: self.record.variables.keys().cloned().collect(),
+        }
+    }
+}
+
+impl Node {
+    /// Opens the node's state in `config.state_dir` and registers every stored app (none
+    /// is loaded yet, except apps with event triggers, which [`Node::start_event_apps`]
+    /// loads).
+    pub fn open(runtime: Runtime, config: NodeConfig) -> Result<Self, NodeError> {
+        let state_dir = &config.state_dir;
+        std::fs::create_dir_all(state_dir).map_err(|source| NodeError::Io {
+            action: "create directory",
+            path: state_dir.clone(),
+            source,
+        })?;
+        let store = Store::open(state_dir)?;
+        let started = Instant::now();
+        let mut table = Table::default();
+        for stored in store.all()? {
+            match resolve_limits(&stored.record.limits, config.app_max_instances) {
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::error!(app = %stored.name, "app `{}` is not served: {err}", stored.name);
+                    continue;
+                }
+            };
+            table.insert(Arc::new(entry(stored, LoadState::Idle)));
+        }
+        let inner = Inner {
+            blobs: wisp_oci::Cache::new(state_dir.join("store")),
+            runtime,
+            config,
+            store: Mutex::new(store),
+            table: RwLock::new(table),
+            changes: tokio::sync::Mutex::new(()),
+            started,
+            listen: Mutex::new(None),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The node's settings.
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// How many apps are deployed.
+    pub fn app_count(&self) -> usize {
+        self.inner.table().apps.len()
+    }
+
+    /// Loads every app that has event triggers (Redis, cron): they run while deployed.
+    /// A failure is logged; the app stays idle and its HTTP routes load on demand.
+    pub async fn start_event_apps(&self) {
+        let entries: Vec<_> = self
+            .inner
+            .table()
+            .apps
+            .values()
+            .filter(|e| e.keeps_loaded())
+            .cloned()
+            .collect();
+        for entry in entries {
+            if let Err(err) = self.inner.clone().ensure_loaded(&entry).await {
+                tracing::error!(app = %entry.name, "app `{}`: its triggers do not run: {err}", entry.name);
+            }
+        }
+    }
+
+    /// Serves apps on `listener` until `shutdown` resolves (routing by `Host`), while
+    /// unloading idle apps; then stops every app within the grace period.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        *self.inner.listen.lock().unwrap_or_else(|e| e.into_inner()) = listener.local_addr().ok();
+        let sweeper = tokio::spawn(self.inner.clone().unload_idle_apps());
+        wisp_trigger_http::serve(
+            Arc::new(Router(self.inner.clone())),
+            listener,
+            self.inner.config.server.clone(),
+            shutdown,
+        )
+        .await;
+        sweeper.abort();
+        let loaded: Vec<_> = {
+            let table = self.inner.table();
+            table.apps.values().filter_map(|e| e.loaded()).collect()
+        };
+        futures::future::join_all(loaded.iter().map(|l| l.stop())).await;
+    }
+
+    /// Every app, by name.
+    pub fn list(&self) -> Vec<AppInfo> {
+        let table = self.inner.table();
+        let mut apps: Vec<_> = table
+            .apps
+            .values()
+            .map(|e| e.info(self.inner.started))
+            .collect();
+        apps.sort_by(|a, b| a.name.cmp(&b.name));
+        apps
+    }
+
+    /// One app.
+    pub fn get(&self, name: &str) -> Result<AppInfo, NodeError> {
+        self.inner
+            .table()
+            .apps
+            .get(name)
+            .map(|e| e.info(self.inner.started))
+            .ok_or_else(|| NodeError::NotFound(name.to_owned()))
+    }
+
+    /// The node's state.
+    pub fn status(&self) -> NodeStatus {
+        let table = self.inner.table();
+        NodeStatus {
+            wisp_version: env!("CARGO_PKG_VERSION").to_owned(),
+            apps: table.apps.len(),
+            loaded: table
+                .apps
+                .values()
+                .filter(|e| e.state() == AppState::Loaded)
+                .count(),
+            listen: self
+                .inner
+                .listen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            domain: self.inner.config.domain.clone(),
+            uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
+            idle_unload_seconds: self.inner.config.idle_unload.as_secs_f64(),
+        }
+    }
+
+    /// Whether the content store has the blob `digest`.
+    pub fn has_blob(&self, digest: &str) -> bool {
+        self.inner.blobs.has_blob(digest)
+    }
+
+    /// Stores an uploaded blob if it matches `digest`.
+    pub async fn put_blob<S, B, E>(&self, digest: &str, body: S) -> Result<(), NodeError>
+    where
+        S: futures::Stream<Item = Result<B, E>>,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        self.inner
+            .blobs
+            .insert_stream(digest, body, self.inner.config.max_blob_bytes)
+            .await
+            .map(drop)
+            .map_err(|e| NodeError::BadRequest(chain(&e)))
+    }
+
+    /// Deploys `request` as the app `name`, or replaces the app of that name. Returns once
+    /// the new version is checked, loaded and serving, with whether the name is new. A
+    /// refused deploy changes nothing.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        request: DeployRequest,
+    ) -> Result<(AppInfo, bool), NodeError> {
+        check_name(name)?;
+        let inner = &self.inner;
+        let hosts = match request.hosts.is_empty() {
+            true => vec![format!("{name}.{}", inner.config.domain)],
+            false => request
+                .hosts
+                .iter()
+                .map(|h| check_host(h))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        resolve_limits(&request.limits, inner.config.app_max_instances)?;
+        let label: wisp_oci::Reference = format!("node.wisp.local/apps/{name}")
+            .parse()
+            .map_err(|e: wisp_oci::OciError| NodeError::BadRequest(chain(&e)))?;
+        let (pulled, reference, origin) = match &request.source {
+            DeploySource::Uploaded { manifest } => {
+                let path = inner
+                    .blobs
+                    .blob_path(manifest)
+                    .map_err(|e| NodeError::BadRequest(chain(&e)))?;
+                let body = read_small(&path, MAX_MANIFEST_BYTES).await.map_err(|_| {
+                    NodeError::BadRequest(format!(
+                        "the node has no manifest {manifest}; upload it with PUT /v1/blobs/{manifest} first (`wisp node deploy` does)"
+                    ))
+                })?;
+                let pulled = inner
+                    .blobs
+                    .import(&label, &body)
+                    .await
+                    .map_err(|e| NodeError::BadRequest(chain(&e)))?;
+                let origin = request
+                    .origin
+                    .clone()
+                    .unwrap_or_else(|| "upload".to_owned());
+                (pulled, label.with_digest(manifest), origin)
+            }
+            DeploySource::Registry {
+                reference,
+                insecure,
+            } => {
+                let parsed: wisp_oci::Reference = reference
+                    .parse()
+                    .map_err(|e: wisp_oci::OciError| NodeError::BadRequest(chain(&e)))?;
+                let client = wisp_oci::RegistryClient::new(wisp_oci::ClientOptions {
+                    insecure: *insecure,
+                    ..Default::default()
+                })
+                .map_err(|e| NodeError::Registry(chain(&e)))?;
+                let pulled = wisp_oci::pull(&client, &parsed, &inner.blobs)
+                    .await
+                    .map_err(|e| {
+                        NodeError::Registry(format!("cannot pull {reference}: {}", chain(&e)))
+                    })?;
+                let pinned = parsed.with_digest(&pulled.digest);
+                (
+                    pulled,
+                    pinned,
+                    request.origin.clone().unwrap_or_else(|| reference.clone()),
+                )
+            }
+        };
+        let locked = pulled.locked;
+        let mut trigger_types: Vec<String> = locked
+            .triggers
+            .iter()
+            .map(|t| t.trigger_type.clone())
+            .collect();
+        trigger_types.sort();
+        trigger_types.dedup();
+        let record = AppRecord {
+            reference: reference.to_string(),
+            digest: pulled.digest.clone(),
+            origin,
+            source: request.source.clone(),
+            hosts,
+            variables: request.variables,
+            runtime_config: request.runtime_config,
+            limits: request.limits,
+            trigger_types,
+            components: locked.components.iter().map(|c| c.id.clone()).collect(),
+            app_version: locked.metadata.version.clone().filter(|v| !v.is_empty()),
+        };
+
+        let _change = inner.changes.lock().await;
+        {
+            let table = inner.table();
+            for host in &record.hosts {
+                if let Some(owner) = table.owner_of(host)
+                    && owner != name
+                {
+                    return Err(NodeError::HostTaken {
+                        host: host.clone(),
+                        owner: owner.to_owned(),
+                    });
+                }
+            }
+        }
+        // Load and check the new version while the old one serves.
+        let settings = inner.app_settings(name, &record)?;
+        let generation = inner
+            .runtime
+            .load(locked, &settings)
+            .await
+            .map_err(|e| NodeError::InvalidApp(chain(&e)))?;
+        let deployed_at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let version = inner.store.lock().unwrap_or_else(|e| e.into_inner()).put(
+            name,
+            &record,
+            deployed_at,
+        )?;
+        let loaded = Loaded::start(generation, inner.config.server.clone());
+        let new = Arc::new(entry(
+            StoredApp {
+                name: name.to_owned(),
+                version,
+                deployed_at,
+                record,
+            },
+            LoadState::Loaded(loaded),
+        ));
+        new.touch(inner.started);
+        let old = {
+            let mut table = inner.table_mut();
+            let old = table.apps.get(name).cloned();
+            table.insert(new.clone());
+            old
+        };
+        if let Some(old) = old {
+            old.retire();
+        }
+        tracing::info!(app = %name, version, digest = %new.record.digest, "deployed app `{name}` version {version} ({})", new.record.digest);
+        Ok((new.info(inner.started), version == 1))
+    }
+
+    /// Stops and removes the app `name` and its state directory.
+    pub async fn remove(&self, name: &str) -> Result<(), NodeError> {
+        check_name(name)?;
+        let inner = &self.inner;
+        let _change = inner.changes.lock().await;
+        if !inner
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)?
+        {
+            return Err(NodeError::NotFound(name.to_owned()));
+        }
+        let old = inner.table_mut().remove(name);
+        if let Some(old) = old {
+            if let Some(loaded) = old.loaded() {
+                loaded.stop().await;
+            }
+            *old.state.lock().unwrap_or_else(|e| e.into_inner()) = LoadState::Idle;
+        }
+        let dir = inner.app_dir(name);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(NodeError::Io {
+                    action: "remove",
+                    path: dir,
+                    source,
+                });
+            }
+        }
+        tracing::info!(app = %name, "removed app `{name}`");
+        Ok(())
+    }
+}
+
+fn entry(stored: StoredApp, state: LoadState) -> AppEntry {
+    AppEntry {
+        name: stored.name,
+        version: stored.version,
+        deployed_at: stored.deployed_at,
+        record: stored.record,
+        requests: AtomicU64::new(0),
+        last_used: AtomicU64::new(0),
+        state: Mutex::new(state),
+    }
+}
+
+impl AppEntry {
+    fn touch(&self, started: Instant) {
+        self.last_used
+            .store(started.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+    }
+
+    /// This version was replaced: stop its event triggers once the new version's run,
+    /// and let its requests in flight finish on what they hold.
+    fn retire(self: Arc<Self>) {
+        let loaded = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *state, LoadState::Idle)
+        };
+        if let LoadState::Loaded(loaded) = loaded {
+            tokio::spawn(async move { loaded.stop().await });
+        }
+    }
+}
+
+impl Inner {
+    fn table(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn table_mut(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn app_dir(&self, name: &str) -> PathBuf {
+        self.config.state_dir.join("apps").join(name)
+    }
+
+    /// The app's settings: its own state directory, its runtime config (relative paths
+    /// relative to that directory), its variables ahead of every provider and never the
+    /// node's environment, and its limits.
+    fn app_settings(&self, name: &str, record: &AppRecord) -> Result<AppSettings, NodeError> {
+        let dir = self.app_dir(name);
+        let mut runtime_config = match &record.runtime_config {
+            Some(text) => RuntimeConfig::from_str(text, &dir.join("runtime-config.toml"))
+                .map_err(|e| NodeError::InvalidApp(chain(&e)))?,
+            None => RuntimeConfig::default(),
+        };
+        if !record.variables.is_empty() {
+            runtime_config.variables_providers.insert(
+                0,
+                VariablesProviderConfig::Static {
+                    values: record
+                        .variables
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                },
+            );
+        }
+        runtime_config.isolated_environment = true;
+        Ok(AppSettings {
+            runtime_config,
+            paths: AppPaths {
+                state_dir: dir,
+                app_dir: None,
+            },
+            limits: resolve_limits(&record.limits, self.config.app_max_instances)?,
+        })
+    }
+
+    /// The app in memory, loading it (once, however many requests wait) if it is idle.
+    async fn ensure_loaded(
+        self: Arc<Self>,
+        entry: &Arc<AppEntry>,
+    ) -> Result<Arc<Loaded>, Arc<str>> {
+        let load = {
+            let mut state = entry.state.lock().unwrap_or_else(|e| e.into_inner());
+            match &*state {
+                LoadState::Loaded(loaded) => return Ok(loaded.clone()),
+                LoadState::Loading(load) => load.clone(),
+                LoadState::Idle => {
+                    // A task of its own: a client that goes away does not cancel the load.
+                    let task = tokio::spawn(self.clone().load(entry.clone()));
+                    let load: LoadFuture = async move {
+                        task.await
+                            .unwrap_or_else(|e| Err(Arc::from(format!("the load failed: {e}"))))
+                    }
+                    .boxed()
+                    .shared();
+                    *state = LoadState::Loading(load.clone());
+                    load
+                }
+            }
+        };
+        let result = load.await;
+        let mut state = entry.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let LoadState::Loading(_) = &*state {
+            *state = match &result {
+                Ok(loaded) => LoadState::Loaded(loaded.clone()),
+                Err(_) => LoadState::Idle,
+            };
+        }
+        result
+    }
+
+    async fn load(self: Arc<Self>, entry: Arc<AppEntry>) -> Result<Arc<Loaded>, Arc<str>> {
+        let started = Instant::now();
+        let fail = |message: String| -> Arc<str> {
+            tracing::error!(app = %entry.name, "app `{}` cannot be loaded: {message}", entry.name);
+            Arc::from(message)
+        };
+        let reference: wisp_oci::Reference = entry
+            .record
+            .reference
+            .parse()
+            .map_err(|e: wisp_oci::OciError| fail(chain(&e)))?;
+        let locked = match self.blobs.lookup(&reference).await {
+            Ok(Some(pulled)) => pulled.locked,
+            Ok(None) => {
+                return Err(fail(format!(
+                    "its artifact {} is missing from the node's store; deploy it again",
+                    entry.record.digest
+                )));
+            }
+            Err(e) => return Err(fail(chain(&e))),
+        };
+        let settings = self
+            .app_settings(&entry.name, &entry.record)
+            .map_err(|e| fail(chain(&e)))?;
+        let generation = self
+            .runtime
+            .load(locked, &settings)
+            .await
+            .map_err(|e| fail(chain(&e)))?;
+        tracing::info!(app = %entry.name, "loaded app `{}` in {:.1?}", entry.name, started.elapsed());
+        Ok(Loaded::start(generation, self.config.server.clone()))
+    }
+
+    /// Unloads apps without traffic for `idle_unload` (apps with event triggers stay).
+    async fn unload_idle_apps(self: Arc<Self>) {
+        let idle = self.config.idle_unload;
+        let period = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let now = self.started.elapsed().as_millis() as u64 + 1;
+            let idle_ms = idle.as_millis() as u64;
+            let candidates: Vec<_> = self
+                .table()
+                .apps
+                .values()
+                .filter(|e| !e.keeps_loaded())
+                .filter(|e| now.saturating_sub(e.last_used.load(Ordering::Relaxed)) >= idle_ms)
+                .cloned()
+                .collect();
+            for entry in candidates {
+                let unloaded = {
+                    let mut state = entry.state.lock().unwrap_or_else(|e| e.into_inner());
+                    match &*state {
+                        LoadState::Loaded(_) => std::mem::replace(&mut *state, LoadState::Idle),
+                        _ => continue,
+                    }
+                };
+                if let LoadState::Loaded(loaded) = unloaded {
+                    tracing::info!(app = %entry.name, "unloaded app `{}` after {idle:?} without requests", entry.name);
+                    loaded.stop().await;
+                }
+            }
+        }
+    }
+}
+
+/// Routes requests on the data listener by `Host` to their app.
+struct Router(Arc<Inner>);
+
+impl RequestHandler for Router {
+    fn handle_request(
+        self: Arc<Self>,
+        request: http::Request<hyper::body::Incoming>,
+        peer: Peer,
+    ) -> BoxFuture<'static, http::Response<WasiBody>> {
+        let inner = self.0.clone();
+        Box::pin(async move {
+            let authority = match wisp_trigger_http::request_authority(&request, peer.local) {
+                Ok(authority) => authority,
+                Err(reason) => {
+                    tracing::debug!("refused a request from {} with 400: {reason}", peer.client);
+                    return wisp_trigger_http::text_response(
+                        http::StatusCode::BAD_REQUEST,
+                        "Bad Request\n",
+                    );
+                }
+            };
+            let host = host_name(&authority);
+            let entry = inner.table().route(&host).cloned();
+            let Some(entry) = entry else {
+                tracing::debug!("no app answers host `{host}`; answered 404");
+                return wisp_trigger_http::text_response(
+                    http::StatusCode::NOT_FOUND,
+                    "Not Found: no app is deployed at this host\n",
+                );
+            };
+            entry.requests.fetch_add(1, Ordering::Relaxed);
+            entry.touch(inner.started);
+            match inner.clone().ensure_loaded(&entry).await {
+                Ok(loaded) => match &loaded.http {
+                    Some(http) => http.handle_incoming(request, peer).await,
+                    None => wisp_trigger_http::text_response(
+                        http::StatusCode::NOT_FOUND,
+                        "Not Found: this app has no HTTP routes\n",
+                    ),
+                },
+                Err(_) => wisp_trigger_http::text_response(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable\n",
+                ),
+            }
+        })
+    }
+}
+
+/// `Example.com.:8080` → `example.com`.
+fn host_name(authority: &str) -> String {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// App names are DNS labels: they become host names.
+fn check_name(name: &str) -> Result<(), NodeError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    match ok {
+        true => Ok(()),
+        false => Err(NodeError::BadRequest(format!(
+            "app name `{name}` is invalid: use 1 to 63 lowercase letters, digits and `-`, not starting with `-`"
+        ))),
+    }
+}
+
+/// A host name (`shop.example.com`) or wildcard (`*.example.com`), lowercased.
+fn check_host(host: &str) -> Result<String, NodeError> {
+    let lower = host.trim_end_matches('.').to_ascii_lowercase();
+    let name = lower.strip_prefix("*.").unwrap_or(&lower);
+    let labels_ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    match labels_ok {
+        true => Ok(lower),
+        false => Err(NodeError::BadRequest(format!(
+            "host `{host}` is invalid: give a host name (shop.example.com) or a wildcard (*.example.com), without a port"
+        ))),
+    }
+}
+
+/// The engine's form of an app's limits; the default instance cap is `default_cap`.
+fn resolve_limits(spec: &AppLimitsSpec, default_cap: u32) -> Result<AppLimits, NodeError> {
+    let request_timeout = match spec.request_timeout_secs {
+        Some(secs) => Some(
+            Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    NodeError::BadRequest(format!(
+                        "request timeout {secs} is invalid: give a positive number of seconds"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    if spec.memory_limit_mb == Some(0) || spec.max_instances == Some(0) {
+        return Err(NodeError::BadRequest(
+            "an app's memory limit and instance cap must be at least 1".to_owned(),
+        ));
+    }
+    Ok(AppLimits {
+        memory_limit: spec.memory_limit_mb.map(|mb| mb << 20),
+        request_timeout,
+        max_instances: Some(spec.max_instances.unwrap_or(default_cap).max(1)),
+    })
+}
+
+async fn read_small(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let len = tokio::fs::metadata(path).await?.len();
+    if len > limit {
+        return Err(std::io::Error::other("too large"));
+    }
+    tokio::fs::read(path).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_route_exactly_then_by_the_longest_wildcard() {
+        let app = |name: &str, hosts: &[&str]| {
+            Arc::new(entry(
+                StoredApp {
+                    name: name.to_owned(),
+                    version: 1,
+                    deployed_at: 0,
+                    record: AppRecord {
+                        reference: String::new(),
+                        digest: String::new(),
+                        origin: String::new(),
+                        source: DeploySource::Uploaded {
+                            manifest: String::new(),
+                        },
+                        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+                        variables: Default::default(),
+                        runtime_config: None,
+                        limits: Default::default(),
+                        trigger_types: vec![],
+                        components: vec![],
+                        app_version: None,
+                    },
+                },
+                LoadState::Idle,
+            ))
+        };
+        let mut table = Table::default();
+        table.insert(app("shop", &["shop.example.com"]));
+        table.insert(app("any", &["*.example.com"]));
+        table.insert(app("eu", &["*.eu.example.com"]));
+        fn routed(table: &Table, host: &str) -> Option<String> {
+            table.route(host).map(|e| e.name.clone())
+        }
+        assert_eq!(routed(&table, "shop.example.com").as_deref(), Some("shop"));
+        assert_eq!(routed(&table, "blog.example.com").as_deref(), Some("any"));
+        assert_eq!(routed(&table, "a.eu.example.com").as_deref(), Some("eu"));
+        assert_eq!(routed(&table, "example.com"), None);
+        assert_eq!(routed(&table, "other.org"), None);
+        assert_eq!(table.owner_of("*.example.com"), Some("any"));
+
+        // A replacement takes over the hosts; the old version's vanish.
+        table.insert(app("shop", &["store.example.com"]));
+        assert_eq!(routed(&table, "shop.example.com").as_deref(), Some("any"));
+        assert_eq!(routed(&table, "store.example.com").as_deref(), Some("shop"));
+        assert!(table.remove("eu").is_some());
+        assert_eq!(routed(&table, "a.eu.example.com").as_deref(), Some("any"));
+    }
+
+    #[test]
+    fn names_and_hosts_are_checked() {
+        assert!(check_name("hello-2").is_ok());
+        for bad in ["", "-x", "Hello", "a.b", "a_b", &"x".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(check_host("Shop.Example.com.").unwrap(), "shop.example.com");
+        assert_eq!(check_host("*.example.com").unwrap(), "*.example.com");
+        for bad in [
+            "",
+            "a..b",
+            "shop.example.com:80",
+            "*",
+            "a.*.b",
+            "-a.com",
+            "a b",
+        ] {
+            assert!(check_host(bad).is_err(), "{bad}");
+        }
+        assert_eq!(host_name("Example.COM.:8080"), "example.com");
+        assert_eq!(host_name("[::1]:3000"), "::1");
+        assert_eq!(host_name("hello.localhost"), "hello.localhost");
+    }
+}
