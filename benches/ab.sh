@@ -15,7 +15,7 @@ ROUNDS="${2:-5}"
 C="${3:-16}"
 GUEST="${4:-hello}"
 SECONDS_PER_RUN="${5:-4}"
-PORT=38611
+PORT=18611
 . benches/common.sh
 bench_tools
 bench_build

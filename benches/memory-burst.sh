@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
 CONCURRENCY="${MEMORY_BURST_CONCURRENCY:-200}"
-PORT=38381
+PORT=18381
 
 . benches/common.sh
 bench_tools

@@ -14,14 +14,15 @@
 #      p99 with and without the flood.
 # Usage: benches/node.sh [seconds-per-load-run (default 10)]
 #        NODE_APPS=2000 NODE_DISTINCT=50 benches/node.sh 5     (a quicker, smaller run)
-# Everything listens on 127.0.0.1 only; every load run stops by itself.
+# Everything listens on 127.0.0.1 only, on ports below the kernel's ephemeral range (the load
+# generators' closed client sockets would otherwise hold them); every load run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
 APPS="${NODE_APPS:-10000}"
 DISTINCT="${NODE_DISTINCT:-100}"
-PORT=38391
-ADMIN=38392
+PORT=18391
+ADMIN=18392
 
 . benches/common.sh
 bench_tools
@@ -122,6 +123,7 @@ read -r restart_admin_ms restart_data_ms <<< "$START_MS"
 sleep 1
 rss_all=$(rss_kib "$NODE_PID")
 
+echo "measuring first requests, loaded apps, round robin, replaces, noisy neighbour, peers" >&2
 # 3: first requests to idle apps (every one a different app; apps 0..99 share code with
 # the rest, so this is the warm-cache path).
 for i in $(seq 1000 1199); do
@@ -184,9 +186,10 @@ WISP_LOG=warn "$WISP" node deploy quiet --from "$WORK/apps/1" 2>/dev/null
 p99_of() { to_us "$(awk '$1=="99%" {print $2}')"; }
 quiet_alone=$(wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/" | p99_of)
 wrk -t2 -c256 -d$((DURATION + 2))s -H 'Host: hog.localhost' "http://127.0.0.1:$PORT/" > "$WORK/hog.wrk" 2>&1 &
+HOG_WRK=$!
 sleep 1
 quiet_flooded=$(wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/" | p99_of)
-wait
+wait "$HOG_WRK" || true
 hog_rps=$(wrk_rps < "$WORK/hog.wrk")
 stop_node
 
@@ -194,18 +197,22 @@ stop_node
 peer_rss() { # command... -> total RSS KiB of 20 processes
   local total=0 port pids=()
   for i in $(seq 0 19); do
-    port=$((38400 + i))
+    port=$((18400 + i))
     "$@" "$port" >/dev/null 2>&1 &
     pids+=($!); PEERS+=($!)
   done
-  for i in $(seq 0 19); do wait_for_200 $((38400 + i)) /hello >/dev/null || true; done
+  for i in $(seq 0 19); do wait_for_200 $((18400 + i)) /hello >/dev/null || true; done
   sleep 1
-  for pid in "${pids[@]}"; do total=$((total + $(rss_kib "$pid"))); done
+  local alive=0
+  for pid in "${pids[@]}"; do
+    if [ -r "/proc/$pid/status" ]; then total=$((total + $(rss_kib "$pid"))); alive=$((alive + 1)); fi
+  done
+  [ "$alive" = 20 ] || { echo "only $alive of 20 peer processes started" >&2; total=$((total * 20 / (alive > 0 ? alive : 1))); }
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   echo "$total"
 }
-wisp_up() { WISP_LOG=warn "$WISP" up --from "$GUESTS/hello.wasm" --listen "127.0.0.1:$1"; }
-wasmtime_serve() { "$WASMTIME" serve -Scli --addr "127.0.0.1:$1" "$GUESTS/hello.wasm"; }
+wisp_up() { WISP_LOG=warn exec "$WISP" up --from "$GUESTS/hello.wasm" --listen "127.0.0.1:$1"; }
+wasmtime_serve() { exec "$WASMTIME" serve -Scli --addr "127.0.0.1:$1" "$GUESTS/hello.wasm"; }
 peers_wisp=$(peer_rss wisp_up)
 peers_wasmtime=$(peer_rss wasmtime_serve)
 

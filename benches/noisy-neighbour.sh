@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
-PORT=38281
+PORT=18281
 LOOPS="${NOISY_LOOPS:-$(nproc)}"
 
 . benches/common.sh

@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-5}"
 ROOT="$PWD"
-PORT=38181
+PORT=18181
 
 . benches/common.sh
 bench_tools

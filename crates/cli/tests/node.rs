@@ -363,6 +363,40 @@ fn the_admin_api_needs_its_token_and_stays_on_loopback() {
     );
     assert_eq!(unknown.status, 404);
 
+    // Every operation the OpenAPI document describes is one the admin API routes.
+    let document: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/node-api.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut operations = 0;
+    for (template, item) in document["paths"].as_object().unwrap() {
+        let path = template.replace("{name}", "probe").replace(
+            "{digest}",
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        );
+        for method in item.as_object().unwrap().keys() {
+            let method = method.to_ascii_uppercase();
+            let response = request(
+                node.admin,
+                &method,
+                &path,
+                &[("authorization", &bearer)],
+                b"{}",
+            );
+            assert!(
+                response.status != 405 && !response.text().contains("unknown path"),
+                "{method} {path} is described but not routed: {} {}",
+                response.status,
+                response.text()
+            );
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 7, "the document describes every operation");
+
     // The CLI with a wrong token gets the node's message and changes nothing.
     let mut command = support::wisp_command();
     let out = command

@@ -69,6 +69,12 @@ pub struct AppLimits {
     /// queue on the app's own cap (in-process requests fail at once), so one flooded app
     /// cannot take every slot of the engine.
     pub max_instances: Option<u32>,
+    /// Fair share between apps: while more than this many of the app's instances are in
+    /// flight (counted against `max_instances`) and another app is being served, new ones
+    /// start in the low-priority lane, so a flooded app cannot delay the other apps'
+    /// requests by queueing its own on every worker thread. The node sets it to the
+    /// number of CPUs; `None` never demotes.
+    pub busy_above: Option<u32>,
 }
 
 /// An app's limits, resolved against the engine's.
@@ -77,6 +83,22 @@ struct ResolvedLimits {
     timeout: Duration,
     /// The app's own instance cap and its size, if it has one.
     permits: Option<(Arc<tokio::sync::Semaphore>, u32)>,
+    busy_above: Option<u32>,
+    fair_share: Arc<crate::lanes::FairShare>,
+}
+
+impl ResolvedLimits {
+    /// Whether a new instance (its slot already taken) starts in the low-priority lane:
+    /// the app has more instances in flight than its fair share while another app is
+    /// being served.
+    fn over_share(&self) -> bool {
+        let (Some((permits, cap)), Some(above)) = (&self.permits, self.busy_above) else {
+            return false;
+        };
+        let in_flight = (*cap as usize).saturating_sub(permits.available_permits());
+        let app = std::ptr::from_ref(self) as usize;
+        self.fair_share.starts_slow(app, in_flight > above as usize)
+    }
 }
 
 impl AppLimits {
@@ -109,6 +131,8 @@ impl AppLimits {
             memory_limit,
             timeout,
             permits,
+            busy_above: self.busy_above,
+            fair_share: engine.fair_share.clone(),
         }))
     }
 }
@@ -595,7 +619,11 @@ impl LoadedComponent {
         let mut store = self.new_store(deadline, OutboundBudget::of(&request), charge)?;
         let (tx, rx) = futures::channel::oneshot::channel();
         let this = self.clone();
-        let task = tokio::spawn(Laned::new(async move {
+        let lane = match self.limits.over_share() {
+            true => Laned::start_slow,
+            false => Laned::new,
+        };
+        let task = tokio::spawn(lane(async move {
             let result = async {
                 let (pre, _) = this.http.as_ref().expect("checked before spawning");
                 let proxy = pre.instantiate_async(&mut store).await?;
@@ -716,7 +744,11 @@ impl LoadedComponent {
         // Aborted when this future is dropped (trigger shutdown) or the deadline passes
         // while the guest waits on a host call the epoch cannot interrupt: either way the
         // instance and its slot go.
-        let mut task = AbortOnDrop(tokio::spawn(Laned::new(async move {
+        let lane = match self.limits.over_share() {
+            true => Laned::start_slow,
+            false => Laned::new,
+        };
+        let mut task = AbortOnDrop(tokio::spawn(lane(async move {
             let result = within_hard_stop(deadline, timeout, call(&mut store)).await;
             let fault = store.data().recorded_fault();
             drop(store);

@@ -3,7 +3,7 @@
 //! Every instance starts on the server's own runtime (the fast lane). One that has spent
 //! more than [`SLOW_AFTER`] inside its polls (time executing wasm or host code, not time
 //! waiting) is moved to a second runtime whose threads run at the lowest CPU priority
-//! (nice 19). It keeps running there, at full speed when the machine is otherwise idle,
+//! (the idle scheduling class, or nice 19 where that is refused). It keeps running there, at full speed when the machine is otherwise idle,
 //! but the kernel gives the fast lane's threads the CPU first, so short requests keep
 //! their latency while some guests loop until their deadline. The epoch ticker makes a
 //! running guest yield every tick, which is what ends a poll and lets the move happen.
@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -29,14 +30,7 @@ fn slow_lane() -> Option<&'static tokio::runtime::Handle> {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("wisp-slow-lane")
-            .on_thread_start(|| {
-                // Per-thread nice value (Linux applies setpriority to one thread id).
-                if let Err(err) =
-                    rustix::process::setpriority_process(Some(rustix::thread::gettid()), SLOW_NICE)
-                {
-                    tracing::debug!("cannot lower the slow lane's priority: {err}");
-                }
-            })
+            .on_thread_start(lower_this_threads_priority)
             .enable_all()
             .build()
             .map_err(|err| {
@@ -46,6 +40,82 @@ fn slow_lane() -> Option<&'static tokio::runtime::Handle> {
     })
     .as_ref()
     .map(tokio::runtime::Runtime::handle)
+}
+
+/// How long after another app's light start a busy app's new instances keep starting
+/// in the slow lane.
+const SHARE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Which apps must give way: engine-wide, the last time an app with few instances in
+/// flight (a light app) started one. A busy app (more in flight than its share) starts
+/// its new instances in the slow lane only while another app has been light within
+/// [`SHARE_WINDOW`]; alone, it keeps the fast lane and its full throughput.
+#[derive(Debug)]
+pub(crate) struct FairShare {
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last light start, plus one (0: never).
+    last_light_ms: AtomicU64,
+    /// Which app made it (an address that identifies the app's limits).
+    last_light_app: AtomicUsize,
+}
+
+impl Default for FairShare {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_light_ms: AtomicU64::new(0),
+            last_light_app: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl FairShare {
+    /// Records an instance start of app `app` and says whether it goes to the slow lane.
+    pub(crate) fn starts_slow(&self, app: usize, busy: bool) -> bool {
+        let now_ms = self.epoch.elapsed().as_millis() as u64 + 1;
+        if !busy {
+            self.last_light_ms.store(now_ms, Ordering::Relaxed);
+            self.last_light_app.store(app, Ordering::Relaxed);
+            return false;
+        }
+        let last = self.last_light_ms.load(Ordering::Relaxed);
+        last != 0
+            && now_ms.saturating_sub(last) < SHARE_WINDOW.as_millis() as u64
+            && self.last_light_app.load(Ordering::Relaxed) != app
+    }
+}
+
+/// Puts the calling thread in the idle scheduling class (`SCHED_IDLE`): the kernel
+/// preempts it as soon as a normal thread wakes, where a niced thread would keep the CPU
+/// for the rest of its time slice (milliseconds). Falls back to the lowest nice value.
+fn lower_this_threads_priority() {
+    if let Err(err) = set_idle_policy() {
+        tracing::debug!("cannot put the slow lane in the idle scheduling class: {err}");
+        // Per-thread nice value (Linux applies setpriority to one thread id).
+        if let Err(err) =
+            rustix::process::setpriority_process(Some(rustix::thread::gettid()), SLOW_NICE)
+        {
+            tracing::debug!("cannot lower the slow lane's priority: {err}");
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn set_idle_policy() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid, initialised `sched_param` that outlives the call, and pid
+    // 0 names the calling thread; lowering one's own policy needs no privilege.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_idle_policy() -> std::io::Result<()> {
+    Err(std::io::Error::other("only Linux has SCHED_IDLE"))
 }
 
 /// A future that moves itself to the slow lane once it has been busy for [`SLOW_AFTER`].
@@ -69,6 +139,19 @@ where
     pub(crate) fn new(future: F) -> Self {
         Self {
             lane: Lane::Fast(Box::pin(future)),
+            busy: Duration::ZERO,
+        }
+    }
+
+    /// Starts `future` in the slow lane at once (where there is one): for an instance of
+    /// an app that already has more than its share running.
+    pub(crate) fn start_slow(future: F) -> Self {
+        let lane = match slow_lane() {
+            Some(slow) => Lane::Slow(slow.spawn(future)),
+            None => Lane::Fast(Box::pin(future)),
+        };
+        Self {
+            lane,
             busy: Duration::ZERO,
         }
     }
@@ -143,6 +226,21 @@ mod tests {
         assert_eq!(busy.await.as_deref(), Some("wisp-slow-lane"));
         let short = Laned::new(async { std::thread::current().name().map(str::to_owned) });
         assert_ne!(short.await.as_deref(), Some("wisp-slow-lane"));
+    }
+
+    /// A busy app gives way only while another app is light; alone it keeps the fast lane.
+    #[test]
+    fn busy_apps_give_way_only_to_other_apps() {
+        let share = FairShare::default();
+        assert!(!share.starts_slow(1, true), "nobody else is running");
+        assert!(!share.starts_slow(1, false));
+        assert!(
+            !share.starts_slow(1, true),
+            "its own light start does not count"
+        );
+        assert!(!share.starts_slow(2, false));
+        assert!(share.starts_slow(1, true), "app 2 just started an instance");
+        assert!(!share.starts_slow(2, false), "light starts never demote");
     }
 
     /// Dropping a moved future cancels it.

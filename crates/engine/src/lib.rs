@@ -157,6 +157,8 @@ pub struct WispEngine {
     /// Compiled components in memory, by source digest: apps using the same component
     /// (a node's many copies of one app) share its code.
     pub(crate) code: Arc<cache::SharedCode>,
+    /// Which busy apps give way to the others (see [`AppLimits::busy_above`]).
+    pub(crate) fair_share: Arc<lanes::FairShare>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -196,6 +198,7 @@ impl WispEngine {
             instance_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
             budget,
             code: Arc::default(),
+            fair_share: Arc::default(),
             _ticker: ticker,
         })
     }
@@ -255,10 +258,12 @@ fn wasmtime_config(config: &EngineConfig, pooling: bool) -> wasmtime::Config {
             // pages a request touched are reset. What stays resident stays after a burst,
             // so it is bounded by the memory budget (see `keep_resident`).
             .linear_memory_keep_resident(keep_resident(config))
-            // Reuse the slots already warm (least recently used first) before touching a
-            // cold one, so the set of slots holding memory is the peak concurrency, not
-            // up to 100 more.
-            .max_unused_warm_slots(0)
+            // Keep every warm slot's affinity to the module it last held: a node serving
+            // many distinct components reuses a slot already mapped for the same module
+            // instead of remapping another's (see docs/performance.md, the node). What a
+            // slot keeps resident is still bounded by `keep_resident`, and one app keeps
+            // reusing the same slots.
+            .max_unused_warm_slots(n)
             .table_keep_resident(1 << 20)
             .async_stack_keep_resident(128 << 10)
             .pagemap_scan(wasmtime::Enabled::Auto);

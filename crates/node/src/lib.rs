@@ -18,12 +18,13 @@
 
 mod admin;
 pub mod api;
+mod routing;
 mod store;
 
 use api::{AppInfo, AppLimitsSpec, AppState, DeployRequest, DeploySource, NodeStatus};
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
-use std::collections::HashMap;
+use routing::{Table, check_host, check_name, host_name};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use store::{AppRecord, Store, StoredApp};
 use wasmtime_wasi_http::WasiBody;
 use wisp_host::{AppPaths, RuntimeConfig, VariablesProviderConfig};
+use wisp_oci::error_chain as chain;
 use wisp_runtime::{AppLimits, AppSettings, RunningApp, Runtime};
 use wisp_trigger_http::{HttpTrigger, Peer, RequestHandler, ServerConfig};
 
@@ -104,21 +106,6 @@ pub enum NodeError {
     },
 }
 
-/// An error and its causes on one line, as `wisp up` prints them.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
 /// A running node. Cheap to clone.
 #[derive(Clone)]
 pub struct Node {
@@ -143,73 +130,6 @@ struct Inner {
     changes: tokio::sync::Mutex<()>,
     started: Instant,
     listen: Mutex<Option<SocketAddr>>,
-}
-
-/// Apps by name and by host.
-#[derive(Default)]
-struct Table {
-    apps: HashMap<String, Arc<AppEntry>>,
-    hosts: HashMap<String, Arc<AppEntry>>,
-    /// `(".suffix", app)`, longest suffix first.
-    wildcards: Vec<(String, Arc<AppEntry>)>,
-}
-
-impl Table {
-    fn route(&self, host: &str) -> Option<&Arc<AppEntry>> {
-        self.hosts.get(host).or_else(|| {
-            self.wildcards
-                .iter()
-                .find(|(suffix, _)| host.ends_with(suffix.as_str()) && host.len() > suffix.len())
-                .map(|(_, app)| app)
-        })
-    }
-
-    fn owner_of(&self, host: &str) -> Option<&str> {
-        match host.strip_prefix('*') {
-            Some(suffix) => self
-                .wildcards
-                .iter()
-                .find(|(s, _)| s == suffix)
-                .map(|(_, app)| app.name.as_str()),
-            None => self.hosts.get(host).map(|app| app.name.as_str()),
-        }
-    }
-
-    fn insert(&mut self, entry: Arc<AppEntry>) {
-        if let Some(old) = self.apps.insert(entry.name.clone(), entry.clone()) {
-            self.unroute(&old);
-        }
-        for host in &entry.record.hosts {
-            match host.strip_prefix('*') {
-                Some(suffix) => self.wildcards.push((suffix.to_owned(), entry.clone())),
-                None => {
-                    self.hosts.insert(host.clone(), entry.clone());
-                }
-            }
-        }
-        self.wildcards
-            .sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-    }
-
-    fn unroute(&mut self, old: &Arc<AppEntry>) {
-        for host in &old.record.hosts {
-            if host.starts_with('*') {
-                self.wildcards.retain(|(_, app)| !Arc::ptr_eq(app, old));
-            } else if self
-                .hosts
-                .get(host)
-                .is_some_and(|app| Arc::ptr_eq(app, old))
-            {
-                self.hosts.remove(host);
-            }
-        }
-    }
-
-    fn remove(&mut self, name: &str) -> Option<Arc<AppEntry>> {
-        let old = self.apps.remove(name)?;
-        self.unroute(&old);
-        Some(old)
-    }
 }
 
 /// One deployed version of an app.
@@ -577,6 +497,7 @@ impl Node {
             &record,
             deployed_at,
         )?;
+        write_runtime_config_copy(&inner.app_dir(name), record.runtime_config.as_deref()).await?;
         let loaded = Loaded::start(generation, inner.config.server.clone());
         let new = Arc::new(entry(
             StoredApp {
@@ -867,56 +788,6 @@ impl RequestHandler for Router {
     }
 }
 
-/// `Example.com.:8080` → `example.com`.
-fn host_name(authority: &str) -> String {
-    let host = match authority.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host),
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// App names are DNS labels: they become host names.
-fn check_name(name: &str) -> Result<(), NodeError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-');
-    match ok {
-        true => Ok(()),
-        false => Err(NodeError::BadRequest(format!(
-            "app name `{name}` is invalid: use 1 to 63 lowercase letters, digits and `-`, not starting with `-`"
-        ))),
-    }
-}
-
-/// A host name (`shop.example.com`) or wildcard (`*.example.com`), lowercased.
-fn check_host(host: &str) -> Result<String, NodeError> {
-    let lower = host.trim_end_matches('.').to_ascii_lowercase();
-    let name = lower.strip_prefix("*.").unwrap_or(&lower);
-    let labels_ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    match labels_ok {
-        true => Ok(lower),
-        false => Err(NodeError::BadRequest(format!(
-            "host `{host}` is invalid: give a host name (shop.example.com) or a wildcard (*.example.com), without a port"
-        ))),
-    }
-}
-
 /// The engine's form of an app's limits; the default instance cap is `default_cap`.
 fn resolve_limits(spec: &AppLimitsSpec, default_cap: u32) -> Result<AppLimits, NodeError> {
     let request_timeout = match spec.request_timeout_secs {
@@ -941,7 +812,38 @@ fn resolve_limits(spec: &AppLimitsSpec, default_cap: u32) -> Result<AppLimits, N
         memory_limit: spec.memory_limit_mb.map(|mb| mb << 20),
         request_timeout,
         max_instances: Some(spec.max_instances.unwrap_or(default_cap).max(1)),
+        // An app running more instances than there are CPUs gives way to the others.
+        busy_above: Some(std::thread::available_parallelism().map_or(2, |n| n.get() as u32)),
     })
+}
+
+/// Keeps `<app dir>/runtime-config.toml` equal to the deployed runtime config, so the
+/// file its messages name exists for an operator to read. The node itself reads the
+/// text recorded in `node.db`.
+async fn write_runtime_config_copy(dir: &Path, text: Option<&str>) -> Result<(), NodeError> {
+    let path = dir.join("runtime-config.toml");
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| NodeError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    match text {
+        Some(text) => {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(io("create", dir))?;
+            tokio::fs::write(&path, text)
+                .await
+                .map_err(io("write", &path))
+        }
+        None => match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &path)(e)),
+            _ => Ok(()),
+        },
+    }
 }
 
 async fn read_small(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
@@ -950,82 +852,4 @@ async fn read_small(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
         return Err(std::io::Error::other("too large"));
     }
     tokio::fs::read(path).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_route_exactly_then_by_the_longest_wildcard() {
-        let app = |name: &str, hosts: &[&str]| {
-            Arc::new(entry(
-                StoredApp {
-                    name: name.to_owned(),
-                    version: 1,
-                    deployed_at: 0,
-                    record: AppRecord {
-                        reference: String::new(),
-                        digest: String::new(),
-                        origin: String::new(),
-                        source: DeploySource::Uploaded {
-                            manifest: String::new(),
-                        },
-                        hosts: hosts.iter().map(|h| h.to_string()).collect(),
-                        variables: Default::default(),
-                        runtime_config: None,
-                        limits: Default::default(),
-                        trigger_types: vec![],
-                        components: vec![],
-                        app_version: None,
-                    },
-                },
-                LoadState::Idle,
-            ))
-        };
-        let mut table = Table::default();
-        table.insert(app("shop", &["shop.example.com"]));
-        table.insert(app("any", &["*.example.com"]));
-        table.insert(app("eu", &["*.eu.example.com"]));
-        fn routed(table: &Table, host: &str) -> Option<String> {
-            table.route(host).map(|e| e.name.clone())
-        }
-        assert_eq!(routed(&table, "shop.example.com").as_deref(), Some("shop"));
-        assert_eq!(routed(&table, "blog.example.com").as_deref(), Some("any"));
-        assert_eq!(routed(&table, "a.eu.example.com").as_deref(), Some("eu"));
-        assert_eq!(routed(&table, "example.com"), None);
-        assert_eq!(routed(&table, "other.org"), None);
-        assert_eq!(table.owner_of("*.example.com"), Some("any"));
-
-        // A replacement takes over the hosts; the old version's vanish.
-        table.insert(app("shop", &["store.example.com"]));
-        assert_eq!(routed(&table, "shop.example.com").as_deref(), Some("any"));
-        assert_eq!(routed(&table, "store.example.com").as_deref(), Some("shop"));
-        assert!(table.remove("eu").is_some());
-        assert_eq!(routed(&table, "a.eu.example.com").as_deref(), Some("any"));
-    }
-
-    #[test]
-    fn names_and_hosts_are_checked() {
-        assert!(check_name("hello-2").is_ok());
-        for bad in ["", "-x", "Hello", "a.b", "a_b", &"x".repeat(64)] {
-            assert!(check_name(bad).is_err(), "{bad}");
-        }
-        assert_eq!(check_host("Shop.Example.com.").unwrap(), "shop.example.com");
-        assert_eq!(check_host("*.example.com").unwrap(), "*.example.com");
-        for bad in [
-            "",
-            "a..b",
-            "shop.example.com:80",
-            "*",
-            "a.*.b",
-            "-a.com",
-            "a b",
-        ] {
-            assert!(check_host(bad).is_err(), "{bad}");
-        }
-        assert_eq!(host_name("Example.COM.:8080"), "example.com");
-        assert_eq!(host_name("[::1]:3000"), "::1");
-        assert_eq!(host_name("hello.localhost"), "hello.localhost");
-    }
 }

@@ -66,7 +66,7 @@ use std::path::PathBuf;
 
 pub use auth::{AuthStore, CredentialSource, CredentialStores, login, login_with_store};
 pub use cache::Cache;
-pub use client::{ClientOptions, RegistryClient};
+pub use client::{ClientOptions, RegistryClient, error_chain};
 pub use pull::{PulledApp, pull};
 pub use push::{PackedApp, PackedBlob, ProgressEvent, PushResult, pack, push, push_with_progress};
 pub use reference::Reference;
