@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::registry::Registry;
 use support::{HttpResponse, app_dir, manifest_one, request, toml_path, try_request};
 use wisp_test_programs as programs;
+use wisp_test_registry::Registry;
 
 /// A running `wisp node`, stopped (SIGTERM) on drop.
 struct Node {
@@ -751,7 +751,7 @@ source = {}
 
 #[test]
 fn deploys_from_a_registry() {
-    let mut registry = Registry::start("node", "node-pass-123");
+    let mut registry = Registry::start_with_auth("node", "node-pass-123");
     let auth = tempfile::tempdir().unwrap();
     let auth_file = auth.path().join("auth.json");
     let wisp = |args: &[&str], stdin: &str| {

@@ -9,9 +9,9 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use support::registry::Registry;
 use support::{Wisp, app_dir, toml_path};
 use wisp_test_programs as programs;
+use wisp_test_registry::Registry;
 
 /// `wisp <args>` with the credential store and OCI cache of this test.
 fn wisp(args: &[&str], auth_file: &Path, stdin: Option<&str>) -> Output {
@@ -37,7 +37,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn push_pull_and_run_from_a_registry_with_basic_auth() {
-    let mut registry = Registry::start("ci", "s3cret-pass");
+    let mut registry = Registry::start_with_auth("ci", "s3cret-pass");
     let host = registry.host.clone();
     let state = tempfile::tempdir().unwrap();
     let auth_file = state.path().join("registry-auth.json");

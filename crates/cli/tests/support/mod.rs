@@ -2,8 +2,6 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
-pub mod registry;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
