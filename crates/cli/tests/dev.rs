@@ -577,7 +577,21 @@ fn up_json_logs_lifecycle_and_requests_as_json_lines() {
     );
     support::terminate(&child);
     let stopped = loop {
-        let event = next(&mut events);
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(30)) else {
+            // Say how it ended: an exit without the event is the failure to explain.
+            let status = support::wait_timeout(&mut child, Duration::from_secs(5));
+            panic!(
+                "wisp up --json ended without a `stopped` event (exit: {status:?}); its events:\n{}",
+                events
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        };
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        events.push(event.clone());
         if event["event"] == "stopped" {
             break event;
         }
