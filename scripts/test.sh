@@ -44,7 +44,7 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends python3-venv
 fi
 
-# Go (Debian trixie-backports) and wasm-tools (crates.io) for the http-go template test,
+# Go (Debian trixie-backports) and wasm-tools (Cargo registry) for the http-go template test,
 # under ~/.cache/wisp/tools, where the test looks.
 bash scripts/install-go.sh
 

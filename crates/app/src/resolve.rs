@@ -7,7 +7,7 @@ use crate::{
 };
 use indexmap::IndexMap;
 use std::path::{Component as PathComponent, Path, PathBuf};
-use wisp_manifest::{FileMount, HttpRoute, Manifest};
+use wisp_manifest::{ComponentSource, FileMount, HttpRoute, Manifest};
 
 /// Errors turning a manifest into a LockedApp. Each names the component and path at fault.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,16 @@ pub enum ResolveError {
         path: PathBuf,
         /// What is wrong.
         message: String,
+    },
+    /// A `source = { url, digest }` was not downloaded before resolving.
+    #[error(
+        "component `{component}`: its source {url} has not been downloaded; fetch url sources into the content cache before resolving (as `wisp up` does)"
+    )]
+    UrlSourceNotFetched {
+        /// Component id.
+        component: String,
+        /// The source's URL.
+        url: String,
     },
 }
 
@@ -104,7 +114,16 @@ pub fn resolve_with(
     // Each trigger table becomes `{ trigger_type, trigger_config }`; the trigger type's
     // crate reads the configuration (its `<Type>TriggerConfig`).
     let mut triggers: Vec<LockedTrigger> = Vec::new();
-    for (index, t) in manifest.http_triggers.iter().enumerate() {
+    // Explicit ids first: a generated id never takes one the manifest gives later.
+    let mut taken: std::collections::HashSet<String> = manifest
+        .http_triggers
+        .iter()
+        .map(|t| t.id.clone())
+        .chain(manifest.redis_triggers.iter().map(|t| t.id.clone()))
+        .chain(manifest.cron_triggers.iter().map(|t| t.id.clone()))
+        .flatten()
+        .collect();
+    for t in &manifest.http_triggers {
         let mut config = serde_json::Map::new();
         if let HttpRoute::Path(route) = &t.route {
             config.insert("route".into(), route.clone().into());
@@ -126,9 +145,15 @@ pub fn resolve_with(
         if let Some(size) = t.max_request_body_size {
             config.insert("max_request_body_size".into(), size.into());
         }
-        triggers.push(locked_trigger(t.id.as_ref(), "http", index, config));
+        triggers.push(locked_trigger(
+            t.id.as_ref(),
+            "http",
+            t.component.as_deref(),
+            &mut taken,
+            config,
+        ));
     }
-    for (index, t) in manifest.redis_triggers.iter().enumerate() {
+    for t in &manifest.redis_triggers {
         let config = serde_json::json!({
             "component": t.component,
             "channel": t.channel,
@@ -137,11 +162,12 @@ pub fn resolve_with(
         triggers.push(locked_trigger(
             t.id.as_ref(),
             "redis",
-            index,
+            Some(&t.component),
+            &mut taken,
             object(config),
         ));
     }
-    for (index, t) in manifest.cron_triggers.iter().enumerate() {
+    for t in &manifest.cron_triggers {
         let mut config = object(serde_json::json!({
             "component": t.component,
             "cron_expression": t.cron_expression,
@@ -149,14 +175,28 @@ pub fn resolve_with(
         if t.allow_overlap {
             config.insert("allow_overlap".into(), true.into());
         }
-        triggers.push(locked_trigger(t.id.as_ref(), "cron", index, config));
+        triggers.push(locked_trigger(
+            t.id.as_ref(),
+            "cron",
+            Some(&t.component),
+            &mut taken,
+            config,
+        ));
     }
 
     let components = manifest
         .components
         .values()
         .map(|c| {
-            let path = absolutize(&base, &c.source);
+            let path = match &c.source {
+                ComponentSource::Local(source) => absolutize(&base, source),
+                ComponentSource::Remote { url, .. } => {
+                    return Err(ResolveError::UrlSourceNotFetched {
+                        component: c.id.clone(),
+                        url: url.clone(),
+                    });
+                }
+            };
             let bytes = read_source(&path, options.max_source_bytes).map_err(|source| {
                 ResolveError::Source {
                     component: c.id.clone(),
@@ -201,16 +241,30 @@ pub fn resolve_with(
 }
 
 /// A LockedApp trigger; without an id of its own it is `<type>-trigger-<n>`.
+/// A trigger with its id: the manifest's, else Spin's generated one, so logs and the locked
+/// app name triggers as Spin does (`<component>-<type>-trigger`, else `<type>-trigger<N>`).
 fn locked_trigger(
     id: Option<&String>,
     trigger_type: &str,
-    index: usize,
+    component: Option<&str>,
+    taken: &mut std::collections::HashSet<String>,
     config: serde_json::Map<String, serde_json::Value>,
 ) -> LockedTrigger {
+    let id = match (id, component) {
+        (Some(id), _) => id.clone(),
+        (None, Some(component))
+            if !taken.contains(&format!("{component}-{trigger_type}-trigger")) =>
+        {
+            format!("{component}-{trigger_type}-trigger")
+        }
+        (None, _) => (1..)
+            .map(|n| format!("{trigger_type}-trigger{n}"))
+            .find(|id| !taken.contains(id))
+            .expect("an unused counter exists"),
+    };
+    taken.insert(id.clone());
     LockedTrigger {
-        id: id
-            .cloned()
-            .unwrap_or_else(|| format!("{trigger_type}-trigger-{}", index + 1)),
+        id,
         trigger_type: trigger_type.to_owned(),
         trigger_config: config.into(),
     }
@@ -250,7 +304,13 @@ pub fn from_component_file_with(
             ..AppMetadata::default()
         },
         variables: IndexMap::new(),
-        triggers: vec![locked_trigger(None, "http", 0, config)],
+        triggers: vec![locked_trigger(
+            None,
+            "http",
+            Some(&id),
+            &mut Default::default(),
+            config,
+        )],
         components: vec![LockedComponent {
             id,
             metadata: ComponentMetadata::default(),

@@ -578,12 +578,59 @@ fn outbound_interfaces_without_grants_answer_with_their_error_variant() {
         &wisp,
         "GET /unsupported",
         200,
+        // Spin's variants and texts (the address as the guest passed it; PostgreSQL's as
+        // parsed, with a port only when one was written).
         "redis: Error::InvalidAddress\n\
-         mqtt: Error::InvalidAddress\n\
-         postgres: Error::ConnectionFailed(\"postgres://127.0.0.1:5432 is not allowed; add \\\"postgres://127.0.0.1:5432\\\" to the component's allowed_outbound_hosts\")\n\
-         mysql: Error::ConnectionFailed(\"mysql://127.0.0.1:3306 is not allowed; add \\\"mysql://127.0.0.1:3306\\\" to the component's allowed_outbound_hosts\")\n\
+         mqtt: Error::ConnectionFailed(\"address mqtt://127.0.0.1:1883 is not permitted\")\n\
+         postgres: Error::ConnectionFailed(\"address postgres://127.0.0.1 is not permitted\")\n\
+         mysql: Error::ConnectionFailed(\"address mysql://127.0.0.1/db is not permitted\")\n\
          llm: Error::RuntimeError(\"no LLM backend configured\")\n",
     );
+}
+
+#[test]
+fn key_value_and_sqlite_flags_seed_the_stores_before_serving() {
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let seed = app.write(
+        "seed.sql",
+        "CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER NOT NULL);\n\
+         INSERT INTO counter(id, n) VALUES (1, 40);\n",
+    );
+    let seed = seed.to_str().unwrap();
+    let wisp = app.up(&[
+        "--key-value",
+        "greeting=hello",
+        "--key-value",
+        "pair=a=b",
+        "--sqlite",
+        &format!("@{seed}"),
+        "--sqlite",
+        "UPDATE counter SET n = n + 1",
+    ]);
+    expect(
+        &wisp,
+        "GET /kv/get?store=default&key=greeting",
+        200,
+        "hello",
+    );
+    expect(&wisp, "GET /kv/get?store=default&key=pair", 200, "a=b");
+    expect(&wisp, "POST /sqlite/counter?db=default", 200, "42");
+    drop(wisp);
+
+    // A failing statement or an unknown database stops the start, saying which.
+    for (flag, needle) in [
+        ("SELECT * FROM nowhere".to_owned(), "no such table: nowhere"),
+        (format!("@{seed}:nope"), "[sqlite_database.nope]"),
+    ] {
+        let (status, stderr) = Wisp::spawn(app.command(&["--sqlite", &flag], &[]))
+            .err()
+            .expect("refused");
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("--sqlite {flag}")) && stderr.contains(needle),
+            "{stderr}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

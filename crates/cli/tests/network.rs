@@ -275,7 +275,7 @@ fn mqtt_wrong_password_fails_at_open_with_connection_failed() {
 }
 
 #[test]
-fn mqtt_address_not_granted_is_invalid_address_and_logged() {
+fn mqtt_address_not_granted_is_refused_as_spin_does_and_logged() {
     for source in [programs::NET_V5, programs::NET_V7] {
         // Granted: another port only.
         let app = App::new(source, &["mqtt://127.0.0.1:1884"]);
@@ -284,7 +284,11 @@ fn mqtt_address_not_granted_is_invalid_address_and_logged() {
         let subscriber = Subscriber::new(&topic);
         assert_eq!(
             publish(&wisp, "mqtt://127.0.0.1:1883", "wisp", &topic, 0, 1, b"x"),
-            (200, "error: Error::InvalidAddress".to_owned())
+            (
+                200,
+                "error: Error::ConnectionFailed(\"address mqtt://127.0.0.1:1883 is not permitted\")"
+                    .to_owned()
+            )
         );
         assert!(
             wisp.wait_for_output(

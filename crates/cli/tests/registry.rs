@@ -142,6 +142,29 @@ source = {}
     assert_eq!(again["uploaded_blobs"], 0, "{again}");
     assert_eq!(again["digest"], digest.as_str());
 
+    // Spin's spelling: `--from`, `-k`, `--build`, `--annotation` (which changes the
+    // manifest, so the digest).
+    let annotated = wisp(
+        &[
+            "registry",
+            "push",
+            &format!("{host}/apps/hello:annotated"),
+            "--from",
+            manifest,
+            "-k",
+            "--build",
+            "--annotation",
+            "org.opencontainers.image.source=https://example.com/hello",
+            "--json",
+        ],
+        &auth_file,
+        None,
+    );
+    assert!(annotated.status.success(), "{}", text(&annotated.stderr));
+    let annotated: serde_json::Value = serde_json::from_slice(&annotated.stdout).unwrap();
+    assert_eq!(annotated["uploaded_blobs"], 0, "{annotated}");
+    assert_ne!(annotated["digest"], digest.as_str(), "{annotated}");
+
     // Pull by tag reports the same digest.
     let pull = wisp(
         &[
@@ -162,14 +185,8 @@ source = {}
     let up = |from: &str, state_dir: &Path| {
         let mut command = support::wisp_command();
         command
-            .args([
-                "up",
-                "--from",
-                from,
-                "--insecure",
-                "--oci-cache-dir",
-                oci_cache,
-            ])
+            // `spin up -f <reference> -k`, as Spin users type it.
+            .args(["up", "-f", from, "-k", "--oci-cache-dir", oci_cache])
             .arg("--state-dir")
             .arg(state_dir)
             .env("WISP_REGISTRY_AUTH_FILE", &auth_file);

@@ -1,4 +1,4 @@
-//! End-to-end tests of apps built with the real Spin Rust SDK from crates.io:
+//! End-to-end tests of apps built with the real Spin Rust SDK from the Cargo registry:
 //! `spin-sdk` 5.2 (WASI 0.2, `#[http_component]`) and 7.0 (WASI 0.3,
 //! `#[http_service]`), served unchanged by `wisp up` from a `spin.toml`.
 

@@ -392,7 +392,7 @@ fn cron_trigger_fires_on_schedule_with_the_tick_timestamp() {
 fn cron_trigger_logs_a_failed_run() {
     let (_dir, wisp) = up(&cron_manifest("* * * * * *", r#"TICK_FAIL = "1""#, ""));
     wait_until(&wisp, Duration::from_secs(10), "the error log", |out| {
-        out.contains("cron trigger `cron-trigger-1`: `tick` returned an error")
+        out.contains("cron trigger `tick-cron-trigger`: `tick` returned an error")
             && out.contains("asked to fail")
     });
 }

@@ -107,6 +107,10 @@ route = "/users/:id"
 component = "echo"
 
 [[trigger.http]]
+route = "/segments/:path_segment/:Item2"
+component = "echo"
+
+[[trigger.http]]
 route = "/gone"
 static_response = {{ status_code = 410, headers = {{ "content-type" = "text/plain" }}, body = "gone for good" }}
 
@@ -119,6 +123,7 @@ source = {hello}
 
 [component.echo]
 source = {echo}
+description = "Echoes the request"
 
 [component.internal]
 source = {hello}
@@ -137,6 +142,25 @@ source = {hello}
         user.text()
     );
     assert_eq!(wisp.get("/users/42/more").text(), "Hello from Wisp\n");
+    // Spin's start-up lines on stdout, for harnesses that wait for them; no private route.
+    let addr = wisp.addr;
+    let expected = format!(
+        "\nServing http://{addr}\nAvailable Routes:\n  fallback: http://{addr} (wildcard)\n  echo: http://{addr}/users/:id\n    Echoes the request\n  echo: http://{addr}/segments/:path_segment/:Item2\n    Echoes the request\n"
+    );
+    assert!(wisp.wait_for_output(&format!(": http://{addr}/gone\n")));
+    assert!(wisp.stdout().starts_with(&expected), "{}", wisp.stdout());
+    assert!(!wisp.stdout().contains("internal"), "{}", wisp.stdout());
+    // Spin's names: lower case, `_` turned into `-`.
+    let segments = wisp.get("/segments/a_b/C3").text();
+    for line in [
+        "spin-path-match-path-segment: a_b",
+        "spin-path-match-item2: C3",
+    ] {
+        assert!(
+            segments.lines().any(|l| l == line),
+            "missing {line:?} in:\n{segments}"
+        );
+    }
 
     let gone = wisp.get("/gone");
     assert_eq!(gone.status, 410);
@@ -575,4 +599,250 @@ fn core_module_is_componentized_at_load() {
     let response = wisp.get("/core");
     assert_eq!(response.status, 200, "{}", wisp.stderr());
     assert_eq!(response.text(), "Hello from Wisp\n");
+}
+
+/// `python3 -m http.server` serving `dir` on a free loopback port; killed on drop.
+struct FileServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FileServer {
+    fn start(dir: &std::path::Path) -> FileServer {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new("python3")
+            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs (scripts/test.sh installs it)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 41235 (http://127.0.0.1:41235/) ..."
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        FileServer { child, port }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn url_sources_are_downloaded_once_verified_and_cached() {
+    let served = tempfile::tempdir().unwrap();
+    let wasm = std::fs::read(programs::HELLO).unwrap();
+    std::fs::write(served.path().join("hello.wasm"), &wasm).unwrap();
+    let digest = wisp_app::sha256_digest(&wasm);
+    let server = FileServer::start(served.path());
+    let port = server.port;
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let source = |url: &str, digest: &str| {
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"remote\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"hello\"\n[component.hello]\nsource = {{ url = \"{url}\", digest = \"{digest}\" }}\n"
+        )
+    };
+    let url = format!("http://127.0.0.1:{port}/hello.wasm");
+    let good = app_dir(&source(&url, &digest));
+    let good_manifest = good.path().join("spin.toml");
+    let up = |manifest: &std::path::Path| {
+        Wisp::try_up(&[
+            "-f",
+            manifest.to_str().unwrap(),
+            "--oci-cache-dir",
+            cache_dir,
+        ])
+    };
+
+    let wisp = up(&good_manifest).unwrap_or_else(|(_, stderr)| panic!("{stderr}"));
+    assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
+    drop(wisp);
+
+    // A digest that does not match what the URL serves: refused, nothing cached.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let bad = app_dir(&source(&url, &wrong));
+    let (status, stderr) = up(&bad.path().join("spin.toml")).err().expect("refused");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("component `hello`: cannot use its url source")
+            && stderr.contains(&format!(
+                "hashes to {digest}, not to the manifest's digest {wrong}"
+            )),
+        "{stderr}"
+    );
+    let cached = std::fs::read_dir(cache.path().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(cached, [digest.trim_start_matches("sha256:")], "{cached:?}");
+
+    // A missing file: the server's status is in the error.
+    let missing = app_dir(&source(
+        &format!("http://127.0.0.1:{port}/nope.wasm"),
+        &format!("sha256:{}", "1".repeat(64)),
+    ));
+    let (_, stderr) = up(&missing.path().join("spin.toml"))
+        .err()
+        .expect("refused");
+    assert!(
+        stderr.contains(&format!(
+            "cannot download http://127.0.0.1:{port}/nope.wasm: the server answered 404"
+        )),
+        "{stderr}"
+    );
+
+    // Once cached, the server is no longer needed; an uncached source now cannot be fetched.
+    drop(server);
+    let wisp = up(&good_manifest).unwrap_or_else(|(_, stderr)| panic!("{stderr}"));
+    assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
+    drop(wisp);
+    let (_, stderr) = up(&missing.path().join("spin.toml"))
+        .err()
+        .expect("refused");
+    assert!(
+        stderr.contains(&format!(
+            "cannot download http://127.0.0.1:{port}/nope.wasm"
+        )) && stderr.contains("check the URL and that the server is reachable"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn spin_up_flags_env_component_id_quiet_follow() {
+    // Two components: `sandbox` (reports its env) and `log` (writes to stdout and stderr).
+    let manifest = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "flags"
+[[trigger.http]]
+route = "/sandbox"
+component = "sandbox"
+[[trigger.http]]
+route = "/log"
+component = "log"
+[[trigger.http]]
+route = "/gone"
+static_response = {{ status_code = 410 }}
+[component.sandbox]
+source = {sandbox}
+environment = {{ GREETING = "hi" }}
+[component.log]
+source = {log}
+"#,
+        sandbox = toml_path(programs::SANDBOX),
+        log = toml_path(programs::STDIO_LOG)
+    );
+    let dir = app_dir(&manifest);
+    let manifest = dir.path().join("spin.toml");
+    let manifest = manifest.to_str().unwrap();
+
+    // `-e` overrides the manifest's value and adds a variable; `-c` keeps one component
+    // (and the static route); `-q` drops guest output.
+    let wisp = Wisp::up(&[
+        "-f",
+        manifest,
+        "-e",
+        "GREETING=hello=there",
+        "--env",
+        "EXTRA=1",
+        "-c",
+        "sandbox",
+        "-q",
+    ]);
+    let text = wisp.get("/sandbox").text();
+    assert!(text.contains("env GREETING=hello=there\n"), "{text}");
+    assert!(text.contains("env count=2\n"), "{text}");
+    assert_eq!(wisp.get("/log").status, 404, "log was not retained");
+    assert_eq!(wisp.get("/gone").status, 410);
+    drop(wisp);
+
+    // `--follow log` shows log's lines; `-q` shows none.
+    let wisp = Wisp::up(&["-f", manifest, "--follow", "log"]);
+    assert_eq!(wisp.get("/log").text(), "logged\n");
+    assert!(wisp.wait_for_output("[log] hello stderr"));
+    drop(wisp);
+    let wisp = Wisp::up(&["-f", manifest, "--quiet"]);
+    assert_eq!(wisp.get("/log").text(), "logged\n");
+    // The request's log line comes after the guest's output.
+    assert!(wisp.wait_for_output("GET /log 200"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!wisp.stderr().contains("hello stderr"), "{}", wisp.stderr());
+    assert!(!wisp.stdout().contains("hello stdout"), "{}", wisp.stdout());
+    drop(wisp);
+
+    // Unknown ids are refused, naming the app's components.
+    for flag in ["-c", "--follow"] {
+        let (status, stderr) = Wisp::try_up(&["-f", manifest, flag, "nope"])
+            .err()
+            .expect("refused");
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("the app has no such component; it has sandbox, log"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn spin_up_f_takes_a_component_and_find_free_port_moves_on() {
+    // `-f x.wasm` serves a bare component, as `spin up -f` does.
+    let wisp = Wisp::up(&["-f", programs::HELLO]);
+    assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
+    drop(wisp);
+
+    // With the --listen port taken, `--find-free-port` listens on one of the next ones.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = support::wisp_command()
+        .args([
+            "up",
+            "-f",
+            programs::HELLO,
+            "--find-free-port",
+            "--listen",
+            &listen,
+        ])
+        .env("WISP_CACHE_DIR", support::cache_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let wisp = support::KillOnDrop(child);
+    // Keep reading stderr after the address: wisp logs each request there.
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("Listening on http://") {
+                let _ = found.send(addr.to_owned());
+            }
+        }
+    });
+    let addr: std::net::SocketAddr = address
+        .recv_timeout(Duration::from_secs(60))
+        .expect("wisp listens")
+        .parse()
+        .unwrap();
+    assert!(
+        addr.port() > port && addr.port() <= port + 10,
+        "{addr} after {port}"
+    );
+    let response = support::request(addr, "GET", "/", &[], b"");
+    assert_eq!(response.text(), "Hello from Wisp\n");
+    drop(wisp);
+    drop(taken);
 }

@@ -75,6 +75,33 @@ pub struct AppLimits {
     /// requests by queueing its own on every worker thread. The node sets it to the
     /// number of CPUs; `None` never demotes.
     pub busy_above: Option<u32>,
+    /// Whose stdout and stderr reach the process's streams (`wisp up --quiet`,
+    /// `--follow`); the rest is dropped.
+    pub guest_output: GuestOutput,
+}
+
+/// Which components' stdout and stderr are written out, each line prefixed
+/// `[component-id] `.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum GuestOutput {
+    /// Every component's.
+    #[default]
+    All,
+    /// No component's.
+    None,
+    /// Only these components'.
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl GuestOutput {
+    /// Whether `component`'s output is written out.
+    pub fn shows(&self, component: &str) -> bool {
+        match self {
+            GuestOutput::All => true,
+            GuestOutput::None => false,
+            GuestOutput::Only(ids) => ids.contains(component),
+        }
+    }
 }
 
 /// An app's limits, resolved against the engine's.
@@ -85,6 +112,7 @@ struct ResolvedLimits {
     permits: Option<(Arc<tokio::sync::Semaphore>, u32)>,
     busy_above: Option<u32>,
     fair_share: Arc<crate::lanes::FairShare>,
+    guest_output: GuestOutput,
 }
 
 impl ResolvedLimits {
@@ -133,6 +161,7 @@ impl AppLimits {
             permits,
             busy_above: self.busy_above,
             fair_share: engine.fair_share.clone(),
+            guest_output: self.guest_output.clone(),
         }))
     }
 }
@@ -340,6 +369,8 @@ fn http_export(pre: &InstancePre<Host>) -> Option<(ProxyPre<Host>, HttpExport)> 
 /// A compiled, pre-linked component; each request instantiates it afresh.
 pub struct LoadedComponent {
     id: Arc<str>,
+    /// Whether the guest's stdout and stderr are written out.
+    shows_output: bool,
     /// The HTTP handler, if the component exports one.
     http: Option<(ProxyPre<Host>, HttpExport)>,
     /// The component linked against every host interface: triggers build their typed
@@ -430,6 +461,7 @@ impl LoadedComponent {
         let http = http_export(&pre);
         let files_dir = stage_files(locked, state_dir)?;
         Ok(Self {
+            shows_output: limits.guest_output.shows(id),
             id: id.into(),
             http,
             exports: export_names(engine, &pre),
@@ -503,8 +535,16 @@ impl LoadedComponent {
     ) -> Result<Store<Host>, GuestError> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env)
-            .stdout(LogStream::new(self.id.clone(), Stream::Stdout))
-            .stderr(LogStream::new(self.id.clone(), Stream::Stderr));
+            .stdout(LogStream::new(
+                self.id.clone(),
+                Stream::Stdout,
+                self.shows_output,
+            ))
+            .stderr(LogStream::new(
+                self.id.clone(),
+                Stream::Stderr,
+                self.shows_output,
+            ));
         match self.capabilities.sockets() {
             Some(sockets) => {
                 wasi.allow_ip_name_lookup(true)

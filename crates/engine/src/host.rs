@@ -220,17 +220,24 @@ pub(crate) enum Stream {
 pub(crate) struct LogStream {
     prefix: Arc<str>,
     stream: Stream,
+    /// `false` drops what the guest writes (`--quiet`, a component not `--follow`ed).
+    shown: bool,
 }
 
 impl LogStream {
-    pub(crate) fn new(prefix: Arc<str>, stream: Stream) -> Self {
-        Self { prefix, stream }
+    pub(crate) fn new(prefix: Arc<str>, stream: Stream, shown: bool) -> Self {
+        Self {
+            prefix,
+            stream,
+            shown,
+        }
     }
 
     fn writer(&self) -> LineWriter {
         LineWriter {
             prefix: self.prefix.clone(),
             stream: self.stream,
+            shown: self.shown,
             pending: Vec::new(),
         }
     }
@@ -241,6 +248,7 @@ impl LogStream {
 struct LineWriter {
     prefix: Arc<str>,
     stream: Stream,
+    shown: bool,
     pending: Vec<u8>,
 }
 
@@ -249,6 +257,9 @@ const MAX_LINE: usize = 16 * 1024;
 
 impl LineWriter {
     fn write(&mut self, bytes: &[u8]) {
+        if !self.shown {
+            return;
+        }
         self.pending.extend_from_slice(bytes);
         let complete = match self.pending.iter().rposition(|b| *b == b'\n') {
             Some(i) => i + 1,

@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use app::{
-    AppLimits, ComponentReport, EventCall, GuestError, HttpExport, LoadedApp, LoadedComponent,
-    inspect_component,
+    AppLimits, ComponentReport, EventCall, GuestError, GuestOutput, HttpExport, LoadedApp,
+    LoadedComponent, inspect_component,
 };
 pub use budget::{available_memory, default_memory_budget};
 pub use host::{GuestFault, Host};

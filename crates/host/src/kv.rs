@@ -76,6 +76,30 @@ impl KeyValue {
     }
 }
 
+impl KeyValue {
+    /// Writes `pairs` into the store `label` as the app's components would open it, before
+    /// the app serves (`wisp up --key-value`, as `spin up --key-value`).
+    pub async fn seed(
+        config: &RuntimeConfig,
+        paths: &AppPaths,
+        label: &str,
+        pairs: &[(String, String)],
+    ) -> Result<(), HostError> {
+        let configured = Self::stores(config)?;
+        let store = open_store(label, "wisp up --key-value", configured.get(label), paths).await?;
+        for (key, value) in pairs {
+            store
+                .set(key, value.as_bytes().to_vec())
+                .await
+                .map_err(|e| HostError::KeyValueBackend {
+                    label: label.to_owned(),
+                    message: format!("cannot set `{key}`: {e}"),
+                })?;
+        }
+        Ok(())
+    }
+}
+
 impl Capability for KeyValue {
     fn name(&self) -> &'static str {
         "key-value"

@@ -161,7 +161,9 @@ async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Sess
             }
         }
     };
-    rdbms::connect(caps, address, &host, port, dial)
+    // Spin's text repeats the address as the guest passed it (it is never logged).
+    let not_permitted = || format!("address {address} is not permitted");
+    rdbms::connect(caps, address, (&host, port), not_permitted, dial)
         .await
         .map_err(Failure::Connection)
 }

@@ -210,10 +210,18 @@ async fn connect(
             "the username and password must be at most {MAX_TOPIC} bytes each"
         )));
     }
+    // Spin's variant and text for a refused destination, with the address as the guest
+    // passed it.
     let target = caps
         .service_target("mqtt", &host, port)
         .await
-        .map_err(|_| Failure::InvalidAddress)?;
+        .map_err(|e| match e {
+            wisp_outbound::ServiceError::InvalidAddress(_) => Failure::InvalidAddress,
+            wisp_outbound::ServiceError::NotAllowed { .. } => {
+                Failure::ConnectionFailed(format!("address {address} is not permitted"))
+            }
+            other => Failure::ConnectionFailed(other.to_string()),
+        })?;
 
     let attempts = async {
         let mut last_error = String::from("no address");

@@ -372,18 +372,22 @@ pub(crate) enum DialError {
 /// Opens a session for `address` (the pool key), whose `host` and `port` the caller
 /// parsed: checks them against the component's grants, then reuses an idle pooled
 /// connection to one of the checked addresses, or dials those addresses in turn with
-/// `dial` (never a second DNS answer) within [`CONNECT_TIMEOUT`].
+/// `dial` (never a second DNS answer) within [`CONNECT_TIMEOUT`]. A destination outside
+/// the grants gets `not_permitted` as its text (Spin's, which guests may compare).
 pub(crate) async fn connect<C: Reusable, F: Future<Output = Result<C, DialError>>>(
     caps: Arc<ComponentCapabilities>,
     address: &str,
-    host: &str,
-    port: u16,
+    (host, port): (&str, u16),
+    not_permitted: impl FnOnce() -> String,
     mut dial: impl FnMut(SocketAddr) -> F,
 ) -> Result<Session<C>, Message> {
     let target = caps
         .service_target(C::SCHEME, host, port)
         .await
-        .map_err(|e| Message::caused(e.to_string(), e))?;
+        .map_err(|e| match e {
+            wisp_outbound::ServiceError::NotAllowed { .. } => Message::caused(not_permitted(), e),
+            other => Message::caused(other.to_string(), other),
+        })?;
     let session = |conn, peer, caps| Session {
         conn,
         key: address.to_owned(),

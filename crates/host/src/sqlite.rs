@@ -63,6 +63,49 @@ impl Sqlite {
     }
 }
 
+impl Sqlite {
+    /// Runs `sql` (one statement, or a file's statements with `batch`) against the
+    /// database `label` as the app's components would open it, before the app serves
+    /// (`wisp up --sqlite`, as `spin up --sqlite`). An in-memory database is refused: what
+    /// ran here would be gone before the app opened it.
+    pub async fn seed(
+        config: &RuntimeConfig,
+        paths: &AppPaths,
+        label: &str,
+        sql: &str,
+        batch: bool,
+    ) -> Result<(), HostError> {
+        let configured = Self::databases(config)?;
+        let failed = |message: String| HostError::Database {
+            label: label.to_owned(),
+            message,
+        };
+        if label != "default" && !configured.contains_key(label) {
+            return Err(failed(format!(
+                "no such database; add a [sqlite_database.{label}] table to the runtime config file"
+            )));
+        }
+        if let Some(SqliteDatabaseConfig::File { path: None }) = configured.get(label) {
+            return Err(failed(
+                "it is in memory, so statements run before the app starts would be lost; give it a `path` in the runtime config".to_owned(),
+            ));
+        }
+        let database = open_database(label, "--sqlite", configured.get(label), paths)?;
+        let connection = database
+            .connect()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let result = match batch {
+            true => connection.execute_batch(sql.to_owned()).await,
+            false => connection
+                .execute(sql.to_owned(), Vec::new())
+                .await
+                .map(drop),
+        };
+        result.map_err(|e| failed(e.to_string()))
+    }
+}
+
 impl Capability for Sqlite {
     fn name(&self) -> &'static str {
         "sqlite"

@@ -16,7 +16,7 @@
 //! are checked, every trigger must reach a defined component or carry a
 //! static response, routes must not collide, and component variable
 //! templates may only name declared application variables. Features Wisp
-//! does not run yet (other trigger types, remote sources, component
+//! does not run yet (other trigger types, registry sources, component
 //! dependencies, the wagi executor) are rejected with a message saying so,
 //! rather than silently ignored. Every [`ManifestError`] names the file,
 //! line and column of the offending key or value and carries a hint on how
@@ -66,8 +66,8 @@ use std::path::Path;
 
 pub use error::ManifestError;
 pub use model::{
-    Application, Component, ComponentBuild, CronTrigger, FileMount, HttpRoute, HttpTrigger,
-    Manifest, RedisTrigger, StaticResponse, Variable,
+    Application, Component, ComponentBuild, ComponentSource, CronTrigger, FileMount, HttpRoute,
+    HttpTrigger, Manifest, RedisTrigger, StaticResponse, Variable,
 };
 pub use rules::{is_kebab_id, is_variable_name};
 

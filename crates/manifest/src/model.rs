@@ -155,9 +155,8 @@ pub struct StaticResponse {
 pub struct Component {
     /// The component id (kebab-case); generated for inline components.
     pub id: String,
-    /// The `.wasm` file, as written (relative to the manifest directory
-    /// unless absolute).
-    pub source: PathBuf,
+    /// Where the component's `.wasm` comes from.
+    pub source: ComponentSource,
     /// `description = "..."`.
     pub description: Option<String>,
     /// Environment variables of the guest, in file order.
@@ -179,6 +178,31 @@ pub struct Component {
     pub variables: IndexMap<String, String>,
     /// The `build` table, used by `wisp build`.
     pub build: Option<ComponentBuild>,
+}
+
+/// A component's `source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentSource {
+    /// A `.wasm` file, as written (relative to the manifest directory unless absolute).
+    Local(PathBuf),
+    /// `{ url = "http(s)://…", digest = "sha256:<hex>" }`: downloaded once into the content
+    /// cache and used only if its bytes have that digest.
+    Remote {
+        /// Where to download it (`http` or `https`).
+        url: String,
+        /// `sha256:` and 64 lower-case hex digits.
+        digest: String,
+    },
+}
+
+impl ComponentSource {
+    /// The local file, for a local source.
+    pub fn local(&self) -> Option<&std::path::Path> {
+        match self {
+            ComponentSource::Local(path) => Some(path),
+            ComponentSource::Remote { .. } => None,
+        }
+    }
 }
 
 /// One entry of a component's `files`.

@@ -165,7 +165,9 @@ fn full_manifest() {
         *hello,
         Component {
             id: "hello".to_owned(),
-            source: PathBuf::from("target/wasm32-wasip2/release/hello.wasm"),
+            source: ComponentSource::Local(PathBuf::from(
+                "target/wasm32-wasip2/release/hello.wasm"
+            )),
             description: Some("says hello".to_owned()),
             environment: map(&[("KEY", "value"), ("OTHER", "2")]),
             files: vec![
@@ -194,7 +196,10 @@ fn full_manifest() {
     );
 
     let internal = &m.components["internal"];
-    assert_eq!(internal.source, PathBuf::from("internal.wasm"));
+    assert_eq!(
+        internal.source,
+        ComponentSource::Local(PathBuf::from("internal.wasm"))
+    );
     assert_eq!(
         internal.build,
         Some(ComponentBuild {
@@ -208,18 +213,24 @@ fn full_manifest() {
 
     assert_eq!(
         m.components["unused-2"].source,
-        PathBuf::from("/abs/unused.wasm")
+        ComponentSource::Local(PathBuf::from("/abs/unused.wasm"))
     );
 
     let inline = &m.components["inline-component-1"];
     assert_eq!(inline.id, "inline-component-1");
-    assert_eq!(inline.source, PathBuf::from("inline.wasm"));
+    assert_eq!(
+        inline.source,
+        ComponentSource::Local(PathBuf::from("inline.wasm"))
+    );
     assert_eq!(
         inline.allowed_outbound_hosts,
         strings(&["https://example.com"])
     );
     let named_inline = &m.components["named-inline"];
-    assert_eq!(named_inline.source, PathBuf::from("named.wasm"));
+    assert_eq!(
+        named_inline.source,
+        ComponentSource::Local(PathBuf::from("named.wasm"))
+    );
     assert_eq!(named_inline.variables, map(&[("v", "{{greeting}}")]));
 
     assert_eq!(
@@ -347,8 +358,8 @@ component = { source = "c.wasm" }
         .collect();
     assert_eq!(ids, ["inline-component-1", "b", "inline-component-2"]);
     assert_eq!(
-        m.components["inline-component-2"].source,
-        Path::new("c.wasm")
+        m.components["inline-component-2"].source.local(),
+        Some(Path::new("c.wasm"))
     );
 }
 

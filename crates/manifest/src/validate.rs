@@ -14,13 +14,13 @@ use toml::Spanned;
 
 use crate::error::{ManifestError, Source};
 use crate::model::{
-    Application, Component, ComponentBuild, CronTrigger, FileMount, HttpRoute, HttpTrigger,
-    Manifest, RedisTrigger, StaticResponse, Variable,
+    Application, Component, ComponentBuild, ComponentSource, CronTrigger, FileMount, HttpRoute,
+    HttpTrigger, Manifest, RedisTrigger, StaticResponse, Variable,
 };
 use crate::raw::{
     RawApplication, RawComponent, RawComponentRef, RawCronTrigger, RawExecutor, RawFileMount,
-    RawHttpTrigger, RawManifest, RawRedisTrigger, RawRoute, RawSource, RawStaticResponse,
-    RawTriggers, RawVariable, VersionProbe,
+    RawHttpTrigger, RawManifest, RawRedisTrigger, RawRemoteSource, RawRoute, RawSource,
+    RawStaticResponse, RawTriggers, RawVariable, VersionProbe,
 };
 use crate::rules::{self, TemplateError};
 
@@ -225,6 +225,55 @@ impl Validator<'_> {
         Ok(variables)
     }
 
+    /// `source = { url = ..., digest = ... }`: both present, an http(s) URL, a sha256 digest.
+    fn remote_source(
+        &self,
+        id: &str,
+        span: Range<usize>,
+        remote: RawRemoteSource,
+    ) -> Result<ComponentSource, ManifestError> {
+        let example = "write `source = { url = \"https://example.com/app.wasm\", digest = \"sha256:<64 hex digits>\" }`";
+        if remote.registry.is_some() || remote.package.is_some() || remote.version.is_some() {
+            return Err(self.error(
+                span,
+                format!("component `{id}` mixes a url source with registry fields"),
+                format!("use either `url` and `digest`, or `registry`, `package` and `version`; {example}"),
+            ));
+        }
+        let (Some(url), Some(digest)) = (remote.url, remote.digest) else {
+            return Err(self.error(
+                span,
+                format!("component `{id}`: a url source needs both `url` and `digest`"),
+                format!("{example} (`sha256sum app.wasm` gives the digest)"),
+            ));
+        };
+        let host = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+        if host.is_none_or(|h| h.is_empty() || h.contains(char::is_whitespace)) {
+            return Err(self.error(
+                span,
+                format!("component `{id}`: source url `{url}` is not an http or https URL"),
+                example,
+            ));
+        }
+        let valid_digest = digest.strip_prefix("sha256:").is_some_and(|hex| {
+            hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+        if !valid_digest {
+            return Err(self.error(
+                span,
+                format!("component `{id}`: source digest `{digest}` is not `sha256:` and 64 lower-case hex digits"),
+                "write the digest as `sha256:<hex>` (`sha256sum app.wasm` prints the hex)",
+            ));
+        }
+        Ok(ComponentSource::Remote { url, digest })
+    }
+
     fn component(
         &self,
         id: String,
@@ -240,35 +289,27 @@ impl Validator<'_> {
                     "point `source` at the component's .wasm file, relative to the manifest",
                 ));
             }
-            RawSource::Local(path) => PathBuf::from(path),
+            RawSource::Local(path) => ComponentSource::Local(PathBuf::from(path)),
+            RawSource::Remote(remote) if remote.url.is_some() || remote.digest.is_some() => {
+                self.remote_source(&id, source_span, remote)?
+            }
             RawSource::Remote(remote) => {
-                let (kind, fetch) = if remote.url.is_some() || remote.digest.is_some() {
-                    let url = remote.url.as_deref().unwrap_or("its url");
-                    ("url", format!("download {url} and check its digest"))
-                } else {
-                    let package = match (&remote.package, &remote.version) {
-                        (Some(package), Some(version)) => format!("`{package}@{version}`"),
-                        (Some(package), None) => format!("`{package}`"),
-                        _ => "the package".to_owned(),
-                    };
-                    let registry = match &remote.registry {
-                        Some(registry) => format!(" from {registry}"),
-                        None => String::new(),
-                    };
-                    (
-                        "registry",
-                        format!("fetch {package}{registry} (e.g. with `wkg get`)"),
-                    )
+                let package = match (&remote.package, &remote.version) {
+                    (Some(package), Some(version)) => format!("`{package}@{version}`"),
+                    (Some(package), None) => format!("`{package}`"),
+                    _ => "the package".to_owned(),
+                };
+                let registry = match &remote.registry {
+                    Some(registry) => format!(" from {registry}"),
+                    None => String::new(),
                 };
                 return Err(self.error(
                     source_span,
+                    "registry sources are not supported yet; use a url source or build the \
+                     component locally and point `source` at the .wasm file",
                     format!(
-                        "{kind} sources are not supported yet; build the component locally \
-                         and point `source` at the .wasm file"
-                    ),
-                    format!(
-                        "{fetch}, or build it, then write e.g. \
-                         `source = \"target/wasm32-wasip2/release/{id}.wasm\"`"
+                        "fetch {package}{registry} (e.g. with `wkg get`), or build it, then write \
+                         e.g. `source = \"target/wasm32-wasip2/release/{id}.wasm\"`"
                     ),
                 ));
             }

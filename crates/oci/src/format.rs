@@ -9,6 +9,21 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use wisp_app::{LOCKED_APP_VERSION, LockedApp};
 
+/// Spin's encoding of inline content: standard alphabet, no `=` padding.
+const INLINE_WRITE: base64::engine::GeneralPurpose =
+    base64::engine::general_purpose::STANDARD_NO_PAD;
+
+/// Reads inline content padded or not: Spin writes it unpadded, Wisp before 0.x padded.
+const INLINE_READ: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// Wisp's per-route body limits, kept in the app metadata: Spin refuses unknown fields in an
+/// HTTP trigger's configuration but ignores unknown metadata.
+const BODY_LIMITS_KEY: &str = "wisp_max_request_body_size";
+
 /// Most bytes unpacked from one archive layer (guards against decompression bombs).
 pub(crate) const MAX_ARCHIVE_UNPACKED: u64 = 8 * 1024 * 1024 * 1024;
 
@@ -63,21 +78,47 @@ pub(crate) fn guest_rel_path(guest_path: &str) -> Result<String> {
 /// references by digest, `metadata.origin` is dropped. `files[i]` are component `i`'s files.
 pub(crate) fn to_registry_json(locked: &LockedApp, files: &[Vec<FileRef>]) -> Vec<u8> {
     let mut value = serde_json::to_value(locked).expect("a LockedApp always serializes");
-    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        metadata.remove("origin");
+    // Spin writes version 0 for an app without host requirements, and reads 0 and 1.
+    if locked.must_understand.is_empty() {
+        value["spin_lock_version"] = json!(0);
     }
     // Spin requires `route` on every HTTP trigger and writes a private one as
     // `{"private": true}`; Wisp's LockedApp leaves it out.
+    let mut body_limits = Map::new();
     if let Some(triggers) = value.get_mut("triggers").and_then(Value::as_array_mut) {
         for trigger in triggers {
+            let id = trigger.get("id").and_then(Value::as_str).map(str::to_owned);
             if trigger.get("trigger_type").and_then(Value::as_str) == Some("http")
                 && let Some(config) = trigger
                     .get_mut("trigger_config")
                     .and_then(Value::as_object_mut)
-                && !config.contains_key("route")
             {
-                config.insert("route".to_owned(), json!({ "private": true }));
+                if !config.contains_key("route") {
+                    config.insert("route".to_owned(), json!({ "private": true }));
+                }
+                if let (Some(limit), Some(id)) = (config.remove("max_request_body_size"), id) {
+                    body_limits.insert(id, limit);
+                }
             }
+        }
+    }
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("origin");
+        // Spin's triggers look up their global options here (and fail without them): none
+        // under `triggers`, and the one trigger type under `trigger`, as Spin writes.
+        metadata.insert("triggers".to_owned(), json!({}));
+        let mut types: Vec<&str> = locked
+            .triggers
+            .iter()
+            .map(|t| t.trigger_type.as_str())
+            .collect();
+        types.sort_unstable();
+        types.dedup();
+        if let [only] = types[..] {
+            metadata.insert("trigger".to_owned(), json!({ "type": only }));
+        }
+        if !body_limits.is_empty() {
+            metadata.insert(BODY_LIMITS_KEY.to_owned(), Value::Object(body_limits));
         }
     }
     if let Some(components) = value.get_mut("components").and_then(Value::as_array_mut) {
@@ -100,10 +141,7 @@ pub(crate) fn to_registry_json(locked: &LockedApp, files: &[Vec<FileRef>]) -> Ve
                         let mut entry = Map::new();
                         entry.insert("digest".to_owned(), json!(f.digest));
                         if let Some(inline) = &f.inline {
-                            entry.insert(
-                                "inline".to_owned(),
-                                json!(base64::engine::general_purpose::STANDARD.encode(inline)),
-                            );
+                            entry.insert("inline".to_owned(), json!(INLINE_WRITE.encode(inline)));
                         }
                         entry.insert("path".to_owned(), json!(f.rel_path));
                         Value::Object(entry)
@@ -144,7 +182,7 @@ impl ContentRef {
         let inline = match obj.get("inline") {
             None | Some(Value::Null) => None,
             Some(Value::String(b64)) => Some(
-                base64::engine::general_purpose::STANDARD
+                INLINE_READ
                     .decode(b64)
                     .map_err(|e| invalid(format!("inline content is not base64: {e}")))?,
             ),
@@ -277,8 +315,15 @@ impl RegistryLockedApp {
         };
         let obj = self.value.as_object_mut().expect("checked in parse");
         let metadata = obj.entry("metadata").or_insert_with(|| json!({}));
+        let mut body_limits = Map::new();
         if let Some(metadata) = metadata.as_object_mut() {
             metadata.remove("origin");
+            // Spin's trigger options; Wisp's triggers take none.
+            metadata.remove("trigger");
+            metadata.remove("triggers");
+            if let Some(Value::Object(limits)) = metadata.remove(BODY_LIMITS_KEY) {
+                body_limits = limits;
+            }
             if !metadata.get("name").is_some_and(Value::is_string) {
                 let name = reference
                     .repository()
@@ -291,13 +336,23 @@ impl RegistryLockedApp {
         }
         if let Some(triggers) = obj.get_mut("triggers").and_then(Value::as_array_mut) {
             for trigger in triggers {
-                // Spin writes a private route as `{"private": true}`; Wisp as no route.
-                if let Some(config) = trigger
+                let limit = trigger
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|id| body_limits.get(id))
+                    .cloned();
+                let Some(config) = trigger
                     .get_mut("trigger_config")
                     .and_then(Value::as_object_mut)
-                    && config.get("route").is_some_and(Value::is_object)
-                {
+                else {
+                    continue;
+                };
+                // Spin writes a private route as `{"private": true}`; Wisp as no route.
+                if config.get("route").is_some_and(Value::is_object) {
                     config.remove("route");
+                }
+                if let Some(limit) = limit {
+                    config.insert("max_request_body_size".to_owned(), limit);
                 }
             }
         }

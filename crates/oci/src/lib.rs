@@ -61,6 +61,7 @@ mod format;
 mod pull;
 mod push;
 mod reference;
+mod remote;
 
 use std::path::PathBuf;
 
@@ -68,8 +69,12 @@ pub use auth::{AuthStore, CredentialSource, CredentialStores, login, login_with_
 pub use cache::Cache;
 pub use client::{ClientOptions, RegistryClient, error_chain};
 pub use pull::{PulledApp, pull};
-pub use push::{PackedApp, PackedBlob, ProgressEvent, PushResult, pack, push, push_with_progress};
+pub use push::{
+    PackedApp, PackedBlob, ProgressEvent, PushResult, pack, push, push_annotated,
+    push_with_progress,
+};
 pub use reference::Reference;
+pub use remote::fetch_url_source;
 
 pub use wisp_app::LockedApp;
 
@@ -159,6 +164,26 @@ pub enum OciError {
         /// Digest the manifest (or reference) promised.
         digest: String,
         /// Digest of what was received.
+        actual: String,
+    },
+    /// A component's `source = { url, digest }` could not be downloaded.
+    #[error("cannot download {url}: {message}")]
+    Download {
+        /// The source's URL.
+        url: String,
+        /// What went wrong, with a hint.
+        message: String,
+    },
+    /// A component downloaded from a URL is not the one the manifest names.
+    #[error(
+        "{url} hashes to {actual}, not to the manifest's digest {expected}; it was refused and nothing was cached (fix `digest` if the component changed on purpose)"
+    )]
+    UrlDigestMismatch {
+        /// The source's URL.
+        url: String,
+        /// The digest in the manifest.
+        expected: String,
+        /// The digest of what was downloaded.
         actual: String,
     },
     /// A manifest, locked app or blob is larger than we accept.

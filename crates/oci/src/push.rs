@@ -105,11 +105,23 @@ pub async fn push_with_progress(
     reference: &Reference,
     progress: &(dyn Fn(ProgressEvent) + Send + Sync),
 ) -> Result<PushResult> {
+    push_annotated(client, locked, reference, &BTreeMap::new(), progress).await
+}
+
+/// [`push_with_progress`] with extra manifest annotations, which win over the ones derived
+/// from the app metadata (as `spin registry push --annotation` does).
+pub async fn push_annotated(
+    client: &RegistryClient,
+    locked: &LockedApp,
+    reference: &Reference,
+    extra_annotations: &BTreeMap<String, String>,
+    progress: &(dyn Fn(ProgressEvent) + Send + Sync),
+) -> Result<PushResult> {
     locked.check().map_err(|e| OciError::InvalidLockedApp {
         reference: reference.to_string(),
         message: e.to_string(),
     })?;
-    let artifact = assemble(locked).await?;
+    let artifact = assemble(locked, extra_annotations).await?;
     if let Some(pinned) = reference.digest()
         && pinned != artifact.manifest_digest
     {
@@ -269,7 +281,7 @@ pub async fn pack(locked: &LockedApp) -> Result<PackedApp> {
         message: e.to_string(),
     })?;
     Ok(PackedApp {
-        artifact: assemble(locked).await?,
+        artifact: assemble(locked, &BTreeMap::new()).await?,
     })
 }
 
@@ -296,7 +308,10 @@ impl Digests {
     }
 }
 
-async fn assemble(locked: &LockedApp) -> Result<Artifact> {
+async fn assemble(
+    locked: &LockedApp,
+    extra_annotations: &BTreeMap<String, String>,
+) -> Result<Artifact> {
     let mut digests = Digests::default();
     let mut wasm_layers = Vec::new();
     // Per component: (file refs for the locked app, data layers, (rel path, source) for archives).
@@ -410,7 +425,11 @@ async fn assemble(locked: &LockedApp) -> Result<Artifact> {
         layers: layers.iter().map(Blob::descriptor).collect(),
         subject: None,
         artifact_type: None,
-        annotations: annotations(locked),
+        annotations: {
+            let mut all = annotations(locked);
+            all.extend(extra_annotations.clone());
+            Some(all)
+        },
     };
     let manifest = serde_json::to_vec(&manifest).expect("manifests serialize");
     let manifest_digest = wisp_app::sha256_digest(&manifest);
@@ -479,7 +498,7 @@ fn image_config(locked_digest: &str) -> Vec<u8> {
 }
 
 /// Standard OCI annotations from the app metadata (no `created`: pushes are reproducible).
-fn annotations(locked: &LockedApp) -> Option<BTreeMap<String, String>> {
+fn annotations(locked: &LockedApp) -> BTreeMap<String, String> {
     use oci_client::annotations::{
         ORG_OPENCONTAINERS_IMAGE_AUTHORS, ORG_OPENCONTAINERS_IMAGE_DESCRIPTION,
         ORG_OPENCONTAINERS_IMAGE_TITLE, ORG_OPENCONTAINERS_IMAGE_VERSION,
@@ -502,5 +521,5 @@ fn annotations(locked: &LockedApp) -> Option<BTreeMap<String, String>> {
             meta.authors.join(", "),
         );
     }
-    Some(out)
+    out
 }

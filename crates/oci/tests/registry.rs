@@ -46,7 +46,8 @@ fn test_app() -> TestApp {
     std::fs::copy(wisp_test_programs::ECHO, dir.path().join("echo.wasm")).unwrap();
     std::fs::create_dir(dir.path().join("static")).unwrap();
     std::fs::write(dir.path().join("static/big.txt"), big_content()).unwrap();
-    std::fs::write(dir.path().join("static/small.txt"), "small\n").unwrap();
+    // 5 bytes: base64 needs padding, which Spin leaves out.
+    std::fs::write(dir.path().join("static/small.txt"), "small").unwrap();
     let manifest = r#"
 spin_manifest_version = 2
 [application]
@@ -65,6 +66,7 @@ component = "hello-again"
 [[trigger.http]]
 route = "/echo/..."
 component = "echo"
+max_request_body_size = 1024
 [component.hello]
 source = "hello.wasm"
 [component.hello-again]
@@ -315,7 +317,34 @@ async fn push_then_pull_round_trips_in_spins_layout() {
         json!({ "digest": big_digest, "path": "assets/big.txt" })
     );
     assert_eq!(echo_files[1]["path"], "assets/small.txt");
-    assert_eq!(echo_files[1]["inline"], "c21hbGwK"); // base64 of "small\n"
+    assert_eq!(echo_files[1]["inline"], "c21hbGw"); // "small", unpadded as Spin writes it
+    // What Spin needs to run the artifact: lock version 0, its trigger options in the
+    // metadata, Spin's trigger ids, and nothing it does not know in an HTTP trigger.
+    assert_eq!(locked["spin_lock_version"], 0, "{locked:#}");
+    assert_eq!(locked["metadata"]["triggers"], json!({}), "{locked:#}");
+    assert_eq!(locked["metadata"]["trigger"], json!({ "type": "http" }));
+    let ids: Vec<&str> = locked["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "hello-http-trigger",
+            "hello-again-http-trigger",
+            "echo-http-trigger"
+        ]
+    );
+    assert_eq!(
+        locked["triggers"][2]["trigger_config"],
+        json!({ "route": "/echo/...", "component": "echo" })
+    );
+    assert_eq!(
+        locked["metadata"]["wisp_max_request_body_size"],
+        json!({ "echo-http-trigger": 1024 })
+    );
 
     let cache_dir = tempfile::tempdir().unwrap();
     let cache = Cache::new(cache_dir.path());
@@ -488,7 +517,7 @@ async fn a_hand_built_spin_artifact_pulls_and_runs() {
     // a private route as an object, fields Wisp does not know.
     let locked = json!({
         "spin_lock_version": 0,
-        "metadata": { "name": "handmade", "version": "0.1.0", "trigger": { "type": "http" } },
+        "metadata": { "name": "handmade", "version": "0.1.0", "trigger": { "type": "http" }, "triggers": {} },
         "variables": { "who": { "default": "world", "description": "who to greet" } },
         "triggers": [
             { "id": "trigger-hello", "trigger_type": "http",
@@ -504,7 +533,9 @@ async fn a_hand_built_spin_artifact_pulls_and_runs() {
                 "env": { "GREETING": "hi" },
                 "files": [
                     { "digest": wisp_app::sha256_digest(&data), "path": "static/data.txt" },
-                    { "digest": wisp_app::sha256_digest(&tiny), "inline": "dGlueQ==", "path": "tiny.txt" }
+                    { "digest": wisp_app::sha256_digest(&tiny), "inline": "dGlueQ", "path": "tiny.txt" },
+                    // Padded, as Wisp wrote it before: still read.
+                    { "digest": wisp_app::sha256_digest(b"ab"), "inline": "YWI=", "path": "ab.txt" }
                 ],
                 "config": { "who": "{{ who }}" }
             },
@@ -555,7 +586,14 @@ async fn a_hand_built_spin_artifact_pulls_and_runs() {
         .iter()
         .map(|f| (f.path.as_str(), std::fs::read(&f.source).unwrap()))
         .collect();
-    assert_eq!(files, [("/static/data.txt", data), ("/tiny.txt", tiny)]);
+    assert_eq!(
+        files,
+        [
+            ("/static/data.txt", data),
+            ("/tiny.txt", tiny),
+            ("/ab.txt", b"ab".to_vec())
+        ]
+    );
     assert_eq!(
         app.component("hidden").unwrap().source.path,
         hello.source.path
@@ -949,4 +987,32 @@ async fn a_non_wasm_component_is_refused() {
     .unwrap_err();
     assert!(matches!(err, OciError::NotWasm { .. }), "{err:?}");
     eprintln!("native component: {err}");
+}
+
+#[tokio::test]
+async fn annotations_given_at_push_win_over_the_derived_ones() {
+    let registry = Registry::start();
+    let app = test_app();
+    let reference = registry.reference("annotated:v1");
+    let extra = std::collections::BTreeMap::from([
+        (
+            "org.opencontainers.image.title".to_owned(),
+            "custom".to_owned(),
+        ),
+        ("com.example.team".to_owned(), "web".to_owned()),
+    ]);
+    wisp_oci::push_annotated(
+        &anonymous_client(),
+        &app.locked,
+        &reference,
+        &extra,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let manifest = get_manifest(&registry, "annotated", "v1").await;
+    let annotations = &manifest["annotations"];
+    assert_eq!(annotations["org.opencontainers.image.title"], "custom");
+    assert_eq!(annotations["com.example.team"], "web");
+    assert_eq!(annotations["org.opencontainers.image.version"], "1.2.3");
 }

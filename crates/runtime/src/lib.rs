@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use wisp_app::LockedApp;
 use wisp_engine::{EngineError, Host, LoadedApp, WispEngine};
 
-pub use wisp_engine::AppLimits;
+pub use wisp_engine::{AppLimits, GuestOutput};
 use wisp_host::{AppCapabilities, AppPaths, CapabilitySet, HostError, RuntimeConfig};
 use wisp_trigger::{Trigger, TriggerContext, TriggerError, TriggerType};
 use wisp_trigger_http::{CurrentTrigger, HttpTrigger, HttpTriggerType, ServerConfig};

@@ -284,6 +284,19 @@ impl SqliteConnection {
         joined.map_err(|err| SqliteError::Io(format!("the statement failed: {err}")))?
     }
 
+    /// Runs every statement of `sql` in order (a migration file), without parameters or
+    /// results; stops at the first that fails.
+    pub async fn execute_batch(&self, sql: String) -> Result<(), SqliteError> {
+        let _turn = self.inner.gate.lock().await;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            conn.execute_batch(&sql).map_err(map_error)
+        })
+        .await
+        .map_err(|err| SqliteError::Io(format!("the statements failed: {err}")))?
+    }
+
     /// Row id of the latest successful INSERT on this connection (0 if none).
     pub async fn last_insert_rowid(&self) -> i64 {
         self.inner.last_insert_rowid.load(Ordering::Acquire)

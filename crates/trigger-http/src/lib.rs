@@ -132,6 +132,8 @@ impl wisp_trigger::TriggerType for HttpTriggerType {
 /// One routable entry, for the startup summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSummary {
+    /// The trigger's id.
+    pub trigger: String,
     /// Route as written.
     pub route: String,
     /// Component id, or `None` for a static response.
@@ -242,6 +244,7 @@ impl HttpTrigger {
                 body_limits.insert(route.clone(), limit);
             }
             summary.push(RouteSummary {
+                trigger: trigger.id.clone(),
                 route: route.clone(),
                 component: config.component.clone(),
             });
@@ -614,17 +617,33 @@ fn set_spin_headers(
     };
     set("spin-full-url", &full_url);
     set("spin-path-info", &matched.path_info);
-    set("spin-matched-route", matched.raw_route);
+    // Spin's "based" route: the route with one trailing slash removed (`/` gives ``).
+    set(
+        "spin-matched-route",
+        matched
+            .raw_route
+            .strip_suffix('/')
+            .unwrap_or(matched.raw_route),
+    );
     set("spin-component-route", &matched.component_route);
     set("spin-raw-component-route", matched.raw_route);
     set("spin-base-path", "/");
     set("spin-client-addr", &client.to_string());
     for (name, value) in &matched.params {
-        let name = format!("spin-path-match-{}", name.to_ascii_lowercase());
+        let name = path_match_header(name);
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
             headers.insert(name, value);
         }
     }
+}
+
+/// The header carrying a route parameter's value. Spin derives it from an upper-case
+/// `SPIN_PATH_MATCH_<NAME>` form, so `_` in the parameter's name becomes `-`.
+fn path_match_header(param: &str) -> String {
+    format!(
+        "spin-path-match-{}",
+        param.to_ascii_lowercase().replace('_', "-")
+    )
 }
 
 fn full(bytes: impl Into<Bytes>) -> WasiBody {

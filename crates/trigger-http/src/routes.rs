@@ -116,7 +116,8 @@ impl Router {
                 path_info.push('/');
                 path_info.push_str(part);
             }
-            if route.wildcard && path.ends_with('/') && !rest.is_empty() {
+            // As Spin: a trailing slash is kept, so `/foo/` on `/foo/...` gives `/`.
+            if route.wildcard && path.ends_with('/') {
                 path_info.push('/');
             }
             Some(RouteMatch {
@@ -195,6 +196,17 @@ mod tests {
         assert_eq!(m.raw_route, "/...");
         assert_eq!(m.component_route, "");
         assert_eq!(m.path_info, "/a/b");
+
+        // Trailing slashes as Spin keeps them (its routes tests).
+        for (path, info) in [
+            ("/static", ""),
+            ("/static/", "/"),
+            ("/static/css", "/css"),
+            ("/static/css/", "/css/"),
+            ("/", "/"),
+        ] {
+            assert_eq!(r.route(path).unwrap().path_info, info, "{path}");
+        }
     }
 
     #[test]

@@ -150,10 +150,29 @@ fn check(manifest_path: &Path, listen: SocketAddr) -> Vec<Finding> {
     .map(Runtime::new);
     for (id, component) in &manifest.components {
         findings.extend(check_build(id, component, &app_dir));
+        let source = match &component.source {
+            wisp_manifest::ComponentSource::Local(path) => app_dir.join(path),
+            wisp_manifest::ComponentSource::Remote { url, digest } => {
+                match wisp_oci::Cache::new(wisp_oci::Cache::default_root())
+                    .blob_path(digest)
+                    .ok()
+                    .filter(|path| path.is_file())
+                {
+                    Some(cached) => cached,
+                    None => {
+                        findings.push(Finding::ok(
+                            id,
+                            format!("source {url} is downloaded and checked when the app starts"),
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
         findings.extend(check_component(
             &manifest,
             id,
-            &app_dir.join(&component.source),
+            &source,
             component.build.is_some(),
             runtime.as_ref().ok(),
         ));

@@ -42,10 +42,10 @@ enum RegistryCommand {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  echo \"$TOKEN\" | wisp registry login ghcr.io -u me --password-stdin\n  wisp registry login localhost:5000 -u me --password-stdin --insecure < password.txt"
+    after_help = "Examples:\n  echo \"$TOKEN\" | wisp registry login registry.example.com -u me --password-stdin\n  wisp registry login localhost:5000 -u me --password-stdin --insecure < password.txt"
 )]
 struct LoginArgs {
-    /// Registry host (and port), e.g. `localhost:5000` or `ghcr.io`.
+    /// Registry host (and port), e.g. `localhost:5000` or `registry.example.com`.
     registry: String,
     /// User name.
     #[arg(short = 'u', long)]
@@ -62,22 +62,34 @@ struct LoginArgs {
     )]
     password: Option<String>,
     /// Talk plain HTTP to the registry (local registries only).
-    #[arg(long, env = "WISP_REGISTRY_INSECURE")]
+    #[arg(short = 'k', long, env = "WISP_REGISTRY_INSECURE")]
     insecure: bool,
 }
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  wisp registry push ghcr.io/me/hello:v1\n  wisp registry push localhost:5000/hello:v1 -f examples/hello/spin.toml --insecure --json"
+    after_help = "Examples:\n  wisp registry push registry.example.com/me/hello:v1\n  wisp registry push localhost:5000/hello:v1 -f examples/hello/spin.toml --insecure --json"
 )]
 struct PushArgs {
     /// Where to push: `registry/repository:tag`.
     reference: String,
     /// The app manifest (spin.toml), or a directory containing one.
-    #[arg(short = 'f', long = "file", env = "WISP_MANIFEST")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        visible_alias = "from",
+        env = "WISP_MANIFEST"
+    )]
     manifest: Option<PathBuf>,
+    /// Run the components' build commands first (like `wisp build`).
+    #[arg(long)]
+    build: bool,
+    /// Add an annotation to the pushed manifest (`KEY=VALUE`, repeatable); it wins over the
+    /// ones taken from the app (title, version, description, authors).
+    #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = key_value)]
+    annotations: Vec<(String, String)>,
     /// Talk plain HTTP to the registry (local registries only).
-    #[arg(long, env = "WISP_REGISTRY_INSECURE")]
+    #[arg(short = 'k', long, env = "WISP_REGISTRY_INSECURE")]
     insecure: bool,
     /// Print one JSON object (reference, digest, blob counts) on stdout.
     #[arg(long)]
@@ -86,13 +98,13 @@ struct PushArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  wisp registry pull ghcr.io/me/hello:v1\n  wisp registry pull localhost:5000/hello@sha256:<digest> --insecure --json"
+    after_help = "Examples:\n  wisp registry pull registry.example.com/me/hello:v1\n  wisp registry pull localhost:5000/hello@sha256:<digest> --insecure --json"
 )]
 struct PullArgs {
     /// What to pull: `registry/repository:tag` or `registry/repository@sha256:…`.
     reference: String,
     /// Talk plain HTTP to the registry (local registries only).
-    #[arg(long, env = "WISP_REGISTRY_INSECURE")]
+    #[arg(short = 'k', long, env = "WISP_REGISTRY_INSECURE")]
     insecure: bool,
     /// Content cache directory; default `$XDG_CACHE_HOME/wisp/oci`.
     #[arg(long, env = "WISP_OCI_CACHE_DIR")]
@@ -142,6 +154,14 @@ async fn login(args: LoginArgs) -> Result<()> {
     Ok(())
 }
 
+/// `KEY=VALUE`, split at the first `=`.
+pub(crate) fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
 fn reference(text: &str) -> Result<Reference> {
     text.parse::<Reference>().with_context(|| {
         format!("{text:?} is not a registry reference; write registry/repository:tag")
@@ -150,11 +170,20 @@ fn reference(text: &str) -> Result<Reference> {
 
 async fn push(args: PushArgs) -> Result<()> {
     let reference = reference(&args.reference)?;
+    if args.build {
+        super::build::build(
+            &super::build::manifest_path(args.manifest.as_deref()),
+            &[],
+            args.json,
+        )?;
+    }
     let (locked, _) = super::shared::resolve_manifest(args.manifest.as_deref())?;
     let client = super::shared::registry_client(args.insecure)?;
     let progress = Progress::new();
     let progress = |event: ProgressEvent| progress.show(event);
-    let result = wisp_oci::push_with_progress(&client, &locked, &reference, &progress).await?;
+    let annotations = args.annotations.into_iter().collect();
+    let result =
+        wisp_oci::push_annotated(&client, &locked, &reference, &annotations, &progress).await?;
     if args.json {
         outln!(
             "{}",

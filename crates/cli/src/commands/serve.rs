@@ -24,7 +24,7 @@ pub struct LimitArgs {
     pub(crate) cache_dir: Option<PathBuf>,
 
     /// Do not read or write the compiled-code cache.
-    #[arg(long, env = "WISP_NO_CACHE")]
+    #[arg(long, visible_alias = "disable-cache", env = "WISP_NO_CACHE")]
     pub(crate) no_cache: bool,
 
     /// Maximum number of instances alive at once (sizes the instance pool).
@@ -49,7 +49,7 @@ pub struct LimitArgs {
     pub(crate) max_outbound_requests: u32,
 
     /// Use on-demand instance allocation instead of the pooling allocator.
-    #[arg(long, env = "WISP_NO_POOLING")]
+    #[arg(long, visible_alias = "disable-pooling", env = "WISP_NO_POOLING")]
     pub(crate) no_pooling: bool,
 
     /// Memory all instances together may use, in MiB; instances wait for it instead of
@@ -109,6 +109,8 @@ pub(crate) struct Settings {
     pub(crate) server: ServerConfig,
     pub(crate) resolve: wisp_app::ResolveOptions,
     pub(crate) max_request_body: u64,
+    /// Whose stdout and stderr are written out (`--quiet`, `--follow`).
+    pub(crate) guest_output: wisp_runtime::GuestOutput,
 }
 
 impl Settings {
@@ -195,6 +197,7 @@ impl Settings {
                 max_source_bytes: args.max_component_size_mb << 20,
             },
             max_request_body: args.max_request_body_mb << 20,
+            guest_output: wisp_runtime::GuestOutput::All,
         })
     }
 }
@@ -228,7 +231,10 @@ pub(crate) async fn load(
     let app_settings = AppSettings {
         runtime_config: settings.runtime_config.clone(),
         paths,
-        limits: Default::default(),
+        limits: wisp_runtime::AppLimits {
+            guest_output: settings.guest_output.clone(),
+            ..Default::default()
+        },
     };
     let loaded = runtime.load(locked, &app_settings).await;
     if let Some(spinner) = spinner {
@@ -361,12 +367,49 @@ pub(crate) fn print_summary(
                 let target = route.component.as_deref().unwrap_or("(static response)");
                 eprintln!("  http://{address}{}  ->  {target}", route.route);
             }
+            print_spin_routes(app.locked(), trigger.routes(), address);
             // Tests and scripts read this line to find the bound address.
             eprintln!("Listening on http://{address}");
         }
         // Tests and scripts read this line to know the triggers are running.
         _ => eprintln!("Running (no HTTP triggers)."),
     }
+}
+
+/// The lines `spin up` prints on stdout, which scripts and harnesses written for Spin wait
+/// for: `Serving <url>`, then `Available Routes:` with one `  <id>: <url>` line per public
+/// route (a wildcard as its prefix plus ` (wildcard)`) and the component's description.
+fn print_spin_routes(
+    locked: &wisp_app::LockedApp,
+    routes: &[wisp_trigger_http::RouteSummary],
+    address: SocketAddr,
+) {
+    use std::io::Write as _;
+    let base = format!("http://{address}");
+    let mut out = format!("\nServing {base}\nAvailable Routes:\n");
+    for route in routes {
+        let key = route.component.as_deref().unwrap_or(&route.trigger);
+        let (path, wildcard) = match route.route.strip_suffix("/...") {
+            Some(prefix) => (prefix, " (wildcard)"),
+            None => (route.route.strip_suffix('/').unwrap_or(&route.route), ""),
+        };
+        out.push_str(&format!("  {key}: {base}{path}{wildcard}\n"));
+        let description = route.component.as_ref().and_then(|id| {
+            locked
+                .components
+                .iter()
+                .find(|c| &c.id == id)
+                .and_then(|c| c.metadata.description.as_deref())
+        });
+        if let Some(description) = description {
+            out.push_str(&format!("    {description}\n"));
+        }
+    }
+    // One write, flushed: stdout is a pipe under a harness, and it waits for these lines.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 /// [`print_summary`] as structured events (`--json`).

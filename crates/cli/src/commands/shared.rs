@@ -11,13 +11,15 @@ use wisp_oci::{ClientOptions, RegistryClient};
 /// Parses and resolves the manifest at `path` (default `spin.toml`; a directory means
 /// its `spin.toml`); returns the app and the manifest's directory.
 pub(crate) fn resolve_manifest(path: Option<&Path>) -> Result<(LockedApp, PathBuf)> {
-    resolve_manifest_with(path, &wisp_app::ResolveOptions::default())
+    resolve_manifest_with(path, &wisp_app::ResolveOptions::default(), None)
 }
 
-/// [`resolve_manifest`] with explicit limits.
+/// [`resolve_manifest`] with explicit limits; components with a url source are downloaded
+/// into `content_cache` (default [`wisp_oci::Cache::default_root`]) first.
 pub(crate) fn resolve_manifest_with(
     path: Option<&Path>,
     options: &wisp_app::ResolveOptions,
+    content_cache: Option<&Path>,
 ) -> Result<(LockedApp, PathBuf)> {
     let mut path = path.map_or_else(|| PathBuf::from("spin.toml"), Path::to_path_buf);
     if path.is_dir() {
@@ -29,16 +31,74 @@ pub(crate) fn resolve_manifest_with(
             path.display()
         );
     }
-    let manifest = wisp_manifest::parse_file(&path)?;
+    let mut manifest = wisp_manifest::parse_file(&path)?;
     for warning in &manifest.warnings {
         tracing::warn!("{}: {warning}", path.display());
     }
+    fetch_url_sources(&mut manifest, options, content_cache)?;
     let locked = wisp_app::resolve_with(&manifest, &path, options)?;
     let dir = std::path::absolute(&path)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
     Ok((locked, dir))
+}
+
+/// Downloads every `source = { url, digest }` not yet in the content cache and points the
+/// component at its verified cached copy, so resolving sees only local files.
+fn fetch_url_sources(
+    manifest: &mut wisp_manifest::Manifest,
+    options: &wisp_app::ResolveOptions,
+    content_cache: Option<&Path>,
+) -> Result<()> {
+    use wisp_manifest::ComponentSource;
+    let remote: Vec<(String, String, String)> = manifest
+        .components
+        .values()
+        .filter_map(|c| match &c.source {
+            ComponentSource::Remote { url, digest } => {
+                Some((c.id.clone(), url.clone(), digest.clone()))
+            }
+            ComponentSource::Local(_) => None,
+        })
+        .collect();
+    if remote.is_empty() {
+        return Ok(());
+    }
+    let cache = wisp_oci::Cache::new(
+        content_cache.map_or_else(wisp_oci::Cache::default_root, Path::to_path_buf),
+    );
+    let limit = options.max_source_bytes;
+    // Its own thread and runtime: callers resolve both inside and outside an async runtime.
+    let fetched = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<Vec<(String, PathBuf)>> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start the async runtime")?;
+                runtime.block_on(async {
+                    let mut fetched = Vec::with_capacity(remote.len());
+                    for (id, url, digest) in &remote {
+                        let path = wisp_oci::fetch_url_source(&cache, url, digest, limit)
+                            .await
+                            .with_context(|| {
+                                format!("component `{id}`: cannot use its url source")
+                            })?;
+                        fetched.push((id.clone(), path));
+                    }
+                    Ok(fetched)
+                })
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })?;
+    for (id, path) in fetched {
+        if let Some(component) = manifest.components.get_mut(&id) {
+            component.source = ComponentSource::Local(path);
+        }
+    }
+    Ok(())
 }
 
 /// A registry client with the stored credentials (wisp's own, then Docker's).

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use wisp_app::LockedApp;
 use wisp_host::AppPaths;
-use wisp_runtime::RunningApp;
+use wisp_runtime::{GuestOutput, RunningApp};
 
 /// Arguments of `wisp up`.
 #[derive(Debug, Args)]
@@ -16,7 +16,8 @@ use wisp_runtime::RunningApp;
     after_help = "Examples:\n  wisp up -f examples/hello/spin.toml\n  wisp up --from target/wasm32-wasip2/release/handler.wasm --listen 127.0.0.1:8080"
 )]
 pub struct UpArgs {
-    /// The app manifest (spin.toml), or a directory containing one.
+    /// The app manifest (spin.toml) or a directory containing one; as in `spin up -f`, also
+    /// a component (.wasm) or a registry reference.
     #[arg(
         short = 'f',
         long = "file",
@@ -35,7 +36,7 @@ pub struct UpArgs {
     pub(crate) build: bool,
 
     /// Talk plain HTTP to the registry named by --from (local registries only).
-    #[arg(long, env = "WISP_REGISTRY_INSECURE")]
+    #[arg(short = 'k', long, env = "WISP_REGISTRY_INSECURE")]
     pub(crate) insecure: bool,
 
     /// Content cache for apps pulled by --from; default `$XDG_CACHE_HOME/wisp/oci`.
@@ -45,6 +46,37 @@ pub struct UpArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "WISP_LISTEN", default_value = "127.0.0.1:3000")]
     pub(crate) listen: SocketAddr,
+
+    /// If the --listen port is taken, try the next ones (up to 10 more), as Spin does.
+    #[arg(long)]
+    pub(crate) find_free_port: bool,
+
+    /// Set an environment variable (`KEY=VALUE`) in every component, over the manifest's
+    /// (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = super::registry::key_value)]
+    pub(crate) env: Vec<(String, String)>,
+
+    /// Serve only these components and the triggers that use them (repeatable), as
+    /// SpinKube's selective deployment does.
+    #[arg(short = 'c', long = "component-id", value_name = "ID")]
+    pub(crate) component_ids: Vec<String>,
+
+    /// Set `KEY` to `VALUE` in the `default` key-value store before serving (repeatable).
+    #[arg(long = "key-value", value_name = "KEY=VALUE", value_parser = super::registry::key_value)]
+    pub(crate) key_values: Vec<(String, String)>,
+
+    /// Run a statement against the `default` SQLite database before serving; `@FILE` runs
+    /// the file's statements, `@FILE:LABEL` against database LABEL (repeatable).
+    #[arg(long = "sqlite", value_name = "STATEMENT|@FILE[:LABEL]")]
+    pub(crate) sqlite: Vec<String>,
+
+    /// Drop the components' stdout and stderr.
+    #[arg(short = 'q', long, conflicts_with = "follow")]
+    pub(crate) quiet: bool,
+
+    /// Write out only these components' stdout and stderr (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub(crate) follow: Vec<String>,
 
     /// Backends for key-value stores, SQLite databases, variable providers and outbound
     /// networking (Spin's runtime-config.toml format).
@@ -86,24 +118,30 @@ pub fn run(args: UpArgs) -> Result<()> {
             args.json,
         )?;
     }
-    let settings = Settings::from_args(&args)?;
-    let (locked, app_dir) = runtime.block_on(resolve(&args, &settings.resolve))?;
+    let mut settings = Settings::from_args(&args)?;
+    let (mut locked, app_dir, from_file) = runtime.block_on(resolve(&args, &settings.resolve))?;
+    retain_components(&mut locked, &args.component_ids)?;
+    for component in &mut locked.components {
+        component.env.extend(args.env.iter().cloned());
+    }
+    settings.guest_output = guest_output(&locked, args.quiet, &args.follow)?;
     let state_dir = args
         .state_dir
         .clone()
         .unwrap_or_else(|| app_dir.join(".wisp"));
     let paths = AppPaths {
         state_dir,
-        app_dir: args.from.is_none().then(|| app_dir.clone()),
+        app_dir: from_file.then(|| app_dir.clone()),
     };
 
     runtime.block_on(async move {
         let serves_http = locked.triggers_of_type("http").next().is_some();
         // Bind first so a taken port is reported before any compile work.
         let listener = match serves_http {
-            true => Some(bind(args.listen).await?),
+            true => Some(bind_listen(args.listen, args.find_free_port).await?),
             false => None,
         };
+        seed_stores(&args, &settings, &paths).await?;
         let wisp = settings.runtime()?;
         let generation = serve::load(&wisp, locked, &settings, paths).await?;
         let address = match &listener {
@@ -127,12 +165,106 @@ pub fn run(args: UpArgs) -> Result<()> {
     })
 }
 
-/// The app to serve and the directory its relative defaults (state dir, `.env`) hang off.
+/// `--listen`, or with `--find-free-port` the first of it and the next 10 ports that is
+/// free.
+async fn bind_listen(address: SocketAddr, find_free_port: bool) -> Result<tokio::net::TcpListener> {
+    if find_free_port && address.port() != 0 {
+        for offset in 0..=10u16 {
+            let Some(port) = address.port().checked_add(offset) else {
+                break;
+            };
+            if let Ok(listener) = tokio::net::TcpListener::bind((address.ip(), port)).await {
+                return Ok(listener);
+            }
+        }
+    }
+    bind(address).await
+}
+
+/// Keeps only `ids` (`--component-id`) and the triggers that run them; an unknown id is an
+/// error naming the app's components.
+fn retain_components(locked: &mut LockedApp, ids: &[String]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<&str> = locked.components.iter().map(|c| c.id.as_str()).collect();
+    for id in ids {
+        if !known.contains(&id.as_str()) {
+            anyhow::bail!(
+                "--component-id {id}: the app has no such component; it has {}",
+                known.join(", ")
+            );
+        }
+    }
+    locked.components.retain(|c| ids.contains(&c.id));
+    locked.triggers.retain(|t| {
+        match t.trigger_config.get("component").and_then(|c| c.as_str()) {
+            Some(component) => ids.iter().any(|id| id == component),
+            // A static response needs no component.
+            None => true,
+        }
+    });
+    Ok(())
+}
+
+/// Whose output `--quiet` / `--follow` let through; a followed id must be a component.
+fn guest_output(locked: &LockedApp, quiet: bool, follow: &[String]) -> Result<GuestOutput> {
+    if quiet {
+        return Ok(GuestOutput::None);
+    }
+    if follow.is_empty() {
+        return Ok(GuestOutput::All);
+    }
+    let known: Vec<&str> = locked.components.iter().map(|c| c.id.as_str()).collect();
+    for id in follow {
+        if !known.contains(&id.as_str()) {
+            anyhow::bail!(
+                "--follow {id}: the app has no such component; it has {}",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(GuestOutput::Only(follow.iter().cloned().collect()))
+}
+
+/// `--key-value` and `--sqlite`, written into the stores the app will open, in order.
+async fn seed_stores(args: &UpArgs, settings: &Settings, paths: &AppPaths) -> Result<()> {
+    let config = &settings.runtime_config;
+    if !args.key_values.is_empty() {
+        wisp_host::KeyValue::seed(config, paths, "default", &args.key_values)
+            .await
+            .context("--key-value: cannot seed the key-value store")?;
+    }
+    for arg in &args.sqlite {
+        let (label, sql, batch) = match arg.strip_prefix('@') {
+            Some(file) => {
+                let (file, label) = file.split_once(':').unwrap_or((file, "default"));
+                let sql = std::fs::read_to_string(file)
+                    .with_context(|| format!("--sqlite {arg}: cannot read {file}"))?;
+                (label, sql, true)
+            }
+            None => ("default", arg.clone(), false),
+        };
+        wisp_host::Sqlite::seed(config, paths, label, &sql, batch)
+            .await
+            .with_context(|| format!("--sqlite {arg}"))?;
+    }
+    Ok(())
+}
+
+/// The app to serve, the directory its relative defaults (state dir, `.env`) hang off, and
+/// whether it came from local files (not a registry).
 async fn resolve(
     args: &UpArgs,
     options: &wisp_app::ResolveOptions,
-) -> Result<(LockedApp, PathBuf)> {
-    if let Some(from) = &args.from {
+) -> Result<(LockedApp, PathBuf, bool)> {
+    // `-f` also takes what `--from` takes, as `spin up -f` does: a .wasm or a reference.
+    let from = args.from.as_ref().or(args.manifest.as_ref().filter(|path| {
+        let is_component = path.extension().is_some_and(|e| e == "wasm" || e == "wat");
+        let is_reference = !path.exists() && path.to_str().is_some_and(looks_like_reference);
+        (is_component && path.is_file()) || is_reference
+    }));
+    if let Some(from) = from {
         if !from.exists()
             && let Some(text) = from.to_str()
             && looks_like_reference(text)
@@ -151,16 +283,21 @@ async fn resolve(
                 .with_context(|| format!("cannot get {text} from its registry"))?;
             eprintln!("Pulled {text} ({}).", pulled.digest);
             let dir = std::env::current_dir().context("cannot read the current directory")?;
-            return Ok((pulled.locked, dir));
+            return Ok((pulled.locked, dir, false));
         }
         let locked = wisp_app::from_component_file_with(from, options)?;
         let dir = std::path::absolute(from)
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_default();
-        return Ok((locked, dir));
+        return Ok((locked, dir, false));
     }
-    resolve_manifest_with(args.manifest.as_deref(), options)
+    let (locked, dir) = resolve_manifest_with(
+        args.manifest.as_deref(),
+        options,
+        args.oci_cache_dir.as_deref(),
+    )?;
+    Ok((locked, dir, true))
 }
 
 /// Whether `--from` text names a registry: its first segment is a host (has a `.` or a
@@ -185,7 +322,7 @@ mod tests {
         for reference in [
             "localhost:5000/hello:v1",
             "localhost/hello",
-            "ghcr.io/me/app:1.0",
+            "registry.example.com/me/app:1.0",
             "127.0.0.1:5000/apps/hello@sha256:0123",
         ] {
             assert!(looks_like_reference(reference), "{reference}");

@@ -77,7 +77,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
         build::build(&manifest_path, &[], json)?;
         let mut follow_up = false;
         let mut baseline = next_baseline(before_build, spec.snapshot(), &mut follow_up);
-        let (locked, app_dir) = resolve_manifest_with(Some(&manifest_path), &settings.resolve)?;
+        let (locked, app_dir) =
+            resolve_manifest_with(Some(&manifest_path), &settings.resolve, None)?;
         let paths = AppPaths {
             state_dir: args
                 .up
@@ -238,7 +239,7 @@ async fn reload(
             .context("the build failed")?;
     }
     let spec = WatchSpec::read(manifest_path)?;
-    let (locked, app_dir) = resolve_manifest_with(Some(manifest_path), &settings.resolve)?;
+    let (locked, app_dir) = resolve_manifest_with(Some(manifest_path), &settings.resolve, None)?;
     let paths = AppPaths {
         state_dir: args
             .state_dir
@@ -287,7 +288,7 @@ impl WatchSpec {
                 .components
                 .values()
                 .filter(|c| c.build.is_none())
-                .map(|c| root.join(&c.source)),
+                .filter_map(|c| c.source.local().map(|source| root.join(source))),
         );
         Ok(WatchSpec {
             root,
@@ -371,7 +372,13 @@ fn component_watches(manifest: &Manifest, root: &Path) -> Result<Vec<ComponentWa
             ),
             // Without a build, the component's own inputs trigger a reload.
             None => {
-                let mut globs = vec![component.source.to_string_lossy().into_owned()];
+                // A url source never changes: its digest pins it.
+                let mut globs: Vec<String> = component
+                    .source
+                    .local()
+                    .map(|source| source.to_string_lossy().into_owned())
+                    .into_iter()
+                    .collect();
                 for file in &component.files {
                     match file {
                         FileMount::Pattern(pattern) => globs.push(pattern.clone()),

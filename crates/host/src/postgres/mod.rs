@@ -207,7 +207,12 @@ async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Sess
             }),
         }
     };
-    rdbms::connect(caps, address, &host, port, dial)
+    // Spin names the host it parsed, and a port only when one was written.
+    let not_permitted = || match config.get_ports() {
+        [] => format!("address postgres://{host} is not permitted"),
+        _ => format!("address postgres://{host}:{port} is not permitted"),
+    };
+    rdbms::connect(caps, address, (&host, port), not_permitted, dial)
         .await
         .map_err(Failure::Connection)
 }
