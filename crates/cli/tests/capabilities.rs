@@ -339,6 +339,28 @@ fn variables_from_the_environment() {
 }
 
 #[test]
+fn variable_flags_win_over_every_provider() {
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let file = app.write("greeting.txt", "from-file");
+    let json = app.write("vars.json", r#"{"greeting": "from-json"}"#);
+    let up = |args: &[&str]| app.up_with_env(args, &[("SPIN_VARIABLE_GREETING", "from-env")]);
+    let wisp = up(&["--variable", "greeting=from-flag"]);
+    expect(&wisp, "GET /var?name=greeting", 200, "from-flag");
+    drop(wisp);
+    let wisp = up(&["--variable", &format!("greeting=@{}", file.display())]);
+    expect(&wisp, "GET /config?name=greeting", 200, "from-file");
+    drop(wisp);
+    // A later one wins.
+    let wisp = up(&[
+        "--variable",
+        "greeting=first",
+        "--variable",
+        &format!("@{}", json.display()),
+    ]);
+    expect(&wisp, "GET /var?name=greeting", 200, "from-json");
+}
+
+#[test]
 fn variables_from_a_dotenv_file_beside_the_manifest() {
     let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
     app.write(".env", "SPIN_VARIABLE_GREETING=from-dotenv\n");
@@ -1337,30 +1359,13 @@ fn example_kv_counter_app_runs() {
 #[test]
 fn python_sdk_app_runs_unchanged() {
     let venv = support::python_sdk_venv();
-    let site_packages = std::fs::read_dir(venv.join("lib"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path().join("site-packages"))
-        .find(|path| path.is_dir())
-        .expect("the venv has a site-packages directory");
     let app = tempfile::tempdir().unwrap();
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python-sdk");
     for file in ["app.py", "spin.toml"] {
         std::fs::copy(source.join(file), app.path().join(file)).unwrap();
     }
     // The build a Python SDK user runs (`spin build` runs the same command).
-    let output = Command::new(venv.join("bin/componentize-py"))
-        .args(["-w", "spin-http", "componentize", "app", "-p", "."])
-        .arg("-p")
-        .arg(&site_packages)
-        .args(["-o", "app.wasm"])
-        .current_dir(app.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "componentize-py failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    support::componentize_python(&venv, "spin-http", app.path());
 
     let state = tempfile::tempdir().unwrap();
     let mut command = support::wisp_command();

@@ -846,3 +846,28 @@ fn spin_up_f_takes_a_component_and_find_free_port_moves_on() {
     drop(wisp);
     drop(taken);
 }
+
+#[test]
+fn max_instance_memory_is_spins_memory_cap_in_bytes() {
+    // 3 MiB (and a byte, rounded up to the next 64 KiB page): the 4 MiB guest cannot grow.
+    let wisp = Wisp::up(&[
+        "--from",
+        programs::TOUCH4MIB,
+        "--max-instance-memory",
+        "3145729",
+    ]);
+    assert_eq!(wisp.get("/").status, 500);
+    assert!(
+        wisp.wait_for_output("exceeded its memory limit of 3211264 bytes"),
+        "{}",
+        wisp.stderr()
+    );
+    drop(wisp);
+    let wisp = Wisp::up(&[
+        "--from",
+        programs::TOUCH4MIB,
+        "--max-instance-memory",
+        "16777216",
+    ]);
+    assert_eq!(wisp.get("/").status, 200, "{}", wisp.stderr());
+}

@@ -75,11 +75,12 @@ pub(crate) fn compile(
         .map_err(|e| invalid(format!("cannot load compiled code: {e:#}")))
 }
 
-/// A component as is; a core module (wasm32-wasip1, or wasm32-unknown-unknown with
-/// wit-bindgen metadata) wrapped with the WASI preview1 adapter.
+/// A component (with WASI 0.3 release-candidate names aliased, see [`alias_wasi_rc`]); a
+/// core module (wasm32-wasip1, or wasm32-unknown-unknown with wit-bindgen metadata) wrapped
+/// with the WASI preview1 adapter.
 fn to_component(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
     if wasmparser::Parser::is_component(bytes) {
-        return Ok(bytes.into());
+        return alias_wasi_rc(bytes).map_err(|e| format!("is not a valid component: {e}"));
     }
     if !wasmparser::Parser::is_core_wasm(bytes) {
         return Err(
@@ -106,9 +107,69 @@ fn to_component(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
         })
 }
 
+/// The one WASI release candidate that differs from 0.3.0 only in documentation (and an
+/// `@unstable` gate on `exit-with-code`): components built for Spin 4.0 (spin-sdk 4.x and
+/// 5.x for Python, componentize-py 0.22 and later) import and export it.
+const WASI_RC: &str = "@0.3.0-rc-2026-03-15";
+
+/// Renames the component's own imports and exports `…@0.3.0-rc-2026-03-15` to
+/// `…@0.3.0+rc-2026-03-15`. Wasmtime's linker matches semver-compatible versions but never
+/// prereleases; build metadata is ignored, so the renamed imports resolve to the host's
+/// `@0.3.0` definitions (still type-checked at link time). One byte per name, so nothing
+/// else moves, and the names stay distinct from `@0.3.0` ones the component may also have.
+/// Earlier release candidates differ in their types and are left alone (refused at link).
+fn alias_wasi_rc(
+    bytes: &[u8],
+) -> Result<std::borrow::Cow<'_, [u8]>, wasmparser::BinaryReaderError> {
+    use wasmparser::Payload;
+    let base = bytes.as_ptr() as usize;
+    let mut offsets = Vec::new();
+    let mut note = |name: &str| {
+        if name.ends_with(WASI_RC) {
+            // The `-` after `@0.3.0`.
+            offsets
+                .push(name.as_ptr() as usize - base + name.len() - WASI_RC.len() + "@0.3.0".len());
+        }
+    };
+    // Nested modules and components come inline, each closed by its own `End`; their
+    // names are internal wiring, not what the host links.
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    note(import?.name.name);
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    note(export?.name.name);
+                }
+            }
+            _ => {}
+        }
+    }
+    if offsets.is_empty() {
+        return Ok(bytes.into());
+    }
+    let mut renamed = bytes.to_vec();
+    for offset in offsets {
+        debug_assert_eq!(renamed[offset], b'-');
+        renamed[offset] = b'+';
+    }
+    Ok(renamed.into())
+}
+
+/// Changes whenever [`to_component`] starts turning the same bytes into a different
+/// component, so entries compiled before are not reused.
+const LOAD_REWRITES: &str = "wasi-0.3.0-rc-2026-03-15-as-0.3.0";
+
 fn entry_path(engine: &wasmtime::Engine, dir: &Path, digest: &str) -> PathBuf {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
+    LOAD_REWRITES.hash(&mut hasher);
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     dir.join("components")
         .join(format!("{hex}-{:016x}.cwasm", hasher.finish()))
@@ -169,6 +230,41 @@ mod tests {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         wasmtime::Engine::new(&config).unwrap()
+    }
+
+    #[test]
+    fn wasi_release_candidate_names_are_aliased_at_the_top_level_only() {
+        let rc = "wasi:random/random@0.3.0-rc-2026-03-15";
+        let text = format!(
+            r#"(component
+                (import "{rc}" (instance $rc (export "get-random-u64" (func (result u64)))))
+                (import "wasi:random/random@0.3.0" (instance $final (export "get-random-u64" (func (result u64)))))
+                (import "wasi:clocks/types@0.3.0-rc-2026-02-09" (instance))
+                (component $inner
+                    (import "{rc}" (instance (export "get-random-u64" (func (result u64))))))
+                (instance (instantiate $inner (with "{rc}" (instance $rc))))
+                (export "wasi:demo/thing@0.3.0-rc-2026-03-15" (instance $final)))"#
+        );
+        let bytes = wat::parse_str(&text).unwrap();
+        let aliased = alias_wasi_rc(&bytes).unwrap();
+        assert!(matches!(aliased, std::borrow::Cow::Owned(_)));
+        let names = String::from_utf8_lossy(&aliased);
+        // The top-level import and export, nothing else: the nested component's import
+        // and the instantiation argument keep their names, as does an older candidate.
+        assert_eq!(names.matches("@0.3.0+rc-2026-03-15").count(), 2, "{names}");
+        assert_eq!(names.matches("@0.3.0-rc-2026-03-15").count(), 2, "{names}");
+        assert_eq!(names.matches("@0.3.0-rc-2026-02-09").count(), 1, "{names}");
+        assert_eq!(aliased.len(), bytes.len());
+        wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+            .validate_all(&aliased)
+            .unwrap();
+
+        // Nothing to alias: the bytes as they are.
+        let hello = std::fs::read(wisp_test_programs::HELLO).unwrap();
+        assert!(matches!(
+            alias_wasi_rc(&hello).unwrap(),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

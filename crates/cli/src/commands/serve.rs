@@ -203,6 +203,24 @@ impl Settings {
 }
 
 impl Settings {
+    /// Sets the per-instance memory cap to `bytes` (rounded up to whole 64 KiB wasm
+    /// pages), checked as `--memory-limit-mb` is; `flag` names it in messages.
+    pub(crate) fn set_memory_limit(&mut self, bytes: u64, flag: &str) -> Result<()> {
+        const PAGE: u64 = 64 * 1024;
+        let limit = bytes.div_ceil(PAGE) * PAGE;
+        if limit == 0 {
+            bail!("{flag} must be at least 1");
+        }
+        if self.engine.memory_budget < limit {
+            bail!(
+                "{flag} ({limit} bytes) is above the memory budget ({} MiB, --memory-budget-mb); lower it or raise the budget",
+                self.engine.memory_budget >> 20
+            );
+        }
+        self.engine.memory_limit = limit;
+        Ok(())
+    }
+
     /// The runtime these settings describe: the engine and every trigger type.
     pub(crate) fn runtime(&self) -> Result<Runtime> {
         let engine = wisp_engine::WispEngine::new(self.engine.clone()).map_err(|e| {

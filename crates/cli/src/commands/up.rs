@@ -70,6 +70,15 @@ pub struct UpArgs {
     #[arg(long = "sqlite", value_name = "STATEMENT|@FILE[:LABEL]")]
     pub(crate) sqlite: Vec<String>,
 
+    /// Give an app variable a value, over every provider (repeatable): `NAME=VALUE`,
+    /// `NAME=@FILE` (the file's text), or `@FILE.json` / `@FILE.toml` (a table of them).
+    #[arg(long = "variable", value_name = "NAME=VALUE|@FILE")]
+    pub(crate) variables: Vec<String>,
+
+    /// Linear-memory cap per instance, in bytes (Spin's spelling of --memory-limit-mb).
+    #[arg(long, env = "SPIN_MAX_INSTANCE_MEMORY", value_name = "BYTES")]
+    pub(crate) max_instance_memory: Option<u64>,
+
     /// Drop the components' stdout and stderr.
     #[arg(short = 'q', long, conflicts_with = "follow")]
     pub(crate) quiet: bool,
@@ -119,6 +128,17 @@ pub fn run(args: UpArgs) -> Result<()> {
         )?;
     }
     let mut settings = Settings::from_args(&args)?;
+    if !args.variables.is_empty() {
+        // First provider: a value given here wins over the runtime config and environment.
+        let values = variable_values(&args.variables)?;
+        settings
+            .runtime_config
+            .variables_providers
+            .insert(0, wisp_host::VariablesProviderConfig::Static { values });
+    }
+    if let Some(bytes) = args.max_instance_memory {
+        settings.set_memory_limit(bytes, "--max-instance-memory")?;
+    }
     let (mut locked, app_dir, from_file) = runtime.block_on(resolve(&args, &settings.resolve))?;
     retain_components(&mut locked, &args.component_ids)?;
     for component in &mut locked.components {
@@ -163,6 +183,47 @@ pub fn run(args: UpArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// The values `--variable` gives, in order (a later one wins).
+fn variable_values(args: &[String]) -> Result<indexmap::IndexMap<String, String>> {
+    let mut values = indexmap::IndexMap::new();
+    for arg in args {
+        match arg.split_once('=') {
+            Some((name, value)) if !name.is_empty() && !name.starts_with('@') => {
+                let value = match value.strip_prefix('@') {
+                    Some(file) => std::fs::read_to_string(file)
+                        .with_context(|| format!("--variable {arg}: cannot read {file}"))?,
+                    None => value.to_owned(),
+                };
+                values.insert(name.to_owned(), value);
+            }
+            _ => {
+                let Some(file) = arg.strip_prefix('@') else {
+                    anyhow::bail!(
+                        "--variable {arg}: write NAME=VALUE, NAME=@FILE, or @FILE.json / @FILE.toml"
+                    );
+                };
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("--variable {arg}: cannot read {file}"))?;
+                let table: indexmap::IndexMap<String, String> = if file.ends_with(".json") {
+                    serde_json::from_str(&text).with_context(|| {
+                        format!("--variable {arg}: {file} is not a JSON object of strings")
+                    })?
+                } else if file.ends_with(".toml") {
+                    toml::from_str(&text).with_context(|| {
+                        format!("--variable {arg}: {file} is not a TOML table of strings")
+                    })?
+                } else {
+                    anyhow::bail!(
+                        "--variable {arg}: a file of variables must end in .json or .toml"
+                    );
+                };
+                values.extend(table);
+            }
+        }
+    }
+    Ok(values)
 }
 
 /// `--listen`, or with `--find-free-port` the first of it and the next 10 ports that is

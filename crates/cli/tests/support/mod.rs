@@ -449,8 +449,17 @@ pub fn build_example(name: &str) -> PathBuf {
 /// created once under the target directory (PyPI is one of this project's registries).
 #[allow(dead_code)]
 pub fn python_sdk_venv() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-sdk-venv");
-    let ready = venv.join(".wisp-ready-spin-sdk-3.4.1-componentize-py-0.17.2");
+    python_venv(
+        "python-sdk-venv",
+        &["spin-sdk==3.4.1", "componentize-py==0.17.2"],
+    )
+}
+
+/// A venv under the test target directory named `name` with `packages` installed from
+/// the machine's Python package index (pip's own configuration), made once.
+pub fn python_venv(name: &str, packages: &[&str]) -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let ready = venv.join(format!(".wisp-ready-{}", packages.join("-")));
     if ready.exists() {
         return venv;
     }
@@ -469,17 +478,36 @@ pub fn python_sdk_venv() -> PathBuf {
         "python3 -m venv",
     );
     run(
-        Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "spin-sdk==3.4.1",
-            "componentize-py==0.17.2",
-        ]),
-        "pip install spin-sdk componentize-py",
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(packages),
+        "pip install",
     );
     std::fs::write(&ready, "").unwrap();
     venv
+}
+
+/// Builds the Python app in `app_dir` (its `app.py`) into `app.wasm` with the venv's
+/// componentize-py for `world`, as a Python SDK user's `spin build` does.
+pub fn componentize_python(venv: &Path, world: &str, app_dir: &Path) {
+    let site_packages = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path().join("site-packages"))
+        .find(|path| path.is_dir())
+        .expect("the venv has a site-packages directory");
+    let output = Command::new(venv.join("bin/componentize-py"))
+        .args(["-w", world, "componentize", "app", "-p", "."])
+        .arg("-p")
+        .arg(&site_packages)
+        .args(["-o", "app.wasm"])
+        .current_dir(app_dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "componentize-py failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The directory holding `go` (1.25+) and `wasm-tools` for the http-go template, as
