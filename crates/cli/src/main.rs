@@ -107,6 +107,9 @@ fn main() -> ExitCode {
             .with_current_span(false)
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            // A closed stderr (a log collector gone) must not take the server down: the
+            // default reports a failed write with `eprintln!`, which panics.
+            .log_internal_errors(false)
             .init();
     } else {
         // Human lines: the message only (its text already names what matters; the
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(|| commands::serve::StderrAroundSpinner)
+            .log_internal_errors(false)
             .with_target(false)
             .without_time()
             .with_ansi(colour)

@@ -806,23 +806,13 @@ fn spin_up_f_takes_a_component_and_find_free_port_moves_on() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = support::wisp_command()
-        .args([
-            "up",
-            "-f",
-            programs::HELLO,
-            "--find-free-port",
-            "--listen",
-            &listen,
-        ])
-        .env("WISP_CACHE_DIR", support::cache_dir())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let wisp = support::KillOnDrop(child);
+    let (wisp, stderr) = spawn_with_stderr(&[
+        "-f",
+        programs::HELLO,
+        "--find-free-port",
+        "--listen",
+        &listen,
+    ]);
     // Keep reading stderr after the address: wisp logs each request there.
     let (found, address) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -870,4 +860,46 @@ fn max_instance_memory_is_spins_memory_cap_in_bytes() {
         "16777216",
     ]);
     assert_eq!(wisp.get("/").status, 200, "{}", wisp.stderr());
+}
+
+#[test]
+fn a_closed_stderr_does_not_stop_the_server() {
+    // A log reader that goes away (a collector restarting, `| head`) leaves wisp writing
+    // into a closed pipe: requests keep being served and SIGTERM still exits cleanly.
+    let (mut child, mut stderr) =
+        spawn_with_stderr(&["--from", programs::HELLO, "--listen", "127.0.0.1:0"]);
+    let addr: std::net::SocketAddr = std::io::BufRead::lines(&mut stderr)
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("Listening on http://").map(str::to_owned))
+        .expect("wisp listens")
+        .parse()
+        .unwrap();
+    drop(stderr);
+    for _ in 0..3 {
+        let response = support::request(addr, "GET", "/", &[], b"");
+        assert_eq!(response.text(), "Hello from Wisp\n");
+    }
+    support::terminate(&child);
+    let status = support::wait_timeout(&mut child, Duration::from_secs(15)).expect("exits");
+    assert!(status.success(), "{status}");
+}
+
+/// `wisp up <args>` with stderr piped and nothing else: the child and its stderr.
+fn spawn_with_stderr(
+    args: &[&str],
+) -> (
+    support::KillOnDrop,
+    std::io::BufReader<std::process::ChildStderr>,
+) {
+    let mut child = support::wisp_command()
+        .arg("up")
+        .args(args)
+        .env("WISP_CACHE_DIR", support::cache_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    (support::KillOnDrop(child), stderr)
 }

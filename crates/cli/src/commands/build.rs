@@ -50,6 +50,12 @@ pub(crate) fn manifest_path(arg: Option<&Path>) -> PathBuf {
     }
 }
 
+/// Builds every component of the app an `-f` argument names (`--build` of `up` and
+/// `registry push`).
+pub(crate) fn build_manifest(arg: Option<&Path>, json: bool) -> Result<()> {
+    build(&manifest_path(arg), &[], json)
+}
+
 /// Builds the selected components of the app at `manifest_path` (all when `only` is
 /// empty), in manifest order; stops at the first failing command. With `json`, progress
 /// and the commands' output are structured events rather than prefixed lines.

@@ -4,6 +4,7 @@ use super::serve::{self, Settings};
 use super::shared::{bind, resolve_manifest_with, shutdown_signal};
 use anyhow::{Context, Result};
 use clap::Args;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use wisp_app::LockedApp;
@@ -121,11 +122,7 @@ pub fn run(args: UpArgs) -> Result<()> {
         .context("cannot start the async runtime")
         .map_err(super::RuntimeFailure::wrap)?;
     if args.build {
-        super::build::build(
-            &super::build::manifest_path(args.manifest.as_deref()),
-            &[],
-            args.json,
-        )?;
+        super::build::build_manifest(args.manifest.as_deref(), args.json)?;
     }
     let mut settings = Settings::from_args(&args)?;
     if !args.variables.is_empty() {
@@ -179,7 +176,8 @@ pub fn run(args: UpArgs) -> Result<()> {
         if args.json {
             tracing::info!(event = "stopped", "Stopped.");
         } else {
-            eprintln!("Stopped.");
+            // Not `eprintln!`: stderr may be gone by now, and that is no failure.
+            let _ = writeln!(std::io::stderr(), "Stopped.");
         }
         Ok(())
     })
@@ -248,15 +246,7 @@ fn retain_components(locked: &mut LockedApp, ids: &[String]) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    let known: Vec<&str> = locked.components.iter().map(|c| c.id.as_str()).collect();
-    for id in ids {
-        if !known.contains(&id.as_str()) {
-            anyhow::bail!(
-                "--component-id {id}: the app has no such component; it has {}",
-                known.join(", ")
-            );
-        }
-    }
+    check_component_ids(locked, "--component-id", ids)?;
     locked.components.retain(|c| ids.contains(&c.id));
     locked.triggers.retain(|t| {
         match t.trigger_config.get("component").and_then(|c| c.as_str()) {
@@ -268,6 +258,18 @@ fn retain_components(locked: &mut LockedApp, ids: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Every id `flag` names is a component of the app; the error lists the app's.
+fn check_component_ids(locked: &LockedApp, flag: &str, ids: &[String]) -> Result<()> {
+    let known: Vec<&str> = locked.components.iter().map(|c| c.id.as_str()).collect();
+    match ids.iter().find(|id| !known.contains(&id.as_str())) {
+        Some(id) => anyhow::bail!(
+            "{flag} {id}: the app has no such component; it has {}",
+            known.join(", ")
+        ),
+        None => Ok(()),
+    }
+}
+
 /// Whose output `--quiet` / `--follow` let through; a followed id must be a component.
 fn guest_output(locked: &LockedApp, quiet: bool, follow: &[String]) -> Result<GuestOutput> {
     if quiet {
@@ -276,15 +278,7 @@ fn guest_output(locked: &LockedApp, quiet: bool, follow: &[String]) -> Result<Gu
     if follow.is_empty() {
         return Ok(GuestOutput::All);
     }
-    let known: Vec<&str> = locked.components.iter().map(|c| c.id.as_str()).collect();
-    for id in follow {
-        if !known.contains(&id.as_str()) {
-            anyhow::bail!(
-                "--follow {id}: the app has no such component; it has {}",
-                known.join(", ")
-            );
-        }
-    }
+    check_component_ids(locked, "--follow", follow)?;
     Ok(GuestOutput::Only(follow.iter().cloned().collect()))
 }
 
