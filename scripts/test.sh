@@ -38,6 +38,12 @@ if [ "$(node_major)" -lt 20 ]; then
     exit 1
 fi
 
+# curl and openssl for the inbound TLS test (a certificate made per run, HTTPS and HTTP/2).
+if ! command -v curl >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends curl openssl ca-certificates
+fi
+
 # python3 with venv and ensurepip for the Python SDK tests (they build their own venv).
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     $sudo apt-get update -q

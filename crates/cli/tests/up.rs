@@ -903,3 +903,120 @@ fn spawn_with_stderr(
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     (support::KillOnDrop(child), stderr)
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 with common name `name`:
+/// `<dir>/<name>.pem` and `<dir>/<name>-key.pem`, made by the `openssl` command.
+fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-days", "2", "-nodes", "-subj", &format!("/CN={name}")])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs (scripts/test.sh installs it)");
+    assert!(status.success());
+    (cert, key)
+}
+
+/// `curl -sv --cacert <ca> <extra> <url>`: (exit status, body, verbose stderr).
+fn curl(ca: &std::path::Path, extra: &[&str], url: &str) -> (bool, String, String) {
+    let output = std::process::Command::new("curl")
+        .args(["-sv", "--max-time", "20", "--cacert"])
+        .arg(ca)
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn tls_serves_https_and_http2_and_reloads_on_sighup() {
+    let certs = tempfile::tempdir().unwrap();
+    let (first, first_key) = self_signed(certs.path(), "first");
+    let (second, second_key) = self_signed(certs.path(), "second");
+    let cert = certs.path().join("cert.pem");
+    let key = certs.path().join("key.pem");
+    std::fs::copy(&first, &cert).unwrap();
+    std::fs::copy(&first_key, &key).unwrap();
+    let manifest = format!(
+        "spin_manifest_version = 2\n[application]\nname = \"tls\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"echo\"\n[[trigger.http]]\nroute = \"/loop\"\ncomponent = \"spin-loop\"\n[component.echo]\nsource = {}\n[component.spin-loop]\nsource = {}\n",
+        toml_path(programs::ECHO),
+        toml_path(programs::SPIN_LOOP)
+    );
+    let dir = app_dir(&manifest);
+    let wisp = Wisp::up(&[
+        "-f",
+        dir.path().join("spin.toml").to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--request-timeout",
+        "3",
+    ]);
+    let port = wisp.addr.port();
+    let url = |path: &str| format!("https://localhost:{port}{path}");
+    assert!(wisp.wait_for_output(&format!("Serving https://{}", wisp.addr)));
+
+    // HTTPS, verified against the certificate; the guest's Spin headers say https.
+    let (ok, body, verbose) = curl(&first, &["--http1.1"], &url("/x?y=1"));
+    assert!(ok, "{verbose}");
+    assert!(
+        body.contains(&format!("spin-full-url: https://localhost:{port}/x?y=1")),
+        "{body}"
+    );
+    assert!(verbose.contains("CN=first"), "{verbose}");
+    // HTTP/2 by ALPN.
+    let (ok, _, verbose) = curl(&first, &["--http2", "-o", "/dev/null"], &url("/x"));
+    assert!(
+        ok && verbose.contains("ALPN: server accepted h2"),
+        "{verbose}"
+    );
+    // Plain HTTP on the TLS port is refused, not served.
+    let (ok, _, _) = curl(&first, &[], &format!("http://127.0.0.1:{port}/x"));
+    assert!(!ok);
+
+    // A request in flight (a guest spinning until its 3 s deadline) while SIGHUP
+    // swaps in the second certificate: it still gets its answer, and new connections
+    // get the new certificate.
+    let in_flight = {
+        let first = first.clone();
+        let url = url("/loop");
+        std::thread::spawn(move || curl(&first, &["-o", "/dev/null", "-w", "%{http_code}"], &url))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::copy(&second, &cert).unwrap();
+    std::fs::copy(&second_key, &key).unwrap();
+    support::signal(wisp.pid(), "-HUP");
+    assert!(wisp.wait_for_output("SIGHUP: reloaded the TLS certificate"));
+    let (ok, _, verbose) = curl(&second, &["-o", "/dev/null"], &url("/x"));
+    assert!(ok && verbose.contains("CN=second"), "{verbose}");
+    let (ok, status, verbose) = in_flight.join().unwrap();
+    assert!(ok, "{verbose}");
+    assert_eq!(status, "504");
+
+    // A bad file on reload: the previous certificate keeps serving.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    support::signal(wisp.pid(), "-HUP");
+    assert!(wisp.wait_for_output("still serving the previous one"));
+    let (ok, _, verbose) = curl(&second, &["-o", "/dev/null"], &url("/x"));
+    assert!(ok, "{verbose}");
+}

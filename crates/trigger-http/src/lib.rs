@@ -9,6 +9,7 @@
 mod limits;
 mod routes;
 mod server;
+mod tls;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -31,6 +32,7 @@ pub use server::{
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, PRESSURE_IDLE_TIMEOUT, Peer,
     RequestHandler, ServerConfig, serve, serve_current,
 };
+pub use tls::{TlsConfig, TlsError};
 
 /// The request's checked authority (`host[:port]`) as the front door sees it: the URI's,
 /// else the one `Host` header, else (HTTP/1.0, HTTP/2) `local`. An error names what is
@@ -311,7 +313,7 @@ impl HttpTrigger {
         };
         let authority =
             limits::authority(&request, None).unwrap_or_else(|_| "localhost".to_owned());
-        set_spin_headers(&mut request, &matched, client, &authority);
+        set_spin_headers(&mut request, &matched, client, &authority, "http");
         self.run(component_id, request, path, started).await
     }
 
@@ -341,6 +343,18 @@ impl HttpTrigger {
                 parts.headers.insert(http::header::HOST, value);
             }
         }
+        if peer.secure {
+            // Over TLS the guest sees an `https` URI (WASI 0.3 reads the scheme from it).
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.scheme = Some(http::uri::Scheme::HTTPS);
+            if uri.authority.is_none() {
+                uri.authority = authority.parse().ok();
+            }
+            if uri.path_and_query.is_none() {
+                uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+            }
+            parts.uri = http::Uri::from_parts(uri).unwrap_or_default();
+        }
         let path = parts.uri.path().to_owned();
         let (matched, component_id) = match self.route(&path) {
             Routed::Component(matched, id) => (matched, id),
@@ -364,7 +378,8 @@ impl HttpTrigger {
         };
         let tripped = body.tripped();
         let mut request = Request::from_parts(parts, body.boxed_unsync());
-        set_spin_headers(&mut request, &matched, peer.client, &authority);
+        let scheme = if peer.secure { "https" } else { "http" };
+        set_spin_headers(&mut request, &matched, peer.client, &authority, scheme);
         let method = request.method().clone();
         let response = self.run(component_id, request, path.clone(), started).await;
         if tripped.is_some_and(|t| t.load(std::sync::atomic::Ordering::Acquire)) {
@@ -571,7 +586,7 @@ impl LocalDispatch for HttpTrigger {
                     };
                     let authority = limits::authority(&request, None)
                         .unwrap_or_else(|_| "localhost".to_owned());
-                    set_spin_headers(&mut request, &matched, client, &authority);
+                    set_spin_headers(&mut request, &matched, client, &authority, "http");
                     Ok(this.run(id, request, path, started).await)
                 }
             }
@@ -580,12 +595,13 @@ impl LocalDispatch for HttpTrigger {
 }
 
 /// Sets Spin's request headers, replacing any a client sent under the same names;
-/// `authority` is the request's checked authority.
+/// `authority` is the request's checked authority, `scheme` the connection's.
 fn set_spin_headers(
     request: &mut Request<WasiBody>,
     matched: &RouteMatch<'_>,
     client: SocketAddr,
     authority: &str,
+    scheme: &str,
 ) {
     let host = authority;
     let path_and_query = request
@@ -593,7 +609,7 @@ fn set_spin_headers(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "/".to_owned());
-    let full_url = format!("http://{host}{path_and_query}");
+    let full_url = format!("{scheme}://{host}{path_and_query}");
 
     let headers = request.headers_mut();
     // Clients may not forge what the host vouches for.

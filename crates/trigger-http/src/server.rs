@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub h2_max_local_error_reset_streams: usize,
     /// How long in-flight requests may take to finish once shutdown starts.
     pub shutdown_grace: Duration,
+    /// Serve HTTPS with this certificate (`None`: plain HTTP). The handshake must finish
+    /// within [`ServerConfig::header_read_timeout`].
+    pub tls: Option<crate::TlsConfig>,
 }
 
 /// Default [`ServerConfig::header_read_timeout`].
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             h2_max_pending_accept_reset_streams: 20,
             h2_max_local_error_reset_streams: 1024,
             shutdown_grace: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -276,6 +280,8 @@ pub struct Peer {
     pub client: SocketAddr,
     /// The address the server accepted the connection on.
     pub local: SocketAddr,
+    /// Whether the connection is TLS (the request's scheme is `https`).
+    pub secure: bool,
 }
 
 /// "No time recorded" for [`ConnState`]'s millisecond fields.
@@ -389,15 +395,79 @@ impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for TrackedBo
     }
 }
 
+/// A connection's byte stream: the socket, or TLS over it.
+enum Stream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(stream) => stream.is_write_vectored(),
+            Stream::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// The connection's socket, noting when request bytes arrive on an idle connection.
 struct ConnIo {
     /// Always `Some` until dropped (taken by the lingering close).
-    stream: Option<tokio::net::TcpStream>,
+    stream: Option<Stream>,
     state: Arc<ConnState>,
 }
 
 impl ConnIo {
-    fn stream(&mut self) -> Pin<&mut tokio::net::TcpStream> {
+    fn stream(&mut self) -> Pin<&mut Stream> {
         Pin::new(
             self.stream
                 .as_mut()
@@ -418,7 +488,9 @@ impl Drop for ConnIo {
     /// connection first reads and discards what keeps coming, for a moment ("lingering
     /// close", as other servers do); a connection with nothing unread closes at once.
     fn drop(&mut self) {
-        let Some(stream) = self.stream.take() else {
+        // A TLS connection closes with the TLS session; bytes still arriving on it could
+        // not be read without it.
+        let Some(Stream::Plain(stream)) = self.stream.take() else {
             return;
         };
         let mut probe = [0u8; 512];
@@ -517,6 +589,32 @@ async fn connection(
         return;
     }
     let _ = stream.set_nodelay(true);
+    let stream = match &shared.config.tls {
+        None => Stream::Plain(stream),
+        // The handshake counts as the start of the first request head: a client that
+        // stalls in it is closed like a slow-header one.
+        Some(tls) => match tokio::time::timeout(
+            shared.config.header_read_timeout,
+            tls.acceptor().accept(stream),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => Stream::Tls(Box::new(stream)),
+            Ok(Err(err)) => {
+                RefusalLog::Malformed
+                    .log(format_args!("TLS handshake with {client} failed: {err}"));
+                return;
+            }
+            Err(_) => {
+                RefusalLog::SlowHeaders.log(format_args!(
+                    "closed the connection from {client}: no TLS handshake within {:?}",
+                    shared.config.header_read_timeout
+                ));
+                return;
+            }
+        },
+    };
+    let secure = matches!(stream, Stream::Tls(_));
     let state = Arc::new(ConnState::new(&shared.config));
     let io = TokioIo::new(ConnIo {
         stream: Some(stream),
@@ -525,6 +623,7 @@ async fn connection(
     let peer = Peer {
         client,
         local: shared.local,
+        secure,
     };
     let service = {
         let handler = shared.handler.clone();

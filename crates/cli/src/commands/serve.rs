@@ -172,6 +172,7 @@ impl Settings {
             h2_max_pending_accept_reset_streams: args.http2_max_pending_resets,
             h2_max_local_error_reset_streams: args.http2_max_error_resets,
             shutdown_grace,
+            tls: None,
         };
         let engine = EngineConfig {
             max_instances: args.max_instances,
@@ -380,14 +381,23 @@ pub(crate) fn print_summary(
                 server.idle_timeout,
                 settings.max_request_body >> 20,
             );
+            let scheme = scheme(server);
+            if let Some(tls) = &server.tls {
+                let (cert, key) = tls.files();
+                eprintln!(
+                    "TLS: certificate {}, key {} (SIGHUP reloads them)",
+                    cert.display(),
+                    key.display()
+                );
+            }
             eprintln!("Routes:");
             for route in trigger.routes() {
                 let target = route.component.as_deref().unwrap_or("(static response)");
-                eprintln!("  http://{address}{}  ->  {target}", route.route);
+                eprintln!("  {scheme}://{address}{}  ->  {target}", route.route);
             }
-            print_spin_routes(app.locked(), trigger.routes(), address);
+            print_spin_routes(app.locked(), trigger.routes(), scheme, address);
             // Tests and scripts read this line to find the bound address.
-            eprintln!("Listening on http://{address}");
+            eprintln!("Listening on {scheme}://{address}");
         }
         // Tests and scripts read this line to know the triggers are running.
         _ => eprintln!("Running (no HTTP triggers)."),
@@ -400,10 +410,11 @@ pub(crate) fn print_summary(
 fn print_spin_routes(
     locked: &wisp_app::LockedApp,
     routes: &[wisp_trigger_http::RouteSummary],
+    scheme: &str,
     address: SocketAddr,
 ) {
     use std::io::Write as _;
-    let base = format!("http://{address}");
+    let base = format!("{scheme}://{address}");
     let mut out = format!("\nServing {base}\nAvailable Routes:\n");
     for route in routes {
         let key = route.component.as_deref().unwrap_or(&route.trigger);
@@ -428,6 +439,14 @@ fn print_spin_routes(
     let _ = stdout
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
+}
+
+/// `https` when the front door serves TLS.
+pub(crate) fn scheme(server: &ServerConfig) -> &'static str {
+    match server.tls {
+        Some(_) => "https",
+        None => "http",
+    }
 }
 
 /// [`print_summary`] as structured events (`--json`).
@@ -479,7 +498,8 @@ fn log_summary(
                 "front door limits"
             );
             wisp_trigger::Trigger::log_summary(&**trigger);
-            tracing::info!(event = "listening", address = %address, "Listening on http://{address}");
+            let scheme = scheme(server);
+            tracing::info!(event = "listening", address = %address, scheme, "Listening on {scheme}://{address}");
         }
         _ => tracing::info!(event = "running", "Running (no HTTP triggers)."),
     }

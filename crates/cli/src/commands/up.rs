@@ -48,6 +48,15 @@ pub struct UpArgs {
     #[arg(long, env = "WISP_LISTEN", default_value = "127.0.0.1:3000")]
     pub(crate) listen: SocketAddr,
 
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first);
+    /// needs --tls-key. SIGHUP reloads both files.
+    #[arg(long, env = "WISP_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "WISP_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    pub(crate) tls_key: Option<PathBuf>,
+
     /// If the --listen port is taken, try the next ones (up to 10 more), as Spin does.
     #[arg(long)]
     pub(crate) find_free_port: bool,
@@ -136,6 +145,10 @@ pub fn run(args: UpArgs) -> Result<()> {
     if let Some(bytes) = args.max_instance_memory {
         settings.set_memory_limit(bytes, "--max-instance-memory")?;
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        settings.server.tls =
+            Some(wisp_trigger_http::TlsConfig::load(cert, key).context("--tls-cert/--tls-key")?);
+    }
     let (mut locked, app_dir, from_file) = runtime.block_on(resolve(&args, &settings.resolve))?;
     retain_components(&mut locked, &args.component_ids)?;
     for component in &mut locked.components {
@@ -169,6 +182,13 @@ pub fn run(args: UpArgs) -> Result<()> {
             ),
             None => None,
         };
+        // Listening for SIGHUP before the address is printed: from then on a SIGHUP
+        // reloads instead of ending the process.
+        if let Some(tls) = settings.server.tls.clone() {
+            let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot listen for SIGHUP (which reloads the TLS certificate)")?;
+            tokio::spawn(reload_tls_on_sighup(tls, hangups));
+        }
         serve::print_summary(&wisp, &generation, &settings, address, args.json);
         let running = RunningApp::start(generation, listener, settings.server.clone());
         shutdown_signal().await;
@@ -181,6 +201,27 @@ pub fn run(args: UpArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Reloads the certificate and key on every SIGHUP; new connections get the new ones,
+/// open connections keep theirs, and a bad file leaves the running ones in place.
+async fn reload_tls_on_sighup(
+    tls: wisp_trigger_http::TlsConfig,
+    mut hangups: tokio::signal::unix::Signal,
+) {
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!(
+                event = "tls_reloaded",
+                "SIGHUP: reloaded the TLS certificate from {}",
+                tls.files().0.display()
+            ),
+            Err(e) => tracing::error!(
+                event = "tls_reload_failed",
+                "SIGHUP: cannot reload the TLS certificate, still serving the previous one: {e}"
+            ),
+        }
+    }
 }
 
 /// The values `--variable` gives, in order (a later one wins).

@@ -125,7 +125,9 @@ impl Wisp {
                 return Err((status, stderr.lock().unwrap().clone()));
             }
             stderr.lock().unwrap().push_str(&line);
-            let ready = match line.trim().strip_prefix("Listening on http://") {
+            let listening = line.trim().strip_prefix("Listening on http://");
+            let listening = listening.or_else(|| line.trim().strip_prefix("Listening on https://"));
+            let ready = match listening {
                 Some(addr) => Some(addr.parse().expect("listening address")),
                 // An app without HTTP triggers listens on nothing.
                 None if line.starts_with("Running (no HTTP triggers)") => {
@@ -233,8 +235,13 @@ pub fn terminate(child: &Child) {
 
 /// Sends SIGTERM to `pid`.
 pub fn terminate_pid(pid: u32) {
+    signal(pid, "-TERM");
+}
+
+/// Sends the signal `kill` names `signal` (`-HUP`, `-TERM`) to `pid`.
+pub fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([signal, &pid.to_string()])
         .status()
         .expect("run kill");
     assert!(status.success());
