@@ -119,7 +119,9 @@ impl Settings {
             Some(path) => RuntimeConfig::from_file(path)?,
             None => RuntimeConfig::default(),
         };
-        Self::from_limits(&args.limits, runtime_config)
+        let mut settings = Self::from_limits(&args.limits, runtime_config)?;
+        super::up::apply_settings_flags(&mut settings, args)?;
+        Ok(settings)
     }
 
     /// The settings of `args`, with `runtime_config`.

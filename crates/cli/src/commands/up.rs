@@ -134,27 +134,8 @@ pub fn run(args: UpArgs) -> Result<()> {
         super::build::build_manifest(args.manifest.as_deref(), args.json)?;
     }
     let mut settings = Settings::from_args(&args)?;
-    if !args.variables.is_empty() {
-        // First provider: a value given here wins over the runtime config and environment.
-        let values = variable_values(&args.variables)?;
-        settings
-            .runtime_config
-            .variables_providers
-            .insert(0, wisp_host::VariablesProviderConfig::Static { values });
-    }
-    if let Some(bytes) = args.max_instance_memory {
-        settings.set_memory_limit(bytes, "--max-instance-memory")?;
-    }
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        settings.server.tls =
-            Some(wisp_trigger_http::TlsConfig::load(cert, key).context("--tls-cert/--tls-key")?);
-    }
     let (mut locked, app_dir, from_file) = runtime.block_on(resolve(&args, &settings.resolve))?;
-    retain_components(&mut locked, &args.component_ids)?;
-    for component in &mut locked.components {
-        component.env.extend(args.env.iter().cloned());
-    }
-    settings.guest_output = guest_output(&locked, args.quiet, &args.follow)?;
+    settings.guest_output = apply_app_flags(&mut locked, &args)?;
     let state_dir = args
         .state_dir
         .clone()
@@ -182,13 +163,7 @@ pub fn run(args: UpArgs) -> Result<()> {
             ),
             None => None,
         };
-        // Listening for SIGHUP before the address is printed: from then on a SIGHUP
-        // reloads instead of ending the process.
-        if let Some(tls) = settings.server.tls.clone() {
-            let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                .context("cannot listen for SIGHUP (which reloads the TLS certificate)")?;
-            tokio::spawn(reload_tls_on_sighup(tls, hangups));
-        }
+        reload_tls_on_sighup(&settings)?;
         serve::print_summary(&wisp, &generation, &settings, address, args.json);
         let running = RunningApp::start(generation, listener, settings.server.clone());
         shutdown_signal().await;
@@ -203,9 +178,52 @@ pub fn run(args: UpArgs) -> Result<()> {
     })
 }
 
-/// Reloads the certificate and key on every SIGHUP; new connections get the new ones,
-/// open connections keep theirs, and a bad file leaves the running ones in place.
-async fn reload_tls_on_sighup(
+/// The settings-level flags Spin users type, over `settings` (`up` and `watch`):
+/// `--variable`, `--max-instance-memory`, `--tls-cert`/`--tls-key`.
+pub(crate) fn apply_settings_flags(settings: &mut Settings, args: &UpArgs) -> Result<()> {
+    if !args.variables.is_empty() {
+        // First provider: a value given here wins over the runtime config and environment.
+        let values = variable_values(&args.variables)?;
+        settings
+            .runtime_config
+            .variables_providers
+            .insert(0, wisp_host::VariablesProviderConfig::Static { values });
+    }
+    if let Some(bytes) = args.max_instance_memory {
+        settings.set_memory_limit(bytes, "--max-instance-memory")?;
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        settings.server.tls =
+            Some(wisp_trigger_http::TlsConfig::load(cert, key).context("--tls-cert/--tls-key")?);
+    }
+    Ok(())
+}
+
+/// The app-level flags over a resolved app (`up`, and `watch` on every load): `-c` keeps
+/// components, `-e` sets variables; returns whose output `-q`/`--follow` show.
+pub(crate) fn apply_app_flags(locked: &mut LockedApp, args: &UpArgs) -> Result<GuestOutput> {
+    retain_components(locked, &args.component_ids)?;
+    for component in &mut locked.components {
+        component.env.extend(args.env.iter().cloned());
+    }
+    guest_output(locked, args.quiet, &args.follow)
+}
+
+/// With TLS, reloads the certificate and key on every SIGHUP from now on: new
+/// connections get the new ones, open connections keep theirs, and a bad file leaves the
+/// running ones in place. Called before the address is printed, so a SIGHUP after it
+/// reloads instead of ending the process.
+pub(crate) fn reload_tls_on_sighup(settings: &Settings) -> Result<()> {
+    let Some(tls) = settings.server.tls.clone() else {
+        return Ok(());
+    };
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP (which reloads the TLS certificate)")?;
+    tokio::spawn(reload_tls_on(tls, hangups));
+    Ok(())
+}
+
+async fn reload_tls_on(
     tls: wisp_trigger_http::TlsConfig,
     mut hangups: tokio::signal::unix::Signal,
 ) {
@@ -267,7 +285,10 @@ fn variable_values(args: &[String]) -> Result<indexmap::IndexMap<String, String>
 
 /// `--listen`, or with `--find-free-port` the first of it and the next 10 ports that is
 /// free.
-async fn bind_listen(address: SocketAddr, find_free_port: bool) -> Result<tokio::net::TcpListener> {
+pub(crate) async fn bind_listen(
+    address: SocketAddr,
+    find_free_port: bool,
+) -> Result<tokio::net::TcpListener> {
     if find_free_port && address.port() != 0 {
         for offset in 0..=10u16 {
             let Some(port) = address.port().checked_add(offset) else {
@@ -324,7 +345,11 @@ fn guest_output(locked: &LockedApp, quiet: bool, follow: &[String]) -> Result<Gu
 }
 
 /// `--key-value` and `--sqlite`, written into the stores the app will open, in order.
-async fn seed_stores(args: &UpArgs, settings: &Settings, paths: &AppPaths) -> Result<()> {
+pub(crate) async fn seed_stores(
+    args: &UpArgs,
+    settings: &Settings,
+    paths: &AppPaths,
+) -> Result<()> {
     let config = &settings.runtime_config;
     if !args.key_values.is_empty() {
         wisp_host::KeyValue::seed(config, paths, "default", &args.key_values)

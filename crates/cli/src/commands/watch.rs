@@ -13,7 +13,7 @@
 
 use super::build;
 use super::serve::{self, Settings};
-use super::shared::{bind, resolve_manifest_with, shutdown_signal};
+use super::shared::{resolve_manifest_with, shutdown_signal};
 use super::up::UpArgs;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -60,7 +60,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
     }
     let manifest_path = std::path::absolute(build::manifest_path(args.up.manifest.as_deref()))
         .context("cannot resolve the manifest path")?;
-    let settings = Settings::from_args(&args.up)?;
+    let mut settings = Settings::from_args(&args.up)?;
     let poll = Duration::from_millis(args.poll_ms.max(10));
     let json = args.up.json();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -77,8 +77,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
         build::build(&manifest_path, &[], json)?;
         let mut follow_up = false;
         let mut baseline = next_baseline(before_build, spec.snapshot(), &mut follow_up);
-        let (locked, app_dir) =
+        let (mut locked, app_dir) =
             resolve_manifest_with(Some(&manifest_path), &settings.resolve, None)?;
+        settings.guest_output = super::up::apply_app_flags(&mut locked, &args.up)?;
         let paths = AppPaths {
             state_dir: args
                 .up
@@ -87,12 +88,14 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 .unwrap_or_else(|| app_dir.join(".wisp")),
             app_dir: Some(app_dir.clone()),
         };
-        let listener = bind(args.up.listen).await?;
+        let listener = super::up::bind_listen(args.up.listen, args.up.find_free_port).await?;
         let address = listener
             .local_addr()
             .context("cannot read the listening address")?;
+        super::up::seed_stores(&args.up, &settings, &paths).await?;
         let wisp = settings.runtime()?;
         let generation = serve::load(&wisp, locked, &settings, paths).await?;
+        super::up::reload_tls_on_sighup(&settings)?;
         serve::print_summary(&wisp, &generation, &settings, Some(address), json);
         if json {
             tracing::info!(event = "watching", "watching for changes");
@@ -171,8 +174,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
                         );
                     } else {
                         eprintln!(
-                            "Reloaded in {:.0?}; serving http://{address}",
-                            started.elapsed()
+                            "Reloaded in {:.0?}; serving {}://{address}",
+                            started.elapsed(),
+                            serve::scheme(&settings.server)
                         );
                     }
                     spec = new_spec;
@@ -239,7 +243,9 @@ async fn reload(
             .context("the build failed")?;
     }
     let spec = WatchSpec::read(manifest_path)?;
-    let (locked, app_dir) = resolve_manifest_with(Some(manifest_path), &settings.resolve, None)?;
+    let (mut locked, app_dir) =
+        resolve_manifest_with(Some(manifest_path), &settings.resolve, None)?;
+    super::up::apply_app_flags(&mut locked, args)?;
     let paths = AppPaths {
         state_dir: args
             .state_dir
