@@ -30,6 +30,7 @@ fn trigger_for(
         paths: wisp_host::AppPaths {
             state_dir: state_dir.to_path_buf(),
             app_dir: None,
+            files_dir: None,
         },
         limits: Default::default(),
     };

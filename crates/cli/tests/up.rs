@@ -410,6 +410,28 @@ files = [{ source = "assets", destination = "/static" }]"#,
         );
     }
     assert!(!dir.path().join("assets/new.txt").exists());
+    drop(wisp);
+
+    // `--temp`: the files are staged there instead of the state directory.
+    let temp = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let wisp = Wisp::up(&[
+        "-f",
+        dir.path().join("spin.toml").to_str().unwrap(),
+        "--temp",
+        temp.path().to_str().unwrap(),
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    assert!(
+        wisp.get("/")
+            .text()
+            .contains("file /static/hello.txt=hello file"),
+        "{}",
+        wisp.stderr()
+    );
+    assert!(temp.path().join("sandbox").is_dir());
+    assert!(!state.path().join("files").exists());
 }
 
 #[test]

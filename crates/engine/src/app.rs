@@ -184,17 +184,17 @@ impl std::fmt::Debug for LoadedApp {
 
 impl LoadedApp {
     /// Compiles (or loads from cache) and links every component of `locked`. Files are
-    /// staged under `state_dir/files/<component>` and mounted read-only at `/`.
+    /// staged under `files_dir/<component>` and mounted read-only at `/`.
     pub fn load(
         engine: &WispEngine,
         locked: LockedApp,
-        state_dir: &Path,
+        files_dir: &Path,
         capabilities: &AppCapabilities,
     ) -> Result<Self, EngineError> {
         Self::load_with_limits(
             engine,
             locked,
-            state_dir,
+            files_dir,
             capabilities,
             &AppLimits::default(),
         )
@@ -204,7 +204,7 @@ impl LoadedApp {
     pub fn load_with_limits(
         engine: &WispEngine,
         locked: LockedApp,
-        state_dir: &Path,
+        files_dir: &Path,
         capabilities: &AppCapabilities,
         limits: &AppLimits,
     ) -> Result<Self, EngineError> {
@@ -229,7 +229,7 @@ impl LoadedApp {
                     engine,
                     &linker,
                     c,
-                    state_dir,
+                    files_dir,
                     granted,
                     &outbound,
                     limits.clone(),
@@ -412,7 +412,7 @@ impl LoadedComponent {
         engine: &WispEngine,
         linker: &Linker<Host>,
         locked: &LockedComponent,
-        state_dir: &Path,
+        files_root: &Path,
         capabilities: Arc<ComponentCapabilities>,
         app_outbound: &Arc<AppOutbound>,
         limits: Arc<ResolvedLimits>,
@@ -459,7 +459,7 @@ impl LoadedComponent {
             ))
         })?;
         let http = http_export(&pre);
-        let files_dir = stage_files(locked, state_dir)?;
+        let files_dir = stage_files(locked, files_root)?;
         Ok(Self {
             shows_output: limits.guest_output.shows(id),
             id: id.into(),
@@ -905,7 +905,10 @@ const NO_HTTP_EXPORT: &str = "has no HTTP export: it must export `wasi:http/inco
 
 /// Copies a component's files into its own directory so the guest sees exactly its
 /// `files` and nothing else, mounted read-only.
-fn stage_files(locked: &LockedComponent, state_dir: &Path) -> Result<Option<PathBuf>, EngineError> {
+fn stage_files(
+    locked: &LockedComponent,
+    files_root: &Path,
+) -> Result<Option<PathBuf>, EngineError> {
     if locked.files.is_empty() {
         return Ok(None);
     }
@@ -935,7 +938,7 @@ fn stage_files(locked: &LockedComponent, state_dir: &Path) -> Result<Option<Path
     // files that instances of the previous version still read (they keep their
     // directory), and loading unchanged files again (the node's lazy load) copies
     // nothing.
-    let component_dir = state_dir.join("files").join(&locked.id);
+    let component_dir = files_root.join(&locked.id);
     let key = files_key(locked);
     let root = component_dir.join(&key);
     let done = component_dir.join(format!("{key}.done"));

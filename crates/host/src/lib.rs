@@ -152,6 +152,17 @@ pub struct AppPaths {
     /// The manifest's directory, where `.env` is looked up; `None` for an app without a
     /// manifest directory of its own.
     pub app_dir: Option<PathBuf>,
+    /// Where components' files are staged (`wisp up --temp`); `None`: `state_dir/files`.
+    pub files_dir: Option<PathBuf>,
+}
+
+impl AppPaths {
+    /// The directory components' files are staged under.
+    pub fn files_dir(&self) -> PathBuf {
+        self.files_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("files"))
+    }
 }
 
 /// Everything one app's components may reach, set up once when the app loads.
@@ -624,6 +635,7 @@ mod tests {
         AppPaths {
             state_dir: state.path().to_path_buf(),
             app_dir: None,
+            files_dir: None,
         }
     }
 

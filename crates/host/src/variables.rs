@@ -427,6 +427,7 @@ mod tests {
             &AppPaths {
                 state_dir: PathBuf::from("/nonexistent"),
                 app_dir: None,
+                files_dir: None,
             },
         )
         .unwrap();

@@ -631,6 +631,7 @@ impl Inner {
             paths: AppPaths {
                 state_dir: dir,
                 app_dir: None,
+                files_dir: None,
             },
             limits: resolve_limits(&record.limits, self.config.app_max_instances)?,
         })

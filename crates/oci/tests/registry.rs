@@ -619,6 +619,7 @@ async fn serve_once(app: wisp_app::LockedApp, path: &str) -> (u16, String) {
         paths: wisp_host::AppPaths {
             state_dir: state.path().to_path_buf(),
             app_dir: None,
+            files_dir: None,
         },
         limits: Default::default(),
     };

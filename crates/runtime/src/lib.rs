@@ -185,7 +185,7 @@ impl Runtime {
         let app = LoadedApp::load_with_limits(
             &self.engine,
             locked,
-            &settings.paths.state_dir,
+            &settings.paths.files_dir(),
             &capabilities,
             &settings.limits,
         )
@@ -422,6 +422,7 @@ mod tests {
             paths: AppPaths {
                 state_dir: state.to_path_buf(),
                 app_dir: None,
+                files_dir: None,
             },
             limits: AppLimits::default(),
         }

@@ -26,6 +26,7 @@ fn settings(state: &tempfile::TempDir) -> AppSettings {
         paths: AppPaths {
             state_dir: state.path().to_path_buf(),
             app_dir: None,
+            files_dir: None,
         },
         limits: Default::default(),
     }

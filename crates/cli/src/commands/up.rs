@@ -107,6 +107,11 @@ pub struct UpArgs {
     #[arg(long, env = "WISP_STATE_DIR")]
     pub(crate) state_dir: Option<PathBuf>,
 
+    /// Directory the components' files are staged in (Spin's `--temp`, alias `--tmp`);
+    /// default `files` in the state directory.
+    #[arg(long, visible_alias = "tmp", env = "WISP_TEMP_DIR", value_name = "DIR")]
+    pub(crate) temp: Option<PathBuf>,
+
     /// Engine, instance and front-door limits.
     #[command(flatten)]
     pub(crate) limits: super::serve::LimitArgs,
@@ -143,6 +148,7 @@ pub fn run(args: UpArgs) -> Result<()> {
     let paths = AppPaths {
         state_dir,
         app_dir: from_file.then(|| app_dir.clone()),
+        files_dir: args.temp.clone(),
     };
 
     runtime.block_on(async move {

@@ -87,6 +87,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| app_dir.join(".wisp")),
             app_dir: Some(app_dir.clone()),
+            files_dir: args.up.temp.clone(),
         };
         let listener = super::up::bind_listen(args.up.listen, args.up.find_free_port).await?;
         let address = listener
@@ -252,6 +253,7 @@ async fn reload(
             .clone()
             .unwrap_or_else(|| app_dir.join(".wisp")),
         app_dir: Some(app_dir),
+        files_dir: args.temp.clone(),
     };
     let generation = serve::load(wisp, locked, settings, paths)
         .await
