@@ -1380,3 +1380,257 @@ fn python_sdk_app_runs_unchanged() {
     expect(&wisp, "GET /x", 200, "hi 2\n");
     expect(&wisp, "GET /y", 200, "hi 1\n");
 }
+
+// ---------------------------------------------------------------------------
+// Client TLS ([[client_tls]])
+
+/// A CA and certificates it signs, made with the `openssl` command in `dir`.
+struct TestCa {
+    dir: PathBuf,
+}
+
+impl TestCa {
+    fn new(dir: &Path) -> TestCa {
+        let ca = TestCa {
+            dir: dir.to_path_buf(),
+        };
+        ca.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=wisp-test-ca",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        ca
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("openssl runs (scripts/test.sh installs it)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// `<name>.pem` and `<name>-key.pem`, for `localhost`, with extended key usage
+    /// `usage` (`serverAuth` or `clientAuth`).
+    fn issue(&self, name: &str, usage: &str) -> (PathBuf, PathBuf) {
+        let ext = format!("{name}.ext");
+        std::fs::write(
+            self.dir.join(&ext),
+            format!("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
+        )
+        .unwrap();
+        let (key, csr, cert) = (
+            format!("{name}-key.pem"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &cert,
+            "-extfile",
+            &ext,
+        ]);
+        (self.dir.join(cert), self.dir.join(key))
+    }
+}
+
+/// `openssl s_server -www` (a real TLS server answering `GET /` with a status page) on a
+/// free loopback port, optionally requiring a client certificate from `client_ca`.
+fn tls_server(cert: &Path, key: &Path, client_ca: Option<&Path>) -> (support::KillOnDrop, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = Command::new("openssl");
+    command
+        .args([
+            "s_server",
+            "-www",
+            "-quiet",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("-cert")
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(ca) = client_ca {
+        command.args(["-Verify", "1", "-CAfile"]).arg(ca);
+    }
+    let server = support::KillOnDrop(command.spawn().expect("openssl s_server runs"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s_server did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, port)
+}
+
+#[test]
+fn client_tls_roots_and_client_certificates_per_component_and_host() {
+    let certs = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(certs.path());
+    let (server_cert, server_key) = ca.issue("server", "serverAuth");
+    let (client_cert, client_key) = ca.issue("client", "clientAuth");
+    let (_server, port) = tls_server(&server_cert, &server_key, None);
+    let (_mtls_server, mtls_port) =
+        tls_server(&server_cert, &server_key, Some(&ca.dir.join("ca.pem")));
+    let grants = format!(
+        "allowed_outbound_hosts = [\"https://localhost:{port}\", \"https://127.0.0.1:{port}\", \"https://localhost:{mtls_port}\"]"
+    );
+    let app = App::new(&caps_manifest(programs::CAPS_V5, &grants));
+    let ca_file = ca.dir.join("ca.pem");
+    let get = |wisp: &Wisp, port: u16| {
+        call(
+            wisp,
+            &format!("GET /http?url=https://localhost:{port}/"),
+            b"",
+        )
+        .text()
+    };
+
+    // The webpki roots alone do not know the test CA.
+    let wisp = app.up(&[]);
+    assert_eq!(get(&wisp, port), "error: TlsCertificateError");
+    assert!(
+        wisp.wait_for_output(&format!(
+            "component `caps`: outbound request to https://localhost:{port}/ failed: the server's certificate was refused"
+        )),
+        "{}",
+        wisp.stderr()
+    );
+    drop(wisp);
+
+    // Its CA for this component and host: trusted. A server asking for a client
+    // certificate is refused without one, and served with one.
+    let config = app.write(
+        "runtime-config.toml",
+        &format!(
+            "[[client_tls]]\ncomponent_ids = [\"caps\"]\nhosts = [\"localhost\", \"127.0.0.1\"]\nca_roots_file = \"{}\"\n",
+            ca_file.display()
+        ),
+    );
+    let wisp = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
+    // The right CA but the wrong name: the certificate names only `localhost`.
+    let wrong_name = call(
+        &wisp,
+        &format!("GET /http?url=https://127.0.0.1:{port}/"),
+        b"",
+    )
+    .text();
+    assert_eq!(wrong_name, "error: TlsCertificateError");
+    assert!(
+        get(&wisp, port).starts_with("status 200\n"),
+        "{}",
+        wisp.stderr()
+    );
+    let refused = get(&wisp, mtls_port);
+    assert!(refused.starts_with("error: TlsAlertReceived"), "{refused}");
+    drop(wisp);
+    let config = app.write(
+        "runtime-config.toml",
+        &format!(
+            "[[client_tls]]\ncomponent_ids = [\"caps\"]\nhosts = [\"localhost\"]\nca_roots_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_private_key_file = \"{}\"\n",
+            ca_file.display(),
+            client_cert.display(),
+            client_key.display()
+        ),
+    );
+    let wisp = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
+    assert!(
+        get(&wisp, mtls_port).starts_with("status 200\n"),
+        "{}",
+        wisp.stderr()
+    );
+    drop(wisp);
+
+    // An entry for another component changes nothing for this one.
+    let config = app.write(
+        "runtime-config.toml",
+        &format!(
+            "[[client_tls]]\ncomponent_ids = [\"other\"]\nhosts = [\"localhost\"]\nca_roots_file = \"{}\"\n",
+            ca_file.display()
+        ),
+    );
+    let wisp = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
+    assert_eq!(get(&wisp, port), "error: TlsCertificateError");
+    drop(wisp);
+
+    // A host with a port, or a key without its certificate, is refused at start naming
+    // the file and the entry.
+    for (entry, needle) in [
+        ("hosts = [\"localhost:443\"]", "is not a plain host name"),
+        (
+            "hosts = [\"localhost\"]\nclient_private_key_file = \"k.pem\"",
+            "give both or neither",
+        ),
+    ] {
+        let config = app.write(
+            "runtime-config.toml",
+            &format!("[[client_tls]]\ncomponent_ids = [\"caps\"]\n{entry}\n"),
+        );
+        let (_, stderr) =
+            Wisp::spawn(app.command(&["--runtime-config-file", config.to_str().unwrap()], &[]))
+                .err()
+                .expect("refused");
+        assert!(
+            stderr.contains("runtime-config.toml")
+                && stderr.contains("[[client_tls]] entry 1")
+                && stderr.contains(needle),
+            "{stderr}"
+        );
+    }
+}

@@ -476,7 +476,8 @@ impl LoadedComponent {
                 allowed: capabilities.allowed_outbound_hosts().clone(),
                 client: app_outbound
                     .client
-                    .for_component(capabilities.allowed_outbound_hosts()),
+                    .for_component(capabilities.allowed_outbound_hosts())
+                    .with_host_tls(capabilities.client_tls().clone()),
                 app: app_outbound.clone(),
             }),
             capabilities,

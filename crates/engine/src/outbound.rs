@@ -189,7 +189,7 @@ impl WasiHttpHooks for OutboundHooks {
                         client.send(request, timeouts).await.map_err(|e| {
                             tracing::warn!(
                                 component = %component,
-                                "outbound request to {} failed: {e}",
+                                "component `{component}`: outbound request to {} failed: {e}",
                                 Redacted(&uri)
                             );
                             to_http_error(e)
@@ -284,6 +284,11 @@ fn to_http_error(error: SendError) -> HttpError {
             HttpError::ConnectionTerminated
         }
         SendError::TlsError(_) => HttpError::TlsProtocolError,
+        SendError::TlsCertificate(_) => HttpError::TlsCertificateError,
+        SendError::TlsAlert(_) => HttpError::TlsAlertReceived {
+            alert_id: None,
+            alert_message: None,
+        },
         SendError::ProtocolError(_) => HttpError::HttpProtocolError,
         SendError::ResponseHeadersTooLarge => HttpError::HttpResponseHeaderSectionSize(None),
         SendError::RequestBodyError(message) => HttpError::InternalError(Some(message)),

@@ -195,6 +195,8 @@ pub struct ComponentCapabilities {
     blocked_networks: BlockedNetworks,
     /// Raw TCP/UDP grants; `None` (the default) when no entry grants a socket.
     sockets: Option<Arc<SocketPolicy>>,
+    /// Hosts whose HTTPS uses a `[[client_tls]]` entry's settings.
+    client_tls: wisp_outbound::HostTls,
     /// What each capability granted, by the grant's type.
     grants: Grants,
 }
@@ -241,6 +243,12 @@ impl AppCapabilities {
         let blocked_networks = BlockedNetworks::parse(&runtime.outbound_networking.block_networks)
             .map_err(|e| HostError::BlockNetworks(e.to_string()))?;
         summary.push(format!("outbound networking: blocked {blocked_networks}"));
+        if !runtime.client_tls.is_empty() {
+            summary.push(format!(
+                "client TLS: {} [[client_tls]] entries",
+                runtime.client_tls.len()
+            ));
+        }
 
         let app = AppContext {
             locked,
@@ -267,6 +275,17 @@ impl AppCapabilities {
                     },
                 )?;
             let component_blocked = blocked_networks.for_component(&allowed_outbound_hosts);
+            // The first entry naming this component and a host decides for that host.
+            let mut client_tls = HashMap::new();
+            for entry in &runtime.client_tls {
+                if entry.component_ids.contains(&component.id) {
+                    for host in &entry.hosts {
+                        client_tls
+                            .entry(host.clone())
+                            .or_insert_with(|| entry.tls.clone());
+                    }
+                }
+            }
             components.insert(
                 component.id.clone(),
                 Arc::new(ComponentCapabilities {
@@ -274,6 +293,7 @@ impl AppCapabilities {
                     sockets: SocketPolicy::new(&allowed_outbound_hosts, &component_blocked)
                         .map(Arc::new),
                     blocked_networks: component_blocked,
+                    client_tls: Arc::new(client_tls),
                     allowed_outbound_hosts,
                     grants: grants.remove(&component.id).unwrap_or_default(),
                 }),
@@ -358,6 +378,11 @@ impl ComponentCapabilities {
     /// capability was not prepared).
     pub fn grant<G: Any>(&self) -> Option<&G> {
         self.grants.get()
+    }
+
+    /// The `[[client_tls]]` settings of this component, by host.
+    pub fn client_tls(&self) -> &wisp_outbound::HostTls {
+        &self.client_tls
     }
 
     /// The component's `wasi:sockets` grants, `None` when it has none (the default: no

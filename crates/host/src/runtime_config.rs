@@ -26,6 +26,10 @@ const CORE_TABLES: &[RuntimeConfigTable] = &[
         key: "outbound_networking",
         syntax: "[outbound_networking]",
     },
+    RuntimeConfigTable {
+        key: "client_tls",
+        syntax: "[[client_tls]]",
+    },
 ];
 
 /// The parsed runtime config. `RuntimeConfig::default()` is what `wisp up` uses when no
@@ -39,6 +43,8 @@ pub struct RuntimeConfig {
     pub variables_providers: Vec<VariablesProviderConfig>,
     /// `[outbound_networking]`.
     pub outbound_networking: OutboundNetworkingConfig,
+    /// `[[client_tls]]`, in file order (the first entry naming a component and host wins).
+    pub client_tls: Vec<ClientTlsConfig>,
     /// Variables come only from the providers above, never from the process's
     /// environment (`SPIN_VARIABLE_*`) or a `.env` file: a host running many apps sets
     /// this so no app reads what the environment holds for another.
@@ -85,6 +91,18 @@ pub struct OutboundNetworkingConfig {
     pub block_networks: Vec<String>,
 }
 
+/// One `[[client_tls]]` entry: outbound HTTPS from these components to these hosts uses
+/// `tls` (its roots and client certificate) instead of the webpki roots alone.
+#[derive(Debug, Clone)]
+pub struct ClientTlsConfig {
+    /// `component_ids`.
+    pub component_ids: Vec<String>,
+    /// `hosts`: host names without a port, lower case.
+    pub hosts: Vec<String>,
+    /// The TLS settings built from the entry's files.
+    pub tls: wisp_outbound::ClientTls,
+}
+
 /// The core tables; other top-level keys are ignored here and checked by name.
 #[derive(Deserialize)]
 struct CoreTables {
@@ -92,6 +110,24 @@ struct CoreTables {
     variables_provider: Vec<RawProvider>,
     #[serde(default)]
     outbound_networking: Option<RawOutbound>,
+    #[serde(default)]
+    client_tls: Vec<RawClientTls>,
+}
+
+/// `[[client_tls]]` as Spin reads it; `cert_chain_file` and `private_key_file` are the
+/// names older Spin documentation gives the client certificate's files.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientTls {
+    component_ids: Vec<String>,
+    hosts: Vec<String>,
+    ca_use_platform_roots: Option<bool>,
+    ca_use_webpki_roots: Option<bool>,
+    ca_roots_file: Option<PathBuf>,
+    #[serde(alias = "cert_chain_file")]
+    client_cert_file: Option<PathBuf>,
+    #[serde(alias = "private_key_file")]
+    client_private_key_file: Option<PathBuf>,
 }
 
 /// A `[key_value_store.<label>]` or `[sqlite_database.<label>]` table: Spin gives both
@@ -212,7 +248,101 @@ impl RuntimeConfig {
                 .map(|o| o.block_networks)
                 .unwrap_or_default(),
         };
+        config.client_tls = core
+            .client_tls
+            .into_iter()
+            .enumerate()
+            .map(|(index, raw)| config.client_tls_entry(index + 1, raw))
+            .collect::<Result<_, _>>()?;
         Ok(config)
+    }
+
+    /// The `number`th `[[client_tls]]` entry, with its files read. As in Spin, roots
+    /// default to the system's ("platform") unless `ca_roots_file` is given; Wisp has no
+    /// platform verifier, so "platform" means the webpki roots here.
+    fn client_tls_entry(
+        &self,
+        number: usize,
+        raw: RawClientTls,
+    ) -> Result<ClientTlsConfig, HostError> {
+        let invalid =
+            |message: String| self.invalid(format!("[[client_tls]] entry {number}: {message}"));
+        if raw.component_ids.is_empty() || raw.hosts.is_empty() {
+            return Err(invalid(
+                "`component_ids` and `hosts` must each name at least one; write e.g. component_ids = [\"api\"], hosts = [\"db.internal.example\"]".to_owned(),
+            ));
+        }
+        let mut hosts = Vec::with_capacity(raw.hosts.len());
+        for host in &raw.hosts {
+            match host.parse::<http::uri::Authority>() {
+                Ok(authority)
+                    if authority.port().is_none() && authority.as_str() == authority.host() =>
+                {
+                    hosts.push(authority.host().to_ascii_lowercase());
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "host {host:?} is not a plain host name; write the name alone, without scheme, port or path"
+                    )));
+                }
+            }
+        }
+        let webpki = match (raw.ca_use_platform_roots, raw.ca_use_webpki_roots) {
+            (platform, Some(webpki)) => webpki || platform.unwrap_or(false),
+            (Some(platform), None) => platform,
+            (None, None) => raw.ca_roots_file.is_none(),
+        };
+        let read = |path: &PathBuf, what: &str| {
+            let path = self.path(path.clone());
+            std::fs::read(&path)
+                .map(|bytes| (path.clone(), bytes))
+                .map_err(|e| invalid(format!("cannot read the {what} {}: {e}", path.display())))
+        };
+        let certificates = |path: &PathBuf, what: &str| {
+            use rustls::pki_types::pem::PemObject;
+            let (path, bytes) = read(path, what)?;
+            let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&bytes)
+                .filter_map(Result::ok)
+                .collect();
+            if certs.is_empty() {
+                return Err(invalid(format!(
+                    "{} holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            Ok(certs)
+        };
+        let roots = match &raw.ca_roots_file {
+            Some(path) => certificates(path, "CA roots file")?,
+            None => Vec::new(),
+        };
+        let client_cert = match (&raw.client_cert_file, &raw.client_private_key_file) {
+            (Some(cert), Some(key)) => {
+                use rustls::pki_types::pem::PemObject;
+                let chain = certificates(cert, "client certificate")?;
+                let (key_path, key_bytes) = read(key, "client key")?;
+                let key =
+                    rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| {
+                        invalid(format!(
+                            "{} holds no usable PEM private key: {e}",
+                            key_path.display()
+                        ))
+                    })?;
+                Some((chain, key))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "client_cert_file and client_private_key_file go together; give both or neither".to_owned(),
+                ));
+            }
+        };
+        let tls = wisp_outbound::ClientTls::new(roots, webpki, client_cert).map_err(invalid)?;
+        Ok(ClientTlsConfig {
+            component_ids: raw.component_ids,
+            hosts,
+            tls,
+        })
     }
 
     /// This config checked against `capabilities`: every top-level key is claimed by one

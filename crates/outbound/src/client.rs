@@ -31,7 +31,7 @@ use http::{HeaderValue, Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -96,9 +96,15 @@ pub enum SendError {
     /// The server closed the connection before the response was complete.
     #[error("the server closed the connection before the response was complete")]
     ConnectionTerminated,
-    /// The TLS handshake failed (bad certificate, wrong protocol, ...).
+    /// The TLS handshake failed (wrong protocol, ...).
     #[error("tls handshake failed: {0}")]
     TlsError(String),
+    /// The server's certificate was not trusted (unknown issuer, wrong name, expired).
+    #[error("the server's certificate was refused: {0}")]
+    TlsCertificate(String),
+    /// The server ended the handshake with an alert (it refused our client certificate).
+    #[error("the server refused the tls handshake: {0}")]
+    TlsAlert(String),
     /// The server's response was not valid HTTP/1.1.
     #[error("http protocol error: {0}")]
     ProtocolError(String),
@@ -124,10 +130,71 @@ fn display_ips(addresses: &[IpAddr]) -> String {
         .join(", ")
 }
 
+/// TLS settings for connections to some hosts (Spin's `[[client_tls]]`): the roots that
+/// server certificates must chain to, and a client certificate to present.
+#[derive(Clone)]
+pub struct ClientTls {
+    connector: TlsConnector,
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTls").finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Trusts `roots` (plus the webpki roots with `webpki_roots`) and presents
+    /// `client_cert` (chain and key) when the server asks for one. Fails, saying why,
+    /// when nothing would be trusted or rustls refuses a certificate or the key.
+    pub fn new(
+        roots: Vec<CertificateDer<'static>>,
+        webpki_roots: bool,
+        client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ) -> Result<ClientTls, String> {
+        if roots.is_empty() && !webpki_roots {
+            return Err(
+                "no certificate would be trusted: give ca_roots_file, or set ca_use_webpki_roots = true"
+                    .to_owned(),
+            );
+        }
+        let mut store = rustls::RootCertStore::empty();
+        if webpki_roots {
+            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        for root in roots {
+            store
+                .add(root)
+                .map_err(|e| format!("a CA certificate cannot be used: {e}"))?;
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports rustls's default protocol versions")
+        .with_root_certificates(store);
+        let mut config = match client_cert {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("the client certificate and key cannot be used: {e}"))?,
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(ClientTls {
+            connector: TlsConnector::from(Arc::new(config)),
+        })
+    }
+}
+
+/// A component's [`ClientTls`] by host name (lower case, no port).
+pub type HostTls = Arc<std::collections::HashMap<String, ClientTls>>;
+
 /// The client for a guest's outgoing HTTP requests. Cheap to clone.
 #[derive(Clone)]
 pub struct OutboundClient {
     tls: TlsConnector,
+    /// Hosts with their own TLS settings, for the component this client serves.
+    host_tls: Option<HostTls>,
     blocked: BlockedNetworks,
 }
 
@@ -171,8 +238,16 @@ impl OutboundClient {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         OutboundClient {
             tls: TlsConnector::from(Arc::new(config)),
+            host_tls: None,
             blocked,
         }
+    }
+
+    /// The same client with TLS settings of its own for the hosts in `host_tls` (the
+    /// others keep the webpki roots).
+    pub fn with_host_tls(mut self, host_tls: HostTls) -> OutboundClient {
+        self.host_tls = (!host_tls.is_empty()).then_some(host_tls);
+        self
     }
 
     /// The same client with the blocked networks as seen by one component (see
@@ -180,6 +255,7 @@ impl OutboundClient {
     pub fn for_component(&self, allowed: &AllowedHosts) -> OutboundClient {
         OutboundClient {
             tls: self.tls.clone(),
+            host_tls: self.host_tls.clone(),
             blocked: self.blocked.for_component(allowed),
         }
     }
@@ -310,14 +386,31 @@ impl OutboundClient {
                 })?
             }
         };
-        let tls = tokio::time::timeout_at(deadline, self.tls.connect(server_name, tcp))
+        let connector = self
+            .host_tls
+            .as_ref()
+            .and_then(|hosts| hosts.get(&target.host.trim_end_matches('.').to_ascii_lowercase()))
+            .map_or(&self.tls, |host| &host.connector);
+        let tls = tokio::time::timeout_at(deadline, connector.connect(server_name, tcp))
             .await
             .map_err(|_| SendError::ConnectionTimeout)?
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-                    SendError::ConnectionReset
+            .map_err(|e| {
+                let message = format!("with {}: {e}", target.host);
+                match e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                {
+                    Some(rustls::Error::InvalidCertificate(_)) => {
+                        SendError::TlsCertificate(message)
+                    }
+                    Some(rustls::Error::AlertReceived(_)) => SendError::TlsAlert(message),
+                    _ => match e.kind() {
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                            SendError::ConnectionReset
+                        }
+                        _ => SendError::TlsError(message),
+                    },
                 }
-                _ => SendError::TlsError(format!("with {}: {e}", target.host)),
             })?;
         Ok(Box::new(tls))
     }
@@ -452,6 +545,14 @@ fn from_hyper(e: hyper::Error) -> SendError {
     let mut source = e.source();
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<io::Error>() {
+            // TLS 1.3 servers refuse a client certificate after the handshake: the alert
+            // arrives with the first read.
+            if let Some(rustls::Error::AlertReceived(alert)) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                return SendError::TlsAlert(format!("{alert:?}"));
+            }
             match io.kind() {
                 io::ErrorKind::ConnectionReset
                 | io::ErrorKind::ConnectionAborted

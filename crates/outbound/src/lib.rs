@@ -33,7 +33,7 @@ pub mod sockets;
 
 pub use allowed::{AllowedHosts, Destination};
 pub use blocked::BlockedNetworks;
-pub use client::{OutboundClient, ResponseBody, SendError, Timeouts};
+pub use client::{ClientTls, HostTls, OutboundClient, ResponseBody, SendError, Timeouts};
 pub use service::{ServiceError, ServiceTarget, parse_service_url, resolve_service};
 pub use sockets::{Protocol, SocketDenied, SocketPolicy};
 
