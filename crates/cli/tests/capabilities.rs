@@ -1384,102 +1384,6 @@ fn python_sdk_app_runs_unchanged() {
 // ---------------------------------------------------------------------------
 // Client TLS ([[client_tls]])
 
-/// A CA and certificates it signs, made with the `openssl` command in `dir`.
-struct TestCa {
-    dir: PathBuf,
-}
-
-impl TestCa {
-    fn new(dir: &Path) -> TestCa {
-        let ca = TestCa {
-            dir: dir.to_path_buf(),
-        };
-        ca.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=wisp-test-ca",
-            "-keyout",
-            "ca-key.pem",
-            "-out",
-            "ca.pem",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        ca
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .expect("openssl runs (scripts/test.sh installs it)");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    /// `<name>.pem` and `<name>-key.pem`, for `localhost`, with extended key usage
-    /// `usage` (`serverAuth` or `clientAuth`).
-    fn issue(&self, name: &str, usage: &str) -> (PathBuf, PathBuf) {
-        let ext = format!("{name}.ext");
-        std::fs::write(
-            self.dir.join(&ext),
-            format!("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
-        )
-        .unwrap();
-        let (key, csr, cert) = (
-            format!("{name}-key.pem"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &cert,
-            "-extfile",
-            &ext,
-        ]);
-        (self.dir.join(cert), self.dir.join(key))
-    }
-}
-
 /// `openssl s_server -www` (a real TLS server answering `GET /` with a status page) on a
 /// free loopback port, optionally requiring a client certificate from `client_ca`.
 fn tls_server(cert: &Path, key: &Path, client_ca: Option<&Path>) -> (support::KillOnDrop, u16) {
@@ -1522,7 +1426,7 @@ fn tls_server(cert: &Path, key: &Path, client_ca: Option<&Path>) -> (support::Ki
 #[test]
 fn client_tls_roots_and_client_certificates_per_component_and_host() {
     let certs = tempfile::tempdir().unwrap();
-    let ca = TestCa::new(certs.path());
+    let ca = support::TestCa::new(certs.path());
     let (server_cert, server_key) = ca.issue("server", "serverAuth");
     let (client_cert, client_key) = ca.issue("client", "clientAuth");
     let (_server, port) = tls_server(&server_cert, &server_key, None);

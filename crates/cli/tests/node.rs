@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -79,10 +79,16 @@ impl Node {
                 return Err((status, stderr.lock().unwrap().clone()));
             }
             stderr.lock().unwrap().push_str(&line);
-            if let Some(rest) = line.trim().strip_prefix("Admin API on http://") {
+            let after = |prefix: &str| {
+                let line = line.trim().strip_prefix(prefix)?;
+                line.strip_prefix("http://")
+                    .or_else(|| line.strip_prefix("https://"))
+                    .map(str::to_owned)
+            };
+            if let Some(rest) = after("Admin API on ") {
                 admin = Some(rest.split(' ').next().unwrap().parse().unwrap());
             }
-            if let Some(rest) = line.trim().strip_prefix("Serving apps on http://") {
+            if let Some(rest) = after("Serving apps on ") {
                 let data = rest.split(' ').next().unwrap().parse().unwrap();
                 pipe(lines, stderr.clone());
                 return Ok(Node {
@@ -825,4 +831,85 @@ fn deploys_from_a_registry() {
     assert!(node.stop().success());
     let node = Node::start(state.path(), &[], &[]);
     assert_eq!(node.get("shop.example.com", "/x").status, 200);
+}
+
+#[test]
+fn tls_on_the_admin_and_data_listeners() {
+    let state = tempfile::tempdir().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let ca = support::TestCa::new(certs.path());
+    let (cert, key) = ca.issue("node", "serverAuth");
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    // With TLS the admin API may listen beyond loopback without --admin-allow-insecure.
+    let node = Node::start(
+        state.path(),
+        &[
+            "--admin-listen",
+            "0.0.0.0:0",
+            "--admin-tls-cert",
+            cert,
+            "--admin-tls-key",
+            key,
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ],
+        &[],
+    );
+    let admin = format!("https://localhost:{}", node.admin.port());
+    let ca_file = ca.dir.join("ca.pem");
+    let cli = |args: &[&str], trust: bool| {
+        let mut command = support::wisp_command();
+        command
+            .arg("node")
+            .args(args)
+            .args([
+                "--node",
+                &admin,
+                "--state-dir",
+                node.state.to_str().unwrap(),
+            ])
+            .env_remove("WISP_ADMIN_TOKEN")
+            .env_remove("WISP_NODE");
+        if trust {
+            command.arg("--ca-cert").arg(&ca_file);
+        }
+        command.output().expect("run wisp node")
+    };
+    let hello = app(programs::HELLO);
+    let from = hello.path().to_str().unwrap();
+    // The node's certificate is not one the client trusts by default.
+    let untrusted = cli(&["deploy", "hello", "--from", from], false);
+    assert!(!untrusted.status.success());
+    assert!(
+        text(&untrusted.stderr).contains("cannot reach the node at https://localhost:"),
+        "{}",
+        text(&untrusted.stderr)
+    );
+    let deployed = cli(&["deploy", "hello", "--from", from], true);
+    assert!(deployed.status.success(), "{}", text(&deployed.stderr));
+
+    // Apps are served over HTTPS, routed by Host as over HTTP.
+    let output = Command::new("curl")
+        .args(["-s", "--max-time", "20", "--cacert"])
+        .arg(&ca_file)
+        .args(["-H", "host: hello.localhost"])
+        .arg(format!("https://localhost:{}/", node.data.port()))
+        .output()
+        .expect("curl runs");
+    assert_eq!(
+        text(&output.stdout),
+        "Hello from Wisp\n",
+        "{}",
+        node.stderr()
+    );
+
+    // Without TLS a non-loopback admin address still needs the explicit flag.
+    let other = tempfile::tempdir().unwrap();
+    let (status, stderr) = Node::try_start(other.path(), &["--admin-listen", "0.0.0.0:0"], &[])
+        .err()
+        .expect("refused");
+    assert!(!status.success());
+    assert!(stderr.contains("--admin-tls-cert"), "{stderr}");
 }

@@ -101,15 +101,18 @@ impl AdminToken {
     }
 }
 
-/// Serves the admin API for `node` on `listener` until `shutdown` resolves.
+/// Serves the admin API for `node` on `listener` until `shutdown` resolves, over TLS
+/// with `tls`.
 pub async fn serve_admin(
     node: Node,
     token: AdminToken,
     listener: tokio::net::TcpListener,
+    tls: Option<wisp_trigger_http::TlsConfig>,
     shutdown: impl Future<Output = ()>,
 ) {
     let config = ServerConfig {
         max_connections: 256,
+        tls,
         ..node.config().server.clone()
     };
     wisp_trigger_http::serve(Arc::new(Admin { node, token }), listener, config, shutdown).await;

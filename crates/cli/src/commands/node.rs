@@ -66,6 +66,34 @@ struct ServeNodeArgs {
     #[arg(long, env = "WISP_ADMIN_ALLOW_INSECURE")]
     admin_allow_insecure: bool,
 
+    /// Serve apps over HTTPS with this certificate chain (PEM); needs --tls-key. SIGHUP
+    /// reloads it.
+    #[arg(long, env = "WISP_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "WISP_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// Serve the admin API over HTTPS with this certificate chain (PEM); needs
+    /// --admin-tls-key. SIGHUP reloads it.
+    #[arg(
+        long,
+        env = "WISP_ADMIN_TLS_CERT",
+        requires = "admin_tls_key",
+        value_name = "FILE"
+    )]
+    admin_tls_cert: Option<PathBuf>,
+
+    /// The private key of --admin-tls-cert (PEM).
+    #[arg(
+        long,
+        env = "WISP_ADMIN_TLS_KEY",
+        requires = "admin_tls_cert",
+        value_name = "FILE"
+    )]
+    admin_tls_key: Option<PathBuf>,
+
     /// The admin API's bearer token, from a file. Default: `WISP_ADMIN_TOKEN`, else the
     /// token generated at first start in `<state-dir>/admin-token`.
     #[arg(long, env = "WISP_ADMIN_TOKEN_FILE")]
@@ -116,6 +144,11 @@ struct ClientArgs {
     /// Where to find the generated token (the node's --state-dir).
     #[arg(long, env = "WISP_STATE_DIR")]
     state_dir: Option<PathBuf>,
+
+    /// Also trust this CA certificate (PEM) for an `https://` --node, e.g. the node's own
+    /// self-signed --admin-tls-cert.
+    #[arg(long, env = "WISP_NODE_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
 
     /// Print the node's JSON answer.
     #[arg(long)]
@@ -211,14 +244,26 @@ pub fn run(args: NodeArgs) -> Result<()> {
 }
 
 async fn serve(args: ServeNodeArgs) -> Result<()> {
-    if !args.admin_listen.ip().is_loopback() && !args.admin_allow_insecure {
+    let tls = |cert: &Option<PathBuf>, key: &Option<PathBuf>, flags: &str| match (cert, key) {
+        (Some(cert), Some(key)) => wisp_trigger_http::TlsConfig::load(cert, key)
+            .map(Some)
+            .with_context(|| flags.to_owned()),
+        _ => Ok(None),
+    };
+    let admin_tls = tls(
+        &args.admin_tls_cert,
+        &args.admin_tls_key,
+        "--admin-tls-cert/--admin-tls-key",
+    )?;
+    if !args.admin_listen.ip().is_loopback() && admin_tls.is_none() && !args.admin_allow_insecure {
         bail!(
-            "--admin-listen {} is not a loopback address, and the admin API has no TLS yet: its token would cross the network in clear text; keep it on 127.0.0.1, or pass --admin-allow-insecure on a network you trust",
+            "--admin-listen {} is not a loopback address and the admin API has no TLS: its token would cross the network in clear text; give it a certificate (--admin-tls-cert, --admin-tls-key), keep it on 127.0.0.1, or pass --admin-allow-insecure on a network you trust",
             args.admin_listen
         );
     }
     let idle_unload = super::shared::seconds("--idle-unload", args.idle_unload)?;
-    let settings = Settings::from_limits(&args.limits, RuntimeConfig::default())?;
+    let mut settings = Settings::from_limits(&args.limits, RuntimeConfig::default())?;
+    settings.server.tls = tls(&args.tls_cert, &args.tls_key, "--tls-cert/--tls-key")?;
     let state_dir = match &args.state_dir {
         Some(dir) => dir.clone(),
         None => default_state_dir()?,
@@ -259,6 +304,14 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
         .local_addr()
         .context("cannot read the admin address")?;
     node.start_event_apps().await;
+    reload_on_sighup(
+        [settings.server.tls.clone(), admin_tls.clone()]
+            .into_iter()
+            .flatten()
+            .collect(),
+    )?;
+    let data_scheme = super::serve::scheme(&settings.server);
+    let admin_scheme = if admin_tls.is_some() { "https" } else { "http" };
     if args.json {
         tracing::info!(
             event = "serving",
@@ -274,9 +327,9 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
             node.app_count(),
             state_dir.display()
         );
-        eprintln!("Admin API on http://{admin_address} (token: {token_source})");
+        eprintln!("Admin API on {admin_scheme}://{admin_address} (token: {token_source})");
         eprintln!(
-            "Serving apps on http://{data_address} (by Host; default hosts <name>.{})",
+            "Serving apps on {data_scheme}://{data_address} (by Host; default hosts <name>.{})",
             node.config().domain
         );
     }
@@ -286,8 +339,13 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
         let _ = stop.send(true);
     };
     let serve_data = node.serve(data, wisp_runtime::until(stopped.clone()));
-    let serve_admin =
-        wisp_node::serve_admin(node.clone(), token, admin, wisp_runtime::until(stopped));
+    let serve_admin = wisp_node::serve_admin(
+        node.clone(),
+        token,
+        admin,
+        admin_tls,
+        wisp_runtime::until(stopped),
+    );
     tokio::select! {
         _ = async { tokio::join!(serve_data, serve_admin) } => {}
         () = async { signal.await; std::future::pending::<()>().await } => {}
@@ -297,6 +355,34 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
     } else {
         eprintln!("Stopped.");
     }
+    Ok(())
+}
+
+/// Reloads each certificate on every SIGHUP (listening from before the addresses are
+/// printed, so a SIGHUP never ends the node).
+fn reload_on_sighup(configs: Vec<wisp_trigger_http::TlsConfig>) -> Result<()> {
+    if configs.is_empty() {
+        return Ok(());
+    }
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP (which reloads the TLS certificates)")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            for tls in &configs {
+                match tls.reload() {
+                    Ok(()) => tracing::info!(
+                        event = "tls_reloaded",
+                        "SIGHUP: reloaded the TLS certificate from {}",
+                        tls.files().0.display()
+                    ),
+                    Err(e) => tracing::error!(
+                        event = "tls_reload_failed",
+                        "SIGHUP: cannot reload the TLS certificate, still serving the previous one: {e}"
+                    ),
+                }
+            }
+        }
+    });
     Ok(())
 }
 
@@ -329,10 +415,15 @@ impl Client {
             }
         };
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .context("cannot set up the HTTP client")?;
+        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        if let Some(ca) = &args.ca_cert {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read --ca-cert {}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("--ca-cert {} is not a PEM certificate", ca.display()))?;
+            http = http.add_root_certificate(cert);
+        }
+        let http = http.build().context("cannot set up the HTTP client")?;
         Ok(Self {
             http,
             base: args.node.trim_end_matches('/').to_owned(),
