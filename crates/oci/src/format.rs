@@ -13,7 +13,8 @@ use wisp_app::{LOCKED_APP_VERSION, LockedApp};
 const INLINE_WRITE: base64::engine::GeneralPurpose =
     base64::engine::general_purpose::STANDARD_NO_PAD;
 
-/// Reads inline content padded or not: Spin writes it unpadded, Wisp before 0.x padded.
+/// Reads inline content padded or not: Spin writes it unpadded; Wisp wrote it padded
+/// before it followed Spin.
 const INLINE_READ: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     base64::engine::GeneralPurposeConfig::new()
@@ -316,11 +317,21 @@ impl RegistryLockedApp {
         let obj = self.value.as_object_mut().expect("checked in parse");
         let metadata = obj.entry("metadata").or_insert_with(|| json!({}));
         let mut body_limits = Map::new();
+        let mut redis_address = None;
         if let Some(metadata) = metadata.as_object_mut() {
             metadata.remove("origin");
-            // Spin's trigger options; Wisp's triggers take none.
-            metadata.remove("trigger");
-            metadata.remove("triggers");
+            // Spin's app-level trigger options (`[application.trigger.<type>]`): of these
+            // Wisp's triggers take only Redis's default `address`, which goes into every
+            // Redis trigger that names none, as Spin applies it.
+            let options = match metadata.remove("triggers") {
+                Some(Value::Object(options)) => options.get("redis").cloned(),
+                _ => None,
+            };
+            let legacy = metadata.remove("trigger").filter(|t| t["type"] == "redis");
+            redis_address = options
+                .or(legacy)
+                .and_then(|redis| redis.get("address").cloned())
+                .filter(Value::is_string);
             if let Some(Value::Object(limits)) = metadata.remove(BODY_LIMITS_KEY) {
                 body_limits = limits;
             }
@@ -353,6 +364,12 @@ impl RegistryLockedApp {
                 }
                 if let Some(limit) = limit {
                     config.insert("max_request_body_size".to_owned(), limit);
+                }
+                if let Some(address) = &redis_address
+                    && !config.contains_key("address")
+                    && config.contains_key("channel")
+                {
+                    config.insert("address".to_owned(), address.clone());
                 }
             }
         }
@@ -473,6 +490,42 @@ pub(crate) fn unpack_archive(cache: &Cache, archive: &Path, digest: &str) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spins_app_level_redis_address_reaches_its_triggers() {
+        let digest = wisp_app::sha256_digest(b"\0asm");
+        let locked = json!({
+            "spin_lock_version": 0,
+            "metadata": {
+                "name": "subscriber",
+                "triggers": { "redis": { "address": "redis://127.0.0.1:6379" } }
+            },
+            "triggers": [
+                { "id": "a", "trigger_type": "redis",
+                  "trigger_config": { "channel": "one", "component": "sub" } },
+                { "id": "b", "trigger_type": "redis",
+                  "trigger_config": { "channel": "two", "component": "sub",
+                                      "address": "redis://127.0.0.2:6379" } }
+            ],
+            "components": [
+                { "id": "sub", "source": { "content_type": "application/wasm", "digest": digest } }
+            ]
+        });
+        let reference: Reference = "localhost:5000/subscriber:v1".parse().unwrap();
+        let app =
+            RegistryLockedApp::parse(&serde_json::to_vec(&locked).unwrap(), &reference).unwrap();
+        let paths = HashMap::from([(digest, PathBuf::from("/cache/sub.wasm"))]);
+        let app = app.into_locked(&paths, &reference).unwrap();
+        let addresses: Vec<&str> = app
+            .triggers
+            .iter()
+            .map(|t| t.trigger_config["address"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            addresses,
+            ["redis://127.0.0.1:6379", "redis://127.0.0.2:6379"]
+        );
+    }
 
     #[test]
     fn paths_are_normalized_and_escapes_refused() {
