@@ -1042,3 +1042,29 @@ fn tls_serves_https_and_http2_and_reloads_on_sighup() {
     let (ok, _, verbose) = curl(&second, &["-o", "/dev/null"], &url("/x"));
     assert!(ok, "{verbose}");
 }
+
+#[test]
+fn log_dir_keeps_each_components_output_in_files() {
+    let logs = tempfile::tempdir().unwrap();
+    let dir = logs.path().join("logs");
+    // `-q` keeps the lines off wisp's streams; the files get them anyway, unprefixed.
+    let wisp = Wisp::up(&[
+        "--from",
+        programs::STDIO_LOG,
+        "-L",
+        dir.to_str().unwrap(),
+        "-q",
+    ]);
+    for _ in 0..2 {
+        assert_eq!(wisp.get("/").text(), "logged\n");
+    }
+    assert!(wisp.wait_for_output("GET / 200"));
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read("stdio-log_stderr.txt").lines().count() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(read("stdio-log_stdout.txt"), "hello stdout\nhello stdout\n");
+    assert_eq!(read("stdio-log_stderr.txt"), "hello stderr\nhello stderr\n");
+    assert!(!wisp.stderr().contains("hello stderr"), "{}", wisp.stderr());
+}

@@ -78,6 +78,9 @@ pub struct AppLimits {
     /// Whose stdout and stderr reach the process's streams (`wisp up --quiet`,
     /// `--follow`); the rest is dropped.
     pub guest_output: GuestOutput,
+    /// Also append each component's stdout and stderr to `<dir>/<id>_stdout.txt` and
+    /// `<dir>/<id>_stderr.txt` (`wisp up --log-dir`, as Spin names them).
+    pub guest_log_dir: Option<PathBuf>,
 }
 
 /// Which components' stdout and stderr are written out, each line prefixed
@@ -113,6 +116,7 @@ struct ResolvedLimits {
     busy_above: Option<u32>,
     fair_share: Arc<crate::lanes::FairShare>,
     guest_output: GuestOutput,
+    guest_log_dir: Option<PathBuf>,
 }
 
 impl ResolvedLimits {
@@ -162,6 +166,7 @@ impl AppLimits {
             busy_above: self.busy_above,
             fair_share: engine.fair_share.clone(),
             guest_output: self.guest_output.clone(),
+            guest_log_dir: self.guest_log_dir.clone(),
         }))
     }
 }
@@ -371,6 +376,8 @@ pub struct LoadedComponent {
     id: Arc<str>,
     /// Whether the guest's stdout and stderr are written out.
     shows_output: bool,
+    /// Its `--log-dir` files: stdout, stderr.
+    log_files: Option<(crate::host::LogFile, crate::host::LogFile)>,
     /// The HTTP handler, if the component exports one.
     http: Option<(ProxyPre<Host>, HttpExport)>,
     /// The component linked against every host interface: triggers build their typed
@@ -460,7 +467,12 @@ impl LoadedComponent {
         })?;
         let http = http_export(&pre);
         let files_dir = stage_files(locked, files_root)?;
+        let log_files = match &limits.guest_log_dir {
+            Some(dir) => Some(open_log_files(dir, id)?),
+            None => None,
+        };
         Ok(Self {
+            log_files,
             shows_output: limits.guest_output.shows(id),
             id: id.into(),
             http,
@@ -540,11 +552,13 @@ impl LoadedComponent {
                 self.id.clone(),
                 Stream::Stdout,
                 self.shows_output,
+                self.log_files.as_ref().map(|(out, _)| out.clone()),
             ))
             .stderr(LogStream::new(
                 self.id.clone(),
                 Stream::Stderr,
                 self.shows_output,
+                self.log_files.as_ref().map(|(_, err)| err.clone()),
             ));
         match self.capabilities.sockets() {
             Some(sockets) => {
@@ -903,6 +917,34 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Why a component cannot serve HTTP.
 const NO_HTTP_EXPORT: &str = "has no HTTP export: it must export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0` (build it as an HTTP component, e.g. with the Spin SDK)";
+
+/// `<dir>/<id>_stdout.txt` and `<dir>/<id>_stderr.txt`, opened for appending (the
+/// directory is created).
+fn open_log_files(
+    dir: &Path,
+    id: &str,
+) -> Result<(crate::host::LogFile, crate::host::LogFile), EngineError> {
+    let open = |name: String| {
+        let path = dir.join(name);
+        std::fs::create_dir_all(dir)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+            })
+            .map(|file| Arc::new(std::sync::Mutex::new(file)))
+            .map_err(|source| EngineError::Files {
+                component: id.to_owned(),
+                path,
+                source,
+            })
+    };
+    Ok((
+        open(format!("{id}_stdout.txt"))?,
+        open(format!("{id}_stderr.txt"))?,
+    ))
+}
 
 /// Copies a component's files into its own directory so the guest sees exactly its
 /// `files` and nothing else, mounted read-only.

@@ -220,16 +220,28 @@ pub(crate) enum Stream {
 pub(crate) struct LogStream {
     prefix: Arc<str>,
     stream: Stream,
-    /// `false` drops what the guest writes (`--quiet`, a component not `--follow`ed).
+    /// `false` keeps what the guest writes off the process's stream (`--quiet`, a
+    /// component not `--follow`ed).
     shown: bool,
+    /// The component's log file for this stream (`--log-dir`): every line, unprefixed.
+    file: Option<LogFile>,
 }
 
+/// A component's log file, shared by its instances; lines are appended whole.
+pub(crate) type LogFile = Arc<std::sync::Mutex<std::fs::File>>;
+
 impl LogStream {
-    pub(crate) fn new(prefix: Arc<str>, stream: Stream, shown: bool) -> Self {
+    pub(crate) fn new(
+        prefix: Arc<str>,
+        stream: Stream,
+        shown: bool,
+        file: Option<LogFile>,
+    ) -> Self {
         Self {
             prefix,
             stream,
             shown,
+            file,
         }
     }
 
@@ -238,6 +250,7 @@ impl LogStream {
             prefix: self.prefix.clone(),
             stream: self.stream,
             shown: self.shown,
+            file: self.file.clone(),
             pending: Vec::new(),
         }
     }
@@ -249,6 +262,7 @@ struct LineWriter {
     prefix: Arc<str>,
     stream: Stream,
     shown: bool,
+    file: Option<LogFile>,
     pending: Vec<u8>,
 }
 
@@ -257,7 +271,7 @@ const MAX_LINE: usize = 16 * 1024;
 
 impl LineWriter {
     fn write(&mut self, bytes: &[u8]) {
-        if !self.shown {
+        if !self.shown && self.file.is_none() {
             return;
         }
         self.pending.extend_from_slice(bytes);
@@ -271,6 +285,19 @@ impl LineWriter {
     }
 
     fn emit(&self, lines: &[u8]) {
+        if let Some(file) = &self.file {
+            let mut file = file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // A full disk must not fail the request either.
+            let _ = file.write_all(lines);
+            if !lines.ends_with(b"\n") {
+                let _ = file.write_all(b"\n");
+            }
+        }
+        if !self.shown {
+            return;
+        }
         let mut out = Vec::with_capacity(lines.len() + 16);
         for line in lines.split_inclusive(|b| *b == b'\n') {
             out.extend_from_slice(b"[");

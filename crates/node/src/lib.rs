@@ -816,6 +816,7 @@ fn resolve_limits(spec: &AppLimitsSpec, default_cap: u32) -> Result<AppLimits, N
         // An app running more instances than there are CPUs gives way to the others.
         busy_above: Some(std::thread::available_parallelism().map_or(2, |n| n.get() as u32)),
         guest_output: wisp_runtime::GuestOutput::All,
+        guest_log_dir: None,
     })
 }
 

@@ -111,6 +111,8 @@ pub(crate) struct Settings {
     pub(crate) max_request_body: u64,
     /// Whose stdout and stderr are written out (`--quiet`, `--follow`).
     pub(crate) guest_output: wisp_runtime::GuestOutput,
+    /// Where components' stdout and stderr are also appended (`--log-dir`).
+    pub(crate) guest_log_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -201,6 +203,7 @@ impl Settings {
             },
             max_request_body: args.max_request_body_mb << 20,
             guest_output: wisp_runtime::GuestOutput::All,
+            guest_log_dir: None,
         })
     }
 }
@@ -254,6 +257,7 @@ pub(crate) async fn load(
         paths,
         limits: wisp_runtime::AppLimits {
             guest_output: settings.guest_output.clone(),
+            guest_log_dir: settings.guest_log_dir.clone(),
             ..Default::default()
         },
     };

@@ -89,6 +89,11 @@ pub struct UpArgs {
     #[arg(long, env = "SPIN_MAX_INSTANCE_MEMORY", value_name = "BYTES")]
     pub(crate) max_instance_memory: Option<u64>,
 
+    /// Also append each component's stdout and stderr to `<DIR>/<id>_stdout.txt` and
+    /// `<DIR>/<id>_stderr.txt`, as `spin up -L` does.
+    #[arg(short = 'L', long, env = "WISP_LOG_DIR", value_name = "DIR")]
+    pub(crate) log_dir: Option<PathBuf>,
+
     /// Drop the components' stdout and stderr.
     #[arg(short = 'q', long, conflicts_with = "follow")]
     pub(crate) quiet: bool,
@@ -198,6 +203,7 @@ pub(crate) fn apply_settings_flags(settings: &mut Settings, args: &UpArgs) -> Re
     if let Some(bytes) = args.max_instance_memory {
         settings.set_memory_limit(bytes, "--max-instance-memory")?;
     }
+    settings.guest_log_dir = args.log_dir.clone();
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         settings.server.tls =
             Some(wisp_trigger_http::TlsConfig::load(cert, key).context("--tls-cert/--tls-key")?);
