@@ -913,9 +913,22 @@ fn spawn_with_stderr(
     support::KillOnDrop,
     std::io::BufReader<std::process::ChildStderr>,
 ) {
+    spawn_with_stderr_and_env(args, &[])
+}
+
+/// [`spawn_with_stderr`] with `env` set (and `WISP_LISTEN` unset).
+fn spawn_with_stderr_and_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    support::KillOnDrop,
+    std::io::BufReader<std::process::ChildStderr>,
+) {
     let mut child = support::wisp_command()
         .arg("up")
         .args(args)
+        .env_remove("WISP_LISTEN")
+        .envs(env.iter().copied())
         .env("WISP_CACHE_DIR", support::cache_dir())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -1067,4 +1080,23 @@ fn log_dir_keeps_each_components_output_in_files() {
     assert_eq!(read("stdio-log_stdout.txt"), "hello stdout\nhello stdout\n");
     assert_eq!(read("stdio-log_stderr.txt"), "hello stderr\nhello stderr\n");
     assert!(!wisp.stderr().contains("hello stderr"), "{}", wisp.stderr());
+}
+
+#[test]
+fn spin_http_listen_addr_is_honoured_without_listen() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let (_wisp, stderr) = spawn_with_stderr_and_env(
+        &["--from", programs::HELLO],
+        &[("SPIN_HTTP_LISTEN_ADDR", &address)],
+    );
+    let listening = std::io::BufRead::lines(stderr)
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("Listening on http://").map(str::to_owned))
+        .expect("wisp listens");
+    assert_eq!(listening, address);
 }

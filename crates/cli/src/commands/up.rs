@@ -44,9 +44,10 @@ pub struct UpArgs {
     #[arg(long, env = "WISP_OCI_CACHE_DIR")]
     pub(crate) oci_cache_dir: Option<PathBuf>,
 
-    /// Address to listen on; port 0 picks a free port.
-    #[arg(long, env = "WISP_LISTEN", default_value = "127.0.0.1:3000")]
-    pub(crate) listen: SocketAddr,
+    /// Address to listen on; port 0 picks a free port. Without it (and WISP_LISTEN), Spin's
+    /// SPIN_HTTP_LISTEN_ADDR is honoured, then 127.0.0.1:3000.
+    #[arg(long, env = "WISP_LISTEN")]
+    pub(crate) listen: Option<SocketAddr>,
 
     /// Serve HTTPS with this certificate chain (PEM, the server's certificate first);
     /// needs --tls-key. SIGHUP reloads both files.
@@ -131,6 +132,20 @@ impl UpArgs {
     pub fn json(&self) -> bool {
         self.json
     }
+
+    /// `--listen` (or `WISP_LISTEN`), else Spin's `SPIN_HTTP_LISTEN_ADDR`, else
+    /// `127.0.0.1:3000`.
+    pub(crate) fn listen_address(&self) -> Result<SocketAddr> {
+        if let Some(address) = self.listen {
+            return Ok(address);
+        }
+        match std::env::var("SPIN_HTTP_LISTEN_ADDR") {
+            Ok(text) if !text.is_empty() => text.parse().with_context(|| {
+                format!("SPIN_HTTP_LISTEN_ADDR={text} is not an address; write it as 0.0.0.0:80 or [::]:80")
+            }),
+            _ => Ok(SocketAddr::from(([127, 0, 0, 1], 3000))),
+        }
+    }
 }
 
 /// Runs `wisp up`.
@@ -160,7 +175,7 @@ pub fn run(args: UpArgs) -> Result<()> {
         let serves_http = locked.triggers_of_type("http").next().is_some();
         // Bind first so a taken port is reported before any compile work.
         let listener = match serves_http {
-            true => Some(bind_listen(args.listen, args.find_free_port).await?),
+            true => Some(bind_listen(args.listen_address()?, args.find_free_port).await?),
             false => None,
         };
         seed_stores(&args, &settings, &paths).await?;

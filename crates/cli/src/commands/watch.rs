@@ -89,7 +89,8 @@ pub fn run(args: WatchArgs) -> Result<()> {
             app_dir: Some(app_dir.clone()),
             files_dir: args.up.temp.clone(),
         };
-        let listener = super::up::bind_listen(args.up.listen, args.up.find_free_port).await?;
+        let listener =
+            super::up::bind_listen(args.up.listen_address()?, args.up.find_free_port).await?;
         let address = listener
             .local_addr()
             .context("cannot read the listening address")?;
