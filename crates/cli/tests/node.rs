@@ -346,8 +346,11 @@ fn the_admin_api_needs_its_token_and_stays_on_loopback() {
             assert_eq!(response.header("www-authenticate"), Some("Bearer"));
         }
     }
+    // The refusal is logged as its response goes out: the line may trail the response.
     assert!(
-        node.stderr().contains("refused with 401"),
+        eventually(Duration::from_secs(10), || node
+            .stderr()
+            .contains("refused with 401")),
         "{}",
         node.stderr()
     );
