@@ -571,6 +571,10 @@ impl tokio::io::AsyncWrite for ConnIo {
 /// before it is dropped: an HTTP/2 client gets this long to acknowledge GOAWAY.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// How long an idle connection keeps reading once shutdown starts, for a request already
+/// sent but not yet seen.
+const SHUTDOWN_READ_WINDOW: Duration = Duration::from_millis(50);
+
 /// Serves one connection and enforces its timeouts; the slot frees when it ends.
 /// `drained`: accepted from the backlog after shutdown began.
 async fn connection(
@@ -670,7 +674,24 @@ async fn connection(
                 break;
             }
             _ = force_close.changed() => break,
-            _ = closing.changed(), if !shutting_down => shutting_down = true,
+            _ = closing.changed(), if !shutting_down => {
+                shutting_down = true;
+                // A request the client sent just before the signal may sit in the socket
+                // with its readiness not yet seen by the reactor (a loaded machine): let
+                // the connection read for a moment, so the request is answered (with
+                // `Connection: close`) rather than dropped with an "idle" connection.
+                if state.in_flight.load(Ordering::Acquire) == 0 {
+                    let window = tokio::time::sleep(SHUTDOWN_READ_WINDOW);
+                    tokio::select! {
+                        biased;
+                        result = conn.as_mut() => {
+                            log_connection_end(client, result);
+                            break;
+                        }
+                        () = window => {}
+                    }
+                }
+            }
             changed = pressure.changed(), if pressure_open => pressure_open = changed.is_ok(),
             () = request_ended(&state) => {}
             () = tokio::time::sleep_until(wake) => {
