@@ -304,7 +304,7 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
         .local_addr()
         .context("cannot read the admin address")?;
     node.start_event_apps().await;
-    reload_on_sighup(
+    super::shared::reload_tls_on_sighup(
         [settings.server.tls.clone(), admin_tls.clone()]
             .into_iter()
             .flatten()
@@ -355,34 +355,6 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
     } else {
         eprintln!("Stopped.");
     }
-    Ok(())
-}
-
-/// Reloads each certificate on every SIGHUP (listening from before the addresses are
-/// printed, so a SIGHUP never ends the node).
-fn reload_on_sighup(configs: Vec<wisp_trigger_http::TlsConfig>) -> Result<()> {
-    if configs.is_empty() {
-        return Ok(());
-    }
-    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("cannot listen for SIGHUP (which reloads the TLS certificates)")?;
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            for tls in &configs {
-                match tls.reload() {
-                    Ok(()) => tracing::info!(
-                        event = "tls_reloaded",
-                        "SIGHUP: reloaded the TLS certificate from {}",
-                        tls.files().0.display()
-                    ),
-                    Err(e) => tracing::error!(
-                        event = "tls_reload_failed",
-                        "SIGHUP: cannot reload the TLS certificate, still serving the previous one: {e}"
-                    ),
-                }
-            }
-        }
-    });
     Ok(())
 }
 

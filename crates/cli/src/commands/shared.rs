@@ -183,3 +183,33 @@ pub(crate) fn descriptor_limit() -> u64 {
     }
     current
 }
+
+/// Reloads each certificate on every SIGHUP from now on: new connections get the new
+/// ones, open connections keep theirs, and a file that does not load leaves the running
+/// one in place. Called before the addresses are printed, so a SIGHUP after them reloads
+/// instead of ending the process.
+pub(crate) fn reload_tls_on_sighup(configs: Vec<wisp_trigger_http::TlsConfig>) -> Result<()> {
+    if configs.is_empty() {
+        return Ok(());
+    }
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP (which reloads the TLS certificates)")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            for tls in &configs {
+                match tls.reload() {
+                    Ok(()) => tracing::info!(
+                        event = "tls_reloaded",
+                        "SIGHUP: reloaded the TLS certificate from {}",
+                        tls.files().0.display()
+                    ),
+                    Err(e) => tracing::error!(
+                        event = "tls_reload_failed",
+                        "SIGHUP: cannot reload the TLS certificate, still serving the previous one: {e}"
+                    ),
+                }
+            }
+        }
+    });
+    Ok(())
+}

@@ -236,37 +236,10 @@ pub(crate) fn apply_app_flags(locked: &mut LockedApp, args: &UpArgs) -> Result<G
     guest_output(locked, args.quiet, &args.follow)
 }
 
-/// With TLS, reloads the certificate and key on every SIGHUP from now on: new
-/// connections get the new ones, open connections keep theirs, and a bad file leaves the
-/// running ones in place. Called before the address is printed, so a SIGHUP after it
-/// reloads instead of ending the process.
+/// With TLS, reloads the certificate and key on every SIGHUP from now on (see
+/// [`super::shared::reload_tls_on_sighup`]).
 pub(crate) fn reload_tls_on_sighup(settings: &Settings) -> Result<()> {
-    let Some(tls) = settings.server.tls.clone() else {
-        return Ok(());
-    };
-    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("cannot listen for SIGHUP (which reloads the TLS certificate)")?;
-    tokio::spawn(reload_tls_on(tls, hangups));
-    Ok(())
-}
-
-async fn reload_tls_on(
-    tls: wisp_trigger_http::TlsConfig,
-    mut hangups: tokio::signal::unix::Signal,
-) {
-    while hangups.recv().await.is_some() {
-        match tls.reload() {
-            Ok(()) => tracing::info!(
-                event = "tls_reloaded",
-                "SIGHUP: reloaded the TLS certificate from {}",
-                tls.files().0.display()
-            ),
-            Err(e) => tracing::error!(
-                event = "tls_reload_failed",
-                "SIGHUP: cannot reload the TLS certificate, still serving the previous one: {e}"
-            ),
-        }
-    }
+    super::shared::reload_tls_on_sighup(settings.server.tls.iter().cloned().collect())
 }
 
 /// The values `--variable` gives, in order (a later one wins).
