@@ -235,7 +235,7 @@ fn key_value_survives_a_restart_with_the_same_state_dir() {
         "{}",
         wisp.stderr()
     );
-    assert!(wisp.stop().success(), "wisp exits 0 after SIGTERM");
+    wisp.stop_cleanly();
 
     let wisp = app.up(&["--state-dir", state_dir]);
     expect(
@@ -244,7 +244,7 @@ fn key_value_survives_a_restart_with_the_same_state_dir() {
         200,
         "still here",
     );
-    assert!(wisp.stop().success());
+    wisp.stop_cleanly();
 
     // The same store through spin:key-value@3.0.0 (spin-sdk 7).
     app.write("spin.toml", &caps_manifest(programs::CAPS_V7, STORES));

@@ -173,10 +173,18 @@ impl Node {
         self.stdout.lock().unwrap().clone()
     }
 
-    fn stop(mut self) -> ExitStatus {
+    /// Sends SIGTERM and asserts a clean exit, showing the node's output if not.
+    fn stop_cleanly(mut self) {
         let mut child = self.child.take().unwrap();
         support::terminate(&child);
-        support::wait_timeout(&mut child, Duration::from_secs(20)).expect("wisp node stops")
+        let status =
+            support::wait_timeout(&mut child, Duration::from_secs(20)).expect("wisp node stops");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            status.success(),
+            "wisp node exited with {status} after SIGTERM\n{}",
+            self.stderr()
+        );
     }
 }
 
@@ -309,7 +317,7 @@ fn deploys_route_by_host_and_are_listed_and_removed() {
     let status: Value = serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
     assert_eq!(status["apps"], 1);
     assert_eq!(status["listen"], node.data.to_string());
-    assert!(node.stop().success());
+    node.stop_cleanly();
 }
 
 #[test]
@@ -734,7 +742,7 @@ source = {}
         "{}",
         node.stderr()
     );
-    assert!(node.stop().success());
+    node.stop_cleanly();
 
     // Restarted: the same apps, idle until asked, the schedule running again.
     let node = Node::start(state.path(), &[], &[]);
@@ -831,7 +839,7 @@ fn deploys_from_a_registry() {
 
     // The registry going away does not matter to a deployed app, even after a restart.
     registry.stop();
-    assert!(node.stop().success());
+    node.stop_cleanly();
     let node = Node::start(state.path(), &[], &[]);
     assert_eq!(node.get("shop.example.com", "/x").status, 200);
 }

@@ -39,7 +39,7 @@ fn serves_sdk_component(id: &str, source: &str, greeting: &str) {
 
     // Outside the component's route nothing answers.
     assert_eq!(wisp.get("/other").status, 404);
-    assert!(wisp.stop().success(), "wisp exits 0 after SIGTERM");
+    wisp.stop_cleanly();
 }
 
 #[test]

@@ -472,6 +472,17 @@ fn sigterm_finishes_in_flight_requests_then_exits_zero() {
 }
 
 #[test]
+fn sigterm_as_soon_as_the_address_is_printed_is_a_clean_stop() {
+    // The signal handlers must exist before the address is printed: a SIGTERM that comes
+    // first would otherwise kill the process with no drain and a failed status.
+    for attempt in 0..10 {
+        let wisp = Wisp::up(&["--from", programs::HELLO]);
+        let status = wisp.stop();
+        assert!(status.success(), "attempt {attempt}: {status}");
+    }
+}
+
+#[test]
 fn port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().to_string();

@@ -2,7 +2,7 @@
 //! drive one through its admin API.
 
 use super::serve::{LimitArgs, Settings};
-use super::shared::{bind, resolve_manifest_with, shutdown_signal};
+use super::shared::{ShutdownSignal, bind, resolve_manifest_with};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
@@ -304,6 +304,7 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
         .local_addr()
         .context("cannot read the admin address")?;
     node.start_event_apps().await;
+    let shutdown = ShutdownSignal::install()?;
     super::shared::reload_tls_on_sighup(
         [settings.server.tls.clone(), admin_tls.clone()]
             .into_iter()
@@ -335,7 +336,7 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signal = async move {
-        shutdown_signal().await;
+        shutdown.recv().await;
         let _ = stop.send(true);
     };
     let serve_data = node.serve(data, wisp_runtime::until(stopped.clone()));

@@ -134,29 +134,37 @@ pub(crate) async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener>
     })
 }
 
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+/// SIGINT and SIGTERM, listened for from the moment this is made. Installed before the
+/// server says it is listening: a signal that arrives before the handler exists takes its
+/// default action and kills the process with no drain and a failed exit status.
+pub(crate) struct ShutdownSignal {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    /// Starts listening for SIGINT and SIGTERM (inside the async runtime).
+    pub(crate) fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())
+                .context("cannot listen for SIGINT (which stops the server)")?,
+            terminate: signal(SignalKind::terminate())
+                .context("cannot listen for SIGTERM (which stops the server)")?,
+        })
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!(
-        event = "stopping",
-        "Shutting down: no new connections; waiting for in-flight requests."
-    );
+
+    /// Waits for the first SIGINT or SIGTERM and logs that the drain begins.
+    pub(crate) async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        tracing::info!(
+            event = "stopping",
+            "Shutting down: no new connections; waiting for in-flight requests."
+        );
+    }
 }
 
 /// Raises the soft open-file limit to the hard limit (a server needs a descriptor per

@@ -1,7 +1,7 @@
 //! `wisp up`: resolve the app, load it through the runtime, serve it until SIGINT/SIGTERM.
 
 use super::serve::{self, Settings};
-use super::shared::{bind, resolve_manifest_with, shutdown_signal};
+use super::shared::{ShutdownSignal, bind, resolve_manifest_with};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::io::Write as _;
@@ -189,10 +189,11 @@ pub fn run(args: UpArgs) -> Result<()> {
             ),
             None => None,
         };
+        let shutdown = ShutdownSignal::install()?;
         reload_tls_on_sighup(&settings)?;
         serve::print_summary(&wisp, &generation, &settings, address, args.json);
         let running = RunningApp::start(generation, listener, settings.server.clone());
-        shutdown_signal().await;
+        shutdown.recv().await;
         running.shutdown().await;
         if args.json {
             tracing::info!(event = "stopped", "Stopped.");

@@ -13,7 +13,7 @@
 
 use super::build;
 use super::serve::{self, Settings};
-use super::shared::{resolve_manifest_with, shutdown_signal};
+use super::shared::{ShutdownSignal, resolve_manifest_with};
 use super::up::UpArgs;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -97,6 +97,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         super::up::seed_stores(&args.up, &settings, &paths).await?;
         let wisp = settings.runtime()?;
         let generation = serve::load(&wisp, locked, &settings, paths).await?;
+        let shutdown = ShutdownSignal::install()?;
         super::up::reload_tls_on_sighup(&settings)?;
         serve::print_summary(&wisp, &generation, &settings, Some(address), json);
         if json {
@@ -107,7 +108,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
 
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(async move {
-            shutdown_signal().await;
+            shutdown.recv().await;
             let _ = stop.send(true);
         });
         let mut running = RunningApp::start(generation, Some(listener), settings.server.clone());

@@ -185,6 +185,23 @@ impl Wisp {
         wait_timeout(&mut child, Duration::from_secs(20)).expect("wisp did not stop after SIGTERM")
     }
 
+    /// Sends SIGTERM and asserts that wisp drained and exited 0; on failure the message
+    /// has the exit status and everything wisp wrote.
+    pub fn stop_cleanly(mut self) {
+        let mut child = self.child.take().unwrap();
+        terminate(&child);
+        let status = wait_timeout(&mut child, Duration::from_secs(20))
+            .expect("wisp did not stop after SIGTERM");
+        // The reader threads finish once the pipes close with the process.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            status.success(),
+            "wisp exited with {status} after SIGTERM\nstderr:\n{}\nstdout:\n{}",
+            self.stderr(),
+            self.stdout()
+        );
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
