@@ -4,9 +4,12 @@
 # run it by hand before `cargo test --workspace` on a new machine.
 #
 #   redis-server  127.0.0.1:6379   no auth                  (key-value, outbound redis, redis trigger)
+#   redis-server  127.0.0.1:6380   TLS only (rediss://localhost:6380)
 #   mosquitto     127.0.0.1:1883   user wisp / password wisp (outbound MQTT)
 #   PostgreSQL    127.0.0.1:5432   user wisp / password wisp, database wisp_test
 #   MariaDB       127.0.0.1:3306   user wisp / password wisp, database wisp_test
+# The TLS listeners (and PostgreSQL's, which takes both) present $state/tls/server.pem, for
+# the name `localhost` only, signed by the test CA $state/tls/ca.pem.
 #   docker-registry and htpasswd are only installed: the OCI tests start their own.
 set -euo pipefail
 
@@ -53,12 +56,38 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
+# A test CA and a server certificate for `localhost` (not for 127.0.0.1, so that a test can
+# connect by address to check the name). Made once; the servers below read them.
+tls="$state/tls"
+if [ ! -f "$tls/server.pem" ]; then
+    mkdir -p "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=wisp test CA" \
+        -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout "$tls/server.key" -out "$tls/server.csr" >/dev/null 2>&1
+    printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$tls/server.ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+        -CAcreateserial -days 3650 -extfile "$tls/server.ext" -out "$tls/server.pem" >/dev/null 2>&1
+fi
+
 # Redis.
 if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
     mkdir -p "$state/redis"
     redis-server --port 6379 --bind 127.0.0.1 --daemonize yes --save "" \
         --dir "$state/redis" --logfile "$state/redis/redis.log"
     wait_for "redis-server" redis-cli -p 6379 ping
+fi
+
+# Redis over TLS only.
+redis_tls_ready() { redis-cli --tls --cacert "$tls/ca.pem" -h localhost -p 6380 ping; }
+if ! redis_tls_ready >/dev/null 2>&1; then
+    mkdir -p "$state/redis-tls"
+    redis-server --port 0 --tls-port 6380 --bind 127.0.0.1 --daemonize yes --save "" \
+        --tls-cert-file "$tls/server.pem" --tls-key-file "$tls/server.key" \
+        --tls-ca-cert-file "$tls/ca.pem" --tls-auth-clients no \
+        --dir "$state/redis-tls" --logfile "$state/redis-tls/redis.log" \
+        --pidfile "$state/redis-tls/redis.pid"
+    wait_for "redis-server (TLS)" redis_tls_ready
 fi
 
 # Mosquitto, with a password so the tests exercise credentials.
@@ -86,7 +115,7 @@ fi
 
 # PostgreSQL: a private cluster owned by the `postgres` user (it refuses to run as root).
 pg_bin="$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")"
-pg_ready() { PGPASSWORD=wisp psql -h 127.0.0.1 -p 5432 -U wisp -d wisp_test -c 'select 1'; }
+pg_ready() { PGPASSWORD=wisp psql "host=127.0.0.1 port=5432 user=wisp dbname=wisp_test sslmode=require" -c 'select 1'; }
 if ! pg_ready >/dev/null 2>&1; then
     as_pg=()
     if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); fi
@@ -97,10 +126,19 @@ if ! pg_ready >/dev/null 2>&1; then
         "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_data" -U postgres --auth-local=trust \
             --auth-host=scram-sha-256 >/dev/null
     fi
+    # The server's key, where PostgreSQL accepts it (owned by it, mode 0600).
+    cp "$tls/server.pem" "$pg_data/server.crt"
+    cp "$tls/server.key" "$pg_data/server.key"
+    chmod 0600 "$pg_data/server.key"
+    [ "$(id -u)" -ne 0 ] || chown postgres "$pg_data/server.crt" "$pg_data/server.key"
+    # A server started without TLS (by an older version of this script) is restarted.
+    if pid_file_alive "$pg_data/postmaster.pid" postgres; then
+        "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null || true
+    fi
     if ! pid_file_alive "$pg_data/postmaster.pid" postgres; then
         rm -f "$pg_data/postmaster.pid" "$pg_data"/.s.PGSQL.5432 "$pg_data"/.s.PGSQL.5432.lock
         "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w \
-            -o "-c listen_addresses=127.0.0.1 -p 5432 -k $pg_data" start >/dev/null
+            -o "-c listen_addresses=127.0.0.1 -p 5432 -k $pg_data -c ssl=on" start >/dev/null
     fi
     "${as_pg[@]}" psql -h "$pg_data" -p 5432 -U postgres -v ON_ERROR_STOP=1 -q <<'EOF'
 DO $$ BEGIN
@@ -145,4 +183,4 @@ EOF
     wait_for "MariaDB" my_ready
 fi
 
-echo "test services up: redis :6379, mosquitto :1883, postgres :5432, mariadb :3306 (127.0.0.1)"
+echo "test services up: redis :6379 (TLS :6380), mosquitto :1883, postgres :5432 (TLS too), mariadb :3306 (127.0.0.1)"

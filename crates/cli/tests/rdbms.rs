@@ -5,7 +5,7 @@
 //! by the real `wisp up`.
 //!
 //! The servers: `WISP_TEST_POSTGRES_URL` (default
-//! `postgres://wisp:wisp@127.0.0.1:5432/wisp_test`) and `WISP_TEST_MYSQL_URL` (default
+//! `postgres://wisp:wisp@127.0.0.1:5432/wisp_test?sslmode=disable`) and `WISP_TEST_MYSQL_URL` (default
 //! `mysql://wisp:wisp@127.0.0.1:3306/wisp_test`), reached by the test through their own
 //! command-line clients (`psql`, `mariadb`). `scripts/test-services.sh` installs and
 //! starts both; a missing server fails the test with that hint. Every test works on
@@ -71,7 +71,9 @@ impl Postgres {
     fn connect() -> Postgres {
         let url = Url::from_env(
             "WISP_TEST_POSTGRES_URL",
-            "postgres://wisp:wisp@127.0.0.1:5432/wisp_test",
+            // The test server also speaks TLS, with a certificate from the test CA that
+            // only `postgres_over_tls_*` trusts.
+            "postgres://wisp:wisp@127.0.0.1:5432/wisp_test?sslmode=disable",
         );
         let postgres = Postgres { url };
         if let Err(e) = postgres.try_sql("SELECT 1") {
@@ -165,6 +167,15 @@ fn unique_table(tag: &str) -> String {
 
 /// `wisp up` serving `source` on `/...` with `allowed_outbound_hosts = grants`.
 fn serve(source: &str, grants: &[String]) -> (tempfile::TempDir, Wisp) {
+    serve_with(source, grants, None)
+}
+
+/// [`serve`] with a runtime config.
+fn serve_with(
+    source: &str,
+    grants: &[String],
+    runtime_config: Option<&str>,
+) -> (tempfile::TempDir, Wisp) {
     let grants: Vec<String> = grants.iter().map(|g| format!("{g:?}")).collect();
     let manifest = format!(
         r#"spin_manifest_version = 2
@@ -183,7 +194,18 @@ allowed_outbound_hosts = [{grants}]
         grants = grants.join(", ")
     );
     let dir = app_dir(&manifest);
-    let wisp = Wisp::up(&["-f", dir.path().join("spin.toml").to_str().unwrap()]);
+    let manifest = dir.path().join("spin.toml");
+    let mut args = vec!["-f".to_owned(), manifest.to_str().unwrap().to_owned()];
+    if let Some(config) = runtime_config {
+        let path = dir.path().join("runtime-config.toml");
+        std::fs::write(&path, config).unwrap();
+        args.extend([
+            "--runtime-config-file".to_owned(),
+            path.to_str().unwrap().to_owned(),
+        ]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let wisp = Wisp::up(&args);
     (dir, wisp)
 }
 
@@ -352,23 +374,23 @@ fn postgres_grants_address_forms_and_tls_refusal() {
     let (_dir, wisp) = serve(programs::RDBMS_V5, &[url.grant("postgres")]);
     let postgresql = url.url.replacen("postgres://", "postgresql://", 1);
     let key_value = format!(
-        "host={} port={} user={} password={} dbname={}",
+        "host={} port={} user={} password={} dbname={} sslmode=disable",
         url.host, url.port, url.user, url.password, url.database
     );
     for address in [&url.url, &postgresql, &key_value] {
         expect(&wisp, "GET", "/open", "pg4", address, None, "opened");
     }
-    // TLS is refused with a message saying so.
+    // A file on the host cannot be named by a component.
     let (_, body) = call(
         &wisp,
         "GET",
         "/open",
         "pg4",
-        &format!("{key_value} sslmode=require"),
+        &format!("{key_value} sslrootcert=/etc/passwd"),
         None,
     );
     assert!(
-        body.contains("TLS to PostgreSQL is not supported"),
+        body.contains("sslrootcert names a file on the host") && body.contains("[[client_tls]]"),
         "{body}"
     );
     // A host outside the grant is refused even with a granted port.
@@ -384,6 +406,108 @@ fn postgres_grants_address_forms_and_tls_refusal() {
         body.contains("address postgres://127.0.0.2:5432 is not permitted"),
         "{body}"
     );
+}
+
+/// The test CA that signed the TLS test servers' certificate (for `localhost` only).
+fn test_ca() -> std::path::PathBuf {
+    let dir = std::env::var("WISP_TEST_SERVICES_DIR")
+        .unwrap_or_else(|_| "/tmp/wisp-test-services".to_owned());
+    let ca = std::path::Path::new(&dir).join("tls/ca.pem");
+    assert!(ca.is_file(), "no test CA at {}\n{HINT}", ca.display());
+    ca
+}
+
+#[test]
+fn postgres_over_tls_checks_the_certificate() {
+    let postgres = Postgres::connect();
+    let url = &postgres.url;
+    let at = |host: &str, mode: &str| {
+        format!(
+            "postgres://{}:{}@{host}:{}/{}?sslmode={mode}",
+            url.user, url.password, url.port, url.database
+        )
+    };
+    let grants = [
+        format!("postgres://localhost:{}", url.port),
+        format!("postgres://127.0.0.1:{}", url.port),
+    ];
+    // Every mode that uses TLS checks the certificate, `prefer` (the default) included:
+    // the test CA is not trusted yet.
+    let (_dir, wisp) = serve(programs::RDBMS_V5, &grants);
+    for mode in ["require", "prefer", "verify-full"] {
+        let (_, body) = call(&wisp, "GET", "/open", "pg4", &at("localhost", mode), None);
+        assert!(
+            body.contains("UnknownIssuer") && body.contains("[[client_tls]]"),
+            "{mode}: {body}"
+        );
+    }
+    drop(wisp);
+
+    // Trusted through [[client_tls]]: the session is encrypted, on every version.
+    let ca = test_ca();
+    let config = format!(
+        "[[client_tls]]\ncomponent_ids = [\"rdbms\"]\nhosts = [\"localhost\", \"127.0.0.1\"]\nca_roots_file = {:?}\n",
+        ca.to_str().unwrap()
+    );
+    let (_dir, wisp) = serve_with(programs::RDBMS_V5, &grants, Some(&config));
+    for iface in ["pg2", "pg3", "pg4"] {
+        for mode in ["verify-full", "require"] {
+            let (status, body) = call(&wisp, "GET", "/reuse", iface, &at("localhost", mode), None);
+            let pid = body
+                .strip_prefix("same ")
+                .unwrap_or_else(|| panic!("{iface} {mode}: {status} {body}\n{}", wisp.stderr()));
+            assert_eq!(
+                postgres.sql(&format!("SELECT ssl FROM pg_stat_ssl WHERE pid = {pid}")),
+                "t",
+                "{iface} {mode}"
+            );
+        }
+    }
+    // By address: the certificate names only `localhost`, so verify-full refuses it and
+    // verify-ca (the chain alone) accepts it.
+    let (_, body) = call(
+        &wisp,
+        "GET",
+        "/open",
+        "pg4",
+        &at("127.0.0.1", "verify-full"),
+        None,
+    );
+    assert!(
+        body.contains("not valid for name") && body.contains("sslmode=verify-ca"),
+        "{body}"
+    );
+    expect(
+        &wisp,
+        "GET",
+        "/open",
+        "pg4",
+        &at("127.0.0.1", "verify-ca"),
+        None,
+        "opened",
+    );
+    drop(wisp);
+
+    // spin-sdk 7: the CA given to `set-ca-root` is trusted for that connection.
+    let (_dir, wisp) = serve(programs::RDBMS_V7, &grants);
+    let ca_root = |address: &str, pem: &[u8]| {
+        let path = format!("/ca-root?iface=pg&address={}", encode(address));
+        request(wisp.addr, "POST", &path, &[], pem).text()
+    };
+    let pem = std::fs::read(&ca).unwrap();
+    let body = ca_root(&at("localhost", "verify-full"), &pem);
+    assert_eq!(body, "ssl true", "{}", wisp.stderr());
+    let body = ca_root(&at("localhost", "require"), b"not a certificate");
+    assert!(body.contains("invalid root certificate"), "{body}");
+    let (_, body) = call(
+        &wisp,
+        "GET",
+        "/open",
+        "pg",
+        &at("localhost", "require"),
+        None,
+    );
+    assert!(body.contains("UnknownIssuer"), "{body}");
 }
 
 #[test]

@@ -385,6 +385,23 @@ impl ComponentCapabilities {
         &self.client_tls
     }
 
+    /// A TLS handshake with a service (PostgreSQL, Redis, MySQL, MQTT) at `host` over an
+    /// already checked TCP connection, trusting this component's `[[client_tls]]` roots
+    /// for that host (the webpki roots otherwise).
+    pub async fn connect_tls(
+        &self,
+        host: &str,
+        verify: wisp_outbound::Verify,
+        tcp: tokio::net::TcpStream,
+    ) -> Result<wisp_outbound::ServiceTlsStream, wisp_outbound::ServiceTlsError> {
+        let name = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        wisp_outbound::connect_service(self.client_tls.get(&name), host, verify, tcp).await
+    }
+
     /// The component's `wasi:sockets` grants, `None` when it has none (the default: no
     /// sockets, no name lookup).
     pub fn sockets(&self) -> Option<&Arc<SocketPolicy>> {

@@ -135,6 +135,8 @@ fn display_ips(addresses: &[IpAddr]) -> String {
 #[derive(Clone)]
 pub struct ClientTls {
     connector: TlsConnector,
+    /// The same roots and client certificate for services ([`crate::tls`]).
+    pub(crate) service: crate::tls::ServiceConfigs,
 }
 
 impl fmt::Debug for ClientTls {
@@ -167,6 +169,12 @@ impl ClientTls {
                 .add(root)
                 .map_err(|e| format!("a CA certificate cannot be used: {e}"))?;
         }
+        let service = crate::tls::ServiceConfigs::new(
+            store.clone(),
+            client_cert
+                .as_ref()
+                .map(|(chain, key)| (chain.clone(), key.clone_key())),
+        )?;
         let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -182,6 +190,7 @@ impl ClientTls {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(ClientTls {
             connector: TlsConnector::from(Arc::new(config)),
+            service,
         })
     }
 }

@@ -16,6 +16,8 @@
 //!   follows redirects, and enforces connect, first-byte and between-bytes timeouts.
 //! - [`service`] and [`sockets`]: the same two checks for Redis/MQTT/database
 //!   connections and for the guest's own `wasi:sockets` TCP/UDP sockets.
+//! - [`tls`]: TLS to those services, checked against the webpki roots or the
+//!   component's `[[client_tls]]` roots.
 //!
 //! The allowed-hosts check (is this *name* allowed?) and the blocked-networks check (is
 //! this *address* allowed?) are separate on purpose: the first is the app author's
@@ -30,12 +32,14 @@ pub mod blocked;
 pub mod client;
 pub mod service;
 pub mod sockets;
+pub mod tls;
 
 pub use allowed::{AllowedHosts, Destination};
 pub use blocked::BlockedNetworks;
 pub use client::{ClientTls, HostTls, OutboundClient, ResponseBody, SendError, Timeouts};
 pub use service::{ServiceError, ServiceTarget, parse_service_url, resolve_service};
 pub use sockets::{Protocol, SocketDenied, SocketPolicy};
+pub use tls::{ServiceTlsError, ServiceTlsStream, Verify, connect_service};
 
 /// A configuration entry that could not be parsed.
 ///

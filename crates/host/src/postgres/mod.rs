@@ -5,8 +5,8 @@
 //! `open` takes a `postgres://`/`postgresql://` URL or a `host=... port=...` key-value
 //! string. The host must be granted by `allowed_outbound_hosts` (`postgres://host:port`,
 //! whichever scheme the guest wrote) and resolve outside the blocked networks; only the
-//! checked addresses are dialed. Connections are plain TCP (`tokio-postgres` with
-//! `NoTls`): `sslmode=require` is refused with a message saying so. Values travel in
+//! checked addresses are dialed. TLS follows libpq's `sslmode` (default `prefer`) with
+//! the server's certificate always checked ([`tls`]). Values travel in
 //! PostgreSQL's binary format ([`codec`]) so that every WIT value type maps to its column
 //! types (see `docs/capabilities.md`); a column of any other type comes back as
 //! `other`/`unsupported` instead of failing the query.
@@ -16,6 +16,7 @@
 //! [`v3`] and [`v4`].
 
 mod codec;
+mod tls;
 mod v2;
 mod v3;
 mod v4;
@@ -29,11 +30,12 @@ use codec::{PgType, PgValue, columns, decode_row, encode_params};
 use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use std::sync::Arc;
+use tls::{PgTls, TlsOptions};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 use tokio_postgres::error::DbError;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 use wasmtime::component::Linker;
 
 /// The outbound PostgreSQL capability: the app's pool of idle connections, and the
@@ -50,7 +52,7 @@ impl Capability for Postgres {
         &'a self,
         app: &'a AppContext<'a>,
     ) -> BoxFuture<'a, Result<Prepared, HostError>> {
-        Box::pin(std::future::ready(Ok(rdbms::prepare_pool::<Client>(app))))
+        Box::pin(std::future::ready(Ok(rdbms::prepare_pool::<PgClient>(app))))
     }
 
     fn add_to_linker<T: CapabilitiesView + 'static>(
@@ -67,16 +69,30 @@ impl Capability for Postgres {
 }
 
 /// One checked-out connection, shared with a streaming query still reading from it.
-type Session = rdbms::Session<Client>;
+type Session = rdbms::Session<PgClient>;
 
 /// An open `connection` resource (every version's).
-pub type PgConnection = rdbms::Connection<Client>;
+pub type PgConnection = rdbms::Connection<PgClient>;
 
-impl rdbms::Reusable for Client {
+/// A connection, with the TLS settings it was made with (a cancel request, sent on a
+/// connection of its own, needs them too).
+pub struct PgClient {
+    client: Client,
+    tls: PgTls,
+}
+
+impl std::ops::Deref for PgClient {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl rdbms::Reusable for PgClient {
     const SCHEME: &'static str = "postgres";
 
     fn is_closed(&mut self) -> bool {
-        Client::is_closed(self)
+        self.client.is_closed()
     }
 
     /// Refuses a connection left in a transaction, then resets the session state.
@@ -143,17 +159,23 @@ fn describe_peer(peer: std::net::SocketAddr) -> String {
 // Connecting
 
 /// The single TCP host and port of a connection string, checked against what the
-/// guest may not ask for (several hosts, `hostaddr`, Unix sockets, TLS).
-fn parse_address(address: &str) -> Result<(tokio_postgres::Config, String, u16), Failure> {
+/// guest may not ask for (several hosts, `hostaddr`, Unix sockets, files on the host),
+/// and its TLS options.
+fn parse_address(
+    address: &str,
+) -> Result<(tokio_postgres::Config, String, u16, TlsOptions), Failure> {
     let bad = |why: &dyn std::fmt::Display| {
         format!(
             "invalid PostgreSQL address: {why}; expected postgres://user:password@host:port/database or \"host=... port=... user=... password=... dbname=...\""
         )
     };
     let refuse = |why: &str| Err(Failure::Connection(bad(&why).into()));
-    let config: tokio_postgres::Config = address
+    let (rest, tls) =
+        tls::take_tls_options(address).map_err(|why| Failure::Connection(bad(&why).into()))?;
+    let mut config: tokio_postgres::Config = rest
         .parse()
         .map_err(|e| Failure::Connection(Message::caused(bad(&e), e)))?;
+    config.ssl_mode(tls.mode);
     let host = match config.get_hosts() {
         [Host::Tcp(host)] => host
             .trim_start_matches('[')
@@ -173,37 +195,55 @@ fn parse_address(address: &str) -> Result<(tokio_postgres::Config, String, u16),
         [port] => *port,
         _ => return refuse("only one port may be given"),
     };
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(Failure::Connection(Message::new(
-            "TLS to PostgreSQL is not supported by this host yet; connect with sslmode=disable or sslmode=prefer (plain TCP) on a trusted network",
-        )));
-    }
-    Ok((config, host, port))
+    Ok((config, host, port, tls))
 }
 
 /// Checks the address against the component's grants, then reuses an idle pooled
-/// connection to one of the checked addresses or dials a new one.
-async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Session, Failure> {
-    let (config, host, port) = parse_address(address)?;
-    let config = &config;
+/// connection to one of the checked addresses or dials a new one. `ca_root` is what
+/// the guest gave `set-ca-root` (PEM), trusted beside the webpki roots.
+async fn connect(
+    caps: Arc<ComponentCapabilities>,
+    address: &str,
+    ca_root: Option<&str>,
+) -> Result<Session, Failure> {
+    let (config, host, port, options) = parse_address(address)?;
+    let roots = match ca_root {
+        Some(pem) => Some(ca_root_tls(pem).map_err(|e| Failure::Connection(Message::new(e)))?),
+        None => None,
+    };
+    let tls = PgTls {
+        caps: caps.clone(),
+        host: host.clone(),
+        verify: options.verify,
+        roots,
+    };
+    let (config, tls) = (&config, &tls);
     let dial = |peer| async move {
         let stream = TcpStream::connect(peer)
             .await
             .map_err(|e| DialError::Unreachable(e.into()))?;
         let _ = stream.set_nodelay(true);
-        match config.connect_raw(stream, NoTls).await {
+        match config.connect_raw(stream, tls.clone()).await {
             Ok((client, connection)) => {
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
                         tracing::debug!("postgres connection to {peer} ended: {e}");
                     }
                 });
-                Ok(client)
+                Ok(PgClient {
+                    client,
+                    tls: tls.clone(),
+                })
             }
             // Authentication and database errors are the server's answer.
             Err(e) => Err(match e.as_db_error() {
                 Some(db) => DialError::Answered(Box::new(db.clone())),
-                None => DialError::Unreachable(e.into()),
+                // tokio-postgres says "error performing TLS handshake" and keeps why in
+                // its source; the guest needs the why (an unknown CA, a wrong name).
+                None => match std::error::Error::source(&e) {
+                    Some(cause) => DialError::Unreachable(format!("{e}: {cause}").into()),
+                    None => DialError::Unreachable(e.into()),
+                },
             }),
         }
     };
@@ -212,9 +252,28 @@ async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Sess
         [] => format!("address postgres://{host} is not permitted"),
         _ => format!("address postgres://{host}:{port} is not permitted"),
     };
-    rdbms::connect(caps, address, (&host, port), not_permitted, dial)
+    // Connections made with other roots are not the same connection.
+    let pool_key = match ca_root {
+        Some(pem) => format!("{address}\0{pem}"),
+        None => address.to_owned(),
+    };
+    rdbms::connect(caps, &pool_key, (&host, port), not_permitted, dial)
         .await
         .map_err(Failure::Connection)
+}
+
+/// The webpki roots plus the PEM certificates a guest gave `set-ca-root`.
+fn ca_root_tls(pem: &str) -> Result<wisp_outbound::ClientTls, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let roots = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("invalid root certificate: {e}"))?;
+    if roots.is_empty() {
+        return Err("invalid root certificate: no PEM CERTIFICATE block".to_owned());
+    }
+    wisp_outbound::ClientTls::new(roots, true, None)
+        .map_err(|e| format!("invalid root certificate: {e}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -225,13 +284,14 @@ async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Sess
 fn abandon(session: &Session) -> Failure {
     let timed_out = session.abandon();
     let token = session.conn.cancel_token();
+    let tls = session.conn.tls.clone();
     let peer = session.peer;
     tokio::spawn(async move {
         if let Ok(Ok(stream)) =
             tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer)).await
         {
             let _ =
-                tokio::time::timeout(CONNECT_TIMEOUT, token.cancel_query_raw(stream, NoTls)).await;
+                tokio::time::timeout(CONNECT_TIMEOUT, token.cancel_query_raw(stream, tls)).await;
         }
     });
     Failure::Query(QueryFailure::Text(timed_out))
@@ -373,7 +433,7 @@ macro_rules! sync_connection {
                 address: String,
             ) -> wasmtime::Result<Result<Resource<PgConnection>, $types::Error>> {
                 let opened = self
-                    .open_session(|caps| $crate::postgres::connect(caps, &address))
+                    .open_session(|caps| $crate::postgres::connect(caps, &address, None))
                     .await?;
                 Ok(opened.map_err($types::Error::from))
             }
@@ -419,15 +479,25 @@ mod tests {
 
     #[test]
     fn addresses_are_parsed_and_checked() {
-        let (_, host, port) = parse_address("postgres://u:p@db.example:6543/app").unwrap();
+        let (config, host, port, tls) =
+            parse_address("postgres://u:p@db.example:6543/app?sslmode=verify-ca").unwrap();
         assert_eq!((host.as_str(), port), ("db.example", 6543));
-        let (_, host, port) = parse_address("host=127.0.0.1 user=u dbname=d").unwrap();
+        assert_eq!(
+            config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        assert_eq!(tls.verify, wisp_outbound::Verify::ChainOnly);
+        let (config, host, port, _) = parse_address("host=127.0.0.1 user=u dbname=d").unwrap();
         assert_eq!((host.as_str(), port), ("127.0.0.1", 5432));
+        assert_eq!(
+            config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Prefer
+        );
         let refused = |address: &str| match parse_address(address) {
             Err(Failure::Connection(message)) => message.to_string(),
             other => panic!("{address}: {other:?}"),
         };
-        assert!(refused("postgres://u@h/d?sslmode=require").contains("TLS"));
+        assert!(refused("postgres://u@h/d?sslrootcert=/etc/ssl/ca.pem").contains("set-ca-root"));
         assert!(refused("host=a,b user=u").contains("one host"));
         assert!(refused("host=/var/run/postgresql user=u").contains("Unix"));
         assert!(refused("host=h hostaddr=10.0.0.1 user=u").contains("hostaddr"));

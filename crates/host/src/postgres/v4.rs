@@ -16,6 +16,8 @@ use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 /// `connection-builder`: an address waiting for `build`.
 pub struct PostgresBuilder {
     address: String,
+    /// What `set-ca-root` was last given (PEM), trusted beside the webpki roots.
+    ca_root: Option<String>,
 }
 
 impl From<Failure> for v4::Error {
@@ -225,7 +227,7 @@ impl<T> v4::HostConnectionWithStore<T> for Capabilities {
         accessor: &Accessor<T, Self>,
         address: String,
     ) -> wasmtime::Result<Result<Resource<PgConnection>, v4::Error>> {
-        let opened = rdbms::open_session(accessor, |caps| connect(caps, &address)).await?;
+        let opened = rdbms::open_session(accessor, |caps| connect(caps, &address, None)).await?;
         Ok(opened.map_err(v4::Error::from))
     }
 
@@ -277,25 +279,34 @@ impl v4::HostConnectionBuilder for CapabilitiesCtx<'_> {
         if !self.state.reserve_handle() {
             wasmtime::bail!("{}", rdbms::too_many_handles());
         }
-        Ok(self.table.push(PostgresBuilder { address })?)
+        Ok(self.table.push(PostgresBuilder {
+            address,
+            ca_root: None,
+        })?)
     }
 
     async fn set_ca_root(
         &mut self,
-        _builder: Resource<PostgresBuilder>,
-        _certificate: String,
+        builder: Resource<PostgresBuilder>,
+        certificate: String,
     ) -> wasmtime::Result<Result<(), v4::Error>> {
-        Ok(Err(v4::Error::ConnectionFailed(
-            "TLS to PostgreSQL is not supported by this host yet, so a CA root cannot be used; connect without set-ca-root over plain TCP on a trusted network".to_owned(),
-        )))
+        // Checked now, as Spin does, so a bad certificate is reported where it was given.
+        if let Err(e) = super::ca_root_tls(&certificate) {
+            return Ok(Err(v4::Error::Other(e)));
+        }
+        self.table.get_mut(&builder)?.ca_root = Some(certificate);
+        Ok(Ok(()))
     }
 
     async fn build(
         &mut self,
         builder: Resource<PostgresBuilder>,
     ) -> wasmtime::Result<Result<Resource<PgConnection>, v4::Error>> {
-        let address = self.table.get(&builder)?.address.clone();
-        let opened = self.open_session(|caps| connect(caps, &address)).await?;
+        let PostgresBuilder { address, ca_root } = self.table.get(&builder)?;
+        let (address, ca_root) = (address.clone(), ca_root.clone());
+        let opened = self
+            .open_session(|caps| connect(caps, &address, ca_root.as_deref()))
+            .await?;
         Ok(opened.map_err(v4::Error::from))
     }
 
@@ -311,10 +322,14 @@ impl<T> v4::HostConnectionBuilderWithStore<T> for Capabilities {
         accessor: &Accessor<T, Self>,
         builder: Resource<PostgresBuilder>,
     ) -> wasmtime::Result<Result<Resource<PgConnection>, v4::Error>> {
-        let address = accessor.with(|mut access| -> wasmtime::Result<String> {
-            Ok(access.get().table.get(&builder)?.address.clone())
-        })?;
-        let opened = rdbms::open_session(accessor, |caps| connect(caps, &address)).await?;
+        let (address, ca_root) =
+            accessor.with(|mut access| -> wasmtime::Result<(String, Option<String>)> {
+                let builder = access.get().table.get(&builder)?;
+                Ok((builder.address.clone(), builder.ca_root.clone()))
+            })?;
+        let opened =
+            rdbms::open_session(accessor, |caps| connect(caps, &address, ca_root.as_deref()))
+                .await?;
         Ok(opened.map_err(v4::Error::from))
     }
 }

@@ -12,6 +12,10 @@
 //!   / a recursive CTE) and checks their count and sum, then reads only 3 rows of a
 //!   second such query and drops it unread, then runs `SELECT 1` on the same
 //!   connection: `rows N sum S, partial read ok`.
+//! - `POST /ca-root?iface=pg&address=A` with a PEM CA certificate as the body: opens the
+//!   connection with it as `OpenOptions::ca_root` (`set-ca-root`) and answers
+//!   `ssl true` when `pg_stat_ssl` says the session is encrypted, else
+//!   `error: <Debug of the error>`.
 
 use bytes::Bytes;
 use caps_common::{Check, Query, Reply, ensure, expect_eq, failed};
@@ -35,6 +39,10 @@ async fn handle(request: Request) -> impl IntoResponse {
         .to_owned();
     let query = Query::parse(request.uri().query().unwrap_or_default());
     let reply = match request.into_body().bytes().await {
+        Ok(body) if path == "/ca-root" => match String::from_utf8(body.to_vec()) {
+            Ok(pem) => pg::ca_root(query.get("address").unwrap_or_default(), pem).await,
+            Err(_) => Err("the body is not a PEM certificate".to_owned()),
+        },
         Ok(_) => route(&method, &path, &query).await,
         Err(e) => Err(format!("read request body: {e:?}")),
     };
@@ -308,6 +316,22 @@ mod pg {
         {
             Ok(_) => Err("query: unexpectedly succeeded".to_owned()),
             Err(e) => Ok(Reply::ok(format!("error: {e:?}"))),
+        }
+    }
+
+    pub async fn ca_root(address: &str, pem: String) -> Check {
+        let options = db::OpenOptions {
+            ca_root: Some(db::Certificate::Text(pem)),
+        };
+        let conn = match db::Connection::open_with_options(address, options).await {
+            Ok(conn) => conn,
+            Err(e) => return Ok(Reply::ok(format!("error: {e:?}"))),
+        };
+        let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()".to_owned();
+        let (_, got) = rows(&conn, sql).await?;
+        match got.first().and_then(|row| row.first()) {
+            Some(D::Boolean(ssl)) => Ok(Reply::ok(format!("ssl {ssl}"))),
+            other => Err(format!("pg_stat_ssl: got {other:?}")),
         }
     }
 
