@@ -948,6 +948,100 @@ fn outbound_redis_needs_a_grant_and_respects_blocked_networks() {
     }
 }
 
+/// Runs `redis-cli` against the test services' TLS-only Redis (`localhost:6380`).
+fn redis_tls_cli(args: &[&str]) -> String {
+    let ca = support::services_ca();
+    let output = std::process::Command::new("redis-cli")
+        .args(["--tls", "--cacert", ca.to_str().unwrap()])
+        .args(["-h", "localhost", "-p", "6380", "-n", "9"])
+        .args(args)
+        .output()
+        .expect("run redis-cli (scripts/test-services.sh installs it)");
+    assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn outbound_redis_over_tls_checks_the_certificate() {
+    let grant =
+        r#"allowed_outbound_hosts = ["rediss://localhost:6380", "rediss://127.0.0.1:6380"]"#;
+    let trusted = format!(
+        "[[client_tls]]\ncomponent_ids = [\"caps\"]\nhosts = [\"localhost\", \"127.0.0.1\"]\nca_roots_file = {:?}\n",
+        support::services_ca().to_str().unwrap()
+    );
+    let url = "rediss://localhost:6380/9";
+    for (source, name) in [
+        (programs::CAPS_V5, "caps-v5"),
+        (programs::CAPS_V7, "caps-v7"),
+    ] {
+        // The test CA is not trusted: the certificate is refused, saying how to trust it.
+        let app = App::new(&caps_manifest(source, grant));
+        let wisp = app.up(&[]);
+        let refused = call(&wisp, &format!("GET /redis/open?addr={}", encode(url)), b"");
+        assert!(
+            refused.text().contains("UnknownIssuer") && refused.text().contains("[[client_tls]]"),
+            "{name}: {}",
+            refused.text()
+        );
+        // `#insecure` skips the check, as in the redis crate, and says so in the log.
+        let insecure = format!("{url}#insecure");
+        expect(
+            &wisp,
+            &format!("GET /redis/open?addr={}", encode(&insecure)),
+            200,
+            "opened",
+        );
+        assert!(
+            wisp.wait_for_output("does not check the server's certificate"),
+            "{}",
+            wisp.stderr()
+        );
+        // A redis:// grant does not cover rediss://.
+        let plain_grant = r#"allowed_outbound_hosts = ["redis://localhost:6380"]"#;
+        let app = App::new(&caps_manifest(source, plain_grant));
+        let wisp = app.up(&[]);
+        expect(
+            &wisp,
+            &format!("GET /redis/open?addr={}", encode(url)),
+            200,
+            "error: Error::InvalidAddress",
+        );
+        drop(wisp);
+
+        // Trusted through [[client_tls]]: values go both ways over TLS.
+        let app = App::new(&caps_manifest(source, grant));
+        let config = app.write("runtime-config.toml", &trusted);
+        let wisp = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
+        let prefix = unique(&format!("wisp-tls-{name}"));
+        redis_tls_cli(&["SET", &format!("{prefix}:from-test"), "set by the test"]);
+        expect(
+            &wisp,
+            &format!("GET /redis/check?addr={}&prefix={prefix}", encode(url)),
+            200,
+            "ok set by the test",
+        );
+        let from_guest = redis_tls_cli(&["GET", &format!("{prefix}:from-guest")]);
+        for suffix in ["from-test", "from-guest", "s"] {
+            redis_tls_cli(&["DEL", &format!("{prefix}:{suffix}")]);
+        }
+        assert_eq!(from_guest, format!("written by {name}"));
+        // By address the certificate (for `localhost` only) does not match.
+        let by_address = call(
+            &wisp,
+            &format!(
+                "GET /redis/open?addr={}",
+                encode("rediss://127.0.0.1:6380/9")
+            ),
+            b"",
+        );
+        assert!(
+            by_address.text().contains("not valid for name"),
+            "{name}: {}",
+            by_address.text()
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Outbound HTTP
 

@@ -408,15 +408,6 @@ fn postgres_grants_address_forms_and_tls_refusal() {
     );
 }
 
-/// The test CA that signed the TLS test servers' certificate (for `localhost` only).
-fn test_ca() -> std::path::PathBuf {
-    let dir = std::env::var("WISP_TEST_SERVICES_DIR")
-        .unwrap_or_else(|_| "/tmp/wisp-test-services".to_owned());
-    let ca = std::path::Path::new(&dir).join("tls/ca.pem");
-    assert!(ca.is_file(), "no test CA at {}\n{HINT}", ca.display());
-    ca
-}
-
 #[test]
 fn postgres_over_tls_checks_the_certificate() {
     let postgres = Postgres::connect();
@@ -444,7 +435,7 @@ fn postgres_over_tls_checks_the_certificate() {
     drop(wisp);
 
     // Trusted through [[client_tls]]: the session is encrypted, on every version.
-    let ca = test_ca();
+    let ca = support::services_ca();
     let config = format!(
         "[[client_tls]]\ncomponent_ids = [\"rdbms\"]\nhosts = [\"localhost\", \"127.0.0.1\"]\nca_roots_file = {:?}\n",
         ca.to_str().unwrap()

@@ -1,7 +1,9 @@
 //! Outbound Redis: `fermyon:spin/redis@2.0.0` and `spin:redis/redis@3.0.0` (its WASI 0.3
-//! async form). `open` takes a `redis://` URL; the host must be granted by
-//! `allowed_outbound_hosts` (`redis://host:port`) and resolve outside the blocked
-//! networks, otherwise the guest gets `invalid-address` and the log says what to add.
+//! async form). `open` takes a `redis://` URL, or `rediss://` for TLS (the certificate
+//! checked as for every service, see [`wisp_outbound::tls`]); the host must be granted
+//! by `allowed_outbound_hosts` (`redis://host:port`, `rediss://host:port`) and resolve
+//! outside the blocked networks, otherwise the guest gets `invalid-address` and the
+//! log says what to add.
 //! Each open handle is one multiplexed connection to the checked address.
 
 use crate::bindings::fermyon::spin::redis as v2;
@@ -98,19 +100,15 @@ async fn connect_checked(
         tracing::warn!(component = %caps.id(), "component `{}`: redis address refused: {why}", caps.id());
         Failure::InvalidAddress
     };
-    let client = redis::Client::open(address).map_err(|e| {
+    let (scheme, plain, verify) = split_tls(address);
+    let client = redis::Client::open(plain.as_str()).map_err(|e| {
         invalid(format!(
-            "{e}; expected redis://[user:password@]host[:port][/db]"
+            "{e}; expected redis://[user:password@]host[:port][/db] (rediss:// for TLS)"
         ))
     })?;
     let info = client.get_connection_info().clone();
     let (host, port) = match info.addr() {
         ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
-        ConnectionAddr::TcpTls { .. } => {
-            return Err(invalid(
-                "rediss:// (TLS) is not supported yet; use redis:// on a trusted network".into(),
-            ));
-        }
         other => return Err(invalid(format!("{other:?} is not a TCP address"))),
     };
     let host = host
@@ -118,7 +116,7 @@ async fn connect_checked(
         .trim_end_matches(']')
         .to_owned();
     let target = caps
-        .service_target("redis", &host, port)
+        .service_target(scheme, &host, port)
         .await
         .map_err(|e| match e {
             wisp_outbound::ServiceError::Lookup { .. } => Failure::Other(e.to_string()),
@@ -129,17 +127,35 @@ async fn connect_checked(
         .set_response_timeout(Some(RESPONSE_TIMEOUT));
     let mut last_error = None;
     for addr in &target.addresses {
-        let info = info
-            .clone()
-            .set_addr(ConnectionAddr::Tcp(addr.ip().to_string(), addr.port()));
         let attempt = async {
-            redis::Client::open(info)?
-                .get_multiplexed_async_connection_with_config(&config)
+            let Some(verify) = verify else {
+                let info = info
+                    .clone()
+                    .set_addr(ConnectionAddr::Tcp(addr.ip().to_string(), addr.port()));
+                return redis::Client::open(info)
+                    .map_err(|e| e.to_string())?
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(|e| e.to_string());
+            };
+            let tcp = tokio::net::TcpStream::connect(addr)
                 .await
+                .map_err(|e| e.to_string())?;
+            let _ = tcp.set_nodelay(true);
+            let tls = caps
+                .connect_tls(&host, verify, tcp)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (conn, driver) =
+                MultiplexedConnection::new_with_config(info.redis_settings(), tls, config.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            tokio::spawn(driver);
+            Ok(conn)
         };
         match attempt.await {
             Ok(conn) => return Ok(conn),
-            Err(e) => last_error = Some(e.to_string()),
+            Err(e) => last_error = Some(e),
         }
     }
     Err(Failure::Other(format!(
@@ -147,6 +163,23 @@ async fn connect_checked(
         target.describe(),
         last_error.unwrap_or_else(|| "no address".to_owned())
     )))
+}
+
+/// The grant scheme, the address as plain `redis://` for the parser, and for
+/// `rediss://` how the certificate is checked: fully, or not at all with the redis
+/// crate's `#insecure` fragment.
+fn split_tls(address: &str) -> (&'static str, String, Option<wisp_outbound::Verify>) {
+    let tls = address
+        .get(..9)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
+    if !tls {
+        return ("redis", address.to_owned(), None);
+    }
+    let (rest, verify) = match address[9..].strip_suffix("#insecure") {
+        Some(rest) => (rest, wisp_outbound::Verify::Nothing),
+        None => (&address[9..], wisp_outbound::Verify::Full),
+    };
+    ("rediss", format!("redis://{rest}"), Some(verify))
 }
 
 /// The commands, shared by both versions.

@@ -645,3 +645,17 @@ impl TestCa {
         (self.dir.join(cert), self.dir.join(key))
     }
 }
+
+/// The CA that signed the certificate of `scripts/test-services.sh`'s TLS listeners
+/// (PostgreSQL, Redis on :6380), issued for `localhost` only.
+pub fn services_ca() -> PathBuf {
+    let dir = std::env::var("WISP_TEST_SERVICES_DIR")
+        .unwrap_or_else(|_| "/tmp/wisp-test-services".to_owned());
+    let ca = Path::new(&dir).join("tls/ca.pem");
+    assert!(
+        ca.is_file(),
+        "no test CA at {}: run scripts/test-services.sh",
+        ca.display()
+    );
+    ca
+}
