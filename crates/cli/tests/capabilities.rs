@@ -1042,6 +1042,51 @@ fn outbound_redis_over_tls_checks_the_certificate() {
     }
 }
 
+#[test]
+fn redis_key_value_store_over_tls() {
+    // An operator's store: its roots are the machine's (SSL_CERT_FILE here).
+    let ca = support::services_ca();
+    let app = App::new(&caps_manifest(programs::CAPS_V5, STORES));
+    let config = app.write(
+        "runtime-config.toml",
+        "[key_value_store.default]\ntype = \"redis\"\nurl = \"rediss://localhost:6380/9\"\n",
+    );
+    let wisp = app.up_with_env(
+        &["--runtime-config-file", config.to_str().unwrap()],
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    );
+    let key = unique("wisp-kv-tls");
+    let set = call(
+        &wisp,
+        &format!("PUT /kv/set?store=default&key={key}"),
+        b"over tls",
+    );
+    assert_eq!(
+        (set.status, set.text().as_str()),
+        (200, "stored"),
+        "{}",
+        wisp.stderr()
+    );
+    let stored = redis_tls_cli(&["GET", &key]);
+    redis_tls_cli(&["DEL", &key]);
+    assert_eq!(stored, "over tls");
+    drop(wisp);
+
+    // Without the CA the store is refused at start-up, saying why and what to trust.
+    let refused = Wisp::spawn(app.command(
+        &["--runtime-config-file", config.to_str().unwrap()],
+        &[("SSL_CERT_FILE", "/dev/null")],
+    ));
+    let Err((status, stderr)) = refused else {
+        panic!("wisp up served a store whose certificate it cannot check");
+    };
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("UnknownIssuer") && stderr.contains("SSL_CERT_FILE"),
+        "{stderr}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Outbound HTTP
 

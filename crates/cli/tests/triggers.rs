@@ -165,6 +165,70 @@ allowed_outbound_hosts = ["{url}"]
 }
 
 #[test]
+fn redis_trigger_subscribes_over_tls() {
+    // The TLS-only Redis of scripts/test-services.sh, trusted through SSL_CERT_FILE (the
+    // trigger's server is the operator's, with the machine's roots).
+    let ca = support::services_ca();
+    let url = "rediss://localhost:6380/9";
+    let channel = format!("tls-events-{}", std::process::id());
+    let manifest = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "redis-tls"
+
+[application.trigger.redis]
+address = "{url}"
+
+[[trigger.redis]]
+channel = "{channel}"
+component = "handler"
+
+[component.handler]
+source = {source}
+"#,
+        source = toml_path(programs::REDIS_HANDLER)
+    );
+    let dir = app_dir(&manifest);
+    let mut command = support::wisp_command();
+    command
+        .args(["up", "-f"])
+        .arg(dir.path().join("spin.toml"))
+        .env("SSL_CERT_FILE", &ca);
+    let wisp = Wisp::spawn(command)
+        .unwrap_or_else(|(status, stderr)| panic!("wisp up exited with {status}:\n{stderr}"));
+    assert!(
+        wisp.stderr()
+            .contains(&format!("rediss://localhost:6380/9 channel `{channel}`")),
+        "{}",
+        wisp.stderr()
+    );
+    // Published until seen: the subscription may start just after the ready line.
+    let start = Instant::now();
+    while !wisp.stdout().contains("[handler] got over-tls") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no message over TLS\n{}",
+            wisp.stderr()
+        );
+        let published = Command::new("redis-cli")
+            .args(["--tls", "--cacert", ca.to_str().unwrap()])
+            .args([
+                "-h",
+                "localhost",
+                "-p",
+                "6380",
+                "PUBLISH",
+                &channel,
+                "over-tls",
+            ])
+            .output()
+            .expect("run redis-cli");
+        assert!(published.status.success(), "{published:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn redis_trigger_runs_every_message_and_survives_failures() {
     let server = RedisServer::start();
     let (_dir, wisp) = up(&redis_manifest(&server));

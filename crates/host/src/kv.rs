@@ -57,14 +57,12 @@ impl KeyValue {
                     })?),
                 },
                 RawStore::Redis { url } => {
-                    if url.starts_with("rediss://") {
+                    if !["redis://", "rediss://", "unix://"]
+                        .iter()
+                        .any(|scheme| url.starts_with(scheme))
+                    {
                         return Err(config.invalid(format!(
-                            "[key_value_store.{label}] url: TLS (rediss://) is not supported yet; use redis:// to a server on a trusted network or through a TLS tunnel"
-                        )));
-                    }
-                    if !(url.starts_with("redis://") || url.starts_with("unix://")) {
-                        return Err(config.invalid(format!(
-                            "[key_value_store.{label}] url must start with redis:// or unix://"
+                            "[key_value_store.{label}] url must start with redis://, rediss:// (TLS) or unix://"
                         )));
                     }
                     KeyValueStoreConfig::Redis { url }

@@ -603,7 +603,7 @@ impl Validator<'_> {
         Ok(references.len())
     }
 
-    /// A redis `address`: `redis://...`, possibly with `{{ variable }}` references.
+    /// A redis `address`: `redis://...` or `rediss://...`, possibly with `{{ variable }}` references.
     fn check_address_template(
         &self,
         address: &Spanned<String>,
@@ -611,11 +611,11 @@ impl Validator<'_> {
     ) -> Result<(), ManifestError> {
         let text = address.get_ref();
         let references = self.check_references("address", address, variables)?;
-        if references == 0 && !text.starts_with("redis://") {
+        if references == 0 && !text.starts_with("redis://") && !text.starts_with("rediss://") {
             return Err(self.error(
                 address.span(),
                 format!("`{text}` is not a redis address"),
-                "write it as `redis://[user:password@]host[:port][/db]` (rediss:// is not supported yet)",
+                "write it as `redis://[user:password@]host[:port][/db]` (`rediss://` for TLS)",
             ));
         }
         Ok(())

@@ -126,18 +126,9 @@ impl RedisTrigger {
                 .map_err(|e| address_error(format!("channel: {e}")))?;
             let client = redis::Client::open(url.as_str()).map_err(|e| {
                 address_error(format!(
-                    "invalid address: {e}; write it as redis://[user:password@]host[:port][/db]"
+                    "invalid address: {e}; write it as redis://[user:password@]host[:port][/db] (rediss:// for TLS)"
                 ))
             })?;
-            if matches!(
-                client.get_connection_info().addr(),
-                redis::ConnectionAddr::TcpTls { .. }
-            ) {
-                return Err(address_error(
-                    "rediss:// (TLS) is not supported yet; use redis:// on a trusted network"
-                        .to_owned(),
-                ));
-            }
             let shown = show_address(client.get_connection_info());
             let server = match servers.iter_mut().position(|s| s.url == url) {
                 Some(index) => &mut servers[index],
@@ -348,6 +339,9 @@ fn show_address(info: &redis::ConnectionInfo) -> String {
     match info.addr() {
         redis::ConnectionAddr::Tcp(host, port) => {
             format!("redis://{host}:{port}/{}", info.redis_settings().db())
+        }
+        redis::ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("rediss://{host}:{port}/{}", info.redis_settings().db())
         }
         other => format!("{other:?}"),
     }

@@ -47,7 +47,7 @@ impl RedisKv {
     pub(super) async fn open(url: &str) -> Result<Self, KvError> {
         let client = redis::Client::open(url).map_err(|err| {
             KvError::Other(format!(
-                "invalid redis url {}: {err}; expected redis://[user:password@]host[:port][/db]",
+                "invalid redis url {}: {err}; expected redis://[user:password@]host[:port][/db] (rediss:// for TLS)",
                 redact_url(url)
             ))
         })?;
@@ -61,8 +61,14 @@ impl RedisKv {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
         let unreachable = |detail: String| {
+            let hint = match detail.contains("certificate") {
+                true => {
+                    "for rediss://, the server's certificate must chain to a root this machine trusts (its certificate store, or the file SSL_CERT_FILE names)"
+                }
+                false => "check that the server is running and reachable at that address",
+            };
             KvError::Other(format!(
-                "cannot connect to redis key-value store {shown}: {detail}; check that the server is running and reachable at that address"
+                "cannot connect to redis key-value store {shown}: {detail}; {hint}"
             ))
         };
         let conn =
