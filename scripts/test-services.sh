@@ -7,7 +7,7 @@
 #   redis-server  127.0.0.1:6380   TLS only (rediss://localhost:6380)
 #   mosquitto     127.0.0.1:1883   user wisp / password wisp (outbound MQTT)
 #   PostgreSQL    127.0.0.1:5432   user wisp / password wisp, database wisp_test
-#   MariaDB       127.0.0.1:3306   user wisp / password wisp, database wisp_test
+#   MariaDB       127.0.0.1:3306   user wisp / password wisp, database wisp_test (plain and TLS)
 # The TLS listeners (and PostgreSQL's, which takes both) present $state/tls/server.pem, for
 # the name `localhost` only, signed by the test CA $state/tls/ca.pem.
 #   docker-registry and htpasswd are only installed: the OCI tests start their own.
@@ -154,7 +154,11 @@ fi
 
 # MariaDB: a private data directory, run as the current user.
 my_ready() { mariadb -h 127.0.0.1 -P 3306 -u wisp -pwisp wisp_test -e 'select 1'; }
-if ! my_ready >/dev/null 2>&1; then
+my_tls_ready() {
+    mariadb -h 127.0.0.1 -P 3306 -u wisp -pwisp --ssl wisp_test -N \
+        -e "SHOW SESSION STATUS LIKE 'Ssl_cipher'" | awk '{print $2}' | grep -q .
+}
+if ! my_tls_ready >/dev/null 2>&1; then
     my_data="$state/mariadb"
     user_args=()
     if [ "$(id -u)" -eq 0 ]; then user_args=(--user=root); fi
@@ -165,9 +169,15 @@ if ! my_ready >/dev/null 2>&1; then
     fi
     # A socket or pid file left by a server that is gone (a killed run, a reused /tmp) must
     # not pass for a running server.
+    # A server started without TLS (by an older version of this script) is restarted.
+    if mariadb-admin --socket="$my_data/mysqld.sock" -u root ping >/dev/null 2>&1; then
+        mariadb-admin --socket="$my_data/mysqld.sock" -u root shutdown >/dev/null 2>&1 || true
+        for _ in $(seq 100); do [ -S "$my_data/mysqld.sock" ] || break; sleep 0.1; done
+    fi
     if ! mariadb-admin --socket="$my_data/mysqld.sock" -u root ping >/dev/null 2>&1; then
         rm -f "$my_data/mysqld.sock" "$my_data/mysqld.pid"
         (mariadbd --datadir="$my_data" "${user_args[@]}" --bind-address=127.0.0.1 --port=3306 \
+            --ssl-cert="$tls/server.pem" --ssl-key="$tls/server.key" --ssl-ca="$tls/ca.pem" \
             --socket="$my_data/mysqld.sock" --pid-file="$my_data/mysqld.pid" \
             --log-error="$my_data/error.log" --skip-name-resolve >/dev/null 2>&1 &)
         wait_for "MariaDB" mariadb-admin --socket="$my_data/mysqld.sock" -u root ping
@@ -181,6 +191,7 @@ GRANT ALL PRIVILEGES ON wisp_test.* TO 'wisp'@'localhost';
 FLUSH PRIVILEGES;
 EOF
     wait_for "MariaDB" my_ready
+    wait_for "MariaDB (TLS)" my_tls_ready
 fi
 
-echo "test services up: redis :6379 (TLS :6380), mosquitto :1883, postgres :5432 (TLS too), mariadb :3306 (127.0.0.1)"
+echo "test services up: redis :6379 (TLS :6380), mosquitto :1883, postgres :5432 (TLS too), mariadb :3306 (TLS too) (127.0.0.1)"

@@ -642,6 +642,7 @@ fn mysql_grants_errors_and_reuse() {
 
         let (_dir, wisp) = serve(source, &[url.grant("mysql")]);
         expect(&wisp, "GET", "/open", "mysql", &url.url, None, "opened");
+        // TLS is asked for, and the test CA is not trusted here.
         let (_, body) = call(
             &wisp,
             "GET",
@@ -650,7 +651,7 @@ fn mysql_grants_errors_and_reuse() {
             &format!("{}?require_ssl=true", url.url),
             None,
         );
-        assert!(body.contains("TLS to MySQL is not supported"), "{body}");
+        assert!(body.contains("UnknownIssuer"), "{body}");
         // A SQL error carries the server's message.
         let (_, body) = call(&wisp, "GET", "/error", "mysql", &url.url, None);
         assert!(
@@ -817,4 +818,82 @@ fn connections_left_in_a_transaction_are_not_reused() {
         let (status, body) = call(&wisp, "GET", "/reuse", iface, address, None);
         assert!(body.starts_with("same "), "{iface}: {status} {body}");
     }
+}
+
+#[test]
+fn mysql_over_tls_checks_the_certificate() {
+    let mysql = Mysql::connect();
+    let url = &mysql.url;
+    let at = |host: &str, options: &str| {
+        format!(
+            "mysql://{}:{}@{host}:{}/{}?{options}",
+            url.user, url.password, url.port, url.database
+        )
+    };
+    let grants = [
+        format!("mysql://localhost:{}", url.port),
+        format!("mysql://127.0.0.1:{}", url.port),
+    ];
+    let cipher =
+        |wisp: &Wisp, address: &str| call(wisp, "GET", "/cipher", "mysql", address, None).1;
+    // The test CA is not trusted: every way of asking for TLS checks the certificate.
+    let (_dir, wisp) = serve(programs::RDBMS_V7, &grants);
+    for options in [
+        "ssl-mode=REQUIRED",
+        "require_ssl=true",
+        "ssl-mode=VERIFY_IDENTITY",
+    ] {
+        let body = cipher(&wisp, &at("localhost", options));
+        assert!(body.contains("UnknownIssuer"), "{options}: {body}");
+    }
+    // verify_ca=false skips the check, encrypted all the same, with a warning.
+    let body = cipher(&wisp, &at("localhost", "require_ssl=true&verify_ca=false"));
+    assert!(body.starts_with("cipher TLS"), "{body}");
+    assert!(
+        wisp.wait_for_output("does not check the server's certificate"),
+        "{}",
+        wisp.stderr()
+    );
+    // Plain TCP unless asked.
+    assert_eq!(
+        cipher(&wisp, &at("localhost", "ssl-mode=DISABLED")),
+        "cipher "
+    );
+    drop(wisp);
+
+    // Trusted through [[client_tls]].
+    let config = format!(
+        "[[client_tls]]\ncomponent_ids = [\"rdbms\"]\nhosts = [\"localhost\", \"127.0.0.1\"]\nca_roots_file = {:?}\n",
+        support::services_ca().to_str().unwrap()
+    );
+    let (_dir, wisp) = serve_with(programs::RDBMS_V7, &grants, Some(&config));
+    for options in [
+        "ssl-mode=VERIFY_IDENTITY",
+        "require_ssl=true",
+        "ssl-mode=PREFERRED",
+    ] {
+        let body = cipher(&wisp, &at("localhost", options));
+        assert!(
+            body.starts_with("cipher TLS"),
+            "{options}: {body}\n{}",
+            wisp.stderr()
+        );
+    }
+    // By address the name does not match; checking the chain alone is refused with a
+    // reason (the driver cannot do it with rustls 0.23).
+    let body = cipher(&wisp, &at("127.0.0.1", "ssl-mode=VERIFY_IDENTITY"));
+    assert!(body.contains("not valid for name"), "{body}");
+    let body = cipher(&wisp, &at("127.0.0.1", "ssl-mode=VERIFY_CA"));
+    assert!(body.contains("not supported for MySQL yet"), "{body}");
+    drop(wisp);
+
+    // spin-sdk 5 (fermyon:spin/mysql@2.0.0) over TLS: a full round trip.
+    let (_dir, wisp) = serve_with(programs::RDBMS_V5, &grants, Some(&config));
+    let address = at("localhost", "ssl-mode=VERIFY_IDENTITY");
+    let (status, body) = call(&wisp, "GET", "/reuse", "mysql", &address, None);
+    assert!(
+        body.starts_with("same "),
+        "{status} {body}\n{}",
+        wisp.stderr()
+    );
 }

@@ -394,12 +394,17 @@ impl ComponentCapabilities {
         verify: wisp_outbound::Verify,
         tcp: tokio::net::TcpStream,
     ) -> Result<wisp_outbound::ServiceTlsStream, wisp_outbound::ServiceTlsError> {
+        wisp_outbound::connect_service(self.client_tls_for(host), host, verify, tcp).await
+    }
+
+    /// This component's `[[client_tls]]` entry for `host`, if any.
+    pub fn client_tls_for(&self, host: &str) -> Option<&wisp_outbound::ClientTls> {
         let name = host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        wisp_outbound::connect_service(self.client_tls.get(&name), host, verify, tcp).await
+        self.client_tls.get(&name)
     }
 
     /// The component's `wasi:sockets` grants, `None` when it has none (the default: no

@@ -4,8 +4,8 @@
 //! `open` takes `mysql://user:password@host:port/database`. The host must be granted by
 //! `allowed_outbound_hosts` (`mysql://host:port`) and resolve outside the blocked
 //! networks; only the checked addresses are dialed, never a Unix socket (`mysql_async`'s
-//! switch to the server's socket is turned off). Connections are plain TCP: TLS options
-//! are refused with a message saying so. Statements run as prepared statements (binary
+//! switch to the server's socket is turned off). TLS follows the driver's options and
+//! MySQL's `ssl-mode` ([`tls`]). Statements run as prepared statements (binary
 //! protocol), so values keep their types; see `docs/capabilities.md` for the mapping.
 
 use crate::bindings::fermyon::spin::{mysql as v2, rdbms_types as v2t};
@@ -20,6 +20,9 @@ use mysql_async::{Conn, Opts, OptsBuilder, Params, Value};
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use wasmtime::component::{Accessor, FutureReader, Linker, Resource, StreamReader};
+
+mod tls;
+use tls::MyTls;
 
 /// The outbound MySQL capability: the app's pool of idle connections, and the
 /// interfaces above. What a component may reach is the shared outbound networking policy.
@@ -111,7 +114,7 @@ fn query_error(session: &Session, error: mysql_async::Error) -> Failure {
 // ---------------------------------------------------------------------------
 // Connecting
 
-fn parse_address(address: &str) -> Result<(Opts, String, u16), Failure> {
+fn parse_address(address: &str) -> Result<(Opts, String, u16, MyTls), Failure> {
     let bad = |why: &dyn std::fmt::Display| {
         format!("invalid MySQL address: {why}; expected mysql://user:password@host:port/database")
     };
@@ -120,13 +123,11 @@ fn parse_address(address: &str) -> Result<(Opts, String, u16), Failure> {
             bad(&"the scheme must be mysql://").into(),
         ));
     }
+    let (rest, ssl_mode) =
+        tls::take_ssl_mode(address).map_err(|why| Failure::Connection(bad(&why).into()))?;
     let opts =
-        Opts::from_url(address).map_err(|e| Failure::Connection(Message::caused(bad(&e), e)))?;
-    if opts.ssl_opts().is_some() {
-        return Err(Failure::Connection(Message::new(
-            "TLS to MySQL is not supported by this host yet; remove the TLS options (require_ssl, ...) and connect over plain TCP on a trusted network",
-        )));
-    }
+        Opts::from_url(&rest).map_err(|e| Failure::Connection(Message::caused(bad(&e), e)))?;
+    let tls = tls::choose(&opts, ssl_mode).map_err(|why| Failure::Connection(bad(&why).into()))?;
     if opts.socket().is_some() {
         return Err(Failure::Connection(
             bad(&"Unix sockets are not reachable from a component").into(),
@@ -138,13 +139,19 @@ fn parse_address(address: &str) -> Result<(Opts, String, u16), Failure> {
         .trim_end_matches(']')
         .to_owned();
     let port = opts.tcp_port();
-    Ok((opts, host, port))
+    Ok((opts, host, port, tls))
 }
 
 /// Checks the address against the component's grants, then reuses an idle pooled
 /// connection to one of the checked addresses or dials a new one.
 async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Session, Failure> {
-    let (opts, host, port) = parse_address(address)?;
+    let (opts, host, port, tls) = parse_address(address)?;
+    let ssl = match tls {
+        MyTls::Off => None,
+        MyTls::Prefer(verify) | MyTls::Require(verify) => {
+            Some(tls::ssl_opts(&caps, &host, verify, opts.ssl_opts()))
+        }
+    };
     let dial = |peer: std::net::SocketAddr| {
         let opts = OptsBuilder::from_opts(opts.clone())
             .ip_or_hostname(peer.ip().to_string())
@@ -153,11 +160,26 @@ async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Sess
             // there, bypassing the checked address.
             .prefer_socket(false)
             .socket(None::<String>);
+        let secure = opts.clone().ssl_opts(ssl.clone());
         async move {
-            match Conn::new(opts).await {
+            let mut attempt = Conn::new(secure).await;
+            // PREFERRED: a server without TLS gets a plain connection.
+            if matches!(tls, MyTls::Prefer(_))
+                && matches!(
+                    attempt,
+                    Err(mysql_async::Error::Driver(
+                        mysql_async::DriverError::NoClientSslFlagFromServer
+                    ))
+                )
+            {
+                attempt = Conn::new(opts.ssl_opts(None)).await;
+            }
+            match attempt {
                 Ok(conn) => Ok(Mutex::new(conn)),
                 Err(mysql_async::Error::Server(e)) => Err(DialError::Answered(e.into())),
-                Err(e) => Err(DialError::Unreachable(e.into())),
+                Err(e) => Err(DialError::Unreachable(
+                    wisp_outbound::error_chain(&e).into(),
+                )),
             }
         }
     };
@@ -731,16 +753,18 @@ mod tests {
 
     #[test]
     fn addresses_are_parsed_and_checked() {
-        let (_, host, port) = parse_address("mysql://u:p@db.example:3307/app").unwrap();
+        let (_, host, port, tls) =
+            parse_address("mysql://u:p@db.example:3307/app?ssl-mode=REQUIRED").unwrap();
         assert_eq!((host.as_str(), port), ("db.example", 3307));
-        let (_, host, port) = parse_address("mysql://u@127.0.0.1/app").unwrap();
-        assert_eq!((host.as_str(), port), ("127.0.0.1", 3306));
+        assert_eq!(tls, MyTls::Require(wisp_outbound::Verify::Full));
+        let (_, host, port, tls) = parse_address("mysql://u@127.0.0.1/app").unwrap();
+        assert_eq!((host.as_str(), port, tls), ("127.0.0.1", 3306, MyTls::Off));
         let refused = |address: &str| match parse_address(address) {
             Err(Failure::Connection(message)) => message.to_string(),
-            other => panic!("{address}: {:?}", other.map(|(_, h, p)| (h, p))),
+            other => panic!("{address}: {:?}", other.map(|(_, h, p, _)| (h, p))),
         };
         assert!(refused("postgres://u@h/d").contains("mysql://"));
-        assert!(refused("mysql://u@h/d?require_ssl=true").contains("TLS"));
+        assert!(refused("mysql://u@h/d?ssl-mode=sometimes").contains("ssl-mode"));
         assert!(refused("mysql://u@h/d?socket=/tmp/mysql.sock").contains("Unix"));
     }
 

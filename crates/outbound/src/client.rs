@@ -137,6 +137,19 @@ pub struct ClientTls {
     connector: TlsConnector,
     /// The same roots and client certificate for services ([`crate::tls`]).
     pub(crate) service: crate::tls::ServiceConfigs,
+    source: Arc<ClientTlsSource>,
+}
+
+/// What a [`ClientTls`] was made from, for a client that builds its own TLS settings
+/// (the MySQL driver).
+#[derive(Debug)]
+pub struct ClientTlsSource {
+    /// Extra CA certificates to trust.
+    pub roots: Vec<CertificateDer<'static>>,
+    /// Whether the webpki roots are trusted too.
+    pub webpki_roots: bool,
+    /// The client certificate chain and key to present.
+    pub client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 }
 
 impl fmt::Debug for ClientTls {
@@ -164,6 +177,7 @@ impl ClientTls {
         if webpki_roots {
             store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         }
+        let store_roots = roots.clone();
         for root in roots {
             store
                 .add(root)
@@ -175,6 +189,13 @@ impl ClientTls {
                 .as_ref()
                 .map(|(chain, key)| (chain.clone(), key.clone_key())),
         )?;
+        let source = Arc::new(ClientTlsSource {
+            roots: store_roots,
+            webpki_roots,
+            client_cert: client_cert
+                .as_ref()
+                .map(|(chain, key)| (chain.clone(), key.clone_key())),
+        });
         let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -191,7 +212,13 @@ impl ClientTls {
         Ok(ClientTls {
             connector: TlsConnector::from(Arc::new(config)),
             service,
+            source,
         })
+    }
+
+    /// What this was made from.
+    pub fn source(&self) -> &ClientTlsSource {
+        &self.source
     }
 }
 
@@ -585,13 +612,17 @@ fn from_hyper(e: hyper::Error) -> SendError {
     }
 }
 
-/// `error: cause: cause`, since hyper's own message often hides the useful part.
-fn error_chain(e: &dyn StdError) -> String {
+/// `error: cause: cause`, since a library's own message often hides the useful part.
+pub fn error_chain(e: &dyn StdError) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(err) = source {
-        message.push_str(": ");
-        message.push_str(&err.to_string());
+        // Errors that already print their cause would say it twice.
+        let cause = err.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
         source = err.source();
     }
     message

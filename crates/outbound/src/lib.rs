@@ -36,7 +36,10 @@ pub mod tls;
 
 pub use allowed::{AllowedHosts, Destination};
 pub use blocked::BlockedNetworks;
-pub use client::{ClientTls, HostTls, OutboundClient, ResponseBody, SendError, Timeouts};
+pub use client::{
+    ClientTls, ClientTlsSource, HostTls, OutboundClient, ResponseBody, SendError, Timeouts,
+    error_chain,
+};
 pub use service::{ServiceError, ServiceTarget, parse_service_url, resolve_service};
 pub use sockets::{Protocol, SocketDenied, SocketPolicy};
 pub use tls::{ServiceTlsError, ServiceTlsStream, Verify, connect_service};

@@ -240,10 +240,7 @@ async fn connect(
                 Some(db) => DialError::Answered(Box::new(db.clone())),
                 // tokio-postgres says "error performing TLS handshake" and keeps why in
                 // its source; the guest needs the why (an unknown CA, a wrong name).
-                None => match std::error::Error::source(&e) {
-                    Some(cause) => DialError::Unreachable(format!("{e}: {cause}").into()),
-                    None => DialError::Unreachable(e.into()),
-                },
+                None => DialError::Unreachable(wisp_outbound::error_chain(&e).into()),
             }),
         }
     };

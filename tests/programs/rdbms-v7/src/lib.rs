@@ -16,6 +16,8 @@
 //!   connection with it as `OpenOptions::ca_root` (`set-ca-root`) and answers
 //!   `ssl true` when `pg_stat_ssl` says the session is encrypted, else
 //!   `error: <Debug of the error>`.
+//! - `GET /cipher?iface=mysql&address=A`: the session's TLS cipher (`Ssl_cipher`, empty
+//!   on plain TCP) as `cipher <name>`, or `error: <Debug of the error>` when `open` fails.
 
 use bytes::Bytes;
 use caps_common::{Check, Query, Reply, ensure, expect_eq, failed};
@@ -66,6 +68,7 @@ async fn route(method: &str, path: &str, query: &Query) -> Check {
         ("GET", "/error", "pg") => pg::error(address).await,
         ("GET", "/error", "mysql") => mysql::error(address).await,
         ("GET", "/reuse", "pg") => pg::reuse(address).await,
+        ("GET", "/cipher", "mysql") => mysql::cipher(address).await,
         ("GET", "/reuse", "mysql") => mysql::reuse(address).await,
         ("GET", "/stream", iface) => {
             let n = query.get("n")?;
@@ -520,6 +523,23 @@ mod mysql {
         {
             Ok(_) => Err("query: unexpectedly succeeded".to_owned()),
             Err(e) => Ok(Reply::ok(format!("error: {e:?}"))),
+        }
+    }
+
+    pub async fn cipher(address: &str) -> Check {
+        let conn = match db::Connection::open(address).await {
+            Ok(conn) => conn,
+            Err(e) => return Ok(Reply::ok(format!("error: {e:?}"))),
+        };
+        let sql = "SHOW SESSION STATUS LIKE 'Ssl_cipher'".to_owned();
+        let (_, got) = rows(&conn, sql).await?;
+        match got.first().and_then(|row| row.get(1)) {
+            Some(D::Str(cipher)) => Ok(Reply::ok(format!("cipher {cipher}"))),
+            Some(D::Binary(cipher)) => Ok(Reply::ok(format!(
+                "cipher {}",
+                String::from_utf8_lossy(cipher)
+            ))),
+            other => Err(format!("Ssl_cipher: got {other:?}")),
         }
     }
 
