@@ -5,7 +5,7 @@
 #
 #   redis-server  127.0.0.1:6379   no auth                  (key-value, outbound redis, redis trigger)
 #   redis-server  127.0.0.1:6380   TLS only (rediss://localhost:6380)
-#   mosquitto     127.0.0.1:1883   user wisp / password wisp (outbound MQTT)
+#   mosquitto     127.0.0.1:1883   user wisp / password wisp (outbound MQTT); TLS on :8883
 #   PostgreSQL    127.0.0.1:5432   user wisp / password wisp, database wisp_test
 #   MariaDB       127.0.0.1:3306   user wisp / password wisp, database wisp_test (plain and TLS)
 # The TLS listeners (and PostgreSQL's, which takes both) present $state/tls/server.pem, for
@@ -90,16 +90,32 @@ if ! redis_tls_ready >/dev/null 2>&1; then
     wait_for "redis-server (TLS)" redis_tls_ready
 fi
 
-# Mosquitto, with a password so the tests exercise credentials.
-if ! mosquitto_pub -h 127.0.0.1 -p 1883 -u wisp -P wisp -t wisp/ping -m x >/dev/null 2>&1; then
+# Mosquitto, with a password so the tests exercise credentials; a TLS listener on :8883.
+mqtt_ready() {
+    mosquitto_pub -h 127.0.0.1 -p 1883 -u wisp -P wisp -t wisp/ping -m x &&
+        mosquitto_pub --cafile "$tls/ca.pem" -h localhost -p 8883 -u wisp -P wisp -t wisp/ping -m x
+}
+if ! mqtt_ready >/dev/null 2>&1; then
+    # One started without the TLS listener (by an older version of this script) goes.
+    if pid_file_alive "$state/mosquitto/mosquitto.pid" mosquitto; then
+        kill "$(head -1 "$state/mosquitto/mosquitto.pid")"
+        sleep 0.5
+    fi
     mkdir -p "$state/mosquitto"
+    cp "$tls/server.pem" "$tls/server.key" "$tls/ca.pem" "$state/mosquitto/"
     rm -f "$state/mosquitto/passwd"
     touch "$state/mosquitto/passwd"
     chmod 0700 "$state/mosquitto/passwd"
     mosquitto_passwd -b "$state/mosquitto/passwd" wisp wisp
     cat >"$state/mosquitto/mosquitto.conf" <<EOF
-listener 1883 127.0.0.1
+per_listener_settings false
 allow_anonymous false
+listener 1883 127.0.0.1
+listener 8883 127.0.0.1
+cafile $state/mosquitto/ca.pem
+certfile $state/mosquitto/server.pem
+keyfile $state/mosquitto/server.key
+pid_file $state/mosquitto/mosquitto.pid
 password_file $state/mosquitto/passwd
 persistence false
 log_dest file $state/mosquitto/mosquitto.log
@@ -110,7 +126,7 @@ EOF
         chown -R mosquitto "$state/mosquitto"
     fi
     mosquitto -d -c "$state/mosquitto/mosquitto.conf"
-    wait_for "mosquitto" mosquitto_pub -h 127.0.0.1 -p 1883 -u wisp -P wisp -t wisp/ping -m x
+    wait_for "mosquitto" mqtt_ready
 fi
 
 # PostgreSQL: a private cluster owned by the `postgres` user (it refuses to run as root).
@@ -194,4 +210,4 @@ EOF
     wait_for "MariaDB (TLS)" my_tls_ready
 fi
 
-echo "test services up: redis :6379 (TLS :6380), mosquitto :1883, postgres :5432 (TLS too), mariadb :3306 (TLS too) (127.0.0.1)"
+echo "test services up: redis :6379 (TLS :6380), mosquitto :1883 (TLS :8883), postgres :5432 (TLS too), mariadb :3306 (TLS too) (127.0.0.1)"

@@ -1,8 +1,10 @@
 //! Outbound MQTT: `fermyon:spin/mqtt@2.0.0` and `spin:mqtt/mqtt@3.0.0` (its WASI 0.3
 //! async form), publishing to an MQTT 3.1.1 broker with `rumqttc`.
 //!
-//! `open` takes `mqtt://host[:port][?client_id=id]`; the host must be granted by
-//! `allowed_outbound_hosts` (`mqtt://host:port`) and resolve outside the blocked
+//! `open` takes `mqtt://host[:port][?client_id=id]` (`mqtts://host:port` for TLS, with
+//! the certificate checked for the host, see [`wisp_outbound::config_for_name`]); the
+//! host must be granted by `allowed_outbound_hosts` (`mqtt://host:port`,
+//! `mqtts://host:port`) and resolve outside the blocked
 //! networks, otherwise the guest gets `invalid-address` and the log says what to add.
 //! The host connects to the checked address and waits for the broker's CONNACK, so bad
 //! credentials fail `open` with `connection-failed`.
@@ -182,19 +184,23 @@ async fn connect(
     };
     let (scheme, host, port) =
         wisp_outbound::parse_service_url(address).map_err(|e| invalid(e.to_string()))?;
-    match scheme.as_str() {
-        "mqtt" => {}
-        "mqtts" | "ssl" | "wss" => {
+    let tls = match scheme.as_str() {
+        "mqtt" => None,
+        "mqtts" | "ssl" => Some(
+            wisp_outbound::config_for_name(caps.client_tls_for(&host), &host)
+                .map_err(|e| invalid(e.to_string()))?,
+        ),
+        "ws" | "wss" => {
             return Err(invalid(format!(
-                "{scheme}:// (TLS) is not supported yet; use mqtt:// on a trusted network"
+                "{scheme}:// (MQTT over WebSocket) is not supported; use mqtt:// or mqtts://"
             )));
         }
         other => {
             return Err(invalid(format!(
-                "unsupported scheme {other:?}; expected mqtt://host[:port]"
+                "unsupported scheme {other:?}; expected mqtt://host[:port] or mqtts://host:port"
             )));
         }
-    }
+    };
     let client_id = match query_value(address, "client_id") {
         Some(id) if id.is_empty() || id.len() > MAX_CLIENT_ID => {
             return Err(invalid(format!(
@@ -213,7 +219,7 @@ async fn connect(
     // Spin's variant and text for a refused destination, with the address as the guest
     // passed it.
     let target = caps
-        .service_target("mqtt", &host, port)
+        .service_target(&scheme, &host, port)
         .await
         .map_err(|e| match e {
             wisp_outbound::ServiceError::InvalidAddress(_) => Failure::InvalidAddress,
@@ -226,7 +232,7 @@ async fn connect(
     let attempts = async {
         let mut last_error = String::from("no address");
         for addr in &target.addresses {
-            match connect_one(*addr, &client_id, &settings).await {
+            match connect_one(*addr, &client_id, &settings, tls.clone()).await {
                 Ok(connection) => return Ok(connection),
                 Err(e) => last_error = e,
             }
@@ -254,6 +260,7 @@ async fn connect_one(
     addr: SocketAddr,
     client_id: &str,
     settings: &Settings,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<MqttConnection, String> {
     // rumqttc joins host and port with ':' before resolving: IPv6 needs its brackets.
     let host = match addr.ip() {
@@ -261,6 +268,12 @@ async fn connect_one(
         IpAddr::V6(ip) => format!("[{ip}]"),
     };
     let mut options = MqttOptions::new(client_id, host, addr.port());
+    if let Some(config) = tls {
+        // The handshake names the address; `config` checks the certificate for the host.
+        options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
+            config,
+        )));
+    }
     // MQTT carries the keep-alive as u16 seconds; 0 turns it off.
     options.set_keep_alive(Duration::from_secs(
         settings.keep_alive_secs.min(u64::from(u16::MAX)),
@@ -603,7 +616,7 @@ mod tests {
         async fn publishes_and_a_dropped_connection_ends_its_task() {
             let metrics = tokio::runtime::Handle::current().metrics();
             let before = metrics.num_alive_tasks();
-            let conn = connect_one(broker(), &generated_client_id(), &settings("wisp"))
+            let conn = connect_one(broker(), &generated_client_id(), &settings("wisp"), None)
                 .await
                 .unwrap_or_else(|e| {
                     panic!("cannot connect to the test broker: {e}; {START_BROKER}")
@@ -639,7 +652,8 @@ mod tests {
 
         #[tokio::test]
         async fn bad_credentials_fail_at_connect() {
-            let error = match connect_one(broker(), &generated_client_id(), &settings("nope")).await
+            let error = match connect_one(broker(), &generated_client_id(), &settings("nope"), None)
+                .await
             {
                 Ok(_) => panic!("a wrong password was accepted"),
                 Err(e) => e,

@@ -42,7 +42,7 @@ pub use client::{
 };
 pub use service::{ServiceError, ServiceTarget, parse_service_url, resolve_service};
 pub use sockets::{Protocol, SocketDenied, SocketPolicy};
-pub use tls::{ServiceTlsError, ServiceTlsStream, Verify, connect_service};
+pub use tls::{ServiceTlsError, ServiceTlsStream, Verify, config_for_name, connect_service};
 
 /// A configuration entry that could not be parsed.
 ///

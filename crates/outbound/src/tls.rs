@@ -34,6 +34,9 @@ pub(crate) struct ServiceConfigs {
     full: TlsConnector,
     chain_only: TlsConnector,
     nothing: TlsConnector,
+    /// For configs made per connection ([`config_for_name`]).
+    webpki: Arc<WebPkiServerVerifier>,
+    client_cert: Option<Arc<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>>,
 }
 
 impl ServiceConfigs {
@@ -45,24 +48,17 @@ impl ServiceConfigs {
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| format!("the CA certificates cannot be used: {e}"))?;
+        let client_cert = client_cert.map(Arc::new);
         let connector = |verifier: Arc<dyn ServerCertVerifier>| {
-            let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports rustls's default protocol versions")
-                .dangerous()
-                .with_custom_certificate_verifier(verifier);
-            let config = match &client_cert {
-                Some((chain, key)) => builder
-                    .with_client_auth_cert(chain.clone(), key.clone_key())
-                    .map_err(|e| format!("the client certificate and key cannot be used: {e}"))?,
-                None => builder.with_no_client_auth(),
-            };
-            Ok::<_, String>(TlsConnector::from(Arc::new(config)))
+            client_config(verifier, client_cert.as_deref())
+                .map(|config| TlsConnector::from(Arc::new(config)))
         };
         Ok(ServiceConfigs {
             full: connector(webpki.clone())?,
             chain_only: connector(Arc::new(IgnoreName(webpki.clone())))?,
-            nothing: connector(Arc::new(TrustAnything(webpki)))?,
+            nothing: connector(Arc::new(TrustAnything(webpki.clone())))?,
+            webpki,
+            client_cert,
         })
     }
 
@@ -73,6 +69,57 @@ impl ServiceConfigs {
             Verify::Nothing => &self.nothing,
         }
     }
+}
+
+fn client_config(
+    verifier: Arc<dyn ServerCertVerifier>,
+    client_cert: Option<&(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<rustls::ClientConfig, String> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports rustls's default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    match client_cert {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain.clone(), key.clone_key())
+            .map_err(|e| format!("the client certificate and key cannot be used: {e}")),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// A client configuration that checks the server's certificate for `host` (fully)
+/// whatever name the connection itself uses: for a client library that dials the
+/// checked address and so names an IP address in the handshake (the MQTT client). No
+/// SNI is sent then, so a server that picks its certificate by SNI shows its default.
+pub fn config_for_name(
+    tls: Option<&ClientTls>,
+    host: &str,
+) -> Result<Arc<rustls::ClientConfig>, ServiceTlsError> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = match host.parse::<IpAddr>() {
+        Ok(ip) => ServerName::from(ip),
+        Err(_) => ServerName::try_from(host.trim_end_matches('.').to_owned()).map_err(|e| {
+            ServiceTlsError::Name {
+                host: host.to_owned(),
+                reason: e.to_string(),
+            }
+        })?,
+    };
+    let configs = match tls {
+        Some(tls) => &tls.service,
+        None => default_configs(),
+    };
+    let verifier = Arc::new(ForName {
+        inner: configs.webpki.clone(),
+        name,
+    });
+    client_config(verifier, configs.client_cert.as_deref())
+        .map(Arc::new)
+        .map_err(|reason| ServiceTlsError::Name {
+            host: host.to_owned(),
+            reason,
+        })
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -184,6 +231,49 @@ pub async fn connect_service(
                 _ => ServiceTlsError::Handshake { host, source },
             }
         })
+}
+
+/// Checks the certificate for a fixed name, not the one the connection was made with.
+#[derive(Debug)]
+struct ForName {
+    inner: Arc<WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for ForName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Checks the chain as webpki does, and accepts a certificate that names another host.
