@@ -5,6 +5,7 @@
 #
 #   redis-server  127.0.0.1:6379   no auth                  (key-value, outbound redis, redis trigger)
 #   redis-server  127.0.0.1:6380   TLS only (rediss://localhost:6380)
+#   redis-server  127.0.0.1:6381   TLS only, client certificate required
 #   mosquitto     127.0.0.1:1883   user wisp / password wisp (outbound MQTT); TLS on :8883
 #   PostgreSQL    127.0.0.1:5432   user wisp / password wisp, database wisp_test
 #   MariaDB       127.0.0.1:3306   user wisp / password wisp, database wisp_test (plain and TLS)
@@ -56,8 +57,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
-# A test CA and a server certificate for `localhost` (not for 127.0.0.1, so that a test can
-# connect by address to check the name). Made once; the servers below read them.
+# A test CA, a server certificate for `localhost` (not for 127.0.0.1, so that a test can
+# connect by address to check the name) and a client certificate. Made once; the servers
+# below read them.
 tls="$state/tls"
 if [ ! -f "$tls/server.pem" ]; then
     mkdir -p "$tls"
@@ -68,6 +70,13 @@ if [ ! -f "$tls/server.pem" ]; then
     printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$tls/server.ext"
     openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
         -CAcreateserial -days 3650 -extfile "$tls/server.ext" -out "$tls/server.pem" >/dev/null 2>&1
+fi
+if [ ! -f "$tls/client.pem" ]; then
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=wisp test client" \
+        -keyout "$tls/client.key" -out "$tls/client.csr" >/dev/null 2>&1
+    printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' >"$tls/client.ext"
+    openssl x509 -req -in "$tls/client.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+        -CAcreateserial -days 3650 -extfile "$tls/client.ext" -out "$tls/client.pem" >/dev/null 2>&1
 fi
 
 # Redis.
@@ -88,6 +97,21 @@ if ! redis_tls_ready >/dev/null 2>&1; then
         --dir "$state/redis-tls" --logfile "$state/redis-tls/redis.log" \
         --pidfile "$state/redis-tls/redis.pid"
     wait_for "redis-server (TLS)" redis_tls_ready
+fi
+
+# Redis over TLS that requires a client certificate from the test CA.
+redis_mtls_ready() {
+    redis-cli --tls --cacert "$tls/ca.pem" --cert "$tls/client.pem" --key "$tls/client.key" \
+        -h localhost -p 6381 ping
+}
+if ! redis_mtls_ready >/dev/null 2>&1; then
+    mkdir -p "$state/redis-mtls"
+    redis-server --port 0 --tls-port 6381 --bind 127.0.0.1 --daemonize yes --save "" \
+        --tls-cert-file "$tls/server.pem" --tls-key-file "$tls/server.key" \
+        --tls-ca-cert-file "$tls/ca.pem" --tls-auth-clients yes \
+        --dir "$state/redis-mtls" --logfile "$state/redis-mtls/redis.log" \
+        --pidfile "$state/redis-mtls/redis.pid"
+    wait_for "redis-server (TLS with client certificates)" redis_mtls_ready
 fi
 
 # Mosquitto, with a password so the tests exercise credentials; a TLS listener on :8883.
@@ -210,4 +234,4 @@ EOF
     wait_for "MariaDB (TLS)" my_tls_ready
 fi
 
-echo "test services up: redis :6379 (TLS :6380), mosquitto :1883 (TLS :8883), postgres :5432 (TLS too), mariadb :3306 (TLS too) (127.0.0.1)"
+echo "test services up: redis :6379 (TLS :6380, :6381 with client certificates), mosquitto :1883 (TLS :8883), postgres :5432 (TLS too), mariadb :3306 (TLS too) (127.0.0.1)"

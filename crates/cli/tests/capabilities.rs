@@ -1043,6 +1043,44 @@ fn outbound_redis_over_tls_checks_the_certificate() {
 }
 
 #[test]
+fn outbound_redis_presents_the_client_certificate_of_client_tls() {
+    // The test services' Redis on :6381 requires a client certificate from the test CA.
+    let ca = support::services_ca();
+    let dir = ca.parent().unwrap();
+    let grant = r#"allowed_outbound_hosts = ["rediss://localhost:6381"]"#;
+    let url = "rediss://localhost:6381/9";
+    let roots_only = format!(
+        "[[client_tls]]\ncomponent_ids = [\"caps\"]\nhosts = [\"localhost\"]\nca_roots_file = {:?}\n",
+        ca.to_str().unwrap()
+    );
+    let with_client = format!(
+        "{roots_only}cert_chain_file = {:?}\nprivate_key_file = {:?}\n",
+        dir.join("client.pem").to_str().unwrap(),
+        dir.join("client.key").to_str().unwrap()
+    );
+    let app = App::new(&caps_manifest(programs::CAPS_V7, grant));
+    // Without a client certificate the server ends the handshake.
+    let config = app.write("runtime-config.toml", &roots_only);
+    let wisp = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
+    let refused = call(&wisp, &format!("GET /redis/open?addr={}", encode(url)), b"");
+    assert!(
+        refused.text().starts_with("error: ") && !refused.text().contains("opened"),
+        "{}",
+        refused.text()
+    );
+    drop(wisp);
+    // With it the connection is made and used.
+    let config = app.write("runtime-config.toml", &with_client);
+    let wisp = app.up(&["--runtime-config-file", config.to_str().unwrap()]);
+    expect(
+        &wisp,
+        &format!("GET /redis/open?addr={}", encode(url)),
+        200,
+        "opened",
+    );
+}
+
+#[test]
 fn redis_key_value_store_over_tls() {
     // An operator's store: its roots are the machine's (SSL_CERT_FILE here).
     let ca = support::services_ca();

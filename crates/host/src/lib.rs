@@ -394,7 +394,12 @@ impl ComponentCapabilities {
         verify: wisp_outbound::Verify,
         tcp: tokio::net::TcpStream,
     ) -> Result<wisp_outbound::ServiceTlsStream, wisp_outbound::ServiceTlsError> {
-        wisp_outbound::connect_service(self.client_tls_for(host), host, verify, tcp).await
+        let connected =
+            wisp_outbound::connect_service(self.client_tls_for(host), host, verify, tcp).await;
+        if let Err(e) = &connected {
+            tracing::warn!(component = %self.id, host, "component `{}`: {e}", self.id);
+        }
+        connected
     }
 
     /// This component's `[[client_tls]]` entry for `host`, if any.

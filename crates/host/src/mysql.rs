@@ -152,7 +152,10 @@ async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Sess
             Some(tls::ssl_opts(&caps, &host, verify, opts.ssl_opts()))
         }
     };
+    // For the log line of a failed TLS connection.
+    let who = (caps.id().to_string(), host.clone());
     let dial = |peer: std::net::SocketAddr| {
+        let (id, host) = who.clone();
         let opts = OptsBuilder::from_opts(opts.clone())
             .ip_or_hostname(peer.ip().to_string())
             .tcp_port(peer.port())
@@ -177,9 +180,13 @@ async fn connect(caps: Arc<ComponentCapabilities>, address: &str) -> Result<Sess
             match attempt {
                 Ok(conn) => Ok(Mutex::new(conn)),
                 Err(mysql_async::Error::Server(e)) => Err(DialError::Answered(e.into())),
-                Err(e) => Err(DialError::Unreachable(
-                    wisp_outbound::error_chain(&e).into(),
-                )),
+                Err(e) => {
+                    let e = wisp_outbound::error_chain(&e);
+                    if !matches!(tls, MyTls::Off) {
+                        tracing::warn!(component = %id, host = %host, "component `{id}`: TLS connection to mysql://{host}:{port} failed: {e}");
+                    }
+                    Err(DialError::Unreachable(e.into()))
+                }
             }
         }
     };

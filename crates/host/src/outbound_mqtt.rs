@@ -234,7 +234,12 @@ async fn connect(
         for addr in &target.addresses {
             match connect_one(*addr, &client_id, &settings, tls.clone()).await {
                 Ok(connection) => return Ok(connection),
-                Err(e) => last_error = e,
+                Err(e) => {
+                    if tls.is_some() {
+                        tracing::warn!(component = %caps.id(), host = %host, "component `{}`: TLS connection to mqtts://{host}:{port} failed: {e}", caps.id());
+                    }
+                    last_error = e
+                }
             }
         }
         Err(last_error)

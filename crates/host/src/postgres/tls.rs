@@ -158,7 +158,14 @@ impl TlsConnect<TcpStream> for PgTls {
         Box::pin(async move {
             let stream = match &self.roots {
                 Some(roots) => {
-                    wisp_outbound::connect_service(Some(roots), &self.host, self.verify, tcp).await
+                    let connected =
+                        wisp_outbound::connect_service(Some(roots), &self.host, self.verify, tcp)
+                            .await;
+                    if let Err(e) = &connected {
+                        let id = self.caps.id();
+                        tracing::warn!(component = %id, host = %self.host, "component `{id}`: {e}");
+                    }
+                    connected
                 }
                 None => self.caps.connect_tls(&self.host, self.verify, tcp).await,
             };
