@@ -218,7 +218,8 @@ impl LoadedApp {
         // out is not linked, so a component importing it is refused below.
         let linker = Arc::new(linker(engine, |l| capabilities.add_to_linker(l))?);
         let outbound = Arc::new(AppOutbound {
-            client: OutboundClient::new(capabilities.blocked_networks().clone()),
+            client: OutboundClient::new(capabilities.blocked_networks().clone())
+                .with_idle_connections(engine.config().outbound_idle_connections),
             max_requests: engine.config().max_outbound_requests,
             local: OnceLock::new(),
         });

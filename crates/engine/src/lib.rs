@@ -51,11 +51,17 @@ pub struct EngineConfig {
     /// Most outbound requests one incoming request (with everything it calls
     /// in-process) may make; stops fan-out and self-call loops.
     pub max_outbound_requests: u32,
+    /// Idle outbound HTTP connections each component keeps for reuse (0: none, every
+    /// request dials afresh).
+    pub outbound_idle_connections: usize,
     /// Largest component source read, in bytes.
     pub max_component_bytes: u64,
     /// Memory all live instances together may reserve, in bytes; instances wait for it.
     pub memory_budget: u64,
 }
+
+/// Default of [`EngineConfig::outbound_idle_connections`].
+pub const DEFAULT_OUTBOUND_IDLE_CONNECTIONS: usize = wisp_outbound::pool::MAX_IDLE;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -66,6 +72,7 @@ impl Default for EngineConfig {
             cache_dir: default_cache_dir(),
             pooling: true,
             max_outbound_requests: DEFAULT_MAX_OUTBOUND_REQUESTS,
+            outbound_idle_connections: DEFAULT_OUTBOUND_IDLE_CONNECTIONS,
             max_component_bytes: wisp_app::DEFAULT_MAX_SOURCE_BYTES,
             memory_budget: default_memory_budget(),
         }

@@ -13,7 +13,8 @@
 //!    on the request line, keeping the guest's `Host` header (or deriving it);
 //! 5. returns the response as is: redirects are the guest's business, never followed.
 //!
-//! Connections are not pooled yet: every request dials afresh.
+//! Connections are kept for reuse per component and destination ([`crate::pool`]): a
+//! request to a destination with an idle connection skips steps 1 to 4.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -39,6 +40,8 @@ use tokio_rustls::TlsConnector;
 
 use crate::allowed::{AllowedHosts, SERVICE_CHAINING_DOMAIN};
 use crate::blocked::BlockedNetworks;
+use crate::pool::{Key, Loan, Pool, PoolBody};
+use http_body_util::BodyExt;
 
 /// Time limits for one outgoing request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +235,9 @@ pub struct OutboundClient {
     /// Hosts with their own TLS settings, for the component this client serves.
     host_tls: Option<HostTls>,
     blocked: BlockedNetworks,
+    /// Idle connections of this client (and its clones), never of another component.
+    pool: Arc<Pool>,
+    max_idle: usize,
 }
 
 impl fmt::Debug for OutboundClient {
@@ -276,7 +282,17 @@ impl OutboundClient {
             tls: TlsConnector::from(Arc::new(config)),
             host_tls: None,
             blocked,
+            pool: Arc::new(Pool::new(crate::pool::MAX_IDLE)),
+            max_idle: crate::pool::MAX_IDLE,
         }
+    }
+
+    /// The same client keeping at most `idle` idle connections per component (0: none,
+    /// every request dials afresh).
+    pub fn with_idle_connections(mut self, idle: usize) -> OutboundClient {
+        self.max_idle = idle;
+        self.pool = Arc::new(Pool::new(idle));
+        self
     }
 
     /// The same client with TLS settings of its own for the hosts in `host_tls` (the
@@ -293,6 +309,9 @@ impl OutboundClient {
             tls: self.tls.clone(),
             host_tls: self.host_tls.clone(),
             blocked: self.blocked.for_component(allowed),
+            // Its own pool: connections are never shared between components.
+            pool: Arc::new(Pool::new(self.max_idle)),
+            max_idle: self.max_idle,
         }
     }
 
@@ -301,15 +320,16 @@ impl OutboundClient {
         &self.blocked
     }
 
-    /// Sends one request over a new connection.
+    /// Sends one request, over an idle connection to the same destination when this
+    /// client has one, else over a new one.
     ///
     /// The caller has already checked the destination against the component's
     /// `allowed_outbound_hosts`; this enforces the blocked networks and the timeouts.
     /// The URI must be absolute (`http` or `https`).
     ///
-    /// Returns the response and a future that drives the connection: spawn it (or poll
-    /// it) until it completes, or the response body will not make progress. It resolves
-    /// with an error if the connection fails after the response head arrived.
+    /// Returns the response and a future kept for callers that drive a connection: the
+    /// connection runs in a task of its own, so it resolves at once. Failures after the
+    /// response head arrive through the response body.
     pub async fn send<B>(
         &self,
         mut request: Request<B>,
@@ -341,12 +361,32 @@ impl OutboundClient {
             .build()
             .map_err(|e| SendError::InvalidUri(e.to_string()))?;
 
+        let mut request: Request<PoolBody> =
+            request.map(|body| body.map_err(Into::into).boxed_unsync());
+        let key = Key {
+            tls: target.tls,
+            host: target.host.trim_end_matches('.').to_ascii_lowercase(),
+            port: target.port,
+        };
+        if let Some(mut sender) = self.pool.checkout(&key) {
+            match tokio::time::timeout(timeouts.first_byte, sender.try_send_request(request)).await
+            {
+                Err(_) => return Err(SendError::FirstByteTimeout),
+                Ok(Ok(response)) => return Ok(self.lend(response, sender, key, timeouts)),
+                // The idle connection closed before the request went out: dial afresh.
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(from_hyper(e.into_error())),
+                },
+            }
+        }
+
         let deadline = Instant::now() + timeouts.connect;
         let stream = self.connect(&target, deadline).await?;
         // The HTTP/1 handshake does no I/O; the defaults bound the response head
         // (100 headers, ~400 KiB buffer).
         let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake::<_, B>(TokioIo::new(stream))
+            .handshake::<_, PoolBody>(TokioIo::new(stream))
             .await
             .map_err(from_hyper)?;
 
@@ -381,16 +421,37 @@ impl OutboundClient {
             })
             .await?
         };
-        drop(sender);
+        // The connection outlives this response when it is pooled: it gets its own task,
+        // which ends when the server closes it or its sender is dropped.
+        if let Some(conn) = conn {
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("outbound connection ended: {e}");
+                }
+            });
+        }
+        Ok(self.lend(response, sender, key, timeouts))
+    }
 
-        let response = response.map(|body| ResponseBody::new(body, timeouts.between_bytes));
-        let driver = async move {
-            match conn {
-                Some(conn) => conn.await.map_err(from_hyper),
-                None => Ok(()),
-            }
+    /// The response, with its connection to give back to the pool when the body is done.
+    fn lend(
+        &self,
+        response: Response<Incoming>,
+        sender: hyper::client::conn::http1::SendRequest<PoolBody>,
+        key: Key,
+        timeouts: Timeouts,
+    ) -> (
+        Response<ResponseBody>,
+        impl Future<Output = Result<(), SendError>> + Send + 'static,
+    ) {
+        let loan = Loan {
+            pool: Arc::downgrade(&self.pool),
+            key,
+            sender,
         };
-        Ok((response, driver))
+        let response =
+            response.map(|body| ResponseBody::new(body, timeouts.between_bytes, Some(loan)));
+        (response, std::future::ready(Ok(())))
     }
 
     /// Resolves, filters and dials, then adds TLS when needed.
@@ -641,6 +702,8 @@ pub struct ResponseBody {
     waiting: bool,
     /// After an error the body is over.
     done: bool,
+    /// The connection, returned to its pool once the body has been read to the end.
+    loan: Option<Loan>,
 }
 
 impl fmt::Debug for ResponseBody {
@@ -653,13 +716,25 @@ impl fmt::Debug for ResponseBody {
 }
 
 impl ResponseBody {
-    fn new(incoming: Incoming, between_bytes: Duration) -> ResponseBody {
-        ResponseBody {
+    fn new(incoming: Incoming, between_bytes: Duration, loan: Option<Loan>) -> ResponseBody {
+        let mut body = ResponseBody {
             incoming,
             between_bytes,
             timer: Box::pin(tokio::time::sleep(between_bytes)),
             waiting: false,
             done: false,
+            loan,
+        };
+        // A response without a body frees its connection now: the guest may never read it.
+        if body.incoming.is_end_stream() {
+            body.give_back();
+        }
+        body
+    }
+
+    fn give_back(&mut self) {
+        if let Some(loan) = self.loan.take() {
+            loan.give_back();
         }
     }
 }
@@ -680,8 +755,15 @@ impl Body for ResponseBody {
             Poll::Ready(frame) => {
                 this.waiting = false;
                 let frame = frame.map(|r| r.map_err(from_hyper));
-                if matches!(frame, Some(Err(_))) {
-                    this.done = true;
+                match &frame {
+                    Some(Err(_)) => {
+                        this.done = true;
+                        // A failed connection is not reused.
+                        this.loan = None;
+                    }
+                    None => this.give_back(),
+                    Some(Ok(_)) if this.incoming.is_end_stream() => this.give_back(),
+                    Some(Ok(_)) => {}
                 }
                 Poll::Ready(frame)
             }
@@ -693,6 +775,7 @@ impl Body for ResponseBody {
                 }
                 ready!(this.timer.as_mut().poll(cx));
                 this.done = true;
+                this.loan = None;
                 Poll::Ready(Some(Err(SendError::BetweenBytesTimeout)))
             }
         }

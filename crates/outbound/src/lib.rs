@@ -30,6 +30,7 @@
 pub mod allowed;
 pub mod blocked;
 pub mod client;
+pub mod pool;
 pub mod service;
 pub mod sockets;
 pub mod tls;

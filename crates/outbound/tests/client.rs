@@ -401,3 +401,124 @@ async fn blocking_other_addresses_leaves_localhost_reachable() {
     assert_eq!(parts.status, StatusCode::OK);
     assert_eq!(server.accepts.load(Ordering::SeqCst), 1);
 }
+
+/// Waits (up to 2 s) until `done` holds: a connection goes back to its pool from a task.
+async fn eventually(done: impl Fn() -> bool) -> bool {
+    for _ in 0..200 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+#[tokio::test]
+async fn connections_are_reused_once_the_body_is_read() {
+    let server = TestServer::start().await;
+    let client = client();
+    for round in 0..5 {
+        let (parts, body) = fetch(&client, get(&server.url("/a")), Timeouts::default())
+            .await
+            .unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, Bytes::from("GET /a "));
+        // Give the connection its moment to return to the pool.
+        assert!(
+            eventually(|| server.accepts.load(Ordering::SeqCst) == 1).await,
+            "round {round}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        server.accepts.load(Ordering::SeqCst),
+        1,
+        "one connection for five requests"
+    );
+    // A POST body goes over the reused connection too.
+    let post = Request::post(server.url("/p"))
+        .body(Full::new(Bytes::from("hello")))
+        .unwrap();
+    let (_, body) = fetch(&client, post, Timeouts::default()).await.unwrap();
+    assert_eq!(body, Bytes::from("POST /p hello"));
+    assert_eq!(server.accepts.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_body_dropped_unread_closes_its_connection() {
+    let server = TestServer::start().await;
+    let client = client();
+    let (response, driver) = client
+        .send(get(&server.url("/x")), Timeouts::default())
+        .await
+        .unwrap();
+    tokio::spawn(driver);
+    drop(response);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fetch(&client, get(&server.url("/y")), Timeouts::default())
+        .await
+        .unwrap();
+    assert_eq!(server.accepts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn components_never_share_connections() {
+    let server = TestServer::start().await;
+    let app = client();
+    let allowed = wisp_outbound::AllowedHosts::parse(&["http://127.0.0.1:*".to_owned()]).unwrap();
+    let (first, second) = (app.for_component(&allowed), app.for_component(&allowed));
+    for client in [&first, &second, &first, &second] {
+        fetch(client, get(&server.url("/c")), Timeouts::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // One connection each, reused by each.
+    assert_eq!(server.accepts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_is_replaced() {
+    // A server that answers one request per connection and closes it, without saying so
+    // in a header: the next request must not fail on the dead connection.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let counted = accepts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            read_request_head(&mut stream).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    let client = client();
+    for _ in 0..3 {
+        let (_, body) = fetch(
+            &client,
+            get(&format!("http://{addr}/")),
+            Timeouts::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(body, Bytes::from("ok"));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(accepts.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn no_idle_connections_means_a_new_connection_per_request() {
+    let server = TestServer::start().await;
+    let client = client().with_idle_connections(0);
+    for _ in 0..3 {
+        fetch(&client, get(&server.url("/n")), Timeouts::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(server.accepts.load(Ordering::SeqCst), 3);
+}

@@ -48,6 +48,10 @@ pub struct LimitArgs {
     #[arg(long, env = "WISP_MAX_OUTBOUND_REQUESTS", default_value_t = wisp_engine::DEFAULT_MAX_OUTBOUND_REQUESTS)]
     pub(crate) max_outbound_requests: u32,
 
+    /// Idle outbound HTTP connections each component keeps for reuse (0 turns reuse off).
+    #[arg(long, env = "WISP_OUTBOUND_IDLE_CONNECTIONS", default_value_t = wisp_engine::DEFAULT_OUTBOUND_IDLE_CONNECTIONS)]
+    pub(crate) outbound_idle_connections: usize,
+
     /// Use on-demand instance allocation instead of the pooling allocator.
     #[arg(long, visible_alias = "disable-pooling", env = "WISP_NO_POOLING")]
     pub(crate) no_pooling: bool,
@@ -191,6 +195,7 @@ impl Settings {
             },
             pooling: !args.no_pooling,
             max_outbound_requests: args.max_outbound_requests,
+            outbound_idle_connections: args.outbound_idle_connections,
             max_component_bytes: args.max_component_size_mb << 20,
             memory_budget,
         };
