@@ -211,7 +211,7 @@ impl ClientTls {
                 .map_err(|e| format!("the client certificate and key cannot be used: {e}"))?,
             None => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn();
         Ok(ClientTls {
             connector: TlsConnector::from(Arc::new(config)),
             service,
@@ -223,6 +223,12 @@ impl ClientTls {
     pub fn source(&self) -> &ClientTlsSource {
         &self.source
     }
+}
+
+/// The protocols offered to HTTPS upstreams: HTTP/2 first (one connection carries every
+/// concurrent request), then HTTP/1.1.
+fn alpn() -> Vec<Vec<u8>> {
+    vec![b"h2".to_vec(), b"http/1.1".to_vec()]
 }
 
 /// A component's [`ClientTls`] by host name (lower case, no port).
@@ -277,7 +283,7 @@ impl OutboundClient {
             .with_root_certificates(roots)
             .with_no_client_auth();
         // We only speak HTTP/1.1, so only offer it.
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn();
         OutboundClient {
             tls: TlsConnector::from(Arc::new(config)),
             host_tls: None,
@@ -337,7 +343,7 @@ impl OutboundClient {
     ) -> Result<
         (
             Response<ResponseBody>,
-            impl Future<Output = Result<(), SendError>> + Send + 'static,
+            std::future::Ready<Result<(), SendError>>,
         ),
         SendError,
     >
@@ -368,6 +374,9 @@ impl OutboundClient {
             host: target.host.trim_end_matches('.').to_ascii_lowercase(),
             port: target.port,
         };
+        if let Some(sender) = self.pool.shared(&key) {
+            return self.send_h2(sender, request, &target, timeouts).await;
+        }
         if let Some(mut sender) = self.pool.checkout(&key) {
             match tokio::time::timeout(timeouts.first_byte, sender.try_send_request(request)).await
             {
@@ -382,7 +391,21 @@ impl OutboundClient {
         }
 
         let deadline = Instant::now() + timeouts.connect;
-        let stream = self.connect(&target, deadline).await?;
+        let (stream, h2) = self.connect(&target, deadline).await?;
+        if h2 {
+            let (sender, conn) =
+                hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .handshake::<_, PoolBody>(TokioIo::new(stream))
+                    .await
+                    .map_err(from_hyper)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("outbound HTTP/2 connection ended: {e}");
+                }
+            });
+            self.pool.share(key, sender.clone());
+            return self.send_h2(sender, request, &target, timeouts).await;
+        }
         // The HTTP/1 handshake does no I/O; the defaults bound the response head
         // (100 headers, ~400 KiB buffer).
         let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
@@ -433,6 +456,52 @@ impl OutboundClient {
         Ok(self.lend(response, sender, key, timeouts))
     }
 
+    /// Sends over an HTTP/2 connection, which needs the absolute URI (its `:authority`
+    /// replaces the `Host` header).
+    async fn send_h2(
+        &self,
+        mut sender: hyper::client::conn::http2::SendRequest<PoolBody>,
+        mut request: Request<PoolBody>,
+        target: &Target,
+        timeouts: Timeouts,
+    ) -> Result<
+        (
+            Response<ResponseBody>,
+            std::future::Ready<Result<(), SendError>>,
+        ),
+        SendError,
+    > {
+        let path_and_query = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        *request.uri_mut() = Uri::builder()
+            .scheme("https")
+            .authority(target.authority.as_str())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| SendError::InvalidUri(e.to_string()))?;
+        request.headers_mut().remove(HOST);
+        // Connection-specific headers are not allowed in HTTP/2.
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "upgrade",
+        ] {
+            request.headers_mut().remove(name);
+        }
+        *request.version_mut() = http::Version::HTTP_2;
+        let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request))
+            .await
+            .map_err(|_| SendError::FirstByteTimeout)?
+            .map_err(from_hyper)?;
+        let response = response.map(|body| ResponseBody::new(body, timeouts.between_bytes, None));
+        Ok((response, std::future::ready(Ok(()))))
+    }
+
     /// The response, with its connection to give back to the pool when the body is done.
     fn lend(
         &self,
@@ -442,7 +511,7 @@ impl OutboundClient {
         timeouts: Timeouts,
     ) -> (
         Response<ResponseBody>,
-        impl Future<Output = Result<(), SendError>> + Send + 'static,
+        std::future::Ready<Result<(), SendError>>,
     ) {
         let loan = Loan {
             pool: Arc::downgrade(&self.pool),
@@ -455,11 +524,12 @@ impl OutboundClient {
     }
 
     /// Resolves, filters and dials, then adds TLS when needed.
+    /// `true` with the stream when the server chose HTTP/2 by ALPN.
     async fn connect(
         &self,
         target: &Target,
         deadline: Instant,
-    ) -> Result<Box<dyn Transport>, SendError> {
+    ) -> Result<(Box<dyn Transport>, bool), SendError> {
         let addresses = self.resolve(target, deadline).await?;
         let permitted = permitted_addresses(&self.blocked, &target.host, addresses)?;
 
@@ -469,7 +539,7 @@ impl OutboundClient {
         // Requests are written in few large writes; do not let Nagle delay them.
         let _ = tcp.set_nodelay(true);
         if !target.tls {
-            return Ok(Box::new(tcp));
+            return Ok((Box::new(tcp), false));
         }
 
         let server_name = match target.host.parse::<IpAddr>() {
@@ -509,7 +579,8 @@ impl OutboundClient {
                     },
                 }
             })?;
-        Ok(Box::new(tls))
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        Ok((Box::new(tls), h2))
     }
 
     async fn resolve(

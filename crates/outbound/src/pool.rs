@@ -1,10 +1,12 @@
-//! Idle HTTP/1.1 connections kept for reuse, one pool per component's client (so never
+//! Outbound HTTP connections kept for reuse, one pool per component's client (so never
 //! shared across components or apps), keyed by scheme, host and port: the TLS settings
 //! are the component's for that host, so the key covers them too.
 //!
-//! A connection goes back to the pool only after its response body was read to the end
-//! and hyper says it can take another request; a body dropped early closes it. Idle
-//! connections are bounded per key and per pool and closed after [`IDLE_TIMEOUT`].
+//! An HTTP/1.1 connection goes back to the pool only after its response body was read to
+//! the end and hyper says it can take another request; a body dropped early closes it.
+//! Idle connections are bounded per key and per pool and closed after [`IDLE_TIMEOUT`].
+//! An HTTP/2 connection (TLS upstreams that offer `h2`) carries every concurrent request
+//! to its destination; it is kept while in use and closed after [`IDLE_TIMEOUT`] unused.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::{http1::SendRequest, http2};
 use tokio::time::Instant;
 
 /// The request body type every pooled connection takes.
@@ -21,7 +23,7 @@ pub(crate) type PoolBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send
 /// How long a connection may sit idle before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept per destination.
-pub const MAX_IDLE_PER_DESTINATION: usize = 16;
+pub const MAX_IDLE_PER_DESTINATION: usize = 64;
 /// Idle connections kept per pool (one component) by default.
 pub const MAX_IDLE: usize = 64;
 
@@ -38,10 +40,17 @@ struct Idle {
     since: Instant,
 }
 
+/// An HTTP/2 connection and when a request last started on it.
+struct Shared {
+    sender: http2::SendRequest<PoolBody>,
+    used: Instant,
+}
+
 #[derive(Default)]
 struct State {
     idle: HashMap<Key, Vec<Idle>>,
     count: usize,
+    shared: HashMap<Key, Shared>,
     sweeping: bool,
 }
 
@@ -72,6 +81,41 @@ impl Pool {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The HTTP/2 connection to `key`, if one is open.
+    pub(crate) fn shared(&self, key: &Key) -> Option<http2::SendRequest<PoolBody>> {
+        let mut state = self.lock();
+        let shared = state.shared.get_mut(key)?;
+        if shared.sender.is_ready() && shared.used.elapsed() < IDLE_TIMEOUT {
+            shared.used = Instant::now();
+            return Some(shared.sender.clone());
+        }
+        state.shared.remove(key);
+        None
+    }
+
+    /// Keeps an HTTP/2 connection for every request to `key` (unless reuse is off).
+    pub(crate) fn share(self: &Arc<Self>, key: Key, sender: http2::SendRequest<PoolBody>) {
+        if self.max_idle == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        state.shared.insert(
+            key,
+            Shared {
+                sender,
+                used: Instant::now(),
+            },
+        );
+        self.start_sweeping(&mut state);
+    }
+
+    fn start_sweeping(self: &Arc<Self>, state: &mut State) {
+        if !state.sweeping {
+            state.sweeping = true;
+            tokio::spawn(sweep(Arc::downgrade(self)));
+        }
     }
 
     /// The most recently used idle connection to `key` that can take a request.
@@ -108,10 +152,7 @@ impl Pool {
             since: Instant::now(),
         });
         state.count += 1;
-        if !state.sweeping {
-            state.sweeping = true;
-            tokio::spawn(sweep(Arc::downgrade(self)));
-        }
+        self.start_sweeping(&mut state);
     }
 
     /// Drops connections idle too long or closed; `false` when none is left.
@@ -126,10 +167,14 @@ impl Pool {
             !list.is_empty()
         });
         state.count -= dropped;
-        if state.count == 0 {
+        state
+            .shared
+            .retain(|_, shared| shared.used.elapsed() < IDLE_TIMEOUT && !shared.sender.is_closed());
+        let left = state.count > 0 || !state.shared.is_empty();
+        if !left {
             state.sweeping = false;
         }
-        state.count > 0
+        left
     }
 }
 

@@ -305,7 +305,7 @@ async fn first_byte_timeout_when_the_server_never_answers() {
     let result = client()
         .send(get(&format!("http://{addr}/")), timeouts)
         .await;
-    let err = result.err().expect("the request should time out");
+    let err = result.expect_err("the request should time out");
     assert!(matches!(err, SendError::FirstByteTimeout), "{err:?}");
     let elapsed = started.elapsed();
     assert!(
@@ -521,4 +521,164 @@ async fn no_idle_connections_means_a_new_connection_per_request() {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     assert_eq!(server.accepts.load(Ordering::SeqCst), 3);
+}
+
+/// A certificate for `localhost` from a CA made here with the `openssl` command.
+struct TestCert {
+    _dir: tempfile::TempDir,
+    ca: Vec<rustls::pki_types::CertificateDer<'static>>,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+fn test_cert() -> TestCert {
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let openssl = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("run openssl (Debian: apt-get install openssl)");
+        assert!(output.status.success(), "openssl {args:?}: {output:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &path("key.pem"),
+        "-out",
+        &path("csr.pem"),
+    ]);
+    std::fs::write(path("ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("csr.pem"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &path("ext"),
+        "-out",
+        &path("cert.pem"),
+    ]);
+    let certs = |name: &str| {
+        rustls::pki_types::CertificateDer::pem_file_iter(path(name))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    };
+    TestCert {
+        ca: certs("ca.pem"),
+        chain: certs("cert.pem"),
+        key: rustls::pki_types::PrivateKeyDer::from_pem_file(path("key.pem")).unwrap(),
+        _dir: dir,
+    }
+}
+
+/// An HTTPS server offering HTTP/2 and HTTP/1.1 that answers with the protocol version
+/// and counts connections.
+async fn https_server(cert: &TestCert) -> (SocketAddr, Arc<AtomicUsize>) {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(cert.chain.clone(), cert.key.clone_key())
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let counted = accepts.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = service_fn(|req: Request<Incoming>| async move {
+                    let answer = format!("{:?} {}", req.version(), req.uri().path());
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(answer))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    });
+    (addr, accepts)
+}
+
+#[tokio::test]
+async fn https_upstreams_that_offer_http2_share_one_connection() {
+    let cert = test_cert();
+    let (addr, accepts) = https_server(&cert).await;
+    let tls = wisp_outbound::ClientTls::new(cert.ca.clone(), false, None).unwrap();
+    let hosts = Arc::new(std::collections::HashMap::from([(
+        "localhost".to_owned(),
+        tls,
+    )]));
+    let client = client().with_host_tls(hosts);
+    let url = format!("https://localhost:{}/h2", addr.port());
+    let (_, body) = fetch(&client, get(&url), Timeouts::default())
+        .await
+        .unwrap();
+    assert_eq!(body, Bytes::from("HTTP/2.0 /h2"));
+    // Then eight at once: all over that one connection.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            fetch(&client, get(&url), Timeouts::default()).await
+        }));
+    }
+    for task in tasks {
+        let (parts, body) = task.await.unwrap().unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(body, Bytes::from("HTTP/2.0 /h2"));
+    }
+    assert_eq!(accepts.load(Ordering::SeqCst), 1);
+    // Turned off, every request dials (and still speaks HTTP/2).
+    let hosts = Arc::new(std::collections::HashMap::from([(
+        "localhost".to_owned(),
+        wisp_outbound::ClientTls::new(cert.ca.clone(), false, None).unwrap(),
+    )]));
+    let fresh = client.with_idle_connections(0).with_host_tls(hosts);
+    for _ in 0..2 {
+        let (_, body) = fetch(&fresh, get(&url), Timeouts::default()).await.unwrap();
+        assert_eq!(body, Bytes::from("HTTP/2.0 /h2"));
+    }
+    assert_eq!(accepts.load(Ordering::SeqCst), 3);
 }
