@@ -6,9 +6,10 @@
 #   redis-server  127.0.0.1:6379   no auth                  (key-value, outbound redis, redis trigger)
 #   redis-server  127.0.0.1:6380   TLS only (rediss://localhost:6380)
 #   redis-server  127.0.0.1:6381   TLS only, client certificate required
-#   mosquitto     127.0.0.1:1883   user wisp / password wisp (outbound MQTT); TLS on :8883
+#   mosquitto     127.0.0.1:1883   user wisp / password wisp (outbound MQTT); TLS on :8883, :8884 (client certificate required)
 #   PostgreSQL    127.0.0.1:5432   user wisp / password wisp, database wisp_test
-#   MariaDB       127.0.0.1:3306   user wisp / password wisp, database wisp_test (plain and TLS)
+#   MariaDB       127.0.0.1:3306   user wisp / password wisp, database wisp_test (plain and TLS);
+#                                  user wispcert / password wisp needs a client certificate
 # The TLS listeners (and PostgreSQL's, which takes both) present $state/tls/server.pem, for
 # the name `localhost` only, signed by the test CA $state/tls/ca.pem.
 #   docker-registry and htpasswd are only installed: the OCI tests start their own.
@@ -43,6 +44,7 @@ pid_file_alive() { # pid file, process name
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
@@ -114,10 +116,13 @@ if ! redis_mtls_ready >/dev/null 2>&1; then
     wait_for "redis-server (TLS with client certificates)" redis_mtls_ready
 fi
 
-# Mosquitto, with a password so the tests exercise credentials; a TLS listener on :8883.
+# Mosquitto, with a password so the tests exercise credentials; TLS listeners on :8883 and
+# (client certificate required) :8884.
 mqtt_ready() {
     mosquitto_pub -h 127.0.0.1 -p 1883 -u wisp -P wisp -t wisp/ping -m x &&
-        mosquitto_pub --cafile "$tls/ca.pem" -h localhost -p 8883 -u wisp -P wisp -t wisp/ping -m x
+        mosquitto_pub --cafile "$tls/ca.pem" -h localhost -p 8883 -u wisp -P wisp -t wisp/ping -m x &&
+        mosquitto_pub --cafile "$tls/ca.pem" --cert "$tls/client.pem" --key "$tls/client.key" \
+            -h localhost -p 8884 -u wisp -P wisp -t wisp/ping -m x
 }
 if ! mqtt_ready >/dev/null 2>&1; then
     # One started without the TLS listener (by an older version of this script) goes.
@@ -139,6 +144,11 @@ listener 8883 127.0.0.1
 cafile $state/mosquitto/ca.pem
 certfile $state/mosquitto/server.pem
 keyfile $state/mosquitto/server.key
+listener 8884 127.0.0.1
+cafile $state/mosquitto/ca.pem
+certfile $state/mosquitto/server.pem
+keyfile $state/mosquitto/server.key
+require_certificate true
 pid_file $state/mosquitto/mosquitto.pid
 password_file $state/mosquitto/passwd
 persistence false
@@ -233,5 +243,10 @@ EOF
     wait_for "MariaDB" my_ready
     wait_for "MariaDB (TLS)" my_tls_ready
 fi
+# A user that must present a client certificate from the test CA.
+mariadb --socket="$state/mariadb/mysqld.sock" -u root <<'EOF'
+CREATE USER IF NOT EXISTS 'wispcert'@'127.0.0.1' IDENTIFIED BY 'wisp' REQUIRE X509;
+GRANT ALL PRIVILEGES ON wisp_test.* TO 'wispcert'@'127.0.0.1';
+EOF
 
-echo "test services up: redis :6379 (TLS :6380, :6381 with client certificates), mosquitto :1883 (TLS :8883), postgres :5432 (TLS too), mariadb :3306 (TLS too) (127.0.0.1)"
+echo "test services up: redis :6379 (TLS :6380, :6381 with client certificates), mosquitto :1883 (TLS :8883, :8884 with client certificates), postgres :5432 (TLS too), mariadb :3306 (TLS too) (127.0.0.1)"

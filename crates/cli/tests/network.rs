@@ -294,6 +294,48 @@ fn mqtt_over_tls_checks_the_certificate() {
         let (_, body) = publish(&wisp, "mqtts://127.0.0.1:8883", "wisp", "t", 0, 1, b"x");
         assert!(body.contains("not valid for name"), "{body}");
     }
+
+    // The listener on :8884 requires a client certificate: refused with the roots alone,
+    // delivered once the entry names the test client certificate.
+    let ca = support::services_ca();
+    let with_client = format!(
+        "{trusted}cert_chain_file = {:?}\nprivate_key_file = {:?}\n",
+        ca.with_file_name("client.pem").to_str().unwrap(),
+        ca.with_file_name("client.key").to_str().unwrap()
+    );
+    let grants = ["mqtts://localhost:8884"];
+    let topic = unique("wisp/test/mtls");
+    let wisp = App::new(programs::NET_V7, &grants)
+        .with_runtime_config(&trusted)
+        .up();
+    let (_, body) = publish(&wisp, "mqtts://localhost:8884", "wisp", &topic, 1, 1, b"x");
+    assert!(
+        body.starts_with("error: Error::ConnectionFailed("),
+        "{body}"
+    );
+    drop(wisp);
+    let wisp = App::new(programs::NET_V7, &grants)
+        .with_runtime_config(&with_client)
+        .up();
+    let subscriber = Subscriber::new(&topic);
+    assert_eq!(
+        publish(
+            &wisp,
+            "mqtts://localhost:8884",
+            "wisp",
+            &topic,
+            1,
+            1,
+            b"with a certificate"
+        ),
+        (200, "published 1".to_owned()),
+        "{}",
+        wisp.stderr()
+    );
+    assert_eq!(
+        subscriber.expect(1)[0].payload.as_ref(),
+        b"with a certificate"
+    );
 }
 
 #[test]

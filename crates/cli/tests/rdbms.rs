@@ -432,6 +432,11 @@ fn postgres_over_tls_checks_the_certificate() {
             "{mode}: {body}"
         );
     }
+    assert!(
+        wisp.wait_for_output("component `rdbms`: TLS with localhost: invalid peer certificate"),
+        "no log line naming the component and host:\n{}",
+        wisp.stderr()
+    );
     drop(wisp);
 
     // Trusted through [[client_tls]]: the session is encrypted, on every version.
@@ -885,6 +890,25 @@ fn mysql_over_tls_checks_the_certificate() {
     assert!(body.contains("not valid for name"), "{body}");
     let body = cipher(&wisp, &at("127.0.0.1", "ssl-mode=VERIFY_CA"));
     assert!(body.contains("not supported for MySQL yet"), "{body}");
+
+    // The user `wispcert` must present a client certificate: refused with the roots
+    // alone, accepted once the entry names the test client certificate.
+    let as_cert_user = format!(
+        "mysql://wispcert:wisp@localhost:{}/{}?ssl-mode=VERIFY_IDENTITY",
+        url.port, url.database
+    );
+    let body = cipher(&wisp, &as_cert_user);
+    assert!(body.contains("Access denied"), "{body}");
+    drop(wisp);
+    let ca = support::services_ca();
+    let with_client = format!(
+        "{config}cert_chain_file = {:?}\nprivate_key_file = {:?}\n",
+        ca.with_file_name("client.pem").to_str().unwrap(),
+        ca.with_file_name("client.key").to_str().unwrap()
+    );
+    let (_dir, wisp) = serve_with(programs::RDBMS_V7, &grants, Some(&with_client));
+    let body = cipher(&wisp, &as_cert_user);
+    assert!(body.starts_with("cipher TLS"), "{body}\n{}", wisp.stderr());
     drop(wisp);
 
     // spin-sdk 5 (fermyon:spin/mysql@2.0.0) over TLS: a full round trip.
