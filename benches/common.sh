@@ -1,12 +1,17 @@
 # Shared by the load scripts in benches/ (sourced, not run): the load generator, the
 # `wasmtime serve` to compare with, the release build, and wrk's latency units.
 
-# Installs wrk (Debian package) and wasmtime-cli 48.0.8 when missing; sets WASMTIME.
-bench_tools() {
+# Installs wrk (Debian package) when missing.
+bench_wrk() {
   if ! command -v wrk >/dev/null 2>&1; then
     echo "installing wrk (Debian package)" >&2
     apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null
   fi
+}
+
+# Installs wrk and wasmtime-cli 48.0.8 when missing; sets WASMTIME.
+bench_tools() {
+  bench_wrk
   if ! command -v wasmtime >/dev/null 2>&1 || ! wasmtime --version | grep -q '^wasmtime 48.0.8'; then
     echo "installing wasmtime-cli 48.0.8 (cargo install; takes a while once)" >&2
     cargo install --locked wasmtime-cli@48.0.8 >&2

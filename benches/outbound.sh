@@ -3,8 +3,8 @@
 # guest's /http route, spin-sdk 5) to a native hyper server on loopback, and answers with
 # what it got. Compares, in one run, wisp with outbound connection reuse (the default) and
 # without it (--outbound-idle-connections 0), with the upstream alone as the ceiling. Each
-# cell also counts the sockets to the upstream that went into TIME-WAIT during it (one per
-# connection closed, and they last 60 s), which shows how many connections it opened.
+# cell also counts the TCP connections opened on the machine during it (the kernel's
+# ActiveOpens counter, less wrk's own), i.e. wisp's connections to the upstream.
 #
 # `wasmtime serve` is not in this table: the guest imports Spin's interfaces, which it does
 # not provide.
@@ -18,7 +18,7 @@ PORT=18191
 UPSTREAM=18192
 
 . benches/common.sh
-bench_tools
+bench_wrk
 bench_build
 DIR="$(mktemp -d)"
 trap 'rm -rf "$DIR"; kill $(jobs -p) 2>/dev/null || true' EXIT
@@ -42,8 +42,8 @@ allowed_outbound_hosts = ["http://127.0.0.1:$UPSTREAM"]
 TOML
 CALL="/http?url=http%3A%2F%2F127.0.0.1%3A$UPSTREAM%2F"
 
-time_wait() { # sockets to the upstream in TIME-WAIT now
-  ss -tan state time-wait "( dport = :$UPSTREAM )" 2>/dev/null | tail -n +2 | wc -l
+active_opens() { # TCP connections this machine has opened so far
+  awk '/^Tcp:/ { if (!n) { for (i = 1; i <= NF; i++) if ($i == "ActiveOpens") col = i; n = 1 } else print $col }' /proc/net/snmp
 }
 
 declare -A RPS P50 P99 CONNS
@@ -63,13 +63,13 @@ for kind in "${KINDS[@]}"; do
   for c in "${CONCURRENCY[@]}"; do
     t=$(( c < 2 ? 1 : 2 ))
     wrk -t"$t" -c"$c" -d1s "http://127.0.0.1:$port$path" >/dev/null 2>&1 || true # warm-up
-    before=$(time_wait)
+    before=$(active_opens)
     out=$(wrk -t"$t" -c"$c" -d"${DURATION}s" --latency "http://127.0.0.1:$port$path")
     if echo "$out" | grep -q "Non-2xx"; then echo "$kind c=$c had errors:"; echo "$out"; fi
     RPS[$kind,$c]=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
     P50[$kind,$c]=$(to_us "$(echo "$out" | awk '$1=="50%" {print $2}')")
     P99[$kind,$c]=$(to_us "$(echo "$out" | awk '$1=="99%" {print $2}')")
-    CONNS[$kind,$c]=$(( $(time_wait) - before ))
+    CONNS[$kind,$c]=$(( $(active_opens) - before - c ))
   done
   if [ "$kind" != upstream ]; then
     answer="$(curl -fs "http://127.0.0.1:$port$path")"
@@ -79,7 +79,7 @@ for kind in "${KINDS[@]}"; do
 done
 kill -TERM "$UPSTREAM_PID" 2>/dev/null || true
 
-printf '\n%-10s %4s %12s %10s %10s %18s\n' kind c req/s p50_us p99_us closed_upstream
+printf '\n%-10s %4s %12s %10s %10s %18s\n' kind c req/s p50_us p99_us upstream_conns
 for c in "${CONCURRENCY[@]}"; do for kind in "${KINDS[@]}"; do
   printf '%-10s %4s %12.0f %10.0f %10.0f %18s\n' "$kind" "$c" "${RPS[$kind,$c]}" "${P50[$kind,$c]}" "${P99[$kind,$c]}" "${CONNS[$kind,$c]}"
 done; done
