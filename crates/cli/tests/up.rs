@@ -1029,6 +1029,8 @@ fn tls_serves_https_and_http2_and_reloads_on_sighup() {
         body.contains(&format!("spin-full-url: https://localhost:{port}/x?y=1")),
         "{body}"
     );
+    // A WASI 0.2 guest reads https from incoming-request.scheme too.
+    assert!(verbose.contains("< echo-scheme: https"), "{verbose}");
     assert!(verbose.contains("CN=first"), "{verbose}");
     // HTTP/2 by ALPN.
     let (ok, _, verbose) = curl(&first, &["--http2", "-o", "/dev/null"], &url("/x"));

@@ -14,7 +14,7 @@ use wasmtime::component::{InstancePre, Linker};
 use wasmtime::{AsContextMut, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiBody;
-use wasmtime_wasi_http::handler::{Prepared, ProxyPre};
+use wasmtime_wasi_http::handler::{Prepared, Proxy, ProxyPre};
 use wisp_app::{LockedApp, LockedComponent, sha256_digest};
 use wisp_host::{AppCapabilities, ComponentCapabilities, InstanceState};
 use wisp_outbound::OutboundClient;
@@ -670,6 +670,8 @@ impl LoadedComponent {
         let timeout = self.limits.timeout;
         let deadline = Instant::now() + timeout;
         let nested = OutboundBudget::is_nested(&request);
+        // The trigger marks a request that came over TLS with the https scheme.
+        let https = request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
         let permit = self.take_slot(nested).await?;
         let charge = self.reserve_memory(!nested).await?;
         let mut store = self.new_store(deadline, OutboundBudget::of(&request), charge)?;
@@ -683,6 +685,9 @@ impl LoadedComponent {
             let result = async {
                 let (pre, _) = this.http.as_ref().expect("checked before spawning");
                 let proxy = pre.instantiate_async(&mut store).await?;
+                if let (Proxy::P2(guest), true) = (&proxy, https) {
+                    return run_p2_over_tls(&mut store, guest, request, tx).await;
+                }
                 let prepared = Prepared::new(
                     store.as_context_mut(),
                     &proxy,
@@ -918,3 +923,46 @@ impl<T> Drop for AbortOnDrop<T> {
 
 /// Why a component cannot serve HTTP.
 const NO_HTTP_EXPORT: &str = "has no HTTP export: it must export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0` (build it as an HTTP component, e.g. with the Spin SDK)";
+
+/// Runs a WASI 0.2 handler for a request that came over TLS. wasmtime 48's `Prepared`
+/// tells every 0.2 guest its request scheme is `http`; this does what it does, with
+/// `https`. The outcome reaches the caller through `tx` as with `Prepared`.
+async fn run_p2_over_tls(
+    store: &mut Store<Host>,
+    guest: &wasmtime_wasi_http::p2::bindings::Proxy,
+    request: http::Request<WasiBody>,
+    tx: futures::channel::oneshot::Sender<wasmtime::Result<http::Response<WasiBody>>>,
+) -> wasmtime::Result<()> {
+    use wasmtime_wasi_http::WasiHttpView;
+    use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+    const NO_RESPONSE: &str = "guest never invoked `response-outparam::set` method";
+    let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+    let incoming = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Https, request)?;
+    let out = store
+        .data_mut()
+        .http()
+        .new_response_outparam_from_callback({
+            let tx = tx.clone();
+            move |value| {
+                if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    let _ = tx.send(value.map_err(Into::into));
+                }
+            }
+        })?;
+    let handler = guest.wasi_http_incoming_handler().func_handle();
+    let result = store
+        .run_concurrent(async |accessor| {
+            let called = handler.call_concurrent(accessor, (incoming, out)).await;
+            // As with `Prepared`: a guest that keeps writing its body after `set` runs on.
+            std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+            called
+        })
+        .await?;
+    if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let _ = tx.send(result.and_then(|()| Err(wasmtime::format_err!("{NO_RESPONSE}"))));
+    }
+    Ok(())
+}

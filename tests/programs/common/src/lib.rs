@@ -14,9 +14,22 @@ use wasip2::http::types::{
 /// A failure to send is ignored: the host has gone away and nobody is left to
 /// tell.
 pub fn respond(out: ResponseOutparam, status: u16, content_type: &str, body: &[u8]) {
-    let headers =
-        Fields::from_list(&[("content-type".to_string(), content_type.as_bytes().to_vec())])
-            .expect("content-type is a valid header");
+    respond_with_headers(
+        out,
+        status,
+        &[("content-type".to_string(), content_type.as_bytes().to_vec())],
+        body,
+    );
+}
+
+/// Sends `status` with these headers and `body`.
+pub fn respond_with_headers(
+    out: ResponseOutparam,
+    status: u16,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+) {
+    let headers = Fields::from_list(headers).expect("valid response headers");
     let response = OutgoingResponse::new(headers);
     response
         .set_status_code(status)

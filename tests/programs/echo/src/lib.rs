@@ -8,17 +8,26 @@
 //!
 //! <request body bytes>
 //! ```
+//!
+//! The response header `echo-scheme` is the scheme the request came with (`http`,
+//! `https`), as `incoming-request.scheme` tells it.
 
 use std::io::Write;
 
 use wasip2::exports::http::incoming_handler::Guest;
-use wasip2::http::types::{IncomingRequest, ResponseOutparam};
+use wasip2::http::types::{IncomingRequest, ResponseOutparam, Scheme};
 
 struct Echo;
 
 impl Guest for Echo {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let mut text = Vec::new();
+        let scheme = match request.scheme() {
+            Some(Scheme::Http) => "http".to_owned(),
+            Some(Scheme::Https) => "https".to_owned(),
+            Some(Scheme::Other(other)) => other,
+            None => "none".to_owned(),
+        };
         let method = guest_common::method_name(&request.method());
         let path = request.path_with_query().unwrap_or_default();
         let _ = writeln!(text, "{method} {path}");
@@ -36,7 +45,11 @@ impl Guest for Echo {
         match guest_common::read_body(&request) {
             Ok(body) => {
                 text.extend_from_slice(&body);
-                guest_common::ok_text(out, text);
+                let headers = [
+                    ("content-type".to_owned(), b"text/plain".to_vec()),
+                    ("echo-scheme".to_owned(), scheme.into_bytes()),
+                ];
+                guest_common::respond_with_headers(out, 200, &headers, &text);
             }
             Err(e) => guest_common::respond(
                 out,
