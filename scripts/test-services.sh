@@ -7,7 +7,8 @@
 #   redis-server  127.0.0.1:6380   TLS only (rediss://localhost:6380)
 #   redis-server  127.0.0.1:6381   TLS only, client certificate required
 #   mosquitto     127.0.0.1:1883   user wisp / password wisp (outbound MQTT); TLS on :8883, :8884 (client certificate required)
-#   PostgreSQL    127.0.0.1:5432   user wisp / password wisp, database wisp_test
+#   PostgreSQL    127.0.0.1:5432   user wisp / password wisp, database wisp_test (plain and TLS);
+#                                  user wispcert / password wisp needs a client certificate
 #   MariaDB       127.0.0.1:3306   user wisp / password wisp, database wisp_test (plain and TLS);
 #                                  user wispcert / password wisp needs a client certificate
 # The TLS listeners (and PostgreSQL's, which takes both) present $state/tls/server.pem, for
@@ -165,7 +166,13 @@ fi
 
 # PostgreSQL: a private cluster owned by the `postgres` user (it refuses to run as root).
 pg_bin="$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")"
-pg_ready() { PGPASSWORD=wisp psql "host=127.0.0.1 port=5432 user=wisp dbname=wisp_test sslmode=require" -c 'select 1'; }
+pg_ready() {
+    PGPASSWORD=wisp psql "host=127.0.0.1 port=5432 user=wisp dbname=wisp_test sslmode=require" \
+        -c 'select 1' &&
+        PGPASSWORD=wisp psql "host=localhost port=5432 user=wispcert dbname=wisp_test \
+            sslmode=verify-full sslrootcert=$tls/ca.pem sslcert=$tls/client.pem \
+            sslkey=$tls/client.key" -c 'select 1'
+}
 if ! pg_ready >/dev/null 2>&1; then
     as_pg=()
     if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); fi
@@ -176,11 +183,17 @@ if ! pg_ready >/dev/null 2>&1; then
         "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_data" -U postgres --auth-local=trust \
             --auth-host=scram-sha-256 >/dev/null
     fi
-    # The server's key, where PostgreSQL accepts it (owned by it, mode 0600).
+    # The server's key, where PostgreSQL accepts it (owned by it, mode 0600), and the CA
+    # its client certificates must come from.
     cp "$tls/server.pem" "$pg_data/server.crt"
     cp "$tls/server.key" "$pg_data/server.key"
+    cp "$tls/ca.pem" "$pg_data/root.crt"
     chmod 0600 "$pg_data/server.key"
-    [ "$(id -u)" -ne 0 ] || chown postgres "$pg_data/server.crt" "$pg_data/server.key"
+    [ "$(id -u)" -ne 0 ] || chown postgres "$pg_data/server.crt" "$pg_data/server.key" "$pg_data/root.crt"
+    # The role `wispcert` must present a client certificate from the test CA.
+    sed -i '/^hostssl wisp_test wispcert /d' "$pg_data/pg_hba.conf"
+    sed -i '1i hostssl wisp_test wispcert 127.0.0.1/32 scram-sha-256 clientcert=verify-ca' \
+        "$pg_data/pg_hba.conf"
     # A server started without TLS (by an older version of this script) is restarted.
     if pid_file_alive "$pg_data/postmaster.pid" postgres; then
         "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null || true
@@ -188,12 +201,16 @@ if ! pg_ready >/dev/null 2>&1; then
     if ! pid_file_alive "$pg_data/postmaster.pid" postgres; then
         rm -f "$pg_data/postmaster.pid" "$pg_data"/.s.PGSQL.5432 "$pg_data"/.s.PGSQL.5432.lock
         "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w \
-            -o "-c listen_addresses=127.0.0.1 -p 5432 -k $pg_data -c ssl=on" start >/dev/null
+            -o "-c listen_addresses=127.0.0.1 -p 5432 -k $pg_data -c ssl=on -c ssl_ca_file=root.crt" \
+            start >/dev/null
     fi
     "${as_pg[@]}" psql -h "$pg_data" -p 5432 -U postgres -v ON_ERROR_STOP=1 -q <<'EOF'
 DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wisp') THEN
     CREATE ROLE wisp LOGIN PASSWORD 'wisp';
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wispcert') THEN
+    CREATE ROLE wispcert LOGIN PASSWORD 'wisp';
   END IF;
 END $$;
 SELECT 'CREATE DATABASE wisp_test OWNER wisp'

@@ -482,6 +482,24 @@ fn postgres_over_tls_checks_the_certificate() {
         None,
         "opened",
     );
+    // The role `wispcert` must present a client certificate from the test CA
+    // (`clientcert=verify-ca` in pg_hba.conf):
+    // refused with the roots alone, opened once the entry names the test client
+    // certificate.
+    let as_cert_user = format!(
+        "postgres://wispcert:wisp@localhost:{}/{}?sslmode=verify-full",
+        url.port, url.database
+    );
+    let (_, body) = call(&wisp, "GET", "/open", "pg4", &as_cert_user, None);
+    assert!(body.contains("client certificate"), "{body}");
+    drop(wisp);
+    let with_client = format!(
+        "{config}cert_chain_file = {:?}\nprivate_key_file = {:?}\n",
+        ca.with_file_name("client.pem").to_str().unwrap(),
+        ca.with_file_name("client.key").to_str().unwrap()
+    );
+    let (_dir, wisp) = serve_with(programs::RDBMS_V5, &grants, Some(&with_client));
+    expect(&wisp, "GET", "/open", "pg4", &as_cert_user, None, "opened");
     drop(wisp);
 
     // spin-sdk 7: the CA given to `set-ca-root` is trusted for that connection.
