@@ -90,32 +90,24 @@ if ! redis-cli -p 6379 ping >/dev/null 2>&1; then
     wait_for "redis-server" redis-cli -p 6379 ping
 fi
 
-# Redis over TLS only.
-redis_tls_ready() { redis-cli --tls --cacert "$tls/ca.pem" -h localhost -p 6380 ping; }
-if ! redis_tls_ready >/dev/null 2>&1; then
-    mkdir -p "$state/redis-tls"
-    redis-server --port 0 --tls-port 6380 --bind 127.0.0.1 --daemonize yes --save "" \
-        --tls-cert-file "$tls/server.pem" --tls-key-file "$tls/server.key" \
-        --tls-ca-cert-file "$tls/ca.pem" --tls-auth-clients no \
-        --dir "$state/redis-tls" --logfile "$state/redis-tls/redis.log" \
-        --pidfile "$state/redis-tls/redis.pid"
-    wait_for "redis-server (TLS)" redis_tls_ready
-fi
-
-# Redis over TLS that requires a client certificate from the test CA.
-redis_mtls_ready() {
+# Redis over TLS only: on :6380, and on :6381 requiring a client certificate from the
+# test CA (the client certificate is presented to both when checking).
+redis_tls_ready() { # port
     redis-cli --tls --cacert "$tls/ca.pem" --cert "$tls/client.pem" --key "$tls/client.key" \
-        -h localhost -p 6381 ping
+        -h localhost -p "$1" ping
 }
-if ! redis_mtls_ready >/dev/null 2>&1; then
-    mkdir -p "$state/redis-mtls"
-    redis-server --port 0 --tls-port 6381 --bind 127.0.0.1 --daemonize yes --save "" \
-        --tls-cert-file "$tls/server.pem" --tls-key-file "$tls/server.key" \
-        --tls-ca-cert-file "$tls/ca.pem" --tls-auth-clients yes \
-        --dir "$state/redis-mtls" --logfile "$state/redis-mtls/redis.log" \
-        --pidfile "$state/redis-mtls/redis.pid"
-    wait_for "redis-server (TLS with client certificates)" redis_mtls_ready
-fi
+for tls_redis in "6380 no" "6381 yes"; do
+    read -r port auth_clients <<<"$tls_redis"
+    if ! redis_tls_ready "$port" >/dev/null 2>&1; then
+        mkdir -p "$state/redis-tls-$port"
+        redis-server --port 0 --tls-port "$port" --bind 127.0.0.1 --daemonize yes --save "" \
+            --tls-cert-file "$tls/server.pem" --tls-key-file "$tls/server.key" \
+            --tls-ca-cert-file "$tls/ca.pem" --tls-auth-clients "$auth_clients" \
+            --dir "$state/redis-tls-$port" --logfile "$state/redis-tls-$port/redis.log" \
+            --pidfile "$state/redis-tls-$port/redis.pid"
+        wait_for "redis-server (TLS on :$port)" redis_tls_ready "$port"
+    fi
+done
 
 # Mosquitto, with a password so the tests exercise credentials; TLS listeners on :8883 and
 # (client certificate required) :8884.

@@ -55,8 +55,14 @@ impl ServiceConfigs {
         };
         Ok(ServiceConfigs {
             full: connector(webpki.clone())?,
-            chain_only: connector(Arc::new(IgnoreName(webpki.clone())))?,
-            nothing: connector(Arc::new(TrustAnything(webpki.clone())))?,
+            chain_only: connector(Arc::new(Checked {
+                webpki: webpki.clone(),
+                check: Check::ChainOnly,
+            }))?,
+            nothing: connector(Arc::new(Checked {
+                webpki: webpki.clone(),
+                check: Check::Nothing,
+            }))?,
             webpki,
             client_cert,
         })
@@ -110,9 +116,9 @@ pub fn config_for_name(
         Some(tls) => &tls.service,
         None => default_configs(),
     };
-    let verifier = Arc::new(ForName {
-        inner: configs.webpki.clone(),
-        name,
+    let verifier = Arc::new(Checked {
+        webpki: configs.webpki.clone(),
+        check: Check::ForName(name),
     });
     client_config(verifier, configs.client_cert.as_deref())
         .map(Arc::new)
@@ -233,54 +239,26 @@ pub async fn connect_service(
         })
 }
 
-/// Checks the certificate for a fixed name, not the one the connection was made with.
+/// What [`Checked`] does with the server's certificate; the handshake's own signatures are
+/// always checked.
 #[derive(Debug)]
-struct ForName {
-    inner: Arc<WebPkiServerVerifier>,
-    name: ServerName<'static>,
+enum Check {
+    /// webpki's checks, for this name rather than the one the connection was made with.
+    ForName(ServerName<'static>),
+    /// The chain as webpki checks it; a certificate for another name is accepted.
+    ChainOnly,
+    /// Nothing.
+    Nothing,
 }
 
-impl ServerCertVerifier for ForName {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+/// webpki's verifier with one of the [`Check`]s.
+#[derive(Debug)]
+struct Checked {
+    webpki: Arc<WebPkiServerVerifier>,
+    check: Check,
 }
 
-/// Checks the chain as webpki does, and accepts a certificate that names another host.
-#[derive(Debug)]
-struct IgnoreName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for IgnoreName {
+impl ServerCertVerifier for Checked {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -289,15 +267,24 @@ impl ServerCertVerifier for IgnoreName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        // webpki checks the chain before the name, so a name error means the chain held.
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
+        let name = match &self.check {
+            Check::Nothing => return Ok(ServerCertVerified::assertion()),
+            Check::ForName(name) => name,
+            Check::ChainOnly => server_name,
+        };
+        let verified =
+            self.webpki
+                .verify_server_cert(end_entity, intermediates, name, ocsp_response, now);
+        match (&self.check, verified) {
+            // webpki checks the chain before the name, so a name error means the chain held.
+            (
+                Check::ChainOnly,
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )),
+            ) => Ok(ServerCertVerified::assertion()),
+            (_, verified) => verified,
         }
     }
 
@@ -307,7 +294,7 @@ impl ServerCertVerifier for IgnoreName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        self.webpki.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -316,49 +303,10 @@ impl ServerCertVerifier for IgnoreName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        self.webpki.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// Accepts any certificate; the handshake signatures are still checked.
-#[derive(Debug)]
-struct TrustAnything(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for TrustAnything {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.webpki.supported_verify_schemes()
     }
 }
