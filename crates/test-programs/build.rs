@@ -108,6 +108,16 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "WASI 0.3 `wasi:http/handler@0.3.0`, Spin Rust SDK `spin-sdk` 7.0 (`#[http_service]`): the `rdbms-v5` routes through `spin:postgres@4.2.0` async functions (`iface=pg`, rows read from the `query-async` stream) and `spin:mysql@3.0.0` (`iface=mysql`), plus `GET /stream?n=N` (streams 1..=N checking count and sum, drops a second stream after 3 rows, then `SELECT 1` on the same connection: `rows N sum S, partial read ok`).",
     ),
     (
+        "DEP_ADDER",
+        "dep-adder",
+        "A component dependency (Spin SIP 020), not an HTTP component: exports only `test:calc/adder@0.1.0` (`tests/programs/wit-calc/calc.wit`, world `dep`). `add(a, b)` is `a + b`; `env(name)` is `std::env::var(name)` as the dependency sees it; `fetch(url)` sends one `GET` through `wasi:http/outgoing-handler@0.2` (`status <code>` or `error: <ErrorCode as Debug>`); `kv()` opens the Spin key-value store `default` (`fermyon:spin/key-value@2.0.0`) and reads key `k` (`ok: <value or none>` or `error: <Error as Debug>`).",
+    ),
+    (
+        "DEP_MAIN",
+        "dep-main",
+        "WASI 0.2 `wasi:http/incoming-handler` that imports `test:calc/adder@0.1.0` (world `main`; satisfy it with [`DEP_ADDER`] as a `[component.<id>.dependencies]` entry). Routes match `spin-path-info` (else the request path), all `200 text/plain`: `/sum` (`sum=5`, from `add(2, 3)`), `/env/<NAME>` (`main=<value|none> dep=<value|none>`: the component's own variable, then the dependency's `env`), `/fetch?<url>` (the dependency's `fetch(url)`; the raw query is the URL), `/kv` (the dependency's `kv()`); anything else `404` `no route <path>`.",
+    ),
+    (
         "TOUCH4MIB",
         "touch4mib",
         "WASI 0.2: allocates 4 MiB per request and writes one byte per 4 KiB page; answers `200` with `touched 4194304 bytes sum=130560\\n`.",

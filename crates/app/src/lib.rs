@@ -109,6 +109,54 @@ pub struct LockedComponent {
     /// Component variable templates (`name` → `"{{ app_var }} text"`).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub config: IndexMap<String, String>,
+    /// Components composed into this one when it loads, keyed by the import name they
+    /// satisfy (Spin's `dependencies`: `ns:pkg/iface@1.0.0`, `ns:pkg`, or a plain name).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub dependencies: IndexMap<String, LockedDependency>,
+}
+
+/// A component dependency, in the shape of Spin's locked dependency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockedDependency {
+    /// The dependency's Wasm binary.
+    pub source: LockedSource,
+    /// Its export that satisfies the matched imports, when named differently from them.
+    #[serde(default)]
+    pub export: Option<String>,
+    /// Which of the depending component's grants it shares (none when absent).
+    #[serde(default, skip_serializing_if = "InheritConfiguration::is_none")]
+    pub inherit: InheritConfiguration,
+}
+
+/// Which grants a dependency shares with the component that depends on it: Spin writes
+/// `"All"` or `{"Some": ["environment", …]}` and leaves the key out for none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InheritConfiguration {
+    /// Every grant of the depending component.
+    All,
+    /// The named capability sets ([`wisp_manifest::CAPABILITY_SETS`]).
+    Some(Vec<String>),
+}
+
+impl Default for InheritConfiguration {
+    fn default() -> Self {
+        Self::Some(Vec::new())
+    }
+}
+
+impl InheritConfiguration {
+    /// Whether nothing is inherited.
+    pub fn is_none(&self) -> bool {
+        matches!(self, Self::Some(sets) if sets.is_empty())
+    }
+
+    /// Whether the capability set `set` is inherited.
+    pub fn includes(&self, set: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Some(sets) => sets.iter().any(|s| s == set),
+        }
+    }
 }
 
 /// What a component is granted, plus its description.
@@ -235,6 +283,42 @@ impl LockedApp {
                         component.id, file.path
                     ));
                 }
+            }
+            // The manifest's dependency rules, so a foreign locked app meets them too.
+            let mut names: Vec<wisp_manifest::DependencyName> = Vec::new();
+            for (key, dependency) in &component.dependencies {
+                let name = match wisp_manifest::DependencyName::parse(key) {
+                    Ok(name) => name,
+                    Err(problem) => {
+                        return invalid(format!(
+                            "component `{}` has dependency {problem}",
+                            component.id
+                        ));
+                    }
+                };
+                if let Some(other) = names.iter().find(|other| other.conflicts_with(&name)) {
+                    return invalid(format!(
+                        "component `{}`: dependency `{name}` conflicts with `{other}`",
+                        component.id
+                    ));
+                }
+                if dependency.export.is_some() && name.is_package_wide() {
+                    return invalid(format!(
+                        "component `{}`: dependency `{name}` names a whole package and cannot take an `export`",
+                        component.id
+                    ));
+                }
+                if let InheritConfiguration::Some(sets) = &dependency.inherit
+                    && let Some(unknown) = sets
+                        .iter()
+                        .find(|set| !wisp_manifest::CAPABILITY_SETS.contains(&set.as_str()))
+                {
+                    return invalid(format!(
+                        "component `{}`: dependency `{name}` inherits `{unknown}`, which is not a capability set",
+                        component.id
+                    ));
+                }
+                names.push(name);
             }
         }
         if let Some(name) = self

@@ -2,8 +2,9 @@
 
 use crate::source::{DEFAULT_MAX_SOURCE_BYTES, SourceError, read_source};
 use crate::{
-    AppMetadata, ComponentMetadata, LOCKED_APP_VERSION, LockedApp, LockedComponent, LockedFile,
-    LockedSource, LockedTrigger, LockedVariable, absolutize, sha256_digest,
+    AppMetadata, ComponentMetadata, InheritConfiguration, LOCKED_APP_VERSION, LockedApp,
+    LockedComponent, LockedDependency, LockedFile, LockedSource, LockedTrigger, LockedVariable,
+    absolutize, sha256_digest,
 };
 use indexmap::IndexMap;
 use std::path::{Component as PathComponent, Path, PathBuf};
@@ -18,6 +19,17 @@ pub enum ResolveError {
         /// Component id.
         component: String,
         /// Why the source was refused.
+        #[source]
+        source: SourceError,
+    },
+    /// A dependency's Wasm file could not be read, or is not a usable file.
+    #[error("component `{component}`: dependency `{dependency}`: {}", dependency_message(.source))]
+    Dependency {
+        /// Component id.
+        component: String,
+        /// The dependency's name.
+        dependency: String,
+        /// Why the file was refused.
         #[source]
         source: SourceError,
     },
@@ -51,6 +63,14 @@ pub enum ResolveError {
         /// The source's URL.
         url: String,
     },
+}
+
+/// What to do about a dependency's unreadable file (the error follows as the cause).
+fn dependency_message(error: &SourceError) -> &'static str {
+    match error {
+        SourceError::Io { .. } => "cannot read its file; build it first or fix its `path`",
+        _ => "unusable file; fix its `path`",
+    }
 }
 
 /// What to do about a source error (the error itself follows as the cause): a file that
@@ -220,6 +240,7 @@ pub fn resolve_with(
                 env: c.environment.clone(),
                 files: resolve_files(&c.id, &base, &c.files, &c.exclude_files)?,
                 config: c.variables.clone(),
+                dependencies: resolve_dependencies(c, &base, options)?,
             })
         })
         .collect::<Result<_, ResolveError>>()?;
@@ -238,6 +259,51 @@ pub fn resolve_with(
         triggers,
         components,
     })
+}
+
+/// Each dependency's file, read (with the same limits as component sources) and digested.
+fn resolve_dependencies(
+    component: &wisp_manifest::Component,
+    base: &Path,
+    options: &ResolveOptions,
+) -> Result<IndexMap<String, LockedDependency>, ResolveError> {
+    let mut dependencies = IndexMap::new();
+    for (name, dependency) in &component.dependencies {
+        let path = match &dependency.source {
+            ComponentSource::Local(source) => absolutize(base, source),
+            ComponentSource::Remote { url, .. } => {
+                return Err(ResolveError::UrlSourceNotFetched {
+                    component: component.id.clone(),
+                    url: url.clone(),
+                });
+            }
+        };
+        let bytes = read_source(&path, options.max_source_bytes).map_err(|source| {
+            ResolveError::Dependency {
+                component: component.id.clone(),
+                dependency: name.clone(),
+                source,
+            }
+        })?;
+        dependencies.insert(
+            name.clone(),
+            LockedDependency {
+                source: LockedSource {
+                    content_type: "application/wasm".to_owned(),
+                    digest: sha256_digest(&bytes),
+                    path,
+                },
+                export: dependency.export.clone(),
+                inherit: match &dependency.inherit {
+                    wisp_manifest::InheritConfiguration::All => InheritConfiguration::All,
+                    wisp_manifest::InheritConfiguration::Some(sets) => {
+                        InheritConfiguration::Some(sets.clone())
+                    }
+                },
+            },
+        );
+    }
+    Ok(dependencies)
 }
 
 /// A LockedApp trigger; without an id of its own it is `<type>-trigger-<n>`.
@@ -322,6 +388,7 @@ pub fn from_component_file_with(
             env: IndexMap::new(),
             files: Vec::new(),
             config: IndexMap::new(),
+            dependencies: IndexMap::new(),
         }],
     })
 }

@@ -284,6 +284,119 @@ fn linker(
     Ok(linker)
 }
 
+/// The key of a component's compiled code: its source digest, or for a component with
+/// dependencies a digest over everything composition reads.
+fn code_digest(locked: &LockedComponent) -> String {
+    if locked.dependencies.is_empty() {
+        return locked.source.digest.clone();
+    }
+    let mut key = format!(
+        "{}\n{}\n",
+        wisp_compose::COMPOSER_VERSION,
+        locked.source.digest
+    );
+    for (name, dependency) in &locked.dependencies {
+        key.push_str(&format!(
+            "{name}\n{}\n{:?}\n{:?}\n",
+            dependency.source.digest, dependency.export, dependency.inherit
+        ));
+    }
+    sha256_digest(key.as_bytes())
+}
+
+/// A source file's bytes, refused unless they have the digest the app was resolved with.
+fn read_checked(
+    engine: &WispEngine,
+    component: &str,
+    path: &Path,
+    expected: &str,
+    dependency: Option<&str>,
+) -> Result<Vec<u8>, EngineError> {
+    let bytes =
+        wisp_app::read_source(path, engine.config().max_component_bytes).map_err(|source| {
+            match dependency {
+                None => EngineError::Read {
+                    component: component.to_owned(),
+                    source,
+                },
+                Some(dependency) => EngineError::Invalid {
+                    component: component.to_owned(),
+                    message: format!(
+                        "cannot read dependency `{dependency}` ({}): {source}",
+                        path.display()
+                    ),
+                },
+            }
+        })?;
+    let digest = sha256_digest(&bytes);
+    if digest != expected {
+        return Err(match dependency {
+            None => EngineError::DigestMismatch {
+                component: component.to_owned(),
+                path: path.to_path_buf(),
+                found: digest,
+                expected: expected.to_owned(),
+            },
+            Some(dependency) => EngineError::Invalid {
+                component: component.to_owned(),
+                message: format!(
+                    "dependency `{dependency}` ({}) has digest {digest}, not the {expected} it was resolved with; resolve the app again",
+                    path.display()
+                ),
+            },
+        });
+    }
+    Ok(bytes)
+}
+
+/// The component with its dependencies plugged in (core modules become components first).
+fn compose_dependencies(
+    engine: &WispEngine,
+    locked: &LockedComponent,
+    main: Vec<u8>,
+) -> Result<Vec<u8>, EngineError> {
+    let id = locked.id.as_str();
+    let invalid = |message: String| EngineError::Invalid {
+        component: id.to_owned(),
+        message,
+    };
+    let as_component = |bytes: Vec<u8>, what: &str| -> Result<Vec<u8>, EngineError> {
+        if wasmparser::Parser::is_core_wasm(&bytes) {
+            crate::cache::to_component(&bytes)
+                .map(|c| c.into_owned())
+                .map_err(|reason| invalid(format!("{what} {reason}")))
+        } else {
+            Ok(bytes)
+        }
+    };
+    let main = as_component(main, "its source")?;
+    let mut dependencies = Vec::with_capacity(locked.dependencies.len());
+    for (name, dependency) in &locked.dependencies {
+        let bytes = read_checked(
+            engine,
+            id,
+            &dependency.source.path,
+            &dependency.source.digest,
+            Some(name),
+        )?;
+        dependencies.push(wisp_compose::Dependency {
+            name,
+            bytes: as_component(bytes, &format!("dependency `{name}`"))?,
+            export: dependency.export.as_deref(),
+            inherit: &dependency.inherit,
+        });
+    }
+    let started = std::time::Instant::now();
+    let composed = wisp_compose::compose(main, dependencies)
+        .map_err(|e| invalid(format!("cannot compose its dependencies: {e}")))?;
+    tracing::debug!(
+        "composed component `{id}` with {} dependencies in {:.1?}",
+        locked.dependencies.len(),
+        started.elapsed()
+    );
+    Ok(composed)
+}
+
 /// What [`inspect_component`] found out about a component without running it.
 pub struct ComponentReport {
     /// The component, linked against every host interface: trigger types check their
@@ -431,36 +544,39 @@ impl LoadedComponent {
             message,
         };
         // Code another loaded app already uses needs no read: it was compiled from bytes
-        // with exactly this digest.
-        let code = match engine.code.get(&locked.source.digest) {
+        // with exactly this digest (a composed component's covers its dependencies).
+        let code_digest = code_digest(locked);
+        let code = match engine.code.get(&code_digest) {
             Some(code) => code,
             None => {
-                let path = &locked.source.path;
-                let bytes = wisp_app::read_source(path, engine.config().max_component_bytes)
-                    .map_err(|source| EngineError::Read {
-                        component: id.to_owned(),
-                        source,
-                    })?;
-                let digest = sha256_digest(&bytes);
-                if digest != locked.source.digest {
-                    return Err(EngineError::DigestMismatch {
-                        component: id.to_owned(),
-                        path: path.clone(),
-                        found: digest,
-                        expected: locked.source.digest.clone(),
-                    });
-                }
-                let component = crate::cache::compile(
-                    engine.engine(),
-                    engine.config().cache_dir.as_deref(),
-                    id,
-                    &digest,
-                    &bytes,
-                )?;
-                engine.code.insert(&digest, component)
+                let bytes =
+                    read_checked(engine, id, &locked.source.path, &locked.source.digest, None)?;
+                let cache_dir = engine.config().cache_dir.as_deref();
+                let component = if locked.dependencies.is_empty() {
+                    crate::cache::compile(engine.engine(), cache_dir, id, &code_digest, &bytes)?
+                } else if let Some(cached) =
+                    crate::cache::cached(engine.engine(), cache_dir, &code_digest)
+                {
+                    cached
+                } else {
+                    let composed = compose_dependencies(engine, locked, bytes)?;
+                    crate::cache::compile(engine.engine(), cache_dir, id, &code_digest, &composed)?
+                };
+                engine.code.insert(&code_digest, component)
             }
         };
         let component: &wasmtime::component::Component = &code;
+        // A dependency's capability imports it does not inherit are answered with refusals,
+        // defined for this component only.
+        let refusing;
+        let linker = if crate::deny::has_denied_imports(component) {
+            let mut with_refusals = linker.clone();
+            crate::deny::define_refusals(&mut with_refusals, component, id)?;
+            refusing = with_refusals;
+            &refusing
+        } else {
+            linker
+        };
         let pre = linker.instantiate_pre(component).map_err(|e| {
             invalid(format!(
                 "cannot be linked: {e:#}; the host does not provide that interface (yet)"

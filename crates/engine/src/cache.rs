@@ -75,10 +75,21 @@ pub(crate) fn compile(
         .map_err(|e| invalid(format!("cannot load compiled code: {e:#}")))
 }
 
+/// The cached compiled code for `digest`, if the cache holds a usable entry (a broken one
+/// is left for [`compile`] to discard and replace).
+pub(crate) fn cached(
+    engine: &wasmtime::Engine,
+    cache_dir: Option<&Path>,
+    digest: &str,
+) -> Option<Component> {
+    let path = entry_path(engine, cache_dir?, digest);
+    load_entry(engine, &path).ok().flatten()
+}
+
 /// A component (with WASI 0.3 release-candidate names aliased, see [`alias_wasi_rc`]); a
 /// core module (wasm32-wasip1, or wasm32-unknown-unknown with wit-bindgen metadata) wrapped
 /// with the WASI preview1 adapter.
-fn to_component(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+pub(crate) fn to_component(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
     if wasmparser::Parser::is_component(bytes) {
         return alias_wasi_rc(bytes).map_err(|e| format!("is not a valid component: {e}"));
     }

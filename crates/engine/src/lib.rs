@@ -10,6 +10,7 @@
 mod app;
 mod budget;
 mod cache;
+mod deny;
 mod files;
 mod host;
 mod lanes;

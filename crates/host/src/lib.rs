@@ -678,6 +678,7 @@ mod tests {
                     env: Default::default(),
                     files: Vec::new(),
                     config: Default::default(),
+                    dependencies: Default::default(),
                 })
                 .collect(),
         }

@@ -16,8 +16,8 @@
 //! are checked, every trigger must reach a defined component or carry a
 //! static response, routes must not collide, and component variable
 //! templates may only name declared application variables. Features Wisp
-//! does not run yet (other trigger types, registry sources, component
-//! dependencies, the wagi executor) are rejected with a message saying so,
+//! does not run yet (other trigger types, registry sources, the wagi
+//! executor) are rejected with a message saying so,
 //! rather than silently ignored. Every [`ManifestError`] names the file,
 //! line and column of the offending key or value and carries a hint on how
 //! to fix it:
@@ -56,6 +56,7 @@
 //! assert_eq!(manifest.http_triggers[0].component.as_deref(), Some("hello"));
 //! ```
 
+mod dependencies;
 mod error;
 mod model;
 mod raw;
@@ -64,10 +65,12 @@ mod validate;
 
 use std::path::Path;
 
+pub use dependencies::DependencyName;
 pub use error::ManifestError;
 pub use model::{
-    Application, Component, ComponentBuild, ComponentSource, CronTrigger, FileMount, HttpRoute,
-    HttpTrigger, Manifest, RedisTrigger, StaticResponse, Variable,
+    Application, CAPABILITY_SETS, Component, ComponentBuild, ComponentSource, CronTrigger,
+    Dependency, FileMount, HttpRoute, HttpTrigger, InheritConfiguration, Manifest, RedisTrigger,
+    StaticResponse, Variable,
 };
 pub use rules::{is_kebab_id, is_variable_name};
 

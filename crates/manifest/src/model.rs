@@ -178,7 +178,51 @@ pub struct Component {
     pub variables: IndexMap<String, String>,
     /// The `build` table, used by `wisp build`.
     pub build: Option<ComponentBuild>,
+    /// `[component.<id>.dependencies]`: components composed into this one at load time,
+    /// keyed by the normalised dependency name, in file order.
+    pub dependencies: IndexMap<String, Dependency>,
 }
+
+/// One entry of `[component.<id>.dependencies]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    /// Where the dependency's `.wasm` comes from (`{ component = "id" }` is already replaced
+    /// by that component's source).
+    pub source: ComponentSource,
+    /// The dependency's export that satisfies the matched imports, when its name differs
+    /// from the import's.
+    pub export: Option<String>,
+    /// Which of the main component's grants the dependency shares.
+    pub inherit: InheritConfiguration,
+}
+
+/// The grants a dependency shares with the component that depends on it: `All` for
+/// `dependencies_inherit_configuration = true` or `inherit_configuration = true`, otherwise
+/// the named capability sets ([`CAPABILITY_SETS`]); none by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InheritConfiguration {
+    /// Every grant.
+    All,
+    /// Only these capability sets (empty: none).
+    Some(Vec<String>),
+}
+
+impl Default for InheritConfiguration {
+    fn default() -> Self {
+        Self::Some(Vec::new())
+    }
+}
+
+/// The capability-set names `inherit_configuration` may list (Spin 4's names).
+pub const CAPABILITY_SETS: &[&str] = &[
+    "ai_models",
+    "allowed_outbound_hosts",
+    "environment",
+    "files",
+    "key_value_stores",
+    "sqlite_databases",
+    "variables",
+];
 
 /// A component's `source`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -260,11 +260,11 @@ pub(crate) struct RawComponent {
     #[schemars(with = "IndexMap<String, String>")]
     pub variables: IndexMap<Spanned<String>, Spanned<String>>,
     pub build: Option<RawBuild>,
-    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
-    pub dependencies: Option<Spanned<toml::Table>>,
-    /// Only meaningful with `dependencies`; accepted and ignored.
-    #[serde(rename = "dependencies_inherit_configuration")]
-    pub _dependencies_inherit_configuration: Option<bool>,
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, RawDependency>")]
+    pub dependencies: IndexMap<Spanned<String>, Spanned<RawDependency>>,
+    #[schemars(with = "Option<bool>")]
+    pub dependencies_inherit_configuration: Option<Spanned<bool>>,
     /// Tool-specific metadata; accepted and ignored.
     #[serde(default, rename = "tool")]
     #[schemars(with = "IndexMap<String, serde_json::Map<String, serde_json::Value>>")]
@@ -288,6 +288,40 @@ pub(crate) struct RawRemoteSource {
     pub registry: Option<String>,
     pub package: Option<String>,
     pub version: Option<String>,
+}
+
+/// A value of `[component.<id>.dependencies]`: a registry version requirement or a table.
+pub(crate) enum RawDependency {
+    Version(String),
+    Table(Box<RawDependencyTable>),
+}
+
+/// `{ path = ... }`, `{ url = ..., digest = ... }`, `{ component = ... }` or
+/// `{ version = ..., registry = ..., package = ... }`, each with optional `export` and
+/// `inherit_configuration`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a dependency table such as `{ path = \"dep.wasm\" }`"
+)]
+#[schemars(rename = "Dependency")]
+pub(crate) struct RawDependencyTable {
+    pub path: Option<String>,
+    pub url: Option<String>,
+    pub digest: Option<String>,
+    pub component: Option<String>,
+    pub version: Option<String>,
+    pub registry: Option<String>,
+    pub package: Option<String>,
+    pub export: Option<String>,
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub inherit_configuration: Option<Spanned<RawInherit>>,
+}
+
+/// `inherit_configuration = true | false | ["capability-set", ...]`.
+pub(crate) enum RawInherit {
+    All(bool),
+    Some(Vec<String>),
 }
 
 /// An entry of `files`.
@@ -400,6 +434,41 @@ impl<'de> Deserialize<'de> for RawSource {
             RawSource::Local,
             RawSource::Remote,
         )
+    }
+}
+
+impl<'de> Deserialize<'de> for RawDependency {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        StrOrTable::deserialize(
+            d,
+            "a version requirement or a table such as `{ path = \"dep.wasm\" }`",
+            RawDependency::Version,
+            |table| RawDependency::Table(Box::new(table)),
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for RawInherit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct InheritVisitor;
+
+        impl<'de> Visitor<'de> for InheritVisitor {
+            type Value = RawInherit;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`true`, `false` or a list of capability-set names")
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawInherit, E> {
+                Ok(RawInherit::All(v))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawInherit, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(RawInherit::Some)
+            }
+        }
+
+        d.deserialize_any(InheritVisitor)
     }
 }
 
@@ -591,6 +660,20 @@ impl JsonSchema for RawSource {
         string_or(
             generator,
             "the path of a .wasm file, relative to the manifest",
+            table,
+        )
+    }
+}
+
+impl JsonSchema for RawDependency {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DependencySource".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let table = generator.subschema_for::<RawDependencyTable>();
+        string_or(
+            generator,
+            "a registry version requirement (registry dependencies are not supported yet)",
             table,
         )
     }

@@ -192,6 +192,7 @@ fn full_manifest() {
                 workdir: Some("hello".to_owned()),
                 watch: strings(&["src/**/*.rs", "Cargo.toml"]),
             }),
+            dependencies: IndexMap::new(),
         }
     );
 
@@ -508,4 +509,68 @@ source = "worker.wasm"
     assert!(manifest.cron_triggers[1].allow_overlap);
     assert_eq!(manifest.cron_triggers[1].line, 28);
     assert!(manifest.components.contains_key("audit"));
+}
+
+#[test]
+fn dependencies_in_every_source_form() {
+    let m = parse(
+        r#"
+spin_manifest_version = 2
+
+[application]
+name = "deps"
+
+[[trigger.http]]
+route = "/..."
+component = "main"
+
+[component.main]
+source = "main.wasm"
+
+[component.main.dependencies]
+"test:calc/adder@0.1.0" = { path = "deps/adder.wasm", inherit_configuration = ["environment", "files"] }
+"test:other" = { url = "https://example.com/other.wasm", digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000" }
+"my-dep" = { component = "lib", export = "test:lib/api@1.0.0", inherit_configuration = true }
+
+[component.lib]
+source = "lib.wasm"
+
+[component.all]
+source = "all.wasm"
+dependencies_inherit_configuration = true
+
+[component.all.dependencies]
+"test:calc" = { path = "adder.wasm" }
+"#,
+    );
+    let deps = &m.components["main"].dependencies;
+    assert_eq!(
+        deps.keys().collect::<Vec<_>>(),
+        ["test:calc/adder@0.1.0", "test:other", "my-dep"]
+    );
+    assert_eq!(
+        deps["test:calc/adder@0.1.0"],
+        Dependency {
+            source: ComponentSource::Local(PathBuf::from("deps/adder.wasm")),
+            export: None,
+            inherit: InheritConfiguration::Some(strings(&["environment", "files"])),
+        }
+    );
+    assert!(matches!(
+        &deps["test:other"].source,
+        ComponentSource::Remote { url, .. } if url == "https://example.com/other.wasm"
+    ));
+    assert_eq!(deps["test:other"].inherit, InheritConfiguration::default());
+    assert_eq!(
+        deps["my-dep"],
+        Dependency {
+            source: ComponentSource::Local(PathBuf::from("lib.wasm")),
+            export: Some("test:lib/api@1.0.0".to_owned()),
+            inherit: InheritConfiguration::All,
+        }
+    );
+    assert_eq!(
+        m.components["all"].dependencies["test:calc"].inherit,
+        InheritConfiguration::All
+    );
 }

@@ -12,15 +12,17 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use toml::Spanned;
 
+use crate::DependencyName;
 use crate::error::{ManifestError, Source};
 use crate::model::{
-    Application, Component, ComponentBuild, ComponentSource, CronTrigger, FileMount, HttpRoute,
-    HttpTrigger, Manifest, RedisTrigger, StaticResponse, Variable,
+    Application, CAPABILITY_SETS, Component, ComponentBuild, ComponentSource, CronTrigger,
+    Dependency, FileMount, HttpRoute, HttpTrigger, InheritConfiguration, Manifest, RedisTrigger,
+    StaticResponse, Variable,
 };
 use crate::raw::{
-    RawApplication, RawComponent, RawComponentRef, RawCronTrigger, RawExecutor, RawFileMount,
-    RawHttpTrigger, RawManifest, RawRedisTrigger, RawRemoteSource, RawRoute, RawSource,
-    RawStaticResponse, RawTriggers, RawVariable, VersionProbe,
+    RawApplication, RawComponent, RawComponentRef, RawCronTrigger, RawDependency, RawExecutor,
+    RawFileMount, RawHttpTrigger, RawInherit, RawManifest, RawRedisTrigger, RawRemoteSource,
+    RawRoute, RawSource, RawStaticResponse, RawTriggers, RawVariable, VersionProbe,
 };
 use crate::rules::{self, TemplateError};
 
@@ -38,6 +40,7 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Manifest, ManifestError> 
         src: &src,
         warnings: Vec::new(),
         redis_address: None,
+        component_dependencies: Vec::new(),
     }
     .manifest(raw)
 }
@@ -76,6 +79,16 @@ struct Validator<'a> {
     warnings: Vec<String>,
     /// `[application.trigger.redis] address`, the default for `[[trigger.redis]]`.
     redis_address: Option<Spanned<String>>,
+    /// `{ component = "other" }` dependencies, resolved after every component is read.
+    component_dependencies: Vec<ComponentDependency>,
+}
+
+/// A dependency on another component of the manifest.
+struct ComponentDependency {
+    component: String,
+    dependency: String,
+    target: String,
+    span: Range<usize>,
 }
 
 impl Validator<'_> {
@@ -115,6 +128,7 @@ impl Validator<'_> {
         }
 
         let triggers = self.triggers(raw.trigger, &mut components, &variables)?;
+        self.resolve_component_dependencies(&mut components)?;
 
         Ok(Manifest {
             application,
@@ -275,7 +289,7 @@ impl Validator<'_> {
     }
 
     fn component(
-        &self,
+        &mut self,
         id: String,
         raw: RawComponent,
         variables: &IndexMap<String, Variable>,
@@ -315,19 +329,11 @@ impl Validator<'_> {
             }
         };
 
-        if let Some(deps) = &raw.dependencies
-            && !deps.get_ref().is_empty()
-        {
-            return Err(self.error(
-                deps.span(),
-                format!(
-                    "component dependencies are not supported yet; remove `dependencies` \
-                     from component `{id}`"
-                ),
-                "compose the dependencies into the component ahead of time (e.g. with \
-                 `wac plug`) and point `source` at the result",
-            ));
-        }
+        let dependencies = self.dependencies(
+            &id,
+            raw.dependencies,
+            raw.dependencies_inherit_configuration,
+        )?;
 
         let mut files = Vec::with_capacity(raw.files.len());
         for file in raw.files {
@@ -388,7 +394,230 @@ impl Validator<'_> {
                 workdir: build.workdir,
                 watch: build.watch,
             }),
+            dependencies,
         })
+    }
+
+    /// `[component.<id>.dependencies]` and `dependencies_inherit_configuration`, checked as
+    /// Spin checks them. `{ component = "other" }` entries are recorded in
+    /// `self.component_dependencies` and given their source once every component is known.
+    fn dependencies(
+        &mut self,
+        id: &str,
+        raw: IndexMap<Spanned<String>, Spanned<RawDependency>>,
+        inherit_all: Option<Spanned<bool>>,
+    ) -> Result<IndexMap<String, Dependency>, ManifestError> {
+        let mut names: Vec<(DependencyName, Range<usize>)> = Vec::new();
+        let mut dependencies = IndexMap::new();
+        for (key, value) in raw {
+            let key_span = key.span();
+            let name = DependencyName::parse(key.get_ref()).map_err(|problem| {
+                self.error(
+                    key_span.clone(),
+                    format!("dependency of component `{id}`: {problem}"),
+                    "name the import the dependency satisfies: `\"ns:pkg/interface@1.0.0\"`, a \
+                     whole package `\"ns:pkg\"`, or a plain import name `\"my-dep\"`",
+                )
+            })?;
+            if let Some((other, _)) = names.iter().find(|(other, _)| other.conflicts_with(&name)) {
+                return Err(self.error(
+                    key_span,
+                    format!("dependency `{name}` of component `{id}` conflicts with `{other}`"),
+                    "two names of one package may not claim the same import; name different \
+                     interfaces or versions of different major (0.x: minor) releases",
+                ));
+            }
+            let value_span = value.span();
+            let table = match value.into_inner() {
+                RawDependency::Version(version) => {
+                    return Err(self.error(
+                        value_span,
+                        format!(
+                            "dependency `{name}` of component `{id}` asks the registry for version `{version}`; \
+                             registry dependencies are not supported yet"
+                        ),
+                        "download the package (e.g. with `wkg get`) and write `{ path = \"dep.wasm\" }`, \
+                         or serve it and write `{ url = \"https://…\", digest = \"sha256:…\" }`",
+                    ));
+                }
+                RawDependency::Table(table) => table,
+            };
+            let field_error =
+                |message: String, hint: &str| self.error(value_span.clone(), message, hint);
+            if table.version.is_some() || table.registry.is_some() || table.package.is_some() {
+                let kind = if table.path.is_some()
+                    || table.url.is_some()
+                    || table.component.is_some()
+                {
+                    "mixes registry fields (`version`, `registry`, `package`) with another source"
+                } else {
+                    "is a registry dependency; registry dependencies are not supported yet"
+                };
+                return Err(field_error(
+                    format!("dependency `{name}` of component `{id}` {kind}"),
+                    "write `{ path = \"dep.wasm\" }`, `{ url = \"https://…\", digest = \"sha256:…\" }` \
+                     or `{ component = \"other-component\" }`",
+                ));
+            }
+            let sources = [
+                table.path.is_some(),
+                table.url.is_some() || table.digest.is_some(),
+                table.component.is_some(),
+            ];
+            if sources.iter().filter(|set| **set).count() != 1 {
+                return Err(field_error(
+                    format!("dependency `{name}` of component `{id}` needs exactly one source"),
+                    "write one of `{ path = \"dep.wasm\" }`, `{ url = \"https://…\", digest = \"sha256:…\" }` \
+                     or `{ component = \"other-component\" }`",
+                ));
+            }
+            if table.export.is_some() && name.is_package_wide() {
+                return Err(field_error(
+                    format!(
+                        "dependency `{name}` of component `{id}` names a whole package, so it cannot take an `export`"
+                    ),
+                    "name the interface the export satisfies, e.g. `\"ns:pkg/interface@1.0.0\" = { …, export = \"…\" }`",
+                ));
+            }
+            let inherit = match (&inherit_all, table.inherit_configuration) {
+                (Some(_), Some(per_entry)) => {
+                    return Err(self.error(
+                        per_entry.span(),
+                        format!(
+                            "component `{id}` sets both `dependencies_inherit_configuration` and \
+                             `inherit_configuration` on dependency `{name}`"
+                        ),
+                        "they are mutually exclusive; keep one of them",
+                    ));
+                }
+                (Some(all), None) if *all.get_ref() => InheritConfiguration::All,
+                (_, Some(per_entry)) => {
+                    let span = per_entry.span();
+                    match per_entry.into_inner() {
+                        RawInherit::All(true) => InheritConfiguration::All,
+                        RawInherit::All(false) => InheritConfiguration::default(),
+                        RawInherit::Some(sets) => {
+                            if let Some(unknown) = sets
+                                .iter()
+                                .find(|set| !CAPABILITY_SETS.contains(&set.as_str()))
+                            {
+                                return Err(self.error(
+                                    span,
+                                    format!("dependency `{name}` of component `{id}` inherits `{unknown}`, which is not a capability set"),
+                                    format!("the capability sets are {}", CAPABILITY_SETS.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")),
+                                ));
+                            }
+                            InheritConfiguration::Some(sets)
+                        }
+                    }
+                }
+                _ => InheritConfiguration::default(),
+            };
+            let source = if let Some(path) = table.path {
+                if path.trim().is_empty() {
+                    return Err(field_error(
+                        format!("dependency `{name}` of component `{id}` has an empty `path`"),
+                        "point `path` at the dependency's .wasm file, relative to the manifest",
+                    ));
+                }
+                ComponentSource::Local(PathBuf::from(path))
+            } else if let Some(component) = table.component {
+                self.component_dependencies.push(ComponentDependency {
+                    component: id.to_owned(),
+                    dependency: name.to_string(),
+                    target: component,
+                    span: value_span.clone(),
+                });
+                // Replaced by the target's source once every component is read.
+                ComponentSource::Local(PathBuf::new())
+            } else {
+                self.remote_source(
+                    id,
+                    value_span.clone(),
+                    RawRemoteSource {
+                        url: table.url,
+                        digest: table.digest,
+                        registry: None,
+                        package: None,
+                        version: None,
+                    },
+                )?
+            };
+            dependencies.insert(
+                name.to_string(),
+                Dependency {
+                    source,
+                    export: table.export,
+                    inherit,
+                },
+            );
+            names.push((name, key_span));
+        }
+        Ok(dependencies)
+    }
+
+    /// Gives `{ component = "other" }` dependencies the other component's source; Spin
+    /// refuses a target that has grants or dependencies of its own.
+    fn resolve_component_dependencies(
+        &mut self,
+        components: &mut IndexMap<String, Component>,
+    ) -> Result<(), ManifestError> {
+        for reference in std::mem::take(&mut self.component_dependencies) {
+            let Some(target) = components.get(&reference.target) else {
+                let defined = components
+                    .keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(self.error(
+                    reference.span,
+                    format!(
+                        "dependency `{}` of component `{}` names component `{}`, which is not defined",
+                        reference.dependency, reference.component, reference.target
+                    ),
+                    format!("defined components: {defined}"),
+                ));
+            };
+            let grants = [
+                ("ai_models", !target.ai_models.is_empty()),
+                (
+                    "allowed_outbound_hosts",
+                    !target.allowed_outbound_hosts.is_empty(),
+                ),
+                ("dependencies", !target.dependencies.is_empty()),
+                ("environment", !target.environment.is_empty()),
+                ("files", !target.files.is_empty()),
+                ("key_value_stores", !target.key_value_stores.is_empty()),
+                ("sqlite_databases", !target.sqlite_databases.is_empty()),
+                ("variables", !target.variables.is_empty()),
+            ];
+            let specified: Vec<&str> = grants
+                .iter()
+                .filter(|(_, set)| *set)
+                .map(|(name, _)| *name)
+                .collect();
+            if !specified.is_empty() {
+                return Err(self.error(
+                    reference.span,
+                    format!(
+                        "component `{}` cannot be used as a dependency of `{}` because it specifies: {}",
+                        reference.target,
+                        reference.component,
+                        specified.join(", ")
+                    ),
+                    "dependencies may not have their own grants or dependencies; point the \
+                     dependency at a component without them, or at its .wasm with `path`",
+                ));
+            }
+            let source = target.source.clone();
+            if let Some(dependency) = components
+                .get_mut(&reference.component)
+                .and_then(|c| c.dependencies.get_mut(&reference.dependency))
+            {
+                dependency.source = source;
+            }
+        }
+        Ok(())
     }
 
     fn check_template(
@@ -435,7 +664,7 @@ impl Validator<'_> {
     }
 
     fn triggers(
-        &self,
+        &mut self,
         raw: RawTriggers,
         components: &mut IndexMap<String, Component>,
         variables: &IndexMap<String, Variable>,
@@ -490,7 +719,7 @@ impl Validator<'_> {
     /// The `component` of a non-HTTP trigger, which is required.
     #[allow(clippy::too_many_arguments)]
     fn required_component(
-        &self,
+        &mut self,
         component: Option<Spanned<RawComponentRef>>,
         trigger_span: Range<usize>,
         table: &str,
@@ -513,7 +742,7 @@ impl Validator<'_> {
     }
 
     fn redis_trigger(
-        &self,
+        &mut self,
         trigger: Spanned<RawRedisTrigger>,
         named: &[String],
         components: &mut IndexMap<String, Component>,
@@ -622,7 +851,7 @@ impl Validator<'_> {
     }
 
     fn cron_trigger(
-        &self,
+        &mut self,
         trigger: Spanned<RawCronTrigger>,
         named: &[String],
         components: &mut IndexMap<String, Component>,
@@ -671,7 +900,7 @@ impl Validator<'_> {
     }
 
     fn http_trigger(
-        &self,
+        &mut self,
         trigger: Spanned<RawHttpTrigger>,
         named: &[String],
         components: &mut IndexMap<String, Component>,
@@ -810,7 +1039,7 @@ impl Validator<'_> {
     }
 
     fn component_ref(
-        &self,
+        &mut self,
         component: Spanned<RawComponentRef>,
         trigger_id: Option<&Spanned<String>>,
         named: &[String],

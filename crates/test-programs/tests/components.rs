@@ -135,8 +135,9 @@ fn every_guest_validates() {
 
 #[test]
 fn wasi_p2_guests_export_incoming_handler() {
-    // The Spin SDK guests have their own tests below; the capability and network
-    // guests import Spin interfaces and are covered by crates/cli/tests.
+    // The Spin SDK guests and the component-dependency guests have their own tests
+    // below; the capability and network guests import Spin interfaces and are covered
+    // by crates/cli/tests.
     let others = [
         wisp_test_programs::P3_HELLO,
         wisp_test_programs::CAPS_V5,
@@ -150,6 +151,8 @@ fn wasi_p2_guests_export_incoming_handler() {
         wisp_test_programs::REDIS_HANDLER,
         wisp_test_programs::REDIS_SUBSCRIBER_V7,
         wisp_test_programs::CRON_TICK,
+        wisp_test_programs::DEP_ADDER,
+        wisp_test_programs::DEP_MAIN,
     ];
     for (name, path) in wisp_test_programs::ALL {
         if others.contains(path) {
@@ -280,4 +283,32 @@ fn event_guests_export_their_trigger_handlers() {
         let (_, exports) = imports_and_exports(&read(path));
         assert_eq!(exports, [wanted], "{path}");
     }
+}
+
+#[test]
+fn dependency_guests_export_and_import_test_calc_adder() {
+    let (imports, exports) = imports_and_exports(&read(wisp_test_programs::DEP_ADDER));
+    // A dependency, not an HTTP component: it only exports the interface.
+    assert_eq!(exports, ["test:calc/adder@0.1.0"], "dep-adder exports");
+    for wanted in [
+        "fermyon:spin/key-value@2.0.0",
+        "wasi:http/outgoing-handler@0.2.12",
+        "wasi:cli/environment@0.2.12",
+    ] {
+        assert!(
+            imports.iter().any(|i| i == wanted),
+            "dep-adder imports {wanted}: {imports:?}"
+        );
+    }
+    let (imports, exports) = imports_and_exports(&read(wisp_test_programs::DEP_MAIN));
+    assert_eq!(
+        exports,
+        ["wasi:http/incoming-handler@0.2.12"],
+        "dep-main exports"
+    );
+    assert_only_wasi_02_imports("dep-main", &imports, &["test:calc/adder@0.1.0"]);
+    assert!(
+        imports.iter().any(|i| i == "test:calc/adder@0.1.0"),
+        "dep-main imports test:calc/adder@0.1.0: {imports:?}"
+    );
 }

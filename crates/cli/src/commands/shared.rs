@@ -52,16 +52,23 @@ fn fetch_url_sources(
     content_cache: Option<&Path>,
 ) -> Result<()> {
     use wisp_manifest::ComponentSource;
-    let remote: Vec<(String, String, String)> = manifest
-        .components
-        .values()
-        .filter_map(|c| match &c.source {
-            ComponentSource::Remote { url, digest } => {
-                Some((c.id.clone(), url.clone(), digest.clone()))
+    // (component, dependency name or none for the component's own source, url, digest)
+    let mut remote: Vec<(String, Option<String>, String, String)> = Vec::new();
+    for c in manifest.components.values() {
+        if let ComponentSource::Remote { url, digest } = &c.source {
+            remote.push((c.id.clone(), None, url.clone(), digest.clone()));
+        }
+        for (name, dependency) in &c.dependencies {
+            if let ComponentSource::Remote { url, digest } = &dependency.source {
+                remote.push((
+                    c.id.clone(),
+                    Some(name.clone()),
+                    url.clone(),
+                    digest.clone(),
+                ));
             }
-            ComponentSource::Local(_) => None,
-        })
-        .collect();
+        }
+    }
     if remote.is_empty() {
         return Ok(());
     }
@@ -72,20 +79,23 @@ fn fetch_url_sources(
     // Its own thread and runtime: callers resolve both inside and outside an async runtime.
     let fetched = std::thread::scope(|scope| {
         scope
-            .spawn(|| -> Result<Vec<(String, PathBuf)>> {
+            .spawn(|| -> Result<Vec<PathBuf>> {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .context("cannot start the async runtime")?;
                 runtime.block_on(async {
                     let mut fetched = Vec::with_capacity(remote.len());
-                    for (id, url, digest) in &remote {
+                    for (id, dependency, url, digest) in &remote {
                         let path = wisp_oci::fetch_url_source(&cache, url, digest, limit)
                             .await
-                            .with_context(|| {
-                                format!("component `{id}`: cannot use its url source")
+                            .with_context(|| match dependency {
+                                None => format!("component `{id}`: cannot use its url source"),
+                                Some(name) => format!(
+                                    "component `{id}`: cannot use the url source of its dependency `{name}`"
+                                ),
                             })?;
-                        fetched.push((id.clone(), path));
+                        fetched.push(path);
                     }
                     Ok(fetched)
                 })
@@ -93,10 +103,18 @@ fn fetch_url_sources(
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })?;
-    for (id, path) in fetched {
-        if let Some(component) = manifest.components.get_mut(&id) {
-            component.source = ComponentSource::Local(path);
-        }
+    for ((id, dependency, _, _), path) in remote.into_iter().zip(fetched) {
+        let Some(component) = manifest.components.get_mut(&id) else {
+            continue;
+        };
+        let source = match dependency {
+            None => &mut component.source,
+            Some(name) => match component.dependencies.get_mut(&name) {
+                Some(dependency) => &mut dependency.source,
+                None => continue,
+            },
+        };
+        *source = ComponentSource::Local(path);
     }
     Ok(())
 }

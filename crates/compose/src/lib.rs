@@ -1,0 +1,408 @@
+//! Component dependencies (Spin's `[component.<id>.dependencies]`): when a component loads,
+//! the engine hands its bytes and its dependencies' bytes to [`compose`], which plugs each
+//! dependency's exports into the imports its name matches and returns one component.
+//!
+//! A dependency acts with the grants of the component that depends on it only where it
+//! inherits them (`dependencies_inherit_configuration`, `inherit_configuration`). Every
+//! other capability import of the dependency (outbound HTTP and sockets, key-value, SQLite,
+//! variables, environment, preopened files, LLM, the database and messaging clients) is
+//! re-imported under a name starting with [`DENIED_IMPORT_PREFIX`], which the host answers
+//! with refusals. Spin plugs a prebuilt "deny adapter" component in there instead; renaming
+//! lets the host refuse every function of every version of an interface, including ones
+//! added later, without a second guest to keep in step, and a mismatch fails the load
+//! instead of leaving an import open.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use wac_graph::types::{ItemKind, Package};
+use wac_graph::{CompositionGraph, EncodeOptions, NodeId};
+use wisp_app::InheritConfiguration;
+use wisp_manifest::DependencyName;
+
+/// The prefix of a composed component's imports that the host must answer with refusals:
+/// `wisp-deny-wasi:http/outgoing-handler@0.2.6` is a dependency's outbound HTTP import,
+/// not granted.
+pub const DENIED_IMPORT_PREFIX: &str = "wisp-deny-";
+
+/// Changes whenever composition changes what it produces, so cached compiled code of an
+/// older composition is never reused.
+pub const COMPOSER_VERSION: &str = "wisp-compose-1";
+
+/// The interfaces each capability set covers (`ns:pkg/iface` without a version, or `ns:pkg/*`
+/// for a whole package). A dependency that does not inherit a set loses these imports.
+const CAPABILITY_INTERFACES: &[(&str, &[&str])] = &[
+    ("ai_models", &["fermyon:spin/llm", "spin:llm/*"]),
+    (
+        "allowed_outbound_hosts",
+        &[
+            "fermyon:spin/http",
+            "fermyon:spin/mqtt",
+            "fermyon:spin/mysql",
+            "fermyon:spin/postgres",
+            "fermyon:spin/redis",
+            "spin:mqtt/*",
+            "spin:mysql/*",
+            "spin:postgres/*",
+            "spin:redis/*",
+            "wasi:http/outgoing-handler",
+            "wasi:http/client",
+            "wasi:sockets/ip-name-lookup",
+            "wasi:sockets/tcp",
+            "wasi:sockets/tcp-create-socket",
+            "wasi:sockets/udp",
+            "wasi:sockets/udp-create-socket",
+            // WASI 0.3 creates sockets here.
+            "wasi:sockets/types",
+        ],
+    ),
+    ("environment", &["wasi:cli/environment"]),
+    ("files", &["wasi:filesystem/preopens"]),
+    (
+        "key_value_stores",
+        &[
+            "fermyon:spin/key-value",
+            "spin:key-value/*",
+            "wasi:keyvalue/*",
+        ],
+    ),
+    (
+        "sqlite_databases",
+        &["fermyon:spin/sqlite", "spin:sqlite/*"],
+    ),
+    (
+        "variables",
+        &[
+            "fermyon:spin/config",
+            "fermyon:spin/variables",
+            "spin:variables/*",
+            "wasi:config/*",
+        ],
+    ),
+];
+
+/// The capability set an import belongs to, if it is a capability at all.
+pub fn capability_set(import: &str) -> Option<&'static str> {
+    let unversioned = import.split('@').next().unwrap_or(import);
+    let package = unversioned.split('/').next().unwrap_or(unversioned);
+    CAPABILITY_INTERFACES
+        .iter()
+        .find(|(_, interfaces)| {
+            interfaces
+                .iter()
+                .any(|pattern| match pattern.strip_suffix("/*") {
+                    Some(whole) => whole == package,
+                    None => *pattern == unversioned,
+                })
+        })
+        .map(|(set, _)| *set)
+}
+
+/// The interface a denied import stands for (`wasi:cli/environment@0.2.6` for
+/// `wisp-deny-wasi:cli/environment@0.2.6`), or `None` for any other import.
+pub fn denied_interface(import: &str) -> Option<&str> {
+    import.strip_prefix(DENIED_IMPORT_PREFIX)
+}
+
+/// One dependency to compose.
+#[derive(Debug)]
+pub struct Dependency<'a> {
+    /// Its name in the manifest: the import(s) it satisfies.
+    pub name: &'a str,
+    /// Its component bytes.
+    pub bytes: Vec<u8>,
+    /// The export to use instead of one named like the import.
+    pub export: Option<&'a str>,
+    /// The grants it shares with the depending component.
+    pub inherit: &'a InheritConfiguration,
+}
+
+/// Why a component and its dependencies could not be composed. Each names the dependency
+/// and the import or export at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    /// The dependency's name matches none of the component's imports.
+    #[error(
+        "dependency `{dependency}` matches no import of the component; name one of its imports ({imports})"
+    )]
+    Unmatched {
+        /// The dependency's name.
+        dependency: String,
+        /// The component's imports, for the hint.
+        imports: String,
+    },
+    /// Two dependencies match the same import.
+    #[error(
+        "import `{import}` is matched by dependencies `{first}` and `{second}`; narrow one of the names"
+    )]
+    Conflict {
+        /// The import.
+        import: String,
+        /// The first dependency matching it.
+        first: String,
+        /// The second.
+        second: String,
+    },
+    /// The dependency has no export of the name the import needs.
+    #[error(
+        "dependency `{dependency}` has no export `{export}` for import `{import}`; it exports {exports} (pick one with `export = \"…\"`)"
+    )]
+    MissingExport {
+        /// The dependency's name.
+        dependency: String,
+        /// The export looked for.
+        export: String,
+        /// The import it would satisfy.
+        import: String,
+        /// What the dependency exports.
+        exports: String,
+    },
+    /// A component was unusable, or the export's type does not fit the import.
+    #[error("dependency `{dependency}`: {message}")]
+    Dependency {
+        /// The dependency's name.
+        dependency: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The depending component itself could not be read, or the result not encoded.
+    #[error("{0}")]
+    Component(String),
+}
+
+/// Composes `main` with `dependencies`: each dependency is instantiated once, its exports
+/// satisfy the imports its name matches, capabilities it does not inherit are re-imported
+/// under [`DENIED_IMPORT_PREFIX`], and the result exports exactly what `main` exports.
+pub fn compose(main: Vec<u8>, dependencies: Vec<Dependency<'_>>) -> Result<Vec<u8>, ComposeError> {
+    let mut graph = CompositionGraph::new();
+    let package = Package::from_bytes("wisp:main", None, main, graph.types_mut()).map_err(|e| {
+        ComposeError::Component(format!("cannot read the component: {}", chain(&*e)))
+    })?;
+    let main_world = package.ty();
+    let main_package = graph
+        .register_package(package)
+        .map_err(|e| ComposeError::Component(chain(&e)))?;
+    let main_instance = graph.instantiate(main_package);
+    let imports: Vec<String> = graph.types()[main_world].imports.keys().cloned().collect();
+
+    let mut claimed: Vec<(String, String)> = Vec::new();
+    for (index, dependency) in dependencies.into_iter().enumerate() {
+        let dependency_error = |message: String| ComposeError::Dependency {
+            dependency: dependency.name.to_owned(),
+            message,
+        };
+        let name = DependencyName::parse(dependency.name).map_err(&dependency_error)?;
+        let matched: Vec<&String> = imports.iter().filter(|i| name.matches_import(i)).collect();
+        if matched.is_empty() {
+            return Err(ComposeError::Unmatched {
+                dependency: dependency.name.to_owned(),
+                imports: list(imports.iter()),
+            });
+        }
+        // Unique package names: two dependencies may come from one package.
+        let package = Package::from_bytes(
+            &format!("wisp-dependency{index}:component"),
+            None,
+            dependency.bytes,
+            graph.types_mut(),
+        )
+        .map_err(|e| dependency_error(format!("cannot read it as a component: {}", chain(&*e))))?;
+        let world = package.ty();
+        let package = graph
+            .register_package(package)
+            .map_err(|e| dependency_error(chain(&e)))?;
+        let instance = graph.instantiate(package);
+        deny_capabilities(&mut graph, instance, world, dependency.inherit)
+            .map_err(&dependency_error)?;
+
+        for import in matched {
+            if let Some((_, first)) = claimed.iter().find(|(claimed, _)| claimed == import) {
+                return Err(ComposeError::Conflict {
+                    import: import.clone(),
+                    first: first.clone(),
+                    second: dependency.name.to_owned(),
+                });
+            }
+            claimed.push((import.clone(), dependency.name.to_owned()));
+            let export = dependency.export.unwrap_or(import);
+            let exports = &graph.types()[world].exports;
+            if !exports.contains_key(export) {
+                return Err(ComposeError::MissingExport {
+                    dependency: dependency.name.to_owned(),
+                    export: export.to_owned(),
+                    import: import.clone(),
+                    exports: list(exports.keys()),
+                });
+            }
+            let node = graph
+                .alias_instance_export(instance, export)
+                .map_err(|e| dependency_error(chain(&e)))?;
+            graph
+                .set_instantiation_argument(main_instance, import, node)
+                .map_err(|e| {
+                    dependency_error(format!(
+                        "its export `{export}` does not fit import `{import}`: {}",
+                        chain(&e)
+                    ))
+                })?;
+        }
+    }
+
+    let exports: Vec<String> = graph.types()[main_world].exports.keys().cloned().collect();
+    for export in exports {
+        let node = graph
+            .alias_instance_export(main_instance, &export)
+            .map_err(|e| ComposeError::Component(chain(&e)))?;
+        graph
+            .export(node, export)
+            .map_err(|e| ComposeError::Component(chain(&e)))?;
+    }
+    graph.encode(EncodeOptions::default()).map_err(|e| {
+        ComposeError::Component(format!("cannot encode the composition: {}", chain(&e)))
+    })
+}
+
+/// Re-imports the dependency's capability imports it does not inherit under
+/// [`DENIED_IMPORT_PREFIX`], together with every import that uses their types (a resource
+/// must come from one place).
+fn deny_capabilities(
+    graph: &mut CompositionGraph,
+    instance: NodeId,
+    world: wac_graph::types::WorldId,
+    inherit: &InheritConfiguration,
+) -> Result<(), String> {
+    let imports: Vec<(String, ItemKind)> = graph.types()[world]
+        .imports
+        .iter()
+        .map(|(name, kind)| (name.clone(), *kind))
+        .collect();
+    let mut denied: HashSet<String> = imports
+        .iter()
+        .filter(|(name, _)| capability_set(name).is_some_and(|set| !inherit.includes(set)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    loop {
+        let types = graph.types();
+        let users: Vec<String> = imports
+            .iter()
+            .filter(|(name, _)| !denied.contains(name))
+            .filter(|(_, kind)| match kind {
+                ItemKind::Instance(interface) => types[*interface].uses.values().any(|used| {
+                    types[used.interface]
+                        .id
+                        .as_ref()
+                        .is_some_and(|id| denied.contains(id))
+                }),
+                _ => false,
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if users.is_empty() {
+            break;
+        }
+        denied.extend(users);
+    }
+    for (name, kind) in imports {
+        if !denied.contains(&name) {
+            continue;
+        }
+        let ItemKind::Instance(interface) = kind else {
+            return Err(format!(
+                "cannot refuse its import `{name}`, which is not an interface"
+            ));
+        };
+        let renamed = format!("{DENIED_IMPORT_PREFIX}{name}");
+        let existing = graph
+            .imports()
+            .find(|(import, _, _)| *import == renamed)
+            .and_then(|(_, _, node)| node);
+        let node = match existing {
+            Some(node) => node,
+            None => {
+                // A copy of the interface under the new name: the encoder shares imports by
+                // interface id, and would otherwise hand the dependency the real one.
+                let mut copy = graph.types()[interface].clone();
+                copy.id = Some(renamed.clone());
+                let copy = graph.types_mut().add_interface(copy);
+                graph
+                    .import(renamed.clone(), ItemKind::Instance(copy))
+                    .map_err(|e| format!("cannot refuse its import `{name}`: {}", chain(&e)))?
+            }
+        };
+        graph
+            .set_instantiation_argument(instance, &name, node)
+            .map_err(|e| format!("cannot refuse its import `{name}`: {}", chain(&e)))?;
+    }
+    Ok(())
+}
+
+fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<String> = names.map(|n| format!("`{n}`")).collect();
+    if names.is_empty() {
+        "nothing".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// An error and its causes on one line.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            let _ = write!(text, ": {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_imports_map_to_their_sets() {
+        for (import, set) in [
+            ("wasi:cli/environment@0.2.6", Some("environment")),
+            ("wasi:filesystem/preopens@0.2.0", Some("files")),
+            ("wasi:filesystem/types@0.2.0", None),
+            (
+                "wasi:http/outgoing-handler@0.2.12",
+                Some("allowed_outbound_hosts"),
+            ),
+            ("wasi:http/types@0.2.12", None),
+            (
+                "wasi:keyvalue/atomics@0.2.0-draft2",
+                Some("key_value_stores"),
+            ),
+            ("spin:key-value/key-value@3.0.0", Some("key_value_stores")),
+            ("fermyon:spin/key-value@2.0.0", Some("key_value_stores")),
+            ("fermyon:spin/rdbms-types@2.0.0", None),
+            (
+                "spin:postgres/postgres@4.2.0",
+                Some("allowed_outbound_hosts"),
+            ),
+            (
+                "wasi:config/store@0.2.0-draft-2024-09-27",
+                Some("variables"),
+            ),
+            ("wasi:io/streams@0.2.6", None),
+            ("wasi:clocks/monotonic-clock@0.2.6", None),
+            ("test:calc/adder@0.1.0", None),
+        ] {
+            assert_eq!(capability_set(import), set, "{import}");
+        }
+    }
+
+    #[test]
+    fn denied_imports_name_their_interface() {
+        assert_eq!(
+            denied_interface("wisp-deny-wasi:cli/environment@0.2.6"),
+            Some("wasi:cli/environment@0.2.6")
+        );
+        assert_eq!(denied_interface("wasi:cli/environment@0.2.6"), None);
+    }
+}
