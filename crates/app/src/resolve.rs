@@ -210,10 +210,10 @@ pub fn resolve_with(
         .map(|c| {
             let path = match &c.source {
                 ComponentSource::Local(source) => absolutize(&base, source),
-                ComponentSource::Remote { url, .. } => {
+                remote => {
                     return Err(ResolveError::UrlSourceNotFetched {
                         component: c.id.clone(),
-                        url: url.clone(),
+                        url: remote_location(remote),
                     });
                 }
             };
@@ -261,6 +261,17 @@ pub fn resolve_with(
     })
 }
 
+/// Where a source not yet downloaded comes from, for messages.
+fn remote_location(source: &ComponentSource) -> String {
+    match source {
+        ComponentSource::Local(path) => path.display().to_string(),
+        ComponentSource::Remote { url, .. } => url.clone(),
+        ComponentSource::Registry {
+            package, version, ..
+        } => format!("(package {package} {version})"),
+    }
+}
+
 /// Each dependency's file, read (with the same limits as component sources) and digested.
 fn resolve_dependencies(
     component: &wisp_manifest::Component,
@@ -271,10 +282,10 @@ fn resolve_dependencies(
     for (name, dependency) in &component.dependencies {
         let path = match &dependency.source {
             ComponentSource::Local(source) => absolutize(base, source),
-            ComponentSource::Remote { url, .. } => {
+            remote => {
                 return Err(ResolveError::UrlSourceNotFetched {
                     component: component.id.clone(),
-                    url: url.clone(),
+                    url: remote_location(remote),
                 });
             }
         };

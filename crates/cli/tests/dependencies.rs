@@ -98,9 +98,15 @@ impl App {
 
     /// `wisp up -f <dir>/spin.toml`, with a cache for url sources of its own.
     fn start(&self) -> Result<Wisp, (ExitStatus, String)> {
+        self.start_with(&[])
+    }
+
+    /// [`App::start`] with more arguments for `wisp up`.
+    fn start_with(&self, args: &[&str]) -> Result<Wisp, (ExitStatus, String)> {
         let mut command = support::wisp_command();
         command
             .arg("up")
+            .args(args)
             .arg("-f")
             .arg(self.dir.path().join("spin.toml"))
             .arg("--oci-cache-dir")
@@ -117,6 +123,17 @@ impl App {
                 self.manifest
             )
         })
+    }
+
+    /// `wisp up` over plain HTTP to registries, which must start.
+    fn up_insecure(&self) -> Wisp {
+        self.start_with(&["--insecure"])
+            .unwrap_or_else(|(status, stderr)| {
+                panic!(
+                    "wisp up exited with {status}:\n{stderr}\nspin.toml:\n{}",
+                    self.manifest
+                )
+            })
     }
 
     /// Asserts `wisp up` exits non-zero before serving; returns its stderr.
@@ -282,6 +299,85 @@ fn dependency_by_interface_package_or_url_satisfies_the_import() {
         "the url dependency was downloaded from {url}"
     );
     wisp.stop_cleanly();
+}
+
+/// A dependency given as a registry package and a version requirement is fetched from
+/// the registry (the newest matching version) and composed like a local one.
+#[test]
+fn registry_dependency_is_fetched_by_version_requirement() {
+    let mut registry = wisp_test_registry::Registry::start();
+    // Publish dep-adder as `test:calc` 0.1.5: an artifact whose first layer is the
+    // component, which is what a package resolves to.
+    let package = support::app_dir(
+        "spin_manifest_version = 2\n[application]\nname = \"calc\"\n\
+         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"calc\"\n\
+         [component.calc]\nsource = \"adder.wasm\"\n",
+    );
+    std::fs::copy(programs::DEP_ADDER, package.path().join("adder.wasm")).unwrap();
+    let push = support::wisp_command()
+        .args(["registry", "push", "--insecure", "-f"])
+        .arg(package.path().join("spin.toml"))
+        .arg(format!("{}/test/calc:0.1.5", registry.host))
+        .output()
+        .unwrap();
+    assert!(
+        push.status.success(),
+        "wisp registry push failed: {}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+
+    let app = App::new(&[single(
+        "",
+        &format!(
+            "\"test:calc\" = {{ version = \"0.1\", registry = \"{}\" }}",
+            registry.host
+        ),
+    )]);
+    let wisp = app.up_insecure();
+    expect(&wisp, "/sum", "sum=5");
+    wisp.stop_cleanly();
+
+    let missing = App::new(&[single(
+        "",
+        &format!(
+            "\"test:calc\" = {{ version = \"^2\", registry = \"{}\" }}",
+            registry.host
+        ),
+    )]);
+    let stderr = match missing.start_with(&["--insecure"]) {
+        Ok(wisp) => panic!(
+            "wisp up started without a matching version:\n{}",
+            wisp.stderr()
+        ),
+        Err((_, stderr)) => stderr,
+    };
+    assert_mentions(&stderr, &["test:calc", "^2", "0.1.5"]);
+
+    // A component's own `source = { registry, package, version }` resolves the same way:
+    // publish dep-main as `test:main` 1.0.0 and serve it from there.
+    std::fs::copy(programs::DEP_MAIN, package.path().join("adder.wasm")).unwrap();
+    let push = support::wisp_command()
+        .args(["registry", "push", "--insecure", "-f"])
+        .arg(package.path().join("spin.toml"))
+        .arg(format!("{}/test/main:1.0.0", registry.host))
+        .output()
+        .unwrap();
+    assert!(
+        push.status.success(),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    let registry_source = App::new(&[format!(
+        "[[trigger.http]]\nroute = \"/...\"\ncomponent = \"from-registry\"\n\
+         [component.from-registry]\n\
+         source = {{ registry = \"{}\", package = \"test:main\", version = \"1.0.0\" }}\n\
+         [component.from-registry.dependencies]\n\"test:calc\" = {{ path = \"adder.wasm\" }}\n",
+        registry.host
+    )]);
+    let wisp = registry_source.up_insecure();
+    expect(&wisp, "/sum", "sum=5");
+    wisp.stop_cleanly();
+    registry.stop();
 }
 
 // ---------------------------------------------------------------------------

@@ -206,3 +206,118 @@ source = {}
     let served = up(&pinned, clean.path());
     assert_eq!(served.get("/hello").text(), "Hello from Wisp\n");
 }
+
+/// An app whose component has a dependency (Spin's `[component.<id>.dependencies]`) goes
+/// through the registry uncomposed, as `spin registry push` writes it: the dependency's
+/// Wasm is a layer of its own and the locked app names it by digest, never by local path.
+/// Pulled from an empty cache, Wisp composes it at load and the dependency still gets
+/// none of the component's environment (deny by default).
+#[test]
+fn an_app_with_dependencies_round_trips_uncomposed() {
+    const ADDER: &str = "test:calc/adder@0.1.0";
+    let registry = Registry::start();
+    let host = registry.host.clone();
+    let state = tempfile::tempdir().unwrap();
+    let auth_file = state.path().join("registry-auth.json");
+    let app = app_dir(&format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "deps"
+version = "1.0.0"
+
+[[trigger.http]]
+route = "/..."
+component = "main"
+
+[component.main]
+source = "main.wasm"
+environment = {{ MODE = "prod" }}
+
+[component.main.dependencies]
+"{ADDER}" = {{ path = "adder.wasm" }}
+"#
+    ));
+    std::fs::copy(programs::DEP_MAIN, app.path().join("main.wasm")).unwrap();
+    std::fs::copy(programs::DEP_ADDER, app.path().join("adder.wasm")).unwrap();
+    let manifest = app.path().join("spin.toml");
+    let reference = format!("{host}/apps/deps:v1");
+
+    let push = wisp(
+        &[
+            "registry",
+            "push",
+            &reference,
+            "-f",
+            manifest.to_str().unwrap(),
+            "--insecure",
+            "--json",
+        ],
+        &auth_file,
+        None,
+    );
+    assert!(push.status.success(), "{}", text(&push.stderr));
+    let pushed: serde_json::Value = serde_json::from_slice(&push.stdout).unwrap();
+    let digest = pushed["digest"].as_str().unwrap();
+
+    // The registry's own copy of the manifest: one Wasm layer for the component, one for
+    // its dependency, then the locked app.
+    let read_blob = |digest: &str| std::fs::read(registry.blob_data(digest)).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&read_blob(digest)).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    let wasm_layer = "application/vnd.wasm.content.layer.v1+wasm";
+    let main_digest = wisp_app::sha256_digest(&std::fs::read(programs::DEP_MAIN).unwrap());
+    let adder_digest = wisp_app::sha256_digest(&std::fs::read(programs::DEP_ADDER).unwrap());
+    for wanted in [&main_digest, &adder_digest] {
+        assert!(
+            layers
+                .iter()
+                .any(|l| l["digest"] == wanted.as_str() && l["mediaType"] == wasm_layer),
+            "no {wasm_layer} layer {wanted} in {manifest:#}"
+        );
+    }
+    let locked_layer = layers
+        .iter()
+        .find(|l| l["mediaType"] == "application/vnd.fermyon.spin.application.v1+config")
+        .unwrap_or_else(|| panic!("no locked-app layer in {manifest:#}"));
+    let locked_bytes = read_blob(locked_layer["digest"].as_str().unwrap());
+    let locked_text = text(&locked_bytes);
+    let app_path = app.path().to_str().unwrap();
+    assert!(
+        !locked_text.contains(app_path),
+        "the locked app names the local directory {app_path}: {locked_text}"
+    );
+    let locked: serde_json::Value = serde_json::from_slice(&locked_bytes).unwrap();
+    assert_eq!(
+        locked["components"][0]["dependencies"],
+        serde_json::json!({
+            ADDER: {
+                "source": { "content_type": "application/wasm", "digest": adder_digest },
+                "export": null
+            }
+        }),
+        "{locked:#}"
+    );
+
+    // `wisp up --from <reference>` on an empty cache pulls, composes and serves it.
+    let oci_cache = state.path().join("oci-cache");
+    let mut command = support::wisp_command();
+    command
+        .args(["up", "--from", &reference, "-k"])
+        .arg("--oci-cache-dir")
+        .arg(&oci_cache)
+        .arg("--state-dir")
+        .arg(state.path().join("state"))
+        .env("WISP_REGISTRY_AUTH_FILE", &auth_file);
+    let served =
+        Wisp::spawn(command).unwrap_or_else(|(status, stderr)| panic!("{status}: {stderr}"));
+    for (path, expected) in [("/sum", "sum=5"), ("/env/MODE", "main=prod dep=none")] {
+        let response = served.get(path);
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, expected),
+            "GET {path}\nwisp stderr:\n{}",
+            served.stderr()
+        );
+    }
+    served.stop_cleanly();
+}

@@ -643,7 +643,14 @@ impl LoadedComponent {
     /// budget) fails at once instead of waiting.
     async fn reserve_memory(&self, wait: bool) -> Result<Charge, GuestError> {
         let budget = &self.engine.budget;
-        let wanted = INSTANCE_OVERHEAD + self.learned_memory.get();
+        // Until an instance of this component has ended, its need is unknown: reserve the
+        // cap, so a cold burst cannot take the budget in small pieces and then wait on
+        // itself to grow (each instance holding what the others need).
+        let need = match self.learned_memory.get() {
+            0 => self.limits.memory_limit,
+            learned => learned,
+        };
+        let wanted = INSTANCE_OVERHEAD + need;
         let charge = match wait {
             true => budget.reserve(wanted).await,
             false => budget.try_reserve(wanted),

@@ -171,7 +171,9 @@ impl wasmtime::ResourceLimiterAsync for MemoryLimiter {
             .granted
             .saturating_add((desired as u64).saturating_sub(current as u64));
         self.peak = self.peak.max(wanted.min(self.limit));
-        if desired as u64 > self.limit {
+        // The cap covers all of an instance's memories together (a component composed
+        // with its dependencies has one per part).
+        if wanted > self.limit {
             self.hit = true;
             return Ok(false);
         }

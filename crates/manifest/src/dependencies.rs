@@ -160,6 +160,20 @@ impl fmt::Display for DependencyName {
     }
 }
 
+/// Checks a registry package name, `namespace:name` in lower-case kebab-case.
+pub(crate) fn check_package_name(package: &str) -> Result<(), String> {
+    let valid = package
+        .split_once(':')
+        .is_some_and(|(namespace, name)| is_label(namespace) && is_label(name));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{package}` is not a package name `namespace:name` in lower-case kebab-case"
+        ))
+    }
+}
+
 /// The versions a semver-compatible range shares: `major.0.0` above 0, `0.minor.0`, then
 /// `0.0.patch`; a pre-release stands alone.
 fn compatibility_class(version: &semver::Version) -> (u64, u64, u64, String) {

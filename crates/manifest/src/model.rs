@@ -237,6 +237,17 @@ pub enum ComponentSource {
         /// `sha256:` and 64 lower-case hex digits.
         digest: String,
     },
+    /// A package from a registry (`{ registry, package, version }`, or a dependency's
+    /// `"ns:pkg" = "^1.0"`): the newest version the requirement accepts, downloaded once
+    /// into the content cache.
+    Registry {
+        /// The registry written in the manifest; otherwise the `wasm-pkg` configuration's.
+        registry: Option<String>,
+        /// `namespace:name`.
+        package: String,
+        /// A semantic-version requirement (`=1.2.3` for a component's own source).
+        version: String,
+    },
 }
 
 impl ComponentSource {
@@ -244,7 +255,7 @@ impl ComponentSource {
     pub fn local(&self) -> Option<&std::path::Path> {
         match self {
             ComponentSource::Local(path) => Some(path),
-            ComponentSource::Remote { .. } => None,
+            ComponentSource::Remote { .. } | ComponentSource::Registry { .. } => None,
         }
     }
 }

@@ -673,7 +673,7 @@ impl JsonSchema for RawDependency {
         let table = generator.subschema_for::<RawDependencyTable>();
         string_or(
             generator,
-            "a registry version requirement (registry dependencies are not supported yet)",
+            "a registry version requirement such as \"1.2.3\"",
             table,
         )
     }

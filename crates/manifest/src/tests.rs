@@ -531,6 +531,8 @@ source = "main.wasm"
 "test:calc/adder@0.1.0" = { path = "deps/adder.wasm", inherit_configuration = ["environment", "files"] }
 "test:other" = { url = "https://example.com/other.wasm", digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000" }
 "my-dep" = { component = "lib", export = "test:lib/api@1.0.0", inherit_configuration = true }
+"test:reg" = "1.2"
+"test:pkg/x@0.1.0" = { version = "=0.1.0", registry = "127.0.0.1:5000", package = "test:renamed" }
 
 [component.lib]
 source = "lib.wasm"
@@ -546,7 +548,29 @@ dependencies_inherit_configuration = true
     let deps = &m.components["main"].dependencies;
     assert_eq!(
         deps.keys().collect::<Vec<_>>(),
-        ["test:calc/adder@0.1.0", "test:other", "my-dep"]
+        [
+            "test:calc/adder@0.1.0",
+            "test:other",
+            "my-dep",
+            "test:reg",
+            "test:pkg/x@0.1.0"
+        ]
+    );
+    assert_eq!(
+        deps["test:reg"].source,
+        ComponentSource::Registry {
+            registry: None,
+            package: "test:reg".to_owned(),
+            version: "1.2".to_owned(),
+        }
+    );
+    assert_eq!(
+        deps["test:pkg/x@0.1.0"].source,
+        ComponentSource::Registry {
+            registry: Some("127.0.0.1:5000".to_owned()),
+            package: "test:renamed".to_owned(),
+            version: "=0.1.0".to_owned(),
+        }
     );
     assert_eq!(
         deps["test:calc/adder@0.1.0"],

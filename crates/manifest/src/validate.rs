@@ -308,24 +308,37 @@ impl Validator<'_> {
                 self.remote_source(&id, source_span, remote)?
             }
             RawSource::Remote(remote) => {
-                let package = match (&remote.package, &remote.version) {
-                    (Some(package), Some(version)) => format!("`{package}@{version}`"),
-                    (Some(package), None) => format!("`{package}`"),
-                    _ => "the package".to_owned(),
+                let example = "write `source = { registry = \"registry.example.com\", package = \"ns:name\", version = \"1.2.3\" }`";
+                let (Some(package), Some(version)) = (remote.package, remote.version) else {
+                    return Err(self.error(
+                        source_span,
+                        format!(
+                            "component `{id}`: a registry source needs `package` and `version`"
+                        ),
+                        example,
+                    ));
                 };
-                let registry = match &remote.registry {
-                    Some(registry) => format!(" from {registry}"),
-                    None => String::new(),
-                };
-                return Err(self.error(
-                    source_span,
-                    "registry sources are not supported yet; use a url source or build the \
-                     component locally and point `source` at the .wasm file",
-                    format!(
-                        "fetch {package}{registry} (e.g. with `wkg get`), or build it, then write \
-                         e.g. `source = \"target/wasm32-wasip2/release/{id}.wasm\"`"
-                    ),
-                ));
+                if let Err(problem) = crate::dependencies::check_package_name(&package) {
+                    return Err(self.error(
+                        source_span,
+                        format!("component `{id}`: {problem}"),
+                        example,
+                    ));
+                }
+                if let Err(e) = semver::Version::parse(&version) {
+                    return Err(self.error(
+                        source_span,
+                        format!(
+                            "component `{id}`: source version `{version}` is not an exact semantic version ({e})"
+                        ),
+                        example,
+                    ));
+                }
+                ComponentSource::Registry {
+                    registry: remote.registry,
+                    package,
+                    version: format!("={version}"),
+                }
             }
         };
 
@@ -428,38 +441,77 @@ impl Validator<'_> {
                 ));
             }
             let value_span = value.span();
-            let table = match value.into_inner() {
-                RawDependency::Version(version) => {
+            let registry_source = |package: Option<String>,
+                                   version: String,
+                                   registry: Option<String>|
+             -> Result<ComponentSource, ManifestError> {
+                let package = match (package, &name) {
+                    (Some(package), _) => package,
+                    (None, DependencyName::Package { package, .. }) => package.clone(),
+                    (None, DependencyName::Plain(_)) => {
+                        return Err(self.error(
+                            value_span.clone(),
+                            format!(
+                                "dependency `{name}` of component `{id}` must specify a package name"
+                            ),
+                            "a plain name says nothing about the package: add `package = \"ns:name\"`, \
+                             or key the dependency by the package's import name",
+                        ));
+                    }
+                };
+                if let Err(problem) = crate::dependencies::check_package_name(&package) {
                     return Err(self.error(
-                        value_span,
-                        format!(
-                            "dependency `{name}` of component `{id}` asks the registry for version `{version}`; \
-                             registry dependencies are not supported yet"
-                        ),
-                        "download the package (e.g. with `wkg get`) and write `{ path = \"dep.wasm\" }`, \
-                         or serve it and write `{ url = \"https://…\", digest = \"sha256:…\" }`",
+                        value_span.clone(),
+                        format!("dependency `{name}` of component `{id}`: {problem}"),
+                        "write the package as `namespace:name`",
                     ));
                 }
-                RawDependency::Table(table) => table,
+                if let Err(e) = semver::VersionReq::parse(&version) {
+                    return Err(self.error(
+                        value_span.clone(),
+                        format!(
+                            "dependency `{name}` of component `{id}` asks for version `{version}`, which is not a version requirement ({e})"
+                        ),
+                        "write e.g. \"1.2.3\" (that version or a compatible newer one) or \"=1.2.3\"",
+                    ));
+                }
+                Ok(ComponentSource::Registry {
+                    registry,
+                    package,
+                    version,
+                })
+            };
+            let table = match value.into_inner() {
+                RawDependency::Version(version) => {
+                    let inherit = match &inherit_all {
+                        Some(all) if *all.get_ref() => InheritConfiguration::All,
+                        _ => InheritConfiguration::default(),
+                    };
+                    let dependency = Dependency {
+                        source: registry_source(None, version, None)?,
+                        export: None,
+                        inherit,
+                    };
+                    dependencies.insert(name.to_string(), dependency);
+                    names.push((name, key_span));
+                    continue;
+                }
+                RawDependency::Table(table) => *table,
             };
             let field_error =
                 |message: String, hint: &str| self.error(value_span.clone(), message, hint);
-            if table.version.is_some() || table.registry.is_some() || table.package.is_some() {
-                let kind = if table.path.is_some()
-                    || table.url.is_some()
-                    || table.component.is_some()
-                {
-                    "mixes registry fields (`version`, `registry`, `package`) with another source"
-                } else {
-                    "is a registry dependency; registry dependencies are not supported yet"
-                };
+            let registry_fields =
+                table.version.is_some() || table.registry.is_some() || table.package.is_some();
+            if registry_fields && table.version.is_none() {
                 return Err(field_error(
-                    format!("dependency `{name}` of component `{id}` {kind}"),
-                    "write `{ path = \"dep.wasm\" }`, `{ url = \"https://…\", digest = \"sha256:…\" }` \
-                     or `{ component = \"other-component\" }`",
+                    format!(
+                        "dependency `{name}` of component `{id}` has registry fields but no `version`"
+                    ),
+                    "add `version = \"1.2.3\"`, or use `path`, `url` or `component` instead",
                 ));
             }
             let sources = [
+                table.version.is_some(),
                 table.path.is_some(),
                 table.url.is_some() || table.digest.is_some(),
                 table.component.is_some(),
@@ -467,8 +519,8 @@ impl Validator<'_> {
             if sources.iter().filter(|set| **set).count() != 1 {
                 return Err(field_error(
                     format!("dependency `{name}` of component `{id}` needs exactly one source"),
-                    "write one of `{ path = \"dep.wasm\" }`, `{ url = \"https://…\", digest = \"sha256:…\" }` \
-                     or `{ component = \"other-component\" }`",
+                    "write one of `{ path = \"dep.wasm\" }`, `{ url = \"https://…\", digest = \"sha256:…\" }`, \
+                     `{ component = \"other-component\" }` or `{ version = \"1.2.3\" }`",
                 ));
             }
             if table.export.is_some() && name.is_package_wide() {
@@ -513,7 +565,9 @@ impl Validator<'_> {
                 }
                 _ => InheritConfiguration::default(),
             };
-            let source = if let Some(path) = table.path {
+            let source = if let Some(version) = table.version {
+                registry_source(table.package, version, table.registry)?
+            } else if let Some(path) = table.path {
                 if path.trim().is_empty() {
                     return Err(field_error(
                         format!("dependency `{name}` of component `{id}` has an empty `path`"),

@@ -395,6 +395,17 @@ impl RegistryClient {
         Ok((body, media_type, digest))
     }
 
+    /// Every tag of `reference`'s repository (the registry's first page of up to 1,000).
+    pub(crate) async fn list_tags(&self, reference: &Reference) -> Result<Vec<String>> {
+        let auth = self.prepare(reference).await?;
+        let response = self
+            .oci
+            .list_tags(reference.as_oci(), &auth, Some(1000), None)
+            .await
+            .map_err(|e| self.map_error(e, reference, "tag list"))?;
+        Ok(response.tags)
+    }
+
     /// Downloads the blob `desc` into `cache`, verifying its digest while it streams to disk.
     /// Returns the cached path; a blob already cached is not downloaded again.
     pub(crate) async fn download_blob(

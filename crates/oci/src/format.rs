@@ -75,8 +75,9 @@ pub(crate) fn guest_rel_path(guest_path: &str) -> Result<String> {
     normalize_rel_path(guest_path.trim_start_matches('/'))
 }
 
-/// Wisp's LockedApp as the registry stores it: sources and files become Spin content
-/// references by digest, `metadata.origin` is dropped. `files[i]` are component `i`'s files.
+/// Wisp's LockedApp as the registry stores it: sources, dependency sources and files become
+/// Spin content references by digest (no local path is written), `metadata.origin` is
+/// dropped. `files[i]` are component `i`'s files.
 pub(crate) fn to_registry_json(locked: &LockedApp, files: &[Vec<FileRef>]) -> Vec<u8> {
     let mut value = serde_json::to_value(locked).expect("a LockedApp always serializes");
     // Spin writes version 0 for an app without host requirements, and reads 0 and 1.
@@ -133,6 +134,14 @@ pub(crate) fn to_registry_json(locked: &LockedApp, files: &[Vec<FileRef>]) -> Ve
                     "digest": locked.source.digest,
                 }),
             );
+            if locked.dependencies.is_empty() {
+                component.remove("dependencies");
+            } else {
+                component.insert(
+                    "dependencies".to_owned(),
+                    Value::Object(registry_dependencies(locked)),
+                );
+            }
             if files.is_empty() {
                 component.remove("files");
             } else {
@@ -153,6 +162,34 @@ pub(crate) fn to_registry_json(locked: &LockedApp, files: &[Vec<FileRef>]) -> Ve
         }
     }
     serde_json::to_vec(&value).expect("JSON values serialize")
+}
+
+/// A component's dependencies as Spin writes them in an artifact: each `source` is
+/// `{"content_type", "digest"}` (its Wasm is a layer), `export` is always written (`null`
+/// when absent) and `inherit` only when something is inherited.
+fn registry_dependencies(component: &wisp_app::LockedComponent) -> Map<String, Value> {
+    component
+        .dependencies
+        .iter()
+        .map(|(name, dependency)| {
+            let mut entry = Map::new();
+            entry.insert(
+                "source".to_owned(),
+                json!({
+                    "content_type": dependency.source.content_type,
+                    "digest": dependency.source.digest,
+                }),
+            );
+            entry.insert("export".to_owned(), json!(dependency.export));
+            if !dependency.inherit.is_none() {
+                entry.insert(
+                    "inherit".to_owned(),
+                    serde_json::to_value(&dependency.inherit).expect("inherit serializes"),
+                );
+            }
+            (name.clone(), Value::Object(entry))
+        })
+        .collect()
 }
 
 /// Spin's `ContentRef`: content by digest, inline bytes, or (refused here) a URL.
@@ -213,6 +250,8 @@ impl ContentRef {
 pub(crate) struct RegistryLockedApp {
     value: Value,
     sources: Vec<ContentRef>,
+    /// Per component: its dependencies' sources, by dependency name.
+    dependencies: Vec<Vec<(String, ContentRef)>>,
     files: Vec<Vec<(String, ContentRef)>>,
 }
 
@@ -235,24 +274,36 @@ impl RegistryLockedApp {
             Some(_) => {}
             None => return Err(invalid("missing `spin_lock_version`".to_owned())),
         }
+        // Trigger dependencies (HTTP middleware) are composed by the trigger, which Wisp's
+        // triggers do not do: refused rather than silently skipped.
+        let has_trigger_dependencies = |owner: &Value| {
+            owner.get("trigger_dependencies").is_some_and(|deps| {
+                !deps.is_null() && deps.as_object().is_none_or(|m| !m.is_empty())
+            })
+        };
+        if let Some(triggers) = obj.get("triggers").and_then(Value::as_array) {
+            for trigger in triggers {
+                if has_trigger_dependencies(trigger) {
+                    let id = trigger.get("id").and_then(Value::as_str).unwrap_or("?");
+                    return Err(invalid(format!(
+                        "trigger `{id}` has `trigger_dependencies`, which wisp cannot compose; push the app with its dependencies composed into the component"
+                    )));
+                }
+            }
+        }
         let components = obj
             .get("components")
             .and_then(Value::as_array)
             .ok_or_else(|| invalid("missing `components`".to_owned()))?;
         let mut sources = Vec::new();
+        let mut dependencies = Vec::new();
         let mut files = Vec::new();
         for component in components {
             let id = component.get("id").and_then(Value::as_str).unwrap_or("?");
-            for key in ["dependencies", "trigger_dependencies"] {
-                if component
-                    .get(key)
-                    .and_then(Value::as_object)
-                    .is_some_and(|m| !m.is_empty())
-                {
-                    return Err(invalid(format!(
-                        "component `{id}` has `{key}`, which wisp cannot compose; push the app with its dependencies composed into the component"
-                    )));
-                }
+            if has_trigger_dependencies(component) {
+                return Err(invalid(format!(
+                    "component `{id}` has `trigger_dependencies`, which wisp cannot compose; push the app with its dependencies composed into the component"
+                )));
             }
             let source = component
                 .get("source")
@@ -262,6 +313,33 @@ impl RegistryLockedApp {
                 &format!("component `{id}` source"),
                 reference,
             )?);
+            // Each dependency's Wasm is a layer named by digest, like the component's source;
+            // the names, exports and inheritance are checked with the rest of the app.
+            let mut component_dependencies = Vec::new();
+            match component.get("dependencies") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(map)) => {
+                    for (name, dependency) in map {
+                        let source = dependency.get("source").ok_or_else(|| {
+                            invalid(format!(
+                                "component `{id}`: dependency `{name}` has no `source`"
+                            ))
+                        })?;
+                        let content = ContentRef::parse(
+                            source,
+                            &format!("component `{id}` dependency `{name}` source"),
+                            reference,
+                        )?;
+                        component_dependencies.push((name.clone(), content));
+                    }
+                }
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "component `{id}`: `dependencies` must be an object"
+                    )));
+                }
+            }
+            dependencies.push(component_dependencies);
             let mut component_files = Vec::new();
             if let Some(list) = component.get("files") {
                 let list = list
@@ -285,14 +363,16 @@ impl RegistryLockedApp {
         Ok(RegistryLockedApp {
             value,
             sources,
+            dependencies,
             files,
         })
     }
 
-    /// Every content reference (sources, then files).
+    /// Every content reference (sources, then dependency sources, then files).
     pub(crate) fn content_refs(&self) -> impl Iterator<Item = &ContentRef> {
         self.sources
             .iter()
+            .chain(self.dependencies.iter().flatten().map(|(_, c)| c))
             .chain(self.files.iter().flatten().map(|(_, c)| c))
     }
 
@@ -396,6 +476,32 @@ impl RegistryLockedApp {
                     "digest": source.key(),
                 }),
             );
+            if !self.dependencies[i].is_empty() {
+                let dependencies = component
+                    .get_mut("dependencies")
+                    .and_then(Value::as_object_mut)
+                    .expect("checked in parse");
+                for (name, content) in &self.dependencies[i] {
+                    let dependency = dependencies
+                        .get_mut(name)
+                        .and_then(Value::as_object_mut)
+                        .ok_or_else(|| invalid(format!("dependency `{name}` must be an object")))?;
+                    let content_type = dependency
+                        .get("source")
+                        .and_then(|s| s.get("content_type"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("application/wasm")
+                        .to_owned();
+                    dependency.insert(
+                        "source".to_owned(),
+                        json!({
+                            "content_type": content_type,
+                            "path": path_of(content)?,
+                            "digest": content.key(),
+                        }),
+                    );
+                }
+            }
             let files = self.files[i]
                 .iter()
                 .map(|(path, content)| {
@@ -525,6 +631,185 @@ mod tests {
             addresses,
             ["redis://127.0.0.1:6379", "redis://127.0.0.2:6379"]
         );
+    }
+
+    /// A locked app as `spin registry push` writes it for a component with dependencies
+    /// (uncomposed): `export` written as `null` when absent, `inherit` left out, `"All"` or
+    /// `{"Some": [...]}`.
+    #[test]
+    fn spin_written_dependencies_resolve_to_cached_layers() {
+        let main = wisp_app::sha256_digest(b"\0asm main");
+        let adder = wisp_app::sha256_digest(b"\0asm adder");
+        let log = wisp_app::sha256_digest(b"\0asm log");
+        let wasm = |digest: &str| json!({ "content_type": "application/wasm", "digest": digest });
+        let locked = json!({
+            "spin_lock_version": 0,
+            "metadata": { "name": "deps" },
+            "triggers": [
+                { "id": "t", "trigger_type": "http",
+                  "trigger_config": { "route": "/...", "component": "main" } }
+            ],
+            "components": [{
+                "id": "main",
+                "source": wasm(&main),
+                "env": { "MODE": "prod" },
+                "dependencies": {
+                    "test:calc/adder@0.1.0": { "source": wasm(&adder), "export": null },
+                    "test:log": { "source": wasm(&log), "export": null, "inherit": "All" },
+                    "helper": {
+                        "source": wasm(&adder),
+                        "export": "test:calc/adder@0.1.0",
+                        "inherit": { "Some": ["environment"] }
+                    }
+                }
+            }]
+        });
+        let reference: Reference = "localhost:5000/deps:v1".parse().unwrap();
+        let app =
+            RegistryLockedApp::parse(&serde_json::to_vec(&locked).unwrap(), &reference).unwrap();
+        let mut wanted: Vec<String> = app.content_refs().map(ContentRef::key).collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut expected = vec![main.clone(), adder.clone(), log.clone()];
+        expected.sort();
+        assert_eq!(wanted, expected, "every dependency digest is fetched");
+
+        let path = |digest: &str| PathBuf::from(format!("/cache/{}", &digest[7..15]));
+        let paths: HashMap<String, PathBuf> = [&main, &adder, &log]
+            .into_iter()
+            .map(|d| (d.clone(), path(d)))
+            .collect();
+        let app = app.into_locked(&paths, &reference).unwrap();
+        let dependencies = &app.components[0].dependencies;
+        let names: Vec<&str> = dependencies.keys().map(String::as_str).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, ["helper", "test:calc/adder@0.1.0", "test:log"]);
+
+        let calc = &dependencies["test:calc/adder@0.1.0"];
+        assert_eq!(calc.source.path, path(&adder));
+        assert_eq!(calc.source.digest, adder);
+        assert_eq!(calc.source.content_type, "application/wasm");
+        assert_eq!(calc.export, None);
+        assert!(calc.inherit.is_none(), "{:?}", calc.inherit);
+
+        let log_dep = &dependencies["test:log"];
+        assert_eq!(log_dep.source.path, path(&log));
+        assert_eq!(log_dep.inherit, wisp_app::InheritConfiguration::All);
+
+        let helper = &dependencies["helper"];
+        assert_eq!(helper.source.path, path(&adder));
+        assert_eq!(helper.export.as_deref(), Some("test:calc/adder@0.1.0"));
+        assert_eq!(
+            helper.inherit,
+            wisp_app::InheritConfiguration::Some(vec!["environment".to_owned()])
+        );
+    }
+
+    /// What push writes for a dependency: Spin's `{content_type, digest}` source, never the
+    /// local path; `export` always, `inherit` only when something is inherited. It reads
+    /// back to the same dependencies.
+    #[test]
+    fn dependencies_are_written_by_digest_without_their_path() {
+        let main = wisp_app::sha256_digest(b"\0asm main");
+        let adder = wisp_app::sha256_digest(b"\0asm adder");
+        let local = |name: &str| format!("/home/someone/private-project/{name}");
+        let locked = json!({
+            "spin_lock_version": 1,
+            "metadata": { "name": "deps", "origin": local("spin.toml") },
+            "triggers": [
+                { "id": "t", "trigger_type": "http",
+                  "trigger_config": { "route": "/...", "component": "main" } }
+            ],
+            "components": [{
+                "id": "main",
+                "source": { "content_type": "application/wasm", "path": local("main.wasm"),
+                            "digest": main },
+                "dependencies": {
+                    "test:calc/adder@0.1.0": {
+                        "source": { "content_type": "application/wasm",
+                                    "path": local("adder.wasm"), "digest": adder },
+                    },
+                    "helper": {
+                        "source": { "content_type": "application/wasm",
+                                    "path": local("adder.wasm"), "digest": adder },
+                        "export": "test:calc/adder@0.1.0",
+                        "inherit": { "Some": ["environment"] }
+                    }
+                }
+            }]
+        });
+        let locked = LockedApp::from_json(&serde_json::to_vec(&locked).unwrap()).unwrap();
+        let written = to_registry_json(&locked, &[Vec::new()]);
+        let text = String::from_utf8(written.clone()).unwrap();
+        assert!(
+            !text.contains("private-project"),
+            "a local path leaked: {text}"
+        );
+        let value: Value = serde_json::from_slice(&written).unwrap();
+        let source = json!({ "content_type": "application/wasm", "digest": adder });
+        assert_eq!(
+            value["components"][0]["dependencies"],
+            json!({
+                "test:calc/adder@0.1.0": { "source": source, "export": null },
+                "helper": {
+                    "source": source,
+                    "export": "test:calc/adder@0.1.0",
+                    "inherit": { "Some": ["environment"] }
+                }
+            })
+        );
+
+        let reference: Reference = "localhost:5000/deps:v1".parse().unwrap();
+        let paths = HashMap::from([
+            (main.clone(), PathBuf::from("/cache/main")),
+            (adder.clone(), PathBuf::from("/cache/adder")),
+        ]);
+        let back = RegistryLockedApp::parse(&written, &reference)
+            .unwrap()
+            .into_locked(&paths, &reference)
+            .unwrap();
+        let mut expected = locked.components[0].dependencies.clone();
+        for dependency in expected.values_mut() {
+            dependency.source.path = PathBuf::from("/cache/adder");
+        }
+        assert_eq!(back.components[0].dependencies, expected);
+    }
+
+    #[test]
+    fn trigger_dependencies_are_refused() {
+        let digest = wisp_app::sha256_digest(b"\0asm");
+        let source = json!({ "content_type": "application/wasm", "digest": digest });
+        let middleware = json!({ "http": [{ "source": source, "export": null }] });
+        let app = |component_deps: Option<&Value>, trigger_deps: Option<&Value>| {
+            let mut trigger = json!({ "id": "t", "trigger_type": "http",
+                                      "trigger_config": { "route": "/...", "component": "c" } });
+            if let Some(deps) = trigger_deps {
+                trigger["trigger_dependencies"] = deps.clone();
+            }
+            let mut component = json!({ "id": "c", "source": source });
+            if let Some(deps) = component_deps {
+                component["trigger_dependencies"] = deps.clone();
+            }
+            let locked = json!({ "spin_lock_version": 0, "triggers": [trigger],
+                                 "components": [component] });
+            serde_json::to_vec(&locked).unwrap()
+        };
+        let reference: Reference = "localhost:5000/mw:v1".parse().unwrap();
+        for (bytes, owner) in [
+            (app(Some(&middleware), None), "component `c`"),
+            (app(None, Some(&middleware)), "trigger `t`"),
+        ] {
+            let err = RegistryLockedApp::parse(&bytes, &reference).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains(owner)
+                    && message.contains("`trigger_dependencies`, which wisp cannot compose"),
+                "{message}"
+            );
+        }
+        // Spin writes none as an absent or empty map.
+        RegistryLockedApp::parse(&app(Some(&json!({})), Some(&json!({}))), &reference).unwrap();
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //!   `{"architecture":"wasm","os":"wasip1","config":{"Labels":{"com.fermyon.spin.lockedAppDigest":"sha256:…"}},"rootfs":{"type":"layers","diff_ids":[]}}`.
 //!   The label carries the digest of the locked-app layer so that different apps never share
 //!   an image id.
-//! - One [`WASM_LAYER_MEDIA_TYPE`] layer per distinct component source.
+//! - One [`WASM_LAYER_MEDIA_TYPE`] layer per distinct component or dependency source.
 //! - One [`DATA_LAYER_MEDIA_TYPE`] layer per distinct static file content. Files of at most
 //!   [`INLINE_MAX_SIZE`] bytes are not uploaded: their bytes are inlined (base64) in the
 //!   locked app instead.
@@ -40,7 +40,11 @@
 //! `spin_lock_version` 1 (Spin writes 0 unless it has host requirements and reads both).
 //! On pull we accept Spin's forms: version 0, a private route written as
 //! `{"private": true}`, a locked app carried as the manifest config (the oldest Spin
-//! artifacts), and unknown fields; component `dependencies` (uncomposed) are refused.
+//! artifacts), and unknown fields. Component `dependencies` travel uncomposed, as Spin
+//! pushes them without composition: each dependency's Wasm is a [`WASM_LAYER_MEDIA_TYPE`]
+//! layer (deduplicated with the component sources), its locked-app `source` is
+//! `{"content_type","digest"}` like a component's, and the engine composes at load.
+//! `trigger_dependencies` (HTTP middleware) are refused.
 //!
 //! Pull also accepts an artifact with a single `application/wasm` (or
 //! [`WASM_LAYER_MEDIA_TYPE`]) layer, as `wkg oci push` makes: it becomes a one-component app
@@ -58,6 +62,7 @@ mod auth;
 mod cache;
 mod client;
 mod format;
+mod package;
 mod pull;
 mod push;
 mod reference;
@@ -68,6 +73,7 @@ use std::path::PathBuf;
 pub use auth::{AuthStore, CredentialSource, CredentialStores, login, login_with_store};
 pub use cache::Cache;
 pub use client::{ClientOptions, RegistryClient, error_chain};
+pub use package::{PackageRequest, fetch_package};
 pub use pull::{PulledApp, pull};
 pub use push::{
     PackedApp, PackedBlob, ProgressEvent, PushResult, pack, push, push_annotated,
@@ -165,6 +171,14 @@ pub enum OciError {
         digest: String,
         /// Digest of what was received.
         actual: String,
+    },
+    /// A registry package (a dependency or a registry source) could not be found or used.
+    #[error("package `{package}`: {message}")]
+    Package {
+        /// `namespace:name`.
+        package: String,
+        /// What went wrong, and how to fix it.
+        message: String,
     },
     /// A component's `source = { url, digest }` could not be downloaded.
     #[error("cannot download {url}: {message}")]

@@ -269,6 +269,10 @@ async fn assemble_app(
     let locked = app.into_locked(&paths, reference)?;
     for component in &locked.components {
         crate::ensure_wasm(&component.id, &component.source.path).await?;
+        for (name, dependency) in &component.dependencies {
+            let what = format!("{}` dependency `{name}", component.id);
+            crate::ensure_wasm(&what, &dependency.source.path).await?;
+        }
     }
     Ok(Some(locked))
 }

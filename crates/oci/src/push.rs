@@ -337,6 +337,30 @@ async fn assemble(
             size,
             data: BlobData::File(source.clone()),
         });
+        // Each dependency's Wasm is a layer of its own, as `spin registry push` writes it
+        // without composing: composing here would bake in Wisp's `wisp-deny-*` imports,
+        // which only Wisp's host answers.
+        for (name, dependency) in &component.dependencies {
+            // Errors read "component `<id>` dependency `<name>`: …".
+            let what = format!("{}` dependency `{name}", component.id);
+            let path = &dependency.source.path;
+            crate::ensure_wasm(&what, path).await?;
+            let (digest, size) = digests.of(path).await?;
+            if digest != dependency.source.digest {
+                return Err(OciError::SourceChanged {
+                    component: what,
+                    path: path.clone(),
+                    locked: dependency.source.digest.clone(),
+                    actual: digest,
+                });
+            }
+            wasm_layers.push(Blob {
+                media_type: WASM_LAYER_MEDIA_TYPE.to_owned(),
+                digest,
+                size,
+                data: BlobData::File(path.clone()),
+            });
+        }
 
         let mut refs = Vec::new();
         let mut layers = Vec::new();
@@ -380,7 +404,7 @@ async fn assemble(
         archive_inputs.push(inputs);
     }
 
-    // One layer per distinct component source and file, unless that is too many for
+    // One layer per distinct component or dependency source and file, unless that is too many for
     // registries: then one archive layer per component's files (Spin's fallback).
     let simple: Vec<Blob> = wasm_layers
         .iter()
@@ -522,4 +546,63 @@ fn annotations(locked: &LockedApp) -> BTreeMap<String, String> {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component `main` (source `main.wasm`) with the dependency `adder.wasm`, both
+    /// locked with the digests of their bytes now.
+    fn app_with_a_dependency(dir: &Path) -> LockedApp {
+        let main = dir.join("main.wasm");
+        let adder = dir.join("adder.wasm");
+        std::fs::write(&main, b"\0asm main").unwrap();
+        std::fs::write(&adder, b"\0asm adder").unwrap();
+        let locked = serde_json::json!({
+            "spin_lock_version": 1,
+            "metadata": { "name": "deps" },
+            "triggers": [{ "id": "t", "trigger_type": "http",
+                           "trigger_config": { "route": "/...", "component": "main" } }],
+            "components": [{
+                "id": "main",
+                "source": { "content_type": "application/wasm", "path": main,
+                            "digest": wisp_app::sha256_digest(b"\0asm main") },
+                "dependencies": { "test:calc/adder@0.1.0": {
+                    "source": { "content_type": "application/wasm", "path": adder,
+                                "digest": wisp_app::sha256_digest(b"\0asm adder") }
+                } }
+            }]
+        });
+        LockedApp::from_json(&serde_json::to_vec(&locked).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_dependency_is_a_wasm_layer_checked_against_its_locked_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let locked = app_with_a_dependency(dir.path());
+        let packed = pack(&locked).await.unwrap();
+        let adder = wisp_app::sha256_digest(b"\0asm adder");
+        assert!(
+            packed
+                .blobs()
+                .any(|b| b.digest == adder && b.media_type == WASM_LAYER_MEDIA_TYPE),
+            "{packed:?}"
+        );
+
+        std::fs::write(dir.path().join("adder.wasm"), b"\0asm changed").unwrap();
+        let err = pack(&locked).await.unwrap_err().to_string();
+        assert!(
+            err.contains("component `main` dependency `test:calc/adder@0.1.0`")
+                && err.contains("changed since the app was resolved"),
+            "{err}"
+        );
+
+        std::fs::write(dir.path().join("adder.wasm"), b"ELF").unwrap();
+        let err = pack(&locked).await.unwrap_err().to_string();
+        assert!(
+            err.contains("dependency `test:calc/adder@0.1.0`") && err.contains("not a Wasm binary"),
+            "{err}"
+        );
+    }
 }

@@ -1017,3 +1017,90 @@ async fn annotations_given_at_push_win_over_the_derived_ones() {
     assert_eq!(annotations["com.example.team"], "web");
     assert_eq!(annotations["org.opencontainers.image.version"], "1.2.3");
 }
+
+/// Uploads `wasm` as `wkg oci push` would publish package version `tag` in `repo`.
+async fn put_package(registry: &Registry, repo: &str, tag: &str, wasm: &[u8]) {
+    let config = serde_json::to_vec(&json!({
+        "architecture": "wasm",
+        "os": "wasip2",
+        "layerDigests": [wisp_app::sha256_digest(wasm)],
+    }))
+    .unwrap();
+    put_blob(registry, repo, &config).await;
+    put_blob(registry, repo, wasm).await;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": wisp_oci::OCI_MANIFEST_MEDIA_TYPE,
+        "config": descriptor("application/vnd.wasm.config.v0+json", &config),
+        "layers": [descriptor("application/wasm", wasm)],
+    });
+    put_manifest(registry, repo, tag, &manifest).await;
+}
+
+#[tokio::test]
+async fn a_package_resolves_to_the_newest_version_its_requirement_accepts() {
+    let registry = Registry::start();
+    let hello = std::fs::read(wisp_test_programs::HELLO).unwrap();
+    let adder = std::fs::read(wisp_test_programs::DEP_ADDER).unwrap();
+    for (tag, wasm) in [
+        ("0.1.0", &hello),
+        ("0.1.5", &adder),
+        ("0.2.0", &hello),
+        ("latest", &hello),
+    ] {
+        put_package(&registry, "test/calc", tag, wasm).await;
+    }
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_dir.path());
+    let client = anonymous_client();
+    let fetch = |version: &'static str| {
+        let request = wisp_oci::PackageRequest {
+            package: "test:calc",
+            version,
+            registry: Some(&registry.host),
+        };
+        let (client, cache) = (&client, &cache);
+        async move { wisp_oci::fetch_package(client, cache, &request, 1 << 30).await }
+    };
+
+    let newest_compatible = fetch("0.1").await.unwrap();
+    assert_eq!(std::fs::read(&newest_compatible).unwrap(), adder);
+    let exact = fetch("=0.1.0").await.unwrap();
+    assert_eq!(std::fs::read(&exact).unwrap(), hello);
+
+    let err = fetch("^0.3").await.unwrap_err().to_string();
+    assert!(
+        err.contains("test:calc") && err.contains("0.1.5") && err.contains("^0.3"),
+        "the error names the package, the requirement and the versions there are: {err}"
+    );
+    let err = wisp_oci::fetch_package(
+        &client,
+        &cache,
+        &wisp_oci::PackageRequest {
+            package: "test:missing",
+            version: "1",
+            registry: Some(&registry.host),
+        },
+        1 << 30,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("test/missing"), "{err}");
+    let err = fetch("0.1.5").await;
+    assert!(err.is_ok(), "0.1.5 is cached and accepted: {err:?}");
+    let too_small = wisp_oci::fetch_package(
+        &client,
+        &Cache::new(tempfile::tempdir().unwrap().path()),
+        &wisp_oci::PackageRequest {
+            package: "test:calc",
+            version: "0.1",
+            registry: Some(&registry.host),
+        },
+        10,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(too_small.contains("limit"), "{too_small}");
+}

@@ -168,6 +168,15 @@ fn check(manifest_path: &Path, listen: SocketAddr) -> Vec<Finding> {
                     }
                 }
             }
+            wisp_manifest::ComponentSource::Registry {
+                package, version, ..
+            } => {
+                findings.push(Finding::ok(
+                    id,
+                    format!("source package {package} {version} is downloaded when the app starts"),
+                ));
+                continue;
+            }
         };
         findings.extend(check_component(
             &manifest,

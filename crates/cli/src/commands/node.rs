@@ -537,7 +537,7 @@ async fn upload(client: &Client, from: &Path) -> Result<String> {
     let locked = if from.extension().is_some_and(|e| e == "wasm") {
         wisp_app::from_component_file_with(from, &options)?
     } else {
-        resolve_manifest_with(Some(from), &options, None)?.0
+        resolve_manifest_with(Some(from), &options, None, false)?.0
     };
     let packed = wisp_oci::pack(&locked)
         .await

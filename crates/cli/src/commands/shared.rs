@@ -11,15 +11,17 @@ use wisp_oci::{ClientOptions, RegistryClient};
 /// Parses and resolves the manifest at `path` (default `spin.toml`; a directory means
 /// its `spin.toml`); returns the app and the manifest's directory.
 pub(crate) fn resolve_manifest(path: Option<&Path>) -> Result<(LockedApp, PathBuf)> {
-    resolve_manifest_with(path, &wisp_app::ResolveOptions::default(), None)
+    resolve_manifest_with(path, &wisp_app::ResolveOptions::default(), None, false)
 }
 
-/// [`resolve_manifest`] with explicit limits; components with a url source are downloaded
-/// into `content_cache` (default [`wisp_oci::Cache::default_root`]) first.
+/// [`resolve_manifest`] with explicit limits; url and registry sources (of components and
+/// dependencies) are downloaded into `content_cache` (default
+/// [`wisp_oci::Cache::default_root`]) first, from registries over plain HTTP if `insecure`.
 pub(crate) fn resolve_manifest_with(
     path: Option<&Path>,
     options: &wisp_app::ResolveOptions,
     content_cache: Option<&Path>,
+    insecure: bool,
 ) -> Result<(LockedApp, PathBuf)> {
     let mut path = path.map_or_else(|| PathBuf::from("spin.toml"), Path::to_path_buf);
     if path.is_dir() {
@@ -35,7 +37,7 @@ pub(crate) fn resolve_manifest_with(
     for warning in &manifest.warnings {
         tracing::warn!("{}: {warning}", path.display());
     }
-    fetch_url_sources(&mut manifest, options, content_cache)?;
+    fetch_remote_sources(&mut manifest, options, content_cache, insecure)?;
     let locked = wisp_app::resolve_with(&manifest, &path, options)?;
     let dir = std::path::absolute(&path)
         .ok()
@@ -44,28 +46,25 @@ pub(crate) fn resolve_manifest_with(
     Ok((locked, dir))
 }
 
-/// Downloads every `source = { url, digest }` not yet in the content cache and points the
-/// component at its verified cached copy, so resolving sees only local files.
-fn fetch_url_sources(
+/// Downloads every `source = { url, digest }` and registry source (of components and of
+/// their dependencies) not yet in the content cache and points it at its verified cached
+/// copy, so resolving sees only local files. `insecure` lets registries speak plain HTTP.
+fn fetch_remote_sources(
     manifest: &mut wisp_manifest::Manifest,
     options: &wisp_app::ResolveOptions,
     content_cache: Option<&Path>,
+    insecure: bool,
 ) -> Result<()> {
     use wisp_manifest::ComponentSource;
-    // (component, dependency name or none for the component's own source, url, digest)
-    let mut remote: Vec<(String, Option<String>, String, String)> = Vec::new();
+    // (component, dependency name or none for the component's own source, source)
+    let mut remote: Vec<(String, Option<String>, ComponentSource)> = Vec::new();
     for c in manifest.components.values() {
-        if let ComponentSource::Remote { url, digest } = &c.source {
-            remote.push((c.id.clone(), None, url.clone(), digest.clone()));
+        if !matches!(c.source, ComponentSource::Local(_)) {
+            remote.push((c.id.clone(), None, c.source.clone()));
         }
         for (name, dependency) in &c.dependencies {
-            if let ComponentSource::Remote { url, digest } = &dependency.source {
-                remote.push((
-                    c.id.clone(),
-                    Some(name.clone()),
-                    url.clone(),
-                    digest.clone(),
-                ));
+            if !matches!(dependency.source, ComponentSource::Local(_)) {
+                remote.push((c.id.clone(), Some(name.clone()), dependency.source.clone()));
             }
         }
     }
@@ -76,6 +75,13 @@ fn fetch_url_sources(
         content_cache.map_or_else(wisp_oci::Cache::default_root, Path::to_path_buf),
     );
     let limit = options.max_source_bytes;
+    let needs_registry = remote
+        .iter()
+        .any(|(_, _, source)| matches!(source, ComponentSource::Registry { .. }));
+    let client = match needs_registry {
+        true => Some(registry_client(insecure)?),
+        false => None,
+    };
     // Its own thread and runtime: callers resolve both inside and outside an async runtime.
     let fetched = std::thread::scope(|scope| {
         scope
@@ -86,15 +92,36 @@ fn fetch_url_sources(
                     .context("cannot start the async runtime")?;
                 runtime.block_on(async {
                     let mut fetched = Vec::with_capacity(remote.len());
-                    for (id, dependency, url, digest) in &remote {
-                        let path = wisp_oci::fetch_url_source(&cache, url, digest, limit)
-                            .await
-                            .with_context(|| match dependency {
-                                None => format!("component `{id}`: cannot use its url source"),
-                                Some(name) => format!(
-                                    "component `{id}`: cannot use the url source of its dependency `{name}`"
-                                ),
-                            })?;
+                    for (id, dependency, source) in &remote {
+                        let what = match dependency {
+                            None => format!("component `{id}`: cannot use its source"),
+                            Some(name) => format!(
+                                "component `{id}`: cannot use the source of its dependency `{name}`"
+                            ),
+                        };
+                        let path = match source {
+                            ComponentSource::Remote { url, digest } => {
+                                wisp_oci::fetch_url_source(&cache, url, digest, limit)
+                                    .await
+                                    .context(what)?
+                            }
+                            ComponentSource::Registry {
+                                registry,
+                                package,
+                                version,
+                            } => {
+                                let request = wisp_oci::PackageRequest {
+                                    package,
+                                    version,
+                                    registry: registry.as_deref(),
+                                };
+                                let client = client.as_ref().expect("made for registry sources");
+                                wisp_oci::fetch_package(client, &cache, &request, limit)
+                                    .await
+                                    .context(what)?
+                            }
+                            ComponentSource::Local(path) => path.clone(),
+                        };
                         fetched.push(path);
                     }
                     Ok(fetched)
@@ -103,7 +130,7 @@ fn fetch_url_sources(
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })?;
-    for ((id, dependency, _, _), path) in remote.into_iter().zip(fetched) {
+    for ((id, dependency, _), path) in remote.into_iter().zip(fetched) {
         let Some(component) = manifest.components.get_mut(&id) else {
             continue;
         };

@@ -418,6 +418,7 @@ async fn resolve(
         args.manifest.as_deref(),
         options,
         args.oci_cache_dir.as_deref(),
+        args.insecure,
     )?;
     Ok((locked, dir, true))
 }

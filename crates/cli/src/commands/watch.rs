@@ -78,7 +78,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         let mut follow_up = false;
         let mut baseline = next_baseline(before_build, spec.snapshot(), &mut follow_up);
         let (mut locked, app_dir) =
-            resolve_manifest_with(Some(&manifest_path), &settings.resolve, None)?;
+            resolve_manifest_with(Some(&manifest_path), &settings.resolve, None, false)?;
         settings.guest_output = super::up::apply_app_flags(&mut locked, &args.up)?;
         let paths = AppPaths {
             state_dir: args
@@ -247,7 +247,7 @@ async fn reload(
     }
     let spec = WatchSpec::read(manifest_path)?;
     let (mut locked, app_dir) =
-        resolve_manifest_with(Some(manifest_path), &settings.resolve, None)?;
+        resolve_manifest_with(Some(manifest_path), &settings.resolve, None, false)?;
     super::up::apply_app_flags(&mut locked, args)?;
     let paths = AppPaths {
         state_dir: args
