@@ -110,7 +110,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     (
         "DEP_ADDER",
         "dep-adder",
-        "A component dependency (Spin SIP 020), not an HTTP component: exports only `test:calc/adder@0.1.0` (`tests/programs/wit-calc/calc.wit`, world `dep`). `add(a, b)` is `a + b`; `env(name)` is `std::env::var(name)` as the dependency sees it; `fetch(url)` sends one `GET` through `wasi:http/outgoing-handler@0.2` (`status <code>` or `error: <ErrorCode as Debug>`); `kv()` opens the Spin key-value store `default` (`fermyon:spin/key-value@2.0.0`) and reads key `k` (`ok: <value or none>` or `error: <Error as Debug>`).",
+        "A component dependency (Spin SIP 020), not an HTTP component: exports `test:calc/adder@0.1.0` (`tests/programs/wit-calc/calc.wit`, world `dep`) and the same functions as the plain-named `offset-adder` (whose `add` is `a + b + 100`, for `export = \"offset-adder\"`). `add(a, b)` is `a + b`; `env(name)` is `std::env::var(name)` as the dependency sees it; `fetch(url)` sends one `GET` through `wasi:http/outgoing-handler@0.2` (`status <code>` or `error: <ErrorCode as Debug>`); `kv()` opens the Spin key-value store `default` (`fermyon:spin/key-value@2.0.0`) and reads key `k` (`ok: <value or none>` or `error: <Error as Debug>`).",
     ),
     (
         "DEP_MAIN",

@@ -273,8 +273,10 @@ fn adder_entry(key: &str, extra: &str) -> String {
 // ---------------------------------------------------------------------------
 // Linking
 
-/// A dependency keyed by its interface, by its package, or fetched from a URL
-/// (digest checked) satisfies the import: `add(2, 3)` runs in the dependency.
+/// A dependency keyed by its interface, by its package, through another export
+/// (`export = "offset-adder"`), or fetched from a URL (digest checked) satisfies the
+/// import: `add(2, 3)` runs in the dependency. The composed code is compiled once: a
+/// second start with the same compile cache compiles nothing.
 #[test]
 fn dependency_by_interface_package_or_url_satisfies_the_import() {
     let server = Upstream::start();
@@ -284,19 +286,46 @@ fn dependency_by_interface_package_or_url_satisfies_the_import() {
     let app = App::new(&[
         routed("iface", "", &adder_entry(ADDER, "")),
         routed("package", "", &adder_entry("test:calc", "")),
+        // `offset-adder` has the same functions; its `add` adds 100.
+        routed(
+            "export",
+            "",
+            &adder_entry(ADDER, ", export = \"offset-adder\""),
+        ),
         routed(
             "url",
             "",
             &format!("{ADDER:?} = {{ url = \"{url}\", digest = \"{digest}\" }}"),
         ),
     ]);
-    let wisp = app.up();
+    let compile_cache = tempfile::tempdir().unwrap();
+    let cache_arg = ["--cache-dir", compile_cache.path().to_str().unwrap()];
+    let up = || {
+        app.start_with(&cache_arg)
+            .unwrap_or_else(|(status, stderr)| panic!("wisp up exited with {status}:\n{stderr}"))
+    };
+    let wisp = up();
     expect(&wisp, "/iface/sum", "sum=5");
     expect(&wisp, "/package/sum", "sum=5");
+    expect(&wisp, "/export/sum", "sum=105");
     expect(&wisp, "/url/sum", "sum=5");
     assert!(
         server.accepts() >= 1,
         "the url dependency was downloaded from {url}"
+    );
+    let first = wisp.stderr();
+    assert!(
+        first.contains("compiling component `iface`"),
+        "the first start compiles the composed component:\n{first}"
+    );
+    wisp.stop_cleanly();
+
+    let wisp = up();
+    expect(&wisp, "/export/sum", "sum=105");
+    let second = wisp.stderr();
+    assert!(
+        !second.contains("compiling component"),
+        "the second start loads every composed component from the cache:\n{second}"
     );
     wisp.stop_cleanly();
 }
@@ -508,6 +537,16 @@ fn dependency_matching_no_import_is_refused() {
     let app = App::new(&[single("", &adder_entry("test:other/x@0.1.0", ""))]);
     let stderr = app.fails_to_start();
     assert_mentions(&stderr, &["test:other/x@0.1.0", "matches no import"]);
+}
+
+#[test]
+fn an_export_the_dependency_lacks_is_refused() {
+    let app = App::new(&[single(
+        "",
+        &adder_entry(ADDER, ", export = \"no-such-export\""),
+    )]);
+    let stderr = app.fails_to_start();
+    assert_mentions(&stderr, &["no-such-export", "offset-adder", ADDER]);
 }
 
 #[test]

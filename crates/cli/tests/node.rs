@@ -924,3 +924,33 @@ fn tls_on_the_admin_and_data_listeners() {
     assert!(!status.success());
     assert!(stderr.contains("--admin-tls-cert"), "{stderr}");
 }
+
+/// An app whose component has a dependency is packed with it, and the node composes it
+/// with the same refusals as `wisp up`: the dependency does not see the component's
+/// environment.
+#[test]
+fn an_app_with_a_component_dependency_is_composed_on_the_node() {
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::start(state.path(), &[], &[]);
+    let dir = app_dir(
+        "spin_manifest_version = 2\n[application]\nname = \"deps\"\n\
+         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"main\"\n\
+         [component.main]\nsource = \"main.wasm\"\nenvironment = { MODE = \"prod\" }\n\
+         [component.main.dependencies]\n\"test:calc/adder@0.1.0\" = { path = \"adder.wasm\" }\n",
+    );
+    std::fs::copy(programs::DEP_MAIN, dir.path().join("main.wasm")).unwrap();
+    std::fs::copy(programs::DEP_ADDER, dir.path().join("adder.wasm")).unwrap();
+    node.deploy("deps", dir.path(), &[]);
+    // The source directory is not needed once deployed.
+    drop(dir);
+    let sum = node.get("deps.localhost", "/sum");
+    assert_eq!(
+        (sum.status, sum.text().as_str()),
+        (200, "sum=5"),
+        "{}",
+        node.stderr()
+    );
+    let env = node.get("deps.localhost", "/env/MODE");
+    assert_eq!(env.text(), "main=prod dep=none", "{}", node.stderr());
+    node.stop_cleanly();
+}

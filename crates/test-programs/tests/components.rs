@@ -289,7 +289,11 @@ fn event_guests_export_their_trigger_handlers() {
 fn dependency_guests_export_and_import_test_calc_adder() {
     let (imports, exports) = imports_and_exports(&read(wisp_test_programs::DEP_ADDER));
     // A dependency, not an HTTP component: it only exports the interface.
-    assert_eq!(exports, ["test:calc/adder@0.1.0"], "dep-adder exports");
+    assert_eq!(
+        exports,
+        ["test:calc/adder@0.1.0", "offset-adder"],
+        "dep-adder exports"
+    );
     for wanted in [
         "fermyon:spin/key-value@2.0.0",
         "wasi:http/outgoing-handler@0.2.12",

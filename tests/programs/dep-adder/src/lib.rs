@@ -1,7 +1,8 @@
 //! `dep-adder`: a component dependency (Spin SIP 020) for the `dep-main` guest.
 //!
-//! Exports `test:calc/adder@0.1.0` (world `dep` of `../wit-calc/calc.wit`) and
-//! exports nothing else. Its functions tell the importing component what the
+//! Exports `test:calc/adder@0.1.0` (world `dep` of `../wit-calc/calc.wit`) and the
+//! same functions as the plain-named `offset-adder`, whose `add` is `a + b + 100` (for
+//! a dependency entry's `export = "offset-adder"`). Its functions tell the importing component what the
 //! dependency itself may do, so a test can check which of the importer's
 //! configuration the host let through:
 //!
@@ -80,6 +81,24 @@ impl Guest for Adder {
             Ok(None) => "ok: none".to_owned(),
             Err(error) => format!("error: {error:?}"),
         }
+    }
+}
+
+impl exports::offset_adder::Guest for Adder {
+    fn add(a: u32, b: u32) -> u32 {
+        a.wrapping_add(b).wrapping_add(100)
+    }
+
+    fn env(name: String) -> Option<String> {
+        <Adder as Guest>::env(name)
+    }
+
+    fn fetch(url: String) -> String {
+        <Adder as Guest>::fetch(url)
+    }
+
+    fn kv() -> String {
+        <Adder as Guest>::kv()
     }
 }
 
