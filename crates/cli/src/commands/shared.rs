@@ -93,10 +93,14 @@ fn fetch_remote_sources(
                 runtime.block_on(async {
                     let mut fetched = Vec::with_capacity(remote.len());
                     for (id, dependency, source) in &remote {
+                        let kind = match source {
+                            ComponentSource::Registry { .. } => "registry",
+                            _ => "url",
+                        };
                         let what = match dependency {
-                            None => format!("component `{id}`: cannot use its source"),
+                            None => format!("component `{id}`: cannot use its {kind} source"),
                             Some(name) => format!(
-                                "component `{id}`: cannot use the source of its dependency `{name}`"
+                                "component `{id}`: cannot use the {kind} source of its dependency `{name}`"
                             ),
                         };
                         let path = match source {
