@@ -19,6 +19,7 @@ pub use resolve::{
     from_component_file_with, resolve, resolve_with,
 };
 pub use source::{DEFAULT_MAX_SOURCE_BYTES, SourceError, open_regular_file, read_source};
+pub use wisp_manifest::InheritConfiguration;
 
 /// Version of the LockedApp JSON this crate writes and reads.
 pub const LOCKED_APP_VERSION: u32 = 1;
@@ -126,37 +127,6 @@ pub struct LockedDependency {
     /// Which of the depending component's grants it shares (none when absent).
     #[serde(default, skip_serializing_if = "InheritConfiguration::is_none")]
     pub inherit: InheritConfiguration,
-}
-
-/// Which grants a dependency shares with the component that depends on it: Spin writes
-/// `"All"` or `{"Some": ["environment", …]}` and leaves the key out for none.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum InheritConfiguration {
-    /// Every grant of the depending component.
-    All,
-    /// The named capability sets ([`wisp_manifest::CAPABILITY_SETS`]).
-    Some(Vec<String>),
-}
-
-impl Default for InheritConfiguration {
-    fn default() -> Self {
-        Self::Some(Vec::new())
-    }
-}
-
-impl InheritConfiguration {
-    /// Whether nothing is inherited.
-    pub fn is_none(&self) -> bool {
-        matches!(self, Self::Some(sets) if sets.is_empty())
-    }
-
-    /// Whether the capability set `set` is inherited.
-    pub fn includes(&self, set: &str) -> bool {
-        match self {
-            Self::All => true,
-            Self::Some(sets) => sets.iter().any(|s| s == set),
-        }
-    }
 }
 
 /// What a component is granted, plus its description.

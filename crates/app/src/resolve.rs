@@ -2,9 +2,9 @@
 
 use crate::source::{DEFAULT_MAX_SOURCE_BYTES, SourceError, read_source};
 use crate::{
-    AppMetadata, ComponentMetadata, InheritConfiguration, LOCKED_APP_VERSION, LockedApp,
-    LockedComponent, LockedDependency, LockedFile, LockedSource, LockedTrigger, LockedVariable,
-    absolutize, sha256_digest,
+    AppMetadata, ComponentMetadata, LOCKED_APP_VERSION, LockedApp, LockedComponent,
+    LockedDependency, LockedFile, LockedSource, LockedTrigger, LockedVariable, absolutize,
+    sha256_digest,
 };
 use indexmap::IndexMap;
 use std::path::{Component as PathComponent, Path, PathBuf};
@@ -208,15 +208,7 @@ pub fn resolve_with(
         .components
         .values()
         .map(|c| {
-            let path = match &c.source {
-                ComponentSource::Local(source) => absolutize(&base, source),
-                remote => {
-                    return Err(ResolveError::UrlSourceNotFetched {
-                        component: c.id.clone(),
-                        url: remote_location(remote),
-                    });
-                }
-            };
+            let path = local_path(&c.id, &base, &c.source)?;
             let bytes = read_source(&path, options.max_source_bytes).map_err(|source| {
                 ResolveError::Source {
                     component: c.id.clone(),
@@ -261,15 +253,24 @@ pub fn resolve_with(
     })
 }
 
-/// Where a source not yet downloaded comes from, for messages.
-fn remote_location(source: &ComponentSource) -> String {
-    match source {
-        ComponentSource::Local(path) => path.display().to_string(),
+/// The absolute path of a local source; a url or registry source must have been downloaded
+/// (and replaced by its cached file) before resolving.
+fn local_path(
+    component: &str,
+    base: &Path,
+    source: &ComponentSource,
+) -> Result<PathBuf, ResolveError> {
+    let url = match source {
+        ComponentSource::Local(path) => return Ok(absolutize(base, path)),
         ComponentSource::Remote { url, .. } => url.clone(),
         ComponentSource::Registry {
             package, version, ..
         } => format!("(package {package} {version})"),
-    }
+    };
+    Err(ResolveError::UrlSourceNotFetched {
+        component: component.to_owned(),
+        url,
+    })
 }
 
 /// Each dependency's file, read (with the same limits as component sources) and digested.
@@ -280,15 +281,7 @@ fn resolve_dependencies(
 ) -> Result<IndexMap<String, LockedDependency>, ResolveError> {
     let mut dependencies = IndexMap::new();
     for (name, dependency) in &component.dependencies {
-        let path = match &dependency.source {
-            ComponentSource::Local(source) => absolutize(base, source),
-            remote => {
-                return Err(ResolveError::UrlSourceNotFetched {
-                    component: component.id.clone(),
-                    url: remote_location(remote),
-                });
-            }
-        };
+        let path = local_path(&component.id, base, &dependency.source)?;
         let bytes = read_source(&path, options.max_source_bytes).map_err(|source| {
             ResolveError::Dependency {
                 component: component.id.clone(),
@@ -305,12 +298,7 @@ fn resolve_dependencies(
                     path,
                 },
                 export: dependency.export.clone(),
-                inherit: match &dependency.inherit {
-                    wisp_manifest::InheritConfiguration::All => InheritConfiguration::All,
-                    wisp_manifest::InheritConfiguration::Some(sets) => {
-                        InheritConfiguration::Some(sets.clone())
-                    }
-                },
+                inherit: dependency.inherit.clone(),
             },
         );
     }

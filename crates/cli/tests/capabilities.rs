@@ -17,11 +17,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{HttpResponse, Wisp, app_dir, encode, request, toml_path, unique};
+use support::{HttpResponse, Upstream, Wisp, app_dir, encode, request, toml_path, unique};
 use wisp_test_programs as programs;
 
 /// The component grants most tests use: the `default` key-value store and
@@ -1128,65 +1126,18 @@ fn redis_key_value_store_over_tls() {
 // ---------------------------------------------------------------------------
 // Outbound HTTP
 
-/// A tiny HTTP/1.1 server on 127.0.0.1:0 that counts connections: `/ok` is
-/// `200` `pong`, `/redirect` is `302` to `/ok`, anything else `404`. Every
-/// answer closes the connection.
-struct Upstream {
-    addr: SocketAddr,
-    accepts: Arc<AtomicUsize>,
-}
-
-impl Upstream {
-    fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepts = Arc::new(AtomicUsize::new(0));
-        let counter = accepts.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                counter.fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || Self::serve(stream));
-            }
-        });
-        Upstream { addr, accepts }
-    }
-
-    fn serve(stream: TcpStream) {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut reader = BufReader::new(&stream);
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).is_err() {
-            return;
-        }
-        // Skip the headers; the requests sent here have no body.
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) if line == "\r\n" || line == "\n" => break,
-                Ok(_) => {}
-            }
-        }
-        let (status, headers, body) = match request_line.split(' ').nth(1) {
-            Some("/ok") => ("200 OK", "content-type: text/plain\r\n", "pong"),
-            Some("/redirect") => ("302 Found", "location: /ok\r\n", ""),
-            _ => ("404 Not Found", "", "not found"),
-        };
-        let response = format!(
-            "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = (&stream).write_all(response.as_bytes());
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.addr.port())
-    }
-
-    fn accepts(&self) -> usize {
-        self.accepts.load(Ordering::SeqCst)
-    }
+/// A loopback server for the outbound HTTP checks: `/ok` is `200` `pong`, `/redirect`
+/// is `302` to `/ok`, anything else `404`.
+fn upstream() -> Upstream {
+    Upstream::start(|path| match path {
+        "/ok" => (
+            "200 OK",
+            "content-type: text/plain\r\n".to_owned(),
+            b"pong".to_vec(),
+        ),
+        "/redirect" => ("302 Found", "location: /ok\r\n".to_owned(), Vec::new()),
+        _ => ("404 Not Found", String::new(), b"not found".to_vec()),
+    })
 }
 
 /// `GET /http?url=<url>` with the URL %-encoded.
@@ -1195,7 +1146,7 @@ fn get_http(url: &str) -> String {
 }
 
 fn outbound_allowed(source: &str) {
-    let upstream = Upstream::start();
+    let upstream = upstream();
     let base = upstream.base();
     let grants = format!("allowed_outbound_hosts = [\"{base}\"]");
     let app = App::new(&caps_manifest(source, &grants));
@@ -1228,7 +1179,7 @@ fn outbound_http_to_a_granted_host_v7() {
 
 #[test]
 fn outbound_http_without_a_grant_is_denied_before_connecting() {
-    let upstream = Upstream::start();
+    let upstream = upstream();
     let url = format!("{}/ok", upstream.base());
     for source in [programs::CAPS_V5, programs::CAPS_V7] {
         // Granted some other host only.
@@ -1244,7 +1195,7 @@ fn outbound_http_without_a_grant_is_denied_before_connecting() {
 
 #[test]
 fn outbound_http_to_a_blocked_network_fails_before_connecting() {
-    let upstream = Upstream::start();
+    let upstream = upstream();
     let base = upstream.base();
     let app = App::new(&caps_manifest(
         programs::CAPS_V5,
@@ -1300,7 +1251,7 @@ fn link_local_metadata_and_unspecified_addresses_are_blocked_even_under_a_wildca
 
 #[test]
 fn outbound_denials_are_logged_without_secrets() {
-    let upstream = Upstream::start();
+    let upstream = upstream();
     let app = App::new(&caps_manifest(
         programs::CAPS_V5,
         r#"allowed_outbound_hosts = ["http://example.com"]"#,
@@ -1432,7 +1383,7 @@ source = {hello}
 
 #[test]
 fn outbound_http_requests_per_invocation_are_capped_at_64() {
-    let upstream = Upstream::start();
+    let upstream = upstream();
     let base = upstream.base();
     let app = App::new(&caps_manifest(
         programs::CAPS_V5,

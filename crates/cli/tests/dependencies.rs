@@ -22,14 +22,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitStatus;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use support::Wisp;
+use support::{Upstream, Wisp};
 use wisp_test_programs as programs;
 
 /// The interface `dep-main` imports and `dep-adder` exports.
@@ -190,71 +185,21 @@ fn expect_containing(wisp: &Wisp, path: &str, needle: &str) {
     );
 }
 
-/// A tiny HTTP/1.1 server on 127.0.0.1:0 that counts connections: `/adder.wasm`
-/// is `200` with the `dep-adder` component, anything else `200` `pong`. Every
-/// answer closes the connection.
-struct Upstream {
-    addr: SocketAddr,
-    accepts: Arc<AtomicUsize>,
-}
-
-impl Upstream {
-    fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepts = Arc::new(AtomicUsize::new(0));
-        let counter = accepts.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                counter.fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || Self::serve(stream));
-            }
-        });
-        Upstream { addr, accepts }
-    }
-
-    fn serve(stream: TcpStream) {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut reader = BufReader::new(&stream);
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).is_err() {
-            return;
-        }
-        // Skip the headers; the requests sent here have no body.
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) if line == "\r\n" || line == "\n" => break,
-                Ok(_) => {}
-            }
-        }
-        let (content_type, body) = match request_line.split(' ').nth(1) {
-            Some("/adder.wasm") => (
-                "application/wasm",
-                std::fs::read(programs::DEP_ADDER).unwrap(),
-            ),
-            _ => ("text/plain", b"pong".to_vec()),
-        };
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = (&stream)
-            .write_all(head.as_bytes())
-            .and_then(|()| (&stream).write_all(&body));
-    }
-
-    /// `http://127.0.0.1:<port>`, as `allowed_outbound_hosts` lists it.
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.addr.port())
-    }
-
-    /// The connections accepted so far.
-    fn accepts(&self) -> usize {
-        self.accepts.load(Ordering::SeqCst)
-    }
+/// A loopback server for the url dependency and the outbound checks:
+/// `/adder.wasm` is the `dep-adder` component, anything else `200` `pong`.
+fn upstream() -> Upstream {
+    Upstream::start(|path| match path {
+        "/adder.wasm" => (
+            "200 OK",
+            "content-type: application/wasm\r\n".to_owned(),
+            std::fs::read(programs::DEP_ADDER).unwrap(),
+        ),
+        _ => (
+            "200 OK",
+            "content-type: text/plain\r\n".to_owned(),
+            b"pong".to_vec(),
+        ),
+    })
 }
 
 /// `allowed_outbound_hosts` granting `upstream`, and `key_value_stores = ["default"]`.
@@ -279,7 +224,7 @@ fn adder_entry(key: &str, extra: &str) -> String {
 /// second start with the same compile cache compiles nothing.
 #[test]
 fn dependency_by_interface_package_or_url_satisfies_the_import() {
-    let server = Upstream::start();
+    let server = upstream();
     let wasm = std::fs::read(programs::DEP_ADDER).unwrap();
     let digest = wisp_app::sha256_digest(&wasm);
     let url = format!("{}/adder.wasm", server.base());
@@ -424,12 +369,8 @@ fn registry_dependency_is_fetched_by_version_requirement() {
 ///   so the dependency has the environment but still no outbound HTTP.
 #[test]
 fn dependencies_get_the_importers_configuration_only_when_inherited() {
-    let (deny_up, inherit_up, partial_up, unlisted) = (
-        Upstream::start(),
-        Upstream::start(),
-        Upstream::start(),
-        Upstream::start(),
-    );
+    let (deny_up, inherit_up, partial_up, unlisted) =
+        (upstream(), upstream(), upstream(), upstream());
     let with_env =
         |upstream: &Upstream, more: &str| format!("{ENVIRONMENT}\n{}\n{more}", grants(upstream));
     let app = App::new(&[
@@ -514,7 +455,7 @@ fn assert_mentions(stderr: &str, needles: &[&str]) {
 
 #[test]
 fn url_dependency_with_a_wrong_digest_is_refused() {
-    let server = Upstream::start();
+    let server = upstream();
     let wrong = format!("sha256:{}", "0".repeat(64));
     let app = App::new(&[single(
         "",

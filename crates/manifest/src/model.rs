@@ -198,8 +198,9 @@ pub struct Dependency {
 
 /// The grants a dependency shares with the component that depends on it: `All` for
 /// `dependencies_inherit_configuration = true` or `inherit_configuration = true`, otherwise
-/// the named capability sets ([`CAPABILITY_SETS`]); none by default.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// the named capability sets ([`CAPABILITY_SETS`]); none by default. In a locked app it is
+/// written as Spin writes it: `"All"` or `{"Some": ["environment", …]}`, left out for none.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InheritConfiguration {
     /// Every grant.
     All,
@@ -210,6 +211,21 @@ pub enum InheritConfiguration {
 impl Default for InheritConfiguration {
     fn default() -> Self {
         Self::Some(Vec::new())
+    }
+}
+
+impl InheritConfiguration {
+    /// Whether nothing is inherited.
+    pub fn is_none(&self) -> bool {
+        matches!(self, Self::Some(sets) if sets.is_empty())
+    }
+
+    /// Whether the capability set `set` is inherited.
+    pub fn includes(&self, set: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Some(sets) => sets.iter().any(|s| s == set),
+        }
     }
 }
 

@@ -7,6 +7,18 @@ use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt as _;
 
+/// `$<variable>` if it is an absolute path, else `$HOME/<under_home>` (the XDG rule).
+pub(crate) fn xdg_dir(variable: &str, under_home: &str) -> Option<PathBuf> {
+    std::env::var_os(variable)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(under_home))
+        })
+}
+
 /// A content-addressed cache of pulled artifacts.
 ///
 /// Layout: `<root>/blobs/sha256/<hex>` holds every verified blob (component Wasm, files, the
@@ -36,14 +48,7 @@ impl Cache {
 
     /// `$XDG_CACHE_HOME/wisp/oci`, else `~/.cache/wisp/oci`.
     pub fn default_root() -> PathBuf {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .filter(|h| !h.is_empty())
-                    .map(|h| PathBuf::from(h).join(".cache"))
-            })
+        xdg_dir("XDG_CACHE_HOME", ".cache")
             .unwrap_or_else(std::env::temp_dir)
             .join("wisp")
             .join("oci")

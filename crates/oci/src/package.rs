@@ -114,14 +114,7 @@ pub async fn fetch_package(
 
 /// The `wasm-pkg` configuration file.
 fn config_path() -> PathBuf {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(|h| PathBuf::from(h).join(".config"))
-        })
+    crate::cache::xdg_dir("XDG_CONFIG_HOME", ".config")
         .unwrap_or_default()
         .join("wasm-pkg")
         .join("config.toml")

@@ -659,3 +659,68 @@ pub fn services_ca() -> PathBuf {
     );
     ca
 }
+
+/// What [`Upstream`] answers a path with: status line, extra header lines (each ending in
+/// `\r\n`) and body.
+pub type Answer = (&'static str, String, Vec<u8>);
+
+/// A tiny HTTP/1.1 server on 127.0.0.1:0 that counts connections and answers each
+/// request with `answer(path)`, then closes the connection.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    accepts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Upstream {
+    pub fn start(answer: fn(&str) -> Answer) -> Upstream {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepts.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || Self::serve(stream, answer));
+            }
+        });
+        Upstream { addr, accepts }
+    }
+
+    fn serve(stream: TcpStream, answer: fn(&str) -> Answer) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut reader = BufReader::new(&stream);
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).is_err() {
+            return;
+        }
+        // Skip the headers; the requests sent here have no body.
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line == "\r\n" || line == "\n" => break,
+                Ok(_) => {}
+            }
+        }
+        let (status, headers, body) = answer(request_line.split(' ').nth(1).unwrap_or("/"));
+        let head = format!(
+            "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = (&stream)
+            .write_all(head.as_bytes())
+            .and_then(|()| (&stream).write_all(&body));
+    }
+
+    /// `http://127.0.0.1:<port>`, as `allowed_outbound_hosts` lists it.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// The connections accepted so far.
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
