@@ -75,7 +75,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     (
         "REDIS_HANDLER",
         "redis-handler",
-        "WASI 0.2, Spin Rust SDK `spin-sdk` 5.2 `#[redis_component]` (exports `fermyon:spin/inbound-redis`): prints `got <payload>` per message; `fail` returns an error, `trap` panics, `set <address> <key> <value>` writes through outbound Redis (`fermyon:spin/redis@2.0.0`).",
+        "WASI 0.2, Spin Rust SDK `spin-sdk` 5.2 `#[redis_component]` (exports `fermyon:spin/inbound-redis`): prints `got <payload>` per message; `fail` returns an error, `trap` panics, `set <address> <key> <value>` writes through outbound Redis (`fermyon:spin/redis@2.0.0`); `sleep <ms>` sleeps that long.",
     ),
     (
         "REDIS_SUBSCRIBER_V7",

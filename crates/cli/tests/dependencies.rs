@@ -490,6 +490,21 @@ fn an_export_the_dependency_lacks_is_refused() {
     assert_mentions(&stderr, &["no-such-export", "offset-adder", ADDER]);
 }
 
+/// `wisp doctor` does not report the imports a dependency satisfies as missing.
+#[test]
+fn doctor_accepts_a_component_with_dependencies() {
+    let app = App::new(&[single("", &adder_entry(ADDER, ""))]);
+    let output = support::run_wisp(&["doctor", "-f", app.dir.path().to_str().unwrap()], None);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("main: has a dependency"), "{text}");
+    assert!(text.contains("0 error(s)"), "{text}");
+}
+
 #[test]
 fn missing_dependency_file_is_refused() {
     let app = App::new(&[single(

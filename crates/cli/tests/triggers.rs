@@ -86,6 +86,26 @@ impl RedisServer {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// Publishes `<prefix>0` … `<prefix><count - 1>` on `channel` in one pipelined
+    /// `redis-cli` run (thousands per second).
+    fn publish_many(&self, channel: &str, prefix: &str, count: usize) {
+        use std::io::Write as _;
+        let mut child = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("run redis-cli (apt-get install redis-tools)");
+        let mut commands = String::new();
+        for i in 0..count {
+            commands.push_str(&format!("PUBLISH {channel} {prefix}{i}\n"));
+        }
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(commands.as_bytes()).unwrap();
+        drop(stdin);
+        assert!(child.wait().unwrap().success(), "redis-cli failed");
+    }
+
     /// Publishes until some subscriber receives the message (the trigger may still be
     /// subscribing); panics after 10 s.
     fn publish(&self, channel: &str, message: &str) {
@@ -226,6 +246,63 @@ source = {source}
         assert!(published.status.success(), "{published:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A component that cannot keep up does not make the trigger queue messages without
+/// bound: while it sleeps, the first `MAX_WAITING_MESSAGES` wait (and are handled, in
+/// order, afterwards); later ones are dropped and counted in the log.
+#[test]
+fn redis_trigger_drops_what_a_slow_component_cannot_keep_up_with() {
+    let waiting = wisp_trigger_redis::MAX_WAITING_MESSAGES;
+    let server = RedisServer::start();
+    let (_dir, wisp) = up(&redis_manifest(&server));
+    server.publish("events", "sleep 3000");
+    wait_until(&wisp, Duration::from_secs(10), "the slow message", |out| {
+        out.contains("[handler] got sleep 3000")
+    });
+    let sent = 3 * waiting;
+    let start = Instant::now();
+    server.publish_many("events", "m", sent);
+    let publishing = start.elapsed();
+    wait_until(&wisp, Duration::from_secs(20), "the drop count", |out| {
+        out.contains("messages dropped so far")
+    });
+    // Those that waited are handled once the slow one returns.
+    let last_waiting = format!("[handler] got m{}\n", waiting - 1);
+    wait_until(
+        &wisp,
+        Duration::from_secs(60),
+        "the waiting messages",
+        |out| out.contains(&last_waiting),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let output = wisp.stdout();
+    let handled = output.matches("[handler] got m").count();
+    println!(
+        "slow redis component: {sent} messages published in {publishing:?} while it slept, \
+         {handled} handled, {} dropped",
+        sent - handled
+    );
+    assert!(
+        publishing < Duration::from_millis(1500),
+        "publishing took {publishing:?}, longer than the handler sleeps; the test proves nothing"
+    );
+    assert_eq!(
+        handled,
+        waiting,
+        "exactly the messages that fit waited and were handled\n{}",
+        wisp.stderr()
+    );
+    assert!(output.contains("[handler] got m0\n"));
+    assert!(!output.contains(&format!("[handler] got m{}\n", sent - 1)));
+    // The trigger still works afterwards.
+    server.publish("events", "after");
+    wait_until(
+        &wisp,
+        Duration::from_secs(10),
+        "a message after the drops",
+        |out| out.contains("[handler] got after"),
+    );
 }
 
 #[test]

@@ -32,6 +32,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// the answer may take: a silent network partition otherwise goes unnoticed.
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages of one server received but not yet handled, at most: past this (or
+/// [`MAX_WAITING_BYTES`] of payload) new messages are dropped and counted in the log,
+/// instead of queueing without bound behind slow components.
+pub const MAX_WAITING_MESSAGES: usize = 1024;
+/// Payload bytes of one server's waiting messages, at most.
+pub const MAX_WAITING_BYTES: u64 = 16 << 20;
+/// How often a server's count of dropped messages is logged, at most.
+const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Configuration of a `redis` trigger, as stored in a LockedApp's `trigger_config`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,21 +222,20 @@ impl RedisTrigger {
                         server.shown
                     );
                     backoff = MIN_BACKOFF;
-                    let (mut sink, mut messages) = pubsub.split();
+                    let (mut sink, messages) = pubsub.split();
+                    let mut inbox = Inbox::start(messages, server.shown.clone());
                     let mut ping = tokio::time::interval(PING_INTERVAL);
                     ping.tick().await;
                     loop {
                         tokio::select! {
-                            message = messages.next() => {
-                                let Some(message) = message else {
+                            message = inbox.next() => {
+                                let Some((channel, payload)) = message else {
                                     tracing::warn!(
                                         "lost the redis trigger connection to {}; reconnecting",
                                         server.shown
                                     );
                                     break;
                                 };
-                                let channel = message.get_channel_name().to_owned();
-                                let payload = message.get_payload_bytes().to_vec();
                                 if let Some(components) = server.channels.get(&channel) {
                                     join_all(components.iter().map(|(component, handler)| {
                                         handle_message(&self.app, component, handler, &channel, payload.clone())
@@ -265,6 +272,80 @@ impl RedisTrigger {
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+}
+
+/// One server's received messages waiting for their components, bounded: a task keeps
+/// reading the connection (so the client library's own buffer stays small) and drops what
+/// does not fit, counting it in the log.
+struct Inbox {
+    waiting: tokio::sync::mpsc::Receiver<(String, Vec<u8>)>,
+    bytes: Arc<std::sync::atomic::AtomicU64>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Inbox {
+    fn start(
+        messages: impl futures::Stream<Item = redis::Msg> + Send + 'static,
+        shown: String,
+    ) -> Inbox {
+        use std::sync::atomic::Ordering;
+        use tokio::sync::mpsc::error::TrySendError;
+        let (sender, waiting) = tokio::sync::mpsc::channel(MAX_WAITING_MESSAGES);
+        let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let held = bytes.clone();
+        let reader = tokio::spawn(async move {
+            let mut messages = std::pin::pin!(messages);
+            let mut dropped: u64 = 0;
+            let mut reported: Option<Instant> = None;
+            while let Some(message) = messages.next().await {
+                let size = message.get_payload_bytes().len() as u64;
+                // Only this task adds, so the check cannot be overtaken.
+                if held.load(Ordering::Acquire) + size <= MAX_WAITING_BYTES {
+                    let entry = (
+                        message.get_channel_name().to_owned(),
+                        message.get_payload_bytes().to_vec(),
+                    );
+                    match sender.try_send(entry) {
+                        Ok(()) => {
+                            held.fetch_add(size, Ordering::AcqRel);
+                            continue;
+                        }
+                        Err(TrySendError::Closed(_)) => return,
+                        Err(TrySendError::Full(_)) => {}
+                    }
+                }
+                dropped += 1;
+                if reported.is_none_or(|at| at.elapsed() >= DROP_REPORT_INTERVAL) {
+                    tracing::warn!(
+                        "redis trigger on {shown}: {dropped} messages dropped so far: the \
+                         components are not keeping up ({MAX_WAITING_MESSAGES} messages or \
+                         {} MiB may wait)",
+                        MAX_WAITING_BYTES >> 20
+                    );
+                    reported = Some(Instant::now());
+                }
+            }
+        });
+        Inbox {
+            waiting,
+            bytes,
+            reader,
+        }
+    }
+
+    /// The next waiting message; `None` once the connection is gone and all were taken.
+    async fn next(&mut self) -> Option<(String, Vec<u8>)> {
+        let message = self.waiting.recv().await?;
+        self.bytes
+            .fetch_sub(message.1.len() as u64, std::sync::atomic::Ordering::AcqRel);
+        Some(message)
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.reader.abort();
     }
 }
 

@@ -150,6 +150,18 @@ fn check(manifest_path: &Path, listen: SocketAddr) -> Vec<Finding> {
     .map(Runtime::new);
     for (id, component) in &manifest.components {
         findings.extend(check_build(id, component, &app_dir));
+        // Its imports are partly satisfied by its dependencies: linking it alone would
+        // report them missing.
+        if !component.dependencies.is_empty() {
+            findings.push(Finding::ok(
+                id,
+                match component.dependencies.len() {
+                    1 => "has a dependency; it is composed in and linked when the app starts (wisp up checks it)".to_owned(),
+                    n => format!("has {n} dependencies; they are composed in and linked when the app starts (wisp up checks them)"),
+                },
+            ));
+            continue;
+        }
         let source = match &component.source {
             wisp_manifest::ComponentSource::Local(path) => app_dir.join(path),
             wisp_manifest::ComponentSource::Remote { url, digest } => {

@@ -5,7 +5,8 @@
 //! - `fail` returns an error (the host logs it with the channel);
 //! - `trap` panics (the instance traps; the next message still runs);
 //! - `set <address> <key> <value>` writes `key = value` through outbound Redis
-//!   (`fermyon:spin/redis@2.0.0`), so the test can read the effect from the server.
+//!   (`fermyon:spin/redis@2.0.0`), so the test can read the effect from the server;
+//! - `sleep <ms>` sleeps that long (a slow handler, for the trigger's buffer bound).
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
@@ -20,6 +21,10 @@ fn on_message(message: Bytes) -> anyhow::Result<()> {
     }
     if text == "trap" {
         panic!("asked to trap");
+    }
+    if let Some(ms) = text.strip_prefix("sleep ") {
+        let ms: u64 = ms.parse().context("usage: sleep <ms>")?;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     if let Some(rest) = text.strip_prefix("set ") {
         let mut parts = rest.splitn(3, ' ');
