@@ -19,6 +19,10 @@ use crate::sqlite_open::{BUSY_TIMEOUT, open_file, prepare_path};
 pub const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
 /// Most rows one query may return.
 pub const MAX_RESULT_ROWS: usize = 1_000_000;
+/// Connections open to one database at once, across every instance of every component
+/// using it, unless changed with [`SqliteDatabase::with_max_connections`]: each holds a
+/// file descriptor and its own page cache. An `open` past it fails with a message saying so.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// How long one statement may run before it is interrupted, unless changed
 /// with [`SqliteDatabase::with_statement_timeout`].
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -72,6 +76,9 @@ pub struct SqliteDatabase {
 struct DatabaseInner {
     target: Target,
     description: String,
+    /// One permit per open guest connection.
+    connections: Arc<tokio::sync::Semaphore>,
+    max_connections: usize,
 }
 
 enum Target {
@@ -146,12 +153,36 @@ impl SqliteDatabase {
     }
 
     fn new(description: String, target: Target) -> Self {
+        Self::with_inner(description, target, DEFAULT_MAX_CONNECTIONS)
+    }
+
+    fn with_inner(description: String, target: Target, max_connections: usize) -> Self {
         Self {
             inner: Arc::new(DatabaseInner {
                 target,
                 description,
+                connections: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+                max_connections,
             }),
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+        }
+    }
+
+    /// Returns the database with at most `max` guest connections open at once (call it
+    /// before connecting: the cap belongs to the handle and its clones).
+    #[must_use]
+    pub fn with_max_connections(self, max: usize) -> Self {
+        let statement_timeout = self.statement_timeout;
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => Self {
+                statement_timeout,
+                ..Self::with_inner(inner.description, inner.target, max)
+            },
+            // Shared already: keep the cap it has.
+            Err(inner) => Self {
+                inner,
+                statement_timeout,
+            },
         }
     }
 
@@ -168,8 +199,18 @@ impl SqliteDatabase {
         self.inner.description.clone()
     }
 
-    /// Opens a new connection to this database.
+    /// Opens a new connection to this database; fails at once when
+    /// [`DEFAULT_MAX_CONNECTIONS`] (or the handle's own cap) are open.
     pub async fn connect(&self) -> Result<SqliteConnection, SqliteError> {
+        let permit = Arc::clone(&self.inner.connections)
+            .try_acquire_owned()
+            .map_err(|_| {
+                SqliteError::Io(format!(
+                    "{} has {} connections open, its limit; close connections (drop them when \
+                     done) or try again later",
+                    self.inner.description, self.inner.max_connections
+                ))
+            })?;
         let db = Arc::clone(&self.inner);
         let conn = tokio::task::spawn_blocking(move || {
             let conn = match &db.target {
@@ -193,6 +234,7 @@ impl SqliteDatabase {
                 last_insert_rowid: AtomicI64::new(0),
                 changes: AtomicU64::new(0),
                 _db: db,
+                _permit: permit,
             }),
             statement_timeout: self.statement_timeout,
         })
@@ -236,6 +278,8 @@ struct ConnectionInner {
     changes: AtomicU64,
     /// Keeps an in-memory database alive while a connection to it exists.
     _db: Arc<DatabaseInner>,
+    /// This connection's place under the database's connection cap.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl std::fmt::Debug for SqliteConnection {

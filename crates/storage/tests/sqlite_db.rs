@@ -352,3 +352,30 @@ async fn guest_sql_cannot_attach_other_files_or_build_huge_values() {
     let one = exec(&conn, "SELECT 1", vec![]).await;
     assert_eq!(one.rows, vec![vec![SqlValue::Integer(1)]]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_to_one_database_are_capped() {
+    assert_eq!(wisp_storage::sqlite::DEFAULT_MAX_CONNECTIONS, 256);
+    let dir = tempfile::tempdir().unwrap();
+    let db = SqliteDatabase::file(&dir.path().join("capped.db"))
+        .unwrap()
+        .with_max_connections(3);
+    // The cap is shared by clones: every instance of every component holds one.
+    let clone = db.clone();
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(clone.connect().await.unwrap());
+    }
+    let err = match db.connect().await {
+        Ok(_) => panic!("a fourth connection opened past the cap of 3"),
+        Err(err) => err.to_string(),
+    };
+    assert!(
+        err.contains("has 3 connections open, its limit") && err.contains("capped.db"),
+        "{err}"
+    );
+    // A closed connection gives its place back.
+    open.pop();
+    let again = db.connect().await.unwrap();
+    exec(&again, "CREATE TABLE t (x)", vec![]).await;
+}
