@@ -59,6 +59,48 @@ pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 /// Largest payload one publish may carry (mosquitto accepts up to 256 MiB by default).
 pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
+/// Payload bytes of all publishes in flight in the process at once (queued, being written,
+/// or waiting for their acknowledgement): a publish waits for room, up to
+/// [`PUBLISH_TIMEOUT`], so many guests each queueing large messages cannot exhaust memory.
+pub const MAX_IN_FLIGHT_PAYLOAD: usize = 256 * 1024 * 1024;
+
+/// The process-wide budget of in-flight payload bytes, in KiB.
+static IN_FLIGHT: std::sync::LazyLock<PayloadBudget> =
+    std::sync::LazyLock::new(|| PayloadBudget::new(MAX_IN_FLIGHT_PAYLOAD));
+
+/// A byte budget for payloads in flight, counted in KiB.
+struct PayloadBudget {
+    units: Arc<tokio::sync::Semaphore>,
+    total: usize,
+}
+
+impl PayloadBudget {
+    fn new(total: usize) -> Self {
+        Self {
+            units: Arc::new(tokio::sync::Semaphore::new(total.div_ceil(1024))),
+            total,
+        }
+    }
+
+    /// Room for `bytes`, waiting up to `wait` for publishes in flight to finish.
+    async fn reserve(
+        &self,
+        bytes: usize,
+        wait: Duration,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
+        let units = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let acquire = self.units.clone().acquire_many_owned(units);
+        match tokio::time::timeout(wait, acquire).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Failure::Other(format!(
+                "the {} MiB of MQTT payloads the host keeps in flight are in use by other \
+                 publishes; retry later or send smaller messages",
+                self.total >> 20
+            ))),
+        }
+    }
+}
+
 /// MQTT's limit on a topic, username or password (a u16-length-prefixed string).
 const MAX_TOPIC: usize = u16::MAX as usize;
 /// Publishes one connection may have queued for the event loop at once.
@@ -380,6 +422,27 @@ async fn publish(
     payload: Vec<u8>,
     qos: QoS,
 ) -> Result<(), Failure> {
+    publish_within(
+        (&IN_FLIGHT, PUBLISH_TIMEOUT),
+        client,
+        pending,
+        topic,
+        payload,
+        qos,
+    )
+    .await
+}
+
+/// [`publish`] counting the payload against `budget` until it is written or acknowledged,
+/// waiting up to `wait` for room in it.
+async fn publish_within(
+    (budget, wait): (&PayloadBudget, Duration),
+    client: AsyncClient,
+    pending: Arc<Mutex<Pending>>,
+    topic: String,
+    payload: Vec<u8>,
+    qos: QoS,
+) -> Result<(), Failure> {
     if payload.len() > MAX_PAYLOAD {
         return Err(Failure::Other(format!(
             "payload of {} bytes is over the {MAX_PAYLOAD}-byte limit; send smaller messages",
@@ -396,6 +459,7 @@ async fn publish(
             "topic {topic:?} contains a wildcard ('+' or '#') or NUL; publish to a concrete topic"
         )));
     }
+    let _in_flight = budget.reserve(payload.len(), wait).await?;
     let (done, answer) = oneshot::channel();
     {
         let mut state = lock(&pending);
@@ -668,6 +732,40 @@ mod tests {
                 "{error}; {START_BROKER}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn publishes_wait_for_room_in_the_in_flight_payload_budget() {
+        assert_eq!(MAX_IN_FLIGHT_PAYLOAD, 256 << 20);
+        let budget = PayloadBudget::new(1 << 20);
+        let held = budget.reserve(700 << 10, Duration::ZERO).await.unwrap();
+        // 700 KiB of the 1 MiB are in flight: 400 KiB more wait, then give up.
+        let refused = budget.reserve(400 << 10, Duration::from_millis(20)).await;
+        assert!(
+            matches!(&refused, Err(Failure::Other(m)) if m.contains("1 MiB of MQTT payloads")),
+            "{:?}",
+            refused.err().map(|f| format!("{f:?}"))
+        );
+        // Room given back lets a waiting publish through.
+        let waiting = budget.reserve(400 << 10, Duration::from_secs(5));
+        drop(held);
+        assert!(waiting.await.is_ok());
+        // A publish whose payload does not fit is refused before it is queued.
+        let (client, _eventloop) = AsyncClient::new(MqttOptions::new("unused", "127.0.0.1", 1), 1);
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let small = PayloadBudget::new(1 << 10);
+        let _taken = small.reserve(1, Duration::ZERO).await.unwrap();
+        let queued = publish_within(
+            (&small, Duration::from_millis(20)),
+            client,
+            pending.clone(),
+            "t".to_owned(),
+            vec![0; 10],
+            QoS::AtMostOnce,
+        )
+        .await;
+        assert!(matches!(queued, Err(Failure::Other(m)) if m.contains("in flight")));
+        assert!(lock(&pending).unsent.is_empty());
     }
 
     #[tokio::test]
