@@ -25,8 +25,9 @@ pub struct KeyValue;
 /// A key-value store's backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyValueStoreConfig {
-    /// `type = "spin"`: an SQLite file (`path`, relative to the runtime config file).
-    Sqlite { path: PathBuf },
+    /// `type = "spin"`: an SQLite file (`path`, relative to the runtime config file)
+    /// holding at most `max_size` bytes of keys and values (`max_size_mb`).
+    Sqlite { path: PathBuf, max_size: u64 },
     /// `type = "redis"`: a Redis server (`url`).
     Redis { url: String },
 }
@@ -49,12 +50,18 @@ impl KeyValue {
         let mut stores = IndexMap::new();
         for (label, store) in tables.key_value_store {
             let store = match store {
-                RawStore::Spin { path } => KeyValueStoreConfig::Sqlite {
+                RawStore::Spin { path, max_size_mb } => KeyValueStoreConfig::Sqlite {
                     path: config.path(path.ok_or_else(|| {
                         config.invalid(format!(
                             "[key_value_store.{label}] of type \"spin\" needs a `path` to its SQLite file"
                         ))
                     })?),
+                    max_size: crate::runtime_config::max_size(
+                        config,
+                        &format!("key_value_store.{label}"),
+                        max_size_mb,
+                        wisp_storage::kv::DEFAULT_STORE_QUOTA,
+                    )?,
                 },
                 RawStore::Redis { url } => {
                     if !["redis://", "rediss://", "unix://"]
@@ -167,8 +174,8 @@ async fn open_store(
         message: e.to_string(),
     };
     match config {
-        Some(KeyValueStoreConfig::Sqlite { path }) => {
-            KvStore::sqlite(path, label).map_err(backend_error)
+        Some(KeyValueStoreConfig::Sqlite { path, max_size }) => {
+            KvStore::sqlite_with_quota(path, label, *max_size).map_err(backend_error)
         }
         Some(KeyValueStoreConfig::Redis { url }) => {
             KvStore::redis(url).await.map_err(backend_error)

@@ -136,7 +136,11 @@ struct RawClientTls {
 #[serde(tag = "type", deny_unknown_fields)]
 pub(crate) enum RawStore {
     #[serde(rename = "spin")]
-    Spin { path: Option<PathBuf> },
+    Spin {
+        path: Option<PathBuf>,
+        /// Wisp's quota on what the store or database holds, in MiB.
+        max_size_mb: Option<u64>,
+    },
     #[serde(rename = "redis")]
     Redis { url: String },
 }
@@ -158,6 +162,23 @@ enum RawProvider {
 struct RawOutbound {
     #[serde(default)]
     block_networks: Vec<String>,
+}
+
+/// `max_size_mb` in bytes, `default` when absent; 0 is refused.
+pub(crate) fn max_size(
+    config: &RuntimeConfig,
+    table: &str,
+    max_size_mb: Option<u64>,
+    default: u64,
+) -> Result<u64, HostError> {
+    match max_size_mb {
+        None => Ok(default),
+        Some(0) => Err(config.invalid(format!(
+            "[{table}] max_size_mb must be at least 1 (or left out for the default of {} MiB)",
+            default >> 20
+        ))),
+        Some(mb) => Ok(mb.saturating_mul(1 << 20)),
+    }
 }
 
 impl RuntimeConfig {
@@ -478,6 +499,20 @@ mod tests {
     }
 
     #[test]
+    fn max_size_mb_must_be_positive() {
+        for table in ["key_value_store", "sqlite_database"] {
+            let err = parse(&format!(
+                "[{table}.x]\ntype = \"spin\"\npath = \"x.db\"\nmax_size_mb = 0\n"
+            ))
+            .unwrap_err();
+            assert!(
+                err.contains(&format!("[{table}.x] max_size_mb must be at least 1")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn reads_every_table() {
         let config = parse(
             r#"
@@ -488,6 +523,7 @@ url = "redis://127.0.0.1:6379/1"
 [key_value_store.cache]
 type = "spin"
 path = "data/cache.db"
+max_size_mb = 5
 
 [sqlite_database.default]
 type = "spin"
@@ -520,18 +556,23 @@ block_networks = ["private", "100.64.0.0/10"]
         assert_eq!(
             key_value_stores["cache"],
             KeyValueStoreConfig::Sqlite {
-                path: "/cfg/data/cache.db".into()
+                path: "/cfg/data/cache.db".into(),
+                max_size: 5 << 20,
             }
         );
         assert_eq!(
             sqlite_databases["default"],
             SqliteDatabaseConfig::File {
-                path: Some("/abs/app.db".into())
+                path: Some("/abs/app.db".into()),
+                max_size: wisp_storage::sqlite::DEFAULT_MAX_SIZE,
             }
         );
         assert_eq!(
             sqlite_databases["scratch"],
-            SqliteDatabaseConfig::File { path: None }
+            SqliteDatabaseConfig::File {
+                path: None,
+                max_size: wisp_storage::sqlite::DEFAULT_MAX_SIZE,
+            }
         );
         assert_eq!(config.variables_providers.len(), 2);
         assert_eq!(

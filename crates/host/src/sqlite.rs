@@ -26,8 +26,12 @@ pub struct Sqlite;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SqliteDatabaseConfig {
     /// `type = "spin"` with `path`: a file; without `path`: an in-memory database that
-    /// lives as long as the process.
-    File { path: Option<PathBuf> },
+    /// lives as long as the process. Guests may grow it to `max_size` bytes
+    /// (`max_size_mb`).
+    File {
+        path: Option<PathBuf>,
+        max_size: u64,
+    },
 }
 
 #[derive(Deserialize)]
@@ -48,8 +52,14 @@ impl Sqlite {
         let mut databases = IndexMap::new();
         for (label, database) in tables.sqlite_database {
             let database = match database {
-                RawStore::Spin { path } => SqliteDatabaseConfig::File {
+                RawStore::Spin { path, max_size_mb } => SqliteDatabaseConfig::File {
                     path: path.map(|p| config.path(p)),
+                    max_size: crate::runtime_config::max_size(
+                        config,
+                        &format!("sqlite_database.{label}"),
+                        max_size_mb,
+                        wisp_storage::sqlite::DEFAULT_MAX_SIZE,
+                    )?,
                 },
                 RawStore::Redis { .. } => {
                     return Err(config.invalid(format!(
@@ -85,7 +95,7 @@ impl Sqlite {
                 "no such database; add a [sqlite_database.{label}] table to the runtime config file"
             )));
         }
-        if let Some(SqliteDatabaseConfig::File { path: None }) = configured.get(label) {
+        if let Some(SqliteDatabaseConfig::File { path: None, .. }) = configured.get(label) {
             return Err(failed(
                 "it is in memory, so statements run before the app starts would be lost; give it a `path` in the runtime config".to_owned(),
             ));
@@ -173,12 +183,18 @@ fn open_database(
         message: e.to_string(),
     };
     match config {
-        Some(SqliteDatabaseConfig::File { path: Some(path) }) => {
-            SqliteDatabase::file(path).map_err(backend_error)
-        }
-        Some(SqliteDatabaseConfig::File { path: None }) => {
-            SqliteDatabase::in_memory().map_err(backend_error)
-        }
+        Some(SqliteDatabaseConfig::File {
+            path: Some(path),
+            max_size,
+        }) => SqliteDatabase::file(path)
+            .map(|db| db.with_max_size(*max_size))
+            .map_err(backend_error),
+        Some(SqliteDatabaseConfig::File {
+            path: None,
+            max_size,
+        }) => SqliteDatabase::in_memory()
+            .map(|db| db.with_max_size(*max_size))
+            .map_err(backend_error),
         None if label == "default" => {
             SqliteDatabase::file(&paths.state_dir.join("sqlite_db.db")).map_err(backend_error)
         }

@@ -23,6 +23,10 @@ pub const MAX_RESULT_ROWS: usize = 1_000_000;
 /// using it, unless changed with [`SqliteDatabase::with_max_connections`]: each holds a
 /// file descriptor and its own page cache. An `open` past it fails with a message saying so.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Bytes a database may grow to through guest connections, unless changed with
+/// [`SqliteDatabase::with_max_size`] (`max_size_mb` in the runtime config); past it a
+/// write fails with [`SqliteError::DatabaseFull`].
+pub const DEFAULT_MAX_SIZE: u64 = 10 << 30;
 /// How long one statement may run before it is interrupted, unless changed
 /// with [`SqliteDatabase::with_statement_timeout`].
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,7 +35,9 @@ pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SqliteError {
     /// The database or the disk is full (`SQLITE_FULL`).
-    #[error("the database is full; free disk space or delete data")]
+    #[error(
+        "the database is full (its size limit, `max_size_mb` in the runtime config, or the disk); delete data or raise the limit"
+    )]
     DatabaseFull,
     /// Any other failure. For errors raised by SQLite the string is SQLite's
     /// own message, e.g. `near "SELEC": syntax error`.
@@ -71,6 +77,7 @@ pub struct QueryResult {
 pub struct SqliteDatabase {
     inner: Arc<DatabaseInner>,
     statement_timeout: Duration,
+    max_size: u64,
 }
 
 struct DatabaseInner {
@@ -165,23 +172,34 @@ impl SqliteDatabase {
                 max_connections,
             }),
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            max_size: DEFAULT_MAX_SIZE,
         }
+    }
+
+    /// Returns a handle whose connections may grow the database to `bytes` at most (SQLite's
+    /// `max_page_count`; a database already larger stays as it is but cannot grow).
+    #[must_use]
+    pub fn with_max_size(mut self, bytes: u64) -> Self {
+        self.max_size = bytes;
+        self
     }
 
     /// Returns the database with at most `max` guest connections open at once (call it
     /// before connecting: the cap belongs to the handle and its clones).
     #[must_use]
     pub fn with_max_connections(self, max: usize) -> Self {
-        let statement_timeout = self.statement_timeout;
+        let (statement_timeout, max_size) = (self.statement_timeout, self.max_size);
         match Arc::try_unwrap(self.inner) {
             Ok(inner) => Self {
                 statement_timeout,
+                max_size,
                 ..Self::with_inner(inner.description, inner.target, max)
             },
             // Shared already: keep the cap it has.
             Err(inner) => Self {
                 inner,
                 statement_timeout,
+                max_size,
             },
         }
     }
@@ -212,12 +230,13 @@ impl SqliteDatabase {
                 ))
             })?;
         let db = Arc::clone(&self.inner);
+        let max_size = self.max_size;
         let conn = tokio::task::spawn_blocking(move || {
             let conn = match &db.target {
                 Target::File { path, .. } => open_file(path),
                 Target::Memory { uri, .. } => open_memory(uri),
             }
-            .and_then(|conn| restrict(&conn).map(|()| conn));
+            .and_then(|mut conn| restrict(&mut conn, max_size).map(|()| conn));
             conn.map_err(|err| {
                 SqliteError::Io(format!("cannot connect to {}: {err}", db.description))
             })
@@ -244,8 +263,27 @@ impl SqliteDatabase {
 /// Limits for connections that run guest SQL: no `ATTACH` (which would reach other
 /// files, other labels' databases and the key-value stores; it also rules out
 /// `VACUUM`), and no string or blob longer than a whole result may be.
-fn restrict(conn: &Connection) -> rusqlite::Result<()> {
+fn restrict(conn: &mut Connection, max_size: u64) -> rusqlite::Result<()> {
     use rusqlite::limits::Limit;
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+    let pages = max_size / u64::try_from(page_size.max(512)).unwrap_or(4096);
+    conn.query_row(
+        &format!("PRAGMA max_page_count = {}", pages.max(1)),
+        [],
+        |_| Ok(()),
+    )?;
+    // The guest may read the limit but not change it.
+    conn.authorizer(Some(
+        |context: rusqlite::hooks::AuthContext<'_>| match context.action {
+            rusqlite::hooks::AuthAction::Pragma {
+                pragma_name,
+                pragma_value: Some(_),
+            } if pragma_name.eq_ignore_ascii_case("max_page_count") => {
+                rusqlite::hooks::Authorization::Deny
+            }
+            _ => rusqlite::hooks::Authorization::Allow,
+        },
+    ))?;
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
     conn.set_limit(
         Limit::SQLITE_LIMIT_LENGTH,

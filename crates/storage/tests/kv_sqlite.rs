@@ -159,3 +159,51 @@ async fn keys_and_batch_reads_are_bounded() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_holds_at_most_its_quota() {
+    assert_eq!(wisp_storage::kv::DEFAULT_STORE_QUOTA, 1 << 30);
+    let dir = temp();
+    let path = dir.path().join("kv.db");
+    // Keys and values count: "a" + 49 bytes is 50.
+    let store = KvStore::sqlite_with_quota(&path, "small", 100).unwrap();
+    store.set("a", vec![1; 49]).await.unwrap();
+    let refused = store.set("b", vec![2; 59]).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("quota of 100 bytes")
+            && refused.contains("\"b\"")
+            && refused.contains("max_size_mb"),
+        "{refused}"
+    );
+    assert_eq!(
+        store.get("b").await.unwrap(),
+        None,
+        "nothing of a refused write stays"
+    );
+    // Shrinking or replacing a value within the quota works; deleting frees room.
+    store.set("a", vec![1; 9]).await.unwrap();
+    store.set("b", vec![2; 59]).await.unwrap();
+    store.delete("a").await.unwrap();
+    store.set("c", vec![3; 39]).await.unwrap();
+    // A batch is all or nothing.
+    let batch = store
+        .set_many(vec![
+            ("d".to_owned(), vec![4; 5]),
+            ("e".to_owned(), vec![5; 50]),
+        ])
+        .await;
+    assert!(batch.is_err());
+    assert_eq!(store.get("d").await.unwrap(), None);
+    // Another label of the same file has its own quota; a reopened store counts what is there.
+    let other = KvStore::sqlite_with_quota(&path, "other", 100).unwrap();
+    other.set("x", vec![9; 90]).await.unwrap();
+    drop(store);
+    let reopened = KvStore::sqlite_with_quota(&path, "small", 100).unwrap();
+    assert!(
+        reopened.set("f", vec![6; 10]).await.is_err(),
+        "b and c hold 100 bytes"
+    );
+    reopened.delete_many(vec!["b".to_owned()]).await.unwrap();
+    reopened.set("f", vec![6; 10]).await.unwrap();
+    assert!(reopened.increment("n", 1).await.is_ok());
+}

@@ -271,10 +271,21 @@ async fn concurrent_writers_in_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_database_is_database_full() {
-    let db = SqliteDatabase::in_memory().unwrap();
+    let db = SqliteDatabase::in_memory()
+        .unwrap()
+        .with_max_size(20 * 4096);
     let conn = db.connect().await.unwrap();
     exec(&conn, "CREATE TABLE t (b BLOB)", vec![]).await;
-    exec(&conn, "PRAGMA max_page_count = 20", vec![]).await;
+    // The guest cannot lift (or change) the limit from SQL.
+    for pragma in [
+        "PRAGMA max_page_count = 1000000000",
+        "PRAGMA main.MAX_PAGE_COUNT = 1000000000",
+    ] {
+        let refused = exec_err(&conn, pragma).await.to_string();
+        assert!(refused.contains("not authorized"), "{pragma}: {refused}");
+    }
+    let limit = exec(&conn, "PRAGMA max_page_count", vec![]).await;
+    assert_eq!(limit.rows, vec![vec![SqlValue::Integer(20)]]);
     let err = conn
         .execute(
             "INSERT INTO t VALUES (?)".to_owned(),
@@ -378,4 +389,35 @@ async fn connections_to_one_database_are_capped() {
     open.pop();
     let again = db.connect().await.unwrap();
     exec(&again, "CREATE TABLE t (x)", vec![]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_grows_to_its_size_limit_and_no_further() {
+    assert_eq!(wisp_storage::sqlite::DEFAULT_MAX_SIZE, 10 << 30);
+    let dir = tempfile::tempdir().unwrap();
+    let db = SqliteDatabase::file(&dir.path().join("small.db"))
+        .unwrap()
+        .with_max_size(256 << 10);
+    let conn = db.connect().await.unwrap();
+    exec(&conn, "CREATE TABLE t (b BLOB)", vec![]).await;
+    let mut inserted = 0;
+    let full = loop {
+        match conn
+            .execute(
+                "INSERT INTO t VALUES (?1)".to_owned(),
+                vec![SqlValue::Blob(vec![7; 16 << 10])],
+            )
+            .await
+        {
+            Ok(_) => inserted += 1,
+            Err(err) => break err,
+        }
+        assert!(inserted < 64, "1 MiB went into a 256 KiB database");
+    };
+    assert_eq!(full, SqliteError::DatabaseFull);
+    assert!(full.to_string().contains("max_size_mb"), "{full}");
+    assert!(inserted >= 8, "only {inserted} rows of 16 KiB fitted");
+    // Deleting makes room again.
+    exec(&conn, "DELETE FROM t", vec![]).await;
+    exec(&conn, "INSERT INTO t VALUES (x'00')", vec![]).await;
 }

@@ -13,6 +13,10 @@ use futures::future::BoxFuture;
 mod redis;
 mod sqlite;
 
+/// Bytes of keys and values a SQLite-backed store holds at most, unless its runtime config
+/// says otherwise (`max_size_mb`).
+pub const DEFAULT_STORE_QUOTA: u64 = 1 << 30;
+
 /// Largest value a store accepts, in bytes. Guests get an error above it, so a
 /// single call can neither exhaust host memory nor bloat the store.
 pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
@@ -32,6 +36,20 @@ const GET_MANY_BATCH: usize = 8;
 /// says what to do; the host maps them all to the guest's `other(string)`.
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
+    /// A write would grow a store past its quota.
+    #[error(
+        "{store} holds {used} bytes of keys and values; writing key {key:?} would pass its quota of {quota} bytes; delete keys, or raise `max_size_mb` in its runtime-config table"
+    )]
+    QuotaExceeded {
+        /// The store's [`KvStore::describe`] line.
+        store: String,
+        /// The key being written.
+        key: String,
+        /// Bytes the store holds.
+        used: u64,
+        /// Its quota.
+        quota: u64,
+    },
     /// A value exceeds [`MAX_VALUE_BYTES`].
     #[error(
         "value for key {key:?} in {store} is {size} bytes, over the limit of {max} bytes; store smaller values or split them across keys"
@@ -114,7 +132,17 @@ impl KvStore {
     /// keys of `store_label` from it. Several labels may share one file, and
     /// several processes may open the same file.
     pub fn sqlite(path: &Path, store_label: &str) -> Result<Self, KvError> {
-        let backend = sqlite::SqliteKv::open(path, store_label)?;
+        Self::sqlite_with_quota(path, store_label, DEFAULT_STORE_QUOTA)
+    }
+
+    /// [`KvStore::sqlite`] holding at most `max_bytes` of keys and values: a write that
+    /// would grow the store past it fails, naming the store and the quota.
+    pub fn sqlite_with_quota(
+        path: &Path,
+        store_label: &str,
+        max_bytes: u64,
+    ) -> Result<Self, KvError> {
+        let backend = sqlite::SqliteKv::open(path, store_label, max_bytes)?;
         Ok(Self::from_backend(Arc::new(backend)))
     }
 
