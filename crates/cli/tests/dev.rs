@@ -264,6 +264,12 @@ fn watch_rebuilds_and_reloads_in_place_under_load() {
         client.join().unwrap();
     }
     let counts = counts.lock().unwrap();
+    println!(
+        "watch reload under load: {} answered by the old version, {} by the new, {} failed",
+        counts.ok_old,
+        counts.ok_new,
+        counts.failed.len()
+    );
     assert!(counts.ok_old > 0, "served the old version under load first");
     assert!(
         counts.failed.is_empty(),

@@ -591,6 +591,11 @@ fn replacing_an_app_under_load_fails_no_request() {
         client.join().unwrap();
     }
     let failures = failures.lock().unwrap();
+    println!(
+        "replace under load: 6 deploys while 4 clients sent; {} answered, {} failed",
+        answered.load(Ordering::Relaxed),
+        failures.len()
+    );
     assert!(
         failures.is_empty(),
         "{} failed requests: {:?}",
