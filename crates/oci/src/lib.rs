@@ -84,6 +84,45 @@ pub use remote::fetch_url_source;
 
 pub use wisp_app::LockedApp;
 
+/// Entry points for the fuzz targets in `fuzz/` (built with `--cfg fuzzing`): the readers
+/// of what a registry sends, without a registry.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    use crate::{LockedApp, Reference, Result};
+
+    fn reference() -> Reference {
+        "localhost:5000/fuzz/app:v1"
+            .parse()
+            .expect("a valid reference")
+    }
+
+    /// Reads an image manifest as a pull does, with its bounds.
+    pub fn image_manifest(body: &[u8], header_type: Option<&str>) -> Result<usize> {
+        crate::pull::parse_manifest(body, header_type, &reference()).map(|m| m.layers.len())
+    }
+
+    /// Reads a registry's locked-app config layer and turns it into Wisp's LockedApp,
+    /// every content reference resolved to a placeholder file.
+    pub fn registry_locked_app(bytes: &[u8]) -> Result<LockedApp> {
+        let reference = reference();
+        let app = crate::format::RegistryLockedApp::parse(bytes, &reference)?;
+        let paths: HashMap<String, PathBuf> = app
+            .content_refs()
+            .map(|content| (content.key(), PathBuf::from("/nonexistent/fuzz")))
+            .collect();
+        app.into_locked(&paths, &reference)
+    }
+
+    /// Normalizes a path from an artifact, refusing escapes.
+    pub fn artifact_path(path: &str) -> Result<String> {
+        crate::format::normalize_rel_path(path)
+    }
+}
+
 /// Media type of the layer holding the locked app JSON.
 pub const SPIN_APPLICATION_MEDIA_TYPE: &str = "application/vnd.fermyon.spin.application.v1+config";
 /// Media type of a component's Wasm layer.

@@ -65,7 +65,7 @@ pub(crate) async fn assemble_cached(
         }))
 }
 
-fn parse_manifest(
+pub(crate) fn parse_manifest(
     body: &[u8],
     header_type: Option<&str>,
     reference: &Reference,

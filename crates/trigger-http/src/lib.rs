@@ -326,8 +326,8 @@ impl HttpTrigger {
         peer: Peer,
     ) -> Response<WasiBody> {
         let started = Instant::now();
-        let authority = match limits::authority(&request, Some(peer.local)) {
-            Ok(authority) => authority,
+        let (parts, body, authority) = match from_network(request, &peer) {
+            Ok(split) => split,
             Err(reason) => {
                 RefusalLog::BadRequest.log(format_args!(
                     "refused a request from {} with 400: {reason}",
@@ -336,25 +336,6 @@ impl HttpTrigger {
                 return text(StatusCode::BAD_REQUEST, "Bad Request\n");
             }
         };
-        let (mut parts, body) = request.into_parts();
-        if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
-            // HTTP/1.0 without Host: the guest sees the address it was reached on.
-            if let Ok(value) = HeaderValue::from_str(&authority) {
-                parts.headers.insert(http::header::HOST, value);
-            }
-        }
-        if peer.secure {
-            // Over TLS the guest sees an `https` URI (WASI 0.3 reads the scheme from it).
-            let mut uri = std::mem::take(&mut parts.uri).into_parts();
-            uri.scheme = Some(http::uri::Scheme::HTTPS);
-            if uri.authority.is_none() {
-                uri.authority = authority.parse().ok();
-            }
-            if uri.path_and_query.is_none() {
-                uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-            }
-            parts.uri = http::Uri::from_parts(uri).unwrap_or_default();
-        }
         let path = parts.uri.path().to_owned();
         let (matched, component_id) = match self.route(&path) {
             Routed::Component(matched, id) => (matched, id),
@@ -378,8 +359,13 @@ impl HttpTrigger {
         };
         let tripped = body.tripped();
         let mut request = Request::from_parts(parts, body.boxed_unsync());
-        let scheme = if peer.secure { "https" } else { "http" };
-        set_spin_headers(&mut request, &matched, peer.client, &authority, scheme);
+        set_spin_headers(
+            &mut request,
+            &matched,
+            peer.client,
+            &authority,
+            peer.scheme(),
+        );
         let method = request.method().clone();
         let response = self.run(component_id, request, path.clone(), started).await;
         if tripped.is_some_and(|t| t.load(std::sync::atomic::Ordering::Acquire)) {
@@ -594,21 +580,75 @@ impl LocalDispatch for HttpTrigger {
     }
 }
 
+/// A request from the network as a guest sees it: its checked authority (or why it is
+/// refused with 400), `Host` filled in for HTTP/1.0 without one, an `https` URI over TLS.
+fn from_network<B>(
+    request: Request<B>,
+    peer: &Peer,
+) -> Result<(http::request::Parts, B, String), &'static str> {
+    let authority = limits::authority(&request, Some(peer.local))?;
+    let (mut parts, body) = request.into_parts();
+    if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
+        // HTTP/1.0 without Host: the guest sees the address it was reached on.
+        if let Ok(value) = HeaderValue::from_str(&authority) {
+            parts.headers.insert(http::header::HOST, value);
+        }
+    }
+    if peer.secure {
+        // Over TLS the guest sees an `https` URI (WASI 0.3 reads the scheme from it).
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(http::uri::Scheme::HTTPS);
+        if uri.authority.is_none() {
+            uri.authority = authority.parse().ok();
+        }
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        parts.uri = http::Uri::from_parts(uri).unwrap_or_default();
+    }
+    Ok((parts, body, authority))
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (built with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// The request a guest would see for `request` from `peer`, routed by `router`;
+    /// `None` when it is refused with 400 or no route takes it.
+    pub fn guest_request(request: Request<()>, router: &Router, peer: Peer) -> Option<Request<()>> {
+        let (parts, body, authority) = from_network(request, &peer).ok()?;
+        let matched = router.route(parts.uri.path())?;
+        let mut request = Request::from_parts(parts, body);
+        set_spin_headers(
+            &mut request,
+            &matched,
+            peer.client,
+            &authority,
+            peer.scheme(),
+        );
+        Some(request)
+    }
+}
+
 /// Sets Spin's request headers, replacing any a client sent under the same names;
 /// `authority` is the request's checked authority, `scheme` the connection's.
-fn set_spin_headers(
-    request: &mut Request<WasiBody>,
+fn set_spin_headers<B>(
+    request: &mut Request<B>,
     matched: &RouteMatch<'_>,
     client: SocketAddr,
     authority: &str,
     scheme: &str,
 ) {
     let host = authority;
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "/".to_owned());
+    let path_and_query = match request.uri().path_and_query().map(|p| p.as_str()) {
+        Some(p) if p.starts_with('/') => p.to_owned(),
+        // `OPTIONS *` (asterisk form): without the `/` the `*` would join the authority
+        // (`http://host:80*`). Found by fuzz/fuzz_targets/http_request.rs.
+        Some(p) => format!("/{p}"),
+        None => "/".to_owned(),
+    };
     let full_url = format!("{scheme}://{host}{path_and_query}");
 
     let headers = request.headers_mut();
@@ -685,4 +725,43 @@ fn static_response(config: &StaticResponse) -> Response<WasiBody> {
     builder
         .body(full(config.body.clone().unwrap_or_default()))
         .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `spin-full-url` a guest gets for a request target from the network.
+    fn full_url(target: &str) -> String {
+        let request = Request::builder()
+            .method("OPTIONS")
+            .uri(target)
+            .header("host", "example.com:8080")
+            .body(())
+            .unwrap();
+        let peer = Peer {
+            client: "192.0.2.7:40000".parse().unwrap(),
+            local: "127.0.0.1:3000".parse().unwrap(),
+            secure: false,
+        };
+        let (parts, body, authority) = from_network(request, &peer).unwrap();
+        let mut router = Router::default();
+        router.add("/...", RouteTarget::Component("c".to_owned()));
+        let matched = router.route(parts.uri.path()).unwrap();
+        let mut request = Request::from_parts(parts, body);
+        set_spin_headers(&mut request, &matched, peer.client, &authority, "http");
+        request.headers()["spin-full-url"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn every_request_target_form_gives_a_full_url_with_a_path() {
+        assert_eq!(full_url("/a?b=1"), "http://example.com:8080/a?b=1");
+        // Asterisk form: the fuzzer found `http://example.com:8080*`.
+        assert_eq!(full_url("*"), "http://example.com:8080/*");
+        assert_eq!(full_url("http://other.example/x"), "http://other.example/x");
+        assert_eq!(full_url("other.example:81"), "http://other.example:81/");
+    }
 }

@@ -284,6 +284,13 @@ pub struct Peer {
     pub secure: bool,
 }
 
+impl Peer {
+    /// The request's scheme as the connection carries it.
+    pub fn scheme(&self) -> &'static str {
+        if self.secure { "https" } else { "http" }
+    }
+}
+
 /// "No time recorded" for [`ConnState`]'s millisecond fields.
 const NEVER: u64 = u64::MAX;
 

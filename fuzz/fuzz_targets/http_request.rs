@@ -1,0 +1,86 @@
+//! A request from the network as a guest sees it: authority checks, the `https` URI over
+//! TLS, routing and Spin's headers. Clients cannot set Spin's headers, and the full URL
+//! a guest is given is a URL.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use wisp_trigger_http::{Peer, RouteTarget, Router};
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    method: String,
+    uri: String,
+    version: u8,
+    headers: Vec<(String, Vec<u8>)>,
+    routes: Vec<String>,
+    secure: bool,
+}
+
+/// Headers Wisp sets on every routed request.
+const SPIN_HEADERS: [&str; 7] = [
+    "spin-full-url",
+    "spin-path-info",
+    "spin-matched-route",
+    "spin-component-route",
+    "spin-raw-component-route",
+    "spin-base-path",
+    "spin-client-addr",
+];
+
+fuzz_target!(|input: Input| {
+    let version = match input.version % 3 {
+        0 => http::Version::HTTP_10,
+        1 => http::Version::HTTP_11,
+        _ => http::Version::HTTP_2,
+    };
+    let mut builder = http::Request::builder()
+        .method(input.method.as_str())
+        .uri(input.uri.as_str())
+        .version(version);
+    for (name, value) in &input.headers {
+        builder = builder.header(name.as_str(), value.as_slice());
+    }
+    let Ok(request) = builder.body(()) else {
+        return;
+    };
+    let mut router = Router::default();
+    for route in input.routes.iter().filter(|r| r.starts_with('/')) {
+        router.add(route, RouteTarget::Component("c".to_owned()));
+    }
+    let peer = Peer {
+        client: "192.0.2.7:40000".parse().unwrap(),
+        local: "127.0.0.1:3000".parse().unwrap(),
+        secure: input.secure,
+    };
+    let Some(guest) = wisp_trigger_http::fuzzing::guest_request(request, &router, peer) else {
+        return;
+    };
+    for name in guest.headers().keys() {
+        let name = name.as_str();
+        if name.starts_with("spin-") {
+            assert!(
+                SPIN_HEADERS.contains(&name) || name.starts_with("spin-path-match-"),
+                "a client-sent {name} reached the guest"
+            );
+        }
+    }
+    let full_url = guest
+        .headers()
+        .get("spin-full-url")
+        .expect("every routed request carries spin-full-url");
+    // Bytes, not text: a request target may carry bytes above 0x7f, as Spin passes them.
+    let parsed = http::Uri::try_from(full_url.as_bytes())
+        .unwrap_or_else(|e| panic!("spin-full-url {full_url:?} is not a URL: {e}"));
+    // An authority-form target (`GET host:port`) has an empty path and the asterisk form
+    // (`OPTIONS *`) the path `*`: the URL gives them `/` and `/*`.
+    let path = guest.uri().path();
+    let path = match path.starts_with('/') {
+        true => path.to_owned(),
+        false => format!("/{path}"),
+    };
+    assert_eq!(parsed.path(), path, "{full_url:?}");
+    if input.secure {
+        assert_eq!(guest.uri().scheme_str(), Some("https"));
+    }
+});
