@@ -38,6 +38,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "WASI 0.2: on `/loop…` paths the handler spins forever without I/O (only the host's deadline or a cancellation stops it); elsewhere `200` `Hello from Wisp`.",
     ),
     (
+        "FAULTS",
+        "faults",
+        "WASI 0.2: one misbehaviour per path: `/loop` spins, `/memory` grows memory until it traps, `/recursion` overflows the stack, `/huge?mib=N` streams N MiB (default 64), `/dribble` writes a byte every 100 ms forever, `/no-read` answers `ignored` without reading the body, `/write-forever` writes 64 KiB chunks forever ignoring errors; elsewhere `200` `Hello from faults`.",
+    ),
+    (
         "MEMHOG",
         "memhog",
         "WASI 0.2: the handler allocates and touches 1 MiB blocks forever, until growing memory fails and the guest traps.",
