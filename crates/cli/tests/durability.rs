@@ -25,6 +25,20 @@ struct Acknowledged {
     counter: i64,
 }
 
+/// The caps-v5 guest on `/...` with `grants`, keeping its stores in a state directory
+/// that outlives restarts: the app directory and the `wisp up` arguments.
+fn caps_app(grants: &str) -> (tempfile::TempDir, Vec<String>) {
+    let dir = app_dir(&manifest_one("/...", "caps", programs::CAPS_V5, grants));
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let args = vec![
+        "-f".to_owned(),
+        path("spin.toml"),
+        "--state-dir".to_owned(),
+        path("state"),
+    ];
+    (dir, args)
+}
+
 /// Writes until a request fails (the server was killed): each step sets a key-value key
 /// (its value is the key) and increments the SQLite counter.
 fn write_until_killed(
@@ -67,20 +81,9 @@ fn write_until_killed(
 
 #[test]
 fn acknowledged_key_value_and_sqlite_writes_survive_kill_9() {
-    let dir = app_dir(&manifest_one(
-        "/...",
-        "caps",
-        programs::CAPS_V5,
-        "key_value_stores = [\"default\"]\nsqlite_databases = [\"default\"]",
-    ));
-    let manifest = dir.path().join("spin.toml");
-    let state = dir.path().join("state");
-    let args = [
-        "-f",
-        manifest.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-    ];
+    let (_dir, args) =
+        caps_app("key_value_stores = [\"default\"]\nsqlite_databases = [\"default\"]");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut keys: Vec<String> = Vec::new();
     let mut counter = 0;
     for round in 0..ROUNDS {
@@ -317,20 +320,8 @@ fn increment_until_refused(addr: SocketAddr, terminated: &AtomicBool) -> LoadCou
 #[test]
 fn sigterm_under_load_answers_every_request_it_took() {
     const CLIENTS: usize = 64;
-    let dir = app_dir(&manifest_one(
-        "/...",
-        "caps",
-        programs::CAPS_V5,
-        "sqlite_databases = [\"default\"]",
-    ));
-    let manifest = dir.path().join("spin.toml");
-    let state = dir.path().join("state");
-    let args = [
-        "-f",
-        manifest.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-    ];
+    let (_dir, args) = caps_app("sqlite_databases = [\"default\"]");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let wisp = Wisp::up(&args);
     let addr = wisp.addr;
     let terminated = Arc::new(AtomicBool::new(false));
