@@ -15,6 +15,15 @@ use postgres_types::{FromSql, IsNull, Kind, ToSql, Type};
 use tokio_postgres::Statement;
 use uuid::Uuid;
 
+mod calendar;
+mod numeric;
+
+use calendar::{
+    PG_EPOCH_DAYS, date_from_days, datetime_from_micros, datetime_micros, pg_days, pg_time_micros,
+    time_from_micros,
+};
+use numeric::{Numeric, numeric_to_sql, numeric_to_string};
+
 /// `(year, month, day, hour, minute, second, nanosecond)`, as the WIT writes it.
 pub(super) type Datetime = (i32, u8, u8, u8, u8, u8, u32);
 
@@ -202,282 +211,6 @@ impl<'a> FromSql<'a> for Raw<'a> {
 }
 
 type CodecError = Box<dyn std::error::Error + Sync + Send>;
-
-// Dates and timestamps: the calendar arithmetic is done here rather than by chrono's
-// impls (postgres-types' `with-chrono-0_4`), because chrono's calendar ends at
-// 262142-12-31 while PostgreSQL's dates go to 5874897 AD and its timestamps to
-// 294276 AD, years the WIT tuples hold: through chrono such a row would fail to read
-// (`value too large to decode`) and such a parameter would be refused. The day and
-// microsecond counts themselves travel through postgres-protocol.
-
-/// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
-const PG_EPOCH_DAYS: i64 = 10_957;
-const MICROS_PER_DAY: i64 = 86_400_000_000;
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date `days` after 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = (if mp < 10 { mp + 3 } else { mp - 9 }) as u8;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Days since PostgreSQL's epoch of a date, checked (so 2023-02-30 is an error).
-fn pg_days(date: (i32, u8, u8)) -> Result<i32, String> {
-    let (year, month, day) = date;
-    let days = days_from_civil(i64::from(year), u32::from(month), u32::from(day));
-    if !(1..=12).contains(&month) || civil_from_days(days) != (i64::from(year), month, day) {
-        return Err(format!("{year:04}-{month:02}-{day:02} is not a date"));
-    }
-    i32::try_from(days - PG_EPOCH_DAYS).map_err(|_| format!("year {year} is out of range"))
-}
-
-/// A date (days since 2000-01-01) as a date tuple.
-fn date_from_days(days: i32) -> Result<(i32, u8, u8), CodecError> {
-    if days == i32::MAX || days == i32::MIN {
-        return Err("infinite dates have no date value".into());
-    }
-    let (year, month, day) = civil_from_days(i64::from(days) + PG_EPOCH_DAYS);
-    Ok((i32::try_from(year)?, month, day))
-}
-
-fn pg_time_micros(time: (u8, u8, u8, u32)) -> Result<i64, String> {
-    let (hour, minute, second, nanos) = time;
-    if hour > 23 || minute > 59 || second > 59 || nanos > 999_999_999 {
-        return Err(format!(
-            "{hour:02}:{minute:02}:{second:02}.{nanos:09} is not a time of day"
-        ));
-    }
-    Ok(
-        ((i64::from(hour) * 60 + i64::from(minute)) * 60 + i64::from(second)) * 1_000_000
-            + i64::from(nanos / 1000),
-    )
-}
-
-fn time_from_micros(micros: i64) -> (u8, u8, u8, u32) {
-    let seconds = micros.div_euclid(1_000_000);
-    let nanos = (micros.rem_euclid(1_000_000) * 1000) as u32;
-    (
-        (seconds / 3600 % 24) as u8,
-        (seconds / 60 % 60) as u8,
-        (seconds % 60) as u8,
-        nanos,
-    )
-}
-
-/// A timestamp (microseconds since 2000-01-01 00:00) as a datetime tuple.
-fn datetime_from_micros(micros: i64) -> Result<Datetime, CodecError> {
-    if micros == i64::MAX || micros == i64::MIN {
-        return Err("infinite timestamps have no datetime value".into());
-    }
-    let days = micros.div_euclid(MICROS_PER_DAY);
-    let (year, month, day) = civil_from_days(days + PG_EPOCH_DAYS);
-    let (hour, minute, second, nanos) = time_from_micros(micros.rem_euclid(MICROS_PER_DAY));
-    Ok((
-        i32::try_from(year)?,
-        month,
-        day,
-        hour,
-        minute,
-        second,
-        nanos,
-    ))
-}
-
-fn datetime_micros(datetime: Datetime) -> Result<i64, String> {
-    let (year, month, day, hour, minute, second, nanos) = datetime;
-    let days = pg_days((year, month, day))?;
-    let time = pg_time_micros((hour, minute, second, nanos))?;
-    i64::from(days)
-        .checked_mul(MICROS_PER_DAY)
-        .and_then(|d| d.checked_add(time))
-        .ok_or_else(|| format!("year {year} is out of range"))
-}
-
-// NUMERIC: converted to and from its exact decimal text here rather than through
-// rust_decimal's `Decimal` (its `db-postgres` impls). `Decimal` holds at most 28 digits
-// and no `NaN`/`Infinity`; worse, past 28 fractional digits its `FromSql` rounds instead
-// of failing (0.1234567890123456789012345678901234 reads as
-// 0.1234567890123456789012345679, and a `numeric(40,30)` zero loses two of its zeros),
-// so it cannot even tell when to hand over to this code. Its parser also takes `1_000`
-// and `1e5`, which are refused here. Every value would need this code anyway, so it is
-// the only path.
-
-/// `NUMERIC` in binary format (base-10000 digits) as a decimal string.
-fn numeric_to_string(mut buf: &[u8]) -> Result<String, CodecError> {
-    use std::fmt::Write as _;
-    let mut read_u16 = || -> Result<u16, CodecError> {
-        let (head, tail) = buf.split_at_checked(2).ok_or("truncated numeric")?;
-        buf = tail;
-        Ok(u16::from_be_bytes([head[0], head[1]]))
-    };
-    let ndigits = read_u16()?;
-    let weight = read_u16()? as i16;
-    let sign = read_u16()?;
-    let dscale = read_u16()?;
-    let digits = (0..ndigits)
-        .map(|_| read_u16())
-        .collect::<Result<Vec<u16>, _>>()?;
-    match sign {
-        0xC000 => return Ok("NaN".to_owned()),
-        0xD000 => return Ok("Infinity".to_owned()),
-        0xF000 => return Ok("-Infinity".to_owned()),
-        0x0000 | 0x4000 => {}
-        _ => return Err("invalid numeric sign".into()),
-    }
-    let digit = |index: i32| -> u16 {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| digits.get(i).copied())
-            .unwrap_or(0)
-    };
-    let mut out = String::new();
-    if sign == 0x4000 {
-        out.push('-');
-    }
-    let weight = i32::from(weight);
-    if weight < 0 {
-        out.push('0');
-    } else {
-        for index in 0..=weight {
-            if index == 0 {
-                write!(out, "{}", digit(index))?;
-            } else {
-                write!(out, "{:04}", digit(index))?;
-            }
-        }
-    }
-    if dscale > 0 {
-        let mut fraction = String::new();
-        let mut index = weight + 1;
-        while fraction.len() < usize::from(dscale) {
-            write!(fraction, "{:04}", digit(index))?;
-            index += 1;
-        }
-        fraction.truncate(usize::from(dscale));
-        out.push('.');
-        out.push_str(&fraction);
-    }
-    Ok(out)
-}
-
-/// A decimal string (`-12.340`, `NaN`, `Infinity`) in `NUMERIC` binary format.
-fn numeric_to_sql(text: &str, out: &mut BytesMut) -> Result<(), String> {
-    let bad = || format!("{text:?} is not a decimal number");
-    let trimmed = text.trim();
-    let special = match trimmed.to_ascii_lowercase().as_str() {
-        "nan" => Some(0xC000u16),
-        "infinity" | "+infinity" | "inf" => Some(0xD000),
-        "-infinity" | "-inf" => Some(0xF000),
-        _ => None,
-    };
-    if let Some(sign) = special {
-        for word in [0u16, 0, sign, 0] {
-            out.extend_from_slice(&word.to_be_bytes());
-        }
-        return Ok(());
-    }
-    let (negative, unsigned) = match trimmed.as_bytes().first() {
-        Some(b'-') => (true, &trimmed[1..]),
-        Some(b'+') => (false, &trimmed[1..]),
-        _ => (false, trimmed),
-    };
-    let (int_part, frac_part) = unsigned.split_once('.').unwrap_or((unsigned, ""));
-    if (int_part.is_empty() && frac_part.is_empty())
-        || !int_part.bytes().all(|b| b.is_ascii_digit())
-        || !frac_part.bytes().all(|b| b.is_ascii_digit())
-        || frac_part.len() > 0x3FFF
-        || int_part.len() > 131_072
-    {
-        return Err(bad());
-    }
-    let int_part = int_part.trim_start_matches('0');
-    let dscale = frac_part.len() as u16;
-    // Align both parts on base-10000 groups around the decimal point.
-    let int_pad = (4 - int_part.len() % 4) % 4;
-    let frac_pad = (4 - frac_part.len() % 4) % 4;
-    let int_digits: String = "0".repeat(int_pad) + int_part;
-    let frac_digits: String = frac_part.to_owned() + &"0".repeat(frac_pad);
-    let group = |chunk: &[u8]| -> u16 {
-        chunk
-            .iter()
-            .fold(0u16, |acc, digit| acc * 10 + u16::from(digit - b'0'))
-    };
-    let mut groups: Vec<u16> = int_digits
-        .as_bytes()
-        .chunks(4)
-        .chain(frac_digits.as_bytes().chunks(4))
-        .map(group)
-        .collect();
-    let mut weight = (int_digits.len() / 4) as i32 - 1;
-    let leading = groups.iter().take_while(|g| **g == 0).count();
-    groups.drain(..leading);
-    weight -= leading as i32;
-    while groups.last() == Some(&0) {
-        groups.pop();
-    }
-    if groups.is_empty() {
-        weight = 0;
-    }
-    let ndigits = u16::try_from(groups.len()).map_err(|_| bad())?;
-    let weight = i16::try_from(weight).map_err(|_| bad())?;
-    let sign: u16 = if negative && !groups.is_empty() {
-        0x4000
-    } else {
-        0
-    };
-    for word in [ndigits, weight as u16, sign, dscale] {
-        out.extend_from_slice(&word.to_be_bytes());
-    }
-    for g in groups {
-        out.extend_from_slice(&g.to_be_bytes());
-    }
-    Ok(())
-}
-
-/// A `numeric` as its decimal text, so postgres-types' array impls can carry it.
-#[derive(Debug)]
-struct Numeric<S>(S);
-
-impl<'a> FromSql<'a> for Numeric<String> {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, CodecError> {
-        numeric_to_string(raw).map(Numeric)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::NUMERIC
-    }
-}
-
-impl<S: AsRef<str> + std::fmt::Debug> ToSql for Numeric<S> {
-    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, CodecError> {
-        numeric_to_sql(self.0.as_ref(), out)?;
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::NUMERIC
-    }
-
-    postgres_types::to_sql_checked!();
-}
 
 /// A UUID parameter's text as its value. Read by hand before uuid's parser takes the 32
 /// digits, so it keeps taking what it always has: surrounding spaces, braces around
@@ -851,6 +584,7 @@ pub(super) fn decode_row(
 
 #[cfg(test)]
 mod tests {
+    use super::calendar::civil_from_days;
     use super::*;
 
     #[test]

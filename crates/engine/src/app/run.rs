@@ -1,0 +1,490 @@
+//! Running a loaded component: memory budget, instance slot, store, deadline and fault
+//! classification, for requests and for trigger events.
+
+use crate::budget::{Charge, INSTANCE_OVERHEAD};
+use crate::host::{LogStream, MemoryLimiter, Stream};
+use crate::lanes::Laned;
+use crate::outbound::OutboundBudget;
+use crate::{GuestFault, Host};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{AsContextMut, Store, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::handler::{Prepared, Proxy};
+use wisp_host::InstanceState;
+
+use super::{GuestError, LoadedComponent, Slot};
+
+/// Extra time, past the guest deadline, that the host waits for the epoch interrupt to land
+/// before giving up on a guest task that is stuck outside wasm (e.g. awaiting host I/O).
+const DEADLINE_SLACK: Duration = Duration::from_millis(250);
+
+/// `call`, cut off at `deadline` plus [`DEADLINE_SLACK`]. The epoch interrupt stops a
+/// guest running wasm; this bound also stops one waiting in a host call (a database row
+/// it never reads, a silent socket).
+async fn within_hard_stop<T>(
+    deadline: Instant,
+    timeout: Duration,
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    let hard_stop = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
+    match tokio::time::timeout_at(hard_stop, call).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::new(GuestFault::Deadline(timeout))),
+    }
+}
+
+impl LoadedComponent {
+    /// Reserves this instance's share of the memory budget: what the component's
+    /// instances used lately. `wait = false` (nested in-process calls, whose callers hold
+    /// budget) fails at once instead of waiting.
+    async fn reserve_memory(&self, wait: bool) -> Result<Charge, GuestError> {
+        let budget = &self.engine.budget;
+        // Until an instance of this component has ended, its need is unknown: reserve the
+        // cap, so a cold burst cannot take the budget in small pieces and then wait on
+        // itself to grow (each instance holding what the others need).
+        let need = match self.learned_memory.get() {
+            0 => self.limits.memory_limit,
+            learned => learned,
+        };
+        let wanted = INSTANCE_OVERHEAD + need;
+        let charge = match wait {
+            true => budget.reserve(wanted).await,
+            false => budget.try_reserve(wanted),
+        };
+        charge.ok_or_else(|| GuestError {
+            fault: Some(GuestFault::MemoryBudget(budget.total())),
+            message: format!(
+                "component `{}`: no memory budget free for another instance",
+                self.id
+            ),
+        })
+    }
+
+    fn new_store(
+        &self,
+        deadline: Instant,
+        budget: OutboundBudget,
+        charge: Charge,
+    ) -> Result<Store<Host>, GuestError> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&self.env)
+            .stdout(LogStream::new(
+                self.id.clone(),
+                Stream::Stdout,
+                self.shows_output,
+                self.log_files.as_ref().map(|(out, _)| out.clone()),
+            ))
+            .stderr(LogStream::new(
+                self.id.clone(),
+                Stream::Stderr,
+                self.shows_output,
+                self.log_files.as_ref().map(|(_, err)| err.clone()),
+            ));
+        match self.capabilities.sockets() {
+            Some(sockets) => {
+                wasi.allow_ip_name_lookup(true)
+                    .allow_tcp(sockets.tcp())
+                    .allow_udp(sockets.udp())
+                    .socket_addr_check(crate::sockets::addr_check(self.capabilities.clone()));
+            }
+            // No socket grants (the default): everything off. The builder's default
+            // address check already refuses every address, so none is installed.
+            None => {
+                wasi.allow_ip_name_lookup(false)
+                    .allow_tcp(false)
+                    .allow_udp(false);
+            }
+        }
+        if let Some(dir) = &self.files_dir {
+            wasi.preopened_dir(dir, "/", FsPerms::ReadOnly)
+                .map_err(|e| GuestError {
+                    fault: None,
+                    message: format!("cannot mount files from {}: {e:#}", dir.display()),
+                })?;
+        }
+        let host = Host::new(
+            self.id.clone(),
+            InstanceState::new(self.capabilities.clone()).with_deadline(deadline),
+            self.outbound.clone(),
+            budget,
+            wasi.build(),
+            MemoryLimiter::new(
+                self.limits.memory_limit,
+                charge,
+                self.engine.budget.total(),
+                self.learned_memory.clone(),
+                deadline,
+            ),
+            deadline,
+        );
+        let mut store = Store::new(self.engine.engine(), host);
+        store.limiter_async(|host| &mut host.limiter);
+        let timeout = self.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Err(wasmtime::Error::new(GuestFault::Deadline(timeout)))
+            } else {
+                // Yield each tick so a busy guest shares its worker thread with others.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        Ok(store)
+    }
+
+    /// An instance slot: the app's own (if it has a cap), then the engine's, waited for in
+    /// turn. A `nested` (in-process) request fails at once instead: its caller holds a
+    /// slot while it waits, and queueing could deadlock once every slot belongs to a
+    /// waiting caller.
+    async fn take_slot(&self, nested: bool) -> Result<Slot, GuestError> {
+        let busy = |which: String| GuestError {
+            fault: None,
+            message: format!(
+                "no free instance slot for an in-process request (all {which} are busy); raise the cap or make fewer nested calls"
+            ),
+        };
+        let closed = |_| GuestError {
+            fault: None,
+            message: "the engine is shutting down".to_owned(),
+        };
+        let app = match &self.limits.permits {
+            Some((permits, cap)) if nested => Some(
+                permits
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| busy(format!("{cap} of the app's own")))?,
+            ),
+            Some((permits, _)) => Some(permits.clone().acquire_owned().await.map_err(closed)?),
+            None => None,
+        };
+        let permits = self.engine.instance_permits.clone();
+        let engine = match nested {
+            true => permits.try_acquire_owned().map_err(|_| {
+                busy(format!(
+                    "{} (--max-instances)",
+                    self.engine.config().max_instances
+                ))
+            })?,
+            false => permits.acquire_owned().await.map_err(closed)?,
+        };
+        Ok(Slot {
+            _app: app,
+            _engine: engine,
+        })
+    }
+
+    /// Handles one request in a fresh instance. The response is returned as soon as the
+    /// guest produces its head; the body streams while the guest keeps running, and the
+    /// instance is dropped when the guest finishes (or hits its deadline).
+    pub async fn handle(
+        self: &Arc<Self>,
+        request: http::Request<WasiBody>,
+    ) -> Result<http::Response<WasiBody>, GuestError> {
+        if self.http.is_none() {
+            return Err(GuestError {
+                fault: None,
+                message: format!("component `{}` {NO_HTTP_EXPORT}", self.id),
+            });
+        }
+        let timeout = self.limits.timeout;
+        let deadline = Instant::now() + timeout;
+        let nested = OutboundBudget::is_nested(&request);
+        // The trigger marks a request that came over TLS with the https scheme.
+        let https = request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+        let permit = self.take_slot(nested).await?;
+        let charge = self.reserve_memory(!nested).await?;
+        let mut store = self.new_store(deadline, OutboundBudget::of(&request), charge)?;
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let this = self.clone();
+        let lane = match self.limits.over_share() {
+            true => Laned::start_slow,
+            false => Laned::new,
+        };
+        let task = tokio::spawn(lane(async move {
+            let result = async {
+                let (pre, _) = this.http.as_ref().expect("checked before spawning");
+                let proxy = pre.instantiate_async(&mut store).await?;
+                if let (Proxy::P2(guest), true) = (&proxy, https) {
+                    return run_p2_over_tls(&mut store, guest, request, tx).await;
+                }
+                let prepared = Prepared::new(
+                    store.as_context_mut(),
+                    &proxy,
+                    request,
+                    <Host as wasmtime_wasi_http::WasiHttpView>::http,
+                    tx,
+                )?;
+                store
+                    .run_concurrent(async |accessor| {
+                        prepared.run(accessor, std::future::pending()).await?;
+                        // A WASI 0.3 guest keeps writing the body after returning the
+                        // response; keep its tasks running until they are all done.
+                        std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+                        wasmtime::Result::<bool>::Ok(true)
+                    })
+                    .await??;
+                wasmtime::Result::Ok(())
+            };
+            // Also after its response head was sent: no instance outlives its deadline
+            // holding a slot.
+            let result = within_hard_stop(deadline, timeout, result).await;
+            let fault = store.data().recorded_fault();
+            // The slot frees only once the instance is gone.
+            drop(store);
+            drop(permit);
+            (result, fault)
+        }));
+        // Until the response is fully sent, a client that goes away cancels the instance.
+        let mut client_gone = ClientGone {
+            task: Some(task.abort_handle()),
+            component: self.id.clone(),
+            started: Instant::now(),
+        };
+
+        let wait_until = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
+        let outcome = match tokio::time::timeout_at(wait_until, rx).await {
+            Ok(Ok(Ok(response))) => {
+                return Ok(response.map(|body| {
+                    CancelOnAbandon {
+                        inner: body,
+                        client_gone: Some(client_gone),
+                    }
+                    .boxed_unsync()
+                }));
+            }
+            Ok(Ok(Err(err))) => Some(err),
+            Ok(Err(_canceled)) => None,
+            Err(_elapsed) => {
+                client_gone.task = None;
+                task.abort();
+                return Err(GuestError {
+                    fault: Some(GuestFault::Deadline(timeout)),
+                    message: "no response before the deadline".to_owned(),
+                });
+            }
+        };
+        // The guest failed before producing a response; collect why from the task.
+        client_gone.task = None;
+        let mut task = task;
+        let (result, recorded) = match tokio::time::timeout_at(wait_until, &mut task).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(join)) => (
+                Err(wasmtime::Error::msg(format!("guest task failed: {join}"))),
+                None,
+            ),
+            Err(_elapsed) => {
+                // Stuck outside wasm (a host call the epoch cannot interrupt): drop the
+                // instance so its slot frees.
+                task.abort();
+                (
+                    Err(wasmtime::Error::new(GuestFault::Deadline(timeout))),
+                    None,
+                )
+            }
+        };
+        let err = outcome.or(result.err());
+        let fault = err
+            .as_ref()
+            .and_then(|e| e.downcast_ref::<GuestFault>().cloned())
+            .or(recorded)
+            .or_else(|| (Instant::now() >= deadline).then_some(GuestFault::Deadline(timeout)));
+        let message = match err {
+            Some(err) => format!("{err:#}"),
+            None => "the guest returned without sending a response".to_owned(),
+        };
+        Err(GuestError { fault, message })
+    }
+}
+
+/// The call a trigger makes in a fresh store: instantiate its export and call it.
+pub type EventCall<R> = Box<
+    dyn for<'a> FnOnce(
+            &'a mut Store<Host>,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>
+        + Send,
+>;
+
+impl LoadedComponent {
+    /// Runs one event (a Redis message, a cron tick, …) in a fresh instance: `call`
+    /// gets a fresh store and instantiates the component's export in it. The same limits
+    /// as a request apply: an instance slot and memory budget (waited for), the memory
+    /// cap, the deadline (from when the slot is taken), the slow lane; faults are
+    /// classified as for requests. Dropping the future cancels the instance.
+    pub async fn run_event<R: Send + 'static>(
+        self: &Arc<Self>,
+        call: EventCall<R>,
+    ) -> Result<R, GuestError> {
+        let timeout = self.limits.timeout;
+        let permit = self.take_slot(false).await?;
+        let charge = self.reserve_memory(true).await?;
+        // The deadline starts once the instance has a slot, as for requests that queue.
+        let deadline = Instant::now() + timeout;
+        let mut store = self.new_store(deadline, OutboundBudget::default(), charge)?;
+        // Aborted when this future is dropped (trigger shutdown) or the deadline passes
+        // while the guest waits on a host call the epoch cannot interrupt: either way the
+        // instance and its slot go.
+        let lane = match self.limits.over_share() {
+            true => Laned::start_slow,
+            false => Laned::new,
+        };
+        let mut task = AbortOnDrop(tokio::spawn(lane(async move {
+            let result = within_hard_stop(deadline, timeout, call(&mut store)).await;
+            let fault = store.data().recorded_fault();
+            drop(store);
+            drop(permit);
+            (result, fault)
+        })));
+        let wait_until = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
+        let (result, recorded) = match tokio::time::timeout_at(wait_until, &mut task.0).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(join)) => (
+                Err(wasmtime::Error::msg(format!("guest task failed: {join}"))),
+                None,
+            ),
+            Err(_elapsed) => (
+                Err(wasmtime::Error::new(GuestFault::Deadline(timeout))),
+                None,
+            ),
+        };
+        drop(task);
+        result.map_err(|err| GuestError {
+            fault: err
+                .downcast_ref::<GuestFault>()
+                .cloned()
+                .or(recorded)
+                .or_else(|| (Instant::now() >= deadline).then_some(GuestFault::Deadline(timeout))),
+            message: format!("{err:#}"),
+        })
+    }
+}
+
+/// Cancels an instance whose client went away before its response was fully sent: the
+/// guest would otherwise burn its CPU and its slot until the deadline for nobody.
+struct ClientGone {
+    /// `None` once there is nothing to cancel (the response was sent, or the instance
+    /// already ended).
+    task: Option<tokio::task::AbortHandle>,
+    component: Arc<str>,
+    started: Instant,
+}
+
+impl Drop for ClientGone {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take()
+            && !task.is_finished()
+        {
+            task.abort();
+            tracing::warn!(
+                component = %self.component,
+                "component `{}`: the client went away after {:.1?}; cancelled its instance",
+                self.component,
+                self.started.elapsed()
+            );
+        }
+    }
+}
+
+/// The guest's response body; dropped before its end (the client went away), it cancels
+/// the instance. Once the body has ended the instance may go on (a WASI 0.3 guest can work
+/// after responding) until its deadline.
+struct CancelOnAbandon {
+    inner: WasiBody,
+    client_gone: Option<ClientGone>,
+}
+
+impl http_body::Body for CancelOnAbandon {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled
+            && let Some(mut gone) = self.client_gone.take()
+        {
+            gone.task = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for CancelOnAbandon {
+    fn drop(&mut self) {
+        // A body that had nothing more to send (hyper does not poll an empty body) is
+        // complete, not abandoned.
+        if http_body::Body::is_end_stream(&self.inner)
+            && let Some(gone) = self.client_gone.as_mut()
+        {
+            gone.task = None;
+        }
+    }
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why a component cannot serve HTTP.
+const NO_HTTP_EXPORT: &str = "has no HTTP export: it must export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0` (build it as an HTTP component, e.g. with the Spin SDK)";
+
+/// Runs a WASI 0.2 handler for a request that came over TLS. wasmtime 48's `Prepared`
+/// tells every 0.2 guest its request scheme is `http`; this does what it does, with
+/// `https`. The outcome reaches the caller through `tx` as with `Prepared`.
+async fn run_p2_over_tls(
+    store: &mut Store<Host>,
+    guest: &wasmtime_wasi_http::p2::bindings::Proxy,
+    request: http::Request<WasiBody>,
+    tx: futures::channel::oneshot::Sender<wasmtime::Result<http::Response<WasiBody>>>,
+) -> wasmtime::Result<()> {
+    use wasmtime_wasi_http::WasiHttpView;
+    use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+    const NO_RESPONSE: &str = "guest never invoked `response-outparam::set` method";
+    let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+    let incoming = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Https, request)?;
+    let out = store
+        .data_mut()
+        .http()
+        .new_response_outparam_from_callback({
+            let tx = tx.clone();
+            move |value| {
+                if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    let _ = tx.send(value.map_err(Into::into));
+                }
+            }
+        })?;
+    let handler = guest.wasi_http_incoming_handler().func_handle();
+    let result = store
+        .run_concurrent(async |accessor| {
+            let called = handler.call_concurrent(accessor, (incoming, out)).await;
+            // As with `Prepared`: a guest that keeps writing its body after `set` runs on.
+            std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+            called
+        })
+        .await?;
+    if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let _ = tx.send(result.and_then(|()| Err(wasmtime::format_err!("{NO_RESPONSE}"))));
+    }
+    Ok(())
+}
