@@ -14,6 +14,8 @@
 # The TLS listeners (and PostgreSQL's, which takes both) present $state/tls/server.pem, for
 # the name `localhost` only, signed by the test CA $state/tls/ca.pem.
 #   docker-registry and htpasswd are only installed: the OCI tests start their own.
+#   iproute2 and dnsmasq-base are only installed: the SSRF tests run them in network
+#   namespaces they create.
 set -euo pipefail
 
 sudo=""
@@ -52,6 +54,9 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+# The SSRF tests build network namespaces with their own DNS server.
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

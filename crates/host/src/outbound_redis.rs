@@ -120,7 +120,8 @@ async fn connect_checked(
         .await
         .map_err(|e| match e {
             wisp_outbound::ServiceError::Lookup { .. } => Failure::Other(e.to_string()),
-            _ => Failure::InvalidAddress,
+            // Spin's redis interface has no variant that carries the reason; the log does.
+            _ => invalid(e.to_string()),
         })?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(limit))
