@@ -517,6 +517,19 @@ fn missing_dependency_file_is_refused() {
 }
 
 #[test]
+fn a_dependency_that_is_not_a_component_is_refused_by_its_name() {
+    let app = App::new(&[single(
+        "",
+        &format!("{ADDER:?} = {{ path = \"adder.txt\" }}"),
+    )]);
+    std::fs::write(app.dir.path().join("adder.txt"), "not wasm at all").unwrap();
+    let stderr = app.fails_to_start();
+    assert_mentions(&stderr, &[ADDER, "cannot read it as a component"]);
+    // The name Wisp registers the bytes under inside the composition is its own business.
+    assert!(!stderr.contains("wisp-dependency"), "{stderr}");
+}
+
+#[test]
 fn export_on_a_package_wide_dependency_is_refused() {
     let app = App::new(&[single("", &adder_entry("test:calc", ", export = \"x\""))]);
     let stderr = app.fails_to_start();

@@ -199,14 +199,14 @@ pub fn compose(main: Vec<u8>, dependencies: Vec<Dependency<'_>>) -> Result<Vec<u
                 imports: list(imports.iter()),
             });
         }
-        // Unique package names: two dependencies may come from one package.
-        let package = Package::from_bytes(
-            &format!("wisp-dependency{index}:component"),
-            None,
-            dependency.bytes,
-            graph.types_mut(),
-        )
-        .map_err(|e| dependency_error(format!("cannot read it as a component: {}", chain(&*e))))?;
+        // Unique package names: two dependencies may come from one package. The name is
+        // internal, so messages say "the dependency" instead.
+        let internal = format!("wisp-dependency{index}:component");
+        let package = Package::from_bytes(&internal, None, dependency.bytes, graph.types_mut())
+            .map_err(|e| {
+                let why = chain(&*e).replace(&format!("package `{internal}`"), "the dependency");
+                dependency_error(format!("cannot read it as a component: {why}"))
+            })?;
         let world = package.ty();
         let package = graph
             .register_package(package)

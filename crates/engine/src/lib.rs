@@ -90,6 +90,27 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .map(|home| PathBuf::from(home).join(".cache").join("wisp"))
 }
 
+/// `text` with the characters that could rewrite a terminal or reorder what a reader sees
+/// (controls other than newline and tab, bidirectional overrides and isolates) escaped as
+/// `\u{..}`. A refusal quotes names from the refused component's own bytes (import and
+/// export names), which a hostile component chooses.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| match unsafe_char(c) {
+            true => c.escape_unicode().to_string(),
+            false => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Errors from building the engine or loading components. Each names the component at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -123,7 +144,7 @@ pub enum EngineError {
     #[error("{0}")]
     Limits(String),
     /// The bytes are not a usable WebAssembly component.
-    #[error("component `{component}` {message}")]
+    #[error("component `{component}` {}", printable(.message))]
     Invalid {
         /// Component id.
         component: String,
@@ -325,5 +346,17 @@ impl Drop for EpochTicker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    #[test]
+    fn terminal_controls_and_bidi_overrides_are_escaped() {
+        assert_eq!(printable("plain `name`\n\tok"), "plain `name`\n\tok");
+        assert_eq!(printable("a\u{1b}[31mred"), "a\\u{1b}[31mred");
+        assert_eq!(printable("x\u{202e}y\u{7}"), "x\\u{202e}y\\u{7}");
     }
 }

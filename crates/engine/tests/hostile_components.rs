@@ -604,6 +604,15 @@ impl Harness {
                 let message = chain(&err);
                 let named = format!("`{id}`");
                 let rest = message.replacen(&named, "", 1);
+                // Names from the component's bytes must not reach a terminal raw.
+                if let Some(c) = message
+                    .chars()
+                    .find(|c| c.is_control() && *c != '\n' && *c != '\t')
+                {
+                    return Err(format!(
+                        "refusal carries the control character {c:?} unescaped: {message:?}"
+                    ));
+                }
                 return match message.contains(&named) && rest.split_whitespace().count() >= 3 {
                     true => Ok(Outcome::Refused(Stage::of(&rest))),
                     false => Err(format!(
