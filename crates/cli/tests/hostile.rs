@@ -439,6 +439,45 @@ fn oversized_requests_are_refused_before_a_guest_runs() {
     assert!(stderr.contains("with 431"), "{stderr}");
 }
 
+/// A guest that answers without reading the request body, while its client pauses in the
+/// middle of sending it: the server closes the connection after the answer, and the client
+/// finishes sending and gets that answer when it resumes (the close lingers, reading what
+/// keeps coming, instead of resetting the connection under the client's next write).
+#[test]
+fn a_paused_client_whose_body_is_not_read_finishes_sending_and_gets_the_answer() {
+    let dir = app_dir(&app(
+        &[("faults", programs::FAULTS, "")],
+        &[("/...", "faults", "")],
+    ));
+    let wisp = Wisp::up(&["-f", dir.path().join("spin.toml").to_str().unwrap()]);
+    let body = vec![b'b'; 8 << 20];
+    for attempt in 0..5 {
+        let mut stream = TcpStream::connect(wisp.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let head = format!(
+            "POST /no-read HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body[..4 << 10]).unwrap();
+        // The guest answers and the server closes while nothing of ours is in flight.
+        std::thread::sleep(Duration::from_millis(200));
+        let rest = stream.write_all(&body[4 << 10..]);
+        let mut response = Vec::new();
+        let read = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response);
+        // Before the close lingered for such clients, every attempt's write failed with
+        // EPIPE (the server had reset the connection), and clients that stop at a failed
+        // upload lost the answer.
+        assert!(
+            rest.is_ok() && text.starts_with("HTTP/1.1 200") && text.contains("ignored\n"),
+            "attempt {attempt}: write {rest:?}, read {read:?}, response {text:?}"
+        );
+    }
+}
+
 fn loop_app() -> tempfile::TempDir {
     app_dir(&app(
         &[

@@ -311,6 +311,10 @@ struct ConnState {
     /// than the idle timeout); otherwise it wakes early enough by itself and requests pay
     /// nothing for it.
     request_ended: Option<tokio::sync::Notify>,
+    /// Whether the latest request came with a body. A guest may answer without reading
+    /// it all, and hyper then closes the connection while the client may still be
+    /// sending (or paused between writes).
+    body_sent: AtomicBool,
 }
 
 impl ConnState {
@@ -324,6 +328,7 @@ impl ConnState {
             http2: AtomicBool::new(false),
             request_ended: (config.header_read_timeout > config.idle_timeout)
                 .then(tokio::sync::Notify::new),
+            body_sent: AtomicBool::new(false),
         }
     }
 
@@ -348,10 +353,11 @@ impl ConnState {
         }
     }
 
-    fn request_started(self: &Arc<Self>, http2: bool) -> InFlight {
+    fn request_started(self: &Arc<Self>, http2: bool, has_body: bool) -> InFlight {
         if http2 {
             self.http2.store(true, Ordering::Release);
         }
+        self.body_sent.store(has_body, Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_started_ms.store(NEVER, Ordering::Release);
         InFlight(self.clone())
@@ -490,10 +496,12 @@ const LINGER_QUIET: Duration = Duration::from_millis(500);
 
 impl Drop for ConnIo {
     /// A connection closed while its client is still sending (the body of a request
-    /// refused with 413, the rest of a head refused with 431) would answer those bytes
-    /// with a reset, and the client could lose the response just written. Such a
-    /// connection first reads and discards what keeps coming, for a moment ("lingering
-    /// close", as other servers do); a connection with nothing unread closes at once.
+    /// refused with 413 or answered without being read, the rest of a head refused with
+    /// 431) would answer those bytes with a reset, and the client could lose the response
+    /// just written. Such a connection first reads and discards what keeps coming, for a
+    /// moment ("lingering close", as other servers do). That is the case when bytes are
+    /// waiting, or when the last request had a body (its client may be paused between
+    /// writes); any other connection closes at once.
     fn drop(&mut self) {
         // A TLS connection closes with the TLS session; bytes still arriving on it could
         // not be read without it.
@@ -501,7 +509,14 @@ impl Drop for ConnIo {
             return;
         };
         let mut probe = [0u8; 512];
-        if !matches!(stream.try_read(&mut probe), Ok(n) if n > 0) {
+        let waiting = match stream.try_read(&mut probe) {
+            // Closed by the client, or failed: nothing more will arrive.
+            Ok(0) => return,
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return,
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        if !waiting && !self.state.body_sent.load(Ordering::Acquire) {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -640,7 +655,10 @@ async fn connection(
         let handler = shared.handler.clone();
         let state = state.clone();
         hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-            let in_flight = state.request_started(request.version() == http::Version::HTTP_2);
+            let in_flight = state.request_started(
+                request.version() == http::Version::HTTP_2,
+                !hyper::body::Body::is_end_stream(request.body()),
+            );
             let response = handler.clone().handle_request(request, peer);
             async move {
                 let response = response.await;
