@@ -311,9 +311,11 @@ struct ConnState {
     /// than the idle timeout); otherwise it wakes early enough by itself and requests pay
     /// nothing for it.
     request_ended: Option<tokio::sync::Notify>,
-    /// Whether the latest request came with a body. A guest may answer without reading
-    /// it all, and hyper then closes the connection while the client may still be
-    /// sending (or paused between writes).
+    /// Whether the latest request came with a body that may not have been read to the
+    /// end: a guest may answer without reading it all, and hyper then closes the
+    /// connection while the client may still be sending (or paused between writes).
+    /// Cleared when the server closes an idle connection (whose last body was read, or
+    /// hyper would have closed it already).
     body_sent: AtomicBool,
 }
 
@@ -477,6 +479,9 @@ struct ConnIo {
     /// Always `Some` until dropped (taken by the lingering close).
     stream: Option<Stream>,
     state: Arc<ConnState>,
+    /// The connection's slot, held until the socket is closed, lingering included, so
+    /// lingering sockets count against the connection limit.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl ConnIo {
@@ -520,12 +525,15 @@ impl Drop for ConnIo {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(linger(stream));
+            runtime.spawn(linger(stream, self.slot.take()));
         }
     }
 }
 
-async fn linger(mut stream: tokio::net::TcpStream) {
+async fn linger(
+    mut stream: tokio::net::TcpStream,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = stream.shutdown().await;
     let until = tokio::time::Instant::now() + LINGER;
@@ -597,7 +605,7 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// sent but not yet seen.
 const SHUTDOWN_READ_WINDOW: Duration = Duration::from_millis(50);
 
-/// Serves one connection and enforces its timeouts; the slot frees when it ends.
+/// Serves one connection and enforces its timeouts; the slot frees when its socket closes.
 /// `drained`: accepted from the backlog after shutdown began.
 async fn connection(
     stream: tokio::net::TcpStream,
@@ -645,6 +653,7 @@ async fn connection(
     let io = TokioIo::new(ConnIo {
         stream: Some(stream),
         state: state.clone(),
+        slot: Some(slot),
     });
     let peer = Peer {
         client,
@@ -698,7 +707,10 @@ async fn connection(
                 log_connection_end(client, result);
                 break;
             }
-            _ = force_close.changed() => break,
+            _ = force_close.changed() => {
+                state.body_sent.store(false, Ordering::Release);
+                break;
+            }
             _ = closing.changed(), if !shutting_down => {
                 shutting_down = true;
                 // A request the client sent just before the signal may sit in the socket
@@ -730,6 +742,7 @@ async fn connection(
                 if deadline.at <= tokio::time::Instant::now() {
                     match deadline.reason {
                         Expired::Head => {
+                            state.body_sent.store(false, Ordering::Release);
                             RefusalLog::SlowHeaders.log(format_args!(
                                 "closed the connection from {client}: no complete request head within {:?}",
                                 deadline.limit
@@ -737,6 +750,7 @@ async fn connection(
                             break;
                         }
                         Expired::Idle => {
+                            state.body_sent.store(false, Ordering::Release);
                             conn.as_mut().graceful_shutdown();
                             told_to_close = Some(tokio::time::Instant::now());
                         }
@@ -756,11 +770,14 @@ async fn connection(
             }
             // Idle HTTP/1 connections close now; busy ones answer with
             // `Connection: close` and then close; HTTP/2 gets GOAWAY.
+            if state.in_flight.load(Ordering::Acquire) == 0 {
+                state.body_sent.store(false, Ordering::Release);
+            }
             conn.as_mut().graceful_shutdown();
             told_to_close = Some(tokio::time::Instant::now());
         }
     }
-    drop(slot);
+    // The slot is released with the socket (see `ConnIo`), after any lingering close.
 }
 
 /// Resolves when a request of this connection ends, if the connection listens for that.
