@@ -204,8 +204,7 @@ pub fn compose(main: Vec<u8>, dependencies: Vec<Dependency<'_>>) -> Result<Vec<u
         let internal = format!("wisp-dependency{index}:component");
         let package = Package::from_bytes(&internal, None, dependency.bytes, graph.types_mut())
             .map_err(|e| {
-                let why = chain(&*e).replace(&format!("package `{internal}`"), "the dependency");
-                dependency_error(format!("cannot read it as a component: {why}"))
+                dependency_error(format!("cannot read it as a component: {}", chain(&*e)))
             })?;
         let world = package.ty();
         let package = graph
@@ -356,12 +355,57 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         }
         source = cause.source();
     }
-    text
+    without_internal_names(&text)
+}
+
+/// `text` with the package names the composition gives its parts (`wisp:main`,
+/// `wisp-dependency<N>:component`) replaced by what the user knows them as; the error
+/// already names the dependency.
+fn without_internal_names(text: &str) -> String {
+    let mut out = text
+        .replace("package `wisp:main`", "the component")
+        .replace("`wisp:main`", "the component");
+    while let Some(start) = out.find("wisp-dependency") {
+        let digits = out[start + "wisp-dependency".len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .count();
+        let mut end = start + "wisp-dependency".len() + digits;
+        if out[end..].starts_with(":component") {
+            end += ":component".len();
+        }
+        let mut start = start;
+        if out[..start].ends_with('`') && out[end..].starts_with('`') {
+            start -= 1;
+            end += 1;
+        }
+        if out[..start].ends_with("package ") {
+            start -= "package ".len();
+        }
+        out.replace_range(start..end, "the dependency");
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_package_names_stay_out_of_messages() {
+        assert_eq!(
+            without_internal_names(
+                "package `wisp-dependency12:component` is not a binary-encoded WebAssembly component"
+            ),
+            "the dependency is not a binary-encoded WebAssembly component"
+        );
+        assert_eq!(
+            without_internal_names(
+                "instance of `wisp-dependency0:component` and package `wisp:main`"
+            ),
+            "instance of the dependency and the component"
+        );
+    }
 
     #[test]
     fn capability_imports_map_to_their_sets() {

@@ -97,7 +97,10 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     let unsafe_char = |c: char| {
         (c.is_control() && c != '\n' && c != '\t')
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            || matches!(
+                c,
+                '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            )
     };
     if !text.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
@@ -358,5 +361,6 @@ mod printable_tests {
         assert_eq!(printable("plain `name`\n\tok"), "plain `name`\n\tok");
         assert_eq!(printable("a\u{1b}[31mred"), "a\\u{1b}[31mred");
         assert_eq!(printable("x\u{202e}y\u{7}"), "x\\u{202e}y\\u{7}");
+        assert_eq!(printable("\u{61c}"), "\\u{61c}");
     }
 }

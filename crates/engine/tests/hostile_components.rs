@@ -605,12 +605,12 @@ impl Harness {
                 let named = format!("`{id}`");
                 let rest = message.replacen(&named, "", 1);
                 // Names from the component's bytes must not reach a terminal raw.
-                if let Some(c) = message
-                    .chars()
-                    .find(|c| c.is_control() && *c != '\n' && *c != '\t')
-                {
+                if let Some(c) = message.chars().find(|c| {
+                    (c.is_control() && *c != '\n' && *c != '\t')
+                        || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+                }) {
                     return Err(format!(
-                        "refusal carries the control character {c:?} unescaped: {message:?}"
+                        "refusal carries the character {c:?} unescaped: {message:?}"
                     ));
                 }
                 return match message.contains(&named) && rest.split_whitespace().count() >= 3 {
