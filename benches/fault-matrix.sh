@@ -13,6 +13,8 @@
 # <= 2 and 0 failed.
 # Usage: benches/fault-matrix.sh [seconds-per-phase (default 5)]
 # Subsets: FAULT_KINDS="wisp" FAULTS="loop huge" benches/fault-matrix.sh 3
+# Before/after: FAULT_WISP_BASELINE=/tmp/wisp-old FAULT_KINDS="wisp wisp-baseline" ... runs
+# another `wisp` binary as the kind `wisp-baseline`, each fault on both in turn.
 # Everything listens on 127.0.0.1 only; every load run and fault client stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,8 +42,11 @@ trap cleanup EXIT
 
 start_server() { # kind -> SERVER_PID, waits for the first 200
   case $1 in
-    wisp) WISP_LOG=error "$WISP" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" \
-            --request-timeout 2 --memory-limit-mb 64 >/dev/null 2>&1 & ;;
+    wisp|wisp-baseline)
+      local bin="$WISP"
+      [ "$1" = wisp-baseline ] && bin="${FAULT_WISP_BASELINE:?set FAULT_WISP_BASELINE to a wisp binary}"
+      WISP_LOG=error "$bin" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" \
+        --request-timeout 2 --memory-limit-mb 64 >/dev/null 2>&1 & ;;
     wasmtime) "$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT -W timeout=2s \
                 -W max-memory-size=$((64 << 20)) "$WASM" >/dev/null 2>&1 & ;;
     native) "$NATIVE" 127.0.0.1:$PORT 2>/dev/null & ;;
@@ -78,8 +83,8 @@ rss_mib() { awk '/^VmRSS/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/nul
 read -r -a KINDS <<< "${FAULT_KINDS:-wisp wasmtime}"
 read -r -a LIST <<< "${FAULTS:-loop memory recursion huge dribble no-read write-forever}"
 declare -A BASE LOADED FAILED COUNT RSS
-for kind in "${KINDS[@]}"; do
-  for fault in "${LIST[@]}"; do
+for fault in "${LIST[@]}"; do
+  for kind in "${KINDS[@]}"; do
     start_server "$kind"
     wrk -t2 -c8 -d1s "http://127.0.0.1:$PORT/hello" >/dev/null 2>&1 || true # warm-up
     read -r base _ _ <<< "$(measure)"
