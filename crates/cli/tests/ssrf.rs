@@ -210,10 +210,16 @@ impl Lab {
             .args(["--local=/ssrf.test/", "--user=root", "--log-queries"])
             .arg(format!("--addn-hosts={}", lab.hosts_file.display()))
             .arg(format!("--log-facility={}", lab.dns_log.display()))
+            // Its own pid file: the default one is shared by every dnsmasq on the machine.
+            .arg(format!(
+                "--pid-file={}",
+                lab.dir.path().join("dnsmasq.pid").display()
+            ))
             .spawn()
             .expect("start dnsmasq");
         lab.dns = Some(KillOnDrop(dns));
         lab.wait_for_answer("public", PUBLIC);
+        control(&lab);
         lab
     }
 
@@ -574,6 +580,15 @@ fn manifest() -> String {
     manifest
 }
 
+/// The non-HTTP outbound kinds, each with the guest that makes such calls.
+const SERVICE_KINDS: [(&str, &str); 5] = [
+    ("caps", "redis"),
+    ("db", "postgres"),
+    ("db", "mysql"),
+    ("net", "mqtt"),
+    ("net", "tcp"),
+];
+
 const BLOCK_PRIVATE: &str = "[outbound_networking]\nblock_networks = [\"private\"]\n";
 
 /// Talks to the app's components and records where each call connected.
@@ -584,6 +599,14 @@ struct Attacker<'a> {
 }
 
 impl<'a> Attacker<'a> {
+    fn new(lab: &'a Lab, wisp: &'a Wisp) -> Self {
+        Attacker {
+            lab,
+            wisp,
+            table: Table::default(),
+        }
+    }
+
     fn get(&self, path: &str) -> String {
         let response = request(self.wisp.addr, "GET", path, &[], b"");
         format!("{} {}", response.status, response.text())
@@ -702,13 +725,8 @@ fn control(lab: &Lab) {
 #[test]
 fn outbound_http_never_reaches_a_forbidden_address() {
     let lab = Lab::start();
-    control(&lab);
     let wisp = lab.up(&manifest(), Some(BLOCK_PRIVATE));
-    let mut attacker = Attacker {
-        lab: &lab,
-        wisp: &wisp,
-        table: Table::default(),
-    };
+    let mut attacker = Attacker::new(&lab, &wisp);
 
     // Allowed: the public name, a name with a public and a loopback answer (only the
     // public one is dialled), spellings of the public name.
@@ -767,13 +785,8 @@ fn outbound_http_never_reaches_a_forbidden_address() {
 #[test]
 fn a_name_rebound_to_loopback_is_refused_at_the_next_call() {
     let lab = Lab::start();
-    control(&lab);
     let wisp = lab.up(&manifest(), Some(BLOCK_PRIVATE));
-    let mut attacker = Attacker {
-        lab: &lab,
-        wisp: &wisp,
-        table: Table::default(),
-    };
+    let mut attacker = Attacker::new(&lab, &wisp);
     let rebind = ssrf_name("rebind");
     attacker.assert_reaches_public("strict-caps", "http", &rebind);
     attacker.assert_reaches_public("strict-net", "tcp", &rebind);
@@ -812,21 +825,10 @@ fn a_name_rebound_to_loopback_is_refused_at_the_next_call() {
 #[test]
 fn redis_databases_mqtt_and_tcp_never_reach_a_forbidden_address() {
     let mut lab = Lab::start();
-    control(&lab);
     lab.start_redis();
     let wisp = lab.up(&manifest(), Some(BLOCK_PRIVATE));
-    let mut attacker = Attacker {
-        lab: &lab,
-        wisp: &wisp,
-        table: Table::default(),
-    };
-    let kinds = [
-        ("caps", "redis"),
-        ("db", "postgres"),
-        ("db", "mysql"),
-        ("net", "mqtt"),
-        ("net", "tcp"),
-    ];
+    let mut attacker = Attacker::new(&lab, &wisp);
+    let kinds = SERVICE_KINDS;
     // Allowed: each protocol reaches the public address (only Redis has a real server
     // there; the others reach the sentinel and fail at the protocol).
     for (guest, kind) in kinds {
@@ -871,21 +873,9 @@ fn redis_databases_mqtt_and_tcp_never_reach_a_forbidden_address() {
 #[test]
 fn without_operator_config_metadata_and_link_local_stay_closed() {
     let lab = Lab::start();
-    control(&lab);
     let wisp = lab.up(&manifest(), None);
-    let mut attacker = Attacker {
-        lab: &lab,
-        wisp: &wisp,
-        table: Table::default(),
-    };
-    let kinds = [
-        ("caps", "http"),
-        ("caps", "redis"),
-        ("db", "postgres"),
-        ("db", "mysql"),
-        ("net", "mqtt"),
-        ("net", "tcp"),
-    ];
+    let mut attacker = Attacker::new(&lab, &wisp);
+    let kinds = std::iter::once(("caps", "http")).chain(SERVICE_KINDS);
     for (guest, kind) in kinds {
         attacker.assert_refused(&format!("strict-{guest}"), kind, &ssrf_name("metadata"));
         for spelling in [
