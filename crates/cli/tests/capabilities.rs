@@ -13,13 +13,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{HttpResponse, Upstream, Wisp, app_dir, encode, request, toml_path, unique};
+use support::{HttpResponse, Redis, Upstream, Wisp, app_dir, encode, request, toml_path, unique};
 use wisp_test_programs as programs;
 
 /// The component grants most tests use: the `default` key-value store and
@@ -694,83 +693,6 @@ fn sqlite_counter_under_concurrency() {
 
 // ---------------------------------------------------------------------------
 // Redis-backed key-value
-
-/// A minimal RESP client: one connection to the Redis at `url`
-/// (`redis://[:password@]host:port[/db]`).
-struct Redis {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Redis {
-    fn connect(url: &str) -> Result<Redis, String> {
-        let rest = url
-            .strip_prefix("redis://")
-            .ok_or_else(|| format!("{url} is not a redis:// URL"))?;
-        let (credentials, rest) = match rest.rsplit_once('@') {
-            Some((credentials, rest)) => (Some(credentials), rest),
-            None => (None, rest),
-        };
-        let (host_port, db) = rest.split_once('/').unwrap_or((rest, "0"));
-        let host_port = if host_port.contains(':') {
-            host_port.to_owned()
-        } else {
-            format!("{host_port}:6379")
-        };
-        let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(&host_port)
-            .map_err(|e| format!("resolving {host_port}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host_port} has no address"))?;
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            .map_err(|e| format!("connecting to {addr}: {e}"))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut redis = Redis {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        };
-        if let Some(credentials) = credentials {
-            let password = credentials.rsplit(':').next().unwrap_or(credentials);
-            redis.command(&["AUTH", password])?;
-        }
-        let db = if db.is_empty() { "0" } else { db };
-        redis.command(&["SELECT", db])?;
-        Ok(redis)
-    }
-
-    /// Sends one command; returns a bulk string's bytes (`None` for nil), or
-    /// the text of a simple-string or integer reply.
-    fn command(&mut self, args: &[&str]) -> Result<Option<Vec<u8>>, String> {
-        let mut out = format!("*{}\r\n", args.len());
-        for arg in args {
-            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        self.writer
-            .write_all(out.as_bytes())
-            .map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        self.reader
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        let line = line.trim_end();
-        match line.split_at(1.min(line.len())) {
-            ("+" | ":", text) => Ok(Some(text.as_bytes().to_vec())),
-            ("-", error) => Err(format!("redis {args:?}: {error}")),
-            ("$", "-1") => Ok(None),
-            ("$", len) => {
-                let len: usize = len.parse().map_err(|_| format!("bad reply {line:?}"))?;
-                let mut data = vec![0; len + 2];
-                self.reader
-                    .read_exact(&mut data)
-                    .map_err(|e| e.to_string())?;
-                data.truncate(len);
-                Ok(Some(data))
-            }
-            _ => Err(format!("unexpected reply {line:?}")),
-        }
-    }
-}
 
 #[test]
 fn redis_backed_key_value_store() {

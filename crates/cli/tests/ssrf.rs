@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
-use support::{KillOnDrop, Wisp, encode, request, toml_path};
+use support::{KillOnDrop, Redis, Wisp, encode, request, toml_path};
 use wisp_test_programs as programs;
 
 /// A globally routable address that exists only on the namespace's loopback device.
@@ -295,11 +295,11 @@ impl Lab {
             .spawn()
             .expect("start redis-server");
         self.redis = Some(KillOnDrop(redis));
-        let addr: SocketAddr = format!("{PUBLIC}:{REDIS_PORT}").parse().unwrap();
         let start = Instant::now();
-        let mut stream = loop {
-            match TcpStream::connect(addr) {
-                Ok(stream) => break stream,
+        let url = format!("redis://{PUBLIC}:{REDIS_PORT}");
+        let mut redis = loop {
+            match Redis::connect(&url) {
+                Ok(redis) => break redis,
                 Err(e) => assert!(
                     start.elapsed() < Duration::from_secs(10),
                     "redis did not start: {e}"
@@ -308,16 +308,9 @@ impl Lab {
             std::thread::sleep(Duration::from_millis(50));
         };
         // The value `/redis/check` expects to find, written by the test.
-        let (key, value) = ("ssrf:from-test", "set by the test");
-        let set = format!(
-            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
-            key.len(),
-            value.len()
-        );
-        stream.write_all(set.as_bytes()).unwrap();
-        let mut reply = [0u8; 5];
-        stream.read_exact(&mut reply).unwrap();
-        assert_eq!(&reply, b"+OK\r\n");
+        redis
+            .command(&["SET", "ssrf:from-test", "set by the test"])
+            .expect("SET in the namespace's redis");
     }
 
     /// `wisp up` inside the namespace.
