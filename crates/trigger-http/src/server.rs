@@ -314,8 +314,7 @@ struct ConnState {
     /// Whether the latest request came with a body that may not have been read to the
     /// end: a guest may answer without reading it all, and hyper then closes the
     /// connection while the client may still be sending (or paused between writes).
-    /// Cleared when the server closes an idle connection (whose last body was read, or
-    /// hyper would have closed it already).
+    /// Cleared by [`ConnState::closing_while_idle`].
     body_sent: AtomicBool,
 }
 
@@ -353,6 +352,13 @@ impl ConnState {
                 Ordering::Acquire,
             );
         }
+    }
+
+    /// The server is closing the connection with no request in flight (idle timeout,
+    /// pressure, shutdown, a slow next head): the last request's body was read, or hyper
+    /// would have closed the connection already, so the close need not linger for it.
+    fn closing_while_idle(&self) {
+        self.body_sent.store(false, Ordering::Release);
     }
 
     fn request_started(self: &Arc<Self>, http2: bool, has_body: bool) -> InFlight {
@@ -707,10 +713,7 @@ async fn connection(
                 log_connection_end(client, result);
                 break;
             }
-            _ = force_close.changed() => {
-                state.body_sent.store(false, Ordering::Release);
-                break;
-            }
+            _ = force_close.changed() => break,
             _ = closing.changed(), if !shutting_down => {
                 shutting_down = true;
                 // A request the client sent just before the signal may sit in the socket
@@ -742,7 +745,7 @@ async fn connection(
                 if deadline.at <= tokio::time::Instant::now() {
                     match deadline.reason {
                         Expired::Head => {
-                            state.body_sent.store(false, Ordering::Release);
+                            state.closing_while_idle();
                             RefusalLog::SlowHeaders.log(format_args!(
                                 "closed the connection from {client}: no complete request head within {:?}",
                                 deadline.limit
@@ -750,7 +753,7 @@ async fn connection(
                             break;
                         }
                         Expired::Idle => {
-                            state.body_sent.store(false, Ordering::Release);
+                            state.closing_while_idle();
                             conn.as_mut().graceful_shutdown();
                             told_to_close = Some(tokio::time::Instant::now());
                         }
@@ -771,7 +774,7 @@ async fn connection(
             // Idle HTTP/1 connections close now; busy ones answer with
             // `Connection: close` and then close; HTTP/2 gets GOAWAY.
             if state.in_flight.load(Ordering::Acquire) == 0 {
-                state.body_sent.store(false, Ordering::Release);
+                state.closing_while_idle();
             }
             conn.as_mut().graceful_shutdown();
             told_to_close = Some(tokio::time::Instant::now());
