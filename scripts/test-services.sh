@@ -16,6 +16,7 @@
 #   docker-registry and htpasswd are only installed: the OCI tests start their own.
 #   iproute2 and dnsmasq-base are only installed: the SSRF tests run them in network
 #   namespaces they create.
+#   prometheus is only installed: the observability test starts its own on a free port.
 set -euo pipefail
 
 sudo=""
@@ -57,6 +58,8 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(ma
 # The SSRF tests build network namespaces with their own DNS server.
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
+# The metrics test scrapes Wisp with a real Prometheus, which it starts itself.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

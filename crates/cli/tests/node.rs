@@ -256,6 +256,24 @@ fn deploys_route_by_host_and_are_listed_and_removed() {
         echoed.text()
     );
     assert_eq!(node.get("a.b.echo.test", "/").status, 200);
+    // Prometheus metrics on the admin listener, behind its token, labelled with the
+    // deployed app's name (the manifest calls it `test-app`).
+    let bearer = format!("Bearer {}", node.token());
+    let metrics = request(
+        node.admin,
+        "GET",
+        "/metrics",
+        &[("authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.text().lines().any(|l| l
+            == r#"wisp_requests_total{app="hello",component="main",trigger="http",status="2xx",outcome="ok"} 1"#),
+        "{}",
+        metrics.text()
+    );
+    assert!(!metrics.text().contains(r#"app="test-app""#));
     // Unknown hosts run no app code.
     let unknown = node.get("nope.localhost", "/");
     assert_eq!(unknown.status, 404);
@@ -337,6 +355,7 @@ fn the_admin_api_needs_its_token_and_stays_on_loopback() {
             .map(|a| ("authorization", *a))
             .collect();
         for (method, path, body) in [
+            ("GET", "/metrics", &b""[..]),
             ("GET", "/v1/apps", &b""[..]),
             ("PUT", "/v1/apps/sneaky", &deploy_body[..]),
             ("DELETE", "/v1/apps/sneaky", &b""[..]),
@@ -412,7 +431,7 @@ fn the_admin_api_needs_its_token_and_stays_on_loopback() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 7, "the document describes every operation");
+    assert_eq!(operations, 8, "the document describes every operation");
 
     // The CLI with a wrong token gets the node's message and changes nothing.
     let mut command = support::wisp_command();

@@ -60,6 +60,9 @@ pub struct AppLimits {
     /// Also append each component's stdout and stderr to `<dir>/<id>_stdout.txt` and
     /// `<dir>/<id>_stderr.txt` (`wisp up --log-dir`, as Spin names them).
     pub guest_log_dir: Option<PathBuf>,
+    /// The app's `app` label in metrics: the node's deployed name; `None` takes the
+    /// manifest's `application.name`.
+    pub name: Option<String>,
 }
 
 /// Which components' stdout and stderr are written out, each line prefixed
@@ -96,6 +99,8 @@ struct ResolvedLimits {
     fair_share: Arc<crate::lanes::FairShare>,
     guest_output: GuestOutput,
     guest_log_dir: Option<PathBuf>,
+    /// The app's `app` label in metrics.
+    app_name: String,
 }
 
 impl ResolvedLimits {
@@ -113,7 +118,12 @@ impl ResolvedLimits {
 }
 
 impl AppLimits {
-    fn resolve(&self, engine: &WispEngine) -> Result<Arc<ResolvedLimits>, EngineError> {
+    /// These limits against `engine`'s, for the app the manifest names `manifest_name`.
+    fn resolve(
+        &self,
+        engine: &WispEngine,
+        manifest_name: &str,
+    ) -> Result<Arc<ResolvedLimits>, EngineError> {
         let config = engine.config();
         let memory_limit = self.memory_limit.unwrap_or(config.memory_limit);
         if memory_limit > config.memory_limit || memory_limit == 0 {
@@ -146,6 +156,10 @@ impl AppLimits {
             fair_share: engine.fair_share.clone(),
             guest_output: self.guest_output.clone(),
             guest_log_dir: self.guest_log_dir.clone(),
+            app_name: self
+                .name
+                .clone()
+                .unwrap_or_else(|| manifest_name.to_owned()),
         }))
     }
 }
@@ -192,7 +206,7 @@ impl LoadedApp {
         capabilities: &AppCapabilities,
         limits: &AppLimits,
     ) -> Result<Self, EngineError> {
-        let limits = limits.resolve(engine)?;
+        let limits = limits.resolve(engine, &locked.metadata.name)?;
         // Exactly the capabilities `capabilities` was prepared with: one an embedder left
         // out is not linked, so a component importing it is refused below.
         let linker = Arc::new(linker(engine, |l| capabilities.add_to_linker(l))?);
@@ -487,6 +501,8 @@ pub struct LoadedComponent {
     learned_memory: Arc<LearnedPeak>,
     /// The app's limits (shared by its components).
     limits: Arc<ResolvedLimits>,
+    /// Where its requests, instances and capability use are recorded.
+    metrics: wisp_metrics::ComponentMetrics,
     /// Keeps the compiled code shared with other apps while this component exists.
     _code: Arc<wasmtime::component::Component>,
 }
@@ -507,6 +523,20 @@ pub struct GuestError {
     pub message: String,
 }
 
+impl GuestError {
+    /// How the failure counts in `wisp_requests_total`.
+    pub fn outcome(&self) -> wisp_metrics::Outcome {
+        match self.fault {
+            Some(GuestFault::Deadline(_)) => wisp_metrics::Outcome::Deadline,
+            Some(GuestFault::MemoryLimit(_)) => wisp_metrics::Outcome::MemoryLimit,
+            // The server was out of budget: the guest never ran, or ran short of what
+            // it was due.
+            Some(GuestFault::MemoryBudget(_)) => wisp_metrics::Outcome::Refused,
+            None => wisp_metrics::Outcome::Trap,
+        }
+    }
+}
+
 impl LoadedComponent {
     fn load(
         engine: &WispEngine,
@@ -518,6 +548,7 @@ impl LoadedComponent {
         limits: Arc<ResolvedLimits>,
     ) -> Result<Self, EngineError> {
         let id = locked.id.as_str();
+        let metrics = engine.metrics.component(&limits.app_name, id);
         let invalid = |message: String| EngineError::Invalid {
             component: id.to_owned(),
             message,
@@ -526,17 +557,20 @@ impl LoadedComponent {
         // with exactly this digest (a composed component's covers its dependencies).
         let code_digest = code_digest(locked);
         let code = match engine.code.get(&code_digest) {
-            Some(code) => code,
+            Some(code) => {
+                engine.metrics.compiled(Some("memory"));
+                code
+            }
             None => {
                 let bytes =
                     read_checked(engine, id, &locked.source.path, &locked.source.digest, None)?;
                 let cache_dir = engine.config().cache_dir.as_deref();
-                let component = if locked.dependencies.is_empty() {
-                    crate::cache::compile(engine.engine(), cache_dir, id, &code_digest, &bytes)?
-                } else if let Some(cached) =
-                    crate::cache::cached(engine.engine(), cache_dir, &code_digest)
-                {
+                let cached = crate::cache::cached(engine.engine(), cache_dir, &code_digest);
+                engine.metrics.compiled(cached.is_some().then_some("disk"));
+                let component = if let Some(cached) = cached {
                     cached
+                } else if locked.dependencies.is_empty() {
+                    crate::cache::compile(engine.engine(), cache_dir, id, &code_digest, &bytes)?
                 } else {
                     let composed = compose_dependencies(engine, locked, bytes)?;
                     crate::cache::compile(engine.engine(), cache_dir, id, &code_digest, &composed)?
@@ -562,6 +596,7 @@ impl LoadedComponent {
             ))
         })?;
         let http = http_export(&pre);
+        capabilities.set_metrics(metrics.clone());
         let files_dir = crate::files::stage_files(locked, files_root)?;
         let log_files = match &limits.guest_log_dir {
             Some(dir) => Some(crate::files::open_log_files(dir, id)?),
@@ -592,6 +627,7 @@ impl LoadedComponent {
             engine: engine.clone(),
             learned_memory: Arc::default(),
             limits,
+            metrics,
             _code: code,
         })
     }
@@ -610,6 +646,11 @@ impl LoadedComponent {
     /// typed export handle on (`SpinCronPre::new(component.instance_pre().clone())`).
     pub fn instance_pre(&self) -> &InstancePre<Host> {
         &self.pre
+    }
+
+    /// Where the component's requests and capability use are recorded.
+    pub fn metrics(&self) -> &wisp_metrics::ComponentMetrics {
+        &self.metrics
     }
 
     /// What the component exports (interface names), for summaries and messages.

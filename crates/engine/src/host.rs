@@ -51,17 +51,19 @@ impl Host {
         memory: MemoryLimiter,
         deadline: Instant,
     ) -> Self {
+        let outbound = OutboundHooks {
+            component,
+            metrics: capabilities.metrics().clone(),
+            policy: outbound,
+            budget,
+            deadline,
+        };
         Self {
             table: ResourceTable::new(),
             capabilities,
             wasi,
             http: WasiHttpCtx::new(),
-            outbound: OutboundHooks {
-                component,
-                policy: outbound,
-                budget,
-                deadline,
-            },
+            outbound,
             limiter: memory,
             deadline,
         }
@@ -150,6 +152,13 @@ impl MemoryLimiter {
             learned,
             deadline,
         }
+    }
+}
+
+impl MemoryLimiter {
+    /// The most linear memory the instance asked for so far (capped at its limit).
+    pub(crate) fn peak(&self) -> u64 {
+        self.peak
     }
 }
 

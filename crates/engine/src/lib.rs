@@ -192,6 +192,8 @@ pub struct WispEngine {
     pub(crate) code: Arc<cache::SharedCode>,
     /// Which busy apps give way to the others (see [`AppLimits::busy_above`]).
     pub(crate) fair_share: Arc<lanes::FairShare>,
+    /// Where components record requests, instances and CPU time (disabled by default).
+    pub(crate) metrics: wisp_metrics::Metrics,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -232,8 +234,21 @@ impl WispEngine {
             budget,
             code: Arc::default(),
             fair_share: Arc::default(),
+            metrics: wisp_metrics::Metrics::disabled(),
             _ticker: ticker,
         })
+    }
+
+    /// This engine recording into `metrics`: components loaded from now on record their
+    /// requests, instances, CPU time and capability use there.
+    pub fn with_metrics(mut self, metrics: wisp_metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Where components record (disabled unless [`WispEngine::with_metrics`] was called).
+    pub fn metrics(&self) -> &wisp_metrics::Metrics {
+        &self.metrics
     }
 
     /// The underlying wasmtime engine.

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+use wisp_metrics::{OutboundKind, OutboundOutcome};
 use wisp_outbound::{AllowedHosts, Destination, OutboundClient, SendError, Timeouts};
 
 /// Default of [`crate::EngineConfig::max_outbound_requests`]: most outbound requests one
@@ -96,6 +97,8 @@ impl OutboundBudget {
 /// The per-instance `wasi:http` hooks: the policy plus the request budget.
 pub(crate) struct OutboundHooks {
     pub(crate) component: Arc<str>,
+    /// Counts each outbound request by outcome.
+    pub(crate) metrics: wisp_metrics::ComponentMetrics,
     pub(crate) policy: Arc<ComponentOutbound>,
     pub(crate) budget: OutboundBudget,
     /// The instance's deadline: no outbound timeout may outlast it.
@@ -116,6 +119,8 @@ type SendFuture = Box<
 
 impl OutboundHooks {
     fn deny(&self, uri: &http::Uri, why: String) -> SendFuture {
+        self.metrics
+            .outbound(OutboundKind::Http, OutboundOutcome::Denied);
         tracing::warn!(
             component = %self.component,
             "outbound request to {} denied: {why}",
@@ -135,6 +140,8 @@ impl WasiHttpHooks for OutboundHooks {
         let uri = request.uri().clone();
         let limit = self.policy.app.max_requests;
         if !self.budget.spend(limit) {
+            self.metrics
+                .outbound(OutboundKind::Http, OutboundOutcome::Denied);
             tracing::warn!(
                 component = %self.component,
                 "outbound request to {} refused: one incoming request (with everything it calls in-process) may make at most {limit} outbound requests (--max-outbound-requests)",
@@ -184,16 +191,27 @@ impl WasiHttpHooks for OutboundHooks {
                 let client = self.policy.client.clone();
                 let timeouts = timeouts(options, self.deadline);
                 let component = self.component.clone();
+                let metrics = self.metrics.clone();
                 return Box::new(async move {
-                    let (response, connection) =
-                        client.send(request, timeouts).await.map_err(|e| {
-                            tracing::warn!(
-                                component = %component,
-                                "component `{component}`: outbound request to {} failed: {e}",
-                                Redacted(&uri)
-                            );
-                            to_http_error(e)
-                        })?;
+                    let sent = client.send(request, timeouts).await;
+                    metrics.outbound(
+                        OutboundKind::Http,
+                        match &sent {
+                            Ok(_) => OutboundOutcome::Ok,
+                            // The resolved address is in a blocked network: refused by
+                            // policy before any connection.
+                            Err(SendError::DestinationBlocked { .. }) => OutboundOutcome::Denied,
+                            Err(_) => OutboundOutcome::Error,
+                        },
+                    );
+                    let (response, connection) = sent.map_err(|e| {
+                        tracing::warn!(
+                            component = %component,
+                            "component `{component}`: outbound request to {} failed: {e}",
+                            Redacted(&uri)
+                        );
+                        to_http_error(e)
+                    })?;
                     let response = response.map(|body| body.map_err(to_http_error).boxed_unsync());
                     let connection: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
                         Box::new(async move { connection.await.map_err(to_http_error) });
@@ -210,8 +228,17 @@ impl WasiHttpHooks for OutboundHooks {
         };
         let shared = self.budget.share();
         request.extensions_mut().insert(shared);
+        let metrics = self.metrics.clone();
         Box::new(async move {
-            let response = dispatcher.dispatch(local, request).await?;
+            let response = dispatcher.dispatch(local, request).await;
+            metrics.outbound(
+                OutboundKind::Http,
+                match &response {
+                    Ok(_) => OutboundOutcome::Ok,
+                    Err(_) => OutboundOutcome::Error,
+                },
+            );
+            let response = response?;
             let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, done))

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wisp_host::ComponentCapabilities;
+use wisp_metrics::{OutboundKind, OutboundOutcome};
 use wisp_outbound::Protocol;
 
 type Check = Pin<Box<dyn Future<Output = bool> + Send + Sync>>;
@@ -43,7 +44,17 @@ async fn allowed(caps: &ComponentCapabilities, addr: SocketAddr, use_: SocketAdd
             return policy.allows_received_from(Protocol::Udp, addr);
         }
     };
-    match policy.check_peer(protocol, addr).await {
+    let checked = policy.check_peer(protocol, addr).await;
+    // TCP connections are counted when they are let through (their own outcome is
+    // WASI's); datagrams are too many to count one by one.
+    if protocol == Protocol::Tcp {
+        let outcome = match &checked {
+            Ok(()) => OutboundOutcome::Ok,
+            Err(_) => OutboundOutcome::Denied,
+        };
+        caps.metrics().outbound(OutboundKind::Tcp, outcome);
+    }
+    match checked {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(component = %caps.id(), "component `{}`: socket refused: {e}", caps.id());

@@ -224,8 +224,15 @@ impl CapabilitiesCtx<'_> {
         Ok(Ok(self.table.push(OpenStore { store })?))
     }
 
-    fn store_of(&self, handle: &Resource<OpenStore>) -> wasmtime::Result<KvStore> {
-        Ok(self.table.get(handle)?.store.clone())
+    /// The store behind `handle`, for operation `op` (counted in the metrics).
+    fn store_for(
+        &self,
+        handle: &Resource<OpenStore>,
+        op: &'static str,
+    ) -> wasmtime::Result<KvStore> {
+        let store = self.table.get(handle)?.store.clone();
+        self.state.metrics().kv_operation(op);
+        Ok(store)
     }
 
     fn close_store(&mut self, handle: Resource<OpenStore>) -> wasmtime::Result<()> {
@@ -263,7 +270,7 @@ impl v2::HostStore for CapabilitiesCtx<'_> {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, v2::Error>> {
-        let store = self.store_of(&store)?;
+        let store = self.store_for(&store, "get")?;
         Ok(store
             .get(&key)
             .await
@@ -276,7 +283,7 @@ impl v2::HostStore for CapabilitiesCtx<'_> {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), v2::Error>> {
-        let store = self.store_of(&store)?;
+        let store = self.store_for(&store, "set")?;
         Ok(store
             .set(&key, value)
             .await
@@ -288,7 +295,7 @@ impl v2::HostStore for CapabilitiesCtx<'_> {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<(), v2::Error>> {
-        let store = self.store_of(&store)?;
+        let store = self.store_for(&store, "delete")?;
         Ok(store
             .delete(&key)
             .await
@@ -300,7 +307,7 @@ impl v2::HostStore for CapabilitiesCtx<'_> {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<bool, v2::Error>> {
-        let store = self.store_of(&store)?;
+        let store = self.store_for(&store, "exists")?;
         Ok(store
             .exists(&key)
             .await
@@ -311,7 +318,7 @@ impl v2::HostStore for CapabilitiesCtx<'_> {
         &mut self,
         store: Resource<OpenStore>,
     ) -> wasmtime::Result<Result<Vec<String>, v2::Error>> {
-        let store = self.store_of(&store)?;
+        let store = self.store_for(&store, "get_keys")?;
         Ok(store
             .get_keys()
             .await
@@ -335,8 +342,9 @@ fn v3_open_error(error: OpenError) -> v3::Error {
 fn v3_store<T>(
     accessor: &Accessor<T, Capabilities>,
     handle: &Resource<OpenStore>,
+    op: &'static str,
 ) -> wasmtime::Result<KvStore> {
-    accessor.with(|mut access| access.get().store_of(handle))
+    accessor.with(|mut access| access.get().store_for(handle, op))
 }
 
 impl v3::Host for CapabilitiesCtx<'_> {}
@@ -362,7 +370,7 @@ impl<T> v3::HostStoreWithStore<T> for Capabilities {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, v3::Error>> {
-        let store = v3_store(accessor, &store)?;
+        let store = v3_store(accessor, &store, "get")?;
         Ok(store
             .get(&key)
             .await
@@ -375,7 +383,7 @@ impl<T> v3::HostStoreWithStore<T> for Capabilities {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), v3::Error>> {
-        let store = v3_store(accessor, &store)?;
+        let store = v3_store(accessor, &store, "set")?;
         Ok(store
             .set(&key, value)
             .await
@@ -387,7 +395,7 @@ impl<T> v3::HostStoreWithStore<T> for Capabilities {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<(), v3::Error>> {
-        let store = v3_store(accessor, &store)?;
+        let store = v3_store(accessor, &store, "delete")?;
         Ok(store
             .delete(&key)
             .await
@@ -399,7 +407,7 @@ impl<T> v3::HostStoreWithStore<T> for Capabilities {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<bool, v3::Error>> {
-        let store = v3_store(accessor, &store)?;
+        let store = v3_store(accessor, &store, "exists")?;
         Ok(store
             .exists(&key)
             .await
@@ -410,7 +418,7 @@ impl<T> v3::HostStoreWithStore<T> for Capabilities {
         accessor: &Accessor<T, Self>,
         store: Resource<OpenStore>,
     ) -> wasmtime::Result<(StreamReader<String>, FutureReader<Result<(), v3::Error>>)> {
-        let store = v3_store(accessor, &store)?;
+        let store = v3_store(accessor, &store, "get_keys")?;
         let (keys, result) = match store.get_keys().await {
             Ok(keys) => (keys, Ok(())),
             Err(e) => (Vec::new(), Err(v3::Error::Other(message(e)))),
@@ -455,7 +463,7 @@ impl wasi_store::HostBucket for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_store::Error>> {
-        let store = self.store_of(&bucket)?;
+        let store = self.store_for(&bucket, "get")?;
         Ok(store.get(&key).await.map_err(wasi_error))
     }
 
@@ -465,7 +473,7 @@ impl wasi_store::HostBucket for CapabilitiesCtx<'_> {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
-        let store = self.store_of(&bucket)?;
+        let store = self.store_for(&bucket, "set")?;
         Ok(store.set(&key, value).await.map_err(wasi_error))
     }
 
@@ -474,7 +482,7 @@ impl wasi_store::HostBucket for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
-        let store = self.store_of(&bucket)?;
+        let store = self.store_for(&bucket, "delete")?;
         Ok(store.delete(&key).await.map_err(wasi_error))
     }
 
@@ -483,7 +491,7 @@ impl wasi_store::HostBucket for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<bool, wasi_store::Error>> {
-        let store = self.store_of(&bucket)?;
+        let store = self.store_for(&bucket, "exists")?;
         Ok(store.exists(&key).await.map_err(wasi_error))
     }
 
@@ -493,7 +501,7 @@ impl wasi_store::HostBucket for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         _cursor: Option<String>,
     ) -> wasmtime::Result<Result<wasi_store::KeyResponse, wasi_store::Error>> {
-        let store = self.store_of(&bucket)?;
+        let store = self.store_for(&bucket, "get_keys")?;
         Ok(store
             .get_keys()
             .await
@@ -513,7 +521,7 @@ impl atomics::Host for CapabilitiesCtx<'_> {
         key: String,
         delta: i64,
     ) -> wasmtime::Result<Result<i64, wasi_store::Error>> {
-        let store = self.store_of(&bucket)?;
+        let store = self.store_for(&bucket, "increment")?;
         Ok(store.increment(&key, delta).await.map_err(wasi_error))
     }
 
@@ -560,7 +568,7 @@ impl atomics::HostCas for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<Resource<Cas>, wasi_store::Error>> {
-        let store = self.store_of(&bucket)?;
+        let store = self.store_for(&bucket, "cas")?;
         let current = match store.get(&key).await {
             Ok(current) => current,
             Err(e) => return Ok(Err(wasi_error(e))),
@@ -597,7 +605,7 @@ impl batch::Host for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, wasi_store::Error>> {
-        let store = self.store_of(&bucket)?;
+        let store = self.store_for(&bucket, "get_many")?;
         Ok(store.get_many(keys).await.map_err(wasi_error))
     }
 
@@ -606,7 +614,7 @@ impl batch::Host for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
-        let store = self.store_of(&bucket)?;
+        let store = self.store_for(&bucket, "set_many")?;
         Ok(store.set_many(key_values).await.map_err(wasi_error))
     }
 
@@ -615,7 +623,7 @@ impl batch::Host for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
-        let store = self.store_of(&bucket)?;
+        let store = self.store_for(&bucket, "delete_many")?;
         Ok(store.delete_many(keys).await.map_err(wasi_error))
     }
 }

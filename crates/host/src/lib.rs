@@ -199,6 +199,9 @@ pub struct ComponentCapabilities {
     client_tls: wisp_outbound::HostTls,
     /// What each capability granted, by the grant's type.
     grants: Grants,
+    /// Where its key-value, SQL and outbound use is counted; set by the engine when it
+    /// loads the component.
+    metrics: std::sync::OnceLock<wisp_metrics::ComponentMetrics>,
 }
 
 impl AppCapabilities {
@@ -296,6 +299,7 @@ impl AppCapabilities {
                     client_tls: Arc::new(client_tls),
                     allowed_outbound_hosts,
                     grants: grants.remove(&component.id).unwrap_or_default(),
+                    metrics: std::sync::OnceLock::new(),
                 }),
             );
         }
@@ -357,7 +361,21 @@ impl AppCapabilities {
     }
 }
 
+/// What a component counts into before an engine gave it a handle: nothing.
+static NO_METRICS: wisp_metrics::ComponentMetrics = wisp_metrics::ComponentMetrics::disabled();
+
 impl ComponentCapabilities {
+    /// Counts the component's capability use into `metrics` from now on (the first
+    /// call wins: the engine makes it when it loads the component).
+    pub fn set_metrics(&self, metrics: wisp_metrics::ComponentMetrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Where the component's capability use is counted.
+    pub fn metrics(&self) -> &wisp_metrics::ComponentMetrics {
+        self.metrics.get().unwrap_or(&NO_METRICS)
+    }
+
     /// The component's `allowed_outbound_hosts`, templates expanded.
     pub fn allowed_outbound_hosts(&self) -> &AllowedHosts {
         &self.allowed_outbound_hosts
@@ -437,8 +455,30 @@ impl ComponentCapabilities {
         .await;
         if let Err(e) = &result {
             tracing::warn!(component = %self.id, "component `{}`: outbound {scheme} connection refused: {e}", self.id);
+            let outcome = match e {
+                ServiceError::NotAllowed { .. } | ServiceError::Blocked { .. } => {
+                    wisp_metrics::OutboundOutcome::Denied
+                }
+                _ => wisp_metrics::OutboundOutcome::Error,
+            };
+            self.count_service(scheme, outcome);
         }
         result
+    }
+
+    /// Counts an outbound service connection (`scheme` as granted: `redis`, `rediss`,
+    /// `postgres`, `mysql`, `mqtt`, `mqtts`). [`Self::service_target`] counts its own
+    /// refusals; the caller counts whether the connection it then made succeeded.
+    pub(crate) fn count_service(&self, scheme: &str, outcome: wisp_metrics::OutboundOutcome) {
+        use wisp_metrics::OutboundKind;
+        let kind = match scheme {
+            "redis" | "rediss" => OutboundKind::Redis,
+            "postgres" | "postgresql" => OutboundKind::Postgres,
+            "mysql" => OutboundKind::Mysql,
+            "mqtt" | "mqtts" => OutboundKind::Mqtt,
+            _ => OutboundKind::Tcp,
+        };
+        self.metrics().outbound(kind, outcome);
     }
 }
 
@@ -485,6 +525,11 @@ impl InstanceState {
             deadline: None,
             extensions: Vec::new(),
         }
+    }
+
+    /// Where the component's capability use is counted.
+    pub fn metrics(&self) -> &wisp_metrics::ComponentMetrics {
+        self.caps.metrics()
     }
 
     /// This instance's state of type `S`, made by `init` (from the component's grants)

@@ -289,7 +289,13 @@ async fn connect(
     let Some(permit) = crate::service_connection_permit() else {
         return Err(Failure::TooManyConnections);
     };
-    let error = match tokio::time::timeout(CONNECT_TIMEOUT, attempts).await {
+    let attempted = tokio::time::timeout(CONNECT_TIMEOUT, attempts).await;
+    let outcome = match &attempted {
+        Ok(Ok(_)) => wisp_metrics::OutboundOutcome::Ok,
+        _ => wisp_metrics::OutboundOutcome::Error,
+    };
+    caps.count_service(&scheme, outcome);
+    let error = match attempted {
         Ok(Ok(mut connection)) => {
             connection._permit = Some(permit);
             return Ok(connection);

@@ -155,10 +155,14 @@ async fn connect_checked(
             Ok(conn)
         };
         match attempt.await {
-            Ok(conn) => return Ok(conn),
+            Ok(conn) => {
+                caps.count_service(scheme, wisp_metrics::OutboundOutcome::Ok);
+                return Ok(conn);
+            }
             Err(e) => last_error = Some(e),
         }
     }
+    caps.count_service(scheme, wisp_metrics::OutboundOutcome::Error);
     Err(Failure::Other(format!(
         "cannot connect to {}: {}",
         target.describe(),

@@ -396,9 +396,11 @@ pub(crate) async fn connect<C: Reusable, F: Future<Output = Result<C, DialError>
         broken: AtomicBool::new(false),
         permit: None,
     };
+    use wisp_metrics::OutboundOutcome;
     if let Some(pool) = caps.grant::<Pool<C>>().cloned() {
         while let Some((mut conn, peer)) = pool.take(address, &target.addresses) {
             if !conn.is_closed() {
+                caps.count_service(C::SCHEME, OutboundOutcome::Ok);
                 return Ok(session(conn, peer, caps));
             }
         }
@@ -415,7 +417,13 @@ pub(crate) async fn connect<C: Reusable, F: Future<Output = Result<C, DialError>
         Err(last_error)
     };
     let target = target.describe();
-    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+    let attempted = tokio::time::timeout(CONNECT_TIMEOUT, attempt).await;
+    let outcome = match &attempted {
+        Ok(Ok(_)) => OutboundOutcome::Ok,
+        _ => OutboundOutcome::Error,
+    };
+    caps.count_service(C::SCHEME, outcome);
+    match attempted {
         Ok(Ok((conn, peer))) => Ok(session(conn, peer, caps)),
         Ok(Err(Some(e))) => Err(Message::caused(
             format!("cannot connect to {target}: {e}"),

@@ -363,6 +363,7 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         parameters: Vec<v2::Value>,
     ) -> wasmtime::Result<Result<v2::QueryResult, v2::Error>> {
         let connection = self.connection_of(&connection)?;
+        self.state.metrics().sqlite_statement();
         Ok(convert_v2::execute(&connection, statement, parameters)
             .await
             .map(|(columns, rows)| v2::QueryResult { columns, rows }))
@@ -393,6 +394,7 @@ impl v3::HostConnection for CapabilitiesCtx<'_> {
         parameters: Vec<v3::Value>,
     ) -> wasmtime::Result<Result<v3::QueryResult, v3::Error>> {
         let connection = self.connection_of(&connection)?;
+        self.state.metrics().sqlite_statement();
         Ok(convert_v3::execute(&connection, statement, parameters)
             .await
             .map(|(columns, rows)| v3::QueryResult { columns, rows }))
@@ -457,6 +459,7 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         >,
     > {
         let connection = v3_connection(accessor, &connection)?;
+        accessor.with(|mut access| access.get().state.metrics().sqlite_statement());
         let (columns, rows) = match convert_v3::execute(&connection, statement, parameters).await {
             Ok(result) => result,
             Err(e) => return Ok(Err(e)),

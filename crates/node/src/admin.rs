@@ -165,6 +165,10 @@ impl Admin {
         }
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
+        if path == "/metrics" {
+            // Prometheus' conventional path, beside the API; the same token guards it.
+            return wisp_metrics::metrics_response(self.node.metrics(), &request).map(body);
+        }
         let Some(rest) = path.strip_prefix(API_PREFIX) else {
             return error(
                 StatusCode::NOT_FOUND,

@@ -179,6 +179,13 @@ pub fn openapi() -> serde_json::Value {
         },
         "security": [{"bearer": []}],
         "paths": {
+            "/metrics": {"get": {
+                "operationId": "metrics", "summary": "Prometheus metrics of every app and the process (docs/observability.md).",
+                "responses": {
+                    "200": {"description": "The metrics.", "content": {"application/openmetrics-text; version=1.0.0; charset=utf-8": {"schema": {"type": "string"}}}},
+                    "401": error("No or a wrong token.")
+                }
+            }},
             "/v1/status": {"get": {
                 "operationId": "status", "summary": "The node's state.",
                 "responses": {"200": ok("The node.", reference("NodeStatus")), "401": error("No or a wrong token.")}

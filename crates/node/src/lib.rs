@@ -259,6 +259,11 @@ impl Node {
         })
     }
 
+    /// Where the node's apps record their metrics (the runtime's engine's registry).
+    pub fn metrics(&self) -> &wisp_metrics::Metrics {
+        self.inner.runtime.engine().metrics()
+    }
+
     /// The node's settings.
     pub fn config(&self) -> &NodeConfig {
         &self.inner.config
@@ -633,7 +638,11 @@ impl Inner {
                 app_dir: None,
                 files_dir: None,
             },
-            limits: resolve_limits(&record.limits, self.config.app_max_instances)?,
+            limits: AppLimits {
+                // Metrics name the app as it is deployed, not as its manifest does.
+                name: Some(name.to_owned()),
+                ..resolve_limits(&record.limits, self.config.app_max_instances)?
+            },
         })
     }
 
@@ -817,6 +826,7 @@ fn resolve_limits(spec: &AppLimitsSpec, default_cap: u32) -> Result<AppLimits, N
         busy_above: Some(std::thread::available_parallelism().map_or(2, |n| n.get() as u32)),
         guest_output: wisp_runtime::GuestOutput::All,
         guest_log_dir: None,
+        name: None,
     })
 }
 

@@ -28,6 +28,7 @@ fn the_checked_in_openapi_document_is_current() {
     assert_eq!(
         paths,
         [
+            "/metrics",
             "/v1/apps",
             "/v1/apps/{name}",
             "/v1/blobs/{digest}",

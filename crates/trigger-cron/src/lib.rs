@@ -270,15 +270,18 @@ async fn run_once(app: &LoadedApp, job: &Job, tick: DateTime<Utc>) {
     let timestamp = u64::try_from(tick.timestamp()).unwrap_or(0);
     let handler = job.handler.clone();
     let call = component
-        .run_event(Box::new(move |store| {
-            Box::pin(async move {
-                let instance = handler.instantiate_async(&mut *store).await?;
-                let result = instance
-                    .call_handle_cron_event(&mut *store, cron_types::Metadata { timestamp })
-                    .await?;
-                Ok(result.map_err(|cron_types::Error::Other(message)| message))
-            })
-        }))
+        .run_event(
+            "cron",
+            Box::new(move |store| {
+                Box::pin(async move {
+                    let instance = handler.instantiate_async(&mut *store).await?;
+                    let result = instance
+                        .call_handle_cron_event(&mut *store, cron_types::Metadata { timestamp })
+                        .await?;
+                    Ok(result.map_err(|cron_types::Error::Other(message)| message))
+                })
+            }),
+        )
         .await;
     match call {
         Ok(Ok(())) => tracing::info!(

@@ -22,6 +22,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 use wasmtime_wasi_http::WasiBody;
 use wisp_engine::{GuestFault, LoadedApp, LocalDispatch, LocalResponse, LocalTarget};
+use wisp_metrics::{CpuMeter, Outcome};
 use wisp_trigger::{BoxFuture, Summary, TriggerError};
 
 pub use limits::DEFAULT_MAX_REQUEST_BODY;
@@ -355,7 +356,17 @@ impl HttpTrigger {
         };
         let body = match limits::cap_body(body, &parts.headers, limit) {
             Ok(capped) => capped,
-            Err(declared) => return too_large(&format_args!("{declared} bytes declared")),
+            Err(declared) => {
+                if let Some(component) = self.app.component(&component_id) {
+                    component.metrics().request(
+                        "http",
+                        Some(StatusCode::PAYLOAD_TOO_LARGE.as_u16()),
+                        wisp_metrics::Outcome::Refused,
+                        started.elapsed(),
+                    );
+                }
+                return too_large(&format_args!("{declared} bytes declared"));
+            }
         };
         let tripped = body.tripped();
         let mut request = Request::from_parts(parts, body.boxed_unsync());
@@ -366,16 +377,21 @@ impl HttpTrigger {
             &authority,
             peer.scheme(),
         );
-        let method = request.method().clone();
-        let response = self.run(component_id, request, path.clone(), started).await;
-        if tripped.is_some_and(|t| t.load(std::sync::atomic::Ordering::Acquire)) {
-            RefusalLog::BodyTooLarge.log(format_args!(
-                "refused {method} {path} from {} with 413: the streamed body passed the route's {limit}-byte limit (max_request_body_size / --max-request-body-mb)",
-                peer.client
-            ));
-            return text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
-        }
-        response
+        let streamed_too_large = tripped.map(|tripped| {
+            let (method, path, client) = (request.method().clone(), path.clone(), peer.client);
+            move || {
+                tripped
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    .then(|| {
+                        RefusalLog::BodyTooLarge.log(format_args!(
+                            "refused {method} {path} from {client} with 413: the streamed body passed the route's {limit}-byte limit (max_request_body_size / --max-request-body-mb)",
+                        ));
+                        text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n")
+                    })
+            }
+        });
+        self.run_checked(component_id, request, path, started, streamed_too_large)
+            .await
     }
 
     /// Runs a routed request in a fresh instance of `component_id`; faults become
@@ -387,12 +403,41 @@ impl HttpTrigger {
         path: String,
         started: Instant,
     ) -> Response<WasiBody> {
+        self.run_checked(
+            component_id,
+            request,
+            path,
+            started,
+            None::<fn() -> Option<Response<WasiBody>>>,
+        )
+        .await
+    }
+
+    /// [`Self::run`], with a last check once the guest has answered (`refusal`: the
+    /// 413 of a streamed body over the limit) that replaces its response. The request is
+    /// logged and counted once, with the status the client gets.
+    async fn run_checked(
+        &self,
+        component_id: String,
+        mut request: Request<WasiBody>,
+        path: String,
+        started: Instant,
+        refusal: Option<impl FnOnce() -> Option<Response<WasiBody>>>,
+    ) -> Response<WasiBody> {
         let Some(component) = self.app.component(&component_id) else {
             return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
         };
         let method = request.method().clone();
-        let response = match component.handle(request).await {
-            Ok(response) => response,
+        let metrics = component.metrics();
+        // CPU metering costs two clock reads per poll: only when someone reads it.
+        let meter = (metrics.is_enabled()
+            || tracing::enabled!(target: "wisp::request", tracing::Level::INFO))
+        .then(CpuMeter::new);
+        if let Some(meter) = &meter {
+            request.extensions_mut().insert(meter.clone());
+        }
+        let (response, outcome) = match component.handle(request).await {
+            Ok(response) => (response, Outcome::Ok),
             Err(err) => {
                 let (status, body) = match err.fault {
                     Some(GuestFault::Deadline(_)) => {
@@ -417,22 +462,29 @@ impl HttpTrigger {
                         status.as_u16()
                     ),
                 }
-                text(status, body)
+                (text(status, body), err.outcome())
             }
         };
-        // The request log: one line per request (target `wisp::request`, so
-        // `WISP_LOG=info,wisp::request=off` silences it).
+        let (response, outcome) = match refusal.and_then(|check| check()) {
+            Some(refused) => (refused, Outcome::Refused),
+            None => (response, outcome),
+        };
         let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        metrics.request("http", Some(status), outcome, elapsed);
+        // The request log: one line per request (target `wisp::request`, so
+        // `WISP_LOG=info,wisp::request=off` silences it). The CPU time is what the
+        // instance used until its response head, as the wall time is.
+        let cpu_ms = meter.map_or(0.0, |meter| meter.used().as_secs_f64() * 1000.0);
         tracing::info!(
             target: "wisp::request",
             method = %method,
             path = %path,
-            status = response.status().as_u16(),
+            status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
+            cpu_ms,
             component = %component_id,
-            "{method} {path} {} {:.1?} component={component_id}",
-            response.status().as_u16(),
-            elapsed
+            "{method} {path} {status} {elapsed:.1?} cpu={cpu_ms:.2}ms component={component_id}",
         );
         response
     }

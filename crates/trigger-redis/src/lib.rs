@@ -378,9 +378,10 @@ async fn handle_message(
     let size = payload.len();
     let handler = handler.clone();
     let call = component
-        .run_event(Box::new(move |store| {
-            Box::pin(async move { handler.call(store, payload).await })
-        }))
+        .run_event(
+            "redis",
+            Box::new(move |store| Box::pin(async move { handler.call(store, payload).await })),
+        )
         .await;
     match call {
         Ok(Ok(())) => tracing::debug!(

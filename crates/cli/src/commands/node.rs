@@ -282,6 +282,8 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
     let admin = bind(args.admin_listen)
         .await
         .map_err(|e| e.context("the admin listener (--admin-listen) could not be bound"))?;
+    // The node always records: its metrics are on the admin listener, behind the token.
+    settings.metrics = wisp_metrics::Metrics::new();
     let wisp = settings.runtime()?;
     let app_max_instances = args
         .app_max_instances

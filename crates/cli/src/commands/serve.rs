@@ -117,6 +117,8 @@ pub(crate) struct Settings {
     pub(crate) guest_output: wisp_runtime::GuestOutput,
     /// Where components' stdout and stderr are also appended (`--log-dir`).
     pub(crate) guest_log_dir: Option<PathBuf>,
+    /// Where the engine records (`--metrics-listen`; disabled without it).
+    pub(crate) metrics: wisp_metrics::Metrics,
 }
 
 impl Settings {
@@ -209,6 +211,7 @@ impl Settings {
             max_request_body: args.max_request_body_mb << 20,
             guest_output: wisp_runtime::GuestOutput::All,
             guest_log_dir: None,
+            metrics: wisp_metrics::Metrics::disabled(),
         })
     }
 }
@@ -234,11 +237,13 @@ impl Settings {
 
     /// The runtime these settings describe: the engine and every trigger type.
     pub(crate) fn runtime(&self) -> Result<Runtime> {
-        let engine = wisp_engine::WispEngine::new(self.engine.clone()).map_err(|e| {
-            super::RuntimeFailure::wrap(
-                anyhow::Error::new(e).context("cannot create the wasm engine"),
-            )
-        })?;
+        let engine = wisp_engine::WispEngine::new(self.engine.clone())
+            .map_err(|e| {
+                super::RuntimeFailure::wrap(
+                    anyhow::Error::new(e).context("cannot create the wasm engine"),
+                )
+            })?
+            .with_metrics(self.metrics.clone());
         Ok(Runtime::with_trigger_types(
             engine,
             Runtime::default_trigger_types(wisp_trigger_http::HttpTriggerType {

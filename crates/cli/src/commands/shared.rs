@@ -183,6 +183,47 @@ pub(crate) async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener>
     })
 }
 
+/// `--metrics-listen`'s listener (bound before any compile work, so a taken port is
+/// reported first) and the registry the engine will record into.
+pub(crate) async fn bind_metrics(
+    address: Option<SocketAddr>,
+) -> Result<Option<(tokio::net::TcpListener, wisp_metrics::Metrics)>> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|err| match err.kind() {
+            std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+                "--metrics-listen {address} is in use; pass another port (127.0.0.1:0 picks a free one)"
+            ),
+            _ => anyhow::Error::new(err).context(format!("--metrics-listen: cannot listen on {address}")),
+        })?;
+    Ok(Some((listener, wisp_metrics::Metrics::new())))
+}
+
+/// Answers `GET /metrics` on `listener` for the rest of the process, and says where.
+pub(crate) fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: wisp_metrics::Metrics,
+    json: bool,
+) -> Result<()> {
+    let address = listener
+        .local_addr()
+        .context("cannot read the metrics listener's address")?;
+    if json {
+        tracing::info!(event = "metrics", address = %address, "metrics at http://{address}/metrics");
+    } else {
+        eprintln!("Metrics: http://{address}/metrics");
+    }
+    tokio::spawn(wisp_metrics::serve(
+        listener,
+        metrics,
+        std::future::pending(),
+    ));
+    Ok(())
+}
+
 /// SIGINT and SIGTERM, listened for from the moment this is made. Installed before the
 /// server says it is listening: a signal that arrives before the handler exists takes its
 /// default action and kills the process with no drain and a failed exit status.

@@ -125,6 +125,11 @@ pub struct UpArgs {
     /// Log as JSON lines on stderr: one object per request, lifecycle event and message.
     #[arg(long, env = "WISP_JSON")]
     pub(crate) json: bool,
+
+    /// Serve Prometheus metrics (per app and component: requests, latency, CPU time,
+    /// memory, instances, outbound calls) at http://ADDR/metrics, e.g. 127.0.0.1:9090.
+    #[arg(long, env = "WISP_METRICS_LISTEN", value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
 }
 
 impl UpArgs {
@@ -178,6 +183,10 @@ pub fn run(args: UpArgs) -> Result<()> {
             true => Some(bind_listen(args.listen_address()?, args.find_free_port).await?),
             false => None,
         };
+        let metrics = super::shared::bind_metrics(args.metrics_listen).await?;
+        if let Some((_, registry)) = &metrics {
+            settings.metrics = registry.clone();
+        }
         seed_stores(&args, &settings, &paths).await?;
         let wisp = settings.runtime()?;
         let generation = serve::load(&wisp, locked, &settings, paths).await?;
@@ -192,6 +201,9 @@ pub fn run(args: UpArgs) -> Result<()> {
         let shutdown = ShutdownSignal::install()?;
         reload_tls_on_sighup(&settings)?;
         serve::print_summary(&wisp, &generation, &settings, address, args.json);
+        if let Some((listener, registry)) = metrics {
+            super::shared::serve_metrics(listener, registry, args.json)?;
+        }
         let running = RunningApp::start(generation, listener, settings.server.clone());
         shutdown.recv().await;
         running.shutdown().await;

@@ -95,11 +95,18 @@ pub fn run(args: WatchArgs) -> Result<()> {
             .local_addr()
             .context("cannot read the listening address")?;
         super::up::seed_stores(&args.up, &settings, &paths).await?;
+        let metrics = super::shared::bind_metrics(args.up.metrics_listen).await?;
+        if let Some((_, registry)) = &metrics {
+            settings.metrics = registry.clone();
+        }
         let wisp = settings.runtime()?;
         let generation = serve::load(&wisp, locked, &settings, paths).await?;
         let shutdown = ShutdownSignal::install()?;
         super::up::reload_tls_on_sighup(&settings)?;
         serve::print_summary(&wisp, &generation, &settings, Some(address), json);
+        if let Some((listener, registry)) = metrics {
+            super::shared::serve_metrics(listener, registry, json)?;
+        }
         if json {
             tracing::info!(event = "watching", "watching for changes");
         } else {

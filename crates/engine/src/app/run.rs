@@ -14,6 +14,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::{Prepared, Proxy};
 use wisp_host::InstanceState;
+use wisp_metrics::{ComponentMetrics, CpuMeter, CpuMetered};
 
 use super::{GuestError, LoadedComponent, Slot};
 
@@ -194,7 +195,15 @@ impl LoadedComponent {
         let nested = OutboundBudget::is_nested(&request);
         // The trigger marks a request that came over TLS with the https scheme.
         let https = request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+        // The trigger's meter (it logs the CPU time), else one of our own for the metrics.
+        let meter = request
+            .extensions()
+            .get::<CpuMeter>()
+            .cloned()
+            .or_else(|| self.metrics.is_enabled().then(CpuMeter::new));
+        let waiting = self.metrics.waiting_for_slot();
         let permit = self.take_slot(nested).await?;
+        drop(waiting);
         let charge = self.reserve_memory(!nested).await?;
         let mut store = self.new_store(deadline, OutboundBudget::of(&request), charge)?;
         let (tx, rx) = futures::channel::oneshot::channel();
@@ -203,10 +212,13 @@ impl LoadedComponent {
             true => Laned::start_slow,
             false => Laned::new,
         };
-        let task = tokio::spawn(lane(async move {
+        let metrics = self.metrics.clone();
+        let task = tokio::spawn(lane(metered_instance(metrics, meter, async move {
             let result = async {
                 let (pre, _) = this.http.as_ref().expect("checked before spawning");
+                let instantiating = Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await?;
+                this.metrics.instantiated(instantiating.elapsed());
                 if let (Proxy::P2(guest), true) = (&proxy, https) {
                     return run_p2_over_tls(&mut store, guest, request, tx).await;
                 }
@@ -232,11 +244,12 @@ impl LoadedComponent {
             // holding a slot.
             let result = within_hard_stop(deadline, timeout, result).await;
             let fault = store.data().recorded_fault();
+            let memory_peak = store.data().limiter.peak();
             // The slot frees only once the instance is gone.
             drop(store);
             drop(permit);
-            (result, fault)
-        }));
+            ((result, fault), memory_peak)
+        })));
         // Until the response is fully sent, a client that goes away cancels the instance.
         let mut client_gone = ClientGone {
             task: Some(task.abort_handle()),
@@ -313,13 +326,19 @@ impl LoadedComponent {
     /// gets a fresh store and instantiates the component's export in it. The same limits
     /// as a request apply: an instance slot and memory budget (waited for), the memory
     /// cap, the deadline (from when the slot is taken), the slow lane; faults are
-    /// classified as for requests. Dropping the future cancels the instance.
+    /// classified as for requests, and recorded in the component's metrics under the
+    /// trigger type `trigger` (`redis`, `cron`, …). Dropping the future cancels the
+    /// instance.
     pub async fn run_event<R: Send + 'static>(
         self: &Arc<Self>,
+        trigger: &'static str,
         call: EventCall<R>,
     ) -> Result<R, GuestError> {
         let timeout = self.limits.timeout;
+        let started = Instant::now();
+        let waiting = self.metrics.waiting_for_slot();
         let permit = self.take_slot(false).await?;
+        drop(waiting);
         let charge = self.reserve_memory(true).await?;
         // The deadline starts once the instance has a slot, as for requests that queue.
         let deadline = Instant::now() + timeout;
@@ -331,13 +350,20 @@ impl LoadedComponent {
             true => Laned::start_slow,
             false => Laned::new,
         };
-        let mut task = AbortOnDrop(tokio::spawn(lane(async move {
-            let result = within_hard_stop(deadline, timeout, call(&mut store)).await;
-            let fault = store.data().recorded_fault();
-            drop(store);
-            drop(permit);
-            (result, fault)
-        })));
+        let meter = self.metrics.is_enabled().then(CpuMeter::new);
+        let metrics = self.metrics.clone();
+        let mut task = AbortOnDrop(tokio::spawn(lane(metered_instance(
+            metrics,
+            meter,
+            async move {
+                let result = within_hard_stop(deadline, timeout, call(&mut store)).await;
+                let fault = store.data().recorded_fault();
+                let memory_peak = store.data().limiter.peak();
+                drop(store);
+                drop(permit);
+                ((result, fault), memory_peak)
+            },
+        ))));
         let wait_until = tokio::time::Instant::from_std(deadline + DEADLINE_SLACK);
         let (result, recorded) = match tokio::time::timeout_at(wait_until, &mut task.0).await {
             Ok(Ok(done)) => done,
@@ -351,14 +377,57 @@ impl LoadedComponent {
             ),
         };
         drop(task);
-        result.map_err(|err| GuestError {
+        let result = result.map_err(|err| GuestError {
             fault: err
                 .downcast_ref::<GuestFault>()
                 .cloned()
                 .or(recorded)
                 .or_else(|| (Instant::now() >= deadline).then_some(GuestFault::Deadline(timeout))),
             message: format!("{err:#}"),
-        })
+        });
+        let outcome = match &result {
+            Ok(_) => wisp_metrics::Outcome::Ok,
+            Err(err) => err.outcome(),
+        };
+        self.metrics
+            .request(trigger, None, outcome, started.elapsed());
+        result
+    }
+}
+
+/// Runs an instance (a future that ends with its output and its memory peak) counted as
+/// alive, its CPU time metered into `meter`, then records its end. The end is recorded
+/// out here, once the metered future's last poll has been counted.
+async fn metered_instance<T>(
+    metrics: ComponentMetrics,
+    meter: Option<CpuMeter>,
+    instance: impl Future<Output = (T, u64)>,
+) -> T {
+    let mut end = InstanceEnd {
+        _alive: metrics.instance_alive(),
+        metrics,
+        meter: meter.clone(),
+        memory_peak: None,
+    };
+    let (output, memory_peak) = CpuMetered::new(instance, meter).await;
+    end.memory_peak = Some(memory_peak);
+    output
+}
+
+/// Records an instance's end when dropped, also when it was cancelled (its client went
+/// away, its deadline passed in a host call): the CPU it burnt until then counts.
+struct InstanceEnd {
+    metrics: ComponentMetrics,
+    meter: Option<CpuMeter>,
+    /// Known when the instance ran to its end.
+    memory_peak: Option<u64>,
+    _alive: wisp_metrics::GaugeGuard,
+}
+
+impl Drop for InstanceEnd {
+    fn drop(&mut self) {
+        let cpu = self.meter.as_ref().map_or(Duration::ZERO, CpuMeter::used);
+        self.metrics.instance_ended(self.memory_peak, cpu);
     }
 }
 

@@ -1,0 +1,329 @@
+//! Metrics as an operator sees them: a real Prometheus (Debian's `prometheus`, installed
+//! by `scripts/test-services.sh`) scrapes `wisp up --metrics-listen`, and PromQL through
+//! its HTTP API returns the counts of the traffic the test sent, per component.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{KillOnDrop, Upstream, Wisp, app_dir, encode, request, toml_path};
+use wisp_test_programs as programs;
+
+/// A free loopback port (bound and released: Prometheus takes only an address).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The Prometheus binary: on PATH, or where Debian puts it.
+fn prometheus_binary() -> String {
+    for candidate in ["prometheus", "/usr/bin/prometheus"] {
+        if Command::new(candidate)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            return candidate.to_owned();
+        }
+    }
+    panic!(
+        "prometheus is not installed; run scripts/test-services.sh (Debian package `prometheus`)"
+    );
+}
+
+/// A Prometheus scraping `target` every second, its data in `dir`.
+struct Prometheus {
+    addr: SocketAddr,
+    _process: KillOnDrop,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, target: SocketAddr) -> Prometheus {
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: wisp\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let process = Command::new(prometheus_binary())
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus");
+        let prometheus = Prometheus {
+            addr,
+            _process: KillOnDrop(process),
+        };
+        let started = Instant::now();
+        while support::try_request(addr, "GET", "/-/ready", &[], b"")
+            .map_or(true, |r| r.status != 200)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "prometheus did not get ready; its log:\n{}",
+                std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        prometheus
+    }
+
+    /// An instant query's result: each series' labels and value.
+    fn query(&self, promql: &str) -> Vec<(serde_json::Value, f64)> {
+        let response = request(
+            self.addr,
+            "GET",
+            &format!("/api/v1/query?query={}", encode(promql)),
+            &[],
+            b"",
+        );
+        assert_eq!(response.status, 200, "{promql}: {}", response.text());
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        body["data"]["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{promql}: no result in {body}"))
+            .iter()
+            .map(|series| {
+                let value = series["value"][1].as_str().unwrap().parse().unwrap();
+                (series["metric"].clone(), value)
+            })
+            .collect()
+    }
+
+    /// The single value of `promql`, once Prometheus has scraped what `ready` accepts
+    /// (waits up to 30 s for the scrapes to catch up with the traffic).
+    fn value_once(&self, promql: &str, ready: impl Fn(f64) -> bool) -> f64 {
+        let started = Instant::now();
+        loop {
+            let result = self.query(promql);
+            let value = match result.as_slice() {
+                [(_, value)] => Some(*value),
+                _ => None,
+            };
+            if let Some(value) = value
+                && ready(value)
+            {
+                return value;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{promql}: still {result:?} after 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// [`Self::value_once`] for an exact value.
+    fn wait_for(&self, promql: &str, expected: f64) {
+        self.value_once(promql, |value| value == expected);
+    }
+}
+
+#[test]
+fn prometheus_scrapes_requests_faults_cpu_and_capability_use_per_component() {
+    let upstream = Upstream::start(|_| ("200 OK", String::new(), b"upstream".to_vec()));
+    let manifest = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "observed"
+
+[[trigger.http]]
+route = "/hello"
+component = "hello"
+
+[[trigger.http]]
+route = "/trap"
+component = "trap"
+
+[[trigger.http]]
+route = "/fault/..."
+component = "faults"
+
+[[trigger.http]]
+route = "/caps/..."
+component = "caps"
+
+[component.hello]
+source = {hello}
+
+[component.trap]
+source = {trap}
+
+[component.faults]
+source = {faults}
+
+[component.caps]
+source = {caps}
+allowed_outbound_hosts = ["{upstream}"]
+key_value_stores = ["default"]
+sqlite_databases = ["default"]
+"#,
+        hello = toml_path(programs::HELLO),
+        trap = toml_path(programs::TRAP),
+        faults = toml_path(programs::FAULTS),
+        caps = toml_path(programs::CAPS_V5),
+        upstream = upstream.base(),
+    );
+    let dir = app_dir(&manifest);
+    let state = dir.path().join("state");
+    let wisp = Wisp::up(&[
+        "-f",
+        dir.path().join("spin.toml").to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--request-timeout",
+        "1",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        wisp.wait_for_output("Metrics: http://"),
+        "no metrics address:\n{}",
+        wisp.stderr()
+    );
+    let metrics: SocketAddr = wisp
+        .stderr()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("Metrics: http://")?
+                .strip_suffix("/metrics")
+        })
+        .expect("the metrics line")
+        .parse()
+        .unwrap();
+    let prometheus_dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(prometheus_dir.path(), metrics);
+
+    let get = |path: &str| request(wisp.addr, "GET", path, &[], b"");
+    for _ in 0..5 {
+        assert_eq!(get("/hello").status, 200);
+    }
+    assert_eq!(get("/trap").status, 500);
+    assert_eq!(get("/fault/loop").status, 504);
+    let denied = get(&format!("/caps/http?url={}", encode("http://127.0.0.1:9/")));
+    assert_eq!(denied.text(), "error: HttpRequestDenied");
+    let granted = get(&format!(
+        "/caps/http?url={}",
+        encode(&format!("{}/ok", upstream.base()))
+    ));
+    assert!(
+        granted.text().starts_with("status 200"),
+        "{}",
+        granted.text()
+    );
+    for _ in 0..2 {
+        assert_eq!(get("/caps/kv/check?store=default").text(), "ok");
+    }
+    let counter = request(
+        wisp.addr,
+        "POST",
+        "/caps/sqlite/counter?db=default",
+        &[],
+        b"",
+    );
+    assert_eq!(counter.status, 200, "{}", counter.text());
+
+    let requests = |component: &str, outcome: &str| {
+        format!(
+            r#"sum(wisp_requests_total{{app="observed",component="{component}",trigger="http",outcome="{outcome}"}})"#
+        )
+    };
+    prometheus.wait_for(&requests("hello", "ok"), 5.0);
+    prometheus.wait_for(&requests("trap", "trap"), 1.0);
+    prometheus.wait_for(&requests("faults", "deadline"), 1.0);
+    prometheus.wait_for(&requests("caps", "ok"), 5.0);
+    prometheus.wait_for(
+        r#"wisp_requests_total{component="faults",status="5xx",outcome="deadline"}"#,
+        1.0,
+    );
+    prometheus.wait_for(
+        r#"wisp_requests_total{component="trap",status="5xx",outcome="trap"}"#,
+        1.0,
+    );
+    prometheus.wait_for(
+        r#"wisp_outbound_requests_total{component="caps",kind="http",outcome="denied"}"#,
+        1.0,
+    );
+    prometheus.wait_for(
+        r#"wisp_outbound_requests_total{component="caps",kind="http",outcome="ok"}"#,
+        1.0,
+    );
+    prometheus.wait_for(
+        r#"wisp_request_duration_seconds_count{component="hello"}"#,
+        5.0,
+    );
+    prometheus.wait_for(
+        r#"wisp_instantiate_duration_seconds_count{component="hello"}"#,
+        5.0,
+    );
+    prometheus.wait_for(
+        r#"wisp_instance_memory_peak_bytes_count{component="hello"}"#,
+        5.0,
+    );
+    prometheus.wait_for(r#"sum(wisp_instances_active{app="observed"})"#, 0.0);
+    prometheus.wait_for(r#"up{job="wisp"}"#, 1.0);
+
+    // The guest's own key-value and SQL calls, counted as the direct scrape counts them.
+    let scraped = request(metrics, "GET", "/metrics", &[], b"").text();
+    let direct = |series: &str| -> f64 {
+        scraped
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} is not in:\n{scraped}"))
+    };
+    let kv_sets = direct(r#"wisp_kv_operations_total{app="observed",component="caps",op="set"}"#);
+    assert!(kv_sets >= 2.0, "{kv_sets}");
+    prometheus.wait_for(
+        r#"wisp_kv_operations_total{component="caps",op="set"}"#,
+        kv_sets,
+    );
+    let statements = direct(r#"wisp_sqlite_statements_total{app="observed",component="caps"}"#);
+    assert!(statements >= 1.0, "{statements}");
+    prometheus.wait_for(
+        r#"wisp_sqlite_statements_total{component="caps"}"#,
+        statements,
+    );
+
+    // The looping guest burnt CPU until its 1 s deadline (less on a busy machine, never
+    // more than its wall time); hello's five instances together far less.
+    let looped =
+        prometheus.value_once(r#"wisp_cpu_seconds_total{component="faults"}"#, |v| v > 0.0);
+    assert!((0.1..1.5).contains(&looped), "faults CPU {looped} s");
+    let hello = prometheus.value_once(r#"wisp_cpu_seconds_total{component="hello"}"#, |v| v > 0.0);
+    assert!(
+        hello < looped,
+        "hello CPU {hello} s vs the loop's {looped} s"
+    );
+    // The request log shows each request's CPU beside its wall time.
+    assert!(
+        wisp.stderr().lines().any(|l| l.contains("GET /hello 200")
+            && l.contains(" cpu=")
+            && l.ends_with("ms component=hello")),
+        "{}",
+        wisp.stderr()
+    );
+    // The compile cache: every component either came from it or was compiled once.
+    let hits = prometheus.value_once("sum(wisp_compile_cache_hits_total)", |_| true);
+    let misses = prometheus.value_once("wisp_compile_cache_misses_total", |_| true);
+    assert_eq!(hits + misses, 4.0, "4 components loaded");
+    // Process metrics.
+    let resident = prometheus.value_once("process_resident_memory_bytes", |v| v > 0.0);
+    assert!(resident > 1e6, "{resident}");
+}
