@@ -23,23 +23,12 @@ NEW="$WISP"
 WASM="$GUESTS/$GUEST.wasm"
 CACHE="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$CACHE"' EXIT
-THREADS=$(( C < 2 ? 1 : 2 ))
-
-run() { # command... -> req/s
-  "$@" >/dev/null 2>&1 &
-  local pid=$!
-  wait_for_200 "$PORT" || true
-  wrk -t$THREADS -c"$C" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true
-  wrk -t$THREADS -c"$C" -d"${SECONDS_PER_RUN}s" "http://127.0.0.1:$PORT/" | awk '/^Requests\/sec/ {print $2}'
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 sum_new=0; sum_old=0; sum_wt=0
 for round in $(seq 1 "$ROUNDS"); do
-  new=$(WISP_LOG=warn run "$NEW" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE")
-  old=$(WISP_LOG=warn run "$OLD" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE")
-  wt=$(run wasmtime serve -Scli --addr 127.0.0.1:$PORT "$WASM")
+  new=$(WISP_LOG=warn measure_rps "$NEW" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE")
+  old=$(WISP_LOG=warn measure_rps "$OLD" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE")
+  wt=$(measure_rps wasmtime serve -Scli --addr 127.0.0.1:$PORT "$WASM")
   printf 'round %d: new %s  old %s  wasmtime %s req/s\n' "$round" "$new" "$old" "$wt"
   sum_new=$(awk -v a="$sum_new" -v b="$new" 'BEGIN{print a+b}')
   sum_old=$(awk -v a="$sum_old" -v b="$old" 'BEGIN{print a+b}')

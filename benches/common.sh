@@ -31,6 +31,19 @@ bench_build() {
   GUESTS="$PWD/target/guest-programs/wasm32-wasip2/release"
 }
 
+# Starts `command...` in the background, waits for its first 200 on 127.0.0.1:$PORT, loads
+# it with wrk at concurrency $C (1 s warm-up, then $SECONDS_PER_RUN s), stops it with
+# SIGTERM and prints its req/s.
+measure_rps() { # command...
+  "$@" >/dev/null 2>&1 &
+  local pid=$! threads=$(( C < 2 ? 1 : 2 ))
+  wait_for_200 "$PORT" || true
+  wrk -t$threads -c"$C" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true
+  wrk -t$threads -c"$C" -d"${SECONDS_PER_RUN}s" "http://127.0.0.1:$PORT/" | awk '/^Requests\/sec/ {print $2}'
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
 # Waits (up to 30 s) until http://127.0.0.1:$1$2 answers 200.
 wait_for_200() {
   for _ in $(seq 1 600); do

@@ -16,7 +16,8 @@
 #   docker-registry and htpasswd are only installed: the OCI tests start their own.
 #   iproute2 and dnsmasq-base are only installed: the SSRF tests run them in network
 #   namespaces they create.
-#   prometheus is only installed: the observability test starts its own on a free port.
+#   prometheus and chromium are only installed: the observability tests start their own
+#   Prometheus on a free port and render the dashboard in headless Chromium.
 set -euo pipefail
 
 sudo=""
@@ -60,6 +61,8 @@ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
 # The metrics test scrapes Wisp with a real Prometheus, which it starts itself.
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# The dashboard test renders its page in headless Chromium.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -274,6 +274,21 @@ fn deploys_route_by_host_and_are_listed_and_removed() {
         metrics.text()
     );
     assert!(!metrics.text().contains(r#"app="test-app""#));
+    // The dashboard (its files need no token; its data calls carry the one the URL
+    // fragment gives) lists every app with its state.
+    let dom = support::chromium(
+        &format!("http://{}/dashboard#token={}", node.admin, node.token()),
+        3000,
+        &["--dump-dom"],
+    );
+    let hello_row = support::rows_with(&dom, r#"data-app="hello""#);
+    assert_eq!(hello_row.len(), 1, "{dom}");
+    assert!(hello_row[0].contains("<td>loaded</td>"), "{}", hello_row[0]);
+    assert_eq!(
+        support::rows_with(&dom, r#"data-app="echo""#).len(),
+        1,
+        "{dom}"
+    );
     // Unknown hosts run no app code.
     let unknown = node.get("nope.localhost", "/");
     assert_eq!(unknown.status, 404);

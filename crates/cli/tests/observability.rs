@@ -327,3 +327,116 @@ sqlite_databases = ["default"]
     let resident = prometheus.value_once("process_resident_memory_bytes", |v| v > 0.0);
     assert!(resident > 1e6, "{resident}");
 }
+
+#[test]
+fn the_dashboard_renders_every_component_and_follows_the_traffic() {
+    let manifest = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "watched"
+
+[[trigger.http]]
+route = "/hello"
+component = "hello"
+
+[[trigger.http]]
+route = "/trap"
+component = "trap"
+
+[component.hello]
+source = {hello}
+
+[component.trap]
+source = {trap}
+"#,
+        hello = toml_path(programs::HELLO),
+        trap = toml_path(programs::TRAP),
+    );
+    let dir = app_dir(&manifest);
+    let wisp = Wisp::up(&[
+        "-f",
+        dir.path().join("spin.toml").to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        wisp.wait_for_output("Dashboard: http://"),
+        "{}",
+        wisp.stderr()
+    );
+    let url = wisp
+        .stderr()
+        .lines()
+        .find_map(|line| line.strip_prefix("Dashboard: ").map(str::to_owned))
+        .expect("the dashboard line");
+    let metrics: SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/dashboard")
+        .parse()
+        .unwrap();
+
+    // The page loads nothing from elsewhere: its policy allows only itself, and its files
+    // name no other origin.
+    let page = request(metrics, "GET", "/dashboard", &[], b"");
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-security-policy"),
+        Some("default-src 'self'; frame-ancestors 'none'")
+    );
+    for file in ["/dashboard", "/dashboard.js", "/dashboard.css"] {
+        let text = request(metrics, "GET", file, &[], b"").text();
+        assert!(!text.is_empty());
+        assert!(
+            !text.contains("http://") && !text.contains("https://") && !text.contains("//cdn"),
+            "{file} names another origin"
+        );
+    }
+
+    let get = |path: &str| request(wisp.addr, "GET", path, &[], b"");
+    for _ in 0..3 {
+        assert_eq!(get("/hello").status, 200);
+    }
+    assert_eq!(get("/trap").status, 500);
+    let first = support::chromium(&url, 3000, &["--dump-dom"]);
+    assert!(
+        first.contains("live, updated"),
+        "the page did not update:\n{first}"
+    );
+    let hello = support::rows_with(&first, r#"data-component="hello""#);
+    assert_eq!(hello.len(), 1, "{first}");
+    assert!(
+        hello[0].starts_with(r#"data-app="watched" data-component="hello" data-requests="3""#),
+        "{}",
+        hello[0]
+    );
+    let trap = support::rows_with(&first, r#"data-component="trap""#);
+    assert_eq!(trap.len(), 1, "{first}");
+    assert!(trap[0].contains(r#"data-requests="1""#), "{}", trap[0]);
+    assert!(
+        trap[0].contains(r#"<td class="n errors bad">trap 1</td>"#),
+        "{}",
+        trap[0]
+    );
+
+    // More traffic: the counts the page shows follow.
+    for _ in 0..4 {
+        assert_eq!(get("/hello").status, 200);
+    }
+    let second = support::chromium(&url, 3000, &["--dump-dom"]);
+    let hello = support::rows_with(&second, r#"data-component="hello""#);
+    assert!(hello[0].contains(r#"data-requests="7""#), "{}", hello[0]);
+
+    // A screenshot for the docs.
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../dashboard.png");
+    let _ = std::fs::remove_file(&screenshot);
+    support::chromium(
+        &url,
+        3000,
+        &[
+            "--window-size=1280,400",
+            &format!("--screenshot={}", screenshot.display()),
+        ],
+    );
+    let png = std::fs::read(&screenshot).expect("the screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+}

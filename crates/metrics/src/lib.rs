@@ -17,7 +17,7 @@ mod process;
 mod serve;
 
 pub use cpu::{CpuMeter, CpuMetered};
-pub use serve::{metrics_response, serve};
+pub use serve::{dashboard_response, metrics_response, serve};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -332,6 +332,9 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
         );
         eprintln!("Admin API on {admin_scheme}://{admin_address} (token: {token_source})");
         eprintln!(
+            "Metrics on {admin_scheme}://{admin_address}/metrics (with the token); dashboard: {admin_scheme}://{admin_address}/dashboard#token=<token>"
+        );
+        eprintln!(
             "Serving apps on {data_scheme}://{data_address} (by Host; default hosts <name>.{})",
             node.config().domain
         );

@@ -202,7 +202,8 @@ pub(crate) async fn bind_metrics(
     Ok(Some((listener, wisp_metrics::Metrics::new())))
 }
 
-/// Answers `GET /metrics` on `listener` for the rest of the process, and says where.
+/// Answers `GET /metrics` and the dashboard on `listener` for the rest of the process,
+/// and says where.
 pub(crate) fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: wisp_metrics::Metrics,
@@ -215,6 +216,7 @@ pub(crate) fn serve_metrics(
         tracing::info!(event = "metrics", address = %address, "metrics at http://{address}/metrics");
     } else {
         eprintln!("Metrics: http://{address}/metrics");
+        eprintln!("Dashboard: http://{address}/dashboard");
     }
     tokio::spawn(wisp_metrics::serve(
         listener,

@@ -801,3 +801,56 @@ impl Redis {
         }
     }
 }
+
+/// Headless Chromium (Debian's `chromium`, installed by `scripts/test-services.sh`) run
+/// on `url` with `args` (`--dump-dom`, `--screenshot=…`), its JavaScript given `budget_ms`
+/// of virtual time; returns what it printed. Its profile lives in a temporary directory.
+#[allow(dead_code)]
+pub fn chromium(url: &str, budget_ms: u32, args: &[&str]) -> String {
+    let binary = ["chromium", "/usr/bin/chromium"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect(
+            "chromium is not installed; run scripts/test-services.sh (Debian package `chromium`)",
+        );
+    let profile = tempfile::tempdir().unwrap();
+    let output = Command::new(binary)
+        .args([
+            "--headless",
+            // Tests run as root here, where Chromium's sandbox cannot start.
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.path().display()),
+            &format!("--virtual-time-budget={budget_ms}"),
+        ])
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chromium");
+    assert!(
+        output.status.success(),
+        "chromium {url} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The `<tr>` start tags of the rendered page whose attributes include `needle`.
+#[allow(dead_code)]
+pub fn rows_with<'a>(dom: &'a str, needle: &str) -> Vec<&'a str> {
+    dom.split("<tr ")
+        .skip(1)
+        .filter(|row| {
+            row.split('>')
+                .next()
+                .is_some_and(|tag| tag.contains(needle))
+        })
+        .collect()
+}

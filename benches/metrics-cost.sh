@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# What observability costs: the release `wisp` serving the hello guest with metrics off,
+# with metrics on (`--metrics-listen`, CPU metering included, scraped every second as
+# Prometheus would), and with its request log on (which also meters CPU per request,
+# written to a file), against `wasmtime serve` 48.0.8 and a native hyper server. Each is
+# measured in turn for ROUNDS rounds (wrk, 1 s warm-up then SECONDS s), so drift in the
+# machine's speed hits all alike; prints req/s per round, the means and the ratios.
+# Usage: benches/metrics-cost.sh [rounds (5)] [concurrency (64)] [seconds (4)]
+# Everything listens on 127.0.0.1 only; every load run stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${1:-5}"
+C="${2:-64}"
+SECONDS_PER_RUN="${3:-4}"
+PORT=18711
+METRICS_PORT=18712
+. benches/common.sh
+bench_tools
+bench_build
+WASM="$GUESTS/hello.wasm"
+CACHE="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$CACHE"' EXIT
+
+# Scrapes the metrics listener once a second while the load runs (stops with the server).
+scraper() {
+  while sleep 1; do curl -fs -m 2 -o /dev/null "http://127.0.0.1:$METRICS_PORT/metrics" || true; done
+}
+
+declare -A SUM
+KINDS=(off metrics log wasmtime native)
+for kind in "${KINDS[@]}"; do SUM[$kind]=0; done
+for round in $(seq 1 "$ROUNDS"); do
+  line="round $round:"
+  for kind in "${KINDS[@]}"; do
+    case $kind in
+      off) rps=$(WISP_LOG=warn measure_rps "$WISP" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
+      metrics)
+        scraper & scraping=$!
+        rps=$(WISP_LOG=warn measure_rps "$WISP" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --metrics-listen 127.0.0.1:$METRICS_PORT)
+        kill "$scraping" 2>/dev/null || true; wait "$scraping" 2>/dev/null || true ;;
+      log) rps=$(measure_rps sh -c "exec '$WISP' up --from '$WASM' --listen 127.0.0.1:$PORT --cache-dir '$CACHE' 2>'$CACHE/requests.log'") ;;
+      wasmtime) rps=$(measure_rps "$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$WASM") ;;
+      native) rps=$(measure_rps "$NATIVE" 127.0.0.1:$PORT) ;;
+    esac
+    line="$line $kind ${rps:-0}"
+    SUM[$kind]=$(awk -v a="${SUM[$kind]}" -v b="${rps:-0}" 'BEGIN{print a+b}')
+  done
+  echo "$line req/s"
+done
+awk -v off="${SUM[off]}" -v m="${SUM[metrics]}" -v l="${SUM[log]}" -v w="${SUM[wasmtime]}" -v n="${SUM[native]}" -v r="$ROUNDS" -v c="$C" 'BEGIN{
+  printf "hello c=%s, mean of %d rounds: metrics off %.0f, metrics on %.0f, request log on %.0f, wasmtime serve %.0f, native %.0f req/s\n", c, r, off/r, m/r, l/r, w/r, n/r;
+  printf "ratios: metrics on / off %.3f, request log on / off %.3f, metrics on / wasmtime %.2f, metrics on / native %.2f, off / wasmtime %.2f\n", m/off, l/off, m/w, m/n, off/w }'
