@@ -11,6 +11,19 @@ use std::time::{Duration, Instant};
 use support::{KillOnDrop, Upstream, Wisp, app_dir, encode, request, toml_path};
 use wisp_test_programs as programs;
 
+/// A manifest for app `name`: one HTTP route per `(route, id, source, extra)`, `extra`
+/// being lines of the component's table.
+fn manifest(name: &str, components: &[(&str, &str, &str, &str)]) -> String {
+    let mut text = format!("spin_manifest_version = 2\n[application]\nname = \"{name}\"\n");
+    for (route, id, source, extra) in components {
+        text += &format!(
+            "\n[[trigger.http]]\nroute = \"{route}\"\ncomponent = \"{id}\"\n\n[component.{id}]\nsource = {}\n{extra}\n",
+            toml_path(source)
+        );
+    }
+    text
+}
+
 /// A free loopback port (bound and released: Prometheus takes only an address).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -139,47 +152,18 @@ impl Prometheus {
 #[test]
 fn prometheus_scrapes_requests_faults_cpu_and_capability_use_per_component() {
     let upstream = Upstream::start(|_| ("200 OK", String::new(), b"upstream".to_vec()));
-    let manifest = format!(
-        r#"spin_manifest_version = 2
-[application]
-name = "observed"
-
-[[trigger.http]]
-route = "/hello"
-component = "hello"
-
-[[trigger.http]]
-route = "/trap"
-component = "trap"
-
-[[trigger.http]]
-route = "/fault/..."
-component = "faults"
-
-[[trigger.http]]
-route = "/caps/..."
-component = "caps"
-
-[component.hello]
-source = {hello}
-
-[component.trap]
-source = {trap}
-
-[component.faults]
-source = {faults}
-
-[component.caps]
-source = {caps}
-allowed_outbound_hosts = ["{upstream}"]
-key_value_stores = ["default"]
-sqlite_databases = ["default"]
-"#,
-        hello = toml_path(programs::HELLO),
-        trap = toml_path(programs::TRAP),
-        faults = toml_path(programs::FAULTS),
-        caps = toml_path(programs::CAPS_V5),
-        upstream = upstream.base(),
+    let grants = format!(
+        "allowed_outbound_hosts = [\"{}\"]\nkey_value_stores = [\"default\"]\nsqlite_databases = [\"default\"]",
+        upstream.base()
+    );
+    let manifest = manifest(
+        "observed",
+        &[
+            ("/hello", "hello", programs::HELLO, ""),
+            ("/trap", "trap", programs::TRAP, ""),
+            ("/fault/...", "faults", programs::FAULTS, ""),
+            ("/caps/...", "caps", programs::CAPS_V5, &grants),
+        ],
     );
     let dir = app_dir(&manifest);
     let state = dir.path().join("state");
@@ -330,27 +314,12 @@ sqlite_databases = ["default"]
 
 #[test]
 fn the_dashboard_renders_every_component_and_follows_the_traffic() {
-    let manifest = format!(
-        r#"spin_manifest_version = 2
-[application]
-name = "watched"
-
-[[trigger.http]]
-route = "/hello"
-component = "hello"
-
-[[trigger.http]]
-route = "/trap"
-component = "trap"
-
-[component.hello]
-source = {hello}
-
-[component.trap]
-source = {trap}
-"#,
-        hello = toml_path(programs::HELLO),
-        trap = toml_path(programs::TRAP),
+    let manifest = manifest(
+        "watched",
+        &[
+            ("/hello", "hello", programs::HELLO, ""),
+            ("/trap", "trap", programs::TRAP, ""),
+        ],
     );
     let dir = app_dir(&manifest);
     let wisp = Wisp::up(&[
