@@ -4,7 +4,9 @@
 # Prometheus would), and with its request log on (which also meters CPU per request,
 # written to a file), against `wasmtime serve` 48.0.8 and a native hyper server. Each is
 # measured in turn for ROUNDS rounds (wrk, 1 s warm-up then SECONDS s), so drift in the
-# machine's speed hits all alike; prints req/s per round, the means and the ratios.
+# machine's speed hits all alike, in the reverse order every other round (on this machine
+# the position in a round alone moved a result by 20%); prints req/s per round, the means
+# and the ratios.
 # Usage: benches/metrics-cost.sh [rounds (5)] [concurrency (64)] [seconds (4)]
 # Everything listens on 127.0.0.1 only; every load run stops by itself.
 set -euo pipefail
@@ -31,7 +33,11 @@ KINDS=(off metrics log wasmtime native)
 for kind in "${KINDS[@]}"; do SUM[$kind]=0; done
 for round in $(seq 1 "$ROUNDS"); do
   line="round $round:"
-  for kind in "${KINDS[@]}"; do
+  order=("${KINDS[@]}")
+  if (( round % 2 == 0 )); then
+    order=(); for (( i=${#KINDS[@]}-1; i>=0; i-- )); do order+=("${KINDS[i]}"); done
+  fi
+  for kind in "${order[@]}"; do
     case $kind in
       off) rps=$(WISP_LOG=warn measure_rps "$WISP" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
       metrics)

@@ -338,8 +338,23 @@ fn deploys_route_by_host_and_are_listed_and_removed() {
     );
     assert_eq!(node.apps().len(), 2);
 
+    let metrics_text = || {
+        request(
+            node.admin,
+            "GET",
+            "/metrics",
+            &[("authorization", &bearer)],
+            b"",
+        )
+        .text()
+    };
+    assert!(metrics_text().contains(r#"app="echo""#));
     node.ok(&["rm", "echo"]);
     assert_eq!(node.get("echo.example.com", "/").status, 404);
+    // A removed app's series go with it; the others stay.
+    let after = metrics_text();
+    assert!(!after.contains(r#"app="echo""#), "{after}");
+    assert!(after.contains(r#"app="hello""#), "{after}");
     let again = node.cli(&["rm", "echo"]);
     assert!(!again.status.success());
     assert!(

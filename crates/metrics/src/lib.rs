@@ -25,8 +25,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// The media type of [`Metrics::encode`]'s output.
@@ -186,7 +187,52 @@ struct Shared {
     sqlite: Family<ComponentLabels, Counter>,
     cache_hits: Family<CacheLabels, Counter>,
     cache_misses: Counter,
+    /// Every app's components and every trigger type seen, so an app's series can be
+    /// dropped when it is removed.
+    seen: Mutex<Seen>,
 }
+
+#[derive(Default)]
+struct Seen {
+    components: HashMap<String, BTreeSet<String>>,
+    triggers: BTreeSet<&'static str>,
+}
+
+/// Every `status` label value, for dropping an app's series.
+const STATUSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", ""];
+const OUTCOMES: [Outcome; 5] = [
+    Outcome::Ok,
+    Outcome::Trap,
+    Outcome::Deadline,
+    Outcome::MemoryLimit,
+    Outcome::Refused,
+];
+const OUTBOUND_KINDS: [OutboundKind; 6] = [
+    OutboundKind::Http,
+    OutboundKind::Redis,
+    OutboundKind::Postgres,
+    OutboundKind::Mysql,
+    OutboundKind::Mqtt,
+    OutboundKind::Tcp,
+];
+const OUTBOUND_OUTCOMES: [OutboundOutcome; 3] = [
+    OutboundOutcome::Ok,
+    OutboundOutcome::Error,
+    OutboundOutcome::Denied,
+];
+/// Every `op` label value of `wisp_kv_operations_total`.
+const KV_OPERATIONS: [&str; 10] = [
+    "get",
+    "set",
+    "delete",
+    "exists",
+    "get_keys",
+    "get_many",
+    "set_many",
+    "delete_many",
+    "increment",
+    "cas",
+];
 
 /// The process's metrics; cheap to clone. [`Metrics::default`] is disabled.
 #[derive(Clone, Default)]
@@ -296,6 +342,7 @@ impl Metrics {
             sqlite,
             cache_hits,
             cache_misses,
+            seen: Mutex::default(),
         })))
     }
 
@@ -318,6 +365,13 @@ impl Metrics {
             app: app.to_owned(),
             component: component.to_owned(),
         };
+        let mut seen = shared.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.components
+            .entry(app.to_owned())
+            .or_default()
+            .insert(component.to_owned());
+        seen.triggers.insert("http");
+        drop(seen);
         ComponentMetrics(Some(Arc::new(ComponentHandles {
             http_ok: shared.requests.get_or_create_owned(&request_labels(
                 &labels,
@@ -347,6 +401,60 @@ impl Metrics {
             }
             None => {
                 shared.cache_misses.inc();
+            }
+        }
+    }
+
+    /// Drops every series of `app` (a node calls it when the app is removed): a node
+    /// whose apps come and go keeps a bounded number of series.
+    pub fn forget_app(&self, app: &str) {
+        let Some(shared) = &self.0 else { return };
+        let (components, triggers) = {
+            let mut seen = shared.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let components = seen.components.remove(app).unwrap_or_default();
+            (components, seen.triggers.clone())
+        };
+        for component in components {
+            let labels = ComponentLabels {
+                app: app.to_owned(),
+                component,
+            };
+            shared.request_duration.remove(&labels);
+            shared.instantiate_duration.remove(&labels);
+            shared.memory_peak.remove(&labels);
+            shared.instances_active.remove(&labels);
+            shared.slots_waiting.remove(&labels);
+            shared.cpu_seconds.remove(&labels);
+            shared.sqlite.remove(&labels);
+            for trigger in &triggers {
+                for status in STATUSES {
+                    for outcome in OUTCOMES {
+                        shared.requests.remove(&RequestLabels {
+                            app: labels.app.clone(),
+                            component: labels.component.clone(),
+                            trigger,
+                            status,
+                            outcome: outcome.as_str(),
+                        });
+                    }
+                }
+            }
+            for kind in OUTBOUND_KINDS {
+                for outcome in OUTBOUND_OUTCOMES {
+                    shared.outbound.remove(&OutboundLabels {
+                        app: labels.app.clone(),
+                        component: labels.component.clone(),
+                        kind: kind.as_str(),
+                        outcome: outcome.as_str(),
+                    });
+                }
+            }
+            for op in KV_OPERATIONS {
+                shared.kv.remove(&OperationLabels {
+                    app: labels.app.clone(),
+                    component: labels.component.clone(),
+                    op,
+                });
             }
         }
     }
@@ -381,6 +489,17 @@ fn request_labels(
             None => "",
         },
         outcome: outcome.as_str(),
+    }
+}
+
+impl Shared {
+    /// Remembers a trigger type, for [`Metrics::forget_app`].
+    fn note_trigger(&self, trigger: &'static str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .triggers
+            .insert(trigger);
     }
 }
 
@@ -442,6 +561,7 @@ impl ComponentMetrics {
                 handles.http_ok.inc();
             }
             _ => {
+                handles.shared.note_trigger(trigger);
                 handles
                     .shared
                     .requests

@@ -194,3 +194,30 @@ fn only_get_and_head_of_metrics_are_answered() {
     assert_eq!(post.status(), http::StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.headers()[http::header::ALLOW], "GET, HEAD");
 }
+
+#[test]
+fn a_forgotten_app_loses_its_series_and_the_others_keep_theirs() {
+    let metrics = Metrics::new();
+    for app in ["gone", "kept"] {
+        let component = metrics.component(app, "c");
+        component.request("http", Some(200), Outcome::Ok, Duration::from_millis(1));
+        component.request("cron", None, Outcome::Trap, Duration::from_millis(1));
+        component.outbound(OutboundKind::Mqtt, OutboundOutcome::Error);
+        component.kv_operation("cas");
+        component.instance_ended(Some(1 << 20), Duration::from_millis(1));
+    }
+    metrics.forget_app("gone");
+    let text = metrics.encode();
+    assert!(!text.contains(r#"app="gone""#), "{text}");
+    for series in [
+        r#"wisp_requests_total{app="kept",component="c",trigger="cron",status="",outcome="trap"} 1"#,
+        r#"wisp_outbound_requests_total{app="kept",component="c",kind="mqtt",outcome="error"} 1"#,
+        r#"wisp_kv_operations_total{app="kept",component="c",op="cas"} 1"#,
+        r#"wisp_cpu_seconds_total{app="kept",component="c"} 0.001"#,
+    ] {
+        assert!(
+            text.lines().any(|line| line == series),
+            "{series} in:\n{text}"
+        );
+    }
+}

@@ -547,6 +547,9 @@ impl Node {
             }
             *old.state.lock().unwrap_or_else(|e| e.into_inner()) = LoadState::Idle;
         }
+        // Its instances are gone: its series go too, so a node whose apps come and go
+        // keeps a bounded number of them.
+        self.metrics().forget_app(name);
         let dir = inner.app_dir(name);
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => {}
