@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # What observability costs: the release `wisp` serving the hello guest with metrics off,
 # with metrics on (`--metrics-listen`, CPU metering included, scraped every second as
-# Prometheus would), and with its request log on (which also meters CPU per request,
-# written to a file), against `wasmtime serve` 48.0.8 and a native hyper server. Each is
+# Prometheus would), with its request log on (which also meters CPU per request, written
+# to a file), and with OpenTelemetry tracing to a local OTLP sink (a Python HTTP server
+# that reads and discards each export) sampling 1% of the traces and all of them, against
+# `wasmtime serve` 48.0.8 and a native hyper server. Each is
 # measured in turn for ROUNDS rounds (wrk, 1 s warm-up then SECONDS s), so drift in the
 # machine's speed hits all alike, in the reverse order every other round (on this machine
 # the position in a round alone moved a result by 20%); prints req/s per round, the means
@@ -16,6 +18,7 @@ C="${2:-64}"
 SECONDS_PER_RUN="${3:-4}"
 PORT=18711
 METRICS_PORT=18712
+SINK_PORT=18713
 . benches/common.sh
 bench_tools
 bench_build
@@ -28,8 +31,23 @@ scraper() {
   while sleep 1; do curl -fs -m 2 -o /dev/null "http://127.0.0.1:$METRICS_PORT/metrics" || true; done
 }
 
+# The OTLP sink for the tracing runs.
+python3 -c '
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+' "$SINK_PORT" &
+
 declare -A SUM
-KINDS=(off metrics log wasmtime native)
+KINDS=(off metrics log trace1 traceall wasmtime native)
 for kind in "${KINDS[@]}"; do SUM[$kind]=0; done
 for round in $(seq 1 "$ROUNDS"); do
   line="round $round:"
@@ -45,6 +63,10 @@ for round in $(seq 1 "$ROUNDS"); do
         rps=$(WISP_LOG=warn measure_rps "$WISP" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --metrics-listen 127.0.0.1:$METRICS_PORT)
         kill "$scraping" 2>/dev/null || true; wait "$scraping" 2>/dev/null || true ;;
       log) rps=$(measure_rps sh -c "exec '$WISP' up --from '$WASM' --listen 127.0.0.1:$PORT --cache-dir '$CACHE' 2>'$CACHE/requests.log'") ;;
+      trace1) rps=$(WISP_LOG=warn OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 \
+          measure_rps "$WISP" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
+      traceall) rps=$(WISP_LOG=warn OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_TRACES_SAMPLER=always_on \
+          measure_rps "$WISP" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
       wasmtime) rps=$(measure_rps "$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$WASM") ;;
       native) rps=$(measure_rps "$NATIVE" 127.0.0.1:$PORT) ;;
     esac
@@ -53,6 +75,6 @@ for round in $(seq 1 "$ROUNDS"); do
   done
   echo "$line req/s"
 done
-awk -v off="${SUM[off]}" -v m="${SUM[metrics]}" -v l="${SUM[log]}" -v w="${SUM[wasmtime]}" -v n="${SUM[native]}" -v r="$ROUNDS" -v c="$C" 'BEGIN{
-  printf "hello c=%s, mean of %d rounds: metrics off %.0f, metrics on %.0f, request log on %.0f, wasmtime serve %.0f, native %.0f req/s\n", c, r, off/r, m/r, l/r, w/r, n/r;
-  printf "ratios: metrics on / off %.3f, request log on / off %.3f, metrics on / wasmtime %.2f, metrics on / native %.2f, off / wasmtime %.2f\n", m/off, l/off, m/w, m/n, off/w }'
+awk -v off="${SUM[off]}" -v m="${SUM[metrics]}" -v l="${SUM[log]}" -v t1="${SUM[trace1]}" -v ta="${SUM[traceall]}" -v w="${SUM[wasmtime]}" -v n="${SUM[native]}" -v r="$ROUNDS" -v c="$C" 'BEGIN{
+  printf "hello c=%s, mean of %d rounds: metrics off %.0f, metrics on %.0f, request log on %.0f, tracing 1%% %.0f, tracing all %.0f, wasmtime serve %.0f, native %.0f req/s\n", c, r, off/r, m/r, l/r, t1/r, ta/r, w/r, n/r;
+  printf "ratios: metrics on / off %.3f, request log on / off %.3f, tracing 1%% / off %.3f, tracing all / off %.3f, metrics on / wasmtime %.2f, metrics on / native %.2f, off / wasmtime %.2f\n", m/off, l/off, t1/off, ta/off, m/w, m/n, off/w }'

@@ -409,3 +409,282 @@ fn the_dashboard_renders_every_component_and_follows_the_traffic() {
     let png = std::fs::read(&screenshot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
 }
+
+/// An OTLP/HTTP collector on 127.0.0.1:0 that decodes every export with the
+/// `opentelemetry-proto` types and keeps the spans with their resource's `service.name`.
+struct Collector {
+    addr: SocketAddr,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<(String, Span)>>>,
+}
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use std::io::{BufRead, BufReader, Read, Write};
+
+/// Reads one HTTP/1.1 request head; its header lines (lowercased names), or `None` at EOF.
+fn read_head(reader: &mut impl BufRead) -> Option<Vec<(String, String)>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            return Some(lines);
+        }
+        let (name, value) = line.split_once(':').unwrap_or((line, ""));
+        lines.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+}
+
+impl Collector {
+    fn start() -> Collector {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = spans.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let kept = kept.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(&stream);
+                    while let Some(head) = read_head(&mut reader) {
+                        let length: usize = head
+                            .iter()
+                            .find(|(n, _)| n == "content-length")
+                            .and_then(|(_, v)| v.parse().ok())
+                            .unwrap_or(0);
+                        let mut body = vec![0; length];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let request =
+                            <ExportTraceServiceRequest as prost::Message>::decode(&body[..])
+                                .expect("an OTLP trace export");
+                        for resource_spans in request.resource_spans {
+                            let service = resource_spans
+                                .resource
+                                .iter()
+                                .flat_map(|r| &r.attributes)
+                                .find(|a| a.key == "service.name")
+                                .and_then(|a| a.value.as_ref())
+                                .map(|v| format!("{:?}", v.value))
+                                .unwrap_or_default();
+                            for scope in resource_spans.scope_spans {
+                                for span in scope.spans {
+                                    kept.lock().unwrap().push((service.clone(), span));
+                                }
+                            }
+                        }
+                        let _ =
+                            (&stream).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                    }
+                });
+            }
+        });
+        Collector { addr, spans }
+    }
+
+    /// Waits up to 20 s for spans that `found` accepts; returns them all.
+    fn wait_for(&self, found: impl Fn(&[(String, Span)]) -> bool) -> Vec<(String, Span)> {
+        let started = Instant::now();
+        loop {
+            let spans = self.spans.lock().unwrap().clone();
+            if found(&spans) {
+                return spans;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the spans never arrived; got {:#?}",
+                spans
+                    .iter()
+                    .map(|(_, s)| (&s.name, hex(&s.trace_id)))
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+        .map(|v| match v {
+            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => s.clone(),
+            opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(i) => i.to_string(),
+            other => format!("{other:?}"),
+        })
+}
+
+#[test]
+fn traces_reach_an_otlp_collector_with_their_parents_and_the_propagated_traceparent() {
+    let collector = Collector::start();
+    // An upstream that records the traceparent each request carried.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorded = seen.clone();
+    std::thread::spawn(move || {
+        for stream in upstream.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(&stream);
+            if let Some(head) = read_head(&mut reader) {
+                let traceparent = head
+                    .iter()
+                    .find(|(n, _)| n == "traceparent")
+                    .map(|(_, v)| v.clone());
+                recorded
+                    .lock()
+                    .unwrap()
+                    .push(traceparent.unwrap_or_default());
+                let _ = (&stream).write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        }
+    });
+    let upstream_base = format!("http://127.0.0.1:{}", upstream_addr.port());
+    let grants =
+        format!("allowed_outbound_hosts = [\"{upstream_base}\"]\nkey_value_stores = [\"default\"]");
+    let dir = app_dir(&manifest(
+        "traced",
+        &[("/caps/...", "caps", programs::CAPS_V5, &grants)],
+    ));
+    let state = dir.path().join("state");
+    let mut command = support::wisp_command();
+    command
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}", collector.addr),
+        )
+        .env("OTEL_SERVICE_NAME", "traced-test")
+        .arg("up")
+        .args([
+            "-f",
+            dir.path().join("spin.toml").to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]);
+    let wisp = Wisp::spawn(command).unwrap_or_else(|(status, stderr)| panic!("{status}: {stderr}"));
+    assert!(
+        wisp.stderr().contains(&format!(
+            "Tracing: OTLP spans to http://{}/v1/traces",
+            collector.addr
+        )),
+        "{}",
+        wisp.stderr()
+    );
+
+    // A request that continues the caller's trace and calls the upstream.
+    let caller_trace = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let traceparent = format!("00-{caller_trace}-{caller_span}-01");
+    let called = request(
+        wisp.addr,
+        "GET",
+        &format!("/caps/http?url={}", encode(&format!("{upstream_base}/x"))),
+        &[("traceparent", &traceparent)],
+        b"",
+    );
+    assert!(called.text().starts_with("status 200"), "{}", called.text());
+    // A request without one: a trace of its own, with the key-value calls in it.
+    assert_eq!(
+        request(wisp.addr, "GET", "/caps/kv/check?store=default", &[], b"").text(),
+        "ok"
+    );
+
+    let spans = collector.wait_for(|spans| {
+        let kv = spans.iter().any(|(_, s)| s.name == "key_value");
+        let client = spans
+            .iter()
+            .any(|(_, s)| hex(&s.trace_id) == caller_trace && s.kind == 3);
+        kv && client
+    });
+    assert!(
+        spans
+            .iter()
+            .all(|(service, _)| service.contains("traced-test")),
+        "service.name"
+    );
+    let in_trace: Vec<&Span> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| hex(&s.trace_id) == caller_trace)
+        .collect();
+    let server = in_trace
+        .iter()
+        .find(|s| s.kind == 2)
+        .expect("the server span");
+    assert_eq!(
+        hex(&server.parent_span_id),
+        caller_span,
+        "the caller's span is the parent"
+    );
+    assert_eq!(server.name, "GET /caps/...");
+    assert_eq!(
+        attribute(server, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(
+        attribute(server, "http.route").as_deref(),
+        Some("/caps/...")
+    );
+    let instantiate = in_trace
+        .iter()
+        .find(|s| s.name == "instantiate")
+        .expect("the instantiate span");
+    assert_eq!(instantiate.parent_span_id, server.span_id);
+    let client = in_trace
+        .iter()
+        .find(|s| s.kind == 3)
+        .expect("the client span");
+    assert_eq!(client.parent_span_id, server.span_id);
+    assert_eq!(
+        attribute(client, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert!(client.start_time_unix_nano >= server.start_time_unix_nano);
+    // The upstream saw the client span as its parent.
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        [format!("00-{caller_trace}-{}-01", hex(&client.span_id))]
+    );
+
+    let kv: Vec<&Span> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.name == "key_value")
+        .collect();
+    let kv_trace = kv[0].trace_id.clone();
+    assert_ne!(hex(&kv_trace), caller_trace, "a new trace");
+    let kv_server = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.trace_id == kv_trace && s.kind == 2)
+        .expect("its server span");
+    assert!(kv_server.parent_span_id.is_empty(), "a root span");
+    assert!(kv.iter().all(|s| s.parent_span_id == kv_server.span_id));
+    let operations: Vec<String> = kv
+        .iter()
+        .filter_map(|s| attribute(s, "db.operation.name"))
+        .collect();
+    assert!(
+        operations.iter().any(|op| op == "set") && operations.iter().any(|op| op == "get"),
+        "{operations:?}"
+    );
+    // The request log names the trace.
+    assert!(
+        wisp.stderr().contains(&format!("trace_id={caller_trace}")),
+        "{}",
+        wisp.stderr()
+    );
+}

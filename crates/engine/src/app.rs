@@ -653,6 +653,17 @@ impl LoadedComponent {
         &self.metrics
     }
 
+    /// The name of the app the component belongs to, as metrics and spans label it (the
+    /// node's deployed name, else the manifest's).
+    pub fn app_name(&self) -> &str {
+        &self.limits.app_name
+    }
+
+    /// Where the component's spans go.
+    pub fn tracing(&self) -> &wisp_telemetry::Tracing {
+        &self.engine.tracing
+    }
+
     /// What the component exports (interface names), for summaries and messages.
     pub fn exports_summary(&self) -> &str {
         &self.exports

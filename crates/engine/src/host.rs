@@ -54,6 +54,7 @@ impl Host {
         let outbound = OutboundHooks {
             component,
             metrics: capabilities.metrics().clone(),
+            trace: capabilities.trace().cloned(),
             policy: outbound,
             budget,
             deadline,

@@ -194,6 +194,8 @@ pub struct WispEngine {
     pub(crate) fair_share: Arc<lanes::FairShare>,
     /// Where components record requests, instances and CPU time (disabled by default).
     pub(crate) metrics: wisp_metrics::Metrics,
+    /// Where spans go (off by default).
+    pub(crate) tracing: wisp_telemetry::Tracing,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -235,6 +237,7 @@ impl WispEngine {
             code: Arc::default(),
             fair_share: Arc::default(),
             metrics: wisp_metrics::Metrics::disabled(),
+            tracing: wisp_telemetry::Tracing::disabled(),
             _ticker: ticker,
         })
     }
@@ -244,6 +247,18 @@ impl WispEngine {
     pub fn with_metrics(mut self, metrics: wisp_metrics::Metrics) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// This engine sending spans to `tracing`: requests start server spans, and
+    /// instantiation, outbound HTTP and key-value and SQLite operations their children.
+    pub fn with_tracing(mut self, tracing: wisp_telemetry::Tracing) -> Self {
+        self.tracing = tracing;
+        self
+    }
+
+    /// Where spans go (off unless [`WispEngine::with_tracing`] was called).
+    pub fn tracing(&self) -> &wisp_telemetry::Tracing {
+        &self.tracing
     }
 
     /// Where components record (disabled unless [`WispEngine::with_metrics`] was called).

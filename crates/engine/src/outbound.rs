@@ -99,6 +99,9 @@ pub(crate) struct OutboundHooks {
     pub(crate) component: Arc<str>,
     /// Counts each outbound request by outcome.
     pub(crate) metrics: wisp_metrics::ComponentMetrics,
+    /// The span of the request the instance serves: each outbound request gets a client
+    /// child span, whose context it carries as `traceparent`.
+    pub(crate) trace: Option<wisp_telemetry::SpanParent>,
     pub(crate) policy: Arc<ComponentOutbound>,
     pub(crate) budget: OutboundBudget,
     /// The instance's deadline: no outbound timeout may outlast it.
@@ -118,6 +121,29 @@ type SendFuture = Box<
 >;
 
 impl OutboundHooks {
+    /// A client span for `request` when the instance's request is traced, its context
+    /// set as the request's `traceparent` (replacing one the guest set).
+    fn client_span(
+        &self,
+        request: &mut Request<WasiBody>,
+        scheme: &str,
+        host: &str,
+        port: u16,
+    ) -> Option<wisp_telemetry::Span> {
+        let mut span = self.trace.as_ref()?.client_child(request.method().as_str());
+        span.set("http.request.method", request.method().as_str());
+        span.set("url.scheme", scheme);
+        span.set("server.address", host);
+        if port != 0 {
+            span.set("server.port", port);
+        }
+        span.set("url.path", request.uri().path());
+        if let Ok(value) = http::HeaderValue::from_str(&span.context().traceparent()) {
+            request.headers_mut().insert("traceparent", value);
+        }
+        Some(span)
+    }
+
     fn deny(&self, uri: &http::Uri, why: String) -> SendFuture {
         self.metrics
             .outbound(OutboundKind::Http, OutboundOutcome::Denied);
@@ -192,8 +218,21 @@ impl WasiHttpHooks for OutboundHooks {
                 let timeouts = timeouts(options, self.deadline);
                 let component = self.component.clone();
                 let metrics = self.metrics.clone();
+                let mut span = self.client_span(&mut request, &scheme, &host, port);
                 return Box::new(async move {
                     let sent = client.send(request, timeouts).await;
+                    if let Some(span) = &mut span {
+                        match &sent {
+                            Ok((response, _)) => {
+                                span.set("http.response.status_code", response.status().as_u16());
+                                if response.status().is_server_error() {
+                                    span.fail(response.status().to_string());
+                                }
+                            }
+                            Err(e) => span.fail(e.to_string()),
+                        }
+                    }
+                    drop(span);
                     metrics.outbound(
                         OutboundKind::Http,
                         match &sent {
@@ -228,9 +267,12 @@ impl WasiHttpHooks for OutboundHooks {
         };
         let shared = self.budget.share();
         request.extensions_mut().insert(shared);
+        // An in-process request's server span becomes this span's child.
+        let span = self.client_span(&mut request, "http", "self", 0);
         let metrics = self.metrics.clone();
         Box::new(async move {
             let response = dispatcher.dispatch(local, request).await;
+            drop(span);
             metrics.outbound(
                 OutboundKind::Http,
                 match &response {

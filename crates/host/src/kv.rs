@@ -224,15 +224,20 @@ impl CapabilitiesCtx<'_> {
         Ok(Ok(self.table.push(OpenStore { store })?))
     }
 
-    /// The store behind `handle`, for operation `op` (counted in the metrics).
+    /// The store behind `handle`, for operation `op` (counted in the metrics), with the
+    /// operation's span when the request is traced (it ends when dropped).
     fn store_for(
         &self,
         handle: &Resource<OpenStore>,
         op: &'static str,
-    ) -> wasmtime::Result<KvStore> {
+    ) -> wasmtime::Result<(KvStore, Option<wisp_telemetry::Span>)> {
         let store = self.table.get(handle)?.store.clone();
         self.state.metrics().kv_operation(op);
-        Ok(store)
+        let span = self.state.span("key_value").map(|mut span| {
+            span.set("db.operation.name", op);
+            span
+        });
+        Ok((store, span))
     }
 
     fn close_store(&mut self, handle: Resource<OpenStore>) -> wasmtime::Result<()> {
@@ -270,7 +275,7 @@ impl v2::HostStore for CapabilitiesCtx<'_> {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, v2::Error>> {
-        let store = self.store_for(&store, "get")?;
+        let (store, _span) = self.store_for(&store, "get")?;
         Ok(store
             .get(&key)
             .await
@@ -283,7 +288,7 @@ impl v2::HostStore for CapabilitiesCtx<'_> {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), v2::Error>> {
-        let store = self.store_for(&store, "set")?;
+        let (store, _span) = self.store_for(&store, "set")?;
         Ok(store
             .set(&key, value)
             .await
@@ -295,7 +300,7 @@ impl v2::HostStore for CapabilitiesCtx<'_> {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<(), v2::Error>> {
-        let store = self.store_for(&store, "delete")?;
+        let (store, _span) = self.store_for(&store, "delete")?;
         Ok(store
             .delete(&key)
             .await
@@ -307,7 +312,7 @@ impl v2::HostStore for CapabilitiesCtx<'_> {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<bool, v2::Error>> {
-        let store = self.store_for(&store, "exists")?;
+        let (store, _span) = self.store_for(&store, "exists")?;
         Ok(store
             .exists(&key)
             .await
@@ -318,7 +323,7 @@ impl v2::HostStore for CapabilitiesCtx<'_> {
         &mut self,
         store: Resource<OpenStore>,
     ) -> wasmtime::Result<Result<Vec<String>, v2::Error>> {
-        let store = self.store_for(&store, "get_keys")?;
+        let (store, _span) = self.store_for(&store, "get_keys")?;
         Ok(store
             .get_keys()
             .await
@@ -343,7 +348,7 @@ fn v3_store<T>(
     accessor: &Accessor<T, Capabilities>,
     handle: &Resource<OpenStore>,
     op: &'static str,
-) -> wasmtime::Result<KvStore> {
+) -> wasmtime::Result<(KvStore, Option<wisp_telemetry::Span>)> {
     accessor.with(|mut access| access.get().store_for(handle, op))
 }
 
@@ -370,7 +375,7 @@ impl<T> v3::HostStoreWithStore<T> for Capabilities {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, v3::Error>> {
-        let store = v3_store(accessor, &store, "get")?;
+        let (store, _span) = v3_store(accessor, &store, "get")?;
         Ok(store
             .get(&key)
             .await
@@ -383,7 +388,7 @@ impl<T> v3::HostStoreWithStore<T> for Capabilities {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), v3::Error>> {
-        let store = v3_store(accessor, &store, "set")?;
+        let (store, _span) = v3_store(accessor, &store, "set")?;
         Ok(store
             .set(&key, value)
             .await
@@ -395,7 +400,7 @@ impl<T> v3::HostStoreWithStore<T> for Capabilities {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<(), v3::Error>> {
-        let store = v3_store(accessor, &store, "delete")?;
+        let (store, _span) = v3_store(accessor, &store, "delete")?;
         Ok(store
             .delete(&key)
             .await
@@ -407,7 +412,7 @@ impl<T> v3::HostStoreWithStore<T> for Capabilities {
         store: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<bool, v3::Error>> {
-        let store = v3_store(accessor, &store, "exists")?;
+        let (store, _span) = v3_store(accessor, &store, "exists")?;
         Ok(store
             .exists(&key)
             .await
@@ -418,7 +423,7 @@ impl<T> v3::HostStoreWithStore<T> for Capabilities {
         accessor: &Accessor<T, Self>,
         store: Resource<OpenStore>,
     ) -> wasmtime::Result<(StreamReader<String>, FutureReader<Result<(), v3::Error>>)> {
-        let store = v3_store(accessor, &store, "get_keys")?;
+        let (store, _span) = v3_store(accessor, &store, "get_keys")?;
         let (keys, result) = match store.get_keys().await {
             Ok(keys) => (keys, Ok(())),
             Err(e) => (Vec::new(), Err(v3::Error::Other(message(e)))),
@@ -463,7 +468,7 @@ impl wasi_store::HostBucket for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_store::Error>> {
-        let store = self.store_for(&bucket, "get")?;
+        let (store, _span) = self.store_for(&bucket, "get")?;
         Ok(store.get(&key).await.map_err(wasi_error))
     }
 
@@ -473,7 +478,7 @@ impl wasi_store::HostBucket for CapabilitiesCtx<'_> {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
-        let store = self.store_for(&bucket, "set")?;
+        let (store, _span) = self.store_for(&bucket, "set")?;
         Ok(store.set(&key, value).await.map_err(wasi_error))
     }
 
@@ -482,7 +487,7 @@ impl wasi_store::HostBucket for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
-        let store = self.store_for(&bucket, "delete")?;
+        let (store, _span) = self.store_for(&bucket, "delete")?;
         Ok(store.delete(&key).await.map_err(wasi_error))
     }
 
@@ -491,7 +496,7 @@ impl wasi_store::HostBucket for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<bool, wasi_store::Error>> {
-        let store = self.store_for(&bucket, "exists")?;
+        let (store, _span) = self.store_for(&bucket, "exists")?;
         Ok(store.exists(&key).await.map_err(wasi_error))
     }
 
@@ -501,7 +506,7 @@ impl wasi_store::HostBucket for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         _cursor: Option<String>,
     ) -> wasmtime::Result<Result<wasi_store::KeyResponse, wasi_store::Error>> {
-        let store = self.store_for(&bucket, "get_keys")?;
+        let (store, _span) = self.store_for(&bucket, "get_keys")?;
         Ok(store
             .get_keys()
             .await
@@ -521,7 +526,7 @@ impl atomics::Host for CapabilitiesCtx<'_> {
         key: String,
         delta: i64,
     ) -> wasmtime::Result<Result<i64, wasi_store::Error>> {
-        let store = self.store_for(&bucket, "increment")?;
+        let (store, _span) = self.store_for(&bucket, "increment")?;
         Ok(store.increment(&key, delta).await.map_err(wasi_error))
     }
 
@@ -568,7 +573,7 @@ impl atomics::HostCas for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<Resource<Cas>, wasi_store::Error>> {
-        let store = self.store_for(&bucket, "cas")?;
+        let (store, _span) = self.store_for(&bucket, "cas")?;
         let current = match store.get(&key).await {
             Ok(current) => current,
             Err(e) => return Ok(Err(wasi_error(e))),
@@ -605,7 +610,7 @@ impl batch::Host for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, wasi_store::Error>> {
-        let store = self.store_for(&bucket, "get_many")?;
+        let (store, _span) = self.store_for(&bucket, "get_many")?;
         Ok(store.get_many(keys).await.map_err(wasi_error))
     }
 
@@ -614,7 +619,7 @@ impl batch::Host for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
-        let store = self.store_for(&bucket, "set_many")?;
+        let (store, _span) = self.store_for(&bucket, "set_many")?;
         Ok(store.set_many(key_values).await.map_err(wasi_error))
     }
 
@@ -623,7 +628,7 @@ impl batch::Host for CapabilitiesCtx<'_> {
         bucket: Resource<OpenStore>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
-        let store = self.store_for(&bucket, "delete_many")?;
+        let (store, _span) = self.store_for(&bucket, "delete_many")?;
         Ok(store.delete_many(keys).await.map_err(wasi_error))
     }
 }

@@ -511,6 +511,8 @@ pub struct InstanceState {
     open_handles: usize,
     /// When the event this instance serves must be done; bounds host-side waits.
     deadline: Option<std::time::Instant>,
+    /// The span of the request this instance serves, when it is traced.
+    trace: Option<wisp_telemetry::SpanParent>,
     /// State capabilities keep per instance, by type, made on first use: an instance
     /// that never calls such a capability pays nothing for it.
     extensions: Vec<(TypeId, Box<dyn Any + Send>)>,
@@ -523,6 +525,7 @@ impl InstanceState {
             caps,
             open_handles: 0,
             deadline: None,
+            trace: None,
             extensions: Vec::new(),
         }
     }
@@ -530,6 +533,23 @@ impl InstanceState {
     /// Where the component's capability use is counted.
     pub fn metrics(&self) -> &wisp_metrics::ComponentMetrics {
         self.caps.metrics()
+    }
+
+    /// This state with the span of the request it serves (capability calls become its
+    /// children).
+    pub fn with_trace(mut self, trace: Option<wisp_telemetry::SpanParent>) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// The span of the request this instance serves, when it is traced.
+    pub fn trace(&self) -> Option<&wisp_telemetry::SpanParent> {
+        self.trace.as_ref()
+    }
+
+    /// A child span of the request's for a capability call, when the request is traced.
+    pub fn span(&self, name: &str) -> Option<wisp_telemetry::Span> {
+        self.trace.as_ref().map(|t| t.child(name))
     }
 
     /// This instance's state of type `S`, made by `init` (from the component's grants)

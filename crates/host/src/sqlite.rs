@@ -364,6 +364,7 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
     ) -> wasmtime::Result<Result<v2::QueryResult, v2::Error>> {
         let connection = self.connection_of(&connection)?;
         self.state.metrics().sqlite_statement();
+        let _span = sqlite_span(self.state);
         Ok(convert_v2::execute(&connection, statement, parameters)
             .await
             .map(|(columns, rows)| v2::QueryResult { columns, rows }))
@@ -395,6 +396,7 @@ impl v3::HostConnection for CapabilitiesCtx<'_> {
     ) -> wasmtime::Result<Result<v3::QueryResult, v3::Error>> {
         let connection = self.connection_of(&connection)?;
         self.state.metrics().sqlite_statement();
+        let _span = sqlite_span(self.state);
         Ok(convert_v3::execute(&connection, statement, parameters)
             .await
             .map(|(columns, rows)| v3::QueryResult { columns, rows }))
@@ -459,7 +461,11 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         >,
     > {
         let connection = v3_connection(accessor, &connection)?;
-        accessor.with(|mut access| access.get().state.metrics().sqlite_statement());
+        let _span = accessor.with(|mut access| {
+            let state = access.get().state;
+            state.metrics().sqlite_statement();
+            sqlite_span(state)
+        });
         let (columns, rows) = match convert_v3::execute(&connection, statement, parameters).await {
             Ok(result) => result,
             Err(e) => return Ok(Err(e)),
@@ -486,4 +492,13 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
     ) -> wasmtime::Result<u64> {
         Ok(v3_connection(accessor, &connection)?.changes().await)
     }
+}
+
+/// The span of one statement, when the request is traced (it ends when dropped).
+fn sqlite_span(state: &crate::InstanceState) -> Option<wisp_telemetry::Span> {
+    state.span("sqlite").map(|mut span| {
+        span.set("db.system.name", "sqlite");
+        span.set("db.operation.name", "execute");
+        span
+    })
 }

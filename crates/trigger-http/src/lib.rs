@@ -436,6 +436,11 @@ impl HttpTrigger {
         if let Some(meter) = &meter {
             request.extensions_mut().insert(meter.clone());
         }
+        let mut span = server_span(component.tracing(), &mut request, &path);
+        if let Some(span) = &mut span {
+            span.set("wisp.app", component.app_name());
+            span.set("wisp.component", component_id.as_str());
+        }
         let (response, outcome) = match component.handle(request).await {
             Ok(response) => (response, Outcome::Ok),
             Err(err) => {
@@ -472,20 +477,41 @@ impl HttpTrigger {
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
         metrics.request("http", Some(status), outcome, elapsed);
+        let trace_id = span.as_ref().map(|s| s.context().trace_id_hex());
+        if let Some(mut span) = span {
+            span.set("http.response.status_code", status);
+            span.set("wisp.outcome", outcome.as_str());
+            if status >= 500 {
+                span.fail(format!("{} ({})", status, outcome.as_str()));
+            }
+        }
         // The request log: one line per request (target `wisp::request`, so
         // `WISP_LOG=info,wisp::request=off` silences it). The CPU time is what the
         // instance used until its response head, as the wall time is.
         let cpu_ms = meter.map_or(0.0, |meter| meter.used().as_secs_f64() * 1000.0);
-        tracing::info!(
-            target: "wisp::request",
-            method = %method,
-            path = %path,
-            status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            cpu_ms,
-            component = %component_id,
-            "{method} {path} {status} {elapsed:.1?} cpu={cpu_ms:.2}ms component={component_id}",
-        );
+        match trace_id {
+            None => tracing::info!(
+                target: "wisp::request",
+                method = %method,
+                path = %path,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                cpu_ms,
+                component = %component_id,
+                "{method} {path} {status} {elapsed:.1?} cpu={cpu_ms:.2}ms component={component_id}",
+            ),
+            Some(trace_id) => tracing::info!(
+                target: "wisp::request",
+                method = %method,
+                path = %path,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                cpu_ms,
+                component = %component_id,
+                trace_id = %trace_id,
+                "{method} {path} {status} {elapsed:.1?} cpu={cpu_ms:.2}ms component={component_id} trace_id={trace_id}",
+            ),
+        }
         response
     }
 
@@ -630,6 +656,34 @@ impl LocalDispatch for HttpTrigger {
             }
         })
     }
+}
+
+/// The server span of a request, when tracing is on and the trace is sampled: a child of
+/// the caller's `traceparent`, named by method and route (Spin's raw route header, set
+/// before this), and carried in the request's extensions to the instance.
+fn server_span(
+    tracing: &wisp_telemetry::Tracing,
+    request: &mut Request<WasiBody>,
+    path: &str,
+) -> Option<wisp_telemetry::Span> {
+    if !tracing.is_enabled() {
+        return None;
+    }
+    let headers = request.headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let method = request.method().as_str();
+    let route = header("spin-raw-component-route");
+    let mut span = tracing.server_span(header("traceparent"), || match route {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_owned(),
+    })?;
+    span.set("http.request.method", method);
+    span.set("url.path", path);
+    if let Some(route) = route {
+        span.set("http.route", route);
+    }
+    request.extensions_mut().insert(span.parent());
+    Some(span)
 }
 
 /// A request from the network as a guest sees it: its checked authority (or why it is

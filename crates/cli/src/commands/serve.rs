@@ -4,7 +4,7 @@
 
 use super::shared::seconds;
 use super::up::UpArgs;
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -235,15 +235,20 @@ impl Settings {
         Ok(())
     }
 
-    /// The runtime these settings describe: the engine and every trigger type.
+    /// The runtime these settings describe: the engine and every trigger type, with
+    /// tracing as the `OTEL_*` variables configure it (call it inside the async runtime:
+    /// the span exporter is a task).
     pub(crate) fn runtime(&self) -> Result<Runtime> {
+        let tracing = wisp_telemetry::Tracing::from_env()
+            .context("OpenTelemetry tracing is misconfigured; fix or unset the variable")?;
         let engine = wisp_engine::WispEngine::new(self.engine.clone())
             .map_err(|e| {
                 super::RuntimeFailure::wrap(
                     anyhow::Error::new(e).context("cannot create the wasm engine"),
                 )
             })?
-            .with_metrics(self.metrics.clone());
+            .with_metrics(self.metrics.clone())
+            .with_tracing(tracing);
         Ok(Runtime::with_trigger_types(
             engine,
             Runtime::default_trigger_types(wisp_trigger_http::HttpTriggerType {
@@ -329,6 +334,18 @@ fn loading_spinner(components: usize) -> Option<indicatif::ProgressBar> {
     Some(spinner)
 }
 
+/// Where spans are exported, when tracing is on (from the same variables the engine's
+/// tracer was configured by).
+fn tracing_endpoint(engine: &wisp_engine::WispEngine) -> Option<String> {
+    if !engine.tracing().is_enabled() {
+        return None;
+    }
+    wisp_telemetry::TraceConfig::from_vars(|name| std::env::var(name).ok())
+        .ok()
+        .flatten()
+        .map(|config| config.endpoint)
+}
+
 /// The start-up summary; `address` is where HTTP listens, if it does. With `json`, one
 /// structured event per item instead.
 pub(crate) fn print_summary(
@@ -360,6 +377,9 @@ pub(crate) fn print_summary(
             .as_ref()
             .map_or_else(|| "off".to_owned(), |d| d.display().to_string()),
     );
+    if let Some(endpoint) = tracing_endpoint(engine) {
+        eprintln!("Tracing: OTLP spans to {endpoint}");
+    }
     let app = generation.app();
     eprintln!("Components:");
     for component in &app.locked().components {

@@ -15,6 +15,7 @@ use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::{Prepared, Proxy};
 use wisp_host::InstanceState;
 use wisp_metrics::{ComponentMetrics, CpuMeter, CpuMetered};
+use wisp_telemetry::SpanParent;
 
 use super::{GuestError, LoadedComponent, Slot};
 
@@ -69,6 +70,7 @@ impl LoadedComponent {
         deadline: Instant,
         budget: OutboundBudget,
         charge: Charge,
+        trace: Option<SpanParent>,
     ) -> Result<Store<Host>, GuestError> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env)
@@ -108,7 +110,9 @@ impl LoadedComponent {
         }
         let host = Host::new(
             self.id.clone(),
-            InstanceState::new(self.capabilities.clone()).with_deadline(deadline),
+            InstanceState::new(self.capabilities.clone())
+                .with_deadline(deadline)
+                .with_trace(trace),
             self.outbound.clone(),
             budget,
             wasi.build(),
@@ -205,7 +209,10 @@ impl LoadedComponent {
         let permit = self.take_slot(nested).await?;
         drop(waiting);
         let charge = self.reserve_memory(!nested).await?;
-        let mut store = self.new_store(deadline, OutboundBudget::of(&request), charge)?;
+        // The request's span (the trigger's), parent of this instance's spans.
+        let trace = request.extensions().get::<SpanParent>().cloned();
+        let instantiate_span = trace.as_ref().map(|t| t.child("instantiate"));
+        let mut store = self.new_store(deadline, OutboundBudget::of(&request), charge, trace)?;
         let (tx, rx) = futures::channel::oneshot::channel();
         let this = self.clone();
         let lane = match self.limits.over_share() {
@@ -217,8 +224,12 @@ impl LoadedComponent {
             let result = async {
                 let (pre, _) = this.http.as_ref().expect("checked before spawning");
                 let instantiating = Instant::now();
-                let proxy = pre.instantiate_async(&mut store).await?;
+                let proxy = pre.instantiate_async(&mut store).await;
                 this.metrics.instantiated(instantiating.elapsed());
+                if let (Some(mut span), Err(err)) = (instantiate_span, &proxy) {
+                    span.fail(format!("{err:#}"));
+                }
+                let proxy = proxy?;
                 if let (Proxy::P2(guest), true) = (&proxy, https) {
                     return run_p2_over_tls(&mut store, guest, request, tx).await;
                 }
@@ -342,7 +353,7 @@ impl LoadedComponent {
         let charge = self.reserve_memory(true).await?;
         // The deadline starts once the instance has a slot, as for requests that queue.
         let deadline = Instant::now() + timeout;
-        let mut store = self.new_store(deadline, OutboundBudget::default(), charge)?;
+        let mut store = self.new_store(deadline, OutboundBudget::default(), charge, None)?;
         // Aborted when this future is dropped (trigger shutdown) or the deadline passes
         // while the guest waits on a host call the epoch cannot interrupt: either way the
         // instance and its slot go.
