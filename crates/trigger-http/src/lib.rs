@@ -489,29 +489,21 @@ impl HttpTrigger {
         // `WISP_LOG=info,wisp::request=off` silences it). The CPU time is what the
         // instance used until its response head, as the wall time is.
         let cpu_ms = meter.map_or(0.0, |meter| meter.used().as_secs_f64() * 1000.0);
-        match trace_id {
-            None => tracing::info!(
-                target: "wisp::request",
-                method = %method,
-                path = %path,
-                status,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                cpu_ms,
-                component = %component_id,
-                "{method} {path} {status} {elapsed:.1?} cpu={cpu_ms:.2}ms component={component_id}",
-            ),
-            Some(trace_id) => tracing::info!(
-                target: "wisp::request",
-                method = %method,
-                path = %path,
-                status,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                cpu_ms,
-                component = %component_id,
-                trace_id = %trace_id,
-                "{method} {path} {status} {elapsed:.1?} cpu={cpu_ms:.2}ms component={component_id} trace_id={trace_id}",
-            ),
-        }
+        // `None` records no field, so untraced lines stay as they were.
+        let trace_suffix = trace_id
+            .as_deref()
+            .map_or_else(String::new, |id| format!(" trace_id={id}"));
+        tracing::info!(
+            target: "wisp::request",
+            method = %method,
+            path = %path,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            cpu_ms,
+            component = %component_id,
+            trace_id = trace_id.as_deref(),
+            "{method} {path} {status} {elapsed:.1?} cpu={cpu_ms:.2}ms component={component_id}{trace_suffix}",
+        );
         response
     }
 
