@@ -33,24 +33,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The Prometheus binary: on PATH, or where Debian puts it.
-fn prometheus_binary() -> String {
-    for candidate in ["prometheus", "/usr/bin/prometheus"] {
-        if Command::new(candidate)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            return candidate.to_owned();
-        }
-    }
-    panic!(
-        "prometheus is not installed; run scripts/test-services.sh (Debian package `prometheus`)"
-    );
-}
-
 /// A Prometheus scraping `target` every second, its data in `dir`.
 struct Prometheus {
     addr: SocketAddr,
@@ -69,17 +51,20 @@ impl Prometheus {
         .unwrap();
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let process = Command::new(prometheus_binary())
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
+        let process = Command::new(support::installed(
+            &["prometheus", "/usr/bin/prometheus"],
+            "prometheus",
+        ))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus");
         let prometheus = Prometheus {
             addr,
             _process: KillOnDrop(process),

@@ -228,6 +228,8 @@ fn percent_decode(text: &str) -> String {
 }
 
 struct Inner {
+    /// Where spans are exported, for the start-up summary.
+    endpoint: String,
     sampler: Sampler,
     spans: tokio::sync::mpsc::Sender<proto::Span>,
 }
@@ -262,9 +264,18 @@ impl Tracing {
     /// Tracing to `config`'s collector. Starts the exporter task: call it inside a Tokio
     /// runtime.
     pub fn start(config: TraceConfig) -> Result<Self, TelemetryError> {
-        let sampler = config.sampler;
+        let (sampler, endpoint) = (config.sampler, config.endpoint.clone());
         let spans = export::spawn(config)?;
-        Ok(Self(Some(Arc::new(Inner { sampler, spans }))))
+        Ok(Self(Some(Arc::new(Inner {
+            endpoint,
+            sampler,
+            spans,
+        }))))
+    }
+
+    /// The OTLP traces URL spans go to; `None` when tracing is off.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.0.as_ref().map(|inner| inner.endpoint.as_str())
     }
 
     /// Whether spans are recorded at all.

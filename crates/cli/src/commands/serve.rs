@@ -334,18 +334,6 @@ fn loading_spinner(components: usize) -> Option<indicatif::ProgressBar> {
     Some(spinner)
 }
 
-/// Where spans are exported, when tracing is on (from the same variables the engine's
-/// tracer was configured by).
-fn tracing_endpoint(engine: &wisp_engine::WispEngine) -> Option<String> {
-    if !engine.tracing().is_enabled() {
-        return None;
-    }
-    wisp_telemetry::TraceConfig::from_vars(|name| std::env::var(name).ok())
-        .ok()
-        .flatten()
-        .map(|config| config.endpoint)
-}
-
 /// The start-up summary; `address` is where HTTP listens, if it does. With `json`, one
 /// structured event per item instead.
 pub(crate) fn print_summary(
@@ -377,7 +365,7 @@ pub(crate) fn print_summary(
             .as_ref()
             .map_or_else(|| "off".to_owned(), |d| d.display().to_string()),
     );
-    if let Some(endpoint) = tracing_endpoint(engine) {
+    if let Some(endpoint) = engine.tracing().endpoint() {
         eprintln!("Tracing: OTLP spans to {endpoint}");
     }
     let app = generation.app();

@@ -807,17 +807,7 @@ impl Redis {
 /// of virtual time; returns what it printed. Its profile lives in a temporary directory.
 #[allow(dead_code)]
 pub fn chromium(url: &str, budget_ms: u32, args: &[&str]) -> String {
-    let binary = ["chromium", "/usr/bin/chromium"]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect(
-            "chromium is not installed; run scripts/test-services.sh (Debian package `chromium`)",
-        );
+    let binary = installed(&["chromium", "/usr/bin/chromium"], "chromium");
     let profile = tempfile::tempdir().unwrap();
     let output = Command::new(binary)
         .args([
@@ -853,4 +843,24 @@ pub fn rows_with<'a>(dom: &'a str, needle: &str) -> Vec<&'a str> {
                 .is_some_and(|tag| tag.contains(needle))
         })
         .collect()
+}
+
+/// The first of `candidates` that runs `--version`; fails naming the Debian `package`
+/// that `scripts/test-services.sh` installs.
+#[allow(dead_code)]
+pub fn installed(candidates: &[&str], package: &str) -> String {
+    candidates
+        .iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|b| (*b).to_owned())
+        .unwrap_or_else(|| {
+            panic!("{package} is not installed; run scripts/test-services.sh (Debian package `{package}`)")
+        })
 }
