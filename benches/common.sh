@@ -44,6 +44,32 @@ measure_rps() { # command...
   wait "$pid" 2>/dev/null || true
 }
 
+# Like measure_rps, and also the server's CPU time per request over the measured run
+# (user + system time of its process from /proc, in microseconds): prints `RPS CPU_US`.
+# CPU per request does not move with the load generator taking the cores the way
+# requests/s does, so small costs show through the machine's noise.
+measure_rps_cpu() { # command...
+  "$@" >/dev/null 2>&1 &
+  local pid=$! threads=$(( C < 2 ? 1 : 2 )) before after out
+  wait_for_200 "$PORT" || true
+  wrk -t$threads -c"$C" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true
+  before=$(proc_cpu_ticks "$pid")
+  out=$(wrk -t$threads -c"$C" -d"${SECONDS_PER_RUN}s" "http://127.0.0.1:$PORT/")
+  after=$(proc_cpu_ticks "$pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  awk -v b="$before" -v a="$after" -v tck="$(getconf CLK_TCK)" '
+    /^Requests\/sec/ {rps=$2}
+    / requests in / {n=$1}
+    END {printf "%s %.2f\n", rps, (n > 0 ? (a - b) * 1000000 / tck / n : 0)}' <<<"$out"
+}
+
+# utime + stime of process $1 in clock ticks (fields 14 and 15 of /proc/PID/stat, counted
+# after the command name, which may hold spaces).
+proc_cpu_ticks() {
+  awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"
+}
+
 # Waits (up to 30 s) until http://127.0.0.1:$1$2 answers 200.
 wait_for_200() {
   for _ in $(seq 1 600); do

@@ -1,5 +1,7 @@
 //! In-process cost of one request: route, fresh instance from the pre-linked component,
-//! run the handler, collect the body. No sockets.
+//! run the handler, collect the body. No sockets. `hello_metrics` is `hello` with metrics
+//! on (`--metrics-listen`: counters, histograms and the CPU clock read around each poll):
+//! what observability adds to a request, without a load generator sharing the cores.
 //!
 //! `cargo bench -p wisp-benches --bench instantiate`
 
@@ -16,12 +18,14 @@ fn trigger_for(
     wasm: &str,
     key_value_stores: &[&str],
     state_dir: &std::path::Path,
+    metrics: wisp_metrics::Metrics,
 ) -> Arc<HttpTrigger> {
     let engine = WispEngine::new(EngineConfig {
         max_instances: 64,
         ..EngineConfig::default()
     })
-    .expect("engine");
+    .expect("engine")
+    .with_metrics(metrics);
     let mut locked = wisp_app::from_component_file(std::path::Path::new(wasm)).expect("resolve");
     locked.components[0].metadata.key_value_stores =
         key_value_stores.iter().map(|s| s.to_string()).collect();
@@ -52,8 +56,9 @@ fn bench(c: &mut Criterion) {
     // `kv_get`: a spin-sdk 5.2 component reading one key from the default store (an
     // SQLite file) per request: instantiation plus a host call that goes to a blocking
     // thread.
-    let cases: [(&str, &str, &[&str], &str); 3] = [
+    let cases: [(&str, &str, &[&str], &str); 4] = [
         ("hello", wisp_test_programs::HELLO, &[], "/hello"),
+        ("hello_metrics", wisp_test_programs::HELLO, &[], "/hello"),
         ("touch4mib", wisp_test_programs::TOUCH4MIB, &[], "/hello"),
         (
             "kv_get",
@@ -63,7 +68,11 @@ fn bench(c: &mut Criterion) {
         ),
     ];
     for (name, wasm, stores, path) in cases {
-        let trigger = trigger_for(&runtime, wasm, stores, state.path());
+        let metrics = match name {
+            "hello_metrics" => wisp_metrics::Metrics::new(),
+            _ => wisp_metrics::Metrics::disabled(),
+        };
+        let trigger = trigger_for(&runtime, wasm, stores, state.path(), metrics);
         if name == "kv_get" {
             runtime.block_on(async {
                 let request = http::Request::builder()

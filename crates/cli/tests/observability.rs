@@ -538,12 +538,44 @@ fn traces_reach_an_otlp_collector_with_their_parents_and_the_propagated_tracepar
         }
     });
     let upstream_base = format!("http://127.0.0.1:{}", upstream_addr.port());
-    let grants =
-        format!("allowed_outbound_hosts = [\"{upstream_base}\"]\nkey_value_stores = [\"default\"]");
-    let dir = app_dir(&manifest(
+    let redis_url = std::env::var("WISP_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/9".to_owned());
+    let redis_host = redis_url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let grants = format!(
+        "allowed_outbound_hosts = [\"{upstream_base}\", \"redis://{redis_host}\"]\nkey_value_stores = [\"default\"]"
+    );
+    let postgres_url = std::env::var("WISP_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        "postgres://wisp:wisp@127.0.0.1:5432/wisp_test?sslmode=disable".to_owned()
+    });
+    let mysql_url = std::env::var("WISP_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://wisp:wisp@127.0.0.1:3306/wisp_test".to_owned());
+    let server_of = |url: &str| {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+        format!("{scheme}://{}", rest.split(['/', '?']).next().unwrap())
+    };
+    let db_grants = format!(
+        "allowed_outbound_hosts = [\"{}\", \"{}\"]",
+        server_of(&postgres_url),
+        server_of(&mysql_url)
+    );
+    // A cron job beside the HTTP routes: each tick is a trace of its own.
+    let text = manifest(
         "traced",
-        &[("/caps/...", "caps", programs::CAPS_V5, &grants)],
-    ));
+        &[
+            ("/caps/...", "caps", programs::CAPS_V5, &grants),
+            ("/db/...", "db", programs::RDBMS_V5, &db_grants),
+        ],
+    ) + &format!(
+        "\n[[trigger.cron]]\ncomponent = \"tick\"\ncron_expression = \"* * * * * *\"\n\n[component.tick]\nsource = {}\n",
+        toml_path(programs::CRON_TICK)
+    );
+    let dir = app_dir(&text);
     let state = dir.path().join("state");
     let mut command = support::wisp_command();
     command
@@ -672,4 +704,177 @@ fn traces_reach_an_otlp_collector_with_their_parents_and_the_propagated_tracepar
         "{}",
         wisp.stderr()
     );
+
+    // Outbound Redis: a client span for the connect and one per command, named by the
+    // command, children of the request's server span.
+    let prefix = support::unique("wisp-traced");
+    let mut redis_client = support::Redis::connect(&redis_url).unwrap_or_else(|e| {
+        panic!("this test needs Redis at {redis_url} ({e}); run scripts/test-services.sh")
+    });
+    redis_client
+        .command(&["SET", &format!("{prefix}:from-test"), "set by the test"])
+        .unwrap();
+    let redis = request(
+        wisp.addr,
+        "GET",
+        &format!(
+            "/caps/redis/check?addr={}&prefix={prefix}",
+            encode(&redis_url)
+        ),
+        &[],
+        b"",
+    );
+    for suffix in ["from-test", "from-guest", "s"] {
+        let _ = redis_client.command(&["DEL", &format!("{prefix}:{suffix}")]);
+    }
+    assert_eq!(
+        redis.text(),
+        "ok set by the test",
+        "the guest's redis round trip"
+    );
+    // A call the grants do not allow: a failed client span, and a log line with the trace.
+    let denied = request(
+        wisp.addr,
+        "GET",
+        &format!("/caps/http?url={}", encode("http://127.0.0.1:1/x")),
+        &[],
+        b"",
+    );
+    assert!(denied.text().starts_with("error:"), "{}", denied.text());
+    // PostgreSQL and MySQL: a span for the connect and one per statement, a failed
+    // statement failed with the server's message.
+    let pg = request(
+        wisp.addr,
+        "GET",
+        &format!("/db/error?iface=pg3&address={}", encode(&postgres_url)),
+        &[],
+        b"",
+    );
+    assert!(pg.text().starts_with("error:"), "{}", pg.text());
+    let mysql = request(
+        wisp.addr,
+        "GET",
+        &format!("/db/reuse?iface=mysql&address={}", encode(&mysql_url)),
+        &[],
+        b"",
+    );
+    assert_eq!(mysql.status, 200, "{}", mysql.text());
+    let spans = collector.wait_for(|spans| {
+        let databases = ["postgresql", "mysql"].iter().all(|system| {
+            spans.iter().any(|(_, s)| {
+                attribute(s, "db.system.name").as_deref() == Some(*system) && s.name == "query"
+            })
+        });
+        let redis = spans
+            .iter()
+            .any(|(_, s)| attribute(s, "db.system.name").as_deref() == Some("redis"));
+        let denied = spans
+            .iter()
+            .any(|(_, s)| attribute(s, "wisp.outcome").as_deref() == Some("denied"));
+        let cron = spans.iter().any(|(_, s)| s.name.starts_with("cron "));
+        redis && denied && cron && databases
+    });
+    let redis_spans: Vec<&Span> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| attribute(s, "db.system.name").as_deref() == Some("redis"))
+        .collect();
+    let redis_trace = redis_spans[0].trace_id.clone();
+    let redis_server = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.trace_id == redis_trace && s.kind == 2)
+        .expect("the redis request's server span");
+    assert!(
+        redis_spans
+            .iter()
+            .all(|s| s.parent_span_id == redis_server.span_id && s.kind == 3),
+        "client children of the server span"
+    );
+    let names: Vec<&str> = redis_spans.iter().map(|s| s.name.as_str()).collect();
+    for expected in ["connect", "SET", "GET", "SADD", "SMEMBERS"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    // The guest's one failing command (INCR on a non-number) is the one failed span.
+    let failed: Vec<(&str, &str)> = redis_spans
+        .iter()
+        .filter_map(|s| {
+            s.status
+                .as_ref()
+                .filter(|st| st.code == 2)
+                .map(|st| (s.name.as_str(), st.message.as_str()))
+        })
+        .collect();
+    assert_eq!(failed, [("INCR", "type error")]);
+    let denied_span = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| attribute(s, "wisp.outcome").as_deref() == Some("denied"))
+        .unwrap();
+    assert_eq!(denied_span.kind, 3);
+    let status = denied_span.status.as_ref().expect("a failed status");
+    assert_eq!(status.code, 2, "error");
+    assert!(
+        status.message.contains("allowed_outbound_hosts"),
+        "{status:?}"
+    );
+    let denied_trace = hex(&denied_span.trace_id);
+    assert!(
+        wisp.stderr()
+            .lines()
+            .any(|line| line.contains("denied")
+                && line.contains(&format!("trace_id={denied_trace}"))),
+        "the denial's log line names its trace: {}",
+        wisp.stderr()
+    );
+    for (system, port) in [("postgresql", "5432"), ("mysql", "3306")] {
+        let of_system: Vec<&Span> = spans
+            .iter()
+            .map(|(_, s)| s)
+            .filter(|s| attribute(s, "db.system.name").as_deref() == Some(system))
+            .collect();
+        let server = spans
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| s.trace_id == of_system[0].trace_id && s.kind == 2)
+            .expect("the request's server span");
+        assert_eq!(server.name, "GET /db/...");
+        assert!(
+            of_system
+                .iter()
+                .all(|s| s.parent_span_id == server.span_id && s.kind == 3)
+        );
+        assert!(of_system.iter().any(|s| s.name == "connect"), "{system}");
+        let query = of_system.iter().find(|s| s.name == "query").unwrap();
+        if !postgres_url.contains("127.0.0.1:5432") || !mysql_url.contains("127.0.0.1:3306") {
+            continue;
+        }
+        assert_eq!(attribute(query, "server.port").as_deref(), Some(port));
+        assert_eq!(
+            attribute(query, "server.address").as_deref(),
+            Some("127.0.0.1")
+        );
+    }
+    let pg_failed = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| {
+            attribute(s, "db.system.name").as_deref() == Some("postgresql") && s.name == "query"
+        })
+        .and_then(|s| s.status.clone())
+        .expect("the failed query's status");
+    assert!(
+        pg_failed.message.contains("wisp_no_such_table"),
+        "{pg_failed:?}"
+    );
+    // A cron tick: a root span of its own trace, with the component named.
+    let tick = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.name == "cron * * * * * *")
+        .expect("a tick's span");
+    assert!(tick.parent_span_id.is_empty(), "a root span");
+    assert_eq!(attribute(tick, "wisp.component").as_deref(), Some("tick"));
+    assert_eq!(attribute(tick, "wisp.app").as_deref(), Some("traced"));
+    assert!(tick.status.is_none() || tick.status.as_ref().unwrap().code != 2);
 }

@@ -144,13 +144,28 @@ impl OutboundHooks {
         Some(span)
     }
 
-    fn deny(&self, uri: &http::Uri, why: String) -> SendFuture {
+    /// The trace id of the request this instance serves, when traced (for log lines).
+    fn trace_id(&self) -> Option<String> {
+        self.trace.as_ref().map(|t| t.context().trace_id_hex())
+    }
+
+    fn deny(&self, method: &http::Method, uri: &http::Uri, why: String) -> SendFuture {
         self.metrics
             .outbound(OutboundKind::Http, OutboundOutcome::Denied);
+        // A denied call is in the trace too, failed, so a trace shows what was refused.
+        if let Some(trace) = &self.trace {
+            let mut span = trace.client_child(method.as_str());
+            span.set("http.request.method", method.as_str());
+            span.set("wisp.outcome", "denied");
+            span.fail(format!("denied: {why}"));
+        }
+        let trace_id = self.trace_id();
         tracing::warn!(
             component = %self.component,
-            "outbound request to {} denied: {why}",
-            Redacted(uri)
+            trace_id = trace_id.as_deref(),
+            "outbound request to {} denied: {why}{}",
+            Redacted(uri),
+            wisp_telemetry::trace_suffix(trace_id.as_deref())
         );
         Box::new(async { Err(HttpError::HttpRequestDenied) })
     }
@@ -168,10 +183,13 @@ impl WasiHttpHooks for OutboundHooks {
         if !self.budget.spend(limit) {
             self.metrics
                 .outbound(OutboundKind::Http, OutboundOutcome::Denied);
+            let trace_id = self.trace_id();
             tracing::warn!(
                 component = %self.component,
-                "outbound request to {} refused: one incoming request (with everything it calls in-process) may make at most {limit} outbound requests (--max-outbound-requests)",
-                Redacted(&uri)
+                trace_id = trace_id.as_deref(),
+                "outbound request to {} refused: one incoming request (with everything it calls in-process) may make at most {limit} outbound requests (--max-outbound-requests){}",
+                Redacted(&uri),
+                wisp_telemetry::trace_suffix(trace_id.as_deref())
             );
             return Box::new(async { Err(HttpError::ConnectionLimitReached) });
         }
@@ -180,6 +198,7 @@ impl WasiHttpHooks for OutboundHooks {
             Destination::SelfApp if allowed.allows_self() => LocalTarget::SelfApp,
             Destination::SelfApp => {
                 return self.deny(
+                    request.method(),
                     &uri,
                     "the app itself is not in allowed_outbound_hosts; add \"http://self\""
                         .to_owned(),
@@ -190,6 +209,7 @@ impl WasiHttpHooks for OutboundHooks {
             }
             Destination::Component(id) => {
                 return self.deny(
+                    request.method(),
                     &uri,
                     format!("not in allowed_outbound_hosts; add \"http://{id}.spin.internal\""),
                 );
@@ -210,6 +230,7 @@ impl WasiHttpHooks for OutboundHooks {
                         host
                     };
                     return self.deny(
+                        request.method(),
                         &uri,
                         format!("not in allowed_outbound_hosts; add \"{scheme}://{host}:{port}\" to grant it"),
                     );
@@ -218,6 +239,7 @@ impl WasiHttpHooks for OutboundHooks {
                 let timeouts = timeouts(options, self.deadline);
                 let component = self.component.clone();
                 let metrics = self.metrics.clone();
+                let trace_id = self.trace_id();
                 let mut span = self.client_span(&mut request, &scheme, &host, port);
                 return Box::new(async move {
                     let sent = client.send(request, timeouts).await;
@@ -246,8 +268,10 @@ impl WasiHttpHooks for OutboundHooks {
                     let (response, connection) = sent.map_err(|e| {
                         tracing::warn!(
                             component = %component,
-                            "component `{component}`: outbound request to {} failed: {e}",
-                            Redacted(&uri)
+                            trace_id = trace_id.as_deref(),
+                            "component `{component}`: outbound request to {} failed: {e}{}",
+                            Redacted(&uri),
+                            wisp_telemetry::trace_suffix(trace_id.as_deref())
                         );
                         to_http_error(e)
                     })?;
@@ -261,6 +285,7 @@ impl WasiHttpHooks for OutboundHooks {
         let dispatcher = self.policy.app.local.get().and_then(Weak::upgrade);
         let Some(dispatcher) = dispatcher else {
             return self.deny(
+                request.method(),
                 &uri,
                 "no trigger serves this app's routes in-process".to_owned(),
             );

@@ -12,20 +12,29 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wisp_host::ComponentCapabilities;
 use wisp_metrics::{OutboundKind, OutboundOutcome};
 use wisp_outbound::Protocol;
+use wisp_telemetry::SpanParent;
 
 type Check = Pin<Box<dyn Future<Output = bool> + Send + Sync>>;
 
-/// The check for `caps`, whose `sockets()` is set.
+/// The check for `caps`, whose `sockets()` is set, in an instance serving the request
+/// `trace` (when traced: each TCP connect gets a client span).
 pub(crate) fn addr_check(
     caps: Arc<ComponentCapabilities>,
+    trace: Option<SpanParent>,
 ) -> impl Fn(SocketAddr, SocketAddrUse) -> Check + Send + Sync + 'static {
     move |addr, use_| {
         let caps = caps.clone();
-        Box::pin(async move { allowed(&caps, addr, use_).await })
+        let trace = trace.clone();
+        Box::pin(async move { allowed(&caps, trace.as_ref(), addr, use_).await })
     }
 }
 
-async fn allowed(caps: &ComponentCapabilities, addr: SocketAddr, use_: SocketAddrUse) -> bool {
+async fn allowed(
+    caps: &ComponentCapabilities,
+    trace: Option<&SpanParent>,
+    addr: SocketAddr,
+    use_: SocketAddrUse,
+) -> bool {
     let Some(policy) = caps.sockets() else {
         return false;
     };
@@ -44,6 +53,18 @@ async fn allowed(caps: &ComponentCapabilities, addr: SocketAddr, use_: SocketAdd
             return policy.allows_received_from(Protocol::Udp, addr);
         }
     };
+    // The span covers the grant check (and the name lookup it may need); the connect
+    // itself is WASI's and is not timed here.
+    let span = match (protocol, trace) {
+        (Protocol::Tcp, Some(trace)) => {
+            let mut span = trace.client_child("connect");
+            span.set("network.transport", "tcp");
+            span.set("network.peer.address", addr.ip().to_string());
+            span.set("network.peer.port", addr.port());
+            Some(span)
+        }
+        _ => None,
+    };
     let checked = policy.check_peer(protocol, addr).await;
     // TCP connections are counted when they are let through (their own outcome is
     // WASI's); datagrams are too many to count one by one.
@@ -54,10 +75,18 @@ async fn allowed(caps: &ComponentCapabilities, addr: SocketAddr, use_: SocketAdd
         };
         caps.metrics().outbound(OutboundKind::Tcp, outcome);
     }
+    wisp_telemetry::end_with(span, &checked);
     match checked {
         Ok(()) => true,
         Err(e) => {
-            tracing::warn!(component = %caps.id(), "component `{}`: socket refused: {e}", caps.id());
+            let trace_id = trace.map(|t| t.context().trace_id_hex());
+            tracing::warn!(
+                component = %caps.id(),
+                trace_id = trace_id.as_deref(),
+                "component `{}`: socket refused: {e}{}",
+                caps.id(),
+                wisp_telemetry::trace_suffix(trace_id.as_deref())
+            );
             false
         }
     }

@@ -667,7 +667,7 @@ async fn run_once(component: Arc<LoadedComponent>) -> Outcome {
     let call: EventCall<()> = Box::new(move |store| {
         Box::pin(async move { pre.instantiate_async(store).await.map(drop) })
     });
-    match component.run_event("test", call).await {
+    match component.run_event("test", None, call).await {
         Ok(()) => Outcome::Instantiated,
         Err(err) if deadline(&err.fault) => Outcome::Deadline,
         Err(_) => Outcome::InstantiateFailed,

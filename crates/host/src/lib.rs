@@ -552,6 +552,12 @@ impl InstanceState {
         self.trace.as_ref().map(|t| t.child(name))
     }
 
+    /// A client span for one call to an outbound database or broker, when the request
+    /// is traced: see [`service_span`].
+    pub fn service_span(&self, system: &str, operation: &str) -> Option<wisp_telemetry::Span> {
+        service_span(self.trace.as_ref(), system, operation)
+    }
+
     /// This instance's state of type `S`, made by `init` (from the component's grants)
     /// the first time a capability asks for it. Dropped with the instance.
     pub fn extension<S: Any + Send>(
@@ -635,6 +641,32 @@ pub fn add_to_linker<T: CapabilitiesView + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
     CapabilitySet::<T>::default().add_to_linker(linker)
+}
+
+/// A client span (child of `trace`) for one call to an outbound service: named by the
+/// operation (`GET`, `query`, `connect`, `publish`), with the semantic-convention
+/// system and operation attributes (`db.*` for databases, `messaging.*` for MQTT).
+/// A guest chooses some operation names (a Redis command): they are cut to 64 bytes.
+pub fn service_span(
+    trace: Option<&wisp_telemetry::SpanParent>,
+    system: &str,
+    operation: &str,
+) -> Option<wisp_telemetry::Span> {
+    let trace = trace?;
+    let mut end = operation.len().min(64);
+    while !operation.is_char_boundary(end) {
+        end -= 1;
+    }
+    let operation = &operation[..end];
+    let mut span = trace.client_child(operation);
+    if system == "mqtt" {
+        span.set("messaging.system", system);
+        span.set("messaging.operation.name", operation);
+    } else {
+        span.set("db.system.name", system);
+        span.set("db.operation.name", operation);
+    }
+    Some(span)
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ pub type MysqlConnection = rdbms::Connection<Client>;
 
 impl rdbms::Reusable for Client {
     const SCHEME: &'static str = "mysql";
+    const SYSTEM: &'static str = "mysql";
 
     fn is_closed(&mut self) -> bool {
         self.get_mut().is_disconnected()
@@ -424,6 +425,7 @@ async fn query(
     statement: &str,
     values: Vec<MyValue>,
 ) -> Result<RowSet, Failure> {
+    let span = session.span("query");
     let mut conn = session.conn.lock().await;
     let work = async {
         let mut result = conn
@@ -449,18 +451,23 @@ async fn query(
             .map_err(|e| query_error(session, e))?;
         Ok((types, rows))
     };
-    rdbms::bounded(work)
+    let result = rdbms::bounded(work)
         .await
-        .unwrap_or_else(|| Err(abandon(session)))
+        .unwrap_or_else(|| Err(abandon(session)));
+    wisp_telemetry::end_with(span, &result);
+    result
 }
 
 async fn execute(session: &Session, statement: &str, values: Vec<MyValue>) -> Result<(), Failure> {
+    let span = session.span("execute");
     let mut conn = session.conn.lock().await;
     let work = conn.exec_drop(statement, params(values));
-    match rdbms::bounded(work).await {
+    let result = match rdbms::bounded(work).await {
         Some(result) => result.map_err(|e| query_error(session, e)),
         None => Err(abandon(session)),
-    }
+    };
+    wisp_telemetry::end_with(span, &result);
+    result
 }
 
 /// Runs a statement, answers its columns on `columns` (or the failure to start it),
@@ -527,8 +534,11 @@ async fn query_stream<R: Send + 'static>(
     let (columns_tx, columns_rx) = oneshot::channel();
     let (rows_tx, rows_rx) = rdbms::row_channel();
     let (done_tx, done_rx) = oneshot::channel();
+    let span = session.span("query");
     tokio::spawn(async move {
         let outcome = send_rows(&session, statement, values, columns_tx, rows_tx, convert).await;
+        // The span covers the rows too: it ends when the last one is sent.
+        wisp_telemetry::end_with(span, &outcome);
         // Let go of the session before reporting the outcome, so a guest that drops
         // the connection right after reading it returns the connection to the pool.
         drop(session);

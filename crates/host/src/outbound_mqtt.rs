@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use wasmtime::component::{Accessor, Linker, Resource};
+use wisp_telemetry::Span;
 
 /// The outbound MQTT capability. It needs no preparation: what a component may reach is
 /// the shared outbound networking policy.
@@ -197,6 +198,16 @@ enum Failure {
     TooManyConnections,
     ConnectionFailed(String),
     Other(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::InvalidAddress => f.write_str("invalid address"),
+            Failure::TooManyConnections => f.write_str("too many connections"),
+            Failure::ConnectionFailed(message) | Failure::Other(message) => f.write_str(message),
+        }
+    }
 }
 
 fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
@@ -499,12 +510,19 @@ async fn publish_within(
 }
 
 impl CapabilitiesCtx<'_> {
+    /// The connection's client and in-flight state, and the span of a publish to
+    /// `topic` when the request is traced.
     fn mqtt_conn(
         &self,
         handle: &Resource<MqttConnection>,
-    ) -> wasmtime::Result<(AsyncClient, Arc<Mutex<Pending>>)> {
+        topic: &str,
+    ) -> wasmtime::Result<(AsyncClient, Arc<Mutex<Pending>>, Option<Span>)> {
         let conn = self.table.get(handle)?;
-        Ok((conn.client.clone(), conn.pending.clone()))
+        let span = self.state.service_span("mqtt", "publish").map(|mut span| {
+            span.set("messaging.destination.name", topic);
+            span
+        });
+        Ok((conn.client.clone(), conn.pending.clone(), span))
     }
 
     fn push_mqtt(
@@ -571,7 +589,10 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
             password,
             keep_alive_secs: keep_alive_interval_in_secs,
         };
-        let connection = match connect(&self.state.caps, &address, settings).await {
+        let span = self.state.service_span("mqtt", "connect");
+        let connection = connect(&self.state.caps, &address, settings).await;
+        wisp_telemetry::end_with(span, &connection);
+        let connection = match connection {
             Ok(connection) => connection,
             Err(e) => return Ok(Err(convert_v2::error(e))),
         };
@@ -585,12 +606,10 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         payload: Vec<u8>,
         qos: v2::Qos,
     ) -> wasmtime::Result<Result<(), v2::Error>> {
-        let (client, pending) = self.mqtt_conn(&c)?;
-        Ok(
-            publish(client, pending, topic, payload, convert_v2::qos(qos))
-                .await
-                .map_err(convert_v2::error),
-        )
+        let (client, pending, span) = self.mqtt_conn(&c, &topic)?;
+        let result = publish(client, pending, topic, payload, convert_v2::qos(qos)).await;
+        wisp_telemetry::end_with(span, &result);
+        Ok(result.map_err(convert_v2::error))
     }
 
     async fn drop(&mut self, c: Resource<MqttConnection>) -> wasmtime::Result<()> {
@@ -614,13 +633,18 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         password: String,
         keep_alive_interval_in_secs: u64,
     ) -> wasmtime::Result<Result<Resource<MqttConnection>, v3::Error>> {
-        let caps = accessor.with(|mut access| access.get().state.caps.clone());
+        let (caps, span) = accessor.with(|mut access| {
+            let state = &access.get().state;
+            (state.caps.clone(), state.service_span("mqtt", "connect"))
+        });
         let settings = Settings {
             username,
             password,
             keep_alive_secs: keep_alive_interval_in_secs,
         };
-        let connection = match connect(&caps, &address, settings).await {
+        let connection = connect(&caps, &address, settings).await;
+        wisp_telemetry::end_with(span, &connection);
+        let connection = match connection {
             Ok(connection) => connection,
             Err(e) => return Ok(Err(convert_v3::error(e))),
         };
@@ -636,12 +660,11 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         payload: Vec<u8>,
         qos: v3::Qos,
     ) -> wasmtime::Result<Result<(), v3::Error>> {
-        let (client, pending) = accessor.with(|mut access| access.get().mqtt_conn(&c))?;
-        Ok(
-            publish(client, pending, topic, payload, convert_v3::qos(qos))
-                .await
-                .map_err(convert_v3::error),
-        )
+        let (client, pending, span) =
+            accessor.with(|mut access| access.get().mqtt_conn(&c, &topic))?;
+        let result = publish(client, pending, topic, payload, convert_v3::qos(qos)).await;
+        wisp_telemetry::end_with(span, &result);
+        Ok(result.map_err(convert_v3::error))
     }
 }
 

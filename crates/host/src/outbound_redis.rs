@@ -15,6 +15,7 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Accessor, Linker, Resource};
+use wisp_telemetry::Span;
 
 /// The outbound Redis capability. It needs no preparation: what a component may reach is
 /// the shared outbound networking policy.
@@ -57,6 +58,17 @@ enum Failure {
     TooManyConnections,
     TypeError,
     Other(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::InvalidAddress => f.write_str("invalid address"),
+            Failure::TooManyConnections => f.write_str("too many connections"),
+            Failure::TypeError => f.write_str("type error"),
+            Failure::Other(message) => f.write_str(message),
+        }
+    }
 }
 
 impl From<redis::RedisError> for Failure {
@@ -380,15 +392,23 @@ impl CapabilitiesCtx<'_> {
         }
     }
 
-    /// The connection and how long its next command may take.
+    /// The connection, how long its next command (`operation`) may take, and its span
+    /// when the request is traced.
     fn redis_call(
         &self,
         handle: &Resource<RedisConnection>,
-    ) -> wasmtime::Result<(MultiplexedConnection, Duration)> {
+        operation: &str,
+    ) -> wasmtime::Result<(MultiplexedConnection, Duration, Option<Span>)> {
         Ok((
             self.table.get(handle)?.conn.clone(),
             self.state.bounded(RESPONSE_TIMEOUT),
+            self.state
+                .service_span("redis", &operation.to_ascii_uppercase()),
         ))
+    }
+
+    fn redis_connect_span(&self) -> Option<Span> {
+        self.state.service_span("redis", "connect")
     }
 
     fn close_redis(&mut self, handle: Resource<RedisConnection>) -> wasmtime::Result<()> {
@@ -475,10 +495,10 @@ macro_rules! v2_commands {
                 c: Resource<RedisConnection>,
                 $($arg: $ty),*
             ) -> wasmtime::Result<Result<$ret, v2::Error>> {
-                let (conn, limit) = self.redis_call(&c)?;
-                Ok(within(limit, ops::$name(conn, $($arg),*))
-                    .await
-                    .map_err(convert_v2::error))
+                let (conn, limit, span) = self.redis_call(&c, stringify!($name))?;
+                let result = within(limit, ops::$name(conn, $($arg),*)).await;
+                wisp_telemetry::end_with(span, &result);
+                Ok(result.map_err(convert_v2::error))
             }
         )*
     };
@@ -492,10 +512,10 @@ macro_rules! v3_commands {
                 c: Resource<RedisConnection>,
                 $($arg: $ty),*
             ) -> wasmtime::Result<Result<$ret, v3::Error>> {
-                let (conn, limit) = v3_call(accessor, &c)?;
-                Ok(within(limit, ops::$name(conn, $($arg),*))
-                    .await
-                    .map_err(convert_v3::error))
+                let (conn, limit, span) = v3_call(accessor, &c, stringify!($name))?;
+                let result = within(limit, ops::$name(conn, $($arg),*)).await;
+                wisp_telemetry::end_with(span, &result);
+                Ok(result.map_err(convert_v3::error))
             }
         )*
     };
@@ -506,11 +526,16 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         &mut self,
         address: String,
     ) -> wasmtime::Result<Result<Resource<RedisConnection>, v2::Error>> {
+        let span = self.redis_connect_span();
         let limit = match self.reserve_redis() {
             Ok(limit) => limit,
-            Err(e) => return Ok(Err(convert_v2::error(e))),
+            Err(e) => {
+                wisp_telemetry::end_with(span, &Err::<(), _>(&e));
+                return Ok(Err(convert_v2::error(e)));
+            }
         };
         let connection = connect(&self.caps(), &address, limit).await;
+        wisp_telemetry::end_with(span, &connection);
         Ok(self.push_redis(connection)?.map_err(convert_v2::error))
     }
 
@@ -522,14 +547,14 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
         command: String,
         arguments: Vec<v2::RedisParameter>,
     ) -> wasmtime::Result<Result<Vec<v2::RedisResult>, v2::Error>> {
-        let (conn, limit) = self.redis_call(&c)?;
-        Ok(within(
+        let (conn, limit, span) = self.redis_call(&c, &command)?;
+        let result = within(
             limit,
             ops::execute(conn, command, convert_v2::arguments(arguments)),
         )
-        .await
-        .map(convert_v2::replies)
-        .map_err(convert_v2::error))
+        .await;
+        wisp_telemetry::end_with(span, &result);
+        Ok(result.map(convert_v2::replies).map_err(convert_v2::error))
     }
 
     async fn drop(&mut self, c: Resource<RedisConnection>) -> wasmtime::Result<()> {
@@ -540,8 +565,9 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
 fn v3_call<T>(
     accessor: &Accessor<T, Capabilities>,
     handle: &Resource<RedisConnection>,
-) -> wasmtime::Result<(MultiplexedConnection, Duration)> {
-    accessor.with(|mut access| access.get().redis_call(handle))
+    operation: &str,
+) -> wasmtime::Result<(MultiplexedConnection, Duration, Option<Span>)> {
+    accessor.with(|mut access| access.get().redis_call(handle, operation))
 }
 
 /// Runs one command, bounded by `limit`.
@@ -569,15 +595,20 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         accessor: &Accessor<T, Self>,
         address: String,
     ) -> wasmtime::Result<Result<Resource<RedisConnection>, v3::Error>> {
-        let reserved = accessor.with(|mut access| {
+        let (span, reserved) = accessor.with(|mut access| {
             let mut ctx = access.get();
-            ctx.reserve_redis().map(|limit| (ctx.caps(), limit))
+            let span = ctx.redis_connect_span();
+            (span, ctx.reserve_redis().map(|limit| (ctx.caps(), limit)))
         });
         let (caps, limit) = match reserved {
             Ok(reserved) => reserved,
-            Err(e) => return Ok(Err(convert_v3::error(e))),
+            Err(e) => {
+                wisp_telemetry::end_with(span, &Err::<(), _>(&e));
+                return Ok(Err(convert_v3::error(e)));
+            }
         };
         let connection = connect(&caps, &address, limit).await;
+        wisp_telemetry::end_with(span, &connection);
         Ok(accessor
             .with(|mut access| access.get().push_redis(connection))?
             .map_err(convert_v3::error))
@@ -591,13 +622,13 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
         command: String,
         arguments: Vec<v3::RedisParameter>,
     ) -> wasmtime::Result<Result<Vec<v3::RedisResult>, v3::Error>> {
-        let (conn, limit) = v3_call(accessor, &c)?;
-        Ok(within(
+        let (conn, limit, span) = v3_call(accessor, &c, &command)?;
+        let result = within(
             limit,
             ops::execute(conn, command, convert_v3::arguments(arguments)),
         )
-        .await
-        .map(convert_v3::replies)
-        .map_err(convert_v3::error))
+        .await;
+        wisp_telemetry::end_with(span, &result);
+        Ok(result.map(convert_v3::replies).map_err(convert_v3::error))
     }
 }

@@ -302,6 +302,9 @@ pub(crate) trait Reusable: Sized + Send + Sync + 'static {
     /// The address scheme: what grants and messages call the database.
     const SCHEME: &'static str;
 
+    /// The database as OpenTelemetry names it (`db.system.name`).
+    const SYSTEM: &'static str;
+
     /// Whether the connection is known to be gone.
     fn is_closed(&mut self) -> bool;
 
@@ -325,9 +328,20 @@ pub(crate) struct Session<C> {
     broken: AtomicBool,
     /// Counts against the process-wide service connection limit while checked out.
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The span of the request that opened it, when traced: statements are its children.
+    trace: Option<wisp_telemetry::SpanParent>,
 }
 
 impl<C: Reusable> Session<C> {
+    /// The span of one statement (`operation`: `query`, `execute`), when the request that
+    /// opened the session is traced.
+    pub(crate) fn span(&self, operation: &str) -> Option<wisp_telemetry::Span> {
+        let mut span = crate::service_span(self.trace.as_ref(), C::SYSTEM, operation)?;
+        span.set("server.address", self.peer.ip().to_string());
+        span.set("server.port", self.peer.port());
+        Some(span)
+    }
+
     /// Keeps the connection from going back to the pool: its protocol state is unknown
     /// or it is gone.
     pub(crate) fn mark_broken(&self) {
@@ -395,6 +409,7 @@ pub(crate) async fn connect<C: Reusable, F: Future<Output = Result<C, DialError>
         caps,
         broken: AtomicBool::new(false),
         permit: None,
+        trace: None,
     };
     use wisp_metrics::OutboundOutcome;
     if let Some(pool) = caps.grant::<Pool<C>>().cloned() {
@@ -484,18 +499,24 @@ impl CapabilitiesCtx<'_> {
 
     /// Opens a session with `connect` under a handle slot and a connection permit, and
     /// stores it as the guest's handle.
-    pub(crate) async fn open_session<C: Reusable, Q, F>(
+    pub(crate) async fn open_session<C: Reusable, Q: std::fmt::Display, F>(
         &mut self,
         connect: impl FnOnce(Arc<ComponentCapabilities>) -> F,
     ) -> wasmtime::Result<Result<Handle<C>, Failure<Q>>>
     where
         F: Future<Output = Result<Session<C>, Failure<Q>>>,
     {
+        let span = self.state.service_span(C::SYSTEM, "connect");
         let reserved = match self.reserve_rdbms() {
             Ok(reserved) => reserved,
-            Err(message) => return Ok(Err(Failure::Connection(message.into()))),
+            Err(message) => {
+                let failure = Err(Failure::Connection(message.into()));
+                wisp_telemetry::end_with(span, &failure);
+                return Ok(failure);
+            }
         };
         let session = connect(self.rdbms_caps()).await;
+        wisp_telemetry::end_with(span, &session);
         self.push_session(session, reserved)
     }
 
@@ -514,6 +535,7 @@ impl CapabilitiesCtx<'_> {
             }
         };
         session.permit = Some(reserved.permit);
+        session.trace = self.state.trace().cloned();
         let connection = Connection {
             session: Some(Arc::new(session)),
         };
@@ -554,23 +576,31 @@ impl CapabilitiesCtx<'_> {
 
 /// [`CapabilitiesCtx::open_session`] for the WASI 0.3 forms, which borrow the store
 /// only between awaits.
-pub(crate) async fn open_session<T, C: Reusable, Q, F>(
+pub(crate) async fn open_session<T, C: Reusable, Q: std::fmt::Display, F>(
     accessor: &Accessor<T, Capabilities>,
     connect: impl FnOnce(Arc<ComponentCapabilities>) -> F,
 ) -> wasmtime::Result<Result<Handle<C>, Failure<Q>>>
 where
     F: Future<Output = Result<Session<C>, Failure<Q>>>,
 {
-    let reserved = accessor.with(|mut access| {
+    let (span, reserved) = accessor.with(|mut access| {
         let mut ctx = access.get();
-        ctx.reserve_rdbms()
-            .map(|reserved| (ctx.rdbms_caps(), reserved))
+        let span = ctx.state.service_span(C::SYSTEM, "connect");
+        let reserved = ctx
+            .reserve_rdbms()
+            .map(|reserved| (ctx.rdbms_caps(), reserved));
+        (span, reserved)
     });
     let (caps, reserved) = match reserved {
         Ok(reserved) => reserved,
-        Err(message) => return Ok(Err(Failure::Connection(message.into()))),
+        Err(message) => {
+            let failure = Err(Failure::Connection(message.into()));
+            wisp_telemetry::end_with(span, &failure);
+            return Ok(failure);
+        }
     };
     let session = connect(caps).await;
+    wisp_telemetry::end_with(span, &session);
     accessor.with(|mut access| access.get().push_session(session, reserved))
 }
 

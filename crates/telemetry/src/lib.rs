@@ -1,5 +1,7 @@
-//! OpenTelemetry traces: one server span per request, child spans for instantiation,
-//! outbound calls and key-value and SQL operations, exported over OTLP/HTTP (protobuf).
+//! OpenTelemetry traces: one server span per request and one root span per trigger
+//! event (a Redis message, a cron tick), child spans for instantiation, outbound calls
+//! (HTTP, Redis, PostgreSQL, MySQL, MQTT, TCP) and key-value and SQL operations,
+//! exported over OTLP/HTTP (protobuf).
 //!
 //! Configured as Spin and SpinKube are, by the standard variables:
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL) or `OTEL_EXPORTER_OTLP_ENDPOINT`
@@ -312,6 +314,43 @@ impl Tracing {
     }
 }
 
+/// What starts an event's root span: its kind in the exported span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A message taken from a broker (a Redis channel): a `CONSUMER` span.
+    Message,
+    /// A run the host schedules itself (a cron tick): an `INTERNAL` span.
+    Scheduled,
+}
+
+impl Tracing {
+    /// Starts the root span of an event (a message, a tick): a new trace, kept or
+    /// dropped by the sampler. `None` when tracing is off or the trace is dropped;
+    /// `name` is only called for a span that is kept.
+    pub fn event_span(&self, kind: EventKind, name: impl FnOnce() -> String) -> Option<Span> {
+        let inner = self.0.as_ref()?;
+        let trace_id = context::new_trace_id();
+        if !inner.sampler.samples(&trace_id, None) {
+            return None;
+        }
+        let kind = match kind {
+            EventKind::Message => proto::span::SpanKind::Consumer,
+            EventKind::Scheduled => proto::span::SpanKind::Internal,
+        };
+        Some(Span::start(
+            inner.clone(),
+            SpanContext {
+                trace_id,
+                span_id: context::new_span_id(),
+                sampled: true,
+            },
+            None,
+            name(),
+            kind,
+        ))
+    }
+}
+
 /// A recorded span's handle for starting children; cheap to clone. Kept in the request's
 /// extensions and the instance's state.
 #[derive(Clone)]
@@ -472,6 +511,30 @@ impl Span {
 
     /// Ends the span now (dropping it does the same).
     pub fn end(self) {}
+
+    /// Ends the span, marked failed with the error's text when `result` is an error.
+    pub fn end_with<T, E: std::fmt::Display>(mut self, result: &Result<T, E>) {
+        if let Err(error) = result {
+            self.fail(error.to_string());
+        }
+    }
+}
+
+/// The trace id of a span that may not be recorded, for log lines' `trace_id` field.
+pub fn trace_id(span: Option<&Span>) -> Option<String> {
+    span.map(|span| span.context().trace_id_hex())
+}
+
+/// ` trace_id=<hex>` for a log line's text, empty without a trace id.
+pub fn trace_suffix(trace_id: Option<&str>) -> String {
+    trace_id.map_or_else(String::new, |id| format!(" trace_id={id}"))
+}
+
+/// [`Span::end_with`] for a span that may not be recorded.
+pub fn end_with<T, E: std::fmt::Display>(span: Option<Span>, result: &Result<T, E>) {
+    if let Some(span) = span {
+        span.end_with(result);
+    }
 }
 
 impl Drop for Span {

@@ -140,3 +140,71 @@ fn configuration_comes_from_the_standard_variables() {
         assert!(err.contains(needle), "{err}");
     }
 }
+
+/// A tracer whose ended spans land in the returned receiver.
+fn in_memory(sampler: Sampler) -> (Tracing, tokio::sync::mpsc::Receiver<proto::Span>) {
+    let (spans, received) = tokio::sync::mpsc::channel(16);
+    let tracing = Tracing(Some(Arc::new(Inner {
+        endpoint: "memory".to_owned(),
+        sampler,
+        spans,
+    })));
+    (tracing, received)
+}
+
+#[test]
+fn event_spans_start_their_own_trace_and_children_record_failures() {
+    let (tracing, mut received) = in_memory(Sampler::AlwaysOn);
+    let tick = tracing
+        .event_span(EventKind::Scheduled, || "cron * * * * * *".to_owned())
+        .expect("sampled");
+    let message = tracing
+        .event_span(EventKind::Message, || "process orders".to_owned())
+        .expect("sampled");
+    assert_ne!(tick.context().trace_id, message.context().trace_id);
+    let parent = message.parent();
+    end_with(Some(parent.client_child("GET")), &Ok::<(), String>(()));
+    end_with(
+        Some(parent.client_child("connect")),
+        &Err::<(), _>("refused: not granted"),
+    );
+    end_with(None, &Err::<(), _>("nothing recorded"));
+    drop(message);
+    drop(tick);
+    let spans: Vec<proto::Span> = std::iter::from_fn(|| received.try_recv().ok()).collect();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["GET", "connect", "process orders", "cron * * * * * *"]
+    );
+    let message = &spans[2];
+    assert_eq!(message.kind, proto::span::SpanKind::Consumer as i32);
+    assert!(message.parent_span_id.is_empty());
+    assert_eq!(spans[3].kind, proto::span::SpanKind::Internal as i32);
+    for child in &spans[..2] {
+        assert_eq!(child.parent_span_id, message.span_id);
+        assert_eq!(child.trace_id, message.trace_id);
+        assert_eq!(child.kind, proto::span::SpanKind::Client as i32);
+    }
+    assert!(spans[0].status.is_none());
+    let failed = spans[1].status.as_ref().expect("failed");
+    assert_eq!(failed.message, "refused: not granted");
+    assert_eq!(failed.code, proto::status::StatusCode::Error as i32);
+    assert_eq!(
+        trace_suffix(
+            trace_id(Some(
+                &tracing.event_span(EventKind::Message, String::new).unwrap()
+            ))
+            .as_deref()
+        )
+        .len(),
+        " trace_id=".len() + 32
+    );
+    assert_eq!(trace_suffix(None), "");
+    // A dropped trace makes no span and never calls `name`.
+    let (off, _) = in_memory(Sampler::Ratio(0.0));
+    assert!(
+        off.event_span(EventKind::Message, || unreachable!("not sampled"))
+            .is_none()
+    );
+}

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use wasmtime::component::InstancePre;
 use wisp_engine::{Host, LoadedApp};
+use wisp_telemetry::{EventKind, Span};
 use wisp_trigger::{Summary, Trigger, TriggerContext, TriggerError, TriggerType};
 
 /// Configuration of a `cron` trigger, as stored in a LockedApp's `trigger_config`.
@@ -269,9 +270,26 @@ async fn run_once(app: &LoadedApp, job: &Job, tick: DateTime<Utc>) {
     let started = Instant::now();
     let timestamp = u64::try_from(tick.timestamp()).unwrap_or(0);
     let handler = job.handler.clone();
+    let span = component
+        .tracing()
+        .event_span(EventKind::Scheduled, || format!("cron {}", job.expression))
+        .map(|mut span| {
+            span.set("wisp.app", component.app_name());
+            span.set("wisp.component", job.component.as_str());
+            span.set("wisp.trigger", job.trigger.as_str());
+            span.set("wisp.cron.expression", job.expression.as_str());
+            span.set(
+                "wisp.cron.tick",
+                i64::try_from(timestamp).unwrap_or(i64::MAX),
+            );
+            span
+        });
+    let trace_id = wisp_telemetry::trace_id(span.as_ref());
+    let trace_suffix = wisp_telemetry::trace_suffix(trace_id.as_deref());
     let call = component
         .run_event(
             "cron",
+            span.as_ref().map(Span::parent),
             Box::new(move |store| {
                 Box::pin(async move {
                     let instance = handler.instantiate_async(&mut *store).await?;
@@ -283,16 +301,29 @@ async fn run_once(app: &LoadedApp, job: &Job, tick: DateTime<Utc>) {
             }),
         )
         .await;
+    if let Some(mut span) = span {
+        match &call {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => span.fail(error.clone()),
+            Err(err) => span.fail(
+                err.fault
+                    .as_ref()
+                    .map_or_else(|| err.message.clone(), ToString::to_string),
+            ),
+        }
+    }
     match call {
         Ok(Ok(())) => tracing::info!(
-            "cron trigger `{}`: `{}` ran for the tick at {tick} in {:.1?}: ok",
+            trace_id = trace_id.as_deref(),
+            "cron trigger `{}`: `{}` ran for the tick at {tick} in {:.1?}: ok{trace_suffix}",
             job.trigger,
             job.component,
             started.elapsed()
         ),
         Ok(Err(error)) => tracing::error!(
             component = %job.component,
-            "cron trigger `{}`: `{}` returned an error for the tick at {tick}: {error}",
+            trace_id = trace_id.as_deref(),
+            "cron trigger `{}`: `{}` returned an error for the tick at {tick}: {error}{trace_suffix}",
             job.trigger,
             job.component
         ),
@@ -303,7 +334,8 @@ async fn run_once(app: &LoadedApp, job: &Job, tick: DateTime<Utc>) {
             };
             tracing::error!(
                 component = %job.component,
-                "cron trigger `{}`: `{}` {reason} (tick at {tick})",
+                trace_id = trace_id.as_deref(),
+                "cron trigger `{}`: `{}` {reason} (tick at {tick}){trace_suffix}",
                 job.trigger,
                 job.component
             )

@@ -441,6 +441,9 @@ impl HttpTrigger {
             span.set("wisp.app", component.app_name());
             span.set("wisp.component", component_id.as_str());
         }
+        // `None` records no field, so untraced log lines stay as they were.
+        let trace_id = wisp_telemetry::trace_id(span.as_ref());
+        let trace_suffix = wisp_telemetry::trace_suffix(trace_id.as_deref());
         let (response, outcome) = match component.handle(request).await {
             Ok(response) => (response, Outcome::Ok),
             Err(err) => {
@@ -457,12 +460,14 @@ impl HttpTrigger {
                 match &err.fault {
                     Some(fault) => tracing::error!(
                         component = %component_id,
-                        "{method} {path}: component `{component_id}` {fault}; answered {}",
+                        trace_id = trace_id.as_deref(),
+                        "{method} {path}: component `{component_id}` {fault}; answered {}{trace_suffix}",
                         status.as_u16()
                     ),
                     None => tracing::error!(
                         component = %component_id,
-                        "{method} {path}: component `{component_id}` failed: {}; answered {}",
+                        trace_id = trace_id.as_deref(),
+                        "{method} {path}: component `{component_id}` failed: {}; answered {}{trace_suffix}",
                         err.message,
                         status.as_u16()
                     ),
@@ -477,7 +482,6 @@ impl HttpTrigger {
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
         metrics.request("http", Some(status), outcome, elapsed);
-        let trace_id = span.as_ref().map(|s| s.context().trace_id_hex());
         if let Some(mut span) = span {
             span.set("http.response.status_code", status);
             span.set("wisp.outcome", outcome.as_str());
@@ -489,10 +493,6 @@ impl HttpTrigger {
         // `WISP_LOG=info,wisp::request=off` silences it). The CPU time is what the
         // instance used until its response head, as the wall time is.
         let cpu_ms = meter.map_or(0.0, |meter| meter.used().as_secs_f64() * 1000.0);
-        // `None` records no field, so untraced lines stay as they were.
-        let trace_suffix = trace_id
-            .as_deref()
-            .map_or_else(String::new, |id| format!(" trace_id={id}"));
         tracing::info!(
             target: "wisp::request",
             method = %method,

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use wasmtime::component::InstancePre;
 use wisp_engine::{Host, LoadedApp};
+use wisp_telemetry::{EventKind, Span};
 use wisp_trigger::{Summary, Trigger, TriggerContext, TriggerError, TriggerType};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -377,31 +378,65 @@ async fn handle_message(
     let started = Instant::now();
     let size = payload.len();
     let handler = handler.clone();
+    // A consumer span per message, as OpenTelemetry's messaging conventions name it.
+    let span = component
+        .tracing()
+        .event_span(EventKind::Message, || format!("process {channel}"))
+        .map(|mut span| {
+            span.set("messaging.system", "redis");
+            span.set("messaging.operation.type", "process");
+            span.set("messaging.destination.name", channel);
+            span.set(
+                "messaging.message.body.size",
+                i64::try_from(size).unwrap_or(i64::MAX),
+            );
+            span.set("wisp.app", component.app_name());
+            span.set("wisp.component", component_id);
+            span
+        });
+    let trace_id = wisp_telemetry::trace_id(span.as_ref());
+    let trace_suffix = wisp_telemetry::trace_suffix(trace_id.as_deref());
     let call = component
         .run_event(
             "redis",
+            span.as_ref().map(Span::parent),
             Box::new(move |store| Box::pin(async move { handler.call(store, payload).await })),
         )
         .await;
+    if let Some(mut span) = span {
+        match &call {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => span.fail(error.to_string()),
+            Err(err) => span.fail(
+                err.fault
+                    .as_ref()
+                    .map_or_else(|| err.message.clone(), ToString::to_string),
+            ),
+        }
+    }
     match call {
         Ok(Ok(())) => tracing::debug!(
-            "redis message on `{channel}` ({size} bytes) handled by `{component_id}` in {:.1?}",
+            trace_id = trace_id.as_deref(),
+            "redis message on `{channel}` ({size} bytes) handled by `{component_id}` in {:.1?}{trace_suffix}",
             started.elapsed()
         ),
         Ok(Err(error)) => tracing::error!(
             component = %component_id,
-            "redis message on `{channel}`: component `{component_id}` returned an error: {error}"
+            trace_id = trace_id.as_deref(),
+            "redis message on `{channel}`: component `{component_id}` returned an error: {error}{trace_suffix}"
         ),
         Err(err) => match err.fault {
             Some(fault) => {
                 tracing::error!(
                     component = %component_id,
-                    "redis message on `{channel}`: component `{component_id}` {fault}"
+                    trace_id = trace_id.as_deref(),
+                    "redis message on `{channel}`: component `{component_id}` {fault}{trace_suffix}"
                 )
             }
             None => tracing::error!(
                 component = %component_id,
-                "redis message on `{channel}`: component `{component_id}` failed: {}",
+                trace_id = trace_id.as_deref(),
+                "redis message on `{channel}`: component `{component_id}` failed: {}{trace_suffix}",
                 err.message
             ),
         },

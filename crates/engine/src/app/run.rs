@@ -91,7 +91,10 @@ impl LoadedComponent {
                 wasi.allow_ip_name_lookup(true)
                     .allow_tcp(sockets.tcp())
                     .allow_udp(sockets.udp())
-                    .socket_addr_check(crate::sockets::addr_check(self.capabilities.clone()));
+                    .socket_addr_check(crate::sockets::addr_check(
+                        self.capabilities.clone(),
+                        trace.clone(),
+                    ));
             }
             // No socket grants (the default): everything off. The builder's default
             // address check already refuses every address, so none is installed.
@@ -338,11 +341,14 @@ impl LoadedComponent {
     /// as a request apply: an instance slot and memory budget (waited for), the memory
     /// cap, the deadline (from when the slot is taken), the slow lane; faults are
     /// classified as for requests, and recorded in the component's metrics under the
-    /// trigger type `trigger` (`redis`, `cron`, …). Dropping the future cancels the
+    /// trigger type `trigger` (`redis`, `cron`, …). When the event is traced, `trace` is
+    /// its span (the trigger's, see [`wisp_telemetry::Tracing::event_span`]): the
+    /// instance's capability calls become its children. Dropping the future cancels the
     /// instance.
     pub async fn run_event<R: Send + 'static>(
         self: &Arc<Self>,
         trigger: &'static str,
+        trace: Option<SpanParent>,
         call: EventCall<R>,
     ) -> Result<R, GuestError> {
         let timeout = self.limits.timeout;
@@ -353,7 +359,7 @@ impl LoadedComponent {
         let charge = self.reserve_memory(true).await?;
         // The deadline starts once the instance has a slot, as for requests that queue.
         let deadline = Instant::now() + timeout;
-        let mut store = self.new_store(deadline, OutboundBudget::default(), charge, None)?;
+        let mut store = self.new_store(deadline, OutboundBudget::default(), charge, trace)?;
         // Aborted when this future is dropped (trigger shutdown) or the deadline passes
         // while the guest waits on a host call the epoch cannot interrupt: either way the
         // instance and its slot go.

@@ -90,6 +90,7 @@ impl std::ops::Deref for PgClient {
 
 impl rdbms::Reusable for PgClient {
     const SCHEME: &'static str = "postgres";
+    const SYSTEM: &'static str = "postgresql";
 
     fn is_closed(&mut self) -> bool {
         self.client.is_closed()
@@ -305,6 +306,7 @@ async fn prepare(session: &Session, statement: &str) -> Result<Statement, Failur
 type RowSet = (Vec<(String, PgType)>, Vec<Vec<PgValue>>);
 
 async fn query(session: &Session, statement: &str, params: &[PgValue]) -> Result<RowSet, Failure> {
+    let span = session.span("query");
     let work = async {
         let prepared = prepare(session, statement).await?;
         let encoded = encode_params(&prepared, params)?;
@@ -333,12 +335,15 @@ async fn query(session: &Session, statement: &str, params: &[PgValue]) -> Result
         }
         Ok((types, rows))
     };
-    rdbms::bounded(work)
+    let result = rdbms::bounded(work)
         .await
-        .unwrap_or_else(|| Err(abandon(session)))
+        .unwrap_or_else(|| Err(abandon(session)));
+    wisp_telemetry::end_with(span, &result);
+    result
 }
 
 async fn execute(session: &Session, statement: &str, params: &[PgValue]) -> Result<u64, Failure> {
+    let span = session.span("execute");
     let work = async {
         let prepared = prepare(session, statement).await?;
         let encoded = encode_params(&prepared, params)?;
@@ -348,9 +353,11 @@ async fn execute(session: &Session, statement: &str, params: &[PgValue]) -> Resu
             .await
             .map_err(|e| query_error(session, e))
     };
-    rdbms::bounded(work)
+    let result = rdbms::bounded(work)
         .await
-        .unwrap_or_else(|| Err(abandon(session)))
+        .unwrap_or_else(|| Err(abandon(session)));
+    wisp_telemetry::end_with(span, &result);
+    result
 }
 
 /// Sends the rows of a started query into `rows` until it ends, the guest drops the
@@ -393,6 +400,7 @@ async fn query_stream<R: Send + 'static>(
     ),
     Failure,
 > {
+    let span = session.span("query");
     let start = async {
         let prepared = prepare(&session, &statement).await?;
         let encoded = encode_params(&prepared, &params)?;
@@ -403,14 +411,24 @@ async fn query_stream<R: Send + 'static>(
             .map_err(|e| query_error(&session, e))?;
         Ok((columns(&prepared), stream))
     };
-    let (types, stream) = rdbms::bounded(start)
+    let started = rdbms::bounded(start)
         .await
-        .unwrap_or_else(|| Err(abandon(&session)))?;
+        .unwrap_or_else(|| Err(abandon(&session)));
+    let (types, stream) = match started {
+        Ok(started) => started,
+        Err(failure) => {
+            let failed = Err(failure);
+            wisp_telemetry::end_with(span, &failed);
+            return failed;
+        }
+    };
     let (rows_tx, rows_rx) = rdbms::row_channel();
     let (done_tx, done_rx) = oneshot::channel();
     let row_types = types.clone();
     tokio::spawn(async move {
         let outcome = send_rows(&session, stream, &row_types, rows_tx, convert).await;
+        // The span covers the rows too: it ends when the last one is sent.
+        wisp_telemetry::end_with(span, &outcome);
         // Let go of the session before reporting the outcome, so a guest that drops
         // the connection right after reading it returns the connection to the pool.
         drop(session);
