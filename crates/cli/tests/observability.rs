@@ -564,7 +564,9 @@ fn traces_reach_an_otlp_collector_with_their_parents_and_the_propagated_tracepar
         server_of(&postgres_url),
         server_of(&mysql_url)
     );
-    // A cron job beside the HTTP routes: each tick is a trace of its own.
+    // A cron job and a Redis trigger beside the HTTP routes: each tick and each message
+    // is a trace of its own.
+    let channel = support::unique("wisp-traced-events");
     let text = manifest(
         "traced",
         &[
@@ -574,6 +576,9 @@ fn traces_reach_an_otlp_collector_with_their_parents_and_the_propagated_tracepar
     ) + &format!(
         "\n[[trigger.cron]]\ncomponent = \"tick\"\ncron_expression = \"* * * * * *\"\n\n[component.tick]\nsource = {}\n",
         toml_path(programs::CRON_TICK)
+    ) + &format!(
+        "\n[application.trigger.redis]\naddress = \"{redis_url}\"\n\n[[trigger.redis]]\nchannel = \"{channel}\"\ncomponent = \"handler\"\n\n[component.handler]\nsource = {}\nallowed_outbound_hosts = [\"redis://{redis_host}\"]\n",
+        toml_path(programs::REDIS_HANDLER)
     );
     let dir = app_dir(&text);
     let state = dir.path().join("state");
@@ -877,4 +882,63 @@ fn traces_reach_an_otlp_collector_with_their_parents_and_the_propagated_tracepar
     assert_eq!(attribute(tick, "wisp.component").as_deref(), Some("tick"));
     assert_eq!(attribute(tick, "wisp.app").as_deref(), Some("traced"));
     assert!(tick.status.is_none() || tick.status.as_ref().unwrap().code != 2);
+
+    // A Redis message: a consumer span starts its trace, and the handler's outbound
+    // Redis calls are its children. Published until the trigger has subscribed
+    // (PUBLISH answers how many subscribers got it).
+    let key = format!("{prefix}:from-event");
+    let message = format!("set {redis_url} {key} traced");
+    let started = Instant::now();
+    while redis_client
+        .command(&["PUBLISH", &channel, &message])
+        .unwrap()
+        .as_deref()
+        == Some(b"0")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never subscribed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let process_name = format!("process {channel}");
+    let spans = collector.wait_for(|spans| {
+        spans.iter().any(|(_, s)| s.name == process_name)
+            && spans.iter().any(|(_, s)| {
+                s.name == "SET"
+                    && spans
+                        .iter()
+                        .any(|(_, p)| p.name == process_name && p.span_id == s.parent_span_id)
+            })
+    });
+    let _ = redis_client.command(&["DEL", &key]);
+    let consumer = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.name == process_name)
+        .unwrap();
+    assert_eq!(consumer.kind, 5, "a consumer span");
+    assert!(consumer.parent_span_id.is_empty(), "a root span");
+    assert_eq!(
+        attribute(consumer, "messaging.destination.name").as_deref(),
+        Some(channel.as_str())
+    );
+    assert_eq!(
+        attribute(consumer, "messaging.system").as_deref(),
+        Some("redis")
+    );
+    assert_eq!(
+        attribute(consumer, "wisp.component").as_deref(),
+        Some("handler")
+    );
+    let children: Vec<&str> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.parent_span_id == consumer.span_id)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(
+        children.contains(&"connect") && children.contains(&"SET"),
+        "{children:?}"
+    );
 }
