@@ -524,6 +524,14 @@ pub struct GuestError {
 }
 
 impl GuestError {
+    /// The limit that was hit when there is one (`ran past its 30s deadline`), else the
+    /// message: what a span's status or a short report says.
+    pub fn reason(&self) -> String {
+        self.fault
+            .as_ref()
+            .map_or_else(|| self.message.clone(), ToString::to_string)
+    }
+
     /// How the failure counts in `wisp_requests_total`.
     pub fn outcome(&self) -> wisp_metrics::Outcome {
         match self.fault {

@@ -294,8 +294,22 @@ impl Tracing {
         traceparent: Option<&str>,
         name: impl FnOnce() -> String,
     ) -> Option<Span> {
-        let inner = self.0.as_ref()?;
+        if !self.is_enabled() {
+            return None;
+        }
         let caller = traceparent.and_then(SpanContext::parse);
+        self.sampled_span(caller, name, proto::span::SpanKind::Server)
+    }
+
+    /// A span of `kind` continuing `caller`'s trace (or starting one), when the sampler
+    /// keeps it.
+    fn sampled_span(
+        &self,
+        caller: Option<SpanContext>,
+        name: impl FnOnce() -> String,
+        kind: proto::span::SpanKind,
+    ) -> Option<Span> {
+        let inner = self.0.as_ref()?;
         let trace_id = caller.map_or_else(context::new_trace_id, |c| c.trace_id);
         if !inner.sampler.samples(&trace_id, caller.map(|c| c.sampled)) {
             return None;
@@ -309,7 +323,7 @@ impl Tracing {
             },
             caller.map(|c| c.span_id),
             name(),
-            proto::span::SpanKind::Server,
+            kind,
         ))
     }
 }
@@ -328,26 +342,11 @@ impl Tracing {
     /// dropped by the sampler. `None` when tracing is off or the trace is dropped;
     /// `name` is only called for a span that is kept.
     pub fn event_span(&self, kind: EventKind, name: impl FnOnce() -> String) -> Option<Span> {
-        let inner = self.0.as_ref()?;
-        let trace_id = context::new_trace_id();
-        if !inner.sampler.samples(&trace_id, None) {
-            return None;
-        }
         let kind = match kind {
             EventKind::Message => proto::span::SpanKind::Consumer,
             EventKind::Scheduled => proto::span::SpanKind::Internal,
         };
-        Some(Span::start(
-            inner.clone(),
-            SpanContext {
-                trace_id,
-                span_id: context::new_span_id(),
-                sampled: true,
-            },
-            None,
-            name(),
-            kind,
-        ))
+        self.sampled_span(None, name, kind)
     }
 }
 

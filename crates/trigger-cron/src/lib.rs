@@ -305,11 +305,7 @@ async fn run_once(app: &LoadedApp, job: &Job, tick: DateTime<Utc>) {
         match &call {
             Ok(Ok(())) => {}
             Ok(Err(error)) => span.fail(error.clone()),
-            Err(err) => span.fail(
-                err.fault
-                    .as_ref()
-                    .map_or_else(|| err.message.clone(), ToString::to_string),
-            ),
+            Err(err) => span.fail(err.reason()),
         }
     }
     match call {

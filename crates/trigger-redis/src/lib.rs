@@ -407,11 +407,7 @@ async fn handle_message(
         match &call {
             Ok(Ok(())) => {}
             Ok(Err(error)) => span.fail(error.to_string()),
-            Err(err) => span.fail(
-                err.fault
-                    .as_ref()
-                    .map_or_else(|| err.message.clone(), ToString::to_string),
-            ),
+            Err(err) => span.fail(err.reason()),
         }
     }
     match call {
