@@ -1292,6 +1292,39 @@ source = {hello}
     );
     drop(wisp);
 
+    // With one instance slot, the caller holds it: the in-process request is refused at
+    // once with 503 (the server is at capacity), counted as `refused`, not as a trap.
+    let wisp = app.up(&["--max-instances", "1", "--metrics-listen", "127.0.0.1:0"]);
+    expect(
+        &wisp,
+        &get_http("http://self/hello"),
+        200,
+        "status 503\nlocation: -\n\nService Unavailable\n",
+    );
+    assert!(
+        wisp.stderr()
+            .contains("component `hello` found no free instance slot for an in-process request (all 1 (--max-instances) are busy)"),
+        "{}",
+        wisp.stderr()
+    );
+    let metrics_addr: std::net::SocketAddr = wisp
+        .stderr()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Metrics: http://")?
+                .strip_suffix("/metrics")?
+                .parse()
+                .ok()
+        })
+        .expect("the metrics address");
+    let metrics = request(metrics_addr, "GET", "/metrics", &[], b"").text();
+    assert!(
+        metrics.lines().any(|l| l
+            == r#"wisp_requests_total{app="self",component="hello",trigger="http",status="5xx",outcome="refused"} 1"#),
+        "{metrics}"
+    );
+    drop(wisp);
+
     // Without the `self` grant the same request is denied.
     app.write("spin.toml", &manifest(""));
     let wisp = app.up(&[]);

@@ -362,6 +362,21 @@ fn deploys_route_by_host_and_are_listed_and_removed() {
         "{}",
         text(&again.stderr)
     );
+    // A new version whose component has another id: the old component's series go.
+    node.deploy("hello", Path::new(programs::ECHO), &[]);
+    assert_eq!(node.get("hello.localhost", "/").status, 200);
+    let replaced = metrics_text();
+    assert!(
+        !replaced.contains(r#"app="hello",component="main""#),
+        "{replaced}"
+    );
+    assert!(
+        replaced
+            .lines()
+            .any(|l| l.starts_with("wisp_requests_total{app=\"hello\"")
+                && l.contains("outcome=\"ok\"} 1")),
+        "{replaced}"
+    );
     let status: Value = serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap();
     assert_eq!(status["apps"], 1);
     assert_eq!(status["listen"], node.data.to_string());

@@ -539,7 +539,9 @@ impl GuestError {
             Some(GuestFault::MemoryLimit(_)) => wisp_metrics::Outcome::MemoryLimit,
             // The server was out of budget: the guest never ran, or ran short of what
             // it was due.
-            Some(GuestFault::MemoryBudget(_)) => wisp_metrics::Outcome::Refused,
+            Some(GuestFault::MemoryBudget(_) | GuestFault::NoInstanceSlot(_)) => {
+                wisp_metrics::Outcome::Refused
+            }
             None => wisp_metrics::Outcome::Trap,
         }
     }

@@ -28,6 +28,13 @@ pub enum GuestFault {
         .0 >> 20
     )]
     MemoryBudget(u64),
+    /// An in-process request (`http://self`, `*.spin.internal`) found every instance slot
+    /// it may use busy (it does not wait: its caller holds a slot): the server is at
+    /// capacity, not the guest at fault.
+    #[error(
+        "found no free instance slot for an in-process request (all {0} are busy); raise the cap or make fewer nested calls"
+    )]
+    NoInstanceSlot(String),
 }
 
 /// The `T` of every `Store<T>`: everything one instance may touch.

@@ -414,22 +414,55 @@ impl Metrics {
             let components = seen.components.remove(app).unwrap_or_default();
             (components, seen.triggers.clone())
         };
+        shared.remove_series(app, components, &triggers);
+    }
+
+    /// Drops the series of `app`'s components that are not in `keep`: called once a new
+    /// version of the app, with these components, has replaced the old one.
+    pub fn retain_components<'a>(&self, app: &str, keep: impl IntoIterator<Item = &'a str>) {
+        let Some(shared) = &self.0 else { return };
+        let keep: BTreeSet<&str> = keep.into_iter().collect();
+        let (gone, triggers) = {
+            let mut seen = shared.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(components) = seen.components.get_mut(app) else {
+                return;
+            };
+            let gone: BTreeSet<String> = components
+                .iter()
+                .filter(|c| !keep.contains(c.as_str()))
+                .cloned()
+                .collect();
+            components.retain(|c| keep.contains(c.as_str()));
+            (gone, seen.triggers.clone())
+        };
+        shared.remove_series(app, gone, &triggers);
+    }
+}
+
+impl Shared {
+    /// Removes every series of `app`'s `components`, under each trigger type in `triggers`.
+    fn remove_series(
+        &self,
+        app: &str,
+        components: BTreeSet<String>,
+        triggers: &BTreeSet<&'static str>,
+    ) {
         for component in components {
             let labels = ComponentLabels {
                 app: app.to_owned(),
                 component,
             };
-            shared.request_duration.remove(&labels);
-            shared.instantiate_duration.remove(&labels);
-            shared.memory_peak.remove(&labels);
-            shared.instances_active.remove(&labels);
-            shared.slots_waiting.remove(&labels);
-            shared.cpu_seconds.remove(&labels);
-            shared.sqlite.remove(&labels);
-            for trigger in &triggers {
+            self.request_duration.remove(&labels);
+            self.instantiate_duration.remove(&labels);
+            self.memory_peak.remove(&labels);
+            self.instances_active.remove(&labels);
+            self.slots_waiting.remove(&labels);
+            self.cpu_seconds.remove(&labels);
+            self.sqlite.remove(&labels);
+            for trigger in triggers {
                 for status in STATUSES {
                     for outcome in OUTCOMES {
-                        shared.requests.remove(&RequestLabels {
+                        self.requests.remove(&RequestLabels {
                             app: labels.app.clone(),
                             component: labels.component.clone(),
                             trigger,
@@ -441,7 +474,7 @@ impl Metrics {
             }
             for kind in OUTBOUND_KINDS {
                 for outcome in OUTBOUND_OUTCOMES {
-                    shared.outbound.remove(&OutboundLabels {
+                    self.outbound.remove(&OutboundLabels {
                         app: labels.app.clone(),
                         component: labels.component.clone(),
                         kind: kind.as_str(),
@@ -450,7 +483,7 @@ impl Metrics {
                 }
             }
             for op in KV_OPERATIONS {
-                shared.kv.remove(&OperationLabels {
+                self.kv.remove(&OperationLabels {
                     app: labels.app.clone(),
                     component: labels.component.clone(),
                     op,
@@ -458,7 +491,9 @@ impl Metrics {
             }
         }
     }
+}
 
+impl Metrics {
     /// Everything, in the OpenMetrics text format ([`CONTENT_TYPE`]); empty when disabled.
     pub fn encode(&self) -> String {
         let mut text = String::new();

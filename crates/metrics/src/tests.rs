@@ -221,3 +221,33 @@ fn a_forgotten_app_loses_its_series_and_the_others_keep_theirs() {
         );
     }
 }
+
+#[test]
+fn a_new_version_without_a_component_drops_its_series() {
+    let metrics = Metrics::new();
+    for component in ["kept", "dropped"] {
+        let handle = metrics.component("app", component);
+        handle.request("http", Some(200), Outcome::Ok, Duration::from_millis(1));
+        handle.outbound(OutboundKind::Http, OutboundOutcome::Denied);
+    }
+    let other = metrics.component("other", "dropped");
+    other.request("http", Some(200), Outcome::Ok, Duration::from_millis(1));
+    metrics.retain_components("app", ["kept", "added"]);
+    // Unknown apps are left alone.
+    metrics.retain_components("never-seen", []);
+    let text = metrics.encode();
+    assert!(!text.contains(r#"app="app",component="dropped""#), "{text}");
+    for series in [
+        r#"wisp_requests_total{app="app",component="kept",trigger="http",status="2xx",outcome="ok"} 1"#,
+        r#"wisp_outbound_requests_total{app="app",component="kept",kind="http",outcome="denied"} 1"#,
+        r#"wisp_requests_total{app="other",component="dropped",trigger="http",status="2xx",outcome="ok"} 1"#,
+    ] {
+        assert!(
+            text.lines().any(|line| line == series),
+            "{series} in:\n{text}"
+        );
+    }
+    // Forgetting the app later forgets what is left of it.
+    metrics.forget_app("app");
+    assert!(!metrics.encode().contains(r#"app="app""#));
+}

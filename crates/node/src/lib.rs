@@ -503,6 +503,7 @@ impl Node {
             deployed_at,
         )?;
         write_runtime_config_copy(&inner.app_dir(name), record.runtime_config.as_deref()).await?;
+        let forget_removed = generation.clone();
         let loaded = Loaded::start(generation, inner.config.server.clone());
         let new = Arc::new(entry(
             StoredApp {
@@ -523,6 +524,8 @@ impl Node {
         if let Some(old) = old {
             old.retire();
         }
+        // A component the new version dropped takes its series with it.
+        inner.runtime.forget_removed_components(&forget_removed);
         tracing::info!(app = %name, version, digest = %new.record.digest, "deployed app `{name}` version {version} ({})", new.record.digest);
         Ok((new.info(inner.started), version == 1))
     }

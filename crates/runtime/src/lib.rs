@@ -142,6 +142,20 @@ impl Runtime {
         &self.engine
     }
 
+    /// Drops the metric series of the app's components that `generation` no longer has:
+    /// call it once `generation` serves in place of an older version of the same app.
+    pub fn forget_removed_components(&self, generation: &Generation) {
+        let app = generation.app();
+        let locked = app.locked();
+        let Some(first) = locked.components.first().and_then(|c| app.component(&c.id)) else {
+            return;
+        };
+        self.engine.metrics().retain_components(
+            first.app_name(),
+            locked.components.iter().map(|c| c.id.as_str()),
+        );
+    }
+
     /// The trigger type named `name`, if this runtime runs it.
     pub fn trigger_type(&self, name: &str) -> Option<&Arc<dyn TriggerType>> {
         self.trigger_types.iter().find(|t| t.name() == name)

@@ -451,8 +451,9 @@ impl HttpTrigger {
                     Some(GuestFault::Deadline(_)) => {
                         (StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n")
                     }
-                    // The server is out of memory budget, not the guest at fault.
-                    Some(GuestFault::MemoryBudget(_)) => {
+                    // The server is out of memory budget or instance slots, not the
+                    // guest at fault.
+                    Some(GuestFault::MemoryBudget(_) | GuestFault::NoInstanceSlot(_)) => {
                         (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n")
                     }
                     _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n"),

@@ -174,6 +174,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
                 Ok((generation, new_spec)) => {
                     // From here new requests go to the new version; running ones finish
                     // on the old, which is dropped with its last request.
+                    wisp.forget_removed_components(&generation);
                     running.reload(generation).await;
                     if json {
                         tracing::info!(

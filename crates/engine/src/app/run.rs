@@ -148,11 +148,12 @@ impl LoadedComponent {
     /// slot while it waits, and queueing could deadlock once every slot belongs to a
     /// waiting caller.
     async fn take_slot(&self, nested: bool) -> Result<Slot, GuestError> {
-        let busy = |which: String| GuestError {
-            fault: None,
-            message: format!(
-                "no free instance slot for an in-process request (all {which} are busy); raise the cap or make fewer nested calls"
-            ),
+        let busy = |which: String| {
+            let fault = GuestFault::NoInstanceSlot(which);
+            GuestError {
+                message: fault.to_string(),
+                fault: Some(fault),
+            }
         };
         let closed = |_| GuestError {
             fault: None,
