@@ -37,8 +37,9 @@ pub enum TriggerError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A trigger cannot run as configured (a missing component or export, a bad
-    /// schedule or address, …).
-    #[error("{trigger_type} trigger `{trigger}`: {message}")]
+    /// schedule or address, …). The message may quote names from the component's own
+    /// bytes (its exports), so it is shown through [`wisp_engine::printable`].
+    #[error("{trigger_type} trigger `{trigger}`: {}", wisp_engine::printable(.message))]
     Invalid {
         /// The trigger type.
         trigger_type: &'static str,
@@ -123,4 +124,22 @@ pub struct Summary {
     pub heading: String,
     /// One line per item.
     pub lines: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TriggerError;
+
+    #[test]
+    fn invalid_triggers_escape_what_the_component_chose() {
+        let error = TriggerError::Invalid {
+            trigger_type: "redis",
+            trigger: "t".to_owned(),
+            message: "component `c` exports `\u{1b}[2Jhandler\u{202e}`".to_owned(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "redis trigger `t`: component `c` exports `\\u{1b}[2Jhandler\\u{202e}`"
+        );
+    }
 }
