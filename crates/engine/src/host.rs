@@ -317,22 +317,31 @@ impl LineWriter {
         if !self.shown {
             return;
         }
-        let mut out = Vec::with_capacity(lines.len() + 16);
-        for line in lines.split_inclusive(|b| *b == b'\n') {
-            out.extend_from_slice(b"[");
-            out.extend_from_slice(self.prefix.as_bytes());
-            out.extend_from_slice(b"] ");
-            out.extend_from_slice(line);
-            if !line.ends_with(b"\n") {
-                out.push(b'\n');
-            }
-        }
+        let out = for_terminal(&self.prefix, lines);
         // Logging must never fail a request; a closed stdout just drops guest output.
         let _ = match self.stream {
             Stream::Stdout => std::io::stdout().lock().write_all(&out),
             Stream::Stderr => std::io::stderr().lock().write_all(&out),
         };
     }
+}
+
+/// Guest `lines` as the process's stream shows them: each prefixed with `[component] `,
+/// with what could rewrite the operator's terminal (escape sequences, carriage returns,
+/// bidirectional overrides) escaped by [`crate::printable`], as the guest chose the bytes.
+/// The `--log-dir` files keep them as written.
+fn for_terminal(prefix: &str, lines: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines.len() + 16);
+    for line in lines.split_inclusive(|b| *b == b'\n') {
+        out.extend_from_slice(b"[");
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(b"] ");
+        out.extend_from_slice(crate::printable(&String::from_utf8_lossy(line)).as_bytes());
+        if !line.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+    }
+    out
 }
 
 impl Drop for LineWriter {
@@ -397,5 +406,28 @@ impl tokio::io::AsyncWrite for LineWriter {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_terminal;
+
+    #[test]
+    fn guest_lines_are_prefixed_and_cannot_rewrite_the_terminal() {
+        assert_eq!(
+            for_terminal("web", b"plain\tline\nsecond"),
+            b"[web] plain\tline\n[web] second\n"
+        );
+        // An escape sequence, a carriage return that would overwrite the line, a
+        // right-to-left override, and bytes that are not UTF-8.
+        assert_eq!(
+            String::from_utf8(for_terminal(
+                "web",
+                b"\x1b[2J\x1b]0;title\x07ok\rfake\xe2\x80\xae!\xff\n"
+            ))
+            .unwrap(),
+            "[web] \\u{1b}[2J\\u{1b}]0;title\\u{7}ok\\u{d}fake\\u{202e}!\u{fffd}\n"
+        );
     }
 }
