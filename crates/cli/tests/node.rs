@@ -289,6 +289,13 @@ fn deploys_route_by_host_and_are_listed_and_removed() {
         1,
         "{dom}"
     );
+    // The page names its (empty) icon, so the browser asks for no `/favicon.ico`, which
+    // would be refused for want of a token and logged.
+    assert!(
+        !node.stderr().contains("refused with 401"),
+        "{}",
+        node.stderr()
+    );
     // Unknown hosts run no app code.
     let unknown = node.get("nope.localhost", "/");
     assert_eq!(unknown.status, 404);
