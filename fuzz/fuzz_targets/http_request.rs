@@ -7,6 +7,9 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wisp_trigger_http::{Peer, RouteTarget, Router};
 
+#[path = "shared/guest_request.rs"]
+mod shared;
+
 #[derive(Arbitrary, Debug)]
 struct Input {
     method: String,
@@ -16,17 +19,6 @@ struct Input {
     routes: Vec<String>,
     secure: bool,
 }
-
-/// Headers Wisp sets on every routed request.
-const SPIN_HEADERS: [&str; 7] = [
-    "spin-full-url",
-    "spin-path-info",
-    "spin-matched-route",
-    "spin-component-route",
-    "spin-raw-component-route",
-    "spin-base-path",
-    "spin-client-addr",
-];
 
 fuzz_target!(|input: Input| {
     let version = match input.version % 3 {
@@ -56,30 +48,7 @@ fuzz_target!(|input: Input| {
     let Some(guest) = wisp_trigger_http::fuzzing::guest_request(request, &router, peer) else {
         return;
     };
-    for name in guest.headers().keys() {
-        let name = name.as_str();
-        if name.starts_with("spin-") {
-            assert!(
-                SPIN_HEADERS.contains(&name) || name.starts_with("spin-path-match-"),
-                "a client-sent {name} reached the guest"
-            );
-        }
-    }
-    let full_url = guest
-        .headers()
-        .get("spin-full-url")
-        .expect("every routed request carries spin-full-url");
-    // Bytes, not text: a request target may carry bytes above 0x7f, as Spin passes them.
-    let parsed = http::Uri::try_from(full_url.as_bytes())
-        .unwrap_or_else(|e| panic!("spin-full-url {full_url:?} is not a URL: {e}"));
-    // An authority-form target (`GET host:port`) has an empty path and the asterisk form
-    // (`OPTIONS *`) the path `*`: the URL gives them `/` and `/*`.
-    let path = guest.uri().path();
-    let path = match path.starts_with('/') {
-        true => path.to_owned(),
-        false => format!("/{path}"),
-    };
-    assert_eq!(parsed.path(), path, "{full_url:?}");
+    shared::check_guest_request(&guest);
     if input.secure {
         assert_eq!(guest.uri().scheme_str(), Some("https"));
     }
