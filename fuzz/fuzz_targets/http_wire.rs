@@ -1,7 +1,7 @@
 //! Raw bytes from a client, parsed by hyper's HTTP/1 server with `wisp up`'s limits, then
 //! turned into the requests a guest sees: hyper must not panic or hang on them, and each
 //! request it accepts must satisfy what `http_request` checks (no client-set Spin headers,
-//! a full URL that is a URL). Pipelined requests, bodies and upgrades come from the bytes.
+//! a full URL that is a URL). Pipelined requests and bodies come from the bytes.
 #![no_main]
 
 use hyper::service::service_fn;
@@ -55,13 +55,13 @@ async fn serve(bytes: Vec<u8>) {
             ))
         },
     );
-    // The HTTP/1 limits `wisp up` sets by default (its timeouts are its connection
-    // task's, not hyper's).
+    // The HTTP/1 settings `wisp up` uses by default: its limits, no upgrades, and no
+    // hyper timer (its timeouts are its connection task's).
     let connection = hyper::server::conn::http1::Builder::new()
         .max_headers(wisp_trigger_http::DEFAULT_MAX_HEADER_COUNT)
         .max_buf_size(wisp_trigger_http::DEFAULT_MAX_HEADER_BYTES)
-        .serve_connection(TokioIo::new(server), service)
-        .with_upgrades();
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(server), service);
     let client_side = async move {
         // Written whole, then half-closed, while the responses are read and dropped so a
         // long pipeline never blocks the server on a full buffer.

@@ -333,13 +333,16 @@ impl LineWriter {
 fn for_terminal(prefix: &str, lines: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(lines.len() + 16);
     for line in lines.split_inclusive(|b| *b == b'\n') {
+        // A CRLF ending is a line end, not a carriage return to show.
+        let text = line
+            .strip_suffix(b"\r\n")
+            .or_else(|| line.strip_suffix(b"\n"))
+            .unwrap_or(line);
         out.extend_from_slice(b"[");
         out.extend_from_slice(prefix.as_bytes());
         out.extend_from_slice(b"] ");
-        out.extend_from_slice(crate::printable(&String::from_utf8_lossy(line)).as_bytes());
-        if !line.ends_with(b"\n") {
-            out.push(b'\n');
-        }
+        out.extend_from_slice(crate::printable(&String::from_utf8_lossy(text)).as_bytes());
+        out.push(b'\n');
     }
     out
 }
@@ -418,6 +421,10 @@ mod tests {
         assert_eq!(
             for_terminal("web", b"plain\tline\nsecond"),
             b"[web] plain\tline\n[web] second\n"
+        );
+        assert_eq!(
+            for_terminal("web", b"from windows\r\nnext\r\n"),
+            b"[web] from windows\n[web] next\n"
         );
         // An escape sequence, a carriage return that would overwrite the line, a
         // right-to-left override, and bytes that are not UTF-8.

@@ -149,16 +149,21 @@ impl OutboundHooks {
         self.trace.as_ref().map(|t| t.context().trace_id_hex())
     }
 
-    fn deny(&self, method: &http::Method, uri: &http::Uri, why: String) -> SendFuture {
-        self.metrics
-            .outbound(OutboundKind::Http, OutboundOutcome::Denied);
-        // A denied call is in the trace too, failed, so a trace shows what was refused.
+    /// A refused call is in the trace too, as a failed client span, so a trace shows what
+    /// was refused and why.
+    fn denied_span(&self, method: &http::Method, why: &str) {
         if let Some(trace) = &self.trace {
             let mut span = trace.client_child(method.as_str());
             span.set("http.request.method", method.as_str());
             span.set("wisp.outcome", "denied");
-            span.fail(format!("denied: {why}"));
+            span.fail(why);
         }
+    }
+
+    fn deny(&self, method: &http::Method, uri: &http::Uri, why: String) -> SendFuture {
+        self.metrics
+            .outbound(OutboundKind::Http, OutboundOutcome::Denied);
+        self.denied_span(method, &format!("denied: {why}"));
         let trace_id = self.trace_id();
         tracing::warn!(
             component = %self.component,
@@ -183,6 +188,10 @@ impl WasiHttpHooks for OutboundHooks {
         if !self.budget.spend(limit) {
             self.metrics
                 .outbound(OutboundKind::Http, OutboundOutcome::Denied);
+            self.denied_span(
+                request.method(),
+                &format!("refused: at most {limit} outbound requests per incoming request"),
+            );
             let trace_id = self.trace_id();
             tracing::warn!(
                 component = %self.component,

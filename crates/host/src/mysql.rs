@@ -425,8 +425,9 @@ async fn query(
     statement: &str,
     values: Vec<MyValue>,
 ) -> Result<RowSet, Failure> {
-    let span = session.span("query");
+    // After the lock: a streamed query before this one holds it until its last row.
     let mut conn = session.conn.lock().await;
+    let span = session.span("query");
     let work = async {
         let mut result = conn
             .exec_iter(statement, params(values))
@@ -459,8 +460,8 @@ async fn query(
 }
 
 async fn execute(session: &Session, statement: &str, values: Vec<MyValue>) -> Result<(), Failure> {
-    let span = session.span("execute");
     let mut conn = session.conn.lock().await;
+    let span = session.span("execute");
     let work = conn.exec_drop(statement, params(values));
     let result = match rdbms::bounded(work).await {
         Some(result) => result.map_err(|e| query_error(session, e)),

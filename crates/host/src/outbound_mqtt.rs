@@ -590,13 +590,13 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
             keep_alive_secs: keep_alive_interval_in_secs,
         };
         let span = self.state.service_span("mqtt", "connect");
-        let connection = connect(&self.state.caps, &address, settings).await;
-        wisp_telemetry::end_with(span, &connection);
-        let connection = match connection {
-            Ok(connection) => connection,
-            Err(e) => return Ok(Err(convert_v2::error(e))),
+        // The span ends on what the guest gets: a connection over its handle limit fails.
+        let opened = match connect(&self.state.caps, &address, settings).await {
+            Ok(connection) => self.push_mqtt(connection)?,
+            Err(e) => Err(e),
         };
-        Ok(self.push_mqtt(connection)?.map_err(convert_v2::error))
+        wisp_telemetry::end_with(span, &opened);
+        Ok(opened.map_err(convert_v2::error))
     }
 
     async fn publish(
@@ -642,15 +642,12 @@ impl<T> v3::HostConnectionWithStore<T> for Capabilities {
             password,
             keep_alive_secs: keep_alive_interval_in_secs,
         };
-        let connection = connect(&caps, &address, settings).await;
-        wisp_telemetry::end_with(span, &connection);
-        let connection = match connection {
-            Ok(connection) => connection,
-            Err(e) => return Ok(Err(convert_v3::error(e))),
+        let opened = match connect(&caps, &address, settings).await {
+            Ok(connection) => accessor.with(|mut access| access.get().push_mqtt(connection))?,
+            Err(e) => Err(e),
         };
-        Ok(accessor
-            .with(|mut access| access.get().push_mqtt(connection))?
-            .map_err(convert_v3::error))
+        wisp_telemetry::end_with(span, &opened);
+        Ok(opened.map_err(convert_v3::error))
     }
 
     async fn publish(

@@ -418,13 +418,15 @@ impl Metrics {
     }
 
     /// Drops the series of `app`'s components that are not in `keep`: called once a new
-    /// version of the app, with these components, has replaced the old one.
+    /// version of the app, with these components, has replaced the old one. The dropped
+    /// ids stay known: requests the old version is still finishing may record again, and
+    /// the next call (or [`Metrics::forget_app`]) removes what they recreate.
     pub fn retain_components<'a>(&self, app: &str, keep: impl IntoIterator<Item = &'a str>) {
         let Some(shared) = &self.0 else { return };
         let keep: BTreeSet<&str> = keep.into_iter().collect();
         let (gone, triggers) = {
-            let mut seen = shared.seen.lock().unwrap_or_else(PoisonError::into_inner);
-            let Some(components) = seen.components.get_mut(app) else {
+            let seen = shared.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(components) = seen.components.get(app) else {
                 return;
             };
             let gone: BTreeSet<String> = components
@@ -432,7 +434,6 @@ impl Metrics {
                 .filter(|c| !keep.contains(c.as_str()))
                 .cloned()
                 .collect();
-            components.retain(|c| keep.contains(c.as_str()));
             (gone, seen.triggers.clone())
         };
         shared.remove_series(app, gone, &triggers);

@@ -232,6 +232,16 @@ fn a_new_version_without_a_component_drops_its_series() {
     }
     let other = metrics.component("other", "dropped");
     other.request("http", Some(200), Outcome::Ok, Duration::from_millis(1));
+    let old_version = metrics.component("app", "dropped");
+    metrics.retain_components("app", ["kept", "added"]);
+    // A request the old version was still finishing records again: the next replace
+    // takes what it recreated.
+    old_version.request("http", Some(500), Outcome::Trap, Duration::from_millis(1));
+    assert!(
+        metrics
+            .encode()
+            .contains(r#"app="app",component="dropped""#)
+    );
     metrics.retain_components("app", ["kept", "added"]);
     // Unknown apps are left alone.
     metrics.retain_components("never-seen", []);
