@@ -35,13 +35,7 @@ bench_build() {
 # it with wrk at concurrency $C (1 s warm-up, then $SECONDS_PER_RUN s), stops it with
 # SIGTERM and prints its req/s.
 measure_rps() { # command...
-  "$@" >/dev/null 2>&1 &
-  local pid=$! threads=$(( C < 2 ? 1 : 2 ))
-  wait_for_200 "$PORT" || true
-  wrk -t$threads -c"$C" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true
-  wrk -t$threads -c"$C" -d"${SECONDS_PER_RUN}s" "http://127.0.0.1:$PORT/" | awk '/^Requests\/sec/ {print $2}'
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  measure_rps_cpu "$@" | awk '{print $1}'
 }
 
 # Like measure_rps, and also the server's CPU time per request over the measured run

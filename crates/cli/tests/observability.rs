@@ -180,7 +180,7 @@ fn prometheus_scrapes_requests_faults_cpu_and_capability_use_per_component() {
     let prometheus_dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(prometheus_dir.path(), metrics);
 
-    let get = |path: &str| request(wisp.addr, "GET", path, &[], b"");
+    let get = |path: &str| wisp.get(path);
     for _ in 0..5 {
         assert_eq!(get("/hello").status, 200);
     }
@@ -346,7 +346,7 @@ fn the_dashboard_renders_every_component_and_follows_the_traffic() {
         );
     }
 
-    let get = |path: &str| request(wisp.addr, "GET", path, &[], b"");
+    let get = |path: &str| wisp.get(path);
     for _ in 0..3 {
         assert_eq!(get("/hello").status, 200);
     }
@@ -619,10 +619,7 @@ fn traces_reach_an_otlp_collector_with_their_parents_and_the_propagated_tracepar
     );
     assert!(called.text().starts_with("status 200"), "{}", called.text());
     // A request without one: a trace of its own, with the key-value calls in it.
-    assert_eq!(
-        request(wisp.addr, "GET", "/caps/kv/check?store=default", &[], b"").text(),
-        "ok"
-    );
+    assert_eq!(wisp.get("/caps/kv/check?store=default").text(), "ok");
 
     let spans = collector.wait_for(|spans| {
         let kv = spans.iter().any(|(_, s)| s.name == "key_value");
@@ -719,16 +716,10 @@ fn traces_reach_an_otlp_collector_with_their_parents_and_the_propagated_tracepar
     redis_client
         .command(&["SET", &format!("{prefix}:from-test"), "set by the test"])
         .unwrap();
-    let redis = request(
-        wisp.addr,
-        "GET",
-        &format!(
-            "/caps/redis/check?addr={}&prefix={prefix}",
-            encode(&redis_url)
-        ),
-        &[],
-        b"",
-    );
+    let redis = wisp.get(&format!(
+        "/caps/redis/check?addr={}&prefix={prefix}",
+        encode(&redis_url)
+    ));
     for suffix in ["from-test", "from-guest", "s"] {
         let _ = redis_client.command(&["DEL", &format!("{prefix}:{suffix}")]);
     }
@@ -738,31 +729,22 @@ fn traces_reach_an_otlp_collector_with_their_parents_and_the_propagated_tracepar
         "the guest's redis round trip"
     );
     // A call the grants do not allow: a failed client span, and a log line with the trace.
-    let denied = request(
-        wisp.addr,
-        "GET",
-        &format!("/caps/http?url={}", encode("http://127.0.0.1:1/x")),
-        &[],
-        b"",
-    );
+    let denied = wisp.get(&format!(
+        "/caps/http?url={}",
+        encode("http://127.0.0.1:1/x")
+    ));
     assert!(denied.text().starts_with("error:"), "{}", denied.text());
     // PostgreSQL and MySQL: a span for the connect and one per statement, a failed
     // statement failed with the server's message.
-    let pg = request(
-        wisp.addr,
-        "GET",
-        &format!("/db/error?iface=pg3&address={}", encode(&postgres_url)),
-        &[],
-        b"",
-    );
+    let pg = wisp.get(&format!(
+        "/db/error?iface=pg3&address={}",
+        encode(&postgres_url)
+    ));
     assert!(pg.text().starts_with("error:"), "{}", pg.text());
-    let mysql = request(
-        wisp.addr,
-        "GET",
-        &format!("/db/reuse?iface=mysql&address={}", encode(&mysql_url)),
-        &[],
-        b"",
-    );
+    let mysql = wisp.get(&format!(
+        "/db/reuse?iface=mysql&address={}",
+        encode(&mysql_url)
+    ));
     assert_eq!(mysql.status, 200, "{}", mysql.text());
     let spans = collector.wait_for(|spans| {
         let databases = ["postgresql", "mysql"].iter().all(|system| {

@@ -402,8 +402,11 @@ impl CapabilitiesCtx<'_> {
         Ok((
             self.table.get(handle)?.conn.clone(),
             self.state.bounded(RESPONSE_TIMEOUT),
-            self.state
-                .service_span("redis", &operation.to_ascii_uppercase()),
+            // Named as Redis spells commands; the name is only built for a traced request.
+            self.state.trace().and_then(|_| {
+                self.state
+                    .service_span("redis", &operation.to_ascii_uppercase())
+            }),
         ))
     }
 
