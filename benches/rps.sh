@@ -11,7 +11,8 @@
 # (kind `wisp-log` is wisp with its default request log on, to measure the log's cost)
 # RPS_CONCURRENCY=64 RPS_RATIOS=0 RPS_STARTUP=0 benches/rps.sh 3
 # Before/after: RPS_WISP_BASELINE=/path/to/an/older/wisp adds kind `wisp-base` (that binary
-# with the same flags), e.g. RPS_KINDS="wisp wisp-base wasmtime" to compare in one run.
+# with the same flags, in the load runs and the start-up table), e.g.
+# RPS_KINDS="wisp wisp-base wasmtime" to compare in one run.
 # Servers are stopped with SIGTERM (background jobs of a script ignore SIGINT).
 # Everything listens on 127.0.0.1 only; every load run stops by itself after its duration.
 set -euo pipefail
@@ -80,9 +81,12 @@ done; done
 echo
 echo "start to first 200 (median of 10, compile cache warm) and idle RSS after the first request"
 FIRST_200="$ROOT/target/release/first-200"
-for kind in wisp wasmtime native; do
+STARTUP_KINDS=(wisp)
+[ -n "${RPS_WISP_BASELINE:-}" ] && STARTUP_KINDS+=(wisp-base)
+for kind in "${STARTUP_KINDS[@]}" wasmtime native; do
   case $kind in
     wisp) cmd=(env WISP_LOG=warn "$WISP" up --from "$GUESTS/hello.wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
+    wisp-base) cmd=(env WISP_LOG=warn "$RPS_WISP_BASELINE" up --from "$GUESTS/hello.wasm" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
     wasmtime) cmd=("$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$GUESTS/hello.wasm") ;;
     native) cmd=("$NATIVE" 127.0.0.1:$PORT) ;;
   esac

@@ -7,6 +7,8 @@
 //! digests. Its shape follows Spin's locked app (`spin_lock_version`, `must_understand`,
 //! `triggers[].trigger_config`, `components[].source`) where that costs nothing.
 
+#[cfg(unix)]
+mod digest_memo;
 mod resolve;
 mod source;
 

@@ -1,10 +1,9 @@
 //! Manifest → LockedApp.
 
-use crate::source::{DEFAULT_MAX_SOURCE_BYTES, SourceError, read_source};
+use crate::source::{DEFAULT_MAX_SOURCE_BYTES, SourceError, source_digest};
 use crate::{
     AppMetadata, ComponentMetadata, LOCKED_APP_VERSION, LockedApp, LockedComponent,
     LockedDependency, LockedFile, LockedSource, LockedTrigger, LockedVariable, absolutize,
-    sha256_digest,
 };
 use indexmap::IndexMap;
 use std::path::{Component as PathComponent, Path, PathBuf};
@@ -85,16 +84,20 @@ fn source_message(error: &SourceError) -> &'static str {
 }
 
 /// Limits applied while resolving an app.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ResolveOptions {
     /// Largest component source read, in bytes.
     pub max_source_bytes: u64,
+    /// A directory where the digests of local sources are remembered while the files are
+    /// unchanged (none: every source is read and hashed each time).
+    pub digest_memo: Option<PathBuf>,
 }
 
 impl Default for ResolveOptions {
     fn default() -> Self {
         Self {
             max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
+            digest_memo: None,
         }
     }
 }
@@ -209,11 +212,14 @@ pub fn resolve_with(
         .values()
         .map(|c| {
             let path = local_path(&c.id, &base, &c.source)?;
-            let bytes = read_source(&path, options.max_source_bytes).map_err(|source| {
-                ResolveError::Source {
-                    component: c.id.clone(),
-                    source,
-                }
+            let digest = source_digest(
+                &path,
+                options.max_source_bytes,
+                options.digest_memo.as_deref(),
+            )
+            .map_err(|source| ResolveError::Source {
+                component: c.id.clone(),
+                source,
             })?;
             Ok(LockedComponent {
                 id: c.id.clone(),
@@ -226,7 +232,7 @@ pub fn resolve_with(
                 },
                 source: LockedSource {
                     content_type: "application/wasm".to_owned(),
-                    digest: sha256_digest(&bytes),
+                    digest,
                     path,
                 },
                 env: c.environment.clone(),
@@ -282,19 +288,22 @@ fn resolve_dependencies(
     let mut dependencies = IndexMap::new();
     for (name, dependency) in &component.dependencies {
         let path = local_path(&component.id, base, &dependency.source)?;
-        let bytes = read_source(&path, options.max_source_bytes).map_err(|source| {
-            ResolveError::Dependency {
-                component: component.id.clone(),
-                dependency: name.clone(),
-                source,
-            }
+        let digest = source_digest(
+            &path,
+            options.max_source_bytes,
+            options.digest_memo.as_deref(),
+        )
+        .map_err(|source| ResolveError::Dependency {
+            component: component.id.clone(),
+            dependency: name.clone(),
+            source,
         })?;
         dependencies.insert(
             name.clone(),
             LockedDependency {
                 source: LockedSource {
                     content_type: "application/wasm".to_owned(),
-                    digest: sha256_digest(&bytes),
+                    digest,
                     path,
                 },
                 export: dependency.export.clone(),
@@ -354,11 +363,15 @@ pub fn from_component_file_with(
 ) -> Result<LockedApp, ResolveError> {
     let path = std::path::absolute(path).unwrap_or(path.to_path_buf());
     let id = component_id_from_file_name(&path);
-    let bytes =
-        read_source(&path, options.max_source_bytes).map_err(|source| ResolveError::Source {
-            component: id.clone(),
-            source,
-        })?;
+    let digest = source_digest(
+        &path,
+        options.max_source_bytes,
+        options.digest_memo.as_deref(),
+    )
+    .map_err(|source| ResolveError::Source {
+        component: id.clone(),
+        source,
+    })?;
     let config = object(serde_json::json!({ "route": "/...", "component": id }));
     Ok(LockedApp {
         spin_lock_version: LOCKED_APP_VERSION,
@@ -381,7 +394,7 @@ pub fn from_component_file_with(
             metadata: ComponentMetadata::default(),
             source: LockedSource {
                 content_type: "application/wasm".to_owned(),
-                digest: sha256_digest(&bytes),
+                digest,
                 path,
             },
             env: IndexMap::new(),

@@ -111,6 +111,32 @@ pub fn open_regular_file(path: &Path, follow_symlinks: bool) -> Result<std::fs::
     Ok(file)
 }
 
+/// The `sha256:` digest of the component source at `path` (a regular file of at most
+/// `max_bytes`, symlinks followed): remembered in `memo` (a directory) while the file is
+/// unchanged, so a large unchanged source is not read and hashed at every start.
+pub(crate) fn source_digest(
+    path: &Path,
+    max_bytes: u64,
+    memo: Option<&Path>,
+) -> Result<String, SourceError> {
+    #[cfg(unix)]
+    if let Some(dir) = memo
+        && let Some(identity) = crate::digest_memo::Identity::of(path)
+        && identity.size() <= max_bytes
+    {
+        if let Some(digest) = crate::digest_memo::remembered(dir, path, identity) {
+            return Ok(digest);
+        }
+        let read_at = std::time::SystemTime::now();
+        let digest = crate::sha256_digest(&read_source(path, max_bytes)?);
+        crate::digest_memo::remember(dir, path, identity, read_at, &digest);
+        return Ok(digest);
+    }
+    #[cfg(not(unix))]
+    let _ = memo;
+    Ok(crate::sha256_digest(&read_source(path, max_bytes)?))
+}
+
 /// Reads a regular file of at most `max_bytes` bytes (symlinks followed: a component's
 /// source may live anywhere the user points it).
 pub fn read_source(path: &Path, max_bytes: u64) -> Result<Vec<u8>, SourceError> {

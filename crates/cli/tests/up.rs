@@ -571,11 +571,18 @@ fn compiled_code_is_cached_and_reused() {
     let wisp = Wisp::up(&["--from", programs::HELLO, "--cache-dir", cache_arg]);
     assert_eq!(wisp.get("/").status, 200);
     drop(wisp);
-    let entries: Vec<_> = std::fs::read_dir(cache.path().join("components"))
+    let mut entries: Vec<_> = std::fs::read_dir(cache.path().join("components"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries.sort();
+    // The compiled code, and its checksum beside it.
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries[0].to_string_lossy().ends_with(".cwasm"), "{entries:?}");
+    assert_eq!(
+        entries[1].to_string_lossy(),
+        format!("{}.sum", entries[0].display())
+    );
     let written = std::fs::metadata(&entries[0]).unwrap().modified().unwrap();
     let wisp = Wisp::up(&["--from", programs::HELLO, "--cache-dir", cache_arg]);
     assert_eq!(wisp.get("/").status, 200);
@@ -584,6 +591,37 @@ fn compiled_code_is_cached_and_reused() {
         std::fs::metadata(&entries[0]).unwrap().modified().unwrap(),
         written
     );
+}
+
+/// A warm start takes a settled source's digest from the cache instead of reading it; a
+/// source rewritten in place (same path) is read again and its new code served.
+#[test]
+fn a_rewritten_source_is_served_after_a_warm_start() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("app.wasm");
+    let source_arg = source.to_str().unwrap();
+    std::fs::copy(programs::HELLO, &source).unwrap();
+    // Only a file unchanged for two seconds before it is read has its digest kept.
+    std::thread::sleep(Duration::from_millis(2100));
+    let wisp = Wisp::up(&["--from", source_arg, "--cache-dir", cache_arg]);
+    assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
+    drop(wisp);
+    let records = std::fs::read_dir(cache.path().join("digests")).unwrap().count();
+    assert_eq!(records, 1);
+
+    // Served from the remembered digest and the cached code.
+    let wisp = Wisp::up(&["--from", source_arg, "--cache-dir", cache_arg]);
+    assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
+    drop(wisp);
+
+    // Rewritten in place with another component: its own code answers.
+    std::fs::write(&source, std::fs::read(programs::ECHO).unwrap()).unwrap();
+    let wisp = Wisp::up(&["--from", source_arg, "--cache-dir", cache_arg]);
+    let response = wisp.get("/again");
+    assert_eq!(response.status, 200, "{}", wisp.stderr());
+    assert!(response.text().starts_with("GET /again"), "{}", response.text());
 }
 
 #[test]

@@ -572,18 +572,29 @@ impl LoadedComponent {
                 code
             }
             None => {
-                let bytes =
-                    read_checked(engine, id, &locked.source.path, &locked.source.digest, None)?;
                 let cache_dir = engine.config().cache_dir.as_deref();
+                // Nor does code in the disk cache, for the same reason: a source changed
+                // since the app was resolved is not what it runs either way, and a large
+                // one (a JavaScript or Python runtime, tens of MB) is not read and hashed
+                // again at every start.
                 let cached = crate::cache::cached(engine.engine(), cache_dir, &code_digest);
                 engine.metrics.compiled(cached.is_some().then_some("disk"));
-                let component = if let Some(cached) = cached {
-                    cached
-                } else if locked.dependencies.is_empty() {
-                    crate::cache::compile(engine.engine(), cache_dir, id, &code_digest, &bytes)?
-                } else {
-                    let composed = compose_dependencies(engine, locked, bytes)?;
-                    crate::cache::compile(engine.engine(), cache_dir, id, &code_digest, &composed)?
+                let component = match cached {
+                    Some(cached) => cached,
+                    None => {
+                        let bytes = read_checked(
+                            engine,
+                            id,
+                            &locked.source.path,
+                            &locked.source.digest,
+                            None,
+                        )?;
+                        let code = match locked.dependencies.is_empty() {
+                            true => bytes,
+                            false => compose_dependencies(engine, locked, bytes)?,
+                        };
+                        crate::cache::compile(engine.engine(), cache_dir, id, &code_digest, &code)?
+                    }
                 };
                 engine.code.insert(&code_digest, component)
             }

@@ -201,12 +201,15 @@ impl Settings {
             max_component_bytes: args.max_component_size_mb << 20,
             memory_budget,
         };
+        // Source digests are remembered beside the compiled code, while that cache is on.
+        let digest_memo = engine.cache_dir.as_ref().map(|dir| dir.join("digests"));
         Ok(Settings {
             engine,
             runtime_config,
             server,
             resolve: wisp_app::ResolveOptions {
                 max_source_bytes: args.max_component_size_mb << 20,
+                digest_memo,
             },
             max_request_body: args.max_request_body_mb << 20,
             guest_output: wisp_runtime::GuestOutput::All,
@@ -239,9 +242,34 @@ impl Settings {
     /// tracing as the `OTEL_*` variables configure it (call it inside the async runtime:
     /// the span exporter is a task).
     pub(crate) fn runtime(&self) -> Result<Runtime> {
+        self.runtime_with(self.start_engine())
+    }
+
+    /// Starts creating the engine these settings describe on a thread of its own: that
+    /// sets up its instance pools (a guarded fiber stack per slot: about 1.5 ms at the
+    /// default 256 slots here), which needs nothing else, so it runs while the caller
+    /// resolves the app and binds its listener. [`Settings::runtime_with`] takes it.
+    pub(crate) fn start_engine(&self) -> EngineStart {
+        let config = self.engine.clone();
+        let creating = std::thread::Builder::new()
+            .name("wisp-engine-setup".to_owned())
+            .spawn({
+                let config = config.clone();
+                move || wisp_engine::WispEngine::new(config)
+            });
+        match creating {
+            Ok(thread) => EngineStart::Creating(thread),
+            // No thread to spare: create it when it is needed, on the caller's.
+            Err(_) => EngineStart::Later(config),
+        }
+    }
+
+    /// [`Settings::runtime`] with an engine from [`Settings::start_engine`].
+    pub(crate) fn runtime_with(&self, engine: EngineStart) -> Result<Runtime> {
         let tracing = wisp_telemetry::Tracing::from_env()
             .context("OpenTelemetry tracing is misconfigured; fix or unset the variable")?;
-        let engine = wisp_engine::WispEngine::new(self.engine.clone())
+        let engine = engine
+            .finish()
             .map_err(|e| {
                 super::RuntimeFailure::wrap(
                     anyhow::Error::new(e).context("cannot create the wasm engine"),
@@ -255,6 +283,24 @@ impl Settings {
                 default_body_limit: self.max_request_body,
             }),
         ))
+    }
+}
+
+/// An engine being created (see [`Settings::start_engine`]).
+pub(crate) enum EngineStart {
+    Creating(std::thread::JoinHandle<Result<wisp_engine::WispEngine, wisp_engine::EngineError>>),
+    Later(EngineConfig),
+}
+
+impl EngineStart {
+    /// The engine, once created.
+    fn finish(self) -> Result<wisp_engine::WispEngine, wisp_engine::EngineError> {
+        match self {
+            Self::Creating(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Self::Later(config) => wisp_engine::WispEngine::new(config),
+        }
     }
 }
 

@@ -164,6 +164,7 @@ pub fn run(args: UpArgs) -> Result<()> {
         super::build::build_manifest(args.manifest.as_deref(), args.json)?;
     }
     let mut settings = Settings::from_args(&args)?;
+    let engine = settings.start_engine();
     let (mut locked, app_dir, from_file) = runtime.block_on(resolve(&args, &settings.resolve))?;
     settings.guest_output = apply_app_flags(&mut locked, &args)?;
     let state_dir = args
@@ -188,7 +189,7 @@ pub fn run(args: UpArgs) -> Result<()> {
             settings.metrics = registry.clone();
         }
         seed_stores(&args, &settings, &paths).await?;
-        let wisp = settings.runtime()?;
+        let wisp = settings.runtime_with(engine)?;
         let generation = serve::load(&wisp, locked, &settings, paths).await?;
         let address = match &listener {
             Some(listener) => Some(
