@@ -25,17 +25,25 @@ CACHES="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$CACHES"' EXIT
 
 # Median "ms rss_kib" of RUNS starts of command..., after one start that fills its caches;
-# "n/a" when the command never answers 200.
+# "n/a" when the command never answers 200, or when any counted start fails (said on
+# stderr): a failed start must not pull the median down.
 median_start() {
   if ! timeout 300 "$FIRST_200" 127.0.0.1:$PORT -- "$@" >/dev/null 2>&1; then
     echo "n/a"
     return
   fi
-  local runs=()
+  local runs=() out
   for _ in $(seq 1 "$RUNS"); do
-    runs+=("$(timeout 60 "$FIRST_200" 127.0.0.1:$PORT -- "$@" 2>/dev/null)")
+    if ! out=$(timeout 60 "$FIRST_200" 127.0.0.1:$PORT -- "$@" 2>/dev/null) ||
+        ! [[ $out =~ ^[0-9.]+\ [0-9]+$ ]]; then
+      echo "a start of $1 failed (${out:-no output}); not reporting a median" >&2
+      echo "n/a"
+      return
+    fi
+    runs+=("$out")
   done
-  printf '%s\n' "${runs[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"
+  # The middle run (the upper of the two middle ones for an even count).
+  printf '%s\n' "${runs[@]}" | sort -n | sed -n "$(( RUNS / 2 + 1 ))p"
 }
 
 show() { # name "ms kib"|n/a

@@ -32,13 +32,15 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
-    /// The identity of the regular file at `path` (symlinks followed), if it is one.
+    /// The identity of the regular file at `path` (symlinks followed), if it is one. Read
+    /// from the opened file, not the path: opening makes a network filesystem (NFS)
+    /// revalidate the attributes it caches, which a `stat` of the path may serve stale.
     pub(crate) fn of(path: &Path) -> Option<Self> {
         use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(path).ok()?;
-        if !meta.is_file() {
-            return None;
-        }
+        let meta = crate::source::open_regular_file(path, true)
+            .ok()?
+            .metadata()
+            .ok()?;
         let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
         Some(Self {
             device: meta.dev(),

@@ -578,7 +578,10 @@ fn compiled_code_is_cached_and_reused() {
     entries.sort();
     // The compiled code, and its checksum beside it.
     assert_eq!(entries.len(), 2, "{entries:?}");
-    assert!(entries[0].to_string_lossy().ends_with(".cwasm"), "{entries:?}");
+    assert!(
+        entries[0].to_string_lossy().ends_with(".cwasm"),
+        "{entries:?}"
+    );
     assert_eq!(
         entries[1].to_string_lossy(),
         format!("{}.sum", entries[0].display())
@@ -593,22 +596,110 @@ fn compiled_code_is_cached_and_reused() {
     );
 }
 
+/// A compile cache on a `noexec` mount (as `/tmp` often is) cannot have its code mapped
+/// executable: entries are then loaded by copy, not discarded and recompiled at every start.
+#[test]
+fn a_cache_on_a_noexec_mount_is_still_used() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test mounts a noexec tmpfs and must run as root"
+    );
+    struct Mounted(tempfile::TempDir);
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+    let mount = Mounted(tempfile::tempdir().unwrap());
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "noexec,size=64m", "wisp-noexec-cache"])
+        .arg(mount.0.path())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "mount -t tmpfs -o noexec failed: {status}"
+    );
+    let cache_arg = mount.0.path().to_str().unwrap();
+    let wisp = Wisp::up(&["--from", programs::HELLO, "--cache-dir", cache_arg]);
+    assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
+    assert!(
+        wisp.stderr().contains("compiling component"),
+        "{}",
+        wisp.stderr()
+    );
+    drop(wisp);
+    let wisp = Wisp::up(&["--from", programs::HELLO, "--cache-dir", cache_arg]);
+    assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
+    let stderr = wisp.stderr();
+    assert!(!stderr.contains("compiling component"), "{stderr}");
+    assert!(!stderr.contains("discarding"), "{stderr}");
+}
+
+/// `wasm` with a custom section appended so that it is exactly `size` bytes long.
+fn padded_to(wasm: &[u8], size: usize) -> Vec<u8> {
+    fn leb128(mut value: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let room = size - wasm.len();
+    for length_bytes in 1..=5 {
+        // Section id, the contents' length, then the name "pad" and the padding.
+        let Some(contents) = room.checked_sub(1 + length_bytes) else {
+            continue;
+        };
+        let mut encoded = Vec::new();
+        leb128(contents, &mut encoded);
+        if encoded.len() != length_bytes {
+            continue;
+        }
+        let mut out = wasm.to_vec();
+        out.push(0);
+        out.extend_from_slice(&encoded);
+        out.extend_from_slice(&[3, b'p', b'a', b'd']);
+        out.resize(size, 0);
+        return out;
+    }
+    panic!("cannot pad {} bytes to {size}", wasm.len());
+}
+
 /// A warm start takes a settled source's digest from the cache instead of reading it; a
-/// source rewritten in place (same path) is read again and its new code served.
+/// source rewritten in place with other contents of the same size, its modification time
+/// put back, is still read again (its change time moved) and its new code served.
 #[test]
 fn a_rewritten_source_is_served_after_a_warm_start() {
+    let hello = std::fs::read(programs::HELLO).unwrap();
+    let echo = std::fs::read(programs::ECHO).unwrap();
+    let size = hello.len().max(echo.len()) + 64;
     let cache = tempfile::tempdir().unwrap();
     let cache_arg = cache.path().to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("app.wasm");
     let source_arg = source.to_str().unwrap();
-    std::fs::copy(programs::HELLO, &source).unwrap();
+    std::fs::write(&source, padded_to(&hello, size)).unwrap();
+    let modified = std::fs::metadata(&source).unwrap().modified().unwrap();
     // Only a file unchanged for two seconds before it is read has its digest kept.
     std::thread::sleep(Duration::from_millis(2100));
     let wisp = Wisp::up(&["--from", source_arg, "--cache-dir", cache_arg]);
-    assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
+    assert_eq!(
+        wisp.get("/").text(),
+        "Hello from Wisp\n",
+        "{}",
+        wisp.stderr()
+    );
     drop(wisp);
-    let records = std::fs::read_dir(cache.path().join("digests")).unwrap().count();
+    let records = std::fs::read_dir(cache.path().join("digests"))
+        .unwrap()
+        .count();
     assert_eq!(records, 1);
 
     // Served from the remembered digest and the cached code.
@@ -616,12 +707,27 @@ fn a_rewritten_source_is_served_after_a_warm_start() {
     assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
     drop(wisp);
 
-    // Rewritten in place with another component: its own code answers.
-    std::fs::write(&source, std::fs::read(programs::ECHO).unwrap()).unwrap();
+    // Rewritten in place: same size, same modification time, another component.
+    std::fs::write(&source, padded_to(&echo, size)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&source)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let metadata = std::fs::metadata(&source).unwrap();
+    assert_eq!(
+        (metadata.len(), metadata.modified().unwrap()),
+        (size as u64, modified)
+    );
     let wisp = Wisp::up(&["--from", source_arg, "--cache-dir", cache_arg]);
     let response = wisp.get("/again");
     assert_eq!(response.status, 200, "{}", wisp.stderr());
-    assert!(response.text().starts_with("GET /again"), "{}", response.text());
+    assert!(
+        response.text().starts_with("GET /again"),
+        "{}",
+        response.text()
+    );
 }
 
 #[test]

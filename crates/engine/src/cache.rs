@@ -237,9 +237,33 @@ fn load_entry(engine: &wasmtime::Engine, path: &Path) -> Result<Option<Component
     if expected != actual {
         return Err("checksum mismatch".to_owned());
     }
-    deserialize_checked_file(engine, path, &file)
-        .map(Some)
-        .map_err(|e| format!("{e:#}"))
+    let mapped = match deserialize_checked_file(engine, path, &file) {
+        Ok(component) => return Ok(Some(component)),
+        Err(e) => e,
+    };
+    // Mapping fails where the code cannot be made executable in place (a cache directory
+    // on a `noexec` mount) or without `/proc`: copy it into memory as before mapping
+    // existed, from the same open file, checked again. Only if that fails too is the
+    // entry broken.
+    let mut code = Vec::new();
+    use std::io::Seek as _;
+    (&file)
+        .seek(std::io::SeekFrom::Start(0))
+        .and_then(|_| (&file).read_to_end(&mut code))
+        .map_err(|e| e.to_string())?;
+    if checksum_of(code.as_slice()).map_err(|e| e.to_string())? != actual {
+        return Err("checksum mismatch".to_owned());
+    }
+    match deserialize(engine, &code) {
+        Ok(component) => {
+            tracing::debug!(
+                "compile cache entry {} loaded by copy: it could not be mapped ({mapped:#})",
+                path.display()
+            );
+            Ok(Some(component))
+        }
+        Err(e) => Err(format!("{e:#}")),
+    }
 }
 
 /// Maps the code of the entry at `path` whose contents `file` (open on it) just passed
@@ -300,7 +324,9 @@ fn store_entry(path: &Path, code: &[u8]) -> std::io::Result<()> {
     reason = "deserializing compiled code is unsafe in wasmtime's API"
 )]
 fn deserialize(engine: &wasmtime::Engine, code: &[u8]) -> wasmtime::Result<Component> {
-    // SAFETY: `code` is what `precompile_component` just returned in this process.
+    // SAFETY: `code` is what `precompile_component` just returned in this process, or a
+    // cache entry's code read into memory after it passed its checksum (see
+    // `deserialize_checked_file`); wasmtime additionally checks the header and settings.
     unsafe { Component::deserialize(engine, code) }
 }
 
