@@ -16,6 +16,8 @@
 #   docker-registry and htpasswd are only installed: the OCI tests start their own.
 #   iproute2 and dnsmasq-base are only installed: the SSRF tests run them in network
 #   namespaces they create.
+#   containerd, runc, umoci and busybox-static are only installed: the shim's tests start
+#   their own containerd.
 #   prometheus and chromium are only installed: the observability tests start their own
 #   Prometheus on a free port and render the dashboard in headless Chromium.
 set -euo pipefail
@@ -63,6 +65,12 @@ command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsm
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 # The dashboard test renders its page in headless Chromium.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The shim's tests run a private containerd (runc runs a busybox container beside the
+# shim's), building their images with umoci; the shim itself builds against libseccomp.
+command -v containerd >/dev/null 2>&1 || missing+=(containerd)
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || missing+=(runc)
+command -v umoci >/dev/null 2>&1 || missing+=(umoci)
+[ -x /bin/busybox ] || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -194,6 +194,16 @@ pub enum LockedAppError {
     Invalid(String),
 }
 
+/// A component id that is not one of the app's.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{id}: the app has no such component; it has {}", known.join(", "))]
+pub struct UnknownComponent {
+    /// The id asked for.
+    pub id: String,
+    /// The app's component ids.
+    pub known: Vec<String>,
+}
+
 impl LockedApp {
     /// Parses and checks a LockedApp from JSON.
     pub fn from_json(bytes: &[u8]) -> Result<Self, LockedAppError> {
@@ -317,6 +327,36 @@ impl LockedApp {
             }
         }
         Ok(())
+    }
+
+    /// Keeps only the components `ids` names and the triggers that run them (a trigger
+    /// with a static response and no component stays): `wisp up -c` and SpinKube's
+    /// `SPIN_COMPONENTS_TO_RETAIN`. Empty `ids` keeps everything. An unknown id is an
+    /// [`UnknownComponent`] error listing the app's components.
+    pub fn retain_components(&mut self, ids: &[String]) -> Result<(), UnknownComponent> {
+        self.check_component_ids(ids)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.components.retain(|c| ids.contains(&c.id));
+        self.triggers.retain(|t| {
+            match t.trigger_config.get("component").and_then(|c| c.as_str()) {
+                Some(component) => ids.iter().any(|id| id == component),
+                None => true,
+            }
+        });
+        Ok(())
+    }
+
+    /// Whether every id in `ids` names a component of the app.
+    pub fn check_component_ids(&self, ids: &[String]) -> Result<(), UnknownComponent> {
+        match ids.iter().find(|id| self.component(id).is_none()) {
+            Some(id) => Err(UnknownComponent {
+                id: id.clone(),
+                known: self.components.iter().map(|c| c.id.clone()).collect(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Looks up a component by id.

@@ -60,16 +60,29 @@ fn cgroup_memory_limit() -> Option<u64> {
             continue;
         };
         let path = path.trim_start_matches('/');
-        let file = if controllers.is_empty() {
-            format!("/sys/fs/cgroup/{path}/memory.max")
+        let (file, at_root) = if controllers.is_empty() {
+            (
+                format!("/sys/fs/cgroup/{path}/memory.max"),
+                "/sys/fs/cgroup/memory.max",
+            )
         } else if controllers.split(',').any(|c| c == "memory") {
-            format!("/sys/fs/cgroup/memory/{path}/memory.limit_in_bytes")
+            (
+                format!("/sys/fs/cgroup/memory/{path}/memory.limit_in_bytes"),
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            )
         } else {
             continue;
         };
-        if let Some(limit) = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|text| text.trim().parse::<u64>().ok())
+        // Inside a container the hierarchy is usually mounted from the container's own
+        // cgroup, so its path is not found under the mount and its limit is at the root.
+        // Outside one the root has no limit, so reading it there changes nothing.
+        let read = |file: &str| {
+            std::fs::read_to_string(file)
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+        };
+        if let Some(limit) = read(&file)
+            .or_else(|| read(at_root))
             // cgroup v1 spells "no limit" as a huge page-rounded number.
             .filter(|limit| *limit < (1 << 60))
         {

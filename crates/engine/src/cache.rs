@@ -62,9 +62,7 @@ pub(crate) fn compile(
         "compiling component `{component_id}` ({:.1} MiB of wasm) to native code",
         component_bytes.len() as f64 / (1024.0 * 1024.0)
     );
-    let serialized = engine
-        .precompile_component(&component_bytes)
-        .map_err(|e| invalid(format!("is not a valid component: {e:#}")))?;
+    let serialized = precompile_component(engine, &component_bytes).map_err(invalid)?;
     tracing::info!(
         "compiled component `{component_id}` in {:.1?}{}",
         started.elapsed(),
@@ -189,14 +187,117 @@ const LOAD_REWRITES: &str = "wasi-0.3.0-rc-2026-03-15-as-0.3.0";
 /// this one (they stay on disk, unused). Version 1 put a sha256 before the code.
 const ENTRY_LAYOUT: &str = "code-and-xxh3-sum";
 
-fn entry_path(engine: &wasmtime::Engine, dir: &Path, digest: &str) -> PathBuf {
+/// What compiled code must match to be used by `engine`: its compatibility hash, the
+/// load-time rewrites and the entry layout.
+pub(crate) fn entry_key(engine: &wasmtime::Engine) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     LOAD_REWRITES.hash(&mut hasher);
     ENTRY_LAYOUT.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn entry_path(engine: &wasmtime::Engine, dir: &Path, digest: &str) -> PathBuf {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     dir.join("components")
-        .join(format!("{hex}-{:016x}.cwasm", hasher.finish()))
+        .join(format!("{hex}-{:016x}.cwasm", entry_key(engine)))
+}
+
+/// Compiles a component (already through [`to_component`]).
+fn precompile_component(engine: &wasmtime::Engine, component: &[u8]) -> Result<Vec<u8>, String> {
+    engine
+        .precompile_component(component)
+        .map_err(|e| format!("is not a valid component: {e:#}"))
+}
+
+/// The start of a precompiled package: compiled code packed with its source for storage
+/// outside the compile cache (a containerd content store), see [`package`].
+const PACKAGE_MAGIC: &[u8; 8] = b"WISPPKG1";
+
+/// Packs `wasm` with its compiled code: `PACKAGE_MAGIC`, the engine's entry key (u64 LE),
+/// the source's length (u64 LE) and bytes, the code's XXH3-128, then the code. The source
+/// travels along so the package can always be checked against the digest it stands for
+/// and recompiled when its code does not fit.
+pub(crate) fn package(
+    engine: &wasmtime::Engine,
+    component_id: &str,
+    wasm: &[u8],
+) -> Result<Vec<u8>, EngineError> {
+    let invalid = |message: String| EngineError::Invalid {
+        component: component_id.to_owned(),
+        message,
+    };
+    if wasmtime::Engine::detect_precompiled(wasm).is_some() {
+        return Err(invalid(
+            "is precompiled native code, not WebAssembly".to_owned(),
+        ));
+    }
+    let component = to_component(wasm).map_err(invalid)?;
+    let code = precompile_component(engine, &component).map_err(invalid)?;
+    let sum = checksum_of(code.as_slice()).expect("reading memory cannot fail");
+    let mut package =
+        Vec::with_capacity(PACKAGE_MAGIC.len() + 16 + wasm.len() + CHECKSUM_LEN + code.len());
+    package.extend_from_slice(PACKAGE_MAGIC);
+    package.extend_from_slice(&entry_key(engine).to_le_bytes());
+    package.extend_from_slice(&(wasm.len() as u64).to_le_bytes());
+    package.extend_from_slice(wasm);
+    package.extend_from_slice(&sum);
+    package.extend_from_slice(&code);
+    Ok(package)
+}
+
+/// What became of a precompiled package's code (`WispEngine::unpack_precompiled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpacked {
+    /// The code fits this engine and passed its checksum; it is now the cache entry for the
+    /// source's digest.
+    Cached,
+    /// The code was compiled by another engine or build: only the source is used.
+    Foreign,
+    /// The code failed its checksum: only the source is used.
+    Damaged,
+    /// No cache to put the code in: only the source is used.
+    NoCache,
+}
+
+/// The source in `package` (see [`package`]), and, when its code fits `engine` and passes
+/// its checksum, that code stored in the cache under `cache_dir` as the entry for the
+/// source's digest, so loading the source finds it there. The caller checks the source
+/// against the digest it expects. `Err`: not a package, or cut short.
+pub(crate) fn unpackage<'a>(
+    engine: &wasmtime::Engine,
+    cache_dir: Option<&Path>,
+    package: &'a [u8],
+) -> Result<(&'a [u8], Unpacked), String> {
+    let rest = package
+        .strip_prefix(PACKAGE_MAGIC.as_slice())
+        .ok_or("is not a package of precompiled code (wrong magic)")?;
+    let cut_short = || "is cut short".to_owned();
+    let (key, rest) = rest.split_first_chunk::<8>().ok_or_else(cut_short)?;
+    let (length, rest) = rest.split_first_chunk::<8>().ok_or_else(cut_short)?;
+    let length = usize::try_from(u64::from_le_bytes(*length)).map_err(|_| cut_short())?;
+    if rest.len() < length {
+        return Err(cut_short());
+    }
+    let (wasm, rest) = rest.split_at(length);
+    let (sum, code) = rest
+        .split_first_chunk::<CHECKSUM_LEN>()
+        .ok_or_else(cut_short)?;
+    if u64::from_le_bytes(*key) != entry_key(engine) {
+        return Ok((wasm, Unpacked::Foreign));
+    }
+    if checksum_of(code).expect("reading memory cannot fail") != *sum {
+        return Ok((wasm, Unpacked::Damaged));
+    }
+    let Some(dir) = cache_dir else {
+        return Ok((wasm, Unpacked::NoCache));
+    };
+    let path = entry_path(engine, dir, &wisp_app::sha256_digest(wasm));
+    if let Err(err) = store_entry(&path, code) {
+        tracing::warn!("cannot write compile cache {}: {err}", path.display());
+        return Ok((wasm, Unpacked::NoCache));
+    }
+    Ok((wasm, Unpacked::Cached))
 }
 
 /// The checksum file beside the entry at `path`.
@@ -427,6 +528,54 @@ mod tests {
         std::fs::write(sum_path(&path), &sum).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert!(load_entry(&engine, &path).unwrap().is_none());
+    }
+
+    #[test]
+    fn packages_fill_the_cache_only_when_their_code_fits_and_is_intact() {
+        let engine = engine();
+        let wasm = std::fs::read(wisp_test_programs::HELLO).unwrap();
+        let digest = wisp_app::sha256_digest(&wasm);
+        let package = package(&engine, "hello", &wasm).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let (source, unpacked) = unpackage(&engine, Some(dir.path()), &package).unwrap();
+        assert_eq!((source, unpacked), (wasm.as_slice(), Unpacked::Cached));
+        // The entry is what compiling would have cached: a hit, no compile.
+        assert!(cached(&engine, Some(dir.path()), &digest).is_some());
+
+        // Damaged code is not cached; the source still comes out whole.
+        let dir = tempfile::tempdir().unwrap();
+        let mut damaged = package.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        let (source, unpacked) = unpackage(&engine, Some(dir.path()), &damaged).unwrap();
+        assert_eq!((source, unpacked), (wasm.as_slice(), Unpacked::Damaged));
+        assert!(cached(&engine, Some(dir.path()), &digest).is_none());
+
+        // Code from an engine with other settings is not used.
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .cranelift_opt_level(wasmtime::OptLevel::None);
+        let other = wasmtime::Engine::new(&config).unwrap();
+        let foreign = super::package(&other, "hello", &wasm).unwrap();
+        let (source, unpacked) = unpackage(&engine, Some(dir.path()), &foreign).unwrap();
+        assert_eq!((source, unpacked), (wasm.as_slice(), Unpacked::Foreign));
+        assert!(cached(&engine, Some(dir.path()), &digest).is_none());
+
+        // Not a package, or one cut short, is an error.
+        assert!(
+            unpackage(&engine, None, &wasm)
+                .unwrap_err()
+                .contains("wrong magic")
+        );
+        assert!(
+            unpackage(&engine, None, &package[..20])
+                .unwrap_err()
+                .contains("cut short")
+        );
+        let (_, unpacked) = unpackage(&engine, None, &package).unwrap();
+        assert_eq!(unpacked, Unpacked::NoCache);
     }
 
     #[test]

@@ -292,6 +292,64 @@ impl WispEngine {
     }
 }
 
+impl WispEngine {
+    /// The source of a package [`Precompiler::package`] wrote, with its compiled code put
+    /// in this engine's compile cache for that source's digest when the code fits this
+    /// engine and passes its checksum ([`PrecompiledCode::Cached`]); then loading the
+    /// source does not compile it. Code that does not fit, or is damaged, is dropped and
+    /// the source compiles as usual: precompiled code is never trusted blindly. The caller
+    /// checks the source against the digest it expects. An error means `package` is not
+    /// one (or is cut short).
+    pub fn unpack_precompiled<'a>(
+        &self,
+        package: &'a [u8],
+    ) -> Result<(&'a [u8], PrecompiledCode), EngineError> {
+        cache::unpackage(&self.engine, self.config.cache_dir.as_deref(), package).map_err(
+            |message| EngineError::Invalid {
+                component: "(precompiled)".to_owned(),
+                message,
+            },
+        )
+    }
+}
+
+pub use cache::Unpacked as PrecompiledCode;
+
+/// Compiles components ahead of time, outside any app, into packages a [`WispEngine`] with
+/// the same settings takes back ([`WispEngine::unpack_precompiled`]): the containerd shim's
+/// precompile hook, whose output containerd keeps in its content store.
+pub struct Precompiler {
+    engine: wasmtime::Engine,
+}
+
+impl std::fmt::Debug for Precompiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Precompiler").finish_non_exhaustive()
+    }
+}
+
+impl Precompiler {
+    /// A compiler making code for engines with `config`'s settings. It reserves no instance
+    /// pool (the pool does not change the code).
+    pub fn new(config: &EngineConfig) -> Result<Self, EngineError> {
+        Ok(Self {
+            engine: build(config, false)?,
+        })
+    }
+
+    /// Changes whenever the code this compiler makes would not fit an engine that used
+    /// an earlier key (another wasmtime, other settings, another entry layout).
+    pub fn cache_key(&self) -> u64 {
+        cache::entry_key(&self.engine)
+    }
+
+    /// `wasm` (a component, or a core module, componentized as at load) with its compiled
+    /// code, packed for [`WispEngine::unpack_precompiled`].
+    pub fn package(&self, component_id: &str, wasm: &[u8]) -> Result<Vec<u8>, EngineError> {
+        cache::package(&self.engine, component_id, wasm)
+    }
+}
+
 fn build(config: &EngineConfig, pooling: bool) -> Result<wasmtime::Engine, EngineError> {
     wasmtime::Engine::new(&wasmtime_config(config, pooling))
         .map_err(|e| EngineError::Config(format!("{e:#}")))
@@ -392,5 +450,30 @@ mod printable_tests {
         assert_eq!(printable("a\u{1b}[31mred"), "a\\u{1b}[31mred");
         assert_eq!(printable("x\u{202e}y\u{7}"), "x\\u{202e}y\\u{7}");
         assert_eq!(printable("\u{61c}"), "\\u{61c}");
+    }
+}
+
+#[cfg(test)]
+mod precompile_tests {
+    use super::*;
+
+    #[test]
+    fn a_precompiled_package_fills_a_pooling_engines_cache() {
+        // The precompiler builds no pool; its code must still fit the pooling engine.
+        let dir = tempfile::tempdir().unwrap();
+        let config = EngineConfig {
+            cache_dir: Some(dir.path().to_owned()),
+            max_instances: 4,
+            ..EngineConfig::default()
+        };
+        let precompiler = Precompiler::new(&config).unwrap();
+        let wasm = std::fs::read(wisp_test_programs::HELLO).unwrap();
+        let package = precompiler.package("hello", &wasm).unwrap();
+        let engine = WispEngine::new(config).unwrap();
+        assert!(engine.pooling());
+        let (source, used) = engine.unpack_precompiled(&package).unwrap();
+        assert_eq!(source, wasm.as_slice());
+        assert_eq!(used, PrecompiledCode::Cached);
+        assert_eq!(precompiler.cache_key(), cache::entry_key(engine.engine()));
     }
 }

@@ -49,6 +49,10 @@ pub struct RuntimeConfig {
     /// environment (`SPIN_VARIABLE_*`) or a `.env` file: a host running many apps sets
     /// this so no app reads what the environment holds for another.
     pub isolated_environment: bool,
+    /// The environment `type = "env"` providers (and the default `SPIN_VARIABLE_*` one)
+    /// read; `None` reads the process's. The containerd shim sets the container's, which
+    /// is not the process environment it runs in.
+    pub environment: Option<Arc<std::collections::HashMap<String, String>>>,
     /// The file's text, which capabilities deserialize their tables from.
     text: Arc<str>,
     /// The top-level keys with their line, in file order.

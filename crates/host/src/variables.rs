@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use indexmap::IndexMap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use wasmtime::component::{Accessor, Linker};
 use wisp_app::LockedApp;
 
@@ -83,6 +84,8 @@ impl CapabilitiesCtx<'_> {
 /// ones). An app variable's `default` applies when none has it.
 pub(crate) struct Providers {
     providers: Vec<Provider>,
+    /// What `Env` providers read instead of the process environment.
+    environment: Option<Arc<HashMap<String, String>>>,
 }
 
 /// A `.env` file's path and its `KEY=value` pairs.
@@ -124,16 +127,21 @@ impl Providers {
         if !runtime.isolated_environment {
             providers.push(default_env);
         }
-        Ok(Self { providers })
+        Ok(Self {
+            providers,
+            environment: runtime.environment.clone(),
+        })
     }
 
     fn lookup(&self, name: &str) -> Option<String> {
         self.providers.iter().find_map(|provider| match provider {
             Provider::Env { prefix, dotenv } => {
                 let key = env_name(prefix, name);
-                std::env::var(&key)
-                    .ok()
-                    .or_else(|| dotenv.as_ref().and_then(|(_, m)| m.get(&key).cloned()))
+                let set = match &self.environment {
+                    Some(environment) => environment.get(&key).cloned(),
+                    None => std::env::var(&key).ok(),
+                };
+                set.or_else(|| dotenv.as_ref().and_then(|(_, m)| m.get(&key).cloned()))
             }
             Provider::Static(values) => values.get(name).cloned(),
         })
@@ -440,5 +448,48 @@ mod tests {
             providers.describe(),
             "static (1 values), then env SPIN_VARIABLE_*"
         );
+    }
+
+    #[test]
+    fn a_given_environment_replaces_the_process_environment() {
+        // PATH is set in every test process; a given environment must hide it.
+        let mut runtime = RuntimeConfig::default();
+        runtime
+            .variables_providers
+            .push(VariablesProviderConfig::Env {
+                prefix: "WISP_TEST_CONTAINER".to_owned(),
+                dotenv_path: None,
+            });
+        runtime.environment = Some(Arc::new(
+            [
+                ("WISP_TEST_CONTAINER_TOKEN".to_owned(), "custom".to_owned()),
+                (
+                    "SPIN_VARIABLE_API_KEY".to_owned(),
+                    "from-container".to_owned(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        ));
+        let paths = AppPaths {
+            state_dir: PathBuf::from("/nonexistent"),
+            app_dir: None,
+            files_dir: None,
+        };
+        let providers = Providers::new(&runtime, &paths).unwrap();
+        assert_eq!(providers.lookup("token").as_deref(), Some("custom"));
+        assert_eq!(
+            providers.lookup("api_key").as_deref(),
+            Some("from-container")
+        );
+        assert!(std::env::var("PATH").is_ok());
+        runtime
+            .variables_providers
+            .push(VariablesProviderConfig::Env {
+                prefix: "PA".to_owned(),
+                dotenv_path: None,
+            });
+        let providers = Providers::new(&runtime, &paths).unwrap();
+        assert_eq!(providers.lookup("th"), None, "the process's PATH leaked");
     }
 }

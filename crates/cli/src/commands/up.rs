@@ -319,31 +319,16 @@ pub(crate) async fn bind_listen(
 /// Keeps only `ids` (`--component-id`) and the triggers that run them; an unknown id is an
 /// error naming the app's components.
 fn retain_components(locked: &mut LockedApp, ids: &[String]) -> Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    check_component_ids(locked, "--component-id", ids)?;
-    locked.components.retain(|c| ids.contains(&c.id));
-    locked.triggers.retain(|t| {
-        match t.trigger_config.get("component").and_then(|c| c.as_str()) {
-            Some(component) => ids.iter().any(|id| id == component),
-            // A static response needs no component.
-            None => true,
-        }
-    });
-    Ok(())
+    locked
+        .retain_components(ids)
+        .map_err(|e| anyhow::anyhow!("--component-id {e}"))
 }
 
 /// Every id `flag` names is a component of the app; the error lists the app's.
 fn check_component_ids(locked: &LockedApp, flag: &str, ids: &[String]) -> Result<()> {
-    let known: Vec<&str> = locked.components.iter().map(|c| c.id.as_str()).collect();
-    match ids.iter().find(|id| !known.contains(&id.as_str())) {
-        Some(id) => anyhow::bail!(
-            "{flag} {id}: the app has no such component; it has {}",
-            known.join(", ")
-        ),
-        None => Ok(()),
-    }
+    locked
+        .check_component_ids(ids)
+        .map_err(|e| anyhow::anyhow!("{flag} {e}"))
 }
 
 /// Whose output `--quiet` / `--follow` let through; a followed id must be a component.

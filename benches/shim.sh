@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# The containerd shim against the other ways to run the same hello component, in one run:
+#   shim        `ctr run --runtime io.containerd.wisp.v1` of an image whose one layer is the
+#               hello component (precompiled by the shim at the first create; the measured
+#               starts reuse containerd's precompiled code),
+#   spintainer  `wisp up` inside an ordinary container under runc (the image holds the
+#               release `wisp`, the libraries it links and the component),
+#   wisp up     the release `wisp up --from hello.wasm` on the host, no container,
+# plus, for requests/s, `wasmtime serve` 48.0.8 and a native hyper server (the floor).
+# Every way logs at `warn` (no line per request). The spintainer has no compile cache that
+# outlives a container (each starts from its image), as in a pod without a volume.
+# Prints: container start -> first 200 (median of RUNS, by first-200 polling every 100 µs),
+# the resident memory of each way once it has served (shim: the shim process plus the
+# container's process; spintainer: runc's shim plus `wisp`), and requests/s at C
+# connections for SECONDS_PER_RUN seconds, with ratios.
+# Needs root. Starts a containerd of its own (Debian trixie's 1.7, installed by
+# scripts/install-containerd.sh) with its root, state and socket in a temp dir.
+# Usage: benches/shim.sh ; RUNS=10 C=64 SECONDS_PER_RUN=5 by default. Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${RUNS:-10}"
+C="${C:-64}"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
+PORT=18751
+. benches/common.sh
+bench_tools
+bench_build
+cargo build --release -q -p wisp-shim >&2
+bash scripts/install-containerd.sh >/dev/null
+BIN="${WISP_TOOLS_DIR:-$HOME/.cache/wisp/tools}/containerd-trixie/usr/bin"
+FIRST_200="$PWD/target/release/first-200"
+HELLO="$GUESTS/hello.wasm"
+
+WORK="$(mktemp -d /tmp/wsb.XXXXXX)"
+cleanup() {
+  if [ -S "$WORK/c.sock" ]; then
+    for id in $(ctr_ tasks ls -q 2>/dev/null); do
+      ctr_ tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+    done
+    sleep 0.5
+    for id in $(ctr_ containers ls -q 2>/dev/null); do
+      ctr_ tasks delete -f "$id" >/dev/null 2>&1 || true
+      ctr_ containers delete "$id" >/dev/null 2>&1 || true
+    done
+  fi
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+ctr_() { "$BIN/ctr" --address "$WORK/c.sock" --namespace bench "$@"; }
+
+cat >"$WORK/config.toml" <<EOF
+version = 2
+root = "$WORK/root"
+state = "$WORK/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$WORK/c.sock"
+[ttrpc]
+  address = "$WORK/t.sock"
+[debug]
+  address = "$WORK/d.sock"
+EOF
+PATH="$PWD/target/release:$BIN:$PATH:/usr/sbin" "$BIN/containerd" --config "$WORK/config.toml" \
+  >"$WORK/containerd.log" 2>&1 &
+for _ in $(seq 100); do ctr_ version >/dev/null 2>&1 && break; sleep 0.1; done
+
+# The hello component as a single-layer wasm image (an OCI layout written here).
+python3 - "$HELLO" "$WORK/hello-layout" <<'EOF'
+import hashlib, json, os, sys
+wasm = open(sys.argv[1], "rb").read()
+out = sys.argv[2]
+os.makedirs(out + "/blobs/sha256")
+def blob(data):
+    digest = hashlib.sha256(data).hexdigest()
+    open(f"{out}/blobs/sha256/{digest}", "wb").write(data)
+    return {"digest": "sha256:" + digest, "size": len(data)}
+config = json.dumps({"architecture": "wasm", "os": "wasip2"}).encode()
+manifest = json.dumps({
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **blob(config)},
+    "layers": [{"mediaType": "application/wasm", **blob(wasm)}],
+}).encode()
+index = {"schemaVersion": 2, "manifests": [{
+    "mediaType": "application/vnd.oci.image.manifest.v1+json", **blob(manifest),
+    "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}
+open(out + "/index.json", "w").write(json.dumps(index))
+open(out + "/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
+EOF
+tar -C "$WORK/hello-layout" -cf "$WORK/hello.tar" .
+ctr_ images import --base-name localhost/hello "$WORK/hello.tar" >/dev/null
+
+# The spintainer: the release wisp with the libraries it links, and the component.
+umoci init --layout "$WORK/st" >/dev/null
+umoci new --image "$WORK/st:latest" >/dev/null
+umoci unpack --image "$WORK/st:latest" "$WORK/st-bundle" >/dev/null
+rootfs="$WORK/st-bundle/rootfs"
+mkdir -p "$rootfs/app" "$rootfs/tmp"
+cp "$WISP" "$rootfs/app/wisp"
+cp "$HELLO" "$rootfs/app/hello.wasm"
+for lib in $(ldd "$WISP" | grep -o '/[^ ]*'); do
+  mkdir -p "$rootfs$(dirname "$lib")"
+  cp -L "$lib" "$rootfs$lib"
+done
+umoci repack --image "$WORK/st:latest" "$WORK/st-bundle" >/dev/null
+umoci config --image "$WORK/st:latest" --config.env HOME=/tmp --config.env WISP_LOG=warn \
+  --config.entrypoint /app/wisp --config.cmd up --config.cmd --from --config.cmd /app/hello.wasm \
+  --config.cmd --listen --config.cmd "127.0.0.1:$PORT" --config.cmd --quiet >/dev/null
+tar -C "$WORK/st" -cf "$WORK/st.tar" .
+ctr_ images import --base-name localhost/spintainer "$WORK/st.tar" >/dev/null
+
+CTR=("$BIN/ctr" --address "$WORK/c.sock" --namespace bench)
+# The `ctr run` of each way, as container $1 (in the foreground: first-200's SIGTERM goes
+# to ctr, which passes it to the task).
+shim_run() { echo "${CTR[@]}" run --rm --net-host --runtime io.containerd.wisp.v1 --env "SPIN_HTTP_LISTEN_ADDR=127.0.0.1:$PORT" --env WISP_LOG=warn localhost/hello:latest "$1" /; }
+runc_run() { echo "${CTR[@]}" run --rm --net-host localhost/spintainer:latest "$1"; }
+
+# Median ms of RUNS starts -> first 200 of the way `$1`, each a new container, after one
+# start that precompiles or warms caches.
+median_start() { # shim_run|runc_run
+  local runs=() out
+  for i in $(seq 0 "$RUNS"); do
+    # shellcheck disable=SC2046 # the command's words
+    out=$(timeout 60 "$FIRST_200" 127.0.0.1:$PORT -- $($1 "m$1$i") 2>/dev/null) || {
+      echo "a start failed (${out:-no output})" >&2; echo n/a; return; }
+    [ "$i" -eq 0 ] || runs+=("${out% *}")
+    # Let the container go (ctr run --rm deletes it after the task exits).
+    sleep 0.3
+  done
+  printf '%s\n' "${runs[@]}" | sort -n | sed -n "$(( RUNS / 2 + 1 ))p"
+}
+
+echo "container start -> first 200 (median of $RUNS):"
+shim_ms=$(median_start shim_run)
+runc_ms=$(median_start runc_run)
+up_ms=$(timeout 60 "$FIRST_200" 127.0.0.1:$PORT -- env WISP_LOG=warn "$WISP" up --from "$HELLO" --listen 127.0.0.1:$PORT --quiet | awk '{print $1}')
+printf '  %-12s %8s ms\n' shim "$shim_ms" spintainer "$runc_ms" "wisp up" "$up_ms"
+awk -v a="$shim_ms" -v b="$runc_ms" 'BEGIN{ if (b > 0) printf "  shim / spintainer: %.2f\n", a / b }'
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# The resident memory of a running container's two processes: its task (pid from ctr) and
+# the shim process that is its parent.
+container_rss() { # id
+  local pid parent
+  pid=$(ctr_ tasks ls | awk -v id="$1" '$1 == id {print $2}')
+  parent=$(awk '{print $4}' "/proc/$pid/stat")
+  echo $(( $(rss_kib "$pid") + $(rss_kib "$parent") ))
+}
+
+# Requests/s of a running container (or host process) at C connections.
+load() {
+  wrk -t2 -c"$C" -d1s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true
+  wrk -t2 -c"$C" -d"${SECONDS_PER_RUN}s" "http://127.0.0.1:$PORT/" | awk '/^Requests\/sec/ {print $2}'
+}
+
+echo "resident memory after serving, and requests/s at c=$C for ${SECONDS_PER_RUN}s:"
+id=load-shim
+$(shim_run $id | sed 's/ run --rm / run -d /') >/dev/null
+wait_for_200 $PORT
+curl -fs -o /dev/null "http://127.0.0.1:$PORT/"
+shim_rss=$(container_rss "$id")
+shim_rps=$(load)
+shim_rss_after=$(container_rss "$id")
+ctr_ tasks kill -s SIGTERM "$id" >/dev/null; sleep 1
+
+id=load-runc
+$(runc_run $id | sed 's/ run --rm / run -d /') >/dev/null
+wait_for_200 $PORT
+curl -fs -o /dev/null "http://127.0.0.1:$PORT/"
+runc_rss=$(container_rss "$id")
+runc_rps=$(load)
+ctr_ tasks kill -s SIGTERM "$id" >/dev/null; sleep 1
+
+up_rps=$(measure_rps env WISP_LOG=warn "$WISP" up --from "$HELLO" --listen 127.0.0.1:$PORT --quiet)
+wasmtime_rps=$(measure_rps "$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$HELLO")
+native_rps=$(measure_rps "$NATIVE" 127.0.0.1:$PORT)
+
+printf '  %-12s RSS %6.1f MiB (%.1f MiB after the load)   %10s req/s\n' shim "$(awk -v k=$shim_rss 'BEGIN{print k/1024}')" "$(awk -v k=$shim_rss_after 'BEGIN{print k/1024}')" "$shim_rps"
+printf '  %-12s RSS %6.1f MiB   %10s req/s\n' spintainer "$(awk -v k=$runc_rss 'BEGIN{print k/1024}')" "$runc_rps"
+printf '  %-12s %10s req/s\n' "wisp up" "$up_rps" wasmtime "$wasmtime_rps" native "$native_rps"
+awk -v s="$shim_rps" -v u="$up_rps" -v r="$runc_rps" -v w="$wasmtime_rps" -v n="$native_rps" 'BEGIN{
+  printf "  shim / wisp up: %.2f   shim / spintainer: %.2f   shim / wasmtime serve: %.2f   shim / native: %.2f\n", s/u, s/r, s/w, s/n }'
