@@ -478,6 +478,15 @@ impl RunningTask {
     }
 }
 
+/// Asks `method path` with `body` and expects `200` with `expected`.
+fn expect_ok(port: u16, method: &str, path: &str, body: &str, expected: &str) {
+    assert_eq!(
+        request(port, method, path, body),
+        (200, expected.to_owned()),
+        "{method} {path}"
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -601,32 +610,14 @@ fn a_plain_image_is_served_beside_a_runc_container_and_stops_on_sigterm() {
     );
     task.wait_for("Listening on", &containerd);
 
-    assert_eq!(
-        request(port, "GET", "/hello", ""),
-        (200, "Hello from Wisp\n".to_owned())
-    );
-    assert_eq!(
-        request(port, "GET", "/var?name=greeting", ""),
-        (200, "hello from the pod".to_owned())
-    );
-    assert_eq!(
-        request(port, "GET", "/var?name=region", ""),
-        (200, "eu-west".to_owned())
-    );
+    expect_ok(port, "GET", "/hello", "", "Hello from Wisp\n");
+    expect_ok(port, "GET", "/var?name=greeting", "", "hello from the pod");
+    expect_ok(port, "GET", "/var?name=region", "", "eu-west");
     // The app's `default` store lives in the container's state directory.
-    assert_eq!(
-        request(port, "PUT", "/kv/set?store=default&key=k", "v1"),
-        (200, "stored".to_owned())
-    );
-    assert_eq!(
-        request(port, "GET", "/kv/get?store=default&key=k", ""),
-        (200, "v1".to_owned())
-    );
+    expect_ok(port, "PUT", "/kv/set?store=default&key=k", "v1", "stored");
+    expect_ok(port, "GET", "/kv/get?store=default&key=k", "", "v1");
     // A guest's output goes to the container's log.
-    assert_eq!(
-        request(port, "GET", "/log", ""),
-        (200, "logged\n".to_owned())
-    );
+    expect_ok(port, "GET", "/log", "", "logged\n");
     task.wait_for("hello stdout", &containerd);
     task.wait_for("hello stderr", &containerd);
 
@@ -758,19 +749,54 @@ fn selective_deployment_serves_only_the_retained_components() {
         ],
     );
     task.wait_for("Listening on", &containerd);
-    assert_eq!(
-        request(port, "GET", "/hello", ""),
-        (200, "Hello from Wisp\n".to_owned())
-    );
-    assert_eq!(
-        request(port, "GET", "/log", ""),
-        (200, "logged\n".to_owned())
-    );
+    expect_ok(port, "GET", "/hello", "", "Hello from Wisp\n");
+    expect_ok(port, "GET", "/log", "", "logged\n");
     // caps (on `/...`) is gone with its trigger.
     assert_eq!(request(port, "GET", "/var?name=greeting", "").0, 404);
     containerd.ctr(&["tasks", "kill", "-s", "SIGTERM", "select"]);
     let (code, _) = task.wait();
     assert_eq!(code, 0);
+}
+
+/// [`MANIFEST`]'s app resolved from a temp directory (kept alive by the first value), as
+/// `wisp registry push` reads it.
+fn locked_test_app() -> (tempfile::TempDir, wisp_app::LockedApp) {
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("spin.toml"), MANIFEST).unwrap();
+    for (file, program) in [
+        ("hello.wasm", wisp_test_programs::HELLO),
+        ("caps.wasm", wisp_test_programs::CAPS_V5),
+        ("log.wasm", wisp_test_programs::STDIO_LOG),
+    ] {
+        std::fs::copy(program, app.path().join(file)).unwrap();
+    }
+    let manifest = wisp_manifest::parse_file(&app.path().join("spin.toml")).unwrap();
+    let locked = wisp_app::resolve(&manifest, &app.path().join("spin.toml")).unwrap();
+    (app, locked)
+}
+
+/// Runs `image` as container `id` (argument `/`, listening on a free port, with `env`),
+/// asks `path` once and expects `200` with `body`, stops it with SIGTERM, expects exit 0,
+/// and returns what it printed.
+fn serve_once(
+    containerd: &Containerd,
+    image: &str,
+    id: &str,
+    env: &[String],
+    path: &str,
+    body: &str,
+) -> String {
+    let port = free_port();
+    let mut env = env.to_vec();
+    env.push(format!("SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}"));
+    let mut task = containerd.run_wisp_with_args(image, id, &env, &["/"]);
+    task.wait_for("Listening on", containerd);
+    expect_ok(port, "GET", path, "", body);
+    containerd.ctr(&["tasks", "kill", "-s", "SIGTERM", id]);
+    let (code, output) = task.wait();
+    let text = output.join("\n");
+    assert_eq!(code, 0, "{text}");
+    text
 }
 
 /// A single `application/wasm` layer and a Spin artifact (as `wisp registry push` writes
@@ -799,25 +825,17 @@ fn wasm_layer_images_and_spin_artifacts_are_served() {
         manifest.as_bytes(),
         &[(hello_digest, hello.clone()), (config_digest, config)],
     );
-    let port = free_port();
-    let mut task = containerd.run_wisp_with_args(
-        &image,
-        "component",
-        &[format!("SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}")],
-        &["/"],
-    );
     let component_image = image.clone();
-    task.wait_for("Listening on", &containerd);
-    assert_eq!(
-        request(port, "GET", "/any/path", ""),
-        (200, "Hello from Wisp\n".to_owned())
-    );
-    containerd.ctr(&["tasks", "kill", "-s", "SIGTERM", "component"]);
-    let (code, output) = task.wait();
-    assert_eq!(code, 0);
     // containerd had the shim precompile the layer when the container was created; the
     // container got the code and compiled nothing.
-    let text = output.join("\n");
+    let text = serve_once(
+        &containerd,
+        &image,
+        "component",
+        &[],
+        "/any/path",
+        "Hello from Wisp\n",
+    );
     assert!(
         text.contains("using the code containerd precompiled"),
         "{text}"
@@ -826,21 +844,14 @@ fn wasm_layer_images_and_spin_artifacts_are_served() {
 
     // A second container of the image: the code comes from containerd's content store,
     // nothing is compiled anywhere.
-    let mut task = containerd.run_wisp_with_args(
+    let text = serve_once(
+        &containerd,
         &image,
         "component-again",
-        &[format!("SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}")],
-        &["/"],
+        &[],
+        "/",
+        "Hello from Wisp\n",
     );
-    task.wait_for("Listening on", &containerd);
-    assert_eq!(
-        request(port, "GET", "/", ""),
-        (200, "Hello from Wisp\n".to_owned())
-    );
-    containerd.ctr(&["tasks", "kill", "-s", "SIGTERM", "component-again"]);
-    let (code, output) = task.wait();
-    assert_eq!(code, 0);
-    let text = output.join("\n");
     assert!(
         text.contains("using the code containerd precompiled"),
         "{text}"
@@ -865,17 +876,7 @@ fn wasm_layer_images_and_spin_artifacts_are_served() {
     assert_eq!(packages, 1, "{content}");
 
     // A Spin artifact: the locked app and a wasm layer per component.
-    let app = tempfile::tempdir().unwrap();
-    std::fs::write(app.path().join("spin.toml"), MANIFEST).unwrap();
-    for (file, program) in [
-        ("hello.wasm", wisp_test_programs::HELLO),
-        ("caps.wasm", wisp_test_programs::CAPS_V5),
-        ("log.wasm", wisp_test_programs::STDIO_LOG),
-    ] {
-        std::fs::copy(program, app.path().join(file)).unwrap();
-    }
-    let manifest = wisp_manifest::parse_file(&app.path().join("spin.toml")).unwrap();
-    let locked = wisp_app::resolve(&manifest, &app.path().join("spin.toml")).unwrap();
+    let (_app, locked) = locked_test_app();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -892,29 +893,14 @@ fn wasm_layer_images_and_spin_artifacts_are_served() {
         (packed.manifest().to_vec(), blobs)
     });
     let image = containerd.import_artifact("spin-app", &manifest, &blobs);
-    let port = free_port();
-    let mut task = containerd.run_wisp_with_args(
+    let text = serve_once(
+        &containerd,
         &image,
         "artifact",
-        &[
-            format!("SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}"),
-            "SPIN_VARIABLE_GREETING=from the artifact's pod".to_owned(),
-        ],
-        &["/"],
+        &["SPIN_VARIABLE_GREETING=from the artifact's pod".to_owned()],
+        "/var?name=greeting",
+        "from the artifact's pod",
     );
-    task.wait_for("Listening on", &containerd);
-    assert_eq!(
-        request(port, "GET", "/hello", ""),
-        (200, "Hello from Wisp\n".to_owned())
-    );
-    assert_eq!(
-        request(port, "GET", "/var?name=greeting", ""),
-        (200, "from the artifact's pod".to_owned())
-    );
-    containerd.ctr(&["tasks", "kill", "-s", "SIGTERM", "artifact"]);
-    let (code, output) = task.wait();
-    let text = output.join("\n");
-    assert_eq!(code, 0, "{text}");
     // Every component layer came precompiled (the locked app is no wasm).
     assert_eq!(
         text.matches("using the code containerd precompiled")
@@ -923,6 +909,7 @@ fn wasm_layer_images_and_spin_artifacts_are_served() {
         "{text}"
     );
     assert!(!text.contains("compiling component"), "{text}");
+
     // Damaged precompiled code (a flipped byte in containerd's blob) is not trusted: the
     // container compiles the layer's wasm, which the package carries, and serves.
     let content = String::from_utf8(containerd.ctr(&["content", "ls"]).stdout).unwrap();
@@ -941,22 +928,14 @@ fn wasm_layer_images_and_spin_artifacts_are_served() {
     let mut bytes = std::fs::read(&blob).unwrap();
     *bytes.last_mut().unwrap() ^= 0x55;
     std::fs::write(&blob, bytes).unwrap();
-    let port = free_port();
-    let mut task = containerd.run_wisp_with_args(
+    let text = serve_once(
+        &containerd,
         &component_image,
         "component-damaged",
-        &[format!("SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}")],
-        &["/"],
+        &[],
+        "/",
+        "Hello from Wisp\n",
     );
-    task.wait_for("Listening on", &containerd);
-    assert_eq!(
-        request(port, "GET", "/", ""),
-        (200, "Hello from Wisp\n".to_owned())
-    );
-    containerd.ctr(&["tasks", "kill", "-s", "SIGTERM", "component-damaged"]);
-    let (code, output) = task.wait();
-    assert_eq!(code, 0);
-    let text = output.join("\n");
     assert!(text.contains("failed its checksum; compiling"), "{text}");
     assert!(text.contains("compiling component"), "{text}");
 }
@@ -1056,17 +1035,7 @@ fn kubelets_cri_calls_run_a_spin_app_pod() {
     );
 
     // The app, pushed to the registry as `wisp registry push` does.
-    let app = tempfile::tempdir().unwrap();
-    std::fs::write(app.path().join("spin.toml"), MANIFEST).unwrap();
-    for (file, program) in [
-        ("hello.wasm", wisp_test_programs::HELLO),
-        ("caps.wasm", wisp_test_programs::CAPS_V5),
-        ("log.wasm", wisp_test_programs::STDIO_LOG),
-    ] {
-        std::fs::copy(program, app.path().join(file)).unwrap();
-    }
-    let manifest = wisp_manifest::parse_file(&app.path().join("spin.toml")).unwrap();
-    let locked = wisp_app::resolve(&manifest, &app.path().join("spin.toml")).unwrap();
+    let (_app, locked) = locked_test_app();
     let image = format!("{}/shim-test/app:v1", registry.host);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
