@@ -621,6 +621,14 @@ fn a_plain_image_is_served_beside_a_runc_container_and_stops_on_sigterm() {
     task.wait_for("hello stdout", &containerd);
     task.wait_for("hello stderr", &containerd);
 
+    // containerd reads the pod's usage from its cgroup (what kubelet's stats come from).
+    let metrics = String::from_utf8(containerd.ctr(&["tasks", "metrics", "plain"]).stdout).unwrap();
+    let usage = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("memory.usage_in_bytes"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no memory usage in `ctr tasks metrics`: {metrics}"));
+    assert!(usage > 1 << 20, "{metrics}");
     let tasks = String::from_utf8(containerd.ctr(&["tasks", "ls"]).stdout).unwrap();
     let running: Vec<&str> = tasks.lines().filter(|l| l.contains("RUNNING")).collect();
     assert_eq!(running.len(), 2, "both containers run: {tasks}");
