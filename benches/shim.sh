@@ -161,23 +161,30 @@ load() {
   wrk -t2 -c"$C" -d"${SECONDS_PER_RUN}s" "http://127.0.0.1:$PORT/" | awk '/^Requests\/sec/ {print $2}'
 }
 
-echo "resident memory after serving, and requests/s at c=$C for ${SECONDS_PER_RUN}s:"
-id=load-shim
-$(shim_run $id | sed 's/ run --rm / run -d /') >/dev/null
-wait_for_200 $PORT
-curl -fs -o /dev/null "http://127.0.0.1:$PORT/"
-shim_rss=$(container_rss "$id")
-shim_rps=$(load)
-shim_rss_after=$(container_rss "$id")
-ctr_ tasks kill -s SIGTERM "$id" >/dev/null; sleep 1
+# Starts way `$1` (shim_run|runc_run) detached as container `$2`, serves one request, then
+# prints "RSS_KIB RPS RSS_KIB_AFTER_LOAD" and stops it.
+serve_and_load() { # way id
+  $($1 "$2" | sed 's/ run --rm / run -d /') >/dev/null
+  wait_for_200 $PORT
+  curl -fs -o /dev/null "http://127.0.0.1:$PORT/"
+  local rss rps
+  rss=$(container_rss "$2")
+  rps=$(load)
+  echo "$rss $rps $(container_rss "$2")"
+  ctr_ tasks kill -s SIGTERM "$2" >/dev/null
+  # The port must be free before the next server starts.
+  for _ in $(seq 100); do
+    ctr_ tasks ls | awk -v id="$2" '$1 == id && $3 == "RUNNING" {found = 1} END {exit !found}' || break
+    sleep 0.1
+  done
+}
 
-id=load-runc
-$(runc_run $id | sed 's/ run --rm / run -d /') >/dev/null
-wait_for_200 $PORT
-curl -fs -o /dev/null "http://127.0.0.1:$PORT/"
-runc_rss=$(container_rss "$id")
-runc_rps=$(load)
-ctr_ tasks kill -s SIGTERM "$id" >/dev/null; sleep 1
+echo "resident memory after serving, and requests/s at c=$C for ${SECONDS_PER_RUN}s:"
+# Not `read < <(…)`: that would go on before the container has stopped.
+shim=$(serve_and_load shim_run load-shim)
+runc=$(serve_and_load runc_run load-runc)
+read -r shim_rss shim_rps shim_rss_after <<<"$shim"
+read -r runc_rss runc_rps _ <<<"$runc"
 
 up_rps=$(measure_rps env WISP_LOG=warn "$WISP" up --from "$HELLO" --listen 127.0.0.1:$PORT --quiet)
 wasmtime_rps=$(measure_rps "$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$HELLO")

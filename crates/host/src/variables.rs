@@ -452,7 +452,6 @@ mod tests {
 
     #[test]
     fn a_given_environment_replaces_the_process_environment() {
-        // PATH is set in every test process; a given environment must hide it.
         let mut runtime = RuntimeConfig::default();
         runtime
             .variables_providers
@@ -482,14 +481,23 @@ mod tests {
             providers.lookup("api_key").as_deref(),
             Some("from-container")
         );
-        assert!(std::env::var("PATH").is_ok());
+        // cargo sets CARGO_PKG_NAME in every test process; the given environment has none.
+        assert!(std::env::var("CARGO_PKG_NAME").is_ok());
         runtime
             .variables_providers
             .push(VariablesProviderConfig::Env {
-                prefix: "PA".to_owned(),
+                prefix: "CARGO_PKG".to_owned(),
                 dotenv_path: None,
             });
         let providers = Providers::new(&runtime, &paths).unwrap();
-        assert_eq!(providers.lookup("th"), None, "the process's PATH leaked");
+        assert_eq!(
+            providers.lookup("name"),
+            None,
+            "the process's CARGO_PKG_NAME leaked"
+        );
+        // Without the override the same provider reads the process: the check above bites.
+        runtime.environment = None;
+        let providers = Providers::new(&runtime, &paths).unwrap();
+        assert_eq!(providers.lookup("name").as_deref(), Some("wisp-host"));
     }
 }

@@ -11,6 +11,10 @@ use wisp_oci::{
     WKG_WASM_MEDIA_TYPE,
 };
 
+/// What `wkg` (wasm-pkg-tools) pushes for a component.
+const WKG_COMPONENT_MEDIA_TYPE: &str =
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm";
+
 /// The layer media types containerd hands the shim (runwasi passes only these; an image
 /// with none of them is a plain image, read from its filesystem).
 pub const LAYER_MEDIA_TYPES: &[&str] = &[
@@ -19,8 +23,7 @@ pub const LAYER_MEDIA_TYPES: &[&str] = &[
     WKG_WASM_MEDIA_TYPE,
     DATA_LAYER_MEDIA_TYPE,
     ARCHIVE_LAYER_MEDIA_TYPE,
-    // What `wkg`/`wasm-pkg-tools` push for a component.
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+    WKG_COMPONENT_MEDIA_TYPE,
 ];
 
 /// Whether a layer of this media type is a component (or core module) to compile.
@@ -28,7 +31,7 @@ pub fn is_component_media_type(media_type: &str) -> bool {
     [
         WASM_LAYER_MEDIA_TYPE,
         WKG_WASM_MEDIA_TYPE,
-        "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+        WKG_COMPONENT_MEDIA_TYPE,
     ]
     .contains(&media_type)
 }
