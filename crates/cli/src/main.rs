@@ -76,6 +76,9 @@ enum Command {
     Node(Box<commands::node::NodeArgs>),
     /// Push apps to and pull them from OCI registries (Spin's artifact format).
     Registry(commands::registry::RegistryArgs),
+    /// Kubernetes manifests for an app image (SpinKube's SpinApp, or plain objects for
+    /// Wisp's containerd shim).
+    Kube(commands::kube::KubeArgs),
     /// Check an app and this machine, and say how to fix what is wrong.
     Doctor(commands::doctor::DoctorArgs),
     /// Print the JSON schema of spin.toml.
@@ -139,6 +142,7 @@ fn main() -> ExitCode {
         Command::New(args) => commands::new::run_new(args),
         Command::Add(args) => commands::new::run_add(args),
         Command::Registry(args) => commands::registry::run(args),
+        Command::Kube(args) => commands::kube::run(args),
         Command::Build(args) => commands::build::run(args),
         Command::Doctor(args) => commands::doctor::run(args),
         Command::Schema(args) => commands::schema::run(args),

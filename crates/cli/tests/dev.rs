@@ -146,6 +146,8 @@ fn completions_cover_every_command() {
         "up",
         "build",
         "registry",
+        "kube",
+        "scaffold",
         "completions",
         "--runtime-config-file",
     ] {
@@ -159,6 +161,99 @@ fn completions_cover_every_command() {
         output.status.code(),
         Some(2),
         "an unknown shell is a usage error"
+    );
+}
+
+#[test]
+fn kube_scaffold_checks_the_runtime_config_and_writes_a_private_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://cache:6379\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("shop.yaml");
+    let config_arg = config.to_str().unwrap();
+    let output = wisp(&[
+        "kube",
+        "scaffold",
+        "--from",
+        "localhost:5000/shop:v3",
+        "--variable",
+        "currency=EUR",
+        "--runtime-config-file",
+        config_arg,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        output.stdout.is_empty(),
+        "the manifests go to the file only"
+    );
+    // The runtime config may hold credentials: the file is the owner's alone.
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let yaml = std::fs::read_to_string(&out).unwrap();
+    for expected in [
+        "kind: SpinApp",
+        "executor: wisp",
+        "loadFromSecret: shop-runtime-config",
+        "kind: Secret",
+        "- name: currency\n    value: EUR",
+    ] {
+        assert!(yaml.contains(expected), "{expected} missing from:\n{yaml}");
+    }
+
+    // A runtime config `wisp up` would refuse is refused here, by file and line.
+    std::fs::write(
+        &config,
+        "[key_value_store.default]\ntype = \"redis\"\nurll = \"x\"\n",
+    )
+    .unwrap();
+    let output = wisp(&[
+        "kube",
+        "scaffold",
+        "--from",
+        "localhost:5000/shop:v3",
+        "-c",
+        config_arg,
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("runtime-config.toml: line 3: unknown field `urll`"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+
+    let output = wisp(&[
+        "kube",
+        "scaffold",
+        "--from",
+        "localhost:5000/shop:v3",
+        "--plain",
+        "--executor",
+        "x",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "--executor is for a SpinApp only"
+    );
+    let output = wisp(&[
+        "kube",
+        "scaffold",
+        "--from",
+        "localhost:5000/shop:v3",
+        "-v",
+        "currency",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("write it as `--variable name=value`")
     );
 }
 
@@ -973,6 +1068,7 @@ fn help_snapshots() {
         &["registry", "push"],
         &["registry", "pull"],
         &["registry", "login"],
+        &["kube", "scaffold"],
     ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
     let bless = std::env::var_os("WISP_BLESS").is_some();

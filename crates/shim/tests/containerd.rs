@@ -1028,6 +1028,14 @@ fn sigterm_drains_requests_in_flight() {
 /// CRI plugin: pull the image (a Spin artifact in a registry), run the pod sandbox with
 /// the handler `wisp` and host networking, create and start the app's container, read its
 /// status, stop it (SIGTERM, drained), remove it, stop and remove the sandbox.
+///
+/// The pod is the one `wisp kube scaffold --plain` writes for the image (variables, a
+/// runtime config in a Secret, a memory limit), turned into CRI calls as kubelet turns a
+/// Deployment's pod template into them: command, environment (with the downward-API
+/// memory budget resolved), the Secret mounted as a file, the memory limit, the
+/// RuntimeClass's handler. Two things differ from a cluster: the listen address is a
+/// loopback port (the test pod shares the host's network), and the runtime config's store
+/// lives in a host directory the test mounts at `/data`, so it can look at it.
 #[test]
 fn kubelets_cri_calls_run_a_spin_app_pod() {
     use k8s_cri::v1 as cri;
@@ -1089,7 +1097,11 @@ fn kubelets_cri_calls_run_a_spin_app_pod() {
             .into_inner();
         assert!(pulled.image_ref.starts_with("sha256:"), "{pulled:?}");
 
+        let pod = ScaffoldedPod::new(&image);
+        let logs = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
         let sandbox_config = cri::PodSandboxConfig {
+            log_directory: logs.path().to_str().unwrap().to_owned(),
             metadata: Some(cri::PodSandboxMetadata {
                 name: "hello".to_owned(),
                 uid: "hello-uid".to_owned(),
@@ -1112,7 +1124,7 @@ fn kubelets_cri_calls_run_a_spin_app_pod() {
         let sandbox = pods
             .run_pod_sandbox(cri::RunPodSandboxRequest {
                 config: Some(sandbox_config.clone()),
-                runtime_handler: "wisp".to_owned(),
+                runtime_handler: pod.runtime_handler.clone(),
             })
             .await
             .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", containerd.log()))
@@ -1130,18 +1142,41 @@ fn kubelets_cri_calls_run_a_spin_app_pod() {
                         image: pulled.image_ref.clone(),
                         ..Default::default()
                     }),
-                    // What SpinKube's operator puts in a pod spec.
-                    args: vec!["/".to_owned()],
-                    envs: vec![
-                        cri::KeyValue {
-                            key: "SPIN_HTTP_LISTEN_ADDR".to_owned(),
-                            value: format!("127.0.0.1:{port}"),
-                        },
-                        cri::KeyValue {
-                            key: "SPIN_VARIABLE_GREETING".to_owned(),
-                            value: "from the pod spec".to_owned(),
-                        },
-                    ],
+                    command: pod.command.clone(),
+                    envs: pod
+                        .env
+                        .iter()
+                        .map(|(key, value)| cri::KeyValue {
+                            key: key.clone(),
+                            value: match key.as_str() {
+                                "SPIN_HTTP_LISTEN_ADDR" => format!("127.0.0.1:{port}"),
+                                _ => value.clone(),
+                            },
+                        })
+                        .collect(),
+                    mounts: pod
+                        .files
+                        .iter()
+                        .map(|(container_path, host_path)| cri::Mount {
+                            container_path: container_path.clone(),
+                            host_path: host_path.to_str().unwrap().to_owned(),
+                            readonly: true,
+                            ..Default::default()
+                        })
+                        .chain([cri::Mount {
+                            container_path: "/data".to_owned(),
+                            host_path: data.path().to_str().unwrap().to_owned(),
+                            ..Default::default()
+                        }])
+                        .collect(),
+                    linux: Some(cri::LinuxContainerConfig {
+                        resources: Some(cri::LinuxContainerResources {
+                            memory_limit_in_bytes: pod.memory_limit,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    log_path: "app.log".to_owned(),
                     ..Default::default()
                 }),
                 sandbox_config: Some(sandbox_config),
@@ -1184,12 +1219,27 @@ fn kubelets_cri_calls_run_a_spin_app_pod() {
             (
                 request(port, "GET", "/hello", ""),
                 request(port, "GET", "/var?name=greeting", ""),
+                request(port, "PUT", "/kv/set?store=default&key=k", "v1"),
+                request(port, "GET", "/kv/get?store=default&key=k", ""),
             )
         })
         .await
         .unwrap();
         assert_eq!(served.0, (200, "Hello from Wisp\n".to_owned()));
-        assert_eq!(served.1, (200, "from the pod spec".to_owned()));
+        assert_eq!(served.1, (200, "a greeting: yes".to_owned()));
+        assert_eq!(served.2, (200, "stored".to_owned()));
+        assert_eq!(served.3, (200, "v1".to_owned()));
+        // The runtime config came from the Secret: the default store is where it says.
+        assert!(
+            data.path().join("kv.db").exists(),
+            "no store in the mounted /data"
+        );
+        // The downward-API budget: half of the 256 MiB limit.
+        let log = std::fs::read_to_string(logs.path().join("app.log")).unwrap();
+        assert!(
+            log.contains("128 MiB memory budget for all (WISP_MEMORY_BUDGET_MB)"),
+            "{log}"
+        );
 
         pods.stop_container(cri::StopContainerRequest {
             container_id: container.clone(),
@@ -1220,4 +1270,122 @@ fn kubelets_cri_calls_run_a_spin_app_pod() {
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "the port is closed"
     );
+}
+
+/// The app container of the pod `wisp kube scaffold --plain` writes for an image, as
+/// kubelet would hand it to the CRI.
+struct ScaffoldedPod {
+    runtime_handler: String,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    /// `(path in the container, host file)`: the Secret's keys written out, as kubelet's
+    /// secret volumes do.
+    files: Vec<(String, PathBuf)>,
+    memory_limit: i64,
+    _secrets: tempfile::TempDir,
+}
+
+impl ScaffoldedPod {
+    const RUNTIME_CONFIG: &str =
+        "[key_value_store.default]\ntype = \"spin\"\npath = \"/data/kv.db\"\n";
+
+    fn new(image: &str) -> ScaffoldedPod {
+        use base64::Engine as _;
+        let objects = wisp_kube::scaffold(&wisp_kube::ScaffoldOptions {
+            image: image.to_owned(),
+            name: Some("hello".to_owned()),
+            replicas: 1,
+            autoscaling: None,
+            resources: wisp_kube::Resources {
+                memory_limit: Some("256Mi".to_owned()),
+                ..Default::default()
+            },
+            variables: vec![("greeting".to_owned(), "a greeting: yes".to_owned())],
+            components: Vec::new(),
+            image_pull_secrets: Vec::new(),
+            runtime_config: Some(Self::RUNTIME_CONFIG.to_owned()),
+            runtime_class: "wisp".to_owned(),
+            shape: wisp_kube::Shape::Plain,
+        })
+        .unwrap();
+        // Through the YAML users apply, not the values behind it.
+        let yaml = wisp_kube::to_yaml(&objects);
+        let objects: Vec<serde_json::Value> = serde_norway::Deserializer::from_str(&yaml)
+            .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+            .collect();
+        let find = |kind: &str| {
+            objects
+                .iter()
+                .find(|o| o["kind"] == kind)
+                .unwrap_or_else(|| panic!("no {kind} in:\n{yaml}"))
+        };
+        let pod = &find("Deployment")["spec"]["template"]["spec"];
+        let runtime_class = find("RuntimeClass");
+        assert_eq!(pod["runtimeClassName"], runtime_class["metadata"]["name"]);
+        let container = &pod["containers"][0];
+        let strings = |value: &serde_json::Value| -> Vec<String> {
+            value
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect()
+        };
+        let mebibytes = |quantity: &str| -> u64 {
+            quantity
+                .strip_suffix("Mi")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("the test reads only `<n>Mi`, got {quantity}"))
+        };
+        let memory_limit = mebibytes(container["resources"]["limits"]["memory"].as_str().unwrap());
+        let env = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|var| {
+                let name = var["name"].as_str().unwrap().to_owned();
+                if let Some(value) = var["value"].as_str() {
+                    return (name, value.to_owned());
+                }
+                let field = &var["valueFrom"]["resourceFieldRef"];
+                assert_eq!(field["resource"], "limits.memory", "{var}");
+                assert_eq!(field["containerName"], container["name"]);
+                let divisor = mebibytes(field["divisor"].as_str().unwrap());
+                // Kubelet rounds the quotient up.
+                (name, memory_limit.div_ceil(divisor).to_string())
+            })
+            .collect();
+
+        let secrets = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for mount in container["volumeMounts"].as_array().unwrap() {
+            let volume = pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == mount["name"])
+                .unwrap();
+            let secret = objects
+                .iter()
+                .find(|o| {
+                    o["kind"] == "Secret" && o["metadata"]["name"] == volume["secret"]["secretName"]
+                })
+                .unwrap();
+            let key = mount["subPath"].as_str().unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(secret["data"][key].as_str().unwrap())
+                .unwrap();
+            let host = secrets.path().join(key);
+            std::fs::write(&host, bytes).unwrap();
+            files.push((mount["mountPath"].as_str().unwrap().to_owned(), host));
+        }
+        ScaffoldedPod {
+            runtime_handler: runtime_class["handler"].as_str().unwrap().to_owned(),
+            command: strings(&container["command"]),
+            env,
+            files,
+            memory_limit: i64::try_from(memory_limit << 20).unwrap(),
+            _secrets: secrets,
+        }
+    }
 }

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod completions;
 pub mod doctor;
+pub mod kube;
 pub mod new;
 pub mod node;
 pub mod registry;
