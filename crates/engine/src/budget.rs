@@ -213,6 +213,49 @@ impl LearnedPeak {
     }
 }
 
+/// Returns the heap memory the process has freed but the allocator still holds to the
+/// system, and says how much the resident set shrank (in bytes; 0 where it cannot tell).
+///
+/// Loading an app (parsing components, linking, deserializing code) frees most of what it
+/// allocates, but glibc keeps those pages in its arenas: measured in a shim container
+/// serving hello, 4.7 MiB of its 16 MiB of anonymous memory (docs/kubernetes.md). Call it
+/// after a load or a compile, not per request: it walks every arena under its lock.
+pub fn release_free_heap() -> u64 {
+    let before = resident_bytes();
+    trim_heap();
+    match (before, resident_bytes()) {
+        (Some(before), Some(after)) => before.saturating_sub(after),
+        _ => 0,
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim_heap() {
+    // SAFETY: malloc_trim takes no pointers; it walks glibc's own arenas under their
+    // locks and only returns wholly free pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
+
+/// This process's resident set (`VmRSS`), if the platform says.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib << 10)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,7 @@ pub use app::{
     AppLimits, ComponentReport, EventCall, GuestError, GuestOutput, HttpExport, LoadedApp,
     LoadedComponent, inspect_component,
 };
-pub use budget::{available_memory, default_memory_budget};
+pub use budget::{available_memory, default_memory_budget, release_free_heap};
 pub use host::{GuestFault, Host};
 pub use lanes::SLOW_AFTER;
 pub use outbound::{DEFAULT_MAX_OUTBOUND_REQUESTS, LocalDispatch, LocalResponse, LocalTarget};

@@ -738,6 +738,7 @@ impl Inner {
                 .filter(|e| now.saturating_sub(e.last_used.load(Ordering::Relaxed)) >= idle_ms)
                 .cloned()
                 .collect();
+            let mut unloaded_any = false;
             for entry in candidates {
                 let unloaded = {
                     let mut state = entry.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -749,7 +750,13 @@ impl Inner {
                 if let LoadState::Loaded(loaded) = unloaded {
                     tracing::info!(app = %entry.name, "unloaded app `{}` after {idle:?} without requests", entry.name);
                     loaded.stop().await;
+                    unloaded_any = true;
                 }
+            }
+            if unloaded_any {
+                // Idle apps should cost nothing: return the heap their instances and
+                // linking freed (it walks every arena, so off the async workers).
+                let _ = tokio::task::spawn_blocking(wisp_engine::release_free_heap).await;
             }
         }
     }

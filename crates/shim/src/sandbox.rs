@@ -89,6 +89,9 @@ impl Compiler for WispCompiler {
                 }
             })
             .collect();
+        // The shim process outlives the compile by the container's lifetime; what
+        // Cranelift freed goes back to the system.
+        wisp_engine::release_free_heap();
         Ok(packages)
     }
 }
@@ -293,6 +296,12 @@ async fn serve(
         .iter()
         .map(|c| c.id.clone())
         .collect();
+    // What loading freed goes back to the system before the pod settles.
+    let released = wisp_engine::release_free_heap();
+    tracing::debug!(
+        "returned {} KiB of freed heap after loading",
+        released >> 10
+    );
     let engine = runtime.engine();
     tracing::info!(
         "Engine: {} instances max, {} MiB memory cap per instance, {} MiB memory budget for all (WISP_MEMORY_BUDGET_MB), {:?} request deadline",

@@ -328,7 +328,11 @@ pub(crate) async fn load(
         SPINNER.lock().unwrap_or_else(|e| e.into_inner()).take();
         spinner.finish_and_clear();
     }
-    Ok(loaded?)
+    let loaded = loaded?;
+    // Parsing, linking and compiling freed most of what they allocated; give it back
+    // before serving, so an idle server holds only what it uses.
+    wisp_engine::release_free_heap();
+    Ok(loaded)
 }
 
 /// The spinner on screen, if any: log lines go around it (see [`StderrAroundSpinner`]).
