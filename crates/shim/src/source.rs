@@ -147,9 +147,7 @@ async fn from_layers(layers: &[Layer<'_>], cache: &Cache) -> Result<LockedApp, S
         "layers": descriptors,
     });
     let manifest = serde_json::to_vec(&manifest).expect("a JSON value serializes");
-    // Built, not parsed: parsing would keep oci-spec's compiled reference regex (about
-    // 7 MiB) in every container for good. The repository's last segment names a single
-    // component's id.
+    // The repository's last segment names a single component's id.
     let reference = wisp_oci::Reference::with_tag("localhost", "containerd/app", "latest");
     let pulled = cache
         .import(&reference, &manifest)
