@@ -212,19 +212,31 @@ impl ShimSettings {
             engine.memory_limit = bytes.div_ceil(PAGE).saturating_mul(PAGE);
         }
         if engine.memory_limit > engine.memory_budget {
-            let variable = if env.get(MAX_INSTANCE_MEMORY_ENV).is_some() {
-                MAX_INSTANCE_MEMORY_ENV
-            } else {
-                "WISP_MEMORY_LIMIT_MB"
-            };
-            return Err(invalid(
-                variable,
-                env.get(variable).unwrap_or_default(),
-                format!(
-                    "one instance may not use more than the memory all instances share ({} MiB, half of the container's memory limit); lower it or raise the pod's memory limit",
-                    engine.memory_budget >> 20
-                ),
-            ));
+            let variable = [MAX_INSTANCE_MEMORY_ENV, "WISP_MEMORY_LIMIT_MB"]
+                .into_iter()
+                .find(|variable| env.get(variable).is_some());
+            match variable {
+                // A small pod (say 128 MiB, so a 64 MiB budget) gets instances that fit it,
+                // not a container that cannot start over a cap nobody set.
+                None => {
+                    const PAGE: u64 = 64 * 1024;
+                    engine.memory_limit = engine.memory_budget / PAGE * PAGE;
+                }
+                Some(variable) => {
+                    let budget = match env.get("WISP_MEMORY_BUDGET_MB") {
+                        Some(_) => "WISP_MEMORY_BUDGET_MB",
+                        None => "half the memory the container may use",
+                    };
+                    return Err(invalid(
+                        variable,
+                        env.get(variable).unwrap_or_default(),
+                        format!(
+                            "one instance may not use more than the memory all instances share ({} MiB, {budget}); lower it, or raise the budget or the pod's memory limit",
+                            engine.memory_budget >> 20
+                        ),
+                    ));
+                }
+            }
         }
         Ok(Self {
             listen,
@@ -323,6 +335,25 @@ mod tests {
             assert!(message.starts_with(variable), "{message}");
             assert!(message.contains(needle), "{entry}: {message}");
         }
+    }
+
+    #[test]
+    fn a_small_budget_lowers_the_default_instance_cap_but_refuses_a_set_one() {
+        // What `wisp kube scaffold --plain --memory-limit 128Mi` hands the shim.
+        let settings = ShimSettings::from_env(&env(&["WISP_MEMORY_BUDGET_MB=64"])).unwrap();
+        assert_eq!(settings.engine.memory_budget, 64 << 20);
+        assert_eq!(settings.engine.memory_limit, 64 << 20);
+        let message = ShimSettings::from_env(&env(&[
+            "WISP_MEMORY_BUDGET_MB=64",
+            "WISP_MEMORY_LIMIT_MB=100",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(message.starts_with("WISP_MEMORY_LIMIT_MB"), "{message}");
+        assert!(
+            message.contains("(64 MiB, WISP_MEMORY_BUDGET_MB)"),
+            "{message}"
+        );
     }
 
     #[test]
