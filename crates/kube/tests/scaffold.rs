@@ -55,6 +55,22 @@ fn spin_app_shape(with_executor: bool) -> Shape {
     }
 }
 
+fn autoscaling(kind: Autoscaler, max_replicas: i32, cpu: i32, memory: i32) -> Option<Autoscaling> {
+    Some(Autoscaling {
+        kind,
+        max_replicas,
+        target_cpu_percent: cpu,
+        target_memory_percent: memory,
+    })
+}
+
+fn kinds(objects: &[Value]) -> Vec<&str> {
+    objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect()
+}
+
 /// Writes the objects as YAML and reads them back, one JSON value per document.
 fn round_trip(options: &ScaffoldOptions) -> Vec<Value> {
     let objects = scaffold(options).unwrap();
@@ -269,20 +285,11 @@ fn spin_app_for_spinkube_matches_the_operator_crds() {
         cpu_request: Some("100m".into()),
         memory_request: Some("128Mi".into()),
     };
-    options.autoscaling = Some(Autoscaling {
-        kind: Autoscaler::Hpa,
-        max_replicas: 10,
-        target_cpu_percent: 50,
-        target_memory_percent: 70,
-    });
+    options.autoscaling = autoscaling(Autoscaler::Hpa, 10, 50, 70);
     let objects = round_trip(&options);
-    let kinds: Vec<_> = objects
-        .iter()
-        .map(|o| o["kind"].as_str().unwrap())
-        .collect();
     // Cluster-wide objects first, then what the SpinApp refers to, then the app.
     assert_eq!(
-        kinds,
+        kinds(&objects),
         [
             "RuntimeClass",
             "SpinAppExecutor",
@@ -389,19 +396,10 @@ fn plain_objects_are_kubernetes_api_objects_that_fit_together() {
         ..Resources::default()
     };
     options.replicas = 0;
-    options.autoscaling = Some(Autoscaling {
-        kind: Autoscaler::Keda,
-        max_replicas: 5,
-        target_cpu_percent: 60,
-        target_memory_percent: 60,
-    });
+    options.autoscaling = autoscaling(Autoscaler::Keda, 5, 60, 60);
     let objects = round_trip(&options);
-    let kinds: Vec<_> = objects
-        .iter()
-        .map(|o| o["kind"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        kinds,
+        kinds(&objects),
         [
             "RuntimeClass",
             "Secret",
@@ -582,26 +580,14 @@ fn bad_options_are_refused_with_the_fix() {
             "`--memory-limit 512MB` is not a Kubernetes quantity",
         ),
         (
-            Box::new(|o| {
-                o.autoscaling = Some(Autoscaling {
-                    kind: Autoscaler::Hpa,
-                    max_replicas: 3,
-                    target_cpu_percent: 60,
-                    target_memory_percent: 60,
-                })
-            }),
+            Box::new(|o| o.autoscaling = autoscaling(Autoscaler::Hpa, 3, 60, 60)),
             "autoscaling needs `--cpu-limit` and `--memory-limit`",
         ),
         (
             Box::new(|o| {
                 o.resources.cpu_limit = Some("1".into());
                 o.resources.memory_limit = Some("1Gi".into());
-                o.autoscaling = Some(Autoscaling {
-                    kind: Autoscaler::Keda,
-                    max_replicas: 1,
-                    target_cpu_percent: 60,
-                    target_memory_percent: 60,
-                });
+                o.autoscaling = autoscaling(Autoscaler::Keda, 1, 60, 60);
             }),
             "`--max-replicas 1` is below `--replicas 2`",
         ),
@@ -610,12 +596,7 @@ fn bad_options_are_refused_with_the_fix() {
                 o.replicas = 0;
                 o.resources.cpu_limit = Some("1".into());
                 o.resources.memory_limit = Some("1Gi".into());
-                o.autoscaling = Some(Autoscaling {
-                    kind: Autoscaler::Hpa,
-                    max_replicas: 3,
-                    target_cpu_percent: 60,
-                    target_memory_percent: 60,
-                });
+                o.autoscaling = autoscaling(Autoscaler::Hpa, 3, 60, 60);
             }),
             "use `--autoscaler keda` to scale to zero",
         ),
@@ -623,12 +604,7 @@ fn bad_options_are_refused_with_the_fix() {
             Box::new(|o| {
                 o.resources.cpu_limit = Some("1".into());
                 o.resources.memory_limit = Some("1Gi".into());
-                o.autoscaling = Some(Autoscaling {
-                    kind: Autoscaler::Hpa,
-                    max_replicas: 3,
-                    target_cpu_percent: 0,
-                    target_memory_percent: 60,
-                });
+                o.autoscaling = autoscaling(Autoscaler::Hpa, 3, 0, 60);
             }),
             "`--autoscaler-target-cpu-utilization 0` is not a percentage",
         ),
