@@ -142,16 +142,18 @@ awk -v a="$shim_ms" -v b="$runc_ms" 'BEGIN{ if (b > 0) printf "  shim / spintain
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # Proportional set size: shared pages (the same binary mapped by two processes) split.
 pss_kib() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+# Anonymous memory: what this process holds that no other process or file shares.
+anon_kib() { awk '/^Anonymous:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 # The resident memory of a running container's two processes: its task (pid from ctr) and
-# the shim process that is its parent. Prints the RSS sum and, on stderr, each one's RSS
-# and PSS.
+# the shim process that is its parent. Prints the RSS sum and, on stderr, each one's RSS,
+# PSS and anonymous memory.
 container_rss() { # id
   local pid parent
   pid=$(ctr_ tasks ls | awk -v id="$1" '$1 == id {print $2}')
   parent=$(awk '{print $4}' "/proc/$pid/stat")
-  printf '    %s: task %s RSS %s KiB PSS %s KiB; its shim %s RSS %s KiB PSS %s KiB\n' "$1" \
-    "$(cat "/proc/$pid/comm")" "$(rss_kib "$pid")" "$(pss_kib "$pid")" \
-    "$(cat "/proc/$parent/comm")" "$(rss_kib "$parent")" "$(pss_kib "$parent")" >&2
+  printf '    %s: task %s RSS %s KiB PSS %s KiB anon %s KiB; its shim %s RSS %s KiB PSS %s KiB anon %s KiB\n' "$1" \
+    "$(cat "/proc/$pid/comm")" "$(rss_kib "$pid")" "$(pss_kib "$pid")" "$(anon_kib "$pid")" \
+    "$(cat "/proc/$parent/comm")" "$(rss_kib "$parent")" "$(pss_kib "$parent")" "$(anon_kib "$parent")" >&2
   echo $(( $(rss_kib "$pid") + $(rss_kib "$parent") ))
 }
 

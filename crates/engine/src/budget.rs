@@ -31,15 +31,7 @@ pub fn default_memory_budget() -> u64 {
 
 /// The memory this process may use: the lower of `MemTotal` and the cgroup's limit.
 pub fn available_memory() -> Option<u64> {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|line| line.strip_prefix("MemTotal:"))
-                .and_then(|rest| rest.trim().strip_suffix("kB"))
-                .and_then(|kb| kb.trim().parse::<u64>().ok())
-                .map(|kb| kb << 10)
-        });
+    let total = proc_kib_field("/proc/meminfo", "MemTotal:");
     let cgroup = cgroup_memory_limit();
     match (total, cgroup) {
         (Some(total), Some(limit)) => Some(total.min(limit)),
@@ -213,8 +205,8 @@ impl LearnedPeak {
     }
 }
 
-/// Returns the heap memory the process has freed but the allocator still holds to the
-/// system, and says how much the resident set shrank (in bytes; 0 where it cannot tell).
+/// Gives the heap memory the process has freed, but the allocator still holds, back to the
+/// system, and returns by how much the resident set shrank (0 where it cannot tell).
 ///
 /// Loading an app (parsing components, linking, deserializing code) frees most of what it
 /// allocates, but glibc keeps those pages in its arenas: measured in a shim container
@@ -244,10 +236,15 @@ fn trim_heap() {}
 
 /// This process's resident set (`VmRSS`), if the platform says.
 fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib = status
+    proc_kib_field("/proc/self/status", "VmRSS:")
+}
+
+/// A `Key:   N kB` line of a `/proc` file, in bytes.
+fn proc_kib_field(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let kib = text
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .find_map(|line| line.strip_prefix(key))?
         .trim()
         .strip_suffix("kB")?
         .trim()

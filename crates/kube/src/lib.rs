@@ -147,8 +147,8 @@ fn invalid(message: impl Into<String>) -> ScaffoldError {
 
 /// Builds the Kubernetes objects for `options`, in the order to apply them.
 pub fn scaffold(options: &ScaffoldOptions) -> Result<Vec<Value>, ScaffoldError> {
-    let checked = check(options)?;
-    let name = checked.name.as_str();
+    let name = check(options)?;
+    let name = name.as_str();
     let mut objects = Vec::new();
     let runtime_config_secret = options
         .runtime_config
@@ -193,11 +193,8 @@ pub fn scaffold(options: &ScaffoldOptions) -> Result<Vec<Value>, ScaffoldError> 
     Ok(objects)
 }
 
-struct Checked {
-    name: String,
-}
-
-fn check(options: &ScaffoldOptions) -> Result<Checked, ScaffoldError> {
+/// Checks every option; returns the objects' name.
+fn check(options: &ScaffoldOptions) -> Result<String, ScaffoldError> {
     let reference: wisp_oci::Reference =
         options
             .image
@@ -287,7 +284,7 @@ fn check(options: &ScaffoldOptions) -> Result<Checked, ScaffoldError> {
             )));
         }
     }
-    Ok(Checked { name })
+    Ok(name)
 }
 
 fn check_autoscaling(

@@ -152,14 +152,14 @@ fn parse(s: &str) -> Result<Parts, &'static str> {
     if repository.len() > 255 {
         return Err("repository name must not be more than 255 characters");
     }
-    if let Some(digest) = digest {
-        let expected = match digest.split_once(':') {
-            Some(("sha256", _)) => 64,
-            Some(("sha384", _)) => 96,
-            Some(("sha512", _)) => 128,
+    if let Some((algorithm, hex)) = digest.and_then(|d| d.split_once(':')) {
+        let expected = match algorithm {
+            "sha256" => 64,
+            "sha384" => 96,
+            "sha512" => 128,
             _ => return Err("unsupported digest algorithm"),
         };
-        if digest.len() - digest.find(':').unwrap_or(0) - 1 != expected {
+        if hex.len() != expected {
             return Err("invalid checksum digest length");
         }
     }

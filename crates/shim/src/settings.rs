@@ -207,8 +207,9 @@ impl ShimSettings {
             engine.memory_limit = mb.saturating_mul(1 << 20);
         }
         // SpinKube's own knob wins over Wisp's: the operator sets it from the SpinApp.
+        // Linear memory grows in 64 KiB pages.
+        const PAGE: u64 = 64 * 1024;
         if let Some(bytes) = number(MAX_INSTANCE_MEMORY_ENV)? {
-            const PAGE: u64 = 64 * 1024;
             engine.memory_limit = bytes.div_ceil(PAGE).saturating_mul(PAGE);
         }
         if engine.memory_limit > engine.memory_budget {
@@ -218,10 +219,7 @@ impl ShimSettings {
             match variable {
                 // A small pod (say 128 MiB, so a 64 MiB budget) gets instances that fit it,
                 // not a container that cannot start over a cap nobody set.
-                None => {
-                    const PAGE: u64 = 64 * 1024;
-                    engine.memory_limit = engine.memory_budget / PAGE * PAGE;
-                }
+                None => engine.memory_limit = engine.memory_budget / PAGE * PAGE,
                 Some(variable) => {
                     let budget = match env.get("WISP_MEMORY_BUDGET_MB") {
                         Some(_) => "WISP_MEMORY_BUDGET_MB",

@@ -136,13 +136,12 @@ fn scaffold(args: ScaffoldArgs) -> Result<()> {
     let runtime_config = match &args.runtime_config_file {
         None => None,
         Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             // The same check `wisp up --runtime-config-file` makes, so a typo fails here
             // and not in a crash-looping pod.
-            wisp_host::RuntimeConfig::from_file(path)?;
-            Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?,
-            )
+            wisp_host::RuntimeConfig::from_str(&text, path)?;
+            Some(text)
         }
     };
     let options = ScaffoldOptions {
