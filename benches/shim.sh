@@ -67,28 +67,7 @@ PATH="$PWD/target/release:$BIN:$PATH:/usr/sbin" "$BIN/containerd" --config "$WOR
 for _ in $(seq 100); do ctr_ version >/dev/null 2>&1 && break; sleep 0.1; done
 
 # The hello component as a single-layer wasm image (an OCI layout written here).
-python3 - "$HELLO" "$WORK/hello-layout" <<'EOF'
-import hashlib, json, os, sys
-wasm = open(sys.argv[1], "rb").read()
-out = sys.argv[2]
-os.makedirs(out + "/blobs/sha256")
-def blob(data):
-    digest = hashlib.sha256(data).hexdigest()
-    open(f"{out}/blobs/sha256/{digest}", "wb").write(data)
-    return {"digest": "sha256:" + digest, "size": len(data)}
-config = json.dumps({"architecture": "wasm", "os": "wasip2"}).encode()
-manifest = json.dumps({
-    "schemaVersion": 2,
-    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **blob(config)},
-    "layers": [{"mediaType": "application/wasm", **blob(wasm)}],
-}).encode()
-index = {"schemaVersion": 2, "manifests": [{
-    "mediaType": "application/vnd.oci.image.manifest.v1+json", **blob(manifest),
-    "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}
-open(out + "/index.json", "w").write(json.dumps(index))
-open(out + "/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
-EOF
+python3 benches/wasm-image.py "$HELLO" "$WORK/hello-layout"
 tar -C "$WORK/hello-layout" -cf "$WORK/hello.tar" .
 ctr_ images import --base-name localhost/hello "$WORK/hello.tar" >/dev/null
 

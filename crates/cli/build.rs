@@ -1,12 +1,18 @@
 //! Embeds `templates/` (the `wisp new` / `wisp add` templates) into the binary:
 //! generates `$OUT_DIR/templates.rs` with every template's metadata and files. Also packs
-//! the `wisp` binary's relative relocations (see [`pack_relative_relocations`]).
+//! the `wisp` binary's relative relocations (see [`pack_relative_relocations`]) and links
+//! the code a start and a request run next to each other (see `link_order.rs`).
+
+#[path = "link_order.rs"]
+mod link_order;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 fn main() {
     pack_relative_relocations();
+    link_order::link_map();
+    link_order::symbol_order();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut ids: Vec<PathBuf> = std::fs::read_dir(&root)

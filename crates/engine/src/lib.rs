@@ -16,6 +16,7 @@ mod host;
 mod lanes;
 mod outbound;
 mod sockets;
+mod startup_code;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use budget::{available_memory, default_memory_budget, release_free_heap};
 pub use host::{GuestFault, Host};
 pub use lanes::SLOW_AFTER;
 pub use outbound::{DEFAULT_MAX_OUTBOUND_REQUESTS, LocalDispatch, LocalResponse, LocalTarget};
+pub use startup_code::release_startup_code;
 
 /// How often the epoch ticker advances; the granularity of CPU deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

@@ -325,6 +325,8 @@ async fn serve(
         // Tests and operators read this line to know the pod serves.
         tracing::info!("Listening on http://{}", settings.listen);
     }
+    // Started: the code that set the container up and loaded the app will not run again.
+    wisp_engine::release_startup_code();
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}

@@ -206,6 +206,8 @@ pub fn run(args: UpArgs) -> Result<()> {
             super::shared::serve_metrics(listener, registry, args.json)?;
         }
         let running = RunningApp::start(generation, listener, settings.server.clone());
+        // Started: parsing, resolving and linking code will not run again.
+        wisp_engine::release_startup_code();
         shutdown.recv().await;
         running.shutdown().await;
         if args.json {
