@@ -143,15 +143,19 @@ load() {
 }
 
 # Starts way `$1` (shim_run|runc_run) detached as container `$2`, serves one request, then
-# prints "RSS_KIB RPS RSS_KIB_AFTER_LOAD" and stops it.
+# prints "RSS_KIB RPS RSS_KIB_AFTER_LOAD RSS_KIB_SETTLED" and stops it. Settled: 6 s after
+# the first response, when the shim process has unmapped its start-up code (5 s after the
+# container's creation).
 serve_and_load() { # way id
   $($1 "$2" | sed 's/ run --rm / run -d /') >/dev/null
   wait_for_200 $PORT
   curl -fs -o /dev/null "http://127.0.0.1:$PORT/"
-  local rss rps
+  local rss settled rps
   rss=$(container_rss "$2")
+  sleep 6
+  settled=$(container_rss "$2")
   rps=$(load)
-  echo "$rss $rps $(container_rss "$2")"
+  echo "$rss $rps $(container_rss "$2") $settled"
   ctr_ tasks kill -s SIGTERM "$2" >/dev/null
   # The port must be free before the next server starts.
   for _ in $(seq 100); do
@@ -164,15 +168,16 @@ echo "resident memory after serving, and requests/s at c=$C for ${SECONDS_PER_RU
 # Not `read < <(…)`: that would go on before the container has stopped.
 shim=$(serve_and_load shim_run load-shim)
 runc=$(serve_and_load runc_run load-runc)
-read -r shim_rss shim_rps shim_rss_after <<<"$shim"
-read -r runc_rss runc_rps _ <<<"$runc"
+read -r shim_rss shim_rps shim_rss_after shim_rss_settled <<<"$shim"
+read -r runc_rss runc_rps _ runc_rss_settled <<<"$runc"
 
 up_rps=$(measure_rps env WISP_LOG=warn "$WISP" up --from "$HELLO" --listen 127.0.0.1:$PORT --quiet)
 wasmtime_rps=$(measure_rps "$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$HELLO")
 native_rps=$(measure_rps "$NATIVE" 127.0.0.1:$PORT)
 
-printf '  %-12s RSS %6.1f MiB (%.1f MiB after the load)   %10s req/s\n' shim "$(awk -v k=$shim_rss 'BEGIN{print k/1024}')" "$(awk -v k=$shim_rss_after 'BEGIN{print k/1024}')" "$shim_rps"
-printf '  %-12s RSS %6.1f MiB   %10s req/s\n' spintainer "$(awk -v k=$runc_rss 'BEGIN{print k/1024}')" "$runc_rps"
+mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
+printf '  %-12s RSS %6s MiB (settled %s MiB, %s MiB after the load)   %10s req/s\n' shim "$(mib "$shim_rss")" "$(mib "$shim_rss_settled")" "$(mib "$shim_rss_after")" "$shim_rps"
+printf '  %-12s RSS %6s MiB (settled %s MiB)   %10s req/s\n' spintainer "$(mib "$runc_rss")" "$(mib "$runc_rss_settled")" "$runc_rps"
 printf '  %-12s %10s req/s\n' "wisp up" "$up_rps" wasmtime "$wasmtime_rps" native "$native_rps"
 awk -v s="$shim_rps" -v u="$up_rps" -v r="$runc_rps" -v w="$wasmtime_rps" -v n="$native_rps" 'BEGIN{
   printf "  shim / wisp up: %.2f   shim / spintainer: %.2f   shim / wasmtime serve: %.2f   shim / native: %.2f\n", s/u, s/r, s/w, s/n }'

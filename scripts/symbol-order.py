@@ -4,7 +4,7 @@
 A start of `wisp up` plus its requests executes code from all over the 40 MB binary, and
 the kernel maps 64 KiB or more around every page fault on it: the binary's own pages were
 16 to 21 MiB of its resident memory while serving hello. Linking the functions that run
-next to each other (`lld --symbol-ordering-file`, wired up in `crates/cli/build.rs`) lets
+next to each other (`lld --symbol-ordering-file`, wired up in `crates/cli/link_order.rs`) lets
 those faults map code that is used instead of its neighbours.
 
 How the functions are found, page by page, on the real release binary:
@@ -15,10 +15,11 @@ How the functions are found, page by page, on the real release binary:
    read-ahead is off (`read_ahead_kb` 0, restored afterwards; a file keeps the setting it
    was opened with): each page fault reads and maps exactly its own 4 KiB page, so the
    present pages afterwards are the pages that ran.
-3. Phase `start`: start, first responses. Then the code pages are paged out
+3. Phase `start`: start, first responses (of two apps in turn: a component given by
+   `--from`, and the README's example by its `spin.toml`). Then the code pages are paged out
    (`process_madvise(MADV_PAGEOUT)`) and phase `serve` runs sequential and concurrent
-   requests and an idle pause: what serving needs once started.
-4. Output: the functions on `serve` pages first, then those on `start` pages only
+   requests and an idle pause: what the serving process needs once started.
+4. Output: the functions on `serve` pages first, then those on other pages that ran
    between the markers `wisp_startup_code_begin` and `wisp_startup_code_end` (`wisp up`
    unmaps that group once it serves), each group in the original address order.
 
@@ -30,14 +31,15 @@ then just loses the packing). Run as root (pagemap, cache eviction):
 
     WISP_LINK_MAP=target/wisp.map cargo build --release -p wisp-cli
     cargo build --release -p wisp-test-programs
+    cargo build --release --target wasm32-wasip2 --manifest-path examples/hello/Cargo.toml
     scripts/symbol-order.py target/release/wisp target/wisp.map /tmp/order && gzip -9c /tmp/order > crates/cli/symbol-order.txt.gz
 
 For the shim (`--shim`: a containerd of its own, a hello pod). Its four processes share
-the binary's pages, which paging out then cannot drop, so what serving runs is taken from
-`wisp up`'s order (the same request path): the functions that ran in the pod whose names,
-without their crate hashes, are in `wisp up`'s serving group. Run it on a shim linked
-without an order: on an ordered one, fewer neighbours run and some serving functions
-would fall out of that intersection.
+pages of the binary, and a page still mapped by another process cannot be paged out, so the
+serving process's pages after serving are what serving ran plus some start-up pages it
+shares. Run it on a shim linked without an order: an ordered one's processes unmap their
+start-up code (the container's, once serving; the shim's, 5 s after the create), which
+`WISP_KEEP_STARTUP_CODE=1` in this script's environment does not reach:
 
     WISP_NO_SYMBOL_ORDER=1 WISP_LINK_MAP=target/shim.map cargo build --release -p wisp-shim
     scripts/symbol-order.py --shim target/release/containerd-shim-wisp-v1 target/shim.map /tmp/order
@@ -78,12 +80,12 @@ def get(port, path="/"):
         return e.code
 
 
-def wait_ready(port, proc):
+def wait_ready(port, proc, path):
     for _ in range(600):
         if proc.poll() is not None:
             sys.exit(f"wisp exited with {proc.returncode} before answering")
         try:
-            if get(port) == 200:
+            if get(port, path) == 200:
                 return
         except OSError:
             pass
@@ -188,16 +190,16 @@ def symbols_on(pages, sections):
     return chosen
 
 
-def exercise(port, seconds):
+def exercise(port, path, seconds):
     """Sequential requests, a 404, then 8 concurrent clients, then an idle pause."""
     for _ in range(50):
-        get(port)
+        get(port, path)
     get(port, "/no/such/route")
     stop = time.monotonic() + seconds
 
     def client():
         while time.monotonic() < stop:
-            get(port)
+            get(port, path)
 
     threads = [threading.Thread(target=client) for _ in range(8)]
     for t in threads:
@@ -238,21 +240,27 @@ def processes_of(exe):
 
 
 QUIET = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+# A binary linked with an order unmaps its start-up code once serving: keep it, so every
+# page the start ran is still there to see.
+os.environ["WISP_KEEP_STARTUP_CODE"] = "1"
 
 
 class WispUp:
-    """`wisp up --from hello.wasm`, started with a warm compile cache."""
+    """`wisp up` of hello, started with a warm compile cache: a component given by
+    `--from`, and the README's example app by its `spin.toml`."""
 
     name = "wisp"
+    apps = [(["--from", HELLO], "/"), (["-f", "examples/hello/spin.toml"], "/hello")]
 
-    def __init__(self, work, probe, port):
-        self.args = [probe, "up", "--from", HELLO, "--listen", f"127.0.0.1:{port}",
+    def __init__(self, work, probe, port, app):
+        from_args, self.path = app
+        self.args = [probe, "up", *from_args, "--listen", f"127.0.0.1:{port}",
                      "--cache-dir", os.path.join(work, "cache")]
         self.port = port
 
     def warm_up(self):
         warm = subprocess.Popen(self.args, **QUIET)
-        wait_ready(self.port, warm)
+        wait_ready(self.port, warm, self.path)
         warm.send_signal(signal.SIGTERM)
         warm.wait()
 
@@ -260,11 +268,14 @@ class WispUp:
         self.proc = subprocess.Popen(self.args, **QUIET)
 
     def wait_ready(self):
-        wait_ready(self.port, self.proc)
+        wait_ready(self.port, self.proc, self.path)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait()
+
+    def serving_pid(self):
+        return self.proc.pid
 
 
 class Shim:
@@ -273,8 +284,10 @@ class Shim:
     from an earlier container: the shim process and the container's process."""
 
     name = "containerd-shim-wisp-v1"
+    apps = [None]
+    path = "/"
 
-    def __init__(self, work, probe, port):
+    def __init__(self, work, probe, port, _app):
         subprocess.run(["bash", "scripts/install-containerd.sh"], check=True, **QUIET)
         tools = os.environ.get("WISP_TOOLS_DIR", os.path.expanduser("~/.cache/wisp/tools"))
         self.bin = os.path.join(tools, "containerd-trixie/usr/bin")
@@ -351,6 +364,17 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         self.containerd.send_signal(signal.SIGTERM)
         self.containerd.wait()
 
+    def serving_pid(self):
+        """The container's process (its task's pid)."""
+        listing = subprocess.run([os.path.join(self.bin, "ctr"), "--address",
+                                  os.path.join(self.work, "c.sock"), "--namespace", "probe",
+                                  "tasks", "ls"], check=True, capture_output=True, text=True)
+        for line in listing.stdout.splitlines()[1:]:
+            fields = line.split()
+            if fields[0] == self.container:
+                return int(fields[1])
+        sys.exit(f"no task {self.container} in `ctr tasks ls`")
+
 
 def code_pages(pids, probe):
     """Per pid: (its code mapping, the link-relative page numbers present in it)."""
@@ -361,36 +385,9 @@ def code_pages(pids, probe):
     return found
 
 
-def without_hash(symbol):
-    """A symbol's name without what depends on its crate's build: the legacy mangling's
-    trailing hash, v0 crate disambiguators, LLVM's suffix for promoted locals."""
-    symbol = re.sub(r"\.llvm\.\d+$", "", symbol)
-    symbol = re.sub(r"17h[0-9a-f]{16}E$", "", symbol)
-    return re.sub(r"Cs[0-9A-Za-z]+_", "C", symbol)
-
-
-def serving_names(order_gz):
-    """The names (without hashes) of the serving group of another binary's order."""
-    import gzip
-
-    with gzip.open(order_gz, "rt") as f:
-        names = f.read().split()
-    return {without_hash(s) for s in names[: names.index("wisp_startup_code_begin")]}
-
-
-def main():
-    args = sys.argv[1:]
-    scenario, serve_like = WispUp, None
-    if args[:1] == ["--shim"]:
-        # Many processes share the shim's pages, which paging out cannot then drop: what
-        # serving runs is taken from `wisp up`'s order (the same request path).
-        scenario, args = Shim, args[1:]
-        serve_like = serving_names("crates/cli/symbol-order.txt.gz")
-    if len(args) != 3:
-        sys.exit(__doc__)
-    binary, map_path, out = args
-    if os.geteuid() != 0:
-        sys.exit("run as root: it reads /proc/PID/pagemap and evicts the binary from the page cache")
+def probe_once(scenario, app, binary):
+    """One start of a copy of `binary` with read-ahead off: the code pages (link-relative
+    page numbers, all processes together) that the start ran, and that serving ran."""
     work = tempfile.mkdtemp(prefix="symbol-order-", dir=os.path.dirname(os.path.abspath(binary)))
     run = None
     try:
@@ -399,7 +396,7 @@ def main():
         probe = os.path.join(work, "bin", scenario.name)
         shutil.copy2(binary, probe)
         port = free_port()
-        run = scenario(work, probe, port)
+        run = scenario(work, probe, port, app)
         run.warm_up()
         evict(probe)
         # Processes keep the setting their binary was opened with.
@@ -408,41 +405,58 @@ def main():
             run.wait_ready()
         try:
             for _ in range(20):
-                get(port)
+                get(port, run.path)
             pids = processes_of(probe)
             at_start = code_pages(pids, probe)
-            if serve_like is None:
-                for pid, ((start, end), _) in at_start.items():
-                    page_out(pid, start, end)
+            for pid, ((start, end), _) in at_start.items():
+                page_out(pid, start, end)
             left = sum(len(pages) for _, pages in code_pages(pids, probe).values())
-            exercise(port, 3)
+            exercise(port, run.path, 3)
             serving = code_pages(pids, probe)
+            server = run.serving_pid()
         finally:
             run.stop()
     finally:
         if hasattr(run, "close"):
             run.close()
         shutil.rmtree(work, ignore_errors=True)
-    start_pages = set().union(*(pages for _, pages in at_start.values()))
-    serve_pages = set().union(*(pages for _, pages in serving.values()))
+    # Pages still mapped in other processes too cannot be paged out: the serving process's
+    # pages are what serving ran plus some of those; every process's count as ran.
+    ran = set().union(*(pages for _, pages in at_start.values()))
+    ran |= set().union(*(pages for _, pages in serving.values()))
+    serve_pages = serving[server][1]
+    kib = PAGE // 1024
+    print(f"{app}: {len(pids)} process(es); code pages: ran {len(ran) * kib} KiB, "
+          f"{left * kib} KiB left after paging out, serving {len(serve_pages) * kib} KiB")
+    return ran, serve_pages
+
+
+def main():
+    args = sys.argv[1:]
+    scenario = WispUp
+    if args[:1] == ["--shim"]:
+        scenario, args = Shim, args[1:]
+    if len(args) != 3:
+        sys.exit(__doc__)
+    binary, map_path, out = args
+    if os.geteuid() != 0:
+        sys.exit("run as root: it reads /proc/PID/pagemap and evicts the binary from the page cache")
+    ran_pages, serve_pages = set(), set()
+    for app in scenario.apps:
+        ran, serving = probe_once(scenario, app, binary)
+        ran_pages |= ran
+        serve_pages |= serving
     sections = text_sections(map_path)
     markers = {"wisp_startup_code_begin", "wisp_startup_code_end"}
     serve = [s for s in symbols_on(serve_pages, sections) if s not in markers]
-    if serve_like is not None:
-        # Everything that ran, split by the other binary's serving functions.
-        serve = [s for s in serve if without_hash(s) in serve_like]
-        start_pages = serve_pages
     listed = set(serve) | markers
-    start_only = [s for s in symbols_on(start_pages, sections) if s not in listed]
+    start_only = [s for s in symbols_on(ran_pages, sections) if s not in listed]
     # The markers around the start-only group: `wisp up` unmaps what lies between them
     # once it serves (wisp_engine::release_startup_code).
     order = serve + ["wisp_startup_code_begin"] + start_only + ["wisp_startup_code_end"]
     with open(out, "w") as f:
         f.write("\n".join(order) + "\n")
-    kib = PAGE // 1024
-    print(f"{len(pids)} process(es); code pages: start {len(start_pages) * kib} KiB, "
-          f"{left * kib} KiB left after paging out, "
-          f"serve {len(serve_pages) * kib} KiB; {len(sections)} sections in the map")
+    print(f"{len(sections)} sections in the map")
     print(f"wrote {out}: {len(serve)} serve symbols, then {len(start_only)} start-only symbols")
 
 

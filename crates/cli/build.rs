@@ -1,7 +1,7 @@
 //! Embeds `templates/` (the `wisp new` / `wisp add` templates) into the binary:
 //! generates `$OUT_DIR/templates.rs` with every template's metadata and files. Also packs
-//! the `wisp` binary's relative relocations (see [`pack_relative_relocations`]) and links
-//! the code a start and a request run next to each other (see `link_order.rs`).
+//! the `wisp` binary's relative relocations and links the code a start and a request run
+//! next to each other (see `link_order.rs`).
 
 #[path = "link_order.rs"]
 mod link_order;
@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    pack_relative_relocations();
+    link_order::pack_relative_relocations();
     link_order::link_map();
     link_order::symbol_order();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
@@ -79,20 +79,5 @@ fn collect(base: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
                 .replace('\\', "/");
             files.push((relative, path));
         }
-    }
-}
-
-/// Links `wisp` with `-z pack-relative-relocs` (DT_RELR) on GNU/Linux: its ~100,000
-/// relative relocations (a position-independent executable) shrink from 2.4 MB of
-/// `.rela.dyn`, which the loader reads at every start, to a few kilobytes. Needs GNU ld
-/// 2.38+ to link and glibc 2.36+ to run (Debian 12 and Ubuntu 24.04 have both); build with
-/// `WISP_NO_RELR=1` for a binary that must also run on older glibc (Ubuntu 22.04, RHEL 9).
-fn pack_relative_relocations() {
-    println!("cargo:rerun-if-env-changed=WISP_NO_RELR");
-    let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let target_env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
-    let opted_out = std::env::var("WISP_NO_RELR").is_ok_and(|value| value == "1");
-    if target_os == "linux" && target_env == "gnu" && !opted_out {
-        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }

@@ -33,7 +33,12 @@ const MAX_SPAN: usize = 32 << 20;
 /// returns how many bytes of code that covered (0 when the binary has no such group).
 /// Safe to call at any time and from any thread: code is mapped from the binary file,
 /// so a page unmapped here and needed later is read back from the page cache.
+/// `WISP_KEEP_STARTUP_CODE=1` keeps it mapped: `scripts/symbol-order.py` must see every
+/// page a start ran, and breakpoints or uprobes set in it would be lost.
 pub fn release_startup_code() -> usize {
+    if std::env::var_os("WISP_KEEP_STARTUP_CODE").is_some_and(|value| value == "1") {
+        return 0;
+    }
     let page = 4096;
     let begin = (wisp_startup_code_begin as *const () as usize).next_multiple_of(page);
     let end = wisp_startup_code_end as *const () as usize & !(page - 1);

@@ -24,6 +24,30 @@ pub struct WispShim;
 #[derive(Default, Clone, Copy)]
 pub struct WispSandbox;
 
+/// How long after its first container's creation the shim process unmaps its start-up code.
+/// Creating and starting a container takes well under a second here, precompiling a large
+/// component a few; code of the group that runs later (a second container, a `delete`)
+/// faults back in.
+const SHIM_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// In the shim process (not the container's, which does it once serving): unmaps the
+/// start-up code group (`wisp_engine::release_startup_code`) [`SHIM_SETTLE`] from now,
+/// once per process. Runwasi gives the shim process no call after a container's start.
+fn release_startup_code_when_settled() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("release-startup-code".into())
+            .spawn(|| {
+                std::thread::sleep(SHIM_SETTLE);
+                wisp_engine::release_startup_code();
+            });
+        if let Err(error) = spawned {
+            log::debug!("not unmapping start-up code: {error}");
+        }
+    });
+}
+
 impl Shim for WispShim {
     type Sandbox = WispSandbox;
 
@@ -41,6 +65,9 @@ impl Shim for WispShim {
 
     #[expect(refining_impl_trait, reason = "the shim's own compiler type")]
     async fn compiler() -> Option<WispCompiler> {
+        // Runwasi asks for the compiler once per shim process, at its first container's
+        // creation: from here on the process sets that container up and then waits on it.
+        release_startup_code_when_settled();
         match Precompiler::new(&wisp_engine::EngineConfig::default()) {
             Ok(compiler) => Some(WispCompiler(compiler)),
             Err(error) => {
