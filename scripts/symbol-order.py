@@ -27,7 +27,9 @@ Every function sharing a touched page is listed, so the order over-includes; run
 script again on a binary linked with the new order to tighten it. Symbol names carry the
 hash of their crate's build (versions, features, profile, toolchain): after a `Cargo.lock`
 or toolchain change, regenerate the order (stale names are skipped by the linker, which
-then just loses the packing). Run as root (pagemap, cache eviction):
+then just loses the packing). They also depend on which packages one `cargo build` builds
+(features are unified across them): build the binary alone, as below, as users do. Run as
+root (pagemap, cache eviction):
 
     WISP_LINK_MAP=target/wisp.map cargo build --release -p wisp-cli
     cargo build --release -p wisp-test-programs

@@ -25,8 +25,11 @@ pub fn link_map() {
 /// binary; scattered over 40 MB of code, a start and a few requests kept 16 MiB of it
 /// resident, most of it neighbours that never ran. Release builds on x86_64 GNU/Linux only,
 /// where rustc links with its bundled lld (the option is lld's); names the linker does not
-/// find (a stale order after a `Cargo.lock` change) are skipped, which only loses the
-/// packing. `WISP_NO_SYMBOL_ORDER=1` turns it off.
+/// find (a stale order after a `Cargo.lock` change, or a build of several packages at
+/// once, which unifies their dependencies' features and so changes the crates' symbol
+/// hashes) are skipped, which only loses the packing. The orders are made for `cargo build
+/// --release -p wisp-cli` and `-p wisp-shim`, each alone. `WISP_NO_SYMBOL_ORDER=1` turns
+/// it off.
 pub fn symbol_order() {
     let packed = Path::new(&env("CARGO_MANIFEST_DIR")).join("symbol-order.txt.gz");
     println!("cargo:rerun-if-changed={}", packed.display());
