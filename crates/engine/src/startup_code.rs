@@ -1,11 +1,12 @@
 //! Unmapping the code only a start runs, once started.
 //!
-//! A release `wisp` is linked with its functions in the order `scripts/symbol-order.py`
-//! measured: first those serving requests runs, then those only a start runs, between the
-//! two markers below (see `crates/cli/build.rs`). Once the process serves, the pages of the
-//! second group are start-up code that will not run again; [`release_startup_code`]
-//! unmaps them, so the idle process keeps only serving code resident. They stay in the
-//! page cache: a later call into one of them (a reload, say) faults its page back in.
+//! A release `wisp` (and the shim) is linked with its functions in the order
+//! `scripts/symbol-order.py` measured: first those serving requests ran, then the other
+//! functions a start ran, between the two markers below (see `crates/cli/link_order.rs`).
+//! Once the process serves, the pages of the second group are start-up code that will not
+//! run again; [`release_startup_code`] unmaps them, so the idle process keeps only serving
+//! code resident. They stay in the page cache: a later call into one of them (a reload,
+//! say) faults its page back in.
 
 /// The address of the first function of the start-only group, when linked in that order.
 // An unmangled name: the symbol order lists it, and it must not change between builds.
