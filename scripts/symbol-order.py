@@ -83,16 +83,17 @@ def get(port, path="/"):
 
 
 def wait_ready(port, proc, path):
+    """Waits for a 200 on `path`, while `proc` (the server, or the containerd under it) runs."""
     for _ in range(600):
         if proc.poll() is not None:
-            sys.exit(f"wisp exited with {proc.returncode} before answering")
+            sys.exit(f"{proc.args[0]} exited with {proc.returncode} before an answer")
         try:
             if get(port, path) == 200:
                 return
         except OSError:
             pass
         time.sleep(0.05)
-    sys.exit("wisp did not answer within 30 s")
+    sys.exit(f"no answer on port {port} within 30 s")
 
 
 def code_mapping(pid, exe):
@@ -319,10 +320,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         subprocess.run(["tar", "-C", layout, "-cf", layout + ".tar", "."], check=True)
         self.ctr("images", "import", "--base-name", "localhost/hello", layout + ".tar")
 
-    def ctr(self, *args, check=True):
+    def ctr(self, *args, check=True, output=False):
         return subprocess.run([os.path.join(self.bin, "ctr"), "--address",
                                os.path.join(self.work, "c.sock"), "--namespace", "probe", *args],
-                              check=check, **QUIET)
+                              check=check, text=True,
+                              **(dict(capture_output=True) if output else QUIET))
 
     def run(self, container):
         self.ctr("run", "-d", "--net-host", "--runtime", "io.containerd.wisp.v1", "--env",
@@ -331,14 +333,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         self.container = container
 
     def wait_ready(self):
-        for _ in range(600):
-            try:
-                if get(self.port) == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        sys.exit("the shim's container did not answer within 30 s")
+        wait_ready(self.port, self.containerd, self.path)
 
     def warm_up(self):
         # The first container precompiles the layer into containerd's content store.
@@ -368,10 +363,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     def serving_pid(self):
         """The container's process (its task's pid)."""
-        listing = subprocess.run([os.path.join(self.bin, "ctr"), "--address",
-                                  os.path.join(self.work, "c.sock"), "--namespace", "probe",
-                                  "tasks", "ls"], check=True, capture_output=True, text=True)
-        for line in listing.stdout.splitlines()[1:]:
+        for line in self.ctr("tasks", "ls", output=True).stdout.splitlines()[1:]:
             fields = line.split()
             if fields[0] == self.container:
                 return int(fields[1])

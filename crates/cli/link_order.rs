@@ -34,9 +34,8 @@ pub fn symbol_order() {
     let packed = Path::new(&env("CARGO_MANIFEST_DIR")).join("symbol-order.txt.gz");
     println!("cargo:rerun-if-changed={}", packed.display());
     println!("cargo:rerun-if-env-changed=WISP_NO_SYMBOL_ORDER");
-    let target = env("TARGET");
     let wanted = env("PROFILE") == "release"
-        && target == "x86_64-unknown-linux-gnu"
+        && env("TARGET") == "x86_64-unknown-linux-gnu"
         && env("WISP_NO_SYMBOL_ORDER") != "1"
         // A linker chosen by the user may not be lld.
         && env("RUSTC_LINKER").is_empty()
@@ -67,10 +66,10 @@ pub fn symbol_order() {
 /// `WISP_NO_RELR=1` for a binary that must also run on older glibc (Ubuntu 22.04, RHEL 9).
 pub fn pack_relative_relocations() {
     println!("cargo:rerun-if-env-changed=WISP_NO_RELR");
-    let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let target_env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
-    let opted_out = std::env::var("WISP_NO_RELR").is_ok_and(|value| value == "1");
-    if target_os == "linux" && target_env == "gnu" && !opted_out {
+    if env("CARGO_CFG_TARGET_OS") == "linux"
+        && env("CARGO_CFG_TARGET_ENV") == "gnu"
+        && env("WISP_NO_RELR") != "1"
+    {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }
