@@ -11,6 +11,9 @@
 # and the ratios, and the same for the server's CPU time per request (steadier than
 # requests/s here: the load generator shares the two cores).
 # Usage: benches/metrics-cost.sh [rounds (5)] [concurrency (64)] [seconds (4)]
+# Before/after: METRICS_WISP_BASELINE=/path/to/an/older/wisp adds kinds `off-base`,
+# `metrics-base` and `log-base` (that binary, same settings); METRICS_KINDS="off metrics …"
+# measures only the kinds listed.
 # Everything listens on 127.0.0.1 only; every load run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,8 +54,9 @@ Server(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 ' "$SINK_PORT" &
 
 declare -A SUM CPU
-KINDS=(off metrics log trace1 traceall wasmtime native)
-for kind in "${KINDS[@]}"; do SUM[$kind]=0; CPU[$kind]=0; done
+read -r -a KINDS <<< "${METRICS_KINDS:-off metrics log trace1 traceall wasmtime native}"
+if [ -n "${METRICS_WISP_BASELINE:-}" ]; then KINDS+=(off-base metrics-base log-base); fi
+for kind in off metrics log trace1 traceall wasmtime native off-base metrics-base log-base; do SUM[$kind]=0; CPU[$kind]=0; done
 for round in $(seq 1 "$ROUNDS"); do
   line="round $round:"
   order=("${KINDS[@]}")
@@ -60,13 +64,15 @@ for round in $(seq 1 "$ROUNDS"); do
     order=(); for (( i=${#KINDS[@]}-1; i>=0; i-- )); do order+=("${KINDS[i]}"); done
   fi
   for kind in "${order[@]}"; do
-    case $kind in
-      off) res=$(WISP_LOG=warn measure_rps_cpu "$WISP" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
+    bin=$WISP
+    [[ $kind == *-base ]] && bin=$METRICS_WISP_BASELINE
+    case ${kind%-base} in
+      off) res=$(WISP_LOG=warn measure_rps_cpu "$bin" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
       metrics)
         scraper & scraping=$!
-        res=$(WISP_LOG=warn measure_rps_cpu "$WISP" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --metrics-listen 127.0.0.1:$METRICS_PORT)
+        res=$(WISP_LOG=warn measure_rps_cpu "$bin" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE" --metrics-listen 127.0.0.1:$METRICS_PORT)
         kill "$scraping" 2>/dev/null || true; wait "$scraping" 2>/dev/null || true ;;
-      log) res=$(measure_rps_cpu sh -c "exec '$WISP' up --from '$WASM' --listen 127.0.0.1:$PORT --cache-dir '$CACHE' 2>'$CACHE/requests.log'") ;;
+      log) res=$(measure_rps_cpu sh -c "exec '$bin' up --from '$WASM' --listen 127.0.0.1:$PORT --cache-dir '$CACHE' 2>'$CACHE/requests.log'") ;;
       trace1) res=$(WISP_LOG=warn OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 \
           measure_rps_cpu "$WISP" up --from "$WASM" --listen 127.0.0.1:$PORT --cache-dir "$CACHE") ;;
       traceall) res=$(WISP_LOG=warn OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_TRACES_SAMPLER=always_on \
@@ -81,11 +87,23 @@ for round in $(seq 1 "$ROUNDS"); do
   done
   echo "$line req/s (server CPU per request)"
 done
-awk -v off="${SUM[off]}" -v m="${SUM[metrics]}" -v l="${SUM[log]}" -v t1="${SUM[trace1]}" -v ta="${SUM[traceall]}" -v w="${SUM[wasmtime]}" -v n="${SUM[native]}" -v r="$ROUNDS" -v c="$C" 'BEGIN{
+# q(a, b): a/b, or "n/a" when either was not measured (METRICS_KINDS left it out).
+RATIO='function q(a, b) { return (a > 0 && b > 0) ? sprintf("%.3f", a / b) : "n/a" }'
+awk -v off="${SUM[off]}" -v m="${SUM[metrics]}" -v l="${SUM[log]}" -v t1="${SUM[trace1]}" -v ta="${SUM[traceall]}" -v w="${SUM[wasmtime]}" -v n="${SUM[native]}" -v r="$ROUNDS" -v c="$C" "$RATIO"'
+BEGIN{
   printf "hello c=%s, mean of %d rounds: metrics off %.0f, metrics on %.0f, request log on %.0f, tracing 1%% %.0f, tracing all %.0f, wasmtime serve %.0f, native %.0f req/s\n", c, r, off/r, m/r, l/r, t1/r, ta/r, w/r, n/r;
-  printf "ratios: metrics on / off %.3f, request log on / off %.3f, tracing 1%% / off %.3f, tracing all / off %.3f, metrics on / wasmtime %.2f, metrics on / native %.2f, off / wasmtime %.2f\n", m/off, l/off, t1/off, ta/off, m/w, m/n, off/w }'
+  printf "ratios: metrics on / off %s, request log on / off %s, tracing 1%% / off %s, tracing all / off %s, metrics on / wasmtime %s, metrics on / native %s, off / wasmtime %s\n", q(m, off), q(l, off), q(t1, off), q(ta, off), q(m, w), q(m, n), q(off, w) }'
 # The same costs as CPU time per request (off's over on's: the share of requests/s the
 # feature leaves when the cores are the limit), the steadier measure on a noisy machine.
-awk -v off="${CPU[off]}" -v m="${CPU[metrics]}" -v l="${CPU[log]}" -v t1="${CPU[trace1]}" -v ta="${CPU[traceall]}" -v w="${CPU[wasmtime]}" -v n="${CPU[native]}" -v r="$ROUNDS" 'BEGIN{
+awk -v off="${CPU[off]}" -v m="${CPU[metrics]}" -v l="${CPU[log]}" -v t1="${CPU[trace1]}" -v ta="${CPU[traceall]}" -v w="${CPU[wasmtime]}" -v n="${CPU[native]}" -v r="$ROUNDS" "$RATIO"'
+BEGIN{
   printf "server CPU per request, mean of %d rounds: metrics off %.2f, metrics on %.2f, request log on %.2f, tracing 1%% %.2f, tracing all %.2f, wasmtime serve %.2f, native %.2f us\n", r, off/r, m/r, l/r, t1/r, ta/r, w/r, n/r;
-  printf "CPU ratios (off / on): metrics %.3f, request log %.3f, tracing 1%% %.3f, tracing all %.3f; wasmtime / metrics on %.2f, native / metrics on %.2f\n", off/m, off/l, off/t1, off/ta, w/m, n/m }'
+  printf "CPU ratios (off / on): metrics %s, request log %s, tracing 1%% %s, tracing all %s; wasmtime / metrics on %s, native / metrics on %s\n", q(off, m), q(off, l), q(off, t1), q(off, ta), q(w, m), q(n, m) }'
+if [ -n "${METRICS_WISP_BASELINE:-}" ]; then
+  awk -v m="${SUM[metrics]}" -v l="${SUM[log]}" -v ob="${SUM[off-base]}" -v mb="${SUM[metrics-base]}" -v lb="${SUM[log-base]}" -v r="$ROUNDS" "$RATIO"'
+  BEGIN{
+    printf "baseline binary, mean of %d rounds: metrics off %.0f, metrics on %.0f, request log on %.0f req/s\n", r, ob/r, mb/r, lb/r;
+    printf "baseline ratios: metrics on / off %s, request log on / off %s; this binary / baseline: metrics on %s, request log on %s\n", q(mb, ob), q(lb, ob), q(m, mb), q(l, lb) }'
+  awk -v ob="${CPU[off-base]}" -v mb="${CPU[metrics-base]}" -v lb="${CPU[log-base]}" "$RATIO"'
+  BEGIN{ printf "baseline CPU ratios (off / on): metrics %s, request log %s\n", q(ob, mb), q(ob, lb) }'
+fi

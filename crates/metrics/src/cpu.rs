@@ -4,6 +4,7 @@
 //! slow lane) polled it. Work the instance hands to other threads (the blocking pool,
 //! connection tasks of outbound clients) is not in it.
 
+use crate::thread_clock::thread_cpu_nanos;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,13 +30,6 @@ impl CpuMeter {
     fn add(&self, nanos: u64) {
         self.0.fetch_add(nanos, Ordering::Relaxed);
     }
-}
-
-fn thread_cpu_nanos() -> u64 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    (now.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(now.tv_nsec as u64)
 }
 
 /// `F`, adding the CPU time of each of its polls to a [`CpuMeter`] (none: polls `F` as is).

@@ -15,9 +15,11 @@
 mod cpu;
 mod process;
 mod serve;
+mod thread_clock;
 
 pub use cpu::{CpuMeter, CpuMetered};
 pub use serve::{dashboard_response, metrics_response, serve};
+pub use thread_clock::{await_fast_thread_clock, fast_thread_clock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
