@@ -52,13 +52,73 @@ pub fn release_startup_code() -> usize {
     }
 }
 
+/// Unmaps every page of this binary's segments that are never written (code, read-only
+/// data, unwind tables; not the relocated read-only data, which was written at load), and
+/// returns how many bytes that covered. For a process that has settled into waiting, such
+/// as the shim's: the few pages its later work needs fault back in from the page cache,
+/// and the rest stop counting towards its resident memory. A serving process would fault
+/// its request path back in on the next request, so it keeps them
+/// ([`release_startup_code`] instead). `WISP_KEEP_STARTUP_CODE=1` keeps them too.
+pub fn release_read_only_pages() -> usize {
+    if std::env::var_os("WISP_KEEP_STARTUP_CODE").is_some_and(|value| value == "1") {
+        return 0;
+    }
+    read_only_segments()
+        .into_iter()
+        .filter(|&(start, len)| unmap_code(start, len))
+        .map(|(_, len)| len)
+        .sum()
+}
+
+/// The page-aligned ranges of the main executable's loaded segments without write
+/// permission. Segments that are written at load (those holding `PT_GNU_RELRO`) are
+/// writable `PT_LOAD`s and left out.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn read_only_segments() -> Vec<(usize, usize)> {
+    unsafe extern "C" fn first_object(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid `dl_phdr_info` for the duration of the call,
+        // and `data` is the `Vec` passed to `dl_iterate_phdr` below.
+        let (info, ranges) = unsafe { (&*info, &mut *data.cast::<Vec<(usize, usize)>>()) };
+        let page = 4096;
+        for index in 0..usize::from(info.dlpi_phnum) {
+            // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
+            let header = unsafe { &*info.dlpi_phdr.add(index) };
+            if header.p_type != libc::PT_LOAD || header.p_flags & libc::PF_W != 0 {
+                continue;
+            }
+            let start = info.dlpi_addr as usize + header.p_vaddr as usize;
+            let begin = start.next_multiple_of(page);
+            let end = (start + header.p_memsz as usize) & !(page - 1);
+            if end > begin {
+                ranges.push((begin, end - begin));
+            }
+        }
+        // The first object is the main executable: stop there.
+        1
+    }
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    // SAFETY: the callback only reads the headers it is given and writes to `ranges`.
+    unsafe { libc::dl_iterate_phdr(Some(first_object), (&raw mut ranges).cast()) };
+    ranges
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_only_segments() -> Vec<(usize, usize)> {
+    Vec::new()
+}
+
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn unmap_code(start: usize, len: usize) -> bool {
-    // SAFETY: the range is page-aligned and lies inside this binary's read-only, private,
-    // file-backed code mapping, which is never written: MADV_DONTNEED only drops its page
-    // table entries, and the next execution there faults the same bytes back in from the
-    // file. No Rust object lives in it.
+    // SAFETY: the range is page-aligned and lies inside one of this binary's read-only,
+    // private, file-backed mappings (code or constant data), which are never written:
+    // MADV_DONTNEED only drops their page table entries, and the next access faults the
+    // same bytes back in from the file. Nothing mutable lives in them.
     unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
 }
 
@@ -78,6 +138,33 @@ mod tests {
             wisp_startup_code_begin as *const () as usize,
             wisp_startup_code_end as *const () as usize
         );
+    }
+
+    /// The test binary's own code and constants are unmapped and fault back in: it keeps
+    /// running, and its constant data still reads the same.
+    #[test]
+    fn read_only_pages_are_released_and_fault_back() {
+        static TABLE: [u64; 4] = [0x5749_5350, 3, 5, 7];
+        let segments = read_only_segments();
+        assert!(segments.len() >= 2, "code and read-only data: {segments:?}");
+        let code = wisp_startup_code_begin as *const () as usize;
+        assert!(
+            segments
+                .iter()
+                .any(|&(start, len)| (start..start + len).contains(&code)),
+            "the code segment holds this function: {segments:?}"
+        );
+        let released = release_read_only_pages();
+        assert_eq!(
+            released,
+            segments.iter().map(|&(_, len)| len).sum::<usize>()
+        );
+        assert!(released > 0);
+        assert_eq!(
+            std::hint::black_box(&TABLE).iter().sum::<u64>(),
+            0x5749_5350 + 15
+        );
+        assert_ne!(wisp_startup_code_begin(), wisp_startup_code_end());
     }
 
     #[test]

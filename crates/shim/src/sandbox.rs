@@ -24,26 +24,33 @@ pub struct WispShim;
 #[derive(Default, Clone, Copy)]
 pub struct WispSandbox;
 
-/// How long after its first container's creation the shim process unmaps its start-up code.
-/// Creating and starting a container takes well under a second here, precompiling a large
-/// component a few; code of the group that runs later (a second container, a `delete`)
-/// faults back in.
+/// How long after its first container's creation the shim process unmaps its binary's
+/// pages. Creating and starting a container takes well under a second here, precompiling
+/// a large component a few; what runs later (a second container, a `delete`, containerd's
+/// state and stats calls) faults its pages back in.
 const SHIM_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// In the shim process (not the container's, which does it once serving): unmaps the
-/// start-up code group (`wisp_engine::release_startup_code`) [`SHIM_SETTLE`] from now,
-/// once per process. Runwasi gives the shim process no call after a container's start.
-fn release_startup_code_when_settled() {
+/// In the shim process (not the container's, which serves): [`SHIM_SETTLE`] from now,
+/// once per process, unmaps every read-only page of the binary
+/// (`wisp_engine::release_read_only_pages`) and returns the allocator's free memory to
+/// the system. From then on the process only answers containerd's occasional calls, whose
+/// code faults back in from the page cache. Runwasi gives the shim process no call after
+/// a container's start.
+fn release_pages_when_settled() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let spawned = std::thread::Builder::new()
-            .name("release-startup-code".into())
+            .name("release-pages".into())
             .spawn(|| {
                 std::thread::sleep(SHIM_SETTLE);
-                wisp_engine::release_startup_code();
+                let released = wisp_engine::release_read_only_pages();
+                let trimmed = wisp_engine::release_free_heap();
+                log::debug!(
+                    "settled: unmapped {released} bytes of read-only pages, heap {trimmed} bytes smaller"
+                );
             });
         if let Err(error) = spawned {
-            log::debug!("not unmapping start-up code: {error}");
+            log::debug!("not unmapping read-only pages: {error}");
         }
     });
 }
@@ -67,7 +74,7 @@ impl Shim for WispShim {
     async fn compiler() -> Option<WispCompiler> {
         // Runwasi asks for the compiler once per shim process, at its first container's
         // creation: from here on the process sets that container up and then waits on it.
-        release_startup_code_when_settled();
+        release_pages_when_settled();
         match Precompiler::new(&wisp_engine::EngineConfig::default()) {
             Ok(compiler) => Some(WispCompiler(compiler)),
             Err(error) => {
