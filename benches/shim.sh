@@ -15,12 +15,14 @@
 # connections for SECONDS_PER_RUN seconds, with ratios.
 # Needs root. Starts a containerd of its own (Debian trixie's 1.7, installed by
 # scripts/install-containerd.sh) with its root, state and socket in a temp dir.
-# Usage: benches/shim.sh ; RUNS=10 C=64 SECONDS_PER_RUN=5 by default. Loopback only.
+# Usage: benches/shim.sh ; RUNS=10 C=64 SECONDS_PER_RUN=5 IDLE_SECONDS=40 by default (0: no
+# idle reading). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${RUNS:-10}"
 C="${C:-64}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
+IDLE_SECONDS="${IDLE_SECONDS:-40}"
 PORT=18751
 . benches/common.sh
 bench_tools
@@ -142,20 +144,35 @@ load() {
   wrk -t2 -c"$C" -d"${SECONDS_PER_RUN}s" "http://127.0.0.1:$PORT/" | awk '/^Requests\/sec/ {print $2}'
 }
 
+# One request on a new connection, in ms (curl's total time).
+request_ms() {
+  curl -fs -o /dev/null -w '%{time_total}' "http://127.0.0.1:$PORT/" | awk '{printf "%.2f", $1 * 1000}'
+}
+
 # Starts way `$1` (shim_run|runc_run) detached as container `$2`, serves one request, then
-# prints "RSS_KIB RPS RSS_KIB_AFTER_LOAD RSS_KIB_SETTLED" and stops it. Settled: 6 s after
-# the first response, when the shim process has unmapped its start-up code (5 s after the
-# container's creation).
+# prints "RSS_KIB RPS RSS_KIB_AFTER_LOAD RSS_KIB_SETTLED RSS_KIB_IDLE FIRST_AFTER_IDLE_MS
+# REQUEST_MS_BEFORE_IDLE" and stops it. Settled: 6 s after the first response, when the
+# shim process has unmapped its binary's read-only pages (5 s after the container's
+# creation). Idle: IDLE_SECONDS after the load (Wisp's processes unmap those pages and
+# trim their heap after 30 s without work, checked every 5 s), then the time of one
+# request, against one right after the load.
 serve_and_load() { # way id
   $($1 "$2" | sed 's/ run --rm / run -d /') >/dev/null
   wait_for_200 $PORT
   curl -fs -o /dev/null "http://127.0.0.1:$PORT/"
-  local rss settled rps
+  local rss settled rps after idle=0 first=0 warm=0
   rss=$(container_rss "$2")
   sleep 6
   settled=$(container_rss "$2")
   rps=$(load)
-  echo "$rss $rps $(container_rss "$2") $settled"
+  after=$(container_rss "$2")
+  if (( IDLE_SECONDS > 0 )); then
+    warm=$(request_ms)
+    sleep "$IDLE_SECONDS"
+    idle=$(container_rss "$2")
+    first=$(request_ms)
+  fi
+  echo "$rss $rps $after $settled $idle $first $warm"
   ctr_ tasks kill -s SIGTERM "$2" >/dev/null
   # The port must be free before the next server starts.
   for _ in $(seq 100); do
@@ -168,8 +185,8 @@ echo "resident memory after serving, and requests/s at c=$C for ${SECONDS_PER_RU
 # Not `read < <(…)`: that would go on before the container has stopped.
 shim=$(serve_and_load shim_run load-shim)
 runc=$(serve_and_load runc_run load-runc)
-read -r shim_rss shim_rps shim_rss_after shim_rss_settled <<<"$shim"
-read -r runc_rss runc_rps _ runc_rss_settled <<<"$runc"
+read -r shim_rss shim_rps shim_rss_after shim_rss_settled shim_rss_idle shim_first_idle shim_warm <<<"$shim"
+read -r runc_rss runc_rps _ runc_rss_settled runc_rss_idle runc_first_idle runc_warm <<<"$runc"
 
 up_rps=$(measure_rps env WISP_LOG=warn "$WISP" up --from "$HELLO" --listen 127.0.0.1:$PORT --quiet)
 wasmtime_rps=$(measure_rps "$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$HELLO")
@@ -178,6 +195,10 @@ native_rps=$(measure_rps "$NATIVE" 127.0.0.1:$PORT)
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
 printf '  %-12s RSS %6s MiB (settled %s MiB, %s MiB after the load)   %10s req/s\n' shim "$(mib "$shim_rss")" "$(mib "$shim_rss_settled")" "$(mib "$shim_rss_after")" "$shim_rps"
 printf '  %-12s RSS %6s MiB (settled %s MiB)   %10s req/s\n' spintainer "$(mib "$runc_rss")" "$(mib "$runc_rss_settled")" "$runc_rps"
+if (( IDLE_SECONDS > 0 )); then
+  printf '  after %s s idle: shim RSS %s MiB (next request %s ms; %s ms before the wait), spintainer RSS %s MiB (next request %s ms; %s ms before)\n' \
+    "$IDLE_SECONDS" "$(mib "$shim_rss_idle")" "$shim_first_idle" "$shim_warm" "$(mib "$runc_rss_idle")" "$runc_first_idle" "$runc_warm"
+fi
 printf '  %-12s %10s req/s\n' "wisp up" "$up_rps" wasmtime "$wasmtime_rps" native "$native_rps"
 awk -v s="$shim_rps" -v u="$up_rps" -v r="$runc_rps" -v w="$wasmtime_rps" -v n="$native_rps" 'BEGIN{
   printf "  shim / wisp up: %.2f   shim / spintainer: %.2f   shim / wasmtime serve: %.2f   shim / native: %.2f\n", s/u, s/r, s/w, s/n }'

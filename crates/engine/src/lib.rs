@@ -31,7 +31,10 @@ pub use budget::{available_memory, default_memory_budget, release_free_heap};
 pub use host::{GuestFault, Host};
 pub use lanes::SLOW_AFTER;
 pub use outbound::{DEFAULT_MAX_OUTBOUND_REQUESTS, LocalDispatch, LocalResponse, LocalTarget};
-pub use startup_code::{release_read_only_pages, release_startup_code};
+pub use startup_code::{
+    IDLE_RELEASE_AFTER, release_read_only_pages, release_read_only_pages_when_idle,
+    release_startup_code,
+};
 
 /// How often the epoch ticker advances; the granularity of CPU deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

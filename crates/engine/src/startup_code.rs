@@ -1,12 +1,17 @@
-//! Unmapping the code only a start runs, once started.
+//! Unmapping the binary's pages a process no longer runs: the start-up code once it
+//! serves, and every read-only page once it waits.
 //!
 //! A release `wisp` (and the shim) is linked with its functions in the order
 //! `scripts/symbol-order.py` measured: first those serving requests ran, then the other
 //! functions a start ran, between the two markers below (see `crates/cli/link_order.rs`).
 //! Once the process serves, the pages of the second group are start-up code that will not
-//! run again; [`release_startup_code`] unmaps them, so the idle process keeps only serving
-//! code resident. They stay in the page cache: a later call into one of them (a reload,
-//! say) faults its page back in.
+//! run again; [`release_startup_code`] unmaps them, so the serving process keeps only
+//! serving code resident. A process that waits (the shim's, or any after 30 s idle:
+//! [`release_read_only_pages_when_idle`]) unmaps all of the binary's read-only pages
+//! ([`release_read_only_pages`]). They stay in the page cache: code that runs later (a
+//! reload, the next request) faults its pages back in.
+
+use std::time::Duration;
 
 /// The address of the first function of the start-only group, when linked in that order.
 // An unmangled name: the symbol order lists it, and it must not change between builds.
@@ -37,7 +42,7 @@ const MAX_SPAN: usize = 32 << 20;
 /// `WISP_KEEP_STARTUP_CODE=1` keeps it mapped: `scripts/symbol-order.py` must see every
 /// page a start ran, and breakpoints or uprobes set in it would be lost.
 pub fn release_startup_code() -> usize {
-    if std::env::var_os("WISP_KEEP_STARTUP_CODE").is_some_and(|value| value == "1") {
+    if keep_code_mapped() {
         return 0;
     }
     let page = 4096;
@@ -60,7 +65,7 @@ pub fn release_startup_code() -> usize {
 /// its request path back in on the next request, so it keeps them
 /// ([`release_startup_code`] instead). `WISP_KEEP_STARTUP_CODE=1` keeps them too.
 pub fn release_read_only_pages() -> usize {
-    if std::env::var_os("WISP_KEEP_STARTUP_CODE").is_some_and(|value| value == "1") {
+    if keep_code_mapped() {
         return 0;
     }
     read_only_segments()
@@ -68,6 +73,92 @@ pub fn release_read_only_pages() -> usize {
         .filter(|&(start, len)| unmap_code(start, len))
         .map(|(_, len)| len)
         .sum()
+}
+
+/// `WISP_KEEP_STARTUP_CODE=1`: nothing of the binary is unmapped.
+fn keep_code_mapped() -> bool {
+    std::env::var_os("WISP_KEEP_STARTUP_CODE").is_some_and(|value| value == "1")
+}
+
+/// How long a process must stay idle before [`release_read_only_pages_when_idle`] unmaps
+/// its binary's pages: long enough that a steady trickle of requests never pays for
+/// faulting them back in.
+pub const IDLE_RELEASE_AFTER: Duration = Duration::from_secs(30);
+
+/// How often the idle watcher reads the process's CPU clock.
+const IDLE_STEP: Duration = Duration::from_secs(5);
+
+/// Starts a thread that unmaps the binary's read-only pages ([`release_read_only_pages`])
+/// and trims the heap ([`crate::release_free_heap`]) once the process has been idle for
+/// `quiet`: under 0.5% of one core used in each
+/// [`IDLE_STEP`] all that time. Once per idle stretch: any busier step starts a new one.
+/// An idle app then keeps little more than its heap resident; the next request faults
+/// the code it runs back in from the page cache (a fraction of a millisecond, measured in
+/// `docs/performance.md`). The pages stay in the page cache either way; what changes is
+/// that an idle process no longer holds them mapped (and in its cgroup's active set).
+pub fn release_read_only_pages_when_idle(quiet: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("release-idle-pages".into())
+        .spawn(move || {
+            let mut watch = IdleWatch::new(quiet);
+            let mut last = process_cpu();
+            loop {
+                std::thread::sleep(IDLE_STEP);
+                let now = process_cpu();
+                if watch.observe(now.saturating_sub(last), IDLE_STEP) {
+                    let released = release_read_only_pages();
+                    // The last burst's heap high-water mark goes back too.
+                    let trimmed = crate::release_free_heap();
+                    tracing::debug!(
+                        "idle for {quiet:?}: unmapped {released} bytes of read-only pages, heap {trimmed} bytes smaller"
+                    );
+                }
+                // After the release: its own cost is not activity.
+                last = process_cpu();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::debug!("not watching for idleness: {error}");
+    }
+}
+
+fn process_cpu() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// The idle watcher's state: how long the process has been idle, and whether this idle
+/// stretch's release has happened.
+#[derive(Debug)]
+struct IdleWatch {
+    quiet: Duration,
+    idle_for: Duration,
+    released: bool,
+}
+
+impl IdleWatch {
+    fn new(quiet: Duration) -> Self {
+        Self {
+            quiet,
+            idle_for: Duration::ZERO,
+            released: false,
+        }
+    }
+
+    /// Takes the CPU the process used during the last `step`; says whether to release now.
+    fn observe(&mut self, used: Duration, step: Duration) -> bool {
+        if used > step / 200 {
+            self.idle_for = Duration::ZERO;
+            self.released = false;
+            return false;
+        }
+        self.idle_for += step;
+        if self.idle_for >= self.quiet && !self.released {
+            self.released = true;
+            return true;
+        }
+        false
+    }
 }
 
 /// The page-aligned ranges of the main executable's loaded segments without write
@@ -130,6 +221,25 @@ fn unmap_code(_start: usize, _len: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Released once per idle stretch, after `quiet` of idle steps; a busy step starts over.
+    #[test]
+    fn idle_watch_releases_once_per_idle_stretch() {
+        let step = Duration::from_secs(5);
+        let idle = Duration::from_millis(2);
+        let busy = Duration::from_millis(100);
+        let mut watch = IdleWatch::new(Duration::from_secs(15));
+        let observed: Vec<bool> = [busy, idle, idle, idle, idle, idle, busy, idle, idle, idle]
+            .into_iter()
+            .map(|used| watch.observe(used, step))
+            .collect();
+        assert_eq!(
+            observed,
+            [
+                false, false, false, true, false, false, false, false, false, true
+            ]
+        );
+    }
 
     #[test]
     fn the_markers_stay_two_functions() {

@@ -48,6 +48,8 @@ fn release_pages_when_settled() {
                 log::debug!(
                     "settled: unmapped {released} bytes of read-only pages, heap {trimmed} bytes smaller"
                 );
+                // Later calls (a second container, containerd's stats) fault some back in.
+                wisp_engine::release_read_only_pages_when_idle(wisp_engine::IDLE_RELEASE_AFTER);
             });
         if let Err(error) = spawned {
             log::debug!("not unmapping read-only pages: {error}");
@@ -361,6 +363,7 @@ async fn serve(
     }
     // Started: the code that set the container up and loaded the app will not run again.
     wisp_engine::release_startup_code();
+    wisp_engine::release_read_only_pages_when_idle(wisp_engine::IDLE_RELEASE_AFTER);
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
