@@ -556,23 +556,29 @@ region = "{{ region }}"
 source = "log.wasm"
 "#;
 
-#[test]
-fn a_plain_image_is_served_beside_a_runc_container_and_stops_on_sigterm() {
-    let containerd = Containerd::start();
+/// [`MANIFEST`]'s app as a plain image named `name`: the manifest and its components at the
+/// root (`caps` for `caps.wasm`), and `/` as its argument, as SpinKube's images carry it
+/// (no executable, so the shim serves the app).
+fn import_manifest_image(containerd: &Containerd, name: &str, caps: &str) -> String {
     let hello = std::fs::read(wisp_test_programs::HELLO).unwrap();
-    let caps = std::fs::read(wisp_test_programs::CAPS_V5).unwrap();
+    let caps = std::fs::read(caps).unwrap();
     let log = std::fs::read(wisp_test_programs::STDIO_LOG).unwrap();
-    let image = containerd.import_image(
-        "wisp-plain",
+    containerd.import_image(
+        name,
         &[
             ("/spin.toml", MANIFEST.as_bytes(), 0o644),
             ("/hello.wasm", &hello, 0o644),
             ("/caps.wasm", &caps, 0o644),
             ("/log.wasm", &log, 0o644),
         ],
-        // What SpinKube's images carry: `/` is no executable, so the shim serves the app.
         &["/"],
-    );
+    )
+}
+
+#[test]
+fn a_plain_image_is_served_beside_a_runc_container_and_stops_on_sigterm() {
+    let containerd = Containerd::start();
+    let image = import_manifest_image(&containerd, "wisp-plain", wisp_test_programs::CAPS_V5);
 
     // A container pod beside the wasm one, in the same containerd.
     let busybox = std::fs::read(require("busybox")).unwrap();
@@ -735,18 +741,7 @@ fn a_bad_app_exits_non_zero_with_the_reason_in_its_log() {
 #[test]
 fn selective_deployment_serves_only_the_retained_components() {
     let containerd = Containerd::start();
-    let hello = std::fs::read(wisp_test_programs::HELLO).unwrap();
-    let log = std::fs::read(wisp_test_programs::STDIO_LOG).unwrap();
-    let image = containerd.import_image(
-        "wisp-select",
-        &[
-            ("/spin.toml", MANIFEST.as_bytes(), 0o644),
-            ("/hello.wasm", &hello, 0o644),
-            ("/caps.wasm", &hello, 0o644),
-            ("/log.wasm", &log, 0o644),
-        ],
-        &["/"],
-    );
+    let image = import_manifest_image(&containerd, "wisp-select", wisp_test_programs::HELLO);
     let port = free_port();
     let mut task = containerd.run_wisp(
         &image,
@@ -764,6 +759,60 @@ fn selective_deployment_serves_only_the_retained_components() {
     containerd.ctr(&["tasks", "kill", "-s", "SIGTERM", "select"]);
     let (code, _) = task.wait();
     assert_eq!(code, 0);
+}
+
+/// `OTEL_EXPORTER_OTLP_*` in the container's environment (as SpinKube's operator sets them
+/// from a `SpinAppExecutor`'s `otel` settings) sends the app's traces to the collector, and
+/// a request's `traceparent` continues the caller's trace.
+#[test]
+fn traces_reach_an_otlp_collector_from_the_container() {
+    let collector = wisp_test_programs::otlp::Collector::start();
+    let containerd = Containerd::start();
+    let image = import_manifest_image(&containerd, "wisp-traced", wisp_test_programs::HELLO);
+    let port = free_port();
+    let mut task = containerd.run_wisp(
+        &image,
+        "traced",
+        &[
+            format!("SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}"),
+            format!("OTEL_EXPORTER_OTLP_ENDPOINT=http://{}", collector.addr),
+            "OTEL_SERVICE_NAME=shim-traced".to_owned(),
+        ],
+    );
+    task.wait_for("Listening on", &containerd);
+
+    let (caller_trace, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET /hello HTTP/1.1\r\nhost: traced\r\ntraceparent: 00-{caller_trace}-{caller_span}-01\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("Hello from Wisp\n"), "{response}");
+
+    let hex = wisp_test_programs::otlp::hex;
+    let spans = collector.wait_for(|spans| {
+        spans
+            .iter()
+            .any(|(_, span)| hex(&span.trace_id) == caller_trace && span.kind == 2)
+    });
+    let (service, server) = spans
+        .iter()
+        .find(|(_, span)| hex(&span.trace_id) == caller_trace && span.kind == 2)
+        .unwrap();
+    assert!(service.contains("shim-traced"), "service.name: {service}");
+    assert_eq!(server.name, "GET /hello");
+    assert_eq!(
+        hex(&server.parent_span_id),
+        caller_span,
+        "the caller's span is the parent"
+    );
+    containerd.ctr(&["tasks", "kill", "-s", "SIGTERM", "traced"]);
+    let (code, output) = task.wait();
+    assert_eq!(code, 0, "{}", output.join("\n"));
 }
 
 /// [`MANIFEST`]'s app resolved from a temp directory (kept alive by the first value), as

@@ -34,14 +34,55 @@ pub(crate) fn spawn(config: TraceConfig) -> Result<mpsc::Sender<Span>, Telemetry
     // The process-wide rustls provider for an https endpoint (the registry client
     // installs the same one).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(EXPORT_TIMEOUT)
-        .user_agent(concat!("wisp/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| TelemetryError::Client(e.to_string()))?;
+    let client = http_client()?;
     let (tx, rx) = mpsc::channel(QUEUE);
     tokio::spawn(run(client, config, rx));
     Ok(tx)
+}
+
+/// The exporter's client, trusting the system's certificate authorities; where the system
+/// has none (a container image without a CA bundle, such as a plain Spin image under the
+/// shim), the bundled Mozilla roots instead, so that exporting does not stop the app.
+fn http_client() -> Result<reqwest::Client, TelemetryError> {
+    let builder = || {
+        reqwest::Client::builder()
+            .timeout(EXPORT_TIMEOUT)
+            .user_agent(concat!("wisp/", env!("CARGO_PKG_VERSION")))
+    };
+    let system = match builder().build() {
+        Ok(client) => return Ok(client),
+        Err(error) => error_chain(&error),
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let client = builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|error| {
+            TelemetryError::Client(format!(
+                "{system}; with the bundled roots: {}",
+                error_chain(&error)
+            ))
+        })?;
+    tracing::debug!(
+        "the system's certificate authorities are unusable ({system}): the OTLP exporter trusts the bundled Mozilla roots"
+    );
+    Ok(client)
+}
+
+/// An error and its sources, joined with `: ` (reqwest's own text is only "builder error").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn resource(config: &TraceConfig) -> Resource {

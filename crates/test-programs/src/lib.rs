@@ -1,4 +1,5 @@
-//! Paths of the guest components used by Wisp's tests and benches.
+//! Paths of the guest components used by Wisp's tests and benches, and the test-side
+//! servers those tests share ([`otlp`]).
 //!
 //! Guest-visible behaviour is tested with real components. The small guest
 //! crates live in `tests/programs` (a separate Cargo workspace); this crate's
@@ -19,3 +20,5 @@
 //! `tests/programs/README.md` lists each guest and the tests that use it.
 
 include!(concat!(env!("OUT_DIR"), "/programs.rs"));
+
+pub mod otlp;
