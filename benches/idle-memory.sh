@@ -2,8 +2,9 @@
 # What an idle `wisp up` keeps resident, and what the first request after an idle stretch
 # pays: the release `wisp up --from hello.wasm` (warm compile cache, `WISP_LOG=warn`) is
 # started STARTS times; each time: one request, 1 s, two timed requests, IDLE_SECONDS of
-# nothing (`wisp up` unmaps its binary's read-only pages and trims its heap after 30 s
-# idle, checked every 5 s), then two more timed requests. Prints the RSS serving, after
+# nothing (`wisp up` unmaps its binary's read-only pages and trims its heap once it has
+# been idle 5 s after its start, and after 30 s idle later on; checked every second),
+# then two more timed requests. Prints the RSS serving, after
 # the idle wait and after the two requests (`/proc/PID/status`), and each request's time
 # (curl's total, a new connection each).
 # Usage: benches/idle-memory.sh [starts (3)] [idle seconds (40)]. Loopback only.

@@ -40,7 +40,7 @@ For the shim (`--shim`: a containerd of its own, a hello pod). Its four processe
 pages of the binary, and a page still mapped by another process cannot be paged out, so the
 serving process's pages after serving are what serving ran plus some start-up pages it
 shares. Run it on a shim linked without an order: an ordered one's processes unmap their
-start-up code (the container's, once serving; the shim's, 5 s after the create), which
+start-up code (the container's, once serving; the shim's, 5 s after the create if idle), which
 `WISP_KEEP_STARTUP_CODE=1` in this script's environment does not reach:
 
     WISP_NO_SYMBOL_ORDER=1 WISP_LINK_MAP=target/shim.map cargo build --release -p wisp-shim
@@ -329,6 +329,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     def run(self, container):
         self.ctr("run", "-d", "--net-host", "--runtime", "io.containerd.wisp.v1", "--env",
                  f"SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{self.port}", "--env", "WISP_LOG=warn",
+                 # The container's process idles 5 s at most here, but keeps all pages anyway.
+                 "--env", "WISP_KEEP_STARTUP_CODE=1",
                  "localhost/hello:latest", container, "/")
         self.container = container
 

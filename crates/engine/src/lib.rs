@@ -32,7 +32,7 @@ pub use host::{GuestFault, Host};
 pub use lanes::SLOW_AFTER;
 pub use outbound::{DEFAULT_MAX_OUTBOUND_REQUESTS, LocalDispatch, LocalResponse, LocalTarget};
 pub use startup_code::{
-    IDLE_RELEASE_AFTER, release_read_only_pages, release_read_only_pages_when_idle,
+    IDLE_RELEASE_AFTER, SETTLE_AFTER, release_read_only_pages, release_read_only_pages_when_idle,
     release_startup_code,
 };
 

@@ -6,8 +6,8 @@
 //! functions a start ran, between the two markers below (see `crates/cli/link_order.rs`).
 //! Once the process serves, the pages of the second group are start-up code that will not
 //! run again; [`release_startup_code`] unmaps them, so the serving process keeps only
-//! serving code resident. A process that waits (the shim's, or any after 30 s idle:
-//! [`release_read_only_pages_when_idle`]) unmaps all of the binary's read-only pages
+//! serving code resident. A process that waits (5 s after its start, then after 30 s
+//! idle: [`release_read_only_pages_when_idle`]) unmaps all of the binary's read-only pages
 //! ([`release_read_only_pages`]). They stay in the page cache: code that runs later (a
 //! reload, the next request) faults its pages back in.
 
@@ -59,11 +59,11 @@ pub fn release_startup_code() -> usize {
 
 /// Unmaps every page of this binary's segments that are never written (code, read-only
 /// data, unwind tables; not the relocated read-only data, which was written at load), and
-/// returns how many bytes that covered. For a process that has settled into waiting, such
-/// as the shim's: the few pages its later work needs fault back in from the page cache,
-/// and the rest stop counting towards its resident memory. A serving process would fault
-/// its request path back in on the next request, so it keeps them
-/// ([`release_startup_code`] instead). `WISP_KEEP_STARTUP_CODE=1` keeps them too.
+/// returns how many bytes that covered. For a process that has settled into waiting: the
+/// pages its later work needs (the next request's path) fault back in from the page
+/// cache, and the rest stop counting towards its resident memory. A busy process keeps
+/// them ([`release_read_only_pages_when_idle`] waits for a quiet stretch).
+/// `WISP_KEEP_STARTUP_CODE=1` keeps them too.
 pub fn release_read_only_pages() -> usize {
     if keep_code_mapped() {
         return 0;
@@ -81,37 +81,52 @@ fn keep_code_mapped() -> bool {
 }
 
 /// How long a process must stay idle before [`release_read_only_pages_when_idle`] unmaps
-/// its binary's pages: long enough that a steady trickle of requests never pays for
+/// its binary's pages again: long enough that a steady trickle of requests never pays for
 /// faulting them back in.
 pub const IDLE_RELEASE_AFTER: Duration = Duration::from_secs(30);
 
+/// How long a process must stay idle after it started before the first release: what
+/// start-up ran (the container's set-up, loading, linking, compiling) beyond the
+/// start-only group will not run again, and a pod that has just started is usually idle.
+pub const SETTLE_AFTER: Duration = Duration::from_secs(5);
+
 /// How often the idle watcher reads the process's CPU clock.
-const IDLE_STEP: Duration = Duration::from_secs(5);
+const IDLE_STEP: Duration = Duration::from_secs(1);
 
 /// Starts a thread that unmaps the binary's read-only pages ([`release_read_only_pages`])
 /// and trims the heap ([`crate::release_free_heap`]) once the process has been idle for
-/// `quiet`: under 0.5% of one core used in each
-/// [`IDLE_STEP`] all that time. Once per idle stretch: any busier step starts a new one.
+/// `settle` after its start, and later for `quiet`: under 0.5% of one core used in each
+/// [`IDLE_STEP`] all that time. While it stays idle, it releases again after each further
+/// `quiet` if light work faulted [`REFAULTED_ENOUGH`] back in meanwhile.
 /// An idle app then keeps little more than its heap resident; the next request faults
-/// the code it runs back in from the page cache (a fraction of a millisecond, measured in
+/// the code it runs back in from the page cache (about a millisecond once, measured in
 /// `docs/performance.md`). The pages stay in the page cache either way; what changes is
 /// that an idle process no longer holds them mapped (and in its cgroup's active set).
-pub fn release_read_only_pages_when_idle(quiet: Duration) {
+pub fn release_read_only_pages_when_idle(settle: Duration, quiet: Duration) {
     let spawned = std::thread::Builder::new()
         .name("release-idle-pages".into())
         .spawn(move || {
-            let mut watch = IdleWatch::new(quiet);
+            let mut watch = IdleWatch::new(settle, quiet);
             let mut last = process_cpu();
+            let mut mapped_after_release: Option<usize> = None;
             loop {
                 std::thread::sleep(IDLE_STEP);
                 let now = process_cpu();
-                if watch.observe(now.saturating_sub(last), IDLE_STEP) {
-                    let released = release_read_only_pages();
-                    // The last burst's heap high-water mark goes back too.
-                    let trimmed = crate::release_free_heap();
-                    tracing::debug!(
-                        "idle for {quiet:?}: unmapped {released} bytes of read-only pages, heap {trimmed} bytes smaller"
-                    );
+                if let Some(idle_for) = watch.observe(now.saturating_sub(last), IDLE_STEP) {
+                    // Light work while idle (containerd's state and stats calls into the
+                    // shim process, a health check) faults pages back in without ending
+                    // the idle stretch: release again once that adds up.
+                    let refaulted = mapped_after_release
+                        .is_none_or(|after| file_pages_mapped() > after + REFAULTED_ENOUGH);
+                    if refaulted {
+                        let released = release_read_only_pages();
+                        // The last burst's heap high-water mark goes back too.
+                        let trimmed = crate::release_free_heap();
+                        mapped_after_release = Some(file_pages_mapped());
+                        tracing::debug!(
+                            "idle for {idle_for:?}: unmapped {released} bytes of read-only pages, heap {trimmed} bytes smaller"
+                        );
+                    }
                 }
                 // After the release: its own cost is not activity.
                 last = process_cpu();
@@ -122,42 +137,62 @@ pub fn release_read_only_pages_when_idle(quiet: Duration) {
     }
 }
 
+/// How much of the binary (and other files) faulted back in since the last release
+/// makes releasing again worth its cost (a walk of the mappings, then faults).
+const REFAULTED_ENOUGH: usize = 1 << 20;
+
+/// The process's resident file-backed (and shared) memory, in bytes: `/proc/self/statm`'s
+/// third field; 0 where it cannot be read.
+fn file_pages_mapped() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(2)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
 fn process_cpu() -> Duration {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
-/// The idle watcher's state: how long the process has been idle, and whether this idle
-/// stretch's release has happened.
+/// The idle watcher's state: how long the process has been idle since its last busy step
+/// or release, and whether it has released yet (the first needs only `settle`).
 #[derive(Debug)]
 struct IdleWatch {
+    settle: Duration,
     quiet: Duration,
     idle_for: Duration,
-    released: bool,
+    settled: bool,
 }
 
 impl IdleWatch {
-    fn new(quiet: Duration) -> Self {
+    fn new(settle: Duration, quiet: Duration) -> Self {
         Self {
+            settle,
             quiet,
             idle_for: Duration::ZERO,
-            released: false,
+            settled: false,
         }
     }
 
-    /// Takes the CPU the process used during the last `step`; says whether to release now.
-    fn observe(&mut self, used: Duration, step: Duration) -> bool {
+    /// Takes the CPU the process used during the last `step`; says whether to release
+    /// now, with how long the process has been idle: after `settle` the first time, then
+    /// after every `quiet` without a busy step.
+    fn observe(&mut self, used: Duration, step: Duration) -> Option<Duration> {
         if used > step / 200 {
             self.idle_for = Duration::ZERO;
-            self.released = false;
-            return false;
+            return None;
         }
         self.idle_for += step;
-        if self.idle_for >= self.quiet && !self.released {
-            self.released = true;
-            return true;
+        let needed = match self.settled {
+            false => self.settle,
+            true => self.quiet,
+        };
+        if self.idle_for < needed {
+            return None;
         }
-        false
+        self.settled = true;
+        Some(std::mem::take(&mut self.idle_for))
     }
 }
 
@@ -222,23 +257,41 @@ fn unmap_code(_start: usize, _len: usize) -> bool {
 mod tests {
     use super::*;
 
-    /// Released once per idle stretch, after `quiet` of idle steps; a busy step starts over.
+    /// The first release after `settle` of idle steps, later ones after each `quiet`
+    /// without a busy step; a busy step starts the count over.
     #[test]
-    fn idle_watch_releases_once_per_idle_stretch() {
+    fn idle_watch_releases_after_settling_then_every_quiet_stretch() {
         let step = Duration::from_secs(5);
         let idle = Duration::from_millis(2);
         let busy = Duration::from_millis(100);
-        let mut watch = IdleWatch::new(Duration::from_secs(15));
-        let observed: Vec<bool> = [busy, idle, idle, idle, idle, idle, busy, idle, idle, idle]
+        let mut watch = IdleWatch::new(Duration::from_secs(10), Duration::from_secs(15));
+        let steps = [
+            busy, idle, idle, idle, idle, busy, idle, idle, idle, idle, idle, idle,
+        ];
+        let observed: Vec<Option<u64>> = steps
             .into_iter()
-            .map(|used| watch.observe(used, step))
+            .map(|used| watch.observe(used, step).map(|idle| idle.as_secs()))
             .collect();
-        assert_eq!(
-            observed,
-            [
-                false, false, false, true, false, false, false, false, false, true
-            ]
-        );
+        let expected = [
+            None,
+            None,
+            Some(10),
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(15),
+            None,
+            None,
+            Some(15),
+        ];
+        assert_eq!(observed, expected);
+    }
+
+    #[test]
+    fn file_backed_memory_is_read() {
+        assert!(file_pages_mapped() > 0, "/proc/self/statm");
     }
 
     #[test]

@@ -24,36 +24,20 @@ pub struct WispShim;
 #[derive(Default, Clone, Copy)]
 pub struct WispSandbox;
 
-/// How long after its first container's creation the shim process unmaps its binary's
-/// pages. Creating and starting a container takes well under a second here, precompiling
-/// a large component a few; what runs later (a second container, a `delete`, containerd's
-/// state and stats calls) faults its pages back in.
-const SHIM_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// In the shim process (not the container's, which serves): [`SHIM_SETTLE`] from now,
-/// once per process, unmaps every read-only page of the binary
-/// (`wisp_engine::release_read_only_pages`) and returns the allocator's free memory to
-/// the system. From then on the process only answers containerd's occasional calls, whose
-/// code faults back in from the page cache. Runwasi gives the shim process no call after
-/// a container's start.
+/// In the shim process (not the container's, which serves): once per process, from its
+/// first container's creation, unmaps every read-only page of the binary
+/// (`wisp_engine::release_read_only_pages`) and trims the heap once the process has been
+/// idle for [`wisp_engine::SETTLE_AFTER`] (after precompiling, if it did), and again
+/// after later busy stretches. From then on the process only answers containerd's
+/// occasional calls (state, stats, a `delete`), whose code faults back in from the page
+/// cache.
 fn release_pages_when_settled() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let spawned = std::thread::Builder::new()
-            .name("release-pages".into())
-            .spawn(|| {
-                std::thread::sleep(SHIM_SETTLE);
-                let released = wisp_engine::release_read_only_pages();
-                let trimmed = wisp_engine::release_free_heap();
-                log::debug!(
-                    "settled: unmapped {released} bytes of read-only pages, heap {trimmed} bytes smaller"
-                );
-                // Later calls (a second container, containerd's stats) fault some back in.
-                wisp_engine::release_read_only_pages_when_idle(wisp_engine::IDLE_RELEASE_AFTER);
-            });
-        if let Err(error) = spawned {
-            log::debug!("not unmapping read-only pages: {error}");
-        }
+        wisp_engine::release_read_only_pages_when_idle(
+            wisp_engine::SETTLE_AFTER,
+            wisp_engine::IDLE_RELEASE_AFTER,
+        );
     });
 }
 
@@ -77,8 +61,12 @@ impl Shim for WispShim {
         // Runwasi asks for the compiler once per shim process, at its first container's
         // creation: from here on the process sets that container up and then waits on it.
         release_pages_when_settled();
-        match Precompiler::new(&wisp_engine::EngineConfig::default()) {
-            Ok(compiler) => Some(WispCompiler(compiler)),
+        let config = wisp_engine::EngineConfig::default();
+        match Precompiler::new(&config) {
+            Ok(compiler) => Some(WispCompiler {
+                cache_key: compiler.cache_key(),
+                config,
+            }),
             Err(error) => {
                 // Containers still run; they compile when they start.
                 log::warn!("cannot create the precompiler: {error}");
@@ -92,14 +80,28 @@ impl Shim for WispShim {
 /// image's wasm layers over once, and keeps what this returns in its content store, keyed
 /// by [`Compiler::cache_key`]; later containers of the image get it instead of the layer,
 /// and do not run Cranelift (see [`container_layer`]).
-pub struct WispCompiler(Precompiler);
+///
+/// Runwasi keeps the compiler for the shim process's life, which is the pod's: it holds
+/// only the engine's settings, and an engine exists only while layers compile, so what
+/// Cranelift and the engine allocated is freed whole (kept, the engine pinned about
+/// 2.5 MiB of fragmented heap in the shim process of the pod that compiled).
+pub struct WispCompiler {
+    config: wisp_engine::EngineConfig,
+    cache_key: u64,
+}
 
 impl Compiler for WispCompiler {
     fn cache_key(&self) -> impl Hash {
-        self.0.cache_key()
+        self.cache_key
     }
 
     async fn compile(&self, layers: &[WasmLayer]) -> Result<Vec<Option<Vec<u8>>>> {
+        let compiler = Precompiler::new(&self.config)?;
+        if compiler.cache_key() != self.cache_key {
+            // Cannot happen with the same settings in one process; the packages would be
+            // stored under a key that does not describe them.
+            anyhow::bail!("the engine's compatibility key changed while the shim ran");
+        }
         // One answer per layer, in order; `None` keeps a layer as it is (the locked app,
         // data and archives).
         let packages = layers
@@ -114,7 +116,7 @@ impl Compiler for WispCompiler {
                     return Some(layer.layer.clone());
                 }
                 log::info!("precompiling layer {digest}");
-                match self.0.package(&digest, &layer.layer) {
+                match compiler.package(&digest, &layer.layer) {
                     Ok(package) => Some(package),
                     // The container gets the layer as it is; its start reports the reason
                     // in the container's log.
@@ -125,8 +127,9 @@ impl Compiler for WispCompiler {
                 }
             })
             .collect();
+        drop(compiler);
         // The shim process outlives the compile by the container's lifetime; what
-        // Cranelift freed goes back to the system.
+        // Cranelift and the engine freed goes back to the system.
         wisp_engine::release_free_heap();
         Ok(packages)
     }
@@ -363,7 +366,10 @@ async fn serve(
     }
     // Started: the code that set the container up and loaded the app will not run again.
     wisp_engine::release_startup_code();
-    wisp_engine::release_read_only_pages_when_idle(wisp_engine::IDLE_RELEASE_AFTER);
+    wisp_engine::release_read_only_pages_when_idle(
+        wisp_engine::SETTLE_AFTER,
+        wisp_engine::IDLE_RELEASE_AFTER,
+    );
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}

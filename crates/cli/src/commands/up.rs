@@ -208,7 +208,10 @@ pub fn run(args: UpArgs) -> Result<()> {
         let running = RunningApp::start(generation, listener, settings.server.clone());
         // Started: parsing, resolving and linking code will not run again.
         wisp_engine::release_startup_code();
-        wisp_engine::release_read_only_pages_when_idle(wisp_engine::IDLE_RELEASE_AFTER);
+        wisp_engine::release_read_only_pages_when_idle(
+            wisp_engine::SETTLE_AFTER,
+            wisp_engine::IDLE_RELEASE_AFTER,
+        );
         shutdown.recv().await;
         running.shutdown().await;
         if args.json {
