@@ -28,9 +28,8 @@ pub struct WispSandbox;
 /// first container's creation, unmaps every read-only page of the binary
 /// (`wisp_engine::release_read_only_pages`) and trims the heap once the process has been
 /// idle for [`wisp_engine::SETTLE_AFTER`] (after precompiling, if it did), and again
-/// after later busy stretches. From then on the process only answers containerd's
-/// occasional calls (state, stats, a `delete`), whose code faults back in from the page
-/// cache.
+/// after each further 30 s idle if containerd's calls (state, stats, a `delete`) faulted
+/// enough of its code back in from the page cache meanwhile.
 fn release_pages_when_settled() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
