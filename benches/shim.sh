@@ -125,22 +125,36 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; 
 pss_kib() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 # Anonymous memory: what this process holds that no other process or file shares.
 anon_kib() { awk '/^Anonymous:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
-# The pids of a running container's two processes: its task (pid from ctr) and the shim
-# process that is its parent. Looked up once: each `ctr tasks ls` is a call into the shim
-# process, which would run (and fault back in) code the reading should not count.
+# The pids of a running container's processes: the shim process (the task's parent) and
+# all its descendants. For Wisp's shim that is four processes: the shim, runwasi's two
+# zygotes (a global one forked at the shim's start and one per container, both
+# single-threaded, waiting on a socket) and the container's process; for runc, its shim
+# and the container's process. Looked up once: each `ctr tasks ls` is a call into the
+# shim process, which would run (and fault back in) code the reading should not count.
 container_pids() { # id
-  local pid
+  local pid shim
   pid=$(ctr_ tasks ls | awk -v id="$1" '$1 == id {print $2}')
-  echo "$pid $(awk '{print $4}' "/proc/$pid/stat")"
+  shim=$(awk '{print $4}' "/proc/$pid/stat")
+  local all=("$shim") i=0
+  while (( i < ${#all[@]} )); do
+    for child in $(cat /proc/"${all[$i]}"/task/*/children 2>/dev/null); do all+=("$child"); done
+    i=$(( i + 1 ))
+  done
+  echo "${all[@]}"
 }
-# The resident memory of those two processes: prints the RSS sum and, on stderr, each
-# one's RSS, PSS and anonymous memory.
-container_rss() { # id task_pid shim_pid
-  local pid=$2 parent=$3
-  printf '    %s: task %s RSS %s KiB PSS %s KiB anon %s KiB; its shim %s RSS %s KiB PSS %s KiB anon %s KiB\n' "$1" \
-    "$(cat "/proc/$pid/comm")" "$(rss_kib "$pid")" "$(pss_kib "$pid")" "$(anon_kib "$pid")" \
-    "$(cat "/proc/$parent/comm")" "$(rss_kib "$parent")" "$(pss_kib "$parent")" "$(anon_kib "$parent")" >&2
-  echo $(( $(rss_kib "$pid") + $(rss_kib "$parent") ))
+# The resident memory of those processes: prints "RSS_SUM:PSS_SUM" (KiB) and, on stderr,
+# each one's RSS, PSS and anonymous memory. RSS counts a page shared by two of them (the
+# binary's code, the zygotes' copy-on-write pages) in both; PSS splits it.
+container_rss() { # id pid...
+  local id=$1 rss=0 pss=0 line="    $1:"
+  shift
+  for pid in "$@"; do
+    line+=" $(cat "/proc/$pid/comm" 2>/dev/null) RSS $(rss_kib "$pid") PSS $(pss_kib "$pid") anon $(anon_kib "$pid");"
+    rss=$(( rss + $(rss_kib "$pid") ))
+    pss=$(( pss + $(pss_kib "$pid") ))
+  done
+  echo "$line" >&2
+  echo "$rss:$pss"
 }
 
 # Requests/s of a running container (or host process) at C connections.
@@ -205,11 +219,14 @@ wasmtime_rps=$(measure_rps "$WASMTIME" serve -Scli --addr 127.0.0.1:$PORT "$HELL
 native_rps=$(measure_rps "$NATIVE" 127.0.0.1:$PORT)
 
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
-printf '  %-12s RSS %6s MiB (settled %s MiB, %s MiB after the load)   %10s req/s\n' shim "$(mib "$shim_rss")" "$(mib "$shim_rss_settled")" "$(mib "$shim_rss_after")" "$shim_rps"
-printf '  %-12s RSS %6s MiB (settled %s MiB)   %10s req/s\n' spintainer "$(mib "$runc_rss")" "$(mib "$runc_rss_settled")" "$runc_rps"
+# A "RSS:PSS" reading as "R MiB (PSS P)".
+mem() { echo "$(mib "${1%%:*}") MiB (PSS $(mib "${1##*:}"))"; }
+echo "  all of a container's processes (RSS sums; PSS sums in brackets):"
+printf '  %-12s RSS %s, settled %s, after the load %s   %10s req/s\n' shim "$(mem "$shim_rss")" "$(mem "$shim_rss_settled")" "$(mem "$shim_rss_after")" "$shim_rps"
+printf '  %-12s RSS %s, settled %s   %10s req/s\n' spintainer "$(mem "$runc_rss")" "$(mem "$runc_rss_settled")" "$runc_rps"
 if (( IDLE_SECONDS > 0 )); then
-  printf '  after %s s idle: shim RSS %s MiB (next request %s ms; %s ms before the wait), spintainer RSS %s MiB (next request %s ms; %s ms before)\n' \
-    "$IDLE_SECONDS" "$(mib "$shim_rss_idle")" "$shim_first_idle" "$shim_warm" "$(mib "$runc_rss_idle")" "$runc_first_idle" "$runc_warm"
+  printf '  after %s s idle: shim RSS %s (next request %s ms; %s ms before the wait), spintainer RSS %s (next request %s ms; %s ms before)\n' \
+    "$IDLE_SECONDS" "$(mem "$shim_rss_idle")" "$shim_first_idle" "$shim_warm" "$(mem "$runc_rss_idle")" "$runc_first_idle" "$runc_warm"
 fi
 printf '  %-12s %10s req/s\n' "wisp up" "$up_rps" wasmtime "$wasmtime_rps" native "$native_rps"
 awk -v s="$shim_rps" -v u="$up_rps" -v r="$runc_rps" -v w="$wasmtime_rps" -v n="$native_rps" 'BEGIN{

@@ -46,9 +46,15 @@ pub struct Host {
     outbound: OutboundHooks,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) deadline: Instant,
+    /// Deadlines need the epoch to advance while this instance lives.
+    _ticking: crate::Ticking,
 }
 
 impl Host {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one per part of an instance's state, each built by the caller"
+    )]
     pub(crate) fn new(
         component: Arc<str>,
         capabilities: InstanceState,
@@ -57,6 +63,7 @@ impl Host {
         wasi: WasiCtx,
         memory: MemoryLimiter,
         deadline: Instant,
+        ticking: crate::Ticking,
     ) -> Self {
         let outbound = OutboundHooks {
             component,
@@ -74,6 +81,7 @@ impl Host {
             outbound,
             limiter: memory,
             deadline,
+            _ticking: ticking,
         }
     }
 

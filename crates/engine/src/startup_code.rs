@@ -95,7 +95,7 @@ const IDLE_STEP: Duration = Duration::from_secs(1);
 
 /// Starts a thread that unmaps the binary's read-only pages ([`release_read_only_pages`])
 /// and trims the heap ([`crate::release_free_heap`]) once the process has been idle for
-/// `settle` after its start, and later for `quiet`: under 0.5% of one core used in each
+/// `settle` after its start, and later for `quiet`: under 1% of one core used in each
 /// [`IDLE_STEP`] all that time. While it stays idle, it releases again after each further
 /// `quiet` if light work faulted [`REFAULTED_ENOUGH`] back in meanwhile.
 /// An idle app then keeps little more than its heap resident; the next request faults
@@ -179,7 +179,9 @@ impl IdleWatch {
     /// now, with how long the process has been idle: after `settle` the first time, then
     /// after every `quiet` without a busy step.
     fn observe(&mut self, used: Duration, step: Duration) -> Option<Duration> {
-        if used > step / 200 {
+        // 1%: the shim process of an idle pod uses 0.3–0.5% (runwasi's ttrpc client to
+        // containerd polls every 10 ms).
+        if used > step / 100 {
             self.idle_for = Duration::ZERO;
             return None;
         }

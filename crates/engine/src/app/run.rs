@@ -127,6 +127,7 @@ impl LoadedComponent {
                 deadline,
             ),
             deadline,
+            self.engine.ticking(),
         );
         let mut store = Store::new(self.engine.engine(), host);
         store.limiter_async(|host| &mut host.limiter);
