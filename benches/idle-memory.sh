@@ -5,8 +5,9 @@
 # nothing (`wisp up` unmaps its binary's read-only pages and trims its heap once it has
 # been idle 5 s after its start, and after 30 s idle later on; checked every second),
 # then two more timed requests. Prints the RSS serving, after
-# the idle wait and after the two requests (`/proc/PID/status`), and each request's time
-# (curl's total, a new connection each).
+# the idle wait and after the two requests (`/proc/PID/status`), each request's time
+# (curl's total, a new connection each), and the CPU the idle process used during the wait
+# (all its threads' `/proc/PID/task/*/schedstat`, in µs per second).
 # Usage: benches/idle-memory.sh [starts (3)] [idle seconds (40)]. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,8 @@ CACHE="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$CACHE"' EXIT
 
 rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+# CPU time of all of a process's threads so far, in ns.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{t += $1} END {print t}'; }
 request_ms() {
   curl -fs -o /dev/null -w '%{time_total}' "http://127.0.0.1:$PORT/" | awk '{printf "%.2f", $1 * 1000}'
 }
@@ -35,9 +38,11 @@ for start in $(seq 1 "$STARTS"); do
   sleep 1
   before="$(request_ms) $(request_ms)"
   serving=$(rss_mib $pid)
+  cpu_before=$(cpu_ns $pid)
   sleep "$IDLE_SECONDS"
+  idle_cpu=$(( ($(cpu_ns $pid) - cpu_before) / 1000 / IDLE_SECONDS ))
   idle=$(rss_mib $pid)
   after="$(request_ms) $(request_ms)"
-  echo "start $start: RSS serving $serving MiB, after ${IDLE_SECONDS} s idle $idle MiB, after two more requests $(rss_mib $pid) MiB; requests before the wait ${before// / and } ms, after it ${after// / and } ms"
+  echo "start $start: RSS serving $serving MiB, after ${IDLE_SECONDS} s idle $idle MiB, after two more requests $(rss_mib $pid) MiB; requests before the wait ${before// / and } ms, after it ${after// / and } ms; CPU while idle ${idle_cpu} µs/s"
   kill $pid && wait $pid 2>/dev/null || true
 done
