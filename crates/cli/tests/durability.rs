@@ -64,12 +64,13 @@ fn write_until_killed(
             key.as_bytes(),
         );
         match set {
-            Ok(response) if response.status == 200 => out.keys.push(key),
+            // Only a whole answer is an acknowledgement: a kill can cut a 200 off mid-body.
+            Ok(response) if response.status == 200 && response.complete => out.keys.push(key),
             _ => break,
         }
         acknowledged.fetch_add(1, Ordering::Relaxed);
         match try_request(addr, "POST", "/sqlite/counter?db=default", &[], b"") {
-            Ok(response) if response.status == 200 => {
+            Ok(response) if response.status == 200 && response.complete => {
                 let value: i64 = response.text().trim().parse().unwrap();
                 out.counter = out.counter.max(value);
             }

@@ -282,6 +282,9 @@ pub struct HttpResponse {
     /// Header names lowercased, in wire order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Whether the body ended as the head announced (the last chunk, or `content-length`
+    /// bytes): a server killed mid-response leaves a 200 with a cut-off body.
+    pub complete: bool,
 }
 
 impl HttpResponse {
@@ -380,33 +383,46 @@ fn parse_response(raw: &[u8]) -> HttpResponse {
     let chunked = headers
         .iter()
         .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked {
+    let (body, complete) = if chunked {
         dechunk(rest)
     } else {
-        rest.to_vec()
+        let announced = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok());
+        (
+            rest.to_vec(),
+            announced.is_none_or(|length| rest.len() == length),
+        )
     };
     HttpResponse {
         status,
         headers,
         body,
+        complete,
     }
 }
 
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
+/// The body of a chunked message, and whether its last chunk arrived.
+fn dechunk(mut data: &[u8]) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
     loop {
         let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else {
-            return out;
+            return (out, false);
         };
         let size_text = std::str::from_utf8(&data[..line_end]).unwrap();
         let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
             .expect("chunk size");
         data = &data[line_end + 2..];
         if size == 0 {
-            return out;
+            return (out, true);
         }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
+        let Some(chunk) = data.get(..size) else {
+            out.extend_from_slice(data);
+            return (out, false);
+        };
+        out.extend_from_slice(chunk);
+        data = data.get(size + 2..).unwrap_or_default();
     }
 }
 
