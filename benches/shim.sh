@@ -170,10 +170,12 @@ request_ms() {
 
 # Starts way `$1` (shim_run|runc_run) detached as container `$2`, serves one request, then
 # prints "RSS_KIB RPS RSS_KIB_AFTER_LOAD RSS_KIB_SETTLED RSS_KIB_IDLE FIRST_AFTER_IDLE_MS
-# REQUEST_MS_BEFORE_IDLE" and stops it. Settled: 8 s after the first response, when both
-# of Wisp's processes have been idle 5 s since their start and have unmapped their
-# binary's read-only pages and trimmed their heap (Wisp's runs are in the task's and the
-# shim's threads; runc's ways do nothing of the kind). Idle: IDLE_SECONDS after the load
+# REQUEST_MS_BEFORE_IDLE" and stops it. Settled: 10 s after the first response, when the
+# container's process has been idle 5 s since its start and the shim process 7 s since
+# the container's creation, and each has unmapped its read-only pages (the binary's and
+# its libraries') and trimmed its heap, and the shim process has done the same for
+# runwasi's zygotes (crates/shim/src/zygotes.rs); runc's ways do nothing of the kind.
+# Idle: IDLE_SECONDS after the load
 # (Wisp's processes do the same after 30 s without work, checked every second), then the
 # time of one request, against one right after the load.
 serve_and_load() { # way id
@@ -185,7 +187,7 @@ serve_and_load() { # way id
   pids=$(container_pids "$2")
   # shellcheck disable=SC2086 # two pids
   rss=$(container_rss "$2" $pids)
-  sleep 8
+  sleep 10
   # shellcheck disable=SC2086
   settled=$(container_rss "$2" $pids)
   rps=$(load)

@@ -57,9 +57,10 @@ pub fn release_startup_code() -> usize {
     }
 }
 
-/// Unmaps every page of this binary's segments that are never written (code, read-only
-/// data, unwind tables; not the relocated read-only data, which was written at load), and
-/// returns how many bytes that covered. For a process that has settled into waiting: the
+/// Unmaps every page of the segments that are never written (code, read-only data,
+/// unwind tables; not the relocated read-only data, which was written at load) of this
+/// binary and of the shared libraries it loaded (libc, libm, the loader: 2-3 MiB more of
+/// a settled process), and returns how many bytes that covered. For a process that has settled into waiting: the
 /// pages its later work needs (the next request's path) fault back in from the page
 /// cache, and the rest stop counting towards its resident memory. A busy process keeps
 /// them ([`release_read_only_pages_when_idle`] waits for a quiet stretch).
@@ -102,7 +103,9 @@ const IDLE_STEP: Duration = Duration::from_secs(1);
 /// the code it runs back in from the page cache (about a millisecond once, measured in
 /// `docs/performance.md`). The pages stay in the page cache either way; what changes is
 /// that an idle process no longer holds them mapped (and in its cgroup's active set).
-pub fn release_read_only_pages_when_idle(settle: Duration, quiet: Duration) {
+/// `also` runs at each of those points (after `settle`, then after each `quiet`), whether
+/// or not this process releases again: for helper processes the caller looks after.
+pub fn release_read_only_pages_when_idle(settle: Duration, quiet: Duration, also: fn()) {
     let spawned = std::thread::Builder::new()
         .name("release-idle-pages".into())
         .spawn(move || {
@@ -122,10 +125,16 @@ pub fn release_read_only_pages_when_idle(settle: Duration, quiet: Duration) {
                         let released = release_read_only_pages();
                         // The last burst's heap high-water mark goes back too.
                         let trimmed = crate::release_free_heap();
+                        // After this process's release: pages it no longer maps may be
+                        // another process's alone now. Then what `also` ran here goes.
+                        also();
+                        release_read_only_pages();
                         mapped_after_release = Some(file_pages_mapped());
                         tracing::debug!(
                             "idle for {idle_for:?}: unmapped {released} bytes of read-only pages, heap {trimmed} bytes smaller"
                         );
+                    } else {
+                        also();
                     }
                 }
                 // After the release: its own cost is not activity.
@@ -198,13 +207,14 @@ impl IdleWatch {
     }
 }
 
-/// The page-aligned ranges of the main executable's loaded segments without write
-/// permission. Segments that are written at load (those holding `PT_GNU_RELRO`) are
-/// writable `PT_LOAD`s and left out.
+/// The page-aligned ranges of the loaded segments without write permission, of the main
+/// executable and every shared object but the vDSO (the kernel's, not a file's). Segments
+/// that are written at load (those holding `PT_GNU_RELRO`) are writable `PT_LOAD`s and
+/// left out.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn read_only_segments() -> Vec<(usize, usize)> {
-    unsafe extern "C" fn first_object(
+    unsafe extern "C" fn each_object(
         info: *mut libc::dl_phdr_info,
         _size: libc::size_t,
         data: *mut libc::c_void,
@@ -212,10 +222,24 @@ fn read_only_segments() -> Vec<(usize, usize)> {
         // SAFETY: the loader passes a valid `dl_phdr_info` for the duration of the call,
         // and `data` is the `Vec` passed to `dl_iterate_phdr` below.
         let (info, ranges) = unsafe { (&*info, &mut *data.cast::<Vec<(usize, usize)>>()) };
+        // SAFETY: `dlpi_name` is a NUL-terminated string ("" for the executable).
+        let name: &[u8] = match info.dlpi_name.is_null() {
+            true => b"",
+            false => unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes(),
+        };
+        if name.starts_with(b"linux-vdso") || name.starts_with(b"linux-gate") {
+            return 0;
+        }
+        // SAFETY: as above, `dlpi_phdr` points to `dlpi_phnum` program headers.
+        let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
+        // An object with text relocations had its code written at load: those pages are
+        // private copies now, and unmapping them would bring back the unrelocated file.
+        // SAFETY: a loaded object's `PT_DYNAMIC` is mapped and ends with `DT_NULL`.
+        if unsafe { has_text_relocations(info.dlpi_addr as usize, headers) } {
+            return 0;
+        }
         let page = 4096;
-        for index in 0..usize::from(info.dlpi_phnum) {
-            // SAFETY: `dlpi_phdr` points to `dlpi_phnum` program headers.
-            let header = unsafe { &*info.dlpi_phdr.add(index) };
+        for header in headers {
             if header.p_type != libc::PT_LOAD || header.p_flags & libc::PF_W != 0 {
                 continue;
             }
@@ -226,13 +250,45 @@ fn read_only_segments() -> Vec<(usize, usize)> {
                 ranges.push((begin, end - begin));
             }
         }
-        // The first object is the main executable: stop there.
-        1
+        0
     }
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     // SAFETY: the callback only reads the headers it is given and writes to `ranges`.
-    unsafe { libc::dl_iterate_phdr(Some(first_object), (&raw mut ranges).cast()) };
+    unsafe { libc::dl_iterate_phdr(Some(each_object), (&raw mut ranges).cast()) };
     ranges
+}
+
+/// Whether a loaded object's dynamic section asks for text relocations (`DT_TEXTREL`, or
+/// `DF_TEXTREL` in `DT_FLAGS`).
+///
+/// # Safety
+/// `headers` are the object's program headers and `base` its load address, as the loader
+/// reports them: its `PT_DYNAMIC` segment is mapped and ends with a `DT_NULL` entry.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+unsafe fn has_text_relocations(base: usize, headers: &[libc::Elf64_Phdr]) -> bool {
+    const DT_NULL: i64 = 0;
+    const DT_TEXTREL: i64 = 22;
+    const DT_FLAGS: i64 = 30;
+    const DF_TEXTREL: u64 = 0x4;
+    let Some(dynamic) = headers.iter().find(|h| h.p_type == libc::PT_DYNAMIC) else {
+        return false;
+    };
+    // An `Elf64_Dyn`: a tag and a value.
+    let mut entry = (base + dynamic.p_vaddr as usize) as *const [u64; 2];
+    loop {
+        // SAFETY: the caller's guarantee: entries up to `DT_NULL` are mapped.
+        let [tag, value] = unsafe { *entry };
+        let tag = tag as i64;
+        match tag {
+            DT_NULL => return false,
+            DT_TEXTREL => return true,
+            DT_FLAGS if value & DF_TEXTREL != 0 => return true,
+            _ => {}
+        }
+        // SAFETY: not past `DT_NULL` yet.
+        entry = unsafe { entry.add(1) };
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -243,10 +299,11 @@ fn read_only_segments() -> Vec<(usize, usize)> {
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn unmap_code(start: usize, len: usize) -> bool {
-    // SAFETY: the range is page-aligned and lies inside one of this binary's read-only,
-    // private, file-backed mappings (code or constant data), which are never written:
-    // MADV_DONTNEED only drops their page table entries, and the next access faults the
-    // same bytes back in from the file. Nothing mutable lives in them.
+    // SAFETY: the range is page-aligned and lies inside one of the read-only, private,
+    // file-backed mappings of this binary or a library it loaded (code or constant data,
+    // of an object without text relocations), which are never written: MADV_DONTNEED
+    // only drops their page table entries, and the next access faults the same bytes back
+    // in from the file. Nothing mutable lives in them.
     unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
 }
 
@@ -319,6 +376,13 @@ mod tests {
                 .any(|&(start, len)| (start..start + len).contains(&code)),
             "the code segment holds this function: {segments:?}"
         );
+        let libc_code = libc::getpid as *const () as usize;
+        assert!(
+            segments
+                .iter()
+                .any(|&(start, len)| (start..start + len).contains(&libc_code)),
+            "libc's code is released too: {segments:?}"
+        );
         let released = release_read_only_pages();
         assert_eq!(
             released,
@@ -330,6 +394,11 @@ mod tests {
             0x5749_5350 + 15
         );
         assert_ne!(wisp_startup_code_begin(), wisp_startup_code_end());
+        // libc still answers once its code faulted back in.
+        assert_eq!(
+            std::process::id(),
+            rustix::process::getpid().as_raw_nonzero().get() as u32
+        );
     }
 
     #[test]

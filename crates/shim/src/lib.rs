@@ -5,5 +5,6 @@
 pub mod sandbox;
 pub mod settings;
 pub mod source;
+mod zygotes;
 
 pub use sandbox::{WispSandbox, WispShim};

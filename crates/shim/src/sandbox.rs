@@ -27,15 +27,22 @@ pub struct WispSandbox;
 /// In the shim process (not the container's, which serves): once per process, from its
 /// first container's creation, unmaps every read-only page of the binary
 /// (`wisp_engine::release_read_only_pages`) and trims the heap once the process has been
-/// idle for [`wisp_engine::SETTLE_AFTER`] (after precompiling, if it did), and again
-/// after each further 30 s idle if containerd's calls (state, stats, a `delete`) faulted
-/// enough of its code back in from the page cache meanwhile.
+/// idle for 7 s (after precompiling, if it did), and again after each further 30 s idle
+/// if containerd's calls (state, stats, a `delete`) faulted enough of its code back in
+/// from the page cache meanwhile. runwasi's zygotes are released at the same points
+/// ([`crate::zygotes`]).
 fn release_pages_when_settled() {
+    // The container's process settles [`wisp_engine::SETTLE_AFTER`] after its start, a
+    // little after this process's first container creation: a container's zygote is paged
+    // out after that, once the pages it shared with the container are its own.
+    const SHIM_SETTLE_AFTER: std::time::Duration =
+        wisp_engine::SETTLE_AFTER.saturating_add(std::time::Duration::from_secs(2));
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         wisp_engine::release_read_only_pages_when_idle(
-            wisp_engine::SETTLE_AFTER,
+            SHIM_SETTLE_AFTER,
             wisp_engine::IDLE_RELEASE_AFTER,
+            crate::zygotes::release_zygote_pages,
         );
     });
 }
@@ -368,6 +375,7 @@ async fn serve(
     wisp_engine::release_read_only_pages_when_idle(
         wisp_engine::SETTLE_AFTER,
         wisp_engine::IDLE_RELEASE_AFTER,
+        || {},
     );
     tokio::select! {
         _ = terminate.recv() => {}

@@ -211,6 +211,7 @@ pub fn run(args: UpArgs) -> Result<()> {
         wisp_engine::release_read_only_pages_when_idle(
             wisp_engine::SETTLE_AFTER,
             wisp_engine::IDLE_RELEASE_AFTER,
+            || {},
         );
         shutdown.recv().await;
         running.shutdown().await;
