@@ -10,8 +10,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -207,6 +207,94 @@ impl<F: Future> Drop for Laned<F> {
     }
 }
 
+tokio::task_local! {
+    /// Set by a request whose instance started in the slow lane: the connection it came
+    /// on follows it there ([`ConnectionLane`]).
+    static FOLLOW_TO_SLOW_LANE: Arc<AtomicBool>;
+}
+
+/// Marks the connection the current request came on (if the trigger runs it in a
+/// [`ConnectionLane`]) to move to the slow lane.
+pub(crate) fn send_connection_to_slow_lane() {
+    // Outside a connection (an in-process call, a cron event) there is nothing to move.
+    let _ = FOLLOW_TO_SLOW_LANE.try_with(|follow| follow.store(true, Ordering::Relaxed));
+}
+
+/// A client connection's future (reading requests, writing responses) that moves to the
+/// slow lane once one of its requests had its instance started there: its app had more
+/// than its share in flight while another app was being served. A flooded app's
+/// connections then stop competing with the other apps' connections for the serving
+/// threads (a burst of 256 of its responses finishing at once queued every other app's
+/// requests behind them), and it keeps the whole machine while it is alone. It stays in
+/// the slow lane for the rest of its life. Dropping it cancels it wherever it runs.
+pub struct ConnectionLane<F: Future> {
+    lane: Lane<tokio::task::futures::TaskLocalFuture<Arc<AtomicBool>, F>>,
+    follow: Arc<AtomicBool>,
+}
+
+impl<F> ConnectionLane<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// Runs `connection` where it is polled until one of its requests goes slow.
+    pub fn new(connection: F) -> Self {
+        let follow = Arc::new(AtomicBool::new(false));
+        let scoped = FOLLOW_TO_SLOW_LANE.scope(follow.clone(), connection);
+        Self {
+            lane: Lane::Fast(Box::pin(scoped)),
+            follow,
+        }
+    }
+}
+
+impl<F> Future for ConnectionLane<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        if let Lane::Fast(future) = &mut this.lane {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(output);
+            }
+            if !this.follow.load(Ordering::Relaxed) {
+                return Poll::Pending;
+            }
+            let Some(slow) = slow_lane() else {
+                return Poll::Pending;
+            };
+            let Lane::Fast(future) = std::mem::replace(&mut this.lane, Lane::Moving) else {
+                unreachable!("matched Fast above");
+            };
+            this.lane = Lane::Slow(slow.spawn(future));
+        }
+        match &mut this.lane {
+            Lane::Slow(handle) => match Pin::new(handle).poll(cx) {
+                Poll::Ready(Ok(output)) => Poll::Ready(output),
+                Poll::Ready(Err(err)) if err.is_panic() => {
+                    std::panic::resume_unwind(err.into_panic())
+                }
+                // Only this future aborts the task, and it is not polled after that.
+                Poll::Ready(Err(err)) => panic!("slow-lane connection task ended early: {err}"),
+                Poll::Pending => Poll::Pending,
+            },
+            Lane::Fast(_) | Lane::Moving => unreachable!("moved to the slow lane above"),
+        }
+    }
+}
+
+impl<F: Future> Drop for ConnectionLane<F> {
+    fn drop(&mut self) {
+        if let Lane::Slow(handle) = &self.lane {
+            handle.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +314,30 @@ mod tests {
         assert_eq!(busy.await.as_deref(), Some("wisp-slow-lane"));
         let short = Laned::new(async { std::thread::current().name().map(str::to_owned) });
         assert_ne!(short.await.as_deref(), Some("wisp-slow-lane"));
+    }
+
+    /// A connection moves to the slow lane once one of its requests asks for it (its
+    /// instance started there), and carries on there; one that never asks stays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_connection_follows_its_request_to_the_slow_lane() {
+        let thread = || std::thread::current().name().map(str::to_owned);
+        let (before, after) = ConnectionLane::new(async move {
+            let before = thread();
+            send_connection_to_slow_lane();
+            tokio::task::yield_now().await;
+            (before, thread())
+        })
+        .await;
+        assert_ne!(before.as_deref(), Some("wisp-slow-lane"));
+        assert_eq!(after.as_deref(), Some("wisp-slow-lane"));
+        let stays = ConnectionLane::new(async move {
+            tokio::task::yield_now().await;
+            thread()
+        })
+        .await;
+        assert_ne!(stays.as_deref(), Some("wisp-slow-lane"));
+        // Outside a connection, asking does nothing (and does not panic).
+        send_connection_to_slow_lane();
     }
 
     /// A busy app gives way only while another app is light; alone it keeps the fast lane.

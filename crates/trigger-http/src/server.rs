@@ -224,7 +224,14 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        tokio::spawn(connection(stream, client, slot, shared.clone(), false));
+        // A connection whose requests go to an app over its share moves to the slow lane.
+        tokio::spawn(wisp_engine::ConnectionLane::new(connection(
+            stream,
+            client,
+            slot,
+            shared.clone(),
+            false,
+        )));
     }
     closing.send_replace(true);
     // Clients that connected (and maybe sent a request) just before shutdown are still in
