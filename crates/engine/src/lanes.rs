@@ -175,35 +175,62 @@ where
             if this.busy < SLOW_AFTER {
                 return Poll::Pending;
             }
-            let Some(slow) = slow_lane() else {
+            if !this.lane.move_to_slow_lane() {
                 return Poll::Pending;
-            };
-            let Lane::Fast(future) = std::mem::replace(&mut this.lane, Lane::Moving) else {
-                unreachable!("matched Fast above");
-            };
+            }
             tracing::debug!("instance busy for {:?}; moved to the slow lane", this.busy);
-            this.lane = Lane::Slow(slow.spawn(future));
         }
-        match &mut this.lane {
+        this.lane.poll_slow(cx, "instance")
+    }
+}
+
+impl<F> Lane<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// Moves a future that runs where it is polled to the slow lane; false if there is no
+    /// slow lane (it then stays).
+    fn move_to_slow_lane(&mut self) -> bool {
+        let Some(slow) = slow_lane() else {
+            return false;
+        };
+        let Lane::Fast(future) = std::mem::replace(self, Lane::Moving) else {
+            unreachable!("only a fast future moves");
+        };
+        *self = Lane::Slow(slow.spawn(future));
+        true
+    }
+
+    /// Polls a future that moved to the slow lane (`what` names it in a panic).
+    fn poll_slow(&mut self, cx: &mut Context<'_>, what: &str) -> Poll<F::Output> {
+        match self {
             Lane::Slow(handle) => match Pin::new(handle).poll(cx) {
                 Poll::Ready(Ok(output)) => Poll::Ready(output),
                 Poll::Ready(Err(err)) if err.is_panic() => {
                     std::panic::resume_unwind(err.into_panic())
                 }
-                // Only this future aborts the task, and it is not polled after that.
-                Poll::Ready(Err(err)) => panic!("slow-lane instance task ended early: {err}"),
+                // Only the owner aborts the task, and it is not polled after that.
+                Poll::Ready(Err(err)) => panic!("slow-lane {what} task ended early: {err}"),
                 Poll::Pending => Poll::Pending,
             },
-            Lane::Fast(_) | Lane::Moving => unreachable!("moved to the slow lane above"),
+            Lane::Fast(_) | Lane::Moving => unreachable!("moved to the slow lane before"),
+        }
+    }
+}
+
+impl<F: Future> Lane<F> {
+    /// Cancels a moved future's task in the slow lane (for its owner's drop).
+    fn abort_if_moved(&self) {
+        if let Lane::Slow(handle) = self {
+            handle.abort();
         }
     }
 }
 
 impl<F: Future> Drop for Laned<F> {
     fn drop(&mut self) {
-        if let Lane::Slow(handle) = &self.lane {
-            handle.abort();
-        }
+        self.lane.abort_if_moved();
     }
 }
 
@@ -261,37 +288,11 @@ where
             if let Poll::Ready(output) = future.as_mut().poll(cx) {
                 return Poll::Ready(output);
             }
-            if !this.follow.load(Ordering::Relaxed) {
+            if !this.follow.load(Ordering::Relaxed) || !this.lane.move_to_slow_lane() {
                 return Poll::Pending;
             }
-            let Some(slow) = slow_lane() else {
-                return Poll::Pending;
-            };
-            let Lane::Fast(future) = std::mem::replace(&mut this.lane, Lane::Moving) else {
-                unreachable!("matched Fast above");
-            };
-            this.lane = Lane::Slow(slow.spawn(future));
         }
-        match &mut this.lane {
-            Lane::Slow(handle) => match Pin::new(handle).poll(cx) {
-                Poll::Ready(Ok(output)) => Poll::Ready(output),
-                Poll::Ready(Err(err)) if err.is_panic() => {
-                    std::panic::resume_unwind(err.into_panic())
-                }
-                // Only this future aborts the task, and it is not polled after that.
-                Poll::Ready(Err(err)) => panic!("slow-lane connection task ended early: {err}"),
-                Poll::Pending => Poll::Pending,
-            },
-            Lane::Fast(_) | Lane::Moving => unreachable!("moved to the slow lane above"),
-        }
-    }
-}
-
-impl<F: Future> Drop for ConnectionLane<F> {
-    fn drop(&mut self) {
-        if let Lane::Slow(handle) = &self.lane {
-            handle.abort();
-        }
+        this.lane.poll_slow(cx, "connection")
     }
 }
 
