@@ -365,13 +365,14 @@ async fn serve(
         shutdown_grace: settings.shutdown_grace,
         ..ServerConfig::default()
     };
+    // The code that set the container up and loaded the app will not run again: unmapped
+    // before the first connection is accepted, so no request is served beside it.
+    wisp_engine::release_startup_code();
     let running = RunningApp::start(generation, listener, server);
     if serves_http {
         // Tests and operators read this line to know the pod serves.
         tracing::info!("Listening on http://{}", settings.listen);
     }
-    // Started: the code that set the container up and loaded the app will not run again.
-    wisp_engine::release_startup_code();
     wisp_engine::release_read_only_pages_when_idle(
         wisp_engine::SETTLE_AFTER,
         wisp_engine::IDLE_RELEASE_AFTER,
