@@ -144,8 +144,10 @@ where
     }
 
     /// Starts `future` in the slow lane at once (where there is one): for an instance of
-    /// an app that already has more than its share running.
+    /// an app that already has more than its share running. The connection the request
+    /// came on follows it there ([`ConnectionLane`]).
     pub(crate) fn start_slow(future: F) -> Self {
+        send_connection_to_slow_lane();
         let lane = match slow_lane() {
             Some(slow) => Lane::Slow(slow.spawn(future)),
             None => Lane::Fast(Box::pin(future)),

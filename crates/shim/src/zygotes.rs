@@ -197,8 +197,8 @@ mod tests {
         );
     }
 
-    /// A forked child running this binary, single-threaded: found as a zygote, and its
-    /// read-only file pages are paged out while it keeps working.
+    /// A child of this process running the same binary is found among its children, its
+    /// read-only file pages are paged out, and it keeps working afterwards.
     #[test]
     fn a_single_threaded_child_is_paged_out() {
         let mut child = std::process::Command::new("/proc/self/exe")

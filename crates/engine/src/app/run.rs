@@ -221,10 +221,7 @@ impl LoadedComponent {
         let (tx, rx) = futures::channel::oneshot::channel();
         let this = self.clone();
         let lane = match self.limits.over_share() {
-            true => {
-                crate::lanes::send_connection_to_slow_lane();
-                Laned::start_slow
-            }
+            true => Laned::start_slow,
             false => Laned::new,
         };
         let metrics = self.metrics.clone();
@@ -369,10 +366,7 @@ impl LoadedComponent {
         // while the guest waits on a host call the epoch cannot interrupt: either way the
         // instance and its slot go.
         let lane = match self.limits.over_share() {
-            true => {
-                crate::lanes::send_connection_to_slow_lane();
-                Laned::start_slow
-            }
+            true => Laned::start_slow,
             false => Laned::new,
         };
         let meter = self.metrics.is_enabled().then(CpuMeter::new);

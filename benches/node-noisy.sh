@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The node's noisy neighbour, small and repeatable: `wisp node` with two apps, a flooded one
+# (FLOOD guest, touch4mib by default; hello floods with short requests) at c=256
+# (`wrk -t2`) and a quiet one (hello) at c=1 (`wrk -t1 --latency`). Prints the quiet app's
+# p99 alone and beside the flood, the flood's requests/s, and the node's CPU ticks during
+# the flooded phase, for each binary: the release `wisp`, and with NOISY_WISP_BASELINE the
+# given older binary too, alternating RUNS times (this machine's p99 swings between runs).
+# benches/node.sh measures the same target inside its 10,000-app run.
+# Usage: [FLOOD=hello] [RUNS=3] [NOISY_WISP_BASELINE=/path/to/wisp] benches/node-noisy.sh [seconds (5)]
+# Loopback only; every load run stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${1:-5}"
+RUNS="${RUNS:-3}"
+FLOOD="${FLOOD:-touch4mib}"
+PORT=18591
+ADMIN=18592
+. benches/common.sh
+bench_wrk
+bench_build
+WORK="$(mktemp -d)"
+NODE_PID=""
+trap '[ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null; kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+app() { # name guest
+  mkdir -p "$WORK/$1"
+  cp "$GUESTS/$2.wasm" "$WORK/$1/app.wasm"
+  printf 'spin_manifest_version = 2\n[application]\nname = "%s"\n[[trigger.http]]\nroute = "/..."\ncomponent = "c"\n[component.c]\nsource = "app.wasm"\n' "$1" >"$WORK/$1/spin.toml"
+}
+app flood "$FLOOD"
+app quiet hello
+p99() { to_us "$(awk '$1=="99%" {print $2}')"; }
+wrk_rps() { awk '/^Requests\/sec/ {print $2}'; }
+
+one_run() { # wisp binary -> "quiet alone p99, flooded p99, flood req/s, node CPU ticks"
+  local wisp=$1 state="$WORK/state.$RANDOM"
+  export WISP_NODE="http://127.0.0.1:$ADMIN" WISP_STATE_DIR="$state" WISP_CACHE_DIR="$WORK/cache"
+  WISP_LOG=warn "$wisp" node --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:$ADMIN \
+    --state-dir "$state" >"$WORK/node.log" 2>&1 &
+  NODE_PID=$!
+  for _ in $(seq 500); do
+    [ -f "$state/admin-token" ] && curl -fs -o /dev/null -H "Authorization: Bearer $(cat "$state/admin-token")" \
+      "$WISP_NODE/v1/status" && break
+    sleep 0.02
+  done
+  "$wisp" node deploy flood --from "$WORK/flood" >/dev/null 2>&1
+  "$wisp" node deploy quiet --from "$WORK/quiet" >/dev/null 2>&1
+  curl -fs -o /dev/null -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/"
+  curl -fs -o /dev/null -H 'Host: flood.localhost' "http://127.0.0.1:$PORT/"
+  local alone flooded ticks0 ticks1
+  alone=$(wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/" | p99)
+  wrk -t2 -c256 -d$((DURATION + 2))s -H 'Host: flood.localhost' "http://127.0.0.1:$PORT/" >"$WORK/flood.wrk" 2>&1 &
+  local flood_wrk=$!
+  sleep 1
+  ticks0=$(awk '{print $14 + $15}' "/proc/$NODE_PID/stat")
+  flooded=$(wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/" | p99)
+  ticks1=$(awk '{print $14 + $15}' "/proc/$NODE_PID/stat")
+  wait "$flood_wrk" || true
+  kill -TERM "$NODE_PID" 2>/dev/null || true
+  wait "$NODE_PID" 2>/dev/null || true
+  NODE_PID=""
+  echo "quiet p99 alone ${alone} us, beside the flood ${flooded} us ($(awk -v a="$flooded" -v b="$alone" 'BEGIN{printf "%.2f", a/b}')x); flood $(wrk_rps <"$WORK/flood.wrk") req/s; node CPU $((ticks1 - ticks0)) ticks in ${DURATION} s"
+}
+
+echo "noisy neighbour in the node: flood $FLOOD at c=256, quiet hello at c=1, ${DURATION} s each"
+for run in $(seq 1 "$RUNS"); do
+  [ -n "${NOISY_WISP_BASELINE:-}" ] && echo "run $run baseline: $(one_run "$NOISY_WISP_BASELINE")"
+  echo "run $run wisp:     $(one_run "$WISP")"
+done
