@@ -277,8 +277,9 @@ fn http_js_template() {
     let (_parent, app) = new_app("http-js", "hello-js", &[]);
     build(&app, None);
     assert!(app.join("dist/hello-js.wasm").is_file());
-    // A fresh compile cache: a 12 MB StarlingMonkey component takes seconds to compile,
-    // and `wisp up` says so before and after instead of sitting silent.
+    // A fresh compile cache: a 12 MB StarlingMonkey component takes seconds to compile
+    // optimised, so it first serves from baseline code (Winch) while the optimised code
+    // compiles in the background, and `wisp up` says so instead of sitting silent.
     let cache = tempfile::tempdir().unwrap();
     let start = |cache: &Path| {
         let mut command = support::wisp_command();
@@ -293,14 +294,29 @@ fn http_js_template() {
     let wisp = start(cache.path());
     let stderr = wisp.stderr();
     assert!(
-        stderr.contains("compiling component `hello-js` (")
-            && stderr.contains("compiled component `hello-js` in "),
+        stderr.contains("component `hello-js` serves from baseline code (compiled in "),
         "{stderr}"
     );
     let response = wisp.get("/js");
     assert_eq!(response.status, 200, "{}", wisp.stderr());
     assert_eq!(response.text(), "Hello from hello-js!\n");
     assert!(wisp.wait_for_output("GET /js"), "the guest's console.log");
+    // The optimised code is cached once compiled, and takes over the next requests.
+    assert!(
+        wisp.wait_for_output_within(
+            "component `hello-js` switched to its optimised code",
+            Duration::from_secs(180)
+        ),
+        "{}",
+        wisp.stderr()
+    );
+    let stderr = wisp.stderr();
+    assert!(
+        stderr.contains("compiled component `hello-js` in ")
+            && stderr.contains("cached for later starts"),
+        "{stderr}"
+    );
+    assert_eq!(wisp.get("/js").text(), "Hello from hello-js!\n");
     drop(wisp);
 
     // The second start loads the cached native code: no compile lines.

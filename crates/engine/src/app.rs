@@ -209,7 +209,13 @@ impl LoadedApp {
         let limits = limits.resolve(engine, &locked.metadata.name)?;
         // Exactly the capabilities `capabilities` was prepared with: one an embedder left
         // out is not linked, so a component importing it is refused below.
-        let linker = Arc::new(linker(engine, |l| capabilities.add_to_linker(l))?);
+        let linker = Arc::new(linker(engine.engine(), |l| capabilities.add_to_linker(l))?);
+        // The same interfaces on the baseline engine, linked only if a component uses it.
+        let baseline = BaselineLinker {
+            make: &|engine| linker_for_baseline(engine, capabilities),
+            linker: OnceLock::new(),
+        };
+        let http_only = http_only_components(&locked);
         let outbound = Arc::new(AppOutbound {
             client: OutboundClient::new(capabilities.blocked_networks().clone())
                 .with_idle_connections(engine.config().outbound_idle_connections),
@@ -227,6 +233,7 @@ impl LoadedApp {
                 let loaded = LoadedComponent::load(
                     engine,
                     &linker,
+                    http_only.contains(c.id.as_str()).then_some(&baseline),
                     c,
                     files_dir,
                     granted,
@@ -264,17 +271,201 @@ impl LoadedApp {
 /// spin-sdk 7 component exports the 0.3 handler and still imports 0.2 `wasi:cli`), plus
 /// the host capabilities `add_capabilities` links.
 fn linker(
-    engine: &WispEngine,
+    engine: &wasmtime::Engine,
     add_capabilities: impl FnOnce(&mut Linker<Host>) -> wasmtime::Result<()>,
 ) -> Result<Linker<Host>, EngineError> {
     let config_error = |e: wasmtime::Error| EngineError::Config(format!("{e:#}"));
-    let mut linker = Linker::<Host>::new(engine.engine());
+    let mut linker = Linker::<Host>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(config_error)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(config_error)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(config_error)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(config_error)?;
     add_capabilities(&mut linker).map_err(config_error)?;
     Ok(linker)
+}
+
+/// [`linker`] on the baseline engine, with `capabilities`.
+fn linker_for_baseline(
+    engine: &wasmtime::Engine,
+    capabilities: &AppCapabilities,
+) -> Result<Linker<Host>, EngineError> {
+    linker(engine, |l| capabilities.add_to_linker(l))
+}
+
+/// The app's linker on the baseline engine, made when the first component needs it.
+struct BaselineLinker<'a> {
+    make: &'a dyn Fn(&wasmtime::Engine) -> Result<Linker<Host>, EngineError>,
+    linker: OnceLock<Option<Linker<Host>>>,
+}
+
+impl BaselineLinker<'_> {
+    fn get(&self, engine: &wasmtime::Engine) -> Option<&Linker<Host>> {
+        self.linker
+            .get_or_init(|| {
+                (self.make)(engine)
+                    .inspect_err(|err| tracing::warn!("no baseline linker ({err})"))
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
+/// Components only HTTP triggers call: they may start on baseline code, since every
+/// request takes the component's current code afresh. Other triggers build their export
+/// handles once, on the optimised code.
+fn http_only_components(locked: &LockedApp) -> std::collections::HashSet<&str> {
+    let component_of = |t: &wisp_app::LockedTrigger| {
+        t.trigger_config
+            .get("component")
+            .and_then(|c| c.as_str())
+            .map(str::to_owned)
+    };
+    let others: std::collections::HashSet<String> = locked
+        .triggers
+        .iter()
+        .filter(|t| t.trigger_type != "http")
+        .filter_map(component_of)
+        .collect();
+    locked
+        .components
+        .iter()
+        .map(|c| c.id.as_str())
+        .filter(|id| !others.contains(*id))
+        .collect()
+}
+
+/// One compiled form of a component, linked and ready to instantiate.
+struct Tier {
+    /// The engine the code belongs to: its stores are made there.
+    engine: wasmtime::Engine,
+    /// The component linked against every host interface.
+    pre: InstancePre<Host>,
+    /// The HTTP handler, if the component exports one.
+    http: Option<(ProxyPre<Host>, HttpExport)>,
+    /// Baseline code, served until the optimised code replaces it.
+    baseline: bool,
+    /// Keeps the compiled code (shared with other apps when optimised) alive.
+    _code: Arc<wasmtime::component::Component>,
+}
+
+impl Tier {
+    fn link(
+        engine: &wasmtime::Engine,
+        linker: &Linker<Host>,
+        code: Arc<wasmtime::component::Component>,
+        id: &str,
+        baseline: bool,
+    ) -> Result<Self, EngineError> {
+        // A dependency's capability imports it does not inherit are answered with
+        // refusals, defined for this component only.
+        let refusing;
+        let linker = if crate::deny::has_denied_imports(&code) {
+            let mut with_refusals = linker.clone();
+            crate::deny::define_refusals(&mut with_refusals, &code, id)?;
+            refusing = with_refusals;
+            &refusing
+        } else {
+            linker
+        };
+        let pre = linker
+            .instantiate_pre(&code)
+            .map_err(|e| EngineError::Invalid {
+                component: id.to_owned(),
+                message: format!(
+                    "cannot be linked: {e:#}; the host does not provide that interface (yet)"
+                ),
+            })?;
+        Ok(Self {
+            engine: engine.clone(),
+            http: http_export(&pre),
+            pre,
+            baseline,
+            _code: code,
+        })
+    }
+}
+
+/// Baseline code for `wasm` when the engine makes it for a component this size, linked;
+/// `None` (the caller compiles optimised code and waits) when it does not, or when Winch
+/// cannot compile the component (a feature it lacks, such as tail calls).
+fn baseline_tier(
+    engine: &WispEngine,
+    baseline: &BaselineLinker<'_>,
+    id: &str,
+    wasm: &[u8],
+) -> Option<Tier> {
+    let min = engine.config().baseline_compile_min_bytes?;
+    if (wasm.len() as u64) < min {
+        return None;
+    }
+    let winch = engine.baseline_engine()?;
+    let linker = baseline.get(winch)?;
+    let started = std::time::Instant::now();
+    let compiled = crate::cache::compile_uncached(winch, id, wasm)
+        .inspect_err(|err| {
+            tracing::info!(
+                "component `{id}` cannot use baseline code ({err}); compiling optimised code first"
+            )
+        })
+        .ok()?;
+    let tier = Tier::link(winch, linker, Arc::new(compiled), id, true)
+        .inspect_err(|err| tracing::debug!("component `{id}`: baseline code not linked ({err})"))
+        .ok()?;
+    tracing::info!(
+        "component `{id}` serves from baseline code (compiled in {:.1?}) while its optimised code compiles",
+        started.elapsed()
+    );
+    Some(tier)
+}
+
+/// Compiles `wasm` with the optimising compiler on a thread of its own (the compile cache
+/// gets it as usual), then switches `tier` to it: instances already running keep their
+/// baseline code until they end. When the component is gone first, the code is still
+/// cached for the next start.
+fn optimise_in_background(
+    engine: &WispEngine,
+    linker: Arc<Linker<Host>>,
+    tier: Weak<std::sync::RwLock<Arc<Tier>>>,
+    id: &str,
+    digest: String,
+    wasm: Vec<u8>,
+) {
+    let engine = engine.clone();
+    let component = id.to_owned();
+    let counted = engine.optimising.start();
+    let spawned = std::thread::Builder::new()
+        .name("wisp-optimise".to_owned())
+        .spawn(move || {
+            let _counted = counted;
+            let id = component;
+            let cache_dir = engine.config().cache_dir.clone();
+            let optimised =
+                crate::cache::compile(engine.engine(), cache_dir.as_deref(), &id, &digest, &wasm)
+                    .and_then(|compiled| {
+                        let code = engine.code.insert(&digest, compiled);
+                        Tier::link(engine.engine(), &linker, code, &id, false)
+                    });
+            while engine
+                .baseline_holds
+                .load(std::sync::atomic::Ordering::Acquire)
+                > 0
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            match (optimised, tier.upgrade()) {
+                (Ok(optimised), Some(tier)) => {
+                    *tier.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(optimised);
+                    tracing::info!("component `{id}` switched to its optimised code");
+                }
+                (Ok(_), None) => {}
+                (Err(err), _) => tracing::warn!(
+                    "component `{id}` keeps its baseline code: the optimising compiler failed ({err})"
+                ),
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::warn!("component `{id}` keeps its baseline code: no compile thread ({err})");
+    }
 }
 
 /// The key of a component's compiled code: its source digest, or for a component with
@@ -413,7 +604,7 @@ impl std::fmt::Debug for ComponentReport {
 /// What a component exports, for summaries and messages: its HTTP handler as the host
 /// sees it (`wasi:http/incoming-handler@0.2`, whatever patch version the guest was built
 /// against), then every other export by name.
-fn export_names(engine: &WispEngine, pre: &InstancePre<Host>) -> String {
+fn export_names(engine: &wasmtime::Engine, pre: &InstancePre<Host>) -> String {
     let component_type = pre.component().component_type();
     let mut names: Vec<String> = http_export(pre)
         .map(|(_, export)| export.to_string())
@@ -421,7 +612,7 @@ fn export_names(engine: &WispEngine, pre: &InstancePre<Host>) -> String {
         .collect();
     names.extend(
         component_type
-            .exports(engine.engine())
+            .exports(engine)
             .map(|(name, _)| name)
             .filter(|name| {
                 !name.starts_with("wasi:http/incoming-handler@")
@@ -443,7 +634,7 @@ pub fn inspect_component(
     id: &str,
     bytes: &[u8],
 ) -> Result<ComponentReport, EngineError> {
-    let linker = linker(engine, wisp_host::add_to_linker)?;
+    let linker = linker(engine.engine(), wisp_host::add_to_linker)?;
     let digest = sha256_digest(bytes);
     let component = crate::cache::compile(
         engine.engine(),
@@ -462,7 +653,7 @@ pub fn inspect_component(
         })?;
     let http = http_export(&pre);
     Ok(ComponentReport {
-        exports: export_names(engine, &pre),
+        exports: export_names(engine.engine(), &pre),
         pre,
         http: http.map(|(_, export)| export),
     })
@@ -485,11 +676,9 @@ pub struct LoadedComponent {
     shows_output: bool,
     /// Its `--log-dir` files: stdout, stderr.
     log_files: Option<(crate::host::LogFile, crate::host::LogFile)>,
-    /// The HTTP handler, if the component exports one.
-    http: Option<(ProxyPre<Host>, HttpExport)>,
-    /// The component linked against every host interface: triggers build their typed
-    /// export handles on it.
-    pre: InstancePre<Host>,
+    /// Its code: baseline code first when it was compiled cold, replaced by the optimised
+    /// code once that is ready. Each instance takes the code current when it starts.
+    tier: Arc<std::sync::RwLock<Arc<Tier>>>,
     /// What it exports, for messages.
     exports: String,
     env: Vec<(String, String)>,
@@ -503,8 +692,6 @@ pub struct LoadedComponent {
     limits: Arc<ResolvedLimits>,
     /// Where its requests, instances and capability use are recorded.
     metrics: wisp_metrics::ComponentMetrics,
-    /// Keeps the compiled code shared with other apps while this component exists.
-    _code: Arc<wasmtime::component::Component>,
 }
 
 /// An instance's slots, released together when the instance is gone.
@@ -548,9 +735,11 @@ impl GuestError {
 }
 
 impl LoadedComponent {
+    #[allow(clippy::too_many_arguments)]
     fn load(
         engine: &WispEngine,
-        linker: &Linker<Host>,
+        linker: &Arc<Linker<Host>>,
+        baseline: Option<&BaselineLinker<'_>>,
         locked: &LockedComponent,
         files_root: &Path,
         capabilities: Arc<ComponentCapabilities>,
@@ -559,17 +748,13 @@ impl LoadedComponent {
     ) -> Result<Self, EngineError> {
         let id = locked.id.as_str();
         let metrics = engine.metrics.component(&limits.app_name, id);
-        let invalid = |message: String| EngineError::Invalid {
-            component: id.to_owned(),
-            message,
-        };
         // Code another loaded app already uses needs no read: it was compiled from bytes
         // with exactly this digest (a composed component's covers its dependencies).
         let code_digest = code_digest(locked);
-        let code = match engine.code.get(&code_digest) {
+        let tier = match engine.code.get(&code_digest) {
             Some(code) => {
                 engine.metrics.compiled(Some("memory"));
-                code
+                Tier::link(engine.engine(), linker, code, id, false)?
             }
             None => {
                 let cache_dir = engine.config().cache_dir.as_deref();
@@ -579,8 +764,11 @@ impl LoadedComponent {
                 // again at every start.
                 let cached = crate::cache::cached(engine.engine(), cache_dir, &code_digest);
                 engine.metrics.compiled(cached.is_some().then_some("disk"));
-                let component = match cached {
-                    Some(cached) => cached,
+                match cached {
+                    Some(cached) => {
+                        let code = engine.code.insert(&code_digest, cached);
+                        Tier::link(engine.engine(), linker, code, id, false)?
+                    }
                     None => {
                         let bytes = read_checked(
                             engine,
@@ -589,34 +777,76 @@ impl LoadedComponent {
                             &locked.source.digest,
                             None,
                         )?;
-                        let code = match locked.dependencies.is_empty() {
+                        let wasm = match locked.dependencies.is_empty() {
                             true => bytes,
                             false => compose_dependencies(engine, locked, bytes)?,
                         };
-                        crate::cache::compile(engine.engine(), cache_dir, id, &code_digest, &code)?
+                        match baseline.and_then(|b| baseline_tier(engine, b, id, &wasm)) {
+                            Some(tier) => {
+                                let cell = Arc::new(std::sync::RwLock::new(Arc::new(tier)));
+                                optimise_in_background(
+                                    engine,
+                                    linker.clone(),
+                                    Arc::downgrade(&cell),
+                                    id,
+                                    code_digest,
+                                    wasm,
+                                );
+                                return Self::finish(
+                                    engine,
+                                    cell,
+                                    locked,
+                                    files_root,
+                                    capabilities,
+                                    app_outbound,
+                                    limits,
+                                    metrics,
+                                );
+                            }
+                            None => {
+                                let compiled = crate::cache::compile(
+                                    engine.engine(),
+                                    cache_dir,
+                                    id,
+                                    &code_digest,
+                                    &wasm,
+                                )?;
+                                let code = engine.code.insert(&code_digest, compiled);
+                                Tier::link(engine.engine(), linker, code, id, false)?
+                            }
+                        }
                     }
-                };
-                engine.code.insert(&code_digest, component)
+                }
             }
         };
-        let component: &wasmtime::component::Component = &code;
-        // A dependency's capability imports it does not inherit are answered with refusals,
-        // defined for this component only.
-        let refusing;
-        let linker = if crate::deny::has_denied_imports(component) {
-            let mut with_refusals = linker.clone();
-            crate::deny::define_refusals(&mut with_refusals, component, id)?;
-            refusing = with_refusals;
-            &refusing
-        } else {
-            linker
+        Self::finish(
+            engine,
+            Arc::new(std::sync::RwLock::new(Arc::new(tier))),
+            locked,
+            files_root,
+            capabilities,
+            app_outbound,
+            limits,
+            metrics,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        engine: &WispEngine,
+        tier: Arc<std::sync::RwLock<Arc<Tier>>>,
+        locked: &LockedComponent,
+        files_root: &Path,
+        capabilities: Arc<ComponentCapabilities>,
+        app_outbound: &Arc<AppOutbound>,
+        limits: Arc<ResolvedLimits>,
+        metrics: wisp_metrics::ComponentMetrics,
+    ) -> Result<Self, EngineError> {
+        let id = locked.id.as_str();
+        let exports = {
+            let current = tier.read().unwrap_or_else(|e| e.into_inner());
+            export_names(&current.engine, &current.pre)
         };
-        let pre = linker.instantiate_pre(component).map_err(|e| {
-            invalid(format!(
-                "cannot be linked: {e:#}; the host does not provide that interface (yet)"
-            ))
-        })?;
-        let http = http_export(&pre);
         capabilities.set_metrics(metrics.clone());
         let files_dir = crate::files::stage_files(locked, files_root)?;
         let log_files = match &limits.guest_log_dir {
@@ -627,9 +857,8 @@ impl LoadedComponent {
             log_files,
             shows_output: limits.guest_output.shows(id),
             id: id.into(),
-            http,
-            exports: export_names(engine, &pre),
-            pre,
+            tier,
+            exports,
             env: locked
                 .env
                 .iter()
@@ -649,8 +878,18 @@ impl LoadedComponent {
             learned_memory: Arc::default(),
             limits,
             metrics,
-            _code: code,
         })
+    }
+
+    /// The code new instances start from.
+    fn tier(&self) -> Arc<Tier> {
+        self.tier.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether new instances still start from baseline code (the optimised code is being
+    /// compiled in the background).
+    pub fn runs_baseline_code(&self) -> bool {
+        self.tier().baseline
     }
 
     /// The component id.
@@ -660,13 +899,14 @@ impl LoadedComponent {
 
     /// The HTTP export detected at load time, if any.
     pub fn http_export(&self) -> Option<HttpExport> {
-        self.http.as_ref().map(|(_, export)| *export)
+        self.tier().http.as_ref().map(|(_, export)| *export)
     }
 
     /// The component linked against every host interface, for a trigger to build its
-    /// typed export handle on (`SpinCronPre::new(component.instance_pre().clone())`).
-    pub fn instance_pre(&self) -> &InstancePre<Host> {
-        &self.pre
+    /// typed export handle on (`SpinCronPre::new(component.instance_pre())`). A component
+    /// a non-HTTP trigger calls always has its optimised code here.
+    pub fn instance_pre(&self) -> InstancePre<Host> {
+        self.tier().pre.clone()
     }
 
     /// Where the component's requests and capability use are recorded.

@@ -81,6 +81,25 @@ pub(crate) fn compile(
         .map_err(|e| invalid(format!("cannot load compiled code: {e:#}")))
 }
 
+/// `bytes` compiled by `engine` straight into memory, neither cached nor logged: the
+/// baseline code a component serves with while [`compile`] makes its optimised code.
+pub(crate) fn compile_uncached(
+    engine: &wasmtime::Engine,
+    component_id: &str,
+    bytes: &[u8],
+) -> Result<Component, EngineError> {
+    let invalid = |message: String| EngineError::Invalid {
+        component: component_id.to_owned(),
+        message,
+    };
+    if wasmtime::Engine::detect_precompiled(bytes).is_some() {
+        return Err(invalid("is precompiled native code".to_owned()));
+    }
+    let component_bytes = to_component(bytes).map_err(invalid)?;
+    Component::new(engine, &component_bytes)
+        .map_err(|e| invalid(format!("is not a valid component: {e:#}")))
+}
+
 /// The cached compiled code for `digest`, if the cache holds a usable entry (a broken one
 /// is left for [`compile`] to discard and replace).
 pub(crate) fn cached(

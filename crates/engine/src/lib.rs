@@ -19,8 +19,8 @@ mod sockets;
 mod startup_code;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use app::{
@@ -64,7 +64,17 @@ pub struct EngineConfig {
     pub max_component_bytes: u64,
     /// Memory all live instances together may reserve, in bytes; instances wait for it.
     pub memory_budget: u64,
+    /// HTTP components at least this many bytes of wasm that are not in the compile cache
+    /// first get baseline code (wasmtime's Winch: seconds faster to make, slower to run)
+    /// and serve with it while the optimised code compiles in the background; new
+    /// instances switch to the optimised code once it is ready (and cached). `None` always
+    /// waits for the optimised code.
+    pub baseline_compile_min_bytes: Option<u64>,
 }
+
+/// Default of [`EngineConfig::baseline_compile_min_bytes`]: below 1 MiB the optimising
+/// compiler takes a fraction of a second anyway.
+pub const DEFAULT_BASELINE_COMPILE_MIN_BYTES: u64 = 1 << 20;
 
 /// Default of [`EngineConfig::outbound_idle_connections`].
 pub const DEFAULT_OUTBOUND_IDLE_CONNECTIONS: usize = wisp_outbound::pool::MAX_IDLE;
@@ -81,6 +91,7 @@ impl Default for EngineConfig {
             outbound_idle_connections: DEFAULT_OUTBOUND_IDLE_CONNECTIONS,
             max_component_bytes: wisp_app::DEFAULT_MAX_SOURCE_BYTES,
             memory_budget: default_memory_budget(),
+            baseline_compile_min_bytes: Some(DEFAULT_BASELINE_COMPILE_MIN_BYTES),
         }
     }
 }
@@ -202,6 +213,13 @@ pub struct WispEngine {
     /// Where spans go (off by default).
     pub(crate) tracing: wisp_telemetry::Tracing,
     ticker: Arc<EpochTicker>,
+    /// The baseline-compiler engine, made on first use (see
+    /// [`EngineConfig::baseline_compile_min_bytes`]); `None` inside when it cannot be.
+    baseline: Arc<OnceLock<Option<wasmtime::Engine>>>,
+    /// Live [`BaselineHold`]s: while any is, components stay on their baseline code.
+    pub(crate) baseline_holds: Arc<std::sync::atomic::AtomicUsize>,
+    /// Optimising compiles running in the background.
+    pub(crate) optimising: Arc<Optimising>,
 }
 
 impl std::fmt::Debug for WispEngine {
@@ -230,7 +248,8 @@ impl WispEngine {
         } else {
             (build(&config, false)?, false)
         };
-        let ticker = Arc::new(EpochTicker::spawn(engine.clone()));
+        let baseline = Arc::new(OnceLock::new());
+        let ticker = Arc::new(EpochTicker::spawn(engine.clone(), baseline.clone()));
         let permits = usize::try_from(config.max_instances).unwrap_or(usize::MAX);
         let budget = Arc::new(budget::MemoryBudget::new(config.memory_budget));
         Ok(Self {
@@ -244,7 +263,62 @@ impl WispEngine {
             metrics: wisp_metrics::Metrics::disabled(),
             tracing: wisp_telemetry::Tracing::disabled(),
             ticker,
+            baseline,
+            baseline_holds: Arc::default(),
+            optimising: Arc::default(),
         })
+    }
+
+    /// How many components' optimised code is still compiling in the background.
+    pub fn optimising(&self) -> usize {
+        *self
+            .optimising
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until no optimised code is compiling in the background (so the compile cache
+    /// has it for the next start), at most `timeout`; whether it all finished.
+    pub fn wait_for_optimised_code(&self, timeout: Duration) -> bool {
+        let running = self
+            .optimising
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (running, _) = self
+            .optimising
+            .done
+            .wait_timeout_while(running, timeout, |running| *running > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        *running == 0
+    }
+
+    /// While the returned guard lives, components already serving baseline code keep it
+    /// (their optimised code still compiles and is cached): lets a test or a benchmark
+    /// observe baseline code however fast the optimising compiler is.
+    pub fn hold_baseline_code(&self) -> BaselineHold {
+        self.baseline_holds.fetch_add(1, Ordering::AcqRel);
+        BaselineHold(self.baseline_holds.clone())
+    }
+
+    /// The engine making baseline (Winch) code, built on first use: the same settings
+    /// without an instance pool (its instances are few and short-lived, and a second pool
+    /// would reserve as much address space again). `None` when Winch cannot be set up.
+    pub(crate) fn baseline_engine(&self) -> Option<&wasmtime::Engine> {
+        self.baseline
+            .get_or_init(|| {
+                let mut config = wasmtime_config(&self.config, false);
+                config.strategy(wasmtime::Strategy::Winch);
+                wasmtime::Engine::new(&config)
+                    .inspect_err(|err| {
+                        tracing::warn!(
+                            "no baseline compiler ({err:#}); compiling with the optimising one only"
+                        )
+                    })
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// Keeps the epoch advancing (deadlines enforced) while the guard lives: one per store.
@@ -413,6 +487,40 @@ fn keep_resident(config: &EngineConfig) -> usize {
     usize::try_from(mib << 20).unwrap_or(16 << 20)
 }
 
+/// Counts the optimising compiles running in the background.
+#[derive(Default)]
+pub(crate) struct Optimising {
+    running: std::sync::Mutex<usize>,
+    done: std::sync::Condvar,
+}
+
+impl Optimising {
+    /// Counts one compile until the returned guard drops (also on a panic).
+    pub(crate) fn start(self: &Arc<Self>) -> OptimisingGuard {
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        OptimisingGuard(self.clone())
+    }
+}
+
+pub(crate) struct OptimisingGuard(Arc<Optimising>);
+
+impl Drop for OptimisingGuard {
+    fn drop(&mut self) {
+        *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0.done.notify_all();
+    }
+}
+
+/// Keeps components on their baseline code while it lives ([`WispEngine::hold_baseline_code`]).
+#[derive(Debug)]
+pub struct BaselineHold(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for BaselineHold {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Advances the engine's epoch every [`EPOCH_TICK`] while an instance is alive, so
 /// deadlines can interrupt guests. With none alive it parks: an idle process would
 /// otherwise wake 100 times a second (about 3 ms of CPU a second in a shim pod here).
@@ -431,7 +539,9 @@ struct TickerState {
 }
 
 impl EpochTicker {
-    fn spawn(engine: wasmtime::Engine) -> Self {
+    /// Ticks `engine`, and the baseline engine once there is one (its stores' deadlines
+    /// count the same ticks).
+    fn spawn(engine: wasmtime::Engine, baseline: Arc<OnceLock<Option<wasmtime::Engine>>>) -> Self {
         let state = Arc::new(TickerState {
             stop: AtomicBool::new(false),
             live: std::sync::atomic::AtomicUsize::new(0),
@@ -451,6 +561,9 @@ impl EpochTicker {
                         }
                         std::thread::sleep(EPOCH_TICK);
                         engine.increment_epoch();
+                        if let Some(Some(baseline)) = baseline.get() {
+                            baseline.increment_epoch();
+                        }
                         state.ticks.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -498,7 +611,10 @@ mod ticker_tests {
     /// The ticker ticks only while a guard lives, and starts again for the next one.
     #[test]
     fn the_epoch_ticker_parks_without_instances() {
-        let ticker = Arc::new(EpochTicker::spawn(wasmtime::Engine::default()));
+        let ticker = Arc::new(EpochTicker::spawn(
+            wasmtime::Engine::default(),
+            Arc::default(),
+        ));
         let ticks = || ticker.state.ticks.load(Ordering::Relaxed);
         std::thread::sleep(EPOCH_TICK * 5);
         assert_eq!(ticks(), 0, "no instance: parked");

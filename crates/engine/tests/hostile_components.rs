@@ -663,7 +663,7 @@ async fn run_once(component: Arc<LoadedComponent>) -> Outcome {
             Err(_) => Outcome::Trapped,
         };
     }
-    let pre = component.instance_pre().clone();
+    let pre = component.instance_pre();
     let call: EventCall<()> = Box::new(move |store| {
         Box::pin(async move { pre.instantiate_async(store).await.map(drop) })
     });

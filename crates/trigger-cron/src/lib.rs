@@ -117,7 +117,7 @@ impl CronTrigger {
                     config.component
                 ))
             })?;
-            let handler = SpinCronPre::new(component.instance_pre().clone()).map_err(|_| {
+            let handler = SpinCronPre::new(component.instance_pre()).map_err(|_| {
                 error(format!(
                     "component `{}` {NO_CRON_EXPORT} (it exports {})",
                     config.component,

@@ -122,7 +122,7 @@ impl RedisTrigger {
                     config.component
                 )));
             };
-            let Some(handler) = RedisHandler::detect(component.instance_pre()) else {
+            let Some(handler) = RedisHandler::detect(&component.instance_pre()) else {
                 return Err(invalid(format!(
                     "component `{}` has no redis message handler (it exports {}); build it with `#[redis_component]` (spin-sdk 5) or `#[redis_subscriber]` (spin-sdk 7) so that it exports `fermyon:spin/inbound-redis` or `spin:redis/inbound-redis@3.0.0`",
                     config.component,

@@ -306,7 +306,7 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
         .local_addr()
         .context("cannot read the admin address")?;
     node.start_event_apps().await;
-    let shutdown = ShutdownSignal::install()?;
+    let mut shutdown = ShutdownSignal::install()?;
     super::shared::reload_tls_on_sighup(
         [settings.server.tls.clone(), admin_tls.clone()]
             .into_iter()

@@ -27,6 +27,12 @@ pub struct LimitArgs {
     #[arg(long, visible_alias = "disable-cache", env = "WISP_NO_CACHE")]
     pub(crate) no_cache: bool,
 
+    /// Serve an HTTP component that is not in the compile cache from quickly made
+    /// baseline code while its optimised code compiles in the background: `auto` for
+    /// components of 1 MiB and more (a JavaScript or Python runtime), `always`, or `off`.
+    #[arg(long, env = "WISP_BASELINE_COMPILE", value_enum, default_value_t = BaselineCompile::Auto)]
+    pub(crate) baseline_compile: BaselineCompile,
+
     /// Maximum number of instances alive at once (sizes the instance pool).
     #[arg(long, env = "WISP_MAX_INSTANCES", default_value_t = 256)]
     pub(crate) max_instances: u32,
@@ -104,6 +110,27 @@ pub struct LimitArgs {
     /// the connection.
     #[arg(long, env = "WISP_HTTP2_MAX_ERROR_RESETS", default_value_t = ServerConfig::default().h2_max_local_error_reset_streams)]
     pub(crate) http2_max_error_resets: usize,
+}
+
+/// When a component cold from the compiler starts on baseline code (`--baseline-compile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BaselineCompile {
+    /// For components of 1 MiB and more.
+    Auto,
+    /// For every HTTP component.
+    Always,
+    /// Never: wait for the optimised code.
+    Off,
+}
+
+impl BaselineCompile {
+    fn min_bytes(self) -> Option<u64> {
+        match self {
+            BaselineCompile::Auto => Some(wisp_engine::DEFAULT_BASELINE_COMPILE_MIN_BYTES),
+            BaselineCompile::Always => Some(0),
+            BaselineCompile::Off => None,
+        }
+    }
 }
 
 /// The engine, runtime-config, front-door and shutdown settings `up` and `watch` share.
@@ -200,6 +227,7 @@ impl Settings {
             outbound_idle_connections: args.outbound_idle_connections,
             max_component_bytes: args.max_component_size_mb << 20,
             memory_budget,
+            baseline_compile_min_bytes: args.baseline_compile.min_bytes(),
         };
         // Source digests are remembered beside the compiled code, while that cache is on.
         let digest_memo = engine.cache_dir.as_ref().map(|dir| dir.join("digests"));

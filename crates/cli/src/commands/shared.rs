@@ -247,14 +247,54 @@ impl ShutdownSignal {
     }
 
     /// Waits for the first SIGINT or SIGTERM and logs that the drain begins.
-    pub(crate) async fn recv(mut self) {
+    pub(crate) async fn recv(&mut self) {
+        self.next().await;
+        tracing::info!(
+            event = "stopping",
+            "Shutting down: no new connections; waiting for in-flight requests."
+        );
+    }
+}
+
+impl ShutdownSignal {
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) {
         tokio::select! {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
         }
+    }
+}
+
+/// Longest a stopping `wisp up` waits for optimised code still compiling.
+const FINISH_OPTIMISING_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Once the server has stopped: lets optimised code still compiling in the background (a
+/// component that started on baseline code) finish, so the compile cache has it at the
+/// next start. Another SIGINT or SIGTERM skips the wait.
+pub(crate) async fn finish_optimising(
+    engine: &wisp_engine::WispEngine,
+    shutdown: &mut ShutdownSignal,
+) {
+    let pending = engine.optimising();
+    if pending == 0 {
+        return;
+    }
+    tracing::info!(
+        "finishing the optimised code of {pending} component(s) for the compile cache (up to {}s; stop again to skip)",
+        FINISH_OPTIMISING_WITHIN.as_secs()
+    );
+    let engine = engine.clone();
+    let wait = tokio::task::spawn_blocking(move || {
+        engine.wait_for_optimised_code(FINISH_OPTIMISING_WITHIN)
+    });
+    let finished = tokio::select! {
+        finished = wait => finished.unwrap_or(false),
+        () = shutdown.next() => false,
+    };
+    if !finished {
         tracing::info!(
-            event = "stopping",
-            "Shutting down: no new connections; waiting for in-flight requests."
+            "stopped before the optimised code was cached; the next start compiles it again"
         );
     }
 }

@@ -199,7 +199,7 @@ pub fn run(args: UpArgs) -> Result<()> {
             ),
             None => None,
         };
-        let shutdown = ShutdownSignal::install()?;
+        let mut shutdown = ShutdownSignal::install()?;
         reload_tls_on_sighup(&settings)?;
         serve::print_summary(&wisp, &generation, &settings, address, args.json);
         if let Some((listener, registry)) = metrics {
@@ -217,6 +217,7 @@ pub fn run(args: UpArgs) -> Result<()> {
         );
         shutdown.recv().await;
         running.shutdown().await;
+        super::shared::finish_optimising(wisp.engine(), &mut shutdown).await;
         if args.json {
             tracing::info!(event = "stopped", "Stopped.");
         } else {

@@ -101,7 +101,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         }
         let wisp = settings.runtime()?;
         let generation = serve::load(&wisp, locked, &settings, paths).await?;
-        let shutdown = ShutdownSignal::install()?;
+        let mut shutdown = ShutdownSignal::install()?;
         super::up::reload_tls_on_sighup(&settings)?;
         serve::print_summary(&wisp, &generation, &settings, Some(address), json);
         if let Some((listener, registry)) = metrics {

@@ -67,6 +67,7 @@ impl LoadedComponent {
 
     fn new_store(
         &self,
+        engine: &wasmtime::Engine,
         deadline: Instant,
         budget: OutboundBudget,
         charge: Charge,
@@ -129,7 +130,7 @@ impl LoadedComponent {
             deadline,
             self.engine.ticking(),
         );
-        let mut store = Store::new(self.engine.engine(), host);
+        let mut store = Store::new(engine, host);
         store.limiter_async(|host| &mut host.limiter);
         let timeout = self.limits.timeout;
         store.set_epoch_deadline(1);
@@ -193,7 +194,8 @@ impl LoadedComponent {
         self: &Arc<Self>,
         request: http::Request<WasiBody>,
     ) -> Result<http::Response<WasiBody>, GuestError> {
-        if self.http.is_none() {
+        let tier = self.tier();
+        if tier.http.is_none() {
             return Err(GuestError {
                 fault: None,
                 message: format!("component `{}` {NO_HTTP_EXPORT}", self.id),
@@ -217,7 +219,13 @@ impl LoadedComponent {
         // The request's span (the trigger's), parent of this instance's spans.
         let trace = request.extensions().get::<SpanParent>().cloned();
         let instantiate_span = trace.as_ref().map(|t| t.child("instantiate"));
-        let mut store = self.new_store(deadline, OutboundBudget::of(&request), charge, trace)?;
+        let mut store = self.new_store(
+            &tier.engine,
+            deadline,
+            OutboundBudget::of(&request),
+            charge,
+            trace,
+        )?;
         let (tx, rx) = futures::channel::oneshot::channel();
         let this = self.clone();
         let lane = match self.limits.over_share() {
@@ -227,7 +235,7 @@ impl LoadedComponent {
         let metrics = self.metrics.clone();
         let task = tokio::spawn(lane(metered_instance(metrics, meter, async move {
             let result = async {
-                let (pre, _) = this.http.as_ref().expect("checked before spawning");
+                let (pre, _) = tier.http.as_ref().expect("checked before spawning");
                 let instantiating = Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await;
                 this.metrics.instantiated(instantiating.elapsed());
@@ -361,7 +369,14 @@ impl LoadedComponent {
         let charge = self.reserve_memory(true).await?;
         // The deadline starts once the instance has a slot, as for requests that queue.
         let deadline = Instant::now() + timeout;
-        let mut store = self.new_store(deadline, OutboundBudget::default(), charge, trace)?;
+        // Event components always run optimised code (see `instance_pre`).
+        let mut store = self.new_store(
+            self.engine.engine(),
+            deadline,
+            OutboundBudget::default(),
+            charge,
+            trace,
+        )?;
         // Aborted when this future is dropped (trigger shutdown) or the deadline passes
         // while the guest waits on a host call the epoch cannot interrupt: either way the
         // instance and its slot go.

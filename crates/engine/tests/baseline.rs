@@ -1,0 +1,150 @@
+//! Baseline code (Winch) for a component cold from the compiler: it serves at once, keeps
+//! every limit (deadline, memory cap, stack overflow), and gives way to the optimised
+//! code, which the compile cache keeps for the next load.
+
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wisp_engine::{
+    AppLimits, EngineConfig, GuestFault, GuestOutput, LoadedApp, LoadedComponent, WispEngine,
+};
+use wisp_host::{AppCapabilities, AppPaths, RuntimeConfig};
+
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+fn new_engine(cache: &std::path::Path, baseline_min: Option<u64>) -> WispEngine {
+    WispEngine::new(EngineConfig {
+        max_instances: 4,
+        request_timeout: TIMEOUT,
+        cache_dir: Some(cache.to_path_buf()),
+        baseline_compile_min_bytes: baseline_min,
+        ..EngineConfig::default()
+    })
+    .unwrap()
+}
+
+/// The `faults` component loaded as an app's only component, in `dir`.
+async fn load(engine: &WispEngine, dir: &std::path::Path) -> Arc<LoadedComponent> {
+    let locked =
+        wisp_app::from_component_file(std::path::Path::new(wisp_test_programs::FAULTS)).unwrap();
+    let id = locked.components[0].id.clone();
+    let paths = AppPaths {
+        state_dir: dir.join("state"),
+        app_dir: None,
+        files_dir: Some(dir.join("files")),
+    };
+    let capabilities = AppCapabilities::build(&locked, &RuntimeConfig::default(), &paths)
+        .await
+        .unwrap();
+    let limits = AppLimits {
+        memory_limit: Some(16 << 20),
+        guest_output: GuestOutput::None,
+        ..AppLimits::default()
+    };
+    let app =
+        LoadedApp::load_with_limits(engine, locked, &paths.files_dir(), &capabilities, &limits)
+            .unwrap();
+    app.component(&id).unwrap().clone()
+}
+
+/// `GET path`: the status and body, or the guest's fault.
+async fn get(
+    component: &Arc<LoadedComponent>,
+    path: &str,
+) -> Result<(u16, String), Option<GuestFault>> {
+    let request = http::Request::builder()
+        .uri(format!("http://localhost{path}"))
+        .body(
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .unwrap();
+    let response = component.handle(request).await.map_err(|err| err.fault)?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baseline_code_serves_within_limits_then_gives_way_to_cached_optimised_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let engine = new_engine(&cache, Some(0));
+    let hold = engine.hold_baseline_code();
+    let faults = load(&engine, dir.path()).await;
+    assert!(
+        faults.runs_baseline_code(),
+        "a cold load starts on baseline code"
+    );
+
+    let hello = get(&faults, "/").await.unwrap();
+    assert_eq!(hello, (200, "Hello from faults\n".to_owned()));
+    // The limits hold on baseline code too: its engine has no instance pool, and its
+    // epoch must tick for the deadline.
+    let started = Instant::now();
+    let looped = get(&faults, "/loop").await;
+    assert!(
+        matches!(looped, Err(Some(GuestFault::Deadline(_)))),
+        "{looped:?}"
+    );
+    assert!(
+        started.elapsed() < TIMEOUT + Duration::from_secs(2),
+        "stopped {:?} after its {TIMEOUT:?} deadline",
+        started.elapsed() - TIMEOUT
+    );
+    let memory = get(&faults, "/memory").await;
+    assert!(
+        matches!(memory, Err(Some(GuestFault::MemoryLimit(_)))),
+        "{memory:?}"
+    );
+    let recursion = get(&faults, "/recursion").await;
+    assert!(matches!(recursion, Err(None)), "a trap: {recursion:?}");
+    assert_eq!(
+        get(&faults, "/huge?mib=1").await.unwrap().1.len(),
+        1 << 20,
+        "a streamed body"
+    );
+    assert!(faults.runs_baseline_code());
+
+    // Released, the optimised code takes over once compiled, and serves the same.
+    drop(hold);
+    let waited = Instant::now();
+    while faults.runs_baseline_code() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "still on baseline code after {:?}",
+            waited.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(&faults, "/").await.unwrap(), hello);
+    let looped = get(&faults, "/loop").await;
+    assert!(
+        matches!(looped, Err(Some(GuestFault::Deadline(_)))),
+        "{looped:?}"
+    );
+
+    // It was cached: another engine on the same cache loads it optimised at once.
+    let again = load(&new_engine(&cache, Some(0)), dir.path()).await;
+    assert!(!again.runs_baseline_code());
+    assert_eq!(get(&again, "/").await.unwrap(), hello);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_components_and_the_off_setting_compile_optimised_code_first() {
+    let dir = tempfile::tempdir().unwrap();
+    // Below the default threshold (1 MiB): the test components are a few hundred KiB.
+    let faults = load(
+        &new_engine(
+            &dir.path().join("cache-auto"),
+            EngineConfig::default().baseline_compile_min_bytes,
+        ),
+        dir.path(),
+    )
+    .await;
+    assert!(!faults.runs_baseline_code());
+    let off = load(&new_engine(&dir.path().join("cache-off"), None), dir.path()).await;
+    assert!(!off.runs_baseline_code());
+    assert_eq!(get(&off, "/").await.unwrap().0, 200);
+}
