@@ -14,8 +14,11 @@ use wisp_host::{AppCapabilities, ComponentCapabilities};
 use wisp_outbound::OutboundClient;
 
 mod run;
+mod tiers;
 
 pub use run::EventCall;
+pub(crate) use tiers::Optimiser;
+use tiers::{BaselineLinker, Tier, TierCell};
 
 /// Which HTTP export a component has; detected once at load time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,24 +295,6 @@ fn linker_for_baseline(
     linker(engine, |l| capabilities.add_to_linker(l))
 }
 
-/// The app's linker on the baseline engine, made when the first component needs it.
-struct BaselineLinker<'a> {
-    make: &'a dyn Fn(&wasmtime::Engine) -> Result<Linker<Host>, EngineError>,
-    linker: OnceLock<Option<Linker<Host>>>,
-}
-
-impl BaselineLinker<'_> {
-    fn get(&self, engine: &wasmtime::Engine) -> Option<&Linker<Host>> {
-        self.linker
-            .get_or_init(|| {
-                (self.make)(engine)
-                    .inspect_err(|err| tracing::warn!("no baseline linker ({err})"))
-                    .ok()
-            })
-            .as_ref()
-    }
-}
-
 /// Components only HTTP triggers call: they may start on baseline code, since every
 /// request takes the component's current code afresh. Other triggers build their export
 /// handles once, on the optimised code.
@@ -332,140 +317,6 @@ fn http_only_components(locked: &LockedApp) -> std::collections::HashSet<&str> {
         .map(|c| c.id.as_str())
         .filter(|id| !others.contains(*id))
         .collect()
-}
-
-/// One compiled form of a component, linked and ready to instantiate.
-struct Tier {
-    /// The engine the code belongs to: its stores are made there.
-    engine: wasmtime::Engine,
-    /// The component linked against every host interface.
-    pre: InstancePre<Host>,
-    /// The HTTP handler, if the component exports one.
-    http: Option<(ProxyPre<Host>, HttpExport)>,
-    /// Baseline code, served until the optimised code replaces it.
-    baseline: bool,
-    /// Keeps the compiled code (shared with other apps when optimised) alive.
-    _code: Arc<wasmtime::component::Component>,
-}
-
-impl Tier {
-    fn link(
-        engine: &wasmtime::Engine,
-        linker: &Linker<Host>,
-        code: Arc<wasmtime::component::Component>,
-        id: &str,
-        baseline: bool,
-    ) -> Result<Self, EngineError> {
-        // A dependency's capability imports it does not inherit are answered with
-        // refusals, defined for this component only.
-        let refusing;
-        let linker = if crate::deny::has_denied_imports(&code) {
-            let mut with_refusals = linker.clone();
-            crate::deny::define_refusals(&mut with_refusals, &code, id)?;
-            refusing = with_refusals;
-            &refusing
-        } else {
-            linker
-        };
-        let pre = linker
-            .instantiate_pre(&code)
-            .map_err(|e| EngineError::Invalid {
-                component: id.to_owned(),
-                message: format!(
-                    "cannot be linked: {e:#}; the host does not provide that interface (yet)"
-                ),
-            })?;
-        Ok(Self {
-            engine: engine.clone(),
-            http: http_export(&pre),
-            pre,
-            baseline,
-            _code: code,
-        })
-    }
-}
-
-/// Baseline code for `wasm` when the engine makes it for a component this size, linked;
-/// `None` (the caller compiles optimised code and waits) when it does not, or when Winch
-/// cannot compile the component (a feature it lacks, such as tail calls).
-fn baseline_tier(
-    engine: &WispEngine,
-    baseline: &BaselineLinker<'_>,
-    id: &str,
-    wasm: &[u8],
-) -> Option<Tier> {
-    let min = engine.config().baseline_compile_min_bytes?;
-    if (wasm.len() as u64) < min {
-        return None;
-    }
-    let winch = engine.baseline_engine()?;
-    let linker = baseline.get(winch)?;
-    let started = std::time::Instant::now();
-    let compiled = crate::cache::compile_uncached(winch, id, wasm)
-        .inspect_err(|err| {
-            tracing::info!(
-                "component `{id}` cannot use baseline code ({err}); compiling optimised code first"
-            )
-        })
-        .ok()?;
-    let tier = Tier::link(winch, linker, Arc::new(compiled), id, true)
-        .inspect_err(|err| tracing::debug!("component `{id}`: baseline code not linked ({err})"))
-        .ok()?;
-    tracing::info!(
-        "component `{id}` serves from baseline code (compiled in {:.1?}) while its optimised code compiles",
-        started.elapsed()
-    );
-    Some(tier)
-}
-
-/// Compiles `wasm` with the optimising compiler on a thread of its own (the compile cache
-/// gets it as usual), then switches `tier` to it: instances already running keep their
-/// baseline code until they end. When the component is gone first, the code is still
-/// cached for the next start.
-fn optimise_in_background(
-    engine: &WispEngine,
-    linker: Arc<Linker<Host>>,
-    tier: Weak<std::sync::RwLock<Arc<Tier>>>,
-    id: &str,
-    digest: String,
-    wasm: Vec<u8>,
-) {
-    let engine = engine.clone();
-    let component = id.to_owned();
-    let counted = engine.optimising.start();
-    let spawned = std::thread::Builder::new()
-        .name("wisp-optimise".to_owned())
-        .spawn(move || {
-            let _counted = counted;
-            let id = component;
-            let cache_dir = engine.config().cache_dir.clone();
-            let optimised =
-                crate::cache::compile(engine.engine(), cache_dir.as_deref(), &id, &digest, &wasm)
-                    .and_then(|compiled| {
-                        let code = engine.code.insert(&digest, compiled);
-                        Tier::link(engine.engine(), &linker, code, &id, false)
-                    });
-            while engine
-                .baseline_holds
-                .load(std::sync::atomic::Ordering::Acquire)
-                > 0
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            match (optimised, tier.upgrade()) {
-                (Ok(optimised), Some(tier)) => {
-                    *tier.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(optimised);
-                    tracing::info!("component `{id}` switched to its optimised code");
-                }
-                (Ok(_), None) => {}
-                (Err(err), _) => tracing::warn!(
-                    "component `{id}` keeps its baseline code: the optimising compiler failed ({err})"
-                ),
-            }
-        });
-    if let Err(err) = spawned {
-        tracing::warn!("component `{id}` keeps its baseline code: no compile thread ({err})");
-    }
 }
 
 /// The key of a component's compiled code: its source digest, or for a component with
@@ -678,7 +529,7 @@ pub struct LoadedComponent {
     log_files: Option<(crate::host::LogFile, crate::host::LogFile)>,
     /// Its code: baseline code first when it was compiled cold, replaced by the optimised
     /// code once that is ready. Each instance takes the code current when it starts.
-    tier: Arc<std::sync::RwLock<Arc<Tier>>>,
+    tier: TierCell,
     /// What it exports, for messages.
     exports: String,
     env: Vec<(String, String)>,
@@ -770,6 +621,22 @@ impl LoadedComponent {
                         Tier::link(engine.engine(), linker, code, id, false)?
                     }
                     None => {
+                        // Baseline code another app's copy of this component already
+                        // serves from, while its optimised code compiles: share both.
+                        if let Some(cell) = baseline
+                            .and_then(|b| tiers::join_pending(engine, b, linker, id, &code_digest))
+                        {
+                            return Self::finish(
+                                engine,
+                                cell,
+                                locked,
+                                files_root,
+                                capabilities,
+                                app_outbound,
+                                limits,
+                                metrics,
+                            );
+                        }
                         let bytes = read_checked(
                             engine,
                             id,
@@ -777,44 +644,43 @@ impl LoadedComponent {
                             &locked.source.digest,
                             None,
                         )?;
-                        let wasm = match locked.dependencies.is_empty() {
+                        let mut wasm = match locked.dependencies.is_empty() {
                             true => bytes,
                             false => compose_dependencies(engine, locked, bytes)?,
                         };
-                        match baseline.and_then(|b| baseline_tier(engine, b, id, &wasm)) {
-                            Some(tier) => {
-                                let cell = Arc::new(std::sync::RwLock::new(Arc::new(tier)));
-                                optimise_in_background(
-                                    engine,
-                                    linker.clone(),
-                                    Arc::downgrade(&cell),
-                                    id,
-                                    code_digest,
-                                    wasm,
-                                );
-                                return Self::finish(
-                                    engine,
-                                    cell,
-                                    locked,
-                                    files_root,
-                                    capabilities,
-                                    app_outbound,
-                                    limits,
-                                    metrics,
-                                );
-                            }
-                            None => {
-                                let compiled = crate::cache::compile(
-                                    engine.engine(),
-                                    cache_dir,
-                                    id,
-                                    &code_digest,
-                                    &wasm,
-                                )?;
-                                let code = engine.code.insert(&code_digest, compiled);
-                                Tier::link(engine.engine(), linker, code, id, false)?
+                        if let Some(baseline) = baseline {
+                            match tiers::start_on_baseline(
+                                engine,
+                                baseline,
+                                linker,
+                                id,
+                                &code_digest,
+                                wasm,
+                            ) {
+                                Ok(cell) => {
+                                    return Self::finish(
+                                        engine,
+                                        cell,
+                                        locked,
+                                        files_root,
+                                        capabilities,
+                                        app_outbound,
+                                        limits,
+                                        metrics,
+                                    );
+                                }
+                                Err(unused) => wasm = unused,
                             }
                         }
+                        let compiled = crate::cache::compile(
+                            engine.engine(),
+                            cache_dir,
+                            id,
+                            &code_digest,
+                            &wasm,
+                        )?;
+                        let code = engine.code.insert(&code_digest, compiled);
+                        Tier::link(engine.engine(), linker, code, id, false)?
                     }
                 }
             }
@@ -834,7 +700,7 @@ impl LoadedComponent {
     #[allow(clippy::too_many_arguments)]
     fn finish(
         engine: &WispEngine,
-        tier: Arc<std::sync::RwLock<Arc<Tier>>>,
+        tier: TierCell,
         locked: &LockedComponent,
         files_root: &Path,
         capabilities: Arc<ComponentCapabilities>,

@@ -218,8 +218,10 @@ pub struct WispEngine {
     baseline: Arc<OnceLock<Option<wasmtime::Engine>>>,
     /// Live [`BaselineHold`]s: while any is, components stay on their baseline code.
     pub(crate) baseline_holds: Arc<std::sync::atomic::AtomicUsize>,
-    /// Optimising compiles running in the background.
+    /// Optimising compiles queued or running in the background.
     pub(crate) optimising: Arc<Optimising>,
+    /// The background compiles of optimised code, and who waits for them.
+    pub(crate) optimiser: Arc<app::Optimiser>,
 }
 
 impl std::fmt::Debug for WispEngine {
@@ -266,6 +268,7 @@ impl WispEngine {
             baseline,
             baseline_holds: Arc::default(),
             optimising: Arc::default(),
+            optimiser: Arc::default(),
         })
     }
 

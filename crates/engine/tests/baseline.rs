@@ -131,6 +131,37 @@ async fn baseline_code_serves_within_limits_then_gives_way_to_cached_optimised_c
     assert_eq!(get(&again, "/").await.unwrap(), hello);
 }
 
+/// A node's apps sharing a component: the second load shares the first one's baseline
+/// code, the optimised code is compiled once, and both switch to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_a_component_share_baseline_code_and_switch_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let engine = new_engine(&cache, Some(0));
+    let hold = engine.hold_baseline_code();
+    let first = load(&engine, &dir.path().join("a")).await;
+    let second = load(&engine, &dir.path().join("b")).await;
+    assert!(first.runs_baseline_code() && second.runs_baseline_code());
+    assert_eq!(engine.optimising(), 1, "one optimising compile for both");
+    assert_eq!(get(&second, "/").await.unwrap().0, 200);
+    drop(hold);
+    assert!(engine.wait_for_optimised_code(Duration::from_secs(120)));
+    assert_eq!(engine.optimising(), 0);
+    assert!(!first.runs_baseline_code() && !second.runs_baseline_code());
+    assert_eq!(get(&first, "/").await.unwrap().0, 200);
+    let entries = std::fs::read_dir(cache.join("components"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "cwasm")
+        })
+        .count();
+    assert_eq!(entries, 1, "compiled once, cached once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_components_and_the_off_setting_compile_optimised_code_first() {
     let dir = tempfile::tempdir().unwrap();
