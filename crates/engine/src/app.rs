@@ -496,18 +496,21 @@ pub fn inspect_component(
     )?;
     let pre = linker
         .instantiate_pre(&component)
-        .map_err(|e| EngineError::Invalid {
-            component: id.to_owned(),
-            message: format!(
-                "cannot be linked: {e:#}; the host does not provide that interface (yet)"
-            ),
-        })?;
+        .map_err(|e| cannot_link(id, e))?;
     let http = http_export(&pre);
     Ok(ComponentReport {
         exports: export_names(engine.engine(), &pre),
         pre,
         http: http.map(|(_, export)| export),
     })
+}
+
+/// Why component `id` was refused at linking: an import the host does not provide.
+fn cannot_link(id: &str, e: wasmtime::Error) -> EngineError {
+    EngineError::Invalid {
+        component: id.to_owned(),
+        message: format!("cannot be linked: {e:#}; the host does not provide that interface (yet)"),
+    }
 }
 
 /// The component's HTTP handler, if it exports one (WASI 0.3 preferred).
@@ -605,7 +608,7 @@ impl LoadedComponent {
         let tier = match engine.code.get(&code_digest) {
             Some(code) => {
                 engine.metrics.compiled(Some("memory"));
-                Tier::link(engine.engine(), linker, code, id, false)?
+                TierCell::new(Tier::link(engine.engine(), linker, code, id, false)?)
             }
             None => {
                 let cache_dir = engine.config().cache_dir.as_deref();
@@ -618,76 +621,65 @@ impl LoadedComponent {
                 match cached {
                     Some(cached) => {
                         let code = engine.code.insert(&code_digest, cached);
-                        Tier::link(engine.engine(), linker, code, id, false)?
+                        TierCell::new(Tier::link(engine.engine(), linker, code, id, false)?)
                     }
-                    None => {
-                        // Baseline code another app's copy of this component already
-                        // serves from, while its optimised code compiles: share both.
-                        if let Some(cell) = baseline
-                            .and_then(|b| tiers::join_pending(engine, b, linker, id, &code_digest))
-                        {
-                            return Self::finish(
+                    // Baseline code another app's copy of this component already serves
+                    // from, while its optimised code compiles: share both.
+                    None => match baseline
+                        .and_then(|b| tiers::join_pending(engine, b, linker, id, &code_digest))
+                    {
+                        Some(cell) => cell,
+                        None => {
+                            let bytes = read_checked(
                                 engine,
-                                cell,
-                                locked,
-                                files_root,
-                                capabilities,
-                                app_outbound,
-                                limits,
-                                metrics,
-                            );
-                        }
-                        let bytes = read_checked(
-                            engine,
-                            id,
-                            &locked.source.path,
-                            &locked.source.digest,
-                            None,
-                        )?;
-                        let mut wasm = match locked.dependencies.is_empty() {
-                            true => bytes,
-                            false => compose_dependencies(engine, locked, bytes)?,
-                        };
-                        if let Some(baseline) = baseline {
-                            match tiers::start_on_baseline(
-                                engine,
-                                baseline,
-                                linker,
                                 id,
-                                &code_digest,
-                                wasm,
-                            ) {
-                                Ok(cell) => {
-                                    return Self::finish(
-                                        engine,
-                                        cell,
-                                        locked,
-                                        files_root,
-                                        capabilities,
-                                        app_outbound,
-                                        limits,
-                                        metrics,
-                                    );
+                                &locked.source.path,
+                                &locked.source.digest,
+                                None,
+                            )?;
+                            let wasm = match locked.dependencies.is_empty() {
+                                true => bytes,
+                                false => compose_dependencies(engine, locked, bytes)?,
+                            };
+                            let on_baseline = match baseline {
+                                Some(baseline) => tiers::start_on_baseline(
+                                    engine,
+                                    baseline,
+                                    linker,
+                                    id,
+                                    &code_digest,
+                                    wasm,
+                                ),
+                                None => Err(wasm),
+                            };
+                            match on_baseline {
+                                Ok(cell) => cell,
+                                Err(wasm) => {
+                                    let compiled = crate::cache::compile(
+                                        engine.engine(),
+                                        cache_dir,
+                                        id,
+                                        &code_digest,
+                                        &wasm,
+                                    )?;
+                                    let code = engine.code.insert(&code_digest, compiled);
+                                    TierCell::new(Tier::link(
+                                        engine.engine(),
+                                        linker,
+                                        code,
+                                        id,
+                                        false,
+                                    )?)
                                 }
-                                Err(unused) => wasm = unused,
                             }
                         }
-                        let compiled = crate::cache::compile(
-                            engine.engine(),
-                            cache_dir,
-                            id,
-                            &code_digest,
-                            &wasm,
-                        )?;
-                        let code = engine.code.insert(&code_digest, compiled);
-                        Tier::link(engine.engine(), linker, code, id, false)?
-                    }
+                    },
                 }
             }
         };
         Self::finish(
             engine,
-            Arc::new(std::sync::RwLock::new(Arc::new(tier))),
+            tier,
             locked,
             files_root,
             capabilities,
@@ -710,7 +702,7 @@ impl LoadedComponent {
     ) -> Result<Self, EngineError> {
         let id = locked.id.as_str();
         let exports = {
-            let current = tier.read().unwrap_or_else(|e| e.into_inner());
+            let current = tier.current();
             export_names(&current.engine, &current.pre)
         };
         capabilities.set_metrics(metrics.clone());
@@ -749,7 +741,7 @@ impl LoadedComponent {
 
     /// The code new instances start from.
     fn tier(&self) -> Arc<Tier> {
-        self.tier.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.tier.current()
     }
 
     /// Whether new instances still start from baseline code (the optimised code is being

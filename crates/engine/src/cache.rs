@@ -33,11 +33,7 @@ pub(crate) fn compile(
         component: component_id.to_owned(),
         message,
     };
-    if wasmtime::Engine::detect_precompiled(bytes).is_some() {
-        return Err(invalid(
-            "is precompiled native code; wisp only runs WebAssembly it compiles itself, so point `source` at the .wasm file".to_owned(),
-        ));
-    }
+    refuse_precompiled(component_id, bytes)?;
     let entry = cache_dir.map(|dir| entry_path(engine, dir, digest));
     if let Some(path) = &entry {
         match load_entry(engine, path) {
@@ -92,12 +88,21 @@ pub(crate) fn compile_uncached(
         component: component_id.to_owned(),
         message,
     };
-    if wasmtime::Engine::detect_precompiled(bytes).is_some() {
-        return Err(invalid("is precompiled native code".to_owned()));
-    }
+    refuse_precompiled(component_id, bytes)?;
     let component_bytes = to_component(bytes).map_err(invalid)?;
     Component::new(engine, &component_bytes)
         .map_err(|e| invalid(format!("is not a valid component: {e:#}")))
+}
+
+/// Native code where WebAssembly is expected is refused: wisp compiles what it runs.
+fn refuse_precompiled(component_id: &str, bytes: &[u8]) -> Result<(), EngineError> {
+    match wasmtime::Engine::detect_precompiled(bytes) {
+        Some(_) => Err(EngineError::Invalid {
+            component: component_id.to_owned(),
+            message: "is precompiled native code; wisp only runs WebAssembly it compiles itself, so point `source` at the .wasm file".to_owned(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The cached compiled code for `digest`, if the cache holds a usable entry (a broken one

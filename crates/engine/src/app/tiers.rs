@@ -13,7 +13,27 @@ use wasmtime_wasi_http::handler::ProxyPre;
 
 /// The code a component's new instances start from; replaced when its optimised code is
 /// ready.
-pub(super) type TierCell = Arc<RwLock<Arc<Tier>>>;
+#[derive(Clone)]
+pub(super) struct TierCell(Arc<RwLock<Arc<Tier>>>);
+
+impl TierCell {
+    pub(super) fn new(tier: Tier) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(tier))))
+    }
+
+    /// The current tier.
+    pub(super) fn current(&self) -> Arc<Tier> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, tier: Tier) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tier);
+    }
+
+    fn downgrade(&self) -> Weak<RwLock<Arc<Tier>>> {
+        Arc::downgrade(&self.0)
+    }
+}
 
 /// The app's linker on the baseline engine, made when the first component needs it.
 pub(super) struct BaselineLinker<'a> {
@@ -68,12 +88,7 @@ impl Tier {
         };
         let pre = linker
             .instantiate_pre(&code)
-            .map_err(|e| EngineError::Invalid {
-                component: id.to_owned(),
-                message: format!(
-                    "cannot be linked: {e:#}; the host does not provide that interface (yet)"
-                ),
-            })?;
+            .map_err(|e| super::cannot_link(id, e))?;
         Ok(Self {
             engine: engine.clone(),
             http: super::http_export(&pre),
@@ -166,9 +181,9 @@ pub(super) fn start_on_baseline(
         "component `{id}` serves from baseline code (compiled in {:.1?}) while its optimised code compiles",
         started.elapsed()
     );
-    let cell: TierCell = Arc::new(RwLock::new(Arc::new(tier)));
+    let cell = TierCell::new(tier);
     let waiter = Waiter {
-        tier: Arc::downgrade(&cell),
+        tier: cell.downgrade(),
         linker: linker.clone(),
         id: id.to_owned(),
     };
@@ -221,12 +236,12 @@ pub(super) fn join_pending(
         true,
     )
     .ok()?;
-    let cell: TierCell = Arc::new(RwLock::new(Arc::new(tier)));
+    let cell = TierCell::new(tier);
     let state = engine.optimiser.lock();
     match state.pending.get(digest) {
         Some(current) if Arc::ptr_eq(current, &pending) => {
             pending.waiters_lock().push(Waiter {
-                tier: Arc::downgrade(&cell),
+                tier: cell.downgrade(),
                 linker: linker.clone(),
                 id: id.to_owned(),
             });
@@ -318,7 +333,7 @@ fn optimise(engine: &WispEngine, job: Job) {
     let waiters = std::mem::take(&mut *pending.waiters_lock());
     let mut switched = 0;
     for waiter in waiters {
-        let Some(cell) = waiter.tier.upgrade() else {
+        let Some(cell) = waiter.tier.upgrade().map(TierCell) else {
             continue;
         };
         match Tier::link(
@@ -329,7 +344,7 @@ fn optimise(engine: &WispEngine, job: Job) {
             false,
         ) {
             Ok(tier) => {
-                *cell.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tier);
+                cell.replace(tier);
                 switched += 1;
             }
             Err(err) => tracing::warn!(
