@@ -629,6 +629,10 @@ impl LoadedComponent {
                         .and_then(|b| tiers::join_pending(engine, b, linker, id, &code_digest))
                     {
                         Some(cell) => cell,
+                        // Optimised by the background worker since the lookup above.
+                        None if let Some(code) = engine.code.get(&code_digest) => {
+                            TierCell::new(Tier::link(engine.engine(), linker, code, id, false)?)
+                        }
                         None => {
                             let bytes = read_checked(
                                 engine,

@@ -238,7 +238,7 @@ impl WispEngine {
     /// allocation when the address-space reservation fails (e.g. under a low `ulimit -v`).
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let (engine, pooling) = if config.pooling {
-            match wasmtime::Engine::new(&wasmtime_config(&config, true)) {
+            match wasmtime::Engine::new(&wasmtime_config(&config, Pool::Serving)) {
                 Ok(engine) => (engine, true),
                 Err(err) => {
                     tracing::warn!(
@@ -281,6 +281,21 @@ impl WispEngine {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Returns once no optimised code is queued or compiling in the background (so the
+    /// compile cache has it for the next start). Dropping the future stops the wait only.
+    pub async fn optimised_code_done(&self) {
+        loop {
+            let notified = self.optimising.changed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a compile ending in between wakes it.
+            notified.as_mut().enable();
+            if self.optimising() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Waits until no optimised code is compiling in the background (so the compile cache
     /// has it for the next start), at most `timeout`; whether it all finished.
     pub fn wait_for_optimised_code(&self, timeout: Duration) -> bool {
@@ -297,21 +312,26 @@ impl WispEngine {
         *running == 0
     }
 
-    /// While the returned guard lives, components already serving baseline code keep it
-    /// (their optimised code still compiles and is cached): lets a test or a benchmark
-    /// observe baseline code however fast the optimising compiler is.
+    /// While the returned guard lives, components serving baseline code keep it (their
+    /// optimised code is not compiled yet): lets a test or a benchmark observe baseline
+    /// code however fast the optimising compiler is.
     pub fn hold_baseline_code(&self) -> BaselineHold {
         self.baseline_holds.fetch_add(1, Ordering::AcqRel);
         BaselineHold(self.baseline_holds.clone())
     }
 
-    /// The engine making baseline (Winch) code, built on first use: the same settings
-    /// without an instance pool (its instances are few and short-lived, and a second pool
-    /// would reserve as much address space again). `None` when Winch cannot be set up.
+    /// The engine making baseline (Winch) code, built on first use: the same settings and
+    /// pool limits (a component the pool refuses is refused on baseline code too), but its
+    /// pool keeps nothing resident once an instance ends, since it serves only until
+    /// optimised code takes over. `None` when Winch cannot be set up.
     pub(crate) fn baseline_engine(&self) -> Option<&wasmtime::Engine> {
         self.baseline
             .get_or_init(|| {
-                let mut config = wasmtime_config(&self.config, false);
+                let pool = match self.pooling {
+                    true => Pool::Transient,
+                    false => Pool::None,
+                };
+                let mut config = wasmtime_config(&self.config, pool);
                 config.strategy(wasmtime::Strategy::Winch);
                 wasmtime::Engine::new(&config)
                     .inspect_err(|err| {
@@ -438,18 +458,33 @@ impl Precompiler {
 }
 
 fn build(config: &EngineConfig, pooling: bool) -> Result<wasmtime::Engine, EngineError> {
-    wasmtime::Engine::new(&wasmtime_config(config, pooling))
+    let pool = match pooling {
+        true => Pool::Serving,
+        false => Pool::None,
+    };
+    wasmtime::Engine::new(&wasmtime_config(config, pool))
         .map_err(|e| EngineError::Config(format!("{e:#}")))
 }
 
-fn wasmtime_config(config: &EngineConfig, pooling: bool) -> wasmtime::Config {
+/// Which instance allocator an engine gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pool {
+    /// On-demand allocation.
+    None,
+    /// The serving pool: slots keep memory resident and their module affinity.
+    Serving,
+    /// The same limits, keeping nothing once an instance ends (baseline code's engine).
+    Transient,
+}
+
+fn wasmtime_config(config: &EngineConfig, pool: Pool) -> wasmtime::Config {
     let mut c = wasmtime::Config::new();
     c.wasm_component_model(true);
     c.wasm_component_model_async(true);
     c.epoch_interruption(true);
     c.memory_init_cow(true);
     c.parallel_compilation(true);
-    if pooling {
+    if pool != Pool::None {
         let n = config.max_instances.max(1);
         let mut p = wasmtime::PoolingAllocationConfig::new();
         // A component instance holds several core instances (the program, WASI adapter
@@ -475,6 +510,12 @@ fn wasmtime_config(config: &EngineConfig, pooling: bool) -> wasmtime::Config {
             .table_keep_resident(1 << 20)
             .async_stack_keep_resident(128 << 10)
             .pagemap_scan(wasmtime::Enabled::Auto);
+        if pool == Pool::Transient {
+            p.linear_memory_keep_resident(0)
+                .table_keep_resident(0)
+                .async_stack_keep_resident(0)
+                .max_unused_warm_slots(0);
+        }
         c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p));
     }
     c
@@ -495,6 +536,8 @@ fn keep_resident(config: &EngineConfig) -> usize {
 pub(crate) struct Optimising {
     running: std::sync::Mutex<usize>,
     done: std::sync::Condvar,
+    /// Woken at each compile's end, for async waiters.
+    changed: tokio::sync::Notify,
 }
 
 impl Optimising {
@@ -511,6 +554,7 @@ impl Drop for OptimisingGuard {
     fn drop(&mut self) {
         *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
         self.0.done.notify_all();
+        self.0.changed.notify_waiters();
     }
 }
 

@@ -25,8 +25,16 @@ fn new_engine(cache: &std::path::Path, baseline_min: Option<u64>) -> WispEngine 
 
 /// The `faults` component loaded as an app's only component, in `dir`.
 async fn load(engine: &WispEngine, dir: &std::path::Path) -> Arc<LoadedComponent> {
-    let locked =
-        wisp_app::from_component_file(std::path::Path::new(wisp_test_programs::FAULTS)).unwrap();
+    load_program(engine, dir, wisp_test_programs::FAULTS).await
+}
+
+/// `program` loaded as an app's only component, in `dir`.
+async fn load_program(
+    engine: &WispEngine,
+    dir: &std::path::Path,
+    program: &str,
+) -> Arc<LoadedComponent> {
+    let locked = wisp_app::from_component_file(std::path::Path::new(program)).unwrap();
     let id = locked.components[0].id.clone();
     let paths = AppPaths {
         state_dir: dir.join("state"),
@@ -160,6 +168,38 @@ async fn copies_of_a_component_share_baseline_code_and_switch_together() {
         })
         .count();
     assert_eq!(entries, 1, "compiled once, cached once");
+}
+
+/// Optimised code nobody is left to run is not compiled: a component unloaded (an app
+/// replaced or removed) before the worker reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimised_code_for_an_unloaded_component_is_not_compiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let engine = new_engine(&cache, Some(0));
+    let hold = engine.hold_baseline_code();
+    let faults = load(&engine, dir.path()).await;
+    assert!(faults.runs_baseline_code());
+    drop(faults);
+    drop(hold);
+    assert!(engine.wait_for_optimised_code(Duration::from_secs(120)));
+    assert!(
+        !cache.join("components").exists()
+            || std::fs::read_dir(cache.join("components")).unwrap().count() == 0,
+        "nothing compiled into the cache"
+    );
+}
+
+/// Only components with an HTTP export start on baseline code: an event trigger (or an
+/// embedder) keeps the `instance_pre` it took, so it must be the optimised code's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_without_an_http_export_compiles_optimised_code_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = new_engine(&dir.path().join("cache"), Some(0));
+    let cron = load_program(&engine, dir.path(), wisp_test_programs::CRON_TICK).await;
+    assert!(cron.http_export().is_none());
+    assert!(!cron.runs_baseline_code());
+    assert_eq!(engine.optimising(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

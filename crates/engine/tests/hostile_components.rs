@@ -506,6 +506,9 @@ struct Harness {
     dep_main: Vec<u8>,
     rt: tokio::runtime::Runtime,
     engine: WispEngine,
+    /// The same, starting every HTTP component on baseline (Winch) code: every other
+    /// input loads through it.
+    baseline_engine: WispEngine,
     dir: tempfile::TempDir,
     limits: AppLimits,
 }
@@ -518,13 +521,18 @@ impl Harness {
             .enable_all()
             .build()
             .unwrap();
-        let engine = WispEngine::new(EngineConfig {
-            max_instances: 4,
-            request_timeout: TIMEOUT,
-            cache_dir: Some(dir.path().join("cache")),
-            ..EngineConfig::default()
-        })
-        .unwrap();
+        let engine = |baseline_compile_min_bytes| {
+            WispEngine::new(EngineConfig {
+                max_instances: 4,
+                request_timeout: TIMEOUT,
+                cache_dir: Some(dir.path().join("cache")),
+                baseline_compile_min_bytes,
+                ..EngineConfig::default()
+            })
+            .unwrap()
+        };
+        let baseline_engine = engine(Some(0));
+        let engine = engine(None);
         let limits = AppLimits {
             // Small, so a memory hog reaches the cap quickly; some generated modules ask
             // for more than this up front.
@@ -537,6 +545,7 @@ impl Harness {
             dep_main: std::fs::read(wisp_test_programs::DEP_MAIN).unwrap(),
             rt,
             engine,
+            baseline_engine,
             dir,
             limits,
         }
@@ -587,7 +596,10 @@ impl Harness {
         let rt = self.rt.enter();
         let loaded = catch_unwind(AssertUnwindSafe(|| {
             LoadedApp::load_with_limits(
-                &self.engine,
+                match input.index % 2 {
+                    0 => &self.engine,
+                    _ => &self.baseline_engine,
+                },
                 locked,
                 &paths.files_dir(),
                 &capabilities,

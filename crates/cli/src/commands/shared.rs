@@ -267,7 +267,9 @@ impl ShutdownSignal {
 }
 
 /// Longest a stopping `wisp up` waits for optimised code still compiling.
-const FINISH_OPTIMISING_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+/// Bounded so a supervisor's stop timeout (Kubernetes waits 30 s by default) still sees a
+/// clean exit; a JavaScript or Python runtime compiles in well under it here.
+const FINISH_OPTIMISING_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Once the server has stopped: lets optimised code still compiling in the background (a
 /// component that started on baseline code) finish, so the compile cache has it at the
@@ -284,12 +286,9 @@ pub(crate) async fn finish_optimising(
         "finishing the optimised code of {pending} component(s) for the compile cache (up to {}s; stop again to skip)",
         FINISH_OPTIMISING_WITHIN.as_secs()
     );
-    let engine = engine.clone();
-    let wait = tokio::task::spawn_blocking(move || {
-        engine.wait_for_optimised_code(FINISH_OPTIMISING_WITHIN)
-    });
+    // Waited for without a blocking thread: the runtime's end would wait for one.
     let finished = tokio::select! {
-        finished = wait => finished.unwrap_or(false),
+        done = tokio::time::timeout(FINISH_OPTIMISING_WITHIN, engine.optimised_code_done()) => done.is_ok(),
         () = shutdown.next() => false,
     };
     if !finished {

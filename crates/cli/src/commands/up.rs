@@ -209,6 +209,9 @@ pub fn run(args: UpArgs) -> Result<()> {
         // connection is accepted: a first request served before this point would find the
         // start-up code still resident (2.7 MiB more in a reading right after it).
         wisp_engine::release_startup_code();
+        // Kept until the end: optimised code still compiling for it is only compiled while
+        // some loaded copy of its component lives.
+        let loaded = generation.clone();
         let running = RunningApp::start(generation, listener, settings.server.clone());
         wisp_engine::release_read_only_pages_when_idle(
             wisp_engine::SETTLE_AFTER,
@@ -218,6 +221,7 @@ pub fn run(args: UpArgs) -> Result<()> {
         shutdown.recv().await;
         running.shutdown().await;
         super::shared::finish_optimising(wisp.engine(), &mut shutdown).await;
+        drop(loaded);
         if args.json {
             tracing::info!(event = "stopped", "Stopped.");
         } else {

@@ -171,7 +171,11 @@ pub(super) fn start_on_baseline(
         }
     };
     let tier = match Tier::link(winch, baseline_linker, compiled.clone(), id, true) {
-        Ok(tier) => tier,
+        // Only a request takes the current code each time: an event trigger or an
+        // embedder holding `instance_pre` keeps what it got, so other exports wait for
+        // the optimised code.
+        Ok(tier) if tier.http.is_some() => tier,
+        Ok(_) => return Err(wasm),
         Err(err) => {
             tracing::debug!("component `{id}`: baseline code not linked ({err})");
             return Err(wasm);
@@ -247,7 +251,7 @@ pub(super) fn join_pending(
             });
             Some(cell)
         }
-        // Optimised in the meantime: the caller finds it in the compile cache.
+        // Optimised in the meantime: the caller finds the code the engine now shares.
         _ => None,
     }
 }
@@ -283,7 +287,17 @@ fn spawn_worker(engine: &WispEngine) {
                         }
                     }
                 };
-                optimise(&engine, job);
+                let digest = job.digest.clone();
+                let id = job.id.clone();
+                // A compiler panic must not stop the worker, nor leave copies waiting.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| optimise(&engine, job)))
+                    .is_err()
+                {
+                    engine.optimiser.lock().pending.remove(&digest);
+                    tracing::warn!(
+                        "component `{id}` keeps its baseline code: the optimising compiler panicked"
+                    );
+                }
             }
         });
     if let Err(err) = spawned {
@@ -306,10 +320,6 @@ fn optimise(engine: &WispEngine, job: Job) {
         wasm,
         _counted,
     } = job;
-    let cache_dir = engine.config().cache_dir.clone();
-    let compiled =
-        crate::cache::compile(engine.engine(), cache_dir.as_deref(), &id, &digest, &wasm)
-            .map(|compiled| engine.code.insert(&digest, compiled));
     while engine
         .baseline_holds
         .load(std::sync::atomic::Ordering::Acquire)
@@ -317,6 +327,29 @@ fn optimise(engine: &WispEngine, job: Job) {
     {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    let still_served = engine
+        .optimiser
+        .lock()
+        .pending
+        .get(&digest)
+        .is_some_and(|pending| {
+            pending
+                .waiters_lock()
+                .iter()
+                .any(|w| w.tier.strong_count() > 0)
+        });
+    if !still_served {
+        // Every copy is gone (replaced, unloaded): no compile for nobody.
+        engine.optimiser.lock().pending.remove(&digest);
+        return;
+    }
+    let cache_dir = engine.config().cache_dir.clone();
+    // Code compiled meanwhile by a load that could not wait (an event trigger's copy).
+    let compiled = match engine.code.get(&digest) {
+        Some(code) => Ok(code),
+        None => crate::cache::compile(engine.engine(), cache_dir.as_deref(), &id, &digest, &wasm)
+            .map(|compiled| engine.code.insert(&digest, compiled)),
+    };
     // Out of the map first: a copy loaded from now on finds the optimised code itself.
     let Some(pending) = engine.optimiser.lock().pending.remove(&digest) else {
         return;
