@@ -214,10 +214,7 @@ impl LoadedApp {
         // out is not linked, so a component importing it is refused below.
         let linker = Arc::new(linker(engine.engine(), |l| capabilities.add_to_linker(l))?);
         // The same interfaces on the baseline engine, linked only if a component uses it.
-        let baseline = BaselineLinker {
-            make: &|engine| linker_for_baseline(engine, capabilities),
-            linker: OnceLock::new(),
-        };
+        let baseline = BaselineLinker::new(capabilities);
         let http_only = http_only_components(&locked);
         let outbound = Arc::new(AppOutbound {
             client: OutboundClient::new(capabilities.blocked_networks().clone())
@@ -285,14 +282,6 @@ fn linker(
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(config_error)?;
     add_capabilities(&mut linker).map_err(config_error)?;
     Ok(linker)
-}
-
-/// [`linker`] on the baseline engine, with `capabilities`.
-fn linker_for_baseline(
-    engine: &wasmtime::Engine,
-    capabilities: &AppCapabilities,
-) -> Result<Linker<Host>, EngineError> {
-    linker(engine, |l| capabilities.add_to_linker(l))
 }
 
 /// Components only HTTP triggers call: they may start on baseline code, since every

@@ -296,22 +296,6 @@ impl WispEngine {
         }
     }
 
-    /// Waits until no optimised code is compiling in the background (so the compile cache
-    /// has it for the next start), at most `timeout`; whether it all finished.
-    pub fn wait_for_optimised_code(&self, timeout: Duration) -> bool {
-        let running = self
-            .optimising
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let (running, _) = self
-            .optimising
-            .done
-            .wait_timeout_while(running, timeout, |running| *running > 0)
-            .unwrap_or_else(|e| e.into_inner());
-        *running == 0
-    }
-
     /// While the returned guard lives, components serving baseline code keep it (their
     /// optimised code is not compiled yet): lets a test or a benchmark observe baseline
     /// code however fast the optimising compiler is.
@@ -535,8 +519,7 @@ fn keep_resident(config: &EngineConfig) -> usize {
 #[derive(Default)]
 pub(crate) struct Optimising {
     running: std::sync::Mutex<usize>,
-    done: std::sync::Condvar,
-    /// Woken at each compile's end, for async waiters.
+    /// Woken at each compile's end.
     changed: tokio::sync::Notify,
 }
 
@@ -553,7 +536,6 @@ pub(crate) struct OptimisingGuard(Arc<Optimising>);
 impl Drop for OptimisingGuard {
     fn drop(&mut self) {
         *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        self.0.done.notify_all();
         self.0.changed.notify_waiters();
     }
 }

@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime_wasi_http::handler::ProxyPre;
+use wisp_host::AppCapabilities;
 
 /// The code a component's new instances start from; replaced when its optimised code is
 /// ready.
@@ -37,15 +38,23 @@ impl TierCell {
 
 /// The app's linker on the baseline engine, made when the first component needs it.
 pub(super) struct BaselineLinker<'a> {
-    pub(super) make: &'a dyn Fn(&wasmtime::Engine) -> Result<Linker<Host>, EngineError>,
-    pub(super) linker: OnceLock<Option<Linker<Host>>>,
+    capabilities: &'a AppCapabilities,
+    linker: OnceLock<Option<Linker<Host>>>,
 }
 
-impl BaselineLinker<'_> {
+impl<'a> BaselineLinker<'a> {
+    /// Links the interfaces `capabilities` provides, on first use.
+    pub(super) fn new(capabilities: &'a AppCapabilities) -> Self {
+        Self {
+            capabilities,
+            linker: OnceLock::new(),
+        }
+    }
+
     fn get(&self, engine: &wasmtime::Engine) -> Option<&Linker<Host>> {
         self.linker
             .get_or_init(|| {
-                (self.make)(engine)
+                super::linker(engine, |l| self.capabilities.add_to_linker(l))
                     .inspect_err(|err| tracing::warn!("no baseline linker ({err})"))
                     .ok()
             })
@@ -114,6 +123,16 @@ struct OptimiserState {
     working: bool,
 }
 
+impl Waiter {
+    fn new(tier: &TierCell, linker: &Arc<Linker<Host>>, id: &str) -> Self {
+        Self {
+            tier: tier.downgrade(),
+            linker: linker.clone(),
+            id: id.to_owned(),
+        }
+    }
+}
+
 /// One component's baseline code, and who serves from it.
 struct Pending {
     baseline: Arc<Component>,
@@ -132,7 +151,7 @@ struct Job {
     digest: String,
     id: String,
     wasm: Vec<u8>,
-    /// Counted as running until done ([`WispEngine::wait_for_optimised_code`]).
+    /// Counted as running until done ([`WispEngine::optimised_code_done`]).
     _counted: crate::OptimisingGuard,
 }
 
@@ -186,11 +205,7 @@ pub(super) fn start_on_baseline(
         started.elapsed()
     );
     let cell = TierCell::new(tier);
-    let waiter = Waiter {
-        tier: cell.downgrade(),
-        linker: linker.clone(),
-        id: id.to_owned(),
-    };
+    let waiter = Waiter::new(&cell, linker, id);
     let optimiser = &engine.optimiser;
     let mut state = optimiser.lock();
     match state.pending.get(digest) {
@@ -244,11 +259,7 @@ pub(super) fn join_pending(
     let state = engine.optimiser.lock();
     match state.pending.get(digest) {
         Some(current) if Arc::ptr_eq(current, &pending) => {
-            pending.waiters_lock().push(Waiter {
-                tier: cell.downgrade(),
-                linker: linker.clone(),
-                id: id.to_owned(),
-            });
+            pending.waiters_lock().push(Waiter::new(&cell, linker, id));
             Some(cell)
         }
         // Optimised in the meantime: the caller finds the code the engine now shares.
