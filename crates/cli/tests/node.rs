@@ -173,8 +173,9 @@ impl Node {
         self.stdout.lock().unwrap().clone()
     }
 
-    /// Sends SIGTERM and asserts a clean exit, showing the node's output if not.
-    fn stop_cleanly(mut self) {
+    /// Sends SIGTERM and asserts a clean exit, showing the node's output if not; returns
+    /// everything the node wrote to stderr.
+    fn stop_cleanly(mut self) -> String {
         let mut child = self.child.take().unwrap();
         support::terminate(&child);
         let status =
@@ -185,6 +186,7 @@ impl Node {
             "wisp node exited with {status} after SIGTERM\n{}",
             self.stderr()
         );
+        self.stderr()
     }
 }
 
@@ -1029,4 +1031,44 @@ fn an_app_with_a_component_dependency_is_composed_on_the_node() {
     let env = node.get("deps.localhost", "/env/MODE");
     assert_eq!(env.text(), "main=prod dep=none", "{}", node.stderr());
     node.stop_cleanly();
+}
+
+#[test]
+fn a_stopping_node_finishes_the_optimised_code_its_apps_started_without() {
+    let state = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let env = [
+        ("WISP_CACHE_DIR", cache.path().to_str().unwrap()),
+        ("WISP_BASELINE_COMPILE", "always"),
+    ];
+    let node = Node::start(state.path(), &[], &env);
+    node.deploy("hello", app(programs::HELLO).path(), &[]);
+    // Stopped as soon as the deploy answers, while the optimised code may still compile.
+    let stderr = node.stop_cleanly();
+    assert!(
+        stderr.contains("serves from baseline code"),
+        "the deploy did not start on baseline code:\n{stderr}"
+    );
+    // Whether the compile ended before the signal or the node waited for it, it is cached.
+    assert!(
+        stderr.contains("cached for later starts"),
+        "the optimised code was not cached before the node stopped:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("stopped before the optimised code was cached"),
+        "{stderr}"
+    );
+
+    // The next start finds it: no baseline code, the same answer.
+    let node = Node::start(state.path(), &[], &env);
+    let response = node.get("hello.localhost", "/");
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "Hello from Wisp\n")
+    );
+    let stderr = node.stop_cleanly();
+    assert!(
+        !stderr.contains("serves from baseline code") && stderr.contains("loaded app `hello` in"),
+        "the restarted node compiled `hello` again:\n{stderr}"
+    );
 }

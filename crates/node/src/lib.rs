@@ -259,6 +259,12 @@ impl Node {
         })
     }
 
+    /// The engine the node's apps run on (a stopping node lets its background compiles
+    /// finish through it).
+    pub fn engine(&self) -> &wisp_engine::WispEngine {
+        self.inner.runtime.engine()
+    }
+
     /// Where the node's apps record their metrics (the runtime's engine's registry).
     pub fn metrics(&self) -> &wisp_metrics::Metrics {
         self.inner.runtime.engine().metrics()

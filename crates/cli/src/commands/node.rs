@@ -340,10 +340,6 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
         );
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let signal = async move {
-        shutdown.recv().await;
-        let _ = stop.send(true);
-    };
     let serve_data = node.serve(data, wisp_runtime::until(stopped.clone()));
     let serve_admin = wisp_node::serve_admin(
         node.clone(),
@@ -354,8 +350,14 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
     );
     tokio::select! {
         _ = async { tokio::join!(serve_data, serve_admin) } => {}
-        () = async { signal.await; std::future::pending::<()>().await } => {}
+        () = async {
+            shutdown.recv().await;
+            let _ = stop.send(true);
+            std::future::pending::<()>().await
+        } => {}
     }
+    // The apps are still deployed (the node lives to the end), so their compiles go on.
+    super::shared::finish_optimising(node.engine(), &mut shutdown).await;
     if args.json {
         tracing::info!(event = "stopped", "Stopped.");
     } else {

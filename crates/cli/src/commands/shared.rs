@@ -266,7 +266,7 @@ impl ShutdownSignal {
     }
 }
 
-/// Longest a stopping `wisp up` waits for optimised code still compiling.
+/// Longest a stopping `wisp up` or `wisp node` waits for optimised code still compiling.
 /// Bounded so a supervisor's stop timeout (Kubernetes waits 30 s by default) still sees a
 /// clean exit; a JavaScript or Python runtime compiles in well under it here.
 const FINISH_OPTIMISING_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
