@@ -829,6 +829,43 @@ fn url_sources_are_downloaded_once_verified_and_cached() {
     assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
     drop(wisp);
 
+    // Where the system has no CA certificates (a container image without a CA bundle,
+    // here an empty bundle), URL sources still download: the bundled roots stand in.
+    let no_roots = tempfile::tempdir().unwrap();
+    let empty_bundle = no_roots.path().join("empty.pem");
+    std::fs::write(&empty_bundle, "").unwrap();
+    let without_system_roots = |command: &mut std::process::Command| {
+        command
+            .env("SSL_CERT_FILE", &empty_bundle)
+            .env("SSL_CERT_DIR", no_roots.path());
+    };
+    let other_cache = tempfile::tempdir().unwrap();
+    let mut command = support::wisp_command();
+    command.args([
+        "up",
+        "-f",
+        good_manifest.to_str().unwrap(),
+        "--oci-cache-dir",
+        other_cache.path().to_str().unwrap(),
+    ]);
+    without_system_roots(&mut command);
+    let wisp = Wisp::spawn(command).unwrap_or_else(|(_, stderr)| panic!("{stderr}"));
+    assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
+    drop(wisp);
+    // Registry access needs the system's roots (a private registry's CA lives there): a
+    // clear refusal saying how to fix it, not a panic.
+    let mut command = support::wisp_command();
+    command.args(["up", "--from", &format!("127.0.0.1:{port}/app:v1")]);
+    without_system_roots(&mut command);
+    let (status, stderr) = Wisp::spawn(command).err().expect("refused");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot set up a registry client")
+            && stderr.contains("install the ca-certificates package, or set SSL_CERT_FILE")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+
     // A digest that does not match what the URL serves: refused, nothing cached.
     let wrong = format!("sha256:{}", "0".repeat(64));
     let bad = app_dir(&source(&url, &wrong));

@@ -53,14 +53,46 @@ fn ensure_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A plain reqwest client with Wisp's timeouts (for requests `oci-client` does not expose).
+/// Whether the system's certificate authorities load; checked once. `oci-client` builds a
+/// default HTTP client inside every client it makes (plain-HTTP ones too), and that one
+/// panics where the system has no CA bundle, so [`RegistryClient::new`] refuses first.
+fn system_roots_usable() -> std::result::Result<(), &'static String> {
+    static CHECKED: std::sync::OnceLock<std::result::Result<(), String>> =
+        std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            ensure_crypto_provider();
+            reqwest::Client::builder().build().map(drop).map_err(|e| {
+                format!(
+                    "{}: registry access needs the system's certificate authorities; install the ca-certificates package, or set SSL_CERT_FILE to a PEM bundle",
+                    error_chain(&e)
+                )
+            })
+        })
+        .as_ref()
+        .map(|_| ())
+}
+
+/// A plain reqwest client with Wisp's timeouts (for requests `oci-client` does not expose,
+/// and components fetched by URL), trusting the system's certificate authorities, or the
+/// bundled Mozilla roots where the system has none (a container image without a CA bundle).
 pub(crate) fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     ensure_crypto_provider();
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
-        .user_agent(concat!("wisp/", env!("CARGO_PKG_VERSION")))
-        .build()
+    let builder = || {
+        reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(concat!("wisp/", env!("CARGO_PKG_VERSION")))
+    };
+    if system_roots_usable().is_ok() {
+        return builder().build();
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    builder().tls_backend_preconfigured(tls).build()
 }
 
 /// An error and its sources on one line, joined with `: `, skipping a source whose text
@@ -88,6 +120,9 @@ impl RegistryClient {
         } else {
             oci_client::client::ClientProtocol::Https
         };
+        system_roots_usable().map_err(|message| OciError::ClientSetup {
+            message: message.clone(),
+        })?;
         let oci = Client::new(oci_client::client::ClientConfig {
             protocol,
             connect_timeout: Some(CONNECT_TIMEOUT),
@@ -96,9 +131,7 @@ impl RegistryClient {
             platform_resolver: None,
             ..Default::default()
         });
-        let http = http_client().map_err(|e| OciError::Registry {
-            reference: String::new(),
-            operation: "client setup",
+        let http = http_client().map_err(|e| OciError::ClientSetup {
             message: error_chain(&e),
         })?;
         Ok(RegistryClient {

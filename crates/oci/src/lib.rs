@@ -189,6 +189,12 @@ pub enum OciError {
         /// Reference pulled.
         reference: String,
     },
+    /// No registry client could be made (e.g. the system's CA bundle is unusable).
+    #[error("cannot set up a registry client: {message}")]
+    ClientSetup {
+        /// What failed, with how to fix it.
+        message: String,
+    },
     /// Any other registry or network failure.
     #[error("registry {operation} for {reference} failed: {message}")]
     Registry {
