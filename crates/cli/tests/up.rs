@@ -317,11 +317,21 @@ fn guest_faults_are_isolated() {
 
     let (trap, _) = with_healthy_neighbour(&wisp, "/trap");
     assert_eq!(trap.status, 500);
+    // The log line says why (the trap, and where), on one line.
     assert!(
-        wisp.wait_for_output("component `trap` failed"),
+        wisp.wait_for_output(
+            "component `trap` failed: wasm trap: wasm `unreachable` instruction executed (in "
+        ),
         "{}",
         wisp.stderr()
     );
+    let line = wisp
+        .stderr()
+        .lines()
+        .find(|line| line.contains("component `trap` failed"))
+        .map(str::to_owned)
+        .unwrap();
+    assert!(line.ends_with("; answered 500"), "{line}");
 
     let started = Instant::now();
     let (looped, latencies) = with_healthy_neighbour(&wisp, "/loop");

@@ -322,14 +322,16 @@ impl LoadedComponent {
                 )
             }
         };
-        let err = outcome.or(result.err());
+        // The task's error first: a trap (a panic, a stack overflow) reaches the response
+        // channel only as "never invoked `response-outparam::set`", which hides why.
+        let err = result.err().or(outcome);
         let fault = err
             .as_ref()
             .and_then(|e| e.downcast_ref::<GuestFault>().cloned())
             .or(recorded)
             .or_else(|| (Instant::now() >= deadline).then_some(GuestFault::Deadline(timeout)));
         let message = match err {
-            Some(err) => format!("{err:#}"),
+            Some(err) => self.describe_failure(&err),
             None => "the guest returned without sending a response".to_owned(),
         };
         Err(GuestError { fault, message })
@@ -417,7 +419,7 @@ impl LoadedComponent {
                 .cloned()
                 .or(recorded)
                 .or_else(|| (Instant::now() >= deadline).then_some(GuestFault::Deadline(timeout))),
-            message: format!("{err:#}"),
+            message: self.describe_failure(&err),
         });
         let outcome = match &result {
             Ok(_) => wisp_metrics::Outcome::Ok,
@@ -428,6 +430,37 @@ impl LoadedComponent {
         result
     }
 }
+
+impl LoadedComponent {
+    /// A failed instance's error on one line (it goes into the request's log line). A trap
+    /// carries its wasm backtrace as context, a line per frame: the line names the frames
+    /// nearest the trap instead, and the whole backtrace goes to the debug log.
+    fn describe_failure(&self, err: &wasmtime::Error) -> String {
+        let Some(trace) = err.downcast_ref::<wasmtime::WasmBacktrace>() else {
+            return format!("{err:#}");
+        };
+        let trace = trace.to_string();
+        tracing::debug!("component `{}` trapped; {trace}", self.id);
+        let causes: Vec<String> = err
+            .chain()
+            .map(|e| e.to_string())
+            .filter(|text| *text != trace)
+            .collect();
+        // wasmtime's frame lines: "  0:   0x3dc9 - module!function" (names demangled).
+        let nearest: Vec<&str> = trace
+            .lines()
+            .filter_map(|line| line.split_once(" - ").map(|(_, frame)| frame.trim()))
+            .take(NEAREST_FRAMES)
+            .collect();
+        match nearest.is_empty() {
+            true => causes.join(": "),
+            false => format!("{} (in {})", causes.join(": "), nearest.join(" < ")),
+        }
+    }
+}
+
+/// How many frames of a trap's backtrace its log line names.
+const NEAREST_FRAMES: usize = 3;
 
 /// Runs an instance (a future that ends with its output and its memory peak) counted as
 /// alive, its CPU time metered into `meter`, then records its end. The end is recorded
