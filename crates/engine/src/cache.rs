@@ -29,10 +29,7 @@ pub(crate) fn compile(
     digest: &str,
     bytes: &[u8],
 ) -> Result<Component, EngineError> {
-    let invalid = |message: String| EngineError::Invalid {
-        component: component_id.to_owned(),
-        message,
-    };
+    let invalid = invalid(component_id);
     refuse_precompiled(component_id, bytes)?;
     let entry = cache_dir.map(|dir| entry_path(engine, dir, digest));
     if let Some(path) = &entry {
@@ -84,23 +81,27 @@ pub(crate) fn compile_uncached(
     component_id: &str,
     bytes: &[u8],
 ) -> Result<Component, EngineError> {
-    let invalid = |message: String| EngineError::Invalid {
-        component: component_id.to_owned(),
-        message,
-    };
+    let invalid = invalid(component_id);
     refuse_precompiled(component_id, bytes)?;
     let component_bytes = to_component(bytes).map_err(invalid)?;
     Component::new(engine, &component_bytes)
         .map_err(|e| invalid(format!("is not a valid component: {e:#}")))
 }
 
+/// Makes the error for component `component_id` that `message` describes.
+fn invalid(component_id: &str) -> impl Fn(String) -> EngineError + Copy + '_ {
+    move |message| EngineError::Invalid {
+        component: component_id.to_owned(),
+        message,
+    }
+}
+
 /// Native code where WebAssembly is expected is refused: wisp compiles what it runs.
 fn refuse_precompiled(component_id: &str, bytes: &[u8]) -> Result<(), EngineError> {
     match wasmtime::Engine::detect_precompiled(bytes) {
-        Some(_) => Err(EngineError::Invalid {
-            component: component_id.to_owned(),
-            message: "is precompiled native code; wisp only runs WebAssembly it compiles itself, so point `source` at the .wasm file".to_owned(),
-        }),
+        Some(_) => Err(invalid(component_id)(
+            "is precompiled native code; wisp only runs WebAssembly it compiles itself, so point `source` at the .wasm file".to_owned(),
+        )),
         None => Ok(()),
     }
 }
@@ -247,10 +248,7 @@ pub(crate) fn package(
     component_id: &str,
     wasm: &[u8],
 ) -> Result<Vec<u8>, EngineError> {
-    let invalid = |message: String| EngineError::Invalid {
-        component: component_id.to_owned(),
-        message,
-    };
+    let invalid = invalid(component_id);
     if wasmtime::Engine::detect_precompiled(wasm).is_some() {
         return Err(invalid(
             "is precompiled native code, not WebAssembly".to_owned(),

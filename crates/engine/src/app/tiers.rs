@@ -117,7 +117,7 @@ pub(crate) struct Optimiser {
 #[derive(Default)]
 struct OptimiserState {
     /// By code digest: the components serving from baseline code until it is optimised.
-    pending: HashMap<String, Arc<Pending>>,
+    pending: HashMap<String, Pending>,
     queue: VecDeque<Job>,
     /// Whether a worker thread is draining `queue`.
     working: bool,
@@ -133,10 +133,11 @@ impl Waiter {
     }
 }
 
-/// One component's baseline code, and who serves from it.
+/// One component's baseline code, and who serves from it (guarded by the optimiser's
+/// lock, like the map that holds it).
 struct Pending {
     baseline: Arc<Component>,
-    waiters: Mutex<Vec<Waiter>>,
+    waiters: Vec<Waiter>,
 }
 
 /// A loaded copy of a component serving from baseline code: switched to the optimised
@@ -208,16 +209,16 @@ pub(super) fn start_on_baseline(
     let waiter = Waiter::new(&cell, linker, id);
     let optimiser = &engine.optimiser;
     let mut state = optimiser.lock();
-    match state.pending.get(digest) {
+    match state.pending.get_mut(digest) {
         // Another copy got there first while this one compiled: wait with it.
-        Some(pending) => pending.waiters_lock().push(waiter),
+        Some(pending) => pending.waiters.push(waiter),
         None => {
             state.pending.insert(
                 digest.to_owned(),
-                Arc::new(Pending {
+                Pending {
                     baseline: compiled,
-                    waiters: Mutex::new(vec![waiter]),
-                }),
+                    waiters: vec![waiter],
+                },
             );
             state.queue.push_back(Job {
                 digest: digest.to_owned(),
@@ -245,21 +246,20 @@ pub(super) fn join_pending(
     id: &str,
     digest: &str,
 ) -> Option<TierCell> {
-    let pending = engine.optimiser.lock().pending.get(digest)?.clone();
+    let code = engine
+        .optimiser
+        .lock()
+        .pending
+        .get(digest)?
+        .baseline
+        .clone();
     let winch = engine.baseline_engine()?;
-    let tier = Tier::link(
-        winch,
-        baseline.get(winch)?,
-        pending.baseline.clone(),
-        id,
-        true,
-    )
-    .ok()?;
+    let tier = Tier::link(winch, baseline.get(winch)?, code.clone(), id, true).ok()?;
     let cell = TierCell::new(tier);
-    let state = engine.optimiser.lock();
-    match state.pending.get(digest) {
-        Some(current) if Arc::ptr_eq(current, &pending) => {
-            pending.waiters_lock().push(Waiter::new(&cell, linker, id));
+    let mut state = engine.optimiser.lock();
+    match state.pending.get_mut(digest) {
+        Some(current) if Arc::ptr_eq(&current.baseline, &code) => {
+            current.waiters.push(Waiter::new(&cell, linker, id));
             Some(cell)
         }
         // Optimised in the meantime: the caller finds the code the engine now shares.
@@ -270,12 +270,6 @@ pub(super) fn join_pending(
 impl Optimiser {
     fn lock(&self) -> std::sync::MutexGuard<'_, OptimiserState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Pending {
-    fn waiters_lock(&self) -> std::sync::MutexGuard<'_, Vec<Waiter>> {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -343,12 +337,7 @@ fn optimise(engine: &WispEngine, job: Job) {
         .lock()
         .pending
         .get(&digest)
-        .is_some_and(|pending| {
-            pending
-                .waiters_lock()
-                .iter()
-                .any(|w| w.tier.strong_count() > 0)
-        });
+        .is_some_and(|pending| pending.waiters.iter().any(|w| w.tier.strong_count() > 0));
     if !still_served {
         // Every copy is gone (replaced, unloaded): no compile for nobody.
         engine.optimiser.lock().pending.remove(&digest);
@@ -374,9 +363,8 @@ fn optimise(engine: &WispEngine, job: Job) {
             return;
         }
     };
-    let waiters = std::mem::take(&mut *pending.waiters_lock());
     let mut switched = 0;
-    for waiter in waiters {
+    for waiter in pending.waiters {
         let Some(cell) = waiter.tier.upgrade().map(TierCell) else {
             continue;
         };
