@@ -13,6 +13,11 @@ use std::process::Command;
 /// `(constant, cargo package, doc comment)` for every guest component.
 const GUESTS: &[(&str, &str, &str)] = &[
     (
+        "WAGI",
+        "wagi",
+        "A WASI command (`wasi:cli/run`) for the wagi executor: a CGI program answering by `PATH_INFO` (`/env`, `/echo`, `/status`, `/redirect`, `/silent`, `/exit`, `/panic`, `/stderr`, else `Hello from wagi`); see `tests/programs/wagi/src/main.rs`.",
+    ),
+    (
         "HELLO",
         "hello",
         "WASI 0.2 `wasi:http/incoming-handler`: answers `200`, `content-type: text/plain`, body `Hello from Wisp\\n`.",
@@ -171,8 +176,14 @@ fn main() {
 
     nested_build(&programs, &target_dir, "wasm32-wasip2", &[]);
     // The same hello guest as a core module (wasm32-wasip1 with wit-bindgen metadata), to
-    // test that core modules are componentized at load time.
-    nested_build(&programs, &target_dir, "wasm32-wasip1", &["-p", "hello"]);
+    // test that core modules are componentized at load time; and the wagi guest as the
+    // core module a CGI-style wagi handler usually is.
+    nested_build(
+        &programs,
+        &target_dir,
+        "wasm32-wasip1",
+        &["-p", "hello", "-p", "wagi"],
+    );
 
     let wasm_dir = target_dir.join("wasm32-wasip2/release");
     let mut code = String::new();
@@ -182,7 +193,7 @@ fn main() {
         assert!(
             path.is_file(),
             "the guest build succeeded but {} is missing; is `{package}` a member of \
-             tests/programs/Cargo.toml with `crate-type = [\"cdylib\"]`?",
+             tests/programs/Cargo.toml with `crate-type = [\"cdylib\"]` (or a `[[bin]]`)?",
             path.display()
         );
         let path = path.to_str().expect("guest paths are UTF-8");
@@ -200,6 +211,16 @@ fn main() {
          wit-bindgen component-type metadata and importing `wasi_snapshot_preview1`.\n\
          pub const HELLO_WASIP1: &str = {:?};",
         wasip1.to_str().expect("guest paths are UTF-8")
+    )
+    .unwrap();
+    let wagi = target_dir.join("wasm32-wasip1/release/wagi.wasm");
+    assert!(wagi.is_file(), "{} is missing", wagi.display());
+    writeln!(
+        code,
+        "/// The `wagi` guest built for `wasm32-wasip1`: a core module exporting `_start` (a \
+         WASI preview1 command) with no wit-bindgen metadata, as wagi handlers are built.\n\
+         pub const WAGI_WASIP1: &str = {:?};",
+        wagi.to_str().expect("guest paths are UTF-8")
     )
     .unwrap();
     writeln!(

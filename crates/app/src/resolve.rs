@@ -168,6 +168,14 @@ pub fn resolve_with(
         if let Some(size) = t.max_request_body_size {
             config.insert("max_request_body_size".into(), size.into());
         }
+        // Spin's lock-file form: `{"type": "wagi", "argv": ...}`; the default executor is
+        // written as no `executor` at all.
+        if let (Some(_), wisp_manifest::HttpExecutor::Wagi { argv }) = (&t.component, &t.executor) {
+            config.insert(
+                "executor".into(),
+                serde_json::json!({ "type": "wagi", "argv": argv }),
+            );
+        }
         triggers.push(locked_trigger(
             t.id.as_ref(),
             "http",

@@ -16,7 +16,7 @@ use wisp_outbound::OutboundClient;
 mod run;
 mod tiers;
 
-pub use run::EventCall;
+pub use run::{CommandInput, EventCall};
 pub(crate) use tiers::Optimiser;
 use tiers::{BaselineLinker, Tier, TierCell};
 
@@ -428,6 +428,8 @@ pub struct ComponentReport {
     pub pre: InstancePre<Host>,
     /// The HTTP export, if any.
     pub http: Option<HttpExport>,
+    /// Whether it is a WASI command (exports `wasi:cli/run`), as the wagi executor needs.
+    pub command: bool,
     /// Its exports, for messages.
     pub exports: String,
 }
@@ -489,6 +491,7 @@ pub fn inspect_component(
     let http = http_export(&pre);
     Ok(ComponentReport {
         exports: export_names(engine.engine(), &pre),
+        command: wasmtime_wasi::p2::bindings::CommandPre::new(pre.clone()).is_ok(),
         pre,
         http: http.map(|(_, export)| export),
     })
@@ -746,6 +749,17 @@ impl LoadedComponent {
     /// The component id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Whether the component is a WASI command (exports `wasi:cli/run`): what the wagi
+    /// executor runs.
+    pub fn is_command(&self) -> bool {
+        self.tier().command.is_some()
+    }
+
+    /// The deadline of one request or event.
+    pub fn request_timeout(&self) -> Duration {
+        self.limits.timeout
     }
 
     /// The HTTP export detected at load time, if any.

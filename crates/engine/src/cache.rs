@@ -131,15 +131,16 @@ pub(crate) fn to_component(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, S
         );
     }
     use wasi_preview1_component_adapter_provider as adapter;
+    // A module with `main` and no wit-bindgen exports is a WASI command (a wagi handler):
+    // the command adapter exports its `_start` as `wasi:cli/run`.
+    let wrapper = match is_plain_command(bytes) {
+        true => adapter::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+        false => adapter::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+    };
     wit_component::ComponentEncoder::default()
         .validate(true)
         .module(bytes)
-        .and_then(|e| {
-            e.adapter(
-                adapter::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-                adapter::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-            )
-        })
+        .and_then(|e| e.adapter(adapter::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, wrapper))
         .and_then(|mut e| e.encode())
         .map(Into::into)
         .map_err(|e| {
@@ -147,6 +148,29 @@ pub(crate) fn to_component(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, S
                 "is a core wasm module that cannot be turned into a component ({e:#}); build it for wasm32-wasip2, or for wasm32-wasip1 with wit-bindgen exports"
             )
         })
+}
+
+/// Whether a core module exports `_start` and carries no wit-bindgen metadata (a
+/// `component-type` custom section): a WASI preview1 command.
+fn is_plain_command(bytes: &[u8]) -> bool {
+    use wasmparser::Payload;
+    let (mut start, mut bindgen) = (false, false);
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::ExportSection(exports)) => {
+                start = exports
+                    .into_iter()
+                    .any(|e| e.is_ok_and(|e| e.name == "_start"));
+            }
+            Ok(Payload::CustomSection(section)) if section.name().starts_with("component-type") => {
+                bindgen = true;
+            }
+            Ok(_) => {}
+            // Left for the encoder's validation to report.
+            Err(_) => return false,
+        }
+    }
+    start && !bindgen
 }
 
 /// The one WASI release candidate that differs from 0.3.0 only in documentation (and an

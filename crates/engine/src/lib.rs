@@ -24,8 +24,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use app::{
-    AppLimits, ComponentReport, EventCall, GuestError, GuestOutput, HttpExport, LoadedApp,
-    LoadedComponent, inspect_component,
+    AppLimits, CommandInput, ComponentReport, EventCall, GuestError, GuestOutput, HttpExport,
+    LoadedApp, LoadedComponent, inspect_component,
 };
 pub use budget::{available_memory, default_memory_budget, release_free_heap};
 pub use host::{GuestFault, Host};

@@ -63,11 +63,12 @@ pub(crate) struct OutboundBudget(Option<Arc<AtomicU32>>);
 impl OutboundBudget {
     /// The budget an incoming request brings, or a fresh one.
     pub(crate) fn of<B>(request: &Request<B>) -> Self {
-        request
-            .extensions()
-            .get::<Self>()
-            .cloned()
-            .unwrap_or_default()
+        Self::of_extensions(request.extensions())
+    }
+
+    /// [`Self::of`], from the request's extensions.
+    pub(crate) fn of_extensions(extensions: &http::Extensions) -> Self {
+        extensions.get::<Self>().cloned().unwrap_or_default()
     }
 
     /// Whether `request` was dispatched in-process by another instance.

@@ -16,8 +16,8 @@
 //! are checked, every trigger must reach a defined component or carry a
 //! static response, routes must not collide, and component variable
 //! templates may only name declared application variables. Features Wisp
-//! does not run yet (other trigger types, registry sources, the wagi
-//! executor) are rejected with a message saying so,
+//! does not run yet (other trigger types, HTTP middleware) are rejected with
+//! a message saying so,
 //! rather than silently ignored. Every [`ManifestError`] names the file,
 //! line and column of the offending key or value and carries a hint on how
 //! to fix it:
@@ -69,8 +69,8 @@ pub use dependencies::DependencyName;
 pub use error::ManifestError;
 pub use model::{
     Application, CAPABILITY_SETS, Component, ComponentBuild, ComponentSource, CronTrigger,
-    Dependency, FileMount, HttpRoute, HttpTrigger, InheritConfiguration, Manifest, RedisTrigger,
-    StaticResponse, Variable,
+    Dependency, FileMount, HttpExecutor, HttpRoute, HttpTrigger, InheritConfiguration, Manifest,
+    RedisTrigger, StaticResponse, Variable, WAGI_DEFAULT_ARGV,
 };
 pub use rules::{is_kebab_id, is_variable_name};
 

@@ -88,6 +88,8 @@ pub struct HttpTrigger {
     pub component: Option<String>,
     /// A fixed response served without running any component.
     pub static_response: Option<StaticResponse>,
+    /// How the component is called.
+    pub executor: HttpExecutor,
     /// Largest request body this route accepts, in bytes (Wisp extension
     /// `max_request_body_size`); `None`: the server's default.
     pub max_request_body_size: Option<u64>,
@@ -127,6 +129,25 @@ pub struct CronTrigger {
     /// 1-based line of this trigger's `cron_expression` value.
     pub line: usize,
 }
+
+/// How an HTTP trigger calls its component (`executor = { type = "..." }`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HttpExecutor {
+    /// The component exports a `wasi:http` handler (Spin's default, `type = "spin"`).
+    #[default]
+    Http,
+    /// `type = "wagi"`: the component is a WASI command run once per request, CGI
+    /// style: the request in environment variables and on stdin, the response (CGI
+    /// headers, an empty line, the body) on stdout.
+    Wagi {
+        /// The command line, split on spaces after `${SCRIPT_NAME}` (the request path)
+        /// and `${ARGS}` (the query string with `&` as spaces) are substituted.
+        argv: String,
+    },
+}
+
+/// The default command line of a wagi component.
+pub const WAGI_DEFAULT_ARGV: &str = "${SCRIPT_NAME} ${ARGS}";
 
 /// The `route` of an HTTP trigger.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -214,12 +214,13 @@ pub(crate) struct RawExecutor {
     #[serde(rename = "type")]
     #[schemars(with = "String")]
     pub kind: Spanned<String>,
-    /// Wagi-only fields, accepted so that a wagi executor gets the
-    /// "not supported" error rather than an unknown-field error.
-    #[schemars(with = "Option<serde_json::Value>")]
-    pub argv: Option<Spanned<IgnoredAny>>,
-    #[schemars(with = "Option<serde_json::Value>")]
-    pub entrypoint: Option<Spanned<IgnoredAny>>,
+    /// Wagi only: the command line, with `${SCRIPT_NAME}` and `${ARGS}` substituted per
+    /// request; default `"${SCRIPT_NAME} ${ARGS}"`.
+    #[schemars(with = "Option<String>")]
+    pub argv: Option<Spanned<String>>,
+    /// Wagi only, deprecated: must be `_start` if given.
+    #[schemars(with = "Option<String>")]
+    pub entrypoint: Option<Spanned<String>>,
 }
 
 /// `static_response = { ... }`.

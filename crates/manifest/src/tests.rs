@@ -242,6 +242,7 @@ fn full_manifest() {
                 route: HttpRoute::Path("/hello".to_owned()),
                 component: Some("hello".to_owned()),
                 static_response: None,
+                executor: HttpExecutor::Http,
                 max_request_body_size: Some(1024),
                 line: 23,
             },
@@ -250,6 +251,7 @@ fn full_manifest() {
                 route: HttpRoute::Path("/users/:id/...".to_owned()),
                 component: Some("inline-component-1".to_owned()),
                 static_response: None,
+                executor: HttpExecutor::Http,
                 max_request_body_size: None,
                 line: 29,
             },
@@ -258,6 +260,7 @@ fn full_manifest() {
                 route: HttpRoute::Path("/named".to_owned()),
                 component: Some("named-inline".to_owned()),
                 static_response: None,
+                executor: HttpExecutor::Http,
                 max_request_body_size: None,
                 line: 34,
             },
@@ -266,6 +269,7 @@ fn full_manifest() {
                 route: HttpRoute::Private,
                 component: Some("internal".to_owned()),
                 static_response: None,
+                executor: HttpExecutor::Http,
                 max_request_body_size: None,
                 line: 38,
             },
@@ -278,6 +282,7 @@ fn full_manifest() {
                     headers: map(&[("content-type", "text/plain"), ("x-a", "b")]),
                     body: Some("nope".to_owned()),
                 }),
+                executor: HttpExecutor::Http,
                 max_request_body_size: None,
                 line: 42,
             },
@@ -290,6 +295,7 @@ fn full_manifest() {
                     headers: IndexMap::new(),
                     body: None,
                 }),
+                executor: HttpExecutor::Http,
                 max_request_body_size: None,
                 line: 46,
             },
@@ -331,6 +337,41 @@ fn minimal_manifest_has_defaults_and_no_warnings() {
     let app = &m.components["app"];
     assert_eq!(app.build, None);
     assert!(app.variables.is_empty() && app.ai_models.is_empty());
+}
+
+#[test]
+fn wagi_executors_keep_their_command_line() {
+    let m = parse(
+        r#"spin_manifest_version = 2
+[application]
+name = "cgi"
+[[trigger.http]]
+route = "/default/..."
+component = { source = "a.wasm" }
+executor = { type = "wagi" }
+[[trigger.http]]
+route = "/custom"
+component = { source = "b.wasm" }
+executor = { type = "wagi", argv = "${SCRIPT_NAME} -v ${ARGS}", entrypoint = "_start" }
+[[trigger.http]]
+route = "/spin"
+component = { source = "c.wasm" }
+executor = { type = "http" }
+"#,
+    );
+    let executors: Vec<_> = m.http_triggers.iter().map(|t| t.executor.clone()).collect();
+    assert_eq!(
+        executors,
+        vec![
+            HttpExecutor::Wagi {
+                argv: WAGI_DEFAULT_ARGV.to_owned()
+            },
+            HttpExecutor::Wagi {
+                argv: "${SCRIPT_NAME} -v ${ARGS}".to_owned()
+            },
+            HttpExecutor::Http,
+        ]
+    );
 }
 
 #[test]

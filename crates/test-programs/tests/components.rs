@@ -42,7 +42,8 @@ fn repo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Every guest crate under `tests/programs` (a `cdylib`) is in `ALL`, once.
+/// Every guest crate under `tests/programs` (a `cdylib`, or the `[[bin]]` of a WASI
+/// command) is in `ALL`, once.
 #[test]
 fn all_lists_every_guest_once() {
     let mut names: Vec<_> = wisp_test_programs::ALL.iter().map(|(n, _)| *n).collect();
@@ -56,7 +57,7 @@ fn all_lists_every_guest_once() {
         let Ok(text) = std::fs::read_to_string(&manifest) else {
             continue;
         };
-        if text.contains("cdylib") {
+        if text.contains("cdylib") || text.contains("[[bin]]") {
             let name = text
                 .lines()
                 .find_map(|l| l.strip_prefix("name = "))
@@ -153,6 +154,7 @@ fn wasi_p2_guests_export_incoming_handler() {
         wisp_test_programs::CRON_TICK,
         wisp_test_programs::DEP_ADDER,
         wisp_test_programs::DEP_MAIN,
+        wisp_test_programs::WAGI,
     ];
     for (name, path) in wisp_test_programs::ALL {
         if others.contains(path) {
@@ -166,6 +168,29 @@ fn wasi_p2_guests_export_incoming_handler() {
         );
         assert_only_wasi_02_imports(name, &imports, &[]);
     }
+}
+
+#[test]
+fn the_wagi_guest_is_a_command() {
+    let (imports, exports) = imports_and_exports(&read(wisp_test_programs::WAGI));
+    assert!(
+        exports.len() == 1 && exports[0].starts_with("wasi:cli/run@0.2."),
+        "exports {exports:?}"
+    );
+    assert_only_wasi_02_imports("wagi", &imports, &[]);
+    // Its wasm32-wasip1 build is a core module whose `_start` is its `main`.
+    let module = read(wisp_test_programs::WAGI_WASIP1);
+    assert!(
+        Parser::is_core_wasm(&module),
+        "the wasip1 build is a core module"
+    );
+    let mut exports = Vec::new();
+    for payload in Parser::new(0).parse_all(&module) {
+        if let Payload::ExportSection(section) = payload.unwrap() {
+            exports.extend(section.into_iter().map(|e| e.unwrap().name.to_owned()));
+        }
+    }
+    assert!(exports.iter().any(|e| e == "_start"), "exports {exports:?}");
 }
 
 #[test]

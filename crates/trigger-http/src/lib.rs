@@ -10,6 +10,7 @@ mod limits;
 mod routes;
 mod server;
 mod tls;
+mod wagi;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -65,6 +66,39 @@ pub struct HttpTriggerConfig {
     /// Largest request body this route accepts, in bytes; `None`: the server's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_body_size: Option<u64>,
+    /// How the component is called; `None`: through its `wasi:http` export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<HttpExecutor>,
+}
+
+/// How an HTTP trigger calls its component, as Spin's lock files write it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum HttpExecutor {
+    /// Through its `wasi:http` export (the default; Spin's manifests call it `spin`).
+    #[serde(alias = "spin")]
+    Http,
+    /// As a WASI command run once per request, CGI style.
+    Wagi(WagiConfig),
+}
+
+/// The wagi executor's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WagiConfig {
+    /// The command line, with `${SCRIPT_NAME}` and `${ARGS}` substituted per request.
+    #[serde(default = "default_argv")]
+    pub argv: String,
+    /// Deprecated; only `_start` is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+}
+
+/// The default command line of a wagi component: the request path, then the query's
+/// `name=value` pairs.
+pub const WAGI_DEFAULT_ARGV: &str = "${SCRIPT_NAME} ${ARGS}";
+
+fn default_argv() -> String {
+    WAGI_DEFAULT_ARGV.to_owned()
 }
 
 /// A response served by the host without instantiating a component.
@@ -156,6 +190,8 @@ pub struct HttpTrigger {
     default_body_limit: u64,
     /// Routes (as written) with their own body cap.
     body_limits: HashMap<String, u64>,
+    /// Components the wagi executor runs, with their command-line template.
+    wagi: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for HttpTrigger {
@@ -204,6 +240,11 @@ impl HttpTrigger {
     ) -> Result<Arc<Self>, TriggerError> {
         let mut router = Router::default();
         let mut body_limits = HashMap::new();
+        let mut wagi = HashMap::new();
+        // How the first trigger calling each component calls it (its wagi command line,
+        // or `None` for the HTTP export) and that trigger's id: one component is called
+        // one way.
+        let mut executor_of: HashMap<String, (Option<String>, String)> = HashMap::new();
         let mut statics = Vec::new();
         let mut summary = Vec::new();
         for (trigger, config) in configs {
@@ -212,16 +253,57 @@ impl HttpTrigger {
                 trigger: trigger.id.clone(),
                 message,
             };
+            let wagi_argv = match &config.executor {
+                Some(HttpExecutor::Wagi(wagi)) => {
+                    if let Some(entrypoint) = wagi.entrypoint.as_deref().filter(|e| *e != "_start")
+                    {
+                        return Err(invalid(format!(
+                            "a wagi component is started at `_start`, not `{entrypoint}`; remove `entrypoint`"
+                        )));
+                    }
+                    Some(wagi.argv.clone())
+                }
+                Some(HttpExecutor::Http) | None => None,
+            };
             if let Some(component) = &config.component {
+                match executor_of.entry(component.clone()) {
+                    std::collections::hash_map::Entry::Occupied(first)
+                        if first.get().0 != wagi_argv =>
+                    {
+                        return Err(invalid(format!(
+                            "component `{component}` is called differently here than by trigger `{}` (the wagi executor or its `argv` against the HTTP export); give each way of calling it its own component",
+                            first.get().1
+                        )));
+                    }
+                    std::collections::hash_map::Entry::Occupied(_) => {}
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        entry.insert((wagi_argv.clone(), trigger.id.clone()));
+                    }
+                }
                 match app.component(component) {
                     None => {
                         return Err(invalid(format!(
                             "component `{component}` is not defined by the app"
                         )));
                     }
+                    Some(loaded) if wagi_argv.is_some() => {
+                        if !loaded.is_command() {
+                            return Err(invalid(format!(
+                                "component `{component}` runs under the wagi executor but is not a WASI command (it exports {}): build it as a program with `main` (e.g. for wasm32-wasip1), or remove `executor` if it is an HTTP component",
+                                loaded.exports_summary()
+                            )));
+                        }
+                        wagi.insert(component.clone(), wagi_argv.clone().unwrap_or_default());
+                    }
                     Some(loaded) if loaded.http_export().is_none() => {
+                        let cgi = match loaded.is_command() {
+                            true => {
+                                "; a CGI-style program runs with `executor = { type = \"wagi\" }` on its trigger"
+                            }
+                            false => "",
+                        };
                         return Err(invalid(format!(
-                            "component `{component}` has no HTTP export (it exports {}): {NO_HTTP_EXPORT}",
+                            "component `{component}` has no HTTP export (it exports {}): {NO_HTTP_EXPORT}{cgi}",
                             loaded.exports_summary()
                         )));
                     }
@@ -269,6 +351,7 @@ impl HttpTrigger {
             info: Bytes::from(serde_json::to_vec(&info).expect("info serializes")),
             default_body_limit,
             body_limits,
+            wagi,
         });
         let dispatch: Weak<dyn LocalDispatch> = Arc::downgrade(&trigger) as Weak<dyn LocalDispatch>;
         trigger.app.set_local_dispatch(dispatch);
@@ -444,7 +527,11 @@ impl HttpTrigger {
         // `None` records no field, so untraced log lines stay as they were.
         let trace_id = wisp_telemetry::trace_id(span.as_ref());
         let trace_suffix = wisp_telemetry::trace_suffix(trace_id.as_deref());
-        let (response, outcome) = match component.handle(request).await {
+        let handled = match self.wagi.get(&component_id) {
+            Some(argv) => wagi::handle(component, argv, request).await,
+            None => component.handle(request).await,
+        };
+        let (response, outcome) = match handled {
             Ok(response) => (response, Outcome::Ok),
             Err(err) => {
                 let (status, body) = match err.fault {
@@ -829,6 +916,40 @@ fn static_response(config: &StaticResponse) -> Response<WasiBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The executor forms of Spin's lock files (and of Wisp's own) are read.
+    #[test]
+    fn executors_read_as_spin_writes_them() {
+        let executor = |json: serde_json::Value| {
+            serde_json::from_value::<HttpTriggerConfig>(
+                serde_json::json!({ "route": "/...", "component": "c", "executor": json }),
+            )
+            .map(|config| config.executor)
+        };
+        assert_eq!(
+            executor(serde_json::json!({ "type": "http" })).unwrap(),
+            Some(HttpExecutor::Http)
+        );
+        assert_eq!(
+            executor(serde_json::json!({ "type": "spin" })).unwrap(),
+            Some(HttpExecutor::Http)
+        );
+        assert_eq!(
+            executor(serde_json::json!({ "type": "wagi" })).unwrap(),
+            Some(HttpExecutor::Wagi(WagiConfig {
+                argv: WAGI_DEFAULT_ARGV.to_owned(),
+                entrypoint: None
+            }))
+        );
+        assert_eq!(
+            executor(serde_json::json!({ "type": "wagi", "argv": "${SCRIPT_NAME} x" })).unwrap(),
+            Some(HttpExecutor::Wagi(WagiConfig {
+                argv: "${SCRIPT_NAME} x".to_owned(),
+                entrypoint: None
+            }))
+        );
+        assert!(executor(serde_json::json!({ "type": "cgi" })).is_err());
+    }
 
     /// The `spin-full-url` a guest gets for a request target from the network.
     fn full_url(target: &str) -> String {

@@ -448,10 +448,23 @@ fn check_component(
             continue;
         }
         checked.push(trigger_type);
-        let Some(kind) = runtime.trigger_type(trigger_type) else {
-            continue;
+        // The wagi executor runs a WASI command, not the HTTP export.
+        let wagi = trigger_type == "http"
+            && manifest.http_triggers.iter().any(|t| {
+                t.component.as_deref() == Some(id)
+                    && matches!(t.executor, wisp_manifest::HttpExecutor::Wagi { .. })
+            });
+        let checked_export = match wagi {
+            true => match report.command {
+                true => Ok(()),
+                false => Err("the wagi executor needs a WASI command (`wasi:cli/run`, a program with `main`)".to_owned()),
+            },
+            false => match runtime.trigger_type(trigger_type) {
+                Some(kind) => kind.check_component(&report.pre),
+                None => continue,
+            },
         };
-        if let Err(what) = kind.check_component(&report.pre) {
+        if let Err(what) = checked_export {
             findings.push(Finding::problem(
                 Level::Error,
                 subject.clone(),

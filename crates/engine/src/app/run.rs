@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{AsContextMut, Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::{Prepared, Proxy};
@@ -72,21 +73,33 @@ impl LoadedComponent {
         budget: OutboundBudget,
         charge: Charge,
         trace: Option<SpanParent>,
+        command: Option<CommandIo>,
     ) -> Result<Store<Host>, GuestError> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.envs(&self.env)
-            .stdout(LogStream::new(
-                self.id.clone(),
-                Stream::Stdout,
-                self.shows_output,
-                self.log_files.as_ref().map(|(out, _)| out.clone()),
-            ))
-            .stderr(LogStream::new(
-                self.id.clone(),
-                Stream::Stderr,
-                self.shows_output,
-                self.log_files.as_ref().map(|(_, err)| err.clone()),
-            ));
+        wasi.envs(&self.env);
+        match command {
+            // A command's stdout is its output, not a log.
+            Some(io) => {
+                wasi.args(&io.args)
+                    .envs(&io.env)
+                    .stdin(MemoryInputPipe::new(io.stdin))
+                    .stdout(io.stdout);
+            }
+            None => {
+                wasi.stdout(LogStream::new(
+                    self.id.clone(),
+                    Stream::Stdout,
+                    self.shows_output,
+                    self.log_files.as_ref().map(|(out, _)| out.clone()),
+                ));
+            }
+        }
+        wasi.stderr(LogStream::new(
+            self.id.clone(),
+            Stream::Stderr,
+            self.shows_output,
+            self.log_files.as_ref().map(|(_, err)| err.clone()),
+        ));
         match self.capabilities.sockets() {
             Some(sockets) => {
                 wasi.allow_ip_name_lookup(true)
@@ -225,6 +238,7 @@ impl LoadedComponent {
             OutboundBudget::of(&request),
             charge,
             trace,
+            None,
         )?;
         let (tx, rx) = futures::channel::oneshot::channel();
         let this = self.clone();
@@ -338,6 +352,41 @@ impl LoadedComponent {
     }
 }
 
+/// What a WASI command run gets ([`LoadedComponent::run_command`]).
+#[derive(Debug, Clone, Default)]
+pub struct CommandInput {
+    /// Its arguments, the program name first.
+    pub args: Vec<String>,
+    /// Environment variables, after (and over) the component's own.
+    pub env: Vec<(String, String)>,
+    /// Its whole stdin.
+    pub stdin: bytes::Bytes,
+    /// The most it may write to stdout, in bytes.
+    pub max_output: usize,
+}
+
+/// How [`LoadedComponent::run_instance`] sets up an instance.
+struct InstanceSetup<'a> {
+    /// The trigger type its metrics are counted under.
+    trigger: &'static str,
+    trace: Option<SpanParent>,
+    /// The engine of the code it runs.
+    engine: &'a wasmtime::Engine,
+    /// A command's streams, or `None` for the usual (logged) ones.
+    command: Option<CommandIo>,
+    budget: OutboundBudget,
+    /// An in-process request: fails at once instead of waiting for a slot or budget.
+    nested: bool,
+}
+
+/// A command instance's WASI streams.
+struct CommandIo {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: bytes::Bytes,
+    stdout: MemoryOutputPipe,
+}
+
 /// The call a trigger makes in a fresh store: instantiate its export and call it.
 pub type EventCall<R> = Box<
     dyn for<'a> FnOnce(
@@ -363,22 +412,107 @@ impl LoadedComponent {
         trace: Option<SpanParent>,
         call: EventCall<R>,
     ) -> Result<R, GuestError> {
+        // Event components always run optimised code (see `instance_pre`).
+        let engine = self.engine.engine().clone();
+        let instance = InstanceSetup {
+            trigger,
+            trace,
+            engine: &engine,
+            command: None,
+            budget: OutboundBudget::default(),
+            nested: false,
+        };
+        self.run_instance(instance, call).await
+    }
+
+    /// Runs the component as a WASI command in a fresh instance (`wasi:cli/run`, what
+    /// the wagi executor calls): `input`'s arguments, environment (after the
+    /// component's own) and stdin; returns what it wrote to stdout. Its stderr is logged
+    /// as any guest's; it is counted as an `http` request. The limits of
+    /// [`Self::run_event`] apply; exiting with a non-zero code, or writing more than
+    /// `input.max_output` bytes, fails the run.
+    ///
+    /// `request` is the extensions of the HTTP request it answers: its span, and for an
+    /// in-process request the caller's outbound budget (such a request fails at once
+    /// instead of waiting for an instance slot, as in [`Self::handle`]).
+    pub async fn run_command(
+        self: &Arc<Self>,
+        request: &http::Extensions,
+        input: CommandInput,
+    ) -> Result<bytes::Bytes, GuestError> {
+        let tier = self.tier();
+        let Some(command) = tier.command.clone() else {
+            return Err(GuestError {
+                fault: None,
+                message: format!(
+                    "component `{}` is not a WASI command (it exports {}); build it as a program with `main`",
+                    self.id, self.exports
+                ),
+            });
+        };
+        let stdout = MemoryOutputPipe::new(input.max_output);
+        let io = CommandIo {
+            args: input.args,
+            env: input.env,
+            stdin: input.stdin,
+            stdout: stdout.clone(),
+        };
+        let id = self.id.clone();
+        let call: EventCall<()> = Box::new(move |store| {
+            Box::pin(async move {
+                let instance = command.instantiate_async(&mut *store).await?;
+                match instance.wasi_cli_run().call_run(&mut *store).await {
+                    Ok(Ok(())) => Ok(()),
+                    // As Spin does: the output still counts (a CGI program may report a
+                    // failure after writing its response).
+                    Ok(Err(())) => {
+                        tracing::warn!(component = %id, "component `{id}`: its main returned a failure");
+                        Ok(())
+                    }
+                    Err(err) => match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                        Some(wasmtime_wasi::I32Exit(0)) => Ok(()),
+                        Some(wasmtime_wasi::I32Exit(code)) => {
+                            Err(wasmtime::format_err!("exited with code {code}"))
+                        }
+                        None => Err(err),
+                    },
+                }
+            })
+        });
+        let instance = InstanceSetup {
+            trigger: "http",
+            trace: request.get::<SpanParent>().cloned(),
+            engine: &tier.engine,
+            command: Some(io),
+            budget: OutboundBudget::of_extensions(request),
+            nested: request.get::<OutboundBudget>().is_some(),
+        };
+        self.run_instance(instance, call).await?;
+        Ok(stdout.contents())
+    }
+
+    async fn run_instance<R: Send + 'static>(
+        self: &Arc<Self>,
+        instance: InstanceSetup<'_>,
+        call: EventCall<R>,
+    ) -> Result<R, GuestError> {
+        let InstanceSetup {
+            trigger,
+            trace,
+            engine,
+            command,
+            budget,
+            nested,
+        } = instance;
         let timeout = self.limits.timeout;
         let started = Instant::now();
         let waiting = self.metrics.waiting_for_slot();
-        let permit = self.take_slot(false).await?;
+        let permit = self.take_slot(nested).await?;
         drop(waiting);
-        let charge = self.reserve_memory(true).await?;
+        let charge = self.reserve_memory(!nested).await?;
         // The deadline starts once the instance has a slot, as for requests that queue.
         let deadline = Instant::now() + timeout;
-        // Event components always run optimised code (see `instance_pre`).
-        let mut store = self.new_store(
-            self.engine.engine(),
-            deadline,
-            OutboundBudget::default(),
-            charge,
-            trace,
-        )?;
+        let mut store = self.new_store(engine, deadline, budget, charge, trace, command)?;
         // Aborted when this future is dropped (trigger shutdown) or the deadline passes
         // while the guest waits on a host call the epoch cannot interrupt: either way the
         // instance and its slot go.

@@ -70,6 +70,8 @@ pub(super) struct Tier {
     pub(super) pre: InstancePre<Host>,
     /// The HTTP handler, if the component exports one.
     pub(super) http: Option<(ProxyPre<Host>, HttpExport)>,
+    /// `wasi:cli/run`, if the component is a command (what the wagi executor runs).
+    pub(super) command: Option<wasmtime_wasi::p2::bindings::CommandPre<Host>>,
     /// Baseline code, served until the optimised code replaces it.
     pub(super) baseline: bool,
     /// Keeps the compiled code (shared with other apps when optimised) alive.
@@ -101,6 +103,7 @@ impl Tier {
         Ok(Self {
             engine: engine.clone(),
             http: super::http_export(&pre),
+            command: wasmtime_wasi::p2::bindings::CommandPre::new(pre.clone()).ok(),
             pre,
             baseline,
             _code: code,

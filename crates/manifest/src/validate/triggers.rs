@@ -8,7 +8,8 @@ use toml::Spanned;
 
 use crate::error::ManifestError;
 use crate::model::{
-    Component, CronTrigger, HttpRoute, HttpTrigger, RedisTrigger, StaticResponse, Variable,
+    Component, CronTrigger, HttpExecutor, HttpRoute, HttpTrigger, RedisTrigger, StaticResponse,
+    Variable, WAGI_DEFAULT_ARGV,
 };
 use crate::raw::{
     RawComponentRef, RawCronTrigger, RawExecutor, RawHttpTrigger, RawRedisTrigger, RawRoute,
@@ -109,7 +110,7 @@ impl Validator<'_> {
         let trigger = trigger.into_inner();
         self.unique_trigger_id(trigger.id.as_ref(), state)?;
         if let Some(executor) = &trigger.executor {
-            self.executor(executor)?;
+            self.event_executor(executor)?;
         }
         let component = self.required_component(
             trigger.component,
@@ -271,9 +272,10 @@ impl Validator<'_> {
         let line = self.src.line(route_span.start);
         let route = self.route(trigger.route, line, &mut state.routes)?;
 
-        if let Some(executor) = &trigger.executor {
-            self.executor(executor)?;
-        }
+        let executor = match &trigger.executor {
+            Some(executor) => self.executor(executor)?,
+            None => HttpExecutor::Http,
+        };
 
         let (component, static_response) = match (trigger.component, trigger.static_response) {
             (Some(_), Some(response)) => {
@@ -322,6 +324,7 @@ impl Validator<'_> {
             route,
             component,
             static_response,
+            executor,
             max_request_body_size: trigger.max_request_body_size.map(Spanned::into_inner),
             line,
         })
@@ -365,31 +368,71 @@ impl Validator<'_> {
         }
     }
 
-    fn executor(&self, executor: &RawExecutor) -> Result<(), ManifestError> {
+    /// An HTTP trigger's `executor`: `spin` (or `http`, as Spin's lock files write it) or
+    /// `wagi`.
+    fn executor(&self, executor: &RawExecutor) -> Result<HttpExecutor, ManifestError> {
         match executor.kind.get_ref().as_str() {
-            "spin" => {
-                let wagi_field = [("argv", &executor.argv), ("entrypoint", &executor.entrypoint)]
-                    .into_iter()
-                    .find_map(|(name, value)| value.as_ref().map(|v| (name, v.span())));
+            "spin" | "http" => {
+                let wagi_field = [
+                    ("argv", &executor.argv),
+                    ("entrypoint", &executor.entrypoint),
+                ]
+                .into_iter()
+                .find_map(|(name, value)| value.as_ref().map(|v| (name, v.span())));
                 match wagi_field {
                     Some((name, span)) => Err(self.error(
                         span,
                         format!("`{name}` only applies to the wagi executor"),
                         format!("remove `{name}` from `executor`"),
                     )),
-                    None => Ok(()),
+                    None => Ok(HttpExecutor::Http),
                 }
             }
-            "wagi" => Err(self.error(
-                executor.kind.span(),
-                "the wagi executor is not supported yet; use the default spin executor (remove `executor`)",
-                "wagi modules read requests from stdin; rebuild the component with a Spin SDK \
-                 so that it exports `wasi:http/incoming-handler`",
-            )),
+            "wagi" => {
+                if let Some(entrypoint) = &executor.entrypoint
+                    && entrypoint.get_ref() != "_start"
+                {
+                    return Err(self.error(
+                        entrypoint.span(),
+                        format!(
+                            "a wagi component is started at `_start`, not `{}`",
+                            entrypoint.get_ref()
+                        ),
+                        "remove `entrypoint` (it is deprecated) and build the module with its \
+                         handler in `main`",
+                    ));
+                }
+                let argv = match &executor.argv {
+                    Some(argv) if argv.get_ref().trim().is_empty() => {
+                        return Err(self.error(
+                            argv.span(),
+                            "`argv` is empty",
+                            "remove `argv` for the default `\"${SCRIPT_NAME} ${ARGS}\"`, or give \
+                             the command line, e.g. `argv = \"${SCRIPT_NAME} -v ${ARGS}\"`",
+                        ));
+                    }
+                    Some(argv) => argv.get_ref().clone(),
+                    None => WAGI_DEFAULT_ARGV.to_owned(),
+                };
+                Ok(HttpExecutor::Wagi { argv })
+            }
             other => Err(self.error(
                 executor.kind.span(),
                 format!("unknown executor type `{other}`"),
-                "remove `executor` to use the default, or write `executor = { type = \"spin\" }`",
+                "remove `executor` to use the default, or write `executor = { type = \"spin\" }` \
+                 (a wasi:http component) or `{ type = \"wagi\" }` (a CGI-style WASI command)",
+            )),
+        }
+    }
+
+    /// The `executor` of a Redis or cron trigger: only the default one exists.
+    fn event_executor(&self, executor: &RawExecutor) -> Result<(), ManifestError> {
+        match self.executor(executor)? {
+            HttpExecutor::Http => Ok(()),
+            HttpExecutor::Wagi { .. } => Err(self.error(
+                executor.kind.span(),
+                "the wagi executor serves HTTP triggers only",
+                "remove `executor` from this trigger",
             )),
         }
     }
