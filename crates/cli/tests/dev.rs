@@ -302,6 +302,47 @@ fn start_watch(build_command: &str, first: &str) -> (tempfile::TempDir, Wisp) {
     (dir, wisp)
 }
 
+/// As `wisp up` and `wisp node` do, a stopping `wisp watch` lets the optimised code its
+/// app started without finish, so the next start finds it in the compile cache.
+#[test]
+fn a_stopping_watch_finishes_the_optimised_code() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = app_dir(&watched_manifest(
+        "mkdir -p out && cp \"$(cat which.txt)\" out/app.wasm",
+    ));
+    std::fs::write(dir.path().join("which.txt"), programs::HELLO).unwrap();
+    let watch = |baseline: &str| {
+        let mut command = support::wisp_command();
+        command
+            .arg("watch")
+            .arg("-f")
+            .arg(dir.path().join("spin.toml"))
+            .env("WISP_CACHE_DIR", cache.path())
+            .env("WISP_BASELINE_COMPILE", baseline);
+        Wisp::spawn(command)
+            .unwrap_or_else(|(status, stderr)| panic!("wisp watch exited with {status}:\n{stderr}"))
+    };
+    // Stopped as soon as it listens, while the optimised code may still compile.
+    let stderr = watch("always").stop_cleanly();
+    assert!(
+        stderr.contains("serves from baseline code"),
+        "the app did not start on baseline code:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("cached for later starts")
+            && !stderr.contains("stopped before the optimised code was cached"),
+        "the optimised code was not cached before watch stopped:\n{stderr}"
+    );
+    // The next start loads it.
+    let wisp = watch("always");
+    assert_eq!(wisp.get("/").text(), "Hello from Wisp\n");
+    let stderr = wisp.stop_cleanly();
+    assert!(
+        !stderr.contains("serves from baseline code"),
+        "the second start compiled the component again:\n{stderr}"
+    );
+}
+
 #[test]
 fn watch_rebuilds_and_reloads_in_place_under_load() {
     use std::sync::atomic::{AtomicBool, Ordering};

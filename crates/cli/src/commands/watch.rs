@@ -114,10 +114,15 @@ pub fn run(args: WatchArgs) -> Result<()> {
         }
 
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(async move {
+        // Handed back once it fired: a second signal skips the wait for optimised code.
+        let signals = tokio::spawn(async move {
             shutdown.recv().await;
             let _ = stop.send(true);
+            shutdown
         });
+        // The version serving: optimised code still compiling for it is only compiled
+        // while some loaded copy of its component lives.
+        let mut loaded = generation.clone();
         let mut running = RunningApp::start(generation, Some(listener), settings.server.clone());
 
         loop {
@@ -175,6 +180,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
                     // From here new requests go to the new version; running ones finish
                     // on the old, which is dropped with its last request.
                     wisp.forget_removed_components(&generation);
+                    loaded = generation.clone();
                     running.reload(generation).await;
                     if json {
                         tracing::info!(
@@ -212,6 +218,10 @@ pub fn run(args: WatchArgs) -> Result<()> {
             baseline = next_baseline(now, spec.snapshot(), &mut follow_up);
         }
         running.shutdown().await;
+        if let Ok(mut shutdown) = signals.await {
+            super::shared::finish_optimising(wisp.engine(), &mut shutdown).await;
+        }
+        drop(loaded);
         if json {
             tracing::info!(event = "stopped", "Stopped.");
         } else {

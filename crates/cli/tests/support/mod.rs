@@ -186,8 +186,8 @@ impl Wisp {
     }
 
     /// Sends SIGTERM and asserts that wisp drained and exited 0; on failure the message
-    /// has the exit status and everything wisp wrote.
-    pub fn stop_cleanly(mut self) {
+    /// has the exit status and everything wisp wrote. Returns its stderr.
+    pub fn stop_cleanly(mut self) -> String {
         let mut child = self.child.take().unwrap();
         terminate(&child);
         let status = wait_timeout(&mut child, Duration::from_secs(20))
@@ -200,6 +200,7 @@ impl Wisp {
             self.stderr(),
             self.stdout()
         );
+        self.stderr()
     }
 
     pub fn pid(&self) -> u32 {
