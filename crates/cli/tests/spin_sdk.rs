@@ -131,7 +131,7 @@ executor = {{ type = "wagi", argv = "${{SCRIPT_NAME}} extra ${{ARGS}}" }}
 
 [component.cgi]
 source = {module}
-environment = {{ GREETING = "hi" }}
+environment = {{ GREETING = "hi", SERVER_SOFTWARE = "mine" }}
 
 [component.cgi-p2]
 source = {component}
@@ -179,6 +179,9 @@ source = {component}
     ] {
         assert!(env.lines().any(|l| l == line), "no `{line}` in:\n{env}");
     }
+    // The CGI variable wins over the component's own of the same name, set once.
+    let software: Vec<&str> = env.lines().filter(|l| l.starts_with("SERVER_SOFTWARE=")).collect();
+    assert_eq!(software, ["SERVER_SOFTWARE=WAGI/1"], "{env}");
 
     let echo = support::request(
         wisp.addr,

@@ -131,8 +131,10 @@ fn environment(parts: &http::request::Parts, content_length: usize) -> Vec<(Stri
             }
             continue;
         }
-        // RFC 3875 4.1.18: credentials and hop-by-hop headers are not passed on.
-        if name == "authorization" || name == "connection" {
+        // RFC 3875 4.1.18: credentials and hop-by-hop headers are not passed on. Nor is
+        // `Proxy`: as `HTTP_PROXY` it would name a proxy for the program's own outbound
+        // requests to any HTTP library that reads it ("httpoxy").
+        if matches!(name, "authorization" | "connection" | "proxy") {
             continue;
         }
         env.push((format!("HTTP_{}", meta_name(name)), value.to_owned()));
@@ -250,6 +252,7 @@ mod tests {
                 ("content-type", "text/plain"),
                 ("authorization", "Bearer secret"),
                 ("x-custom", "yes"),
+                ("proxy", "http://attacker.example:8080"),
                 ("spin-full-url", "https://example.com:8443/cgi/a%20b?q=1"),
                 ("spin-path-info", "/a%20b"),
                 ("spin-raw-component-route", "/cgi/..."),
@@ -281,6 +284,7 @@ mod tests {
         assert_eq!(get("X_CLIENT_ADDR"), Some("192.0.2.7:5555"));
         assert_eq!(get("HTTP_X_CUSTOM"), Some("yes"));
         assert_eq!(get("HTTP_AUTHORIZATION"), None);
+        assert_eq!(get("HTTP_PROXY"), None);
         assert_eq!(get("HTTP_SPIN_FULL_URL"), None);
     }
 

@@ -76,17 +76,22 @@ impl LoadedComponent {
         command: Option<CommandIo>,
     ) -> Result<Store<Host>, GuestError> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.envs(&self.env);
         match command {
-            // A command's stdout is its output, not a log.
+            // A command's stdout is its output, not a log; its own variables win over the
+            // component's of the same name (each name is set once).
             Some(io) => {
-                wasi.args(&io.args)
-                    .envs(&io.env)
+                for (name, value) in &self.env {
+                    if io.env.iter().all(|(other, _)| other != name) {
+                        wasi.env(name, value);
+                    }
+                }
+                wasi.envs(&io.env)
+                    .args(&io.args)
                     .stdin(MemoryInputPipe::new(io.stdin))
                     .stdout(io.stdout);
             }
             None => {
-                wasi.stdout(LogStream::new(
+                wasi.envs(&self.env).stdout(LogStream::new(
                     self.id.clone(),
                     Stream::Stdout,
                     self.shows_output,
