@@ -13,7 +13,11 @@ fn main() {
     link_order::pack_relative_relocations();
     link_order::link_map();
     link_order::symbol_order();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+    // Read when the script runs, not when it was compiled: a script binary built for
+    // another checkout of the same source may be reused.
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join("../../templates");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut ids: Vec<PathBuf> = std::fs::read_dir(&root)
         .expect("templates/ exists")

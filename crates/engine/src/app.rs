@@ -491,10 +491,26 @@ pub fn inspect_component(
     let http = http_export(&pre);
     Ok(ComponentReport {
         exports: export_names(engine.engine(), &pre),
-        command: wasmtime_wasi::p2::bindings::CommandPre::new(pre.clone()).is_ok(),
+        command: command_export(engine.engine(), pre.component()).is_some(),
         pre,
         http: http.map(|(_, export)| export),
     })
+}
+
+/// The `run` function of the component's `wasi:cli/run@0.2.x` export, if it is a WASI
+/// command. Looked up by hand rather than through wasmtime-wasi's generated `Command`
+/// bindings: the same lookup, without their code in the binary.
+fn command_export(
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+) -> Option<wasmtime::component::ComponentExportIndex> {
+    let component_type = component.component_type();
+    let name = component_type
+        .exports(engine)
+        .map(|(name, _)| name)
+        .find(|name| name.starts_with("wasi:cli/run@0.2."))?;
+    let interface = component.get_export_index(None, name)?;
+    component.get_export_index(Some(&interface), "run")
 }
 
 /// Why component `id` was refused at linking: an import the host does not provide.

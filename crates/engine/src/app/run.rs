@@ -446,7 +446,8 @@ impl LoadedComponent {
         input: CommandInput,
     ) -> Result<bytes::Bytes, GuestError> {
         let tier = self.tier();
-        let Some(command) = tier.command.clone() else {
+        let pre = tier.pre.clone();
+        let Some(command) = tier.command else {
             return Err(GuestError {
                 fault: None,
                 message: format!(
@@ -465,8 +466,10 @@ impl LoadedComponent {
         let id = self.id.clone();
         let call: EventCall<()> = Box::new(move |store| {
             Box::pin(async move {
-                let instance = command.instantiate_async(&mut *store).await?;
-                match instance.wasi_cli_run().call_run(&mut *store).await {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let run =
+                    instance.get_typed_func::<(), (Result<(), ()>,)>(&mut *store, &command)?;
+                match run.call_async(&mut *store, ()).await.map(|(ran,)| ran) {
                     Ok(Ok(())) => Ok(()),
                     // As Spin does: the output still counts (a CGI program may report a
                     // failure after writing its response).

@@ -70,8 +70,9 @@ pub(super) struct Tier {
     pub(super) pre: InstancePre<Host>,
     /// The HTTP handler, if the component exports one.
     pub(super) http: Option<(ProxyPre<Host>, HttpExport)>,
-    /// `wasi:cli/run`, if the component is a command (what the wagi executor runs).
-    pub(super) command: Option<wasmtime_wasi::p2::bindings::CommandPre<Host>>,
+    /// The `run` function of its `wasi:cli/run@0.2.x` export, if the component is a
+    /// command (what the wagi executor runs).
+    pub(super) command: Option<wasmtime::component::ComponentExportIndex>,
     /// Baseline code, served until the optimised code replaces it.
     pub(super) baseline: bool,
     /// Keeps the compiled code (shared with other apps when optimised) alive.
@@ -103,7 +104,7 @@ impl Tier {
         Ok(Self {
             engine: engine.clone(),
             http: super::http_export(&pre),
-            command: wasmtime_wasi::p2::bindings::CommandPre::new(pre.clone()).ok(),
+            command: super::command_export(engine, &code),
             pre,
             baseline,
             _code: code,
