@@ -180,7 +180,10 @@ source = {component}
         assert!(env.lines().any(|l| l == line), "no `{line}` in:\n{env}");
     }
     // The CGI variable wins over the component's own of the same name, set once.
-    let software: Vec<&str> = env.lines().filter(|l| l.starts_with("SERVER_SOFTWARE=")).collect();
+    let software: Vec<&str> = env
+        .lines()
+        .filter(|l| l.starts_with("SERVER_SOFTWARE="))
+        .collect();
     assert_eq!(software, ["SERVER_SOFTWARE=WAGI/1"], "{env}");
 
     let echo = support::request(
