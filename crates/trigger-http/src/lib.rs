@@ -240,7 +240,6 @@ impl HttpTrigger {
     ) -> Result<Arc<Self>, TriggerError> {
         let mut router = Router::default();
         let mut body_limits = HashMap::new();
-        let mut wagi = HashMap::new();
         // How the first trigger calling each component calls it (its wagi command line,
         // or `None` for the HTTP export) and that trigger's id: one component is called
         // one way.
@@ -286,15 +285,13 @@ impl HttpTrigger {
                             "component `{component}` is not defined by the app"
                         )));
                     }
-                    Some(loaded) if wagi_argv.is_some() => {
-                        if !loaded.is_command() {
-                            return Err(invalid(format!(
-                                "component `{component}` runs under the wagi executor but is not a WASI command (it exports {}): build it as a program with `main` (e.g. for wasm32-wasip1), or remove `executor` if it is an HTTP component",
-                                loaded.exports_summary()
-                            )));
-                        }
-                        wagi.insert(component.clone(), wagi_argv.clone().unwrap_or_default());
+                    Some(loaded) if wagi_argv.is_some() && !loaded.is_command() => {
+                        return Err(invalid(format!(
+                            "component `{component}` runs under the wagi executor but is not a WASI command (it exports {}): build it as a program with `main` (e.g. for wasm32-wasip1), or remove `executor` if it is an HTTP component",
+                            loaded.exports_summary()
+                        )));
                     }
+                    Some(_) if wagi_argv.is_some() => {}
                     Some(loaded) if loaded.http_export().is_none() => {
                         let cgi = match loaded.is_command() {
                             true => {
@@ -334,6 +331,10 @@ impl HttpTrigger {
                 component: config.component.clone(),
             });
         }
+        let wagi = executor_of
+            .into_iter()
+            .filter_map(|(component, (argv, _))| argv.map(|argv| (component, argv)))
+            .collect();
         let locked = app.locked();
         let info = serde_json::json!({
             "name": locked.metadata.name,
