@@ -16,7 +16,7 @@
 //! When the flag is found cleared, or the anchor is old, the system call is read again.
 //!
 //! A wrong descriptor makes the kernel kill the thread's process with SIGSEGV, so the
-//! whole scheme is first tried once in a forked child, in the background; until that
+//! whole scheme is first tried once in a child process, in the background; until that
 //! child has exited cleanly (and always on other platforms, without glibc's rseq, or
 //! when registration failed), every read is the system call.
 
@@ -166,14 +166,17 @@ mod rseq {
     }
 
     impl Clock {
-        /// The fast path, if glibc registered rseq for this process and a forked child
-        /// showed that arming works and a sleep clears it.
+        /// The fast path, if glibc registered rseq for this process with the signature
+        /// the descriptor carries, and a child process showed that arming works and a
+        /// sleep clears it.
         pub(super) fn checked() -> Option<Self> {
-            let clock = Self::from_glibc()?;
-            clock.works_in_a_child().then_some(clock)
+            let (clock, area_size) = Self::from_glibc()?;
+            (clock.matches_glibcs_registration(area_size) && clock.works_in_a_child())
+                .then_some(clock)
         }
 
-        fn from_glibc() -> Option<Self> {
+        /// The clock, and the feature size glibc reports for the area (`__rseq_size`).
+        fn from_glibc() -> Option<(Self, u32)> {
             // Looked up at run time: the symbols exist from glibc 2.35 on, and the binary
             // must still start on older ones.
             // SAFETY: dlsym with a NUL-terminated name; the results are checked for null.
@@ -204,10 +207,13 @@ mod rseq {
                 post_commit_offset: 0,
                 abort_ip,
             }));
-            Some(Self {
-                area_offset,
-                armed: std::ptr::from_ref(section) as u64,
-            })
+            Some((
+                Self {
+                    area_offset,
+                    armed: std::ptr::from_ref(section) as u64,
+                },
+                area_size,
+            ))
         }
 
         /// The calling thread's `rseq_cs` word.
@@ -272,43 +278,163 @@ mod rseq {
             }
         }
 
-        /// Arms the flag in a forked child, sleeps, and checks that the kernel cleared
+        /// Whether glibc registered the calling thread's rseq area where [`Self::slot`]
+        /// looks, with the signature the descriptor carries: asking the kernel to
+        /// register that same area again answers `EBUSY` only when address, length and
+        /// signature all match (`EPERM` for another signature, `EINVAL` for another area
+        /// or length), and changes nothing either way.
+        fn matches_glibcs_registration(&self, area_size: u32) -> bool {
+            let area = (self.slot() as usize - 8) as *mut libc::c_void;
+            // glibc registers 32 bytes (the original ABI's size) or, from 2.40 on, the
+            // kernel's feature size rounded up to the area's 32-byte alignment.
+            let lengths = [32, area_size.next_multiple_of(32)];
+            lengths.iter().any(|&length| {
+                // SAFETY: a registration request for the calling thread; refused here
+                // since the thread is registered, so the kernel writes nothing.
+                let answer = unsafe { libc::syscall(libc::SYS_rseq, area, length, 0, RSEQ_SIG) };
+                answer == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBUSY)
+            })
+        }
+
+        /// Arms the flag in a child process, sleeps, and checks that the kernel cleared
         /// it: a child killed by a descriptor the kernel refuses costs nothing here.
+        ///
+        /// The child shares this process's memory and the calling thread waits for it
+        /// (`CLONE_VM | CLONE_VFORK`, as `posix_spawn` does), unlike a `fork`: that copies
+        /// every page table while holding the memory-map lock and, through glibc's fork
+        /// handlers, every malloc arena's lock, so each other thread that faulted a page
+        /// or allocated waited for it (1.2 ms, traced, in the first request of a
+        /// `wisp up`, whose first clock read starts this check). A `CLONE_VM` child starts with
+        /// no rseq area, so it registers its own, with glibc's signature, which
+        /// [`Self::matches_glibcs_registration`] checks separately.
         fn works_in_a_child(&self) -> bool {
-            // SAFETY: the child runs only async-signal-safe calls (sigaction, nanosleep,
-            // _exit) and plain loads and stores, as required after fork in a threaded
-            // process.
-            unsafe {
-                let pid = libc::fork();
-                if pid == 0 {
-                    let mut default: libc::sigaction = std::mem::zeroed();
-                    default.sa_sigaction = libc::SIG_DFL;
-                    // The runtime's SIGSEGV handler would not let the child die of it.
-                    libc::sigaction(libc::SIGSEGV, &default, std::ptr::null_mut());
-                    let slot = self.slot();
-                    slot.write_volatile(self.armed);
-                    let nap = libc::timespec {
-                        tv_sec: 0,
-                        tv_nsec: 1_000_000,
-                    };
-                    libc::nanosleep(&nap, std::ptr::null_mut());
-                    let cleared = slot.read_volatile() == 0;
-                    libc::_exit(if cleared { 0 } else { 1 });
+            let mut probe = ChildProbe {
+                area: Area {
+                    cpu_id_start: 0,
+                    // RSEQ_CPU_ID_UNINITIALIZED, as the ABI asks of a new area.
+                    cpu_id: u32::MAX,
+                    rseq_cs: 0,
+                    flags: 0,
+                    padding: [0; 3],
+                },
+                armed: self.armed,
+            };
+            let mut stack = vec![0u8; CHILD_STACK_BYTES];
+            // SAFETY: `stack` and `probe` outlive the child: with CLONE_VFORK this thread
+            // sleeps until the child has exited. The child runs only `probe_in_child`.
+            let pid = unsafe {
+                let top = stack.as_mut_ptr().add(stack.len()) as usize & !15;
+                libc::clone(
+                    probe_in_child,
+                    top as *mut libc::c_void,
+                    libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                    std::ptr::from_mut(&mut probe).cast(),
+                )
+            };
+            if pid < 0 {
+                return false;
+            }
+            let mut status = 0;
+            loop {
+                // SAFETY: reaps the child made above.
+                if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+                    break;
                 }
-                if pid < 0 {
+                if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
                     return false;
                 }
-                let mut status = 0;
-                loop {
-                    if libc::waitpid(pid, &mut status, 0) == pid {
-                        break;
-                    }
-                    if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                        return false;
-                    }
-                }
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
             }
+            drop(stack);
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+        }
+    }
+
+    /// Stack of the probing child: it makes four system calls.
+    const CHILD_STACK_BYTES: usize = 16 << 10;
+
+    /// `struct rseq` of `linux/rseq.h`, in the original ABI's 32 bytes.
+    #[repr(C, align(32))]
+    struct Area {
+        cpu_id_start: u32,
+        cpu_id: u32,
+        rseq_cs: u64,
+        flags: u32,
+        padding: [u32; 3],
+    }
+
+    /// What the probing child works on: its rseq area, and the descriptor to arm it with.
+    #[repr(C)]
+    struct ChildProbe {
+        area: Area,
+        armed: u64,
+    }
+
+    /// The child of [`Clock::works_in_a_child`]: exit status 0 when the kernel cleared the
+    /// armed flag across a sleep.
+    extern "C" fn probe_in_child(probe: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `probe` is the parent's `ChildProbe`, alive while this child runs. Only
+        // raw system calls follow (glibc's `sigaction` and `syscall` wrappers touch
+        // nothing of the parent thread but `errno`, and only on failure), as a child
+        // sharing its parent's memory and thread pointer requires.
+        unsafe {
+            let probe = probe.cast::<ChildProbe>();
+            let mut default: libc::sigaction = std::mem::zeroed();
+            default.sa_sigaction = libc::SIG_DFL;
+            // Without CLONE_SIGHAND this is the child's own table: the runtime's SIGSEGV
+            // handler would not let the child die of a refused descriptor.
+            libc::sigaction(libc::SIGSEGV, &default, std::ptr::null_mut());
+            let area = std::ptr::addr_of_mut!((*probe).area);
+            if libc::syscall(libc::SYS_rseq, area, 32u32, 0, RSEQ_SIG) != 0 {
+                return 2;
+            }
+            let slot = std::ptr::addr_of_mut!((*area).rseq_cs);
+            slot.write_volatile((*probe).armed);
+            let nap = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 1_000_000,
+            };
+            libc::syscall(
+                libc::SYS_nanosleep,
+                &nap as *const libc::timespec,
+                std::ptr::null_mut::<libc::timespec>(),
+            );
+            match slot.read_volatile() {
+                0 => 0,
+                _ => 1,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// The check passes for the real descriptor; for one whose abort address lacks
+        /// the signature the kernel kills the child, and only the child.
+        #[test]
+        fn a_refused_descriptor_kills_only_the_child() {
+            static WRONG: Signature = Signature([!RSEQ_SIG, 0]);
+            let abort_ip = std::ptr::addr_of!(WRONG) as u64 + 4;
+            let section = Box::leak(Box::new(CriticalSection {
+                version: 0,
+                flags: 0,
+                start_ip: abort_ip,
+                post_commit_offset: 0,
+                abort_ip,
+            }));
+            let (clock, area_size) = Clock::from_glibc().expect("glibc registers rseq here");
+            assert!(clock.matches_glibcs_registration(area_size));
+            assert!(clock.works_in_a_child());
+            let refused = Clock {
+                area_offset: clock.area_offset,
+                armed: std::ptr::from_ref(section) as u64,
+            };
+            assert!(!refused.works_in_a_child());
+            // The child armed its own area, not this thread's (which this thread must
+            // never arm with the refused descriptor: the kernel would kill this process).
+            // SAFETY: the calling thread's own rseq area.
+            let own = unsafe { clock.slot().read_volatile() };
+            assert_ne!(own, refused.armed);
         }
     }
 }
