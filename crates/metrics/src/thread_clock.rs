@@ -198,19 +198,10 @@ mod rseq {
             if area_size < 16 {
                 return None;
             }
-            let abort_ip = std::ptr::addr_of!(SIGNATURE) as u64 + 4;
-            let section = Box::leak(Box::new(CriticalSection {
-                version: 0,
-                flags: 0,
-                start_ip: abort_ip,
-                // An empty range: no instruction is ever inside it.
-                post_commit_offset: 0,
-                abort_ip,
-            }));
             Some((
                 Self {
                     area_offset,
-                    armed: std::ptr::from_ref(section) as u64,
+                    armed: empty_section_after(&SIGNATURE),
                 },
                 area_size,
             ))
@@ -349,6 +340,22 @@ mod rseq {
         }
     }
 
+    /// The address of a new critical-section descriptor (leaked: the kernel may read it
+    /// for the rest of the process's life) that covers no code, aborting to just after
+    /// `signature`'s first word.
+    fn empty_section_after(signature: &'static Signature) -> u64 {
+        let abort_ip = std::ptr::from_ref(signature) as u64 + 4;
+        let section = Box::leak(Box::new(CriticalSection {
+            version: 0,
+            flags: 0,
+            start_ip: abort_ip,
+            // An empty range: no instruction is ever inside it.
+            post_commit_offset: 0,
+            abort_ip,
+        }));
+        std::ptr::from_ref(section) as u64
+    }
+
     /// Stack of the probing child: it makes four system calls.
     const CHILD_STACK_BYTES: usize = 16 << 10;
 
@@ -414,20 +421,12 @@ mod rseq {
         #[test]
         fn a_refused_descriptor_kills_only_the_child() {
             static WRONG: Signature = Signature([!RSEQ_SIG, 0]);
-            let abort_ip = std::ptr::addr_of!(WRONG) as u64 + 4;
-            let section = Box::leak(Box::new(CriticalSection {
-                version: 0,
-                flags: 0,
-                start_ip: abort_ip,
-                post_commit_offset: 0,
-                abort_ip,
-            }));
             let (clock, area_size) = Clock::from_glibc().expect("glibc registers rseq here");
             assert!(clock.matches_glibcs_registration(area_size));
             assert!(clock.works_in_a_child());
             let refused = Clock {
                 area_offset: clock.area_offset,
-                armed: std::ptr::from_ref(section) as u64,
+                armed: empty_section_after(&WRONG),
             };
             assert!(!refused.works_in_a_child());
             // The child armed its own area, not this thread's (which this thread must
