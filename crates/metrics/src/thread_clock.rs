@@ -299,6 +299,12 @@ mod rseq {
         /// no rseq area, so it registers its own, with glibc's signature, which
         /// [`Self::matches_glibcs_registration`] checks separately.
         fn works_in_a_child(&self) -> bool {
+            // Before Linux 5.16 a core dump of the child would kill every process sharing
+            // its memory, this one too: there the check is not made, and every read is the
+            // system call.
+            if !kernel_at_least(release_of_running_kernel().as_deref(), (5, 16)) {
+                return false;
+            }
             let mut probe = ChildProbe {
                 area: Area {
                     cpu_id_start: 0,
@@ -354,6 +360,34 @@ mod rseq {
             abort_ip,
         }));
         std::ptr::from_ref(section) as u64
+    }
+
+    /// The running kernel's release (`uname -r`).
+    fn release_of_running_kernel() -> Option<String> {
+        // SAFETY: `uname` fills the zeroed struct; its fields are NUL-terminated.
+        unsafe {
+            let mut names: libc::utsname = std::mem::zeroed();
+            if libc::uname(&mut names) != 0 {
+                return None;
+            }
+            let release = std::ffi::CStr::from_ptr(names.release.as_ptr());
+            Some(release.to_string_lossy().into_owned())
+        }
+    }
+
+    /// Whether a kernel `release` such as `6.1.0-28-amd64` is at least `(major, minor)`;
+    /// false when it cannot be read.
+    fn kernel_at_least(release: Option<&str>, (major, minor): (u32, u32)) -> bool {
+        let mut numbers = release
+            .unwrap_or("")
+            .split(['.', '-'])
+            .map(str::parse::<u32>);
+        match (numbers.next(), numbers.next()) {
+            (Some(Ok(have_major)), Some(Ok(have_minor))) => {
+                (have_major, have_minor) >= (major, minor)
+            }
+            _ => false,
+        }
     }
 
     /// Stack of the probing child: it makes four system calls.
@@ -415,6 +449,16 @@ mod rseq {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn kernel_releases_compare_by_major_then_minor() {
+            assert!(kernel_at_least(Some("6.18.44-fc-v1272"), (5, 16)));
+            assert!(kernel_at_least(Some("5.16.0"), (5, 16)));
+            assert!(!kernel_at_least(Some("5.15.0-91-generic"), (5, 16)));
+            assert!(!kernel_at_least(Some("4.19.0"), (5, 16)));
+            assert!(!kernel_at_least(Some("weird"), (5, 16)));
+            assert!(!kernel_at_least(None, (5, 16)));
+        }
 
         /// The check passes for the real descriptor; for one whose abort address lacks
         /// the signature the kernel kills the child, and only the child.
