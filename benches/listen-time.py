@@ -4,8 +4,9 @@
 round), reads its stderr until the `listening` event, sends `GET /` on a new connection at
 once and prints, per binary, the median and quartiles of the time from spawn to that
 line's timestamp, and of the time from reading that line to the response's first bytes
-(what the first request costs beyond the start-up before it). Each binary gets its own compile cache (filled by the first
-start, which is not counted). Finer than `first-200` for changes before the first request.
+(what the first request costs beyond the start-up before it). Each binary gets its own
+compile cache (filled by the first start, which is not counted). Finer than `first-200`
+for changes before or in the first request.
 
 Usage: benches/listen-time.py [--rounds N] WISP [WISP...]   (run from the repository root
 after `cargo build --release -p wisp-test-programs`; listens on 127.0.0.1:18800 only)
