@@ -15,13 +15,17 @@ How the functions are found, page by page, on the real release binary:
    read-ahead is off (`read_ahead_kb` 0, restored afterwards; a file keeps the setting it
    was opened with): each page fault reads and maps exactly its own 4 KiB page, so the
    present pages afterwards are the pages that ran.
-3. Phase `start`: start, first responses (of two apps in turn: a component given by
-   `--from`, and the README's example by its `spin.toml`). Then the code pages are paged out
-   (`process_madvise(MADV_PAGEOUT)`) and phase `serve` runs sequential and concurrent
-   requests and an idle pause: what the serving process needs once started.
-4. Output: the functions on `serve` pages first, then those on other pages that ran
-   between the markers `wisp_startup_code_begin` and `wisp_startup_code_end` (`wisp up`
-   unmaps that group once it serves), each group in the original address order.
+3. Phase `start`: start until the port takes connections, no request (of two apps in
+   turn: a component given by `--from`, and the README's example by its `spin.toml`). Then
+   the code pages are paged out (`process_madvise(MADV_PAGEOUT)`), phase `first` sends
+   the first 20 requests, the pages are paged out again, and phase `serve` runs sequential
+   and concurrent requests and an idle pause: what the serving process needs once
+   started. (The shim's scenario has no `first` phase: its start includes the requests.)
+4. Output: the functions on `serve` pages first, then the other functions on `first`
+   pages (a connection's and a pool slot's first use: kept mapped, next to the serving
+   code), then those on other pages that ran, between the markers
+   `wisp_startup_code_begin` and `wisp_startup_code_end` (`wisp up` unmaps that group
+   once it serves), each group in the original address order.
 
 Every function sharing a touched page is listed, so the order over-includes; run the
 script again on a binary linked with the new order to tighten it. Symbol names carry the
@@ -282,6 +286,19 @@ class WispUp:
     def wait_ready(self):
         wait_ready(self.port, self.proc, self.path)
 
+    def wait_listening(self):
+        """Until the port takes connections (none is sent a request): the start-up alone."""
+        for _ in range(600):
+            if self.proc.poll() is not None:
+                sys.exit(f"{self.proc.args[0]} exited with {self.proc.returncode} before listening")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.01)
+        # What follows the bind (the summary, the start of the accept loop) runs too.
+        time.sleep(0.2)
+
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait()
@@ -405,15 +422,28 @@ def probe_once(scenario, app, binary):
         run.warm_up()
         evict(probe)
         # Processes keep the setting their binary was opened with.
+        first = {}
         with ReadAheadOff(probe):
             run.start()
-            run.wait_ready()
+            if hasattr(run, "wait_listening"):
+                run.wait_listening()
+            else:
+                run.wait_ready()
         try:
-            for _ in range(20):
-                get(port, run.path)
             pids = processes_of(probe)
             at_start = code_pages(pids, probe)
-            for pid, ((start, end), _) in at_start.items():
+            if hasattr(run, "wait_listening"):
+                # The first requests on their own: what they run beyond the start-up.
+                for pid, ((start, end), _) in at_start.items():
+                    page_out(pid, start, end)
+                for _ in range(20):
+                    get(port, run.path)
+                first = code_pages(pids, probe)
+            else:
+                for _ in range(20):
+                    get(port, run.path)
+                at_start = code_pages(pids, probe)
+            for pid, ((start, end), _) in {**at_start, **first}.items():
                 page_out(pid, start, end)
             left = sum(len(pages) for _, pages in code_pages(pids, probe).values())
             exercise(port, run.path, 3)
@@ -429,11 +459,14 @@ def probe_once(scenario, app, binary):
     # pages are what serving ran plus some of those; every process's count as ran.
     ran = set().union(*(pages for _, pages in at_start.values()))
     ran |= set().union(*(pages for _, pages in serving.values()))
+    first_pages = set().union(*(pages for _, pages in first.values()))
+    ran |= first_pages
     serve_pages = serving[server][1]
     kib = PAGE // 1024
     print(f"{app}: {len(pids)} process(es); code pages: ran {len(ran) * kib} KiB, "
+          f"first requests {len(first_pages) * kib} KiB, "
           f"{left * kib} KiB left after paging out, serving {len(serve_pages) * kib} KiB")
-    return ran, serve_pages
+    return ran, first_pages, serve_pages
 
 
 def stale(map_path, order_path):
@@ -463,23 +496,31 @@ def main():
     binary, map_path, out = args
     if os.geteuid() != 0:
         sys.exit("run as root: it reads /proc/PID/pagemap and evicts the binary from the page cache")
-    ran_pages, serve_pages = set(), set()
+    ran_pages, first_pages, serve_pages = set(), set(), set()
     for app in scenario.apps:
-        ran, serving = probe_once(scenario, app, binary)
+        ran, first, serving = probe_once(scenario, app, binary)
         ran_pages |= ran
+        first_pages |= first
         serve_pages |= serving
     sections = text_sections(map_path)
     markers = {"wisp_startup_code_begin", "wisp_startup_code_end"}
     serve = [s for s in symbols_on(serve_pages, sections) if s not in markers]
     listed = set(serve) | markers
+    # What only the first requests ran (a connection's and a pool slot's first use), next
+    # to the serving code and outside the group unmapped once serving: the first request
+    # after that unmapping finds it together instead of spread over the start-up code.
+    first_only = [s for s in symbols_on(first_pages, sections) if s not in listed]
+    listed |= set(first_only)
     start_only = [s for s in symbols_on(ran_pages, sections) if s not in listed]
     # The markers around the start-only group: `wisp up` unmaps what lies between them
     # once it serves (wisp_engine::release_startup_code).
-    order = serve + ["wisp_startup_code_begin"] + start_only + ["wisp_startup_code_end"]
+    order = (serve + first_only + ["wisp_startup_code_begin"] + start_only
+             + ["wisp_startup_code_end"])
     with open(out, "w") as f:
         f.write("\n".join(order) + "\n")
     print(f"{len(sections)} sections in the map")
-    print(f"wrote {out}: {len(serve)} serve symbols, then {len(start_only)} start-only symbols")
+    print(f"wrote {out}: {len(serve)} serve symbols, {len(first_only)} first-request "
+          f"symbols, then {len(start_only)} start-only symbols")
 
 
 if __name__ == "__main__":

@@ -251,7 +251,11 @@ impl WispEngine {
             (build(&config, false)?, false)
         };
         let baseline = Arc::new(OnceLock::new());
-        let ticker = Arc::new(EpochTicker::spawn(engine.clone(), baseline.clone()));
+        let ticker = Arc::new(EpochTicker::spawn(
+            engine.clone(),
+            baseline.clone(),
+            TICKER_GRACE_TICKS,
+        ));
         let permits = usize::try_from(config.max_instances).unwrap_or(usize::MAX);
         let budget = Arc::new(budget::MemoryBudget::new(config.memory_budget));
         Ok(Self {
@@ -551,29 +555,41 @@ impl Drop for BaselineHold {
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] while an instance is alive, so
-/// deadlines can interrupt guests. With none alive it parks: an idle process would
-/// otherwise wake 100 times a second (about 3 ms of CPU a second in a shim pod here).
+/// deadlines can interrupt guests. After [`TICKER_GRACE_TICKS`] with none alive it parks:
+/// an idle process would otherwise wake 100 times a second (about 3 ms of CPU a second in
+/// a shim pod here). The grace spares a steady trickle of requests (one at a time: every
+/// instance the first alive) a wake-up of this thread per request.
 struct EpochTicker {
     state: Arc<TickerState>,
     thread: std::thread::Thread,
     join: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Ticks in a row without an instance alive before the ticker parks (one second).
+const TICKER_GRACE_TICKS: u32 = 100;
+
 struct TickerState {
     stop: AtomicBool,
     /// Instances alive ([`Ticking`] guards).
     live: std::sync::atomic::AtomicUsize,
+    /// Whether the ticker is parked, or about to park: only then does a new instance wake it.
+    parked: AtomicBool,
     /// Ticks so far (for tests).
     ticks: std::sync::atomic::AtomicU64,
 }
 
 impl EpochTicker {
     /// Ticks `engine`, and the baseline engine once there is one (its stores' deadlines
-    /// count the same ticks).
-    fn spawn(engine: wasmtime::Engine, baseline: Arc<OnceLock<Option<wasmtime::Engine>>>) -> Self {
+    /// count the same ticks); parks after `grace_ticks` without an instance.
+    fn spawn(
+        engine: wasmtime::Engine,
+        baseline: Arc<OnceLock<Option<wasmtime::Engine>>>,
+        grace_ticks: u32,
+    ) -> Self {
         let state = Arc::new(TickerState {
             stop: AtomicBool::new(false),
             live: std::sync::atomic::AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
             ticks: std::sync::atomic::AtomicU64::new(0),
         });
         let join = std::thread::Builder::new()
@@ -581,12 +597,23 @@ impl EpochTicker {
             .spawn({
                 let state = state.clone();
                 move || {
+                    let mut idle_ticks = grace_ticks;
                     while !state.stop.load(Ordering::Acquire) {
-                        if state.live.load(Ordering::Acquire) == 0 {
-                            // Woken by the first instance (or the stop); a wake-up that
-                            // came before this park makes it return at once.
-                            std::thread::park();
+                        if state.live.load(Ordering::SeqCst) > 0 {
+                            idle_ticks = 0;
+                        } else if idle_ticks >= grace_ticks {
+                            // Say so before the last look at `live`: an instance counted
+                            // after that look sees the flag and wakes the thread (a wake-up
+                            // that comes before the park makes it return at once).
+                            state.parked.store(true, Ordering::SeqCst);
+                            if state.live.load(Ordering::SeqCst) == 0 {
+                                std::thread::park();
+                            }
+                            state.parked.store(false, Ordering::SeqCst);
+                            idle_ticks = 0;
                             continue;
+                        } else {
+                            idle_ticks += 1;
                         }
                         std::thread::sleep(EPOCH_TICK);
                         engine.increment_epoch();
@@ -607,7 +634,8 @@ impl EpochTicker {
 
     /// Keeps the epoch advancing while the returned guard lives (an instance's store).
     fn ticking(self: &Arc<Self>) -> Ticking {
-        if self.state.live.fetch_add(1, Ordering::AcqRel) == 0 {
+        self.state.live.fetch_add(1, Ordering::SeqCst);
+        if self.state.parked.load(Ordering::SeqCst) {
             self.thread.unpark();
         }
         Ticking(self.clone())
@@ -637,12 +665,14 @@ impl Drop for Ticking {
 mod ticker_tests {
     use super::*;
 
-    /// The ticker ticks only while a guard lives, and starts again for the next one.
+    /// The ticker ticks only while a guard lives (and its grace after), and starts again
+    /// for the next one.
     #[test]
     fn the_epoch_ticker_parks_without_instances() {
         let ticker = Arc::new(EpochTicker::spawn(
             wasmtime::Engine::default(),
             Arc::default(),
+            3,
         ));
         let ticks = || ticker.state.ticks.load(Ordering::Relaxed);
         std::thread::sleep(EPOCH_TICK * 5);
@@ -666,7 +696,38 @@ mod ticker_tests {
             }
             std::thread::sleep(EPOCH_TICK * 5);
             assert_eq!(ticks(), parked, "round {round}: parked again");
+            assert!(ticker.state.parked.load(Ordering::SeqCst));
         }
+    }
+
+    /// Instances one after the other, each gone before the next (requests at concurrency
+    /// 1), find the ticker awake within its grace: none of them has to wake it.
+    #[test]
+    fn a_trickle_of_instances_keeps_the_ticker_awake() {
+        let ticker = Arc::new(EpochTicker::spawn(
+            wasmtime::Engine::default(),
+            Arc::default(),
+            TICKER_GRACE_TICKS,
+        ));
+        std::thread::sleep(EPOCH_TICK * 3);
+        assert!(
+            ticker.state.parked.load(Ordering::SeqCst),
+            "parked at the start"
+        );
+        drop(ticker.ticking());
+        let first = ticker.state.ticks.load(Ordering::Relaxed);
+        for _ in 0..5 {
+            std::thread::sleep(EPOCH_TICK * 2);
+            assert!(
+                !ticker.state.parked.load(Ordering::SeqCst),
+                "awake within the grace"
+            );
+            drop(ticker.ticking());
+        }
+        assert!(
+            ticker.state.ticks.load(Ordering::Relaxed) > first,
+            "it kept ticking"
+        );
     }
 }
 
