@@ -286,18 +286,22 @@ class WispUp:
     def wait_ready(self):
         wait_ready(self.port, self.proc, self.path)
 
-    def wait_listening(self):
-        """Until the port takes connections (none is sent a request): the start-up alone."""
+    # The start-up is probed without a request, the first requests apart from it.
+    first_requests_apart = True
+
+    def wait_started(self):
+        """Until the port takes connections, no request sent: the start-up alone."""
         for _ in range(600):
             if self.proc.poll() is not None:
                 sys.exit(f"{self.proc.args[0]} exited with {self.proc.returncode} before listening")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
+                # What follows the bind (the summary, the start of the accept loop) runs too.
+                time.sleep(0.2)
+                return
             except OSError:
                 time.sleep(0.01)
-        # What follows the bind (the summary, the start of the accept loop) runs too.
-        time.sleep(0.2)
+        sys.exit(f"{self.proc.args[0]} did not listen on 127.0.0.1:{self.port} within 6 s")
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -363,6 +367,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     def wait_ready(self):
         wait_ready(self.port, self.containerd, self.path)
 
+    # A pod's start includes its first requests (containerd's set-up runs beside them).
+    first_requests_apart = False
+    wait_started = wait_ready
+
     def warm_up(self):
         # The first container precompiles the layer into containerd's content store.
         self.run("warm")
@@ -407,6 +415,12 @@ def code_pages(pids, probe):
     return found
 
 
+def page_out_code(found):
+    """Pages out the code mappings of `code_pages`'s answer."""
+    for pid, ((start, end), _) in found.items():
+        page_out(pid, start, end)
+
+
 def probe_once(scenario, app, binary):
     """One start of a copy of `binary` with read-ahead off: the code pages (link-relative
     page numbers, all processes together) that the start ran, and that serving ran."""
@@ -422,20 +436,16 @@ def probe_once(scenario, app, binary):
         run.warm_up()
         evict(probe)
         # Processes keep the setting their binary was opened with.
-        first = {}
         with ReadAheadOff(probe):
             run.start()
-            if hasattr(run, "wait_listening"):
-                run.wait_listening()
-            else:
-                run.wait_ready()
+            run.wait_started()
         try:
             pids = processes_of(probe)
-            at_start = code_pages(pids, probe)
-            if hasattr(run, "wait_listening"):
+            first = {}
+            if run.first_requests_apart:
                 # The first requests on their own: what they run beyond the start-up.
-                for pid, ((start, end), _) in at_start.items():
-                    page_out(pid, start, end)
+                at_start = code_pages(pids, probe)
+                page_out_code(at_start)
                 for _ in range(20):
                     get(port, run.path)
                 first = code_pages(pids, probe)
@@ -443,8 +453,7 @@ def probe_once(scenario, app, binary):
                 for _ in range(20):
                     get(port, run.path)
                 at_start = code_pages(pids, probe)
-            for pid, ((start, end), _) in {**at_start, **first}.items():
-                page_out(pid, start, end)
+            page_out_code(at_start)
             left = sum(len(pages) for _, pages in code_pages(pids, probe).values())
             exercise(port, run.path, 3)
             serving = code_pages(pids, probe)
