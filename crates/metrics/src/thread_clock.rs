@@ -118,6 +118,11 @@ mod rseq {
     /// nothing measurable.
     const MAX_ANCHOR_AGE_NANOS: u64 = 10_000_000;
 
+    /// Tries at anchoring per read. Untraced, a second try is rare (a switch right in the
+    /// system call); traced, every try fails, and before this bound the read never
+    /// returned: a `strace -p` of a serving process hung every request.
+    const ANCHOR_ATTEMPTS: usize = 3;
+
     /// `struct rseq_cs` of `linux/rseq.h`.
     #[repr(C, align(32))]
     struct CriticalSection {
@@ -252,21 +257,38 @@ mod rseq {
                     return anchor.last;
                 }
             }
-            loop {
+            self.reanchor(slot, anchor, super::thread_cpu_nanos_by_syscall)
+        }
+
+        /// Reads the CPU clock by `read_cpu` (the system call) and, when no switch came
+        /// between arming and the monotonic read, anchors later reads on it.
+        ///
+        /// A traced thread (`strace`, a debugger catching system calls) stops at every
+        /// system call, and each stop clears the flag, so anchoring can keep failing: after
+        /// [`ANCHOR_ATTEMPTS`] the value read is returned without an anchor.
+        fn reanchor(
+            &self,
+            slot: *mut u64,
+            mut anchor: Anchor,
+            mut read_cpu: impl FnMut() -> u64,
+        ) -> u64 {
+            for _ in 0..ANCHOR_ATTEMPTS {
                 self.arm(slot);
-                let cpu = super::thread_cpu_nanos_by_syscall();
+                let cpu = read_cpu();
                 let monotonic = monotonic_nanos();
+                anchor.last = anchor.last.max(cpu);
                 // A switch between arming and here would make the pair inconsistent.
                 if self.is_armed(slot) {
-                    let last = anchor.last.max(cpu);
-                    ANCHOR.set(Anchor {
-                        cpu,
-                        monotonic,
-                        last,
-                    });
-                    return last;
+                    anchor.cpu = cpu;
+                    anchor.monotonic = monotonic;
+                    ANCHOR.set(anchor);
+                    return anchor.last;
                 }
             }
+            // No anchor: the next read takes the system call again.
+            anchor.monotonic = 0;
+            ANCHOR.set(anchor);
+            anchor.last
         }
 
         /// Whether glibc registered the calling thread's rseq area where [`Self::slot`]
@@ -458,6 +480,37 @@ mod rseq {
             assert!(!kernel_at_least(Some("4.19.0"), (5, 16)));
             assert!(!kernel_at_least(Some("weird"), (5, 16)));
             assert!(!kernel_at_least(None, (5, 16)));
+        }
+
+        /// A thread whose flag is cleared at every system call, as a tracer's stops do,
+        /// still gets its clock, after a bounded number of system calls, and its next
+        /// read does not trust the failed anchor.
+        #[test]
+        fn a_thread_stopped_at_every_system_call_still_reads_its_clock() {
+            let (clock, _) = Clock::from_glibc().expect("glibc registers rseq here");
+            // Only a descriptor the kernel accepts may arm this thread's own area.
+            assert!(clock.works_in_a_child());
+            let slot = clock.slot();
+            let mut reads = 0;
+            let stopped_at_every_call = || {
+                reads += 1;
+                // SAFETY: the calling thread's own rseq area; null is "not armed".
+                unsafe { slot.write_volatile(0) };
+                super::super::thread_cpu_nanos_by_syscall()
+            };
+            let before = super::super::thread_cpu_nanos_by_syscall();
+            let read = clock.reanchor(slot, ANCHOR.get(), stopped_at_every_call);
+            assert_eq!(reads, ANCHOR_ATTEMPTS);
+            assert!(
+                read >= before,
+                "read {read} ns, the clock was at {before} ns"
+            );
+            assert_eq!(
+                ANCHOR.get().monotonic,
+                0,
+                "a failed anchor must not be kept"
+            );
+            assert!(clock.read() >= read, "the clock went back");
         }
 
         /// The check passes for the real descriptor; for one whose abort address lacks
