@@ -6,13 +6,16 @@
 # the flooded phase, for each binary: the release `wisp`, and with NOISY_WISP_BASELINE the
 # given older binary too, alternating RUNS times (this machine's p99 swings between runs).
 # benches/node.sh measures the same target inside its 10,000-app run.
-# Usage: [FLOOD=hello] [RUNS=3] [NOISY_WISP_BASELINE=/path/to/wisp] benches/node-noisy.sh [seconds (5)]
+# NOISY_FLOOD_NICE=19 runs the flood's load generator at that nice level: on this 2-core
+# machine it shares the cores with the node, which clients of a real node would not.
+# Usage: [FLOOD=hello] [RUNS=3] [NOISY_WISP_BASELINE=/path/to/wisp] [NOISY_FLOOD_NICE=19] benches/node-noisy.sh [seconds (5)]
 # Loopback only; every load run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-5}"
 RUNS="${RUNS:-3}"
 FLOOD="${FLOOD:-touch4mib}"
+FLOOD_NICE="${NOISY_FLOOD_NICE:-0}"
 PORT=18591
 ADMIN=18592
 . benches/common.sh
@@ -49,7 +52,7 @@ one_run() { # wisp binary -> "quiet alone p99, flooded p99, flood req/s, node CP
   curl -fs -o /dev/null -H 'Host: flood.localhost' "http://127.0.0.1:$PORT/"
   local alone flooded ticks0 ticks1
   alone=$(wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/" | p99)
-  wrk -t2 -c256 -d$((DURATION + 2))s -H 'Host: flood.localhost' "http://127.0.0.1:$PORT/" >"$WORK/flood.wrk" 2>&1 &
+  nice -n "$FLOOD_NICE" wrk -t2 -c256 -d$((DURATION + 2))s -H 'Host: flood.localhost' "http://127.0.0.1:$PORT/" >"$WORK/flood.wrk" 2>&1 &
   local flood_wrk=$!
   sleep 1
   ticks0=$(awk '{print $14 + $15}' "/proc/$NODE_PID/stat")
@@ -62,7 +65,7 @@ one_run() { # wisp binary -> "quiet alone p99, flooded p99, flood req/s, node CP
   echo "quiet p99 alone ${alone} us, beside the flood ${flooded} us ($(awk -v a="$flooded" -v b="$alone" 'BEGIN{printf "%.2f", a/b}')x); flood $(wrk_rps <"$WORK/flood.wrk") req/s; node CPU $((ticks1 - ticks0)) ticks in ${DURATION} s"
 }
 
-echo "noisy neighbour in the node: flood $FLOOD at c=256, quiet hello at c=1, ${DURATION} s each"
+echo "noisy neighbour in the node: flood $FLOOD at c=256 (its wrk at nice $FLOOD_NICE), quiet hello at c=1, ${DURATION} s each"
 for run in $(seq 1 "$RUNS"); do
   [ -n "${NOISY_WISP_BASELINE:-}" ] && echo "run $run baseline: $(one_run "$NOISY_WISP_BASELINE")"
   echo "run $run wisp:     $(one_run "$WISP")"
