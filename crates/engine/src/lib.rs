@@ -555,8 +555,8 @@ impl Drop for BaselineHold {
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] while an instance is alive, so
-/// deadlines can interrupt guests. After [`TICKER_GRACE_TICKS`] with none alive it parks:
-/// an idle process would otherwise wake 100 times a second (about 3 ms of CPU a second in
+/// deadlines can interrupt guests. After [`TICKER_GRACE`] with none alive it parks:
+/// an idle process would otherwise wake every tick, 100 times a second (about 3 ms of CPU a second in
 /// a shim pod here). The grace spares a steady trickle of requests (one at a time: every
 /// instance the first alive) a wake-up of this thread per request.
 struct EpochTicker {
@@ -565,8 +565,11 @@ struct EpochTicker {
     join: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Ticks in a row without an instance alive before the ticker parks (one second).
-const TICKER_GRACE_TICKS: u32 = 100;
+/// How long the ticker keeps ticking without an instance alive before it parks.
+const TICKER_GRACE: Duration = Duration::from_secs(1);
+
+/// [`TICKER_GRACE`] in ticks.
+const TICKER_GRACE_TICKS: u32 = (TICKER_GRACE.as_millis() / EPOCH_TICK.as_millis()) as u32;
 
 struct TickerState {
     stop: AtomicBool,
