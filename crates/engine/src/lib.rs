@@ -555,9 +555,9 @@ impl Drop for BaselineHold {
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] while an instance is alive, so
-/// deadlines can interrupt guests. After [`TICKER_GRACE`] with none alive it parks:
-/// an idle process would otherwise wake every tick, 100 times a second (about 3 ms of CPU a second in
-/// a shim pod here). The grace spares a steady trickle of requests (one at a time: every
+/// deadlines can interrupt guests. After [`TICKER_GRACE`] with none alive it parks: an
+/// idle process would otherwise wake at every tick (about 3 ms of CPU a second in a shim
+/// pod here, at the 10 ms tick). The grace spares a steady trickle of requests (one at a time: every
 /// instance the first alive) a wake-up of this thread per request.
 struct EpochTicker {
     state: Arc<TickerState>,
