@@ -7,7 +7,11 @@ link map of an identical build, so the installed `wisp` can be profiled as it is
     perf script --no-inline -i /tmp/perf.data | scripts/perf-symbols.py target/release/wisp target/wisp.map --flat 40
 
 `--flat N` prints the N functions most samples were in (the first frame of each sample,
-any binary or the kernel), with each file's share; without it, the input comes back with
+any binary or the kernel), with each file's share; `--flat-user N` the same, counting each
+sample in its first frame outside the kernel (the code that made the system call or took
+the fault; a sample with kernel frames only counts as `[kernel only]`), which is how a
+thread's time splits between its callers, e.g. `perf script --no-inline --comm
+wisp-engine-set | scripts/perf-symbols.py … --flat-user 20`. Without either, the input comes back with
 the binary's frames named (for call stacks of tracepoints, e.g. `-e
 syscalls:sys_enter_futex --call-graph dwarf`). `--no-inline` matters: without it `perf
 script` runs `addr2line` on every mapped file, which can take hours here.
@@ -75,11 +79,12 @@ def demangled(lines):
 
 def main():
     args = sys.argv[1:]
-    top = None
-    if "--flat" in args:
-        i = args.index("--flat")
-        top = int(args[i + 1])
-        del args[i:i + 2]
+    top, skip_kernel = None, False
+    for flag in ("--flat", "--flat-user"):
+        if flag in args:
+            i = args.index(flag)
+            top, skip_kernel = int(args[i + 1]), flag == "--flat-user"
+            del args[i:i + 2]
     if len(args) != 2:
         sys.exit(__doc__)
     names = Names(*args)
@@ -90,18 +95,33 @@ def main():
             out.append(f"\t{frame[1]} ({frame[0]})" if frame else line.rstrip("\n"))
         print("\n".join(demangled(out)))
         return
-    by_function, by_file, samples, leaf_seen = collections.Counter(), collections.Counter(), 0, True
+    by_function, by_file, samples = collections.Counter(), collections.Counter(), 0
+    # Whether the current sample is counted yet; True outside a sample.
+    counted, kernel_only = True, False
+
+    def count(file, function):
+        nonlocal samples
+        samples += 1
+        by_file[file] += 1
+        by_function[f"{function} ({file})"] += 1
+
     for line in sys.stdin:
         frame = names.frame(line.rstrip("\n"))
         if frame is None:
-            # A sample's header line (or the blank line between samples).
-            leaf_seen = not line.strip()
+            # A sample's header line (or the blank line after a sample).
+            if kernel_only:
+                count("[kernel]", "[kernel only]")
+            counted, kernel_only = not line.strip(), False
             continue
-        if not leaf_seen:
-            leaf_seen = True
-            samples += 1
-            by_file[frame[0]] += 1
-            by_function[f"{frame[1]} ({frame[0]})"] += 1
+        if counted:
+            continue
+        if skip_kernel and frame[0] == "[kernel.kallsyms]":
+            kernel_only = True
+            continue
+        counted, kernel_only = True, False
+        count(*frame)
+    if kernel_only:
+        count("[kernel]", "[kernel only]")
     if not samples:
         sys.exit("no samples with call chains in the input: record with -g")
     print(f"{samples} samples")
