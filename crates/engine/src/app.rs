@@ -212,7 +212,11 @@ impl LoadedApp {
         let limits = limits.resolve(engine, &locked.metadata.name)?;
         // Exactly the capabilities `capabilities` was prepared with: one an embedder left
         // out is not linked, so a component importing it is refused below.
-        let linker = Arc::new(linker(engine.engine(), |l| capabilities.add_to_linker(l))?);
+        let linker = AppLinker {
+            engine,
+            capabilities,
+            linker: OnceLock::new(),
+        };
         // The same interfaces on the baseline engine, linked only if a component uses it.
         let baseline = BaselineLinker::new(capabilities);
         let http_only = http_only_components(&locked);
@@ -264,6 +268,72 @@ impl LoadedApp {
     /// A component by id.
     pub fn component(&self, id: &str) -> Option<&Arc<LoadedComponent>> {
         self.components.get(id)
+    }
+}
+
+/// The linkers an engine has built, by the capabilities they link: every app load with
+/// the same capabilities (all of them, for `wisp up`, the node and the shim) takes the
+/// same linker instead of linking a few hundred host functions again.
+#[derive(Default)]
+pub(crate) struct SharedLinkers(std::sync::Mutex<HashMap<wisp_host::LinkerKey, Arc<LinkerCell>>>);
+
+/// One linker, or why linking failed (the same for every caller), once linked.
+type LinkerCell = OnceLock<Result<Arc<Linker<Host>>, String>>;
+
+impl SharedLinkers {
+    /// The linker for `key`, linked with `add_capabilities` by the first caller.
+    pub(crate) fn get(
+        &self,
+        engine: &WispEngine,
+        key: &wisp_host::LinkerKey,
+        add_capabilities: impl FnOnce(&mut Linker<Host>) -> wasmtime::Result<()>,
+    ) -> Result<Arc<Linker<Host>>, EngineError> {
+        let cell = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        // Linked outside the map's lock: loads with other capabilities do not wait, and a
+        // second load with these waits here for the first one's linker.
+        cell.get_or_init(|| {
+            linker(engine.engine(), add_capabilities)
+                .map(Arc::new)
+                .map_err(|e| match e {
+                    EngineError::Config(message) => message,
+                    other => other.to_string(),
+                })
+        })
+        .clone()
+        .map_err(EngineError::Config)
+    }
+
+    pub(crate) fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// An app's linker, taken from the engine's [`SharedLinkers`] when its first component
+/// needs it.
+struct AppLinker<'a> {
+    engine: &'a WispEngine,
+    capabilities: &'a AppCapabilities,
+    linker: OnceLock<Arc<Linker<Host>>>,
+}
+
+impl AppLinker<'_> {
+    fn get(&self) -> Result<&Arc<Linker<Host>>, EngineError> {
+        if let Some(linker) = self.linker.get() {
+            return Ok(linker);
+        }
+        let linker = self
+            .engine
+            .linkers
+            .get(self.engine, self.capabilities.linker_key(), |l| {
+                self.capabilities.add_to_linker(l)
+            })?;
+        Ok(self.linker.get_or_init(|| linker))
     }
 }
 
@@ -476,7 +546,11 @@ pub fn inspect_component(
     id: &str,
     bytes: &[u8],
 ) -> Result<ComponentReport, EngineError> {
-    let linker = linker(engine.engine(), wisp_host::add_to_linker)?;
+    let linker = engine.linkers.get(
+        engine,
+        &wisp_host::LinkerKey::defaults(),
+        wisp_host::add_to_linker,
+    )?;
     let digest = sha256_digest(bytes);
     let component = crate::cache::compile(
         engine.engine(),
@@ -600,7 +674,7 @@ impl LoadedComponent {
     #[allow(clippy::too_many_arguments)]
     fn load(
         engine: &WispEngine,
-        linker: &Arc<Linker<Host>>,
+        linker: &AppLinker<'_>,
         baseline: Option<&BaselineLinker<'_>>,
         locked: &LockedComponent,
         files_root: &Path,
@@ -616,7 +690,7 @@ impl LoadedComponent {
         let tier = match engine.code.get(&code_digest) {
             Some(code) => {
                 engine.metrics.compiled(Some("memory"));
-                TierCell::new(Tier::link(engine.engine(), linker, code, id, false)?)
+                TierCell::new(Tier::link(engine.engine(), linker.get()?, code, id, false)?)
             }
             None => {
                 let cache_dir = engine.config().cache_dir.as_deref();
@@ -629,18 +703,21 @@ impl LoadedComponent {
                 match cached {
                     Some(cached) => {
                         let code = engine.code.insert(&code_digest, cached);
-                        TierCell::new(Tier::link(engine.engine(), linker, code, id, false)?)
+                        TierCell::new(Tier::link(engine.engine(), linker.get()?, code, id, false)?)
                     }
                     // Baseline code another app's copy of this component already serves
                     // from, while its optimised code compiles: share both.
                     None => match baseline
-                        .and_then(|b| tiers::join_pending(engine, b, linker, id, &code_digest))
-                    {
+                        .map(|b| Ok::<_, EngineError>((b, linker.get()?)))
+                        .transpose()?
+                        .and_then(|(b, linker)| {
+                            tiers::join_pending(engine, b, linker, id, &code_digest)
+                        }) {
                         Some(cell) => cell,
                         // Optimised by the background worker since the lookup above.
-                        None if let Some(code) = engine.code.get(&code_digest) => {
-                            TierCell::new(Tier::link(engine.engine(), linker, code, id, false)?)
-                        }
+                        None if let Some(code) = engine.code.get(&code_digest) => TierCell::new(
+                            Tier::link(engine.engine(), linker.get()?, code, id, false)?,
+                        ),
                         None => {
                             let bytes = read_checked(
                                 engine,
@@ -657,7 +734,7 @@ impl LoadedComponent {
                                 Some(baseline) => tiers::start_on_baseline(
                                     engine,
                                     baseline,
-                                    linker,
+                                    linker.get()?,
                                     id,
                                     &code_digest,
                                     wasm,
@@ -677,7 +754,7 @@ impl LoadedComponent {
                                     let code = engine.code.insert(&code_digest, compiled);
                                     TierCell::new(Tier::link(
                                         engine.engine(),
-                                        linker,
+                                        linker.get()?,
                                         code,
                                         id,
                                         false,
@@ -809,5 +886,87 @@ impl LoadedComponent {
     /// What the component exports (interface names), for summaries and messages.
     pub fn exports_summary(&self) -> &str {
         &self.exports
+    }
+}
+
+#[cfg(test)]
+mod linker_tests {
+    use super::*;
+    use crate::EngineConfig;
+    use wisp_host::{AppPaths, CapabilitySet, LinkerKey, RuntimeConfig};
+
+    fn hello_app(dir: &Path) -> (LockedApp, AppPaths) {
+        let locked = wisp_app::from_component_file(Path::new(wisp_test_programs::HELLO)).unwrap();
+        let paths = AppPaths {
+            state_dir: dir.join("state"),
+            app_dir: None,
+            files_dir: Some(dir.join("files")),
+        };
+        (locked, paths)
+    }
+
+    /// Apps with the same capabilities take one linker; other capabilities get their own;
+    /// released, the loaded apps keep serving and the next load links again.
+    #[tokio::test]
+    async fn app_loads_share_the_linker_of_their_capabilities() {
+        use http_body_util::BodyExt;
+        let dir = tempfile::tempdir().unwrap();
+        let engine = WispEngine::new(EngineConfig {
+            max_instances: 2,
+            cache_dir: Some(dir.path().join("cache")),
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let (locked, paths) = hello_app(dir.path());
+        let runtime = RuntimeConfig::default();
+        let defaults = AppCapabilities::build(&locked, &runtime, &paths)
+            .await
+            .unwrap();
+        let set = CapabilitySet::<Host>::default();
+        let same_set = AppCapabilities::build_with(&set, &locked, &runtime, &paths)
+            .await
+            .unwrap();
+        let linkers = |engine: &WispEngine| engine.linkers.0.lock().unwrap().len();
+        let default_linker = |engine: &WispEngine| {
+            engine
+                .linkers
+                .get(engine, &LinkerKey::defaults(), |_| {
+                    panic!("the loads linked it already")
+                })
+                .unwrap()
+        };
+
+        let first =
+            LoadedApp::load(&engine, locked.clone(), &paths.files_dir(), &defaults).unwrap();
+        let linked = default_linker(&engine);
+        LoadedApp::load(&engine, locked.clone(), &paths.files_dir(), &same_set).unwrap();
+        assert_eq!(linkers(&engine), 1, "both loads took the default linker");
+        assert!(Arc::ptr_eq(&linked, &default_linker(&engine)));
+
+        // Without key-value: a linker of its own, which still serves hello.
+        let without = set.without("key-value");
+        let capabilities = AppCapabilities::build_with(&without, &locked, &runtime, &paths)
+            .await
+            .unwrap();
+        LoadedApp::load(&engine, locked.clone(), &paths.files_dir(), &capabilities).unwrap();
+        assert_eq!(linkers(&engine), 2);
+
+        engine.release_linkers();
+        assert_eq!(linkers(&engine), 0);
+        let request = http::Request::builder()
+            .uri("http://localhost/")
+            .body(
+                http_body_util::Empty::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .unwrap();
+        let response = first.component("hello").unwrap().handle(request).await;
+        assert_eq!(
+            response.map(|r| r.status()).ok(),
+            Some(http::StatusCode::OK)
+        );
+        LoadedApp::load(&engine, locked, &paths.files_dir(), &defaults).unwrap();
+        assert!(!Arc::ptr_eq(&linked, &default_linker(&engine)));
     }
 }

@@ -222,6 +222,9 @@ pub struct WispEngine {
     pub(crate) optimising: Arc<Optimising>,
     /// The background compiles of optimised code, and who waits for them.
     pub(crate) optimiser: Arc<app::Optimiser>,
+    /// Linkers by the capabilities they link, each built once (see
+    /// [`WispEngine::release_linkers`]).
+    pub(crate) linkers: Arc<app::SharedLinkers>,
 }
 
 impl std::fmt::Debug for WispEngine {
@@ -273,7 +276,15 @@ impl WispEngine {
             baseline_holds: Arc::default(),
             optimising: Arc::default(),
             optimiser: Arc::default(),
+            linkers: Arc::default(),
         })
+    }
+
+    /// Drops the linkers kept for later app loads (about 250 KiB for the default
+    /// capabilities; loaded apps do not need them): a server of one app calls it once the
+    /// app is loaded, a node that keeps loading apps does not. A later load links again.
+    pub fn release_linkers(&self) {
+        self.linkers.clear();
     }
 
     /// How many components' optimised code is still compiling in the background.

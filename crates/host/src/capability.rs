@@ -165,6 +165,24 @@ pub struct CapabilitySet<T: 'static> {
     capabilities: Vec<Arc<dyn Capability>>,
     /// `linkers[i]` links `capabilities[i]`.
     linkers: Vec<LinkFn<T>>,
+    /// What `linkers` link, by capability type.
+    key: LinkerKey,
+}
+
+/// Which capabilities' interfaces a linker holds, by their types, in linking order. A
+/// capability's linking is a function of its type alone, so two apps whose capabilities
+/// have equal keys get identical linkers (for one store type): an embedder builds that
+/// linker once and shares it ([`AppCapabilities::linker_key`](crate::AppCapabilities::linker_key)).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LinkerKey(Vec<TypeId>);
+
+impl LinkerKey {
+    /// The key of Wisp's default capabilities ([`CapabilitySet::default`]).
+    pub fn defaults() -> Self {
+        let mut key = Self::default();
+        register_defaults(&mut key);
+        key
+    }
 }
 
 impl<T: CapabilitiesView + 'static> CapabilitySet<T> {
@@ -174,6 +192,7 @@ impl<T: CapabilitiesView + 'static> CapabilitySet<T> {
         Self {
             capabilities: Vec::new(),
             linkers: Vec::new(),
+            key: LinkerKey::default(),
         }
     }
 
@@ -191,6 +210,7 @@ impl<T: CapabilitiesView + 'static> CapabilitySet<T> {
         if let Some(index) = self.capabilities.iter().position(|c| c.name() == name) {
             self.capabilities.remove(index);
             self.linkers.remove(index);
+            self.key.0.remove(index);
         }
         self
     }
@@ -203,6 +223,11 @@ impl<T: CapabilitiesView + 'static> CapabilitySet<T> {
     /// Links every capability's interfaces into `linker`.
     pub fn add_to_linker(&self, linker: &mut Linker<T>) -> wasmtime::Result<()> {
         self.linkers.iter().try_for_each(|link| link(linker))
+    }
+
+    /// Which capabilities [`CapabilitySet::add_to_linker`] links.
+    pub fn linker_key(&self) -> &LinkerKey {
+        &self.key
     }
 
     pub(crate) fn capabilities(&self) -> &[Arc<dyn Capability>] {
@@ -223,6 +248,7 @@ impl<T: 'static> Clone for CapabilitySet<T> {
         Self {
             capabilities: self.capabilities.clone(),
             linkers: self.linkers.clone(),
+            key: self.key.clone(),
         }
     }
 }
@@ -253,12 +279,20 @@ impl<T: CapabilitiesView + 'static> Register for CapabilitySet<T> {
             Some(index) => {
                 self.capabilities[index] = Arc::new(capability);
                 self.linkers[index] = link;
+                self.key.0[index] = TypeId::of::<C>();
             }
             None => {
                 self.capabilities.push(Arc::new(capability));
                 self.linkers.push(link);
+                self.key.0.push(TypeId::of::<C>());
             }
         }
+    }
+}
+
+impl Register for LinkerKey {
+    fn register<C: Capability>(&mut self, _: C) {
+        self.0.push(TypeId::of::<C>());
     }
 }
 

@@ -26,7 +26,9 @@ mod sqlite;
 mod unsupported;
 mod variables;
 
-pub use capability::{AppContext, Capability, CapabilitySet, Prepared, RuntimeConfigTable};
+pub use capability::{
+    AppContext, Capability, CapabilitySet, LinkerKey, Prepared, RuntimeConfigTable,
+};
 pub use kv::{KeyValue, KeyValueStoreConfig};
 pub use mysql::Mysql;
 pub use outbound_mqtt::OutboundMqtt;
@@ -175,6 +177,7 @@ pub struct AppCapabilities {
     /// to link exactly those; `None` for Wisp's default set. Type-erased so that this
     /// type does not carry the store type.
     linkers: Option<Arc<dyn Any + Send + Sync>>,
+    linker_key: LinkerKey,
     names: Vec<&'static str>,
 }
 
@@ -215,7 +218,8 @@ impl AppCapabilities {
         paths: &AppPaths,
     ) -> Result<Self, HostError> {
         let capabilities = capability::default_capabilities();
-        Self::prepare(&capabilities, None, locked, runtime, paths).await
+        let key = LinkerKey::defaults();
+        Self::prepare(&capabilities, None, key, locked, runtime, paths).await
     }
 
     /// [`AppCapabilities::build`] for the capabilities of `set` only; then
@@ -228,12 +232,22 @@ impl AppCapabilities {
         paths: &AppPaths,
     ) -> Result<Self, HostError> {
         let linkers: Arc<dyn Any + Send + Sync> = Arc::new(set.clone());
-        Self::prepare(set.capabilities(), Some(linkers), locked, runtime, paths).await
+        let key = set.linker_key().clone();
+        Self::prepare(
+            set.capabilities(),
+            Some(linkers),
+            key,
+            locked,
+            runtime,
+            paths,
+        )
+        .await
     }
 
     async fn prepare(
         capabilities: &[Arc<dyn Capability>],
         linkers: Option<Arc<dyn Any + Send + Sync>>,
+        linker_key: LinkerKey,
         locked: &LockedApp,
         runtime: &RuntimeConfig,
         paths: &AppPaths,
@@ -309,8 +323,15 @@ impl AppCapabilities {
             variables: app_variables,
             summary,
             linkers,
+            linker_key,
             names: capabilities.iter().map(|c| c.name()).collect(),
         })
+    }
+
+    /// Which capabilities [`AppCapabilities::add_to_linker`] links: apps with equal keys
+    /// can share one linker.
+    pub fn linker_key(&self) -> &LinkerKey {
+        &self.linker_key
     }
 
     /// Links the interfaces of the capabilities these were prepared for (Wisp's default
@@ -826,6 +847,35 @@ mod tests {
         let twice = CapabilitySet::<TestStore>::default().with(KeyValue);
         assert_eq!(twice.names().count(), 8);
         twice.add_to_linker(&mut Linker::new(&engine)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn linker_keys_tell_which_capabilities_a_linker_holds() {
+        let defaults = CapabilitySet::<TestStore>::default();
+        assert_eq!(defaults.linker_key(), &LinkerKey::defaults());
+        // The same capability registered again links the same: the key stays.
+        let again = CapabilitySet::<TestStore>::default().with(KeyValue);
+        assert_eq!(again.linker_key(), defaults.linker_key());
+        // Left out, or added: another linker.
+        let without = CapabilitySet::<TestStore>::default().without("key-value");
+        assert_ne!(without.linker_key(), defaults.linker_key());
+        let with = CapabilitySet::<TestStore>::default().with(Greeting);
+        assert_ne!(with.linker_key(), defaults.linker_key());
+        assert_ne!(with.linker_key(), without.linker_key());
+
+        // Prepared apps carry their set's key; the default build has the default set's.
+        let locked = app(&[("web", &[])]);
+        let state = tempfile::tempdir().unwrap();
+        let paths = paths(&state);
+        let runtime = RuntimeConfig::default();
+        let built = AppCapabilities::build(&locked, &runtime, &paths)
+            .await
+            .unwrap();
+        assert_eq!(built.linker_key(), &LinkerKey::defaults());
+        let built_with = AppCapabilities::build_with(&without, &locked, &runtime, &paths)
+            .await
+            .unwrap();
+        assert_eq!(built_with.linker_key(), without.linker_key());
     }
 
     #[tokio::test]

@@ -341,7 +341,9 @@ async fn serve(
         .iter()
         .map(|c| c.id.clone())
         .collect();
-    // What loading freed goes back to the system before the pod settles.
+    // What loading freed goes back to the system before the pod settles; the pod loads
+    // no other app, so the linker goes too.
+    runtime.engine().release_linkers();
     let released = wisp_engine::release_free_heap();
     tracing::debug!(
         "returned {} KiB of freed heap after loading",

@@ -358,7 +358,8 @@ pub(crate) async fn load(
     }
     let loaded = loaded?;
     // Parsing, linking and compiling freed most of what they allocated; give it back
-    // before serving, so an idle server holds only what it uses.
+    // before serving, so an idle server holds only what it uses. A reload links again.
+    runtime.engine().release_linkers();
     wisp_engine::release_free_heap();
     Ok(loaded)
 }
