@@ -128,6 +128,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "WASI 0.2 `wasi:http/incoming-handler` that imports `test:calc/adder@0.1.0` (world `main`; satisfy it with [`DEP_ADDER`] as a `[component.<id>.dependencies]` entry). Routes match `spin-path-info` (else the request path), all `200 text/plain`: `/sum` (`sum=5`, from `add(2, 3)`), `/env/<NAME>` (`main=<value|none> dep=<value|none>`: the component's own variable, then the dependency's `env`), `/fetch?<url>` (the dependency's `fetch(url)`; the raw query is the URL), `/kv` (the dependency's `kv()`); anything else `404` `no route <path>`.",
     ),
     (
+        "SPIN1_HTTP",
+        "spin1-http",
+        "A Spin 1.x HTTP component: exports the unversioned `fermyon:spin/inbound-http` and imports the unversioned `config`, `http`, `key-value`, `sqlite`, `redis` and `llm` (`wit/spin1`, world `http-component`), as spin-sdk 1.x builds one. Routes by the path of the request's `uri`: `/hello` (method, uri, `spin-path-info`, `spin-full-url`, body length, params count), `/echo` (the body, with its `content-type`), `/config?key=K`, `/kv`, `/sqlite`, `/outbound?url=U`, `/redis?addr=A` (one line per call), `/llm`, `/status?code=N`; see `tests/programs/spin1-http/src/lib.rs`.",
+    ),
+    (
         "TOUCH4MIB",
         "touch4mib",
         "WASI 0.2: allocates 4 MiB per request and writes one byte per 4 KiB page; answers `200` with `touched 4194304 bytes sum=130560\\n`.",
@@ -176,13 +181,14 @@ fn main() {
 
     nested_build(&programs, &target_dir, "wasm32-wasip2", &[]);
     // The same hello guest as a core module (wasm32-wasip1 with wit-bindgen metadata), to
-    // test that core modules are componentized at load time; and the wagi guest as the
-    // core module a CGI-style wagi handler usually is.
+    // test that core modules are componentized at load time; the wagi guest as the
+    // core module a CGI-style wagi handler usually is; and the Spin 1.x guest as the core
+    // module spin-sdk 1.x builds.
     nested_build(
         &programs,
         &target_dir,
         "wasm32-wasip1",
-        &["-p", "hello", "-p", "wagi"],
+        &["-p", "hello", "-p", "wagi", "-p", "spin1-http"],
     );
 
     let wasm_dir = target_dir.join("wasm32-wasip2/release");
@@ -221,6 +227,16 @@ fn main() {
          WASI preview1 command) with no wit-bindgen metadata, as wagi handlers are built.\n\
          pub const WAGI_WASIP1: &str = {:?};",
         wagi.to_str().expect("guest paths are UTF-8")
+    )
+    .unwrap();
+    let spin1 = target_dir.join("wasm32-wasip1/release/spin1_http.wasm");
+    assert!(spin1.is_file(), "{} is missing", spin1.display());
+    writeln!(
+        code,
+        "/// The `spin1-http` guest built for `wasm32-wasip1`: a core module with the Spin 1.x \
+         world in its wit-bindgen metadata, as spin-sdk 1.x apps ship.\n\
+         pub const SPIN1_HTTP_WASIP1: &str = {:?};",
+        spin1.to_str().expect("guest paths are UTF-8")
     )
     .unwrap();
     writeln!(

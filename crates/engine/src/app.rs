@@ -350,6 +350,7 @@ fn linker(
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(config_error)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(config_error)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(config_error)?;
+    crate::spin1_http::add_to_linker(&mut linker).map_err(config_error)?;
     add_capabilities(&mut linker).map_err(config_error)?;
     Ok(linker)
 }

@@ -99,6 +99,14 @@ impl Host {
     }
 }
 
+impl Host {
+    /// The outbound HTTP policy and client, for interfaces other than `wasi:http` that
+    /// send through it (Spin 1.x's `fermyon:spin/http`).
+    pub(crate) fn outbound_hooks(&mut self) -> &mut OutboundHooks {
+        &mut self.outbound
+    }
+}
+
 impl WasiView for Host {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

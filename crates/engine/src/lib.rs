@@ -16,6 +16,7 @@ mod host;
 mod lanes;
 mod outbound;
 mod sockets;
+mod spin1_http;
 mod startup_code;
 
 use std::path::PathBuf;

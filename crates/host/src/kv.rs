@@ -1,5 +1,6 @@
-//! Key-value: `fermyon:spin/key-value@2.0.0`, `spin:key-value@3.0.0` (WASI 0.3 async)
-//! and `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`, `batch`). All three open
+//! Key-value: `fermyon:spin/key-value@2.0.0`, `spin:key-value@3.0.0` (WASI 0.3 async),
+//! `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`, `batch`) and Spin 1.x's unversioned
+//! `fermyon:spin/key-value` (stores as `u32` handles). All of them open
 //! stores by label; a label the component's `key_value_stores` does not grant gets
 //! `access-denied`. Backend failures become the `other` variant with the reason.
 
@@ -8,6 +9,7 @@ use crate::bindings::spin::key_value::key_value as v3;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_store};
 use crate::capability::{AppContext, Capability, Prepared, RuntimeConfigTable};
 use crate::runtime_config::RawStore;
+use crate::spin1_bindings::fermyon::spin::key_value as v1;
 use crate::{AppPaths, Capabilities, CapabilitiesCtx, CapabilitiesView, HostError, RuntimeConfig};
 use futures::future::BoxFuture;
 use indexmap::IndexMap;
@@ -157,6 +159,7 @@ impl Capability for KeyValue {
     ) -> wasmtime::Result<()> {
         v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
         v3::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v1::add_to_linker::<T, Capabilities>(linker, crate::view)?;
         wasi_store::add_to_linker::<T, Capabilities>(linker, crate::view)?;
         atomics::add_to_linker::<T, Capabilities>(linker, crate::view)?;
         batch::add_to_linker::<T, Capabilities>(linker, crate::view)
@@ -332,6 +335,112 @@ impl v2::HostStore for CapabilitiesCtx<'_> {
 
     async fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
         self.close_store(store)
+    }
+}
+
+// ---- fermyon:spin/key-value (Spin 1.x) ---------------------------------------------
+
+impl CapabilitiesCtx<'_> {
+    /// The store behind a Spin 1.x handle: the same table entry a resource handle names,
+    /// checked to be a store (a number naming nothing, or another kind of handle, is
+    /// `invalid-store`, not a trap).
+    fn v1_store(
+        &self,
+        handle: v1::Store,
+        op: &'static str,
+    ) -> wasmtime::Result<Result<(KvStore, Option<wisp_telemetry::Span>), v1::Error>> {
+        let handle = Resource::<OpenStore>::new_borrow(handle);
+        if self.table.get(&handle).is_err() {
+            return Ok(Err(v1::Error::InvalidStore));
+        }
+        self.store_for(&handle, op).map(Ok)
+    }
+}
+
+fn v1_error(error: KvError) -> v1::Error {
+    v1::Error::Io(message(error))
+}
+
+impl v1::Host for CapabilitiesCtx<'_> {
+    async fn open(&mut self, name: String) -> wasmtime::Result<Result<v1::Store, v1::Error>> {
+        Ok(match self.open_store(&name)? {
+            Ok(handle) => Ok(handle.rep()),
+            Err(OpenError::AccessDenied) => Err(v1::Error::AccessDenied),
+            Err(OpenError::TableFull) => Err(v1::Error::StoreTableFull),
+        })
+    }
+
+    async fn get(
+        &mut self,
+        store: v1::Store,
+        key: String,
+    ) -> wasmtime::Result<Result<Vec<u8>, v1::Error>> {
+        let (store, _span) = match self.v1_store(store, "get")? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(match store.get(&key).await {
+            Ok(Some(value)) => Ok(value),
+            Ok(None) => Err(v1::Error::NoSuchKey),
+            Err(e) => Err(v1_error(e)),
+        })
+    }
+
+    async fn set(
+        &mut self,
+        store: v1::Store,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), v1::Error>> {
+        let (store, _span) = match self.v1_store(store, "set")? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(store.set(&key, value).await.map_err(v1_error))
+    }
+
+    async fn delete(
+        &mut self,
+        store: v1::Store,
+        key: String,
+    ) -> wasmtime::Result<Result<(), v1::Error>> {
+        let (store, _span) = match self.v1_store(store, "delete")? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(store.delete(&key).await.map_err(v1_error))
+    }
+
+    async fn exists(
+        &mut self,
+        store: v1::Store,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, v1::Error>> {
+        let (store, _span) = match self.v1_store(store, "exists")? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(store.exists(&key).await.map_err(v1_error))
+    }
+
+    async fn get_keys(
+        &mut self,
+        store: v1::Store,
+    ) -> wasmtime::Result<Result<Vec<String>, v1::Error>> {
+        let (store, _span) = match self.v1_store(store, "get_keys")? {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(store.get_keys().await.map_err(v1_error))
+    }
+
+    async fn close(&mut self, store: v1::Store) -> wasmtime::Result<()> {
+        let handle = Resource::<OpenStore>::new_own(store);
+        // Closing a handle that names no store does nothing, as in Spin.
+        if self.table.get(&handle).is_ok() {
+            self.close_store(handle)?;
+        }
+        Ok(())
     }
 }
 

@@ -75,6 +75,17 @@ mod bindings {
     });
 }
 
+/// The Spin 1.x interfaces (the unversioned `fermyon:spin` package), generated apart from
+/// [`bindings`] so the unversioned package does not rename the `@2.0.0` bindings. Each
+/// capability links its own interface from here, as from [`bindings`].
+mod spin1_bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit/spin1",
+        world: "wisp:spin1/capabilities",
+        imports: { default: async | trappable },
+    });
+}
+
 /// Most handles (stores, buckets, connections) one instance may hold open at once;
 /// past it `open` answers `store-table-full` instead of growing the table.
 pub const MAX_OPEN_HANDLES: usize = 256;

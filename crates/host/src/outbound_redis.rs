@@ -1,5 +1,6 @@
-//! Outbound Redis: `fermyon:spin/redis@2.0.0` and `spin:redis/redis@3.0.0` (its WASI 0.3
-//! async form). `open` takes a `redis://` URL, or `rediss://` for TLS (the certificate
+//! Outbound Redis: `fermyon:spin/redis@2.0.0`, `spin:redis/redis@3.0.0` (its WASI 0.3
+//! async form) and Spin 1.x's unversioned `fermyon:spin/redis` (an address per call, a
+//! connection for the call's length). `open` takes a `redis://` URL, or `rediss://` for TLS (the certificate
 //! checked as for every service, see [`wisp_outbound::tls`]); the host must be granted
 //! by `allowed_outbound_hosts` (`redis://host:port`, `rediss://host:port`) and resolve
 //! outside the blocked networks, otherwise the guest gets `invalid-address` and the
@@ -9,6 +10,8 @@
 use crate::bindings::fermyon::spin::redis as v2;
 use crate::bindings::spin::redis::redis as v3;
 use crate::capability::Capability;
+use crate::spin1_bindings::fermyon::spin::redis as v1;
+use crate::spin1_bindings::fermyon::spin::redis_types as v1_types;
 use crate::{Capabilities, CapabilitiesCtx, CapabilitiesView, ComponentCapabilities};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, Value};
@@ -31,7 +34,9 @@ impl Capability for OutboundRedis {
         linker: &mut Linker<T>,
     ) -> wasmtime::Result<()> {
         v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
-        v3::add_to_linker::<T, Capabilities>(linker, crate::view)
+        v3::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v1_types::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v1::add_to_linker::<T, Capabilities>(linker, crate::view)
     }
 }
 
@@ -471,6 +476,33 @@ mod convert_v3 {
     redis_conversions!(v3);
 }
 
+/// Spin 1.x's parameters and replies (its error type has no cases to convert).
+mod convert_v1 {
+    use super::*;
+
+    pub(super) fn arguments(arguments: Vec<v1_types::RedisParameter>) -> Vec<super::ops::Argument> {
+        arguments
+            .into_iter()
+            .map(|a| match a {
+                v1_types::RedisParameter::Int64(i) => super::ops::Argument::Int(i),
+                v1_types::RedisParameter::Binary(b) => super::ops::Argument::Binary(b),
+            })
+            .collect()
+    }
+
+    pub(super) fn replies(replies: Vec<super::ops::Reply>) -> Vec<v1_types::RedisResult> {
+        replies
+            .into_iter()
+            .map(|r| match r {
+                super::ops::Reply::Nil => v1_types::RedisResult::Nil,
+                super::ops::Reply::Status(s) => v1_types::RedisResult::Status(s),
+                super::ops::Reply::Int(i) => v1_types::RedisResult::Int64(i),
+                super::ops::Reply::Binary(b) => v1_types::RedisResult::Binary(b),
+            })
+            .collect()
+    }
+}
+
 impl v2::Host for CapabilitiesCtx<'_> {}
 
 /// The commands with the same shape in both versions: `(connection, args) -> result`.
@@ -562,6 +594,158 @@ impl v2::HostConnection for CapabilitiesCtx<'_> {
 
     async fn drop(&mut self, c: Resource<RedisConnection>) -> wasmtime::Result<()> {
         self.close_redis(c)
+    }
+}
+
+// ---- fermyon:spin/redis (Spin 1.x) -----------------------------------------------
+
+impl CapabilitiesCtx<'_> {
+    /// One Spin 1.x call: connects to `address` (checked as `open` checks it, holding a
+    /// handle slot), runs `op`, and closes the connection. The interface's one error case
+    /// carries no reason, so the log says what failed.
+    async fn v1_redis<R>(
+        &mut self,
+        address: &str,
+        operation: &str,
+        op: impl AsyncFnOnce(MultiplexedConnection) -> Result<R, Failure>,
+    ) -> wasmtime::Result<Result<R, v1_types::Error>> {
+        let span = self.redis_connect_span();
+        let result = match self.reserve_redis() {
+            Ok(limit) => {
+                let connection = connect(&self.caps(), address, limit).await;
+                wisp_telemetry::end_with(span, &connection);
+                let result = match connection {
+                    Ok(connection) => {
+                        let span = self.state.trace().and_then(|_| {
+                            self.state
+                                .service_span("redis", &operation.to_ascii_uppercase())
+                        });
+                        let limit = self.state.bounded(RESPONSE_TIMEOUT);
+                        let result = within(limit, op(connection.conn.clone())).await;
+                        wisp_telemetry::end_with(span, &result);
+                        result
+                    }
+                    Err(failure) => Err(failure),
+                };
+                self.state.release_handle();
+                result
+            }
+            Err(failure) => {
+                wisp_telemetry::end_with(span, &Err::<(), _>(&failure));
+                Err(failure)
+            }
+        };
+        Ok(result.map_err(|failure| {
+            let id = self.state.caps.id();
+            tracing::warn!(component = %id, "component `{id}`: redis {operation} failed: {failure}");
+            v1_types::Error::Error
+        }))
+    }
+}
+
+impl v1_types::Host for CapabilitiesCtx<'_> {}
+
+impl v1::Host for CapabilitiesCtx<'_> {
+    async fn publish(
+        &mut self,
+        address: String,
+        channel: String,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), v1_types::Error>> {
+        self.v1_redis(&address, "publish", async |c| {
+            ops::publish(c, channel, payload).await
+        })
+        .await
+    }
+
+    async fn get(
+        &mut self,
+        address: String,
+        key: String,
+    ) -> wasmtime::Result<Result<Vec<u8>, v1_types::Error>> {
+        // Spin 1.x answers a missing key with an empty payload.
+        self.v1_redis(&address, "get", async |c| {
+            ops::get(c, key).await.map(Option::unwrap_or_default)
+        })
+        .await
+    }
+
+    async fn set(
+        &mut self,
+        address: String,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), v1_types::Error>> {
+        self.v1_redis(&address, "set", async |c| ops::set(c, key, value).await)
+            .await
+    }
+
+    async fn incr(
+        &mut self,
+        address: String,
+        key: String,
+    ) -> wasmtime::Result<Result<i64, v1_types::Error>> {
+        self.v1_redis(&address, "incr", async |c| ops::incr(c, key).await)
+            .await
+    }
+
+    async fn del(
+        &mut self,
+        address: String,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<i64, v1_types::Error>> {
+        self.v1_redis(&address, "del", async |c| {
+            ops::del(c, keys).await.map(i64::from)
+        })
+        .await
+    }
+
+    async fn sadd(
+        &mut self,
+        address: String,
+        key: String,
+        values: Vec<String>,
+    ) -> wasmtime::Result<Result<i64, v1_types::Error>> {
+        self.v1_redis(&address, "sadd", async |c| {
+            ops::sadd(c, key, values).await.map(i64::from)
+        })
+        .await
+    }
+
+    async fn smembers(
+        &mut self,
+        address: String,
+        key: String,
+    ) -> wasmtime::Result<Result<Vec<String>, v1_types::Error>> {
+        self.v1_redis(&address, "smembers", async |c| ops::smembers(c, key).await)
+            .await
+    }
+
+    async fn srem(
+        &mut self,
+        address: String,
+        key: String,
+        values: Vec<String>,
+    ) -> wasmtime::Result<Result<i64, v1_types::Error>> {
+        self.v1_redis(&address, "srem", async |c| {
+            ops::srem(c, key, values).await.map(i64::from)
+        })
+        .await
+    }
+
+    async fn execute(
+        &mut self,
+        address: String,
+        command: String,
+        arguments: Vec<v1_types::RedisParameter>,
+    ) -> wasmtime::Result<Result<Vec<v1_types::RedisResult>, v1_types::Error>> {
+        let arguments = convert_v1::arguments(arguments);
+        let operation = command.clone();
+        self.v1_redis(&address, &operation, async |c| {
+            ops::execute(c, command, arguments).await
+        })
+        .await
+        .map(|result| result.map(convert_v1::replies))
     }
 }
 

@@ -1,5 +1,6 @@
-//! SQLite: `fermyon:spin/sqlite@2.0.0` and `spin:sqlite@3.1.0` (which also serves
-//! `@3.0.0` imports, and adds WASI 0.3 async forms). A database label the component's
+//! SQLite: `fermyon:spin/sqlite@2.0.0`, `spin:sqlite@3.1.0` (which also serves
+//! `@3.0.0` imports, and adds WASI 0.3 async forms) and Spin 1.x's unversioned
+//! `fermyon:spin/sqlite` (connections as `u32` handles). A database label the component's
 //! `sqlite_databases` does not grant gets `access-denied`; SQL errors come back as the
 //! `io` variant carrying SQLite's own message.
 
@@ -7,6 +8,7 @@ use crate::bindings::fermyon::spin::sqlite as v2;
 use crate::bindings::spin::sqlite::sqlite as v3;
 use crate::capability::{AppContext, Capability, Prepared, RuntimeConfigTable};
 use crate::runtime_config::RawStore;
+use crate::spin1_bindings::fermyon::spin::sqlite as v1;
 use crate::{AppPaths, Capabilities, CapabilitiesCtx, CapabilitiesView, HostError, RuntimeConfig};
 use futures::future::BoxFuture;
 use indexmap::IndexMap;
@@ -168,7 +170,8 @@ impl Capability for Sqlite {
         linker: &mut Linker<T>,
     ) -> wasmtime::Result<()> {
         v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
-        v3::add_to_linker::<T, Capabilities>(linker, crate::view)
+        v3::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v1::add_to_linker::<T, Capabilities>(linker, crate::view)
     }
 }
 
@@ -341,6 +344,51 @@ mod convert_v2 {
 mod convert_v3 {
     use super::*;
     conversions!(v3);
+}
+
+mod convert_v1 {
+    use super::*;
+    conversions!(v1);
+}
+
+impl v1::Host for CapabilitiesCtx<'_> {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<v1::Connection, v1::Error>> {
+        Ok(self
+            .open_connection(&database)
+            .await?
+            .map(|handle| handle.rep())
+            .map_err(convert_v1::open_error))
+    }
+
+    async fn execute(
+        &mut self,
+        connection: v1::Connection,
+        statement: String,
+        parameters: Vec<v1::Value>,
+    ) -> wasmtime::Result<Result<v1::QueryResult, v1::Error>> {
+        // A number naming no connection (or another kind of handle) is the interface's
+        // `invalid-connection`, not a trap.
+        let handle = Resource::<OpenConnection>::new_borrow(connection);
+        let Ok(connection) = self.connection_of(&handle) else {
+            return Ok(Err(v1::Error::InvalidConnection));
+        };
+        self.state.metrics().sqlite_statement();
+        let _span = sqlite_span(self.state);
+        Ok(convert_v1::execute(&connection, statement, parameters)
+            .await
+            .map(|(columns, rows)| v1::QueryResult { columns, rows }))
+    }
+
+    async fn close(&mut self, connection: v1::Connection) -> wasmtime::Result<()> {
+        let handle = Resource::<OpenConnection>::new_own(connection);
+        if self.connection_of(&handle).is_ok() {
+            self.close_connection(handle)?;
+        }
+        Ok(())
+    }
 }
 
 impl v2::Host for CapabilitiesCtx<'_> {}

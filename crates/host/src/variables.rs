@@ -1,12 +1,14 @@
 //! Variables: app-level `[variables]` resolved from providers, component variable
-//! templates, and the three interfaces that read them (`fermyon:spin/variables`,
-//! `spin:variables` and `wasi:config/store`), which all see the same values.
+//! templates, and the interfaces that read them (`fermyon:spin/variables`,
+//! `spin:variables`, `wasi:config/store` and Spin 1.x's `fermyon:spin/config`), which all
+//! see the same values.
 
 use crate::bindings::fermyon::spin::variables as v2;
 use crate::bindings::spin::variables::variables as v3;
 use crate::bindings::wasi::config::store as wasi_config;
 use crate::capability::{AppContext, Capability, Prepared};
 use crate::runtime_config::{RuntimeConfig, VariablesProviderConfig};
+use crate::spin1_bindings::fermyon::spin::config as v1;
 use crate::{AppPaths, Capabilities, CapabilitiesCtx, CapabilitiesView, HostError};
 use futures::future::BoxFuture;
 use indexmap::IndexMap;
@@ -63,6 +65,7 @@ impl Capability for Variables {
     ) -> wasmtime::Result<()> {
         v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
         v3::add_to_linker::<T, Capabilities>(linker, crate::view)?;
+        v1::add_to_linker::<T, Capabilities>(linker, crate::view)?;
         wasi_config::add_to_linker::<T, Capabilities>(linker, crate::view)
     }
 }
@@ -315,6 +318,19 @@ impl v2::Host for CapabilitiesCtx<'_> {
 }
 
 impl v3::Host for CapabilitiesCtx<'_> {}
+
+/// Spin 1.x's `get-config`: the same lookup, with that interface's error cases (an
+/// undefined variable is a provider error there, as in Spin).
+impl v1::Host for CapabilitiesCtx<'_> {
+    async fn get_config(&mut self, key: String) -> wasmtime::Result<Result<String, v1::Error>> {
+        Ok(match lookup(self, &key) {
+            Lookup::Found(value) => Ok(value),
+            Lookup::InvalidName => Err(v1::Error::InvalidKey(invalid_name_message(&key))),
+            Lookup::Undefined => Err(v1::Error::Provider(undefined_message(self, &key))),
+            Lookup::Failed(reason) => Err(v1::Error::Provider(reason)),
+        })
+    }
+}
 
 impl<T> v3::HostWithStore<T> for Capabilities {
     async fn get(

@@ -155,6 +155,7 @@ fn wasi_p2_guests_export_incoming_handler() {
         wisp_test_programs::DEP_ADDER,
         wisp_test_programs::DEP_MAIN,
         wisp_test_programs::WAGI,
+        wisp_test_programs::SPIN1_HTTP,
     ];
     for (name, path) in wisp_test_programs::ALL {
         if others.contains(path) {
@@ -191,6 +192,36 @@ fn the_wagi_guest_is_a_command() {
         }
     }
     assert!(exports.iter().any(|e| e == "_start"), "exports {exports:?}");
+}
+
+#[test]
+fn the_spin1_guest_has_the_spin_1_world() {
+    let (imports, exports) = imports_and_exports(&read(wisp_test_programs::SPIN1_HTTP));
+    assert_eq!(exports, ["fermyon:spin/inbound-http"], "exports");
+    for wanted in [
+        "fermyon:spin/config",
+        "fermyon:spin/http",
+        "fermyon:spin/key-value",
+        "fermyon:spin/sqlite",
+        "fermyon:spin/redis",
+        "fermyon:spin/llm",
+    ] {
+        assert!(
+            imports.iter().any(|i| i == wanted),
+            "imports {wanted}: {imports:?}"
+        );
+    }
+    // Its wasm32-wasip1 build is a core module carrying the world as wit-bindgen
+    // metadata, as spin-sdk 1.x apps are.
+    let module = read(wisp_test_programs::SPIN1_HTTP_WASIP1);
+    assert!(
+        Parser::is_core_wasm(&module),
+        "the wasip1 build is a core module"
+    );
+    let metadata = Parser::new(0).parse_all(&module).any(|payload| {
+        matches!(payload, Ok(Payload::CustomSection(c)) if c.name().starts_with("component-type"))
+    });
+    assert!(metadata, "the wasip1 build carries component-type metadata");
 }
 
 #[test]

@@ -9,6 +9,7 @@
 mod limits;
 mod routes;
 mod server;
+mod spin1;
 mod tls;
 mod wagi;
 
@@ -117,8 +118,7 @@ pub struct StaticResponse {
 const TYPE: &str = "http";
 
 /// What a component must export to serve HTTP.
-const NO_HTTP_EXPORT: &str =
-    "it must export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0`";
+const NO_HTTP_EXPORT: &str = "it must export `wasi:http/incoming-handler@0.2.x`, `wasi:http/handler@0.3.0` or Spin 1.x's `fermyon:spin/inbound-http`";
 
 /// The `http` trigger type, for the runtime's registry. The trigger it builds is served
 /// by a front door ([`serve_current`], or an embedder's own): its `run` only waits.
@@ -147,9 +147,11 @@ impl wisp_trigger::TriggerType for HttpTriggerType {
     ) -> Result<(), String> {
         let p3 = wasmtime_wasi_http::p3::bindings::ServicePre::new(component.clone()).is_ok();
         let p2 = wasmtime_wasi_http::p2::bindings::ProxyPre::new(component.clone()).is_ok();
-        match p3 || p2 {
+        match p3 || p2 || spin1::exports_handler(component) {
             true => Ok(()),
-            false => Err("an HTTP trigger needs `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.0`; build it as an HTTP component (e.g. spin-sdk `#[http_component]`)".to_owned()),
+            false => Err(format!(
+                "an HTTP trigger needs an HTTP handler: {NO_HTTP_EXPORT}; build it as an HTTP component (e.g. spin-sdk `#[http_component]`)"
+            )),
         }
     }
 
@@ -192,6 +194,9 @@ pub struct HttpTrigger {
     body_limits: HashMap<String, u64>,
     /// Components the wagi executor runs, with their command-line template.
     wagi: HashMap<String, String>,
+    /// Components called through Spin 1.x's `fermyon:spin/inbound-http` (they have no
+    /// `wasi:http` export).
+    spin1: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for HttpTrigger {
@@ -246,6 +251,7 @@ impl HttpTrigger {
         let mut executor_of: HashMap<String, (Option<String>, String)> = HashMap::new();
         let mut statics = Vec::new();
         let mut summary = Vec::new();
+        let mut spin1 = std::collections::HashSet::new();
         for (trigger, config) in configs {
             let invalid = |message: String| TriggerError::Invalid {
                 trigger_type: TYPE,
@@ -292,6 +298,12 @@ impl HttpTrigger {
                         )));
                     }
                     Some(_) if wagi_argv.is_some() => {}
+                    Some(loaded)
+                        if loaded.http_export().is_none()
+                            && spin1::exports_handler(&loaded.instance_pre()) =>
+                    {
+                        spin1.insert(component.clone());
+                    }
                     Some(loaded) if loaded.http_export().is_none() => {
                         let cgi = match loaded.is_command() {
                             true => {
@@ -353,6 +365,7 @@ impl HttpTrigger {
             default_body_limit,
             body_limits,
             wagi,
+            spin1,
         });
         let dispatch: Weak<dyn LocalDispatch> = Arc::downgrade(&trigger) as Weak<dyn LocalDispatch>;
         trigger.app.set_local_dispatch(dispatch);
@@ -530,6 +543,7 @@ impl HttpTrigger {
         let trace_suffix = wisp_telemetry::trace_suffix(trace_id.as_deref());
         let handled = match self.wagi.get(&component_id) {
             Some(argv) => wagi::handle(component, argv, request).await,
+            None if self.spin1.contains(&component_id) => spin1::handle(component, request).await,
             None => component.handle(request).await,
         };
         let (response, outcome) = match handled {

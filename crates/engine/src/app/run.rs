@@ -382,6 +382,30 @@ struct InstanceSetup<'a> {
     budget: OutboundBudget,
     /// An in-process request: fails at once instead of waiting for a slot or budget.
     nested: bool,
+    /// The trigger's CPU meter (it logs the CPU time), else one of our own for the
+    /// metrics.
+    meter: Option<CpuMeter>,
+}
+
+impl<'a> InstanceSetup<'a> {
+    /// The set-up of an instance answering an HTTP request with `request`'s extensions:
+    /// its span, and for an in-process request the caller's outbound budget (such a
+    /// request fails at once instead of waiting for an instance slot).
+    fn for_request(
+        request: &http::Extensions,
+        engine: &'a wasmtime::Engine,
+        command: Option<CommandIo>,
+    ) -> Self {
+        Self {
+            trigger: "http",
+            trace: request.get::<SpanParent>().cloned(),
+            engine,
+            command,
+            budget: OutboundBudget::of_extensions(request),
+            nested: request.get::<OutboundBudget>().is_some(),
+            meter: request.get::<CpuMeter>().cloned(),
+        }
+    }
 }
 
 /// A command instance's WASI streams.
@@ -426,6 +450,7 @@ impl LoadedComponent {
             command: None,
             budget: OutboundBudget::default(),
             nested: false,
+            meter: None,
         };
         self.run_instance(instance, call).await
     }
@@ -487,16 +512,25 @@ impl LoadedComponent {
                 }
             })
         });
-        let instance = InstanceSetup {
-            trigger: "http",
-            trace: request.get::<SpanParent>().cloned(),
-            engine: &tier.engine,
-            command: Some(io),
-            budget: OutboundBudget::of_extensions(request),
-            nested: request.get::<OutboundBudget>().is_some(),
-        };
+        let instance = InstanceSetup::for_request(request, &tier.engine, Some(io));
         self.run_instance(instance, call).await?;
         Ok(stdout.contents())
+    }
+
+    /// Calls an HTTP export other than `wasi:http` (Spin 1.x's
+    /// `fermyon:spin/inbound-http`) in a fresh instance: `call` gets the component's
+    /// current pre-linked code (baseline or optimised) and builds the call on it. Counted
+    /// as an `http` request; the limits and the in-process rules of [`Self::run_command`]
+    /// apply, `request` being the extensions of the HTTP request it answers.
+    pub async fn run_http_call<R: Send + 'static>(
+        self: &Arc<Self>,
+        request: &http::Extensions,
+        call: impl FnOnce(wasmtime::component::InstancePre<Host>) -> EventCall<R>,
+    ) -> Result<R, GuestError> {
+        let tier = self.tier();
+        let call = call(tier.pre.clone());
+        let instance = InstanceSetup::for_request(request, &tier.engine, None);
+        self.run_instance(instance, call).await
     }
 
     async fn run_instance<R: Send + 'static>(
@@ -511,6 +545,7 @@ impl LoadedComponent {
             command,
             budget,
             nested,
+            meter,
         } = instance;
         let timeout = self.limits.timeout;
         let started = Instant::now();
@@ -528,7 +563,7 @@ impl LoadedComponent {
             true => Laned::start_slow,
             false => Laned::new,
         };
-        let meter = self.metrics.is_enabled().then(CpuMeter::new);
+        let meter = meter.or_else(|| self.metrics.is_enabled().then(CpuMeter::new));
         let metrics = self.metrics.clone();
         let mut task = AbortOnDrop(tokio::spawn(lane(metered_instance(
             metrics,
