@@ -130,7 +130,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     (
         "SPIN1_HTTP",
         "spin1-http",
-        "A Spin 1.x HTTP component: exports the unversioned `fermyon:spin/inbound-http` and imports the unversioned `config`, `http`, `key-value`, `sqlite`, `redis` and `llm` (`wit/spin1`, world `http-component`), as spin-sdk 1.x builds one. Routes by the path of the request's `uri`: `/hello` (method, uri, `spin-path-info`, `spin-full-url`, body length, params count), `/echo` (the body, with its `content-type`), `/config?key=K`, `/kv`, `/sqlite`, `/outbound?url=U`, `/redis?addr=A` (one line per call), `/llm`, `/status?code=N`; see `tests/programs/spin1-http/src/lib.rs`.",
+        "A Spin 1.x HTTP component: exports the unversioned `fermyon:spin/inbound-http` and imports the unversioned `config`, `http`, `key-value`, `sqlite`, `redis`, `postgres`, `mysql` and `llm` (`wit/spin1`, world `http-component`), as spin-sdk 1.x builds one. Routes by the path of the request's `uri`: `/hello` (method, uri, `spin-path-info`, `spin-full-url`, body length, params count), `/echo` (the body, with its `content-type`), `/config?key=K`, `/kv`, `/sqlite`, `/outbound?url=U`, `/redis?addr=A`, `/pg?address=A&table=T`, `/mysql?address=A&table=T` (one line per call), `/llm`, `/status?code=N`; see `tests/programs/spin1-http/src/lib.rs`.",
     ),
     (
         "TOUCH4MIB",

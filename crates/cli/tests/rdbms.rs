@@ -939,3 +939,59 @@ fn mysql_over_tls_checks_the_certificate() {
         wisp.stderr()
     );
 }
+
+/// Spin 1.x's unversioned `fermyon:spin/postgres` and `mysql` (the `spin1-http` guest,
+/// as a spin-sdk-1.x-style core module): an address per call, each call on a pooled
+/// connection, the row written by the guest visible to the server's client while it
+/// exists, and an address not granted refused with `connection-failed`.
+#[test]
+fn spin1_postgres_and_mysql_take_an_address_per_call() {
+    let postgres = Postgres::connect();
+    let mysql = Mysql::connect();
+    let (_dir, wisp) = serve(
+        programs::SPIN1_HTTP_WASIP1,
+        &[postgres.url.grant("postgres"), mysql.url.grant("mysql")],
+    );
+    for (route, url, affected) in [
+        ("/pg", &postgres.url.url, ["Ok(0)", "Ok(1)", "Ok(0)"]),
+        ("/mysql", &mysql.url.url, ["Ok(())", "Ok(())", "Ok(())"]),
+    ] {
+        let table = unique_table("spin1");
+        let path = format!("{route}?table={table}&address={}", encode(url));
+        let response = request(wisp.addr, "GET", &path, &[], b"");
+        assert_eq!(
+            (response.status, response.text()),
+            (
+                200,
+                format!(
+                    "create: {}\n\
+                     insert: {}\n\
+                     select: [\"id:DbDataType::Int32\", \"name:DbDataType::Str\"] [[DbValue::Int32(1), DbValue::Str(\"one\")]]\n\
+                     error: query-failed\n\
+                     drop: {}\n",
+                    affected[0], affected[1], affected[2]
+                )
+            ),
+            "{route}: {}",
+            wisp.stderr()
+        );
+    }
+    // The guest dropped its tables: nothing is left behind on either server.
+    assert_eq!(
+        postgres.sql("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'wisp_spin1%'"),
+        "0"
+    );
+    // An address outside the grants: each call fails with the interface's own case.
+    let denied = format!(
+        "/pg?table=t&address={}",
+        encode("postgres://wisp:wisp@127.0.0.1:1/wisp_test")
+    );
+    let response = request(wisp.addr, "GET", &denied, &[], b"");
+    assert!(
+        response
+            .text()
+            .starts_with("create: Err(PgError::ConnectionFailed(\"address postgres://127.0.0.1:1 is not permitted\"))"),
+        "{}",
+        response.text()
+    );
+}

@@ -131,9 +131,19 @@ pub(crate) fn to_component(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, S
         );
     }
     use wasi_preview1_component_adapter_provider as adapter;
+    let shape = ModuleShape::of(bytes);
+    if shape.old_spin_abi && !shape.bindgen {
+        return Err(
+            "is a core module built for Spin's pre-component ABI (wit-bindgen 0.2: spin-sdk \
+             for Rust before 1.5, Spin's TinyGo-based Go SDK, exporting `handle-http-request` \
+             or `canonical_abi_realloc`), which Wisp does not run; rebuild it with a current \
+             Spin SDK"
+                .to_owned(),
+        );
+    }
     // A module with `main` and no wit-bindgen exports is a WASI command (a wagi handler):
     // the command adapter exports its `_start` as `wasi:cli/run`.
-    let wrapper = match is_plain_command(bytes) {
+    let wrapper = match shape.start && !shape.bindgen {
         true => adapter::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
         false => adapter::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
     };
@@ -150,27 +160,47 @@ pub(crate) fn to_component(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, S
         })
 }
 
-/// Whether a core module exports `_start` and carries no wit-bindgen metadata (a
-/// `component-type` custom section): a WASI preview1 command.
-fn is_plain_command(bytes: &[u8]) -> bool {
-    use wasmparser::Payload;
-    let (mut start, mut bindgen) = (false, false);
-    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-        match payload {
-            Ok(Payload::ExportSection(exports)) => {
-                start = exports
-                    .into_iter()
-                    .any(|e| e.is_ok_and(|e| e.name == "_start"));
+/// What a core module's exports and custom sections say about how it was built.
+#[derive(Debug, Default)]
+struct ModuleShape {
+    /// It exports `_start` (a WASI preview1 command, unless it has wit-bindgen metadata).
+    start: bool,
+    /// It carries wit-bindgen metadata (a `component-type` custom section).
+    bindgen: bool,
+    /// It exports what Spin's pre-component SDKs (wit-bindgen 0.2) export: a
+    /// `handle-http-request` or `handle-redis-message` handler, or `canonical_abi_realloc`.
+    old_spin_abi: bool,
+}
+
+impl ModuleShape {
+    fn of(bytes: &[u8]) -> Self {
+        use wasmparser::Payload;
+        let mut shape = Self::default();
+        for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+            match payload {
+                Ok(Payload::ExportSection(exports)) => {
+                    for export in exports.into_iter().flatten() {
+                        match export.name {
+                            "_start" => shape.start = true,
+                            "handle-http-request"
+                            | "handle-redis-message"
+                            | "canonical_abi_realloc" => shape.old_spin_abi = true,
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(Payload::CustomSection(section))
+                    if section.name().starts_with("component-type") =>
+                {
+                    shape.bindgen = true;
+                }
+                Ok(_) => {}
+                // Left for the encoder's validation to report.
+                Err(_) => return Self::default(),
             }
-            Ok(Payload::CustomSection(section)) if section.name().starts_with("component-type") => {
-                bindgen = true;
-            }
-            Ok(_) => {}
-            // Left for the encoder's validation to report.
-            Err(_) => return false,
         }
+        shape
     }
-    start && !bindgen
 }
 
 /// The one WASI release candidate that differs from 0.3.0 only in documentation (and an
@@ -633,6 +663,26 @@ mod tests {
         let native = engine.precompile_component(&wasm).unwrap();
         let err = compile(&engine, None, "x", "sha256:00", &native).unwrap_err();
         assert!(err.to_string().contains("precompiled native code"), "{err}");
+    }
+
+    #[test]
+    fn modules_of_spins_pre_component_abi_are_refused_with_the_reason() {
+        let engine = engine();
+        let old_abi = wat::parse_str(
+            r#"(module
+                (memory (export "memory") 1)
+                (func (export "canonical_abi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 0)
+                (func (export "handle-http-request") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)))"#,
+        )
+        .unwrap();
+        let err = compile(&engine, None, "old", "sha256:02", &old_abi).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("component `old`")
+                && message.contains("Spin's pre-component ABI")
+                && message.contains("rebuild it with a current Spin SDK"),
+            "{message}"
+        );
     }
 
     #[test]

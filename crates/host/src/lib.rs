@@ -83,6 +83,11 @@ mod spin1_bindings {
         path: "../../wit/spin1",
         world: "wisp:spin1/capabilities",
         imports: { default: async | trappable },
+        // Identical to 2.0.0's types (same names and cases), so the 2.0.0 conversions
+        // serve both.
+        with: {
+            "fermyon:spin/rdbms-types": crate::bindings::fermyon::spin::rdbms_types,
+        },
     });
 }
 

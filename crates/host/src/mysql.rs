@@ -1,5 +1,6 @@
-//! Outbound MySQL (and MariaDB): `fermyon:spin/mysql@2.0.0` and `spin:mysql/mysql@3.0.0`
-//! (WASI 0.3: every function is async and `query` streams its rows).
+//! Outbound MySQL (and MariaDB): `fermyon:spin/mysql@2.0.0`, `spin:mysql/mysql@3.0.0`
+//! (WASI 0.3: every function is async and `query` streams its rows) and Spin 1.x's
+//! unversioned `fermyon:spin/mysql` ([`v1`], an address per call).
 //!
 //! `open` takes `mysql://user:password@host:port/database`. The host must be granted by
 //! `allowed_outbound_hosts` (`mysql://host:port`) and resolve outside the blocked
@@ -22,6 +23,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use wasmtime::component::{Accessor, FutureReader, Linker, Resource, StreamReader};
 
 mod tls;
+mod v1;
 use tls::MyTls;
 
 /// The outbound MySQL capability: the app's pool of idle connections, and the
@@ -45,6 +47,10 @@ impl Capability for Mysql {
         linker: &mut Linker<T>,
     ) -> wasmtime::Result<()> {
         rdbms::add_types_to_linker(linker)?;
+        crate::spin1_bindings::fermyon::spin::mysql::add_to_linker::<T, Capabilities>(
+            linker,
+            crate::view,
+        )?;
         v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
         v3::add_to_linker::<T, Capabilities>(linker, crate::view)
     }

@@ -204,6 +204,8 @@ fn the_spin1_guest_has_the_spin_1_world() {
         "fermyon:spin/key-value",
         "fermyon:spin/sqlite",
         "fermyon:spin/redis",
+        "fermyon:spin/postgres",
+        "fermyon:spin/mysql",
         "fermyon:spin/llm",
     ] {
         assert!(

@@ -88,4 +88,24 @@ mod tests {
             include_str!("../../../wit/deps/spin-redis-3.0.0/redis.wit"),
         );
     }
+
+    /// The unversioned `fermyon:spin/redis-types` is defined twice, for the exported
+    /// `inbound-redis` here and for the imported Spin 1.x `redis` in `wit/spin1`: the same
+    /// interface, whitespace aside.
+    #[test]
+    fn both_copies_of_the_spin1_redis_types_match() {
+        fn redis_types(wit: &str) -> String {
+            let start = wit.find("interface redis-types {").expect("redis-types");
+            let end = start + wit[start..].find("\n}").expect("its end");
+            wit[start..end].split_whitespace().collect()
+        }
+        assert_eq!(
+            redis_types(include_str!(
+                "../../../wit/triggers/deps/fermyon-spin-unversioned/inbound-redis.wit"
+            )),
+            redis_types(include_str!(
+                "../../../wit/spin1/deps/fermyon-spin-unversioned/redis.wit"
+            )),
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Outbound PostgreSQL: `fermyon:spin/postgres@2.0.0`, `spin:postgres/postgres@3.0.0` and
 //! `@4.2.0` (which also serves `@4.0`/`@4.1` imports; its `*-async` functions and
-//! `query-async` row stream are the WASI 0.3 forms).
+//! `query-async` row stream are the WASI 0.3 forms), and Spin 1.x's unversioned
+//! `fermyon:spin/postgres` ([`v1`], an address per call).
 //!
 //! `open` takes a `postgres://`/`postgresql://` URL or a `host=... port=...` key-value
 //! string. The host must be granted by `allowed_outbound_hosts` (`postgres://host:port`,
@@ -12,11 +13,12 @@
 //! `other`/`unsupported` instead of failing the query.
 //!
 //! This module holds the session plumbing: connecting, the pool's reset, failures, and
-//! running statements. Each interface version's types and host traits are in [`v2`],
-//! [`v3`] and [`v4`].
+//! running statements. Each interface version's types and host traits are in [`v1`],
+//! [`v2`], [`v3`] and [`v4`].
 
 mod codec;
 mod tls;
+mod v1;
 mod v2;
 mod v3;
 mod v4;
@@ -61,7 +63,9 @@ impl Capability for Postgres {
         use crate::bindings::fermyon::spin::postgres as v2;
         use crate::bindings::spin::postgres3_0_0::postgres as v3;
         use crate::bindings::spin::postgres4_2_0::postgres as v4;
+        use crate::spin1_bindings::fermyon::spin::postgres as v1;
         rdbms::add_types_to_linker(linker)?;
+        v1::add_to_linker::<T, Capabilities>(linker, crate::view)?;
         v2::add_to_linker::<T, Capabilities>(linker, crate::view)?;
         v3::add_to_linker::<T, Capabilities>(linker, crate::view)?;
         v4::add_to_linker::<T, Capabilities>(linker, crate::view)

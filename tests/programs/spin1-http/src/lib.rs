@@ -1,6 +1,6 @@
 //! `spin1-http`: a Spin 1.x HTTP component, built as spin-sdk 1.x builds one: it exports
 //! the unversioned `fermyon:spin/inbound-http` and imports the unversioned `config`,
-//! `http`, `key-value`, `sqlite`, `redis` and `llm` interfaces (`wit/spin1`,
+//! `http`, `key-value`, `sqlite`, `redis`, `postgres`, `mysql` and `llm` interfaces (`wit/spin1`,
 //! world `http-component`). Built for wasm32-wasip2 (a component) and for
 //! wasm32-wasip1 (a core module with wit-bindgen metadata, as spin-sdk 1.x apps are).
 //!
@@ -13,6 +13,9 @@
 //!   one line per call, then the same against a closed handle and an ungranted label;
 //! - `/outbound?url=U`: GET U through `fermyon:spin/http`, `<status> <body>`;
 //! - `/redis?addr=A`: each command of `fermyon:spin/redis` against A, one line each;
+//! - `/pg?address=A&table=T`, `/mysql?address=A&table=T`: creates table T, inserts a
+//!   row with parameters, reads it back, runs a failing query and drops T, one line
+//!   each;
 //! - `/llm`: the `infer` error;
 //! - `/status?code=N`: an empty response with status N.
 
@@ -24,7 +27,9 @@ wit_bindgen::generate!({
 
 use exports::fermyon::spin::inbound_http::Guest;
 use fermyon::spin::http_types::{Method, Request, Response};
-use fermyon::spin::{config, http, key_value, llm, redis, redis_types, sqlite};
+use fermyon::spin::{
+    config, http, key_value, llm, mysql, postgres, rdbms_types, redis, redis_types, sqlite,
+};
 
 struct Spin1;
 
@@ -57,6 +62,8 @@ impl Guest for Spin1 {
             "/sqlite" => text(200, sqlite()),
             "/outbound" => outbound(&param("url")),
             "/redis" => text(200, redis(&param("addr"))),
+            "/pg" => text(200, pg(&param("address"), &param("table"))),
+            "/mysql" => text(200, mysql(&param("address"), &param("table"))),
             "/llm" => text(
                 500,
                 format!("{:?}", llm::infer("llama2-chat", "hi", None).unwrap_err()),
@@ -136,19 +143,40 @@ fn kv() -> String {
         Ok(store) => store,
         Err(e) => return format!("open default: {e:?}\n"),
     };
-    line(format!("set: {:?}", key_value::set(store, "greeting", b"hi")));
+    line(format!(
+        "set: {:?}",
+        key_value::set(store, "greeting", b"hi")
+    ));
     line(format!(
         "get: {:?}",
         key_value::get(store, "greeting").map(String::from_utf8)
     ));
-    line(format!("exists: {:?}", key_value::exists(store, "greeting")));
+    line(format!(
+        "exists: {:?}",
+        key_value::exists(store, "greeting")
+    ));
     line(format!("keys: {:?}", key_value::get_keys(store)));
-    line(format!("delete: {:?}", key_value::delete(store, "greeting")));
-    line(format!("exists after delete: {:?}", key_value::exists(store, "greeting")));
-    line(format!("get missing: {:?}", key_value::get(store, "greeting")));
+    line(format!(
+        "delete: {:?}",
+        key_value::delete(store, "greeting")
+    ));
+    line(format!(
+        "exists after delete: {:?}",
+        key_value::exists(store, "greeting")
+    ));
+    line(format!(
+        "get missing: {:?}",
+        key_value::get(store, "greeting")
+    ));
     key_value::close(store);
-    line(format!("get on closed: {:?}", key_value::get(store, "greeting")));
-    line(format!("get on made-up: {:?}", key_value::get(9999, "greeting")));
+    line(format!(
+        "get on closed: {:?}",
+        key_value::get(store, "greeting")
+    ));
+    line(format!(
+        "get on made-up: {:?}",
+        key_value::get(9999, "greeting")
+    ));
     line(format!("open other: {:?}", key_value::open("other")));
     out
 }
@@ -167,7 +195,11 @@ fn sqlite() -> String {
     let run = |statement: &str, params: &[Value]| sqlite::execute(conn, statement, params);
     line(format!(
         "create: {:?}",
-        run("CREATE TABLE IF NOT EXISTS pets (name TEXT, age INTEGER)", &[]).map(|r| r.rows.len())
+        run(
+            "CREATE TABLE IF NOT EXISTS pets (name TEXT, age INTEGER)",
+            &[]
+        )
+        .map(|r| r.rows.len())
     ));
     line(format!(
         "insert: {:?}",
@@ -230,22 +262,40 @@ fn redis(addr: &str) -> String {
         out.push_str(&s);
         out.push('\n');
     };
-    line(format!("set: {:?}", redis::set(addr, "spin1-key", b"value")));
+    line(format!(
+        "set: {:?}",
+        redis::set(addr, "spin1-key", b"value")
+    ));
     line(format!(
         "get: {:?}",
         redis::get(addr, "spin1-key").map(String::from_utf8)
     ));
-    line(format!("get missing: {:?}", redis::get(addr, "spin1-missing")));
-    line(format!("del: {:?}", redis::del(addr, &["spin1-key".to_owned(), "spin1-count".to_owned()])));
+    line(format!(
+        "get missing: {:?}",
+        redis::get(addr, "spin1-missing")
+    ));
+    line(format!(
+        "del: {:?}",
+        redis::del(addr, &["spin1-key".to_owned(), "spin1-count".to_owned()])
+    ));
     line(format!("incr: {:?}", redis::incr(addr, "spin1-count")));
     line(format!("incr: {:?}", redis::incr(addr, "spin1-count")));
     let members = ["a".to_owned(), "b".to_owned()];
-    line(format!("sadd: {:?}", redis::sadd(addr, "spin1-set", &members)));
+    line(format!(
+        "sadd: {:?}",
+        redis::sadd(addr, "spin1-set", &members)
+    ));
     let mut listed = redis::smembers(addr, "spin1-set").unwrap_or_default();
     listed.sort();
     line(format!("smembers: {listed:?}"));
-    line(format!("srem: {:?}", redis::srem(addr, "spin1-set", &members)));
-    line(format!("publish: {:?}", redis::publish(addr, "spin1-channel", b"msg")));
+    line(format!(
+        "srem: {:?}",
+        redis::srem(addr, "spin1-set", &members)
+    ));
+    line(format!(
+        "publish: {:?}",
+        redis::publish(addr, "spin1-channel", b"msg")
+    ));
     let appended = redis::execute(
         addr,
         "APPEND",
@@ -264,7 +314,116 @@ fn redis(addr: &str) -> String {
             })
             .collect::<Vec<_>>())
     ));
-    line(format!("del: {:?}", redis::del(addr, &["spin1-key".to_owned(), "spin1-count".to_owned()])));
+    line(format!(
+        "del: {:?}",
+        redis::del(addr, &["spin1-key".to_owned(), "spin1-count".to_owned()])
+    ));
+    out
+}
+
+/// One line for a row set: `name:type` per column, then the rows.
+fn rows(set: &rdbms_types::RowSet) -> String {
+    let columns: Vec<String> = set
+        .columns
+        .iter()
+        .map(|c| format!("{}:{:?}", c.name, c.data_type))
+        .collect();
+    format!("{columns:?} {:?}", set.rows)
+}
+
+fn pg(address: &str, table: &str) -> String {
+    use rdbms_types::ParameterValue as P;
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!(
+        "create: {:?}",
+        postgres::execute(
+            address,
+            &format!("CREATE TABLE {table} (id INTEGER, name TEXT)"),
+            &[]
+        )
+    ));
+    line(format!(
+        "insert: {:?}",
+        postgres::execute(
+            address,
+            &format!("INSERT INTO {table} VALUES ($1, $2)"),
+            &[P::Int32(1), P::Str("one".to_owned())]
+        )
+    ));
+    line(format!(
+        "select: {}",
+        match postgres::query(
+            address,
+            &format!("SELECT id, name FROM {table} WHERE id = $1"),
+            &[P::Int32(1)]
+        ) {
+            Ok(set) => rows(&set),
+            Err(e) => format!("{e:?}"),
+        }
+    ));
+    line(format!(
+        "error: {}",
+        match postgres::query(address, "SELECT * FROM wisp_no_such_table", &[]) {
+            Err(postgres::PgError::QueryFailed(_)) => "query-failed".to_owned(),
+            other => format!("{other:?}"),
+        }
+    ));
+    line(format!(
+        "drop: {:?}",
+        postgres::execute(address, &format!("DROP TABLE {table}"), &[])
+    ));
+    out
+}
+
+fn mysql(address: &str, table: &str) -> String {
+    use rdbms_types::ParameterValue as P;
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!(
+        "create: {:?}",
+        mysql::execute(
+            address,
+            &format!("CREATE TABLE {table} (id INT, name VARCHAR(20))"),
+            &[]
+        )
+    ));
+    line(format!(
+        "insert: {:?}",
+        mysql::execute(
+            address,
+            &format!("INSERT INTO {table} VALUES (?, ?)"),
+            &[P::Int32(1), P::Str("one".to_owned())]
+        )
+    ));
+    line(format!(
+        "select: {}",
+        match mysql::query(
+            address,
+            &format!("SELECT id, name FROM {table} WHERE id = ?"),
+            &[P::Int32(1)]
+        ) {
+            Ok(set) => rows(&set),
+            Err(e) => format!("{e:?}"),
+        }
+    ));
+    line(format!(
+        "error: {}",
+        match mysql::query(address, "SELECT * FROM wisp_no_such_table", &[]) {
+            Err(mysql::MysqlError::QueryFailed(_)) => "query-failed".to_owned(),
+            other => format!("{other:?}"),
+        }
+    ));
+    line(format!(
+        "drop: {:?}",
+        mysql::execute(address, &format!("DROP TABLE {table}"), &[])
+    ));
     out
 }
 
