@@ -742,6 +742,65 @@ where
     })
 }
 
+/// Spin 1.x's unversioned `fermyon:spin/postgres` or `mysql` (`$v1`): an address per
+/// call. Each call opens a 2.0.0 connection (`$v2`; a pooled one when the app has it
+/// idle), runs the statement on it and gives it back, so grants, TLS and the pool work as
+/// for 2.0.0. The types are 2.0.0's `rdbms-types`; only the error type (`$error`) differs,
+/// and `execute` returns `$executed`.
+macro_rules! address_per_call {
+    ($v1:ident, $v2:ident, $error:ident, $connection:ty, $executed:ty) => {
+        fn v1_error(error: $crate::bindings::fermyon::spin::rdbms_types::Error) -> $v1::$error {
+            use $crate::bindings::fermyon::spin::rdbms_types::Error as E;
+            match error {
+                E::ConnectionFailed(m) => $v1::$error::ConnectionFailed(m),
+                E::BadParameter(m) => $v1::$error::BadParameter(m),
+                E::QueryFailed(m) => $v1::$error::QueryFailed(m),
+                E::ValueConversionFailed(m) => $v1::$error::ValueConversionFailed(m),
+                E::Other(m) => $v1::$error::OtherError(m),
+            }
+        }
+
+        impl $v1::Host for $crate::CapabilitiesCtx<'_> {
+            async fn query(
+                &mut self,
+                address: String,
+                statement: String,
+                params: Vec<$crate::bindings::fermyon::spin::rdbms_types::ParameterValue>,
+            ) -> wasmtime::Result<
+                Result<$crate::bindings::fermyon::spin::rdbms_types::RowSet, $v1::$error>,
+            > {
+                let connection: wasmtime::component::Resource<$connection> =
+                    match $v2::HostConnection::open(self, address).await? {
+                        Ok(connection) => connection,
+                        Err(e) => return Ok(Err(v1_error(e))),
+                    };
+                let borrowed = wasmtime::component::Resource::new_borrow(connection.rep());
+                let result = $v2::HostConnection::query(self, borrowed, statement, params).await;
+                $v2::HostConnection::drop(self, connection).await?;
+                Ok(result?.map_err(v1_error))
+            }
+
+            async fn execute(
+                &mut self,
+                address: String,
+                statement: String,
+                params: Vec<$crate::bindings::fermyon::spin::rdbms_types::ParameterValue>,
+            ) -> wasmtime::Result<Result<$executed, $v1::$error>> {
+                let connection: wasmtime::component::Resource<$connection> =
+                    match $v2::HostConnection::open(self, address).await? {
+                        Ok(connection) => connection,
+                        Err(e) => return Ok(Err(v1_error(e))),
+                    };
+                let borrowed = wasmtime::component::Resource::new_borrow(connection.rep());
+                let result = $v2::HostConnection::execute(self, borrowed, statement, params).await;
+                $v2::HostConnection::drop(self, connection).await?;
+                Ok(result?.map_err(v1_error))
+            }
+        }
+    };
+}
+pub(crate) use address_per_call;
+
 /// Runs `future` with [`QUERY_TIMEOUT`]; `None` when it did not finish in time.
 pub(crate) async fn bounded<F: std::future::Future>(future: F) -> Option<F::Output> {
     tokio::time::timeout(QUERY_TIMEOUT, future).await.ok()

@@ -903,6 +903,25 @@ fn path_match_header(param: &str) -> String {
     )
 }
 
+/// The whole request body, for executors that hand it to the guest in one piece (wagi,
+/// Spin 1.x); one that has not arrived by `timeout` fails as a deadline.
+async fn read_body(
+    body: WasiBody,
+    timeout: std::time::Duration,
+) -> Result<Bytes, wisp_engine::GuestError> {
+    match tokio::time::timeout(timeout, body.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) => Err(wisp_engine::GuestError {
+            fault: None,
+            message: format!("could not read the request body: {e}"),
+        }),
+        Err(_) => Err(wisp_engine::GuestError {
+            fault: Some(GuestFault::Deadline(timeout)),
+            message: "the request body did not arrive before the deadline".to_owned(),
+        }),
+    }
+}
+
 fn full(bytes: impl Into<Bytes>) -> WasiBody {
     Full::new(bytes.into())
         .map_err(|never: Infallible| match never {})

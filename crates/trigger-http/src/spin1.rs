@@ -5,11 +5,10 @@
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use std::sync::Arc;
 use wasmtime::component::InstancePre;
 use wasmtime_wasi_http::WasiBody;
-use wisp_engine::{EventCall, GuestError, GuestFault, Host, LoadedComponent};
+use wisp_engine::{EventCall, GuestError, Host, LoadedComponent};
 
 // The generated export accessors use `unsafe` internally (TypedFunc::new_unchecked on
 // types bindgen has already checked); the workspace denies `unsafe_code` for our code.
@@ -47,22 +46,7 @@ pub(crate) async fn handle(
             .body(super::full(Bytes::new()))
             .expect("a status and an empty body make a response"));
     };
-    let timeout = component.request_timeout();
-    let body = match tokio::time::timeout(timeout, body.collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) => {
-            return Err(GuestError {
-                fault: None,
-                message: format!("could not read the request body: {e}"),
-            });
-        }
-        Err(_) => {
-            return Err(GuestError {
-                fault: Some(GuestFault::Deadline(timeout)),
-                message: "the request body did not arrive before the deadline".to_owned(),
-            });
-        }
-    };
+    let body = super::read_body(body, component.request_timeout()).await?;
     let uri = parts
         .uri
         .path_and_query()

@@ -5,10 +5,9 @@
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use std::sync::Arc;
 use wasmtime_wasi_http::WasiBody;
-use wisp_engine::{CommandInput, GuestError, GuestFault, LoadedComponent};
+use wisp_engine::{CommandInput, GuestError, LoadedComponent};
 
 /// The most a wagi component may write to stdout for one response. The output is
 /// buffered (its headers come first and may set the status), so this bounds the memory
@@ -23,22 +22,7 @@ pub(crate) async fn handle(
     request: Request<WasiBody>,
 ) -> Result<Response<WasiBody>, GuestError> {
     let (parts, body) = request.into_parts();
-    let timeout = component.request_timeout();
-    let stdin = match tokio::time::timeout(timeout, body.collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) => {
-            return Err(GuestError {
-                fault: None,
-                message: format!("could not read the request body: {e}"),
-            });
-        }
-        Err(_) => {
-            return Err(GuestError {
-                fault: Some(GuestFault::Deadline(timeout)),
-                message: "the request body did not arrive before the deadline".to_owned(),
-            });
-        }
-    };
+    let stdin = super::read_body(body, component.request_timeout()).await?;
     let input = CommandInput {
         args: arguments(argv, &parts),
         env: environment(&parts, stdin.len()),
@@ -217,6 +201,7 @@ fn cgi_response(output: Bytes) -> Result<Response<WasiBody>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     fn parts(uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
         let mut builder = Request::builder().method("POST").uri(uri);
