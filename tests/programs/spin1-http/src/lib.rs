@@ -331,100 +331,74 @@ fn rows(set: &rdbms_types::RowSet) -> String {
     format!("{columns:?} {:?}", set.rows)
 }
 
+/// The same steps against either database interface (`$db`, with its error type and the
+/// SQL of its dialect): create, insert with parameters, select it back, a failing query,
+/// drop; one line each.
+macro_rules! rdbms_steps {
+    ($db:ident, $error:ident, $address:expr, $table:expr, $create:expr, $insert:expr, $select:expr) => {{
+        use rdbms_types::ParameterValue as P;
+        let (address, table) = ($address, $table);
+        let mut out = String::new();
+        let mut line = |s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        line(format!(
+            "create: {:?}",
+            $db::execute(address, &format!($create, table), &[])
+        ));
+        line(format!(
+            "insert: {:?}",
+            $db::execute(
+                address,
+                &format!($insert, table),
+                &[P::Int32(1), P::Str("one".to_owned())]
+            )
+        ));
+        line(format!(
+            "select: {}",
+            match $db::query(address, &format!($select, table), &[P::Int32(1)]) {
+                Ok(set) => rows(&set),
+                Err(e) => format!("{e:?}"),
+            }
+        ));
+        line(format!(
+            "error: {}",
+            match $db::query(address, "SELECT * FROM wisp_no_such_table", &[]) {
+                Err($db::$error::QueryFailed(_)) => "query-failed".to_owned(),
+                other => format!("{other:?}"),
+            }
+        ));
+        line(format!(
+            "drop: {:?}",
+            $db::execute(address, &format!("DROP TABLE {}", table), &[])
+        ));
+        out
+    }};
+}
+
 fn pg(address: &str, table: &str) -> String {
-    use rdbms_types::ParameterValue as P;
-    let mut out = String::new();
-    let mut line = |s: String| {
-        out.push_str(&s);
-        out.push('\n');
-    };
-    line(format!(
-        "create: {:?}",
-        postgres::execute(
-            address,
-            &format!("CREATE TABLE {table} (id INTEGER, name TEXT)"),
-            &[]
-        )
-    ));
-    line(format!(
-        "insert: {:?}",
-        postgres::execute(
-            address,
-            &format!("INSERT INTO {table} VALUES ($1, $2)"),
-            &[P::Int32(1), P::Str("one".to_owned())]
-        )
-    ));
-    line(format!(
-        "select: {}",
-        match postgres::query(
-            address,
-            &format!("SELECT id, name FROM {table} WHERE id = $1"),
-            &[P::Int32(1)]
-        ) {
-            Ok(set) => rows(&set),
-            Err(e) => format!("{e:?}"),
-        }
-    ));
-    line(format!(
-        "error: {}",
-        match postgres::query(address, "SELECT * FROM wisp_no_such_table", &[]) {
-            Err(postgres::PgError::QueryFailed(_)) => "query-failed".to_owned(),
-            other => format!("{other:?}"),
-        }
-    ));
-    line(format!(
-        "drop: {:?}",
-        postgres::execute(address, &format!("DROP TABLE {table}"), &[])
-    ));
-    out
+    rdbms_steps!(
+        postgres,
+        PgError,
+        address,
+        table,
+        "CREATE TABLE {} (id INTEGER, name TEXT)",
+        "INSERT INTO {} VALUES ($1, $2)",
+        "SELECT id, name FROM {} WHERE id = $1"
+    )
 }
 
 fn mysql(address: &str, table: &str) -> String {
-    use rdbms_types::ParameterValue as P;
-    let mut out = String::new();
-    let mut line = |s: String| {
-        out.push_str(&s);
-        out.push('\n');
-    };
-    line(format!(
-        "create: {:?}",
-        mysql::execute(
-            address,
-            &format!("CREATE TABLE {table} (id INT, name VARCHAR(20))"),
-            &[]
-        )
-    ));
-    line(format!(
-        "insert: {:?}",
-        mysql::execute(
-            address,
-            &format!("INSERT INTO {table} VALUES (?, ?)"),
-            &[P::Int32(1), P::Str("one".to_owned())]
-        )
-    ));
-    line(format!(
-        "select: {}",
-        match mysql::query(
-            address,
-            &format!("SELECT id, name FROM {table} WHERE id = ?"),
-            &[P::Int32(1)]
-        ) {
-            Ok(set) => rows(&set),
-            Err(e) => format!("{e:?}"),
-        }
-    ));
-    line(format!(
-        "error: {}",
-        match mysql::query(address, "SELECT * FROM wisp_no_such_table", &[]) {
-            Err(mysql::MysqlError::QueryFailed(_)) => "query-failed".to_owned(),
-            other => format!("{other:?}"),
-        }
-    ));
-    line(format!(
-        "drop: {:?}",
-        mysql::execute(address, &format!("DROP TABLE {table}"), &[])
-    ));
-    out
+    rdbms_steps!(
+        mysql,
+        MysqlError,
+        address,
+        table,
+        "CREATE TABLE {} (id INT, name VARCHAR(20))",
+        "INSERT INTO {} VALUES (?, ?)",
+        "SELECT id, name FROM {} WHERE id = ?"
+    )
 }
 
 export!(Spin1);
