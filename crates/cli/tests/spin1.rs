@@ -274,3 +274,55 @@ fn spin1_outbound_redis_takes_an_address_per_call() {
         );
     }
 }
+
+/// A whole Spin 1.x app: a version 1 manifest (read as version 2, as Spin does) serving the
+/// Spin 1.x guest, its `config` from the component's `[component.config]`, its grants from
+/// `allowed_http_hosts`.
+#[test]
+fn a_spin1_app_with_a_version_1_manifest_runs() {
+    let dir = app_dir(&format!(
+        r#"spin_manifest_version = "1"
+name = "spin1-app"
+trigger = {{ type = "http", base = "/" }}
+version = "1.0.0"
+
+[variables]
+greeting = {{ default = "hello from version 1" }}
+
+[[component]]
+id = "spin1"
+source = {source}
+allowed_http_hosts = ["self"]
+key_value_stores = ["default"]
+[component.trigger]
+route = "/..."
+[component.config]
+greeting = "{{{{ greeting }}}}"
+"#,
+        source = toml_path(programs::SPIN1_HTTP_WASIP1)
+    ));
+    let wisp = up(&dir);
+    let config = get(&wisp, "/config?key=greeting");
+    assert_eq!(
+        (config.status, config.text().as_str()),
+        (200, "hello from version 1"),
+        "{}",
+        wisp.stderr()
+    );
+    let own = get(&wisp, &format!("/outbound?url={}", encode("/hello")));
+    assert!(
+        own.text()
+            .starts_with("200 hello from spin 1: GET /hello\n"),
+        "{}",
+        own.text()
+    );
+    // Not granted: its database defaults cover Redis, MySQL and PostgreSQL, not SQLite.
+    let sqlite = get(&wisp, "/sqlite");
+    assert_eq!(sqlite.text(), "open default: Error::AccessDenied\n");
+    // Spin's `Available Routes` listing, as for version 2.
+    assert!(
+        wisp.stdout().contains("  spin1: http://"),
+        "{}",
+        wisp.stdout()
+    );
+}

@@ -1,5 +1,6 @@
 //! Parsing and validation of Spin's application manifest, `spin.toml`
-//! (`spin_manifest_version = 2`).
+//! (`spin_manifest_version = 2`; Spin 1.x's version 1 is converted to version 2 first, as
+//! Spin does).
 //!
 //! This crate is the first step of Wisp's data path:
 //!
@@ -61,6 +62,7 @@ mod error;
 mod model;
 mod raw;
 mod rules;
+mod v1;
 mod validate;
 
 use std::path::Path;

@@ -639,3 +639,181 @@ dependencies_inherit_configuration = true
         InheritConfiguration::All
     );
 }
+
+/// A Spin 1.x manifest with the fields its templates wrote.
+const VERSION_1: &str = r#"spin_manifest_version = "1"
+authors = ["Ada <ada@example.com>"]
+description = "a Spin 1.x app"
+name = "old-app"
+trigger = { type = "http", base = "/" }
+version = "1.0.0"
+
+[variables]
+token = { required = true, secret = true }
+
+[[component]]
+id = "api"
+source = "api/target/wasm32-wasi/release/api.wasm"
+description = "the API"
+allowed_http_hosts = ["api.example.com", "https://other.example.com:8443", "self"]
+key_value_stores = ["default"]
+environment = { MODE = "prod" }
+files = [{ source = "assets", destination = "/" }]
+[component.trigger]
+route = "/api/..."
+[component.config]
+token = "{{ token }}"
+[component.build]
+command = "cargo build --target wasm32-wasi --release"
+workdir = "api"
+
+[[component]]
+id = "cgi"
+source = "cgi.wasm"
+allowed_outbound_hosts = ["redis://cache:6379"]
+allowed_http_hosts = ["insecure:allow-all"]
+[component.trigger]
+route = "/cgi"
+executor = { type = "wagi", argv = "${SCRIPT_NAME} ${ARGS}" }
+"#;
+
+#[test]
+fn version_1_manifests_are_read_as_spin_reads_them() {
+    let m = parse(VERSION_1);
+    assert_eq!(m.application.name, "old-app");
+    assert_eq!(m.application.version.as_deref(), Some("1.0.0"));
+    assert_eq!(m.application.description.as_deref(), Some("a Spin 1.x app"));
+    assert_eq!(m.application.authors, strings(&["Ada <ada@example.com>"]));
+    // `base = "/"` is the default: nothing to warn about.
+    assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    assert!(m.variables["token"].required && m.variables["token"].secret);
+
+    // One trigger per component, named as Spin names them, placed at the version 1
+    // `[component.trigger]` lines.
+    let triggers: Vec<_> = m
+        .http_triggers
+        .iter()
+        .map(|t| (t.id.as_deref(), t.component.as_deref(), t.line))
+        .collect();
+    assert_eq!(
+        triggers,
+        [
+            (Some("trigger-api"), Some("api"), 19),
+            (Some("trigger-cgi"), Some("cgi"), 32)
+        ]
+    );
+    assert_eq!(
+        m.http_triggers[0].route,
+        HttpRoute::Path("/api/...".to_owned())
+    );
+    assert!(matches!(
+        m.http_triggers[1].executor,
+        HttpExecutor::Wagi { .. }
+    ));
+
+    let api = &m.components["api"];
+    assert_eq!(api.description.as_deref(), Some("the API"));
+    assert_eq!(api.variables, map(&[("token", "{{ token }}")]));
+    assert_eq!(api.environment, map(&[("MODE", "prod")]));
+    assert_eq!(api.key_value_stores, strings(&["default"]));
+    assert_eq!(api.files.len(), 1);
+    assert_eq!(
+        api.build.as_ref().map(|b| b.workdir.as_deref()),
+        Some(Some("api"))
+    );
+    // No `allowed_outbound_hosts`: every database, as version 1 allowed, then both schemes
+    // of each HTTP host.
+    assert_eq!(
+        api.allowed_outbound_hosts,
+        strings(&[
+            "redis://*:*",
+            "mysql://*:*",
+            "postgres://*:*",
+            "http://api.example.com",
+            "https://api.example.com",
+            "http://other.example.com:8443",
+            "https://other.example.com:8443",
+            "http://self",
+        ])
+    );
+    assert_eq!(
+        m.components["cgi"].allowed_outbound_hosts,
+        strings(&[
+            "redis://cache:6379",
+            "http://*:*",
+            "https://*:*",
+            "http://self"
+        ])
+    );
+}
+
+#[test]
+fn spin_version_1_and_redis_apps_are_version_1_too() {
+    let m = parse(
+        r#"spin_version = "1"
+name = "listener"
+trigger = { type = "redis", address = "redis://localhost:6379" }
+
+[[component]]
+id = "echo"
+source = "echo.wasm"
+[component.trigger]
+channel = "messages"
+"#,
+    );
+    assert_eq!(m.redis_triggers.len(), 1);
+    let trigger = &m.redis_triggers[0];
+    assert_eq!(
+        (
+            trigger.channel.as_str(),
+            trigger.address.as_str(),
+            trigger.line
+        ),
+        ("messages", "redis://localhost:6379", 8)
+    );
+}
+
+#[test]
+fn version_1_errors_point_into_the_version_1_text() {
+    let err = |text: &str| parse_str(text, Path::new("spin.toml")).unwrap_err();
+    // Found on the version 1 text itself.
+    let unknown = err(
+        "spin_manifest_version = \"1\"\nname = \"a\"\ntrigger = { type = \"http\" }\nfrobnicate = 1\n",
+    );
+    assert_eq!((unknown.line, unknown.column), (4, 1), "{unknown}");
+    assert!(
+        unknown.message.contains("unknown field `frobnicate`"),
+        "{unknown}"
+    );
+    let host = err(
+        "spin_manifest_version = \"1\"\nname = \"a\"\ntrigger = { type = \"http\" }\n\n[[component]]\nid = \"x\"\nsource = \"x.wasm\"\nallowed_http_hosts = [\"https://example.com/path\"]\n[component.trigger]\nroute = \"/\"\n",
+    );
+    assert_eq!(host.line, 8, "{host}");
+    assert!(
+        host.message.contains(
+            "invalid `allowed_http_hosts` entry `https://example.com/path`: it has a path"
+        ),
+        "{host}"
+    );
+    // Found by the version 2 rules on the converted manifest: placed at the component's
+    // table, the message naming the component.
+    let id = err(
+        "spin_manifest_version = \"1\"\nname = \"a\"\ntrigger = { type = \"http\" }\n\n[[component]]\nid = \"Bad_Id\"\nsource = \"x.wasm\"\n[component.trigger]\nroute = \"/\"\n",
+    );
+    assert_eq!(id.line, 6, "{id}");
+    assert!(id.message.contains("invalid component id `Bad_Id`"), "{id}");
+    assert!(
+        id.hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("read as version 2"),
+        "{id}"
+    );
+    let route = err(
+        "spin_manifest_version = \"1\"\nname = \"a\"\ntrigger = { type = \"http\" }\n\n[[component]]\nid = \"x\"\nsource = \"x.wasm\"\n[component.trigger]\nroute = \"no-slash\"\n",
+    );
+    assert_eq!(route.line, 8, "{route}");
+    let untyped = err("spin_manifest_version = \"1\"\nname = \"a\"\ntrigger = { base = \"/\" }\n");
+    assert_eq!(untyped.line, 3, "{untyped}");
+    assert!(untyped.message.contains("has no `type`"), "{untyped}");
+}

@@ -34,7 +34,18 @@ const BASE_WARNING: &str =
 pub(crate) fn parse(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
     let src = Source { text, file };
     let probe: VersionProbe = toml::from_str(text).map_err(|e| src.syntax_error(&e))?;
-    check_version(&src, &probe)?;
+    if check_version(&src, &probe)? == Version::One {
+        let converted = crate::v1::convert(&src)?;
+        return parse_v2(&converted.text, file)
+            .map(|manifest| converted.placed(&src, manifest))
+            .map_err(|e| converted.place(&src, e));
+    }
+    parse_v2(text, file)
+}
+
+/// Parses and validates the text of a version 2 manifest.
+fn parse_v2(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
+    let src = Source { text, file };
     let raw: RawManifest = toml::from_str(text).map_err(|e| src.schema_error(&e))?;
     Validator {
         src: &src,
@@ -45,27 +56,33 @@ pub(crate) fn parse(text: &str, file: &Path) -> Result<Manifest, ManifestError> 
     .manifest(raw)
 }
 
-fn check_version(src: &Source<'_>, probe: &VersionProbe) -> Result<(), ManifestError> {
-    let version_one = |span: Range<usize>| {
-        src.error(
-            span,
-            "manifest version 1 is not supported; migrate with `spin doctor` or rewrite as version 2",
-            "version 2 has `spin_manifest_version = 2`, an [application] table, \
-             [component.<id>] tables and [[trigger.http]] tables that name a component",
-        )
-    };
+/// The manifest versions this crate reads.
+#[derive(Debug, PartialEq, Eq)]
+enum Version {
+    /// Spin 1.x's, read by converting it (see [`crate::v1`]).
+    One,
+    Two,
+}
+
+fn check_version(src: &Source<'_>, probe: &VersionProbe) -> Result<Version, ManifestError> {
     match (&probe.spin_manifest_version, &probe.spin_version) {
         (Some(version), _) => match version.get_ref() {
-            toml::Value::Integer(2) => Ok(()),
-            toml::Value::Integer(1) => Err(version_one(version.span())),
-            toml::Value::String(s) if s == "1" => Err(version_one(version.span())),
+            toml::Value::Integer(2) => Ok(Version::Two),
+            toml::Value::String(s) if s == "1" => Ok(Version::One),
+            other => Err(src.error(
+                version.span(),
+                format!("unsupported manifest version `{other}`"),
+                "set `spin_manifest_version = 2` (an integer), or `\"1\"` (a string) for a Spin 1.x manifest",
+            )),
+        },
+        (None, Some(version)) => match version.get_ref() {
+            toml::Value::String(s) if s == "1" => Ok(Version::One),
             other => Err(src.error(
                 version.span(),
                 format!("unsupported manifest version `{other}`"),
                 "set `spin_manifest_version = 2` (an integer); that is the version this tool reads",
             )),
         },
-        (None, Some(version)) => Err(version_one(version.span())),
         (None, None) => Err(src.error(
             0..0,
             "the manifest has no `spin_manifest_version`",
