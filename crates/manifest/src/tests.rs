@@ -817,3 +817,13 @@ fn version_1_errors_point_into_the_version_1_text() {
     assert_eq!(untyped.line, 3, "{untyped}");
     assert!(untyped.message.contains("has no `type`"), "{untyped}");
 }
+
+#[test]
+fn a_version_1_trigger_setting_error_points_at_the_apps_trigger() {
+    let err = parse_str(
+        "spin_manifest_version = \"1\"\nname = \"a\"\n\ntrigger = { type = \"redis\", address = 42 }\n",
+        Path::new("spin.toml"),
+    )
+    .unwrap_err();
+    assert_eq!(err.line, 4, "{err}");
+}

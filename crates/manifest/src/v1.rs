@@ -164,12 +164,14 @@ pub(crate) fn convert(src: &Source<'_>) -> Result<Converted, ManifestError> {
     if let Some(authors) = v1.authors {
         application.insert("authors".into(), authors.into());
     }
-    if !app_trigger.is_empty() {
-        let mut triggers = toml::Table::new();
-        triggers.insert(trigger_type.clone(), app_trigger.into());
-        application.insert("trigger".into(), triggers.into());
-    }
     out.push(src, table("application", application), name_span)?;
+    if !app_trigger.is_empty() {
+        // `[application.trigger.<type>]`, placed at the version 1 `trigger`.
+        let mut of_type = toml::Table::new();
+        of_type.insert(trigger_type.clone(), app_trigger.into());
+        let document = table("application", table("trigger", of_type));
+        out.push(src, document, trigger_span)?;
+    }
 
     if let Some(variables) = v1.variables {
         let span = variables.span();
