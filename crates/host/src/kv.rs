@@ -349,11 +349,10 @@ impl CapabilitiesCtx<'_> {
         handle: v1::Store,
         op: &'static str,
     ) -> wasmtime::Result<Result<(KvStore, Option<wisp_telemetry::Span>), v1::Error>> {
-        let handle = Resource::<OpenStore>::new_borrow(handle);
-        if self.table.get(&handle).is_err() {
-            return Ok(Err(v1::Error::InvalidStore));
-        }
-        self.store_for(&handle, op).map(Ok)
+        // `store_for` fails only when the table has no store under that number.
+        Ok(self
+            .store_for(&Resource::new_borrow(handle), op)
+            .map_err(|_| v1::Error::InvalidStore))
     }
 }
 

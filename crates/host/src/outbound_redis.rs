@@ -407,12 +407,17 @@ impl CapabilitiesCtx<'_> {
         Ok((
             self.table.get(handle)?.conn.clone(),
             self.state.bounded(RESPONSE_TIMEOUT),
-            // Named as Redis spells commands; the name is only built for a traced request.
-            self.state.trace().and_then(|_| {
-                self.state
-                    .service_span("redis", &operation.to_ascii_uppercase())
-            }),
+            self.redis_command_span(operation),
         ))
+    }
+
+    /// The span of one command, named as Redis spells commands; the name is only built
+    /// for a traced request.
+    fn redis_command_span(&self, operation: &str) -> Option<Span> {
+        self.state.trace().and_then(|_| {
+            self.state
+                .service_span("redis", &operation.to_ascii_uppercase())
+        })
     }
 
     fn redis_connect_span(&self) -> Option<Span> {
@@ -616,10 +621,7 @@ impl CapabilitiesCtx<'_> {
                 wisp_telemetry::end_with(span, &connection);
                 let result = match connection {
                     Ok(connection) => {
-                        let span = self.state.trace().and_then(|_| {
-                            self.state
-                                .service_span("redis", &operation.to_ascii_uppercase())
-                        });
+                        let span = self.redis_command_span(operation);
                         let limit = self.state.bounded(RESPONSE_TIMEOUT);
                         let result = within(limit, op(connection.conn.clone())).await;
                         wisp_telemetry::end_with(span, &result);
