@@ -70,7 +70,17 @@ const GUESTS: &[(&str, &str, &str)] = &[
     (
         "SPIN_SDK_V7",
         "spin-sdk-v7",
-        "WASI 0.3 `wasi:http/handler@0.3.0`, built with the Spin Rust SDK `spin-sdk` 7.0 (`#[http_service]`): answers `200`, `content-type: text/plain`, body `Hello from spin-sdk 7 <path>\\n`. Imports only WASI interfaces.",
+        "WASI 0.3 `wasi:http/handler@0.3.0`, built with the Spin Rust SDK `spin-sdk` 7.0 (`#[http_service]`): answers `200`, `content-type: text/plain`, body `Hello from spin-sdk 7 <path>\\n`, then `chain: <value>\\n` when the request has an `x-chain` header, which it also returns as the response's `x-chain-back`. Imports only WASI interfaces.",
+    ),
+    (
+        "MIDDLEWARE_A",
+        "middleware-a",
+        "WASI 0.3 HTTP middleware, Spin Rust SDK `spin-sdk` 7.0 `http-middleware` (exports and imports `wasi:http/handler@0.3.0`): appends `middleware-a` to the request's `x-chain` header, calls the next handler, appends `middleware-a` to the response's `x-chain-back` header; a path ending in `/middleware/variable` is answered by it with `middleware-a variable: <value>` or `middleware-a variable error: <Debug>` for the variable `greeting` (`spin:variables/variables@3.0.0`).",
+    ),
+    (
+        "MIDDLEWARE_B",
+        "middleware-b",
+        "`middleware-a`'s source built under the name `middleware-b`, which it appends and answers with instead.",
     ),
     (
         "CAPS_V5",
@@ -179,7 +189,23 @@ fn main() {
 
     emit_rerun_if_changed(&programs, true);
 
-    nested_build(&programs, &target_dir, "wasm32-wasip2", &[]);
+    // The middleware guests on their own: their spin-sdk feature (`http-middleware`) would
+    // otherwise be unified into every spin-sdk 7 guest's build and add its import there.
+    let middleware = ["middleware-a", "middleware-b"];
+    let mut others = vec!["--workspace"];
+    for package in middleware {
+        others.extend(["--exclude", package]);
+    }
+    nested_build(&programs, &target_dir, "wasm32-wasip2", &others);
+    nested_build(
+        &programs,
+        &target_dir,
+        "wasm32-wasip2",
+        &middleware
+            .into_iter()
+            .flat_map(|p| ["-p", p])
+            .collect::<Vec<_>>(),
+    );
     // The same hello guest as a core module (wasm32-wasip1 with wit-bindgen metadata), to
     // test that core modules are componentized at load time; the wagi guest as the
     // core module a CGI-style wagi handler usually is; and the Spin 1.x guest as the core

@@ -28,7 +28,12 @@ pub const LOCKED_APP_VERSION: u32 = 1;
 
 /// Features a LockedApp may list in `must_understand` that this runtime honours.
 /// A LockedApp naming anything else is refused rather than half-run.
-pub const UNDERSTOOD_FEATURES: &[&str] = &[];
+pub const UNDERSTOOD_FEATURES: &[&str] = &["host_requirements", "component_host_requirements"];
+
+/// Host features an app or component may require (`host_requirements`, as Spin writes
+/// them) that this runtime has: service chaining (`http://<id>.spin.internal`) and HTTP
+/// middleware. An app requiring anything else is refused.
+pub const SUPPORTED_HOST_REQUIREMENTS: &[&str] = &["local_service_chaining", MIDDLEWARE];
 
 /// The fully resolved, runtime-ready description of an app.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +52,10 @@ pub struct LockedApp {
     pub triggers: Vec<LockedTrigger>,
     /// Components in manifest order.
     pub components: Vec<LockedComponent>,
+    /// Host features the app needs (`"local_service_chaining": "required"`), as Spin
+    /// writes them when `must_understand` lists `host_requirements`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub host_requirements: IndexMap<String, serde_json::Value>,
 }
 
 /// Descriptive app metadata.
@@ -116,6 +125,26 @@ pub struct LockedComponent {
     /// satisfy (Spin's `dependencies`: `ns:pkg/iface@1.0.0`, `ns:pkg`, or a plain name).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub dependencies: IndexMap<String, LockedDependency>,
+    /// Components its trigger composes around it (Spin's trigger dependencies): only
+    /// [`MIDDLEWARE`], HTTP middleware, outermost first.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub trigger_dependencies: IndexMap<String, Vec<LockedDependency>>,
+    /// Host features this component needs (`"middleware": "required"`), as Spin writes
+    /// them when `must_understand` lists `component_host_requirements`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub host_requirements: IndexMap<String, serde_json::Value>,
+}
+
+/// The key of [`LockedComponent::trigger_dependencies`] holding HTTP middleware.
+pub const MIDDLEWARE: &str = "middleware";
+
+impl LockedComponent {
+    /// The HTTP middleware composed in front of this component, outermost first.
+    pub fn middleware(&self) -> &[LockedDependency] {
+        self.trigger_dependencies
+            .get(MIDDLEWARE)
+            .map_or(&[], Vec::as_slice)
+    }
 }
 
 /// A component dependency, in the shape of Spin's locked dependency.
@@ -194,6 +223,17 @@ pub enum LockedAppError {
     Invalid(String),
 }
 
+/// The first set `inherit` names that is not a capability set.
+fn unknown_capability_set(inherit: &InheritConfiguration) -> Option<&str> {
+    match inherit {
+        InheritConfiguration::Some(sets) => sets
+            .iter()
+            .map(String::as_str)
+            .find(|set| !wisp_manifest::CAPABILITY_SETS.contains(set)),
+        InheritConfiguration::All => None,
+    }
+}
+
 /// A component id that is not one of the app's.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{id}: the app has no such component; it has {}", known.join(", "))]
@@ -232,6 +272,16 @@ impl LockedApp {
             .collect();
         if !unknown.is_empty() {
             return Err(LockedAppError::MustUnderstand(unknown.join(", ")));
+        }
+        let required = (self.host_requirements.iter())
+            .chain(self.components.iter().flat_map(|c| &c.host_requirements))
+            .filter(|(_, value)| value.as_str() != Some("optional"))
+            .map(|(name, _)| name.as_str())
+            .find(|name| !SUPPORTED_HOST_REQUIREMENTS.contains(name));
+        if let Some(name) = required {
+            return Err(LockedAppError::MustUnderstand(format!(
+                "the host feature `{name}`"
+            )));
         }
         self.check_structure()
     }
@@ -290,17 +340,37 @@ impl LockedApp {
                         component.id
                     ));
                 }
-                if let InheritConfiguration::Some(sets) = &dependency.inherit
-                    && let Some(unknown) = sets
-                        .iter()
-                        .find(|set| !wisp_manifest::CAPABILITY_SETS.contains(&set.as_str()))
-                {
+                if let Some(unknown) = unknown_capability_set(&dependency.inherit) {
                     return invalid(format!(
                         "component `{}`: dependency `{name}` inherits `{unknown}`, which is not a capability set",
                         component.id
                     ));
                 }
                 names.push(name);
+            }
+            for (kind, entries) in &component.trigger_dependencies {
+                if kind != MIDDLEWARE {
+                    return invalid(format!(
+                        "component `{}` has trigger dependencies of kind `{kind}`; only `{MIDDLEWARE}` is supported",
+                        component.id
+                    ));
+                }
+                for (index, entry) in entries.iter().enumerate() {
+                    if entry.export.is_some() {
+                        return invalid(format!(
+                            "component `{}`: middleware {} has an `export`; middleware is chained through `wasi:http/handler`",
+                            component.id,
+                            index + 1
+                        ));
+                    }
+                    if let Some(unknown) = unknown_capability_set(&entry.inherit) {
+                        return invalid(format!(
+                            "component `{}`: middleware {} inherits `{unknown}`, which is not a capability set",
+                            component.id,
+                            index + 1
+                        ));
+                    }
+                }
             }
         }
         if let Some(name) = self
@@ -506,6 +576,35 @@ variables = { message = "{{ greeting }} there" }
         let back = LockedApp::from_json(&json).unwrap();
         assert_eq!(back, locked);
         assert_eq!(back.to_json(), json);
+    }
+
+    /// Spin's host requirements (service chaining, middleware) are understood; a required
+    /// feature this runtime lacks is refused by name, an optional one is not.
+    #[test]
+    fn host_requirements_wisp_has_are_accepted_and_others_refused() {
+        let (_dir, mut locked) = resolved();
+        locked.must_understand = vec![
+            "host_requirements".to_owned(),
+            "component_host_requirements".to_owned(),
+        ];
+        locked
+            .host_requirements
+            .insert("local_service_chaining".to_owned(), "required".into());
+        locked.components[0]
+            .host_requirements
+            .insert(MIDDLEWARE.to_owned(), "required".into());
+        let back = LockedApp::from_json(&locked.to_json()).unwrap();
+        assert_eq!(back, locked);
+
+        locked.components[0]
+            .host_requirements
+            .insert("teleport".to_owned(), "optional".into());
+        LockedApp::from_json(&locked.to_json()).unwrap();
+        locked.components[0]
+            .host_requirements
+            .insert("teleport".to_owned(), "required".into());
+        let err = LockedApp::from_json(&locked.to_json()).unwrap_err();
+        assert!(err.to_string().contains("`teleport`"), "{err}");
     }
 
     #[test]

@@ -247,6 +247,8 @@ pub fn resolve_with(
                 files: resolve_files(&c.id, &base, &c.files, &c.exclude_files)?,
                 config: c.variables.clone(),
                 dependencies: resolve_dependencies(c, &base, options)?,
+                trigger_dependencies: resolve_middleware(c, &base, options)?,
+                host_requirements: IndexMap::new(),
             })
         })
         .collect::<Result<_, ResolveError>>()?;
@@ -264,6 +266,7 @@ pub fn resolve_with(
         variables,
         triggers,
         components,
+        host_requirements: IndexMap::new(),
     })
 }
 
@@ -295,36 +298,63 @@ fn resolve_dependencies(
 ) -> Result<IndexMap<String, LockedDependency>, ResolveError> {
     let mut dependencies = IndexMap::new();
     for (name, dependency) in &component.dependencies {
-        let path = local_path(&component.id, base, &dependency.source)?;
-        let digest = source_digest(
-            &path,
-            options.max_source_bytes,
-            options.digest_memo.as_deref(),
-        )
-        .map_err(|source| ResolveError::Dependency {
-            component: component.id.clone(),
-            dependency: name.clone(),
-            source,
-        })?;
-        dependencies.insert(
-            name.clone(),
-            LockedDependency {
-                source: LockedSource {
-                    content_type: "application/wasm".to_owned(),
-                    digest,
-                    path,
-                },
-                export: dependency.export.clone(),
-                inherit: dependency.inherit.clone(),
-            },
-        );
+        let locked = locked_dependency(component, name, dependency, base, options)?;
+        dependencies.insert(name.clone(), locked);
     }
     Ok(dependencies)
 }
 
-/// A LockedApp trigger; without an id of its own it is `<type>-trigger-<n>`.
-/// A trigger with its id: the manifest's, else Spin's generated one, so logs and the locked
-/// app name triggers as Spin does (`<component>-<type>-trigger`, else `<type>-trigger<N>`).
+/// The component's middleware as [`LockedComponent::trigger_dependencies`], each file read
+/// (with the same limits as component sources) and digested.
+fn resolve_middleware(
+    component: &wisp_manifest::Component,
+    base: &Path,
+    options: &ResolveOptions,
+) -> Result<IndexMap<String, Vec<LockedDependency>>, ResolveError> {
+    if component.middleware.is_empty() {
+        return Ok(IndexMap::new());
+    }
+    let chain = (component.middleware.iter().enumerate())
+        .map(|(index, middleware)| {
+            let name = format!("middleware {}", index + 1);
+            locked_dependency(component, &name, middleware, base, options)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(IndexMap::from([(crate::MIDDLEWARE.to_owned(), chain)]))
+}
+
+/// One dependency (or middleware, `name`d for errors) of `component` with its file's digest.
+fn locked_dependency(
+    component: &wisp_manifest::Component,
+    name: &str,
+    dependency: &wisp_manifest::Dependency,
+    base: &Path,
+    options: &ResolveOptions,
+) -> Result<LockedDependency, ResolveError> {
+    let path = local_path(&component.id, base, &dependency.source)?;
+    let digest = source_digest(
+        &path,
+        options.max_source_bytes,
+        options.digest_memo.as_deref(),
+    )
+    .map_err(|source| ResolveError::Dependency {
+        component: component.id.clone(),
+        dependency: name.to_owned(),
+        source,
+    })?;
+    Ok(LockedDependency {
+        source: LockedSource {
+            content_type: "application/wasm".to_owned(),
+            digest,
+            path,
+        },
+        export: dependency.export.clone(),
+        inherit: dependency.inherit.clone(),
+    })
+}
+
+/// A LockedApp trigger with its id: the manifest's, else Spin's generated one
+/// ([`wisp_manifest::trigger_id`]), so logs and the locked app name triggers as Spin does.
 fn locked_trigger(
     id: Option<&String>,
     trigger_type: &str,
@@ -332,19 +362,7 @@ fn locked_trigger(
     taken: &mut std::collections::HashSet<String>,
     config: serde_json::Map<String, serde_json::Value>,
 ) -> LockedTrigger {
-    let id = match (id, component) {
-        (Some(id), _) => id.clone(),
-        (None, Some(component))
-            if !taken.contains(&format!("{component}-{trigger_type}-trigger")) =>
-        {
-            format!("{component}-{trigger_type}-trigger")
-        }
-        (None, _) => (1..)
-            .map(|n| format!("{trigger_type}-trigger{n}"))
-            .find(|id| !taken.contains(id))
-            .expect("an unused counter exists"),
-    };
-    taken.insert(id.clone());
+    let id = wisp_manifest::trigger_id(id.map(String::as_str), trigger_type, component, taken);
     LockedTrigger {
         id,
         trigger_type: trigger_type.to_owned(),
@@ -409,7 +427,10 @@ pub fn from_component_file_with(
             files: Vec::new(),
             config: IndexMap::new(),
             dependencies: IndexMap::new(),
+            trigger_dependencies: IndexMap::new(),
+            host_requirements: IndexMap::new(),
         }],
+        host_requirements: IndexMap::new(),
     })
 }
 

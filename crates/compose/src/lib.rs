@@ -168,6 +168,117 @@ pub enum ComposeError {
     /// The depending component itself could not be read, or the result not encoded.
     #[error("{0}")]
     Component(String),
+    /// A middleware component (numbered from 1, outermost first) is unusable.
+    #[error("middleware {index}: {message}")]
+    Middleware {
+        /// Its position in the chain, from 1.
+        index: usize,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// One HTTP middleware component to chain in front of a component.
+#[derive(Debug)]
+pub struct Middleware<'a> {
+    /// Its component bytes.
+    pub bytes: Vec<u8>,
+    /// The grants it shares with the component it wraps.
+    pub inherit: &'a InheritConfiguration,
+}
+
+/// The WASI 0.3 interface middleware is chained through: each middleware exports it and
+/// imports it to call the next handler (Spin's HTTP middleware).
+const HANDLER_INTERFACE: &str = "wasi:http/handler@0.3";
+
+/// Chains `middleware` (outermost first) in front of `main`: each one's `wasi:http/handler`
+/// import is the next one's export, the last one's is `main`'s, and the result exports the
+/// outermost one's handler (and nothing else, as in Spin). Capabilities a middleware does
+/// not inherit are re-imported under [`DENIED_IMPORT_PREFIX`], as for dependencies.
+pub fn compose_middleware(
+    main: Vec<u8>,
+    middleware: Vec<Middleware<'_>>,
+) -> Result<Vec<u8>, ComposeError> {
+    let mut graph = CompositionGraph::new();
+    let package = Package::from_bytes("wisp:main", None, main, graph.types_mut()).map_err(|e| {
+        ComposeError::Component(format!("cannot read the component: {}", chain(&*e)))
+    })?;
+    let main_world = package.ty();
+    let exports = &graph.types()[main_world].exports;
+    let Some(handler) = exports
+        .keys()
+        .find(|name| name.starts_with(HANDLER_INTERFACE))
+        .cloned()
+    else {
+        return Err(ComposeError::Component(format!(
+            "middleware wraps a component that exports `wasi:http/handler@0.3.0` (WASI 0.3), but this one exports {}; build it with spin-sdk 7's `#[http_service]` or remove the trigger's middleware",
+            list(exports.keys())
+        )));
+    };
+    let main_package = graph
+        .register_package(package)
+        .map_err(|e| ComposeError::Component(chain(&e)))?;
+    let main_instance = graph.instantiate(main_package);
+    let mut next = graph
+        .alias_instance_export(main_instance, &handler)
+        .map_err(|e| ComposeError::Component(chain(&e)))?;
+    let count = middleware.len();
+    // Innermost first: each is instantiated with the handler it calls.
+    for (position, layer) in middleware.into_iter().enumerate().rev() {
+        let index = position + 1;
+        let error = |message: String| ComposeError::Middleware { index, message };
+        let internal = format!("wisp-middleware{index}:component");
+        let package = Package::from_bytes(&internal, None, layer.bytes, graph.types_mut())
+            .map_err(|e| error(format!("cannot read it as a component: {}", chain(&*e))))?;
+        let world = package.ty();
+        let types = graph.types();
+        let imports_handler = types[world].imports.contains_key(&handler);
+        let exports_handler = types[world].exports.contains_key(&handler);
+        if !imports_handler || !exports_handler {
+            let of = |names: Vec<&String>| match names.is_empty() {
+                true => "no version of it".to_owned(),
+                false => list(names.into_iter()),
+            };
+            let imported = types[world]
+                .imports
+                .keys()
+                .filter(|n| n.starts_with("wasi:http/handler"));
+            let exported = types[world]
+                .exports
+                .keys()
+                .filter(|n| n.starts_with("wasi:http/handler"));
+            return Err(error(format!(
+                "a middleware imports and exports `{handler}` (the interface the component it wraps exports); this one imports {} and exports {}; build it with spin-sdk 7's `http-middleware` feature",
+                of(imported.collect()),
+                of(exported.collect()),
+            )));
+        }
+        let package = graph
+            .register_package(package)
+            .map_err(|e| error(chain(&e)))?;
+        let instance = graph.instantiate(package);
+        deny_capabilities(&mut graph, instance, world, layer.inherit).map_err(&error)?;
+        graph
+            .set_instantiation_argument(instance, &handler, next)
+            .map_err(|e| {
+                error(format!(
+                    "its `{handler}` import does not fit the next handler's export: {}",
+                    chain(&e)
+                ))
+            })?;
+        next = graph
+            .alias_instance_export(instance, &handler)
+            .map_err(|e| error(chain(&e)))?;
+    }
+    graph
+        .export(next, handler)
+        .map_err(|e| ComposeError::Component(chain(&e)))?;
+    graph.encode(EncodeOptions::default()).map_err(|e| {
+        ComposeError::Component(format!(
+            "cannot encode the component with its {count} middleware: {}",
+            chain(&e)
+        ))
+    })
 }
 
 /// Composes `main` with `dependencies`: each dependency is instantiated once, its exports
@@ -365,12 +476,24 @@ fn without_internal_names(text: &str) -> String {
     let mut out = text
         .replace("package `wisp:main`", "the component")
         .replace("`wisp:main`", "the component");
-    while let Some(start) = out.find("wisp-dependency") {
-        let digits = out[start + "wisp-dependency".len()..]
+    for (internal, user_name) in [
+        ("wisp-dependency", "the dependency"),
+        ("wisp-middleware", "the middleware"),
+    ] {
+        out = replace_internal(out, internal, user_name);
+    }
+    out
+}
+
+/// `text` with each `<internal><N>:component` package name (quoted, after `package `)
+/// replaced by `user_name`.
+fn replace_internal(mut out: String, internal: &str, user_name: &str) -> String {
+    while let Some(start) = out.find(internal) {
+        let digits = out[start + internal.len()..]
             .chars()
             .take_while(char::is_ascii_digit)
             .count();
-        let mut end = start + "wisp-dependency".len() + digits;
+        let mut end = start + internal.len() + digits;
         if out[end..].starts_with(":component") {
             end += ":component".len();
         }
@@ -382,7 +505,7 @@ fn without_internal_names(text: &str) -> String {
         if out[..start].ends_with("package ") {
             start -= "package ".len();
         }
-        out.replace_range(start..end, "the dependency");
+        out.replace_range(start..end, user_name);
     }
     out
 }

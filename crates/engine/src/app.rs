@@ -226,9 +226,11 @@ impl LoadedApp {
             max_requests: engine.config().max_outbound_requests,
             local: OnceLock::new(),
         });
+        let middleware_only = middleware_only_components(&locked);
         let components = locked
             .components
             .iter()
+            .filter(|c| !middleware_only.contains(c.id.as_str()))
             .map(|c| {
                 let granted = capabilities.component(&c.id).ok_or_else(|| EngineError::Invalid {
                     component: c.id.clone(),
@@ -355,6 +357,31 @@ fn linker(
     Ok(linker)
 }
 
+/// Components no trigger calls whose source another component chains in as middleware:
+/// they run only inside that composition (a middleware imports `wasi:http/handler`, which
+/// only the next handler of its chain provides), so they are not loaded alone. As in
+/// Spin, which loads only the components triggers call.
+pub fn middleware_only_components(locked: &LockedApp) -> std::collections::HashSet<&str> {
+    let called: std::collections::HashSet<&str> = locked
+        .triggers
+        .iter()
+        .filter_map(|t| t.trigger_config.get("component")?.as_str())
+        .collect();
+    let middleware: std::collections::HashSet<&str> = locked
+        .components
+        .iter()
+        .flat_map(|c| c.middleware())
+        .map(|m| m.source.digest.as_str())
+        .collect();
+    locked
+        .components
+        .iter()
+        .filter(|c| !called.contains(c.id.as_str()))
+        .filter(|c| middleware.contains(c.source.digest.as_str()))
+        .map(|c| c.id.as_str())
+        .collect()
+}
+
 /// Components only HTTP triggers call: they may start on baseline code, since every
 /// request takes the component's current code afresh. Other triggers build their export
 /// handles once, on the optimised code.
@@ -382,7 +409,7 @@ fn http_only_components(locked: &LockedApp) -> std::collections::HashSet<&str> {
 /// The key of a component's compiled code: its source digest, or for a component with
 /// dependencies a digest over everything composition reads.
 fn code_digest(locked: &LockedComponent) -> String {
-    if locked.dependencies.is_empty() {
+    if locked.dependencies.is_empty() && locked.middleware().is_empty() {
         return locked.source.digest.clone();
     }
     let mut key = format!(
@@ -394,6 +421,12 @@ fn code_digest(locked: &LockedComponent) -> String {
         key.push_str(&format!(
             "{name}\n{}\n{:?}\n{:?}\n",
             dependency.source.digest, dependency.export, dependency.inherit
+        ));
+    }
+    for middleware in locked.middleware() {
+        key.push_str(&format!(
+            "middleware\n{}\n{:?}\n",
+            middleware.source.digest, middleware.inherit
         ));
     }
     sha256_digest(key.as_bytes())
@@ -444,12 +477,16 @@ fn read_checked(
     Ok(bytes)
 }
 
-/// The component with its dependencies plugged in (core modules become components first).
+/// The component with its dependencies plugged in and its middleware chained in front
+/// (core modules become components first); `main` as it is without either.
 fn compose_dependencies(
     engine: &WispEngine,
     locked: &LockedComponent,
     main: Vec<u8>,
 ) -> Result<Vec<u8>, EngineError> {
+    if locked.dependencies.is_empty() && locked.middleware().is_empty() {
+        return Ok(main);
+    }
     let id = locked.id.as_str();
     let invalid = |message: String| EngineError::Invalid {
         component: id.to_owned(),
@@ -482,11 +519,34 @@ fn compose_dependencies(
         });
     }
     let started = std::time::Instant::now();
-    let composed = wisp_compose::compose(main, dependencies)
-        .map_err(|e| invalid(format!("cannot compose its dependencies: {e}")))?;
+    let mut composed = match dependencies.is_empty() {
+        true => main,
+        false => wisp_compose::compose(main, dependencies)
+            .map_err(|e| invalid(format!("cannot compose its dependencies: {e}")))?,
+    };
+    if !locked.middleware().is_empty() {
+        let mut middleware = Vec::with_capacity(locked.middleware().len());
+        for (index, layer) in locked.middleware().iter().enumerate() {
+            let what = format!("middleware {}", index + 1);
+            let bytes = read_checked(
+                engine,
+                id,
+                &layer.source.path,
+                &layer.source.digest,
+                Some(&what),
+            )?;
+            middleware.push(wisp_compose::Middleware {
+                bytes: as_component(bytes, &what)?,
+                inherit: &layer.inherit,
+            });
+        }
+        composed = wisp_compose::compose_middleware(composed, middleware)
+            .map_err(|e| invalid(format!("cannot chain its middleware: {e}")))?;
+    }
     tracing::debug!(
-        "composed component `{id}` with {} dependencies in {:.1?}",
+        "composed component `{id}` with {} dependencies and {} middleware in {:.1?}",
         locked.dependencies.len(),
+        locked.middleware().len(),
         started.elapsed()
     );
     Ok(composed)
@@ -727,10 +787,7 @@ impl LoadedComponent {
                                 &locked.source.digest,
                                 None,
                             )?;
-                            let wasm = match locked.dependencies.is_empty() {
-                                true => bytes,
-                                false => compose_dependencies(engine, locked, bytes)?,
-                            };
+                            let wasm = compose_dependencies(engine, locked, bytes)?;
                             let on_baseline = match baseline {
                                 Some(baseline) => tiers::start_on_baseline(
                                     engine,

@@ -106,8 +106,11 @@ fn app(components: &[(&str, &[&str])]) -> LockedApp {
                 files: Vec::new(),
                 config: Default::default(),
                 dependencies: Default::default(),
+                trigger_dependencies: Default::default(),
+                host_requirements: Default::default(),
             })
             .collect(),
+        host_requirements: Default::default(),
     }
 }
 

@@ -17,8 +17,8 @@
 //! are checked, every trigger must reach a defined component or carry a
 //! static response, routes must not collide, and component variable
 //! templates may only name declared application variables. Features Wisp
-//! does not run yet (other trigger types, HTTP middleware) are rejected with
-//! a message saying so,
+//! does not run yet (other trigger types) are rejected with a message saying
+//! so,
 //! rather than silently ignored. Every [`ManifestError`] names the file,
 //! line and column of the offending key or value and carries a hint on how
 //! to fix it:
@@ -74,7 +74,7 @@ pub use model::{
     Dependency, FileMount, HttpExecutor, HttpRoute, HttpTrigger, InheritConfiguration, Manifest,
     RedisTrigger, StaticResponse, Variable, WAGI_DEFAULT_ARGV,
 };
-pub use rules::{is_kebab_id, is_variable_name};
+pub use rules::{is_kebab_id, is_variable_name, trigger_id};
 
 /// The JSON schema of `spin.toml` (manifest version 2) as Wisp reads it, derived from the
 /// same types the parser uses, pretty-printed (what `wisp schema` prints).

@@ -202,6 +202,10 @@ pub struct Component {
     /// `[component.<id>.dependencies]`: components composed into this one at load time,
     /// keyed by the normalised dependency name, in file order.
     pub dependencies: IndexMap<String, Dependency>,
+    /// HTTP middleware composed in front of this component, outermost first: the
+    /// `dependencies.middleware` of the one trigger that calls it (a component several
+    /// triggers call with different middleware is copied per trigger, as Spin does).
+    pub middleware: Vec<Dependency>,
 }
 
 /// One entry of `[component.<id>.dependencies]`.

@@ -150,6 +150,11 @@ pub(crate) struct RawHttpTrigger {
     /// requests get 413); default the server's `--max-request-body-mb`.
     #[schemars(with = "Option<u64>")]
     pub max_request_body_size: Option<Spanned<u64>>,
+    /// `dependencies.middleware = [{ component = "id" }, ...]`: HTTP middleware composed in
+    /// front of the component, outermost first (Spin's trigger dependencies).
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, Vec<RawDependencyTable>>")]
+    pub dependencies: IndexMap<Spanned<String>, Spanned<Vec<Spanned<RawDependencyTable>>>>,
 }
 
 /// One `[[trigger.redis]]` table.

@@ -122,6 +122,31 @@ pub(crate) fn check_cron_expression(expression: &str) -> Result<(), String> {
         })
 }
 
+/// The id a trigger gets in the locked app: `id` when it has one, else the one Spin's
+/// normaliser generates, `<component>-<type>-trigger` when unused, else `<type>-trigger<N>`.
+/// `taken` holds the ids given so far, in trigger order, and gets this one.
+pub fn trigger_id(
+    id: Option<&str>,
+    trigger_type: &str,
+    component: Option<&str>,
+    taken: &mut std::collections::HashSet<String>,
+) -> String {
+    let id = match (id, component) {
+        (Some(id), _) => id.to_owned(),
+        (None, Some(component))
+            if !taken.contains(&format!("{component}-{trigger_type}-trigger")) =>
+        {
+            format!("{component}-{trigger_type}-trigger")
+        }
+        (None, _) => (1..)
+            .map(|n| format!("{trigger_type}-trigger{n}"))
+            .find(|id| !taken.contains(id))
+            .expect("an unused counter exists"),
+    };
+    taken.insert(id.clone());
+    id
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

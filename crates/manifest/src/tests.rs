@@ -193,6 +193,7 @@ fn full_manifest() {
                 watch: strings(&["src/**/*.rs", "Cargo.toml"]),
             }),
             dependencies: IndexMap::new(),
+            middleware: Vec::new(),
         }
     );
 
@@ -826,4 +827,87 @@ fn a_version_1_trigger_setting_error_points_at_the_apps_trigger() {
     )
     .unwrap_err();
     assert_eq!(err.line, 4, "{err}");
+}
+
+/// `dependencies.middleware` goes to the trigger's component; a component other triggers
+/// also call is copied for the trigger with middleware, as Spin does.
+#[test]
+fn trigger_middleware_goes_to_its_component_or_a_copy_of_it() {
+    let single = parse(
+        r#"spin_manifest_version = 2
+[application]
+name = "mw"
+[[trigger.http]]
+route = "/..."
+component = "hello"
+dependencies.middleware = [{ path = "a.wasm" }, { component = "mw", inherit_configuration = ["variables"] }]
+[component.hello]
+source = "app.wasm"
+[component.mw]
+source = "mw.wasm"
+allowed_outbound_hosts = ["https://example.com"]
+"#,
+    );
+    // Its own grants do not reach the chain: said, not silently dropped.
+    assert_eq!(single.warnings.len(), 1, "{:?}", single.warnings);
+    assert!(
+        single.warnings[0].contains("`mw` runs as middleware of `hello`")
+            && single.warnings[0].contains("allowed_outbound_hosts"),
+        "{:?}",
+        single.warnings
+    );
+    let chain = &single.components["hello"].middleware;
+    assert_eq!(chain.len(), 2, "{chain:?}");
+    assert_eq!(chain[0].source, ComponentSource::Local("a.wasm".into()));
+    assert_eq!(chain[0].inherit, InheritConfiguration::default());
+    assert_eq!(chain[1].source, ComponentSource::Local("mw.wasm".into()));
+    assert_eq!(
+        chain[1].inherit,
+        InheritConfiguration::Some(vec!["variables".to_owned()])
+    );
+    assert!(single.components["mw"].middleware.is_empty());
+
+    let shared = parse(
+        r#"spin_manifest_version = 2
+[application]
+name = "mw"
+[[trigger.http]]
+id = "wrapped"
+route = "/a/..."
+component = "hello"
+dependencies.middleware = [{ path = "a.wasm" }]
+[[trigger.http]]
+route = "/b/..."
+component = "hello"
+dependencies.middleware = [{ path = "b.wasm" }]
+[[trigger.http]]
+route = "/plain/..."
+component = "hello"
+[component.hello]
+source = "app.wasm"
+"#,
+    );
+    let called: Vec<&str> = shared
+        .http_triggers
+        .iter()
+        .map(|t| t.component.as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        called,
+        ["hello-for-wrapped", "hello-for-hello-http-trigger", "hello"]
+    );
+    // The trigger keeps the id the copy is named after; the others are unchanged.
+    let ids: Vec<Option<&str>> = shared
+        .http_triggers
+        .iter()
+        .map(|t| t.id.as_deref())
+        .collect();
+    assert_eq!(ids, [Some("wrapped"), Some("hello-http-trigger"), None]);
+    assert!(shared.components["hello"].middleware.is_empty());
+    let copy = &shared.components["hello-for-hello-http-trigger"];
+    assert_eq!(copy.source, ComponentSource::Local("app.wasm".into()));
+    assert_eq!(
+        copy.middleware[0].source,
+        ComponentSource::Local("b.wasm".into())
+    );
 }

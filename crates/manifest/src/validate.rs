@@ -417,6 +417,7 @@ impl Validator<'_> {
                 watch: build.watch,
             }),
             dependencies,
+            middleware: Vec::new(),
         })
     }
 

@@ -80,8 +80,23 @@ pub(crate) fn guest_rel_path(guest_path: &str) -> Result<String> {
 /// dropped. `files[i]` are component `i`'s files.
 pub(crate) fn to_registry_json(locked: &LockedApp, files: &[Vec<FileRef>]) -> Vec<u8> {
     let mut value = serde_json::to_value(locked).expect("a LockedApp always serializes");
+    // Middleware, as Spin writes it: a host requirement of the component, which hosts
+    // without middleware must refuse to run.
+    let middleware = locked.components.iter().any(|c| !c.middleware().is_empty());
+    if middleware
+        && !locked
+            .must_understand
+            .iter()
+            .any(|f| f == "component_host_requirements")
+    {
+        value["must_understand"] = json!(
+            (locked.must_understand.iter().map(String::as_str))
+                .chain(["component_host_requirements"])
+                .collect::<Vec<_>>()
+        );
+    }
     // Spin writes version 0 for an app without host requirements, and reads 0 and 1.
-    if locked.must_understand.is_empty() {
+    if locked.must_understand.is_empty() && !middleware {
         value["spin_lock_version"] = json!(0);
     }
     // Spin requires `route` on every HTTP trigger and writes a private one as
@@ -137,10 +152,27 @@ pub(crate) fn to_registry_json(locked: &LockedApp, files: &[Vec<FileRef>]) -> Ve
             if locked.dependencies.is_empty() {
                 component.remove("dependencies");
             } else {
+                let dependencies = locked.dependencies.iter().map(|(name, dependency)| {
+                    (name.clone(), Value::Object(registry_dependency(dependency)))
+                });
                 component.insert(
                     "dependencies".to_owned(),
-                    Value::Object(registry_dependencies(locked)),
+                    Value::Object(dependencies.collect()),
                 );
+            }
+            if !locked.middleware().is_empty() {
+                let chain = locked.middleware().iter().map(registry_dependency);
+                component.insert(
+                    "trigger_dependencies".to_owned(),
+                    json!({ wisp_app::MIDDLEWARE: chain.map(Value::Object).collect::<Vec<_>>() }),
+                );
+                let requirements = component
+                    .entry("host_requirements")
+                    .or_insert_with(|| json!({}));
+                requirements[wisp_app::MIDDLEWARE] = json!("required");
+                // Spin's executor composes the dependencies with this trigger type's composer.
+                let metadata = component.entry("metadata").or_insert_with(|| json!({}));
+                metadata["resolve-trigger-dependencies-using"] = json!("http");
             }
             if files.is_empty() {
                 component.remove("files");
@@ -164,32 +196,26 @@ pub(crate) fn to_registry_json(locked: &LockedApp, files: &[Vec<FileRef>]) -> Ve
     serde_json::to_vec(&value).expect("JSON values serialize")
 }
 
-/// A component's dependencies as Spin writes them in an artifact: each `source` is
+/// A dependency (or middleware) as Spin writes it in an artifact: `source` is
 /// `{"content_type", "digest"}` (its Wasm is a layer), `export` is always written (`null`
 /// when absent) and `inherit` only when something is inherited.
-fn registry_dependencies(component: &wisp_app::LockedComponent) -> Map<String, Value> {
-    component
-        .dependencies
-        .iter()
-        .map(|(name, dependency)| {
-            let mut entry = Map::new();
-            entry.insert(
-                "source".to_owned(),
-                json!({
-                    "content_type": dependency.source.content_type,
-                    "digest": dependency.source.digest,
-                }),
-            );
-            entry.insert("export".to_owned(), json!(dependency.export));
-            if !dependency.inherit.is_none() {
-                entry.insert(
-                    "inherit".to_owned(),
-                    serde_json::to_value(&dependency.inherit).expect("inherit serializes"),
-                );
-            }
-            (name.clone(), Value::Object(entry))
-        })
-        .collect()
+fn registry_dependency(dependency: &wisp_app::LockedDependency) -> Map<String, Value> {
+    let mut entry = Map::new();
+    entry.insert(
+        "source".to_owned(),
+        json!({
+            "content_type": dependency.source.content_type,
+            "digest": dependency.source.digest,
+        }),
+    );
+    entry.insert("export".to_owned(), json!(dependency.export));
+    if !dependency.inherit.is_none() {
+        entry.insert(
+            "inherit".to_owned(),
+            serde_json::to_value(&dependency.inherit).expect("inherit serializes"),
+        );
+    }
+    entry
 }
 
 /// Spin's `ContentRef`: content by digest, inline bytes, or (refused here) a URL.
@@ -252,6 +278,8 @@ pub(crate) struct RegistryLockedApp {
     sources: Vec<ContentRef>,
     /// Per component: its dependencies' sources, by dependency name.
     dependencies: Vec<Vec<(String, ContentRef)>>,
+    /// Per component: its middleware's sources, outermost first.
+    middleware: Vec<Vec<ContentRef>>,
     files: Vec<Vec<(String, ContentRef)>>,
 }
 
@@ -274,8 +302,8 @@ impl RegistryLockedApp {
             Some(_) => {}
             None => return Err(invalid("missing `spin_lock_version`".to_owned())),
         }
-        // Trigger dependencies (HTTP middleware) are composed by the trigger, which Wisp's
-        // triggers do not do: refused rather than silently skipped.
+        // Spin's loader moves a trigger's dependencies onto the component it calls before
+        // it writes the locked app; one left on a trigger would be skipped: refused.
         let has_trigger_dependencies = |owner: &Value| {
             owner.get("trigger_dependencies").is_some_and(|deps| {
                 !deps.is_null() && deps.as_object().is_none_or(|m| !m.is_empty())
@@ -286,7 +314,7 @@ impl RegistryLockedApp {
                 if has_trigger_dependencies(trigger) {
                     let id = trigger.get("id").and_then(Value::as_str).unwrap_or("?");
                     return Err(invalid(format!(
-                        "trigger `{id}` has `trigger_dependencies`, which wisp cannot compose; push the app with its dependencies composed into the component"
+                        "trigger `{id}` has `trigger_dependencies`; they belong on the component it calls (push the app again with Spin 4 or Wisp)"
                     )));
                 }
             }
@@ -297,14 +325,39 @@ impl RegistryLockedApp {
             .ok_or_else(|| invalid("missing `components`".to_owned()))?;
         let mut sources = Vec::new();
         let mut dependencies = Vec::new();
+        let mut middleware = Vec::new();
         let mut files = Vec::new();
         for component in components {
             let id = component.get("id").and_then(Value::as_str).unwrap_or("?");
-            if has_trigger_dependencies(component) {
-                return Err(invalid(format!(
-                    "component `{id}` has `trigger_dependencies`, which wisp cannot compose; push the app with its dependencies composed into the component"
-                )));
+            let mut chain = Vec::new();
+            match component.get("trigger_dependencies") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(kinds)) => {
+                    for (kind, entries) in kinds {
+                        if kind != wisp_app::MIDDLEWARE {
+                            return Err(invalid(format!(
+                                "component `{id}` has trigger dependencies of kind `{kind}`, which wisp does not run; only `middleware`"
+                            )));
+                        }
+                        let entries = entries.as_array().ok_or_else(|| {
+                            invalid(format!("component `{id}`: `middleware` must be a list"))
+                        })?;
+                        for (index, entry) in entries.iter().enumerate() {
+                            let what = format!("component `{id}` middleware {} source", index + 1);
+                            let source = entry
+                                .get("source")
+                                .ok_or_else(|| invalid(format!("{what} is missing")))?;
+                            chain.push(ContentRef::parse(source, &what, reference)?);
+                        }
+                    }
+                }
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "component `{id}`: `trigger_dependencies` must be an object"
+                    )));
+                }
             }
+            middleware.push(chain);
             let source = component
                 .get("source")
                 .ok_or_else(|| invalid(format!("component `{id}` has no `source`")))?;
@@ -364,6 +417,7 @@ impl RegistryLockedApp {
             value,
             sources,
             dependencies,
+            middleware,
             files,
         })
     }
@@ -373,6 +427,7 @@ impl RegistryLockedApp {
         self.sources
             .iter()
             .chain(self.dependencies.iter().flatten().map(|(_, c)| c))
+            .chain(self.middleware.iter().flatten())
             .chain(self.files.iter().flatten().map(|(_, c)| c))
     }
 
@@ -493,6 +548,32 @@ impl RegistryLockedApp {
                         .unwrap_or("application/wasm")
                         .to_owned();
                     dependency.insert(
+                        "source".to_owned(),
+                        json!({
+                            "content_type": content_type,
+                            "path": path_of(content)?,
+                            "digest": content.key(),
+                        }),
+                    );
+                }
+            }
+            if !self.middleware[i].is_empty() {
+                let chain = component
+                    .get_mut("trigger_dependencies")
+                    .and_then(|kinds| kinds.get_mut(wisp_app::MIDDLEWARE))
+                    .and_then(Value::as_array_mut)
+                    .expect("checked in parse");
+                for (entry, content) in chain.iter_mut().zip(&self.middleware[i]) {
+                    let entry = entry.as_object_mut().ok_or_else(|| {
+                        invalid("a middleware entry must be an object".to_owned())
+                    })?;
+                    let content_type = entry
+                        .get("source")
+                        .and_then(|s| s.get("content_type"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("application/wasm")
+                        .to_owned();
+                    entry.insert(
                         "source".to_owned(),
                         json!({
                             "content_type": content_type,
@@ -706,6 +787,117 @@ mod tests {
         );
     }
 
+    /// A locked app as Spin 4 writes it for HTTP middleware (its loader's shape: the chain
+    /// under the component's `trigger_dependencies`, a `host_requirements` entry and
+    /// `must_understand`) reads back with each middleware at its cached layer; and what
+    /// push writes for middleware is that shape again, without local paths.
+    #[test]
+    fn spin_written_middleware_resolves_to_cached_layers_and_is_written_back_in_its_shape() {
+        let main = wisp_app::sha256_digest(b"\0asm main");
+        let outer = wisp_app::sha256_digest(b"\0asm outer");
+        let inner = wisp_app::sha256_digest(b"\0asm inner");
+        let wasm = |digest: &str| json!({ "content_type": "application/wasm", "digest": digest });
+        let spin_written = json!({
+            "spin_lock_version": 1,
+            "must_understand": ["component_host_requirements"],
+            "metadata": { "name": "mw", "trigger": { "type": "http" }, "triggers": {} },
+            "triggers": [
+                { "id": "hello-http-trigger", "trigger_type": "http",
+                  "trigger_config": { "route": "/...", "component": "hello" } }
+            ],
+            "components": [{
+                "id": "hello",
+                "metadata": { "resolve-trigger-dependencies-using": "http" },
+                "source": wasm(&main),
+                "trigger_dependencies": { "middleware": [
+                    { "source": wasm(&outer), "export": null,
+                      "inherit": { "Some": ["allowed_outbound_hosts"] } },
+                    { "source": wasm(&inner), "export": null }
+                ] },
+                "host_requirements": { "middleware": "required" }
+            }]
+        });
+        let reference: Reference = "localhost:5000/mw:v1".parse().unwrap();
+        let app = RegistryLockedApp::parse(&serde_json::to_vec(&spin_written).unwrap(), &reference)
+            .unwrap();
+        let mut wanted: Vec<String> = app.content_refs().map(ContentRef::key).collect();
+        wanted.sort();
+        let mut expected = vec![main.clone(), outer.clone(), inner.clone()];
+        expected.sort();
+        assert_eq!(wanted, expected, "every middleware digest is fetched");
+        let path = |digest: &str| PathBuf::from(format!("/cache/{}", &digest[7..15]));
+        let paths: HashMap<String, PathBuf> = [&main, &outer, &inner]
+            .into_iter()
+            .map(|d| (d.clone(), path(d)))
+            .collect();
+        let locked = app.into_locked(&paths, &reference).unwrap();
+        let chain = locked.components[0].middleware();
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[0].source.path, path(&outer));
+        assert_eq!(chain[0].source.digest, outer);
+        assert_eq!(
+            chain[0].inherit,
+            wisp_app::InheritConfiguration::Some(vec!["allowed_outbound_hosts".to_owned()])
+        );
+        assert_eq!(chain[1].source.path, path(&inner));
+        assert!(chain[1].inherit.is_none());
+
+        let written: Value =
+            serde_json::from_slice(&to_registry_json(&locked, &[Vec::new()])).unwrap();
+        assert_eq!(written["spin_lock_version"], json!(1));
+        assert_eq!(
+            written["must_understand"],
+            json!(["component_host_requirements"])
+        );
+        let component = &written["components"][0];
+        assert_eq!(
+            component["trigger_dependencies"],
+            spin_written["components"][0]["trigger_dependencies"]
+        );
+        assert_eq!(
+            component["host_requirements"],
+            json!({ "middleware": "required" })
+        );
+        assert_eq!(
+            component["metadata"]["resolve-trigger-dependencies-using"],
+            json!("http")
+        );
+        assert!(!written.to_string().contains("/cache/"), "{written}");
+    }
+
+    /// Trigger dependencies of another kind, or left on a trigger, are refused by name.
+    #[test]
+    fn trigger_dependencies_wisp_cannot_run_are_refused() {
+        let digest = wisp_app::sha256_digest(b"\0asm");
+        let wasm = json!({ "content_type": "application/wasm", "digest": digest });
+        let reference: Reference = "localhost:5000/mw:v1".parse().unwrap();
+        let component = |deps: Value| {
+            json!({
+                "spin_lock_version": 1,
+                "metadata": { "name": "mw" },
+                "triggers": [],
+                "components": [{ "id": "hello", "source": wasm, "trigger_dependencies": deps }]
+            })
+        };
+        let err = RegistryLockedApp::parse(
+            &serde_json::to_vec(&component(json!({ "filters": [{ "source": wasm }] }))).unwrap(),
+            &reference,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`filters`"), "{err}");
+        let on_trigger = json!({
+            "spin_lock_version": 1,
+            "metadata": { "name": "mw" },
+            "triggers": [{ "id": "t", "trigger_type": "http",
+                           "trigger_config": { "route": "/", "component": "hello" },
+                           "trigger_dependencies": { "middleware": [{ "source": wasm }] } }],
+            "components": [{ "id": "hello", "source": wasm }]
+        });
+        let err = RegistryLockedApp::parse(&serde_json::to_vec(&on_trigger).unwrap(), &reference)
+            .unwrap_err();
+        assert!(err.to_string().contains("trigger `t`"), "{err}");
+    }
+
     /// What push writes for a dependency: Spin's `{content_type, digest}` source, never the
     /// local path; `export` always, `inherit` only when something is inherited. It reads
     /// back to the same dependencies.
@@ -774,42 +966,6 @@ mod tests {
             dependency.source.path = PathBuf::from("/cache/adder");
         }
         assert_eq!(back.components[0].dependencies, expected);
-    }
-
-    #[test]
-    fn trigger_dependencies_are_refused() {
-        let digest = wisp_app::sha256_digest(b"\0asm");
-        let source = json!({ "content_type": "application/wasm", "digest": digest });
-        let middleware = json!({ "http": [{ "source": source, "export": null }] });
-        let app = |component_deps: Option<&Value>, trigger_deps: Option<&Value>| {
-            let mut trigger = json!({ "id": "t", "trigger_type": "http",
-                                      "trigger_config": { "route": "/...", "component": "c" } });
-            if let Some(deps) = trigger_deps {
-                trigger["trigger_dependencies"] = deps.clone();
-            }
-            let mut component = json!({ "id": "c", "source": source });
-            if let Some(deps) = component_deps {
-                component["trigger_dependencies"] = deps.clone();
-            }
-            let locked = json!({ "spin_lock_version": 0, "triggers": [trigger],
-                                 "components": [component] });
-            serde_json::to_vec(&locked).unwrap()
-        };
-        let reference: Reference = "localhost:5000/mw:v1".parse().unwrap();
-        for (bytes, owner) in [
-            (app(Some(&middleware), None), "component `c`"),
-            (app(None, Some(&middleware)), "trigger `t`"),
-        ] {
-            let err = RegistryLockedApp::parse(&bytes, &reference).unwrap_err();
-            let message = err.to_string();
-            assert!(
-                message.contains(owner)
-                    && message.contains("`trigger_dependencies`, which wisp cannot compose"),
-                "{message}"
-            );
-        }
-        // Spin writes none as an absent or empty map.
-        RegistryLockedApp::parse(&app(Some(&json!({})), Some(&json!({}))), &reference).unwrap();
     }
 
     #[test]

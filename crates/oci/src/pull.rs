@@ -273,6 +273,10 @@ async fn assemble_app(
             let what = format!("{}` dependency `{name}", component.id);
             crate::ensure_wasm(&what, &dependency.source.path).await?;
         }
+        for (index, middleware) in component.middleware().iter().enumerate() {
+            let what = format!("{}` middleware `{}", component.id, index + 1);
+            crate::ensure_wasm(&what, &middleware.source.path).await?;
+        }
     }
     Ok(Some(locked))
 }

@@ -340,9 +340,22 @@ async fn assemble(
         // Each dependency's Wasm is a layer of its own, as `spin registry push` writes it
         // without composing: composing here would bake in Wisp's `wisp-deny-*` imports,
         // which only Wisp's host answers.
-        for (name, dependency) in &component.dependencies {
+        let middleware = component
+            .middleware()
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                // Errors read "component `<id>` middleware <n>: …".
+                (
+                    format!("{}` middleware `{}", component.id, index + 1),
+                    entry,
+                )
+            });
+        let dependencies = (component.dependencies.iter())
             // Errors read "component `<id>` dependency `<name>`: …".
-            let what = format!("{}` dependency `{name}", component.id);
+            .map(|(name, entry)| (format!("{}` dependency `{name}", component.id), entry))
+            .chain(middleware);
+        for (what, dependency) in dependencies {
             let path = &dependency.source.path;
             crate::ensure_wasm(&what, path).await?;
             let (digest, size) = digests.of(path).await?;

@@ -156,6 +156,8 @@ fn wasi_p2_guests_export_incoming_handler() {
         wisp_test_programs::DEP_MAIN,
         wisp_test_programs::WAGI,
         wisp_test_programs::SPIN1_HTTP,
+        wisp_test_programs::MIDDLEWARE_A,
+        wisp_test_programs::MIDDLEWARE_B,
     ];
     for (name, path) in wisp_test_programs::ALL {
         if others.contains(path) {
@@ -287,6 +289,33 @@ fn spin_sdk_v7_exports_the_wasi_0_3_handler_and_imports_only_wasi() {
     );
     // In particular no `fermyon:spin/*` or `spin:*` host interface.
     assert_only_wasi_02_imports("spin-sdk-v7", &imports, &["wasi:http/types@0.3.0"]);
+}
+
+/// The middleware guests export the WASI 0.3 handler and import it (the next handler of
+/// their chain), plus the variables interface they probe; built apart from the other
+/// spin-sdk 7 guests, whose imports stay without the handler.
+#[test]
+fn middleware_guests_import_and_export_the_wasi_0_3_handler() {
+    for (name, path) in [
+        ("middleware-a", wisp_test_programs::MIDDLEWARE_A),
+        ("middleware-b", wisp_test_programs::MIDDLEWARE_B),
+    ] {
+        let (imports, exports) = imports_and_exports(&read(path));
+        assert_eq!(exports, ["wasi:http/handler@0.3.0"], "{name}");
+        assert_only_wasi_02_imports(
+            name,
+            &imports,
+            &[
+                "wasi:http/types@0.3.0",
+                "wasi:http/handler@0.3.0",
+                "spin:variables/variables@3.0.0",
+            ],
+        );
+        assert!(
+            imports.iter().any(|i| i == "wasi:http/handler@0.3.0"),
+            "{name}: {imports:?}"
+        );
+    }
 }
 
 /// Asserts every import is a WASI 0.2 interface, apart from the ones in `also_allowed`.

@@ -148,10 +148,46 @@ fn check(manifest_path: &Path, listen: SocketAddr) -> Vec<Finding> {
         ..EngineConfig::default()
     })
     .map(Runtime::new);
+    let called: std::collections::HashSet<&str> = (manifest.http_triggers.iter())
+        .filter_map(|t| t.component.as_deref())
+        .chain(manifest.redis_triggers.iter().map(|t| t.component.as_str()))
+        .chain(manifest.cron_triggers.iter().map(|t| t.component.as_str()))
+        .collect();
     for (id, component) in &manifest.components {
         findings.extend(check_build(id, component, &app_dir));
+        // A middleware imports the next handler of its chain, which only the chain
+        // provides: linked alone it would fail.
+        let wraps: Vec<&str> = (manifest.components.values())
+            .filter(|other| {
+                other
+                    .middleware
+                    .iter()
+                    .any(|m| m.source == component.source)
+            })
+            .map(|other| other.id.as_str())
+            .collect();
+        if !called.contains(id.as_str()) && !wraps.is_empty() {
+            findings.push(Finding::ok(
+                id,
+                format!(
+                    "is middleware of {}; it is chained in and linked when the app starts (wisp up checks it)",
+                    wraps.join(", ")
+                ),
+            ));
+            continue;
+        }
         // Its imports are partly satisfied by its dependencies: linking it alone would
         // report them missing.
+        if !component.middleware.is_empty() {
+            findings.push(Finding::ok(
+                id,
+                format!(
+                    "has {} middleware in front of it; they are chained in and linked when the app starts (wisp up checks them)",
+                    component.middleware.len()
+                ),
+            ));
+            continue;
+        }
         if !component.dependencies.is_empty() {
             findings.push(Finding::ok(
                 id,

@@ -451,7 +451,16 @@ pub(crate) fn print_summary(
     eprintln!("Components:");
     for component in &app.locked().components {
         if let Some(loaded) = app.component(&component.id) {
-            eprintln!("  {}  ({})", component.id, loaded.exports_summary());
+            let middleware = match component.middleware().len() {
+                0 => String::new(),
+                1 => ", behind 1 middleware".to_owned(),
+                n => format!(", behind {n} middleware"),
+            };
+            eprintln!(
+                "  {}  ({}{middleware})",
+                component.id,
+                loaded.exports_summary()
+            );
         }
     }
     eprintln!("Capabilities:");

@@ -56,15 +56,22 @@ fn fetch_remote_sources(
     insecure: bool,
 ) -> Result<()> {
     use wisp_manifest::ComponentSource;
-    // (component, dependency name or none for the component's own source, source)
-    let mut remote: Vec<(String, Option<String>, ComponentSource)> = Vec::new();
+    // (component, which of its sources, source)
+    let mut remote: Vec<(String, Slot, ComponentSource)> = Vec::new();
     for c in manifest.components.values() {
         if !matches!(c.source, ComponentSource::Local(_)) {
-            remote.push((c.id.clone(), None, c.source.clone()));
+            remote.push((c.id.clone(), Slot::Own, c.source.clone()));
         }
         for (name, dependency) in &c.dependencies {
             if !matches!(dependency.source, ComponentSource::Local(_)) {
-                remote.push((c.id.clone(), Some(name.clone()), dependency.source.clone()));
+                let slot = Slot::Dependency(name.clone());
+                remote.push((c.id.clone(), slot, dependency.source.clone()));
+            }
+        }
+        for (index, middleware) in c.middleware.iter().enumerate() {
+            if !matches!(middleware.source, ComponentSource::Local(_)) {
+                let slot = Slot::Middleware(index);
+                remote.push((c.id.clone(), slot, middleware.source.clone()));
             }
         }
     }
@@ -98,9 +105,13 @@ fn fetch_remote_sources(
                             _ => "url",
                         };
                         let what = match dependency {
-                            None => format!("component `{id}`: cannot use its {kind} source"),
-                            Some(name) => format!(
+                            Slot::Own => format!("component `{id}`: cannot use its {kind} source"),
+                            Slot::Dependency(name) => format!(
                                 "component `{id}`: cannot use the {kind} source of its dependency `{name}`"
+                            ),
+                            Slot::Middleware(index) => format!(
+                                "component `{id}`: cannot use the {kind} source of its middleware {}",
+                                index + 1
                             ),
                         };
                         let path = match source {
@@ -139,15 +150,26 @@ fn fetch_remote_sources(
             continue;
         };
         let source = match dependency {
-            None => &mut component.source,
-            Some(name) => match component.dependencies.get_mut(&name) {
+            Slot::Own => &mut component.source,
+            Slot::Dependency(name) => match component.dependencies.get_mut(&name) {
                 Some(dependency) => &mut dependency.source,
+                None => continue,
+            },
+            Slot::Middleware(index) => match component.middleware.get_mut(index) {
+                Some(middleware) => &mut middleware.source,
                 None => continue,
             },
         };
         *source = ComponentSource::Local(path);
     }
     Ok(())
+}
+
+/// Which source of a component a download is for.
+enum Slot {
+    Own,
+    Dependency(String),
+    Middleware(usize),
 }
 
 /// A registry client with the stored credentials (wisp's own, then Docker's).

@@ -9,7 +9,7 @@ use toml::Spanned;
 use crate::DependencyName;
 use crate::error::ManifestError;
 use crate::model::{CAPABILITY_SETS, Component, ComponentSource, Dependency, InheritConfiguration};
-use crate::raw::{RawDependency, RawInherit, RawRemoteSource};
+use crate::raw::{RawDependency, RawDependencyTable, RawInherit, RawRemoteSource};
 
 use super::Validator;
 
@@ -70,27 +70,13 @@ impl Validator<'_> {
                         ));
                     }
                 };
-                if let Err(problem) = crate::dependencies::check_package_name(&package) {
-                    return Err(self.error(
-                        value_span.clone(),
-                        format!("dependency `{name}` of component `{id}`: {problem}"),
-                        "write the package as `namespace:name`",
-                    ));
-                }
-                if let Err(e) = semver::VersionReq::parse(&version) {
-                    return Err(self.error(
-                        value_span.clone(),
-                        format!(
-                            "dependency `{name}` of component `{id}` asks for version `{version}`, which is not a version requirement ({e})"
-                        ),
-                        "write e.g. \"1.2.3\" (that version or a compatible newer one) or \"=1.2.3\"",
-                    ));
-                }
-                Ok(ComponentSource::Registry {
-                    registry,
+                self.package_source(
+                    &format!("dependency `{name}` of component `{id}`"),
+                    value_span.clone(),
                     package,
                     version,
-                })
+                    registry,
+                )
             };
             let table = match value.into_inner() {
                 RawDependency::Version(version) => {
@@ -154,38 +140,17 @@ impl Validator<'_> {
                     ));
                 }
                 (Some(all), None) if *all.get_ref() => InheritConfiguration::All,
-                (_, Some(per_entry)) => {
-                    let span = per_entry.span();
-                    match per_entry.into_inner() {
-                        RawInherit::All(true) => InheritConfiguration::All,
-                        RawInherit::All(false) => InheritConfiguration::default(),
-                        RawInherit::Some(sets) => {
-                            if let Some(unknown) = sets
-                                .iter()
-                                .find(|set| !CAPABILITY_SETS.contains(&set.as_str()))
-                            {
-                                return Err(self.error(
-                                    span,
-                                    format!("dependency `{name}` of component `{id}` inherits `{unknown}`, which is not a capability set"),
-                                    format!("the capability sets are {}", CAPABILITY_SETS.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")),
-                                ));
-                            }
-                            InheritConfiguration::Some(sets)
-                        }
-                    }
-                }
+                (_, Some(per_entry)) => self.inherit(
+                    &format!("dependency `{name}` of component `{id}`"),
+                    per_entry,
+                )?,
                 _ => InheritConfiguration::default(),
             };
             let source = if let Some(version) = table.version {
                 registry_source(table.package, version, table.registry)?
             } else if let Some(path) = table.path {
-                if path.trim().is_empty() {
-                    return Err(field_error(
-                        format!("dependency `{name}` of component `{id}` has an empty `path`"),
-                        "point `path` at the dependency's .wasm file, relative to the manifest",
-                    ));
-                }
-                ComponentSource::Local(PathBuf::from(path))
+                let what = format!("dependency `{name}` of component `{id}`");
+                self.path_source(&what, "dependency", value_span.clone(), path)?
             } else if let Some(component) = table.component {
                 self.component_dependencies.push(ComponentDependency {
                     component: id.to_owned(),
@@ -221,6 +186,202 @@ impl Validator<'_> {
         Ok(dependencies)
     }
 
+    /// `{ path = "..." }` of `what`, a `kind` (dependency, middleware).
+    fn path_source(
+        &self,
+        what: &str,
+        kind: &str,
+        span: Range<usize>,
+        path: String,
+    ) -> Result<ComponentSource, ManifestError> {
+        if path.trim().is_empty() {
+            return Err(self.error(
+                span,
+                format!("{what} has an empty `path`"),
+                format!("point `path` at the {kind}'s .wasm file, relative to the manifest"),
+            ));
+        }
+        Ok(ComponentSource::Local(PathBuf::from(path)))
+    }
+
+    /// A registry source of `what`, with its package name and version requirement checked.
+    fn package_source(
+        &self,
+        what: &str,
+        span: Range<usize>,
+        package: String,
+        version: String,
+        registry: Option<String>,
+    ) -> Result<ComponentSource, ManifestError> {
+        if let Err(problem) = crate::dependencies::check_package_name(&package) {
+            return Err(self.error(
+                span,
+                format!("{what}: {problem}"),
+                "write the package as `namespace:name`",
+            ));
+        }
+        if let Err(e) = semver::VersionReq::parse(&version) {
+            return Err(self.error(
+                span,
+                format!(
+                    "{what} asks for version `{version}`, which is not a version requirement ({e})"
+                ),
+                "write e.g. \"1.2.3\" (that version or a compatible newer one) or \"=1.2.3\"",
+            ));
+        }
+        Ok(ComponentSource::Registry {
+            registry,
+            package,
+            version,
+        })
+    }
+
+    /// `inherit_configuration = true | false | [sets]` of `what` (a dependency, a middleware).
+    fn inherit(
+        &self,
+        what: &str,
+        per_entry: Spanned<RawInherit>,
+    ) -> Result<InheritConfiguration, ManifestError> {
+        let span = per_entry.span();
+        Ok(match per_entry.into_inner() {
+            RawInherit::All(true) => InheritConfiguration::All,
+            RawInherit::All(false) => InheritConfiguration::default(),
+            RawInherit::Some(sets) => {
+                if let Some(unknown) = sets
+                    .iter()
+                    .find(|set| !CAPABILITY_SETS.contains(&set.as_str()))
+                {
+                    return Err(self.error(
+                        span,
+                        format!("{what} inherits `{unknown}`, which is not a capability set"),
+                        format!(
+                            "the capability sets are {}",
+                            CAPABILITY_SETS
+                                .iter()
+                                .map(|s| format!("`{s}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                InheritConfiguration::Some(sets)
+            }
+        })
+    }
+
+    /// A trigger's `dependencies` table (Spin's trigger dependencies): only `middleware`, a
+    /// list of components composed in front of `component` (the trigger's), outermost
+    /// first. Each entry takes one source as a component dependency does, but no `export`;
+    /// `{ component = "id" }` takes that component's source and none of its grants (a
+    /// middleware acts with the trigger's component's grants it inherits).
+    pub(super) fn trigger_middleware(
+        &mut self,
+        component: &str,
+        raw: IndexMap<Spanned<String>, Spanned<Vec<Spanned<RawDependencyTable>>>>,
+        components: &IndexMap<String, Component>,
+    ) -> Result<Vec<Dependency>, ManifestError> {
+        let mut middleware = Vec::new();
+        for (kind, entries) in raw {
+            if kind.get_ref() != "middleware" {
+                return Err(self.error(
+                    kind.span(),
+                    format!(
+                        "an HTTP trigger has no `{}` dependencies; `middleware` is the only kind",
+                        kind.get_ref()
+                    ),
+                    "write `dependencies.middleware = [{ component = \"<middleware component id>\" }]`",
+                ));
+            }
+            for (index, entry) in entries.into_inner().into_iter().enumerate() {
+                let span = entry.span();
+                let table = entry.into_inner();
+                let what = format!("middleware {} of the trigger for `{component}`", index + 1);
+                let field_error =
+                    |message: String, hint: &str| self.error(span.clone(), message, hint);
+                if table.export.is_some() {
+                    return Err(field_error(
+                        format!("{what} has an `export`"),
+                        "middleware is chained through `wasi:http/handler@0.3.0`; remove `export`",
+                    ));
+                }
+                let sources = [
+                    table.version.is_some() || table.registry.is_some() || table.package.is_some(),
+                    table.path.is_some(),
+                    table.url.is_some() || table.digest.is_some(),
+                    table.component.is_some(),
+                ];
+                if sources.iter().filter(|set| **set).count() != 1 {
+                    return Err(field_error(
+                        format!("{what} needs exactly one source"),
+                        "write one of `{ component = \"other-component\" }`, `{ path = \"mw.wasm\" }`, \
+                         `{ url = \"https://…\", digest = \"sha256:…\" }` or \
+                         `{ package = \"ns:name\", version = \"1.2.3\" }`",
+                    ));
+                }
+                let inherit = match table.inherit_configuration {
+                    Some(per_entry) => self.inherit(&what, per_entry)?,
+                    None => InheritConfiguration::default(),
+                };
+                let source = if let Some(target) = table.component {
+                    match components.get(&target) {
+                        Some(target) => {
+                            let own = own_settings(target);
+                            if !own.is_empty() {
+                                self.warnings.push(format!(
+                                    "component `{}` runs as middleware of `{component}`, where its own {} do not apply; grant them on `{component}` and list them in the entry's `inherit_configuration`",
+                                    target.id,
+                                    own.join(", ")
+                                ));
+                            }
+                            target.source.clone()
+                        }
+                        None => {
+                            let defined = components
+                                .keys()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ");
+                            return Err(field_error(
+                                format!("{what} names component `{target}`, which is not defined"),
+                                &format!("defined components: {defined}"),
+                            ));
+                        }
+                    }
+                } else if let Some(path) = table.path {
+                    self.path_source(&what, "middleware", span.clone(), path)?
+                } else if table.url.is_some() || table.digest.is_some() {
+                    self.remote_source(
+                        component,
+                        span.clone(),
+                        RawRemoteSource {
+                            url: table.url,
+                            digest: table.digest,
+                            registry: None,
+                            package: None,
+                            version: None,
+                        },
+                    )?
+                } else {
+                    let (Some(package), Some(version)) = (table.package, table.version) else {
+                        return Err(field_error(
+                            format!(
+                                "{what} needs both `package` and `version` to come from a registry"
+                            ),
+                            "write `{ package = \"ns:name\", version = \"1.2.3\" }`",
+                        ));
+                    };
+                    self.package_source(&what, span.clone(), package, version, table.registry)?
+                };
+                middleware.push(Dependency {
+                    source,
+                    export: None,
+                    inherit,
+                });
+            }
+        }
+        Ok(middleware)
+    }
+
     /// Gives `{ component = "other" }` dependencies the other component's source; Spin
     /// refuses a target that has grants or dependencies of its own.
     pub(super) fn resolve_component_dependencies(
@@ -243,24 +404,7 @@ impl Validator<'_> {
                     format!("defined components: {defined}"),
                 ));
             };
-            let grants = [
-                ("ai_models", !target.ai_models.is_empty()),
-                (
-                    "allowed_outbound_hosts",
-                    !target.allowed_outbound_hosts.is_empty(),
-                ),
-                ("dependencies", !target.dependencies.is_empty()),
-                ("environment", !target.environment.is_empty()),
-                ("files", !target.files.is_empty()),
-                ("key_value_stores", !target.key_value_stores.is_empty()),
-                ("sqlite_databases", !target.sqlite_databases.is_empty()),
-                ("variables", !target.variables.is_empty()),
-            ];
-            let specified: Vec<&str> = grants
-                .iter()
-                .filter(|(_, set)| *set)
-                .map(|(name, _)| *name)
-                .collect();
+            let specified = own_settings(target);
             if !specified.is_empty() {
                 return Err(self.error(
                     reference.span,
@@ -284,4 +428,26 @@ impl Validator<'_> {
         }
         Ok(())
     }
+}
+
+/// The grants and dependencies `component` specifies itself, by manifest field name: what
+/// does not carry over when it is used as another component's dependency or middleware.
+fn own_settings(component: &Component) -> Vec<&'static str> {
+    [
+        ("ai_models", !component.ai_models.is_empty()),
+        (
+            "allowed_outbound_hosts",
+            !component.allowed_outbound_hosts.is_empty(),
+        ),
+        ("dependencies", !component.dependencies.is_empty()),
+        ("environment", !component.environment.is_empty()),
+        ("files", !component.files.is_empty()),
+        ("key_value_stores", !component.key_value_stores.is_empty()),
+        ("sqlite_databases", !component.sqlite_databases.is_empty()),
+        ("variables", !component.variables.is_empty()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(name, _)| name)
+    .collect()
 }

@@ -8,8 +8,8 @@ use toml::Spanned;
 
 use crate::error::ManifestError;
 use crate::model::{
-    Component, CronTrigger, HttpExecutor, HttpRoute, HttpTrigger, RedisTrigger, StaticResponse,
-    Variable, WAGI_DEFAULT_ARGV,
+    Component, CronTrigger, Dependency, HttpExecutor, HttpRoute, HttpTrigger, RedisTrigger,
+    StaticResponse, Variable, WAGI_DEFAULT_ARGV,
 };
 use crate::raw::{
     RawComponentRef, RawCronTrigger, RawExecutor, RawHttpTrigger, RawRedisTrigger, RawRoute,
@@ -41,8 +41,13 @@ impl Validator<'_> {
         let named: Vec<String> = components.keys().cloned().collect();
         let mut state = TriggerState::default();
         let mut triggers = Triggers::default();
+        let mut middleware = Vec::new();
         for trigger in raw.http {
-            let trigger = self.http_trigger(trigger, &named, components, variables, &mut state)?;
+            let (trigger, chain) =
+                self.http_trigger(trigger, &named, components, variables, &mut state)?;
+            if !chain.is_empty() {
+                middleware.push((triggers.http.len(), chain));
+            }
             triggers.http.push(trigger);
         }
         for trigger in raw.redis {
@@ -53,6 +58,7 @@ impl Validator<'_> {
             let trigger = self.cron_trigger(trigger, &named, components, variables, &mut state)?;
             triggers.cron.push(trigger);
         }
+        attach_middleware(&mut triggers, components, middleware);
         Ok(triggers)
     }
 
@@ -263,7 +269,7 @@ impl Validator<'_> {
         components: &mut IndexMap<String, Component>,
         variables: &IndexMap<String, Variable>,
         state: &mut TriggerState,
-    ) -> Result<HttpTrigger, ManifestError> {
+    ) -> Result<(HttpTrigger, Vec<Dependency>), ManifestError> {
         let trigger_span = trigger.span();
         let trigger = trigger.into_inner();
         self.unique_trigger_id(trigger.id.as_ref(), state)?;
@@ -319,7 +325,27 @@ impl Validator<'_> {
             ));
         }
 
-        Ok(HttpTrigger {
+        let middleware = match &component {
+            _ if trigger.dependencies.is_empty() => Vec::new(),
+            Some(id) if executor == HttpExecutor::Http => {
+                self.trigger_middleware(id, trigger.dependencies, components)?
+            }
+            _ => {
+                let span = trigger
+                    .dependencies
+                    .keys()
+                    .next()
+                    .map_or(trigger_span, |k| k.span());
+                return Err(self.error(
+                    span,
+                    "middleware needs a component that handles requests through `wasi:http`",
+                    "remove `dependencies`: a static response or a wagi component cannot be \
+                     wrapped in middleware",
+                ));
+            }
+        };
+
+        let trigger = HttpTrigger {
             id: trigger.id.map(Spanned::into_inner),
             route,
             component,
@@ -327,7 +353,8 @@ impl Validator<'_> {
             executor,
             max_request_body_size: trigger.max_request_body_size.map(Spanned::into_inner),
             line,
-        })
+        };
+        Ok((trigger, middleware))
     }
 
     fn route(
@@ -546,6 +573,61 @@ pub(super) struct Triggers {
     pub(super) http: Vec<HttpTrigger>,
     pub(super) redis: Vec<RedisTrigger>,
     pub(super) cron: Vec<CronTrigger>,
+}
+
+/// Gives each component its trigger's middleware. A component that other triggers call too
+/// is copied for the trigger with middleware, as Spin does: the copy is
+/// `<component>-for-<trigger id>`, and a trigger without an id gets the one the locked app
+/// would give it (`<component>-http-trigger`, else `http-trigger<N>`) so both match Spin's.
+fn attach_middleware(
+    triggers: &mut Triggers,
+    components: &mut IndexMap<String, Component>,
+    middleware: Vec<(usize, Vec<Dependency>)>,
+) {
+    let mut callers: HashMap<String, usize> = HashMap::new();
+    let called = (triggers.http.iter().map(|t| t.component.as_ref()))
+        .chain(triggers.redis.iter().map(|t| Some(&t.component)))
+        .chain(triggers.cron.iter().map(|t| Some(&t.component)));
+    for id in called.flatten() {
+        *callers.entry(id.clone()).or_default() += 1;
+    }
+    // The ids the locked app gives HTTP triggers, assigned first and in order.
+    let mut taken = HashSet::new();
+    let ids: Vec<String> = (triggers.http.iter())
+        .map(|t| rules::trigger_id(t.id.as_deref(), "http", t.component.as_deref(), &mut taken))
+        .collect();
+    for (index, chain) in middleware {
+        let trigger = &mut triggers.http[index];
+        let Some(id) = trigger.component.clone() else {
+            continue;
+        };
+        if callers.get(&id).copied().unwrap_or(0) <= 1 {
+            if let Some(component) = components.get_mut(&id) {
+                component.middleware = chain;
+            }
+            continue;
+        }
+        let Some(original) = components.get(&id) else {
+            continue;
+        };
+        let trigger_id = &ids[index];
+        let mut copy_id = format!("{id}-for-{trigger_id}");
+        if !rules::is_kebab_id(&copy_id) {
+            copy_id = format!("{id}-for-trigger{}", index + 1);
+        }
+        let mut n = 0;
+        let base = copy_id.clone();
+        while components.contains_key(&copy_id) {
+            n += 1;
+            copy_id = format!("{base}-d{n}");
+        }
+        let mut copy = original.clone();
+        copy.id = copy_id.clone();
+        copy.middleware = chain;
+        components.insert(copy_id.clone(), copy);
+        trigger.id = Some(trigger_id.clone());
+        trigger.component = Some(copy_id);
+    }
 }
 
 /// What the trigger checks remember across triggers.
