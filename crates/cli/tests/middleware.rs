@@ -232,3 +232,47 @@ dependencies.middleware = [{{ component = "mw-a", inherit_configuration = ["vari
     wisp.stop_cleanly();
     registry.stop();
 }
+
+/// `wisp watch` reloads when a middleware's own file (a `path` entry, outside any
+/// component's build) changes: here `mw.wasm` turns from `middleware-a` into `-b`.
+#[test]
+fn watch_reloads_when_a_middleware_file_changes() {
+    let (dir, manifest) = app(r#"
+[[trigger.http]]
+route = "/..."
+component = "hello"
+dependencies.middleware = [{ path = "mw.wasm" }]
+
+[component.hello]
+source = "app.wasm"
+"#);
+    let middleware = dir.path().join("mw.wasm");
+    std::fs::copy(programs::MIDDLEWARE_A, &middleware).unwrap();
+    let mut command = support::wisp_command();
+    command
+        .arg("watch")
+        .arg("-f")
+        .arg(dir.path().join("spin.toml"))
+        .args(["--poll-ms", "50"])
+        .env_remove("WISP_STATE_DIR");
+    let wisp = Wisp::spawn(command).unwrap_or_else(|(status, stderr)| {
+        panic!("wisp watch exited with {status}:\n{stderr}\n{manifest}")
+    });
+    let chain = || wisp.get("/x").header("x-chain-back").map(str::to_owned);
+    assert_eq!(chain().as_deref(), Some("middleware-a,middleware-a"));
+
+    // Replaced by rename, as a build writes its output.
+    let staged = dir.path().join("mw.wasm.new");
+    std::fs::copy(programs::MIDDLEWARE_B, &staged).unwrap();
+    std::fs::rename(&staged, &middleware).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while chain().as_deref() != Some("middleware-b,middleware-b") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload to the new middleware within 60 s:\n{}",
+            wisp.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    wisp.stop_cleanly();
+}

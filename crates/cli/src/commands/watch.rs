@@ -8,8 +8,9 @@
 //!
 //! Changes are found by polling (every `--poll-ms`) the files the app depends on, walked
 //! with `.gitignore` rules applied: each component's `build.watch` globs (relative to
-//! its `workdir`), the `source` and `files` of components without a build, and the
-//! manifest. A change is acted on once the files have been still for `--poll-ms`.
+//! its `workdir`), the `source` and `files` of components without a build, the local
+//! files of dependencies and middleware, and the manifest. A change is acted on once the
+//! files have been still for `--poll-ms`.
 
 use super::build;
 use super::serve::{self, Settings};
@@ -284,8 +285,9 @@ async fn reload(
 /// What to watch, read from the manifest.
 struct WatchSpec {
     root: PathBuf,
-    /// Files watched by path: the manifest and the sources of components without a
-    /// build (they may live outside the app directory).
+    /// Files watched by path: the manifest, the sources of components without a build,
+    /// and the local files of dependencies and middleware (they may live outside the app
+    /// directory).
     direct: Vec<PathBuf>,
     components: Vec<ComponentWatch>,
 }
@@ -318,6 +320,14 @@ impl WatchSpec {
                 .filter(|c| c.build.is_none())
                 .filter_map(|c| c.source.local().map(|source| root.join(source))),
         );
+        let composed = (manifest.components.values())
+            .flat_map(|c| c.dependencies.values().chain(&c.middleware))
+            .filter_map(|d| d.source.local().map(|source| root.join(source)));
+        for path in composed {
+            if !direct.contains(&path) {
+                direct.push(path);
+            }
+        }
         Ok(WatchSpec {
             root,
             direct,
