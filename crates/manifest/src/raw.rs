@@ -67,6 +67,11 @@ pub(crate) struct RawApplication {
     pub authors: Vec<String>,
     #[serde(default)]
     pub trigger: RawAppTriggers,
+    /// Spin's deployment environments the components must suit (`["spin-up:3.3"]`), which
+    /// `spin build` checks; accepted and ignored, as `spin up` ignores them.
+    #[serde(default, rename = "targets")]
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub _targets: Vec<toml::Value>,
     /// Tool-specific metadata; accepted and ignored.
     #[serde(default, rename = "tool")]
     #[schemars(with = "IndexMap<String, serde_json::Map<String, serde_json::Value>>")]
@@ -271,10 +276,57 @@ pub(crate) struct RawComponent {
     pub dependencies: IndexMap<Spanned<String>, Spanned<RawDependency>>,
     #[schemars(with = "Option<bool>")]
     pub dependencies_inherit_configuration: Option<Spanned<bool>>,
+    /// Deprecated in version 2, converted as Spin converts it: HTTP hosts as version 1
+    /// wrote them (`example.com`, `insecure:allow-all`).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub allowed_http_hosts: Vec<Spanned<String>>,
+    /// The component's own deployment environments; accepted and ignored (see
+    /// [`RawApplication::_targets`]).
+    #[serde(default, rename = "targets")]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    pub _targets: Option<Vec<toml::Value>>,
+    /// Named build profiles (`[component.<id>.profile.<name>]`: `source`, `environment`,
+    /// `dependencies`, `build.command` overrides) for `spin up --profile`; checked for
+    /// shape and not applied, as a run without a profile does not apply them.
+    #[serde(default, rename = "profile")]
+    #[schemars(with = "IndexMap<String, RawProfile>")]
+    pub _profile: IndexMap<String, RawProfile>,
     /// Tool-specific metadata; accepted and ignored.
     #[serde(default, rename = "tool")]
     #[schemars(with = "IndexMap<String, serde_json::Map<String, serde_json::Value>>")]
     pub _tool: IndexMap<String, toml::Table>,
+}
+
+/// `[component.<id>.profile.<name>]`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, expecting = "a component profile table")]
+#[schemars(rename = "ComponentProfile")]
+pub(crate) struct RawProfile {
+    #[serde(default, rename = "source")]
+    #[schemars(with = "Option<RawSource>")]
+    pub _source: Option<toml::Value>,
+    #[serde(default, rename = "environment")]
+    pub _environment: IndexMap<String, String>,
+    #[serde(default, rename = "dependencies")]
+    #[schemars(with = "IndexMap<String, RawDependency>")]
+    pub _dependencies: IndexMap<String, toml::Value>,
+    #[serde(default, rename = "build")]
+    #[schemars(with = "Option<RawProfileBuild>")]
+    pub _build: Option<RawProfileBuild>,
+}
+
+/// `build = { command = ... }` of a profile.
+#[derive(Deserialize, JsonSchema)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a profile build table such as `{ command = \"make\" }`"
+)]
+#[schemars(rename = "ComponentProfileBuild")]
+pub(crate) struct RawProfileBuild {
+    #[serde(rename = "command")]
+    #[schemars(with = "serde_json::Value")]
+    pub _command: toml::Value,
 }
 
 /// `source = "path.wasm"` or a remote source table.

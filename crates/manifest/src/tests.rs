@@ -911,3 +911,49 @@ source = "app.wasm"
         ComponentSource::Local("b.wasm".into())
     );
 }
+
+/// Fields of Spin 4's version 2 that `spin up` reads or ignores: `targets` (for `spin
+/// build`), build profiles (for `--profile`), and the deprecated `allowed_http_hosts`,
+/// converted and added to `allowed_outbound_hosts` with a warning, as Spin does.
+#[test]
+fn targets_profiles_and_deprecated_http_hosts_are_read_as_spin_reads_them() {
+    let m = parse(
+        r#"spin_manifest_version = 2
+[application]
+name = "app"
+targets = ["spin-up:3.3", { registry = "example.com", package = "ns:env", version = "1.0.0" }]
+[[trigger.http]]
+route = "/..."
+component = "web"
+[component.web]
+source = "web.wasm"
+targets = ["spinkube:0.4"]
+allowed_outbound_hosts = ["https://api.example.com"]
+allowed_http_hosts = ["example.com:8080", "self"]
+[component.web.profile.debug]
+source = "debug/web.wasm"
+environment = { LOG = "debug" }
+build.command = "cargo build"
+"#,
+    );
+    let web = &m.components["web"];
+    assert_eq!(
+        web.allowed_outbound_hosts,
+        strings(&[
+            "https://api.example.com",
+            "http://example.com:8080",
+            "https://example.com:8080",
+            "http://self",
+        ])
+    );
+    // Without a profile asked for, the default one applies.
+    assert_eq!(web.source, ComponentSource::Local("web.wasm".into()));
+    assert!(web.environment.is_empty());
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(
+        m.warnings[0].contains("`allowed_http_hosts`")
+            && m.warnings[0].contains(r#"allowed_outbound_hosts = ["http://example.com:8080", "https://example.com:8080", "http://self"]"#),
+        "{:?}",
+        m.warnings
+    );
+}

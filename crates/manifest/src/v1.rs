@@ -260,8 +260,12 @@ fn table(key: &str, value: toml::Table) -> toml::Table {
     document
 }
 
-/// The `allowed_outbound_hosts` entries of a version 1 `allowed_http_hosts` list.
-fn http_hosts(src: &Source<'_>, hosts: &[Spanned<String>]) -> Result<Vec<String>, ManifestError> {
+/// The `allowed_outbound_hosts` entries of a version 1 `allowed_http_hosts` list (also
+/// accepted, deprecated, in version 2).
+pub(crate) fn http_hosts(
+    src: &Source<'_>,
+    hosts: &[Spanned<String>],
+) -> Result<Vec<String>, ManifestError> {
     if hosts.iter().any(|h| h.get_ref() == ALLOW_ALL) {
         return Ok(vec![
             "http://*:*".to_owned(),

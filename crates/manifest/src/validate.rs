@@ -399,6 +399,21 @@ impl Validator<'_> {
             component_variables.insert(name, template.into_inner());
         }
 
+        // Spin 4 still reads version 1's `allowed_http_hosts` in version 2 and adds its
+        // conversion to `allowed_outbound_hosts`.
+        let mut allowed_outbound_hosts = raw.allowed_outbound_hosts;
+        if !raw.allowed_http_hosts.is_empty() {
+            let converted = crate::v1::http_hosts(self.src, &raw.allowed_http_hosts)?;
+            self.warnings.push(format!(
+                "component `{id}` uses the deprecated field `allowed_http_hosts`; replace it with `allowed_outbound_hosts = {converted:?}`"
+            ));
+            for host in converted {
+                if !allowed_outbound_hosts.contains(&host) {
+                    allowed_outbound_hosts.push(host);
+                }
+            }
+        }
+
         Ok(Component {
             id,
             source,
@@ -406,7 +421,7 @@ impl Validator<'_> {
             environment: raw.environment,
             files,
             exclude_files: raw.exclude_files,
-            allowed_outbound_hosts: raw.allowed_outbound_hosts,
+            allowed_outbound_hosts,
             key_value_stores: raw.key_value_stores,
             sqlite_databases: raw.sqlite_databases,
             ai_models: raw.ai_models,
