@@ -91,6 +91,8 @@ pub struct ResolveOptions {
     /// A directory where the digests of local sources are remembered while the files are
     /// unchanged (none: every source is read and hashed each time).
     pub digest_memo: Option<PathBuf>,
+    /// The manifest profile to put in place before resolving (`--profile`), if any.
+    pub profile: Option<String>,
 }
 
 impl Default for ResolveOptions {
@@ -98,6 +100,7 @@ impl Default for ResolveOptions {
         Self {
             max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
             digest_memo: None,
+            profile: None,
         }
     }
 }

@@ -202,10 +202,84 @@ pub struct Component {
     /// `[component.<id>.dependencies]`: components composed into this one at load time,
     /// keyed by the normalised dependency name, in file order.
     pub dependencies: IndexMap<String, Dependency>,
+    /// Named profiles (`[component.<id>.profile.<name>]`), applied by
+    /// [`Manifest::apply_profile`].
+    pub profiles: IndexMap<String, ComponentProfile>,
     /// HTTP middleware composed in front of this component, outermost first: the
     /// `dependencies.middleware` of the one trigger that calls it (a component several
     /// triggers call with different middleware is copied per trigger, as Spin does).
     pub middleware: Vec<Dependency>,
+}
+
+/// What a named profile changes in its component: the source, environment variables
+/// (added to or replacing the component's), dependencies (likewise, by name) and the build
+/// commands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ComponentProfile {
+    /// The source to use instead of the component's.
+    pub source: Option<ComponentSource>,
+    /// Environment variables set over the component's.
+    pub environment: IndexMap<String, String>,
+    /// Dependencies set over the component's, by name.
+    pub dependencies: IndexMap<String, Dependency>,
+    /// The build commands to run instead of the component's (a component without a build
+    /// gets one, run in the manifest's directory).
+    pub build_commands: Option<Vec<String>>,
+}
+
+impl Manifest {
+    /// Puts profile `name` in place, as `spin up --profile <name>` does: each component
+    /// that defines it takes its overrides, the others stay as they are. An error names
+    /// the profiles the app defines when none of its components defines `name`.
+    pub fn apply_profile(&mut self, name: &str) -> Result<(), String> {
+        if !self
+            .components
+            .values()
+            .any(|c| c.profiles.contains_key(name))
+        {
+            let mut defined: Vec<&str> = (self.components.values())
+                .flat_map(|c| c.profiles.keys().map(String::as_str))
+                .collect();
+            defined.sort_unstable();
+            defined.dedup();
+            return Err(match defined.is_empty() {
+                true => format!(
+                    "profile `{name}` is not defined: no component of this app has a [component.<id>.profile.<name>] table"
+                ),
+                false => format!(
+                    "profile `{name}` is not defined in this app; it defines {}",
+                    defined
+                        .iter()
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        for component in self.components.values_mut() {
+            let Some(profile) = component.profiles.get(name).cloned() else {
+                continue;
+            };
+            if let Some(source) = profile.source {
+                component.source = source;
+            }
+            component.environment.extend(profile.environment);
+            component.dependencies.extend(profile.dependencies);
+            if let Some(commands) = profile.build_commands {
+                match &mut component.build {
+                    Some(build) => build.commands = commands,
+                    None => {
+                        component.build = Some(ComponentBuild {
+                            commands,
+                            workdir: None,
+                            watch: Vec::new(),
+                        })
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One entry of `[component.<id>.dependencies]`.

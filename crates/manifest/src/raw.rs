@@ -286,12 +286,11 @@ pub(crate) struct RawComponent {
     #[serde(default, rename = "targets")]
     #[schemars(with = "Option<Vec<serde_json::Value>>")]
     pub _targets: Option<Vec<toml::Value>>,
-    /// Named build profiles (`[component.<id>.profile.<name>]`: `source`, `environment`,
-    /// `dependencies`, `build.command` overrides) for `spin up --profile`; checked for
-    /// shape and not applied, as a run without a profile does not apply them.
-    #[serde(default, rename = "profile")]
+    /// Named profiles (`[component.<id>.profile.<name>]`): `source`, `environment`,
+    /// `dependencies` and `build.command` that `--profile <name>` puts in place.
+    #[serde(default)]
     #[schemars(with = "IndexMap<String, RawProfile>")]
-    pub _profile: IndexMap<String, RawProfile>,
+    pub profile: IndexMap<Spanned<String>, RawProfile>,
     /// Tool-specific metadata; accepted and ignored.
     #[serde(default, rename = "tool")]
     #[schemars(with = "IndexMap<String, serde_json::Map<String, serde_json::Value>>")]
@@ -303,17 +302,14 @@ pub(crate) struct RawComponent {
 #[serde(deny_unknown_fields, expecting = "a component profile table")]
 #[schemars(rename = "ComponentProfile")]
 pub(crate) struct RawProfile {
-    #[serde(default, rename = "source")]
     #[schemars(with = "Option<RawSource>")]
-    pub _source: Option<toml::Value>,
-    #[serde(default, rename = "environment")]
-    pub _environment: IndexMap<String, String>,
-    #[serde(default, rename = "dependencies")]
+    pub source: Option<Spanned<RawSource>>,
+    #[serde(default)]
+    pub environment: IndexMap<String, String>,
+    #[serde(default)]
     #[schemars(with = "IndexMap<String, RawDependency>")]
-    pub _dependencies: IndexMap<String, toml::Value>,
-    #[serde(default, rename = "build")]
-    #[schemars(with = "Option<RawProfileBuild>")]
-    pub _build: Option<RawProfileBuild>,
+    pub dependencies: IndexMap<Spanned<String>, Spanned<RawDependency>>,
+    pub build: Option<RawProfileBuild>,
 }
 
 /// `build = { command = ... }` of a profile.
@@ -324,9 +320,7 @@ pub(crate) struct RawProfile {
 )]
 #[schemars(rename = "ComponentProfileBuild")]
 pub(crate) struct RawProfileBuild {
-    #[serde(rename = "command")]
-    #[schemars(with = "serde_json::Value")]
-    pub _command: toml::Value,
+    pub command: RawCommands,
 }
 
 /// `source = "path.wasm"` or a remote source table.

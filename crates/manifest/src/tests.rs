@@ -193,6 +193,7 @@ fn full_manifest() {
                 watch: strings(&["src/**/*.rs", "Cargo.toml"]),
             }),
             dependencies: IndexMap::new(),
+            profiles: IndexMap::new(),
             middleware: Vec::new(),
         }
     );
@@ -956,4 +957,91 @@ build.command = "cargo build"
         "{:?}",
         m.warnings
     );
+}
+
+/// `--profile <name>`: each component defining the profile takes its source, environment
+/// (over its own), dependencies (by name, over its own) and build commands; the others
+/// stay; a profile no component defines is an error naming the ones defined.
+#[test]
+fn a_profile_puts_its_overrides_in_place() {
+    let text = r#"spin_manifest_version = 2
+[application]
+name = "app"
+[[trigger.http]]
+route = "/..."
+component = "web"
+[[trigger.http]]
+route = "/other/..."
+component = "other"
+[component.web]
+source = "web.wasm"
+environment = { MODE = "prod", KEEP = "yes" }
+[component.web.dependencies]
+"test:calc" = { path = "calc.wasm" }
+"test:log" = { path = "log.wasm" }
+[component.web.profile.debug]
+source = "debug/web.wasm"
+environment = { MODE = "debug" }
+dependencies = { "test:calc" = { component = "calc-debug" } }
+build.command = ["make debug", "make check"]
+[component.other]
+source = "other.wasm"
+[component.other.build]
+command = "make"
+workdir = "other"
+[component.calc-debug]
+source = "calc-debug.wasm"
+"#;
+    let mut m = parse(text);
+    let untouched = m.clone();
+    m.apply_profile("debug").unwrap();
+    let web = &m.components["web"];
+    assert_eq!(web.source, ComponentSource::Local("debug/web.wasm".into()));
+    assert_eq!(web.environment, map(&[("MODE", "debug"), ("KEEP", "yes")]));
+    assert_eq!(
+        web.dependencies["test:calc"].source,
+        ComponentSource::Local("calc-debug.wasm".into())
+    );
+    assert_eq!(
+        web.dependencies["test:log"].source,
+        ComponentSource::Local("log.wasm".into())
+    );
+    let build = web.build.as_ref().unwrap();
+    assert_eq!(build.commands, strings(&["make debug", "make check"]));
+    assert_eq!(build.workdir, None);
+    assert_eq!(m.components["other"], untouched.components["other"]);
+
+    let err = parse(text).apply_profile("relase").unwrap_err();
+    assert!(err.contains("`relase`") && err.contains("`debug`"), "{err}");
+}
+
+/// A component copied for its trigger's middleware keeps the sources of its
+/// `{ component = "..." }` dependencies, resolved after the copy was made.
+#[test]
+fn a_middleware_copy_keeps_its_component_dependencies() {
+    let m = parse(
+        r#"spin_manifest_version = 2
+[application]
+name = "app"
+[[trigger.http]]
+route = "/a/..."
+component = "web"
+dependencies.middleware = [{ path = "mw.wasm" }]
+[[trigger.http]]
+route = "/b/..."
+component = "web"
+[component.web]
+source = "web.wasm"
+dependencies = { "test:calc" = { component = "calc" } }
+[component.calc]
+source = "calc.wasm"
+"#,
+    );
+    for id in ["web", "web-for-web-http-trigger"] {
+        assert_eq!(
+            m.components[id].dependencies["test:calc"].source,
+            ComponentSource::Local("calc.wasm".into()),
+            "{id}"
+        );
+    }
 }

@@ -13,7 +13,8 @@ use toml::Spanned;
 
 use crate::error::{ManifestError, Source};
 use crate::model::{
-    Application, Component, ComponentBuild, ComponentSource, FileMount, Manifest, Variable,
+    Application, Component, ComponentBuild, ComponentProfile, ComponentSource, FileMount, Manifest,
+    Variable,
 };
 use crate::raw::{
     RawApplication, RawComponent, RawFileMount, RawManifest, RawRemoteSource, RawSource,
@@ -138,6 +139,16 @@ impl Validator<'_> {
 
         let triggers = self.triggers(raw.trigger, &mut components, &variables)?;
         self.resolve_component_dependencies(&mut components)?;
+        // A component copied for its trigger's middleware was copied before its
+        // `{ component = "..." }` dependencies had their sources.
+        for (copy, original) in &triggers.copies {
+            if let Some(original) = components.get(original).cloned()
+                && let Some(copy) = components.get_mut(copy)
+            {
+                copy.dependencies = original.dependencies;
+                copy.profiles = original.profiles;
+            }
+        }
 
         Ok(Manifest {
             application,
@@ -303,58 +314,34 @@ impl Validator<'_> {
         raw: RawComponent,
         variables: &IndexMap<String, Variable>,
     ) -> Result<Component, ManifestError> {
-        let source_span = raw.source.span();
-        let source = match raw.source.into_inner() {
-            RawSource::Local(path) if path.trim().is_empty() => {
-                return Err(self.error(
-                    source_span,
-                    format!("component `{id}` has an empty `source`"),
-                    "point `source` at the component's .wasm file, relative to the manifest",
-                ));
-            }
-            RawSource::Local(path) => ComponentSource::Local(PathBuf::from(path)),
-            RawSource::Remote(remote) if remote.url.is_some() || remote.digest.is_some() => {
-                self.remote_source(&id, source_span, remote)?
-            }
-            RawSource::Remote(remote) => {
-                let example = "write `source = { registry = \"registry.example.com\", package = \"ns:name\", version = \"1.2.3\" }`";
-                let (Some(package), Some(version)) = (remote.package, remote.version) else {
-                    return Err(self.error(
-                        source_span,
-                        format!(
-                            "component `{id}`: a registry source needs `package` and `version`"
-                        ),
-                        example,
-                    ));
-                };
-                if let Err(problem) = crate::dependencies::check_package_name(&package) {
-                    return Err(self.error(
-                        source_span,
-                        format!("component `{id}`: {problem}"),
-                        example,
-                    ));
-                }
-                if let Err(e) = semver::Version::parse(&version) {
-                    return Err(self.error(
-                        source_span,
-                        format!(
-                            "component `{id}`: source version `{version}` is not an exact semantic version ({e})"
-                        ),
-                        example,
-                    ));
-                }
-                ComponentSource::Registry {
-                    registry: remote.registry,
-                    package,
-                    version: format!("={version}"),
-                }
-            }
-        };
+        let source = self.source(&id, raw.source)?;
+        let mut profiles = IndexMap::new();
+        for (name, profile) in raw.profile {
+            let name = name.into_inner();
+            let source = match profile.source {
+                Some(source) => Some(self.source(&id, source)?),
+                None => None,
+            };
+            let dependencies = self.dependencies(
+                &id,
+                profile.dependencies,
+                raw.dependencies_inherit_configuration.clone(),
+                Some(&name),
+            )?;
+            let profile = ComponentProfile {
+                source,
+                environment: profile.environment,
+                dependencies,
+                build_commands: profile.build.map(|build| build.command.0),
+            };
+            profiles.insert(name, profile);
+        }
 
         let dependencies = self.dependencies(
             &id,
             raw.dependencies,
             raw.dependencies_inherit_configuration,
+            None,
         )?;
 
         let mut files = Vec::with_capacity(raw.files.len());
@@ -432,7 +419,59 @@ impl Validator<'_> {
                 watch: build.watch,
             }),
             dependencies,
+            profiles,
             middleware: Vec::new(),
+        })
+    }
+
+    /// A component's `source` (its own, or a profile's).
+    fn source(&self, id: &str, raw: Spanned<RawSource>) -> Result<ComponentSource, ManifestError> {
+        let source_span = raw.span();
+        Ok(match raw.into_inner() {
+            RawSource::Local(path) if path.trim().is_empty() => {
+                return Err(self.error(
+                    source_span,
+                    format!("component `{id}` has an empty `source`"),
+                    "point `source` at the component's .wasm file, relative to the manifest",
+                ));
+            }
+            RawSource::Local(path) => ComponentSource::Local(PathBuf::from(path)),
+            RawSource::Remote(remote) if remote.url.is_some() || remote.digest.is_some() => {
+                self.remote_source(id, source_span, remote)?
+            }
+            RawSource::Remote(remote) => {
+                let example = "write `source = { registry = \"registry.example.com\", package = \"ns:name\", version = \"1.2.3\" }`";
+                let (Some(package), Some(version)) = (remote.package, remote.version) else {
+                    return Err(self.error(
+                        source_span,
+                        format!(
+                            "component `{id}`: a registry source needs `package` and `version`"
+                        ),
+                        example,
+                    ));
+                };
+                if let Err(problem) = crate::dependencies::check_package_name(&package) {
+                    return Err(self.error(
+                        source_span,
+                        format!("component `{id}`: {problem}"),
+                        example,
+                    ));
+                }
+                if let Err(e) = semver::Version::parse(&version) {
+                    return Err(self.error(
+                        source_span,
+                        format!(
+                            "component `{id}`: source version `{version}` is not an exact semantic version ({e})"
+                        ),
+                        example,
+                    ));
+                }
+                ComponentSource::Registry {
+                    registry: remote.registry,
+                    package,
+                    version: format!("={version}"),
+                }
+            }
         })
     }
 

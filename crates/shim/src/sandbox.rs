@@ -280,7 +280,7 @@ async fn serve(
     };
     let resolve = wisp_app::ResolveOptions {
         max_source_bytes: settings.engine.max_component_bytes,
-        digest_memo: None,
+        ..Default::default()
     };
     let cache = wisp_oci::Cache::new(state_dir.join("layers"));
     let mut locked = source::locked_app(&layers, Path::new(MANIFEST_PATH), &cache, &resolve)

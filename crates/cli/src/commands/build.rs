@@ -25,6 +25,11 @@ pub struct BuildArgs {
     /// Report as JSON lines on stderr (one per step and per line of build output).
     #[arg(long)]
     json: bool,
+
+    /// Build with this profile's commands (`[component.<id>.profile.<name>]`) where a
+    /// component defines it.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
 }
 
 impl BuildArgs {
@@ -37,7 +42,7 @@ impl BuildArgs {
 /// Runs `wisp build`.
 pub fn run(args: BuildArgs) -> Result<()> {
     let path = manifest_path(args.manifest.as_deref());
-    build(&path, &args.components, args.json)
+    build(&path, &args.components, args.json, args.profile.as_deref())
 }
 
 /// The manifest file an `-f` argument names: a file, or `spin.toml` in a directory.
@@ -52,21 +57,26 @@ pub(crate) fn manifest_path(arg: Option<&Path>) -> PathBuf {
 
 /// Builds every component of the app an `-f` argument names (`--build` of `up` and
 /// `registry push`).
-pub(crate) fn build_manifest(arg: Option<&Path>, json: bool) -> Result<()> {
-    build(&manifest_path(arg), &[], json)
+pub(crate) fn build_manifest(arg: Option<&Path>, json: bool, profile: Option<&str>) -> Result<()> {
+    build(&manifest_path(arg), &[], json, profile)
 }
 
 /// Builds the selected components of the app at `manifest_path` (all when `only` is
 /// empty), in manifest order; stops at the first failing command. With `json`, progress
 /// and the commands' output are structured events rather than prefixed lines.
-pub(crate) fn build(manifest_path: &Path, only: &[String], json: bool) -> Result<()> {
+pub(crate) fn build(
+    manifest_path: &Path,
+    only: &[String],
+    json: bool,
+    profile: Option<&str>,
+) -> Result<()> {
     if !manifest_path.exists() {
         bail!(
             "no manifest at {}; pass -f path/to/spin.toml",
             manifest_path.display()
         );
     }
-    let manifest = wisp_manifest::parse_file(manifest_path)?;
+    let manifest = super::shared::parse_manifest(manifest_path, profile)?;
     let app_dir = std::path::absolute(manifest_path)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))

@@ -171,7 +171,7 @@ fn reference(text: &str) -> Result<Reference> {
 async fn push(args: PushArgs) -> Result<()> {
     let reference = reference(&args.reference)?;
     if args.build {
-        super::build::build_manifest(args.manifest.as_deref(), args.json)?;
+        super::build::build_manifest(args.manifest.as_deref(), args.json, None)?;
     }
     let (locked, _) = super::shared::resolve_manifest(args.manifest.as_deref())?;
     let client = super::shared::registry_client(args.insecure)?;

@@ -238,6 +238,7 @@ impl Settings {
             resolve: wisp_app::ResolveOptions {
                 max_source_bytes: args.max_component_size_mb << 20,
                 digest_memo,
+                profile: None,
             },
             max_request_body: args.max_request_body_mb << 20,
             guest_output: wisp_runtime::GuestOutput::All,

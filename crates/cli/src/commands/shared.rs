@@ -33,7 +33,7 @@ pub(crate) fn resolve_manifest_with(
             path.display()
         );
     }
-    let mut manifest = wisp_manifest::parse_file(&path)?;
+    let mut manifest = parse_manifest(&path, options.profile.as_deref())?;
     for warning in &manifest.warnings {
         tracing::warn!("{}: {warning}", path.display());
     }
@@ -44,6 +44,20 @@ pub(crate) fn resolve_manifest_with(
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
     Ok((locked, dir))
+}
+
+/// Parses and validates the manifest at `path`, with `profile` (`--profile`) in place.
+pub(crate) fn parse_manifest(
+    path: &Path,
+    profile: Option<&str>,
+) -> Result<wisp_manifest::Manifest> {
+    let mut manifest = wisp_manifest::parse_file(path)?;
+    if let Some(profile) = profile {
+        manifest
+            .apply_profile(profile)
+            .map_err(|problem| anyhow::anyhow!("--profile {profile}: {problem}"))?;
+    }
+    Ok(manifest)
 }
 
 /// Downloads every `source = { url, digest }` and registry source (of components and of

@@ -36,6 +36,12 @@ pub struct UpArgs {
     #[arg(long, conflicts_with = "from")]
     pub(crate) build: bool,
 
+    /// Put this profile in place where a component defines one of that name
+    /// (`[component.<id>.profile.<name>]`: its source, environment, dependencies and build
+    /// commands), as `spin up --profile` does.
+    #[arg(long, value_name = "NAME", conflicts_with = "from")]
+    pub(crate) profile: Option<String>,
+
     /// Talk plain HTTP to the registry named by --from (local registries only).
     #[arg(short = 'k', long, env = "WISP_REGISTRY_INSECURE")]
     pub(crate) insecure: bool,
@@ -161,7 +167,7 @@ pub fn run(args: UpArgs) -> Result<()> {
         .context("cannot start the async runtime")
         .map_err(super::RuntimeFailure::wrap)?;
     if args.build {
-        super::build::build_manifest(args.manifest.as_deref(), args.json)?;
+        super::build::build_manifest(args.manifest.as_deref(), args.json, args.profile.as_deref())?;
     }
     let mut settings = Settings::from_args(&args)?;
     let engine = settings.start_engine();
@@ -235,6 +241,7 @@ pub fn run(args: UpArgs) -> Result<()> {
 /// The settings-level flags Spin users type, over `settings` (`up` and `watch`):
 /// `--variable`, `--max-instance-memory`, `--tls-cert`/`--tls-key`.
 pub(crate) fn apply_settings_flags(settings: &mut Settings, args: &UpArgs) -> Result<()> {
+    settings.resolve.profile = args.profile.clone();
     if !args.variables.is_empty() {
         // First provider: a value given here wins over the runtime config and environment.
         let values = variable_values(&args.variables)?;

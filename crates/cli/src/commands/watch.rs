@@ -73,9 +73,10 @@ pub fn run(args: WatchArgs) -> Result<()> {
         // The first version must build and load; later failures keep it serving. The
         // files are read before the build, so a save during the build or the load (or as
         // soon as "watching" shows) is seen.
-        let mut spec = WatchSpec::read(&manifest_path)?;
+        let profile = args.up.profile.as_deref();
+        let mut spec = WatchSpec::read(&manifest_path, profile)?;
         let before_build = spec.snapshot();
-        build::build(&manifest_path, &[], json)?;
+        build::build(&manifest_path, &[], json, profile)?;
         let mut follow_up = false;
         let mut baseline = next_baseline(before_build, spec.snapshot(), &mut follow_up);
         let (mut locked, app_dir) =
@@ -259,12 +260,15 @@ async fn reload(
         let manifest_path = manifest_path.to_path_buf();
         let rebuild = rebuild.to_vec();
         let json = args.json();
-        tokio::task::spawn_blocking(move || build::build(&manifest_path, &rebuild, json))
-            .await
-            .context("the build task failed")?
-            .context("the build failed")?;
+        let profile = args.profile.clone();
+        tokio::task::spawn_blocking(move || {
+            build::build(&manifest_path, &rebuild, json, profile.as_deref())
+        })
+        .await
+        .context("the build task failed")?
+        .context("the build failed")?;
     }
-    let spec = WatchSpec::read(manifest_path)?;
+    let spec = WatchSpec::read(manifest_path, args.profile.as_deref())?;
     let (mut locked, app_dir) =
         resolve_manifest_with(Some(manifest_path), &settings.resolve, None, false)?;
     super::up::apply_app_flags(&mut locked, args)?;
@@ -305,8 +309,8 @@ struct ComponentWatch {
 type Snapshot = BTreeMap<PathBuf, (Option<SystemTime>, u64)>;
 
 impl WatchSpec {
-    fn read(manifest_path: &Path) -> Result<WatchSpec> {
-        let manifest = wisp_manifest::parse_file(manifest_path)?;
+    fn read(manifest_path: &Path, profile: Option<&str>) -> Result<WatchSpec> {
+        let manifest = super::shared::parse_manifest(manifest_path, profile)?;
         let root = manifest_path
             .parent()
             .map(Path::to_path_buf)

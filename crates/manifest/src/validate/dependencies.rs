@@ -16,6 +16,8 @@ use super::Validator;
 /// A dependency on another component of the manifest.
 pub(super) struct ComponentDependency {
     component: String,
+    /// The profile whose dependencies hold it; `None` for the component's own.
+    profile: Option<String>,
     dependency: String,
     target: String,
     span: Range<usize>,
@@ -30,6 +32,7 @@ impl Validator<'_> {
         id: &str,
         raw: IndexMap<Spanned<String>, Spanned<RawDependency>>,
         inherit_all: Option<Spanned<bool>>,
+        profile: Option<&str>,
     ) -> Result<IndexMap<String, Dependency>, ManifestError> {
         let mut names: Vec<(DependencyName, Range<usize>)> = Vec::new();
         let mut dependencies = IndexMap::new();
@@ -154,6 +157,7 @@ impl Validator<'_> {
             } else if let Some(component) = table.component {
                 self.component_dependencies.push(ComponentDependency {
                     component: id.to_owned(),
+                    profile: profile.map(str::to_owned),
                     dependency: name.to_string(),
                     target: component,
                     span: value_span.clone(),
@@ -419,10 +423,14 @@ impl Validator<'_> {
                 ));
             }
             let source = target.source.clone();
-            if let Some(dependency) = components
-                .get_mut(&reference.component)
-                .and_then(|c| c.dependencies.get_mut(&reference.dependency))
-            {
+            let dependencies =
+                components
+                    .get_mut(&reference.component)
+                    .and_then(|c| match &reference.profile {
+                        None => Some(&mut c.dependencies),
+                        Some(profile) => c.profiles.get_mut(profile).map(|p| &mut p.dependencies),
+                    });
+            if let Some(dependency) = dependencies.and_then(|d| d.get_mut(&reference.dependency)) {
                 dependency.source = source;
             }
         }

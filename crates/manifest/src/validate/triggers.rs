@@ -58,7 +58,7 @@ impl Validator<'_> {
             let trigger = self.cron_trigger(trigger, &named, components, variables, &mut state)?;
             triggers.cron.push(trigger);
         }
-        attach_middleware(&mut triggers, components, middleware);
+        triggers.copies = attach_middleware(&mut triggers, components, middleware);
         Ok(triggers)
     }
 
@@ -573,6 +573,8 @@ pub(super) struct Triggers {
     pub(super) http: Vec<HttpTrigger>,
     pub(super) redis: Vec<RedisTrigger>,
     pub(super) cron: Vec<CronTrigger>,
+    /// Components copied for a trigger's middleware: (copy, original).
+    pub(super) copies: Vec<(String, String)>,
 }
 
 /// Gives each component its trigger's middleware. A component that other triggers call too
@@ -583,7 +585,7 @@ fn attach_middleware(
     triggers: &mut Triggers,
     components: &mut IndexMap<String, Component>,
     middleware: Vec<(usize, Vec<Dependency>)>,
-) {
+) -> Vec<(String, String)> {
     let mut callers: HashMap<String, usize> = HashMap::new();
     let called = (triggers.http.iter().map(|t| t.component.as_ref()))
         .chain(triggers.redis.iter().map(|t| Some(&t.component)))
@@ -596,6 +598,7 @@ fn attach_middleware(
     let ids: Vec<String> = (triggers.http.iter())
         .map(|t| rules::trigger_id(t.id.as_deref(), "http", t.component.as_deref(), &mut taken))
         .collect();
+    let mut copies = Vec::new();
     for (index, chain) in middleware {
         let trigger = &mut triggers.http[index];
         let Some(id) = trigger.component.clone() else {
@@ -626,8 +629,10 @@ fn attach_middleware(
         copy.middleware = chain;
         components.insert(copy_id.clone(), copy);
         trigger.id = Some(trigger_id.clone());
-        trigger.component = Some(copy_id);
+        trigger.component = Some(copy_id.clone());
+        copies.push((copy_id, id));
     }
+    copies
 }
 
 /// What the trigger checks remember across triggers.
