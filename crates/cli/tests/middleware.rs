@@ -276,3 +276,32 @@ source = "app.wasm"
     }
     wisp.stop_cleanly();
 }
+
+/// A component copied for one trigger's middleware builds once, as itself: `wisp build`
+/// runs its command once and does not list the copy.
+#[test]
+fn a_component_copied_for_middleware_builds_once() {
+    let (dir, _) = app(r#"
+[[trigger.http]]
+route = "/a/..."
+component = "hello"
+dependencies.middleware = [{ path = "a.wasm" }]
+
+[[trigger.http]]
+route = "/b/..."
+component = "hello"
+
+[component.hello]
+source = "app.wasm"
+[component.hello.build]
+command = "echo built >> builds.txt"
+"#);
+    let output = support::run_wisp(&["build", "-f", dir.path().to_str().unwrap()], None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("builds.txt")).unwrap(),
+        "built\n"
+    );
+    assert!(!stderr.contains("-for-"), "{stderr}");
+}

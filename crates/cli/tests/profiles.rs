@@ -83,7 +83,7 @@ fn up_and_build_put_the_profile_in_place_and_refuse_one_the_app_lacks() {
         Err((_, stderr)) => stderr,
     };
     assert!(
-        stderr.contains("--profile relase") && stderr.contains("`debug`"),
+        stderr.contains("profile `relase` is not defined") && stderr.contains("`debug`"),
         "{stderr}"
     );
 }

@@ -87,14 +87,33 @@ pub fn json_schema() -> String {
 /// An unreadable file gives an error with line and column 0 whose message
 /// starts with `cannot read manifest`.
 pub fn parse_file(path: &Path) -> Result<Manifest, ManifestError> {
+    parse_file_with_profile(path, None)
+}
+
+/// [`parse_file`] with the components' profile `profile` in place (`--profile`): each
+/// component that defines it takes its source, environment, dependencies and build
+/// commands. A profile no component defines is an error.
+pub fn parse_file_with_profile(
+    path: &Path,
+    profile: Option<&str>,
+) -> Result<Manifest, ManifestError> {
     let text = std::fs::read_to_string(path).map_err(|e| ManifestError::unreadable(path, &e))?;
-    parse_str(&text, path)
+    validate::parse(&text, path, profile)
 }
 
 /// Parses and validates manifest text. `file` is only used in error
 /// messages.
 pub fn parse_str(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
-    validate::parse(text, file)
+    validate::parse(text, file, None)
+}
+
+/// [`parse_str`] with a profile in place (see [`parse_file_with_profile`]).
+pub fn parse_str_with_profile(
+    text: &str,
+    file: &Path,
+    profile: Option<&str>,
+) -> Result<Manifest, ManifestError> {
+    validate::parse(text, file, profile)
 }
 
 #[cfg(test)]

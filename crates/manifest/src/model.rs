@@ -202,9 +202,12 @@ pub struct Component {
     /// `[component.<id>.dependencies]`: components composed into this one at load time,
     /// keyed by the normalised dependency name, in file order.
     pub dependencies: IndexMap<String, Dependency>,
-    /// Named profiles (`[component.<id>.profile.<name>]`), applied by
-    /// [`Manifest::apply_profile`].
+    /// Named profiles (`[component.<id>.profile.<name>]`). The one parsed with
+    /// ([`crate::parse_file_with_profile`]) is already in place in the fields above.
     pub profiles: IndexMap<String, ComponentProfile>,
+    /// For a component copied for one trigger's middleware (`<id>-for-<trigger id>`): the
+    /// component it is a copy of, which builds and is watched in its place.
+    pub copy_of: Option<String>,
     /// HTTP middleware composed in front of this component, outermost first: the
     /// `dependencies.middleware` of the one trigger that calls it (a component several
     /// triggers call with different middleware is copied per trigger, as Spin does).
@@ -227,58 +230,35 @@ pub struct ComponentProfile {
     pub build_commands: Option<Vec<String>>,
 }
 
-impl Manifest {
-    /// Puts profile `name` in place, as `spin up --profile <name>` does: each component
-    /// that defines it takes its overrides, the others stay as they are. An error names
-    /// the profiles the app defines when none of its components defines `name`.
-    pub fn apply_profile(&mut self, name: &str) -> Result<(), String> {
-        if !self
-            .components
-            .values()
-            .any(|c| c.profiles.contains_key(name))
-        {
-            let mut defined: Vec<&str> = (self.components.values())
-                .flat_map(|c| c.profiles.keys().map(String::as_str))
-                .collect();
-            defined.sort_unstable();
-            defined.dedup();
-            return Err(match defined.is_empty() {
-                true => format!(
-                    "profile `{name}` is not defined: no component of this app has a [component.<id>.profile.<name>] table"
-                ),
-                false => format!(
-                    "profile `{name}` is not defined in this app; it defines {}",
-                    defined
-                        .iter()
-                        .map(|p| format!("`{p}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
+impl ComponentProfile {
+    /// Puts this profile's overrides on a component's fields, as Spin does: the source,
+    /// environment variables and dependencies (by name) over the component's, and the
+    /// build commands (a component without a build gets one, run in the manifest's
+    /// directory).
+    pub(crate) fn apply(
+        &self,
+        source: &mut ComponentSource,
+        environment: &mut IndexMap<String, String>,
+        dependencies: &mut IndexMap<String, Dependency>,
+        build: &mut Option<ComponentBuild>,
+    ) {
+        if let Some(profile_source) = &self.source {
+            *source = profile_source.clone();
         }
-        for component in self.components.values_mut() {
-            let Some(profile) = component.profiles.get(name).cloned() else {
-                continue;
-            };
-            if let Some(source) = profile.source {
-                component.source = source;
-            }
-            component.environment.extend(profile.environment);
-            component.dependencies.extend(profile.dependencies);
-            if let Some(commands) = profile.build_commands {
-                match &mut component.build {
-                    Some(build) => build.commands = commands,
-                    None => {
-                        component.build = Some(ComponentBuild {
-                            commands,
-                            workdir: None,
-                            watch: Vec::new(),
-                        })
-                    }
+        environment.extend(self.environment.clone());
+        dependencies.extend(self.dependencies.clone());
+        if let Some(commands) = &self.build_commands {
+            match build {
+                Some(build) => build.commands = commands.clone(),
+                None => {
+                    *build = Some(ComponentBuild {
+                        commands: commands.clone(),
+                        workdir: None,
+                        watch: Vec::new(),
+                    })
                 }
             }
         }
-        Ok(())
     }
 }
 

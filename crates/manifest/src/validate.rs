@@ -32,20 +32,25 @@ const BASE_WARNING: &str =
     "`application.trigger.http.base` is deprecated and ignored; routes are always relative to `/`";
 
 /// Parses and validates manifest text.
-pub(crate) fn parse(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
+/// Parses and validates manifest text, with `profile` in place if given.
+pub(crate) fn parse(
+    text: &str,
+    file: &Path,
+    profile: Option<&str>,
+) -> Result<Manifest, ManifestError> {
     let src = Source { text, file };
     let probe: VersionProbe = toml::from_str(text).map_err(|e| src.syntax_error(&e))?;
     if check_version(&src, &probe)? == Version::One {
         let converted = crate::v1::convert(&src)?;
-        return parse_v2(&converted.text, file)
+        return parse_v2(&converted.text, file, profile)
             .map(|manifest| converted.placed(&src, manifest))
             .map_err(|e| converted.place(&src, e));
     }
-    parse_v2(text, file)
+    parse_v2(text, file, profile)
 }
 
 /// Parses and validates the text of a version 2 manifest.
-fn parse_v2(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
+fn parse_v2(text: &str, file: &Path, profile: Option<&str>) -> Result<Manifest, ManifestError> {
     let src = Source { text, file };
     let raw: RawManifest = toml::from_str(text).map_err(|e| src.schema_error(&e))?;
     Validator {
@@ -53,6 +58,7 @@ fn parse_v2(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
         warnings: Vec::new(),
         redis_address: None,
         component_dependencies: Vec::new(),
+        profile,
     }
     .manifest(raw)
 }
@@ -99,6 +105,9 @@ struct Validator<'a> {
     redis_address: Option<Spanned<String>>,
     /// `{ component = "other" }` dependencies, resolved after every component is read.
     component_dependencies: Vec<ComponentDependency>,
+    /// The profile to put in place (`--profile`), as Spin does before it resolves
+    /// `{ component = "..." }` references.
+    profile: Option<&'a str>,
 }
 
 impl Validator<'_> {
@@ -138,6 +147,9 @@ impl Validator<'_> {
         }
 
         let triggers = self.triggers(raw.trigger, &mut components, &variables)?;
+        if let Some(profile) = self.profile {
+            self.check_profile(profile, &components)?;
+        }
         self.resolve_component_dependencies(&mut components)?;
         // A component copied for its trigger's middleware was copied before its
         // `{ component = "..." }` dependencies had their sources.
@@ -314,35 +326,54 @@ impl Validator<'_> {
         raw: RawComponent,
         variables: &IndexMap<String, Variable>,
     ) -> Result<Component, ManifestError> {
-        let source = self.source(&id, raw.source)?;
+        let mut source = self.source(&id, raw.source)?;
+        let mut dependencies = self.dependencies(
+            &id,
+            raw.dependencies,
+            raw.dependencies_inherit_configuration.clone(),
+            None,
+        )?;
+        let mut environment = raw.environment;
+        let mut build = raw.build.map(|build| ComponentBuild {
+            commands: build.command.0,
+            workdir: build.workdir,
+            watch: build.watch,
+        });
         let mut profiles = IndexMap::new();
         for (name, profile) in raw.profile {
             let name = name.into_inner();
-            let source = match profile.source {
+            let selected = self.profile == Some(name.as_str());
+            let profile_source = match profile.source {
                 Some(source) => Some(self.source(&id, source)?),
                 None => None,
             };
-            let dependencies = self.dependencies(
+            if selected {
+                // What the profile's dependencies replace no longer takes a component's
+                // source: drop those references before the profile's own are recorded.
+                let replaced: Vec<String> = (profile.dependencies.keys())
+                    .filter_map(|key| crate::DependencyName::parse(key.get_ref()).ok())
+                    .map(|name| name.to_string())
+                    .collect();
+                self.component_dependencies
+                    .retain(|reference| !reference.replaces(&id, &replaced));
+            }
+            let profile_dependencies = self.dependencies(
                 &id,
                 profile.dependencies,
                 raw.dependencies_inherit_configuration.clone(),
-                Some(&name),
+                (!selected).then_some(name.as_str()),
             )?;
             let profile = ComponentProfile {
-                source,
+                source: profile_source,
                 environment: profile.environment,
-                dependencies,
+                dependencies: profile_dependencies,
                 build_commands: profile.build.map(|build| build.command.0),
             };
+            if selected {
+                profile.apply(&mut source, &mut environment, &mut dependencies, &mut build);
+            }
             profiles.insert(name, profile);
         }
-
-        let dependencies = self.dependencies(
-            &id,
-            raw.dependencies,
-            raw.dependencies_inherit_configuration,
-            None,
-        )?;
 
         let mut files = Vec::with_capacity(raw.files.len());
         for file in raw.files {
@@ -405,7 +436,7 @@ impl Validator<'_> {
             id,
             source,
             description: raw.description,
-            environment: raw.environment,
+            environment,
             files,
             exclude_files: raw.exclude_files,
             allowed_outbound_hosts,
@@ -413,15 +444,44 @@ impl Validator<'_> {
             sqlite_databases: raw.sqlite_databases,
             ai_models: raw.ai_models,
             variables: component_variables,
-            build: raw.build.map(|build| ComponentBuild {
-                commands: build.command.0,
-                workdir: build.workdir,
-                watch: build.watch,
-            }),
+            build,
             dependencies,
             profiles,
+            copy_of: None,
             middleware: Vec::new(),
         })
+    }
+
+    /// Refuses a profile no component defines (a typo would otherwise run the default
+    /// profile unnoticed), naming the ones defined.
+    fn check_profile(
+        &self,
+        profile: &str,
+        components: &IndexMap<String, Component>,
+    ) -> Result<(), ManifestError> {
+        if components
+            .values()
+            .any(|c| c.profiles.contains_key(profile))
+        {
+            return Ok(());
+        }
+        let mut defined: Vec<&str> = (components.values())
+            .flat_map(|c| c.profiles.keys().map(String::as_str))
+            .collect();
+        defined.sort_unstable();
+        defined.dedup();
+        let hint = match defined.is_empty() {
+            true => "no component of this app has a [component.<id>.profile.<name>] table; run without --profile".to_owned(),
+            false => format!(
+                "the app defines {}",
+                defined.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        Err(self.error(
+            0..0,
+            format!("profile `{profile}` is not defined in this app"),
+            hint,
+        ))
     }
 
     /// A component's `source` (its own, or a profile's).

@@ -147,7 +147,8 @@ impl Runtime {
     pub fn forget_removed_components(&self, generation: &Generation) {
         let app = generation.app();
         let locked = app.locked();
-        let Some(first) = locked.components.first().and_then(|c| app.component(&c.id)) else {
+        // The first loaded one: a component used only as middleware is not loaded.
+        let Some(first) = locked.components.iter().find_map(|c| app.component(&c.id)) else {
             return;
         };
         self.engine.metrics().retain_components(

@@ -82,7 +82,11 @@ pub(crate) fn build(
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
     for id in only {
-        if !manifest.components.contains_key(id) {
+        if manifest
+            .components
+            .get(id)
+            .is_none_or(|c| c.copy_of.is_some())
+        {
             bail!(
                 "-c {id}: the app has no component `{id}`; its components are {}",
                 component_list(&manifest)
@@ -90,7 +94,12 @@ pub(crate) fn build(
         }
     }
     let mut built = 0;
-    for (id, component) in &manifest.components {
+    // A component copied for a trigger's middleware builds as the component it copies.
+    let own = manifest
+        .components
+        .iter()
+        .filter(|(_, c)| c.copy_of.is_none());
+    for (id, component) in own {
         if !only.is_empty() && !only.contains(id) {
             continue;
         }
@@ -145,8 +154,9 @@ pub(crate) fn build(
 fn component_list(manifest: &Manifest) -> String {
     manifest
         .components
-        .keys()
-        .map(|id| format!("`{id}`"))
+        .values()
+        .filter(|c| c.copy_of.is_none())
+        .map(|c| format!("`{}`", c.id))
         .collect::<Vec<_>>()
         .join(", ")
 }

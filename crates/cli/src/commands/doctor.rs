@@ -154,7 +154,9 @@ fn check(manifest_path: &Path, listen: SocketAddr) -> Vec<Finding> {
         .chain(manifest.cron_triggers.iter().map(|t| t.component.as_str()))
         .collect();
     for (id, component) in &manifest.components {
-        findings.extend(check_build(id, component, &app_dir));
+        if component.copy_of.is_none() {
+            findings.extend(check_build(id, component, &app_dir));
+        }
         // A middleware imports the next handler of its chain, which only the chain
         // provides: linked alone it would fail.
         let wraps: Vec<&str> = (manifest.components.values())

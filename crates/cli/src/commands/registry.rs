@@ -84,6 +84,11 @@ struct PushArgs {
     /// Run the components' build commands first (like `wisp build`).
     #[arg(long)]
     build: bool,
+
+    /// Push (and with --build, build) with this profile in place where a component
+    /// defines it (`[component.<id>.profile.<name>]`).
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
     /// Add an annotation to the pushed manifest (`KEY=VALUE`, repeatable); it wins over the
     /// ones taken from the app (title, version, description, authors).
     #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = key_value)]
@@ -171,9 +176,14 @@ fn reference(text: &str) -> Result<Reference> {
 async fn push(args: PushArgs) -> Result<()> {
     let reference = reference(&args.reference)?;
     if args.build {
-        super::build::build_manifest(args.manifest.as_deref(), args.json, None)?;
+        super::build::build_manifest(args.manifest.as_deref(), args.json, args.profile.as_deref())?;
     }
-    let (locked, _) = super::shared::resolve_manifest(args.manifest.as_deref())?;
+    let options = wisp_app::ResolveOptions {
+        profile: args.profile.clone(),
+        ..Default::default()
+    };
+    let (locked, _) =
+        super::shared::resolve_manifest_with(args.manifest.as_deref(), &options, None, false)?;
     let client = super::shared::registry_client(args.insecure)?;
     let progress = Progress::new();
     let progress = |event: ProgressEvent| progress.show(event);

@@ -9,14 +9,10 @@ use wisp_app::LockedApp;
 use wisp_oci::{ClientOptions, RegistryClient};
 
 /// Parses and resolves the manifest at `path` (default `spin.toml`; a directory means
-/// its `spin.toml`); returns the app and the manifest's directory.
-pub(crate) fn resolve_manifest(path: Option<&Path>) -> Result<(LockedApp, PathBuf)> {
-    resolve_manifest_with(path, &wisp_app::ResolveOptions::default(), None, false)
-}
-
-/// [`resolve_manifest`] with explicit limits; url and registry sources (of components and
-/// dependencies) are downloaded into `content_cache` (default
-/// [`wisp_oci::Cache::default_root`]) first, from registries over plain HTTP if `insecure`.
+/// its `spin.toml`) with `options` (limits, profile); returns the app and the manifest's
+/// directory. Url and registry sources (of components, dependencies and middleware) are
+/// downloaded into `content_cache` (default [`wisp_oci::Cache::default_root`]) first, from
+/// registries over plain HTTP if `insecure`.
 pub(crate) fn resolve_manifest_with(
     path: Option<&Path>,
     options: &wisp_app::ResolveOptions,
@@ -51,13 +47,7 @@ pub(crate) fn parse_manifest(
     path: &Path,
     profile: Option<&str>,
 ) -> Result<wisp_manifest::Manifest> {
-    let mut manifest = wisp_manifest::parse_file(path)?;
-    if let Some(profile) = profile {
-        manifest
-            .apply_profile(profile)
-            .map_err(|problem| anyhow::anyhow!("--profile {profile}: {problem}"))?;
-    }
-    Ok(manifest)
+    Ok(wisp_manifest::parse_file_with_profile(path, profile)?)
 }
 
 /// Downloads every `source = { url, digest }` and registry source (of components and of

@@ -402,7 +402,12 @@ impl ComponentWatch {
 
 fn component_watches(manifest: &Manifest, root: &Path) -> Result<Vec<ComponentWatch>> {
     let mut watches = Vec::new();
-    for (id, component) in &manifest.components {
+    // A component copied for a trigger's middleware is built and watched as the one it copies.
+    let own = manifest
+        .components
+        .iter()
+        .filter(|(_, c)| c.copy_of.is_none());
+    for (id, component) in own {
         let (builds, base, globs) = match &component.build {
             Some(build) => (
                 true,

@@ -194,6 +194,7 @@ fn full_manifest() {
             }),
             dependencies: IndexMap::new(),
             profiles: IndexMap::new(),
+            copy_of: None,
             middleware: Vec::new(),
         }
     );

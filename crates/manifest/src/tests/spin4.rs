@@ -19,16 +19,7 @@ dependencies.middleware = [{ path = "a.wasm" }, { component = "mw", inherit_conf
 source = "app.wasm"
 [component.mw]
 source = "mw.wasm"
-allowed_outbound_hosts = ["https://example.com"]
 "#,
-    );
-    // Its own grants do not reach the chain: said, not silently dropped.
-    assert_eq!(single.warnings.len(), 1, "{:?}", single.warnings);
-    assert!(
-        single.warnings[0].contains("`mw` runs as middleware of `hello`")
-            && single.warnings[0].contains("allowed_outbound_hosts"),
-        "{:?}",
-        single.warnings
     );
     let chain = &single.components["hello"].middleware;
     assert_eq!(chain.len(), 2, "{chain:?}");
@@ -165,9 +156,8 @@ workdir = "other"
 [component.calc-debug]
 source = "calc-debug.wasm"
 "#;
-    let mut m = parse(text);
-    let untouched = m.clone();
-    m.apply_profile("debug").unwrap();
+    let untouched = parse(text);
+    let m = parse_str_with_profile(text, Path::new("spin.toml"), Some("debug")).unwrap();
     let web = &m.components["web"];
     assert_eq!(web.source, ComponentSource::Local("debug/web.wasm".into()));
     assert_eq!(web.environment, map(&[("MODE", "debug"), ("KEEP", "yes")]));
@@ -183,9 +173,60 @@ source = "calc-debug.wasm"
     assert_eq!(build.commands, strings(&["make debug", "make check"]));
     assert_eq!(build.workdir, None);
     assert_eq!(m.components["other"], untouched.components["other"]);
+    // Without the profile, the component's own fields.
+    assert_eq!(
+        untouched.components["web"].source,
+        ComponentSource::Local("web.wasm".into())
+    );
+    assert_eq!(
+        untouched.components["web"].dependencies["test:calc"].source,
+        ComponentSource::Local("calc.wasm".into())
+    );
 
-    let err = parse(text).apply_profile("relase").unwrap_err();
+    let err = parse_str_with_profile(text, Path::new("spin.toml"), Some("relase"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("`relase`") && err.contains("`debug`"), "{err}");
+}
+
+/// A middleware given as `{ component = "..." }` takes that component's source with the
+/// profile in place (Spin applies the profile before it resolves references); and a
+/// middleware component with grants of its own is refused, as Spin refuses it.
+#[test]
+fn middleware_by_component_follows_the_profile_and_has_no_grants_of_its_own() {
+    let text = r#"spin_manifest_version = 2
+[application]
+name = "app"
+[[trigger.http]]
+route = "/..."
+component = "web"
+dependencies.middleware = [{ component = "mw" }]
+[component.web]
+source = "web.wasm"
+[component.mw]
+source = "mw.wasm"
+[component.mw.profile.debug]
+source = "debug/mw.wasm"
+"#;
+    let m = parse_str_with_profile(text, Path::new("spin.toml"), Some("debug")).unwrap();
+    assert_eq!(
+        m.components["web"].middleware[0].source,
+        ComponentSource::Local("debug/mw.wasm".into())
+    );
+    let err = parse_str(
+        &text.replace(
+            "source = \"mw.wasm\"",
+            "source = \"mw.wasm\"\nallowed_outbound_hosts = [\"https://example.com\"]",
+        ),
+        Path::new("spin.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("component `mw` cannot be used as middleware of `web`")
+            && err.contains("allowed_outbound_hosts"),
+        "{err}"
+    );
 }
 
 /// A component copied for its trigger's middleware keeps the sources of its
@@ -217,4 +258,32 @@ source = "calc.wasm"
             "{id}"
         );
     }
+}
+
+/// The trigger a middleware copy is named after takes the id the locked app would give
+/// it, which never repeats an explicit id written on a later trigger; the copy says
+/// which component it copies (so it builds as that one).
+#[test]
+fn a_middleware_copy_is_named_clear_of_explicit_trigger_ids() {
+    let m = parse(
+        r#"spin_manifest_version = 2
+[application]
+name = "app"
+[[trigger.http]]
+route = "/a/..."
+component = "hello"
+dependencies.middleware = [{ path = "mw.wasm" }]
+[[trigger.http]]
+id = "hello-http-trigger"
+route = "/b/..."
+component = "hello"
+[component.hello]
+source = "hello.wasm"
+"#,
+    );
+    let ids: Vec<Option<&str>> = m.http_triggers.iter().map(|t| t.id.as_deref()).collect();
+    assert_eq!(ids, [Some("http-trigger1"), Some("hello-http-trigger")]);
+    let copy = &m.components["hello-for-http-trigger1"];
+    assert_eq!(copy.copy_of.as_deref(), Some("hello"));
+    assert_eq!(m.components["hello"].copy_of, None);
 }

@@ -23,6 +23,14 @@ pub(super) struct ComponentDependency {
     span: Range<usize>,
 }
 
+impl ComponentDependency {
+    /// Whether this is a reference of component `id`'s own dependencies under one of
+    /// `names`, which a profile replaces.
+    pub(super) fn replaces(&self, id: &str, names: &[String]) -> bool {
+        self.component == id && self.profile.is_none() && names.contains(&self.dependency)
+    }
+}
+
 impl Validator<'_> {
     /// `[component.<id>.dependencies]` and `dependencies_inherit_configuration`, checked as
     /// Spin checks them. `{ component = "other" }` entries are recorded in
@@ -331,10 +339,13 @@ impl Validator<'_> {
                         Some(target) => {
                             let own = own_settings(target);
                             if !own.is_empty() {
-                                self.warnings.push(format!(
-                                    "component `{}` runs as middleware of `{component}`, where its own {} do not apply; grant them on `{component}` and list them in the entry's `inherit_configuration`",
-                                    target.id,
-                                    own.join(", ")
+                                return Err(field_error(
+                                    format!(
+                                        "component `{}` cannot be used as middleware of `{component}` because it specifies: {}",
+                                        target.id,
+                                        own.join(", ")
+                                    ),
+                                    "middleware acts with the grants of the component it wraps: grant them on that component and list them in the entry's `inherit_configuration`",
                                 ));
                             }
                             target.source.clone()

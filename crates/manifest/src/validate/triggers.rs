@@ -593,8 +593,13 @@ fn attach_middleware(
     for id in called.flatten() {
         *callers.entry(id.clone()).or_default() += 1;
     }
-    // The ids the locked app gives HTTP triggers, assigned first and in order.
-    let mut taken = HashSet::new();
+    // The ids the locked app gives HTTP triggers, assigned first and in order, after
+    // every explicit id (as `wisp_app::resolve` and Spin's normaliser assign them).
+    let mut taken: HashSet<String> = (triggers.http.iter().map(|t| t.id.clone()))
+        .chain(triggers.redis.iter().map(|t| t.id.clone()))
+        .chain(triggers.cron.iter().map(|t| t.id.clone()))
+        .flatten()
+        .collect();
     let ids: Vec<String> = (triggers.http.iter())
         .map(|t| rules::trigger_id(t.id.as_deref(), "http", t.component.as_deref(), &mut taken))
         .collect();
@@ -626,6 +631,7 @@ fn attach_middleware(
         }
         let mut copy = original.clone();
         copy.id = copy_id.clone();
+        copy.copy_of = Some(id.clone());
         copy.middleware = chain;
         components.insert(copy_id.clone(), copy);
         trigger.id = Some(trigger_id.clone());
