@@ -70,9 +70,9 @@ use std::path::Path;
 pub use dependencies::DependencyName;
 pub use error::ManifestError;
 pub use model::{
-    Application, CAPABILITY_SETS, Component, ComponentBuild, ComponentProfile, ComponentSource,
-    CronTrigger, Dependency, FileMount, HttpExecutor, HttpRoute, HttpTrigger, InheritConfiguration,
-    Manifest, RedisTrigger, StaticResponse, Variable, WAGI_DEFAULT_ARGV,
+    Application, CAPABILITY_SETS, Component, ComponentBuild, ComponentSource, CronTrigger,
+    Dependency, FileMount, HttpExecutor, HttpRoute, HttpTrigger, InheritConfiguration, Manifest,
+    RedisTrigger, StaticResponse, Variable, WAGI_DEFAULT_ARGV,
 };
 pub use rules::{is_kebab_id, is_variable_name, trigger_id};
 

@@ -202,9 +202,9 @@ pub struct Component {
     /// `[component.<id>.dependencies]`: components composed into this one at load time,
     /// keyed by the normalised dependency name, in file order.
     pub dependencies: IndexMap<String, Dependency>,
-    /// Named profiles (`[component.<id>.profile.<name>]`). The one parsed with
-    /// ([`crate::parse_file_with_profile`]) is already in place in the fields above.
-    pub profiles: IndexMap<String, ComponentProfile>,
+    /// The names of its profiles (`[component.<id>.profile.<name>]`). The one the manifest
+    /// was parsed with ([`crate::parse_file_with_profile`]) is in place in the fields above.
+    pub profiles: Vec<String>,
     /// For a component copied for one trigger's middleware (`<id>-for-<trigger id>`): the
     /// component it is a copy of, which builds and is watched in its place.
     pub copy_of: Option<String>,
@@ -218,16 +218,16 @@ pub struct Component {
 /// (added to or replacing the component's), dependencies (likewise, by name) and the build
 /// commands.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ComponentProfile {
+pub(crate) struct ComponentProfile {
     /// The source to use instead of the component's.
-    pub source: Option<ComponentSource>,
+    pub(crate) source: Option<ComponentSource>,
     /// Environment variables set over the component's.
-    pub environment: IndexMap<String, String>,
+    pub(crate) environment: IndexMap<String, String>,
     /// Dependencies set over the component's, by name.
-    pub dependencies: IndexMap<String, Dependency>,
+    pub(crate) dependencies: IndexMap<String, Dependency>,
     /// The build commands to run instead of the component's (a component without a build
     /// gets one, run in the manifest's directory).
-    pub build_commands: Option<Vec<String>>,
+    pub(crate) build_commands: Option<Vec<String>>,
 }
 
 impl ComponentProfile {

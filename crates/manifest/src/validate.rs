@@ -158,7 +158,6 @@ impl Validator<'_> {
                 && let Some(copy) = components.get_mut(copy)
             {
                 copy.dependencies = original.dependencies;
-                copy.profiles = original.profiles;
             }
         }
 
@@ -331,7 +330,7 @@ impl Validator<'_> {
             &id,
             raw.dependencies,
             raw.dependencies_inherit_configuration.clone(),
-            None,
+            false,
         )?;
         let mut environment = raw.environment;
         let mut build = raw.build.map(|build| ComponentBuild {
@@ -339,7 +338,7 @@ impl Validator<'_> {
             workdir: build.workdir,
             watch: build.watch,
         });
-        let mut profiles = IndexMap::new();
+        let mut profiles = Vec::new();
         for (name, profile) in raw.profile {
             let name = name.into_inner();
             let selected = self.profile == Some(name.as_str());
@@ -361,7 +360,7 @@ impl Validator<'_> {
                 &id,
                 profile.dependencies,
                 raw.dependencies_inherit_configuration.clone(),
-                (!selected).then_some(name.as_str()),
+                !selected,
             )?;
             let profile = ComponentProfile {
                 source: profile_source,
@@ -372,7 +371,7 @@ impl Validator<'_> {
             if selected {
                 profile.apply(&mut source, &mut environment, &mut dependencies, &mut build);
             }
-            profiles.insert(name, profile);
+            profiles.push(name);
         }
 
         let mut files = Vec::with_capacity(raw.files.len());
@@ -461,12 +460,12 @@ impl Validator<'_> {
     ) -> Result<(), ManifestError> {
         if components
             .values()
-            .any(|c| c.profiles.contains_key(profile))
+            .any(|c| c.profiles.iter().any(|p| p == profile))
         {
             return Ok(());
         }
         let mut defined: Vec<&str> = (components.values())
-            .flat_map(|c| c.profiles.keys().map(String::as_str))
+            .flat_map(|c| c.profiles.iter().map(String::as_str))
             .collect();
         defined.sort_unstable();
         defined.dedup();

@@ -193,7 +193,7 @@ fn full_manifest() {
                 watch: strings(&["src/**/*.rs", "Cargo.toml"]),
             }),
             dependencies: IndexMap::new(),
-            profiles: IndexMap::new(),
+            profiles: Vec::new(),
             copy_of: None,
             middleware: Vec::new(),
         }

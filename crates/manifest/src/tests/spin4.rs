@@ -111,8 +111,9 @@ build.command = "cargo build"
             "http://self",
         ])
     );
-    // Without a profile asked for, the default one applies.
+    // Without a profile asked for, the default one applies; the profile is known by name.
     assert_eq!(web.source, ComponentSource::Local("web.wasm".into()));
+    assert_eq!(web.profiles, ["debug"]);
     assert!(web.environment.is_empty());
     assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
     assert!(

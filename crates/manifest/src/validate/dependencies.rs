@@ -16,8 +16,8 @@ use super::Validator;
 /// A dependency on another component of the manifest.
 pub(super) struct ComponentDependency {
     component: String,
-    /// The profile whose dependencies hold it; `None` for the component's own.
-    profile: Option<String>,
+    /// Whether it is in a profile other than the one in place: checked, never applied.
+    unselected_profile: bool,
     dependency: String,
     target: String,
     span: Range<usize>,
@@ -27,7 +27,7 @@ impl ComponentDependency {
     /// Whether this is a reference of component `id`'s own dependencies under one of
     /// `names`, which a profile replaces.
     pub(super) fn replaces(&self, id: &str, names: &[String]) -> bool {
-        self.component == id && self.profile.is_none() && names.contains(&self.dependency)
+        self.component == id && !self.unselected_profile && names.contains(&self.dependency)
     }
 }
 
@@ -40,7 +40,7 @@ impl Validator<'_> {
         id: &str,
         raw: IndexMap<Spanned<String>, Spanned<RawDependency>>,
         inherit_all: Option<Spanned<bool>>,
-        profile: Option<&str>,
+        unselected_profile: bool,
     ) -> Result<IndexMap<String, Dependency>, ManifestError> {
         let mut names: Vec<(DependencyName, Range<usize>)> = Vec::new();
         let mut dependencies = IndexMap::new();
@@ -118,13 +118,7 @@ impl Validator<'_> {
                     "add `version = \"1.2.3\"`, or use `path`, `url` or `component` instead",
                 ));
             }
-            let sources = [
-                table.version.is_some(),
-                table.path.is_some(),
-                table.url.is_some() || table.digest.is_some(),
-                table.component.is_some(),
-            ];
-            if sources.iter().filter(|set| **set).count() != 1 {
+            if sources_given(&table) != 1 {
                 return Err(field_error(
                     format!("dependency `{name}` of component `{id}` needs exactly one source"),
                     "write one of `{ path = \"dep.wasm\" }`, `{ url = \"https://…\", digest = \"sha256:…\" }`, \
@@ -165,7 +159,7 @@ impl Validator<'_> {
             } else if let Some(component) = table.component {
                 self.component_dependencies.push(ComponentDependency {
                     component: id.to_owned(),
-                    profile: profile.map(str::to_owned),
+                    unselected_profile,
                     dependency: name.to_string(),
                     target: component,
                     span: value_span.clone(),
@@ -316,13 +310,7 @@ impl Validator<'_> {
                         "middleware is chained through `wasi:http/handler@0.3.0`; remove `export`",
                     ));
                 }
-                let sources = [
-                    table.version.is_some() || table.registry.is_some() || table.package.is_some(),
-                    table.path.is_some(),
-                    table.url.is_some() || table.digest.is_some(),
-                    table.component.is_some(),
-                ];
-                if sources.iter().filter(|set| **set).count() != 1 {
+                if sources_given(&table) != 1 {
                     return Err(field_error(
                         format!("{what} needs exactly one source"),
                         "write one of `{ component = \"other-component\" }`, `{ path = \"mw.wasm\" }`, \
@@ -434,14 +422,13 @@ impl Validator<'_> {
                 ));
             }
             let source = target.source.clone();
-            let dependencies =
-                components
-                    .get_mut(&reference.component)
-                    .and_then(|c| match &reference.profile {
-                        None => Some(&mut c.dependencies),
-                        Some(profile) => c.profiles.get_mut(profile).map(|p| &mut p.dependencies),
-                    });
-            if let Some(dependency) = dependencies.and_then(|d| d.get_mut(&reference.dependency)) {
+            if reference.unselected_profile {
+                continue;
+            }
+            if let Some(dependency) = components
+                .get_mut(&reference.component)
+                .and_then(|c| c.dependencies.get_mut(&reference.dependency))
+            {
                 dependency.source = source;
             }
         }
@@ -469,4 +456,18 @@ fn own_settings(component: &Component) -> Vec<&'static str> {
     .filter(|(_, set)| *set)
     .map(|(name, _)| name)
     .collect()
+}
+
+/// How many kinds of source a dependency or middleware entry names: a registry package
+/// (`version`, `registry`, `package`), a `path`, a `url` (with `digest`), a `component`.
+fn sources_given(table: &RawDependencyTable) -> usize {
+    [
+        table.version.is_some() || table.registry.is_some() || table.package.is_some(),
+        table.path.is_some(),
+        table.url.is_some() || table.digest.is_some(),
+        table.component.is_some(),
+    ]
+    .into_iter()
+    .filter(|given| *given)
+    .count()
 }
