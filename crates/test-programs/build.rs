@@ -192,7 +192,8 @@ fn main() {
     // The middleware guests on their own: their spin-sdk feature (`http-middleware`) would
     // otherwise be unified into every spin-sdk 7 guest's build and add its import there.
     let middleware = ["middleware-a", "middleware-b"];
-    let mut others = vec!["--workspace"];
+    // The legacy-ABI guest is a wasm32-wasip1 core module only.
+    let mut others = vec!["--workspace", "--exclude", "spin-legacy-abi"];
     for package in middleware {
         others.extend(["--exclude", package]);
     }
@@ -208,13 +209,22 @@ fn main() {
     );
     // The same hello guest as a core module (wasm32-wasip1 with wit-bindgen metadata), to
     // test that core modules are componentized at load time; the wagi guest as the
-    // core module a CGI-style wagi handler usually is; and the Spin 1.x guest as the core
-    // module spin-sdk 1.x builds.
+    // core module a CGI-style wagi handler usually is; the Spin 1.x guest as the core
+    // module spin-sdk 1.x builds; and the handler written against Spin's pre-component ABI.
     nested_build(
         &programs,
         &target_dir,
         "wasm32-wasip1",
-        &["-p", "hello", "-p", "wagi", "-p", "spin1-http"],
+        &[
+            "-p",
+            "hello",
+            "-p",
+            "wagi",
+            "-p",
+            "spin1-http",
+            "-p",
+            "spin-legacy-abi",
+        ],
     );
 
     let wasm_dir = target_dir.join("wasm32-wasip2/release");
@@ -263,6 +273,17 @@ fn main() {
          world in its wit-bindgen metadata, as spin-sdk 1.x apps ship.\n\
          pub const SPIN1_HTTP_WASIP1: &str = {:?};",
         spin1.to_str().expect("guest paths are UTF-8")
+    )
+    .unwrap();
+    let legacy = target_dir.join("wasm32-wasip1/release/spin_legacy_abi.wasm");
+    assert!(legacy.is_file(), "{} is missing", legacy.display());
+    writeln!(
+        code,
+        "/// The `spin-legacy-abi` guest: a wasm32-wasip1 core module with no wit-bindgen \
+         metadata, written against Spin's pre-component ABI (wit-bindgen 0.2) as Spin's \
+         TinyGo-based Go SDK lays it out.\n\
+         pub const SPIN_LEGACY_ABI_WASIP1: &str = {:?};",
+        legacy.to_str().expect("guest paths are UTF-8")
     )
     .unwrap();
     writeln!(

@@ -326,3 +326,70 @@ greeting = "{{{{ greeting }}}}"
         wisp.stdout()
     );
 }
+
+/// A module built for Spin's pre-component ABI (wit-bindgen 0.2, as Spin's TinyGo-based Go
+/// SDK builds them): its old interface names are renamed onto the Spin 1.x ones at load,
+/// and every value crosses in the guest's own layout.
+#[test]
+fn modules_of_spins_pre_component_abi_serve_http_through_spin1_interfaces() {
+    let dir = app_dir(&manifest(
+        programs::SPIN_LEGACY_ABI_WASIP1,
+        r#""http://self""#,
+    ));
+    let doctor = support::run_wisp(&["doctor", "-f", dir.path().to_str().unwrap()], None);
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(doctor.status.success(), "{report}");
+    assert!(!report.contains("does not export"), "{report}");
+
+    let wisp = up(&dir);
+    // Method (as its enum index), URI, headers and body in; status, headers and body out.
+    let hello = request(
+        wisp.addr,
+        "POST",
+        "/hello?x=1",
+        &[("x-custom", "one")],
+        b"twelve bytes",
+    );
+    assert_eq!(hello.status, 200, "{}", wisp.stderr());
+    assert_eq!(
+        hello.text(),
+        "legacy abi: 1 /hello?x=1\nx-custom: one\nbody: 12 bytes\n"
+    );
+    assert_eq!(hello.header("x-legacy"), Some("yes"));
+    assert_eq!(hello.header("content-type"), Some("text/plain"));
+    let missing = get(&wisp, "/nothing");
+    assert_eq!((missing.status, missing.text().as_str()), (404, ""));
+
+    // `spin-config`: the component's variables, and the error variant with its string.
+    let config = get(&wisp, "/config?greeting");
+    assert_eq!(
+        (config.status, config.text().as_str()),
+        (200, "hello from a variable")
+    );
+    let unknown = get(&wisp, "/config?nope");
+    assert_eq!(unknown.status, 404);
+    assert!(
+        unknown.text().starts_with("error 0: ") && unknown.text().contains("`nope`"),
+        "{}",
+        unknown.text()
+    );
+
+    // `wasi-outbound-http`: a relative URI is the app itself; an ungranted host is the
+    // enum's `destination-not-allowed` (1).
+    let own = get(&wisp, "/outbound?/hello");
+    assert!(
+        own.text().starts_with("200 legacy abi: 0 /hello\n"),
+        "{}",
+        own.text()
+    );
+    let denied = get(&wisp, "/outbound?http://127.0.0.1:1/");
+    assert_eq!(denied.text(), "http-error 1");
+
+    // `key-value` through `u32` handles: results, a `list<u8>`, and the error cases
+    // `no-such-key` (4) and `access-denied` (2).
+    let kv = get(&wisp, "/kv");
+    assert_eq!(
+        kv.text(),
+        "set: ok\nget: ok v1\nget missing: error 4\nopen other: error 2\n"
+    );
+}

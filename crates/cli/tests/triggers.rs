@@ -423,6 +423,29 @@ fn redis_trigger_reconnects_when_the_server_comes_back() {
     );
 }
 
+/// The Redis handler of a module built for Spin's pre-component ABI (`handle-redis-message`,
+/// as Spin's TinyGo-based Go SDK exports it) is called as the Spin 1.x `inbound-redis`.
+#[test]
+fn redis_trigger_calls_handlers_of_spins_pre_component_abi() {
+    let server = RedisServer::start();
+    let (_dir, wisp) = up(&redis_manifest_with(
+        &server,
+        programs::SPIN_LEGACY_ABI_WASIP1,
+    ));
+    server.publish("events", "hello");
+    wait_until(&wisp, Duration::from_secs(10), "the first message", |out| {
+        out.contains("[handler] legacy got hello")
+    });
+    server.publish("events", "fail");
+    wait_until(&wisp, Duration::from_secs(10), "the error log", |out| {
+        out.contains("redis message on `events`: component `handler` returned an error")
+    });
+    server.publish("events", "after");
+    wait_until(&wisp, Duration::from_secs(10), "a message after the error", |out| {
+        out.contains("[handler] legacy got after")
+    });
+}
+
 #[test]
 fn redis_trigger_refuses_a_component_without_a_handler() {
     let server = RedisServer::start();

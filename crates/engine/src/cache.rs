@@ -132,18 +132,15 @@ pub(crate) fn to_component(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, S
     }
     use wasi_preview1_component_adapter_provider as adapter;
     let shape = ModuleShape::of(bytes);
-    if shape.old_spin_abi && !shape.bindgen {
-        return Err(
-            "is a core module built for Spin's pre-component ABI (wit-bindgen 0.2: spin-sdk \
-             for Rust before 1.5, Spin's TinyGo-based Go SDK, exporting `handle-http-request` \
-             or `canonical_abi_realloc`), which Wisp does not run; rebuild it with a current \
-             Spin SDK"
-                .to_owned(),
-        );
-    }
+    // Spin's pre-component ABI: renamed onto the Spin 1.x interfaces first.
+    let legacy = match shape.old_spin_abi && !shape.bindgen {
+        true => Some(crate::legacy_abi::adapt(bytes)?),
+        false => None,
+    };
+    let bytes = legacy.as_deref().unwrap_or(bytes);
     // A module with `main` and no wit-bindgen exports is a WASI command (a wagi handler):
     // the command adapter exports its `_start` as `wasi:cli/run`.
-    let wrapper = match shape.start && !shape.bindgen {
+    let wrapper = match shape.start && !shape.bindgen && legacy.is_none() {
         true => adapter::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
         false => adapter::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
     };
@@ -153,10 +150,15 @@ pub(crate) fn to_component(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, S
         .and_then(|e| e.adapter(adapter::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, wrapper))
         .and_then(|mut e| e.encode())
         .map(Into::into)
-        .map_err(|e| {
-            format!(
+        .map_err(|e| match legacy {
+            Some(_) => format!(
+                "is a core module built for Spin's pre-component ABI (wit-bindgen 0.2) whose \
+                 imports or exports do not match Spin's interfaces ({e:#}); rebuild it with a \
+                 current Spin SDK"
+            ),
+            None => format!(
                 "is a core wasm module that cannot be turned into a component ({e:#}); build it for wasm32-wasip2, or for wasm32-wasip1 with wit-bindgen exports"
-            )
+            ),
         })
 }
 
@@ -182,9 +184,9 @@ impl ModuleShape {
                     for export in exports.into_iter().flatten() {
                         match export.name {
                             "_start" => shape.start = true,
-                            "handle-http-request"
-                            | "handle-redis-message"
-                            | "canonical_abi_realloc" => shape.old_spin_abi = true,
+                            name if crate::legacy_abi::is_legacy_export(name) => {
+                                shape.old_spin_abi = true
+                            }
                             _ => {}
                         }
                     }
@@ -665,23 +667,78 @@ mod tests {
         assert!(err.to_string().contains("precompiled native code"), "{err}");
     }
 
-    #[test]
-    fn modules_of_spins_pre_component_abi_are_refused_with_the_reason() {
-        let engine = engine();
-        let old_abi = wat::parse_str(
+    /// A module in Spin's pre-component ABI, exporting `exports` and importing `imports`.
+    fn legacy_module(imports: &str, exports: &str) -> Vec<u8> {
+        wat::parse_str(format!(
             r#"(module
+                {imports}
                 (memory (export "memory") 1)
-                (func (export "canonical_abi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 0)
-                (func (export "handle-http-request") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)))"#,
-        )
-        .unwrap();
-        let err = compile(&engine, None, "old", "sha256:02", &old_abi).unwrap_err();
-        let message = err.to_string();
+                (func (export "canonical_abi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 8)
+                {exports})"#
+        ))
+        .unwrap()
+    }
+
+    const LEGACY_HANDLER: &str = r#"(func (export "handle-http-request")
+        (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32) i32.const 16)"#;
+
+    #[test]
+    fn modules_of_spins_pre_component_abi_are_renamed_onto_spin1_interfaces() {
+        let engine = engine();
+        // A TinyGo command's `_start` becomes the initializer; the config import becomes
+        // `fermyon:spin/config`, the handler `fermyon:spin/inbound-http`.
+        let module = legacy_module(
+            r#"(import "spin-config" "get-config" (func (param i32 i32 i32)))
+               (import "wasi-outbound-http" "request" (func (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)))"#,
+            &format!(r#"{LEGACY_HANDLER} (func (export "_start"))"#),
+        );
+        let component = compile(&engine, None, "old", "sha256:02", &module).unwrap();
+        let ty = component.component_type();
+        let exports: Vec<_> = ty.exports(&engine).map(|(name, _)| name).collect();
+        let imports: Vec<_> = ty.imports(&engine).map(|(name, _)| name).collect();
+        assert_eq!(exports, ["fermyon:spin/inbound-http"]);
+        assert!(imports.contains(&"fermyon:spin/config"), "{imports:?}");
+        assert!(imports.contains(&"fermyon:spin/http"), "{imports:?}");
+
+        // A Redis handler alone is the Spin 1.x Redis export.
+        let redis = legacy_module(
+            "",
+            r#"(func (export "handle-redis-message") (param i32 i32) (result i32) i32.const 0)"#,
+        );
+        let component = compile(&engine, None, "old", "sha256:04", &redis).unwrap();
+        let ty = component.component_type();
+        let exports: Vec<_> = ty.exports(&engine).map(|(name, _)| name).collect();
+        assert_eq!(exports, ["fermyon:spin/inbound-redis"]);
+    }
+
+    #[test]
+    fn modules_of_spins_pre_component_abi_that_cannot_run_are_refused_with_the_reason() {
+        let engine = engine();
+        let refused = |module: Vec<u8>| {
+            compile(&engine, None, "old", "sha256:03", &module)
+                .unwrap_err()
+                .to_string()
+        };
+        let neither = refused(legacy_module("", ""));
         assert!(
-            message.contains("component `old`")
-                && message.contains("Spin's pre-component ABI")
-                && message.contains("rebuild it with a current Spin SDK"),
-            "{message}"
+            neither.contains("component `old`")
+                && neither.contains("neither `handle-http-request` nor `handle-redis-message`")
+                && neither.contains("rebuild it with a current Spin SDK"),
+            "{neither}"
+        );
+        let unknown = refused(legacy_module(
+            r#"(import "spin-future" "call" (func))"#,
+            LEGACY_HANDLER,
+        ));
+        assert!(unknown.contains("`spin-future::call`"), "{unknown}");
+        // A handler whose core signature is not the Spin 1.x one.
+        let mismatched = refused(legacy_module(
+            "",
+            r#"(func (export "handle-http-request") (param i32))"#,
+        ));
+        assert!(
+            mismatched.contains("do not match Spin's interfaces"),
+            "{mismatched}"
         );
     }
 

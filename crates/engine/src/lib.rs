@@ -14,6 +14,7 @@ mod deny;
 mod files;
 mod host;
 mod lanes;
+mod legacy_abi;
 mod outbound;
 mod sockets;
 mod spin1_http;
