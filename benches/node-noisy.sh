@@ -8,7 +8,10 @@
 # benches/node.sh measures the same target inside its 10,000-app run.
 # NOISY_FLOOD_NICE=19 runs the flood's load generator at that nice level: on this 2-core
 # machine it shares the cores with the node, which clients of a real node would not.
-# Usage: [FLOOD=hello] [RUNS=3] [NOISY_WISP_BASELINE=/path/to/wisp] [NOISY_FLOOD_NICE=19] benches/node-noisy.sh [seconds (5)]
+# NOISY_SPLIT=1 adds, to each run, the same two apps as two `wisp up` processes (the
+# flood's in the idle scheduling class, `chrt --idle 0`, as a node's worker process for
+# busy apps would be): what separate address spaces give the quiet app, for comparison.
+# Usage: [FLOOD=hello] [RUNS=3] [NOISY_WISP_BASELINE=/path/to/wisp] [NOISY_FLOOD_NICE=19] [NOISY_SPLIT=1] benches/node-noisy.sh [seconds (5)]
 # Loopback only; every load run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,8 +68,32 @@ one_run() { # wisp binary -> "quiet alone p99, flooded p99, flood req/s, node CP
   echo "quiet p99 alone ${alone} us, beside the flood ${flooded} us ($(awk -v a="$flooded" -v b="$alone" 'BEGIN{printf "%.2f", a/b}')x); flood $(wrk_rps <"$WORK/flood.wrk") req/s; node CPU $((ticks1 - ticks0)) ticks in ${DURATION} s"
 }
 
+split_run() { # wisp binary -> the same figures with each app in a `wisp up` of its own
+  local wisp=$1 quiet_port=$((PORT + 2)) flood_port=$((PORT + 3)) quiet_pid flood_pid
+  WISP_LOG=warn "$wisp" up -f "$WORK/quiet/spin.toml" --listen 127.0.0.1:$quiet_port \
+    --state-dir "$WORK/split-quiet" --cache-dir "$WORK/cache" >"$WORK/quiet.log" 2>&1 &
+  quiet_pid=$!
+  WISP_LOG=warn chrt --idle 0 "$wisp" up -f "$WORK/flood/spin.toml" --listen 127.0.0.1:$flood_port \
+    --state-dir "$WORK/split-flood" --cache-dir "$WORK/cache" >"$WORK/flood.log" 2>&1 &
+  flood_pid=$!
+  wait_for_200 $quiet_port && wait_for_200 $flood_port
+  local alone flooded ticks0 ticks1
+  alone=$(wrk -t1 -c1 -d"${DURATION}s" --latency "http://127.0.0.1:$quiet_port/" | p99)
+  nice -n "$FLOOD_NICE" wrk -t2 -c256 -d$((DURATION + 2))s "http://127.0.0.1:$flood_port/" >"$WORK/flood.wrk" 2>&1 &
+  local flood_wrk=$!
+  sleep 1
+  ticks0=$(( $(proc_cpu_ticks $quiet_pid) + $(proc_cpu_ticks $flood_pid) ))
+  flooded=$(wrk -t1 -c1 -d"${DURATION}s" --latency "http://127.0.0.1:$quiet_port/" | p99)
+  ticks1=$(( $(proc_cpu_ticks $quiet_pid) + $(proc_cpu_ticks $flood_pid) ))
+  wait "$flood_wrk" || true
+  kill -TERM $quiet_pid $flood_pid 2>/dev/null || true
+  wait $quiet_pid $flood_pid 2>/dev/null || true
+  echo "quiet p99 alone ${alone} us, beside the flood ${flooded} us ($(awk -v a="$flooded" -v b="$alone" 'BEGIN{printf "%.2f", a/b}')x); flood $(wrk_rps <"$WORK/flood.wrk") req/s; both processes' CPU $((ticks1 - ticks0)) ticks in ${DURATION} s"
+}
+
 echo "noisy neighbour in the node: flood $FLOOD at c=256 (its wrk at nice $FLOOD_NICE), quiet hello at c=1, ${DURATION} s each"
 for run in $(seq 1 "$RUNS"); do
   [ -n "${NOISY_WISP_BASELINE:-}" ] && echo "run $run baseline: $(one_run "$NOISY_WISP_BASELINE")"
   echo "run $run wisp:     $(one_run "$WISP")"
+  if [ -n "${NOISY_SPLIT:-}" ]; then echo "run $run two processes: $(split_run "$WISP")"; fi
 done

@@ -130,6 +130,11 @@ pub(crate) fn to_component(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, S
                 .to_owned(),
         );
     }
+    // Read to the end first: wit-component slices a section by its declared size, and
+    // panics on a module cut short inside its code section.
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        payload.map_err(|e| format!("is not a valid core wasm module ({e}); rebuild it"))?;
+    }
     use wasi_preview1_component_adapter_provider as adapter;
     let shape = ModuleShape::of(bytes);
     // Spin's pre-component ABI: renamed onto the Spin 1.x interfaces first.
@@ -740,6 +745,25 @@ mod tests {
             mismatched.contains("do not match Spin's interfaces"),
             "{mismatched}"
         );
+    }
+
+    /// Found by the hostile corpus: wit-component panicked on a core module cut short
+    /// inside its code section.
+    #[test]
+    fn core_modules_cut_short_are_refused_not_panicked_on() {
+        let engine = engine();
+        for path in [
+            wisp_test_programs::HELLO_WASIP1,
+            wisp_test_programs::SPIN_LEGACY_ABI_WASIP1,
+        ] {
+            let module = std::fs::read(path).unwrap();
+            for cut in [module.len() / 3, module.len() / 2, module.len() * 2 / 3] {
+                let err = compile(&engine, None, "cut", "sha256:05", &module[..cut])
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("is not a valid core wasm module"), "{err}");
+            }
+        }
     }
 
     #[test]

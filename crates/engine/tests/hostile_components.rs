@@ -118,7 +118,8 @@ impl Seed {
 
 /// Real components the corpus starts from: WASI 0.2 and 0.3 handlers that answer, trap,
 /// spin and grow memory, a dependency (mutated as `dep-main`'s dependency), and one that
-/// imports an interface only a dependency provides. Mutants that stay valid are compiled in
+/// imports an interface only a dependency provides, and a core module of Spin's
+/// pre-component ABI. Mutants that stay valid are compiled in
 /// full (about 0.1 s each here), so mutations and bit flips use only the first
 /// [`SMALL_SEEDS`], the smallest that cover both WASI versions and composition;
 /// truncations, mostly refused at parse time, use all of them.
@@ -133,6 +134,12 @@ fn seeds() -> Vec<Seed> {
         ("echo", wisp_test_programs::ECHO, Role::Source),
         ("stdio-log", wisp_test_programs::STDIO_LOG, Role::Source),
         ("dep-main", wisp_test_programs::DEP_MAIN, Role::Source),
+        // A core module of Spin's pre-component ABI, renamed at load before the adapter.
+        (
+            "spin-legacy-abi",
+            wisp_test_programs::SPIN_LEGACY_ABI_WASIP1,
+            Role::Source,
+        ),
     ]
     .into_iter()
     .map(|(name, path, role)| Seed {
