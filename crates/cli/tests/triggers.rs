@@ -441,9 +441,12 @@ fn redis_trigger_calls_handlers_of_spins_pre_component_abi() {
         out.contains("redis message on `events`: component `handler` returned an error")
     });
     server.publish("events", "after");
-    wait_until(&wisp, Duration::from_secs(10), "a message after the error", |out| {
-        out.contains("[handler] legacy got after")
-    });
+    wait_until(
+        &wisp,
+        Duration::from_secs(10),
+        "a message after the error",
+        |out| out.contains("[handler] legacy got after"),
+    );
 }
 
 #[test]

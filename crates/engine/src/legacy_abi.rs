@@ -192,10 +192,12 @@ pub(crate) fn adapt(module: &[u8]) -> Result<Vec<u8>, String> {
         }
     }
     if !exports_http && !exports_redis {
-        return Err("is a core module built for Spin's pre-component ABI (wit-bindgen 0.2) \
+        return Err(
+            "is a core module built for Spin's pre-component ABI (wit-bindgen 0.2) \
                     that exports neither `handle-http-request` nor `handle-redis-message`; \
                     rebuild it with a current Spin SDK"
-            .to_owned());
+                .to_owned(),
+        );
     }
     let mut bytes = adapted.finish();
     let (resolve, world) = world(&used, exports_http, exports_redis)?;
@@ -273,9 +275,12 @@ mod tests {
     /// The Redis handler's interface here is the one the Redis trigger binds.
     #[test]
     fn inbound_redis_matches_the_triggers_copy() {
-        let trigger = include_str!("../../../wit/triggers/deps/fermyon-spin-unversioned/inbound-redis.wit");
+        let trigger =
+            include_str!("../../../wit/triggers/deps/fermyon-spin-unversioned/inbound-redis.wit");
         let interface = |wit: &str| {
-            let start = wit.find("interface inbound-redis {").expect("inbound-redis");
+            let start = wit
+                .find("interface inbound-redis {")
+                .expect("inbound-redis");
             wit[start..].split_whitespace().collect::<String>()
         };
         assert_eq!(interface(super::INBOUND_REDIS_WIT), interface(trigger));

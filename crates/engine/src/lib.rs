@@ -74,6 +74,15 @@ pub struct EngineConfig {
     pub baseline_compile_min_bytes: Option<u64>,
 }
 
+/// The version suffix of WASI 0.2's 2023 release candidates (`-10-18`, `-11-10`), which
+/// spin-sdk 2.0 and 2.1 (Spin 2.0 and 2.1) and SDKs of that winter built against.
+pub const WASI_2023_RC: &str = "@0.2.0-rc-2023-";
+
+/// What to tell the author of a component using [`WASI_2023_RC`] interfaces.
+pub const WASI_2023_RC_HINT: &str = "it was built against a 2023 release candidate of WASI \
+    0.2 (spin-sdk 2.0 or 2.1 for Rust, or another SDK of that time), which Wisp does not \
+    provide; rebuild it with a current SDK (spin-sdk 2.2 and later target WASI 0.2.0)";
+
 /// Default of [`EngineConfig::baseline_compile_min_bytes`]: below 1 MiB the optimising
 /// compiler takes a fraction of a second anyway.
 pub const DEFAULT_BASELINE_COMPILE_MIN_BYTES: u64 = 1 << 20;

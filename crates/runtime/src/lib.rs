@@ -481,4 +481,48 @@ mod tests {
             .await
             .unwrap();
     }
+
+    /// A component built against a 2023 release candidate of WASI 0.2 (spin-sdk 2.0 and
+    /// 2.1) is refused with what to rebuild it with.
+    #[tokio::test]
+    async fn wasi_2023_release_candidates_are_refused_with_what_to_rebuild_with() {
+        let (cache, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // Refused at linking (the import), or by the HTTP trigger (the export alone).
+        let linked = r#"(component
+            (import "wasi:http/types@0.2.0-rc-2023-11-10" (instance (export "f" (func))))
+        )"#;
+        let exported = r#"(component
+            (import "wasi:io/error@0.2.0" (instance $i))
+            (export "wasi:http/incoming-handler@0.2.0-rc-2023-11-10" (instance $i))
+        )"#;
+        for (component, interface) in [
+            (linked, "wasi:http/types@0.2.0-rc-2023-11-10"),
+            (exported, "wasi:http/incoming-handler@0.2.0-rc-2023-11-10"),
+        ] {
+            refused_as_2023_rc(cache.path(), state.path(), component, interface).await;
+        }
+    }
+
+    async fn refused_as_2023_rc(cache: &Path, state: &Path, component: &str, interface: &str) {
+        let wasm = state.join("rc.wasm");
+        std::fs::write(&wasm, wat::parse_str(component).unwrap()).unwrap();
+        let err = Runtime::new(engine(cache))
+            .load(app(wasm.to_str().unwrap()), &settings(state))
+            .await
+            .unwrap_err();
+        // The whole chain: the trigger's error wraps the engine's.
+        let mut err: &dyn std::error::Error = &err;
+        let mut chain = err.to_string();
+        while let Some(source) = err.source() {
+            chain.push_str(&format!(": {source}"));
+            err = source;
+        }
+        let err = chain;
+        assert!(
+            err.contains(interface)
+                && err.contains("2023 release candidate of WASI 0.2")
+                && err.contains("spin-sdk 2.2 and later"),
+            "{err}"
+        );
+    }
 }

@@ -251,9 +251,15 @@ impl HttpTrigger {
                             }
                             false => "",
                         };
+                        let exports = loaded.exports_summary();
+                        if exports.contains(wisp_engine::WASI_2023_RC) {
+                            return Err(invalid(format!(
+                                "component `{component}` has no HTTP export Wisp can call (it exports {exports}): {}",
+                                wisp_engine::WASI_2023_RC_HINT
+                            )));
+                        }
                         return Err(invalid(format!(
-                            "component `{component}` has no HTTP export (it exports {}): {NO_HTTP_EXPORT}{cgi}",
-                            loaded.exports_summary()
+                            "component `{component}` has no HTTP export (it exports {exports}): {NO_HTTP_EXPORT}{cgi}"
                         )));
                     }
                     Some(_) => {}
