@@ -342,7 +342,8 @@ fn modules_of_spins_pre_component_abi_serve_http_through_spin1_interfaces() {
     assert!(!report.contains("does not export"), "{report}");
 
     let wisp = up(&dir);
-    // Method (as its enum index), URI, headers and body in; status, headers and body out.
+    // Method (as its enum index), URI, headers and body in; status, headers and body out;
+    // the module's `_start` (a TinyGo command's) ran once before.
     let hello = request(
         wisp.addr,
         "POST",
@@ -353,7 +354,7 @@ fn modules_of_spins_pre_component_abi_serve_http_through_spin1_interfaces() {
     assert_eq!(hello.status, 200, "{}", wisp.stderr());
     assert_eq!(
         hello.text(),
-        "legacy abi: 1 /hello?x=1\nx-custom: one\nbody: 12 bytes\n"
+        "legacy abi: 1 /hello?x=1\nx-custom: one\nbody: 12 bytes\nstarted: yes\n"
     );
     assert_eq!(hello.header("x-legacy"), Some("yes"));
     assert_eq!(hello.header("content-type"), Some("text/plain"));

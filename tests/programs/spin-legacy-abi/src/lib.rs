@@ -7,7 +7,8 @@
 //!
 //! Routes (the path of the request's `uri`):
 //! - `/hello`: `legacy abi: <method index> <uri>`, then one line per request header whose
-//!   name starts with `x-`, then `body: <n> bytes`; response headers `x-legacy: yes` and
+//!   name starts with `x-`, then `body: <n> bytes`, then `started: <yes|no>` (whether
+//!   `_start` ran first); response headers `x-legacy: yes` and
 //!   `content-type: text/plain`;
 //! - `/config?<key>`: `get-config(key)`, or 404 with `error <case>: <message>`;
 //! - `/outbound?<url>`: `request(GET url)`, `<status> <body>` or `http-error <case>`;
@@ -20,6 +21,17 @@
 //! the `error` case.
 
 use std::alloc::{Layout, alloc, dealloc, realloc};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by `_start`: a TinyGo command (built without `-buildmode=c-shared`) registers its
+/// handlers in `init` functions, which its `_start` runs before any export is called.
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// The command's entry point, as TinyGo exports it (Rust's cdylib exports none).
+#[unsafe(export_name = "_start")]
+pub extern "C" fn start() {
+    STARTED.store(true, Ordering::Relaxed);
+}
 
 #[link(wasm_import_module = "spin-config")]
 unsafe extern "C" {
@@ -183,6 +195,8 @@ pub extern "C" fn handle_http_request(
                 text.push_str(&format!("{name}: {value}\n"));
             }
             text.push_str(&format!("body: {} bytes\n", body.len()));
+            let started = STARTED.load(Ordering::Relaxed);
+            text.push_str(if started { "started: yes\n" } else { "started: no\n" });
             (200, Some(text), vec![("x-legacy", "yes")])
         }
         "/config" => match config(query) {
