@@ -189,14 +189,21 @@ pub extern "C" fn handle_http_request(
     let (status, text, extra_headers) = match path {
         "/hello" => {
             let mut text = format!("legacy abi: {method} {uri}\n");
-            let mut custom: Vec<_> = headers.iter().filter(|(n, _)| n.starts_with("x-")).collect();
+            let mut custom: Vec<_> = headers
+                .iter()
+                .filter(|(n, _)| n.starts_with("x-"))
+                .collect();
             custom.sort();
             for (name, value) in custom {
                 text.push_str(&format!("{name}: {value}\n"));
             }
             text.push_str(&format!("body: {} bytes\n", body.len()));
             let started = STARTED.load(Ordering::Relaxed);
-            text.push_str(if started { "started: yes\n" } else { "started: no\n" });
+            text.push_str(if started {
+                "started: yes\n"
+            } else {
+                "started: no\n"
+            });
             (200, Some(text), vec![("x-legacy", "yes")])
         }
         "/config" => match config(query) {
