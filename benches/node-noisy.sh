@@ -8,6 +8,8 @@
 # benches/node.sh measures the same target inside its 10,000-app run.
 # NOISY_FLOOD_NICE=19 runs the flood's load generator at that nice level: on this 2-core
 # machine it shares the cores with the node, which clients of a real node would not.
+# The node forwards a busy app's requests to its worker process (`docs/node.md`); for the
+# node without one, pass a baseline that runs `WISP_NO_WORKER=true wisp "$@"`.
 # NOISY_SPLIT=1 adds, to each run, the same two apps as two `wisp up` processes (the
 # flood's in the idle scheduling class, `chrt --idle 0`, as a node's worker process for
 # busy apps would be): what separate address spaces give the quiet app, for comparison.
@@ -38,6 +40,17 @@ app quiet hello
 p99() { to_us "$(awk '$1=="99%" {print $2}')"; }
 wrk_rps() { awk '/^Requests\/sec/ {print $2}'; }
 
+node_ticks() { # the node's CPU ticks and its worker process's
+  local total pid
+  total=$(proc_cpu_ticks "$NODE_PID")
+  for pid in $(pgrep -P "$NODE_PID" || true); do total=$((total + $(proc_cpu_ticks "$pid"))); done
+  echo "$total"
+}
+worker_forwarded() { # requests the node forwarded to its worker process
+  curl -fs -H "Authorization: Bearer $(cat "$1/admin-token")" "$WISP_NODE/v1/status" |
+    sed -n 's/.*"forwarded_requests": *\([0-9]*\).*/\1/p'
+}
+
 one_run() { # wisp binary -> "quiet alone p99, flooded p99, flood req/s, node CPU ticks"
   local wisp=$1 state="$WORK/state.$RANDOM"
   export WISP_NODE="http://127.0.0.1:$ADMIN" WISP_STATE_DIR="$state" WISP_CACHE_DIR="$WORK/cache"
@@ -58,14 +71,16 @@ one_run() { # wisp binary -> "quiet alone p99, flooded p99, flood req/s, node CP
   nice -n "$FLOOD_NICE" wrk -t2 -c256 -d$((DURATION + 2))s -H 'Host: flood.localhost' "http://127.0.0.1:$PORT/" >"$WORK/flood.wrk" 2>&1 &
   local flood_wrk=$!
   sleep 1
-  ticks0=$(awk '{print $14 + $15}' "/proc/$NODE_PID/stat")
+  ticks0=$(node_ticks)
   flooded=$(wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/" | p99)
-  ticks1=$(awk '{print $14 + $15}' "/proc/$NODE_PID/stat")
+  ticks1=$(node_ticks)
   wait "$flood_wrk" || true
+  local forwarded
+  forwarded=$(worker_forwarded "$state")
   kill -TERM "$NODE_PID" 2>/dev/null || true
   wait "$NODE_PID" 2>/dev/null || true
   NODE_PID=""
-  echo "quiet p99 alone ${alone} us, beside the flood ${flooded} us ($(awk -v a="$flooded" -v b="$alone" 'BEGIN{printf "%.2f", a/b}')x); flood $(wrk_rps <"$WORK/flood.wrk") req/s; node CPU $((ticks1 - ticks0)) ticks in ${DURATION} s"
+  echo "quiet p99 alone ${alone} us, beside the flood ${flooded} us ($(awk -v a="$flooded" -v b="$alone" 'BEGIN{printf "%.2f", a/b}')x); flood $(wrk_rps <"$WORK/flood.wrk") req/s; node CPU $((ticks1 - ticks0)) ticks in ${DURATION} s (worker included); ${forwarded:-no} requests forwarded to the worker"
 }
 
 split_run() { # wisp binary -> the same figures with each app in a `wisp up` of its own

@@ -1072,3 +1072,212 @@ fn a_stopping_node_finishes_the_optimised_code_its_apps_started_without() {
         "the restarted node compiled `hello` again:\n{stderr}"
     );
 }
+
+/// A raw HTTP/1.1 exchange on a connection of the test's own, so the client address the
+/// app sees can be checked: returns the local address and the whole response.
+fn raw_exchange(data: SocketAddr, head: &str, body: &[u8]) -> (SocketAddr, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(data).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    (stream.local_addr().unwrap(), response)
+}
+
+/// More requests in flight than CPUs, each waiting for the rest of its body (`head` must
+/// declare more than `sent`): their app is over its share while they are held.
+fn hold(data: SocketAddr, head: &str, sent: &[u8]) -> Vec<std::net::TcpStream> {
+    use std::io::Write as _;
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (0..cpus + 2)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(data).unwrap();
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(sent).unwrap();
+            stream
+        })
+        .collect()
+}
+
+/// Sends the rest of each held request's body; returns each response.
+fn release(held: Vec<std::net::TcpStream>, rest: &[u8]) -> Vec<String> {
+    use std::io::{Read as _, Write as _};
+    held.into_iter()
+        .map(|mut stream| {
+            stream.write_all(rest).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let mut response = vec![0u8; 4096];
+            let n = stream.read(&mut response).unwrap();
+            text(&response[..n])
+        })
+        .collect()
+}
+
+fn node_status(node: &Node) -> Value {
+    serde_json::from_slice(&node.ok(&["status", "--json"]).stdout).unwrap()
+}
+
+fn forwarded(node: &Node) -> u64 {
+    node_status(node)["worker"]["forwarded_requests"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_busy_app_runs_in_the_worker_process_while_other_apps_are_served() {
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::start(state.path(), &[], &[]);
+    node.deploy("busy", app(programs::ECHO).path(), &[]);
+    node.deploy("calm", app(programs::HELLO).path(), &[]);
+    assert_eq!(
+        node_status(&node)["worker"]["pid"],
+        Value::Null,
+        "started early"
+    );
+
+    // `busy` has more requests in flight than CPUs while `calm` is being served: it is
+    // over its share.
+    let held = hold(
+        node.data,
+        "POST /held HTTP/1.1\r\nhost: busy.localhost\r\ncontent-length: 5\r\n\r\n",
+        b"ab",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let forwarded_some = eventually(Duration::from_secs(30), || {
+        assert_eq!(node.get("calm.localhost", "/").status, 200);
+        let (client, response) = raw_exchange(
+            node.data,
+            "POST /probe?q=1 HTTP/1.1\r\nhost: busy.localhost\r\nx-test: yes\r\nconnection: close\r\ncontent-length: 4\r\n\r\n",
+            b"body",
+        );
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "{response}\n{}",
+            node.stderr()
+        );
+        // What the app sees is the same wherever it runs: the client, the URL, the body.
+        assert!(response.contains("POST /probe?q=1"), "{response}");
+        assert!(response.contains("x-test: yes"), "{response}");
+        assert!(
+            response.contains(&format!("spin-client-addr: {client}")),
+            "{response}"
+        );
+        assert!(
+            response.contains("spin-full-url: http://busy.localhost/probe?q=1"),
+            "{response}"
+        );
+        assert!(response.contains("\n\nbody"), "{response}");
+        assert!(
+            !response.contains("wisp-worker"),
+            "forwarding headers leaked: {response}"
+        );
+        forwarded(&node) > 0
+    });
+    let worker = node_status(&node)["worker"].clone();
+    assert!(
+        forwarded_some,
+        "nothing was forwarded: {worker}\n{}",
+        node.stderr()
+    );
+    let pid = worker["pid"].as_u64().expect("the worker runs") as i32;
+    assert_eq!(worker["starts"], 1);
+    // Every thread of the worker is in the idle scheduling class (policy 5).
+    let sched = std::fs::read_to_string(format!("/proc/{pid}/sched")).unwrap();
+    assert!(
+        sched
+            .lines()
+            .any(|l| l.starts_with("policy") && l.trim().ends_with('5')),
+        "the worker is not SCHED_IDLE:\n{sched}"
+    );
+    for response in release(held, b"cde") {
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+
+    // A worker that dies fails nothing that comes after: the node serves the app itself
+    // until it has started another.
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    assert!(eventually(
+        Duration::from_secs(10),
+        || node_status(&node)["worker"]["pid"].as_u64() != Some(pid as u64)
+    ));
+    for _ in 0..20 {
+        assert_eq!(node.call("busy.localhost", "POST", "/", b"x").status, 200);
+        assert_eq!(node.get("calm.localhost", "/").status, 200);
+    }
+    let log = node.stop_cleanly();
+    assert!(log.contains("worker process (pid"), "{log}");
+    // It does not outlive the node.
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn the_worker_serves_the_version_just_deployed_and_the_apps_own_store() {
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::start(state.path(), &[], &[]);
+    node.deploy("calm", app(programs::HELLO).path(), &[]);
+    let caps = app_dir(&CAPS_MANIFEST.replace("SOURCE", &toml_path(programs::CAPS_V5)));
+    let held_put = "PUT /kv/set?store=default&key=held HTTP/1.1\r\nhost: busy.localhost\r\ncontent-length: 5\r\n\r\n";
+    for version in ["v1", "v2"] {
+        // A replace while the worker already serves the app's previous version.
+        node.deploy(
+            "busy",
+            caps.path(),
+            &["--var", &format!("greeting={version}")],
+        );
+        let before = forwarded(&node);
+        let held = hold(node.data, held_put, b"ab");
+        std::thread::sleep(Duration::from_millis(300));
+        let mut probes = 0;
+        let reached = eventually(Duration::from_secs(30), || {
+            assert_eq!(node.get("calm.localhost", "/").status, 200);
+            // Nothing is answered by the version before.
+            let greeting = node.get("busy.localhost", "/var?name=greeting");
+            assert_eq!(
+                (greeting.status, greeting.text().as_str()),
+                (200, version),
+                "{}",
+                node.stderr()
+            );
+            // Writes land in the app's one store, wherever they run.
+            probes += 1;
+            let key = format!("{version}-{probes}");
+            let set = node.call(
+                "busy.localhost",
+                "PUT",
+                &format!("/kv/set?store=default&key={key}"),
+                key.as_bytes(),
+            );
+            assert_eq!((set.status, set.text().as_str()), (200, "stored"));
+            forwarded(&node) > before + 1
+        });
+        assert!(
+            reached,
+            "the worker served nothing of {version}:\n{}",
+            node.stderr()
+        );
+        for response in release(held, b"cde") {
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        }
+        // Nothing in flight: these reads run in the node, and see what the worker wrote.
+        for n in 1..=probes {
+            let key = format!("{version}-{n}");
+            let got = node.get(
+                "busy.localhost",
+                &format!("/kv/get?store=default&key={key}"),
+            );
+            assert_eq!((got.status, got.text()), (200, key));
+        }
+        assert_eq!(
+            node.get("busy.localhost", "/kv/get?store=default&key=held")
+                .text(),
+            "abcde"
+        );
+    }
+    node.stop_cleanly();
+}

@@ -30,7 +30,10 @@ fn slow_lane() -> Option<&'static tokio::runtime::Handle> {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("wisp-slow-lane")
-            .on_thread_start(lower_this_threads_priority)
+            .on_thread_start(|| {
+                ON_SLOW_LANE.set(true);
+                lower_this_threads_priority();
+            })
             .enable_all()
             .build()
             .map_err(|err| {
@@ -42,6 +45,21 @@ fn slow_lane() -> Option<&'static tokio::runtime::Handle> {
     .map(tokio::runtime::Runtime::handle)
 }
 
+std::thread_local! {
+    static ON_SLOW_LANE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is one of the slow lane's.
+pub fn on_slow_lane() -> bool {
+    ON_SLOW_LANE.get()
+}
+
+/// The slow lane's runtime, for an embedder's own low-priority tasks (a node's
+/// connections to its worker process); `None` if it cannot be built.
+pub fn slow_lane_handle() -> Option<tokio::runtime::Handle> {
+    slow_lane().cloned()
+}
+
 /// How long after another app's light start a busy app's new instances keep starting
 /// in the slow lane.
 const SHARE_WINDOW: Duration = Duration::from_secs(1);
@@ -51,7 +69,7 @@ const SHARE_WINDOW: Duration = Duration::from_secs(1);
 /// its new instances in the slow lane only while another app has been light within
 /// [`SHARE_WINDOW`]; alone, it keeps the fast lane and its full throughput.
 #[derive(Debug)]
-pub(crate) struct FairShare {
+pub struct FairShare {
     epoch: Instant,
     /// Milliseconds since `epoch` of the last light start, plus one (0: never).
     last_light_ms: AtomicU64,
@@ -71,7 +89,7 @@ impl Default for FairShare {
 
 impl FairShare {
     /// Records an instance start of app `app` and says whether it goes to the slow lane.
-    pub(crate) fn starts_slow(&self, app: usize, busy: bool) -> bool {
+    pub fn starts_slow(&self, app: usize, busy: bool) -> bool {
         let now_ms = self.epoch.elapsed().as_millis() as u64 + 1;
         if !busy {
             self.last_light_ms.store(now_ms, Ordering::Relaxed);
@@ -88,7 +106,8 @@ impl FairShare {
 /// Puts the calling thread in the idle scheduling class (`SCHED_IDLE`): the kernel
 /// preempts it as soon as a normal thread wakes, where a niced thread would keep the CPU
 /// for the rest of its time slice (milliseconds). Falls back to the lowest nice value.
-fn lower_this_threads_priority() {
+/// Threads it starts afterwards inherit the class.
+pub fn lower_this_threads_priority() {
     if let Err(err) = set_idle_policy() {
         tracing::debug!("cannot put the slow lane in the idle scheduling class: {err}");
         // Per-thread nice value (Linux applies setpriority to one thread id).
@@ -244,7 +263,7 @@ tokio::task_local! {
 
 /// Marks the connection the current request came on (if the trigger runs it in a
 /// [`ConnectionLane`]) to move to the slow lane.
-pub(crate) fn send_connection_to_slow_lane() {
+pub fn send_connection_to_slow_lane() {
     // Outside a connection (an in-process call, a cron event) there is nothing to move.
     let _ = FOLLOW_TO_SLOW_LANE.try_with(|follow| follow.store(true, Ordering::Relaxed));
 }
@@ -323,7 +342,12 @@ mod tests {
     /// instance started there), and carries on there; one that never asks stays.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_connection_follows_its_request_to_the_slow_lane() {
-        let thread = || std::thread::current().name().map(str::to_owned);
+        let thread = || {
+            (
+                std::thread::current().name().map(str::to_owned),
+                on_slow_lane(),
+            )
+        };
         let (before, after) = ConnectionLane::new(async move {
             let before = thread();
             send_connection_to_slow_lane();
@@ -331,14 +355,17 @@ mod tests {
             (before, thread())
         })
         .await;
-        assert_ne!(before.as_deref(), Some("wisp-slow-lane"));
-        assert_eq!(after.as_deref(), Some("wisp-slow-lane"));
+        assert_ne!(before.0.as_deref(), Some("wisp-slow-lane"));
+        assert!(!before.1);
+        assert_eq!(after.0.as_deref(), Some("wisp-slow-lane"));
+        // What a moved connection checks to register its socket with the slow lane.
+        assert!(after.1);
         let stays = ConnectionLane::new(async move {
             tokio::task::yield_now().await;
             thread()
         })
         .await;
-        assert_ne!(stays.as_deref(), Some("wisp-slow-lane"));
+        assert_ne!(stays.0.as_deref(), Some("wisp-slow-lane"));
         // Outside a connection, asking does nothing (and does not panic).
         send_connection_to_slow_lane();
     }

@@ -31,7 +31,10 @@ pub use app::{
 };
 pub use budget::{available_memory, default_memory_budget, release_free_heap};
 pub use host::{GuestFault, Host};
-pub use lanes::{ConnectionLane, SLOW_AFTER};
+pub use lanes::{
+    ConnectionLane, FairShare, SLOW_AFTER, lower_this_threads_priority, on_slow_lane,
+    send_connection_to_slow_lane, slow_lane_handle,
+};
 pub use outbound::{DEFAULT_MAX_OUTBOUND_REQUESTS, LocalDispatch, LocalResponse, LocalTarget};
 pub use startup_code::{
     IDLE_RELEASE_AFTER, SETTLE_AFTER, release_read_only_pages, release_read_only_pages_when_idle,

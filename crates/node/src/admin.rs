@@ -68,11 +68,7 @@ impl AdminToken {
             path: path.clone(),
             source,
         };
-        let mut random = [0u8; 32];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))
-            .map_err(|e| io("read random bytes for", e))?;
-        let token = hex::encode(random);
+        let token = random_hex().map_err(|e| io("read random bytes for", e))?;
         std::fs::create_dir_all(state_dir).map_err(|e| io("create the directory of", e))?;
         let mut file = {
             use std::os::unix::fs::OpenOptionsExt as _;
@@ -91,7 +87,7 @@ impl AdminToken {
     }
 
     /// Whether `presented` is the token.
-    fn matches(&self, presented: &[u8]) -> bool {
+    pub(crate) fn matches(&self, presented: &[u8]) -> bool {
         let presented: [u8; 32] = sha2::Sha256::digest(presented).into();
         let difference = presented
             .iter()
@@ -294,6 +290,14 @@ fn empty(status: StatusCode) -> Response<WasiBody> {
         .status(status)
         .body(body(Bytes::new()))
         .expect("static response parts are valid")
+}
+
+/// 32 random bytes in hex: a secret.
+pub(crate) fn random_hex() -> std::io::Result<String> {
+    let mut random = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))?;
+    Ok(hex::encode(random))
 }
 
 #[cfg(test)]

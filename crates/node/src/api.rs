@@ -133,6 +133,21 @@ pub struct NodeStatus {
     pub uptime_seconds: f64,
     /// Seconds without traffic before an app is unloaded.
     pub idle_unload_seconds: f64,
+    /// The node's worker process, where an app with more requests in flight than CPUs
+    /// runs while other apps are being served (absent if the node has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerStatus>,
+}
+
+/// The node's worker process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkerStatus {
+    /// Its process id while it runs (it starts on first need).
+    pub pid: Option<u32>,
+    /// Requests the node has forwarded to it.
+    pub forwarded_requests: u64,
+    /// How many times it was started.
+    pub starts: u64,
 }
 
 /// Every error answer.

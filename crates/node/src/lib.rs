@@ -20,6 +20,7 @@ mod admin;
 pub mod api;
 mod routing;
 mod store;
+mod worker;
 
 use api::{AppInfo, AppLimitsSpec, AppState, DeployRequest, DeploySource, NodeStatus};
 use futures::FutureExt as _;
@@ -27,7 +28,7 @@ use futures::future::{BoxFuture, Shared};
 use routing::{Table, check_host, check_name, host_name};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use store::{AppRecord, Store, StoredApp};
@@ -38,6 +39,7 @@ use wisp_runtime::{AppLimits, AppSettings, RunningApp, Runtime};
 use wisp_trigger_http::{HttpTrigger, Peer, RequestHandler, ServerConfig};
 
 pub use admin::{AdminToken, serve_admin};
+pub use worker::{NodeRole, WORKER_FLAG, WORKER_READY_LINE, WORKER_TOKEN_ENV, WorkerCommand};
 
 /// Largest manifest read from the content store.
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
@@ -58,6 +60,8 @@ pub struct NodeConfig {
     pub server: ServerConfig,
     /// Largest blob accepted by an upload.
     pub max_blob_bytes: u64,
+    /// The node itself (with or without a worker process for busy apps), or its worker.
+    pub role: NodeRole,
 }
 
 /// Why a node operation failed. The admin API answers each with its status and message.
@@ -130,6 +134,14 @@ struct Inner {
     changes: tokio::sync::Mutex<()>,
     started: Instant,
     listen: Mutex<Option<SocketAddr>>,
+    /// The worker process busy apps' requests go to (the node, when it has one).
+    worker: Option<Arc<worker::Worker>>,
+    /// The secret forwarded requests carry (a worker).
+    worker_token: Option<AdminToken>,
+    /// Which app was last served with few requests in flight: a busy app gives way to it.
+    fair_share: wisp_engine::FairShare,
+    /// Requests in flight above which an app is busy: one per CPU.
+    busy_above: u32,
 }
 
 /// One deployed version of an app.
@@ -137,8 +149,14 @@ struct AppEntry {
     name: String,
     version: u64,
     deployed_at: u64,
+    /// Names this deploy exactly (a removed and redeployed app starts again at version
+    /// 1): version, time and a digest of the record.
+    deploy_id: String,
     record: AppRecord,
     requests: AtomicU64,
+    /// Requests in the node for this deploy, until their response head (those forwarded
+    /// to the worker included).
+    in_flight: AtomicU32,
     /// Milliseconds since the node started at the last request, plus one; 0: none yet.
     last_used: AtomicU64,
     state: Mutex<LoadState>,
@@ -159,12 +177,18 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn start(generation: Arc<wisp_runtime::Generation>, server: ServerConfig) -> Arc<Self> {
+    /// The app's HTTP trigger, and its event triggers running unless `http_only` (a
+    /// worker serves forwarded requests; the node runs the events).
+    fn start(
+        generation: Arc<wisp_runtime::Generation>,
+        server: ServerConfig,
+        http_only: bool,
+    ) -> Arc<Self> {
         let http = generation.http().cloned();
-        let running = RunningApp::start(generation, None, server);
+        let running = (!http_only).then(|| RunningApp::start(generation, None, server));
         Arc::new(Self {
             http,
-            running: tokio::sync::Mutex::new(Some(running)),
+            running: tokio::sync::Mutex::new(running),
         })
     }
 
@@ -244,7 +268,26 @@ impl Node {
             };
             table.insert(Arc::new(entry(stored, LoadState::Idle)));
         }
+        let (worker, worker_token) = match &config.role {
+            NodeRole::Main { worker: None } => (None, None),
+            NodeRole::Main {
+                worker: Some(command),
+            } => match worker::Worker::new(command.clone()) {
+                Ok(worker) => (Some(Arc::new(worker)), None),
+                Err(err) => {
+                    tracing::warn!(
+                        "busy apps stay in the node's slow lane: no secret for a worker process ({err})"
+                    );
+                    (None, None)
+                }
+            },
+            NodeRole::Worker { token } => (None, Some(AdminToken::new(token)?)),
+        };
         let inner = Inner {
+            worker,
+            worker_token,
+            fair_share: wisp_engine::FairShare::default(),
+            busy_above: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
             blobs: wisp_oci::Cache::new(state_dir.join("store")),
             runtime,
             config,
@@ -315,6 +358,10 @@ impl Node {
         )
         .await;
         sweeper.abort();
+        // Everything forwarded has been answered: the worker has nothing left to finish.
+        if let Some(worker) = &self.inner.worker {
+            worker.stop(self.inner.config.server.shutdown_grace).await;
+        }
         let loaded: Vec<_> = {
             let table = self.inner.table();
             table.apps.values().filter_map(|e| e.loaded()).collect()
@@ -365,6 +412,14 @@ impl Node {
             domain: self.inner.config.domain.clone(),
             uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
             idle_unload_seconds: self.inner.config.idle_unload.as_secs_f64(),
+            worker: self.inner.worker.as_ref().map(|worker| {
+                let info = worker.info();
+                api::WorkerStatus {
+                    pid: info.pid,
+                    forwarded_requests: info.forwarded,
+                    starts: info.starts,
+                }
+            }),
         }
     }
 
@@ -510,7 +565,7 @@ impl Node {
         )?;
         write_runtime_config_copy(&inner.app_dir(name), record.runtime_config.as_deref()).await?;
         let forget_removed = generation.clone();
-        let loaded = Loaded::start(generation, inner.config.server.clone());
+        let loaded = Loaded::start(generation, inner.config.server.clone(), false);
         let new = Arc::new(entry(
             StoredApp {
                 name: name.to_owned(),
@@ -577,12 +632,17 @@ impl Node {
 }
 
 fn entry(stored: StoredApp, state: LoadState) -> AppEntry {
+    use sha2::Digest as _;
+    let record = serde_json::to_vec(&stored.record).unwrap_or_default();
+    let digest = hex::encode(&sha2::Sha256::digest(&record)[..8]);
     AppEntry {
         name: stored.name,
         version: stored.version,
         deployed_at: stored.deployed_at,
+        deploy_id: format!("{}-{}-{digest}", stored.version, stored.deployed_at),
         record: stored.record,
         requests: AtomicU64::new(0),
+        in_flight: AtomicU32::new(0),
         last_used: AtomicU64::new(0),
         state: Mutex::new(state),
     }
@@ -723,7 +783,12 @@ impl Inner {
             .await
             .map_err(|e| fail(chain(&e)))?;
         tracing::info!(app = %entry.name, "loaded app `{}` in {:.1?}", entry.name, started.elapsed());
-        Ok(Loaded::start(generation, self.config.server.clone()))
+        let http_only = matches!(self.config.role, NodeRole::Worker { .. });
+        Ok(Loaded::start(
+            generation,
+            self.config.server.clone(),
+            http_only,
+        ))
     }
 
     /// Unloads apps without traffic for `idle_unload` (apps with event triggers stay).
@@ -768,7 +833,8 @@ impl Inner {
     }
 }
 
-/// Routes requests on the data listener by `Host` to their app.
+/// Routes requests on the data listener by `Host` to their app (the node), or takes the
+/// requests the node forwards (its worker).
 struct Router(Arc<Inner>);
 
 impl RequestHandler for Router {
@@ -778,42 +844,135 @@ impl RequestHandler for Router {
         peer: Peer,
     ) -> BoxFuture<'static, http::Response<WasiBody>> {
         let inner = self.0.clone();
-        Box::pin(async move {
-            let authority = match wisp_trigger_http::request_authority(&request, peer.local) {
-                Ok(authority) => authority,
-                Err(reason) => {
-                    tracing::debug!("refused a request from {} with 400: {reason}", peer.client);
-                    return wisp_trigger_http::text_response(
-                        http::StatusCode::BAD_REQUEST,
-                        "Bad Request\n",
-                    );
-                }
-            };
-            let host = host_name(&authority);
-            let entry = inner.table().route(&host).cloned();
-            let Some(entry) = entry else {
-                tracing::debug!("no app answers host `{host}`; answered 404");
+        match &inner.worker_token {
+            Some(_) => Box::pin(inner.serve_forwarded(request)),
+            None => Box::pin(inner.route(request, peer)),
+        }
+    }
+}
+
+/// Counts a request in its app's in-flight requests while it lives.
+struct InFlight(Arc<AppEntry>);
+
+impl InFlight {
+    fn enter(entry: &Arc<AppEntry>) -> Self {
+        entry.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(entry.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Inner {
+    async fn route(
+        self: Arc<Self>,
+        mut request: http::Request<hyper::body::Incoming>,
+        peer: Peer,
+    ) -> http::Response<WasiBody> {
+        let authority = match wisp_trigger_http::request_authority(&request, peer.local) {
+            Ok(authority) => authority,
+            Err(reason) => {
+                tracing::debug!("refused a request from {} with 400: {reason}", peer.client);
                 return wisp_trigger_http::text_response(
-                    http::StatusCode::NOT_FOUND,
-                    "Not Found: no app is deployed at this host\n",
+                    http::StatusCode::BAD_REQUEST,
+                    "Bad Request\n",
                 );
-            };
-            entry.requests.fetch_add(1, Ordering::Relaxed);
-            entry.touch(inner.started);
-            match inner.clone().ensure_loaded(&entry).await {
-                Ok(loaded) => match &loaded.http {
-                    Some(http) => http.handle_incoming(request, peer).await,
-                    None => wisp_trigger_http::text_response(
-                        http::StatusCode::NOT_FOUND,
-                        "Not Found: this app has no HTTP routes\n",
-                    ),
-                },
-                Err(_) => wisp_trigger_http::text_response(
+            }
+        };
+        let host = host_name(&authority);
+        let entry = self.table().route(&host).cloned();
+        let Some(entry) = entry else {
+            tracing::debug!("no app answers host `{host}`; answered 404");
+            return wisp_trigger_http::text_response(
+                http::StatusCode::NOT_FOUND,
+                "Not Found: no app is deployed at this host\n",
+            );
+        };
+        entry.requests.fetch_add(1, Ordering::Relaxed);
+        entry.touch(self.started);
+        let _in_flight = InFlight::enter(&entry);
+        if let Some(worker) = &self.worker {
+            // An app with more requests in flight than CPUs, while another app is being
+            // served, goes to the worker process (see `worker`).
+            let busy = entry.in_flight.load(Ordering::Relaxed) > self.busy_above;
+            let app = Arc::as_ptr(&entry) as usize;
+            if self.fair_share.starts_slow(app, busy)
+                && let Some(address) = worker.address()
+            {
+                wisp_engine::send_connection_to_slow_lane();
+                match worker
+                    .forward(
+                        address,
+                        request,
+                        &peer,
+                        &authority,
+                        &entry.name,
+                        &entry.deploy_id,
+                    )
+                    .await
+                {
+                    Ok(response) => return response,
+                    Err(unsent) => request = unsent,
+                }
+            }
+        }
+        self.serve_here(&entry, request, peer).await
+    }
+
+    /// A worker's answer to a request the node forwarded.
+    async fn serve_forwarded(
+        self: Arc<Self>,
+        mut request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<WasiBody> {
+        let Some(token) = &self.worker_token else {
+            unreachable!("only a worker serves forwarded requests")
+        };
+        let forwarded = match worker::accept_forwarded(token, &mut request) {
+            Ok(forwarded) => forwarded,
+            Err(refused) => {
+                tracing::debug!("the worker refused a request: {refused:?}");
+                return refused.response();
+            }
+        };
+        let entry = match self.worker_entry(&forwarded.app, &forwarded.deploy) {
+            Ok(entry) => entry,
+            Err(err) => {
+                tracing::warn!(app = %forwarded.app, "the worker cannot serve app `{}`: {err}", forwarded.app);
+                return wisp_trigger_http::text_response(
                     http::StatusCode::SERVICE_UNAVAILABLE,
                     "Service Unavailable\n",
-                ),
+                );
             }
-        })
+        };
+        entry.requests.fetch_add(1, Ordering::Relaxed);
+        entry.touch(self.started);
+        self.serve_here(&entry, request, forwarded.peer).await
+    }
+
+    /// Serves `request` with the app of `entry` in this process.
+    async fn serve_here(
+        self: Arc<Self>,
+        entry: &Arc<AppEntry>,
+        request: http::Request<hyper::body::Incoming>,
+        peer: Peer,
+    ) -> http::Response<WasiBody> {
+        match self.ensure_loaded(entry).await {
+            Ok(loaded) => match &loaded.http {
+                Some(http) => http.handle_incoming(request, peer).await,
+                None => wisp_trigger_http::text_response(
+                    http::StatusCode::NOT_FOUND,
+                    "Not Found: this app has no HTTP routes\n",
+                ),
+            },
+            Err(_) => wisp_trigger_http::text_response(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable\n",
+            ),
+        }
     }
 }
 

@@ -34,9 +34,11 @@ impl Table {
         }
     }
 
-    pub(crate) fn insert(&mut self, entry: Arc<AppEntry>) {
-        if let Some(old) = self.apps.insert(entry.name.clone(), entry.clone()) {
-            self.unroute(&old);
+    /// Adds `entry`, replacing (and returning) the app of its name.
+    pub(crate) fn insert(&mut self, entry: Arc<AppEntry>) -> Option<Arc<AppEntry>> {
+        let old = self.apps.insert(entry.name.clone(), entry.clone());
+        if let Some(old) = &old {
+            self.unroute(old);
         }
         for host in &entry.record.hosts {
             match host.strip_prefix('*') {
@@ -48,6 +50,7 @@ impl Table {
         }
         self.wildcards
             .sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        old
     }
 
     fn unroute(&mut self, old: &Arc<AppEntry>) {

@@ -86,12 +86,16 @@ impl Store {
 
     /// Every stored app, by name.
     pub(crate) fn all(&self) -> Result<Vec<StoredApp>, NodeError> {
-        let mut statement = self
-            .connection
-            .prepare("SELECT name, version, deployed_at, record FROM apps ORDER BY name")
-            .map_err(self.fail())?;
+        self.select(
+            "SELECT name, version, deployed_at, record FROM apps ORDER BY name",
+            [],
+        )
+    }
+
+    fn select(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<StoredApp>, NodeError> {
+        let mut statement = self.connection.prepare(sql).map_err(self.fail())?;
         let rows = statement
-            .query_map([], |row| {
+            .query_map(args, |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, i64>(1)?,
@@ -116,6 +120,16 @@ impl Store {
             });
         }
         Ok(apps)
+    }
+
+    /// The stored app `name`, if there is one.
+    pub(crate) fn get(&self, name: &str) -> Result<Option<StoredApp>, NodeError> {
+        Ok(self
+            .select(
+                "SELECT name, version, deployed_at, record FROM apps WHERE name = ?1",
+                params![name],
+            )?
+            .pop())
     }
 
     /// Stores `record` as the app `name`'s current version, in one transaction; returns

@@ -491,6 +491,9 @@ impl tokio::io::AsyncWrite for Stream {
 struct ConnIo {
     /// Always `Some` until dropped (taken by the lingering close).
     stream: Option<Stream>,
+    /// Whether the socket is registered with the slow lane's runtime (or the one it was
+    /// accepted on).
+    on_slow_lane: bool,
     state: Arc<ConnState>,
     /// The connection's slot, held until the socket is closed, lingering included, so
     /// lingering sockets count against the connection limit.
@@ -499,11 +502,41 @@ struct ConnIo {
 
 impl ConnIo {
     fn stream(&mut self) -> Pin<&mut Stream> {
+        let here = wisp_engine::on_slow_lane();
+        if here != self.on_slow_lane {
+            self.on_slow_lane = here;
+            self.register_here();
+        }
         Pin::new(
             self.stream
                 .as_mut()
                 .expect("the stream is taken only on drop"),
         )
+    }
+}
+
+impl ConnIo {
+    /// The connection moved to another runtime (a flooded app's connection to the slow
+    /// lane): registers its socket with this runtime's reactor, so its readiness events
+    /// are handled by this runtime's threads, not by the serving threads it left. A
+    /// duplicate of the descriptor is registered first, so a failure keeps the socket
+    /// where it was. (A TLS connection stays registered where it was accepted.)
+    fn register_here(&mut self) {
+        use std::os::fd::AsFd as _;
+        let Some(Stream::Plain(socket)) = &self.stream else {
+            return;
+        };
+        let moved = socket
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(|fd| tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd)));
+        match moved {
+            // Dropping the old one deregisters and closes only its descriptor.
+            Ok(moved) => self.stream = Some(Stream::Plain(moved)),
+            Err(err) => {
+                tracing::debug!("a connection stays registered where it was accepted: {err}")
+            }
+        }
     }
 }
 
@@ -665,6 +698,7 @@ async fn connection(
     let state = Arc::new(ConnState::new(&shared.config));
     let io = TokioIo::new(ConnIo {
         stream: Some(stream),
+        on_slow_lane: wisp_engine::on_slow_lane(),
         state: state.clone(),
         slot: Some(slot),
     });

@@ -122,6 +122,16 @@ struct ServeNodeArgs {
     #[command(flatten)]
     limits: LimitArgs,
 
+    /// Keep an app with more requests in flight than CPUs in the node's own low-priority
+    /// threads, instead of a worker process started for such apps (which keeps their
+    /// memory traffic away from the other apps').
+    #[arg(long, env = "WISP_NO_WORKER")]
+    no_worker: bool,
+
+    /// Serve as a node's worker process (the node starts it).
+    #[arg(long = "internal-worker", hide = true)]
+    internal_worker: bool,
+
     /// Log as JSON lines on stderr.
     #[arg(long, env = "WISP_JSON")]
     json: bool,
@@ -229,6 +239,10 @@ fn default_state_dir() -> Result<PathBuf> {
 
 /// Runs `wisp node` or one of its subcommands.
 pub fn run(args: NodeArgs) -> Result<()> {
+    if args.command.is_none() && args.serve.internal_worker {
+        // Before any thread starts: they all inherit the idle scheduling class.
+        wisp_engine::lower_this_threads_priority();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -244,6 +258,9 @@ pub fn run(args: NodeArgs) -> Result<()> {
 }
 
 async fn serve(args: ServeNodeArgs) -> Result<()> {
+    if args.internal_worker {
+        return serve_worker(args).await;
+    }
     let tls = |cert: &Option<PathBuf>, key: &Option<PathBuf>, flags: &str| match (cert, key) {
         (Some(cert), Some(key)) => wisp_trigger_http::TlsConfig::load(cert, key)
             .map(Some)
@@ -297,6 +314,9 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
             app_max_instances,
             server: settings.server.clone(),
             max_blob_bytes: args.limits.max_component_size_mb << 20,
+            role: wisp_node::NodeRole::Main {
+                worker: worker_command(&args)?,
+            },
         },
     )?;
     let data_address = data
@@ -362,6 +382,89 @@ async fn serve(args: ServeNodeArgs) -> Result<()> {
         tracing::info!(event = "stopped", "Stopped.");
     } else {
         eprintln!("Stopped.");
+    }
+    Ok(())
+}
+
+/// How the node starts its worker: this binary with this process's own arguments.
+fn worker_command(args: &ServeNodeArgs) -> Result<Option<wisp_node::WorkerCommand>> {
+    if args.no_worker {
+        return Ok(None);
+    }
+    let program = std::env::current_exe()
+        .context("cannot find the wisp binary to start the node's worker; pass --no-worker")?;
+    Ok(Some(wisp_node::WorkerCommand {
+        program,
+        args: std::env::args_os().skip(1).collect(),
+    }))
+}
+
+/// `wisp node --internal-worker`: serves the requests its node forwards, on a loopback
+/// port it prints on stdout, until SIGTERM or until the node closes its stdin.
+async fn serve_worker(args: ServeNodeArgs) -> Result<()> {
+    let token = std::env::var(wisp_node::WORKER_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .with_context(|| {
+            format!(
+                "{} is set only by `wisp node` for its worker process; run `wisp node` instead",
+                wisp_node::WORKER_FLAG
+            )
+        })?;
+    let idle_unload = super::shared::seconds("--idle-unload", args.idle_unload)?;
+    let mut settings = Settings::from_limits(&args.limits, RuntimeConfig::default())?;
+    settings.server.tls = None;
+    let state_dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => default_state_dir()?,
+    };
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the worker's address")?;
+    let app_max_instances = args
+        .app_max_instances
+        .unwrap_or((args.limits.max_instances / 4).max(1));
+    let node = Node::open(
+        settings.runtime()?,
+        NodeConfig {
+            state_dir,
+            domain: args.domain.trim_matches('.').to_ascii_lowercase(),
+            idle_unload,
+            app_max_instances,
+            server: settings.server.clone(),
+            max_blob_bytes: args.limits.max_component_size_mb << 20,
+            role: wisp_node::NodeRole::Worker { token },
+        },
+    )?;
+    let mut shutdown = ShutdownSignal::install()?;
+    {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}{address}", wisp_node::WORKER_READY_LINE)
+            .and_then(|()| stdout.flush())
+            .context("cannot tell the node where the worker listens")?;
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let node_gone = async {
+        // The node holds our stdin: end of file means it stopped or died.
+        let mut stdin = tokio::io::stdin();
+        let mut buffer = [0u8; 64];
+        while tokio::io::AsyncReadExt::read(&mut stdin, &mut buffer)
+            .await
+            .is_ok_and(|n| n > 0)
+        {}
+    };
+    tokio::select! {
+        () = node.serve(listener, wisp_runtime::until(stopped)) => {}
+        () = async {
+            tokio::select! {
+                () = shutdown.recv() => {}
+                () = node_gone => {}
+            }
+            let _ = stop.send(true);
+            std::future::pending::<()>().await
+        } => {}
     }
     Ok(())
 }
@@ -665,5 +768,16 @@ async fn status(args: ClientArgs) -> Result<()> {
         "uptime: {:.0} s; idle apps unload after {:.0} s",
         status.uptime_seconds, status.idle_unload_seconds
     );
+    match &status.worker {
+        None => println!("worker process: none (busy apps stay in the node's slow lane)"),
+        Some(worker) => println!(
+            "worker process: {}; {} requests forwarded, started {} times",
+            worker
+                .pid
+                .map_or_else(|| "not running".to_owned(), |pid| format!("pid {pid}")),
+            worker.forwarded_requests,
+            worker.starts
+        ),
+    }
     Ok(())
 }
