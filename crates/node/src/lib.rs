@@ -896,9 +896,12 @@ impl Inner {
         entry.touch(self.started);
         let _in_flight = InFlight::enter(&entry);
         if let Some(worker) = &self.worker {
-            // An app with more requests in flight than CPUs, while another app is being
-            // served, goes to the worker process (see `worker`).
-            let busy = entry.in_flight.load(Ordering::Relaxed) > self.busy_above;
+            // An app running more instances than there are CPUs, while another app is
+            // being served, goes to the worker process (see `worker`). Requests past the
+            // app's cap only queue: an app capped at the CPU count or below is never busy.
+            let cap = (entry.record.limits.max_instances).unwrap_or(self.config.app_max_instances);
+            let running = entry.in_flight.load(Ordering::Relaxed).min(cap);
+            let busy = running > self.busy_above;
             let app = Arc::as_ptr(&entry) as usize;
             if self.fair_share.starts_slow(app, busy)
                 && let Some(address) = worker.address()

@@ -8,11 +8,11 @@
 //! memory map of its own. So the node starts, on first need, a copy of itself in the
 //! kernel's idle scheduling class (`wisp node --internal-worker`): same state directory,
 //! same apps, no admin API and no event triggers. While an app has more requests in
-//! flight than there are CPUs and another app has been served within the last second,
-//! the node forwards its new requests there over loopback HTTP/1.1, with a per-start
-//! secret so that nothing else can speak for a client. The connection they came on moves
-//! to the node's own slow lane, so proxying the flood does not take the serving threads
-//! either. Alone, a busy app stays in the node at full speed.
+//! flight than there are CPUs (up to its instance cap) and another app has been served
+//! within the last second, the node forwards its new requests there over loopback
+//! HTTP/1.1, with a per-start secret so that nothing else can speak for a client. The
+//! connection they came on moves to the node's own slow lane, so proxying the flood does
+//! not take the serving threads either. Alone, a busy app stays in the node at full speed.
 //!
 //! The worker serves exactly the version the node routed to: every forwarded request
 //! names the app and its deploy count, and a worker that has an older one re-reads the
