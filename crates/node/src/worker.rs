@@ -316,10 +316,16 @@ impl Worker {
         deploy: &str,
     ) -> Result<Response<WasiBody>, Request<Incoming>> {
         let (mut parts, body) = request.into_parts();
-        let original = (parts.version, parts.uri.clone(), parts.headers.clone());
-        let restore = |parts: http::request::Parts, body: Incoming| {
-            let mut parts = parts;
-            (parts.version, parts.uri, parts.headers) = original.clone();
+        let (version, uri) = (parts.version, parts.uri.clone());
+        // Served in the node after all: as it came, less what was added for the worker
+        // (the hop-by-hop headers hyper has already acted on, and `Host` names the same
+        // authority the request was routed by).
+        let restore = |mut parts: http::request::Parts, body: Incoming| {
+            parts.version = version;
+            parts.uri = uri.clone();
+            for name in FORWARD_HEADERS {
+                parts.headers.remove(name);
+            }
             Request::from_parts(parts, body)
         };
         parts.version = http::Version::HTTP_11;
