@@ -19,24 +19,24 @@
 mod admin;
 pub mod api;
 mod routing;
+mod serving;
 mod store;
 mod worker;
 
 use api::{AppInfo, AppLimitsSpec, AppState, DeployRequest, DeploySource, NodeStatus};
 use futures::FutureExt as _;
 use futures::future::{BoxFuture, Shared};
-use routing::{Table, check_host, check_name, host_name};
+use routing::{Table, check_host, check_name};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use store::{AppRecord, Store, StoredApp};
-use wasmtime_wasi_http::WasiBody;
 use wisp_host::{AppPaths, RuntimeConfig, VariablesProviderConfig};
 use wisp_oci::error_chain as chain;
 use wisp_runtime::{AppLimits, AppSettings, RunningApp, Runtime};
-use wisp_trigger_http::{HttpTrigger, Peer, RequestHandler, ServerConfig};
+use wisp_trigger_http::{HttpTrigger, ServerConfig};
 
 pub use admin::{AdminToken, serve_admin};
 pub use worker::{NodeRole, WORKER_FLAG, WORKER_READY_LINE, WORKER_TOKEN_ENV, WorkerCommand};
@@ -351,7 +351,7 @@ impl Node {
         *self.inner.listen.lock().unwrap_or_else(|e| e.into_inner()) = listener.local_addr().ok();
         let sweeper = tokio::spawn(self.inner.clone().unload_idle_apps());
         wisp_trigger_http::serve(
-            Arc::new(Router(self.inner.clone())),
+            Arc::new(serving::Router(self.inner.clone())),
             listener,
             self.inner.config.server.clone(),
             shutdown,
@@ -829,152 +829,6 @@ impl Inner {
                 // linking freed (it walks every arena, so off the async workers).
                 let _ = tokio::task::spawn_blocking(wisp_engine::release_free_heap).await;
             }
-        }
-    }
-}
-
-/// Routes requests on the data listener by `Host` to their app (the node), or takes the
-/// requests the node forwards (its worker).
-struct Router(Arc<Inner>);
-
-impl RequestHandler for Router {
-    fn handle_request(
-        self: Arc<Self>,
-        request: http::Request<hyper::body::Incoming>,
-        peer: Peer,
-    ) -> BoxFuture<'static, http::Response<WasiBody>> {
-        let inner = self.0.clone();
-        match &inner.worker_token {
-            Some(_) => Box::pin(inner.serve_forwarded(request)),
-            None => Box::pin(inner.route(request, peer)),
-        }
-    }
-}
-
-/// Counts a request in its app's in-flight requests while it lives.
-struct InFlight(Arc<AppEntry>);
-
-impl InFlight {
-    fn enter(entry: &Arc<AppEntry>) -> Self {
-        entry.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(entry.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Inner {
-    async fn route(
-        self: Arc<Self>,
-        mut request: http::Request<hyper::body::Incoming>,
-        peer: Peer,
-    ) -> http::Response<WasiBody> {
-        let authority = match wisp_trigger_http::request_authority(&request, peer.local) {
-            Ok(authority) => authority,
-            Err(reason) => {
-                tracing::debug!("refused a request from {} with 400: {reason}", peer.client);
-                return wisp_trigger_http::text_response(
-                    http::StatusCode::BAD_REQUEST,
-                    "Bad Request\n",
-                );
-            }
-        };
-        let host = host_name(&authority);
-        let entry = self.table().route(&host).cloned();
-        let Some(entry) = entry else {
-            tracing::debug!("no app answers host `{host}`; answered 404");
-            return wisp_trigger_http::text_response(
-                http::StatusCode::NOT_FOUND,
-                "Not Found: no app is deployed at this host\n",
-            );
-        };
-        entry.requests.fetch_add(1, Ordering::Relaxed);
-        entry.touch(self.started);
-        let _in_flight = InFlight::enter(&entry);
-        if let Some(worker) = &self.worker {
-            // An app running more instances than there are CPUs, while another app is
-            // being served, goes to the worker process (see `worker`). Requests past the
-            // app's cap only queue: an app capped at the CPU count or below is never busy.
-            let cap = (entry.record.limits.max_instances).unwrap_or(self.config.app_max_instances);
-            let running = entry.in_flight.load(Ordering::Relaxed).min(cap);
-            let busy = running > self.busy_above;
-            let app = Arc::as_ptr(&entry) as usize;
-            if self.fair_share.starts_slow(app, busy)
-                && let Some(address) = worker.address()
-            {
-                wisp_engine::send_connection_to_slow_lane();
-                match worker
-                    .forward(
-                        address,
-                        request,
-                        &peer,
-                        &authority,
-                        &entry.name,
-                        &entry.deploy_id,
-                    )
-                    .await
-                {
-                    Ok(response) => return response,
-                    Err(unsent) => request = unsent,
-                }
-            }
-        }
-        self.serve_here(&entry, request, peer).await
-    }
-
-    /// A worker's answer to a request the node forwarded.
-    async fn serve_forwarded(
-        self: Arc<Self>,
-        mut request: http::Request<hyper::body::Incoming>,
-    ) -> http::Response<WasiBody> {
-        let Some(token) = &self.worker_token else {
-            unreachable!("only a worker serves forwarded requests")
-        };
-        let forwarded = match worker::accept_forwarded(token, &mut request) {
-            Ok(forwarded) => forwarded,
-            Err(refused) => {
-                tracing::debug!("the worker refused a request: {refused:?}");
-                return refused.response();
-            }
-        };
-        let entry = match self.worker_entry(&forwarded.app, &forwarded.deploy) {
-            Ok(entry) => entry,
-            Err(err) => {
-                tracing::warn!(app = %forwarded.app, "the worker cannot serve app `{}`: {err}", forwarded.app);
-                return wisp_trigger_http::text_response(
-                    http::StatusCode::SERVICE_UNAVAILABLE,
-                    "Service Unavailable\n",
-                );
-            }
-        };
-        entry.requests.fetch_add(1, Ordering::Relaxed);
-        entry.touch(self.started);
-        self.serve_here(&entry, request, forwarded.peer).await
-    }
-
-    /// Serves `request` with the app of `entry` in this process.
-    async fn serve_here(
-        self: Arc<Self>,
-        entry: &Arc<AppEntry>,
-        request: http::Request<hyper::body::Incoming>,
-        peer: Peer,
-    ) -> http::Response<WasiBody> {
-        match self.ensure_loaded(entry).await {
-            Ok(loaded) => match &loaded.http {
-                Some(http) => http.handle_incoming(request, peer).await,
-                None => wisp_trigger_http::text_response(
-                    http::StatusCode::NOT_FOUND,
-                    "Not Found: this app has no HTTP routes\n",
-                ),
-            },
-            Err(_) => wisp_trigger_http::text_response(
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                "Service Unavailable\n",
-            ),
         }
     }
 }

@@ -1,0 +1,157 @@
+//! The request path: the data listener's requests routed by `Host` to their app (in
+//! the node, or forwarded to its worker process), and the worker's side of forwarded
+//! requests.
+
+use crate::routing::host_name;
+use crate::{AppEntry, Inner, worker};
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use wasmtime_wasi_http::WasiBody;
+use wisp_trigger_http::{Peer, RequestHandler};
+
+/// Routes requests on the data listener by `Host` to their app (the node), or takes the
+/// requests the node forwards (its worker).
+pub(crate) struct Router(pub(crate) Arc<Inner>);
+
+impl RequestHandler for Router {
+    fn handle_request(
+        self: Arc<Self>,
+        request: http::Request<hyper::body::Incoming>,
+        peer: Peer,
+    ) -> BoxFuture<'static, http::Response<WasiBody>> {
+        let inner = self.0.clone();
+        match &inner.worker_token {
+            Some(_) => Box::pin(inner.serve_forwarded(request)),
+            None => Box::pin(inner.route(request, peer)),
+        }
+    }
+}
+
+/// Counts a request in its app's in-flight requests while it lives.
+struct InFlight(Arc<AppEntry>);
+
+impl InFlight {
+    fn enter(entry: &Arc<AppEntry>) -> Self {
+        entry.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(entry.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Inner {
+    async fn route(
+        self: Arc<Self>,
+        mut request: http::Request<hyper::body::Incoming>,
+        peer: Peer,
+    ) -> http::Response<WasiBody> {
+        let authority = match wisp_trigger_http::request_authority(&request, peer.local) {
+            Ok(authority) => authority,
+            Err(reason) => {
+                tracing::debug!("refused a request from {} with 400: {reason}", peer.client);
+                return wisp_trigger_http::text_response(
+                    http::StatusCode::BAD_REQUEST,
+                    "Bad Request\n",
+                );
+            }
+        };
+        let host = host_name(&authority);
+        let entry = self.table().route(&host).cloned();
+        let Some(entry) = entry else {
+            tracing::debug!("no app answers host `{host}`; answered 404");
+            return wisp_trigger_http::text_response(
+                http::StatusCode::NOT_FOUND,
+                "Not Found: no app is deployed at this host\n",
+            );
+        };
+        entry.requests.fetch_add(1, Ordering::Relaxed);
+        entry.touch(self.started);
+        let _in_flight = InFlight::enter(&entry);
+        if let Some(worker) = &self.worker {
+            // An app running more instances than there are CPUs, while another app is
+            // being served, goes to the worker process (see `worker`). Requests past the
+            // app's cap only queue: an app capped at the CPU count or below is never busy.
+            let cap = (entry.record.limits.max_instances).unwrap_or(self.config.app_max_instances);
+            let running = entry.in_flight.load(Ordering::Relaxed).min(cap);
+            let busy = running > self.busy_above;
+            let app = Arc::as_ptr(&entry) as usize;
+            if self.fair_share.starts_slow(app, busy)
+                && let Some(address) = worker.address()
+            {
+                wisp_engine::send_connection_to_slow_lane();
+                match worker
+                    .forward(
+                        address,
+                        request,
+                        &peer,
+                        &authority,
+                        &entry.name,
+                        &entry.deploy_id,
+                    )
+                    .await
+                {
+                    Ok(response) => return response,
+                    Err(unsent) => request = unsent,
+                }
+            }
+        }
+        self.serve_here(&entry, request, peer).await
+    }
+
+    /// A worker's answer to a request the node forwarded.
+    async fn serve_forwarded(
+        self: Arc<Self>,
+        mut request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<WasiBody> {
+        let Some(token) = &self.worker_token else {
+            unreachable!("only a worker serves forwarded requests")
+        };
+        let forwarded = match worker::accept_forwarded(token, &mut request) {
+            Ok(forwarded) => forwarded,
+            Err(refused) => {
+                tracing::debug!("the worker refused a request: {refused:?}");
+                return refused.response();
+            }
+        };
+        let entry = match self.worker_entry(&forwarded.app, &forwarded.deploy) {
+            Ok(entry) => entry,
+            Err(err) => {
+                tracing::warn!(app = %forwarded.app, "the worker cannot serve app `{}`: {err}", forwarded.app);
+                return wisp_trigger_http::text_response(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable\n",
+                );
+            }
+        };
+        entry.requests.fetch_add(1, Ordering::Relaxed);
+        entry.touch(self.started);
+        self.serve_here(&entry, request, forwarded.peer).await
+    }
+
+    /// Serves `request` with the app of `entry` in this process.
+    async fn serve_here(
+        self: Arc<Self>,
+        entry: &Arc<AppEntry>,
+        request: http::Request<hyper::body::Incoming>,
+        peer: Peer,
+    ) -> http::Response<WasiBody> {
+        match self.ensure_loaded(entry).await {
+            Ok(loaded) => match &loaded.http {
+                Some(http) => http.handle_incoming(request, peer).await,
+                None => wisp_trigger_http::text_response(
+                    http::StatusCode::NOT_FOUND,
+                    "Not Found: this app has no HTTP routes\n",
+                ),
+            },
+            Err(_) => wisp_trigger_http::text_response(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable\n",
+            ),
+        }
+    }
+}
