@@ -207,3 +207,52 @@ async fn a_store_holds_at_most_its_quota() {
     reopened.set("f", vec![6; 10]).await.unwrap();
     assert!(reopened.increment("n", 1).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_opener_of_a_store_counts_against_one_quota() {
+    // A node and its worker process each open an app's store file: what one writes
+    // counts against the quota the other checks, and what one deletes frees room for both.
+    let dir = temp();
+    let path = dir.path().join("kv.db");
+    let node = KvStore::sqlite_with_quota(&path, "default", 100).unwrap();
+    let worker = KvStore::sqlite_with_quota(&path, "default", 100).unwrap();
+    node.set("a", vec![1; 59]).await.unwrap();
+    let refused = worker.set("b", vec![2; 49]).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("holds 60 bytes") && refused.contains("quota of 100 bytes"),
+        "{refused}"
+    );
+    worker
+        .set_many(vec![
+            ("b".to_owned(), vec![2; 19]),
+            ("c".to_owned(), vec![3; 19]),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        node.set("d", vec![4; 1]).await.is_err(),
+        "a, b and c hold 100 bytes"
+    );
+    worker.delete("a").await.unwrap();
+    node.set("d", vec![4; 59]).await.unwrap();
+    assert!(worker.increment("n", 1).await.is_err(), "full again");
+
+    // A row written by a Wisp that kept no usage count is counted at the next open.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO wisp_key_value (store, key, value) VALUES ('default', 'old', zeroblob(7))",
+        [],
+    )
+    .unwrap();
+    conn.execute("DELETE FROM wisp_key_value WHERE key = 'd'", [])
+        .unwrap();
+    drop(conn);
+    let reopened = KvStore::sqlite_with_quota(&path, "default", 100).unwrap();
+    let refused = reopened
+        .set("e", vec![5; 60])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("holds 50 bytes"), "{refused}");
+    reopened.set("e", vec![5; 49]).await.unwrap();
+}

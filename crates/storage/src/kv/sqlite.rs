@@ -1,7 +1,6 @@
 //! Key-value store in a SQLite file, one table shared by all labels.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::FutureExt;
@@ -23,6 +22,15 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS wisp_key_value (
     PRIMARY KEY (store, key)
 )";
 
+/// Bytes of keys and values each store holds, kept in the file so that every process
+/// writing the store counts against the same quota (a node and its worker process share
+/// an app's stores): read and updated inside each write's IMMEDIATE transaction, which
+/// holds SQLite's write lock.
+const USAGE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS wisp_key_value_usage (
+    store TEXT PRIMARY KEY,
+    bytes INTEGER NOT NULL
+)";
+
 const UPSERT: &str = "INSERT INTO wisp_key_value (store, key, value) VALUES (?1, ?2, ?3)
     ON CONFLICT (store, key) DO UPDATE SET value = excluded.value";
 const SELECT: &str = "SELECT value FROM wisp_key_value WHERE store = ?1 AND key = ?2";
@@ -40,15 +48,13 @@ struct Inner {
     permits: Arc<Semaphore>,
     /// Bytes of keys and values the store may hold.
     quota: u64,
-    /// Bytes of keys and values it holds: counted at open, then kept by every write
-    /// of this process (writes serialize on SQLite's write lock).
-    used: AtomicU64,
 }
 
 /// Why an operation failed, before it gets the store's context.
 enum Failure {
     Sql(rusqlite::Error),
-    Quota(String),
+    /// The key refused, and the bytes the store held.
+    Quota(String, u64),
     NotInteger(String),
     Overflow(String),
 }
@@ -68,20 +74,18 @@ impl SqliteKv {
             ))
         })?;
         let description = format!("sqlite file {} (label {label})", path.display());
-        let conn = open_file(&path)
-            .and_then(|conn| conn.execute(SCHEMA, []).map(|_| conn))
+        let mut conn = open_file(&path)
+            .and_then(|conn| {
+                conn.execute(SCHEMA, [])?;
+                conn.execute(USAGE_SCHEMA, [])?;
+                Ok(conn)
+            })
             .map_err(|err| {
                 KvError::Other(format!(
                     "cannot open {description}: {err}; check that the path is a writable sqlite file"
                 ))
             })?;
-        let used: i64 = conn
-            .query_row(
-                "SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(value)), 0) \
-                 FROM wisp_key_value WHERE store = ?1",
-                params![label],
-                |row| row.get(0),
-            )
+        measure(&mut conn, label)
             .map_err(|err| KvError::Other(format!("cannot measure {description}: {err}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -91,7 +95,6 @@ impl SqliteKv {
                 idle: Mutex::new(vec![conn]),
                 permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
                 quota,
-                used: AtomicU64::new(u64::try_from(used).unwrap_or(0)),
             }),
         })
     }
@@ -172,10 +175,10 @@ impl Inner {
                 };
                 self.error(what, &format!("{err}{hint}"))
             }
-            Failure::Quota(key) => KvError::QuotaExceeded {
+            Failure::Quota(key, used) => KvError::QuotaExceeded {
                 store: self.description.clone(),
                 key,
-                used: self.used.load(Ordering::Relaxed),
+                used,
                 quota: self.quota,
             },
             Failure::NotInteger(key) => KvError::Other(format!(
@@ -209,50 +212,88 @@ fn stored_size(conn: &Connection, label: &str, key: &str) -> rusqlite::Result<u6
     Ok(size.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
 }
 
-/// Writes `key` inside a write transaction, refusing growth past the quota; `growth` sums
-/// the change in bytes, which the caller adds to `used` once the transaction commits.
+/// Counts what store `label` holds and records it as its usage: at open, so that a usage
+/// row that is missing, or stale after a version of Wisp that did not keep one wrote the
+/// file, is set right.
+fn measure(conn: &mut Connection, label: &str) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO wisp_key_value_usage (store, bytes) \
+         SELECT ?1, COALESCE(SUM(length(CAST(key AS BLOB)) + length(value)), 0) \
+         FROM wisp_key_value WHERE store = ?1 \
+         ON CONFLICT (store) DO UPDATE SET bytes = excluded.bytes",
+        params![label],
+    )?;
+    tx.commit()
+}
+
+/// A write transaction's view of the store's size: what it held when the transaction
+/// began, and the change so far.
+struct Usage {
+    at_start: u64,
+    growth: i64,
+}
+
+impl Usage {
+    /// Reads the store's usage inside a write transaction (IMMEDIATE: no other connection
+    /// or process writes until it ends).
+    fn read(tx: &Connection, label: &str) -> rusqlite::Result<Self> {
+        let bytes: Option<i64> = tx
+            .prepare_cached("SELECT bytes FROM wisp_key_value_usage WHERE store = ?1")?
+            .query_row(params![label], |row| row.get(0))
+            .optional()?;
+        Ok(Self {
+            at_start: bytes.map_or(0, |b| u64::try_from(b).unwrap_or(0)),
+            growth: 0,
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.at_start.saturating_add_signed(self.growth)
+    }
+
+    /// Records the change in the file, before the transaction commits.
+    fn save(&self, tx: &Connection, label: &str) -> rusqlite::Result<()> {
+        if self.growth != 0 {
+            tx.prepare_cached(
+                "INSERT INTO wisp_key_value_usage (store, bytes) VALUES (?1, ?2) \
+                 ON CONFLICT (store) DO UPDATE SET bytes = excluded.bytes",
+            )?
+            .execute(params![
+                label,
+                i64::try_from(self.now()).unwrap_or(i64::MAX)
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `key` inside a write transaction, refusing growth past the quota.
 fn write(
     conn: &Connection,
     inner: &Inner,
     key: &str,
     value: &[u8],
-    growth: &mut i64,
+    usage: &mut Usage,
 ) -> Result<(), Failure> {
     let before = stored_size(conn, &inner.label, key)?;
     let after = (key.len() + value.len()) as u64;
-    let used = inner.used.load(Ordering::Acquire);
-    let projected = used.saturating_add_signed(*growth);
-    if after > before && projected.saturating_add(after - before) > inner.quota {
-        return Err(Failure::Quota(key.to_owned()));
+    if after > before && usage.now().saturating_add(after - before) > inner.quota {
+        return Err(Failure::Quota(key.to_owned(), usage.now()));
     }
     conn.prepare_cached(UPSERT)?
         .execute(params![inner.label, key, value])?;
-    *growth += after as i64 - before as i64;
+    usage.growth += after as i64 - before as i64;
     Ok(())
 }
 
-/// Deletes `key` inside a write transaction, adding the bytes freed to `growth`.
-fn remove(conn: &Connection, inner: &Inner, key: &str, growth: &mut i64) -> Result<(), Failure> {
+/// Deletes `key` inside a write transaction, counting the bytes freed.
+fn remove(conn: &Connection, inner: &Inner, key: &str, usage: &mut Usage) -> Result<(), Failure> {
     let before = stored_size(conn, &inner.label, key)?;
     conn.prepare_cached(DELETE)?
         .execute(params![inner.label, key])?;
-    *growth -= before as i64;
+    usage.growth -= before as i64;
     Ok(())
-}
-
-impl Inner {
-    /// Records a committed change in the store's size.
-    fn grew(&self, growth: i64) {
-        if growth >= 0 {
-            self.used.fetch_add(growth as u64, Ordering::AcqRel);
-        } else {
-            let _ = self
-                .used
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                    Some(used.saturating_sub(growth.unsigned_abs()))
-                });
-        }
-    }
 }
 
 impl KvBackend for SqliteKv {
@@ -268,10 +309,10 @@ impl KvBackend for SqliteKv {
         self.run(format!("set of key {key:?}"), move |conn, inner| {
             // IMMEDIATE: the size read and the write see the same row.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut growth = 0;
-            write(&tx, inner, &key, &value, &mut growth)?;
+            let mut usage = Usage::read(&tx, &inner.label)?;
+            write(&tx, inner, &key, &value, &mut usage)?;
+            usage.save(&tx, &inner.label)?;
             tx.commit()?;
-            inner.grew(growth);
             Ok(())
         })
     }
@@ -280,10 +321,10 @@ impl KvBackend for SqliteKv {
         let key = key.to_owned();
         self.run(format!("delete of key {key:?}"), move |conn, inner| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut growth = 0;
-            remove(&tx, inner, &key, &mut growth)?;
+            let mut usage = Usage::read(&tx, &inner.label)?;
+            remove(&tx, inner, &key, &mut usage)?;
+            usage.save(&tx, &inner.label)?;
             tx.commit()?;
-            inner.grew(growth);
             Ok(())
         })
     }
@@ -325,10 +366,10 @@ impl KvBackend for SqliteKv {
             let next = current
                 .checked_add(delta)
                 .ok_or_else(|| Failure::Overflow(key.clone()))?;
-            let mut growth = 0;
-            write(&tx, inner, &key, next.to_string().as_bytes(), &mut growth)?;
+            let mut usage = Usage::read(&tx, &inner.label)?;
+            write(&tx, inner, &key, next.to_string().as_bytes(), &mut usage)?;
+            usage.save(&tx, &inner.label)?;
             tx.commit()?;
-            inner.grew(growth);
             Ok(next)
         })
     }
@@ -349,10 +390,10 @@ impl KvBackend for SqliteKv {
                 if read(&tx, &inner.label, &key)? != expected {
                     return Ok(false);
                 }
-                let mut growth = 0;
-                write(&tx, inner, &key, &new, &mut growth)?;
+                let mut usage = Usage::read(&tx, &inner.label)?;
+                write(&tx, inner, &key, &new, &mut usage)?;
+                usage.save(&tx, &inner.label)?;
                 tx.commit()?;
-                inner.grew(growth);
                 Ok(true)
             },
         )
@@ -378,12 +419,12 @@ impl KvBackend for SqliteKv {
             move |conn, inner| {
                 // All or nothing, and one fsync instead of one per key.
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let mut growth = 0;
+                let mut usage = Usage::read(&tx, &inner.label)?;
                 for (key, value) in &items {
-                    write(&tx, inner, key, value, &mut growth)?;
+                    write(&tx, inner, key, value, &mut usage)?;
                 }
+                usage.save(&tx, &inner.label)?;
                 tx.commit()?;
-                inner.grew(growth);
                 Ok(())
             },
         )
@@ -394,12 +435,12 @@ impl KvBackend for SqliteKv {
             format!("delete of {} keys", keys.len()),
             move |conn, inner| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let mut growth = 0;
+                let mut usage = Usage::read(&tx, &inner.label)?;
                 for key in &keys {
-                    remove(&tx, inner, key, &mut growth)?;
+                    remove(&tx, inner, key, &mut usage)?;
                 }
+                usage.save(&tx, &inner.label)?;
                 tx.commit()?;
-                inner.grew(growth);
                 Ok(())
             },
         )
