@@ -1153,7 +1153,8 @@ fn a_busy_app_runs_in_the_worker_process_while_other_apps_are_served() {
         assert_eq!(node.get("calm.localhost", "/").status, 200);
         let (client, response) = raw_exchange(
             node.data,
-            "POST /probe?q=1 HTTP/1.1\r\nhost: busy.localhost\r\nx-test: yes\r\nconnection: close\r\ncontent-length: 4\r\n\r\n",
+            // A client cannot ask the worker for its metrics: the header is taken off.
+            "POST /probe?q=1 HTTP/1.1\r\nhost: busy.localhost\r\nx-test: yes\r\nwisp-worker-metrics: 1\r\nconnection: close\r\ncontent-length: 4\r\n\r\n",
             b"body",
         );
         assert!(
@@ -1198,6 +1199,34 @@ fn a_busy_app_runs_in_the_worker_process_while_other_apps_are_served() {
     for response in release(held, b"cde") {
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     }
+    // The node's metrics count the requests its worker served, labelled as the worker's.
+    let bearer = format!("Bearer {}", node.token());
+    let metrics = request(
+        node.admin,
+        "GET",
+        "/metrics",
+        &[("authorization", &bearer)],
+        b"",
+    )
+    .text();
+    let in_worker = |line: &str| {
+        line.starts_with(r#"wisp_requests_total{app="busy""#)
+            && line.contains(r#"process="worker"} "#)
+    };
+    let served_there: u64 = metrics
+        .lines()
+        .filter(|l| in_worker(l))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(served_there >= 1, "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with(r#"process_threads{process="worker"} "#)),
+        "{metrics}"
+    );
+    assert_eq!(metrics.matches("# TYPE wisp_requests counter").count(), 1);
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
 
     // A worker that dies fails nothing that comes after: the node serves the app itself
     // until it has started another.

@@ -13,12 +13,14 @@
 //! apps and components deployed.
 
 mod cpu;
+mod merge;
 mod process;
 mod serve;
 mod thread_clock;
 
 pub use cpu::{CpuMeter, CpuMetered};
-pub use serve::{dashboard_response, metrics_response, serve};
+pub use merge::with_other_process;
+pub use serve::{dashboard_response, metrics_response, metrics_response_with, serve};
 pub use thread_clock::{await_fast_thread_clock, fast_thread_clock};
 
 use prometheus_client::encoding::EncodeLabelSet;

@@ -62,6 +62,16 @@ fn not_allowed() -> Response<Bytes> {
 /// The answer to a request for the metrics: `GET`/`HEAD /metrics` gets the registry in
 /// the OpenMetrics text format; anything else a 404 or 405.
 pub fn metrics_response<B>(metrics: &Metrics, request: &Request<B>) -> Response<Bytes> {
+    metrics_response_with(metrics, None, request)
+}
+
+/// [`metrics_response`] with a second process's exposition (a node's worker process)
+/// merged in: `(its name, its metrics)`, see [`crate::with_other_process`].
+pub fn metrics_response_with<B>(
+    metrics: &Metrics,
+    other: Option<(&str, &str)>,
+    request: &Request<B>,
+) -> Response<Bytes> {
     let respond = |status: StatusCode, content_type: &str, body: String| {
         Response::builder()
             .status(status)
@@ -79,7 +89,12 @@ pub fn metrics_response<B>(metrics: &Metrics, request: &Request<B>) -> Response<
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return not_allowed();
     }
-    respond(StatusCode::OK, CONTENT_TYPE, metrics.encode())
+    let own = metrics.encode();
+    let text = match other {
+        Some((process, text)) => crate::with_other_process(&own, text, process),
+        None => own,
+    };
+    respond(StatusCode::OK, CONTENT_TYPE, text)
 }
 
 /// Answers `GET /metrics` on `listener` until `shutdown` resolves.

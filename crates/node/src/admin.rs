@@ -169,7 +169,14 @@ impl Admin {
         let path = request.uri().path().to_owned();
         if path == "/metrics" {
             // Prometheus' conventional path, beside the API; the same token guards it.
-            return wisp_metrics::metrics_response(self.node.metrics(), &request).map(body);
+            // With the worker process's, whose samples carry `process="worker"`.
+            let worker = match request.method() {
+                &Method::GET | &Method::HEAD => self.node.worker_metrics().await,
+                _ => None,
+            };
+            let other = worker.as_deref().map(|text| ("worker", text));
+            return wisp_metrics::metrics_response_with(self.node.metrics(), other, &request)
+                .map(body);
         }
         let Some(rest) = path.strip_prefix(API_PREFIX) else {
             return error(

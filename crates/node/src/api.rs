@@ -195,7 +195,7 @@ pub fn openapi() -> serde_json::Value {
         "security": [{"bearer": []}],
         "paths": {
             "/metrics": {"get": {
-                "operationId": "metrics", "summary": "Prometheus metrics of every app and the process (docs/observability.md).",
+                "operationId": "metrics", "summary": "Prometheus metrics of every app and the process, with the worker process's labelled process=\"worker\" (docs/observability.md).",
                 "responses": {
                     "200": {"description": "The metrics.", "content": {"application/openmetrics-text; version=1.0.0; charset=utf-8": {"schema": {"type": "string"}}}},
                     "401": error("No or a wrong token.")

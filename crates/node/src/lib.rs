@@ -313,6 +313,12 @@ impl Node {
         self.inner.runtime.engine().metrics()
     }
 
+    /// The metrics of the node's worker process (OpenMetrics text), while it runs: what
+    /// the apps forwarded there recorded, for the node's `/metrics`.
+    pub async fn worker_metrics(&self) -> Option<String> {
+        self.inner.worker.as_ref()?.metrics().await
+    }
+
     /// The node's settings.
     pub fn config(&self) -> &NodeConfig {
         &self.inner.config

@@ -5,6 +5,7 @@
 use crate::routing::host_name;
 use crate::{AppEntry, Inner, worker};
 use futures::future::BoxFuture;
+use http_body_util::BodyExt as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use wasmtime_wasi_http::WasiBody;
@@ -73,6 +74,7 @@ impl Inner {
         entry.touch(self.started);
         let _in_flight = InFlight::enter(&entry);
         if let Some(worker) = &self.worker {
+            worker::remove_forwarding_headers(request.headers_mut());
             // An app running more instances than there are CPUs, while another app is
             // being served, goes to the worker process (see `worker`). Requests past the
             // app's cap only queue: an app capped at the CPU count or below is never busy.
@@ -111,6 +113,17 @@ impl Inner {
         let Some(token) = &self.worker_token else {
             unreachable!("only a worker serves forwarded requests")
         };
+        if worker::asks_for_metrics(token, &request) {
+            let text = self.runtime.engine().metrics().encode();
+            return http::Response::builder()
+                .header(http::header::CONTENT_TYPE, wisp_metrics::CONTENT_TYPE)
+                .body(
+                    http_body_util::Full::new(bytes::Bytes::from(text))
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                )
+                .expect("static response parts are valid");
+        }
         let forwarded = match worker::accept_forwarded(token, &mut request) {
             Ok(forwarded) => forwarded,
             Err(refused) => {

@@ -84,13 +84,21 @@ const DEPLOY_HEADER: HeaderName = HeaderName::from_static("wisp-worker-deploy");
 const CLIENT_HEADER: HeaderName = HeaderName::from_static("wisp-worker-client");
 const LOCAL_HEADER: HeaderName = HeaderName::from_static("wisp-worker-local");
 const SECURE_HEADER: HeaderName = HeaderName::from_static("wisp-worker-secure");
-const FORWARD_HEADERS: [HeaderName; 6] = [
+/// Asks the worker for its metrics instead of an app's answer.
+const METRICS_HEADER: HeaderName = HeaderName::from_static("wisp-worker-metrics");
+/// How long a scrape of the node waits for its worker's metrics.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most bytes of metrics taken from the worker.
+const MAX_METRICS_BYTES: usize = 256 << 20;
+/// Removed from every client request: only the node sets them.
+const FORWARD_HEADERS: [HeaderName; 7] = [
     TOKEN_HEADER,
     APP_HEADER,
     DEPLOY_HEADER,
     CLIENT_HEADER,
     LOCAL_HEADER,
     SECURE_HEADER,
+    METRICS_HEADER,
 ];
 
 /// The node's side of its worker process.
@@ -323,9 +331,7 @@ impl Worker {
         let restore = |mut parts: http::request::Parts, body: Incoming| {
             parts.version = version;
             parts.uri = uri.clone();
-            for name in FORWARD_HEADERS {
-                parts.headers.remove(name);
-            }
+            remove_forwarding_headers(&mut parts.headers);
             Request::from_parts(parts, body)
         };
         parts.version = http::Version::HTTP_11;
@@ -333,9 +339,7 @@ impl Worker {
             parts.uri = http::Uri::from(path.clone());
         }
         strip_hop_by_hop(&mut parts.headers);
-        for name in FORWARD_HEADERS {
-            parts.headers.remove(name);
-        }
+        remove_forwarding_headers(&mut parts.headers);
         let (Ok(host), Ok(app), Ok(token), Ok(deploy)) = (
             HeaderValue::from_str(authority),
             HeaderValue::from_str(app),
@@ -386,6 +390,45 @@ impl Worker {
         }
         let (parts, body) = request.into_parts();
         Err(restore(parts, body))
+    }
+
+    /// The worker's metrics (OpenMetrics text), if it is running and answers in time.
+    pub(crate) async fn metrics(&self) -> Option<String> {
+        let address = match &*self.lock() {
+            State::Ready(running) => running.address,
+            _ => return None,
+        };
+        let request = Request::get("/metrics")
+            .header(header::HOST, address.to_string())
+            .header(TOKEN_HEADER, &self.token)
+            .header(METRICS_HEADER, "1")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .ok()?;
+        let fetch = async move {
+            let stream = tokio::net::TcpStream::connect(address).await.ok()?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .ok()?;
+            tokio::spawn(connection);
+            let response = sender.send_request(request).await.ok()?;
+            if response.status() != StatusCode::OK {
+                return None;
+            }
+            let body = http_body_util::Limited::new(response.into_body(), MAX_METRICS_BYTES)
+                .collect()
+                .await
+                .ok()?;
+            String::from_utf8(body.to_bytes().to_vec()).ok()
+        };
+        let metrics = tokio::time::timeout(METRICS_TIMEOUT, fetch)
+            .await
+            .ok()
+            .flatten();
+        if metrics.is_none() {
+            tracing::debug!("the node's worker sent no metrics");
+        }
+        metrics
     }
 
     /// An idle connection to the worker, or a new one.
@@ -495,6 +538,24 @@ impl Refusal {
             ),
         }
     }
+}
+
+/// Takes the headers only the node may set off a client's request, so that an app sees
+/// the same request whether the node or its worker serves it.
+pub(crate) fn remove_forwarding_headers(headers: &mut HeaderMap) {
+    for name in FORWARD_HEADERS {
+        headers.remove(name);
+    }
+}
+
+/// Whether `request` is the node asking its worker for its metrics (it carries the
+/// node's secret).
+pub(crate) fn asks_for_metrics<B>(token: &crate::AdminToken, request: &Request<B>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(METRICS_HEADER)
+        && headers
+            .get(TOKEN_HEADER)
+            .is_some_and(|given| token.matches(given.as_bytes()))
 }
 
 /// The worker's check of a request: it must carry the node's secret; its forwarding

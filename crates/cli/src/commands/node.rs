@@ -414,6 +414,8 @@ async fn serve_worker(args: ServeNodeArgs) -> Result<()> {
     let idle_unload = super::shared::seconds("--idle-unload", args.idle_unload)?;
     let mut settings = Settings::from_limits(&args.limits, RuntimeConfig::default())?;
     settings.server.tls = None;
+    // Recorded as in the node, which serves them on its `/metrics` beside its own.
+    settings.metrics = wisp_metrics::Metrics::new();
     let state_dir = match &args.state_dir {
         Some(dir) => dir.clone(),
         None => default_state_dir()?,

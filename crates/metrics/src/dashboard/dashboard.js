@@ -37,10 +37,13 @@ function summarise(samples) {
     if (!rows.has(key)) rows.set(key, { app: l.app, component: l.component, requests: 0, outcomes: {}, buckets: new Map(), cpu: 0, active: 0, memory: new Map(), memoryCount: 0, outbound: 0, denied: 0 });
     return rows.get(key);
   };
+  // A node's worker process labels its samples process="worker": its requests add to
+  // the node's, and its process figures are shown apart.
   const process = {};
+  const worker = {};
   for (const s of samples) {
     const l = s.labels;
-    if (s.name.startsWith("process_")) { process[s.name] = s.value; continue; }
+    if (s.name.startsWith("process_")) { (l.process === "worker" ? worker : process)[s.name] = s.value; continue; }
     if (l.app === undefined || l.component === undefined) continue;
     const r = row(l);
     switch (s.name) {
@@ -49,19 +52,19 @@ function summarise(samples) {
         r.outcomes[l.outcome] = (r.outcomes[l.outcome] || 0) + s.value;
         break;
       case "wisp_request_duration_seconds_bucket":
-        r.buckets.set(l.le, s.value);
+        r.buckets.set(l.le, (r.buckets.get(l.le) || 0) + s.value);
         break;
-      case "wisp_cpu_seconds_total": r.cpu = s.value; break;
-      case "wisp_instances_active": r.active = s.value; break;
-      case "wisp_instance_memory_peak_bytes_bucket": r.memory.set(l.le, s.value); break;
-      case "wisp_instance_memory_peak_bytes_count": r.memoryCount = s.value; break;
+      case "wisp_cpu_seconds_total": r.cpu += s.value; break;
+      case "wisp_instances_active": r.active += s.value; break;
+      case "wisp_instance_memory_peak_bytes_bucket": r.memory.set(l.le, (r.memory.get(l.le) || 0) + s.value); break;
+      case "wisp_instance_memory_peak_bytes_count": r.memoryCount += s.value; break;
       case "wisp_outbound_requests_total":
         r.outbound += s.value;
         if (l.outcome === "denied") r.denied += s.value;
         break;
     }
   }
-  return { rows, process };
+  return { rows, process, worker };
 }
 
 /** The upper bound of the bucket holding quantile q of the difference of two cumulative bucket maps. */
@@ -147,7 +150,9 @@ function render(summary, at) {
   }
   const p = summary.process;
   if (p.process_resident_memory_bytes !== undefined) {
-    document.getElementById("process").textContent = `process: ${bytes(p.process_resident_memory_bytes)} resident, ${(p.process_cpu_seconds_total || 0).toFixed(1)} s CPU, ${p.process_threads || 0} threads`;
+    const figures = (p) => `${bytes(p.process_resident_memory_bytes)} resident, ${(p.process_cpu_seconds_total || 0).toFixed(1)} s CPU, ${p.process_threads || 0} threads`;
+    const w = summary.worker;
+    document.getElementById("process").textContent = `process: ${figures(p)}` + (w.process_resident_memory_bytes !== undefined ? `; worker process: ${figures(w)}` : "");
   }
 }
 
