@@ -13,7 +13,11 @@
 # NOISY_SPLIT=1 adds, to each run, the same two apps as two `wisp up` processes (the
 # flood's in the idle scheduling class, `chrt --idle 0`, as a node's worker process for
 # busy apps would be): what separate address spaces give the quiet app, for comparison.
-# Usage: [FLOOD=hello] [RUNS=3] [NOISY_WISP_BASELINE=/path/to/wisp] [NOISY_FLOOD_NICE=19] [NOISY_SPLIT=1] benches/node-noisy.sh [seconds (5)]
+# NOISY_SHARED=1 sends the quiet app's load beside the flood over a connection that first
+# carries one quiet and 20 flood requests, as a load balancer's pooled connection to the
+# node carries requests for many apps (benches/shared-connection.py: one Python client, so
+# fewer requests per second than wrk; compare its runs with each other only).
+# Usage: [FLOOD=hello] [RUNS=3] [NOISY_WISP_BASELINE=/path/to/wisp] [NOISY_FLOOD_NICE=19] [NOISY_SPLIT=1] [NOISY_SHARED=1] benches/node-noisy.sh [seconds (5)]
 # Loopback only; every load run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +42,20 @@ app() { # name guest
 app flood "$FLOOD"
 app quiet hello
 p99() { to_us "$(awk '$1=="99%" {print $2}')"; }
+quiet_alone() { # the quiet app's load alone (the same client as beside the flood)
+  if [ -n "${NOISY_SHARED:-}" ]; then
+    python3 benches/shared-connection.py "127.0.0.1:$PORT" "$DURATION" quiet.localhost flood.localhost 0
+  else
+    wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/"
+  fi
+}
+quiet_beside() { # the quiet app's load beside the flood
+  if [ -n "${NOISY_SHARED:-}" ]; then
+    python3 benches/shared-connection.py "127.0.0.1:$PORT" "$DURATION"
+  else
+    wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/"
+  fi
+}
 wrk_rps() { awk '/^Requests\/sec/ {print $2}'; }
 
 node_ticks() { # the node's CPU ticks and its worker process's
@@ -67,12 +85,12 @@ one_run() { # wisp binary -> "quiet alone p99, flooded p99, flood req/s, node CP
   curl -fs -o /dev/null -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/"
   curl -fs -o /dev/null -H 'Host: flood.localhost' "http://127.0.0.1:$PORT/"
   local alone flooded ticks0 ticks1
-  alone=$(wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/" | p99)
+  alone=$(quiet_alone | p99)
   nice -n "$FLOOD_NICE" wrk -t2 -c256 -d$((DURATION + 2))s -H 'Host: flood.localhost' "http://127.0.0.1:$PORT/" >"$WORK/flood.wrk" 2>&1 &
   local flood_wrk=$!
   sleep 1
   ticks0=$(node_ticks)
-  flooded=$(wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/" | p99)
+  flooded=$(quiet_beside | p99)
   ticks1=$(node_ticks)
   wait "$flood_wrk" || true
   local forwarded

@@ -162,6 +162,14 @@ where
         }
     }
 
+    /// Starts `future` where it is polled, for an instance of an app within its share;
+    /// the connection the request came on returns to the serving threads if an earlier
+    /// request had sent it to the slow lane ([`keep_connection_on_serving_threads`]).
+    pub(crate) fn start_within_share(future: F) -> Self {
+        keep_connection_on_serving_threads();
+        Self::new(future)
+    }
+
     /// Starts `future` in the slow lane at once (where there is one): for an instance of
     /// an app that already has more than its share running. The connection the request
     /// came on follows it there ([`ConnectionLane`]).
@@ -255,29 +263,105 @@ impl<F: Future> Drop for Laned<F> {
     }
 }
 
+/// Where a client connection belongs, shared by its [`ConnectionLane`] and its requests.
+struct ConnectionHome {
+    /// In the slow lane (set by a request whose instance started there, or that went to a
+    /// node's worker process), or back on the serving threads (set by a request that did
+    /// not).
+    slow: AtomicBool,
+    /// The serving runtime the connection was accepted on.
+    serving: tokio::runtime::Handle,
+}
+
 tokio::task_local! {
-    /// Set by a request whose instance started in the slow lane: the connection it came
-    /// on follows it there ([`ConnectionLane`]).
-    static FOLLOW_TO_SLOW_LANE: Arc<AtomicBool>;
+    static CONNECTION_HOME: Arc<ConnectionHome>;
 }
 
 /// Marks the connection the current request came on (if the trigger runs it in a
 /// [`ConnectionLane`]) to move to the slow lane.
 pub fn send_connection_to_slow_lane() {
     // Outside a connection (an in-process call, a cron event) there is nothing to move.
-    let _ = FOLLOW_TO_SLOW_LANE.try_with(|follow| follow.store(true, Ordering::Relaxed));
+    let _ = CONNECTION_HOME.try_with(|home| home.slow.store(true, Ordering::Relaxed));
+}
+
+/// Marks the connection the current request came on to return to the serving threads,
+/// if it had moved to the slow lane: its request is for an app within its share. A
+/// connection a load balancer keeps open carries requests for many apps; one request for
+/// a flooded app must not leave the others' requests on it to the slow lane.
+pub(crate) fn keep_connection_on_serving_threads() {
+    let _ = CONNECTION_HOME.try_with(|home| home.slow.store(false, Ordering::Relaxed));
+}
+
+/// Spawns a task for the current request where its connection belongs: on the serving
+/// runtime when called from the slow lane for a request that does not belong there (its
+/// connection moved for an earlier request), else on the current runtime.
+pub(crate) fn spawn_for_request<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let serving = match on_slow_lane() {
+        true => CONNECTION_HOME
+            .try_with(|home| (!home.slow.load(Ordering::Relaxed)).then(|| home.serving.clone()))
+            .ok()
+            .flatten(),
+        false => None,
+    };
+    match serving {
+        Some(serving) => serving.spawn(future),
+        None => tokio::spawn(future),
+    }
 }
 
 /// A client connection's future (reading requests, writing responses) that moves to the
-/// slow lane once one of its requests had its instance started there: its app had more
-/// than its share in flight while another app was being served. A flooded app's
-/// connections then stop competing with the other apps' connections for the serving
-/// threads (a burst of 256 of its responses finishing at once queued every other app's
-/// requests behind them), and it keeps the whole machine while it is alone. It stays in
-/// the slow lane for the rest of its life. Dropping it cancels it wherever it runs.
+/// slow lane once one of its requests had its instance started there, or went to a node's
+/// worker process: its app had more than its share in flight while another app was being
+/// served. A flooded app's connections then stop competing with the other apps'
+/// connections for the serving threads (a burst of 256 of its responses finishing at once
+/// queued every other app's requests behind them), and it keeps the whole machine while it
+/// is alone. It comes back to the serving threads when a request on it is for an app
+/// within its share ([`keep_connection_on_serving_threads`]). Dropping it cancels it
+/// wherever it runs.
 pub struct ConnectionLane<F: Future> {
-    lane: Lane<tokio::task::futures::TaskLocalFuture<Arc<AtomicBool>, F>>,
-    follow: Arc<AtomicBool>,
+    lane: ConnLane<tokio::task::futures::TaskLocalFuture<Arc<ConnectionHome>, F>>,
+    home: Arc<ConnectionHome>,
+}
+
+enum ConnLane<F: Future> {
+    Serving(Pin<Box<F>>),
+    Slow(tokio::task::JoinHandle<Carried<F>>),
+    Moving,
+}
+
+/// How a connection's stay in the slow lane ends.
+enum Carried<F: Future> {
+    Done(F::Output),
+    Back(Pin<Box<F>>),
+}
+
+/// Polls a connection in the slow lane until it ends or is sent back.
+struct Carrier<F: Future> {
+    connection: Option<Pin<Box<F>>>,
+    home: Arc<ConnectionHome>,
+}
+
+impl<F: Future> Future for Carrier<F> {
+    type Output = Carried<F>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Carried<F>> {
+        let this = &mut *self;
+        let Some(connection) = this.connection.as_mut() else {
+            unreachable!("a carrier is not polled after it finished");
+        };
+        match connection.as_mut().poll(cx) {
+            Poll::Ready(output) => Poll::Ready(Carried::Done(output)),
+            Poll::Pending if !this.home.slow.load(Ordering::Relaxed) => {
+                let back = this.connection.take().expect("checked above");
+                Poll::Ready(Carried::Back(back))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl<F> ConnectionLane<F>
@@ -285,13 +369,17 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    /// Runs `connection` where it is polled until one of its requests goes slow.
+    /// Runs `connection` on the current runtime (the serving one) until one of its
+    /// requests goes slow.
     pub fn new(connection: F) -> Self {
-        let follow = Arc::new(AtomicBool::new(false));
-        let scoped = FOLLOW_TO_SLOW_LANE.scope(follow.clone(), connection);
+        let home = Arc::new(ConnectionHome {
+            slow: AtomicBool::new(false),
+            serving: tokio::runtime::Handle::current(),
+        });
+        let scoped = CONNECTION_HOME.scope(home.clone(), connection);
         Self {
-            lane: Lane::Fast(Box::pin(scoped)),
-            follow,
+            lane: ConnLane::Serving(Box::pin(scoped)),
+            home,
         }
     }
 }
@@ -305,15 +393,53 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
-        if let Lane::Fast(future) = &mut this.lane {
-            if let Poll::Ready(output) = future.as_mut().poll(cx) {
-                return Poll::Ready(output);
-            }
-            if !this.follow.load(Ordering::Relaxed) || !this.lane.move_to_slow_lane() {
-                return Poll::Pending;
+        loop {
+            match &mut this.lane {
+                ConnLane::Serving(connection) => {
+                    if let Poll::Ready(output) = connection.as_mut().poll(cx) {
+                        return Poll::Ready(output);
+                    }
+                    if !this.home.slow.load(Ordering::Relaxed) {
+                        return Poll::Pending;
+                    }
+                    let Some(slow) = slow_lane() else {
+                        return Poll::Pending;
+                    };
+                    let ConnLane::Serving(connection) =
+                        std::mem::replace(&mut this.lane, ConnLane::Moving)
+                    else {
+                        unreachable!("matched above");
+                    };
+                    this.lane = ConnLane::Slow(slow.spawn(Carrier {
+                        connection: Some(connection),
+                        home: this.home.clone(),
+                    }));
+                }
+                ConnLane::Slow(handle) => match Pin::new(handle).poll(cx) {
+                    Poll::Ready(Ok(Carried::Done(output))) => return Poll::Ready(output),
+                    // Polled here again at once (its wakers were the slow lane's); if it
+                    // was sent to the slow lane again meanwhile, it moves again.
+                    Poll::Ready(Ok(Carried::Back(connection))) => {
+                        this.lane = ConnLane::Serving(connection);
+                    }
+                    Poll::Ready(Err(err)) if err.is_panic() => {
+                        std::panic::resume_unwind(err.into_panic())
+                    }
+                    // Only the owner aborts the task, and it is not polled after that.
+                    Poll::Ready(Err(err)) => panic!("slow-lane connection task ended early: {err}"),
+                    Poll::Pending => return Poll::Pending,
+                },
+                ConnLane::Moving => unreachable!("a move completes within one poll"),
             }
         }
-        this.lane.poll_slow(cx, "connection")
+    }
+}
+
+impl<F: Future> Drop for ConnectionLane<F> {
+    fn drop(&mut self) {
+        if let ConnLane::Slow(handle) = &self.lane {
+            handle.abort();
+        }
     }
 }
 
@@ -368,6 +494,41 @@ mod tests {
         assert_ne!(stays.0.as_deref(), Some("wisp-slow-lane"));
         // Outside a connection, asking does nothing (and does not panic).
         send_connection_to_slow_lane();
+    }
+
+    /// A connection in the slow lane comes back to the serving threads when a request on
+    /// it is for an app within its share, and that request's instance runs there too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_connection_comes_back_for_a_request_within_its_share() {
+        let thread = || {
+            (
+                std::thread::current().name().map(str::to_owned),
+                on_slow_lane(),
+            )
+        };
+        let (slow, instance, back, again) = ConnectionLane::new(async move {
+            send_connection_to_slow_lane();
+            tokio::task::yield_now().await;
+            let slow = thread();
+            // The next request, for an app within its share.
+            keep_connection_on_serving_threads();
+            let instance = spawn_for_request(async move { thread() }).await.unwrap();
+            tokio::task::yield_now().await;
+            let back = thread();
+            // And a flooded app's request again.
+            send_connection_to_slow_lane();
+            tokio::task::yield_now().await;
+            (slow, instance, back, thread())
+        })
+        .await;
+        assert_eq!(slow, (Some("wisp-slow-lane".to_owned()), true));
+        assert!(
+            !instance.1,
+            "the instance ran in the slow lane: {instance:?}"
+        );
+        assert!(!back.1, "the connection stayed in the slow lane: {back:?}");
+        assert_ne!(back.0.as_deref(), Some("wisp-slow-lane"));
+        assert_eq!(again, (Some("wisp-slow-lane".to_owned()), true));
     }
 
     /// A busy app gives way only while another app is light; alone it keeps the fast lane.

@@ -3,7 +3,7 @@
 
 use crate::budget::{Charge, INSTANCE_OVERHEAD};
 use crate::host::{LogStream, MemoryLimiter, Stream};
-use crate::lanes::Laned;
+use crate::lanes::{Laned, spawn_for_request};
 use crate::outbound::OutboundBudget;
 use crate::{GuestFault, Host};
 use http_body_util::BodyExt;
@@ -249,10 +249,10 @@ impl LoadedComponent {
         let this = self.clone();
         let lane = match self.limits.over_share() {
             true => Laned::start_slow,
-            false => Laned::new,
+            false => Laned::start_within_share,
         };
         let metrics = self.metrics.clone();
-        let task = tokio::spawn(lane(metered_instance(metrics, meter, async move {
+        let task = spawn_for_request(lane(metered_instance(metrics, meter, async move {
             let result = async {
                 let (pre, _) = tier.http.as_ref().expect("checked before spawning");
                 let instantiating = Instant::now();
@@ -561,11 +561,11 @@ impl LoadedComponent {
         // instance and its slot go.
         let lane = match self.limits.over_share() {
             true => Laned::start_slow,
-            false => Laned::new,
+            false => Laned::start_within_share,
         };
         let meter = meter.or_else(|| self.metrics.is_enabled().then(CpuMeter::new));
         let metrics = self.metrics.clone();
-        let mut task = AbortOnDrop(tokio::spawn(lane(metered_instance(
+        let mut task = AbortOnDrop(spawn_for_request(lane(metered_instance(
             metrics,
             meter,
             async move {
