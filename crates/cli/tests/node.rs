@@ -165,6 +165,18 @@ impl Node {
             .to_owned()
     }
 
+    /// `GET /metrics` on the admin listener, with the token.
+    fn metrics(&self) -> HttpResponse {
+        let bearer = format!("Bearer {}", self.token());
+        request(
+            self.admin,
+            "GET",
+            "/metrics",
+            &[("authorization", &bearer)],
+            b"",
+        )
+    }
+
     fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
@@ -260,14 +272,7 @@ fn deploys_route_by_host_and_are_listed_and_removed() {
     assert_eq!(node.get("a.b.echo.test", "/").status, 200);
     // Prometheus metrics on the admin listener, behind its token, labelled with the
     // deployed app's name (the manifest calls it `test-app`).
-    let bearer = format!("Bearer {}", node.token());
-    let metrics = request(
-        node.admin,
-        "GET",
-        "/metrics",
-        &[("authorization", &bearer)],
-        b"",
-    );
+    let metrics = node.metrics();
     assert_eq!(metrics.status, 200);
     assert!(
         metrics.text().lines().any(|l| l
@@ -347,16 +352,7 @@ fn deploys_route_by_host_and_are_listed_and_removed() {
     );
     assert_eq!(node.apps().len(), 2);
 
-    let metrics_text = || {
-        request(
-            node.admin,
-            "GET",
-            "/metrics",
-            &[("authorization", &bearer)],
-            b"",
-        )
-        .text()
-    };
+    let metrics_text = || node.metrics().text();
     assert!(metrics_text().contains(r#"app="echo""#));
     node.ok(&["rm", "echo"]);
     assert_eq!(node.get("echo.example.com", "/").status, 404);
@@ -1209,15 +1205,7 @@ fn a_busy_app_runs_in_the_worker_process_while_other_apps_are_served() {
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     }
     // The node's metrics count the requests its worker served, labelled as the worker's.
-    let bearer = format!("Bearer {}", node.token());
-    let metrics = request(
-        node.admin,
-        "GET",
-        "/metrics",
-        &[("authorization", &bearer)],
-        b"",
-    )
-    .text();
+    let metrics = node.metrics().text();
     let in_worker = |line: &str| {
         line.starts_with(r#"wisp_requests_total{app="busy""#)
             && line.contains(r#"process="worker"} "#)
