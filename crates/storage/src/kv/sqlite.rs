@@ -268,6 +268,22 @@ impl Usage {
     }
 }
 
+/// Runs `change` in an IMMEDIATE transaction (SQLite's write lock, which holds across
+/// processes, is taken before anything is read) with the store's usage, then records the
+/// usage and commits.
+fn writing<T>(
+    conn: &mut Connection,
+    label: &str,
+    change: impl FnOnce(&Connection, &mut Usage) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut usage = Usage::read(&tx, label)?;
+    let result = change(&tx, &mut usage)?;
+    usage.save(&tx, label)?;
+    tx.commit()?;
+    Ok(result)
+}
+
 /// Writes `key` inside a write transaction, refusing growth past the quota.
 fn write(
     conn: &Connection,
@@ -307,25 +323,18 @@ impl KvBackend for SqliteKv {
     fn set<'a>(&'a self, key: &'a str, value: Vec<u8>) -> BoxFuture<'a, Result<(), KvError>> {
         let key = key.to_owned();
         self.run(format!("set of key {key:?}"), move |conn, inner| {
-            // IMMEDIATE: the size read and the write see the same row.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut usage = Usage::read(&tx, &inner.label)?;
-            write(&tx, inner, &key, &value, &mut usage)?;
-            usage.save(&tx, &inner.label)?;
-            tx.commit()?;
-            Ok(())
+            writing(conn, &inner.label, |tx, usage| {
+                write(tx, inner, &key, &value, usage)
+            })
         })
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), KvError>> {
         let key = key.to_owned();
         self.run(format!("delete of key {key:?}"), move |conn, inner| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut usage = Usage::read(&tx, &inner.label)?;
-            remove(&tx, inner, &key, &mut usage)?;
-            usage.save(&tx, &inner.label)?;
-            tx.commit()?;
-            Ok(())
+            writing(conn, &inner.label, |tx, usage| {
+                remove(tx, inner, &key, usage)
+            })
         })
     }
 
@@ -353,24 +362,22 @@ impl KvBackend for SqliteKv {
     fn increment<'a>(&'a self, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64, KvError>> {
         let key = key.to_owned();
         self.run(format!("increment of key {key:?}"), move |conn, inner| {
-            // IMMEDIATE takes the write lock before reading, so no other
-            // connection (or process) can change the value in between.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current = match read(&tx, &inner.label, &key)? {
-                None => 0,
-                Some(bytes) => std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|text| text.parse::<i64>().ok())
-                    .ok_or_else(|| Failure::NotInteger(key.clone()))?,
-            };
-            let next = current
-                .checked_add(delta)
-                .ok_or_else(|| Failure::Overflow(key.clone()))?;
-            let mut usage = Usage::read(&tx, &inner.label)?;
-            write(&tx, inner, &key, next.to_string().as_bytes(), &mut usage)?;
-            usage.save(&tx, &inner.label)?;
-            tx.commit()?;
-            Ok(next)
+            // The write lock is taken before reading, so no other connection (or
+            // process) can change the value in between.
+            writing(conn, &inner.label, |tx, usage| {
+                let current = match read(tx, &inner.label, &key)? {
+                    None => 0,
+                    Some(bytes) => std::str::from_utf8(&bytes)
+                        .ok()
+                        .and_then(|text| text.parse::<i64>().ok())
+                        .ok_or_else(|| Failure::NotInteger(key.clone()))?,
+                };
+                let next = current
+                    .checked_add(delta)
+                    .ok_or_else(|| Failure::Overflow(key.clone()))?;
+                write(tx, inner, &key, next.to_string().as_bytes(), usage)?;
+                Ok(next)
+            })
         })
     }
 
@@ -385,16 +392,14 @@ impl KvBackend for SqliteKv {
         self.run(
             format!("compare-and-swap of key {key:?}"),
             move |conn, inner| {
-                // See `increment` for why IMMEDIATE.
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if read(&tx, &inner.label, &key)? != expected {
-                    return Ok(false);
-                }
-                let mut usage = Usage::read(&tx, &inner.label)?;
-                write(&tx, inner, &key, &new, &mut usage)?;
-                usage.save(&tx, &inner.label)?;
-                tx.commit()?;
-                Ok(true)
+                // See `increment` for why the write lock comes first.
+                writing(conn, &inner.label, |tx, usage| {
+                    if read(tx, &inner.label, &key)? != expected {
+                        return Ok(false);
+                    }
+                    write(tx, inner, &key, &new, usage)?;
+                    Ok(true)
+                })
             },
         )
     }
@@ -418,14 +423,12 @@ impl KvBackend for SqliteKv {
             format!("set of {} keys", items.len()),
             move |conn, inner| {
                 // All or nothing, and one fsync instead of one per key.
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let mut usage = Usage::read(&tx, &inner.label)?;
-                for (key, value) in &items {
-                    write(&tx, inner, key, value, &mut usage)?;
-                }
-                usage.save(&tx, &inner.label)?;
-                tx.commit()?;
-                Ok(())
+                writing(conn, &inner.label, |tx, usage| {
+                    for (key, value) in &items {
+                        write(tx, inner, key, value, usage)?;
+                    }
+                    Ok(())
+                })
             },
         )
     }
@@ -434,14 +437,12 @@ impl KvBackend for SqliteKv {
         self.run(
             format!("delete of {} keys", keys.len()),
             move |conn, inner| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let mut usage = Usage::read(&tx, &inner.label)?;
-                for key in &keys {
-                    remove(&tx, inner, key, &mut usage)?;
-                }
-                usage.save(&tx, &inner.label)?;
-                tx.commit()?;
-                Ok(())
+                writing(conn, &inner.label, |tx, usage| {
+                    for key in &keys {
+                        remove(tx, inner, key, usage)?;
+                    }
+                    Ok(())
+                })
             },
         )
     }
