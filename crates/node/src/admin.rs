@@ -267,7 +267,7 @@ fn node_error(e: &NodeError) -> Response<WasiBody> {
     error(status, &e.to_string())
 }
 
-fn body(bytes: impl Into<Bytes>) -> WasiBody {
+pub(crate) fn body(bytes: impl Into<Bytes>) -> WasiBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed_unsync()

@@ -5,7 +5,6 @@
 use crate::routing::host_name;
 use crate::{AppEntry, Inner, worker};
 use futures::future::BoxFuture;
-use http_body_util::BodyExt as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use wasmtime_wasi_http::WasiBody;
@@ -114,15 +113,8 @@ impl Inner {
             unreachable!("only a worker serves forwarded requests")
         };
         if worker::asks_for_metrics(token, &request) {
-            let text = self.runtime.engine().metrics().encode();
-            return http::Response::builder()
-                .header(http::header::CONTENT_TYPE, wisp_metrics::CONTENT_TYPE)
-                .body(
-                    http_body_util::Full::new(bytes::Bytes::from(text))
-                        .map_err(|never| match never {})
-                        .boxed_unsync(),
-                )
-                .expect("static response parts are valid");
+            return wisp_metrics::metrics_response(self.runtime.engine().metrics(), &request)
+                .map(crate::admin::body);
         }
         let forwarded = match worker::accept_forwarded(token, &mut request) {
             Ok(forwarded) => forwarded,

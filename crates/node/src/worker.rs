@@ -311,7 +311,8 @@ impl Worker {
         }
     }
 
-    /// Sends `request` (for the deploy `deploy` of app `app`) to the worker at `address`.
+    /// Sends `request` (for the deploy `deploy` of app `app`, without forwarding headers)
+    /// to the worker at `address`.
     /// Gives the request back if none of it was sent (the worker cannot be reached), so
     /// the node can serve it itself.
     pub(crate) async fn forward(
@@ -338,8 +339,8 @@ impl Worker {
         if let Some(path) = parts.uri.path_and_query() {
             parts.uri = http::Uri::from(path.clone());
         }
+        // The router took the forwarding headers off already (`remove_forwarding_headers`).
         strip_hop_by_hop(&mut parts.headers);
-        remove_forwarding_headers(&mut parts.headers);
         let (Ok(host), Ok(app), Ok(token), Ok(deploy)) = (
             HeaderValue::from_str(authority),
             HeaderValue::from_str(app),
