@@ -42,31 +42,12 @@ app() { # name guest
 app flood "$FLOOD"
 app quiet hello
 p99() { to_us "$(awk '$1=="99%" {print $2}')"; }
-quiet_alone() { # the quiet app's load alone (the same client as beside the flood)
+quiet_load() { # prime -> the quiet app's load for DURATION (NOISY_SHARED: `prime` flood requests first on its connection)
   if [ -n "${NOISY_SHARED:-}" ]; then
-    python3 benches/shared-connection.py "127.0.0.1:$PORT" "$DURATION" quiet.localhost flood.localhost 0
+    python3 benches/shared-connection.py "127.0.0.1:$PORT" "$DURATION" quiet.localhost flood.localhost "$1"
   else
     wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/"
   fi
-}
-quiet_beside() { # the quiet app's load beside the flood
-  if [ -n "${NOISY_SHARED:-}" ]; then
-    python3 benches/shared-connection.py "127.0.0.1:$PORT" "$DURATION"
-  else
-    wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/"
-  fi
-}
-wrk_rps() { awk '/^Requests\/sec/ {print $2}'; }
-
-node_ticks() { # the node's CPU ticks and its worker process's
-  local total pid
-  total=$(proc_cpu_ticks "$NODE_PID")
-  for pid in $(pgrep -P "$NODE_PID" || true); do total=$((total + $(proc_cpu_ticks "$pid"))); done
-  echo "$total"
-}
-worker_forwarded() { # requests the node forwarded to its worker process
-  curl -fs -H "Authorization: Bearer $(cat "$1/admin-token")" "$WISP_NODE/v1/status" |
-    sed -n 's/.*"forwarded_requests": *\([0-9]*\).*/\1/p'
 }
 
 one_run() { # wisp binary -> "quiet alone p99, flooded p99, flood req/s, node CPU ticks"
@@ -85,12 +66,12 @@ one_run() { # wisp binary -> "quiet alone p99, flooded p99, flood req/s, node CP
   curl -fs -o /dev/null -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/"
   curl -fs -o /dev/null -H 'Host: flood.localhost' "http://127.0.0.1:$PORT/"
   local alone flooded ticks0 ticks1
-  alone=$(quiet_alone | p99)
+  alone=$(quiet_load 0 | p99)
   nice -n "$FLOOD_NICE" wrk -t2 -c256 -d$((DURATION + 2))s -H 'Host: flood.localhost' "http://127.0.0.1:$PORT/" >"$WORK/flood.wrk" 2>&1 &
   local flood_wrk=$!
   sleep 1
   ticks0=$(node_ticks)
-  flooded=$(quiet_beside | p99)
+  flooded=$(quiet_load 20 | p99)
   ticks1=$(node_ticks)
   wait "$flood_wrk" || true
   local forwarded
