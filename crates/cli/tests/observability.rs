@@ -270,11 +270,13 @@ fn prometheus_scrapes_requests_faults_cpu_and_capability_use_per_component() {
         statements,
     );
 
-    // The looping guest burnt CPU until its 1 s deadline (less on a busy machine, never
-    // more than its wall time); hello's five instances together far less.
+    // The looping guest burnt CPU until its 1 s deadline, never more than its wall time
+    // (much less on a busy machine: after 5 ms it runs in the idle scheduling class, and a
+    // CI run once measured 0.086 s beside the Chromium test); hello's five instances
+    // together less still.
     let looped =
         prometheus.value_once(r#"wisp_cpu_seconds_total{component="faults"}"#, |v| v > 0.0);
-    assert!((0.1..1.5).contains(&looped), "faults CPU {looped} s");
+    assert!(looped < 1.5, "faults CPU {looped} s");
     let hello = prometheus.value_once(r#"wisp_cpu_seconds_total{component="hello"}"#, |v| v > 0.0);
     assert!(
         hello < looped,
