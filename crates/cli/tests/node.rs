@@ -1087,9 +1087,17 @@ fn raw_exchange(data: SocketAddr, head: &str, body: &[u8]) -> (SocketAddr, Strin
 /// More requests in flight than CPUs, each waiting for the rest of its body (`head` must
 /// declare more than `sent`): their app is over its share while they are held.
 fn hold(data: SocketAddr, head: &str, sent: &[u8]) -> Vec<std::net::TcpStream> {
+    hold_n(cpus() + 2, data, head, sent)
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// `count` requests in flight, each waiting for the rest of its body.
+fn hold_n(count: usize, data: SocketAddr, head: &str, sent: &[u8]) -> Vec<std::net::TcpStream> {
     use std::io::Write as _;
-    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    (0..cpus + 2)
+    (0..count)
         .map(|_| {
             let mut stream = std::net::TcpStream::connect(data).unwrap();
             stream.write_all(head.as_bytes()).unwrap();
@@ -1240,6 +1248,64 @@ fn a_busy_app_runs_in_the_worker_process_while_other_apps_are_served() {
     assert!(log.contains("worker process (pid"), "{log}");
     // It does not outlive the node.
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn an_apps_instance_cap_holds_across_the_node_and_its_worker() {
+    let state = tempfile::tempdir().unwrap();
+    let node = Node::start(state.path(), &[], &[]);
+    let cap = cpus() + 2;
+    node.deploy(
+        "busy",
+        app(programs::ECHO).path(),
+        &["--max-instances", &cap.to_string()],
+    );
+    node.deploy("calm", app(programs::HELLO).path(), &[]);
+    let held_post = "POST /held HTTP/1.1\r\nhost: busy.localhost\r\ncontent-length: 5\r\n\r\n";
+    let probe = |data| {
+        raw_exchange(
+            data,
+            "POST /probe HTTP/1.1\r\nhost: busy.localhost\r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
+            b"x",
+        )
+        .1
+    };
+
+    // One slot short of the cap held in the node: probes are over the app's share and go
+    // to the worker once it runs.
+    let mut held = hold_n(cap - 1, node.data, held_post, b"ab");
+    std::thread::sleep(Duration::from_millis(300));
+    let worker_runs = eventually(Duration::from_secs(30), || {
+        assert_eq!(node.get("calm.localhost", "/").status, 200);
+        let response = probe(node.data);
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        forwarded(&node) > 0
+    });
+    assert!(worker_runs, "nothing was forwarded:\n{}", node.stderr());
+
+    // Every slot held in the node (the last one taken while no other app has been served
+    // for a second: in the node too): a request for the worker waits for one of them, as
+    // it would in the node, instead of running past the cap there.
+    std::thread::sleep(Duration::from_millis(1200));
+    held.extend(hold_n(1, node.data, held_post, b"ab"));
+    std::thread::sleep(Duration::from_millis(300));
+    let before = forwarded(&node);
+    assert_eq!(node.get("calm.localhost", "/").status, 200);
+    let data = node.data;
+    let waiting = std::thread::spawn(move || probe(data));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !waiting.is_finished(),
+        "a forwarded request ran past the app's cap of {cap} held in the node"
+    );
+    for response in release(held, b"cde") {
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+    let response = waiting.join().unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("POST /probe"), "{response}");
+    assert_eq!(forwarded(&node), before + 1, "{}", node.stderr());
+    node.stop_cleanly();
 }
 
 #[test]

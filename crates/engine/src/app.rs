@@ -121,6 +121,52 @@ impl ResolvedLimits {
         let app = std::ptr::from_ref(self) as usize;
         self.fair_share.starts_slow(app, in_flight > above as usize)
     }
+
+    /// An instance slot: the app's own (if it has a cap), then the engine's, waited for in
+    /// turn. A `nested` (in-process) request fails at once instead: its caller holds a
+    /// slot while it waits, and queueing could deadlock once every slot belongs to a
+    /// waiting caller.
+    pub(crate) async fn take_slot(
+        &self,
+        engine: &WispEngine,
+        nested: bool,
+    ) -> Result<InstanceSlot, GuestError> {
+        let busy = |which: String| {
+            let fault = GuestFault::NoInstanceSlot(which);
+            GuestError {
+                message: fault.to_string(),
+                fault: Some(fault),
+            }
+        };
+        let closed = |_| GuestError {
+            fault: None,
+            message: "the engine is shutting down".to_owned(),
+        };
+        let app = match &self.permits {
+            Some((permits, cap)) if nested => Some(
+                permits
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| busy(format!("{cap} of the app's own")))?,
+            ),
+            Some((permits, _)) => Some(permits.clone().acquire_owned().await.map_err(closed)?),
+            None => None,
+        };
+        let permits = engine.instance_permits.clone();
+        let engine = match nested {
+            true => permits.try_acquire_owned().map_err(|_| {
+                busy(format!(
+                    "{} (--max-instances)",
+                    engine.config().max_instances
+                ))
+            })?,
+            false => permits.acquire_owned().await.map_err(closed)?,
+        };
+        Ok(InstanceSlot {
+            _app: app,
+            _engine: engine,
+        })
+    }
 }
 
 impl AppLimits {
@@ -175,6 +221,8 @@ pub struct LoadedApp {
     locked: LockedApp,
     components: HashMap<String, Arc<LoadedComponent>>,
     outbound: Arc<AppOutbound>,
+    limits: Arc<ResolvedLimits>,
+    engine: WispEngine,
 }
 
 impl std::fmt::Debug for LoadedApp {
@@ -256,6 +304,8 @@ impl LoadedApp {
             locked,
             components,
             outbound,
+            limits,
+            engine: engine.clone(),
         })
     }
 
@@ -273,6 +323,14 @@ impl LoadedApp {
     /// A component by id.
     pub fn component(&self, id: &str) -> Option<&Arc<LoadedComponent>> {
         self.components.get(id)
+    }
+
+    /// Waits for one of the app's instance slots (its own cap, then the engine's) and
+    /// holds it until dropped, for an instance of this app that runs in another process:
+    /// the node's worker serves some of an app's requests, and they count against the
+    /// app's cap in the node, so the two processes together keep within it.
+    pub async fn reserve_instance_slot(&self) -> Result<InstanceSlot, GuestError> {
+        self.limits.take_slot(&self.engine, false).await
     }
 }
 
@@ -531,8 +589,9 @@ pub struct LoadedComponent {
     metrics: wisp_metrics::ComponentMetrics,
 }
 
-/// An instance's slots, released together when the instance is gone.
-struct Slot {
+/// An instance's slots (its app's own and the engine's), released together when it is
+/// dropped.
+pub struct InstanceSlot {
     _app: Option<tokio::sync::OwnedSemaphorePermit>,
     _engine: tokio::sync::OwnedSemaphorePermit,
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use app::{
     AppLimits, CommandInput, ComponentReport, EventCall, GuestError, GuestOutput, HttpExport,
-    LoadedApp, LoadedComponent, inspect_component, middleware_only_components,
+    InstanceSlot, LoadedApp, LoadedComponent, inspect_component, middleware_only_components,
 };
 pub use budget::{available_memory, default_memory_budget, release_free_heap};
 pub use host::{GuestFault, Host};

@@ -173,6 +173,8 @@ enum LoadState {
 /// An app in memory: its HTTP trigger and its running event triggers.
 struct Loaded {
     http: Option<Arc<HttpTrigger>>,
+    /// The app as loaded: its instance slots are also taken for requests its worker serves.
+    app: Arc<wisp_engine::LoadedApp>,
     running: tokio::sync::Mutex<Option<RunningApp>>,
 }
 
@@ -185,9 +187,11 @@ impl Loaded {
         http_only: bool,
     ) -> Arc<Self> {
         let http = generation.http().cloned();
+        let app = generation.app().clone();
         let running = (!http_only).then(|| RunningApp::start(generation, None, server));
         Arc::new(Self {
             http,
+            app,
             running: tokio::sync::Mutex::new(running),
         })
     }

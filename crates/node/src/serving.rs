@@ -5,10 +5,11 @@
 use crate::routing::host_name;
 use crate::{AppEntry, Inner, worker};
 use futures::future::BoxFuture;
+use http_body_util::BodyExt as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use wasmtime_wasi_http::WasiBody;
-use wisp_trigger_http::{Peer, RequestHandler};
+use wisp_trigger_http::{HoldingBody, Peer, RequestHandler};
 
 /// Routes requests on the data listener by `Host` to their app (the node), or takes the
 /// requests the node forwards (its worker).
@@ -85,6 +86,13 @@ impl Inner {
                 && let Some(address) = worker.address()
             {
                 wisp_engine::send_connection_to_slow_lane();
+                // The worker's instances of the app count against the app's cap (and
+                // `--max-instances`) here, so the two processes together keep within it:
+                // the slot is held until the worker's response body ends.
+                let slot = match self.clone().ensure_loaded(&entry).await {
+                    Ok(loaded) => loaded.app.reserve_instance_slot().await.ok(),
+                    Err(_) => None,
+                };
                 match worker
                     .forward(
                         address,
@@ -96,7 +104,10 @@ impl Inner {
                     )
                     .await
                 {
-                    Ok(response) => return response,
+                    Ok(response) => {
+                        return response.map(|body| HoldingBody::new(body, slot).boxed_unsync());
+                    }
+                    // Served here after all, in a slot of its own.
                     Err(unsent) => request = unsent,
                 }
             }

@@ -35,7 +35,7 @@ pub(crate) use limits::RefusalLog;
 pub use routes::{RouteMatch, RouteTarget, Router};
 pub use server::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, PRESSURE_IDLE_TIMEOUT, Peer,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, HoldingBody, PRESSURE_IDLE_TIMEOUT, Peer,
     RequestHandler, ServerConfig, serve, serve_current,
 };
 pub use tls::{TlsConfig, TlsError};

@@ -9,7 +9,6 @@
 //! (`Connection: close`, GOAWAY) and closes idle and half-open connections at once.
 
 use crate::{CurrentTrigger, RefusalLog};
-use bytes::Bytes;
 use http::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
@@ -393,23 +392,35 @@ impl Drop for InFlight {
     }
 }
 
-/// The response body, holding its request's [`InFlight`] until the last frame is sent.
-struct TrackedBody<B> {
+/// A response body holding `guard` until its last frame has been polled, or until it is
+/// dropped (the client went away): a request's [`InFlight`] here, an instance slot in the
+/// node while its worker process streams the body.
+pub struct HoldingBody<B, G> {
     inner: B,
-    in_flight: Option<InFlight>,
+    guard: Option<G>,
 }
 
-impl<B: hyper::body::Body<Data = Bytes> + Unpin> hyper::body::Body for TrackedBody<B> {
-    type Data = Bytes;
+impl<B, G> HoldingBody<B, G> {
+    /// `inner`, holding `guard` until it ends.
+    pub fn new(inner: B, guard: G) -> Self {
+        Self {
+            inner,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl<B: hyper::body::Body + Unpin, G: Unpin> hyper::body::Body for HoldingBody<B, G> {
+    type Data = B::Data;
     type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, B::Error>>> {
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(None) = polled {
-            self.in_flight = None;
+            self.guard = None;
         }
         polled
     }
@@ -718,10 +729,7 @@ async fn connection(
             let response = handler.clone().handle_request(request, peer);
             async move {
                 let response = response.await;
-                Ok::<_, Infallible>(response.map(|inner| TrackedBody {
-                    inner,
-                    in_flight: Some(in_flight),
-                }))
+                Ok::<_, Infallible>(response.map(|inner| HoldingBody::new(inner, in_flight)))
             }
         })
     };

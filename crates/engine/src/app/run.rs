@@ -18,7 +18,7 @@ use wisp_host::InstanceState;
 use wisp_metrics::{ComponentMetrics, CpuMeter, CpuMetered};
 use wisp_telemetry::SpanParent;
 
-use super::{GuestError, LoadedComponent, Slot};
+use super::{GuestError, LoadedComponent};
 
 /// Extra time, past the guest deadline, that the host waits for the epoch interrupt to land
 /// before giving up on a guest task that is stuck outside wasm (e.g. awaiting host I/O).
@@ -163,48 +163,6 @@ impl LoadedComponent {
         Ok(store)
     }
 
-    /// An instance slot: the app's own (if it has a cap), then the engine's, waited for in
-    /// turn. A `nested` (in-process) request fails at once instead: its caller holds a
-    /// slot while it waits, and queueing could deadlock once every slot belongs to a
-    /// waiting caller.
-    async fn take_slot(&self, nested: bool) -> Result<Slot, GuestError> {
-        let busy = |which: String| {
-            let fault = GuestFault::NoInstanceSlot(which);
-            GuestError {
-                message: fault.to_string(),
-                fault: Some(fault),
-            }
-        };
-        let closed = |_| GuestError {
-            fault: None,
-            message: "the engine is shutting down".to_owned(),
-        };
-        let app = match &self.limits.permits {
-            Some((permits, cap)) if nested => Some(
-                permits
-                    .clone()
-                    .try_acquire_owned()
-                    .map_err(|_| busy(format!("{cap} of the app's own")))?,
-            ),
-            Some((permits, _)) => Some(permits.clone().acquire_owned().await.map_err(closed)?),
-            None => None,
-        };
-        let permits = self.engine.instance_permits.clone();
-        let engine = match nested {
-            true => permits.try_acquire_owned().map_err(|_| {
-                busy(format!(
-                    "{} (--max-instances)",
-                    self.engine.config().max_instances
-                ))
-            })?,
-            false => permits.acquire_owned().await.map_err(closed)?,
-        };
-        Ok(Slot {
-            _app: app,
-            _engine: engine,
-        })
-    }
-
     /// Handles one request in a fresh instance. The response is returned as soon as the
     /// guest produces its head; the body streams while the guest keeps running, and the
     /// instance is dropped when the guest finishes (or hits its deadline).
@@ -231,7 +189,7 @@ impl LoadedComponent {
             .cloned()
             .or_else(|| self.metrics.is_enabled().then(CpuMeter::new));
         let waiting = self.metrics.waiting_for_slot();
-        let permit = self.take_slot(nested).await?;
+        let permit = self.limits.take_slot(&self.engine, nested).await?;
         drop(waiting);
         let charge = self.reserve_memory(!nested).await?;
         // The request's span (the trigger's), parent of this instance's spans.
@@ -550,7 +508,7 @@ impl LoadedComponent {
         let timeout = self.limits.timeout;
         let started = Instant::now();
         let waiting = self.metrics.waiting_for_slot();
-        let permit = self.take_slot(nested).await?;
+        let permit = self.limits.take_slot(&self.engine, nested).await?;
         drop(waiting);
         let charge = self.reserve_memory(!nested).await?;
         // The deadline starts once the instance has a slot, as for requests that queue.
