@@ -17,7 +17,12 @@
 # carries one quiet and 20 flood requests, as a load balancer's pooled connection to the
 # node carries requests for many apps (benches/shared-connection.py: one Python client, so
 # fewer requests per second than wrk; compare its runs with each other only).
-# Usage: [FLOOD=hello] [RUNS=3] [NOISY_WISP_BASELINE=/path/to/wisp] [NOISY_FLOOD_NICE=19] [NOISY_SPLIT=1] [NOISY_SHARED=1] benches/node-noisy.sh [seconds (5)]
+# NOISY_SPARSE=GAP sends the quiet app one request every GAP seconds instead, each on a new
+# connection (benches/sparse-requests.py), as a rarely used app is called: with a GAP above
+# a second, each comes after a pause in the quiet app's traffic. Give it enough seconds for
+# a few dozen requests (`NOISY_SPARSE=1.5 RUNS=1 benches/node-noisy.sh 45`); the p99 of
+# fewer than 100 requests is their slowest.
+# Usage: [FLOOD=hello] [RUNS=3] [NOISY_WISP_BASELINE=/path/to/wisp] [NOISY_FLOOD_NICE=19] [NOISY_SPLIT=1] [NOISY_SHARED=1] [NOISY_SPARSE=GAP] benches/node-noisy.sh [seconds (5)]
 # Loopback only; every load run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,12 +47,27 @@ app() { # name guest
 app flood "$FLOOD"
 app quiet hello
 p99() { to_us "$(awk '$1=="99%" {print $2}')"; }
+p50_of() { to_us "$(awk '$1=="50%" {print $2}' "$1")"; }
 quiet_load() { # prime -> the quiet app's load for DURATION (NOISY_SHARED: `prime` flood requests first on its connection)
-  if [ -n "${NOISY_SHARED:-}" ]; then
+  if [ -n "${NOISY_SPARSE:-}" ]; then
+    python3 benches/sparse-requests.py "127.0.0.1:$PORT" "$DURATION" "$NOISY_SPARSE" quiet.localhost
+  elif [ -n "${NOISY_SHARED:-}" ]; then
     python3 benches/shared-connection.py "127.0.0.1:$PORT" "$DURATION" quiet.localhost flood.localhost "$1"
   else
     wrk -t1 -c1 -d"${DURATION}s" --latency -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/"
   fi
+}
+wrk_rps() { awk '/^Requests\/sec/ {print $2}'; }
+
+node_ticks() { # the node's CPU ticks and its worker process's
+  local total pid
+  total=$(proc_cpu_ticks "$NODE_PID")
+  for pid in $(pgrep -P "$NODE_PID" || true); do total=$((total + $(proc_cpu_ticks "$pid"))); done
+  echo "$total"
+}
+worker_forwarded() { # requests the node forwarded to its worker process
+  curl -fs -H "Authorization: Bearer $(cat "$1/admin-token")" "$WISP_NODE/v1/status" |
+    sed -n 's/.*"forwarded_requests": *\([0-9]*\).*/\1/p'
 }
 
 one_run() { # wisp binary -> "quiet alone p99, flooded p99, flood req/s, node CPU ticks"
@@ -66,12 +86,14 @@ one_run() { # wisp binary -> "quiet alone p99, flooded p99, flood req/s, node CP
   curl -fs -o /dev/null -H 'Host: quiet.localhost' "http://127.0.0.1:$PORT/"
   curl -fs -o /dev/null -H 'Host: flood.localhost' "http://127.0.0.1:$PORT/"
   local alone flooded ticks0 ticks1
-  alone=$(quiet_load 0 | p99)
+  quiet_load 0 >"$WORK/quiet-alone.out"
+  alone=$(p99 <"$WORK/quiet-alone.out")
   nice -n "$FLOOD_NICE" wrk -t2 -c256 -d$((DURATION + 2))s -H 'Host: flood.localhost' "http://127.0.0.1:$PORT/" >"$WORK/flood.wrk" 2>&1 &
   local flood_wrk=$!
   sleep 1
   ticks0=$(node_ticks)
-  flooded=$(quiet_load 20 | p99)
+  quiet_load 20 >"$WORK/quiet-flooded.out"
+  flooded=$(p99 <"$WORK/quiet-flooded.out")
   ticks1=$(node_ticks)
   wait "$flood_wrk" || true
   local forwarded
@@ -79,7 +101,7 @@ one_run() { # wisp binary -> "quiet alone p99, flooded p99, flood req/s, node CP
   kill -TERM "$NODE_PID" 2>/dev/null || true
   wait "$NODE_PID" 2>/dev/null || true
   NODE_PID=""
-  echo "quiet p99 alone ${alone} us, beside the flood ${flooded} us ($(awk -v a="$flooded" -v b="$alone" 'BEGIN{printf "%.2f", a/b}')x); flood $(wrk_rps <"$WORK/flood.wrk") req/s; node CPU $((ticks1 - ticks0)) ticks in ${DURATION} s (worker included); ${forwarded:-no} requests forwarded to the worker"
+  echo "quiet p99 alone ${alone} us, beside the flood ${flooded} us ($(awk -v a="$flooded" -v b="$alone" 'BEGIN{printf "%.2f", a/b}')x); p50 $(p50_of "$WORK/quiet-alone.out") / $(p50_of "$WORK/quiet-flooded.out") us; flood $(wrk_rps <"$WORK/flood.wrk") req/s; node CPU $((ticks1 - ticks0)) ticks in ${DURATION} s (worker included); ${forwarded:-no} requests forwarded to the worker"
 }
 
 split_run() { # wisp binary -> the same figures with each app in a `wisp up` of its own

@@ -61,8 +61,10 @@ pub fn slow_lane_handle() -> Option<tokio::runtime::Handle> {
 }
 
 /// How long after another app's light start a busy app's new instances keep starting
-/// in the slow lane.
-const SHARE_WINDOW: Duration = Duration::from_secs(1);
+/// in the slow lane. Longer than the pauses of a rarely called app: with a second, a
+/// flood was back on the fast lane (and in the node, not its worker) by each call of an
+/// app called every few seconds, and that call queued behind the flood's instances.
+const SHARE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Which apps must give way: engine-wide, the last time an app with few instances in
 /// flight (a light app) started one. A busy app (more in flight than its share) starts
@@ -90,7 +92,11 @@ impl Default for FairShare {
 impl FairShare {
     /// Records an instance start of app `app` and says whether it goes to the slow lane.
     pub fn starts_slow(&self, app: usize, busy: bool) -> bool {
-        let now_ms = self.epoch.elapsed().as_millis() as u64 + 1;
+        self.starts_slow_at(app, busy, self.epoch.elapsed().as_millis() as u64 + 1)
+    }
+
+    /// [`FairShare::starts_slow`] at `now_ms` after the epoch (plus one).
+    fn starts_slow_at(&self, app: usize, busy: bool, now_ms: u64) -> bool {
         if !busy {
             self.last_light_ms.store(now_ms, Ordering::Relaxed);
             self.last_light_app.store(app, Ordering::Relaxed);
@@ -544,6 +550,18 @@ mod tests {
         assert!(!share.starts_slow(2, false));
         assert!(share.starts_slow(1, true), "app 2 just started an instance");
         assert!(!share.starts_slow(2, false), "light starts never demote");
+    }
+
+    /// A busy app keeps giving way through the pauses of an app called every few seconds,
+    /// and takes the fast lane back once no other app has started one for the window.
+    #[test]
+    fn busy_apps_keep_giving_way_through_another_apps_pauses() {
+        let share = FairShare::default();
+        let window = SHARE_WINDOW.as_millis() as u64;
+        assert!(!share.starts_slow_at(2, false, 1_000));
+        assert!(share.starts_slow_at(1, true, 1_000 + 5_000));
+        assert!(share.starts_slow_at(1, true, 1_000 + window - 1));
+        assert!(!share.starts_slow_at(1, true, 1_000 + window));
     }
 
     /// Dropping a moved future cancels it.

@@ -9,7 +9,7 @@
 //! kernel's idle scheduling class (`wisp node --internal-worker`): same state directory,
 //! same apps, no admin API and no event triggers. While an app has more requests in
 //! flight than there are CPUs (up to its instance cap) and another app has been served
-//! within the last second, the node forwards its new requests there over loopback
+//! within the last 10 seconds, the node forwards its new requests there over loopback
 //! HTTP/1.1, with a per-start secret so that nothing else can speak for a client. The
 //! connection they came on moves to the node's own slow lane, so proxying the flood does
 //! not take the serving threads either. Alone, a busy app stays in the node at full speed.
