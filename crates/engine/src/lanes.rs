@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -66,25 +66,32 @@ pub fn slow_lane_handle() -> Option<tokio::runtime::Handle> {
 /// app called every few seconds, and that call queued behind the flood's instances.
 const SHARE_WINDOW: Duration = Duration::from_secs(10);
 
-/// Which apps must give way: engine-wide, the last time an app with few instances in
-/// flight (a light app) started one. A busy app (more in flight than its share) starts
-/// its new instances in the slow lane only while another app has been light within
+/// Which apps must give way: engine-wide, the last times apps with few instances in
+/// flight (light apps) started one. A busy app (more in flight than its share) starts its
+/// new instances in the slow lane only while another app has been light within
 /// [`SHARE_WINDOW`]; alone, it keeps the fast lane and its full throughput.
 #[derive(Debug)]
 pub struct FairShare {
     epoch: Instant,
-    /// Milliseconds since `epoch` of the last light start, plus one (0: never).
-    last_light_ms: AtomicU64,
-    /// Which app made it (an address that identifies the app's limits).
-    last_light_app: AtomicUsize,
+    /// The last light start, and the last one by another app before it: a busy app's own
+    /// light starts (as its load begins, or in a lull) then do not hide another app's.
+    light: std::sync::Mutex<[LightStart; 2]>,
+}
+
+/// An app's last light start.
+#[derive(Debug, Clone, Copy, Default)]
+struct LightStart {
+    /// Which app (an address that identifies the app's limits; 0: none yet).
+    app: usize,
+    /// Milliseconds since the epoch, plus one.
+    at_ms: u64,
 }
 
 impl Default for FairShare {
     fn default() -> Self {
         Self {
             epoch: Instant::now(),
-            last_light_ms: AtomicU64::new(0),
-            last_light_app: AtomicUsize::new(0),
+            light: std::sync::Mutex::default(),
         }
     }
 }
@@ -97,15 +104,20 @@ impl FairShare {
 
     /// [`FairShare::starts_slow`] at `now_ms` after the epoch (plus one).
     fn starts_slow_at(&self, app: usize, busy: bool, now_ms: u64) -> bool {
+        let mut light = self.light.lock().unwrap_or_else(|e| e.into_inner());
         if !busy {
-            self.last_light_ms.store(now_ms, Ordering::Relaxed);
-            self.last_light_app.store(app, Ordering::Relaxed);
+            if light[0].app != app {
+                light[1] = light[0];
+            }
+            light[0] = LightStart { app, at_ms: now_ms };
             return false;
         }
-        let last = self.last_light_ms.load(Ordering::Relaxed);
-        last != 0
-            && now_ms.saturating_sub(last) < SHARE_WINDOW.as_millis() as u64
-            && self.last_light_app.load(Ordering::Relaxed) != app
+        let other = if light[0].app != app {
+            light[0]
+        } else {
+            light[1]
+        };
+        other.app != 0 && now_ms.saturating_sub(other.at_ms) < SHARE_WINDOW.as_millis() as u64
     }
 }
 
@@ -561,6 +573,21 @@ mod tests {
         assert!(!share.starts_slow_at(2, false, 1_000));
         assert!(share.starts_slow_at(1, true, 1_000 + 5_000));
         assert!(share.starts_slow_at(1, true, 1_000 + window - 1));
+        assert!(!share.starts_slow_at(1, true, 1_000 + window));
+    }
+
+    /// A busy app's own light start (its load beginning) does not hide another app's.
+    #[test]
+    fn a_busy_apps_own_light_start_hides_no_other_apps() {
+        let share = FairShare::default();
+        assert!(!share.starts_slow_at(2, false, 1_000));
+        assert!(!share.starts_slow_at(1, false, 1_300));
+        assert!(!share.starts_slow_at(1, false, 1_301));
+        assert!(
+            share.starts_slow_at(1, true, 1_400),
+            "app 2 was light 0.4 s ago"
+        );
+        let window = SHARE_WINDOW.as_millis() as u64;
         assert!(!share.starts_slow_at(1, true, 1_000 + window));
     }
 
