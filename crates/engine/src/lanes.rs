@@ -83,7 +83,7 @@ pub struct FairShare {
 struct LightStart {
     /// Which app (an address that identifies the app's limits; 0: none yet).
     app: usize,
-    /// Milliseconds since the epoch, plus one.
+    /// Milliseconds since the epoch.
     at_ms: u64,
 }
 
@@ -99,10 +99,10 @@ impl Default for FairShare {
 impl FairShare {
     /// Records an instance start of app `app` and says whether it goes to the slow lane.
     pub fn starts_slow(&self, app: usize, busy: bool) -> bool {
-        self.starts_slow_at(app, busy, self.epoch.elapsed().as_millis() as u64 + 1)
+        self.starts_slow_at(app, busy, self.epoch.elapsed().as_millis() as u64)
     }
 
-    /// [`FairShare::starts_slow`] at `now_ms` after the epoch (plus one).
+    /// [`FairShare::starts_slow`] at `now_ms` after the epoch.
     fn starts_slow_at(&self, app: usize, busy: bool, now_ms: u64) -> bool {
         let mut light = self.light.lock().unwrap_or_else(|e| e.into_inner());
         if !busy {
