@@ -12,6 +12,13 @@
 # ratio to its baseline, its failed requests (non-2xx and socket errors), and for Wisp the
 # resident memory a second after the fault stopped. The issue's target for Wisp: p99 ratio
 # <= 2 and 0 failed.
+# Rounds: FAULT_ROUNDS=N (default 3) measures the baseline and the fault phase N times in turn
+# on the same server and reports the median of the N ratios, with each round's ratio: one
+# pair of 5 s phases on this noisy machine is a lottery (baselines alone moved from 1.5 to
+# 17 ms between runs), and alternating rounds put the same noise on both sides.
+# Wisp's resident memory is read after the warm-up, a second after the last fault phase,
+# and FAULT_IDLE_WAIT seconds later (default 35; 0 skips it): the server gives back what
+# its instance pool kept after 30 s without work.
 # Usage: benches/fault-matrix.sh [seconds-per-phase (default 5)]
 # Subsets: FAULT_KINDS="wisp" FAULTS="loop huge" benches/fault-matrix.sh 3
 # Before/after: FAULT_WISP_BASELINE=/tmp/wisp-old FAULT_KINDS="wisp wisp-baseline" ... runs
@@ -89,26 +96,42 @@ rss_mib() { awk '/^VmRSS/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/nul
 
 read -r -a KINDS <<< "${FAULT_KINDS:-wisp wasmtime}"
 read -r -a LIST <<< "${FAULTS:-control loop memory recursion huge dribble no-read write-forever}"
-declare -A BASE LOADED FAILED COUNT RSS
+ROUNDS="${FAULT_ROUNDS:-3}"
+IDLE_WAIT="${FAULT_IDLE_WAIT:-35}"
+median() { printf '%s\n' "$@" | grep -v '^-$' | sort -g | awk '{v[NR]=$1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR+1)/2]; else printf "%.2f", (v[NR/2] + v[NR/2+1]) / 2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-" && b > 0) printf "%.2f", a / b; else print "-" }'; }
+declare -A BASE RATIO ROUND_RATIOS FAILED COUNT RSS RSS_BASE RSS_IDLE
 for fault in "${LIST[@]}"; do
   for kind in "${KINDS[@]}"; do
     start_server "$kind"
     wrk -t2 -c8 -d1s "http://127.0.0.1:$PORT/hello" >/dev/null 2>&1 || true # warm-up
-    read -r base _ _ <<< "$(measure)"
-    FAULTERS=()
-    for _ in 1 2; do
-      # Until the measurement (0.3 s later, $DURATION long) is surely over.
-      ( end=$((SECONDS + DURATION + 2)); while [ $SECONDS -lt $end ]; do fault_client "$fault" || true; done ) &
-      FAULTERS+=($!)
+    RSS_BASE[$kind/$fault]=$(rss_mib "$SERVER_PID")
+    bases=() ratios=() failed_all=0 count_all=0
+    for round in $(seq "$ROUNDS"); do
+      read -r base _ _ <<< "$(measure)"
+      FAULTERS=()
+      for _ in 1 2; do
+        # Until the measurement (0.3 s later, $DURATION long) is surely over.
+        ( end=$((SECONDS + DURATION + 2)); while [ $SECONDS -lt $end ]; do fault_client "$fault" || true; done ) &
+        FAULTERS+=($!)
+      done
+      sleep 0.3 # the faults are running when the measurement starts
+      read -r loaded failed count <<< "$(measure)"
+      stop_faulters
+      sleep 1 # what the fault left running ends before the next baseline
+      bases+=("$base") ratios+=("$(ratio "$loaded" "$base")")
+      failed_all=$((failed_all + failed)) count_all=$((count_all + ${count/-/0}))
+      echo "$kind $fault round $round: baseline p99 ${base} us, with the fault ${loaded} us, ${failed} of ${count} failed" >&2
     done
-    sleep 0.3 # the faults are running when the measurement starts
-    read -r loaded failed count <<< "$(measure)"
-    stop_faulters
-    sleep 1
     RSS[$kind/$fault]=$(rss_mib "$SERVER_PID")
-    BASE[$kind/$fault]=$base LOADED[$kind/$fault]=$loaded FAILED[$kind/$fault]=$failed COUNT[$kind/$fault]=$count
+    if [ "$IDLE_WAIT" -gt 0 ] && [[ $kind == wisp* ]]; then
+      sleep "$IDLE_WAIT"
+      RSS_IDLE[$kind/$fault]=$(rss_mib "$SERVER_PID")
+    fi
+    BASE[$kind/$fault]=$(median "${bases[@]}") RATIO[$kind/$fault]=$(median "${ratios[@]}")
+    ROUND_RATIOS[$kind/$fault]=$(IFS=/; echo "${ratios[*]}")
+    FAILED[$kind/$fault]=$failed_all COUNT[$kind/$fault]=$count_all
     stop_server
-    echo "$kind $fault: baseline p99 ${base} us, with the fault ${loaded} us, ${failed} of ${count} failed" >&2
   done
 done
 start_server native
@@ -116,20 +139,20 @@ wrk -t2 -c8 -d1s "http://127.0.0.1:$PORT/hello" >/dev/null 2>&1 || true
 read -r native_p99 _ _ <<< "$(measure)"
 stop_server
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b > 0) printf "%.2f", a / b; else print "-" }'; }
 echo
-echo "healthy /hello at c=8 next to each fault (2 clients repeating it), ${DURATION}s per phase"
+echo "healthy /hello at c=8 next to each fault (2 clients repeating it), ${DURATION}s per phase, $ROUNDS round(s)"
 echo "native hyper hello p99 in this run: ${native_p99} us"
+echo "base p99: median of the rounds' baselines; p99 ratio: median of the rounds' ratios (each round's after it)"
 printf '%-15s' fault
-for kind in "${KINDS[@]}"; do printf ' | %-8s base p99 | p99 ratio | failed/requests' "$kind"; done
-[ -n "${RSS[wisp/${LIST[0]}]:-}" ] && printf ' | wisp RSS after'
+for kind in "${KINDS[@]}"; do printf ' | %-8s base p99 | p99 ratio (rounds) | failed/requests' "$kind"; done
+[ -n "${RSS[wisp/${LIST[0]}]:-}" ] && printf ' | wisp RSS: base, 1 s after, %s s later' "$IDLE_WAIT"
 echo
 for fault in "${LIST[@]}"; do
   printf '%-15s' "$fault"
   for kind in "${KINDS[@]}"; do
     k="$kind/$fault"
-    printf ' | %14s us | %9s | %s/%s' "${BASE[$k]}" "$(ratio "${LOADED[$k]}" "${BASE[$k]}")" "${FAILED[$k]}" "${COUNT[$k]}"
+    printf ' | %14s us | %5s (%s) | %s/%s' "${BASE[$k]}" "${RATIO[$k]}" "${ROUND_RATIOS[$k]}" "${FAILED[$k]}" "${COUNT[$k]}"
   done
-  [ -n "${RSS[wisp/$fault]:-}" ] && printf ' | %s MiB' "${RSS[wisp/$fault]}"
+  [ -n "${RSS[wisp/$fault]:-}" ] && printf ' | %s, %s, %s MiB' "${RSS_BASE[wisp/$fault]}" "${RSS[wisp/$fault]}" "${RSS_IDLE[wisp/$fault]:--}"
   echo
 done
