@@ -16,6 +16,7 @@ mod host;
 mod lanes;
 mod legacy_abi;
 mod outbound;
+mod pool_memory;
 mod sockets;
 mod spin1_http;
 mod startup_code;
@@ -36,6 +37,7 @@ pub use lanes::{
     send_connection_to_slow_lane, slow_lane_handle,
 };
 pub use outbound::{DEFAULT_MAX_OUTBOUND_REQUESTS, LocalDispatch, LocalResponse, LocalTarget};
+pub use pool_memory::release_idle_instance_memory;
 pub use startup_code::{
     IDLE_RELEASE_AFTER, SETTLE_AFTER, release_read_only_pages, release_read_only_pages_when_idle,
     release_startup_code,
@@ -239,6 +241,8 @@ pub struct WispEngine {
     /// Linkers by the capabilities they link, each built once (see
     /// [`WispEngine::release_linkers`]).
     pub(crate) linkers: Arc<app::SharedLinkers>,
+    /// The instance pool's kept memory, released when idle (`None` without a pool).
+    pool_memory: Option<Arc<pool_memory::PoolMemory>>,
 }
 
 impl std::fmt::Debug for WispEngine {
@@ -275,6 +279,14 @@ impl WispEngine {
         ));
         let permits = usize::try_from(config.max_instances).unwrap_or(usize::MAX);
         let budget = Arc::new(budget::MemoryBudget::new(config.memory_budget));
+        let pool_memory = pooling
+            .then(|| {
+                pool_memory::Geometry::of(&engine, pool_memories(&config), config.memory_limit)
+            })
+            .flatten()
+            .map(|geometry| {
+                pool_memory::PoolMemory::register(engine.clone(), ticker.state.clone(), geometry)
+            });
         Ok(Self {
             engine,
             config: Arc::new(config),
@@ -291,7 +303,19 @@ impl WispEngine {
             optimising: Arc::default(),
             optimiser: Arc::default(),
             linkers: Arc::default(),
+            pool_memory,
         })
+    }
+
+    /// Returns the linear memory the instance pool keeps resident between instances (up
+    /// to `keep_resident` per slot a burst used) to the system, if no instance is alive and
+    /// none has run for `min_idle` (not checked when zero). Returns how many bytes of
+    /// anonymous memory the process holds fewer afterwards, or `None` when nothing was
+    /// released (instances alive, already released since the last instance, no pool, or
+    /// the pool not found). The next instance of each component faults its pages in again.
+    /// Instances that start during the release wait for it.
+    pub fn release_idle_instance_memory(&self, min_idle: Duration) -> Option<u64> {
+        self.pool_memory.as_ref()?.release(min_idle)
     }
 
     /// Drops the linkers kept for later app loads (about 250 KiB for the default
@@ -505,7 +529,7 @@ fn wasmtime_config(config: &EngineConfig, pool: Pool) -> wasmtime::Config {
         // one per component.
         p.total_component_instances(n)
             .total_core_instances(n.saturating_mul(10))
-            .total_memories(n.saturating_mul(2))
+            .total_memories(pool_memories(config))
             .total_tables(n.saturating_mul(10))
             .total_stacks(n.saturating_mul(2))
             .max_memory_size(usize::try_from(config.memory_limit).unwrap_or(usize::MAX))
@@ -532,6 +556,11 @@ fn wasmtime_config(config: &EngineConfig, pool: Pool) -> wasmtime::Config {
         c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(p));
     }
     c
+}
+
+/// Linear memories in the instance pool: components usually have one, a few have two.
+fn pool_memories(config: &EngineConfig) -> u32 {
+    config.max_instances.max(1).saturating_mul(2)
 }
 
 /// Bytes of each pool slot's linear memory kept resident between instances: an eighth of
@@ -604,6 +633,22 @@ struct TickerState {
     parked: AtomicBool,
     /// Ticks so far (for tests).
     ticks: std::sync::atomic::AtomicU64,
+    /// When the ticker last parked (milliseconds after `origin`, at least 1), 0 while it
+    /// ticks: how long no instance has run.
+    parked_at: std::sync::atomic::AtomicU64,
+    origin: std::time::Instant,
+    /// Up while the pool's idle memory is being released ([`pool_memory`]): a new instance
+    /// that sees it waits for `release_lock`.
+    releasing: AtomicBool,
+    release_lock: std::sync::Mutex<()>,
+}
+
+impl TickerState {
+    /// How long ago the ticker parked at `parked_at`.
+    fn parked_for(&self, parked_at: u64) -> Duration {
+        let now = self.origin.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(parked_at - 1))
+    }
 }
 
 impl EpochTicker {
@@ -619,6 +664,10 @@ impl EpochTicker {
             live: std::sync::atomic::AtomicUsize::new(0),
             parked: AtomicBool::new(false),
             ticks: std::sync::atomic::AtomicU64::new(0),
+            parked_at: std::sync::atomic::AtomicU64::new(0),
+            origin: std::time::Instant::now(),
+            releasing: AtomicBool::new(false),
+            release_lock: std::sync::Mutex::new(()),
         });
         let join = std::thread::Builder::new()
             .name("wisp-epoch".to_owned())
@@ -635,7 +684,10 @@ impl EpochTicker {
                             // that comes before the park makes it return at once).
                             state.parked.store(true, Ordering::SeqCst);
                             if state.live.load(Ordering::SeqCst) == 0 {
+                                let now = state.origin.elapsed().as_millis() as u64;
+                                state.parked_at.store(now + 1, Ordering::SeqCst);
                                 std::thread::park();
+                                state.parked_at.store(0, Ordering::SeqCst);
                             }
                             state.parked.store(false, Ordering::SeqCst);
                             idle_ticks = 0;
@@ -663,6 +715,11 @@ impl EpochTicker {
     /// Keeps the epoch advancing while the returned guard lives (an instance's store).
     fn ticking(self: &Arc<Self>) -> Ticking {
         self.state.live.fetch_add(1, Ordering::SeqCst);
+        if self.state.releasing.load(Ordering::SeqCst) {
+            // The pool's idle memory is being released: its instance must not start before
+            // that is done (rare, and milliseconds long).
+            drop(self.state.release_lock.lock());
+        }
         if self.state.parked.load(Ordering::SeqCst) {
             self.thread.unpark();
         }

@@ -94,8 +94,9 @@ pub const SETTLE_AFTER: Duration = Duration::from_secs(5);
 /// How often the idle watcher reads the process's CPU clock.
 const IDLE_STEP: Duration = Duration::from_secs(1);
 
-/// Starts a thread that unmaps the binary's read-only pages ([`release_read_only_pages`])
-/// and trims the heap ([`crate::release_free_heap`]) once the process has been idle for
+/// Starts a thread that unmaps the binary's read-only pages ([`release_read_only_pages`]),
+/// trims the heap ([`crate::release_free_heap`]) and releases the instance pools' kept
+/// memory ([`crate::release_idle_instance_memory`]) once the process has been idle for
 /// `settle` after its start, and later for `quiet`: under 1% of one core used in each
 /// [`IDLE_STEP`] all that time. While it stays idle, it releases again after each further
 /// `quiet` if light work faulted [`REFAULTED_ENOUGH`] back in meanwhile.
@@ -114,8 +115,15 @@ pub fn release_read_only_pages_when_idle(settle: Duration, quiet: Duration, also
             let mut mapped_after_release: Option<usize> = None;
             loop {
                 std::thread::sleep(IDLE_STEP);
+                // The instance pool's kept memory goes once no instance has run for
+                // `quiet`, whatever else the process does meanwhile (two atomic loads when
+                // there is nothing to do).
+                crate::release_idle_instance_memory(quiet);
                 let now = process_cpu();
                 if let Some(idle_for) = watch.observe(now.saturating_sub(last), IDLE_STEP) {
+                    // What the instance pool kept resident after the last burst goes too
+                    // (nothing when an instance is still alive, or already released).
+                    let pool = crate::release_idle_instance_memory(Duration::ZERO);
                     // Light work while idle (containerd's state and stats calls into the
                     // shim process, a health check) faults pages back in without ending
                     // the idle stretch: release again once that adds up.
@@ -131,7 +139,7 @@ pub fn release_read_only_pages_when_idle(settle: Duration, quiet: Duration, also
                         release_read_only_pages();
                         mapped_after_release = Some(file_pages_mapped());
                         tracing::debug!(
-                            "idle for {idle_for:?}: unmapped {released} bytes of read-only pages, heap {trimmed} bytes smaller"
+                            "idle for {idle_for:?}: unmapped {released} bytes of read-only pages, heap {trimmed} bytes smaller, instance pool {pool} bytes smaller"
                         );
                     } else {
                         also();

@@ -2,13 +2,12 @@
 //! every limit (deadline, memory cap, stack overflow), and gives way to the optimised
 //! code, which the compile cache keeps for the next load.
 
-use http_body_util::BodyExt;
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wisp_engine::{
-    AppLimits, EngineConfig, GuestFault, GuestOutput, LoadedApp, LoadedComponent, WispEngine,
-};
-use wisp_host::{AppCapabilities, AppPaths, RuntimeConfig};
+use support::get;
+use wisp_engine::{AppLimits, EngineConfig, GuestFault, GuestOutput, LoadedComponent, WispEngine};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -34,44 +33,12 @@ async fn load_program(
     dir: &std::path::Path,
     program: &str,
 ) -> Arc<LoadedComponent> {
-    let locked = wisp_app::from_component_file(std::path::Path::new(program)).unwrap();
-    let id = locked.components[0].id.clone();
-    let paths = AppPaths {
-        state_dir: dir.join("state"),
-        app_dir: None,
-        files_dir: Some(dir.join("files")),
-    };
-    let capabilities = AppCapabilities::build(&locked, &RuntimeConfig::default(), &paths)
-        .await
-        .unwrap();
     let limits = AppLimits {
         memory_limit: Some(16 << 20),
         guest_output: GuestOutput::None,
         ..AppLimits::default()
     };
-    let app =
-        LoadedApp::load_with_limits(engine, locked, &paths.files_dir(), &capabilities, &limits)
-            .unwrap();
-    app.component(&id).unwrap().clone()
-}
-
-/// `GET path`: the status and body, or the guest's fault.
-async fn get(
-    component: &Arc<LoadedComponent>,
-    path: &str,
-) -> Result<(u16, String), Option<GuestFault>> {
-    let request = http::Request::builder()
-        .uri(format!("http://localhost{path}"))
-        .body(
-            http_body_util::Empty::new()
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        )
-        .unwrap();
-    let response = component.handle(request).await.map_err(|err| err.fault)?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    support::load_program(engine, dir, program, &limits).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -839,6 +839,14 @@ impl Inner {
                 // linking freed (it walks every arena, so off the async workers).
                 let _ = tokio::task::spawn_blocking(wisp_engine::release_free_heap).await;
             }
+            // Nor should a node that has been idle for a while: the instance pool gives
+            // back what a burst left resident in it (once per idle stretch; the first time
+            // it looks for the pool, with a probe instance).
+            let min_idle = wisp_engine::IDLE_RELEASE_AFTER.min(idle);
+            let _ = tokio::task::spawn_blocking(move || {
+                wisp_engine::release_idle_instance_memory(min_idle)
+            })
+            .await;
         }
     }
 }
