@@ -115,10 +115,6 @@ pub fn release_read_only_pages_when_idle(settle: Duration, quiet: Duration, also
             let mut mapped_after_release: Option<usize> = None;
             loop {
                 std::thread::sleep(IDLE_STEP);
-                // The instance pool's kept memory goes once no instance has run for
-                // `quiet`, whatever else the process does meanwhile (two atomic loads when
-                // there is nothing to do).
-                crate::release_idle_instance_memory(quiet);
                 let now = process_cpu();
                 if let Some(idle_for) = watch.observe(now.saturating_sub(last), IDLE_STEP) {
                     // What the instance pool kept resident after the last burst goes too
@@ -145,7 +141,11 @@ pub fn release_read_only_pages_when_idle(settle: Duration, quiet: Duration, also
                         also();
                     }
                 }
-                // After the release: its own cost is not activity.
+                // The instance pool's kept memory goes once no instance has run for
+                // `quiet`, whatever else the process does meanwhile (two atomic loads when
+                // there is nothing to do).
+                crate::release_idle_instance_memory(quiet);
+                // After the releases: their own cost is not activity.
                 last = process_cpu();
             }
         });

@@ -842,7 +842,11 @@ impl Inner {
             // Nor should a node that has been idle for a while: the instance pool gives
             // back what a burst left resident in it (once per idle stretch; the first time
             // it looks for the pool, with a probe instance).
-            let min_idle = wisp_engine::IDLE_RELEASE_AFTER.min(idle);
+            // Never less than a second, so that a tiny `--idle-unload` does not release
+            // between every two requests.
+            let min_idle = wisp_engine::IDLE_RELEASE_AFTER
+                .min(idle)
+                .max(Duration::from_secs(1));
             let _ = tokio::task::spawn_blocking(move || {
                 wisp_engine::release_idle_instance_memory(min_idle)
             })
