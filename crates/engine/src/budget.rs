@@ -240,7 +240,7 @@ fn resident_bytes() -> Option<u64> {
 }
 
 /// A `Key:   N kB` line of a `/proc` file, in bytes.
-fn proc_kib_field(file: &str, key: &str) -> Option<u64> {
+pub(crate) fn proc_kib_field(file: &str, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(file).ok()?;
     let kib = text
         .lines()

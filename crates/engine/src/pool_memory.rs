@@ -264,13 +264,7 @@ fn probe_slot_base(engine: &wasmtime::Engine) -> Option<usize> {
 
 /// `RssAnon` of `/proc/self/status`, in bytes (0 where it cannot be read).
 fn anonymous_resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib * 1024)
+    crate::budget::proc_kib_field("/proc/self/status", "RssAnon:").unwrap_or(0)
 }
 
 #[cfg(target_os = "linux")]
