@@ -1084,6 +1084,41 @@ fn raw_exchange(data: SocketAddr, head: &str, body: &[u8]) -> (SocketAddr, Strin
     (stream.local_addr().unwrap(), response)
 }
 
+/// Reads one HTTP/1.1 response (chunked, or with a content length) from a keep-alive
+/// connection.
+fn read_response(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read as _;
+    let mut response = Vec::new();
+    let mut byte = [0u8; 1];
+    let mut read_one = |response: &mut Vec<u8>| {
+        let n = stream.read(&mut byte).expect("read a response");
+        assert!(n > 0, "closed after {:?}", text(response));
+        response.push(byte[0]);
+    };
+    while !response.ends_with(b"\r\n\r\n") {
+        read_one(&mut response);
+    }
+    let head = text(&response).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map(|length| length.trim().parse::<usize>().unwrap());
+    match length {
+        Some(length) => {
+            let end = response.len() + length;
+            while response.len() < end {
+                read_one(&mut response);
+            }
+        }
+        None => {
+            while !response.ends_with(b"\r\n0\r\n\r\n") {
+                read_one(&mut response);
+            }
+        }
+    }
+    text(&response)
+}
+
 /// More requests in flight than CPUs, each waiting for the rest of its body (`head` must
 /// declare more than `sent`): their app is over its share while they are held.
 fn hold(data: SocketAddr, head: &str, sent: &[u8]) -> Vec<std::net::TcpStream> {
@@ -1135,6 +1170,7 @@ fn forwarded(node: &Node) -> u64 {
 
 #[test]
 fn a_busy_app_runs_in_the_worker_process_while_other_apps_are_served() {
+    use std::io::Write as _;
     let state = tempfile::tempdir().unwrap();
     let node = Node::start(state.path(), &[], &[]);
     node.deploy("busy", app(programs::ECHO).path(), &[]);
@@ -1190,6 +1226,85 @@ fn a_busy_app_runs_in_the_worker_process_while_other_apps_are_served() {
         "nothing was forwarded: {worker}\n{}",
         node.stderr()
     );
+    // A keep-alive connection whose request went to the worker is handed over to it: its
+    // next requests are answered there directly, to the same client. A request on it for
+    // another app (as from a load balancer's pooled connection) brings it back to the
+    // node, and the next one for the busy app is answered too.
+    let mut kept = None;
+    let handed_over_and_back = eventually(Duration::from_secs(30), || {
+        assert_eq!(node.get("calm.localhost", "/").status, 200);
+        let mut stream = std::net::TcpStream::connect(node.data).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let client = stream.local_addr().unwrap();
+        // The last request goes over in the worker: the node hands a connection over once
+        // a response ends, or at the latest when the next request arrives.
+        for n in 0..4 {
+            stream
+                .write_all(
+                    format!("GET /keep/{n} HTTP/1.1\r\nhost: busy.localhost\r\n\r\n").as_bytes(),
+                )
+                .unwrap();
+            let response = read_response(&mut stream);
+            assert!(
+                response.starts_with("HTTP/1.1 200"),
+                "request {n}: {response}"
+            );
+            assert!(response.contains(&format!("GET /keep/{n}\n")), "{response}");
+            assert!(
+                response.contains(&format!("spin-client-addr: {client}")),
+                "{response}"
+            );
+            if n == 1 {
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nhost: calm.localhost\r\n\r\n")
+                    .unwrap();
+                let response = read_response(&mut stream);
+                assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+                assert!(response.contains("\r\nHello from Wisp\n"), "{response}");
+            }
+        }
+        let worker = &node_status(&node)["worker"];
+        kept = Some(stream);
+        worker["handed_off_connections"].as_u64() > Some(0)
+            && worker["returned_connections"].as_u64() > Some(0)
+            && worker["held_connections"].as_u64() > Some(0)
+    });
+    assert!(
+        handed_over_and_back,
+        "no connection was handed over and back: {}\n{}",
+        node_status(&node)["worker"],
+        node.stderr()
+    );
+    // `ls` counts what the worker served on the connections it holds. While `busy` is
+    // busy, the worker keeps holding the kept connection between requests.
+    let busy_requests = |node: &Node| {
+        let apps = node.apps();
+        let busy = apps.iter().find(|app| app["name"] == "busy").unwrap();
+        busy["requests"].as_u64().unwrap()
+    };
+    let still_held = |node: &Node| node_status(node)["worker"]["held_connections"].as_u64();
+    let before = busy_requests(&node);
+    let stream = kept.as_mut().unwrap();
+    let mut sent = 0;
+    let held_now = eventually(Duration::from_secs(10), || {
+        sent += 1;
+        stream
+            .write_all(
+                format!("GET /keep/{sent} HTTP/1.1\r\nhost: busy.localhost\r\n\r\n").as_bytes(),
+            )
+            .unwrap();
+        assert!(read_response(stream).starts_with("HTTP/1.1 200"));
+        sent >= 3 && still_held(&node) > Some(0)
+    });
+    assert!(held_now, "{}", node_status(&node)["worker"]);
+    assert!(
+        eventually(Duration::from_secs(10), || busy_requests(&node)
+            >= before + sent),
+        "{:?}",
+        node.apps()
+    );
     let pid = worker["pid"].as_u64().expect("the worker runs") as i32;
     assert_eq!(worker["starts"], 1);
     // Every thread of the worker is in the idle scheduling class (policy 5).
@@ -1212,6 +1327,41 @@ fn a_busy_app_runs_in_the_worker_process_while_other_apps_are_served() {
     for response in release(held, b"cde") {
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     }
+    // While the worker holds a connection of `busy`, all of busy's requests go there (its
+    // instances stay in one process, under its cap), though it is no longer over its
+    // share.
+    assert!(
+        still_held(&node) > Some(0),
+        "{}",
+        node_status(&node)["worker"]
+    );
+    let before = forwarded(&node);
+    assert_eq!(node.call("busy.localhost", "POST", "/", b"x").status, 200);
+    assert!(
+        forwarded(&node) > before,
+        "{}",
+        node_status(&node)["worker"]
+    );
+    // `busy` is no longer busy in the worker either: a second on, the kept connection's
+    // next request goes back to the node, and once it has ended there, busy is served in
+    // the node.
+    std::thread::sleep(Duration::from_millis(1100));
+    let returned = node_status(&node)["worker"]["returned_connections"].as_u64();
+    let stream = kept.as_mut().unwrap();
+    stream
+        .write_all(b"GET /back HTTP/1.1\r\nhost: busy.localhost\r\n\r\n")
+        .unwrap();
+    assert!(read_response(stream).starts_with("HTTP/1.1 200"));
+    assert!(node_status(&node)["worker"]["returned_connections"].as_u64() > returned);
+    drop(kept);
+    assert!(
+        eventually(Duration::from_secs(10), || still_held(&node) == Some(0)),
+        "{}",
+        node_status(&node)["worker"]
+    );
+    let before = forwarded(&node);
+    assert_eq!(node.call("busy.localhost", "POST", "/", b"x").status, 200);
+    assert_eq!(forwarded(&node), before, "{}", node_status(&node)["worker"]);
     // The node's metrics count the requests its worker served, labelled as the worker's.
     let metrics = node.metrics().text();
     let in_worker = |line: &str| {

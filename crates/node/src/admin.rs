@@ -187,8 +187,8 @@ impl Admin {
         let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
         match (&method, segments.as_slice()) {
             (&Method::GET, ["status"]) => json(StatusCode::OK, &self.node.status()),
-            (&Method::GET, ["apps"]) => json(StatusCode::OK, &self.node.list()),
-            (&Method::GET, ["apps", name]) => match self.node.get(name) {
+            (&Method::GET, ["apps"]) => json(StatusCode::OK, &self.node.list().await),
+            (&Method::GET, ["apps", name]) => match self.node.get(name).await {
                 Ok(info) => json(StatusCode::OK, &info),
                 Err(e) => node_error(&e),
             },

@@ -146,6 +146,15 @@ pub struct WorkerStatus {
     pub pid: Option<u32>,
     /// Requests the node has forwarded to it.
     pub forwarded_requests: u64,
+    /// Client connections the node handed over to it after a forwarded request (plain
+    /// HTTP/1 ones): the worker serves them directly from then on.
+    pub handed_off_connections: u64,
+    /// Of those, how many it handed back for a request to another app (an ingress's
+    /// connection carries requests for many apps).
+    pub returned_connections: u64,
+    /// Client connections it holds now. While it holds one of an app's, all the app's
+    /// requests go to it, so the app's instances are in one process, under its cap.
+    pub held_connections: u64,
     /// How many times it was started.
     pub starts: u64,
 }

@@ -39,7 +39,9 @@ use wisp_runtime::{AppLimits, AppSettings, RunningApp, Runtime};
 use wisp_trigger_http::{HttpTrigger, ServerConfig};
 
 pub use admin::{AdminToken, serve_admin};
-pub use worker::{NodeRole, WORKER_FLAG, WORKER_READY_LINE, WORKER_TOKEN_ENV, WorkerCommand};
+pub use worker::{
+    NodeRole, WORKER_FLAG, WORKER_READY_LINE, WORKER_TOKEN_ENV, WorkerCommand, bind_control_socket,
+};
 
 /// Largest manifest read from the content store.
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
@@ -224,8 +226,18 @@ impl AppEntry {
         }
     }
 
-    fn info(&self, started: Instant) -> AppInfo {
+    /// What `ls` shows of the app, counting what the worker served of this deploy on the
+    /// connections it holds (`in_worker`).
+    fn info(&self, started: Instant, in_worker: Option<&worker::ServedInWorker>) -> AppInfo {
         let last = self.last_used.load(Ordering::Relaxed);
+        let in_worker = in_worker.filter(|served| served.deploy == self.deploy_id);
+        let idle_seconds = (last > 0).then(|| {
+            let now = started.elapsed().as_millis() as u64 + 1;
+            now.saturating_sub(last) as f64 / 1000.0
+        });
+        let idle_in_worker = in_worker
+            .and_then(|served| served.idle_ms)
+            .map(|ms| ms as f64 / 1000.0);
         AppInfo {
             name: self.name.clone(),
             version: self.version,
@@ -234,11 +246,12 @@ impl AppEntry {
             origin: self.record.origin.clone(),
             hosts: self.record.hosts.clone(),
             state: self.state(),
-            requests: self.requests.load(Ordering::Relaxed),
-            idle_seconds: (last > 0).then(|| {
-                let now = started.elapsed().as_millis() as u64 + 1;
-                now.saturating_sub(last) as f64 / 1000.0
-            }),
+            requests: self.requests.load(Ordering::Relaxed)
+                + in_worker.map_or(0, |served| served.requests),
+            idle_seconds: match (idle_seconds, idle_in_worker) {
+                (Some(here), Some(there)) => Some(here.min(there)),
+                (here, there) => here.or(there),
+            },
             deployed_at: self.deployed_at,
             components: self.record.components.clone(),
             trigger_types: self.record.trigger_types.clone(),
@@ -358,16 +371,51 @@ impl Node {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()>,
     ) {
+        self.serve_taking_connections(listener, None, shutdown)
+            .await;
+    }
+
+    /// [`Node::serve`], for a worker: also serves the client connections its node hands
+    /// over on `control` (see [`bind_control_socket`]), routing them by `Host` as the node
+    /// does and handing each back before a request for another app; and follows the
+    /// node's deploys in `node.db`.
+    pub async fn serve_taking_connections(
+        &self,
+        listener: tokio::net::TcpListener,
+        control: Option<tokio::net::UnixListener>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         *self.inner.listen.lock().unwrap_or_else(|e| e.into_inner()) = listener.local_addr().ok();
+        let (handed_tx, handed_off) = tokio::sync::mpsc::channel(1024);
+        if let Some(worker) = &self.inner.worker {
+            // Connections the worker hands back come in on this (serving) runtime.
+            worker.take_back_on(handed_tx.clone(), tokio::runtime::Handle::current());
+        }
+        let receiver = control.map(|control| {
+            tokio::spawn(worker::receive_handed_off(
+                control,
+                handed_tx,
+                Arc::downgrade(&self.inner),
+            ))
+        });
         let sweeper = tokio::spawn(self.inner.clone().unload_idle_apps());
-        wisp_trigger_http::serve(
+        let follower = self
+            .inner
+            .worker_token
+            .is_some()
+            .then(|| tokio::spawn(self.inner.clone().follow_the_store()));
+        wisp_trigger_http::serve_with_handed_off(
             Arc::new(serving::Router(self.inner.clone())),
             listener,
+            Some(handed_off),
             self.inner.config.server.clone(),
             shutdown,
         )
         .await;
         sweeper.abort();
+        for task in follower.into_iter().chain(receiver) {
+            task.abort();
+        }
         // Everything forwarded has been answered: the worker has nothing left to finish.
         if let Some(worker) = &self.inner.worker {
             worker.stop(self.inner.config.server.shutdown_grace).await;
@@ -380,25 +428,35 @@ impl Node {
     }
 
     /// Every app, by name.
-    pub fn list(&self) -> Vec<AppInfo> {
+    pub async fn list(&self) -> Vec<AppInfo> {
+        let served = self.served_in_worker().await;
         let table = self.inner.table();
         let mut apps: Vec<_> = table
             .apps
             .values()
-            .map(|e| e.info(self.inner.started))
+            .map(|e| e.info(self.inner.started, served.get(&e.name)))
             .collect();
         apps.sort_by(|a, b| a.name.cmp(&b.name));
         apps
     }
 
     /// One app.
-    pub fn get(&self, name: &str) -> Result<AppInfo, NodeError> {
+    pub async fn get(&self, name: &str) -> Result<AppInfo, NodeError> {
+        let served = self.served_in_worker().await;
         self.inner
             .table()
             .apps
             .get(name)
-            .map(|e| e.info(self.inner.started))
+            .map(|e| e.info(self.inner.started, served.get(&e.name)))
             .ok_or_else(|| NodeError::NotFound(name.to_owned()))
+    }
+
+    /// What the worker served on the client connections it holds, per app.
+    async fn served_in_worker(&self) -> std::collections::HashMap<String, worker::ServedInWorker> {
+        match &self.inner.worker {
+            Some(worker) => worker.served().await,
+            None => std::collections::HashMap::new(),
+        }
     }
 
     /// The node's state.
@@ -427,6 +485,9 @@ impl Node {
                 api::WorkerStatus {
                     pid: info.pid,
                     forwarded_requests: info.forwarded,
+                    handed_off_connections: info.handed_off,
+                    returned_connections: info.returned,
+                    held_connections: info.held,
                     starts: info.starts,
                 }
             }),
@@ -598,7 +659,7 @@ impl Node {
         // A component the new version dropped takes its series with it.
         inner.runtime.forget_removed_components(&forget_removed);
         tracing::info!(app = %name, version, digest = %new.record.digest, "deployed app `{name}` version {version} ({})", new.record.digest);
-        Ok((new.info(inner.started), version == 1))
+        Ok((new.info(inner.started, None), version == 1))
     }
 
     /// Stops and removes the app `name` and its state directory.

@@ -22,9 +22,12 @@ impl RequestHandler for Router {
         peer: Peer,
     ) -> BoxFuture<'static, http::Response<WasiBody>> {
         let inner = self.0.clone();
+        let own_listener = *inner.listen.lock().unwrap_or_else(|e| e.into_inner());
         match &inner.worker_token {
-            Some(_) => Box::pin(inner.serve_forwarded(request)),
-            None => Box::pin(inner.route(request, peer)),
+            // A worker: its own port takes the node's forwarded requests; connections the
+            // node handed over keep the node's listening address and are routed as there.
+            Some(_) if own_listener == Some(peer.local) => Box::pin(inner.serve_forwarded(request)),
+            _ => Box::pin(inner.route(request, peer)),
         }
     }
 }
@@ -73,8 +76,9 @@ impl Inner {
         entry.requests.fetch_add(1, Ordering::Relaxed);
         entry.touch(self.started);
         let _in_flight = InFlight::enter(&entry);
+        // Only the node sets these, for its worker: an app never sees a client's.
+        worker::remove_forwarding_headers(request.headers_mut());
         if let Some(worker) = &self.worker {
-            worker::remove_forwarding_headers(request.headers_mut());
             // An app running more instances than there are CPUs, while another app is
             // being served, goes to the worker process (see `worker`). Requests past the
             // app's cap only queue: an app capped at the CPU count or below is never busy.
@@ -82,7 +86,10 @@ impl Inner {
             let running = entry.in_flight.load(Ordering::Relaxed).min(cap);
             let busy = running > self.busy_above;
             let app = Arc::as_ptr(&entry) as usize;
-            if self.fair_share.starts_slow(app, busy)
+            // Once the worker holds one of the app's connections, all its requests go
+            // there: its instances are then in one process, under its cap.
+            let held = worker.holds_connections_of(&entry.name);
+            if (self.fair_share.starts_slow(app, busy) || held)
                 && let Some(address) = worker.address()
             {
                 wisp_engine::send_connection_to_slow_lane();
@@ -93,6 +100,17 @@ impl Inner {
                     Ok(loaded) => loaded.app.reserve_instance_slot().await.ok(),
                     Err(_) => None,
                 };
+                // A keep-alive HTTP/1.1 connection can follow its request to the worker.
+                let keeps_alive = request.version() == http::Version::HTTP_11
+                    && !request
+                        .headers()
+                        .get_all(http::header::CONNECTION)
+                        .iter()
+                        .any(|value| {
+                            value
+                                .to_str()
+                                .is_ok_and(|v| v.to_ascii_lowercase().contains("close"))
+                        });
                 match worker
                     .forward(
                         address,
@@ -105,6 +123,11 @@ impl Inner {
                     .await
                 {
                     Ok(response) => {
+                        // The connection follows: once this response is sent, the worker
+                        // serves it directly (a TLS or HTTP/2 one stays and is proxied).
+                        if keeps_alive && !peer.secure {
+                            worker.hand_off_after_this_request(&entry.name);
+                        }
                         return response.map(|body| HoldingBody::new(body, slot).boxed_unsync());
                     }
                     // Served here after all, in a slot of its own.
@@ -127,6 +150,10 @@ impl Inner {
             return wisp_metrics::metrics_response(self.runtime.engine().metrics(), &request)
                 .map(crate::admin::body);
         }
+        if worker::asks_for_served(token, &request) {
+            let served = serde_json::to_vec(&self.served_on_held_connections()).unwrap_or_default();
+            return http::Response::new(crate::admin::body(served));
+        }
         let forwarded = match worker::accept_forwarded(token, &mut request) {
             Ok(forwarded) => forwarded,
             Err(refused) => {
@@ -144,8 +171,11 @@ impl Inner {
                 );
             }
         };
-        entry.requests.fetch_add(1, Ordering::Relaxed);
+        // Not counted here: the node counted it (a worker counts what it serves on the
+        // connections it holds, for the node's `ls`). In flight it is: the connections
+        // the worker holds stay while their app is busy.
         entry.touch(self.started);
+        let _in_flight = InFlight::enter(&entry);
         self.serve_here(&entry, request, forwarded.peer).await
     }
 

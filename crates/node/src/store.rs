@@ -122,6 +122,13 @@ impl Store {
         Ok(apps)
     }
 
+    /// Changes when another connection (the node, for its worker) commits to `node.db`.
+    pub(crate) fn data_version(&self) -> Result<i64, NodeError> {
+        self.connection
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .map_err(self.fail())
+    }
+
     /// The stored app `name`, if there is one.
     pub(crate) fn get(&self, name: &str) -> Result<Option<StoredApp>, NodeError> {
         Ok(self

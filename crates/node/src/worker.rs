@@ -26,15 +26,17 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::os::fd::AsFd as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use wasmtime_wasi_http::WasiBody;
-use wisp_trigger_http::Peer;
+use wisp_trigger_http::{HandOff, HandedConnection, Peer};
 
 /// How a node starts its worker process: the program and arguments of a `wisp node`
 /// that serves the same state directory (the node adds `--internal-worker` and the
@@ -68,7 +70,8 @@ pub enum NodeRole {
 pub const WORKER_FLAG: &str = "--internal-worker";
 /// The environment variable that carries the worker's secret.
 pub const WORKER_TOKEN_ENV: &str = "WISP_NODE_WORKER_TOKEN";
-/// What a worker prints on stdout once it serves, before its address.
+/// What a worker prints on stdout once it serves, before its address and the path of the
+/// Unix socket it takes handed-off connections on (if it has one).
 pub const WORKER_READY_LINE: &str = "wisp-worker listening on ";
 
 /// How long after a worker exited (or failed to start) the node tries again.
@@ -86,12 +89,15 @@ const LOCAL_HEADER: HeaderName = HeaderName::from_static("wisp-worker-local");
 const SECURE_HEADER: HeaderName = HeaderName::from_static("wisp-worker-secure");
 /// Asks the worker for its metrics instead of an app's answer.
 const METRICS_HEADER: HeaderName = HeaderName::from_static("wisp-worker-metrics");
+/// Asks the worker what it served on the connections it holds, per app, instead of an
+/// app's answer.
+const SERVED_HEADER: HeaderName = HeaderName::from_static("wisp-worker-served");
 /// How long a scrape of the node waits for its worker's metrics.
 const METRICS_TIMEOUT: Duration = Duration::from_secs(2);
 /// The most bytes of metrics taken from the worker.
 const MAX_METRICS_BYTES: usize = 256 << 20;
 /// Removed from every client request: only the node sets them.
-const FORWARD_HEADERS: [HeaderName; 7] = [
+const FORWARD_HEADERS: [HeaderName; 8] = [
     TOKEN_HEADER,
     APP_HEADER,
     DEPLOY_HEADER,
@@ -99,6 +105,7 @@ const FORWARD_HEADERS: [HeaderName; 7] = [
     LOCAL_HEADER,
     SECURE_HEADER,
     METRICS_HEADER,
+    SERVED_HEADER,
 ];
 
 /// The node's side of its worker process.
@@ -108,7 +115,44 @@ pub(crate) struct Worker {
     state: Mutex<State>,
     idle: Mutex<Vec<SendRequest<Incoming>>>,
     forwarded: AtomicU64,
+    handed_off: AtomicU64,
+    returned: AtomicU64,
     starts: AtomicU64,
+    /// Where connections the worker hands back go: the node's server, and the runtime
+    /// that receives them (the serving one: a returned connection carries a request of
+    /// an app within its share).
+    take_back: Mutex<
+        Option<(
+            tokio::sync::mpsc::Sender<HandedConnection>,
+            tokio::runtime::Handle,
+        )>,
+    >,
+    /// Client connections the running worker holds, per app.
+    held: Mutex<HeldConnections>,
+    /// Starts attempted: each worker process's generation.
+    generations: AtomicU64,
+}
+
+/// The client connections a worker process holds, per app: while it holds one of an
+/// app's, every request for that app goes to the worker, so all its instances are in one
+/// process, under its cap.
+#[derive(Default)]
+struct HeldConnections {
+    /// The start of the worker process they are in (its `starts` count).
+    generation: u64,
+    apps: HashMap<String, usize>,
+}
+
+impl HeldConnections {
+    /// The counts for the worker of start `generation` (a newer worker holds nothing yet);
+    /// `None` for an older one's.
+    fn of(&mut self, generation: u64) -> Option<&mut HashMap<String, usize>> {
+        if generation > self.generation {
+            self.generation = generation;
+            self.apps.clear();
+        }
+        (generation == self.generation).then_some(&mut self.apps)
+    }
 }
 
 enum State {
@@ -121,6 +165,10 @@ enum State {
 
 struct Running {
     address: SocketAddr,
+    /// Which start of the worker this is (the `starts` count after it).
+    generation: u64,
+    /// Where client connections are handed over (`SCM_RIGHTS`).
+    control: Option<Arc<std::os::unix::net::UnixStream>>,
     pid: u32,
     /// Closing it (dropping) tells the worker to finish and exit.
     stdin: Option<tokio::process::ChildStdin>,
@@ -133,6 +181,9 @@ struct Running {
 pub(crate) struct WorkerInfo {
     pub pid: Option<u32>,
     pub forwarded: u64,
+    pub handed_off: u64,
+    pub returned: u64,
+    pub held: u64,
     pub starts: u64,
 }
 
@@ -146,7 +197,12 @@ impl Worker {
             state: Mutex::new(State::NotStarted),
             idle: Mutex::new(Vec::new()),
             forwarded: AtomicU64::new(0),
+            handed_off: AtomicU64::new(0),
+            returned: AtomicU64::new(0),
             starts: AtomicU64::new(0),
+            take_back: Mutex::new(None),
+            held: Mutex::new(HeldConnections::default()),
+            generations: AtomicU64::new(0),
         })
     }
 
@@ -158,8 +214,20 @@ impl Worker {
         WorkerInfo {
             pid,
             forwarded: self.forwarded.load(Ordering::Relaxed),
+            handed_off: self.handed_off.load(Ordering::Relaxed),
+            returned: self.returned.load(Ordering::Relaxed),
+            held: self.held_now().values().map(|&n| n as u64).sum(),
             starts: self.starts.load(Ordering::Relaxed),
         }
+    }
+
+    /// Connections the worker hands back are served by `server`, received on `runtime`.
+    pub(crate) fn take_back_on(
+        &self,
+        server: tokio::sync::mpsc::Sender<HandedConnection>,
+        runtime: tokio::runtime::Handle,
+    ) {
+        *self.take_back.lock().unwrap_or_else(|e| e.into_inner()) = Some((server, runtime));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -201,6 +269,7 @@ impl Worker {
     }
 
     async fn start(self: Arc<Self>) -> Result<Running, String> {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let mut command = tokio::process::Command::new(&self.command.program);
         command
             .args(&self.command.args)
@@ -220,13 +289,31 @@ impl Worker {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().ok_or("the worker has no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let address = tokio::time::timeout(START_TIMEOUT, async {
+        let (address, control) = tokio::time::timeout(START_TIMEOUT, async {
             while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
-                if let Some(address) = line.strip_prefix(WORKER_READY_LINE) {
-                    return address
-                        .trim()
+                if let Some(ready) = line.strip_prefix(WORKER_READY_LINE) {
+                    let (address, control) = match ready.trim().split_once(' ') {
+                        Some((address, path)) => (address, Some(path)),
+                        None => (ready.trim(), None),
+                    };
+                    let address = address
                         .parse::<SocketAddr>()
-                        .map_err(|e| format!("the worker printed a bad address `{address}`: {e}"));
+                        .map_err(|e| format!("the worker printed a bad address `{address}`: {e}"))?;
+                    let control = control.and_then(|path| {
+                        let connected = std::os::unix::net::UnixStream::connect(path)
+                            .and_then(|c| c.set_nonblocking(true).map(|()| c));
+                        match connected {
+                            Ok(control) => {
+                                self.take_back_from(&control, generation);
+                                Some(Arc::new(control))
+                            }
+                            Err(err) => {
+                                tracing::warn!("cannot reach the worker's socket {path}: {err}; its connections will be proxied");
+                                None
+                            }
+                        }
+                    });
+                    return Ok((address, control));
                 }
             }
             Err("the worker exited before it served".to_owned())
@@ -275,6 +362,8 @@ impl Worker {
         );
         Ok(Running {
             address,
+            generation,
+            control,
             pid,
             stdin,
             exited,
@@ -309,6 +398,140 @@ impl Worker {
                 let _ = kill.send(());
             }
         }
+    }
+
+    /// Asks for the current request's client connection (on which a request for `app`
+    /// was forwarded) to be handed to the worker once its response is sent, so the node
+    /// does nothing more for it while its requests are for that app.
+    pub(crate) fn hand_off_after_this_request(self: &Arc<Self>, app: &str) {
+        let worker = Arc::downgrade(self);
+        let app = app.to_owned();
+        wisp_trigger_http::hand_off_connection(Arc::new(move |socket| {
+            if let Some(worker) = worker.upgrade() {
+                worker.hand_off(socket, &app);
+            }
+        }));
+    }
+
+    /// Whether the running worker holds a client connection of `app`: then the app's
+    /// requests all go there, so that its instances are in one process, under its cap.
+    pub(crate) fn holds_connections_of(&self, app: &str) -> bool {
+        self.held_now().get(app).is_some_and(|&n| n > 0)
+    }
+
+    /// The connections the running worker holds, per app.
+    fn held_now(&self) -> HashMap<String, usize> {
+        let generation = match &*self.lock() {
+            State::Ready(running) => running.generation,
+            _ => return HashMap::new(),
+        };
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.of(generation)
+            .map(|apps| apps.clone())
+            .unwrap_or_default()
+    }
+
+    /// Sends a client connection's socket to the worker. If it cannot be sent, the node
+    /// serves it on: it is between requests, and its next request is unread.
+    fn hand_off(&self, socket: std::net::TcpStream, app: &str) {
+        let (control, generation) = match &*self.lock() {
+            State::Ready(running) => (running.control.clone(), running.generation),
+            _ => (None, 0),
+        };
+        let sent = match control {
+            Some(control) => {
+                // Counted first: the worker's word that the connection ended may come
+                // before `send_socket` returns.
+                self.held_changed(generation, app, 1);
+                let sent = send_socket(&control, Some(&socket), &Message::Take(app.to_owned()));
+                if sent.is_err() {
+                    self.held_changed(generation, app, -1);
+                }
+                sent
+            }
+            None => Err(std::io::Error::other("the worker is not running")),
+        };
+        match sent {
+            Ok(()) => {
+                self.handed_off.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => {
+                tracing::debug!(
+                    "cannot hand a connection to the worker ({err}); the node serves it on"
+                );
+                let take_back = self
+                    .take_back
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let Some((server, _)) = take_back {
+                    serve_locally(&server, socket);
+                }
+            }
+        }
+    }
+
+    /// The worker of start `generation` holds `change` more (or fewer) of `app`'s
+    /// connections.
+    fn held_changed(&self, generation: u64, app: &str, change: isize) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(apps) = held.of(generation) else {
+            return;
+        };
+        let count = apps.entry(app.to_owned()).or_default();
+        *count = count.saturating_add_signed(change);
+        if *count == 0 {
+            apps.remove(app);
+        }
+    }
+
+    /// Receives what the worker of start `generation` sends back over `control`
+    /// (connections for other apps, and word of the connections it no longer holds), on
+    /// the node's serving runtime.
+    fn take_back_from(self: &Arc<Self>, control: &std::os::unix::net::UnixStream, generation: u64) {
+        let take_back = self
+            .take_back
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some((server, runtime)) = take_back else {
+            return;
+        };
+        let control = match control.try_clone() {
+            Ok(control) => control,
+            Err(err) => {
+                tracing::warn!("the node cannot take connections back from its worker: {err}");
+                return;
+            }
+        };
+        let worker = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let control = match tokio::net::UnixStream::from_std(control) {
+                Ok(control) => control,
+                Err(err) => {
+                    tracing::warn!("the node cannot take connections back from its worker: {err}");
+                    return;
+                }
+            };
+            receive_messages(control, server, move |message, socket| {
+                let worker = worker.upgrade()?;
+                match message {
+                    Message::Back => {
+                        worker.returned.fetch_add(1, Ordering::Relaxed);
+                        Some(HandedConnection {
+                            stream: socket?,
+                            redirect: None,
+                        })
+                    }
+                    Message::Gone(app) => {
+                        worker.held_changed(generation, &app, -1);
+                        None
+                    }
+                    Message::Take(_) => None,
+                }
+            })
+            .await;
+        });
     }
 
     /// Sends `request` (for the deploy `deploy` of app `app`, without forwarding headers)
@@ -395,14 +618,36 @@ impl Worker {
 
     /// The worker's metrics (OpenMetrics text), if it is running and answers in time.
     pub(crate) async fn metrics(&self) -> Option<String> {
+        let metrics = self.ask(METRICS_HEADER, "/metrics").await;
+        if metrics.is_none() {
+            tracing::debug!("the node's worker sent no metrics");
+        }
+        metrics
+    }
+
+    /// What the worker served on the client connections it holds, per app (empty if it
+    /// is not running, was never handed one, or does not answer in time).
+    pub(crate) async fn served(&self) -> HashMap<String, ServedInWorker> {
+        if self.handed_off.load(Ordering::Relaxed) == 0 {
+            return HashMap::new();
+        }
+        match self.ask(SERVED_HEADER, "/served").await {
+            Some(served) => serde_json::from_str(&served).unwrap_or_default(),
+            None => HashMap::new(),
+        }
+    }
+
+    /// Asks the running worker for what `header` names (a request of the node's own,
+    /// with its secret): the answer's text, if it answers 200 in time.
+    async fn ask(&self, header: HeaderName, path: &str) -> Option<String> {
         let address = match &*self.lock() {
             State::Ready(running) => running.address,
             _ => return None,
         };
-        let request = Request::get("/metrics")
+        let request = Request::get(path)
             .header(header::HOST, address.to_string())
             .header(TOKEN_HEADER, &self.token)
-            .header(METRICS_HEADER, "1")
+            .header(header, "1")
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .ok()?;
         let fetch = async move {
@@ -422,14 +667,10 @@ impl Worker {
                 .ok()?;
             String::from_utf8(body.to_bytes().to_vec()).ok()
         };
-        let metrics = tokio::time::timeout(METRICS_TIMEOUT, fetch)
+        tokio::time::timeout(METRICS_TIMEOUT, fetch)
             .await
             .ok()
-            .flatten();
-        if metrics.is_none() {
-            tracing::debug!("the node's worker sent no metrics");
-        }
-        metrics
+            .flatten()
     }
 
     /// An idle connection to the worker, or a new one.
@@ -552,11 +793,32 @@ pub(crate) fn remove_forwarding_headers(headers: &mut HeaderMap) {
 /// Whether `request` is the node asking its worker for its metrics (it carries the
 /// node's secret).
 pub(crate) fn asks_for_metrics<B>(token: &crate::AdminToken, request: &Request<B>) -> bool {
+    asks_for(METRICS_HEADER, token, request)
+}
+
+/// Whether `request` is the node asking its worker what it served on the connections it
+/// holds (it carries the node's secret).
+pub(crate) fn asks_for_served<B>(token: &crate::AdminToken, request: &Request<B>) -> bool {
+    asks_for(SERVED_HEADER, token, request)
+}
+
+fn asks_for<B>(header: HeaderName, token: &crate::AdminToken, request: &Request<B>) -> bool {
     let headers = request.headers();
-    headers.contains_key(METRICS_HEADER)
+    headers.contains_key(header)
         && headers
             .get(TOKEN_HEADER)
             .is_some_and(|given| token.matches(given.as_bytes()))
+}
+
+/// What a worker served of one app on the client connections it holds (the node counts
+/// the requests it forwards itself).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ServedInWorker {
+    /// The deploy the counts are for.
+    pub deploy: String,
+    pub requests: u64,
+    /// Milliseconds since the last of them started.
+    pub idle_ms: Option<u64>,
 }
 
 /// The worker's check of a request: it must carry the node's secret; its forwarding
@@ -597,7 +859,386 @@ pub(crate) fn accept_forwarded<B>(
     }
 }
 
+/// What the node and its worker send each other over the worker's Unix socket, one
+/// line each; a socket (`SCM_RIGHTS`) travels with the messages that carry one.
+#[derive(Debug, PartialEq)]
+enum Message {
+    /// Node to worker, with a client socket: serve it while its requests are for this app.
+    Take(String),
+    /// Worker to node, with a client socket: its next request is for another app.
+    Back,
+    /// Worker to node: a connection of this app it was given has ended (or gone back).
+    Gone(String),
+}
+
+impl Message {
+    fn line(&self) -> String {
+        match self {
+            Message::Take(app) => format!("take {app}\n"),
+            Message::Back => "back\n".to_owned(),
+            Message::Gone(app) => format!("gone {app}\n"),
+        }
+    }
+
+    fn parse(line: &[u8]) -> Option<Message> {
+        let line = std::str::from_utf8(line).ok()?;
+        match line.split_once(' ') {
+            Some(("take", app)) => Some(Message::Take(app.to_owned())),
+            Some(("gone", app)) => Some(Message::Gone(app.to_owned())),
+            None if line == "back" => Some(Message::Back),
+            _ => None,
+        }
+    }
+
+    fn carries_socket(&self) -> bool {
+        matches!(self, Message::Take(_) | Message::Back)
+    }
+}
+
+/// Sends `message` over the Unix socket `control`, with `socket` (`SCM_RIGHTS`) if given.
+fn send_socket(
+    control: &impl std::os::fd::AsFd,
+    socket: Option<&std::net::TcpStream>,
+    message: &Message,
+) -> std::io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let line = message.line();
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut ancillary = SendAncillaryBuffer::new(&mut space);
+    let fds = socket.map(|socket| [socket.as_fd()]);
+    if let Some(fds) = &fds {
+        ancillary.push(SendAncillaryMessage::ScmRights(fds));
+    }
+    let sent = rustix::net::sendmsg(
+        control.as_fd(),
+        &[std::io::IoSlice::new(line.as_bytes())],
+        &mut ancillary,
+        SendFlags::NOSIGNAL,
+    )?;
+    if sent == line.len() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("the message was cut short"))
+    }
+}
+
+/// Serves a connection that could not be handed on where it is (its next request
+/// unread); it is closed if the server is gone or full.
+fn serve_locally(
+    server: &tokio::sync::mpsc::Sender<HandedConnection>,
+    socket: std::net::TcpStream,
+) {
+    let stream = socket
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpStream::from_std(socket));
+    match stream {
+        Ok(stream) => {
+            let _ = server.try_send(HandedConnection {
+                stream,
+                redirect: None,
+            });
+        }
+        Err(err) => tracing::debug!("closed a connection that could not be handed on: {err}"),
+    }
+}
+
+/// The worker's Unix socket for connections its node hands over, readable and writable
+/// by its user only, at `path` (in the state directory); `None` (logged) if it cannot be
+/// made, e.g. a state directory whose path is too long for a socket address. Without it,
+/// the node proxies every request it forwards.
+pub fn bind_control_socket(path: &std::path::Path) -> Option<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt as _;
+    // A socket left by a worker that died; nothing else lives at this name.
+    let _ = std::fs::remove_file(path);
+    let bound = tokio::net::UnixListener::bind(path).and_then(|listener| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map(|()| listener)
+    });
+    match bound {
+        Ok(listener) => Some(listener),
+        Err(err) => {
+            tracing::warn!(
+                "the node's worker cannot take over connections at {}: {err}; they are proxied instead",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// The worker's side of hand-offs: takes the node's connection on `listener` (only from
+/// a process of the same user) and serves every socket it receives (through
+/// `handed_off`) while its requests are for the app the node named; before a request
+/// for any other app, the socket goes back to the node with the request unread.
+pub(crate) async fn receive_handed_off(
+    listener: tokio::net::UnixListener,
+    handed_off: tokio::sync::mpsc::Sender<HandedConnection>,
+    inner: std::sync::Weak<Inner>,
+) {
+    loop {
+        let Ok((control, _)) = listener.accept().await else {
+            return;
+        };
+        let same_user = control
+            .peer_cred()
+            .is_ok_and(|cred| cred.uid() == rustix::process::getuid().as_raw());
+        if !same_user {
+            tracing::warn!("refused a connection to the worker's socket from another user");
+            continue;
+        }
+        let back = match control.as_fd().try_clone_to_owned() {
+            Ok(back) => Arc::new(back),
+            Err(err) => {
+                tracing::warn!("the worker cannot hand connections back: {err}");
+                continue;
+            }
+        };
+        let inner = inner.clone();
+        let local = handed_off.clone();
+        tokio::spawn(receive_messages(
+            control,
+            handed_off.clone(),
+            move |message, socket| {
+                let Message::Take(app) = message else {
+                    return None;
+                };
+                // Made first, so that the node hears of the connection's end even if its
+                // socket did not come through.
+                let redirect = held_connection(inner.clone(), app, back.clone(), local.clone());
+                Some(HandedConnection {
+                    stream: socket?,
+                    redirect: Some(redirect),
+                })
+            },
+        ));
+    }
+}
+
+/// The worker's rule for a connection of `app` the node handed over: it stays while its
+/// requests are for `app` and `app` is busy here (more requests in flight than CPUs, or
+/// so at one of the connection's requests in the last [`STAYS_AFTER_BUSY`]: a flood's
+/// short lulls do not send its connections back and forth), and goes back over `control`
+/// before any other request, so that the node serves it (a
+/// socket that cannot be sent back is served on here, through `local`). When it ends
+/// (here, or by going back), the node is told.
+fn held_connection(
+    inner: std::sync::Weak<Inner>,
+    app: String,
+    control: Arc<std::os::fd::OwnedFd>,
+    local: tokio::sync::mpsc::Sender<HandedConnection>,
+) -> wisp_trigger_http::Redirect {
+    /// Tells the node when the connection's rule is dropped with the connection.
+    struct Held {
+        app: String,
+        control: Arc<std::os::fd::OwnedFd>,
+    }
+    impl Drop for Held {
+        fn drop(&mut self) {
+            if let Err(err) = send_socket(&*self.control, None, &Message::Gone(self.app.clone())) {
+                tracing::debug!("cannot tell the node a connection ended: {err}");
+            }
+        }
+    }
+    let back: HandOff = {
+        let control = control.clone();
+        Arc::new(move |socket| {
+            if let Err(err) = send_socket(&*control, Some(&socket), &Message::Back) {
+                tracing::debug!(
+                    "cannot hand a connection back to the node ({err}); served on here"
+                );
+                serve_locally(&local, socket);
+            }
+        })
+    };
+    let held = Held { app, control };
+    // Milliseconds since the worker started until which the connection stays: the node
+    // has just found its app busy.
+    let handed_at = inner
+        .upgrade()
+        .map_or(0, |inner| inner.started.elapsed().as_millis() as u64);
+    let stays_until = AtomicU64::new(handed_at + STAYS_AFTER_BUSY.as_millis() as u64);
+    Arc::new(move |host| {
+        let inner = inner.upgrade()?;
+        let table = inner.table();
+        let entry = table
+            .route(&crate::routing::host_name(host))
+            .filter(|entry| entry.name == held.app);
+        let stays = entry.is_some_and(|entry| {
+            let now = inner.started.elapsed().as_millis() as u64;
+            // The node's test for busy, on what runs here.
+            let cap = (entry.record.limits.max_instances).unwrap_or(inner.config.app_max_instances);
+            if entry.in_flight.load(Ordering::Relaxed).min(cap) > inner.busy_above {
+                let until = now + STAYS_AFTER_BUSY.as_millis() as u64;
+                stays_until.store(until, Ordering::Relaxed);
+            }
+            now < stays_until.load(Ordering::Relaxed)
+        });
+        (!stays).then(|| back.clone())
+    })
+}
+
+/// How long a connection the worker holds stays after its app was last seen busy there.
+const STAYS_AFTER_BUSY: Duration = Duration::from_secs(1);
+
+/// Reads the messages sent over `control` and passes `receive` each one with its socket
+/// (if it carries one); the connections `receive` makes go to `server`.
+async fn receive_messages(
+    control: tokio::net::UnixStream,
+    server: tokio::sync::mpsc::Sender<HandedConnection>,
+    receive: impl Fn(Message, Option<tokio::net::TcpStream>) -> Option<HandedConnection>,
+) {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    // A stream socket keeps no message boundaries: lines are read across reads, and the
+    // sockets, which arrive no later than the bytes of the line they came with, queue
+    // until their line is complete.
+    let mut pending = Vec::new();
+    let mut sockets = std::collections::VecDeque::new();
+    loop {
+        if control.readable().await.is_err() {
+            return;
+        }
+        let received = control.try_io(tokio::io::Interest::READABLE, || {
+            let mut bytes = [0u8; 4096];
+            let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+            let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+            let received = rustix::net::recvmsg(
+                control.as_fd(),
+                &mut [std::io::IoSliceMut::new(&mut bytes)],
+                &mut ancillary,
+                RecvFlags::CMSG_CLOEXEC,
+            )?;
+            for part in ancillary.drain() {
+                if let RecvAncillaryMessage::ScmRights(fds) = part {
+                    sockets.extend(fds.map(std::net::TcpStream::from));
+                }
+            }
+            pending.extend_from_slice(&bytes[..received.bytes]);
+            if received.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+                // A socket was dropped: the ones queued can no longer be matched.
+                return Err(std::io::Error::other("a socket did not fit the message"));
+            }
+            Ok(received.bytes)
+        });
+        match received {
+            Ok(0) => return, // the other side closed it
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(err) => {
+                tracing::warn!("the node's hand-off socket failed: {err}; closed it");
+                let _ = rustix::net::shutdown(control.as_fd(), rustix::net::Shutdown::Both);
+                return;
+            }
+        }
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let Some(message) = Message::parse(&line[..end]) else {
+                tracing::warn!("the hand-off socket carried an unknown message; closed it");
+                let _ = rustix::net::shutdown(control.as_fd(), rustix::net::Shutdown::Both);
+                return;
+            };
+            let socket = match message.carries_socket() {
+                true => sockets.pop_front().and_then(|socket| {
+                    socket
+                        .set_nonblocking(true)
+                        .and_then(|()| tokio::net::TcpStream::from_std(socket))
+                        .inspect_err(|err| {
+                            tracing::debug!("cannot serve a handed-over connection: {err}")
+                        })
+                        .ok()
+                }),
+                false => None,
+            };
+            if let Some(connection) = receive(message, socket)
+                && server.send(connection).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
 impl Inner {
+    /// In a worker: what it served of each app on the connections its node handed over
+    /// (the node counted the requests it forwarded).
+    pub(crate) fn served_on_held_connections(&self) -> HashMap<String, ServedInWorker> {
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        self.table()
+            .apps
+            .values()
+            .filter_map(|entry| {
+                let requests = entry.requests.load(Ordering::Relaxed);
+                let last = entry.last_used.load(Ordering::Relaxed);
+                (requests > 0).then(|| {
+                    let served = ServedInWorker {
+                        deploy: entry.deploy_id.clone(),
+                        requests,
+                        idle_ms: (last > 0).then(|| now.saturating_sub(last)),
+                    };
+                    (entry.name.clone(), served)
+                })
+            })
+            .collect()
+    }
+
+    /// In a worker: keeps its apps equal to the node's (a deploy, a replace or a
+    /// removal in `node.db`) within a quarter of a second, for the connections the node
+    /// handed over, which are routed here by `Host`.
+    pub(crate) async fn follow_the_store(self: Arc<Self>) {
+        let mut seen = None;
+        let mut ticks = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            ticks.tick().await;
+            let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+            let version = match store.data_version() {
+                Ok(version) => version,
+                Err(err) => {
+                    tracing::warn!("the worker cannot read the node's apps: {err}");
+                    continue;
+                }
+            };
+            if seen == Some(version) {
+                continue;
+            }
+            seen = Some(version);
+            let stored = match store.all() {
+                Ok(stored) => stored,
+                Err(err) => {
+                    tracing::warn!("the worker cannot read the node's apps: {err}");
+                    continue;
+                }
+            };
+            drop(store);
+            let mut retired = Vec::new();
+            {
+                let mut table = self.table_mut();
+                let names: std::collections::HashSet<_> =
+                    stored.iter().map(|app| app.name.clone()).collect();
+                let gone: Vec<_> = table
+                    .apps
+                    .keys()
+                    .filter(|name| !names.contains(*name))
+                    .cloned()
+                    .collect();
+                for name in gone {
+                    retired.extend(table.remove(&name));
+                }
+                for app in stored {
+                    let new = crate::entry(app, crate::LoadState::Idle);
+                    // Not over the same deploy, nor over a newer one a forwarded request
+                    // made this process read since.
+                    if table.apps.get(&new.name).is_some_and(|current| {
+                        (current.deployed_at, current.version) >= (new.deployed_at, new.version)
+                    }) {
+                        continue;
+                    }
+                    retired.extend(table.insert(Arc::new(new)));
+                }
+            }
+            for old in retired {
+                old.retire();
+            }
+        }
+    }
+
     /// In a worker: the entry of the deploy `deploy` of app `name`, reading the app's
     /// record again from `node.db` when the node has deployed one this process does not
     /// know (the node records a deploy before it routes to it).
@@ -665,6 +1306,53 @@ mod tests {
             .header("x-app", "kept")
             .body(())
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn messages_and_their_sockets_are_read_in_order() {
+        let (node_side, worker_side) = std::os::unix::net::UnixStream::pair().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let first = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let second = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let sent = [
+            (Message::Gone("one".into()), None),
+            (Message::Back, Some(&first)),
+            (Message::Gone("two".into()), None),
+            (Message::Take("app".into()), Some(&second)),
+        ];
+        for (message, socket) in &sent {
+            send_socket(&worker_side, *socket, message).unwrap();
+        }
+        drop(worker_side);
+        node_side.set_nonblocking(true).unwrap();
+        let control = tokio::net::UnixStream::from_std(node_side).unwrap();
+        let (server, mut served) = tokio::sync::mpsc::channel(8);
+        let seen = Mutex::new(Vec::new());
+        // Returns once the other side has closed and everything was read.
+        receive_messages(control, server, |message, socket| {
+            let client = socket.as_ref().map(|s| s.local_addr().unwrap());
+            seen.lock().unwrap().push((message, client));
+            socket.map(|stream| HandedConnection {
+                stream,
+                redirect: None,
+            })
+        })
+        .await;
+        let expected: Vec<_> = sent
+            .into_iter()
+            .map(|(message, socket)| (message, socket.map(|s| s.local_addr().unwrap())))
+            .collect();
+        assert_eq!(*seen.lock().unwrap(), expected);
+        let mut clients = Vec::new();
+        while let Ok(connection) = served.try_recv() {
+            clients.push(connection.stream.local_addr().unwrap());
+        }
+        assert_eq!(
+            clients,
+            [first.local_addr().unwrap(), second.local_addr().unwrap()]
+        );
+        assert_eq!(Message::parse(b"take"), None);
+        assert_eq!(Message::parse(b"what app"), None);
     }
 
     #[test]

@@ -35,8 +35,9 @@ pub(crate) use limits::RefusalLog;
 pub use routes::{RouteMatch, RouteTarget, Router};
 pub use server::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, HoldingBody, PRESSURE_IDLE_TIMEOUT, Peer,
-    RequestHandler, ServerConfig, serve, serve_current,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, HandOff, HandedConnection, HoldingBody,
+    PRESSURE_IDLE_TIMEOUT, Peer, Redirect, RequestHandler, ServerConfig, hand_off_connection,
+    serve, serve_current, serve_with_handed_off,
 };
 pub use tls::{TlsConfig, TlsError};
 

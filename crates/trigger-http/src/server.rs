@@ -158,6 +158,19 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with_handed_off(handler, listener, None, config, shutdown).await;
+}
+
+/// [`serve`], also serving the client connections another server hands over on
+/// `handed_off` (see [`hand_off_connection`]) as if they had been accepted here, with
+/// their own listening address as [`Peer::local`].
+pub async fn serve_with_handed_off(
+    handler: Arc<dyn RequestHandler>,
+    listener: tokio::net::TcpListener,
+    mut handed_off: Option<tokio::sync::mpsc::Receiver<HandedConnection>>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
     let config = Arc::new(config);
     let builder = Arc::new(config.builder());
     let local = listener
@@ -201,11 +214,20 @@ pub async fn serve(
         if *pressure.borrow() && slots.available_permits() > max_connections / 10 {
             pressure.send_replace(false);
         }
-        let (stream, client) = tokio::select! {
+        let (stream, client, handed) = tokio::select! {
+            Some(handed) = async {
+                match &mut handed_off {
+                    Some(handed) => handed.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match (handed.stream.peer_addr(), handed.stream.local_addr()) {
+                (Ok(client), Ok(local)) => (handed.stream, client, Some((local, handed.redirect))),
+                _ => continue,
+            },
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => {
+                Ok((stream, client)) => {
                     accept_backoff = Duration::ZERO;
-                    accepted
+                    (stream, client, None)
                 }
                 Err(err) => {
                     // Typically EMFILE/ENFILE: back off (up to a second) instead of spinning,
@@ -224,22 +246,59 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         // A connection whose requests go to an app over its share moves to the slow lane.
-        tokio::spawn(wisp_engine::ConnectionLane::new(connection(
-            stream,
-            client,
-            slot,
-            shared.clone(),
-            false,
+        let hand_off = Arc::new(HandOffCell::default());
+        tokio::spawn(wisp_engine::ConnectionLane::new(HAND_OFF.scope(
+            hand_off.clone(),
+            connection(
+                stream,
+                client,
+                handed,
+                slot,
+                shared.clone(),
+                false,
+                hand_off,
+            ),
         )));
     }
     closing.send_replace(true);
+    // Connections handed over just before shutdown: served like the backlog's below.
+    if let Some(handed_off) = &mut handed_off {
+        while let Ok(handed) = handed_off.try_recv() {
+            let (Ok(slot), Ok(client), Ok(local)) = (
+                slots.clone().try_acquire_owned(),
+                handed.stream.peer_addr(),
+                handed.stream.local_addr(),
+            ) else {
+                continue;
+            };
+            let hand_off = Arc::new(HandOffCell::default());
+            tokio::spawn(connection(
+                handed.stream,
+                client,
+                Some((local, handed.redirect)),
+                slot,
+                shared.clone(),
+                true,
+                hand_off,
+            ));
+        }
+    }
     // Clients that connected (and maybe sent a request) just before shutdown are still in
     // the backlog: take them and treat them like every other connection.
     while let Some(Ok((stream, client))) = futures_now(listener.accept()) {
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             break;
         };
-        tokio::spawn(connection(stream, client, slot, shared.clone(), true));
+        let hand_off = Arc::new(HandOffCell::default());
+        tokio::spawn(connection(
+            stream,
+            client,
+            None,
+            slot,
+            shared.clone(),
+            true,
+            hand_off,
+        ));
     }
     drop(listener);
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
@@ -322,6 +381,16 @@ struct ConnState {
     /// connection while the client may still be sending (or paused between writes).
     /// Cleared by [`ConnState::closing_while_idle`].
     body_sent: AtomicBool,
+    /// A read parked until the request in flight ends ([`ConnIo::poll_read`] of a
+    /// connection that may go elsewhere between requests).
+    parked_read: std::sync::Mutex<Option<std::task::Waker>>,
+    read_parked: AtomicBool,
+    /// Bytes arrived while the latest request was in flight (a pipelining client): hyper
+    /// may hold part of the next request, so the connection cannot go elsewhere.
+    read_ahead: AtomicBool,
+    /// The latest read between requests went past the end of a request head (a body, or
+    /// a pipelined request), or stopped inside one: what hyper holds is not known.
+    past_head: AtomicBool,
 }
 
 impl ConnState {
@@ -336,6 +405,10 @@ impl ConnState {
             request_ended: (config.header_read_timeout > config.idle_timeout)
                 .then(tokio::sync::Notify::new),
             body_sent: AtomicBool::new(false),
+            parked_read: std::sync::Mutex::new(None),
+            read_parked: AtomicBool::new(false),
+            read_ahead: AtomicBool::new(false),
+            past_head: AtomicBool::new(false),
         }
     }
 
@@ -372,6 +445,7 @@ impl ConnState {
             self.http2.store(true, Ordering::Release);
         }
         self.body_sent.store(has_body, Ordering::Release);
+        self.read_ahead.store(false, Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_started_ms.store(NEVER, Ordering::Release);
         InFlight(self.clone())
@@ -385,9 +459,19 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let state = &self.0;
         state.idle_since_ms.store(state.now_ms(), Ordering::Release);
-        state.in_flight.fetch_sub(1, Ordering::AcqRel);
+        state.in_flight.fetch_sub(1, Ordering::SeqCst);
         if let Some(ended) = &state.request_ended {
             ended.notify_one();
+        }
+        if state.read_parked.swap(false, Ordering::SeqCst) {
+            let reader = state
+                .parked_read
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(reader) = reader {
+                reader.wake();
+            }
         }
     }
 }
@@ -498,6 +582,67 @@ impl tokio::io::AsyncWrite for Stream {
     }
 }
 
+/// Takes over a client connection's socket, between two of its requests: the client's
+/// next request, if it sent one, is still unread in the socket.
+pub type HandOff = Arc<dyn Fn(std::net::TcpStream) + Send + Sync>;
+
+/// Decides, before each request on a handed-over connection is read, from its `Host`,
+/// whether the connection goes on elsewhere: where to, or `None` to serve it here.
+pub type Redirect = Arc<dyn Fn(&str) -> Option<HandOff> + Send + Sync>;
+
+/// A plain HTTP/1 client connection another server handed over between two requests
+/// (see [`hand_off_connection`]), for [`serve_with_handed_off`].
+pub struct HandedConnection {
+    /// The client's socket.
+    pub stream: tokio::net::TcpStream,
+    /// Where the connection goes when a request on it is not for this server: checked
+    /// against each request's `Host` before the request is read. A request whose head
+    /// has not fully arrived when it is checked is served here.
+    pub redirect: Option<Redirect>,
+}
+
+tokio::task_local! {
+    /// The connection whose request is being handled, for [`hand_off_connection`].
+    static HAND_OFF: Arc<HandOffCell>;
+}
+
+/// Asks for the connection the current request came on to be handed to `to` once this
+/// request's response is sent: an embedder serving its requests elsewhere (a node's
+/// worker process) takes the whole connection. Only a plain HTTP/1 connection whose
+/// client has sent nothing more is handed off; any other stays. Outside a connection's
+/// request this does nothing.
+pub fn hand_off_connection(to: HandOff) {
+    let _ = HAND_OFF.try_with(|cell| {
+        *cell.to.lock().unwrap_or_else(|e| e.into_inner()) = Some(to);
+        cell.asked.store(true, Ordering::Release);
+    });
+}
+
+/// One connection's hand-off request.
+#[derive(Default)]
+struct HandOffCell {
+    asked: AtomicBool,
+    to: std::sync::Mutex<Option<HandOff>>,
+}
+
+impl HandOffCell {
+    fn asked(&self) -> bool {
+        self.asked.load(Ordering::Acquire)
+    }
+
+    /// A new request started: an earlier one's wish no longer holds.
+    fn clear(&self) {
+        if self.asked() {
+            self.asked.store(false, Ordering::Release);
+            self.take();
+        }
+    }
+
+    fn take(&self) -> Option<HandOff> {
+        self.to.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// The connection's socket, noting when request bytes arrive on an idle connection.
 struct ConnIo {
     /// Always `Some` until dropped (taken by the lingering close).
@@ -505,6 +650,12 @@ struct ConnIo {
     /// Whether the socket is registered with the slow lane's runtime (or the one it was
     /// accepted on).
     on_slow_lane: bool,
+    /// Where the socket goes if a request handler asks ([`hand_off_connection`]).
+    hand_off: Arc<HandOffCell>,
+    /// The handler asked, and the connection is ending to hand its socket over.
+    handing_off: bool,
+    /// A handed-over connection: where its requests for elsewhere send it.
+    redirect: Option<Redirect>,
     state: Arc<ConnState>,
     /// The connection's slot, held until the socket is closed, lingering included, so
     /// lingering sockets count against the connection limit.
@@ -527,6 +678,33 @@ impl ConnIo {
 }
 
 impl ConnIo {
+    /// Ready once something is waiting in the socket (bytes, the client's end or an
+    /// error), without reading it; registers for readiness otherwise.
+    fn peek_waiting(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut space = [std::mem::MaybeUninit::uninit(); 1];
+        let mut peeked = tokio::io::ReadBuf::uninit(&mut space);
+        match self.stream.as_mut() {
+            Some(Stream::Plain(stream)) => stream.poll_peek(cx, &mut peeked).map(|_| ()),
+            _ => Poll::Ready(()),
+        }
+    }
+
+    /// The `Host` of the request waiting unread in the socket, once data is there: `None`
+    /// when what has arrived is not a whole HTTP/1 request head with a `Host` (the client
+    /// closed, or the head is split), which is then read and served as usual.
+    fn peek_host(&mut self, cx: &mut Context<'_>) -> Poll<Option<String>> {
+        let mut space = [std::mem::MaybeUninit::uninit(); 8 << 10];
+        let mut peeked = tokio::io::ReadBuf::uninit(&mut space);
+        let Some(Stream::Plain(stream)) = self.stream.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match stream.poll_peek(cx, &mut peeked) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(_) | Ok(0)) => Poll::Ready(None),
+            Poll::Ready(Ok(_)) => Poll::Ready(request_host(peeked.filled())),
+        }
+    }
+
     /// The connection moved to another runtime (a flooded app's connection to the slow
     /// lane): registers its socket with this runtime's reactor, so its readiness events
     /// are handled by this runtime's threads, not by the serving threads it left. A
@@ -551,6 +729,31 @@ impl ConnIo {
     }
 }
 
+/// The authority the HTTP/1 request head at the start of `bytes` is routed by, if the
+/// whole head is there: its absolute-form target's, else its `Host` header (as
+/// [`request_authority`](crate::request_authority) reads them).
+fn request_host(bytes: &[u8]) -> Option<String> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&bytes[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next()?;
+    let target = request_line
+        .strip_suffix(" HTTP/1.1")
+        .or_else(|| request_line.strip_suffix(" HTTP/1.0"))?
+        .split_once(' ')?
+        .1;
+    if let Ok(uri) = target.parse::<http::Uri>()
+        && let Some(authority) = uri.authority()
+    {
+        return Some(authority.as_str().to_owned());
+    }
+    lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("host")
+            .then(|| value.trim().to_owned())
+    })
+}
+
 /// How long, at most, a closed connection keeps reading what its client still sends.
 const LINGER: Duration = Duration::from_secs(2);
 /// How long a lingering connection waits for more bytes before closing.
@@ -570,6 +773,15 @@ impl Drop for ConnIo {
         let Some(Stream::Plain(stream)) = self.stream.take() else {
             return;
         };
+        if self.handing_off
+            && let Some(to) = self.hand_off.take()
+        {
+            match stream.into_std() {
+                Ok(socket) => to(socket),
+                Err(err) => tracing::debug!("cannot hand a connection off: {err}"),
+            }
+            return;
+        }
         let mut probe = [0u8; 512];
         let waiting = match stream.try_read(&mut probe) {
             // Closed by the client, or failed: nothing more will arrive.
@@ -613,10 +825,79 @@ impl tokio::io::AsyncRead for ConnIo {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if self.handing_off {
+            return Poll::Ready(Ok(()));
+        }
+        let asked = self.hand_off.asked();
+        // Only a plain HTTP/1 connection goes elsewhere, and only after a request that
+        // had no body (whose unread rest would go along) and no bytes read ahead of the
+        // next one (which hyper would keep).
+        let may_leave = (asked || self.redirect.is_some())
+            && !self.state.http2.load(Ordering::Acquire)
+            && !self.state.body_sent.load(Ordering::Acquire)
+            && !self.state.read_ahead.load(Ordering::Acquire)
+            && !self.state.past_head.load(Ordering::Acquire)
+            && matches!(self.stream, Some(Stream::Plain(_)));
+        let mut between_requests = self.state.in_flight.load(Ordering::SeqCst) == 0;
+        if may_leave && !between_requests {
+            // hyper reads ahead while a response is in flight, to notice a client that
+            // leaves; the next request must stay unread until this one has ended, so
+            // that it can go elsewhere. The socket is only peeked at meanwhile: a client
+            // that closes (or sends more) is read as usual.
+            *self
+                .state
+                .parked_read
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+            self.state.read_parked.store(true, Ordering::SeqCst);
+            if self.state.in_flight.load(Ordering::SeqCst) != 0 {
+                match self.peek_waiting(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) => {}
+                }
+            } else {
+                between_requests = true;
+            }
+            self.state.read_parked.store(false, Ordering::SeqCst);
+        }
+        let between_requests = may_leave && between_requests;
+        if between_requests && let Some(redirect) = self.redirect.clone() {
+            let host = match self.peek_host(cx) {
+                Poll::Ready(host) => host,
+                Poll::Pending => return Poll::Pending,
+            };
+            if let Some(to) = host.and_then(|host| redirect(&host)) {
+                // The next request is for elsewhere: it goes there unread, with the socket.
+                *self.hand_off.to.lock().unwrap_or_else(|e| e.into_inner()) = Some(to);
+                self.handing_off = true;
+                return Poll::Ready(Ok(()));
+            }
+        }
+        if asked && between_requests {
+            // Between requests, with nothing of the next one read: end of stream for
+            // hyper, which then ends the connection (its buffered writes flushed first),
+            // and the socket (with whatever the client sends next still in it) goes on
+            // in Drop.
+            self.handing_off = true;
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = self.stream().poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.state.bytes_read();
+            if self.state.in_flight.load(Ordering::Acquire) > 0 {
+                self.state.read_ahead.store(true, Ordering::Release);
+            } else {
+                // Reads of a head that ends where the read ends leave hyper nothing more.
+                let read = &buf.filled()[before..];
+                let past = match read.len().checked_sub(4) {
+                    Some(end) if read.ends_with(b"\r\n\r\n") => {
+                        memchr::memmem::find(&read[..end], b"\r\n\r\n").is_some()
+                    }
+                    _ => true,
+                };
+                self.state.past_head.store(past, Ordering::Release);
+            }
         }
         polled
     }
@@ -650,6 +931,10 @@ impl tokio::io::AsyncWrite for ConnIo {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.handing_off {
+            // The connection goes on elsewhere: no FIN.
+            return Poll::Ready(Ok(()));
+        }
         self.stream().poll_shutdown(cx)
     }
 }
@@ -667,9 +952,11 @@ const SHUTDOWN_READ_WINDOW: Duration = Duration::from_millis(50);
 async fn connection(
     stream: tokio::net::TcpStream,
     client: SocketAddr,
+    handed: Option<(SocketAddr, Option<Redirect>)>,
     slot: tokio::sync::OwnedSemaphorePermit,
     shared: Shared,
     drained: bool,
+    hand_off: Arc<HandOffCell>,
 ) {
     // Accepted during shutdown: serve it only if the client already sent something.
     if drained
@@ -680,7 +967,10 @@ async fn connection(
         return;
     }
     let _ = stream.set_nodelay(true);
+    let (local, redirect) = handed.unzip();
     let stream = match &shared.config.tls {
+        // Only plain connections are handed over.
+        _ if local.is_some() => Stream::Plain(stream),
         None => Stream::Plain(stream),
         // The handshake counts as the start of the first request head: a client that
         // stalls in it is closed like a slow-header one.
@@ -706,22 +996,31 @@ async fn connection(
         },
     };
     let secure = matches!(stream, Stream::Tls(_));
-    let state = Arc::new(ConnState::new(&shared.config));
+    let state = ConnState::new(&shared.config);
+    if local.is_some() {
+        // Handed over between requests: idle, not owing a head since it started.
+        state.head_started_ms.store(NEVER, Ordering::Release);
+    }
+    let state = Arc::new(state);
     let io = TokioIo::new(ConnIo {
         stream: Some(stream),
         on_slow_lane: wisp_engine::on_slow_lane(),
+        hand_off: hand_off.clone(),
+        handing_off: false,
+        redirect: redirect.flatten(),
         state: state.clone(),
         slot: Some(slot),
     });
     let peer = Peer {
         client,
-        local: shared.local,
+        local: local.unwrap_or(shared.local),
         secure,
     };
     let service = {
         let handler = shared.handler.clone();
         let state = state.clone();
         hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            hand_off.clear();
             let in_flight = state.request_started(
                 request.version() == http::Version::HTTP_2,
                 !hyper::body::Body::is_end_stream(request.body()),
@@ -910,5 +1209,231 @@ fn log_connection_end(
             "refused a malformed request from {client} with 400: {err}"
         )),
         _ => tracing::debug!("connection from {client} ended with an error: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+
+    #[test]
+    fn the_authority_of_a_whole_request_head_is_found() {
+        let head = b"GET /a HTTP/1.1\r\nAccept: */*\r\nHOST:  shop.example:8080 \r\n\r\nbody";
+        assert_eq!(request_host(head).as_deref(), Some("shop.example:8080"));
+        assert_eq!(
+            request_host(b"GET / HTTP/1.0\r\nhost: a\r\n\r\n").as_deref(),
+            Some("a")
+        );
+        // An absolute-form target is routed by its authority, as hyper's request is.
+        let absolute = b"GET http://b.test:81/x HTTP/1.1\r\nhost: a\r\n\r\n";
+        assert_eq!(request_host(absolute).as_deref(), Some("b.test:81"));
+        // Not yet whole, no Host, or not HTTP/1.
+        assert_eq!(request_host(b"GET / HTTP/1.1\r\nhost: a\r\n"), None);
+        assert_eq!(request_host(b"GET / HTTP/1.1\r\naccept: a\r\n\r\n"), None);
+        assert_eq!(request_host(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), None);
+        assert_eq!(request_host(b"GET / HTTP/1.1\r\n\xff: a\r\n\r\n"), None);
+    }
+
+    /// The large body `/big` answers with: more than a socket buffer holds.
+    const BIG: usize = 4 << 20;
+
+    /// Answers `here`, and on `/leave` (after a moment, so hyper reads ahead meanwhile)
+    /// and `/big` asks for the connection to go to the receiver once the response is
+    /// sent.
+    struct Leaving(std::sync::mpsc::Sender<std::net::TcpStream>);
+
+    impl RequestHandler for Leaving {
+        fn handle_request(
+            self: Arc<Self>,
+            request: Request<hyper::body::Incoming>,
+            _peer: Peer,
+        ) -> BoxFuture<'static, http::Response<WasiBody>> {
+            let path = request.uri().path().to_owned();
+            if path == "/leave" || path == "/big" {
+                let to = self.0.clone();
+                hand_off_connection(Arc::new(move |socket| {
+                    let _ = to.send(socket);
+                }));
+            }
+            Box::pin(async move {
+                match path.as_str() {
+                    "/leave" => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        crate::text_response(http::StatusCode::OK, "here\n")
+                    }
+                    "/big" => {
+                        let big: &'static str = Box::leak("x".repeat(BIG - 5).into_boxed_str());
+                        let mut response = crate::text_response(http::StatusCode::OK, big);
+                        response.headers_mut().remove(http::header::CONTENT_LENGTH);
+                        response
+                    }
+                    _ => crate::text_response(http::StatusCode::OK, "here\n"),
+                }
+            })
+        }
+    }
+
+    /// Reads one response: its head, then `content-length` bytes.
+    fn read_response(stream: &mut std::net::TcpStream) -> String {
+        let head = String::from_utf8(read_head(stream)).unwrap();
+        let length: usize = head
+            .to_ascii_lowercase()
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .map_or(0, |length| length.trim().parse().unwrap());
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).unwrap();
+        head + &String::from_utf8(body).unwrap()
+    }
+
+    fn read_head(stream: &mut std::net::TcpStream) -> Vec<u8> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).unwrap(), 1, "{head:?}");
+            head.push(byte[0]);
+        }
+        head
+    }
+
+    /// A server on a loopback port whose handed-over connections come from the returned
+    /// sender, and whose handler sends connections it lets go to the returned receiver.
+    async fn server() -> (
+        SocketAddr,
+        tokio::sync::mpsc::Sender<HandedConnection>,
+        std::sync::mpsc::Receiver<std::net::TcpStream>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (handed_tx, handed_rx) = tokio::sync::mpsc::channel(4);
+        let (gone_tx, gone_rx) = std::sync::mpsc::channel();
+        tokio::spawn(serve_with_handed_off(
+            Arc::new(Leaving(gone_tx)),
+            listener,
+            Some(handed_rx),
+            ServerConfig::default(),
+            std::future::pending(),
+        ));
+        (address, handed_tx, gone_rx)
+    }
+
+    fn connect(address: SocketAddr) -> std::net::TcpStream {
+        let client = std::net::TcpStream::connect(address).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+    }
+
+    /// Takes the socket the server let go of, as a blocking one.
+    fn taken(gone: &std::sync::mpsc::Receiver<std::net::TcpStream>) -> std::net::TcpStream {
+        let taken = gone.recv_timeout(Duration::from_secs(10)).unwrap();
+        taken.set_nonblocking(false).unwrap();
+        taken
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        taken
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_is_handed_off_once_its_response_is_sent() {
+        let (address, _handed, gone) = server().await;
+        let mut client = connect(address);
+        let next = tokio::task::spawn_blocking(move || {
+            // Handed off as soon as the whole response is out, before the client sends
+            // anything more, even for a response larger than the socket's buffers.
+            for path in ["/leave", "/big"] {
+                client
+                    .write_all(format!("GET {path} HTTP/1.1\r\nhost: a.test\r\n\r\n").as_bytes())
+                    .unwrap();
+                let response = read_response(&mut client);
+                assert!(response.starts_with("HTTP/1.1 200"), "{response:.200}");
+                assert!(response.ends_with("\r\n\r\nhere\n") || response.len() > BIG);
+                let mut taken = taken(&gone);
+                // The connection goes on with whoever took it, the next request unread.
+                client
+                    .write_all(b"GET /next HTTP/1.1\r\nhost: b.test\r\n\r\n")
+                    .unwrap();
+                assert_eq!(
+                    read_head(&mut taken),
+                    b"GET /next HTTP/1.1\r\nhost: b.test\r\n\r\n"
+                );
+                taken
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhere\n")
+                    .unwrap();
+                assert!(read_response(&mut client).ends_with("\r\n\r\nhere\n"));
+                client = connect(address);
+            }
+        });
+        next.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_stays_after_a_request_with_a_body_or_a_pipelined_one() {
+        let (address, _handed, gone) = server().await;
+        let mut client = connect(address);
+        tokio::task::spawn_blocking(move || {
+            // A body the handler did not read: its rest would go along with the socket.
+            client
+                .write_all(b"POST /leave HTTP/1.1\r\nhost: a.test\r\ncontent-length: 3\r\n\r\nabc")
+                .unwrap();
+            assert!(read_response(&mut client).ends_with("here\n"));
+            // Two requests at once: hyper holds the second when the first ends.
+            client
+                .write_all(b"GET /leave HTTP/1.1\r\nhost: a.test\r\n\r\nGET /x HTTP/1.1\r\nhost: a.test\r\n\r\n")
+                .unwrap();
+            for _ in 0..2 {
+                assert!(read_response(&mut client).ends_with("here\n"));
+            }
+            // Both answered here, and the connection is still served here.
+            client
+                .write_all(b"GET /x HTTP/1.1\r\nhost: a.test\r\n\r\n")
+                .unwrap();
+            assert!(read_response(&mut client).ends_with("here\n"));
+            assert!(gone.try_recv().is_err());
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handed_over_connection_is_served_until_a_request_for_elsewhere() {
+        let (address, handed, _gone) = server().await;
+        // A connection accepted elsewhere, handed to the server with its rule.
+        let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = std::net::TcpStream::connect(elsewhere.local_addr().unwrap()).unwrap();
+        let (accepted, _) = elsewhere.accept().await.unwrap();
+        let (back_tx, back_rx) = std::sync::mpsc::channel();
+        let back: HandOff = Arc::new(move |socket| {
+            let _ = back_tx.send(socket);
+        });
+        let redirect: Redirect = Arc::new(move |host| (host == "other.test").then(|| back.clone()));
+        handed
+            .send(HandedConnection {
+                stream: accepted,
+                redirect: Some(redirect),
+            })
+            .await
+            .unwrap();
+        assert_ne!(address, client.peer_addr().unwrap());
+        let back = tokio::task::spawn_blocking(move || {
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            for _ in 0..2 {
+                client
+                    .write_all(b"GET / HTTP/1.1\r\nhost: mine.test\r\n\r\n")
+                    .unwrap();
+                assert!(read_response(&mut client).starts_with("HTTP/1.1 200"));
+            }
+            client
+                .write_all(b"GET /x HTTP/1.1\r\nhost: other.test\r\n\r\n")
+                .unwrap();
+            read_head(&mut taken(&back_rx))
+        })
+        .await
+        .unwrap();
+        assert_eq!(back, b"GET /x HTTP/1.1\r\nhost: other.test\r\n\r\n");
     }
 }

@@ -424,6 +424,9 @@ async fn serve_worker(args: ServeNodeArgs) -> Result<()> {
     let address = listener
         .local_addr()
         .context("cannot read the worker's address")?;
+    // Where the node hands over client connections; without it, they are proxied.
+    let control_path = state_dir.join("worker.sock");
+    let control = wisp_node::bind_control_socket(&control_path);
     let app_max_instances = args
         .app_max_instances
         .unwrap_or((args.limits.max_instances / 4).max(1));
@@ -440,10 +443,14 @@ async fn serve_worker(args: ServeNodeArgs) -> Result<()> {
         },
     )?;
     let mut shutdown = ShutdownSignal::install()?;
+    let ready = match &control {
+        Some(_) => format!("{address} {}", control_path.display()),
+        None => address.to_string(),
+    };
     {
         use std::io::Write as _;
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{}{address}", wisp_node::WORKER_READY_LINE)
+        writeln!(stdout, "{}{ready}", wisp_node::WORKER_READY_LINE)
             .and_then(|()| stdout.flush())
             .context("cannot tell the node where the worker listens")?;
     }
@@ -458,7 +465,7 @@ async fn serve_worker(args: ServeNodeArgs) -> Result<()> {
         {}
     };
     tokio::select! {
-        () = node.serve(listener, wisp_runtime::until(stopped)) => {}
+        () = node.serve_taking_connections(listener, control, wisp_runtime::until(stopped)) => {}
         () = async {
             tokio::select! {
                 () = shutdown.recv() => {}
