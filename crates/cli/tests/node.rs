@@ -781,8 +781,9 @@ source = {}
         toml_path(programs::CRON_TICK)
     ));
     node.deploy("hello", app(programs::HELLO).path(), &[]);
-    node.deploy("ticker", cron.path(), &[]);
+    // Loaded by its deploy (asked at once: it unloads after half a second).
     assert_eq!(node.app("hello")["state"], "loaded");
+    node.deploy("ticker", cron.path(), &[]);
     assert!(
         eventually(Duration::from_secs(5), || node.app("hello")["state"]
             == "idle"),

@@ -142,6 +142,9 @@ struct Inner {
     worker_token: Option<AdminToken>,
     /// Which app was last served with few requests in flight: a busy app gives way to it.
     fair_share: wisp_engine::FairShare,
+    /// Shutting down: a worker serves the connections it holds to the end instead of
+    /// handing any back.
+    closing: std::sync::atomic::AtomicBool,
     /// Requests in flight above which an app is busy: one per CPU.
     busy_above: u32,
 }
@@ -304,6 +307,7 @@ impl Node {
             worker,
             worker_token,
             fair_share: wisp_engine::FairShare::default(),
+            closing: std::sync::atomic::AtomicBool::new(false),
             busy_above: std::thread::available_parallelism().map_or(2, |n| n.get() as u32),
             blobs: wisp_oci::Cache::new(state_dir.join("store")),
             runtime,
@@ -399,6 +403,17 @@ impl Node {
             ))
         });
         let sweeper = tokio::spawn(self.inner.clone().unload_idle_apps());
+        let shutdown = {
+            let inner = self.inner.clone();
+            async move {
+                shutdown.await;
+                inner.closing.store(true, Ordering::Relaxed);
+                // The worker keeps what it holds from now on: the node takes nothing back.
+                if let Some(worker) = &inner.worker {
+                    worker.closing();
+                }
+            }
+        };
         let follower = self
             .inner
             .worker_token

@@ -141,6 +141,9 @@ struct HeldConnections {
     /// The start of the worker process they are in (its `starts` count).
     generation: u64,
     apps: HashMap<String, usize>,
+    /// Apps whose connections the worker has begun to give back because they are no
+    /// longer busy there: their requests are no longer all sent to it.
+    calm: std::collections::HashSet<String>,
 }
 
 impl HeldConnections {
@@ -150,6 +153,7 @@ impl HeldConnections {
         if generation > self.generation {
             self.generation = generation;
             self.apps.clear();
+            self.calm.clear();
         }
         (generation == self.generation).then_some(&mut self.apps)
     }
@@ -216,7 +220,7 @@ impl Worker {
             forwarded: self.forwarded.load(Ordering::Relaxed),
             handed_off: self.handed_off.load(Ordering::Relaxed),
             returned: self.returned.load(Ordering::Relaxed),
-            held: self.held_now().values().map(|&n| n as u64).sum(),
+            held: self.held_count(),
             starts: self.starts.load(Ordering::Relaxed),
         }
     }
@@ -416,19 +420,44 @@ impl Worker {
     /// Whether the running worker holds a client connection of `app`: then the app's
     /// requests all go there, so that its instances are in one process, under its cap.
     pub(crate) fn holds_connections_of(&self, app: &str) -> bool {
-        self.held_now().get(app).is_some_and(|&n| n > 0)
+        let Some(generation) = self.running_generation() else {
+            return false;
+        };
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let calm = held.calm.contains(app);
+        held.of(generation)
+            .is_some_and(|apps| !calm && apps.get(app).is_some_and(|&n| n > 0))
     }
 
-    /// The connections the running worker holds, per app.
-    fn held_now(&self) -> HashMap<String, usize> {
-        let generation = match &*self.lock() {
-            State::Ready(running) => running.generation,
-            _ => return HashMap::new(),
+    /// How many connections the running worker holds.
+    fn held_count(&self) -> u64 {
+        let Some(generation) = self.running_generation() else {
+            return 0;
         };
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         held.of(generation)
-            .map(|apps| apps.clone())
-            .unwrap_or_default()
+            .map_or(0, |apps| apps.values().map(|&n| n as u64).sum())
+    }
+
+    fn running_generation(&self) -> Option<u64> {
+        match &*self.lock() {
+            State::Ready(running) => Some(running.generation),
+            _ => None,
+        }
+    }
+
+    /// Tells the running worker that the node is shutting down: it serves what it holds
+    /// to the end instead of handing connections back.
+    pub(crate) fn closing(&self) {
+        let control = match &*self.lock() {
+            State::Ready(running) => running.control.clone(),
+            _ => None,
+        };
+        if let Some(control) = control
+            && let Err(err) = send_socket(&control, None, &Message::Closing)
+        {
+            tracing::debug!("cannot tell the worker the node is closing: {err}");
+        }
     }
 
     /// Sends a client connection's socket to the worker. If it cannot be sent, the node
@@ -443,6 +472,11 @@ impl Worker {
                 // Counted first: the worker's word that the connection ended may come
                 // before `send_socket` returns.
                 self.held_changed(generation, app, 1);
+                self.held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .calm
+                    .remove(app);
                 let sent = send_socket(&control, Some(&socket), &Message::Take(app.to_owned()));
                 if sent.is_err() {
                     self.held_changed(generation, app, -1);
@@ -505,6 +539,7 @@ impl Worker {
             }
         };
         let worker = Arc::downgrade(self);
+        let worker_for_end = worker.clone();
         runtime.spawn(async move {
             let control = match tokio::net::UnixStream::from_std(control) {
                 Ok(control) => control,
@@ -523,14 +558,34 @@ impl Worker {
                             redirect: None,
                         })
                     }
+                    Message::Calm(app) => {
+                        // Marked before the connection's request is routed here.
+                        let mut held = worker.held.lock().unwrap_or_else(|e| e.into_inner());
+                        if held.of(generation).is_some() {
+                            held.calm.insert(app);
+                        }
+                        drop(held);
+                        worker.returned.fetch_add(1, Ordering::Relaxed);
+                        Some(HandedConnection {
+                            stream: socket?,
+                            redirect: None,
+                        })
+                    }
                     Message::Gone(app) => {
                         worker.held_changed(generation, &app, -1);
                         None
                     }
-                    Message::Take(_) => None,
+                    Message::Take(_) | Message::Closing => None,
                 }
             })
             .await;
+            // The worker is gone, or the socket broke: it holds nothing the node hears of.
+            if let Some(worker) = worker_for_end.upgrade() {
+                let mut held = worker.held.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(apps) = held.of(generation) {
+                    apps.clear();
+                }
+            }
         });
     }
 
@@ -867,8 +922,12 @@ enum Message {
     Take(String),
     /// Worker to node, with a client socket: its next request is for another app.
     Back,
+    /// Worker to node, with a client socket: this app is no longer busy in the worker.
+    Calm(String),
     /// Worker to node: a connection of this app it was given has ended (or gone back).
     Gone(String),
+    /// Node to worker: the node is shutting down; hand nothing back.
+    Closing,
 }
 
 impl Message {
@@ -876,7 +935,9 @@ impl Message {
         match self {
             Message::Take(app) => format!("take {app}\n"),
             Message::Back => "back\n".to_owned(),
+            Message::Calm(app) => format!("calm {app}\n"),
             Message::Gone(app) => format!("gone {app}\n"),
+            Message::Closing => "closing\n".to_owned(),
         }
     }
 
@@ -885,13 +946,15 @@ impl Message {
         match line.split_once(' ') {
             Some(("take", app)) => Some(Message::Take(app.to_owned())),
             Some(("gone", app)) => Some(Message::Gone(app.to_owned())),
+            Some(("calm", app)) => Some(Message::Calm(app.to_owned())),
             None if line == "back" => Some(Message::Back),
+            None if line == "closing" => Some(Message::Closing),
             _ => None,
         }
     }
 
     fn carries_socket(&self) -> bool {
-        matches!(self, Message::Take(_) | Message::Back)
+        matches!(self, Message::Take(_) | Message::Back | Message::Calm(_))
     }
 }
 
@@ -915,11 +978,12 @@ fn send_socket(
         &mut ancillary,
         SendFlags::NOSIGNAL,
     )?;
-    if sent == line.len() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other("the message was cut short"))
+    if sent < line.len() {
+        // The socket went with the first byte; the rest of the line is lost, and the
+        // other side closes the channel at the broken line.
+        tracing::warn!("a message to the node's worker was cut short");
     }
+    Ok(())
 }
 
 /// Serves a connection that could not be handed on where it is (its next request
@@ -998,8 +1062,15 @@ pub(crate) async fn receive_handed_off(
             control,
             handed_off.clone(),
             move |message, socket| {
-                let Message::Take(app) = message else {
-                    return None;
+                let app = match message {
+                    Message::Take(app) => app,
+                    Message::Closing => {
+                        if let Some(inner) = inner.upgrade() {
+                            inner.closing.store(true, Ordering::Relaxed);
+                        }
+                        return None;
+                    }
+                    _ => return None,
                 };
                 // Made first, so that the node hears of the connection's end even if its
                 // socket did not come through.
@@ -1038,10 +1109,12 @@ fn held_connection(
             }
         }
     }
-    let back: HandOff = {
+    // Back for another app's request, or because this app is calm here.
+    let back = |message: Message| -> HandOff {
         let control = control.clone();
+        let local = local.clone();
         Arc::new(move |socket| {
-            if let Err(err) = send_socket(&*control, Some(&socket), &Message::Back) {
+            if let Err(err) = send_socket(&*control, Some(&socket), &message) {
                 tracing::debug!(
                     "cannot hand a connection back to the node ({err}); served on here"
                 );
@@ -1049,6 +1122,7 @@ fn held_connection(
             }
         })
     };
+    let (elsewhere, calm) = (back(Message::Back), back(Message::Calm(app.clone())));
     let held = Held { app, control };
     // Milliseconds since the worker started until which the connection stays: the node
     // has just found its app busy.
@@ -1058,21 +1132,25 @@ fn held_connection(
     let stays_until = AtomicU64::new(handed_at + STAYS_AFTER_BUSY.as_millis() as u64);
     Arc::new(move |host| {
         let inner = inner.upgrade()?;
+        if inner.closing.load(Ordering::Relaxed) {
+            // Shutting down: the node takes nothing back.
+            return None;
+        }
         let table = inner.table();
-        let entry = table
+        let Some(entry) = table
             .route(&crate::routing::host_name(host))
-            .filter(|entry| entry.name == held.app);
-        let stays = entry.is_some_and(|entry| {
-            let now = inner.started.elapsed().as_millis() as u64;
-            // The node's test for busy, on what runs here.
-            let cap = (entry.record.limits.max_instances).unwrap_or(inner.config.app_max_instances);
-            if entry.in_flight.load(Ordering::Relaxed).min(cap) > inner.busy_above {
-                let until = now + STAYS_AFTER_BUSY.as_millis() as u64;
-                stays_until.store(until, Ordering::Relaxed);
-            }
-            now < stays_until.load(Ordering::Relaxed)
-        });
-        (!stays).then(|| back.clone())
+            .filter(|entry| entry.name == held.app)
+        else {
+            return Some(elsewhere.clone());
+        };
+        let now = inner.started.elapsed().as_millis() as u64;
+        // The node's test for busy, on what runs here.
+        let cap = (entry.record.limits.max_instances).unwrap_or(inner.config.app_max_instances);
+        if entry.in_flight.load(Ordering::Relaxed).min(cap) > inner.busy_above {
+            let until = now + STAYS_AFTER_BUSY.as_millis() as u64;
+            stays_until.store(until, Ordering::Relaxed);
+        }
+        (now >= stays_until.load(Ordering::Relaxed)).then(|| calm.clone())
     })
 }
 
@@ -1314,11 +1392,14 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let first = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let second = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let third = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let sent = [
             (Message::Gone("one".into()), None),
             (Message::Back, Some(&first)),
             (Message::Gone("two".into()), None),
+            (Message::Closing, None),
             (Message::Take("app".into()), Some(&second)),
+            (Message::Calm("app".into()), Some(&third)),
         ];
         for (message, socket) in &sent {
             send_socket(&worker_side, *socket, message).unwrap();
@@ -1349,7 +1430,7 @@ mod tests {
         }
         assert_eq!(
             clients,
-            [first.local_addr().unwrap(), second.local_addr().unwrap()]
+            [&first, &second, &third].map(|s| s.local_addr().unwrap())
         );
         assert_eq!(Message::parse(b"take"), None);
         assert_eq!(Message::parse(b"what app"), None);

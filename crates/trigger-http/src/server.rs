@@ -385,8 +385,9 @@ struct ConnState {
     /// connection that may go elsewhere between requests).
     parked_read: std::sync::Mutex<Option<std::task::Waker>>,
     read_parked: AtomicBool,
-    /// Bytes arrived while the latest request was in flight (a pipelining client): hyper
-    /// may hold part of the next request, so the connection cannot go elsewhere.
+    /// Bytes arrived while a request was in flight, and none between requests since (a
+    /// pipelining client): hyper may hold part of a next request, so the connection
+    /// cannot go elsewhere.
     read_ahead: AtomicBool,
     /// The latest read between requests went past the end of a request head (a body, or
     /// a pipelined request), or stopped inside one: what hyper holds is not known.
@@ -445,7 +446,6 @@ impl ConnState {
             self.http2.store(true, Ordering::Release);
         }
         self.body_sent.store(has_body, Ordering::Release);
-        self.read_ahead.store(false, Ordering::Release);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_started_ms.store(NEVER, Ordering::Release);
         InFlight(self.clone())
@@ -654,6 +654,14 @@ struct ConnIo {
     hand_off: Arc<HandOffCell>,
     /// The handler asked, and the connection is ending to hand its socket over.
     handing_off: bool,
+    /// hyper ended the connection cleanly after the end of stream `handing_off` gave it,
+    /// its buffered writes flushed: only then does the socket go on.
+    handed_cleanly: bool,
+    /// Bytes were written since hyper's last completed flush: a response may still be in
+    /// hyper's buffer, and hyper would drop it at an end of stream.
+    unflushed: bool,
+    /// A read waits for the response to be flushed before the connection may go.
+    waits_for_flush: bool,
     /// A handed-over connection: where its requests for elsewhere send it.
     redirect: Option<Redirect>,
     state: Arc<ConnState>,
@@ -774,6 +782,7 @@ impl Drop for ConnIo {
             return;
         };
         if self.handing_off
+            && self.handed_cleanly
             && let Some(to) = self.hand_off.take()
         {
             match stream.into_std() {
@@ -861,6 +870,11 @@ impl tokio::io::AsyncRead for ConnIo {
             self.state.read_parked.store(false, Ordering::SeqCst);
         }
         let between_requests = may_leave && between_requests;
+        if between_requests && self.unflushed {
+            // The response is not all out: the connection can go once it is.
+            self.waits_for_flush = true;
+            return Poll::Pending;
+        }
         if between_requests && let Some(redirect) = self.redirect.clone() {
             let host = match self.peek_host(cx) {
                 Poll::Ready(host) => host,
@@ -888,6 +902,7 @@ impl tokio::io::AsyncRead for ConnIo {
             if self.state.in_flight.load(Ordering::Acquire) > 0 {
                 self.state.read_ahead.store(true, Ordering::Release);
             } else {
+                self.state.read_ahead.store(false, Ordering::Release);
                 // Reads of a head that ends where the read ends leave hyper nothing more.
                 let read = &buf.filled()[before..];
                 let past = match read.len().checked_sub(4) {
@@ -909,6 +924,7 @@ impl tokio::io::AsyncWrite for ConnIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        self.unflushed = true;
         self.stream().poll_write(cx, buf)
     }
 
@@ -917,6 +933,7 @@ impl tokio::io::AsyncWrite for ConnIo {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        self.unflushed = true;
         self.stream().poll_write_vectored(cx, bufs)
     }
 
@@ -927,12 +944,22 @@ impl tokio::io::AsyncWrite for ConnIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.stream().poll_flush(cx)
+        let flushed = self.stream().poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) && self.unflushed {
+            // hyper flushes only once its own buffer is empty: the response is out.
+            self.unflushed = false;
+            if self.waits_for_flush {
+                self.waits_for_flush = false;
+                cx.waker().wake_by_ref();
+            }
+        }
+        flushed
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         if self.handing_off {
             // The connection goes on elsewhere: no FIN.
+            self.handed_cleanly = true;
             return Poll::Ready(Ok(()));
         }
         self.stream().poll_shutdown(cx)
@@ -1007,6 +1034,9 @@ async fn connection(
         on_slow_lane: wisp_engine::on_slow_lane(),
         hand_off: hand_off.clone(),
         handing_off: false,
+        handed_cleanly: false,
+        unflushed: false,
+        waits_for_flush: false,
         redirect: redirect.flatten(),
         state: state.clone(),
         slot: Some(slot),
@@ -1386,7 +1416,22 @@ mod tests {
             for _ in 0..2 {
                 assert!(read_response(&mut client).ends_with("here\n"));
             }
-            // Both answered here, and the connection is still served here.
+            // Pipelined while one is in flight, the last split inside its head: hyper
+            // holds a part of it when the one asking to leave ends.
+            client
+                .write_all(b"GET /leave HTTP/1.1\r\nhost: a.test\r\n\r\n")
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+            client
+                .write_all(b"GET /leave HTTP/1.1\r\nhost: a.test\r\n\r\nGET /y HT")
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+            client.write_all(b"TP/1.1\r\nhost: a.test\r\n\r\n").unwrap();
+            for _ in 0..3 {
+                let response = read_response(&mut client);
+                assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            }
+            // All answered here, and the connection is still served here.
             client
                 .write_all(b"GET /x HTTP/1.1\r\nhost: a.test\r\n\r\n")
                 .unwrap();
@@ -1435,5 +1480,33 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(back, b"GET /x HTTP/1.1\r\nhost: other.test\r\n\r\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handed_over_connection_whose_first_request_is_for_elsewhere_goes_on() {
+        let (_address, handed, _gone) = server().await;
+        let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = connect(elsewhere.local_addr().unwrap());
+        let (accepted, _) = elsewhere.accept().await.unwrap();
+        let (back_tx, back_rx) = std::sync::mpsc::channel();
+        let back: HandOff = Arc::new(move |socket| {
+            let _ = back_tx.send(socket);
+        });
+        handed
+            .send(HandedConnection {
+                stream: accepted,
+                redirect: Some(Arc::new(move |_| Some(back.clone()))),
+            })
+            .await
+            .unwrap();
+        let back = tokio::task::spawn_blocking(move || {
+            client
+                .write_all(b"GET /first HTTP/1.1\r\nhost: other.test\r\n\r\n")
+                .unwrap();
+            read_head(&mut taken(&back_rx))
+        })
+        .await
+        .unwrap();
+        assert_eq!(back, b"GET /first HTTP/1.1\r\nhost: other.test\r\n\r\n");
     }
 }
