@@ -22,6 +22,7 @@
 # a second, each comes after a pause in the quiet app's traffic. Give it enough seconds for
 # a few dozen requests (`NOISY_SPARSE=1.5 RUNS=1 benches/node-noisy.sh 45`); the p99 of
 # fewer than 100 requests is their slowest.
+# After the runs it prints each set-up's median ratio (the issue's target: 2x).
 # Usage: [FLOOD=hello] [RUNS=3] [NOISY_WISP_BASELINE=/path/to/wisp] [NOISY_FLOOD_NICE=19] [NOISY_SPLIT=1] [NOISY_SHARED=1] [NOISY_SPARSE=GAP] benches/node-noisy.sh [seconds (5)]
 # Loopback only; every load run stops by itself.
 set -euo pipefail
@@ -128,8 +129,18 @@ split_run() { # wisp binary -> the same figures with each app in a `wisp up` of 
 }
 
 echo "noisy neighbour in the node: flood $FLOOD at c=256 (its wrk at nice $FLOOD_NICE), quiet hello at c=1, ${DURATION} s each"
+say() { echo "$1" | tee -a "$WORK/runs"; }
 for run in $(seq 1 "$RUNS"); do
-  [ -n "${NOISY_WISP_BASELINE:-}" ] && echo "run $run baseline: $(one_run "$NOISY_WISP_BASELINE")"
-  echo "run $run wisp:     $(one_run "$WISP")"
-  if [ -n "${NOISY_SPLIT:-}" ]; then echo "run $run two processes: $(split_run "$WISP")"; fi
+  [ -n "${NOISY_WISP_BASELINE:-}" ] && say "run $run baseline: $(one_run "$NOISY_WISP_BASELINE")"
+  say "run $run wisp:     $(one_run "$WISP")"
+  if [ -n "${NOISY_SPLIT:-}" ]; then say "run $run two processes: $(split_run "$WISP")"; fi
+done
+# One run's ratio swings with this machine's noise: the median over the runs, per set-up.
+for setup in baseline wisp "two processes"; do
+  grep "^run [0-9]* $setup:" "$WORK/runs" | sed 's/.*us (\([0-9.]*\)x).*/\1/' | sort -g |
+    awk -v setup="$setup" '{r[NR] = $1} END {
+      if (NR == 0) exit
+      m = NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+      printf "median quiet p99 ratio, %s: %.2fx over %d runs\n", setup, m, NR
+    }'
 done
