@@ -18,6 +18,7 @@
 
 mod admin;
 pub mod api;
+mod handoff;
 mod routing;
 mod serving;
 mod store;
@@ -39,9 +40,8 @@ use wisp_runtime::{AppLimits, AppSettings, RunningApp, Runtime};
 use wisp_trigger_http::{HttpTrigger, ServerConfig};
 
 pub use admin::{AdminToken, serve_admin};
-pub use worker::{
-    NodeRole, WORKER_FLAG, WORKER_READY_LINE, WORKER_TOKEN_ENV, WorkerCommand, bind_control_socket,
-};
+pub use handoff::bind_control_socket;
+pub use worker::{NodeRole, WORKER_FLAG, WORKER_READY_LINE, WORKER_TOKEN_ENV, WorkerCommand};
 
 /// Largest manifest read from the content store.
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
@@ -231,7 +231,7 @@ impl AppEntry {
 
     /// What `ls` shows of the app, counting what the worker served of this deploy on the
     /// connections it holds (`in_worker`).
-    fn info(&self, started: Instant, in_worker: Option<&worker::ServedInWorker>) -> AppInfo {
+    fn info(&self, started: Instant, in_worker: Option<&handoff::ServedInWorker>) -> AppInfo {
         let last = self.last_used.load(Ordering::Relaxed);
         let in_worker = in_worker.filter(|served| served.deploy == self.deploy_id);
         let idle_seconds = (last > 0).then(|| {
@@ -396,7 +396,7 @@ impl Node {
             worker.take_back_on(handed_tx.clone(), tokio::runtime::Handle::current());
         }
         let receiver = control.map(|control| {
-            tokio::spawn(worker::receive_handed_off(
+            tokio::spawn(handoff::receive_handed_off(
                 control,
                 handed_tx,
                 Arc::downgrade(&self.inner),
@@ -464,14 +464,6 @@ impl Node {
             .get(name)
             .map(|e| e.info(self.inner.started, served.get(&e.name)))
             .ok_or_else(|| NodeError::NotFound(name.to_owned()))
-    }
-
-    /// What the worker served on the client connections it holds, per app.
-    async fn served_in_worker(&self) -> std::collections::HashMap<String, worker::ServedInWorker> {
-        match &self.inner.worker {
-            Some(worker) => worker.served().await,
-            None => std::collections::HashMap::new(),
-        }
     }
 
     /// The node's state.

@@ -7,6 +7,7 @@
 //! serving.
 
 mod config;
+mod handoff;
 mod limits;
 mod routes;
 mod server;
@@ -30,14 +31,14 @@ use wisp_trigger::{BoxFuture, Summary, TriggerError};
 
 use config::static_response;
 pub use config::{HttpExecutor, HttpTriggerConfig, StaticResponse, WAGI_DEFAULT_ARGV, WagiConfig};
+pub use handoff::{HandOff, HandedConnection, Redirect, hand_off_connection};
 pub use limits::DEFAULT_MAX_REQUEST_BODY;
 pub(crate) use limits::RefusalLog;
 pub use routes::{RouteMatch, RouteTarget, Router};
 pub use server::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, HandOff, HandedConnection, HoldingBody,
-    PRESSURE_IDLE_TIMEOUT, Peer, Redirect, RequestHandler, ServerConfig, hand_off_connection,
-    serve, serve_current, serve_with_handed_off,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADER_COUNT, HoldingBody, PRESSURE_IDLE_TIMEOUT, Peer,
+    RequestHandler, ServerConfig, serve, serve_current, serve_with_handed_off,
 };
 pub use tls::{TlsConfig, TlsError};
 
