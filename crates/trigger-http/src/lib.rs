@@ -914,6 +914,48 @@ mod tests {
     }
 
     #[test]
+    fn a_request_gets_every_spin_header_and_loses_forged_ones() {
+        let mut router = Router::default();
+        router.add(
+            "/users/:user_id/...",
+            RouteTarget::Component("c".to_owned()),
+        );
+        let matched = router.route("/users/7/posts/").unwrap();
+        let mut request = Request::builder()
+            .uri("/users/7/posts/?x=1")
+            .header("spin-client-addr", "192.0.2.1:1")
+            .header("spin-forged", "yes")
+            .header("accept", "*/*")
+            .body(())
+            .unwrap();
+        let client = "[2001:db8::1]:40000".parse().unwrap();
+        set_spin_headers(&mut request, &matched, client, "example.com", "https");
+        let headers = request.headers();
+        let got = |name: &str| -> Vec<&str> {
+            headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            got("spin-full-url"),
+            ["https://example.com/users/7/posts/?x=1"]
+        );
+        assert_eq!(got("spin-client-addr"), ["[2001:db8::1]:40000"]);
+        assert_eq!(got("spin-path-info"), ["/posts/"]);
+        assert_eq!(got("spin-matched-route"), ["/users/:user_id/..."]);
+        assert_eq!(got("spin-component-route"), ["/users/:user_id"]);
+        assert_eq!(got("spin-raw-component-route"), ["/users/:user_id/..."]);
+        assert_eq!(got("spin-base-path"), ["/"]);
+        assert_eq!(got("spin-path-match-user-id"), ["7"]);
+        assert!(got("spin-forged").is_empty());
+        assert_eq!(got("accept"), ["*/*"]);
+        // Seven Spin headers, the parameter's and `accept`.
+        assert_eq!(headers.len(), 9);
+    }
+
+    #[test]
     fn every_request_target_form_gives_a_full_url_with_a_path() {
         assert_eq!(full_url("/a?b=1"), "http://example.com:8080/a?b=1");
         // Asterisk form: the fuzzer found `http://example.com:8080*`.
